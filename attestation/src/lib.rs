@@ -1,0 +1,2 @@
+//! AMD SEV-SNP evidence for A3S Box.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The `a3s-box` command.
+fn main() {}
