@@ -1,2 +1,6 @@
 //! AMD SEV-SNP evidence for A3S Box.
 #![forbid(unsafe_code)]
+
+pub mod product;
+
+pub use product::Product;
