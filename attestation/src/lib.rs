@@ -2,11 +2,17 @@
 //!
 //! - [`report`]: the ATTESTATION_REPORT structure (versions 2, 3, 4 and 5), byte-exact, and the
 //!   trustee JSON form of SNP evidence.
+//! - [`hw`]: the Linux SEV-SNP guest interfaces.
+//! - [`verify`]: proof that a report chains to trusted roots.
+//! - [`policy`]: appraisal of verified reports against what a relying party requires.
 //! - [`product`]: the EPYC generations evidence comes from.
 #![forbid(unsafe_code)]
 
+pub mod hw;
+pub mod policy;
 pub mod product;
 pub mod report;
+pub mod verify;
 
 pub use product::Product;
 pub use report::Report;

@@ -440,4 +440,4 @@ pub fn layout_of(product: Product) -> TcbLayout {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,0 +1,83 @@
+use std::path::Path;
+
+use a3s_attestation::hw::GuestInterfaces;
+use a3s_vmm::host;
+use serde::Serialize;
+
+use crate::args::{Format, FormatArgs};
+use crate::output;
+use crate::ExitStatus;
+
+#[derive(Serialize)]
+struct Info {
+    version: &'static str,
+    kernel: Option<String>,
+    home: Option<String>,
+    kvm: a3s_vmm::accel::KvmKind,
+    accel: Option<&'static str>,
+    accel_reason: String,
+    qemu_version: Option<String>,
+    sev_snp_guest: GuestInterfaces,
+    sev_host_device: bool,
+    sev_snp_host_enabled: bool,
+}
+
+pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
+    let virt = host::probe();
+    let (accel, accel_reason) = match &virt.accel {
+        Ok(c) => (Some(c.accel.as_str()), c.reason.clone()),
+        Err(e) => (None, e.clone()),
+    };
+    let info = Info {
+        version: env!("CARGO_PKG_VERSION"),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_owned()),
+        home: a3s_runtime::A3sHome::from_env()
+            .ok()
+            .map(|h| h.root().display().to_string()),
+        kvm: virt.kvm,
+        accel,
+        accel_reason,
+        qemu_version: virt.qemu_version,
+        sev_snp_guest: GuestInterfaces::probe(Path::new("/")),
+        sev_host_device: virt.sev_host_device,
+        sev_snp_host_enabled: virt.sev_snp_host_enabled,
+    };
+    match args.format {
+        Format::Json => output::json(&info)?,
+        Format::Text => {
+            let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+            let kvm = serde_json::to_value(info.kvm)?;
+            output::rows(&[
+                ("a3s-box", info.version.to_owned()),
+                ("kernel", info.kernel.unwrap_or_else(|| "unknown".into())),
+                ("home", info.home.unwrap_or_else(|| "unset".into())),
+                ("kvm", kvm.as_str().unwrap_or("unknown").to_owned()),
+                (
+                    "accelerator",
+                    format!("{} ({})", info.accel.unwrap_or("none"), info.accel_reason),
+                ),
+                (
+                    "qemu",
+                    info.qemu_version
+                        .unwrap_or_else(|| format!("{} not found", host::QEMU_BINARY)),
+                ),
+                (
+                    "sev-snp guest (/dev/sev-guest)",
+                    yes_no(info.sev_snp_guest.sev_guest_device),
+                ),
+                (
+                    "sev-snp guest (configfs-tsm)",
+                    yes_no(info.sev_snp_guest.configfs_tsm),
+                ),
+                ("sev host device (/dev/sev)", yes_no(info.sev_host_device)),
+                (
+                    "sev-snp host enabled (kvm_amd)",
+                    yes_no(info.sev_snp_host_enabled),
+                ),
+            ])?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
