@@ -2,13 +2,14 @@
 //!
 //! - [`report`]: the ATTESTATION_REPORT structure (versions 2, 3, 4 and 5), byte-exact, and the
 //!   trustee JSON form of SNP evidence.
-//! - [`hw`]: the Linux SEV-SNP guest interfaces.
+//! - [`hw`]: hardware evidence from inside an SEV-SNP guest (configfs-tsm, `/dev/sev-guest`).
+//! - [`key_request`]: MSG_KEY_REQ, derived-key requests.
 //! - [`verify`]: proof that a report chains to trusted roots.
 //! - [`policy`]: appraisal of verified reports against what a relying party requires.
 //! - [`product`]: the EPYC generations evidence comes from.
-#![forbid(unsafe_code)]
 
 pub mod hw;
+pub mod key_request;
 pub mod policy;
 pub mod product;
 pub mod report;
