@@ -142,12 +142,20 @@ impl KeyRequest {
             return Err(KeyRequestError::Reserved(4));
         }
         Ok(Self {
-            root_key: if word0 & 1 == 1 { RootKey::Vmrk } else { RootKey::Vcek },
+            root_key: if word0 & 1 == 1 {
+                RootKey::Vmrk
+            } else {
+                RootKey::Vcek
+            },
             field_select: GuestFieldSelect::new(u64_at(8))?,
             vmpl: u32_at(0x10),
             guest_svn: u32_at(0x14),
             tcb_version: u64_at(0x18),
-            launch_mit_vector: if b.len() == KEY_REQUEST_SIZE { u64_at(0x20) } else { 0 },
+            launch_mit_vector: if b.len() == KEY_REQUEST_SIZE {
+                u64_at(0x20)
+            } else {
+                0
+            },
         })
     }
 }
@@ -160,7 +168,10 @@ mod tests {
     fn round_trips_wire_form() {
         let req = KeyRequest {
             root_key: RootKey::Vmrk,
-            field_select: GuestFieldSelect::new(GuestFieldSelect::MEASUREMENT | GuestFieldSelect::POLICY).unwrap(),
+            field_select: GuestFieldSelect::new(
+                GuestFieldSelect::MEASUREMENT | GuestFieldSelect::POLICY,
+            )
+            .unwrap(),
             vmpl: 1,
             guest_svn: 2,
             tcb_version: 0x1122_3344_5566_7788,
@@ -170,7 +181,12 @@ mod tests {
         assert_eq!(b[0], 1);
         assert_eq!(b[8], 0x09);
         assert_eq!(KeyRequest::from_bytes(&b).unwrap(), req);
-        assert_eq!(KeyRequest::from_bytes(&b[..0x20]).unwrap().launch_mit_vector, 0);
+        assert_eq!(
+            KeyRequest::from_bytes(&b[..0x20])
+                .unwrap()
+                .launch_mit_vector,
+            0
+        );
     }
 
     #[test]
@@ -178,7 +194,13 @@ mod tests {
         assert!(GuestFieldSelect::new(1 << 7).is_err());
         let mut b = [0u8; KEY_REQUEST_SIZE];
         b[0] = 2;
-        assert_eq!(KeyRequest::from_bytes(&b), Err(KeyRequestError::Reserved(0)));
-        assert_eq!(KeyRequest::from_bytes(&b[..7]), Err(KeyRequestError::Length(7)));
+        assert_eq!(
+            KeyRequest::from_bytes(&b),
+            Err(KeyRequestError::Reserved(0))
+        );
+        assert_eq!(
+            KeyRequest::from_bytes(&b[..7]),
+            Err(KeyRequestError::Length(7))
+        );
     }
 }

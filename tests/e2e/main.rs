@@ -1,1 +1,5 @@
 //! End-to-end tests driving the real `a3s-box` binary.
+
+mod attest;
+mod basics;
+mod support;

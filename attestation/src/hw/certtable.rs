@@ -21,7 +21,9 @@ pub enum CertTableError {
     #[error("certificate table has no terminating entry")]
     Unterminated,
     /// An entry points outside the buffer.
-    #[error("certificate table entry {index} points outside the buffer ({offset}+{length} > {len})")]
+    #[error(
+        "certificate table entry {index} points outside the buffer ({offset}+{length} > {len})"
+    )]
     OutOfBounds {
         /// Entry index.
         index: usize,
@@ -38,7 +40,16 @@ pub enum CertTableError {
 fn guid_string(b: &[u8; 16]) -> String {
     format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9],
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
         hex::encode(&b[10..16])
     )
 }
@@ -71,7 +82,12 @@ pub fn parse(buf: &[u8]) -> Result<Vec<(CertType, Vec<u8>)>, CertTableError> {
         let data = offset
             .checked_add(length)
             .and_then(|end| buf.get(offset..end))
-            .ok_or(CertTableError::OutOfBounds { index, offset, length, len: buf.len() })?;
+            .ok_or(CertTableError::OutOfBounds {
+                index,
+                offset,
+                length,
+                len: buf.len(),
+            })?;
         out.push((cert_type(&guid_string(&guid)), data.to_vec()));
     }
     Err(CertTableError::Unterminated)
@@ -103,7 +119,13 @@ mod tests {
         buf.extend_from_slice(&[0u8; ENTRY_LEN]);
         buf.extend_from_slice(b"vckas");
         let t = parse(&buf).unwrap();
-        assert_eq!(t, vec![(CertType::Vcek, b"vck".to_vec()), (CertType::Ask, b"as".to_vec())]);
+        assert_eq!(
+            t,
+            vec![
+                (CertType::Vcek, b"vck".to_vec()),
+                (CertType::Ask, b"as".to_vec())
+            ]
+        );
     }
 
     #[test]
@@ -112,7 +134,10 @@ mod tests {
         buf.extend_from_slice(&100u32.to_le_bytes());
         buf.extend_from_slice(&u32::MAX.to_le_bytes());
         buf.extend_from_slice(&[0u8; ENTRY_LEN]);
-        assert!(matches!(parse(&buf), Err(CertTableError::OutOfBounds { .. })));
+        assert!(matches!(
+            parse(&buf),
+            Err(CertTableError::OutOfBounds { .. })
+        ));
         let mut only = guid_bytes(ASK).to_vec();
         only.extend_from_slice(&0u32.to_le_bytes());
         only.extend_from_slice(&4u32.to_le_bytes());

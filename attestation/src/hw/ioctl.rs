@@ -55,11 +55,20 @@ impl SevGuest {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|source| HwError::Open { path: path.display().to_string(), source })?;
+            .map_err(|source| HwError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(Self { file })
     }
 
-    fn request(&self, op: u64, name: &'static str, req: *const u8, resp: *mut u8) -> Result<(), HwError> {
+    fn request(
+        &self,
+        op: u64,
+        name: &'static str,
+        req: *const u8,
+        resp: *mut u8,
+    ) -> Result<(), HwError> {
         let mut ioctl = GuestRequest {
             msg_version: 1,
             req_data: req as u64,
@@ -84,7 +93,11 @@ impl SevGuest {
 
     /// SNP_GET_REPORT: the raw report bytes.
     pub(crate) fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<Vec<u8>, HwError> {
-        let req = ReportReq { user_data: *report_data, vmpl, rsvd: [0; 28] };
+        let req = ReportReq {
+            user_data: *report_data,
+            vmpl,
+            rsvd: [0; 28],
+        };
         let mut resp = vec![0u8; REPORT_RESP_LEN];
         self.request(
             SNP_GET_REPORT,
@@ -106,7 +119,10 @@ impl SevGuest {
         )?;
         let status = u32::from_le_bytes([resp[0], resp[1], resp[2], resp[3]]);
         if status != 0 {
-            return Err(HwError::FirmwareStatus { op: "MSG_KEY_REQ", status });
+            return Err(HwError::FirmwareStatus {
+                op: "MSG_KEY_REQ",
+                status,
+            });
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&resp[32..64]);
@@ -116,13 +132,21 @@ impl SevGuest {
 
 /// Reads a MSG_REPORT_RSP: status, report size, then the report.
 pub(crate) fn parse_report_response(resp: &[u8]) -> Result<Vec<u8>, HwError> {
-    let word = |o: usize| resp.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let word = |o: usize| {
+        resp.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let status = word(0).ok_or(HwError::ShortResponse)?;
     if status != 0 {
-        return Err(HwError::FirmwareStatus { op: "MSG_REPORT_REQ", status });
+        return Err(HwError::FirmwareStatus {
+            op: "MSG_REPORT_REQ",
+            status,
+        });
     }
     let size = word(4).ok_or(HwError::ShortResponse)? as usize;
-    resp.get(32..32 + size).map(<[u8]>::to_vec).ok_or(HwError::ShortResponse)
+    resp.get(32..32 + size)
+        .map(<[u8]>::to_vec)
+        .ok_or(HwError::ShortResponse)
 }
 
 #[cfg(test)]
@@ -150,6 +174,9 @@ mod tests {
         ));
         resp[0] = 0;
         resp[4..8].copy_from_slice(&5000u32.to_le_bytes());
-        assert!(matches!(parse_report_response(&resp), Err(HwError::ShortResponse)));
+        assert!(matches!(
+            parse_report_response(&resp),
+            Err(HwError::ShortResponse)
+        ));
     }
 }

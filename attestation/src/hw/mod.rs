@@ -151,19 +151,26 @@ impl HardwareAttester {
         if !interfaces.any() {
             return Err(HwError::NoInterface);
         }
-        Ok(Self { root: root.to_owned(), interfaces })
+        Ok(Self {
+            root: root.to_owned(),
+            interfaces,
+        })
     }
 }
 
 impl Attester for HardwareAttester {
     fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<Evidence, HwError> {
-        let (raw, cert_chain): (Vec<u8>, Vec<(CertType, Vec<u8>)>) = if self.interfaces.configfs_tsm {
+        let (raw, cert_chain): (Vec<u8>, Vec<(CertType, Vec<u8>)>) = if self.interfaces.configfs_tsm
+        {
             tsm::report(&self.root.join(TSM_REPORT_DIR), report_data, vmpl)?
         } else {
             let dev = ioctl::SevGuest::open(&self.root.join(SEV_GUEST_DEVICE))?;
             (dev.report(report_data, vmpl)?, Vec::new())
         };
-        Ok(Evidence { report: Report::from_bytes(&raw)?, cert_chain })
+        Ok(Evidence {
+            report: Report::from_bytes(&raw)?,
+            cert_chain,
+        })
     }
 
     fn derived_key(&self, request: &KeyRequest) -> Result<[u8; 32], HwError> {
@@ -185,11 +192,17 @@ mod tests {
     #[test]
     fn no_interface_outside_a_guest() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(HardwareAttester::open_at(dir.path()), Err(HwError::NoInterface)));
+        assert!(matches!(
+            HardwareAttester::open_at(dir.path()),
+            Err(HwError::NoInterface)
+        ));
     }
 
     #[test]
-    #[cfg_attr(not(sev_guest), ignore = "needs an SEV-SNP guest (/dev/sev-guest or configfs-tsm)")]
+    #[cfg_attr(
+        not(sev_guest),
+        ignore = "needs an SEV-SNP guest (/dev/sev-guest or configfs-tsm)"
+    )]
     fn hardware_report_parses() {
         let a = HardwareAttester::open().unwrap();
         let e = a.report(&[7u8; 64], 0).unwrap();

@@ -19,7 +19,10 @@ impl Drop for ReportDir {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HwError + '_ {
-    move |source| HwError::Tsm { path: path.display().to_string(), source }
+    move |source| HwError::Tsm {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn read_generation(dir: &Path) -> Result<String, HwError> {
@@ -33,7 +36,14 @@ pub(crate) fn report(
     report_data: &[u8; 64],
     vmpl: u32,
 ) -> Result<(Vec<u8>, Vec<(CertType, Vec<u8>)>), HwError> {
-    let name = format!("a3s-{}-{}", std::process::id(), std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0));
+    let name = format!(
+        "a3s-{}-{}",
+        std::process::id(),
+        std::time::UNIX_EPOCH
+            .elapsed()
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     let dir = report_root.join(name);
     fs::create_dir(&dir).map_err(io(&dir))?;
     let dir = ReportDir(dir);
@@ -56,6 +66,10 @@ pub(crate) fn report(
     if read_generation(&dir.0)? != before {
         return Err(HwError::TsmRace);
     }
-    let certs = if aux.is_empty() { Vec::new() } else { super::certtable::parse(&aux)? };
+    let certs = if aux.is_empty() {
+        Vec::new()
+    } else {
+        super::certtable::parse(&aux)?
+    };
     Ok((report, certs))
 }
