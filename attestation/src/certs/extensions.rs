@@ -119,6 +119,7 @@ impl VekExtensions {
         };
         let required_spl = |slot: usize| spl_value(required(slot)?, slot);
 
+        let hw_id = get(HW_ID).map(|value| hw_id(value, product)).transpose()?;
         let fmc_spl = spl(FMC_SPL)?;
         if fmc_spl.is_some() != product.uses_turin_tcb() {
             return Err(ExtensionError::FmcSpl {
@@ -126,7 +127,6 @@ impl VekExtensions {
                 present: fmc_spl.is_some(),
             });
         }
-        let hw_id = get(HW_ID).map(|value| hw_id(value, product)).transpose()?;
         let csp_id = get(CSP_ID)
             .map(|value| ia5_string(value, CSP_ID))
             .transpose()?;

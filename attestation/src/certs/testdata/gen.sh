@@ -64,7 +64,15 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$work/vcek.
 openssl req -new -key "$work/vcek.key" -subj "$DN/CN=SEV-VCEK" -out "$work/vcek.csr"
 $CA -cert "$work/ask.pem" -keyfile "$work/ask.key" -in "$work/vcek.csr" -extensions vcek_ext -out "$work/vcek.pem" 2>/dev/null
 
-for name in ark ask vcek; do openssl x509 -in "$work/$name.pem" -outform DER -out "sim-$name.der"; done
+# Wrong key types for a VCEK: RSA and P-256 (same extensions), for parser negatives.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/vcek-rsa.key" 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/vcek-p256.key" 2>/dev/null
+for kind in rsa p256; do
+  openssl req -new -key "$work/vcek-$kind.key" -subj "$DN/CN=SEV-VCEK" -out "$work/vcek-$kind.csr"
+  $CA -cert "$work/ask.pem" -keyfile "$work/ask.key" -in "$work/vcek-$kind.csr" -extensions vcek_ext -out "$work/vcek-$kind.pem" 2>/dev/null
+done
+
+for name in ark ask vcek vcek-rsa vcek-p256; do openssl x509 -in "$work/$name.pem" -outform DER -out "sim-$name.der"; done
 
 GENCRL="openssl ca -batch -config $work/ca.cnf -gencrl -cert $work/ark.pem -keyfile $work/ark.key -md sha384"
 # Nothing revoked yet (the index only lists the ASK, issued by the ARK, as valid).
