@@ -4,10 +4,12 @@
 //!   trustee JSON form of SNP evidence.
 //! - [`hw`]: hardware evidence from inside an SEV-SNP guest (configfs-tsm, `/dev/sev-guest`).
 //! - [`key_request`]: MSG_KEY_REQ, derived-key requests.
+//! - [`certs`]: AMD certificates, trust anchors, chains, VEK extensions, CRLs.
 //! - [`verify`]: proof that a report chains to trusted roots.
 //! - [`policy`]: appraisal of verified reports against what a relying party requires.
 //! - [`product`]: the EPYC generations evidence comes from.
 
+pub mod certs;
 pub mod hw;
 pub mod key_request;
 pub mod policy;
