@@ -45,27 +45,26 @@ impl KdsClient {
 
     /// An online client for AMD's KDS ([`DEFAULT_BASE_URL`]) without a cache.
     ///
-    /// Proxies are taken from the usual environment variables (`HTTPS_PROXY`, `NO_PROXY`, ...).
+    /// Proxies are taken from the usual environment variables (`HTTPS_PROXY`, `NO_PROXY`, ...),
+    /// except for a loopback base URL (see [`KdsClient::with_base_url`]).
     pub fn new() -> Self {
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(Self::CONNECT_TIMEOUT))
-            .timeout_global(Some(Self::REQUEST_TIMEOUT))
-            .http_status_as_error(false)
-            .user_agent(concat!("a3s-attestation/", env!("CARGO_PKG_VERSION")))
-            .build();
         Self {
             base_url: DEFAULT_BASE_URL.to_owned(),
             cache: None,
             offline: false,
-            agent: ureq::Agent::new_with_config(config),
+            agent: build_agent(DEFAULT_BASE_URL),
             crl_max_age: Self::CRL_MAX_AGE,
         }
     }
 
     /// Uses another KDS, e.g. the simulator's `http://127.0.0.1:PORT`. A trailing `/` is ignored.
+    ///
+    /// A loopback base (`localhost`, `127.0.0.0/8`, `::1`) is always reached directly, never
+    /// through a proxy from the environment.
     #[must_use]
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
+        self.agent = build_agent(&self.base_url);
         self
     }
 
@@ -256,6 +255,33 @@ impl KdsClient {
     }
 }
 
+/// An HTTP agent with the client's timeouts; no proxy for a loopback `base_url`.
+fn build_agent(base_url: &str) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .timeout_connect(Some(KdsClient::CONNECT_TIMEOUT))
+        .timeout_global(Some(KdsClient::REQUEST_TIMEOUT))
+        .http_status_as_error(false)
+        .user_agent(concat!("a3s-attestation/", env!("CARGO_PKG_VERSION")));
+    if is_loopback(base_url) {
+        config = config.proxy(None);
+    }
+    ureq::Agent::new_with_config(config.build())
+}
+
+fn is_loopback(base_url: &str) -> bool {
+    let Ok(uri) = base_url.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Default for KdsClient {
     fn default() -> Self {
         Self::new()
@@ -273,5 +299,25 @@ impl CertSource for KdsClient {
 
     fn crl(&self, product: Product, kind: VekKind) -> Result<Vec<u8>, KdsError> {
         self.fetch(&KdsResource::Crl { product, kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_loopback_base_urls() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3/",
+            "http://localhost:1",
+            "http://[::1]:8443",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [DEFAULT_BASE_URL, "http://10.0.0.1", "not a url"] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 }

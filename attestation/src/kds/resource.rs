@@ -177,11 +177,15 @@ impl KdsResource {
     ///
     /// For a VCEK: a masked chip id or an FMC SPL that does not fit the product.
     pub fn url(&self, base: &str) -> Result<String, KdsError> {
-        let base = base.trim_end_matches('/');
-        let path = self.url_path()?;
         Ok(match self {
-            Self::Vcek(id) => format!("{base}/{path}?{}", id.spl_query()?),
-            Self::CertChain { .. } | Self::Crl { .. } => format!("{base}/{path}"),
+            Self::CertChain { product, kind } => cert_chain_url(base, *product, *kind),
+            Self::Crl { product, kind } => crl_url(base, *product, *kind),
+            Self::Vcek(id) => format!(
+                "{}/{}?{}",
+                base.trim_end_matches('/'),
+                self.url_path()?,
+                id.spl_query()?
+            ),
         })
     }
 
@@ -201,22 +205,6 @@ impl KdsResource {
             }
         };
         Ok(path)
-    }
-
-    /// A short human name for messages ("Milan VCEK cert_chain", "Turin VCEK 3b42…").
-    pub fn describe(&self) -> String {
-        match self {
-            Self::CertChain { product, kind } => {
-                format!(
-                    "{product} {} certificate chain",
-                    kind.as_str().to_uppercase()
-                )
-            }
-            Self::Crl { product, kind } => {
-                format!("{product} {} CRL", kind.as_str().to_uppercase())
-            }
-            Self::Vcek(id) => format!("{} VCEK", id.product),
-        }
     }
 }
 
