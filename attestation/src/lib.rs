@@ -5,12 +5,14 @@
 //! - [`hw`]: hardware evidence from inside an SEV-SNP guest (configfs-tsm, `/dev/sev-guest`).
 //! - [`key_request`]: MSG_KEY_REQ, derived-key requests.
 //! - [`certs`]: AMD certificates, trust anchors, chains, VEK extensions, CRLs.
+//! - [`kds`]: AMD Key Distribution Service client with an on-disk cache.
 //! - [`verify`]: proof that a report chains to trusted roots.
 //! - [`policy`]: appraisal of verified reports against what a relying party requires.
 //! - [`product`]: the EPYC generations evidence comes from.
 
 pub mod certs;
 pub mod hw;
+pub mod kds;
 pub mod key_request;
 pub mod policy;
 pub mod product;
