@@ -6,9 +6,9 @@
 //! | bits  | field                                              |
 //! |-------|----------------------------------------------------|
 //! | 27:20 | extended family = family − 0xf (when family > 0xf) |
-//! | 19:16 | extended model = model[7:4]                        |
+//! | 19:16 | extended model = bits 7:4 of model                 |
 //! | 11:8  | base family = min(family, 0xf)                     |
-//! | 7:4   | base model = model[3:0]                            |
+//! | 7:4   | base model = bits 3:0 of model                     |
 //! | 3:0   | stepping                                           |
 
 use std::fmt;
