@@ -6,6 +6,7 @@
 //! - [`key_request`]: MSG_KEY_REQ, derived-key requests.
 //! - [`certs`]: AMD certificates, trust anchors, chains, VEK extensions, CRLs.
 //! - [`kds`]: AMD Key Distribution Service client with an on-disk cache.
+//! - [`measure`]: the SEV-SNP launch digest, compatible with `sev-snp-measure`.
 //! - [`verify`]: proof that a report chains to trusted roots.
 //! - [`policy`]: appraisal of verified reports against what a relying party requires.
 //! - [`product`]: the EPYC generations evidence comes from.
@@ -14,6 +15,7 @@ pub mod certs;
 pub mod hw;
 pub mod kds;
 pub mod key_request;
+pub mod measure;
 pub mod policy;
 pub mod product;
 pub mod report;
