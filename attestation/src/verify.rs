@@ -187,17 +187,10 @@ fn check_key_kind(report: &Report, cert: VekKind) -> Result<(), VerifyError> {
     if want != cert {
         return Err(VerifyError::KeyKind {
             report: report.key_info().signing_key().as_str(),
-            cert: kind_name(cert),
+            cert: cert.as_str(),
         });
     }
     Ok(())
-}
-
-fn kind_name(kind: VekKind) -> &'static str {
-    match kind {
-        VekKind::Vcek => "vcek",
-        VekKind::Vlek => "vlek",
-    }
 }
 
 /// Checks steps 1 and 2 and returns the product whose roots the chain must reach.

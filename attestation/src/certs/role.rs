@@ -99,6 +99,14 @@ pub enum VekKind {
 }
 
 impl VekKind {
+    /// The lower-case name, also the first path segment the KDS uses (`vcek` or `vlek`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vcek => "vcek",
+            Self::Vlek => "vlek",
+        }
+    }
+
     /// The certificate role of this key.
     pub fn role(self) -> Role {
         match self {

@@ -2,7 +2,6 @@
 //!
 //! Everything here is pure: URLs and cache paths are computed from values, with no I/O.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use crate::kds::KdsError;
@@ -11,32 +10,7 @@ use crate::Product;
 /// AMD's production KDS.
 pub const DEFAULT_BASE_URL: &str = "https://kdsintf.amd.com";
 
-/// Which family of endorsement keys a certificate belongs to.
-///
-/// The KDS keeps separate trees for them: VCEKs are signed by the ASK, VLEKs by the ASVK.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum VekKind {
-    /// Versioned Chip Endorsement Key: one per chip and TCB, fetched by hwID.
-    Vcek,
-    /// Versioned Loaded Endorsement Key: provisioned by a cloud provider, never fetched by hwID.
-    Vlek,
-}
-
-impl VekKind {
-    /// The first path segment the KDS uses (`vcek` or `vlek`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Vcek => "vcek",
-            Self::Vlek => "vlek",
-        }
-    }
-}
-
-impl fmt::Display for VekKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::certs::VekKind;
 
 /// Security patch levels of a TCB, as a VCEK is requested for them.
 ///
@@ -163,8 +137,10 @@ impl KdsResource {
     /// For a VCEK, as [`VcekId::hwid_hex`].
     pub fn url_path(&self) -> Result<String, KdsError> {
         Ok(match self {
-            Self::CertChain { product, kind } => format!("{kind}/v1/{product}/cert_chain"),
-            Self::Crl { product, kind } => format!("{kind}/v1/{product}/crl"),
+            Self::CertChain { product, kind } => {
+                format!("{}/v1/{product}/cert_chain", kind.as_str())
+            }
+            Self::Crl { product, kind } => format!("{}/v1/{product}/crl", kind.as_str()),
             Self::Vcek(id) => format!("vcek/v1/{}/{}", id.product, id.hwid_hex()?),
         })
     }
@@ -211,13 +187,13 @@ impl KdsResource {
 /// URL of the ASK/ASVK + ARK chain: `{base}/{vcek|vlek}/v1/{product}/cert_chain`.
 pub fn cert_chain_url(base: &str, product: Product, kind: VekKind) -> String {
     let base = base.trim_end_matches('/');
-    format!("{base}/{kind}/v1/{product}/cert_chain")
+    format!("{base}/{}/v1/{product}/cert_chain", kind.as_str())
 }
 
 /// URL of the CRL: `{base}/{vcek|vlek}/v1/{product}/crl`.
 pub fn crl_url(base: &str, product: Product, kind: VekKind) -> String {
     let base = base.trim_end_matches('/');
-    format!("{base}/{kind}/v1/{product}/crl")
+    format!("{base}/{}/v1/{product}/crl", kind.as_str())
 }
 
 /// URL of one VCEK: `{base}/vcek/v1/{product}/{hwid}?{spls}`.
