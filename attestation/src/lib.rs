@@ -7,11 +7,13 @@
 //! - [`certs`]: AMD certificates, trust anchors, chains, VEK extensions, CRLs.
 //! - [`kds`]: AMD Key Distribution Service client with an on-disk cache.
 //! - [`measure`]: the SEV-SNP launch digest, compatible with `sev-snp-measure`.
+//! - [`chain_source`]: finding a report's certificates (supplied, KDS, cache).
 //! - [`verify`]: proof that a report chains to trusted roots.
 //! - [`policy`]: appraisal of verified reports against what a relying party requires.
 //! - [`product`]: the EPYC generations evidence comes from.
 
 pub mod certs;
+pub mod chain_source;
 pub mod hw;
 pub mod kds;
 pub mod key_request;

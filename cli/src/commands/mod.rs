@@ -2,6 +2,7 @@
 
 mod attest;
 mod info;
+mod verify;
 mod version;
 
 use crate::args::{AttestCommand, Cli, Command};
@@ -13,11 +14,29 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Version(args) => version::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Attest(AttestCommand::Show(args)) => attest::show(&args),
+        Command::Attest(AttestCommand::Verify(args)) => verify::run(&args),
+        Command::Attest(AttestCommand::FetchCerts(args)) => verify::fetch_certs(&args),
     }
 }
 
 /// Hints for the user, collected from every error in the chain.
 pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
-    let _ = err;
-    Vec::new()
+    let mut hints = Vec::new();
+    for cause in err.chain() {
+        let hint = if let Some(e) = cause.downcast_ref::<a3s_attestation::kds::KdsError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<a3s_attestation::chain_source::GatherError>() {
+            e.hint()
+        } else if let Some(h) = cause.downcast_ref::<crate::Hint>() {
+            Some(h.0.clone())
+        } else {
+            None
+        };
+        if let Some(h) = hint {
+            if !hints.contains(&h) {
+                hints.push(h);
+            }
+        }
+    }
+    hints
 }
