@@ -22,7 +22,10 @@ fn bench(c: &mut Criterion) {
     });
     let key_request = KeyRequest::new(GuestFieldSelect::ALL);
     group.bench_function("derive_key", |b| {
-        b.iter(|| sim.derive_key(black_box(&guest), black_box(&key_request)).unwrap());
+        b.iter(|| {
+            sim.derive_key(black_box(&guest), black_box(&key_request))
+                .unwrap()
+        });
     });
     group.finish();
 }

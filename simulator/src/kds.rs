@@ -112,10 +112,12 @@ impl Drop for KdsServer {
 }
 
 fn not_found(what: &str) -> Response {
+    debug!(what, "simulated KDS: 404");
     (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
 }
 
 fn bad_request(what: &str) -> Response {
+    debug!(what, "simulated KDS: 400");
     (StatusCode::BAD_REQUEST, format!("{what}\n")).into_response()
 }
 

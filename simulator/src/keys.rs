@@ -5,9 +5,9 @@
 //!
 //! | path | mode | content |
 //! |------|------|---------|
-//! | `.lock` | 0644 | lock file taken while anything is created |
+//! | `.lock-<product>` | 0644 | lock file taken while the product or a chip is created |
 //! | `<product>/root.json` | 0644 | format version, product, default chip |
-//! | `<product>/ark.der`, `ask.der` | 0644 | certificates (see [`crate::cert`]) |
+//! | `<product>/ark.der`, `ask.der` | 0644 | certificates in AMD's profile |
 //! | `<product>/ark.key`, `ask.key` | 0600 | RSA private keys, PKCS#8 DER |
 //! | `<product>/crl.der` | 0644 | CRL signed by the ARK |
 //! | `<product>/chips/<hwid hex>/chip.json` | 0644 | chip id, TCB, firmware version, platform info |
@@ -15,7 +15,7 @@
 //! | `<product>/chips/<hwid hex>/vcek.key` | 0600 | VCEK private key, PKCS#8 DER |
 //! | `<product>/chips/<hwid hex>/secret.bin` | 0600 | 32-byte chip secret (derived keys) |
 //!
-//! Each `<product>` and each chip directory is created atomically (see [`crate::store`]) under
+//! Each `<product>` and each chip directory is created atomically (temporary directory, fsync, rename) under
 //! the lock and never changed afterwards, so later runs reuse exactly the same keys.
 
 use std::fmt;
@@ -239,7 +239,7 @@ impl ProductKeys {
     pub(crate) fn open_or_create(sim_dir: &Path, product: Product) -> Result<Self, SimError> {
         let dir = sim_dir.join(product.as_str());
         if !dir.exists() {
-            let _lock = DirLock::acquire(sim_dir)?;
+            let _lock = lock(sim_dir, product)?;
             if !dir.exists() {
                 store::create_dir_atomically(sim_dir, product.as_str(), |tmp| {
                     generate_root(tmp, product)
@@ -313,9 +313,10 @@ impl ProductKeys {
         sim_dir: &Path,
         config: ChipConfig,
     ) -> Result<&Chip, SimError> {
-        let _lock = DirLock::acquire(sim_dir)?;
+        let _lock = lock(sim_dir, self.product)?;
         let ask_key_path = self.dir.join("ask.key");
-        let ask_key = RsaPrivateKey::from_pkcs8_der(&store::read(&ask_key_path)?)
+        let ask_key_der = Zeroizing::new(store::read(&ask_key_path)?);
+        let ask_key = RsaPrivateKey::from_pkcs8_der(&ask_key_der)
             .map_err(|e| SimError::corrupt(&ask_key_path, e.to_string()))?;
         let chips_dir = self.dir.join("chips");
         let id = ChipId::random(self.product);
@@ -328,6 +329,15 @@ impl ProductKeys {
         self.chips.push(chip);
         Ok(self.chips.last().expect("a chip was just pushed"))
     }
+}
+
+/// Takes `product`'s lock, then removes what a crashed creator of `product` left behind.
+fn lock(sim_dir: &Path, product: Product) -> Result<DirLock, SimError> {
+    let lock = DirLock::acquire(&sim_dir.join(format!(".lock-{}", product.as_str())))?;
+    let tmp = store::TMP_PREFIX;
+    store::remove_temporaries(sim_dir, &format!("{tmp}{}-", product.as_str()))?;
+    store::remove_temporaries(&sim_dir.join(product.as_str()).join("chips"), tmp)?;
+    Ok(lock)
 }
 
 /// Writes a complete root of trust for `product` into the (temporary) directory `dir`.

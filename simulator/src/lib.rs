@@ -6,13 +6,14 @@
 //! chip's TCB. With them it
 //!
 //! - signs attestation reports with the real SNP layout ([`sign`]),
-//! - derives keys with MSG_KEY_REQ semantics ([`derive`]),
+//! - derives keys with MSG_KEY_REQ semantics ([`mod@derive`]),
 //! - serves the chain, VCEKs and CRL at AMD's KDS paths ([`kds`]).
 //!
 //! The verifier trusts this hierarchy only when told to, through custom trust anchors built
 //! from [`Simulator::ark_der`] and [`Simulator::ask_der`]. Storage layout and crash safety are
 //! described in [`keys`].
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod cert;
 pub mod derive;

@@ -4,7 +4,8 @@
 //! A directory of keys is written under a temporary name (`.tmp-<name>-<pid>-<random>`), every
 //! file and the directory are synced, then it is renamed into place and the parent is synced. A
 //! reader therefore sees either nothing or the complete directory. Temporary directories left by
-//! a crash are removed by the next process that takes the lock.
+//! a crash are removed by the next process that takes the lock guarding them. There is one lock
+//! per product (`.lock-<product>`), so products of one home are created in parallel.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -18,47 +19,50 @@ use tracing::debug;
 use crate::SimError;
 
 /// Prefix of directories that are still being written.
-const TMP_PREFIX: &str = ".tmp-";
-/// Name of the lock file inside the simulator directory.
-const LOCK_FILE: &str = ".lock";
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
 
 /// Mode of files holding private keys and secrets.
 pub(crate) const PRIVATE: u32 = 0o600;
 /// Mode of files holding public material (certificates, metadata).
 pub(crate) const PUBLIC: u32 = 0o644;
 
-/// An exclusive lock on a simulator directory, released on drop (when the file is closed).
+/// An exclusive lock on a lock file, released on drop (when the file is closed).
 #[derive(Debug)]
 pub(crate) struct DirLock {
     _file: File,
 }
 
 impl DirLock {
-    /// Creates `dir` if needed and takes an exclusive lock on `dir/.lock`, waiting for other
-    /// holders. Then removes temporary directories a crashed process left behind.
-    pub(crate) fn acquire(dir: &Path) -> Result<Self, SimError> {
-        create_dir_all(dir)?;
-        let path = dir.join(LOCK_FILE);
+    /// Creates the lock file `path` (and its directory) if needed and takes an exclusive lock on
+    /// it, waiting for other holders.
+    pub(crate) fn acquire(path: &Path) -> Result<Self, SimError> {
+        if let Some(dir) = path.parent() {
+            create_dir_all(dir)?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(PUBLIC)
-            .open(&path)
-            .map_err(|source| SimError::io("opening lock file", &path, source))?;
+            .open(path)
+            .map_err(|source| SimError::io("opening lock file", path, source))?;
         flock(&file, FlockOperation::LockExclusive)
-            .map_err(|e| SimError::io("locking", &path, io::Error::from(e)))?;
-        remove_stale_temporaries(dir)?;
+            .map_err(|e| SimError::io("locking", path, io::Error::from(e)))?;
         Ok(Self { _file: file })
     }
 }
 
-/// Removes every `.tmp-*` entry in `dir`. Only call while holding the lock on `dir`.
-fn remove_stale_temporaries(dir: &Path) -> Result<(), SimError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| SimError::io("listing", dir, e))?;
+/// Removes every entry of `dir` whose name starts with `prefix` (a `.tmp-` prefix): directories
+/// a crashed process left half written. Only call while holding the lock that guards them.
+pub(crate) fn remove_temporaries(dir: &Path, prefix: &str) -> Result<(), SimError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SimError::io("listing", dir, e)),
+    };
     for entry in entries {
         let entry = entry.map_err(|e| SimError::io("listing", dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
             let path = entry.path();
             debug!(path = %path.display(), "removing a temporary directory left by a crash");
             std::fs::remove_dir_all(&path).map_err(|e| SimError::io("removing", &path, e))?;
@@ -68,8 +72,8 @@ fn remove_stale_temporaries(dir: &Path) -> Result<(), SimError> {
 }
 
 /// Builds directory `parent/name` atomically: `fill` writes into a fresh temporary directory,
-/// which is then synced and renamed to `parent/name`. The caller holds the lock on `parent`'s
-/// simulator directory and has checked that `parent/name` does not exist.
+/// which is then synced and renamed to `parent/name`. The caller holds the lock guarding
+/// `parent/name` and has checked that it does not exist.
 pub(crate) fn create_dir_atomically<T>(
     parent: &Path,
     name: &str,

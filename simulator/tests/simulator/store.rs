@@ -87,7 +87,10 @@ fn mode(path: &Path) -> u32 {
 fn stores_keys_privately_and_leaves_no_temporaries() {
     let _ = sim();
     let dir = home().join("simulator");
-    assert_eq!(entries(&dir), [".lock", "milan", "turin"]);
+    assert_eq!(
+        entries(&dir),
+        [".lock-milan", ".lock-turin", "milan", "turin"]
+    );
     let milan = dir.join("milan");
     assert_eq!(
         entries(&milan),
@@ -131,12 +134,20 @@ fn another_home_gets_another_root_created_once_under_concurrency() {
     assert_eq!(a.default_chip().id(), b.default_chip().id());
     assert_ne!(fp(&a), fp(sim()), "another home must have another ARK");
     assert_ne!(a.default_chip().id(), sim().default_chip().id());
-    assert_eq!(entries(&home2.path().join("simulator")), [".lock", "milan"]);
+    assert_eq!(
+        entries(&home2.path().join("simulator")),
+        [".lock-milan", "milan"]
+    );
 
     // A temporary directory left by a crash is removed by the next lock holder.
-    let stale = home2.path().join("simulator/.tmp-genoa-1-0");
+    let stale = home2.path().join("simulator/.tmp-milan-1-0");
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("ark.key"), b"half written").unwrap();
+    let stale_chip = home2.path().join("simulator/milan/chips/.tmp-0123-1-0");
+    std::fs::create_dir(&stale_chip).unwrap();
+    // Another product's temporaries belong to that product's lock holder.
+    let other = home2.path().join("simulator/.tmp-genoa-1-0");
+    std::fs::create_dir(&other).unwrap();
     let mut sim2 = a;
     let config = ChipConfig {
         firmware: (1, 55, 30),
@@ -144,6 +155,9 @@ fn another_home_gets_another_root_created_once_under_concurrency() {
     };
     let chip = sim2.add_chip(Product::Milan, config).unwrap();
     assert!(!stale.exists());
+    assert!(!stale_chip.exists());
+    assert!(other.exists());
+    std::fs::remove_dir(&other).unwrap();
     assert_eq!(
         sim2.chip(Product::Milan, &chip).unwrap().config().firmware,
         (1, 55, 30)

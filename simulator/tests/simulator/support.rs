@@ -23,17 +23,43 @@ pub(crate) fn temp_home() -> TempDir {
         .expect("creating a temporary home")
 }
 
+/// Statics are never dropped, so the shared home of an earlier run is still there: remove homes
+/// older than an hour (a concurrent run's home is younger).
+fn remove_old_homes() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if old && entry.file_name().to_string_lossy().starts_with("sim-home-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub(crate) static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    remove_old_homes();
     let home = temp_home();
     let started = Instant::now();
-    let mut sim = Simulator::open_or_create(home.path(), Product::Milan).expect("creating Milan");
-    let milan = started.elapsed();
-    sim.ensure_product(Product::Turin).expect("creating Turin");
-    eprintln!(
-        "simulated roots generated: Milan {:.2?}, Turin {:.2?} (2 x RSA-4096 each)",
-        milan,
-        started.elapsed() - milan
-    );
+    // Products have separate locks: generate both roots in parallel.
+    std::thread::scope(|s| {
+        for product in [Product::Milan, Product::Turin] {
+            let home = home.path();
+            s.spawn(move || {
+                Simulator::open_or_create(home, product).expect("creating a simulated root");
+                eprintln!(
+                    "simulated {product} root generated after {:.2?}",
+                    started.elapsed()
+                );
+            });
+        }
+    });
+    let sim = Simulator::open_or_create(home.path(), Product::Milan).expect("reopening");
     Fixture {
         home,
         sim: Arc::new(sim),
