@@ -431,3 +431,89 @@ pub(crate) fn pem(der: &[u8]) -> Result<String, SimError> {
 pub(crate) fn fingerprint(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Extension OIDs and values of a DER certificate, in order.
+    fn extensions(der: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let cert = Certificate::from_der(der).unwrap();
+        cert.tbs_certificate
+            .extensions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.extn_id.to_string(), e.extn_value.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn real(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/snp/reports")
+            .join(name);
+        std::fs::read(path).unwrap()
+    }
+
+    /// Every product's VCEK carries AMD's extensions in AMD's order with AMD's encodings: the
+    /// values equal the real VCEK's when given the real chip's hwID, TCB and key.
+    #[test]
+    fn vceks_match_amds_extensions_for_every_product() {
+        // A small issuer key is enough here: only the TBS contents are compared.
+        let issuer = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+        for (product, file) in [
+            (Product::Milan, "oak-milan-oc-release-vcek.der"),
+            (Product::Genoa, "oak-genoa-oc-vcek.der"),
+            (Product::Turin, "oak-turin-oc-vcek.der"),
+        ] {
+            let amd_der = real(file);
+            let amd = Certificate::from_der(&amd_der).unwrap();
+            let amd_ext = extensions(&amd_der);
+            let value = |suffix: &str| -> Vec<u8> {
+                let oid = format!("{AMD_ARC}.{suffix}");
+                amd_ext.iter().find(|(o, _)| *o == oid).unwrap().1.clone()
+            };
+            let spl = |suffix: &str| *value(suffix).last().unwrap();
+            let tcb = Tcb {
+                fmc: product.uses_turin_tcb().then(|| spl("3.9")),
+                bootloader: spl("3.1"),
+                tee: spl("3.2"),
+                snp: spl("3.3"),
+                microcode: spl("3.8"),
+            };
+            let spki = amd
+                .tbs_certificate
+                .subject_public_key_info
+                .to_der()
+                .unwrap();
+            let ours = vcek(
+                VcekSubject {
+                    product,
+                    hw_id: &value("4"),
+                    tcb,
+                    spki_der: &spki,
+                },
+                &issuer,
+                SystemTime::now(),
+            )
+            .unwrap();
+            assert_eq!(extensions(&ours), amd_ext, "{product}");
+            let ours = Certificate::from_der(&ours).unwrap();
+            assert_eq!(
+                ours.tbs_certificate.signature.to_der().unwrap(),
+                amd.tbs_certificate.signature.to_der().unwrap(),
+                "{product}: same RSASSA-PSS parameters as AMD's VCEK"
+            );
+            assert_eq!(
+                ours.tbs_certificate.serial_number,
+                amd.tbs_certificate.serial_number
+            );
+            let amd_subject = amd.tbs_certificate.subject.to_string();
+            let ours_subject = ours.tbs_certificate.subject.to_string();
+            assert_eq!(
+                ours_subject.replace(&format!("OU={SIMULATED_OU},"), ""),
+                amd_subject,
+                "{product}: AMD's name plus the simulator's OU"
+            );
+        }
+    }
+}
