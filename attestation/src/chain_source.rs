@@ -4,7 +4,9 @@
 
 use time::OffsetDateTime;
 
-use crate::certs::{CertChain, Certificate, ChainError, CrlError, Crl, Roots, VekKind, VerifiedCrl};
+use crate::certs::{
+    CertChain, Certificate, ChainError, Crl, CrlError, Roots, VekKind, VerifiedCrl,
+};
 use crate::kds::{CertSource, KdsError, TcbSpls, VcekId};
 use crate::report::{GenerationHint, SigningKey};
 use crate::{Product, Report};
@@ -20,10 +22,14 @@ pub enum GatherError {
     #[error("report is VLEK-signed and no VLEK was supplied: pass it with --vcek FILE")]
     VlekNotFetchable,
     /// No VEK was supplied and the generation cannot be told.
-    #[error("cannot tell this report's generation to fetch its VCEK: pass the VCEK with --vcek FILE")]
+    #[error(
+        "cannot tell this report's generation to fetch its VCEK: pass the VCEK with --vcek FILE"
+    )]
     UnknownGeneration,
     /// No VEK was supplied and there is nowhere to fetch it from.
-    #[error("no VCEK given and no certificate source: pass --vcek FILE or allow fetching from KDS")]
+    #[error(
+        "no VCEK given and no certificate source: pass --vcek FILE or allow fetching from KDS"
+    )]
     NoSource,
     /// Fetching from the source failed.
     #[error("fetching the VCEK")]
@@ -133,6 +139,9 @@ pub fn fetch_crl(
     at: OffsetDateTime,
 ) -> Result<VerifiedCrl, CrlUnavailable> {
     let der = source.crl(product, kind)?;
-    let ark = roots.get(product).ok_or(CrlUnavailable::NoRoot(product))?.ark();
+    let ark = roots
+        .get(product)
+        .ok_or(CrlUnavailable::NoRoot(product))?
+        .ark();
     Ok(Crl::from_der(&der)?.verify(ark, at)?)
 }

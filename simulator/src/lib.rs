@@ -123,6 +123,62 @@ impl Simulator {
         })
     }
 
+    /// Opens this home's simulator without creating anything: `None` when no product has been
+    /// provisioned here (verifiers use this, so verifying never generates keys).
+    ///
+    /// # Errors
+    /// [`SimError`] when stored keys exist but cannot be read.
+    pub fn open_existing(home: &Path) -> Result<Option<Self>, SimError> {
+        let sim_dir = store::sim_dir(home);
+        let mut products = BTreeMap::new();
+        for product in Product::ALL {
+            if let Some(keys) = ProductKeys::open_existing(&sim_dir, product)? {
+                products.insert(product, keys);
+            }
+        }
+        let Some(&product) = products.keys().next() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            sim_dir,
+            product,
+            products,
+        }))
+    }
+
+    /// This home's simulated roots as trust anchors for the verifier (tagged custom, so every
+    /// report verified with them is reported as simulated).
+    ///
+    /// # Errors
+    /// [`SimError::Corrupt`] when a stored root does not parse as an AMD-profile certificate.
+    pub fn roots(&self) -> Result<a3s_attestation::certs::Roots, SimError> {
+        use a3s_attestation::certs::{Certificate, ProductRoots, Roots};
+        let corrupt = |why: String| SimError::Corrupt {
+            path: self.sim_dir.clone(),
+            why,
+        };
+        let mut anchors = Vec::new();
+        for (&product, keys) in &self.products {
+            let ark = Certificate::from_der(&keys.ark_der)
+                .map_err(|e| corrupt(format!("{product} ARK: {e}")))?;
+            let ask = Certificate::from_der(&keys.ask_der)
+                .map_err(|e| corrupt(format!("{product} ASK: {e}")))?;
+            anchors.push(
+                ProductRoots::new(product, ark, Some(ask), None)
+                    .map_err(|e| corrupt(format!("{product} roots: {e}")))?,
+            );
+        }
+        Roots::custom(anchors).map_err(|e| corrupt(format!("roots: {e}")))
+    }
+
+    /// The VCEK of the simulated chip whose id a report carries, with its product.
+    pub fn find_vcek(&self, chip_id: &[u8; 64]) -> Option<(Product, &[u8])> {
+        let id = ChipId::new(*chip_id);
+        self.products
+            .keys()
+            .find_map(|&p| self.vcek_der(p, &id).ok().map(|der| (p, der)))
+    }
+
     /// Provisions `product` in this home too (creating its root of trust if needed).
     ///
     /// # Errors
