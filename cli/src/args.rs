@@ -28,6 +28,57 @@ pub(crate) enum Command {
     /// Inspect, verify and produce SEV-SNP attestation reports.
     #[command(subcommand)]
     Attest(AttestCommand),
+    /// Compute the SEV-SNP launch measurement (same flags and output as `sev-snp-measure --mode snp`).
+    Measure(MeasureArgs),
+    /// The simulated AMD secure processor of this A3S home.
+    #[command(subcommand)]
+    Simulator(SimulatorCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MeasureArgs {
+    /// Number of guest vCPUs.
+    #[arg(long)]
+    pub(crate) vcpus: u32,
+    /// vCPU type name (EPYC-v4, EPYC-Milan, EPYC-Genoa, ...).
+    #[arg(long)]
+    pub(crate) vcpu_type: Option<String>,
+    /// vCPU signature (CPUID(1).EAX), e.g. 0x00a00f11.
+    #[arg(long)]
+    pub(crate) vcpu_sig: Option<String>,
+    /// vCPU family (with --vcpu-model and --vcpu-stepping).
+    #[arg(long)]
+    pub(crate) vcpu_family: Option<u32>,
+    /// vCPU model.
+    #[arg(long)]
+    pub(crate) vcpu_model: Option<u32>,
+    /// vCPU stepping.
+    #[arg(long)]
+    pub(crate) vcpu_stepping: Option<u32>,
+    /// VMM type: QEMU, ec2 or gce.
+    #[arg(long, default_value = "QEMU")]
+    pub(crate) vmm_type: String,
+    /// OVMF firmware image.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ovmf: PathBuf,
+    /// Precomputed OVMF hash (hex) to start from instead of hashing the OVMF pages.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) snp_ovmf_hash: Option<String>,
+    /// Kernel measured through the kernel-hashes table.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kernel: Option<PathBuf>,
+    /// Initrd measured through the kernel-hashes table.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long)]
+    pub(crate) append: Option<String>,
+    /// SEV features in the VMSA (hex).
+    #[arg(long, default_value = "0x1")]
+    pub(crate) guest_features: String,
+    /// Output format: hex or base64.
+    #[arg(long, default_value = "hex", value_parser = ["hex", "base64"])]
+    pub(crate) output_format: String,
 }
 
 /// Output format.
@@ -58,6 +109,76 @@ pub(crate) enum AttestCommand {
     Verify(VerifyArgs),
     /// Fetch a report's VCEK, the ASK/ARK chain and the CRL from AMD KDS into the cache.
     FetchCerts(FetchCertsArgs),
+    /// Produce a report: from the SEV-SNP hardware of this guest, or from the simulator.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// Ask this A3S home's simulated AMD secure processor instead of the hardware.
+    #[arg(long)]
+    pub(crate) simulate: bool,
+    /// REPORT_DATA as hex, up to 64 bytes (zero-padded).
+    #[arg(long, value_name = "HEX")]
+    pub(crate) report_data: String,
+    /// VMPL to request the report at (0-3).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) vmpl: u32,
+    /// Launch measurement of the simulated guest (48 bytes hex). Simulator only.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) measurement: Option<String>,
+    /// HOST_DATA of the simulated guest (32 bytes hex). Simulator only.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) host_data: Option<String>,
+    /// Guest policy of the simulated guest. Simulator only.
+    #[arg(long, value_name = "HEX", default_value = "0x30000")]
+    pub(crate) guest_policy: String,
+    /// Product generation of the simulated chip. Simulator only.
+    #[arg(long, value_enum, default_value_t = ProductArg::Milan)]
+    pub(crate) product: ProductArg,
+    /// Where to write the raw 1184-byte report.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// Also write the VCEK, ASK and ARK (PEM) that sign it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert_chain_out: Option<PathBuf>,
+}
+
+/// An EPYC generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProductArg {
+    Milan,
+    Genoa,
+    Turin,
+}
+
+impl From<ProductArg> for a3s_attestation::Product {
+    fn from(p: ProductArg) -> Self {
+        match p {
+            ProductArg::Milan => Self::Milan,
+            ProductArg::Genoa => Self::Genoa,
+            ProductArg::Turin => Self::Turin,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SimulatorCommand {
+    /// Show this home's simulated roots of trust (fingerprints), chips and products.
+    Info(FormatArgs),
+    /// Serve the simulated certificates at AMD KDS's URL paths.
+    #[command(subcommand)]
+    Kds(SimulatorKdsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SimulatorKdsCommand {
+    /// Serve until interrupted; point verifiers at it with A3S_KDS_URL=http://ADDR.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8990")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Args)]

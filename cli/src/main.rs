@@ -36,18 +36,6 @@ impl std::fmt::Display for ExitCodeError {
 
 impl std::error::Error for ExitCodeError {}
 
-/// A hint attached to an error with `.context(Hint(..))`-style wrapping.
-#[derive(Debug)]
-pub(crate) struct Hint(pub(crate) String);
-
-impl std::fmt::Display for Hint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Hint {}
-
 /// Marks `error` as bad input: exit code 2.
 pub(crate) fn usage_error(error: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(ExitCodeError { code: 2, error })

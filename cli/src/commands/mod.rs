@@ -2,10 +2,13 @@
 
 mod attest;
 mod info;
+mod measure;
+mod report;
+mod simulator;
 mod verify;
 mod version;
 
-use crate::args::{AttestCommand, Cli, Command};
+use crate::args::{AttestCommand, Cli, Command, SimulatorCommand, SimulatorKdsCommand};
 use crate::ExitStatus;
 
 /// Runs the parsed command line.
@@ -16,6 +19,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Attest(AttestCommand::Show(args)) => attest::show(&args),
         Command::Attest(AttestCommand::Verify(args)) => verify::run(&args),
         Command::Attest(AttestCommand::FetchCerts(args)) => verify::fetch_certs(&args),
+        Command::Attest(AttestCommand::Report(args)) => report::run(&args),
+        Command::Measure(args) => measure::run(&args),
+        Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
+        Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
+            simulator::serve_kds(listen)
+        }
     }
 }
 
@@ -27,8 +36,8 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::chain_source::GatherError>() {
             e.hint()
-        } else if let Some(h) = cause.downcast_ref::<crate::Hint>() {
-            Some(h.0.clone())
+        } else if let Some(e) = cause.downcast_ref::<a3s_attestation::measure::MeasureError>() {
+            e.hint()
         } else {
             None
         };
@@ -40,3 +49,5 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
     }
     hints
 }
+
+pub(crate) use measure::base64 as measure_base64;

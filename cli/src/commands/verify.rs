@@ -89,11 +89,12 @@ struct Trust {
 pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
     let loaded = load_report(&args.report)?;
     let report = &loaded.report;
-    let policy = match &args.policy {
+    let mut policy = match &args.policy {
         Some(p) => AppraisalPolicy::load(p).map_err(|e| usage_error(e.into()))?,
         None => AppraisalPolicy::default(),
     };
-    let allow_simulated = args.allow_simulated || policy.allow_simulated;
+    policy.allow_simulated |= args.allow_simulated;
+    let allow_simulated = policy.allow_simulated;
     let at = parse_at(args.at.as_deref())?;
     let home = home()?;
 
@@ -117,7 +118,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
         supplied.extend(read_certs(p, "certificate chain")?);
     }
 
-    let trust = match simulated_trust(report, &supplied, &home, allow_simulated)? {
+    let trust = match simulated_trust(report, &supplied, &home)? {
         Some(t) => t,
         None => {
             let client = kds_client(&home, args.offline);
@@ -157,7 +158,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
         let check = output.failed_check.as_deref().unwrap_or("unknown");
         let why = output.error.clone().unwrap_or_default();
         eprintln!("error: verification failed at check {check}: {why}");
-        if check == "certificate_chain" && !allow_simulated {
+        if matches!(check, "certificate_chain" | "simulated") && !allow_simulated {
             eprintln!(
                 "hint: if this is evidence from the A3S Box simulator, pass --allow-simulated"
             );
@@ -167,18 +168,15 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// When simulated evidence is allowed and this home's simulator issued the report's chip (or
-/// the supplied VEK), the simulator's roots and chain; otherwise `None` (AMD's roots apply).
-/// Verification itself still decides: a report that does not verify with these fails.
+/// When this home's simulator issued the report's chip (or the supplied VEK), the simulator's
+/// roots and chain; otherwise `None` and AMD's roots apply. Such evidence then verifies as
+/// `simulated: true`, and the policy's `simulated` check refuses it unless allowed, so the
+/// user learns what the evidence is instead of a KDS lookup failure.
 fn simulated_trust(
     report: &Report,
     supplied: &[Certificate],
     home: &A3sHome,
-    allow_simulated: bool,
 ) -> anyhow::Result<Option<Trust>> {
-    if !allow_simulated {
-        return Ok(None);
-    }
     let Some(sim) =
         Simulator::open_existing(home.root()).context("opening this home's simulator")?
     else {

@@ -1,0 +1,87 @@
+//! `a3s-box measure`: the SEV-SNP launch digest, flag-compatible with `sev-snp-measure --mode snp`.
+
+use a3s_attestation::measure::{self, CpuSignature, SnpMeasurementFiles, VmmType};
+use anyhow::{bail, Context};
+
+use crate::args::MeasureArgs;
+use crate::output;
+use crate::{usage_error, ExitStatus};
+
+/// Parses an integer like Python's `int(s, 0)`, as sev-snp-measure does: decimal or 0x-prefixed.
+fn parse_int(flag: &str, s: &str) -> anyhow::Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let parsed = match t.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    parsed.with_context(|| format!("{flag} {s:?} is not a number (decimal or 0x-prefixed hex)"))
+}
+
+fn vcpu_signature(args: &MeasureArgs) -> anyhow::Result<Option<CpuSignature>> {
+    if let Some(family) = args.vcpu_family {
+        let (Some(model), Some(stepping)) = (args.vcpu_model, args.vcpu_stepping) else {
+            bail!("--vcpu-family requires --vcpu-model and --vcpu-stepping");
+        };
+        return Ok(Some(CpuSignature::from_fms(family, model, stepping)));
+    }
+    if let Some(sig) = &args.vcpu_sig {
+        let raw = u32::try_from(parse_int("--vcpu-sig", sig)?)
+            .context("--vcpu-sig must fit in 32 bits")?;
+        return Ok(Some(CpuSignature::from_raw(raw)));
+    }
+    Ok(args
+        .vcpu_type
+        .as_deref()
+        .map(CpuSignature::from_type_name)
+        .transpose()?)
+}
+
+fn inputs(args: &MeasureArgs) -> anyhow::Result<SnpMeasurementFiles> {
+    let mut files = SnpMeasurementFiles::new(&args.ovmf, args.vcpus);
+    files.vmm_type = args.vmm_type.parse::<VmmType>()?;
+    files.vcpu_sig = vcpu_signature(args)?;
+    files.kernel.clone_from(&args.kernel);
+    files.initrd.clone_from(&args.initrd);
+    files.append.clone_from(&args.append);
+    files.guest_features = parse_int("--guest-features", &args.guest_features)?;
+    files.ovmf_hash = args
+        .snp_ovmf_hash
+        .as_deref()
+        .map(measure::parse_ovmf_hash)
+        .transpose()
+        .context("--snp-ovmf-hash")?;
+    Ok(files)
+}
+
+pub(crate) fn run(args: &MeasureArgs) -> anyhow::Result<ExitStatus> {
+    let files = inputs(args).map_err(usage_error)?;
+    let digest = measure::launch_digest_from_files(&files).map_err(|e| usage_error(e.into()))?;
+    let text = match args.output_format.as_str() {
+        "base64" => base64(&digest),
+        _ => hex::encode(digest),
+    };
+    output::line(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Standard base64 with padding (what sev-snp-measure prints for `--output-format base64`).
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
