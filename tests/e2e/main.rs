@@ -2,4 +2,6 @@
 
 mod attest;
 mod basics;
+mod measure;
+mod simulate;
 mod support;

@@ -64,3 +64,20 @@ pub(crate) fn fixture(rel: &str) -> String {
     assert!(p.exists(), "missing fixture {}", p.display());
     p.display().to_string()
 }
+
+impl TestEnv {
+    /// A test environment whose home is a fixed directory that outlives the test (shared homes).
+    pub(crate) fn at(dir: tempfile::TempDir) -> Self {
+        Self { home: dir }
+    }
+}
+
+/// Writes `bytes` to a fresh file in `dir` and returns its path as a string.
+pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("writing test file");
+    p.display().to_string()
+}
+
+/// As-of time inside every fixture certificate's validity period.
+pub(crate) const AT: &str = "2025-09-01T00:00:00Z";

@@ -13,6 +13,9 @@ const CRL: &str = "92f81bc3-5811-4d3d-97ff-d19f88dc67ea";
 
 const ENTRY_LEN: usize = 24;
 
+/// Certificates from a table, as (type, bytes).
+pub type Certs = Vec<(CertType, Vec<u8>)>;
+
 /// The certificate table is malformed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -69,7 +72,7 @@ fn cert_type(guid: &str) -> CertType {
 ///
 /// # Errors
 /// [`CertTableError`] when an entry points outside `buf` or the table is not terminated.
-pub fn parse(buf: &[u8]) -> Result<Vec<(CertType, Vec<u8>)>, CertTableError> {
+pub fn parse(buf: &[u8]) -> Result<Certs, CertTableError> {
     let mut out = Vec::new();
     for (index, entry) in buf.chunks_exact(ENTRY_LEN).enumerate() {
         if entry.iter().all(|&b| b == 0) {

@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::certtable::Certs;
 use super::HwError;
-use crate::report::trustee::CertType;
 
 /// A configfs-tsm report directory, removed on drop.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub(crate) fn report(
     report_root: &Path,
     report_data: &[u8; 64],
     vmpl: u32,
-) -> Result<(Vec<u8>, Vec<(CertType, Vec<u8>)>), HwError> {
+) -> Result<(Vec<u8>, Certs), HwError> {
     let name = format!(
         "a3s-{}-{}",
         std::process::id(),
