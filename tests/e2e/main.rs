@@ -1,4 +1,5 @@
 //! End-to-end tests driving the real `a3s-box` binary.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod attest;
 mod basics;

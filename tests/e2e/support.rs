@@ -65,12 +65,6 @@ pub(crate) fn fixture(rel: &str) -> String {
     p.display().to_string()
 }
 
-impl TestEnv {
-    /// A test environment whose home is a fixed directory that outlives the test (shared homes).
-    pub(crate) fn at(dir: tempfile::TempDir) -> Self {
-        Self { home: dir }
-    }
-}
 
 /// Writes `bytes` to a fresh file in `dir` and returns its path as a string.
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
