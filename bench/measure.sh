@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark: a3s-attestation's SNP launch_digest (example `measure`) against sev-snp-measure.
+# Benchmark: `a3s-box measure` (SNP launch digest) against sev-snp-measure.
 #
 # Usage: bench/measure.sh [N]        (N runs per tool and scenario, default 20; or N=... env)
 #
 # Needs `sev-snp-measure` (pip install sev-snp-measure==0.0.13) and Debian's `ovmf` package.
-# The only build step is `cargo run --release -p a3s-attestation --example measure`; the
+# The only build step is `cargo run --release -p a3s-box -- measure`; the
 # binary it built is then timed directly (process start + file reads + hashing), and `cargo run`
 # itself is timed too, for reference. Each scenario first checks that both tools print the
 # same digest.
@@ -39,10 +39,11 @@ fi
 amdsev="attestation/tests/fixtures/measure/ovmf_AmdSev_suffix.bin"
 append="console=ttyS0 root=/dev/vda1 ro dm-verity.roothash=4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076"
 
-cargo_run=(cargo run --release -q -p a3s-attestation --example measure --)
+cargo_run=(cargo run --release -q -p a3s-box -- measure)
 "${cargo_run[@]}" --help >/dev/null # the build
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-ours="$target_dir/release/examples/measure"
+ours_bin="$target_dir/release/a3s-box"
+ours=("$ours_bin" measure)
 
 # mean_us CMD...: mean wall time of N runs of CMD, in microseconds.
 mean_us() {
@@ -61,15 +62,15 @@ bench() {
     shift
     local want got
     want="$(sev-snp-measure --mode snp "$@")"
-    got="$("$ours" --mode snp "$@")"
+    got="$("${ours[@]}" "$@")"
     if [[ "$want" != "$got" ]]; then
         echo "error: digests differ for $name: sev-snp-measure $want, ours $got" >&2
         exit 1
     fi
     local py bin cr
     py=$(mean_us sev-snp-measure --mode snp "$@")
-    bin=$(mean_us "$ours" --mode snp "$@")
-    cr=$(mean_us "${cargo_run[@]}" --mode snp "$@")
+    bin=$(mean_us "${ours[@]}" "$@")
+    cr=$(mean_us "${cargo_run[@]}" "$@")
     printf '%-58s %16s %14s %16s %7sx\n' "$name" "$(ms "$py")" "$(ms "$bin")" "$(ms "$cr")" \
         "$(awk -v a="$py" -v b="$bin" 'BEGIN { printf "%.1f", a / b }')"
 }
