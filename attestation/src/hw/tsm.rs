@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use super::HwError;
 use crate::report::trustee::CertType;
 
+/// Host-supplied certificates (`auxblob`), by type.
+pub(crate) type CertChain = Vec<(CertType, Vec<u8>)>;
+
 /// A configfs-tsm report directory, removed on drop.
 #[derive(Debug)]
 struct ReportDir(PathBuf);
@@ -35,7 +38,7 @@ pub(crate) fn report(
     report_root: &Path,
     report_data: &[u8; 64],
     vmpl: u32,
-) -> Result<(Vec<u8>, Vec<(CertType, Vec<u8>)>), HwError> {
+) -> Result<(Vec<u8>, CertChain), HwError> {
     let name = format!(
         "a3s-{}-{}",
         std::process::id(),
