@@ -29,8 +29,11 @@ use std::path::{Path, PathBuf};
 
 use a3s_attestation::{Product, Report};
 
+pub use a3s_attestation::key_request::{
+    GuestFieldSelect, KeyRequest, KeyRequestError, KeySelect, RootKey,
+};
 pub use cert::SIMULATED_OU;
-pub use derive::{DeriveError, DerivedKey, GuestFieldSelect, KeyRequest, KeySelect, RootKey};
+pub use derive::{DeriveError, DerivedKey};
 pub use error::SimError;
 pub use keys::{Chip, ChipConfig, ChipId, InvalidChipId};
 pub use sign::{GuestContext, ReportRequest, ReportVersion, SignError};
@@ -277,7 +280,7 @@ impl Simulator {
     /// A key derived on the default chip for `guest`, as MSG_KEY_REQ `request` asks.
     ///
     /// # Errors
-    /// [`DeriveError`] when the request breaks a firmware rule (VMPL, SVN, TCB, reserved bits).
+    /// [`DeriveError`] when the request breaks a firmware rule (VMPL, SVN, TCB, VLEK).
     pub fn derive_key(
         &self,
         guest: &GuestContext,

@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 
 use super::HwError;
+use crate::key_request::KEY_REQUEST_V1_SIZE;
 
 /// `struct snp_guest_request_ioctl`: 32 bytes with C layout.
 #[repr(C)]
@@ -109,7 +110,10 @@ impl SevGuest {
     }
 
     /// SNP_GET_DERIVED_KEY with the 0x20-byte uAPI request (message version 1).
-    pub(crate) fn derived_key(&self, msg_key_req: &[u8; 0x20]) -> Result<[u8; 32], HwError> {
+    pub(crate) fn derived_key(
+        &self,
+        msg_key_req: &[u8; KEY_REQUEST_V1_SIZE],
+    ) -> Result<[u8; 32], HwError> {
         let mut resp = [0u8; KEY_RESP_LEN];
         self.request(
             SNP_GET_DERIVED_KEY,

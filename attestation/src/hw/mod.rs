@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::key_request::KeyRequest;
-use crate::report::trustee::{CertType, Evidence};
+use crate::report::trustee::Evidence;
 use crate::report::{Report, ReportError};
 
 /// The SNP guest device (present inside an SEV-SNP guest with the `sev-guest` driver).
@@ -160,8 +160,7 @@ impl HardwareAttester {
 
 impl Attester for HardwareAttester {
     fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<Evidence, HwError> {
-        let (raw, cert_chain): (Vec<u8>, Vec<(CertType, Vec<u8>)>) = if self.interfaces.configfs_tsm
-        {
+        let (raw, cert_chain): (Vec<u8>, certtable::Certs) = if self.interfaces.configfs_tsm {
             tsm::report(&self.root.join(TSM_REPORT_DIR), report_data, vmpl)?
         } else {
             let dev = ioctl::SevGuest::open(&self.root.join(SEV_GUEST_DEVICE))?;
@@ -178,10 +177,7 @@ impl Attester for HardwareAttester {
             return Err(HwError::NoKeyInterface);
         }
         let dev = ioctl::SevGuest::open(&self.root.join(SEV_GUEST_DEVICE))?;
-        let full = request.to_bytes();
-        let mut v1 = [0u8; 0x20];
-        v1.copy_from_slice(&full[..0x20]);
-        dev.derived_key(&v1)
+        dev.derived_key(&request.to_v1_bytes())
     }
 }
 
