@@ -10,7 +10,7 @@
 //! | `sev_full` | `AttestationReport::from_bytes` + `(&Chain, &report).verify()`: ARK self-signature, ARK→ASK, ASK→VEK (three RSA-PSS), re-encode the report, ECDSA P-384. No validity periods, no extensions, no key-kind or generation check |
 //! | `sev_cached_vek` | `AttestationReport::from_bytes` + `(&vek, &report).verify()`: re-encode, ECDSA P-384 |
 //!
-//! After the criterion groups (in benchmark mode only), a summary measures the same variants
+//! After the criterion groups, in benchmark mode, a summary measures the same variants
 //! again in this process, round-robin so they share machine conditions, and prints reports per
 //! second and the ratios `ours_full / sev_full`, `ours_cached_vek / sev_full` and
 //! `ours_cached_vek / sev_cached_vek` (above 1 means we are faster). `bench/verify.sh` runs it.
@@ -196,11 +196,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Measures every variant in `ROUNDS` interleaved rounds and prints medians and ratios.
-fn summary(prepared: &[Prepared], rounds: usize, budget: Duration) {
+/// Measures every variant in `rounds` interleaved rounds and prints medians and ratios.
+fn summary(prepared: &[Prepared], rounds: usize, budget: Duration, note: &str) {
     println!();
     println!(
-        "summary: reports/s, median of {rounds} interleaved rounds of {budget:?} each, one process"
+        "summary: reports/s, median of {rounds} interleaved rounds of {budget:?} each, one process{note}"
     );
     println!(
         "{:<10} {:>12} {:>16} {:>12} {:>15} {:>11} {:>13} {:>17}",
@@ -250,20 +250,26 @@ fn main() {
     criterion_groups(&mut c, &prepared);
     c.final_summary();
 
-    // Same mode test as criterion's: `cargo bench` passes --bench, `cargo test --benches`
-    // does not; there, one short round only proves the summary runs.
+    // Criterion's own mode rules: `cargo bench` passes --bench, `cargo test --benches` does
+    // not. Under --profile-time and --list the summary is skipped (it would pollute a
+    // profile); in test mode one zero-length round only proves it runs.
     let args: Vec<String> = std::env::args().collect();
-    let benchmarking = args.iter().any(|a| a == "--bench")
-        && !args
-            .iter()
-            .any(|a| a == "--test" || a == "--list" || a.starts_with("--profile-time"));
-    if benchmarking {
+    let has = |flag: &str| args.iter().any(|a| a.split('=').next() == Some(flag));
+    if has("--list") || has("--profile-time") {
+        return;
+    }
+    if has("--bench") && !has("--test") {
         let rounds = std::env::var("VERIFY_BENCH_ROUNDS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(7);
-        summary(&prepared, rounds, Duration::from_millis(300));
+        summary(&prepared, rounds, Duration::from_millis(300), "");
     } else {
-        summary(&prepared, 1, Duration::ZERO);
+        summary(
+            &prepared,
+            1,
+            Duration::ZERO,
+            " (test mode: figures are not measurements)",
+        );
     }
 }
