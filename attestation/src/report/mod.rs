@@ -440,4 +440,6 @@ pub fn layout_of(product: Product) -> TcbLayout {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 pub(crate) mod tests;
