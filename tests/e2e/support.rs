@@ -65,7 +65,6 @@ pub(crate) fn fixture(rel: &str) -> String {
     p.display().to_string()
 }
 
-
 /// Writes `bytes` to a fresh file in `dir` and returns its path as a string.
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let p = dir.join(name);

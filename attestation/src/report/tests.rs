@@ -202,3 +202,14 @@ fn rejects_trustee_evidence_with_short_fields() {
     let err = trustee::Evidence::from_trustee_json(v.to_string().as_bytes()).unwrap_err();
     assert!(err.to_string().contains("measurement"), "{err}");
 }
+
+/// Found by the fuzz tests: an `fmc` value on a Genoa report made the decoder pick the Turin
+/// layout and shuffle the TCB. The CPUID decides the layout; `fmc` on a non-Turin report is refused.
+#[test]
+fn trustee_json_layout_follows_cpuid_not_fmc() {
+    let json = fixture("trustee-genoa-v3-evidence.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    v["attestation_report"]["reported_tcb"]["fmc"] = serde_json::json!(0);
+    let err = trustee::Evidence::from_trustee_json(v.to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("fmc"), "{err}");
+}

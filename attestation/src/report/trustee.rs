@@ -34,6 +34,9 @@ pub enum EvidenceError {
         /// Length required.
         expected: usize,
     },
+    /// A TCB carries an FMC level but the report is from a generation without one.
+    #[error("TCB has an fmc level but the report is not from a Turin (or later) chip")]
+    FmcOnLegacy,
     /// The re-encoded report breaks a report rule.
     #[error("report in evidence is invalid")]
     Report(#[from] ReportError),
@@ -156,13 +159,23 @@ impl Evidence {
             (Some(f), Some(m), Some(s)) => Some((f, m, s)),
             _ => None,
         };
-        let layout = if r.reported_tcb.fmc.is_some() || r.current_tcb.fmc.is_some() {
-            TcbLayout::Turin
-        } else {
-            cpuid
-                .and_then(|(f, m, _)| Product::from_cpuid(f, m))
-                .map_or(TcbLayout::Legacy, layout_of)
+        // The CPUID decides the layout when present; without it (v2) an FMC level means Turin.
+        let has_fmc = [
+            &r.current_tcb,
+            &r.reported_tcb,
+            &r.committed_tcb,
+            &r.launch_tcb,
+        ]
+        .iter()
+        .any(|t| t.fmc.is_some());
+        let layout = match cpuid.and_then(|(f, m, _)| Product::from_cpuid(f, m)) {
+            Some(p) => layout_of(p),
+            None if has_fmc => TcbLayout::Turin,
+            None => TcbLayout::Legacy,
         };
+        if layout == TcbLayout::Legacy && has_fmc {
+            return Err(EvidenceError::FmcOnLegacy);
+        }
         let fields = ReportFields {
             version: r.version,
             guest_svn: r.guest_svn,
