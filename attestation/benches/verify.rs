@@ -36,7 +36,7 @@ macro_rules! fixture {
     ($name:literal) => {
         include_bytes!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/snp/reports/",
+            "/../fixtures/snp/reports/",
             $name
         ))
     };

@@ -1,7 +1,7 @@
 //! Certificates and CRLs in AMD's KDS profile, marked as simulated.
 //!
 //! The profile copies AMD's certificates (checked against the Milan/Genoa/Turin ARKs and ASKs and
-//! the Oak VCEKs in `shared/fixtures/snp/`):
+//! the Oak VCEKs in `fixtures/snp/`):
 //!
 //! - every signature is RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt, with the
 //!   parameters present in the AlgorithmIdentifier;
@@ -449,7 +449,7 @@ mod tests {
 
     fn real(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/snp/reports")
+            .join("../fixtures/snp/reports")
             .join(name);
         std::fs::read(path).unwrap()
     }

@@ -117,7 +117,7 @@ pub struct ChipConfig {
 }
 
 impl ChipConfig {
-    /// The configuration of the real chips in `shared/fixtures/snp` (Oak's Milan, Genoa and
+    /// The configuration of the real chips in `fixtures/snp` (Oak's Milan, Genoa and
     /// Turin reports): their TCB, firmware version and platform info.
     pub fn default_for(product: Product) -> Self {
         let (tcb, firmware) = match product {

@@ -56,10 +56,10 @@ impl TestEnv {
     }
 }
 
-/// A file under `shared/fixtures/snp/`.
+/// A file under `fixtures/snp/`.
 pub(crate) fn fixture(rel: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/snp")
+        .join("../fixtures/snp")
         .join(rel);
     assert!(p.exists(), "missing fixture {}", p.display());
     p.display().to_string()

@@ -150,7 +150,7 @@ mod tests {
     use crate::kds::{TcbSpls, VcekId, VekKind};
     use crate::Product;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/snp");
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/snp");
 
     fn fixture(rel: &str) -> Vec<u8> {
         std::fs::read(format!("{FIXTURES}/{rel}")).unwrap()

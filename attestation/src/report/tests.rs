@@ -2,7 +2,7 @@ use super::*;
 
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../shared/fixtures/snp/reports/{name}",
+        "{}/../fixtures/snp/reports/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))

@@ -92,10 +92,10 @@ pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     path.to_str().expect("temp paths are UTF-8").to_owned()
 }
 
-/// The real AMD fixtures in `shared/fixtures/snp`.
+/// The real AMD fixtures in `fixtures/snp`.
 pub(crate) fn fixture(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/snp")
+        .join("../fixtures/snp")
         .join(rel);
     path.to_str().expect("fixture paths are UTF-8").to_owned()
 }

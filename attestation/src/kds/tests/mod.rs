@@ -10,7 +10,7 @@ use std::time::Duration;
 use self::fake_kds::{FakeKds, Reply};
 use super::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/snp");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/snp");
 
 /// Path and query AMD serves the Oak Turin VCEK at (report: chip 3b42092f69c656d3, TCB fmc0 bl1
 /// tee0 snp2 ucode71).
