@@ -21,10 +21,7 @@ const AT: OffsetDateTime = datetime!(2025-09-01 0:00 UTC);
 
 /// Reads a file below `fixtures/snp/`.
 fn fixture(rel: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../fixtures/snp/{rel}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../fixtures/snp/{rel}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|err| panic!("reading {path}: {err}"))
 }
 
