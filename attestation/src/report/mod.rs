@@ -103,6 +103,12 @@ pub enum ReportError {
         /// Length of the input.
         actual: usize,
     },
+    /// The input is neither 1184 raw bytes nor hex text of them.
+    #[error("report is {actual} bytes of neither raw report ({REPORT_SIZE} bytes) nor hex text")]
+    Encoding {
+        /// Length of the input.
+        actual: usize,
+    },
     /// VERSION is not 2, 3, 4 or 5.
     #[error("report version {0} is not supported (supported: 2, 3, 4, 5)")]
     UnsupportedVersion(u32),
@@ -237,7 +243,7 @@ impl Report {
     /// Parses a report given as raw bytes or as hex text (whitespace ignored).
     ///
     /// # Errors
-    /// [`ReportError`] as for [`Report::from_bytes`]; undecodable hex is reported as a length error.
+    /// [`ReportError::Encoding`] when the input is neither, otherwise as for [`Report::from_bytes`].
     pub fn from_bytes_or_hex(input: &[u8]) -> Result<Self, ReportError> {
         if input.len() == REPORT_SIZE {
             return Self::from_bytes(input);

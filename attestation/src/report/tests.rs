@@ -213,3 +213,10 @@ fn trustee_json_layout_follows_cpuid_not_fmc() {
     let err = trustee::Evidence::from_trustee_json(v.to_string().as_bytes()).unwrap_err();
     assert!(err.to_string().contains("fmc"), "{err}");
 }
+
+#[test]
+fn names_the_encoding_problem_of_text_that_is_not_hex() {
+    let err = Report::from_bytes_or_hex(b"this is not a report").unwrap_err();
+    assert_eq!(err, ReportError::Encoding { actual: 20 });
+    assert!(err.to_string().contains("hex"), "{err}");
+}
