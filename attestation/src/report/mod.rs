@@ -255,7 +255,7 @@ impl Report {
             .collect();
         match hex::decode(&text) {
             Ok(raw) => Self::from_bytes(&raw),
-            Err(_) => Err(ReportError::Length {
+            Err(_) => Err(ReportError::Encoding {
                 actual: input.len(),
             }),
         }
