@@ -2,6 +2,7 @@
 //! 4.1.8.1): entries of `{ guid: [u8; 16], offset: u32, length: u32 }` ending with an all-zero
 //! entry; offsets are from the start of the table.
 
+use crate::measure::ovmf::Guid;
 use crate::report::trustee::CertType;
 
 /// GUIDs of the table entries, in their wire (mixed-endian) byte order.
@@ -39,24 +40,6 @@ pub enum CertTableError {
     },
 }
 
-/// Formats a GUID from its wire bytes (first three groups little-endian).
-fn guid_string(b: &[u8; 16]) -> String {
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}",
-        b[3],
-        b[2],
-        b[1],
-        b[0],
-        b[5],
-        b[4],
-        b[7],
-        b[6],
-        b[8],
-        b[9],
-        hex::encode(&b[10..16])
-    )
-}
-
 fn cert_type(guid: &str) -> CertType {
     match guid {
         ARK => CertType::Ark,
@@ -91,7 +74,10 @@ pub fn parse(buf: &[u8]) -> Result<Certs, CertTableError> {
                 length,
                 len: buf.len(),
             })?;
-        out.push((cert_type(&guid_string(&guid)), data.to_vec()));
+        out.push((
+            cert_type(&Guid::from_bytes_le(guid).to_string()),
+            data.to_vec(),
+        ));
     }
     Err(CertTableError::Unterminated)
 }
