@@ -130,12 +130,12 @@ pub(crate) struct ReportArgs {
     /// HOST_DATA of the simulated guest (32 bytes hex). Simulator only.
     #[arg(long, value_name = "HEX")]
     pub(crate) host_data: Option<String>,
-    /// Guest policy of the simulated guest. Simulator only.
-    #[arg(long, value_name = "HEX", default_value = "0x30000")]
-    pub(crate) guest_policy: String,
-    /// Product generation of the simulated chip. Simulator only.
-    #[arg(long, value_enum, default_value_t = ProductArg::Milan)]
-    pub(crate) product: ProductArg,
+    /// Guest policy of the simulated guest (default 0x30000). Simulator only.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) guest_policy: Option<String>,
+    /// Product generation of the simulated chip (default milan). Simulator only.
+    #[arg(long, value_enum)]
+    pub(crate) product: Option<ProductArg>,
     /// Where to write the raw 1184-byte report.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: PathBuf,

@@ -244,3 +244,22 @@ fn hardware_report_needs_an_snp_guest() {
     assert!(r.stderr.contains("--simulate"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+#[test]
+fn simulator_only_flags_are_refused_for_hardware_reports() {
+    let env = TestEnv::new();
+    let out = env.path("r.bin");
+    let r = env.run(&[
+        "attest",
+        "report",
+        "--report-data",
+        "00",
+        "--product",
+        "turin",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--simulate"), "{}", r.stderr);
+    assert!(r.stderr.contains("--product"), "{}", r.stderr);
+}

@@ -9,7 +9,7 @@ use a3s_runtime::A3sHome;
 use a3s_simulator::{GuestContext, ReportRequest, Simulator};
 use anyhow::Context;
 
-use crate::args::ReportArgs;
+use crate::args::{ProductArg, ReportArgs};
 use crate::{usage_error, ExitStatus};
 
 /// Decodes hex of at most `N` bytes into a zero-padded array.
@@ -52,9 +52,14 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitStatus> {
     let evidence = if args.simulate {
         simulated(args, report_data)?
     } else {
-        if args.measurement.is_some() || args.host_data.is_some() {
+        if args.measurement.is_some()
+            || args.host_data.is_some()
+            || args.guest_policy.is_some()
+            || args.product.is_some()
+        {
             return Err(usage_error(anyhow::anyhow!(
-                "--measurement and --host-data are fixed by the hardware at launch; they only apply with --simulate"
+                "--measurement, --host-data, --guest-policy and --product describe a simulated guest; \
+                 the hardware fixes them at launch (add --simulate to use the simulator)"
             )));
         }
         let attester = HardwareAttester::open().map_err(|e| {
@@ -96,8 +101,9 @@ fn simulated(args: &ReportArgs, report_data: [u8; 64]) -> anyhow::Result<Evidenc
         Some(m) => hex_padded("--measurement", m).map_err(usage_error)?,
         None => [0u8; 48],
     };
-    let policy = u64::from_str_radix(args.guest_policy.trim().trim_start_matches("0x"), 16)
-        .with_context(|| format!("--guest-policy {:?} is not hex", args.guest_policy))
+    let policy_text = args.guest_policy.as_deref().unwrap_or("0x30000");
+    let policy = u64::from_str_radix(policy_text.trim().trim_start_matches("0x"), 16)
+        .with_context(|| format!("--guest-policy {policy_text:?} is not hex"))
         .map_err(usage_error)?;
     let mut guest = GuestContext::launch(measurement)
         .with_policy(policy)
@@ -106,7 +112,7 @@ fn simulated(args: &ReportArgs, report_data: [u8; 64]) -> anyhow::Result<Evidenc
         guest.host_data = hex_padded("--host-data", h).map_err(usage_error)?;
     }
     let home = A3sHome::from_env().map_err(|e| usage_error(e.into()))?;
-    let product: Product = args.product.into();
+    let product: Product = args.product.unwrap_or(ProductArg::Milan).into();
     let sim = Simulator::open_or_create(home.root(), product).context("opening the simulator")?;
     let mut request = ReportRequest::new(guest, report_data);
     request.vmpl = args.vmpl;
