@@ -30,6 +30,9 @@ pub(crate) enum Command {
     Attest(AttestCommand),
     /// Compute the SEV-SNP launch measurement (same flags and output as `sev-snp-measure --mode snp`).
     Measure(MeasureArgs),
+    /// Images: pull, push, images, rmi, tag, save, load, login, logout, image ..., key ...
+    #[command(flatten)]
+    Images(crate::commands::image::args::ImageCommand),
     /// The simulated AMD secure processor of this A3S home.
     #[command(subcommand)]
     Simulator(SimulatorCommand),

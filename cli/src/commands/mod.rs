@@ -1,6 +1,7 @@
 //! One module per subcommand: each parses nothing, calls library APIs and formats the result.
 
 mod attest;
+pub(crate) mod image;
 mod info;
 mod measure;
 mod report;
@@ -21,6 +22,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Attest(AttestCommand::FetchCerts(args)) => verify::fetch_certs(&args),
         Command::Attest(AttestCommand::Report(args)) => report::run(&args),
         Command::Measure(args) => measure::run(&args),
+        Command::Images(cmd) => image::run(cmd),
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
@@ -39,7 +41,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::measure::MeasureError>() {
             e.hint()
         } else {
-            None
+            image::hint(cause)
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

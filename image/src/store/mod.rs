@@ -32,7 +32,7 @@ use crate::oci::{self, ConfigFile, Descriptor, History, ImageConfig, Manifest, R
 use crate::reference::{Digest, ImageRef};
 use crate::unpack::{self, UnpackError, Unpacker};
 
-pub(crate) use fsutil::{FileLock, HashingReader};
+pub(crate) use fsutil::{write_atomic, FileLock, HashingReader};
 pub use gc::{PruneReport, StoreGuard};
 
 /// Store layout version: the directory below the store root.
@@ -266,6 +266,21 @@ impl ImageStore {
         })?;
         fsutil::sync_dir(&blobs)?;
         Ok((digest, size))
+    }
+
+    /// A writer for a blob whose bytes arrive in pieces (network streams); the digest is
+    /// computed as they arrive and checked by [`BlobWriter::commit`].
+    ///
+    /// # Errors
+    /// The temp file cannot be created.
+    pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        let blobs = self.dir.join("blobs/sha256");
+        Ok(BlobWriter {
+            tmp: fsutil::temp_in(&blobs)?,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            len: 0,
+            store: self.clone(),
+        })
     }
 
     /// Stores a small in-memory blob.
@@ -621,6 +636,15 @@ impl ImageStore {
         Ok(dest)
     }
 
+    /// Where verified signatures of `digest` are kept (the directory is created).
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn signatures_path(&self, digest: &Digest) -> Result<PathBuf, StoreError> {
+        let dir = fsutil::ensure_dir(&self.dir.join("signatures"))?;
+        Ok(dir.join(format!("{}.json", digest.hex())))
+    }
+
     fn lock(&self) -> Result<FileLock, StoreError> {
         Ok(FileLock::exclusive(&self.dir.join("lock"))?)
     }
@@ -643,6 +667,71 @@ impl ImageStore {
     fn save_refs(&self, refs: &RefsFile) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(refs).expect("refs serialise");
         fsutil::write_atomic(&self.dir.join(REFS_FILE), &bytes)?;
+        Ok(())
+    }
+}
+
+/// A blob being written; see [`ImageStore::blob_writer`]. Dropped without `commit`, it leaves
+/// nothing behind.
+#[derive(Debug)]
+pub struct BlobWriter {
+    tmp: tempfile::NamedTempFile,
+    hasher: sha2::Sha256,
+    len: u64,
+    store: ImageStore,
+}
+
+impl BlobWriter {
+    /// Appends bytes.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        use std::io::Write as _;
+        sha2::Digest::update(&mut self.hasher, bytes);
+        self.len += bytes.len() as u64;
+        self.tmp.as_file_mut().write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True if nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks digest and size, then moves the blob into place.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`], [`StoreError::SizeMismatch`], I/O.
+    pub fn commit(self, expected: &Digest, expected_size: u64) -> Result<(), StoreError> {
+        let actual = Digest::from_sha256(sha2::Digest::finalize(self.hasher).into());
+        if actual != *expected {
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if self.len != expected_size {
+            return Err(StoreError::SizeMismatch {
+                digest: actual,
+                expected: expected_size,
+                actual: self.len,
+            });
+        }
+        self.tmp.as_file().sync_all()?;
+        let dest = self.store.blob_path(expected);
+        self.tmp.persist(&dest).map_err(|e| {
+            io::Error::new(
+                e.error.kind(),
+                format!("renaming blob into {}: {}", dest.display(), e.error),
+            )
+        })?;
+        fsutil::sync_dir(fsutil::parent(&dest))?;
         Ok(())
     }
 }

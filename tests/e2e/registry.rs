@@ -1,0 +1,263 @@
+//! A real Debian `docker-registry` on 127.0.0.1 (free port, temp config), and images built with
+//! `umoci` and pushed with `skopeo`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry process, killed on drop.
+pub(crate) struct LocalRegistry {
+    pub(crate) addr: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) creds: Option<(String, String)>,
+    child: Child,
+}
+
+impl LocalRegistry {
+    pub(crate) fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    pub(crate) fn with_htpasswd(user: &str, pass: &str) -> Self {
+        Self::start_with(Some((user, pass)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Self {
+        for _ in 0..5 {
+            if let Some(r) = Self::try_start(auth) {
+                return r;
+            }
+        }
+        panic!("docker-registry did not start");
+    }
+
+    fn try_start(auth: Option<(&str, &str)>) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("registry dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: a3s-test-secret\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .expect("htpasswd");
+            assert!(out.status.success());
+            std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning docker-registry");
+        let mut reg = Self {
+            addr,
+            dir,
+            creds: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = reg.child.try_wait() {
+                return None; // exited (port taken?)
+            }
+            if reg.answers() {
+                return Some(reg);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(&self.addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).as_bytes())
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf), Ok(n) if n >= 12 && (buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200") || buf[9..12] == *b"401"))
+    }
+
+    /// Where the registry keeps a blob's bytes (to corrupt them).
+    pub(crate) fn blob_file(&self, hex: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// `skopeo copy oci:<layout>:<name> docker://<addr>/<repo>`.
+    pub(crate) fn push_layout(&self, layout: &Path, name: &str, repo: &str) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.creds {
+            cmd.arg(format!("--dest-creds={u}:{p}"));
+        }
+        cmd.arg(format!("oci:{}:{name}", layout.display()))
+            .arg(format!("docker://{}/{repo}", self.addr));
+        run_ok(&mut cmd);
+    }
+
+    /// The digest skopeo sees for `repo` (tag or digest).
+    pub(crate) fn remote_digest(&self, repo: &str) -> String {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"]);
+        if let Some((u, p)) = &self.creds {
+            cmd.arg(format!("--creds={u}:{p}"));
+        }
+        cmd.arg(format!("docker://{}/{repo}", self.addr));
+        run_ok(&mut cmd).trim().to_owned()
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An OCI layout built with umoci: one layer per step, each step editing the rootfs.
+pub(crate) struct Layout {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Layout {
+    pub(crate) fn path(&self) -> PathBuf {
+        self.dir.path().join("oci")
+    }
+}
+
+/// Builds `name` in a fresh layout: busybox-static as /bin/busybox with /bin/sh, entrypoint
+/// `/bin/sh`, then `steps` as further layers.
+pub(crate) fn build_image(name: &str, steps: &[&dyn Fn(&Path)]) -> Layout {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("oci");
+    let image = format!("{}:{name}", layout.display());
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    run_ok(Command::new("umoci").args(["new", "--image", &image]));
+    run_ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64",
+        "--config.entrypoint",
+        "/bin/sh",
+        "--config.workingdir",
+        "/srv",
+        "--config.env",
+        "GREETING=hello",
+    ]));
+    let base = |root: &Path| {
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+    };
+    let mut all: Vec<&dyn Fn(&Path)> = vec![&base];
+    all.extend_from_slice(steps);
+    for (i, step) in all.iter().enumerate() {
+        let bundle = dir.path().join(format!("bundle{i}"));
+        run_ok(
+            Command::new("umoci")
+                .args(["unpack", "--image", &image])
+                .arg(&bundle),
+        );
+        step(&bundle.join("rootfs"));
+        run_ok(
+            Command::new("umoci")
+                .args(["repack", "--image", &image])
+                .arg(&bundle),
+        );
+        std::fs::remove_dir_all(&bundle).unwrap();
+    }
+    Layout { dir }
+}
+
+/// A hand-written single-layer OCI layout (for layers no tool would produce).
+pub(crate) fn layout_with_layer(name: &str, layer_tar: &[u8]) -> Layout {
+    use sha2::{Digest as _, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("oci");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> String {
+        let hex = hex::encode(Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let layer = put(layer_tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer]}
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_tar.len()}]
+    }))
+    .unwrap();
+    let manifest_digest = put(&manifest);
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+                "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    Layout { dir }
+}
