@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use self::registry::{build_image, layout_with_layer, run_ok, LocalRegistry};
+use self::registry::{build_image, layout_with, layout_with_layer, run_ok, LocalRegistry};
 use crate::support::{Run, TestEnv};
 
 #[path = "registry.rs"]
@@ -810,4 +810,98 @@ fn signature_policy_is_applied_on_pull_and_for_run() {
     let strict =
         a3s_image::cosign::SignaturePolicy::parse("default = \"reject\"", &policy).unwrap();
     assert!(a3s_image::cosign::verify_for_run(&s, &image.parse().unwrap(), &strict).is_err());
+}
+
+#[test]
+fn docker_v2_manifests_zstd_layers_and_multi_arch_indexes() {
+    let reg = LocalRegistry::start();
+    let env = TestEnv::new();
+    // Docker v2 schema 2 media types (skopeo converts).
+    let layout = build_image("v1", &[]);
+    reg.push_layout_with(&layout.path(), "v1", "fmt/docker:1", &["--format", "v2s2"]);
+    let r = env.run(&["pull", "-q", &format!("{}/fmt/docker:1", reg.addr)]);
+    ok(&r);
+    let i = env
+        .run(&["image", "inspect", &format!("{}/fmt/docker:1", reg.addr)])
+        .json();
+    assert_eq!(
+        i["media_type"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        i["layers"][0]["media_type"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+
+    // A zstd layer.
+    let tar = raw_tar(&[
+        ("etc/", tar::EntryType::Directory, "", b""),
+        ("etc/zstd-ok", tar::EntryType::Regular, "", b"z"),
+    ]);
+    let zst = zstd_compress(&tar);
+    let layout = layout_with(
+        "z",
+        &tar,
+        &zst,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        &["amd64"],
+    );
+    reg.push_layout(&layout.path(), "z", "fmt/zstd:1");
+    let image = format!("{}/fmt/zstd:1", reg.addr);
+    ok(&env.run(&["pull", "-q", &image]));
+    assert_eq!(
+        std::fs::read(rootfs_of(&env, &image).join("etc/zstd-ok")).unwrap(),
+        b"z"
+    );
+
+    // An index with arm64 and amd64: amd64 is chosen; the tag's digest is the index's.
+    let layout = layout_with(
+        "multi",
+        &tar,
+        &tar,
+        "application/vnd.oci.image.layer.v1.tar",
+        &["arm64", "amd64"],
+    );
+    reg.push_layout_with(&layout.path(), "multi", "fmt/multi:1", &["--all"]);
+    let image = format!("{}/fmt/multi:1", reg.addr);
+    let r = env.run(&["pull", "-q", &image, "--format", "json"]);
+    ok(&r);
+    let v = r.json();
+    assert_eq!(v["resolved_digest"], reg.remote_digest("fmt/multi:1"));
+    assert_ne!(v["resolved_digest"], v["digest"]);
+    let i = env.run(&["image", "inspect", &image]).json();
+    assert_eq!(i["architecture"], "amd64");
+    assert_eq!(i["config"]["labels"]["arch"], "amd64");
+    assert_eq!(i["index_digest"], v["resolved_digest"]);
+    // Only arm64: refused with the list of platforms.
+    let layout = layout_with(
+        "arm",
+        &tar,
+        &tar,
+        "application/vnd.oci.image.layer.v1.tar",
+        &["arm64", "riscv64"],
+    );
+    reg.push_layout_with(&layout.path(), "arm", "fmt/arm:1", &["--all"]);
+    let r = env.run(&["pull", "-q", &format!("{}/fmt/arm:1", reg.addr)]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no linux/amd64 image (available: linux/arm64, linux/riscv64)"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn zstd_compress(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("zstd")
+        .args(["-q", "-c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("zstd");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
 }

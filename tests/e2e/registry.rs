@@ -111,8 +111,14 @@ impl LocalRegistry {
 
     /// `skopeo copy oci:<layout>:<name> docker://<addr>/<repo>`.
     pub(crate) fn push_layout(&self, layout: &Path, name: &str, repo: &str) {
+        self.push_layout_with(layout, name, repo, &[]);
+    }
+
+    /// `push_layout` with extra skopeo flags (`--all`, `--format v2s2`).
+    pub(crate) fn push_layout_with(&self, layout: &Path, name: &str, repo: &str, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .args(extra);
         if let Some((u, p)) = &self.creds {
             cmd.arg(format!("--dest-creds={u}:{p}"));
         }
@@ -220,6 +226,24 @@ pub(crate) fn build_image(name: &str, steps: &[&dyn Fn(&Path)]) -> Layout {
 
 /// A hand-written single-layer OCI layout (for layers no tool would produce).
 pub(crate) fn layout_with_layer(name: &str, layer_tar: &[u8]) -> Layout {
+    layout_with(
+        name,
+        layer_tar,
+        layer_tar,
+        "application/vnd.oci.image.layer.v1.tar",
+        &["amd64"],
+    )
+}
+
+/// A hand-written layout: `blob` is the layer as stored (maybe compressed), `tar` its
+/// uncompressed bytes. With several architectures the layout's entry is an image index.
+pub(crate) fn layout_with(
+    name: &str,
+    tar: &[u8],
+    blob: &[u8],
+    media_type: &str,
+    arches: &[&str],
+) -> Layout {
     use sha2::{Digest as _, Sha256};
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("oci");
@@ -230,20 +254,39 @@ pub(crate) fn layout_with_layer(name: &str, layer_tar: &[u8]) -> Layout {
         std::fs::write(blobs.join(&hex), bytes).unwrap();
         format!("sha256:{hex}")
     };
-    let layer = put(layer_tar);
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [layer]}
-    }))
-    .unwrap();
-    let config_digest = put(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_tar.len()}]
-    }))
-    .unwrap();
-    let manifest_digest = put(&manifest);
+    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(tar)));
+    let layer = put(blob);
+    let mut entries = Vec::new();
+    for arch in arches {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": "linux", "config": {"Cmd": ["/bin/sh"], "Labels": {"arch": arch}},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]}
+        }))
+        .unwrap();
+        let config_digest = put(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": media_type, "digest": layer, "size": blob.len()}]
+        }))
+        .unwrap();
+        let digest = put(&manifest);
+        entries.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": manifest.len(), "platform": {"architecture": arch, "os": "linux"}}));
+    }
+    let mut top = if entries.len() == 1 {
+        let mut e = entries.pop().unwrap();
+        e.as_object_mut().unwrap().remove("platform");
+        e
+    } else {
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries
+        }))
+        .unwrap();
+        let digest = put(&index);
+        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": index.len()})
+    };
+    top["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
     std::fs::write(
         layout.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
@@ -251,12 +294,7 @@ pub(crate) fn layout_with_layer(name: &str, layer_tar: &[u8]) -> Layout {
     .unwrap();
     std::fs::write(
         layout.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
-                "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]
-        }))
-        .unwrap(),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [top]})).unwrap(),
     )
     .unwrap();
     Layout { dir }
