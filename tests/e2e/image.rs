@@ -905,3 +905,175 @@ fn zstd_compress(data: &[u8]) -> Vec<u8> {
     assert!(out.status.success());
     out.stdout
 }
+
+#[test]
+fn signed_index_is_verified_by_its_own_digest_and_checked_again_for_run() {
+    let reg = LocalRegistry::start();
+    let tar = raw_tar(&[("hello", tar::EntryType::Regular, "", b"hi")]);
+    let layout = layout_with(
+        "multi",
+        &tar,
+        &tar,
+        "application/vnd.oci.image.layer.v1.tar",
+        &["arm64", "amd64"],
+    );
+    reg.push_layout_with(&layout.path(), "multi", "signed/multi:1", &["--all"]);
+    let image = format!("{}/signed/multi:1", reg.addr);
+    let index_digest = reg.remote_digest("signed/multi:1");
+    let env = TestEnv::new();
+    let keys = tempfile::tempdir().unwrap();
+    keygen(&env, keys.path(), "pw");
+    let s = env
+        .cmd()
+        .args([
+            "image",
+            "sign",
+            "--key",
+            keys.path().join("cosign.key").to_str().unwrap(),
+            &image,
+        ])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    // The independent verifier agrees the signature covers the index digest.
+    let out = py(&[
+        "verify",
+        keys.path().join("cosign.pub").to_str().unwrap(),
+        &reg.addr,
+        "signed/multi",
+        &index_digest,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let pubk = keys.path().join("cosign.pub");
+    let r = env.run(&[
+        "pull",
+        "-q",
+        "--verify-key",
+        pubk.to_str().unwrap(),
+        &image,
+        "--format",
+        "json",
+    ]);
+    ok(&r);
+    assert_eq!(r.json()["resolved_digest"], index_digest);
+
+    let policy_file = keys.path().join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        "default = \"require-key\"\ndefault_keys = [\"cosign.pub\"]\n",
+    )
+    .unwrap();
+    let policy = a3s_image::cosign::SignaturePolicy::load(&policy_file, true).unwrap();
+    let verified =
+        a3s_image::cosign::verify_for_run(&store(&env), &image.parse().unwrap(), &policy).unwrap();
+    assert_eq!(verified.signed_digest().unwrap().to_string(), index_digest);
+    assert_eq!(
+        verified.image().digest.to_string(),
+        r.json()["digest"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_into_one_home_both_succeed() {
+    let reg = LocalRegistry::start();
+    let layout = build_image(
+        "v1",
+        &[&|root: &Path| std::fs::write(root.join("srv/big"), vec![1u8; 2_000_000]).unwrap()],
+    );
+    reg.push_layout(&layout.path(), "v1", "conc/app:1");
+    let env = TestEnv::new();
+    let image = format!("{}/conc/app:1", reg.addr);
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            env.cmd()
+                .args(["pull", "-q", &image])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows = env.run(&["images", "--format", "json"]).json();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(rootfs_of(&env, &image).join("srv/big"))
+            .unwrap()
+            .len(),
+        2_000_000
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(env.path("images/v1/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn key_generate_without_a_password_source_is_a_usage_error() {
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = env
+        .cmd()
+        .args(["key", "generate", "--out-dir", dir.path().to_str().unwrap()])
+        .env_remove("COSIGN_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COSIGN_PASSWORD"));
+    assert!(!dir.path().join("cosign.key").exists());
+}
+
+#[test]
+fn bearer_token_registry_pull_and_push_after_login() {
+    let reg = LocalRegistry::with_token_auth("tokenuser", "t0ken-pass");
+    let layout = build_image("v1", &[]);
+    reg.push_layout(&layout.path(), "v1", "tok/app:1");
+    let env = TestEnv::new();
+    let image = format!("{}/tok/app:1", reg.addr);
+    let anon = env.run(&["pull", "-q", &image]);
+    assert_eq!(anon.code, 125, "{}", anon.stderr);
+    assert!(anon.stderr.contains("hint: log in"), "{}", anon.stderr);
+    let mut c = env.cmd();
+    c.args(["login", &reg.addr, "-u", "tokenuser", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"t0ken-pass")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = env.run(&["pull", "-q", &image, "--format", "json"]);
+    ok(&r);
+    assert_eq!(r.json()["resolved_digest"], reg.remote_digest("tok/app:1"));
+    ok(&env.run(&["tag", &image, &format!("{}/tok/pushed:2", reg.addr)]));
+    ok(&env.run(&["push", "-q", &format!("{}/tok/pushed:2", reg.addr)]));
+    assert_eq!(
+        reg.remote_digest("tok/pushed:2"),
+        r.json()["digest"].as_str().unwrap()
+    );
+}

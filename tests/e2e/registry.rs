@@ -13,18 +13,32 @@ pub(crate) struct LocalRegistry {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) creds: Option<(String, String)>,
     child: Child,
+    token_server: Option<Child>,
+}
+
+/// How the registry authenticates.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Htpasswd(&'a str, &'a str),
+    Token(&'a str, &'a str),
 }
 
 impl LocalRegistry {
     pub(crate) fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(Auth::None)
     }
 
     pub(crate) fn with_htpasswd(user: &str, pass: &str) -> Self {
-        Self::start_with(Some((user, pass)))
+        Self::start_with(Auth::Htpasswd(user, pass))
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Self {
+    /// Bearer-token auth: a token server (`token_server.py`, ES256 JWTs) on another port.
+    pub(crate) fn with_token_auth(user: &str, pass: &str) -> Self {
+        Self::start_with(Auth::Token(user, pass))
+    }
+
+    fn start_with(auth: Auth<'_>) -> Self {
         for _ in 0..5 {
             if let Some(r) = Self::try_start(auth) {
                 return r;
@@ -33,7 +47,7 @@ impl LocalRegistry {
         panic!("docker-registry did not start");
     }
 
-    fn try_start(auth: Option<(&str, &str)>) -> Option<Self> {
+    fn try_start(auth: Auth<'_>) -> Option<Self> {
         let dir = tempfile::tempdir().expect("registry dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -45,17 +59,72 @@ impl LocalRegistry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: a3s-test-secret\n",
             dir.path().join("data").display()
         );
-        if let Some((user, pass)) = auth {
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, pass])
-                .output()
-                .expect("htpasswd");
-            assert!(out.status.success());
-            std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
-                dir.path().join("htpasswd").display()
-            ));
+        let mut token_server = None;
+        let mut creds = None;
+        match auth {
+            Auth::None => {}
+            Auth::Htpasswd(user, pass) => {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, pass])
+                    .output()
+                    .expect("htpasswd");
+                assert!(out.status.success());
+                std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                ));
+                creds = Some((user.to_owned(), pass.to_owned()));
+            }
+            Auth::Token(user, pass) => {
+                let (key, cert) = (dir.path().join("token.key"), dir.path().join("token.crt"));
+                run_ok(
+                    Command::new("openssl")
+                        .args([
+                            "req",
+                            "-x509",
+                            "-newkey",
+                            "ec",
+                            "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1",
+                        ])
+                        .args([
+                            "-nodes",
+                            "-days",
+                            "1",
+                            "-subj",
+                            "/CN=a3s-test-token",
+                            "-keyout",
+                        ])
+                        .arg(&key)
+                        .arg("-out")
+                        .arg(&cert),
+                );
+                let tport = TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let server = Command::new("python3")
+                    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/token_server.py"))
+                    .arg(tport.to_string())
+                    .arg(&key)
+                    .arg(&cert)
+                    .args(["a3s-test-registry", "a3s-test-issuer", user, pass])
+                    .spawn()
+                    .expect("token server");
+                token_server = Some(server);
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: a3s-test-registry\n    issuer: a3s-test-issuer\n    rootcertbundle: {}\n",
+                    cert.display()
+                ));
+                creds = Some((user.to_owned(), pass.to_owned()));
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while TcpStream::connect(("127.0.0.1", tport)).is_err() && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
         }
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -69,8 +138,9 @@ impl LocalRegistry {
         let mut reg = Self {
             addr,
             dir,
-            creds: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            creds,
             child,
+            token_server,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -143,6 +213,10 @@ impl Drop for LocalRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(t) = &mut self.token_server {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
     }
 }
 

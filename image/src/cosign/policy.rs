@@ -124,6 +124,24 @@ impl SignaturePolicy {
         }
     }
 
+    /// A policy requiring a signature by one of `keys` for every image (e.g. for
+    /// `run --tee-enable`).
+    pub fn require_keys(keys: Vec<PublicKey>) -> Self {
+        Self {
+            default: Requirement::RequireKey(keys),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// True when some image would need a signature under this policy.
+    pub fn requires_signatures(&self) -> bool {
+        matches!(self.default, Requirement::RequireKey(_))
+            || self
+                .scopes
+                .iter()
+                .any(|(_, r)| matches!(r, Requirement::RequireKey(_)))
+    }
+
     /// Loads a policy file; a missing file means [`SignaturePolicy::accept_anything`] only when
     /// `must_exist` is false.
     ///
