@@ -1,6 +1,7 @@
 //! One module per subcommand: each parses nothing, calls library APIs and formats the result.
 
 mod attest;
+pub(crate) mod audit;
 pub(crate) mod image;
 mod info;
 mod measure;
@@ -24,6 +25,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Measure(args) => measure::run(&args),
         Command::Images(cmd) => image::run(cmd),
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
+        Command::Audit(args) => audit::run(args),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
@@ -39,6 +41,8 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::chain_source::GatherError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::measure::MeasureError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
             e.hint()
         } else {
             image::hint(cause)
