@@ -646,6 +646,23 @@ fn tampering_is_detected_repushed_tag_and_edited_payload() {
         serde_json::json!([]),
         "nothing tagged"
     );
+    // The refusal is in the audit log, hash-chained.
+    let denied = fresh.run(&[
+        "audit",
+        "--action",
+        "image.*",
+        "--outcome",
+        "denied",
+        "--format",
+        "json",
+    ]);
+    ok(&denied);
+    let text = denied.stdout.clone();
+    assert!(
+        text.contains("image.pull") && text.contains(&image),
+        "{text}"
+    );
+    ok(&fresh.run(&["audit", "verify"]));
     assert_eq!(
         env.run(&["image", "verify", "--key", pubk.to_str().unwrap(), &image])
             .code,

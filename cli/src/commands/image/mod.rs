@@ -126,6 +126,15 @@ pub(super) fn signature_policy(explicit: Option<&PathBuf>) -> anyhow::Result<Sig
     }
 }
 
+/// Writes an audit event (image pulls, verifications, signatures, logins) before the command
+/// reports its result.
+pub(super) fn audit(event: a3s_runtime::audit::Event) -> anyhow::Result<()> {
+    a3s_runtime::audit::AuditLog::open(home()?.audit())
+        .record(&event)
+        .context("writing the audit event")?;
+    Ok(())
+}
+
 /// Marks a verification verdict "no" (exit 1).
 pub(super) fn verdict_no(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(ExitCodeError { code: 1, error: e })

@@ -5,12 +5,13 @@ use std::path::Path;
 
 use a3s_image::cosign::{self, PrivateKey};
 use a3s_image::registry::Registry;
+use a3s_runtime::audit::{Event, Outcome};
 use anyhow::Context;
 use serde::Serialize;
 
 use super::{
-    args, is_verdict, parse_ref, password, public_key, read_key_file, registry_options, runtime,
-    verdict_no,
+    args, audit, is_verdict, parse_ref, password, public_key, read_key_file, registry_options,
+    runtime, verdict_no,
 };
 use crate::args::Format;
 use crate::{output, usage_error, ExitStatus};
@@ -69,6 +70,16 @@ pub(super) fn sign(a: &args::SignArgs) -> anyhow::Result<ExitStatus> {
     let tag = rt
         .block_on(cosign::sign(&reg, &reference, &resolved.top, &key))
         .with_context(|| format!("signing {reference}"))?;
+    audit(
+        Event::new(
+            "image.sign",
+            Outcome::Success,
+            format!("signed {reference}"),
+        )
+        .with("reference", reference.to_string())
+        .with("digest", resolved.top.to_string())
+        .with("key", key.public_key().fingerprint()),
+    )?;
     eprintln!("Signed {} ({})", reference, resolved.top);
     output::line(&format!("Pushed signature to {tag}"))?;
     Ok(ExitStatus::Success)
@@ -124,6 +135,23 @@ pub(super) fn verify(a: &args::VerifyImageArgs) -> anyhow::Result<ExitStatus> {
         ),
         Err(e) => return Err(anyhow::Error::new(e).context(format!("verifying {reference}"))),
     };
+    let outcome = if view.verified {
+        Outcome::Success
+    } else {
+        Outcome::Denied
+    };
+    audit(
+        Event::new(
+            "image.verify",
+            outcome,
+            view.error
+                .clone()
+                .unwrap_or_else(|| format!("verified {reference}")),
+        )
+        .with("reference", view.reference.clone())
+        .with("digest", view.digest.clone())
+        .with("signer", view.signer.clone()),
+    )?;
     match a.format {
         Format::Json => output::json(&view)?,
         Format::Text => {

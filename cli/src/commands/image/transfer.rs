@@ -1,12 +1,13 @@
 //! `pull` and `push`.
 
 use a3s_image::pull::{self as xfer, PullOptions};
+use a3s_runtime::audit::{Event, Outcome};
 use anyhow::Context;
 use serde::Serialize;
 
 use super::{
-    args, is_verdict, parse_ref, progress, public_key, registry_options, runtime, signature_policy,
-    store, verdict_no,
+    args, audit, is_verdict, parse_ref, progress, public_key, registry_options, runtime,
+    signature_policy, store, verdict_no,
 };
 use crate::args::Format;
 use crate::{output, ExitStatus};
@@ -41,12 +42,33 @@ pub(super) fn pull(a: &args::PullArgs) -> anyhow::Result<ExitStatus> {
     let pulled = match runtime()?.block_on(xfer::pull(&store, &reference, &opts, bars.as_ref())) {
         Ok(p) => p,
         Err(xfer::TransferError::Verify(e)) if is_verdict(&e) => {
+            audit(
+                Event::new("image.pull", Outcome::Denied, e.to_string())
+                    .with("reference", reference.to_string()),
+            )?;
             return Err(verdict_no(
                 anyhow::Error::new(e).context(format!("pulling {reference}")),
-            ))
+            ));
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("pulling {reference}"))),
+        Err(e) => {
+            audit(
+                Event::new("image.pull", Outcome::Failure, e.to_string())
+                    .with("reference", reference.to_string()),
+            )?;
+            return Err(anyhow::Error::new(e).context(format!("pulling {reference}")));
+        }
     };
+    audit(
+        Event::new(
+            "image.pull",
+            Outcome::Success,
+            format!("pulled {reference}"),
+        )
+        .with("reference", reference.to_string())
+        .with("digest", pulled.image.digest.to_string())
+        .with("resolved_digest", pulled.resolved.to_string())
+        .with("verified_by", pulled.verified_by.clone()),
+    )?;
     let view = PullView {
         reference: reference.to_string(),
         digest: pulled.image.digest.to_string(),
