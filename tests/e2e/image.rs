@@ -1076,6 +1076,27 @@ fn bearer_token_registry_pull_and_push_after_login() {
         .stdin
         .take()
         .unwrap()
+        .write_all(b"wrong-pass")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.path("auth.json").exists());
+    let mut c = env.cmd();
+    c.args(["login", &reg.addr, "-u", "tokenuser", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+
+    child
+        .stdin
+        .take()
+        .unwrap()
         .write_all(b"t0ken-pass")
         .unwrap();
     let out = child.wait_with_output().unwrap();

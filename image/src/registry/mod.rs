@@ -277,11 +277,17 @@ impl Registry {
     /// The registry refused them or could not be reached.
     pub async fn check_auth(&self, probe: &ImageRef) -> Result<(), RegistryError> {
         let r = to_oci_ref(probe)?;
-        self.client
+        let token = self
+            .client
             .auth(&r, &self.auth, oci_client::RegistryOperation::Pull)
             .await
             .map_err(Self::err("logging in to", probe))?;
-        // With basic auth the client only learns whether it works on a real request.
+        if token.is_some() {
+            // Bearer registries: the token server accepted the credentials. (A probe request
+            // would be wrong here: Docker Hub answers 401 for repositories that do not exist.)
+            return Ok(());
+        }
+        // Basic auth: the client only learns whether it works on a real request.
         match self
             .client
             .pull_manifest_raw(&r, &self.auth, &[oci::OCI_MANIFEST])
