@@ -101,9 +101,14 @@ impl RegistryError {
                 } else if text.contains("manifest unknown") || text.contains("not found") || text.contains("name unknown") {
                     Some("check the image name and tag; `a3s-box images` lists local images".into())
                 } else if text.contains("error sending request") || text.contains("connect") || text.contains("tls") {
-                    Some(format!(
-                        "check that {registry} is reachable; a registry serving plain HTTP needs `--insecure-registry {registry}`"
-                    ))
+                    let loopback = reference
+                        .parse::<ImageRef>()
+                        .is_ok_and(|r| r.is_loopback_registry());
+                    Some(if loopback {
+                        format!("check that the registry at {registry} is running (loopback registries are spoken to over plain HTTP)")
+                    } else {
+                        format!("check that {registry} is reachable; a registry serving plain HTTP needs `--insecure-registry {registry}`")
+                    })
                 } else {
                     None
                 }
