@@ -1,11 +1,16 @@
 //! `pull` and `push`: registry ↔ local store, with the signature policy applied before anything
 //! is tagged.
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use crate::cosign::{self, PublicKey, Requirement, SignaturePolicy, VerifyError};
 use crate::oci::{self, Descriptor};
 use crate::reference::{Digest, ImageRef};
 use crate::registry::{Progress, Registry, RegistryError, RegistryOptions};
 use crate::store::{ImageStore, LocalImage, RefRecord, StoreError};
+
+/// Layers downloaded concurrently.
+const PARALLEL_LAYERS: usize = 3;
 
 /// Why a pull or push failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +117,13 @@ pub async fn pull(
     let m = &resolved.manifest;
     reg.fetch_blob(reference, &m.config, store, progress)
         .await?;
-    let mut cached_layers = 0;
-    for layer in &m.layers {
-        if reg.fetch_blob(reference, layer, store, progress).await? {
-            cached_layers += 1;
-        }
-    }
+    // Up to three layers at a time; each is verified on its own.
+    let cached: Vec<bool> = futures_util::stream::iter(&m.layers)
+        .map(|layer| reg.fetch_blob(reference, layer, store, progress))
+        .buffer_unordered(PARALLEL_LAYERS)
+        .try_collect()
+        .await?;
+    let cached_layers = cached.iter().filter(|c| **c).count();
     // Unpack before tagging: a layer the unpacker refuses (path traversal, symlink escape,
     // diff_id mismatch) leaves no tag behind.
     let config = store.config_file(m)?;
