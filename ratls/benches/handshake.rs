@@ -98,7 +98,10 @@ fn setup(sim: Arc<Simulator>) -> Setup {
         .expect("params")
         .signed_by(&key, &issuer)
         .expect("leaf");
-    let certified = Arc::new(CertifiedKey::new(vec![leaf.der().clone()], signing_key(&key)));
+    let certified = Arc::new(CertifiedKey::new(
+        vec![leaf.der().clone()],
+        signing_key(&key),
+    ));
     let mut server = rustls::ServerConfig::builder_with_provider(a3s_ratls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
@@ -259,7 +262,16 @@ fn main() {
     println!(
         "summary: connections/s, median of {rounds} interleaved rounds of {budget:?} each{note}"
     );
-    println!("plain_tls13_p384 {plain:>10.1}/s  {:>8.3} ms", 1000.0 / plain);
-    println!("ratls_p384       {ratls:>10.1}/s  {:>8.3} ms", 1000.0 / ratls);
-    println!("ratio ratls/plain (time per connection): {:.2}x", plain / ratls);
+    println!(
+        "plain_tls13_p384 {plain:>10.1}/s  {:>8.3} ms",
+        1000.0 / plain
+    );
+    println!(
+        "ratls_p384       {ratls:>10.1}/s  {:>8.3} ms",
+        1000.0 / ratls
+    );
+    println!(
+        "ratio ratls/plain (time per connection): {:.2}x",
+        plain / ratls
+    );
 }

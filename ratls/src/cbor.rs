@@ -181,7 +181,17 @@ mod tests {
 
     #[test]
     fn heads_round_trip_in_shortest_form() {
-        for arg in [0, 23, 24, 0xFF, 0x100, 0xFFFF, 0x1_0000, 0xFFFF_FFFF, 1 << 32] {
+        for arg in [
+            0,
+            23,
+            24,
+            0xFF,
+            0x100,
+            0xFFFF,
+            0x1_0000,
+            0xFFFF_FFFF,
+            1 << 32,
+        ] {
             let mut out = Vec::new();
             head(&mut out, UINT, arg);
             let mut r = Reader::new(&out);

@@ -160,8 +160,8 @@ impl PubkeyHash {
 
     /// Whether this is the hash of `spki_der`.
     pub fn matches(&self, spki_der: &[u8]) -> bool {
-        let actual = self.alg.digest(spki_der);
-        ring::constant_time::verify_slices_are_equal(&actual, &self.digest).is_ok()
+        // A hash of a public key: nothing secret to leak through timing.
+        self.alg.digest(spki_der) == self.digest
     }
 }
 
@@ -186,7 +186,11 @@ impl Claims {
     /// The deterministic CBOR encoding (the "claims buffer").
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        cbor::head(&mut out, cbor::MAP, if self.nonce.is_some() { 2 } else { 1 });
+        cbor::head(
+            &mut out,
+            cbor::MAP,
+            if self.nonce.is_some() { 2 } else { 1 },
+        );
         if let Some(nonce) = &self.nonce {
             cbor::text(&mut out, NONCE_KEY);
             cbor::bytes(&mut out, nonce);

@@ -103,7 +103,10 @@ fn rejects_wrong_types() {
     let untagged = &good()[5..];
     assert!(matches!(
         Evidence::parse(untagged),
-        Err(ParseError::WrongType { expected: "tag", .. })
+        Err(ParseError::WrongType {
+            expected: "tag",
+            ..
+        })
     ));
     // A map instead of the array.
     let mut map = Vec::new();
@@ -202,7 +205,10 @@ fn rejects_bad_claims() {
         ParseError::NotDeterministic { .. }
     ));
     assert!(matches!(
-        parse(claims_with(&[("pubkey-hash", &entry), ("pubkey-hash", &entry)])),
+        parse(claims_with(&[
+            ("pubkey-hash", &entry),
+            ("pubkey-hash", &entry)
+        ])),
         ParseError::NotDeterministic { .. }
     ));
     assert!(matches!(
@@ -264,7 +270,7 @@ fn endorsements_round_trip_and_reject_bad_counts() {
         parse_endorsements(&none),
         Err(ParseError::ArrayLength { found: 0, .. })
     ));
-    let many = encode_endorsements(EvidenceKind::Hardware, &[b"x"; 5]);
+    let many = encode_endorsements(EvidenceKind::Hardware, &[&b"x"[..]; 5]);
     assert!(matches!(
         parse_endorsements(&many),
         Err(ParseError::ArrayLength { found: 5, .. })

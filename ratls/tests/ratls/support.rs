@@ -14,13 +14,14 @@ use a3s_simulator::{GuestContext, KeyRequest, ReportRequest, Simulator};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 
-pub struct Home {
+#[derive(Debug)]
+pub(crate) struct Home {
     _dir: TempDir,
-    pub sim: Simulator,
-    pub roots: Roots,
+    pub(crate) sim: Simulator,
+    pub(crate) roots: Roots,
 }
 
-pub fn home() -> &'static Home {
+pub(crate) fn home() -> &'static Home {
     static HOME: OnceLock<Home> = OnceLock::new();
     HOME.get_or_init(|| {
         let dir = tempfile::Builder::new()
@@ -38,17 +39,17 @@ pub fn home() -> &'static Home {
 }
 
 /// The measurement of the guest the tests attest.
-pub const MEASUREMENT: [u8; 48] = [0x4D; 48];
+pub(crate) const MEASUREMENT: [u8; 48] = [0x4D; 48];
 
 /// A guest of the simulated chip: reports carry its context, plus the chip's VCEK as the
 /// certificate table (like an extended report).
 #[derive(Debug)]
-pub struct SimAttester {
+pub(crate) struct SimAttester {
     guest: GuestContext,
 }
 
 impl SimAttester {
-    pub fn launch(measurement: [u8; 48]) -> Arc<Self> {
+    pub(crate) fn launch(measurement: [u8; 48]) -> Arc<Self> {
         Arc::new(Self {
             guest: GuestContext::launch(measurement),
         })
@@ -81,14 +82,14 @@ impl Attester for SimAttester {
 }
 
 /// An attested side: a fresh guest with `measurement`, its identity and attester.
-pub fn attested(measurement: [u8; 48]) -> Attested {
+pub(crate) fn attested(measurement: [u8; 48]) -> Attested {
     let attester = SimAttester::launch(measurement);
     let identity = Identity::generate(attester.as_ref(), EvidenceKind::Simulated).unwrap();
     Attested::new(Arc::new(identity), attester)
 }
 
 /// A policy allowing only [`MEASUREMENT`].
-pub fn policy() -> AppraisalPolicy {
+pub(crate) fn policy() -> AppraisalPolicy {
     AppraisalPolicy {
         measurements: vec![MEASUREMENT],
         ..Default::default()
@@ -96,12 +97,12 @@ pub fn policy() -> AppraisalPolicy {
 }
 
 /// A verifier that accepts this home's simulated evidence under [`policy`].
-pub fn sim_verifier() -> Verifier {
+pub(crate) fn sim_verifier() -> Verifier {
     danger::accept_simulated(Verifier::new(policy()), home().roots.clone())
 }
 
 /// Runs `server` on one accepted loopback connection and `client` on a connection to it.
-pub async fn pair<S, SF, SO, C, CF, CO>(server: S, client: C) -> (SO, CO)
+pub(crate) async fn pair<S, SF, SO, C, CF, CO>(server: S, client: C) -> (SO, CO)
 where
     S: FnOnce(TcpStream) -> SF + Send + 'static,
     SF: Future<Output = SO> + Send,

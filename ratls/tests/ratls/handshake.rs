@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::support::{attested, home, pair, policy, sim_verifier, SimAttester, MEASUREMENT};
+use crate::support::{attested, pair, policy, sim_verifier, SimAttester, MEASUREMENT};
 
 /// The client verifies an attested server; returns the client's result.
 async fn client_verifies(
@@ -30,7 +30,9 @@ async fn client_verifies(
         move |tcp| async move { serve(tcp, &server).await.map(|_| ()) },
         move |tcp| async move {
             let config = ClientConfig::new(ServerAuth::Attested(verifier));
-            connect(tcp, &config).await.map(|s| s.peer().cloned().unwrap())
+            connect(tcp, &config)
+                .await
+                .map(|s| s.peer().cloned().unwrap())
         },
     )
     .await;
@@ -162,7 +164,13 @@ async fn rejects_a_client_with_the_wrong_measurement() {
     .await;
     let e = peer_error(server);
     assert!(
-        matches!(*e, PeerError::Policy { check: "measurement", .. }),
+        matches!(
+            *e,
+            PeerError::Policy {
+                check: "measurement",
+                ..
+            }
+        ),
         "{e:?}"
     );
 }
@@ -172,7 +180,13 @@ async fn rejects_a_server_with_the_wrong_measurement() {
     let server = ServerConfig::attested(attested([0x01; 48]));
     let e = peer_error(client_verifies(server, sim_verifier()).await);
     assert!(
-        matches!(*e, PeerError::Policy { check: "measurement", .. }),
+        matches!(
+            *e,
+            PeerError::Policy {
+                check: "measurement",
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.hint().unwrap().contains("a3s-box measure"));
@@ -200,7 +214,10 @@ async fn rejects_simulator_evidence_claiming_to_be_hardware() {
     let e = peer_error(client_verifies(server, sim_verifier()).await);
     // Hardware-tagged evidence is verified against AMD's roots only, where the simulator's
     // chain does not lead.
-    assert!(matches!(*e, PeerError::Report(VerifyError::Chain(_))), "{e:?}");
+    assert!(
+        matches!(*e, PeerError::Report(VerifyError::Chain(_))),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -219,10 +236,7 @@ async fn rejects_evidence_made_for_another_key() {
         endorsements.as_deref(),
     )
     .unwrap();
-    let server = ServerConfig::plain(Arc::new(CertifiedKey::new(
-        vec![forged],
-        signing_key(&key),
-    )));
+    let server = ServerConfig::plain(Arc::new(CertifiedKey::new(vec![forged], signing_key(&key))));
     let e = peer_error(client_verifies(server, sim_verifier()).await);
     assert!(matches!(*e, PeerError::PubkeyHashMismatch), "{e:?}");
     assert_eq!(EVIDENCE_OID, [2, 23, 133, 5, 4, 9]);
@@ -289,7 +303,13 @@ async fn the_misbehaving_server_harness_passes_when_it_behaves() {
     let a = attested(MEASUREMENT);
     let honest = a.clone();
     misbehaving_server(a, move |exporter, nonce| {
-        fresh_evidence(honest.identity(), honest.attester().as_ref(), &exporter, &nonce).unwrap()
+        fresh_evidence(
+            honest.identity(),
+            honest.attester().as_ref(),
+            &exporter,
+            &nonce,
+        )
+        .unwrap()
     })
     .await
     .unwrap();
@@ -302,8 +322,13 @@ async fn rejects_a_stale_nonce() {
     let honest = a.clone();
     let e = peer_error(
         misbehaving_server(a, move |exporter, _nonce| {
-            fresh_evidence(honest.identity(), honest.attester().as_ref(), &exporter, &[0; 32])
-                .unwrap()
+            fresh_evidence(
+                honest.identity(),
+                honest.attester().as_ref(),
+                &exporter,
+                &[0; 32],
+            )
+            .unwrap()
         })
         .await,
     );
@@ -317,8 +342,13 @@ async fn rejects_evidence_replayed_from_another_connection() {
     let (honest, recorder) = (a.clone(), Arc::new(std::sync::Mutex::new(Vec::new())));
     let rec = recorder.clone();
     misbehaving_server(a.clone(), move |exporter, nonce| {
-        let e = fresh_evidence(honest.identity(), honest.attester().as_ref(), &exporter, &nonce)
-            .unwrap();
+        let e = fresh_evidence(
+            honest.identity(),
+            honest.attester().as_ref(),
+            &exporter,
+            &nonce,
+        )
+        .unwrap();
         *rec.lock().unwrap() = e.clone();
         e
     })
@@ -338,7 +368,8 @@ async fn rejects_a_replayed_report_with_recomputed_claims() {
     let spki = a.identity().spki_der().to_vec();
     let e = peer_error(
         misbehaving_server(a, move |exporter, nonce| {
-            let claims = Claims::for_key(&spki, Some(freshness::binding(&exporter, &nonce).to_vec()));
+            let claims =
+                Claims::for_key(&spki, Some(freshness::binding(&exporter, &nonce).to_vec()));
             Evidence::encode(EvidenceKind::Simulated, &old_report, &claims.encode())
         })
         .await,
