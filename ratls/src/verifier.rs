@@ -39,8 +39,12 @@ use crate::freshness;
 
 /// What a relying party accepts: an appraisal policy, where VCEKs come from when the
 /// certificate carries none, and (only through [`crate::danger`]) the simulator's roots.
+/// Cloning is cheap (one per connection).
 #[derive(Clone)]
-pub struct Verifier {
+pub struct Verifier(Arc<Config>);
+
+#[derive(Clone)]
+struct Config {
     policy: AppraisalPolicy,
     simulator_roots: Option<Roots>,
     cert_source: Option<Arc<dyn CertSource + Send + Sync>>,
@@ -49,9 +53,9 @@ pub struct Verifier {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("policy", &self.policy)
-            .field("accepts_simulated", &self.simulator_roots.is_some())
-            .field("cert_source", &self.cert_source.is_some())
+            .field("policy", &self.0.policy)
+            .field("accepts_simulated", &self.0.simulator_roots.is_some())
+            .field("cert_source", &self.0.cert_source.is_some())
             .finish()
     }
 }
@@ -60,29 +64,30 @@ impl Verifier {
     /// A verifier of hardware evidence against AMD's roots under `policy`. Simulated evidence
     /// is refused whatever the policy says, unless [`crate::danger::accept_simulated`] is used.
     pub fn new(policy: AppraisalPolicy) -> Self {
-        Self {
+        Self(Arc::new(Config {
             policy,
             simulator_roots: None,
             cert_source: None,
-        }
+        }))
     }
 
     /// Fetches VCEKs from `source` (AMD's KDS, its cache) for certificates without
     /// endorsements.
     #[must_use]
     pub fn with_cert_source(mut self, source: Arc<dyn CertSource + Send + Sync>) -> Self {
-        self.cert_source = Some(source);
+        Arc::make_mut(&mut self.0).cert_source = Some(source);
         self
     }
 
     /// The appraisal policy.
     pub fn policy(&self) -> &AppraisalPolicy {
-        &self.policy
+        &self.0.policy
     }
 
     pub(crate) fn accept_simulated(mut self, roots: Roots) -> Self {
-        self.simulator_roots = Some(roots);
-        self.policy.allow_simulated = true;
+        let config = Arc::make_mut(&mut self.0);
+        config.simulator_roots = Some(roots);
+        config.policy.allow_simulated = true;
         self
     }
 
@@ -134,7 +139,7 @@ impl Verifier {
                 supplied.push(Certificate::from_der(der).map_err(PeerError::Endorsement)?);
             }
         }
-        let source = self.cert_source.as_deref().map(|s| s as &dyn CertSource);
+        let source = self.0.cert_source.as_deref().map(|s| s as &dyn CertSource);
         let chain = gather_chain(evidence.report(), supplied, source)?;
         let (verified, verdict) = self.appraise(&evidence, &chain, roots, now)?;
         Ok(VerifiedCertificate {
@@ -192,6 +197,7 @@ impl Verifier {
     fn roots_for(&self, kind: EvidenceKind) -> Result<&Roots, PeerError> {
         match kind {
             EvidenceKind::Simulated => self
+                .0
                 .simulator_roots
                 .as_ref()
                 .ok_or(PeerError::SimulatedNotAllowed),
@@ -213,7 +219,7 @@ impl Verifier {
                 simulated: verified.simulated(),
             });
         }
-        let verdict = self.policy.appraise(&verified);
+        let verdict = self.0.policy.appraise(&verified);
         if let Some(c) = verdict.first_failure() {
             return Err(PeerError::Policy {
                 check: c.name,
