@@ -6,6 +6,9 @@
 //! | `plain_tls13_p384` | TCP connect, TLS 1.3 handshake with a CA-issued P-384 server certificate verified by webpki, one byte echoed (so the server finished too) |
 //! | `ratls_p384` | TCP connect, [`a3s_ratls::connect`] to [`a3s_ratls::serve`]: TLS 1.3 handshake with the server's RA-TLS certificate (evidence parsed, simulated report verified: VCEK ECDSA P-384, chain from the endorsements, RSA-PSS ASK→VCEK, appraisal), then the freshness exchange (the server gets a fresh report signed by the simulator, the client verifies it again) |
 //!
+//! Both sides set `TCP_NODELAY`: without it, Nagle's algorithm and delayed ACKs add about
+//! 40 ms to every small-message round trip and swamp the cryptography being compared.
+//!
 //! The simulator stands in for the SNP firmware: its report signing is ECDSA P-384 in
 //! software, where real firmware takes roughly a millisecond per MSG_REPORT_REQ. After the
 //! criterion group, in benchmark mode, a summary times both again round-robin and prints the
@@ -145,6 +148,7 @@ fn setup(sim: Arc<Simulator>) -> Setup {
         );
         tokio::spawn(async move {
             while let Ok((tcp, _)) = plain.accept().await {
+                tcp.set_nodelay(true).expect("TCP_NODELAY");
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     if let Ok(mut s) = acceptor.accept(tcp).await {
@@ -158,6 +162,7 @@ fn setup(sim: Arc<Simulator>) -> Setup {
         });
         tokio::spawn(async move {
             while let Ok((tcp, _)) = ratls.accept().await {
+                tcp.set_nodelay(true).expect("TCP_NODELAY");
                 let config = ratls_server.clone();
                 tokio::spawn(async move {
                     let _ = serve(tcp, &config).await;
@@ -178,6 +183,7 @@ fn setup(sim: Arc<Simulator>) -> Setup {
 fn plain_once(s: &Setup) {
     s.rt.block_on(async {
         let tcp = TcpStream::connect(s.plain_addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
         let name = ServerName::try_from("localhost").expect("name");
         let mut tls = s.plain_client.connect(name, tcp).await.expect("handshake");
         tls.write_all(&[7]).await.expect("write");
@@ -190,6 +196,7 @@ fn plain_once(s: &Setup) {
 fn ratls_once(s: &Setup) {
     s.rt.block_on(async {
         let tcp = TcpStream::connect(s.ratls_addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
         let session = connect(tcp, &s.ratls_client).await.expect("RA-TLS session");
         assert!(session.peer().is_some_and(|p| p.verdict().passed()));
         black_box(session);

@@ -378,11 +378,7 @@ pub fn parse_endorsements(input: &[u8]) -> Result<(EvidenceKind, Vec<&[u8]>), Pa
     let kind = read_tag(&mut r)?;
     let n = r.array("endorsements array")?;
     if n == 0 || n > MAX_ENDORSEMENTS {
-        return Err(ParseError::ArrayLength {
-            what: "endorsements array",
-            expected: MAX_ENDORSEMENTS,
-            found: n,
-        });
+        return Err(ParseError::EndorsementCount(n));
     }
     let certs = (0..n)
         .map(|_| r.bytes("endorsement certificate"))
@@ -439,11 +435,14 @@ pub enum ParseError {
     ArrayLength {
         /// Which array.
         what: &'static str,
-        /// How many it must have (at most, for endorsements).
+        /// How many it must have.
         expected: usize,
         /// How many it has.
         found: usize,
     },
+    /// The endorsements hold no certificate or too many.
+    #[error("endorsements hold {0} certificates (1 to {MAX_ENDORSEMENTS} allowed)")]
+    EndorsementCount(usize),
     /// The report is not 1184 bytes.
     #[error("report is {0} bytes, expected {REPORT_LEN}")]
     ReportLength(usize),

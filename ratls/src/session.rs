@@ -184,7 +184,7 @@ pub enum SessionError {
     Io(#[source] std::io::Error),
     /// The freshness exchange broke down.
     #[error("RA-TLS freshness exchange")]
-    Protocol(#[from] ProtocolError),
+    Protocol(#[source] ProtocolError),
     /// This side's TEE gave no fresh report.
     #[error("obtaining a fresh attestation report")]
     Attest(#[source] HwError),
@@ -195,6 +195,20 @@ pub enum SessionError {
     /// resumption is disabled).
     #[error("the peer certificate was not verified")]
     NotVerified,
+}
+
+impl From<ProtocolError> for SessionError {
+    /// A TLS error surfacing while reading or writing (e.g. the peer's alert refusing our
+    /// certificate, which TLS 1.3 delivers after our side of the handshake finished) is
+    /// reported as [`SessionError::Tls`].
+    fn from(e: ProtocolError) -> Self {
+        if let ProtocolError::Io(io) = &e {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Self::Tls(tls.clone());
+            }
+        }
+        Self::Protocol(e)
+    }
 }
 
 impl SessionError {
@@ -215,6 +229,10 @@ impl SessionError {
 /// Accepts one RA-TLS connection on `io` (e.g. an accepted TCP stream): TLS 1.3 handshake,
 /// then the freshness exchange. With [`ServerConfig::verify_clients`], the session's peer is
 /// the verified client.
+///
+/// Nothing here times out: a peer that stops talking stalls the call, so wrap it in
+/// `tokio::time::timeout` where that matters. On TCP, set `TCP_NODELAY`: the exchange is a few
+/// small messages, which Nagle's algorithm and delayed ACKs would hold back by about 40 ms.
 ///
 /// # Errors
 /// [`SessionError`]; [`SessionError::Peer`] when the client's evidence is refused.
@@ -275,7 +293,8 @@ where
 }
 
 /// Connects over `io` (e.g. a TCP stream): TLS 1.3 handshake, then the freshness exchange.
-/// With [`ServerAuth::Attested`], the session's peer is the verified server.
+/// With [`ServerAuth::Attested`], the session's peer is the verified server. Like [`serve`],
+/// it has no timeout of its own.
 ///
 /// # Errors
 /// [`SessionError`]; [`SessionError::Peer`] when the server's evidence is refused.

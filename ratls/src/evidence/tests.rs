@@ -268,12 +268,12 @@ fn endorsements_round_trip_and_reject_bad_counts() {
     let none = encode_endorsements(EvidenceKind::Simulated, &[]);
     assert!(matches!(
         parse_endorsements(&none),
-        Err(ParseError::ArrayLength { found: 0, .. })
+        Err(ParseError::EndorsementCount(0))
     ));
     let many = encode_endorsements(EvidenceKind::Hardware, &[&b"x"[..]; 5]);
     assert!(matches!(
         parse_endorsements(&many),
-        Err(ParseError::ArrayLength { found: 5, .. })
+        Err(ParseError::EndorsementCount(5))
     ));
 }
 

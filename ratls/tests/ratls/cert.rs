@@ -22,7 +22,13 @@ fn carries_non_critical_evidence_and_endorsements_for_a_p384_key() {
     let spki = &x509.tbs_certificate.subject_pki;
     assert_eq!(spki.raw, a.identity().spki_der());
     assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1");
-    let curve = spki.algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .unwrap()
+        .as_oid()
+        .unwrap();
     assert_eq!(curve.to_id_string(), "1.3.132.0.34", "secp384r1");
 
     let ext = |oid: &str| {
@@ -102,7 +108,10 @@ fn refuses_a_tampered_report() {
     // The measurement (offset 0x90) is inside the signed bytes.
     let tampered = certificate_with(|r| r[0x90] ^= 1);
     let e = v.verify_certificate(&tampered, &[], now).unwrap_err();
-    assert!(matches!(e, PeerError::Report(VerifyError::Signature(_))), "{e:?}");
+    assert!(
+        matches!(e, PeerError::Report(VerifyError::Signature(_))),
+        "{e:?}"
+    );
     // Zero padding of REPORT_DATA (offset 0x50 + 32) is checked too.
     let padded = certificate_with(|r| r[0x50 + 40] = 1);
     let e = v.verify_certificate(&padded, &[], now).unwrap_err();
@@ -119,11 +128,7 @@ fn refuses_endorsements_of_another_kind() {
     let der = cert::self_signed(
         &key,
         EvidenceKind::Simulated,
-        &Evidence::encode(
-            EvidenceKind::Simulated,
-            evidence.report.as_bytes(),
-            &claims,
-        ),
+        &Evidence::encode(EvidenceKind::Simulated, evidence.report.as_bytes(), &claims),
         Some(&encode_endorsements(EvidenceKind::Hardware, &[vcek])),
     )
     .unwrap();
