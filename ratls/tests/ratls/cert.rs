@@ -71,7 +71,7 @@ fn verifies_directly_and_refuses_outside_validity() {
         ));
     }
     assert!(matches!(
-        v.verify_certificate(der, &[der.clone()], now),
+        v.verify_certificate(der, std::slice::from_ref(der), now),
         Err(PeerError::Intermediates(1))
     ));
     assert!(matches!(
