@@ -288,6 +288,8 @@ pub enum HostMsg {
         /// Columns.
         cols: u16,
     },
+    /// The host has everything it needs (the workload's exit was recorded): power off now.
+    PowerOff,
     /// Liveness probe; the guest answers `Pong` with the same nonce.
     Ping {
         /// Echoed back.
