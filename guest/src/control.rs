@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_SESSION};
@@ -74,6 +74,11 @@ fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
         let frame = match proto::read_frame(&mut reader) {
             Ok(f) => f,
             Err(ProtoError::Json(_) | ProtoError::UnknownKind(_)) => continue,
+            // A virtio-serial port reads end-of-file while the host side is not connected.
+            Err(ProtoError::Closed) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             Err(e) => {
                 // The stream is out of step or gone: nothing more can be trusted on it.
                 eprintln!("a3s-guest-init: channel failed: {e}");
@@ -85,7 +90,12 @@ fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
             Kind::Control => match frame.message::<HostMsg>() {
                 Ok(msg) => handle(msg, session, chan, state),
                 Err(e) => {
-                    chan.msg(session, &GuestMsg::Error { message: format!("unsupported request: {e}") });
+                    chan.msg(
+                        session,
+                        &GuestMsg::Error {
+                            message: format!("unsupported request: {e}"),
+                        },
+                    );
                 }
             },
             Kind::Stdin => {
@@ -122,7 +132,12 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             start(session, &process, chan, state);
         }
         HostMsg::Exec { .. } => {
-            chan.msg(session, &GuestMsg::Error { message: "exec needs a session number above 0".into() });
+            chan.msg(
+                session,
+                &GuestMsg::Error {
+                    message: "exec needs a session number above 0".into(),
+                },
+            );
         }
         HostMsg::Signal { signal } => {
             let pid = lock(state)
@@ -136,13 +151,22 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                     let _ = kill(Pid::from_raw(pid), sig);
                 }
                 (_, Err(_)) => {
-                    chan.msg(session, &GuestMsg::Error { message: format!("invalid signal {signal}") });
+                    chan.msg(
+                        session,
+                        &GuestMsg::Error {
+                            message: format!("invalid signal {signal}"),
+                        },
+                    );
                 }
                 (None, _) => {}
             }
         }
         HostMsg::Resize { rows, cols } => {
-            if let Some(pty) = lock(state).sessions.get(&session).and_then(|s| s.pty.as_ref()) {
+            if let Some(pty) = lock(state)
+                .sessions
+                .get(&session)
+                .and_then(|s| s.pty.as_ref())
+            {
                 let _ = process::resize(pty, rows, cols);
             }
         }
@@ -151,7 +175,12 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             chan.msg(session, &GuestMsg::Pong { nonce });
         }
         _ => {
-            chan.msg(session, &GuestMsg::Error { message: "unsupported request".into() });
+            chan.msg(
+                session,
+                &GuestMsg::Error {
+                    message: "unsupported request".into(),
+                },
+            );
         }
     }
 }
@@ -187,7 +216,13 @@ fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mu
         }
         Err(f) => {
             drop(st);
-            chan.msg(session, &GuestMsg::SpawnFailed { code: f.code, message: f.message });
+            chan.msg(
+                session,
+                &GuestMsg::SpawnFailed {
+                    code: f.code,
+                    message: f.message,
+                },
+            );
             finished(session, f.code, chan);
         }
     }
@@ -202,18 +237,27 @@ fn finished(session: u32, code: i32, chan: &Channel) {
 
 fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
     loop {
-        let (pid, code) = match waitpid(None, None) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
-            Ok(_) => continue,
+        // Peek first (WNOWAIT) and reap under the state lock: std's `Command::spawn` reaps a
+        // child whose exec failed itself, and must not find it already taken by PID 1.
+        let peeked = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+        let pid = match peeked {
+            Ok(ws) => match ws.pid() {
+                Some(pid) => pid,
+                None => continue,
+            },
             Err(nix::errno::Errno::ECHILD) => {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("waitpid"),
+            Err(e) => return Err(e).context("waitid"),
         };
         let mut st = lock(state);
+        let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+            _ => continue, // already reaped by spawn, or not finished
+        };
         let Some(session) = st.pids.remove(&pid.as_raw()) else {
             continue; // an orphan re-parented to PID 1
         };
@@ -236,5 +280,7 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
 }
 
 fn lock(state: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

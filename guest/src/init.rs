@@ -14,13 +14,28 @@ pub(crate) fn mount_filesystems() -> anyhow::Result<()> {
     let none: Option<&str> = None;
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let table: [(&str, &str, MsFlags, Option<&str>); 7] = [
-        ("proc", "/proc", nosuid, None),                  // mount -t proc proc /proc
-        ("sysfs", "/sys", nosuid, None),                  // mount -t sysfs sysfs /sys
+        ("proc", "/proc", nosuid, None), // mount -t proc proc /proc
+        ("sysfs", "/sys", nosuid, None), // mount -t sysfs sysfs /sys
         ("devtmpfs", "/dev", MsFlags::MS_NOSUID, Some("mode=0755")), // mount -t devtmpfs dev /dev
-        ("devpts", "/dev/pts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
+        (
+            "devpts",
+            "/dev/pts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("gid=5,mode=620,ptmxmode=666"),
+        ),
         ("tmpfs", "/dev/shm", nosuid, Some("mode=1777")),
-        ("tmpfs", "/run", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755")),
-        ("tmpfs", "/tmp", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
+        (
+            "tmpfs",
+            "/run",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=1777"),
+        ),
     ];
     for (fstype, target, flags, data) in table {
         fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
@@ -98,7 +113,11 @@ fn find_port() -> anyhow::Result<Option<PathBuf>> {
 
 /// Hostname, `/etc/hosts` and `/etc/resolv.conf`.
 pub(crate) fn apply_setup(setup: &GuestSetup) -> anyhow::Result<()> {
-    let hostname = if setup.hostname.is_empty() { "a3s-box" } else { &setup.hostname };
+    let hostname = if setup.hostname.is_empty() {
+        "a3s-box"
+    } else {
+        &setup.hostname
+    };
     nix::unistd::sethostname(hostname).context("setting the hostname")?;
     fs::create_dir_all("/etc").context("creating /etc")?;
     fs::write("/etc/hostname", format!("{hostname}\n")).context("writing /etc/hostname")?;

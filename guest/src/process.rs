@@ -38,7 +38,10 @@ pub(crate) struct User {
 
 /// Resolves `name`, `uid`, `name:group` or `uid:gid` using passwd and group file contents.
 pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Result<User, String> {
-    let spec = spec.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("root");
+    let spec = spec
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("root");
     let (user_part, group_part) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -51,8 +54,10 @@ pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Res
     let by_name = entries.iter().find(|f| f[0] == user_part);
     let (uid, mut gid, home) = match (by_name, user_part.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse().map_err(|_| format!("bad uid for {user_part} in /etc/passwd"))?,
-            f[3].parse().map_err(|_| format!("bad gid for {user_part} in /etc/passwd"))?,
+            f[2].parse()
+                .map_err(|_| format!("bad uid for {user_part} in /etc/passwd"))?,
+            f[3].parse()
+                .map_err(|_| format!("bad gid for {user_part} in /etc/passwd"))?,
             f[5].to_owned(),
         ),
         (None, Ok(uid)) => {
@@ -63,7 +68,11 @@ pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Res
                 f.map_or_else(|| "/".to_owned(), |f| f[5].to_owned()),
             )
         }
-        (None, Err(_)) => return Err(format!("unable to find user {user_part}: no matching entries in passwd file")),
+        (None, Err(_)) => {
+            return Err(format!(
+                "unable to find user {user_part}: no matching entries in passwd file"
+            ))
+        }
     };
     if let Some(g) = group_part {
         gid = match g.parse::<u32>() {
@@ -73,14 +82,20 @@ pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Res
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
         };
     }
     Ok(User { uid, gid, home })
 }
 
 /// The environment a process sees: defaults first, then the spec's entries override them.
-pub(crate) fn environment(spec: &ProcessSpec, user: &User, hostname: &str) -> Vec<(String, String)> {
+pub(crate) fn environment(
+    spec: &ProcessSpec,
+    user: &User,
+    hostname: &str,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
         ("HOSTNAME".into(), hostname.into()),
@@ -101,13 +116,21 @@ pub(crate) fn environment(spec: &ProcessSpec, user: &User, hostname: &str) -> Ve
 pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, SpawnFailure> {
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
-        return Err(fail(127, "no command given (the image has no entrypoint or cmd)".into()));
+        return Err(fail(
+            127,
+            "no command given (the image has no entrypoint or cmd)".into(),
+        ));
     };
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = resolve_user(spec.user.as_deref(), &passwd, &group).map_err(|m| fail(126, m))?;
-    let workdir = spec.workdir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
-    std::fs::create_dir_all(&workdir).map_err(|e| fail(126, format!("working directory {workdir}: {e}")))?;
+    let workdir = spec
+        .workdir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    std::fs::create_dir_all(&workdir)
+        .map_err(|e| fail(126, format!("working directory {workdir}: {e}")))?;
 
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
@@ -129,7 +152,8 @@ pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, Spawn
             ws_xpixel: 0,
             ws_ypixel: 0,
         });
-        let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| fail(126, format!("allocating a pty: {e}")))?;
+        let pty = nix::pty::openpty(size.as_ref(), None)
+            .map_err(|e| fail(126, format!("allocating a pty: {e}")))?;
         let slave = pty.slave;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| fail(126, format!("pty: {e}")));
         cmd.stdin(Stdio::from(dup(&slave)?))
@@ -141,12 +165,19 @@ pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, Spawn
         spawned.outputs.push((false, File::from(dup(&master)?)));
         spawned.pty = Some(master);
     } else {
-        cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => fail(127, format!("{program}: executable file not found in $PATH")),
+        io::ErrorKind::NotFound => fail(
+            127,
+            format!("{program}: executable file not found in $PATH"),
+        ),
         io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),
         _ => fail(126, format!("{program}: {e}")),
     })?;
@@ -225,13 +256,22 @@ mod tests {
 
     #[test]
     fn resolves_names_ids_and_groups() {
-        assert_eq!(resolve_user(None, PASSWD, GROUP).unwrap(), User { uid: 0, gid: 0, home: "/root".into() });
+        assert_eq!(
+            resolve_user(None, PASSWD, GROUP).unwrap(),
+            User {
+                uid: 0,
+                gid: 0,
+                home: "/root".into()
+            }
+        );
         assert_eq!(resolve_user(Some("www"), PASSWD, GROUP).unwrap().uid, 33);
         let u = resolve_user(Some("nobody:staff"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (65534, 50));
         let u = resolve_user(Some("1000:1000"), PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/"));
-        assert!(resolve_user(Some("ghost"), PASSWD, GROUP).unwrap_err().contains("ghost"));
+        assert!(resolve_user(Some("ghost"), PASSWD, GROUP)
+            .unwrap_err()
+            .contains("ghost"));
         assert!(resolve_user(Some("root:nogroup"), PASSWD, GROUP).is_err());
     }
 
@@ -242,7 +282,11 @@ mod tests {
             tty: true,
             ..Default::default()
         };
-        let user = User { uid: 0, gid: 0, home: "/root".into() };
+        let user = User {
+            uid: 0,
+            gid: 0,
+            home: "/root".into(),
+        };
         let env = environment(&spec, &user, "h");
         let get = |k: &str| env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PATH"), Some("/x"));

@@ -235,7 +235,9 @@ fn normalise(name: &str) -> String {
 
 fn module_name(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?;
-    let stem = file.strip_suffix(".ko.xz").or_else(|| file.strip_suffix(".ko"))?;
+    let stem = file
+        .strip_suffix(".ko.xz")
+        .or_else(|| file.strip_suffix(".ko"))?;
     Some(normalise(stem))
 }
 
@@ -329,7 +331,10 @@ pub fn locate_guest_init() -> Result<PathBuf, AssetError> {
         };
     }
     let mut searched = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
         // target/<profile>/a3s-box (or target/<profile>/deps/e2e-* for tests)
         let dir = if dir.ends_with("deps") {
             dir.parent().map(Path::to_owned).unwrap_or(dir)
@@ -356,12 +361,17 @@ fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
     let data = fs_err::read(path)?;
     let rd = |off: usize, n: usize| -> Option<u64> {
         let b = data.get(off..off + n)?;
-        Some(b.iter().rev().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+        Some(
+            b.iter()
+                .rev()
+                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+        )
     };
     if !data.starts_with(b"\x7fELF") || data.get(4) != Some(&2) {
         return Ok(false);
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2)) else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2))
+    else {
         return Ok(false);
     };
     for i in 0..phnum {
@@ -395,7 +405,11 @@ pub fn base_initrd(
     modules: &[&str],
 ) -> Result<BaseInitrd, AssetError> {
     let init = fs_err::read(guest_init)?;
-    let key = short_hash(&[&init, kernel.release.as_bytes(), modules.join(",").as_bytes()]);
+    let key = short_hash(&[
+        &init,
+        kernel.release.as_bytes(),
+        modules.join(",").as_bytes(),
+    ]);
     let path = cache.join("initrd").join(format!("base-{key}.cpio"));
     if path.is_file() {
         return Ok(BaseInitrd { path, key });
@@ -406,7 +420,11 @@ pub fn base_initrd(
     w.file(".a3s/init", Meta::root(0o755), &init)?;
     w.dir(".a3s/modules", Meta::root(0o700))?;
     for (i, (name, ko)) in mods.iter().enumerate() {
-        w.file(&format!(".a3s/modules/{i:02}-{name}.ko"), Meta::root(0o600), ko)?;
+        w.file(
+            &format!(".a3s/modules/{i:02}-{name}.ko"),
+            Meta::root(0o600),
+            ko,
+        )?;
     }
     write_atomic(&path, &w.finish()?)?;
     Ok(BaseInitrd { path, key })
@@ -451,7 +469,10 @@ fn short_hash(parts: &[&[u8]]) -> String {
         h.update((p.len() as u64).to_le_bytes());
         h.update(p);
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes `data` to `path` atomically: temporary file in the same directory, fsync, rename,
@@ -466,7 +487,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     fs_err::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let mut f = fs_err::File::create(&tmp)?;

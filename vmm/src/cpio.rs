@@ -118,10 +118,21 @@ impl<W: Write> CpioWriter<W> {
         Ok(())
     }
 
-    fn entry(&mut self, name: &str, mode: u32, meta: Meta, nlink: u32, data: &[u8]) -> io::Result<()> {
-        let size = u32::try_from(data.len())
-            .map_err(|_| io::Error::other(format!("{name}: larger than 4 GiB, cpio newc cannot hold it")))?;
-        let namesize = u32::try_from(name.len() + 1).map_err(|_| io::Error::other("name too long"))?;
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        meta: Meta,
+        nlink: u32,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let size = u32::try_from(data.len()).map_err(|_| {
+            io::Error::other(format!(
+                "{name}: larger than 4 GiB, cpio newc cannot hold it"
+            ))
+        })?;
+        let namesize =
+            u32::try_from(name.len() + 1).map_err(|_| io::Error::other("name too long"))?;
         let ino = self.ino;
         self.ino += 1;
         let header = format!(
@@ -189,7 +200,10 @@ mod tests {
             .expect("cpio is installed by scripts/setup");
         child.stdin.take().unwrap().write_all(&archive).unwrap();
         assert!(child.wait().unwrap().success());
-        assert_eq!(std::fs::read(out.path().join("etc/hostname")).unwrap(), b"box\n");
+        assert_eq!(
+            std::fs::read(out.path().join("etc/hostname")).unwrap(),
+            b"box\n"
+        );
         assert_eq!(std::fs::read(out.path().join("bin/tool")).unwrap(), b"abc");
         assert_eq!(
             std::fs::read_link(out.path().join("bin/alias")).unwrap(),

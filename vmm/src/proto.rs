@@ -167,7 +167,8 @@ impl Frame {
         out.push(PROTO_VERSION);
         out.push(self.kind.to_byte());
         out.extend_from_slice(&self.session.to_be_bytes());
-        let len = u32::try_from(self.payload.len()).expect("payload length is capped by MAX_PAYLOAD");
+        let len =
+            u32::try_from(self.payload.len()).expect("payload length is capped by MAX_PAYLOAD");
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&self.payload);
         out
@@ -368,7 +369,11 @@ mod tests {
     #[test]
     fn reads_consecutive_frames_from_one_stream() {
         let mut bytes = Frame::data(Kind::Stderr, 1, b"a".to_vec()).encode();
-        bytes.extend(Frame::control(1, &GuestMsg::Exited { code: 3 }).unwrap().encode());
+        bytes.extend(
+            Frame::control(1, &GuestMsg::Exited { code: 3 })
+                .unwrap()
+                .encode(),
+        );
         let mut r = bytes.as_slice();
         assert_eq!(read_frame(&mut r).unwrap().payload, b"a");
         let m: GuestMsg = read_frame(&mut r).unwrap().message().unwrap();
@@ -402,10 +407,16 @@ mod tests {
         ));
         let mut m = good.clone();
         m[0] = b'X';
-        assert!(matches!(read_frame(&mut m.as_slice()), Err(ProtoError::BadMagic(_))));
+        assert!(matches!(
+            read_frame(&mut m.as_slice()),
+            Err(ProtoError::BadMagic(_))
+        ));
         let mut k = good;
         k[3] = 9;
-        assert!(matches!(read_frame(&mut k.as_slice()), Err(ProtoError::UnknownKind(9))));
+        assert!(matches!(
+            read_frame(&mut k.as_slice()),
+            Err(ProtoError::UnknownKind(9))
+        ));
     }
 
     #[test]
@@ -415,7 +426,10 @@ mod tests {
             read_frame(&mut &bytes[..bytes.len() - 1]),
             Err(ProtoError::Io(_))
         ));
-        assert!(matches!(read_frame(&mut &bytes[..5]), Err(ProtoError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut &bytes[..5]),
+            Err(ProtoError::Io(_))
+        ));
     }
 
     #[test]
@@ -427,6 +441,9 @@ mod tests {
         };
         assert!(matches!(f.message::<HostMsg>(), Err(ProtoError::Json(_))));
         let d = Frame::data(Kind::Stdout, 0, vec![]);
-        assert!(matches!(d.message::<HostMsg>(), Err(ProtoError::NotControl(Kind::Stdout))));
+        assert!(matches!(
+            d.message::<HostMsg>(),
+            Err(ProtoError::NotControl(Kind::Stdout))
+        ));
     }
 }

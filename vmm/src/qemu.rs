@@ -179,7 +179,13 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     push(&config.mem_mib.to_string());
     push("-smp");
     push(&config.vcpus.to_string());
-    for s in ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"] {
+    for s in [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ] {
         push(s);
     }
     let (serial_bus, port) = match config.machine {
@@ -488,12 +494,14 @@ fn wait_ready(
         match frames.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(frame)) => {
                 return match frame.message::<GuestMsg>() {
-                    Ok(GuestMsg::Ready { version, uptime_ms }) if version == proto::PROTO_VERSION => {
+                    Ok(GuestMsg::Ready { version, uptime_ms })
+                        if version == proto::PROTO_VERSION =>
+                    {
                         Ok(uptime_ms)
                     }
-                    Ok(GuestMsg::Ready { version, .. }) => Err(Wait::Failed(StartError::Handshake(
-                        ProtoError::UnsupportedVersion { found: version },
-                    ))),
+                    Ok(GuestMsg::Ready { version, .. }) => Err(Wait::Failed(
+                        StartError::Handshake(ProtoError::UnsupportedVersion { found: version }),
+                    )),
                     Ok(_) => Err(Wait::Failed(StartError::Handshake(ProtoError::NotControl(
                         frame.kind,
                     )))),
@@ -635,9 +643,18 @@ mod tests {
     #[test]
     fn resources_are_range_checked() {
         assert_eq!(VmConfig::resources(2, 512).unwrap(), (2, 512));
-        assert!(matches!(VmConfig::resources(0, 512), Err(ConfigError::Vcpus(0))));
-        assert!(matches!(VmConfig::resources(64, 512), Err(ConfigError::Vcpus(64))));
-        assert!(matches!(VmConfig::resources(1, 64), Err(ConfigError::Memory(64))));
+        assert!(matches!(
+            VmConfig::resources(0, 512),
+            Err(ConfigError::Vcpus(0))
+        ));
+        assert!(matches!(
+            VmConfig::resources(64, 512),
+            Err(ConfigError::Vcpus(64))
+        ));
+        assert!(matches!(
+            VmConfig::resources(1, 64),
+            Err(ConfigError::Memory(64))
+        ));
     }
 
     #[test]
