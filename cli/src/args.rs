@@ -33,6 +33,8 @@ pub(crate) enum Command {
     /// The simulated AMD secure processor of this A3S home.
     #[command(subcommand)]
     Simulator(SimulatorCommand),
+    /// Query the tamper-evident host audit log, or verify its hash chain (`audit verify`).
+    Audit(crate::commands::audit::args::AuditArgs),
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,11 @@ impl A3sHome {
         self.root.join("cache").join("kds")
     }
 
+    /// The audit log directory.
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit")
+    }
+
     /// State of the simulated AMD secure processor.
     pub fn simulator(&self) -> PathBuf {
         self.root.join("simulator")

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod attest;
+mod audit;
 mod basics;
 mod measure;
 mod simulate;

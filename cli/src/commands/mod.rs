@@ -1,6 +1,7 @@
 //! One module per subcommand: each parses nothing, calls library APIs and formats the result.
 
 mod attest;
+pub(crate) mod audit;
 mod info;
 mod measure;
 mod report;
@@ -22,6 +23,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Attest(AttestCommand::Report(args)) => report::run(&args),
         Command::Measure(args) => measure::run(&args),
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
+        Command::Audit(args) => audit::run(args),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
@@ -37,6 +39,8 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::chain_source::GatherError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::measure::MeasureError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
             e.hint()
         } else {
             None

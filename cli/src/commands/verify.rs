@@ -150,6 +150,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
 
     let result = verify(report, &trust.chain, &trust.roots, at, crl.as_ref());
     let output = build_output(report, &result, &policy, revocation_checked, at);
+    record_verdict(&home, &output)?;
     match args.format.format {
         Format::Json => output::json(&output)?,
         Format::Text => print_text(&output)?,
@@ -166,6 +167,26 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Failure);
     }
     Ok(ExitStatus::Success)
+}
+
+/// Writes the verdict to the audit log before it is reported.
+fn record_verdict(home: &A3sHome, output: &VerifyOutput) -> anyhow::Result<()> {
+    use a3s_runtime::audit::{AuditLog, Event, Outcome};
+    let (outcome, message) = if output.verified {
+        (Outcome::Success, "evidence verified".to_owned())
+    } else {
+        let check = output.failed_check.as_deref().unwrap_or("unknown");
+        (Outcome::Failure, format!("evidence failed check {check}"))
+    };
+    let event = Event::new("attest.verify", outcome, message)
+        .with("simulated", output.simulated)
+        .with("measurement", output.measurement.clone())
+        .with("chip_id", output.chip_id.clone())
+        .with("failed_check", output.failed_check.clone());
+    AuditLog::open(home.audit())
+        .record(&event)
+        .context("writing the audit event for this verdict")?;
+    Ok(())
 }
 
 /// When this home's simulator issued the report's chip (or the supplied VEK), the simulator's
