@@ -19,8 +19,14 @@ pub fn is_default(reference: &ImageRef) -> bool {
 /// # Errors
 /// [`StoreError::Io`] when busybox-static is missing (the message says how to install it) or the
 /// tarball cannot be written; import errors.
-pub fn import(store: &ImageStore, reference: &ImageRef, cache: &Path) -> Result<LocalImage, StoreError> {
-    let tar = cache.join("busybox").join(format!("rootfs-{}.tar", std::process::id()));
+pub fn import(
+    store: &ImageStore,
+    reference: &ImageRef,
+    cache: &Path,
+) -> Result<LocalImage, StoreError> {
+    let tar = cache
+        .join("busybox")
+        .join(format!("rootfs-{}.tar", std::process::id()));
     fs_err::create_dir_all(cache.join("busybox"))?;
     write_rootfs_tar(&tar)?;
     let result = store.import_rootfs(&tar, reference);
@@ -52,9 +58,21 @@ pub fn write_rootfs_tar(path: &Path) -> std::io::Result<()> {
     let file = fs_err::File::create(path)?;
     let mut b = tar::Builder::new(file);
     let dirs = [
-        ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
-        ("root", 0o700), ("run", 0o755), ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777),
-        ("usr", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755), ("var", 0o755), ("var/tmp", 0o1777),
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("run", 0o755),
+        ("sbin", 0o755),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
     ];
     for (d, mode) in dirs {
         let mut h = header(tar::EntryType::Directory, mode, 0);
@@ -67,7 +85,10 @@ pub fn write_rootfs_tar(path: &Path) -> std::io::Result<()> {
         b.append_link(&mut h, applet, "/bin/busybox")?;
     }
     let files: [(&str, &str); 4] = [
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+        ),
         ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
         ("etc/hosts", "127.0.0.1\tlocalhost\n"),
         ("etc/os-release", "NAME=\"A3S Box busybox\"\nID=busybox\n"),
@@ -97,7 +118,11 @@ mod tests {
 
     #[test]
     fn default_image_names() {
-        for r in ["busybox", "busybox:latest", "docker.io/library/busybox:latest"] {
+        for r in [
+            "busybox",
+            "busybox:latest",
+            "docker.io/library/busybox:latest",
+        ] {
             assert!(is_default(&r.parse().unwrap()), "{r}");
         }
         for r in ["busybox:1.36", "alpine", "example.com/busybox"] {
@@ -120,7 +145,10 @@ mod tests {
         let image = import(&store, &reference, &dir.path().join("cache")).unwrap();
         let rootfs = store.rootfs(&image).unwrap();
         assert!(rootfs.join("bin/busybox").is_file());
-        assert_eq!(std::fs::read_link(rootfs.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+        assert_eq!(
+            std::fs::read_link(rootfs.join("bin/sh")).unwrap(),
+            Path::new("/bin/busybox")
+        );
         assert_eq!(store.resolve(&reference).unwrap().digest, image.digest);
     }
 }

@@ -77,7 +77,11 @@ pub fn connect(socket: &Path, first: &ClientMsg) -> Result<UnixStream, ProtoErro
 ///
 /// # Errors
 /// i/o, framing or timeout.
-pub fn request(socket: &Path, msg: &ClientMsg, timeout: Duration) -> Result<MonitorMsg, ProtoError> {
+pub fn request(
+    socket: &Path,
+    msg: &ClientMsg,
+    timeout: Duration,
+) -> Result<MonitorMsg, ProtoError> {
     let mut s = connect(socket, msg)?;
     s.set_read_timeout(Some(timeout))?;
     loop {

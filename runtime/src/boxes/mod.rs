@@ -103,11 +103,13 @@ impl BoxError {
             Self::State(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
-            Self::NoQemu => Some(
-                "install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into(),
-            ),
+            Self::NoQemu => {
+                Some("install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into())
+            }
             Self::NotRunning(name) => Some(format!("start it with `a3s-box start {name}`")),
-            Self::StillRunning(name) => Some(format!("`a3s-box rm -f {name}` stops and removes it")),
+            Self::StillRunning(name) => {
+                Some(format!("`a3s-box rm -f {name}` stops and removes it"))
+            }
             Self::NoCommand => Some("give a command after the image, or --entrypoint".into()),
             _ => None,
         }
@@ -172,7 +174,10 @@ impl VmPlan {
     /// The VM configuration for a box directory.
     pub fn vm_config(&self, dir: &Path, spec: &BoxSpec) -> VmConfig {
         let env_secs = |k: &str, d: u64| {
-            std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
         };
         VmConfig {
             accel: self.accel,
@@ -187,7 +192,8 @@ impl VmPlan {
             qemu_log: dir.join("qemu.log"),
             // A normal TCG boot uses 3-6 s of QEMU CPU time; a stalled one spins. CPU time,
             // unlike wall time, does not stretch when the host is busy.
-            boot_cpu_budget_secs: env_secs("A3S_BOX_BOOT_CPU_SECS", 25) * u64::from(spec.vcpus.max(1)),
+            boot_cpu_budget_secs: env_secs("A3S_BOX_BOOT_CPU_SECS", 25)
+                * u64::from(spec.vcpus.max(1)),
             boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
             boot_attempts: 3,
         }
@@ -363,7 +369,10 @@ impl Boxes {
             }
             .into());
         }
-        let hostname = req.hostname.clone().unwrap_or_else(|| id.short().to_owned());
+        let hostname = req
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id.short().to_owned());
         let rec = BoxRecord {
             version: state::RECORD_VERSION,
             id: id.clone(),
@@ -423,7 +432,10 @@ impl Boxes {
         let base = assets::base_initrd(&cache, &kernel, &init, machine.guest_modules())?;
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
-        let digest: a3s_image::Digest = rec.image_digest.parse().map_err(bad_ref(&rec.image_digest))?;
+        let digest: a3s_image::Digest = rec
+            .image_digest
+            .parse()
+            .map_err(bad_ref(&rec.image_digest))?;
         let image = store.resolve(&reference.with_digest(digest))?;
         let rootfs = store.rootfs(&image)?;
         let initrd = assets::image_initrd(&cache, &base, &rootfs, image.digest.hex())?;
@@ -488,7 +500,10 @@ impl Boxes {
             let ended_now = now.finished_at != rec.finished_at;
             match &now.state {
                 BoxState::Running { .. } => return Ok(now),
-                BoxState::Exited { exit_code: 125, error: Some(message) } if ended_now => {
+                BoxState::Exited {
+                    exit_code: 125,
+                    error: Some(message),
+                } if ended_now => {
                     return Err(BoxError::StartFailed {
                         name: rec.name,
                         message: message.clone(),
@@ -535,18 +550,27 @@ impl Boxes {
     ///
     /// # Errors
     /// [`BoxError::NotRunning`] or monitor errors.
-    pub fn exec(&self, rec: &BoxRecord, process: ProcessSpec) -> Result<std::os::unix::net::UnixStream, BoxError> {
+    pub fn exec(
+        &self,
+        rec: &BoxRecord,
+        process: ProcessSpec,
+    ) -> Result<std::os::unix::net::UnixStream, BoxError> {
         let sock = self.monitor_socket(rec)?;
-        client::connect(&sock, &client::ClientMsg::Exec { process }).map_err(|e| BoxError::Monitor(e.to_string()))
+        client::connect(&sock, &client::ClientMsg::Exec { process })
+            .map_err(|e| BoxError::Monitor(e.to_string()))
     }
 
     /// Attaches to the workload's stdin.
     ///
     /// # Errors
     /// [`BoxError::NotRunning`] or monitor errors.
-    pub fn attach_stdin(&self, rec: &BoxRecord) -> Result<std::os::unix::net::UnixStream, BoxError> {
+    pub fn attach_stdin(
+        &self,
+        rec: &BoxRecord,
+    ) -> Result<std::os::unix::net::UnixStream, BoxError> {
         let sock = self.monitor_socket(rec)?;
-        client::connect(&sock, &client::ClientMsg::AttachStdin).map_err(|e| BoxError::Monitor(e.to_string()))
+        client::connect(&sock, &client::ClientMsg::AttachStdin)
+            .map_err(|e| BoxError::Monitor(e.to_string()))
     }
 
     /// Stops a box: SIGTERM, then SIGKILL of the VM after `timeout`; waits until it has exited.
@@ -564,7 +588,12 @@ impl Boxes {
         }
         let rec = self.find(key)?;
         if matches!(rec.state, BoxState::Running { .. }) {
-            self.request(&rec, &client::ClientMsg::Stop { timeout_secs: timeout.as_secs() })?;
+            self.request(
+                &rec,
+                &client::ClientMsg::Stop {
+                    timeout_secs: timeout.as_secs(),
+                },
+            )?;
         }
         self.wait_until(&rec.id, |s| !s.is_active(), None)
     }

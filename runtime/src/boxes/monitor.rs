@@ -44,7 +44,9 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)?;
             if nix::unistd::getppid().as_raw() != i32::try_from(parent).unwrap_or(-1) {
-                return Err(BoxError::Monitor("the foreground CLI exited before the box started".into()));
+                return Err(BoxError::Monitor(
+                    "the foreground CLI exited before the box started".into(),
+                ));
             }
         }
         None => {
@@ -99,7 +101,8 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
 
 fn bind(path: &Path) -> Result<UnixListener, BoxError> {
     let _ = std::fs::remove_file(path);
-    UnixListener::bind(path).map_err(|e| BoxError::Monitor(format!("binding {}: {e}", path.display())))
+    UnixListener::bind(path)
+        .map_err(|e| BoxError::Monitor(format!("binding {}: {e}", path.display())))
 }
 
 fn send(vm: &Vm, session: u32, msg: &HostMsg) -> Result<(), proto::ProtoError> {
@@ -129,7 +132,12 @@ fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remov
 
 /// Pumps guest frames into the log and to exec clients until the workload ends; returns its
 /// exit code and an error note.
-fn serve(mut vm: Vm, listener: UnixListener, dir: &Path, config: &VmConfig) -> (i32, Option<String>) {
+fn serve(
+    mut vm: Vm,
+    listener: UnixListener,
+    dir: &Path,
+    config: &VmConfig,
+) -> (i32, Option<String>) {
     let shared = Arc::new(Mutex::new(Shared {
         next_session: 1,
         ..Default::default()
@@ -184,7 +192,8 @@ fn serve(mut vm: Vm, listener: UnixListener, dir: &Path, config: &VmConfig) -> (
                 Kind::Control => match frame.message::<GuestMsg>() {
                     Ok(GuestMsg::Exited { code }) => break code,
                     Ok(GuestMsg::SpawnFailed { message, .. }) => {
-                        let _ = log.write(Stream::Stderr, format!("a3s-box: {message}\n").as_bytes());
+                        let _ =
+                            log.write(Stream::Stderr, format!("a3s-box: {message}\n").as_bytes());
                         error = Some(message);
                     }
                     _ => {}
@@ -211,19 +220,20 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
     let session = frame.session;
     let out = match frame.kind {
         Kind::Control => match frame.message::<GuestMsg>() {
-            Ok(GuestMsg::Exited { code }) => Frame::control(session, &MonitorMsg::Exited { code }).ok(),
+            Ok(GuestMsg::Exited { code }) => {
+                Frame::control(session, &MonitorMsg::Exited { code }).ok()
+            }
             Ok(GuestMsg::SpawnFailed { code, message }) => {
                 Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
             }
-            Ok(GuestMsg::Error { message }) => Frame::control(session, &MonitorMsg::Error { message }).ok(),
+            Ok(GuestMsg::Error { message }) => {
+                Frame::control(session, &MonitorMsg::Error { message }).ok()
+            }
             _ => None,
         },
         _ => Some(frame.clone()),
     };
-    let ended = matches!(
-        frame.message::<GuestMsg>(),
-        Ok(GuestMsg::Exited { .. })
-    );
+    let ended = matches!(frame.message::<GuestMsg>(), Ok(GuestMsg::Exited { .. }));
     if let (Some(out), Some(client)) = (out, sh.clients.get_mut(&session)) {
         if proto::write_frame(client, &out).is_err() {
             sh.clients.remove(&session);
@@ -234,7 +244,11 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
     }
 }
 
-fn accept_loop(listener: &UnixListener, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<UnixStream>>) {
+fn accept_loop(
+    listener: &UnixListener,
+    shared: &Arc<Mutex<Shared>>,
+    guest: &Arc<Mutex<UnixStream>>,
+) {
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let (shared, guest) = (shared.clone(), guest.clone());
@@ -243,7 +257,9 @@ fn accept_loop(listener: &UnixListener, shared: &Arc<Mutex<Shared>>, guest: &Arc
 }
 
 fn to_guest(guest: &Arc<Mutex<UnixStream>>, frame: &Frame) -> bool {
-    let Ok(mut g) = guest.lock() else { return false };
+    let Ok(mut g) = guest.lock() else {
+        return false;
+    };
     proto::write_frame(&mut *g, frame).is_ok()
 }
 
@@ -258,7 +274,12 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     let first = match proto::read_frame(&mut conn).and_then(|f| f.message::<ClientMsg>()) {
         Ok(m) => m,
         Err(e) => {
-            reply(&mut conn, &MonitorMsg::Error { message: format!("bad request: {e}") });
+            reply(
+                &mut conn,
+                &MonitorMsg::Error {
+                    message: format!("bad request: {e}"),
+                },
+            );
             return;
         }
     };
@@ -277,9 +298,15 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                 }
                 s
             };
-            let ok = Frame::control(session, &HostMsg::Exec { process }).is_ok_and(|f| to_guest(guest, &f));
+            let ok = Frame::control(session, &HostMsg::Exec { process })
+                .is_ok_and(|f| to_guest(guest, &f));
             if !ok {
-                reply(&mut conn, &MonitorMsg::Error { message: "the guest channel is closed".into() });
+                reply(
+                    &mut conn,
+                    &MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    },
+                );
                 return;
             }
             session
@@ -288,7 +315,16 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
         ClientMsg::Signal { signal } => {
             let ok = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal })
                 .is_ok_and(|f| to_guest(guest, &f));
-            reply(&mut conn, &if ok { MonitorMsg::Done } else { MonitorMsg::Error { message: "the guest channel is closed".into() } });
+            reply(
+                &mut conn,
+                &if ok {
+                    MonitorMsg::Done
+                } else {
+                    MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    }
+                },
+            );
             return;
         }
         ClientMsg::Stop { timeout_secs } => {
@@ -313,7 +349,8 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                     }
                     Kind::Control => {
                         if let Ok(HostMsg::Resize { rows, cols }) = f.message::<HostMsg>() {
-                            if let Ok(fr) = Frame::control(session, &HostMsg::Resize { rows, cols }) {
+                            if let Ok(fr) = Frame::control(session, &HostMsg::Resize { rows, cols })
+                            {
                                 to_guest(guest, &fr);
                             }
                         }
@@ -323,7 +360,10 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             }
             Err(_) => {
                 if let Ok(mut g) = guest.lock() {
-                    let _ = proto::write_frame(&mut *g, &Frame::data(Kind::StdinClosed, session, vec![]));
+                    let _ = proto::write_frame(
+                        &mut *g,
+                        &Frame::data(Kind::StdinClosed, session, vec![]),
+                    );
                     let _ = g.flush();
                 }
                 return;
@@ -333,5 +373,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
 }
 
 fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

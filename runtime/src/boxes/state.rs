@@ -44,7 +44,10 @@ pub struct BadBoxId(String);
 impl FromStr for BoxId {
     type Err = BadBoxId;
     fn from_str(s: &str) -> Result<Self, BadBoxId> {
-        if s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s.to_owned()))
         } else {
             Err(BadBoxId(s.to_owned()))
@@ -131,7 +134,9 @@ impl BoxState {
     /// The monitor's pid while it owns the VM.
     pub fn monitor_pid(&self) -> Option<u32> {
         match self {
-            Self::Starting { monitor_pid } | Self::Running { monitor_pid, .. } => Some(*monitor_pid),
+            Self::Starting { monitor_pid } | Self::Running { monitor_pid, .. } => {
+                Some(*monitor_pid)
+            }
             _ => None,
         }
     }
@@ -384,11 +389,19 @@ mod tests {
         write_record(&path, &rec).unwrap();
         let back = read_record(&path).unwrap();
         assert_eq!(back.state, rec.state);
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"version\": 1", "\"version\": 9");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"version\": 1", "\"version\": 9");
         std::fs::write(&path, text).unwrap();
-        assert!(matches!(read_record(&path), Err(StateError::Version { found: 9, .. })));
+        assert!(matches!(
+            read_record(&path),
+            Err(StateError::Version { found: 9, .. })
+        ));
         std::fs::write(&path, "{").unwrap();
-        assert!(matches!(read_record(&path), Err(StateError::Malformed { .. })));
+        assert!(matches!(
+            read_record(&path),
+            Err(StateError::Malformed { .. })
+        ));
     }
 
     #[test]
