@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod basics;
+mod boxes;
 mod measure;
 mod simulate;
 mod support;

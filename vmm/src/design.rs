@@ -1,3 +1,66 @@
 //! Design notes and measurements (documentation only).
 //!
-//! Filled in with the benchmark figures; see the README of the repository for usage.
+//! # Processes
+//!
+//! ```text
+//! a3s-box run/start ──spawn──► a3s-box __monitor <id>  ──spawn (PDEATHSIG=KILL)──► qemu-system-x86_64
+//!   (exits, or follows         (setsid when detached;     │ -serial file:console.log
+//!    output.log when           PDEATHSIG=KILL to the CLI   │ virtio-serial port "a3s.ctl" on a unix
+//!    in the foreground)        when in the foreground)     │ socket chardev  ◄──► a3s-guest-init (PID 1)
+//! a3s-box exec/stop/kill ──monitor.sock (same framing)──►  monitor
+//! ```
+//!
+//! A box outlives the CLI with `run -d`, and `logs`, `exec`, `stop` come from other CLI
+//! processes, so one process per box owns the VM: the monitor (a re-exec of the CLI binary, so
+//! there is nothing extra to install). QEMU gets `PR_SET_PDEATHSIG=SIGKILL` from the monitor's
+//! main thread and cannot outlive it. A foreground `run` makes the monitor die with the CLI the
+//! same way, so killing the CLI (even with SIGKILL) leaves no QEMU behind; the box record then
+//! shows `exited` with "monitor process ended unexpectedly" as soon as anyone reads it (state is
+//! reconciled against the recorded monitor pid). The monitor writes the workload's output to
+//! `output.log` (JSON lines, base64 data), which `logs` and the foreground `run` read; that makes
+//! `logs -f` and foreground output one mechanism, and output survives every client.
+//!
+//! # Host↔guest channel
+//!
+//! `/dev/vhost-vsock` is absent on these hosts. A virtio-serial port on a unix-socket chardev
+//! (`server=on,wait=off`) had the best round trip in the design measurements (≈ 0.2-0.3 ms,
+//! against ≈ 0.4 ms for vhost-user vsock) and needs no extra daemon. One port carries every
+//! session, multiplexed by the frame's session number ([`crate::proto`]): framed, capped at
+//! 1 MiB, versioned, JSON control messages tagged by name (an unknown message is refused, not
+//! misread), raw data frames for stdio. The guest speaks first (`Ready`); every host-side wait
+//! has a timeout.
+//!
+//! # Boot
+//!
+//! - Kernel: Debian's 6.12 cloud kernel. Its bzImage is zstd-compressed; the host extracts the
+//!   uncompressed ELF once (cached under `cache/kernels/`) and QEMU boots it through its PVH
+//!   note, skipping real-mode setup and in-guest decompression (design measurement: 5.7 s
+//!   bzImage vs 3.2-3.8 s PVH under TCG).
+//! - Modules: virtio-mmio is a module in this kernel (virtio-console is built in). The host
+//!   decompresses `virtio_mmio.ko.xz` (and its `depends=`) into the base initrd; guest-init
+//!   loads it with `finit_module` before looking for the port. q35 needs no module.
+//! - Machine: `-M microvm` with qboot. Under TCG it hung in 2 of the first 3 boots on this host
+//!   (10-20 % in the design measurements), in the kernel's delay-loop/TSC calibration. With
+//!   `lpj=4000000 tsc_early_khz=2400000` on the command line (TCG only) the calibration is skipped
+//!   and 16 of 16 boots completed; the guest clock still runs at host speed (checked with
+//!   `/proc/uptime` against the host over 5 s). The watchdog stays as a safety net: an attempt
+//!   that burns more than 25 s of QEMU CPU time per vCPU (or 180 s of wall time) without `Ready`
+//!   is killed and retried, up to 3 attempts. CPU time rather than wall time, because a busy
+//!   host stretches wall time but a stalled guest spins. `A3S_BOX_MACHINE=q35` switches to q35
+//!   (no hang seen, about 1 s slower).
+//! - Rootfs: an uncompressed per-image cpio of the image's unpacked rootfs, cached per manifest
+//!   digest under `cache/rootfs/`, followed by the base archive (guest-init at `/.a3s/init`,
+//!   modules), so the image can never shadow guest-init; the concatenation is cached under
+//!   `cache/initrd/`. The design measurement (11 MB rootfs) had this booting fastest and
+//!   building in ≈ 0.1 s; virtio-blk needs modules here and virtiofs a daemon, and 9p is not
+//!   in the kernel. The workload runs directly in the initramfs (writable, private to the box).
+//! - Command line: `console=ttyS0 quiet nokaslr mitigations=off cryptomgr.notests
+//!   no_timer_check tsc=reliable panic=-1 reboot=t [lpj=… tsc_early_khz=…] rdinit=/.a3s/init
+//!   a3s.image=<digest> <--kernel-arg…>`, recorded in the box state (`kernel_cmdline`).
+//! - guest-init is linked statically with the gnu target and `-C target-feature=+crt-static`
+//!   (`scripts/build-guest-init`), no musl toolchain needed.
+//!
+//! # Measurements (`bench/coldstart.sh`, this host: 2 cores shared with other builds, TCG)
+//!
+//! See the repository README and the benchmark output; figures recorded at merge time:
+//! cold start, floor vs `a3s-box run --rm busybox true`, exec round trip, idle RSS.
