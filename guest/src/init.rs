@@ -143,8 +143,14 @@ pub(crate) fn apply_setup(setup: &GuestSetup) -> anyhow::Result<()> {
 pub(crate) fn uptime_ms() -> u64 {
     fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0, |secs| (secs * 1000.0) as u64)
+        .and_then(|s| {
+            // "12.34 56.78": whole seconds and hundredths, no float conversion needed.
+            let (secs, frac) = s.split_whitespace().next()?.split_once('.')?;
+            let secs: u64 = secs.parse().ok()?;
+            let centis: u64 = frac.get(..2)?.parse().ok()?;
+            Some(secs * 1000 + centis * 10)
+        })
+        .unwrap_or(0)
 }
 
 /// Syncs and powers the VM off after `delay`. Never returns.

@@ -375,7 +375,10 @@ fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
         return Ok(false);
     };
     for i in 0..phnum {
-        let Some(ptype) = rd((phoff + i * phentsize) as usize, 4) else {
+        let Some(ptype) = usize::try_from(phoff + i * phentsize)
+            .ok()
+            .and_then(|off| rd(off, 4))
+        else {
             return Ok(false);
         };
         if ptype == 3 {

@@ -164,13 +164,11 @@ mod tests {
     fn a_half_written_line_is_left_for_later() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("output.log");
-        std::fs::write(
-            &p,
-            "{\"time\":\"t\",\"stream\":\"stdout\",\"data\":\"aGk=\"}\n{\"time\":",
-        )
-        .unwrap();
+        let complete = r#"{"time":"t","stream":"stdout","data":"aGk="}"#.to_owned() + "\n";
+        std::fs::write(&p, format!("{complete}{{\"time\":")).unwrap();
         let (recs, off) = read_from(&p, 0).unwrap();
         assert_eq!(recs.len(), 1);
-        assert_eq!(off, 47);
+        assert_eq!(recs[0].bytes(), b"hi");
+        assert_eq!(off, complete.len() as u64);
     }
 }
