@@ -30,6 +30,9 @@ pub(crate) enum Command {
     Attest(AttestCommand),
     /// Compute the SEV-SNP launch measurement (same flags and output as `sev-snp-measure --mode snp`).
     Measure(MeasureArgs),
+    /// Images: pull, push, images, rmi, tag, save, load, login, logout, image ..., key ...
+    #[command(flatten)]
+    Images(crate::commands::image::args::ImageCommand),
     /// The simulated AMD secure processor of this A3S home.
     #[command(subcommand)]
     Simulator(SimulatorCommand),
@@ -64,8 +67,19 @@ pub(crate) struct MeasureArgs {
     #[arg(long, default_value = "QEMU")]
     pub(crate) vmm_type: String,
     /// OVMF firmware image.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) ovmf: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "microvm_firmware"
+    )]
+    pub(crate) ovmf: Option<PathBuf>,
+    /// Measure a simulated microvm launch instead: wrap this firmware (the microvm's qboot.rom)
+    /// in A3S Box's stand-in OVMF image and measure that (see docs/simulated-measurement.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ovmf", "snp_ovmf_hash"])]
+    pub(crate) microvm_firmware: Option<PathBuf>,
+    /// With --microvm-firmware: also write the stand-in image here (sev-snp-measure accepts it as --ovmf).
+    #[arg(long, value_name = "FILE", requires = "microvm_firmware")]
+    pub(crate) write_standin: Option<PathBuf>,
     /// Precomputed OVMF hash (hex) to start from instead of hashing the OVMF pages.
     #[arg(long, value_name = "HEX")]
     pub(crate) snp_ovmf_hash: Option<String>,

@@ -253,8 +253,9 @@ impl Unpacker {
         let path = dir.join(name);
         let header = entry.header();
         let mode = header.mode().map_err(UnpackError::Read)? & 0o7777;
-        let uid = header.uid().map_err(UnpackError::Read)?;
-        let gid = header.gid().map_err(UnpackError::Read)?;
+        // Like Go's archive/tar, an empty numeric field reads as 0.
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
         let mtime = header.mtime().unwrap_or(0);
 
         // Replace whatever is there, except a directory by a directory (merge).

@@ -106,3 +106,71 @@ fn measure_rejects_bad_input_clearly() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("/nonexistent.fd"), "{}", r.stderr);
 }
+
+/// The simulated microvm measurement: `--microvm-firmware` wraps qboot in the stand-in image;
+/// sev-snp-measure, given the written stand-in as `--ovmf`, must agree, and every input matters.
+#[test]
+fn microvm_standin_measurement_matches_sev_snp_measure() {
+    const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+    assert!(
+        std::path::Path::new(QBOOT).exists(),
+        "{QBOOT} missing: run scripts/setup (QEMU from bookworm-backports)"
+    );
+    let env = TestEnv::new();
+    let kernel = write_file(env.home.path(), "vmlinux", &vec![0x11; 400_000]);
+    let initrd = write_file(env.home.path(), "initrd", &vec![0x22; 100_000]);
+    let standin = env.path("standin.fd").display().to_string();
+    let ours = |vcpus: &str, append: &str| {
+        let r = env.run(&[
+            "measure",
+            "--vcpus",
+            vcpus,
+            "--vcpu-type",
+            "EPYC-Milan",
+            "--microvm-firmware",
+            QBOOT,
+            "--write-standin",
+            &standin,
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--append",
+            append,
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.trim().to_owned()
+    };
+    let one = ours("1", "console=hvc0 a3s.image=sha256:00");
+    let theirs = reference(&[
+        "--vcpus",
+        "1",
+        "--vcpu-type",
+        "EPYC-Milan",
+        "--ovmf",
+        &standin,
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &initrd,
+        "--append",
+        "console=hvc0 a3s.image=sha256:00",
+    ]);
+    assert_eq!(one, theirs);
+    assert_ne!(one, ours("2", "console=hvc0 a3s.image=sha256:00"));
+    assert_ne!(one, ours("1", "console=hvc0 a3s.image=sha256:01"));
+
+    let r = env.run(&[
+        "measure",
+        "--vcpus",
+        "1",
+        "--microvm-firmware",
+        QBOOT,
+        "--ovmf",
+        OVMF,
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = env.run(&["measure", "--vcpus", "1"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--ovmf"), "{}", r.stderr);
+}

@@ -23,6 +23,7 @@
 pub mod gctx;
 pub mod ovmf;
 pub mod sev_hashes;
+pub mod standin;
 pub mod vcpu;
 pub mod vmsa;
 
@@ -39,6 +40,7 @@ pub use files::{launch_digest_from_files, ovmf_hash_from_file, SnpMeasurementFil
 pub use gctx::{Gctx, PageType, LD_SIZE, PAGE_SIZE};
 pub use ovmf::{Ovmf, OvmfError, SectionType};
 pub use sev_hashes::SevHashes;
+pub use standin::standin_firmware;
 pub use vcpu::{CpuSignature, VCPU_TYPES};
 
 use gctx::sha384;

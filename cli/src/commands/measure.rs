@@ -36,8 +36,8 @@ fn vcpu_signature(args: &MeasureArgs) -> anyhow::Result<Option<CpuSignature>> {
         .transpose()?)
 }
 
-fn inputs(args: &MeasureArgs) -> anyhow::Result<SnpMeasurementFiles> {
-    let mut files = SnpMeasurementFiles::new(&args.ovmf, args.vcpus);
+fn inputs(args: &MeasureArgs, ovmf: &std::path::Path) -> anyhow::Result<SnpMeasurementFiles> {
+    let mut files = SnpMeasurementFiles::new(ovmf, args.vcpus);
     files.vmm_type = args.vmm_type.parse::<VmmType>()?;
     files.vcpu_sig = vcpu_signature(args)?;
     files.kernel.clone_from(&args.kernel);
@@ -54,14 +54,55 @@ fn inputs(args: &MeasureArgs) -> anyhow::Result<SnpMeasurementFiles> {
 }
 
 pub(crate) fn run(args: &MeasureArgs) -> anyhow::Result<ExitStatus> {
-    let files = inputs(args).map_err(usage_error)?;
-    let digest = measure::launch_digest_from_files(&files).map_err(|e| usage_error(e.into()))?;
+    let digest = match (&args.ovmf, &args.microvm_firmware) {
+        (Some(ovmf), _) => {
+            let files = inputs(args, ovmf).map_err(usage_error)?;
+            measure::launch_digest_from_files(&files).map_err(|e| usage_error(e.into()))?
+        }
+        (None, Some(firmware)) => microvm_digest(args, firmware)?,
+        (None, None) => bail!("pass --ovmf FILE or --microvm-firmware FILE"),
+    };
     let text = match args.output_format.as_str() {
         "base64" => base64(&digest),
         _ => hex::encode(digest),
     };
     output::line(&text)?;
     Ok(ExitStatus::Success)
+}
+
+/// The digest of a simulated microvm launch: the stand-in image around `firmware`, measured
+/// with the same recipe and inputs as an OVMF launch.
+fn microvm_digest(args: &MeasureArgs, firmware: &std::path::Path) -> anyhow::Result<[u8; 48]> {
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p)
+            .with_context(|| format!("reading {what} {}", p.display()))
+            .map_err(usage_error)
+    };
+    let image = measure::standin_firmware(&read("microvm firmware", firmware)?);
+    if let Some(out) = &args.write_standin {
+        std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))?;
+    }
+    let kernel = args
+        .kernel
+        .as_deref()
+        .map(|p| read("kernel", p))
+        .transpose()?;
+    let initrd = args
+        .initrd
+        .as_deref()
+        .map(|p| read("initrd", p))
+        .transpose()?;
+    let mut m = measure::SnpMeasurementArgs::new(&image, args.vcpus);
+    m.vmm_type = args
+        .vmm_type
+        .parse::<VmmType>()
+        .map_err(|e| usage_error(e.into()))?;
+    m.vcpu_sig = vcpu_signature(args).map_err(usage_error)?;
+    m.kernel = kernel.as_deref();
+    m.initrd = initrd.as_deref();
+    m.append = args.append.as_deref();
+    m.guest_features = parse_int("--guest-features", &args.guest_features).map_err(usage_error)?;
+    measure::launch_digest(&m).map_err(|e| usage_error(e.into()))
 }
 
 /// Standard base64 with padding (what sev-snp-measure prints for `--output-format base64`).

@@ -3,6 +3,7 @@
 mod attest;
 pub(crate) mod audit;
 pub(crate) mod boxes;
+pub(crate) mod image;
 mod info;
 mod measure;
 mod report;
@@ -23,6 +24,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Attest(AttestCommand::FetchCerts(args)) => verify::fetch_certs(&args),
         Command::Attest(AttestCommand::Report(args)) => report::run(&args),
         Command::Measure(args) => measure::run(&args),
+        Command::Images(cmd) => image::run(cmd),
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Audit(args) => audit::run(args),
         Command::Box(cmd) => boxes::run(cmd),
@@ -45,7 +47,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
             e.hint()
         } else {
-            boxes::hint(cause)
+            image::hint(cause).or_else(|| boxes::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

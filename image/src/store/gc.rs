@@ -123,6 +123,21 @@ impl ImageStore {
                 report.rootfs.push(d);
             }
         }
+        // Signatures saved at pull time, for digests nothing refers to any more.
+        let sigs = self.dir.join("signatures");
+        if sigs.is_dir() {
+            for entry in fs::read_dir(&sigs)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let keep_it = name
+                    .strip_suffix(".json")
+                    .and_then(|h| format!("sha256:{h}").parse::<Digest>().ok())
+                    .is_some_and(|d| keep.contains(&d));
+                if !keep_it {
+                    remove(&entry.path())?;
+                }
+            }
+        }
         report.blobs.sort();
         report.rootfs.sort();
         Ok(report)

@@ -18,6 +18,7 @@
 //! may pull, import and unpack at once: blob writes are idempotent renames, reference updates and
 //! rootfs builds happen under `flock` locks.
 
+mod blobs;
 mod fsutil;
 mod gc;
 
@@ -32,7 +33,8 @@ use crate::oci::{self, ConfigFile, Descriptor, History, ImageConfig, Manifest, R
 use crate::reference::{Digest, ImageRef};
 use crate::unpack::{self, UnpackError, Unpacker};
 
-pub(crate) use fsutil::{FileLock, HashingReader};
+pub use blobs::BlobWriter;
+pub(crate) use fsutil::{write_atomic, FileLock, HashingReader};
 pub use gc::{PruneReport, StoreGuard};
 
 /// Store layout version: the directory below the store root.
@@ -211,121 +213,6 @@ impl ImageStore {
     /// The versioned directory holding everything (`<root>/v1`).
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Where a blob lives (whether or not it is present).
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(digest.hex())
-    }
-
-    /// True if the blob is present.
-    pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
-    }
-
-    /// Streams `reader` into the store, hashing as it goes. With `expected`, the content must
-    /// hash to it (and have `expected_size` bytes when given), else nothing is stored.
-    ///
-    /// # Errors
-    /// I/O, [`StoreError::DigestMismatch`], [`StoreError::SizeMismatch`].
-    pub fn write_blob<R: Read>(
-        &self,
-        reader: R,
-        expected: Option<&Digest>,
-        expected_size: Option<u64>,
-    ) -> Result<(Digest, u64), StoreError> {
-        let blobs = self.dir.join("blobs/sha256");
-        let mut tmp = fsutil::temp_in(&blobs)?;
-        let mut hashing = HashingReader::new(reader);
-        io::copy(&mut hashing, tmp.as_file_mut())?;
-        let (digest, size) = hashing.finish()?;
-        if let Some(exp) = expected {
-            if *exp != digest {
-                return Err(StoreError::DigestMismatch {
-                    expected: exp.clone(),
-                    actual: digest,
-                });
-            }
-        }
-        if let Some(exp) = expected_size {
-            if exp != size {
-                return Err(StoreError::SizeMismatch {
-                    digest,
-                    expected: exp,
-                    actual: size,
-                });
-            }
-        }
-        tmp.as_file().sync_all()?;
-        let dest = self.blob_path(&digest);
-        tmp.persist(&dest).map_err(|e| {
-            io::Error::new(
-                e.error.kind(),
-                format!("renaming blob into {}: {}", dest.display(), e.error),
-            )
-        })?;
-        fsutil::sync_dir(&blobs)?;
-        Ok((digest, size))
-    }
-
-    /// Stores a small in-memory blob.
-    ///
-    /// # Errors
-    /// I/O.
-    pub fn write_blob_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
-        let d = Digest::of(bytes);
-        if !self.has_blob(&d) {
-            self.write_blob(bytes, Some(&d), Some(bytes.len() as u64))?;
-        }
-        Ok(d)
-    }
-
-    /// Reads a small blob (manifest, config) and checks its digest.
-    ///
-    /// # Errors
-    /// [`StoreError::MissingBlob`], [`StoreError::TooLarge`], [`StoreError::DigestMismatch`].
-    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-        let path = self.blob_path(digest);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob {
-                    digest: digest.clone(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let size = file.metadata()?.len();
-        if size > MAX_DOCUMENT_BYTES {
-            return Err(StoreError::TooLarge {
-                what: format!("blob {digest}"),
-                size,
-            });
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.take(MAX_DOCUMENT_BYTES).read_to_end(&mut bytes)?;
-        let actual = Digest::of(&bytes);
-        if actual != *digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        Ok(bytes)
-    }
-
-    /// Opens a blob for streaming (layers). The caller verifies the content.
-    ///
-    /// # Errors
-    /// [`StoreError::MissingBlob`] or I/O.
-    pub fn open_blob(&self, digest: &Digest) -> Result<fs::File, StoreError> {
-        match fs::File::open(self.blob_path(digest)) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::MissingBlob {
-                digest: digest.clone(),
-            }),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Reads and parses an image manifest blob.
@@ -619,6 +506,15 @@ impl ImageStore {
         fs::rename(&built, &dest)?;
         fsutil::sync_dir(&rootfs_dir)?;
         Ok(dest)
+    }
+
+    /// Where verified signatures of `digest` are kept (the directory is created).
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn signatures_path(&self, digest: &Digest) -> Result<PathBuf, StoreError> {
+        let dir = fsutil::ensure_dir(&self.dir.join("signatures"))?;
+        Ok(dir.join(format!("{}.json", digest.hex())))
     }
 
     fn lock(&self) -> Result<FileLock, StoreError> {

@@ -307,3 +307,103 @@ fn decompress_sniffs_gzip_zstd_and_plain() {
         assert_eq!(std::fs::read(root.path().join("f")).unwrap(), b"hello");
     }
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NAMES: &[&str] = &["a", "b", "..", ".", "etc", ".wh.a", ".wh..wh..opq", "x y"];
+    const TARGETS: &[&str] = &[
+        "..",
+        "../..",
+        "/",
+        "/etc",
+        "a",
+        "../a/..",
+        "/../../..",
+        "b/../../..",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Dir(Vec<usize>),
+        File(Vec<usize>),
+        Symlink(Vec<usize>, usize),
+        Hardlink(Vec<usize>, Vec<usize>),
+    }
+
+    fn path(ix: &[usize]) -> String {
+        ix.iter()
+            .map(|i| NAMES[i % NAMES.len()])
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let p = proptest::collection::vec(0..NAMES.len(), 1..4);
+        prop_oneof![
+            p.clone().prop_map(Op::Dir),
+            p.clone().prop_map(Op::File),
+            (p.clone(), 0..TARGETS.len()).prop_map(|(a, t)| Op::Symlink(a, t)),
+            (p.clone(), p).prop_map(|(a, b)| Op::Hardlink(a, b)),
+        ]
+    }
+
+    fn build(ops: &[Op]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for o in ops {
+            let (name, kind, link, data): (String, tar::EntryType, String, &[u8]) = match o {
+                Op::Dir(p) => (path(p) + "/", tar::EntryType::Directory, String::new(), b""),
+                Op::File(p) => (path(p), tar::EntryType::Regular, String::new(), b"data"),
+                Op::Symlink(p, t) => (
+                    path(p),
+                    tar::EntryType::Symlink,
+                    TARGETS[*t].to_owned(),
+                    b"",
+                ),
+                Op::Hardlink(p, t) => (path(p), tar::EntryType::Link, path(t), b""),
+            };
+            let mut h = raw_header(&name, kind, data.len() as u64, 0o755);
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn snapshot(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                    stack.push(p.clone());
+                }
+                out.push(p);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the layers contain, nothing outside the root is created or changed.
+        #[test]
+        fn nothing_is_written_outside_the_root(l1 in proptest::collection::vec(op(), 0..8), l2 in proptest::collection::vec(op(), 0..8)) {
+            let outer = tempfile::tempdir().unwrap();
+            let root = outer.path().join("r/o/o/t");
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(outer.path().join("sentinel"), b"keep").unwrap();
+            let before: Vec<PathBuf> = snapshot(outer.path()).into_iter().filter(|p| !p.starts_with(&root)).collect();
+            let mut u = Unpacker::new(&root);
+            let _ = u.apply(&build(&l1)[..]).and_then(|_| u.apply(&build(&l2)[..]));
+            let after: Vec<PathBuf> = snapshot(outer.path()).into_iter().filter(|p| !p.starts_with(&root)).collect();
+            prop_assert_eq!(before, after);
+            prop_assert_eq!(std::fs::read(outer.path().join("sentinel")).unwrap(), b"keep");
+        }
+    }
+}

@@ -4,6 +4,7 @@ pub(crate) mod args;
 mod io;
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -125,8 +126,9 @@ fn exe() -> anyhow::Result<std::path::PathBuf> {
 
 /// One line on stderr when VMs run under emulation.
 fn notice_tcg() {
-    let virt = a3s_vmm::host::probe();
-    if let Ok(c) = &virt.accel {
+    let kvm = a3s_vmm::accel::probe_kvm(Path::new("/"));
+    let choice = a3s_vmm::accel::choose(kvm, std::env::var(a3s_vmm::accel::ACCEL_ENV).ok().as_deref());
+    if let Ok(c) = &choice {
         if c.accel == a3s_vmm::accel::Accel::Tcg && std::env::var_os("A3S_BOX_QUIET").is_none() {
             let _ = writeln!(
                 std::io::stderr(),
