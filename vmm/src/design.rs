@@ -68,6 +68,10 @@
 //! | `a3s-box run --rm busybox true` (debug build), 10 alternating runs | median 4.71 s (ratio 1.40) |
 //! | `a3s-box exec BOX true` round trip (CLI spawn, monitor, guest spawn) | median 31 ms |
 //! | host RSS of an idle box, 256 MiB guest | QEMU 243 MiB + monitor 11 MiB |
+//! | second session, release guest-init (2.1 MB), busier host, 8 runs | floor 4.03 s, a3s-box 5.12 s (ratio 1.27) |
+//! | same session: exec round trip / idle RSS | 50 ms / QEMU 240 MiB + monitor 16 MiB |
+//!
+//! The aim of the issue (overhead under 10 %) is not met yet: the absolute overhead is ≈ 1.1-1.3 s.
 //!
 //! Where the 1.3 s goes (from `inspect` boot figures): QEMU start to `Ready` is 4.2-5.0 s of which
 //! the guest kernel accounts for 3.3-3.7 s (`guest_uptime_ms`); asset preparation and monitor
@@ -76,5 +80,6 @@
 //! guest-init vs 2 MB) and because of the virtio-mmio module and the virtio-serial device probe.
 //! QEMU's RSS is mostly TCG's code buffer (≈ 50 MiB), the private mapping of the 57 MB vmlinux
 //! (≈ 53 MiB) and guest RAM actually touched (≈ 94 MiB); under KVM the first two disappear.
-//! Not yet tried: a release guest-init in the measurement, dropping the serial console, and
-//! loading `virtio_mmio` earlier.
+//! Not yet tried: dropping the serial console, a smaller initrd (guest-init without debug
+//! assertions, compressed per-image archives for large images), loading `virtio_mmio` earlier, and
+//! recording the exit before the guest's power-off.

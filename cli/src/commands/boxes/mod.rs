@@ -127,7 +127,10 @@ fn exe() -> anyhow::Result<std::path::PathBuf> {
 /// One line on stderr when VMs run under emulation.
 fn notice_tcg() {
     let kvm = a3s_vmm::accel::probe_kvm(Path::new("/"));
-    let choice = a3s_vmm::accel::choose(kvm, std::env::var(a3s_vmm::accel::ACCEL_ENV).ok().as_deref());
+    let choice = a3s_vmm::accel::choose(
+        kvm,
+        std::env::var(a3s_vmm::accel::ACCEL_ENV).ok().as_deref(),
+    );
     if let Ok(c) = &choice {
         if c.accel == a3s_vmm::accel::Accel::Tcg && std::env::var_os("A3S_BOX_QUIET").is_none() {
             let _ = writeln!(
