@@ -98,13 +98,16 @@ fn shared() -> &'static str {
         let stderr = env().path("shared-cli.stderr");
         eventually("the shared box to run", || {
             let r = run(&["inspect", "shared"]);
+            if r.code != 0 {
+                return None; // not created yet
+            }
             let status = r.json()[0]["state"]["status"].clone();
             assert!(
                 status != "exited",
                 "shared box ended: {}",
                 std::fs::read_to_string(&stderr).unwrap_or_default()
             );
-            (r.code == 0 && status == "running").then_some(())
+            (status == "running").then_some(())
         });
     });
     "shared"
