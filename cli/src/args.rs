@@ -38,6 +38,9 @@ pub(crate) enum Command {
     Simulator(SimulatorCommand),
     /// Query the tamper-evident host audit log, or verify its hash chain (`audit verify`).
     Audit(crate::commands::audit::args::AuditArgs),
+    /// Box lifecycle: run, create, start, stop, restart, kill, rm, ps, logs, exec, wait, inspect, stats, import.
+    #[command(flatten)]
+    Box(crate::commands::boxes::args::BoxCommand),
 }
 
 #[derive(Debug, Args)]

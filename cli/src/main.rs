@@ -19,6 +19,8 @@ pub(crate) enum ExitStatus {
     Success,
     /// The command ran but the answer is "no" (e.g. evidence did not verify): exit 1.
     Failure,
+    /// The box workload's own exit code (`run`, `exec`).
+    External(u8),
 }
 
 /// An error whose exit code is not the default 125 (Docker's "the runtime itself failed").
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::Failure) => ExitCode::from(1),
+        Ok(ExitStatus::External(code)) => ExitCode::from(code),
         Err(err) => report_error(&err),
     }
 }

@@ -1,3 +1,39 @@
-//! `a3s-guest-init`, PID 1 in the MicroVM: mounts, control server, attestation agent.
+//! `a3s-guest-init`, PID 1 in the MicroVM.
 //!
-//! Not built yet: tracked by issue 6.
+//! The steps, in order ([`main`]):
+//! 1. mount `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts`, `/dev/shm`, `/run`, `/tmp`;
+//! 2. load the kernel modules the host put in `/.a3s/modules/` (virtio-mmio on microvm);
+//! 3. open the `a3s.ctl` virtio-serial port and say `Ready`;
+//! 4. on `Start`: hostname, `/etc/hosts`, `/etc/resolv.conf`, then the workload (session 0)
+//!    with its env, working directory and user;
+//! 5. serve `Exec`, `Signal`, `Resize` and stdin frames; reap every zombie (we are PID 1);
+//! 6. when the workload exits: send its exit code, wait for the host's `PowerOff` (at most 2 s)
+//!    and power off.
+//!
+//! PID 1 must not return: any fatal error is written to the console and the VM powers off, so
+//! the host sees QEMU exit instead of a kernel panic.
+
+mod control;
+mod init;
+mod process;
+
+use std::time::Duration;
+
+/// Runs init and powers off; never returns.
+pub fn main() -> ! {
+    if std::process::id() != 1 {
+        eprintln!("a3s-guest-init: must run as PID 1 inside an A3S Box VM");
+        std::process::exit(2);
+    }
+    if let Err(e) = run() {
+        eprintln!("a3s-guest-init: fatal: {e:#}");
+    }
+    init::power_off(Duration::ZERO)
+}
+
+fn run() -> anyhow::Result<()> {
+    init::mount_filesystems()?;
+    init::load_modules()?;
+    let port = init::open_channel()?;
+    control::serve(port)
+}

@@ -1,8 +1,10 @@
 //! Boxes and their persisted state, lifecycle and audit log.
 //!
-//! Only the `A3S_HOME` layout lives here so far; boxes arrive with the MicroVM runtime.
+//! [`boxes`] holds the box lifecycle (create, start through a per-box monitor, stop, exec,
+//! logs, remove); [`audit`] the hash-chained audit log; [`home`] the `A3S_HOME` layout.
 
 pub mod audit;
+pub mod boxes;
 pub mod home;
 
 pub use home::A3sHome;

@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod basics;
+mod boxes;
 mod image;
 mod measure;
 mod simulate;

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variable that forces an accelerator (`kvm` or `tcg`).
 pub const ACCEL_ENV: &str = "A3S_BOX_ACCEL";
@@ -29,7 +29,7 @@ pub enum KvmKind {
 }
 
 /// The accelerator QEMU runs guests with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Hardware-assisted, `-accel kvm -cpu host`.

@@ -1,7 +1,14 @@
-//! One MicroVM: the QEMU engine, the accelerator choice and host capabilities.
+//! One MicroVM: the QEMU engine, boot assets, the accelerator choice, host capabilities and the
+//! host side of the guest channel.
 //!
-//! So far this crate answers "what can this host run" ([`host::probe`]); launching VMs arrives
-//! with the MicroVM runtime.
+//! See [`design`] for why the engine looks the way it does and the figures behind each choice.
 
 pub mod accel;
+pub mod assets;
+pub mod cpio;
+pub mod design;
 pub mod host;
+pub mod proto;
+pub mod qemu;
+
+pub use qemu::{BootInfo, Machine, StartError, Vm, VmConfig};

@@ -2,6 +2,7 @@
 
 mod attest;
 pub(crate) mod audit;
+pub(crate) mod boxes;
 pub(crate) mod image;
 mod info;
 mod measure;
@@ -26,6 +27,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Images(cmd) => image::run(cmd),
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Audit(args) => audit::run(args),
+        Command::Box(cmd) => boxes::run(cmd),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
@@ -45,7 +47,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
             e.hint()
         } else {
-            image::hint(cause)
+            image::hint(cause).or_else(|| boxes::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

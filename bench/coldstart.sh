@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Cold start of `a3s-box run --rm busybox true` against the raw floor: the same QEMU binary,
+# machine, accelerator, kernel (the cached PVH vmlinux) and kernel command line booting a
+# minimal init that powers off at once. Runs alternate, in one session; prints both medians and
+# the ratio. Then the exec round trip (`a3s-box exec BOX true`) and host RSS of an idle box.
+#
+#   bench/coldstart.sh [RUNS]        (default 10; A3S_BOX=path/to/a3s-box, default target/release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+box=${A3S_BOX:-target/release/a3s-box}
+if [ ! -x "$box" ]; then
+  echo "bench/coldstart.sh: building $box" >&2
+  cargo build -q --release -p a3s-box
+  scripts/build-guest-init --release -q
+fi
+export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+export A3S_BOX_QUIET=1
+work=$(mktemp -d)
+trap 'rm -rf "$work"; "$box" rm -f bench-idle >/dev/null 2>&1 || true' EXIT
+
+now() { date +%s.%N; }
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.3f}")' "$@"; }
+
+# Warm-up: imports busybox, extracts the vmlinux, builds and caches the initrd.
+"$box" run --name bench-warm busybox true
+cmdline=$("$box" inspect bench-warm | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["kernel_cmdline"])')
+"$box" rm bench-warm >/dev/null
+vmlinux=$(ls "$A3S_HOME"/cache/kernels/*/vmlinux | head -1)
+floor_cmdline=$(echo "$cmdline" | sed -e 's#rdinit=/.a3s/init#rdinit=/init#' -e 's# a3s.image=[^ ]*##')
+
+# The floor's initramfs: static busybox whose /init powers off immediately.
+mkdir -p "$work/rd/bin"
+cp /bin/busybox "$work/rd/bin/busybox"
+printf '#!/bin/busybox sh\n/bin/busybox poweroff -f\n' > "$work/rd/init"
+chmod +x "$work/rd/init"
+(cd "$work/rd" && find . | cpio -o -H newc --quiet > "$work/floor.cpio")
+
+accel=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["accel"])' < <("$box" info --format json))
+cpu=max; [ "$accel" = kvm ] && cpu=host
+machine=(-M microvm,acpi=on -bios /usr/share/qemu/qboot.rom)
+[ "${A3S_BOX_MACHINE:-microvm}" = q35 ] && machine=(-M q35,smbus=off,sata=off)
+floor() {
+  timeout 120 qemu-system-x86_64 "${machine[@]}" -accel "$accel" -cpu "$cpu" -m 256 -smp 1 \
+    -nodefaults -no-user-config -display none -no-reboot \
+    -kernel "$vmlinux" -initrd "$work/floor.cpio" -append "$floor_cmdline" \
+    -chardev "file,id=con,path=$work/floor-console.log" -serial chardev:con
+}
+
+floor_t=(); box_t=()
+for i in $(seq "$runs"); do
+  s=$(now); floor; e=$(now); floor_t+=("$(echo "$e - $s" | bc)")
+  s=$(now); "$box" run --rm busybox true; e=$(now); box_t+=("$(echo "$e - $s" | bc)")
+  echo "run $i: floor ${floor_t[-1]} s, a3s-box ${box_t[-1]} s" >&2
+done
+fm=$(median "${floor_t[@]}"); bm=$(median "${box_t[@]}")
+echo "cold start ($accel, $runs alternating runs): floor median ${fm} s, a3s-box run --rm busybox true median ${bm} s, ratio $(python3 -c "print(f'{$bm/$fm:.3f}')")"
+
+# Exec round trip and idle RSS on one detached box.
+"$box" run -d --name bench-idle busybox sleep 3600 >/dev/null
+"$box" exec bench-idle true
+exec_t=()
+for i in $(seq 20); do s=$(now); "$box" exec bench-idle true; e=$(now); exec_t+=("$(echo "($e - $s) * 1000" | bc)"); done
+echo "exec round trip (a3s-box exec BOX true, 20 runs): median $(median "${exec_t[@]}") ms"
+sleep 3
+qemu_pid=$("$box" inspect bench-idle | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"]["qemu_pid"])')
+mon_pid=$("$box" inspect bench-idle | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"]["monitor_pid"])')
+rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+echo "idle box host RSS (256 MiB guest): QEMU $(( $(rss "$qemu_pid") / 1024 )) MiB + monitor $(( $(rss "$mon_pid") / 1024 )) MiB"

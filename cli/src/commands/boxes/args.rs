@@ -1,0 +1,222 @@
+//! Arguments of the box lifecycle commands (`run`, `ps`, `exec`, ...), Docker's spellings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::args::FormatArgs;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BoxCommand {
+    /// Create a box from an image and start it (foreground unless -d).
+    Run(RunArgs),
+    /// Create a box without starting it.
+    Create(CreateArgs),
+    /// Start created or stopped boxes.
+    Start(StartArgs),
+    /// Stop running boxes: SIGTERM, then SIGKILL after the timeout.
+    Stop(StopArgs),
+    /// Stop and start boxes again.
+    Restart(StopArgs),
+    /// Send a signal to the workload of running boxes.
+    Kill(KillArgs),
+    /// Remove boxes.
+    Rm(RmArgs),
+    /// List boxes.
+    Ps(PsArgs),
+    /// Print a box's workload output.
+    Logs(LogsArgs),
+    /// Run a command in a running box.
+    Exec(ExecArgs),
+    /// Wait until boxes stop; print their exit codes.
+    Wait(BoxesArgs),
+    /// Print boxes' full state as JSON.
+    Inspect(BoxesArgs),
+    /// Show CPU and memory use of running boxes (one sample).
+    Stats(StatsArgs),
+    /// Import a rootfs tarball (tar, tar.gz, tar.zst) as an image.
+    Import(ImportArgs),
+    /// (internal) Own one box's VM; started by `run`/`start`.
+    #[command(name = "__monitor", hide = true)]
+    Monitor(MonitorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Name of the box (unique).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Set an environment variable (KEY=value, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub(crate) env: Vec<String>,
+    /// Read environment variables from a file (KEY=value lines; # comments).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Vec<PathBuf>,
+    /// Working directory inside the box.
+    #[arg(short = 'w', long)]
+    pub(crate) workdir: Option<String>,
+    /// User (name, uid, name:group or uid:gid).
+    #[arg(short = 'u', long)]
+    pub(crate) user: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub(crate) entrypoint: Option<String>,
+    /// Hostname inside the box (default: the short box id).
+    #[arg(long)]
+    pub(crate) hostname: Option<String>,
+    /// Add an /etc/hosts entry (NAME:ADDRESS).
+    #[arg(long = "add-host", value_name = "NAME:ADDRESS")]
+    pub(crate) add_host: Vec<String>,
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub(crate) interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub(crate) tty: bool,
+    /// Guest memory (bytes, or with k/m/g suffix), default 256m.
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub(crate) memory: Option<String>,
+    /// vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) cpus: u32,
+    /// Append an argument to the guest kernel command line.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub(crate) kernel_arg: Vec<String>,
+    /// Remove the box when it exits.
+    #[arg(long)]
+    pub(crate) rm: bool,
+    /// Image (e.g. busybox).
+    pub(crate) image: String,
+    /// Command and arguments (replace the image's cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Run in the background and print the box id.
+    #[arg(short = 'd', long)]
+    pub(crate) detach: bool,
+    #[command(flatten)]
+    pub(crate) create: CreateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// Boxes (name or id).
+    #[arg(required = true)]
+    pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// Seconds to wait after SIGTERM before killing the VM.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub(crate) time: u64,
+    /// Boxes (name or id).
+    #[arg(required = true)]
+    pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KillArgs {
+    /// Signal (name like KILL/SIGTERM, or number).
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub(crate) signal: String,
+    /// Boxes (name or id).
+    #[arg(required = true)]
+    pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// Stop running boxes first.
+    #[arg(short = 'f', long)]
+    pub(crate) force: bool,
+    /// Boxes (name or id).
+    #[arg(required = true)]
+    pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PsArgs {
+    /// Show all boxes (default: running only).
+    #[arg(short = 'a', long)]
+    pub(crate) all: bool,
+    /// Print ids only.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Keep printing new output until the box stops.
+    #[arg(short = 'f', long)]
+    pub(crate) follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub(crate) tail: Option<usize>,
+    /// Prefix each line with its RFC 3339 time.
+    #[arg(short = 't', long)]
+    pub(crate) timestamps: bool,
+    /// Box (name or id).
+    pub(crate) r#box: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub(crate) interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub(crate) tty: bool,
+    /// Set an environment variable (KEY=value).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub(crate) env: Vec<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    pub(crate) workdir: Option<String>,
+    /// User (name, uid, name:group or uid:gid).
+    #[arg(short = 'u', long)]
+    pub(crate) user: Option<String>,
+    /// Box (name or id).
+    pub(crate) r#box: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BoxesArgs {
+    /// Boxes (name or id).
+    #[arg(required = true)]
+    pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Boxes (default: all running).
+    pub(crate) boxes: Vec<String>,
+    #[command(flatten)]
+    pub(crate) format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Rootfs tarball.
+    pub(crate) tarball: PathBuf,
+    /// Name to tag it with (NAME[:TAG]).
+    pub(crate) reference: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MonitorArgs {
+    /// Box id.
+    pub(crate) id: String,
+    /// Die with this (foreground CLI) process.
+    #[arg(long)]
+    pub(crate) attached_to: Option<u32>,
+}

@@ -1,0 +1,220 @@
+//! Streams between this terminal and a box: foreground `run`, `exec`, `logs`.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use a3s_runtime::boxes::client::MonitorMsg;
+use a3s_runtime::boxes::logs::{self, LogRecord, Stream};
+use a3s_runtime::boxes::{BoxRecord, BoxState, Boxes, CreateRequest};
+use a3s_vmm::proto::{self, Frame, Kind, ProcessSpec};
+
+use super::args::ExecArgs;
+use crate::ExitStatus;
+
+/// The terminal's size (rows, columns), if stdout is a terminal.
+pub(super) fn terminal_size() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout().as_fd()).ok()?;
+    Some((ws.ws_row, ws.ws_col))
+}
+
+/// Puts the terminal on stdin into raw mode until dropped.
+struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    fn enable(wanted: bool) -> Self {
+        let stdin = std::io::stdin();
+        if !wanted || !nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
+            return Self(None);
+        }
+        let Ok(orig) = nix::sys::termios::tcgetattr(stdin.as_fd()) else {
+            return Self(None);
+        };
+        let mut raw = orig.clone();
+        nix::sys::termios::cfmakeraw(&mut raw);
+        let _ =
+            nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
+        Self(Some(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(orig) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                orig,
+            );
+        }
+    }
+}
+
+/// Copies this process's stdin into `conn` as stdin frames, then signals end of input.
+fn pump_stdin(mut conn: UnixStream, session: u32) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if proto::write_frame(
+                        &mut conn,
+                        &Frame::data(Kind::Stdin, session, buf[..n].to_vec()),
+                    )
+                    .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = proto::write_frame(&mut conn, &Frame::data(Kind::StdinClosed, session, vec![]));
+    });
+}
+
+fn print_records(records: &[LogRecord], timestamps: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    for r in records {
+        let w: &mut dyn Write = match r.stream {
+            Stream::Stdout => &mut out,
+            Stream::Stderr => &mut err,
+        };
+        if timestamps {
+            write!(w, "{} ", r.time)?;
+        }
+        w.write_all(&r.bytes())?;
+    }
+    out.flush()?;
+    err.flush()?;
+    Ok(())
+}
+
+/// Prints a box's output; with `follow`, keeps going until the box stops.
+pub(super) fn logs(
+    boxes: &Boxes,
+    rec: &BoxRecord,
+    follow: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+) -> anyhow::Result<()> {
+    let path = boxes.output_log(rec);
+    let (mut records, mut offset) = logs::read_from(&path, 0)?;
+    if let Some(n) = tail {
+        let skip = records.len().saturating_sub(n);
+        records.drain(..skip);
+    }
+    print_records(&records, timestamps)?;
+    if follow {
+        follow_until_stopped(boxes, rec, &mut offset, timestamps)?;
+    }
+    Ok(())
+}
+
+fn follow_until_stopped(
+    boxes: &Boxes,
+    rec: &BoxRecord,
+    offset: &mut u64,
+    timestamps: bool,
+) -> anyhow::Result<BoxRecord> {
+    let path = boxes.output_log(rec);
+    loop {
+        let (records, next) = logs::read_from(&path, *offset)?;
+        *offset = next;
+        print_records(&records, timestamps)?;
+        if records.is_empty() {
+            let now = boxes.wait_until(&rec.id, |_| true, None)?;
+            if !now.state.is_active() {
+                // The monitor writes output before the exit; one last read drains it.
+                let (records, next) = logs::read_from(&path, *offset)?;
+                *offset = next;
+                print_records(&records, timestamps)?;
+                return Ok(now);
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+}
+
+/// Foreground `run`: start the box tied to this process, stream its output, return its code.
+pub(super) fn run_attached(
+    boxes: &Boxes,
+    rec: &BoxRecord,
+    req: &CreateRequest,
+) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe()?;
+    let started = boxes.start(rec.id.as_str(), &exe, true)?;
+    let _raw = RawMode::enable(req.tty);
+    if req.stdin && matches!(started.state, BoxState::Running { .. }) {
+        if let Ok(conn) = boxes.attach_stdin(&started) {
+            pump_stdin(conn, proto::WORKLOAD_SESSION);
+        }
+    }
+    let mut offset = 0;
+    let done = follow_until_stopped(boxes, rec, &mut offset, false)?;
+    match done.state {
+        BoxState::Exited {
+            exit_code: 125,
+            error: Some(e),
+        } => bail!("box {} failed: {e}", done.name),
+        BoxState::Exited { exit_code, .. } => Ok(exit_code),
+        _ => Ok(0),
+    }
+}
+
+/// `exec`: run a process in a running box, relaying its I/O.
+pub(super) fn exec(boxes: &Boxes, rec: &BoxRecord, a: &ExecArgs) -> anyhow::Result<ExitStatus> {
+    let process = ProcessSpec {
+        argv: a.command.clone(),
+        env: a.env.iter().filter_map(|e| super::env_entry(e)).collect(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        tty: a.tty,
+        tty_size: if a.tty { terminal_size() } else { None },
+        stdin: a.interactive,
+    };
+    let mut conn = boxes.exec(rec, process)?;
+    let _raw = RawMode::enable(a.tty && a.interactive);
+    if a.interactive {
+        pump_stdin(conn.try_clone()?, 0);
+    }
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let code = loop {
+        let frame = match proto::read_frame(&mut conn) {
+            Ok(f) => f,
+            Err(e) => bail!("lost the connection to box {}: {e}", rec.name),
+        };
+        match frame.kind {
+            Kind::Stdout => {
+                out.write_all(&frame.payload)?;
+                out.flush()?;
+            }
+            Kind::Stderr => {
+                err.write_all(&frame.payload)?;
+                err.flush()?;
+            }
+            Kind::Control => match frame.message::<MonitorMsg>()? {
+                MonitorMsg::Exited { code } => break code,
+                MonitorMsg::SpawnFailed { code, message } => {
+                    drop(_raw);
+                    writeln!(err, "error: {message}")?;
+                    break code;
+                }
+                MonitorMsg::Error { message } => bail!("exec in box {}: {message}", rec.name),
+                _ => {}
+            },
+            _ => {}
+        }
+    };
+    Ok(match u8::try_from(code) {
+        Ok(0) => ExitStatus::Success,
+        Ok(c) => ExitStatus::External(c),
+        Err(_) => ExitStatus::External(125),
+    })
+}

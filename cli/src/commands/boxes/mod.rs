@@ -1,0 +1,534 @@
+//! The box lifecycle commands: each parses flags into runtime requests and prints the result.
+
+pub(crate) mod args;
+mod io;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use a3s_runtime::audit::{AuditLog, Event, Outcome};
+use a3s_runtime::boxes::client::ClientMsg;
+use a3s_runtime::boxes::{BoxError, BoxRecord, BoxState, Boxes, CreateRequest, DEFAULT_MEM_MIB};
+use a3s_runtime::A3sHome;
+
+use self::args::{BoxCommand, CreateArgs, PsArgs};
+use crate::args::Format;
+use crate::{output, usage_error, ExitStatus};
+
+pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
+    let home = A3sHome::from_env()?;
+    let boxes = Boxes::open(&home);
+    match cmd {
+        BoxCommand::Run(a) => run_box(&home, &boxes, a),
+        BoxCommand::Create(a) => {
+            let rec = boxes.create(&create_request(&a)?)?;
+            audit(&home, "box.create", &rec, Outcome::Success, "created")?;
+            output::line(rec.id.as_str())?;
+            Ok(ExitStatus::Success)
+        }
+        BoxCommand::Start(a) => each(&a.boxes, |key| {
+            notice_tcg();
+            let rec = started(&home, &boxes, key, boxes.start(key, &exe()?, false))?;
+            output::line(&rec.name)
+        }),
+        BoxCommand::Stop(a) => each(&a.boxes, |key| {
+            let rec = boxes.stop(key, Duration::from_secs(a.time))?;
+            audit(&home, "box.stop", &rec, Outcome::Success, "stopped")?;
+            output::line(&rec.name)
+        }),
+        BoxCommand::Restart(a) => each(&a.boxes, |key| {
+            let rec = boxes.stop(key, Duration::from_secs(a.time))?;
+            audit(
+                &home,
+                "box.stop",
+                &rec,
+                Outcome::Success,
+                "stopped for restart",
+            )?;
+            let rec = started(&home, &boxes, key, boxes.start(key, &exe()?, false))?;
+            output::line(&rec.name)
+        }),
+        BoxCommand::Kill(a) => {
+            let signal = parse_signal(&a.signal).map_err(usage_error)?;
+            each(&a.boxes, |key| {
+                let rec = boxes.find(key)?;
+                boxes.request(&rec, &ClientMsg::Signal { signal })?;
+                audit(
+                    &home,
+                    "box.kill",
+                    &rec,
+                    Outcome::Success,
+                    &format!("signal {signal}"),
+                )?;
+                output::line(&rec.name)
+            })
+        }
+        BoxCommand::Rm(a) => each(&a.boxes, |key| {
+            let rec = boxes.remove(key, a.force)?;
+            audit(&home, "box.remove", &rec, Outcome::Success, "removed")?;
+            output::line(&rec.name)
+        }),
+        BoxCommand::Ps(a) => ps(&boxes, &a),
+        BoxCommand::Logs(a) => {
+            let rec = boxes.find(&a.r#box)?;
+            io::logs(&boxes, &rec, a.follow, a.tail, a.timestamps)?;
+            Ok(ExitStatus::Success)
+        }
+        BoxCommand::Exec(a) => {
+            let rec = boxes.find(&a.r#box)?;
+            let what = format!("exec {}", a.command.join(" "));
+            audit(&home, "box.exec", &rec, Outcome::Success, &what)?;
+            io::exec(&boxes, &rec, &a)
+        }
+        BoxCommand::Wait(a) => each(&a.boxes, |key| {
+            let rec = boxes.find(key)?;
+            let rec =
+                boxes.wait_until(&rec.id, |s| !s.is_active() && *s != BoxState::Created, None)?;
+            output::line(&exit_code(&rec).to_string())
+        }),
+        BoxCommand::Inspect(a) => {
+            let recs = a
+                .boxes
+                .iter()
+                .map(|k| boxes.find(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            output::json(&recs)?;
+            Ok(ExitStatus::Success)
+        }
+        BoxCommand::Stats(a) => stats(&boxes, &a.boxes, a.format.format),
+        BoxCommand::Import(a) => {
+            let store = a3s_image::ImageStore::open(home.root().join("images"))?;
+            let reference: a3s_image::ImageRef = a.reference.parse().map_err(|e| {
+                usage_error(anyhow::anyhow!("invalid image name {:?}: {e}", a.reference))
+            })?;
+            let image = store.import_rootfs(&a.tarball, &reference)?;
+            output::line(image.digest.as_str())?;
+            Ok(ExitStatus::Success)
+        }
+        BoxCommand::Monitor(a) => {
+            let id =
+                a.id.parse()
+                    .map_err(|e| usage_error(anyhow::Error::new(e)))?;
+            a3s_runtime::boxes::monitor::run(&boxes, &id, a.attached_to)?;
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+/// Runs `f` for every box named; reports each failure and exits 125 if any failed (like Docker).
+fn each(
+    keys: &[String],
+    mut f: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitStatus> {
+    let mut last_err = None;
+    for key in keys {
+        if let Err(e) = f(key) {
+            if keys.len() == 1 {
+                return Err(e);
+            }
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            last_err = Some(e);
+        }
+    }
+    match last_err {
+        Some(_) => Err(anyhow::Error::new(crate::ExitCodeError {
+            code: 125,
+            error: anyhow::anyhow!("some boxes failed"),
+        })),
+        None => Ok(ExitStatus::Success),
+    }
+}
+
+/// Records a lifecycle event in the audit log before the command reports it done.
+fn audit(
+    home: &A3sHome,
+    action: &str,
+    rec: &BoxRecord,
+    outcome: Outcome,
+    message: &str,
+) -> anyhow::Result<()> {
+    let event = Event::new(action, outcome, message)
+        .with_box(rec.id.as_str())
+        .with("name", rec.name.as_str())
+        .with("image", rec.image_digest.as_str());
+    AuditLog::open(home.audit())
+        .record(&event)
+        .context("writing the audit event")?;
+    Ok(())
+}
+
+/// Audits a start attempt with its outcome.
+fn started(
+    home: &A3sHome,
+    boxes: &Boxes,
+    key: &str,
+    result: Result<BoxRecord, BoxError>,
+) -> anyhow::Result<BoxRecord> {
+    match result {
+        Ok(rec) => {
+            audit(home, "box.start", &rec, Outcome::Success, "started")?;
+            Ok(rec)
+        }
+        Err(e) => {
+            if let Ok(rec) = boxes.find(key) {
+                audit(home, "box.start", &rec, Outcome::Failure, &e.to_string())?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn exe() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe().context("finding the a3s-box binary to run the box monitor")
+}
+
+/// One line on stderr when VMs run under emulation.
+fn notice_tcg() {
+    let kvm = a3s_vmm::accel::probe_kvm(Path::new("/"));
+    let choice = a3s_vmm::accel::choose(
+        kvm,
+        std::env::var(a3s_vmm::accel::ACCEL_ENV).ok().as_deref(),
+    );
+    if let Ok(c) = &choice {
+        if c.accel == a3s_vmm::accel::Accel::Tcg && std::env::var_os("A3S_BOX_QUIET").is_none() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "notice: no usable KVM ({}): the VM runs under TCG emulation, expect boots of several seconds",
+                c.reason
+            );
+        }
+    }
+}
+
+fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
+    let req = create_request(&a.create)?;
+    let rec = boxes.create(&req)?;
+    audit(home, "box.create", &rec, Outcome::Success, "created")?;
+    notice_tcg();
+    if a.detach {
+        match started(
+            home,
+            boxes,
+            rec.id.as_str(),
+            boxes.start(rec.id.as_str(), &exe()?, false),
+        ) {
+            Ok(_) => {
+                output::line(rec.id.as_str())?;
+                Ok(ExitStatus::Success)
+            }
+            Err(e) => {
+                if req.auto_remove {
+                    let _ = boxes.remove(rec.id.as_str(), true);
+                }
+                Err(e)
+            }
+        }
+    } else {
+        audit(
+            home,
+            "box.start",
+            &rec,
+            Outcome::Success,
+            "starting in the foreground",
+        )?;
+        let code = io::run_attached(boxes, &rec, &req);
+        if req.auto_remove {
+            let _ = boxes.remove(rec.id.as_str(), true);
+        }
+        let code = code?;
+        Ok(match u8::try_from(code) {
+            Ok(0) => ExitStatus::Success,
+            Ok(c) => ExitStatus::External(c),
+            Err(_) => ExitStatus::External(125),
+        })
+    }
+}
+
+fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
+    let mut env = Vec::new();
+    for file in &a.env_file {
+        let text = fs_err::read_to_string(file)?;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            env.extend(env_entry(line));
+        }
+    }
+    for e in &a.env {
+        env.extend(env_entry(e));
+    }
+    let mut hosts = Vec::new();
+    for h in &a.add_host {
+        let Some((name, addr)) = h.split_once(':') else {
+            return Err(usage_error(anyhow::anyhow!(
+                "--add-host {h:?}: expected NAME:ADDRESS"
+            )));
+        };
+        if addr.parse::<std::net::IpAddr>().is_err() {
+            return Err(usage_error(anyhow::anyhow!(
+                "--add-host {h:?}: {addr:?} is not an IP address"
+            )));
+        }
+        hosts.push((name.to_owned(), addr.to_owned()));
+    }
+    let mem_mib = match &a.memory {
+        Some(m) => parse_memory_mib(m).map_err(usage_error)?,
+        None => u64::from(DEFAULT_MEM_MIB),
+    };
+    Ok(CreateRequest {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        args: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        hosts,
+        stdin: a.interactive,
+        tty: a.tty,
+        tty_size: if a.tty { io::terminal_size() } else { None },
+        vcpus: a.cpus,
+        mem_mib,
+        kernel_args: a.kernel_arg.clone(),
+        auto_remove: a.rm,
+    })
+}
+
+/// `KEY=value` as is; a bare `KEY` takes this process's value (and is dropped when unset).
+fn env_entry(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_owned())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
+}
+
+/// Docker's memory syntax: bytes, or a number with b/k/m/g; returns MiB.
+fn parse_memory_mib(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last() {
+        Some('b') => (&t[..t.len() - 1], 1u64),
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t.as_str(), 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--memory {s:?}: expected a size such as 512m or 1g"))?;
+    Ok(n.saturating_mul(mult) / (1 << 20))
+}
+
+fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if nix::sys::signal::Signal::try_from(n).is_ok() {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| {
+            anyhow::anyhow!("invalid signal {s:?}: use a name like TERM or KILL, or a number")
+        })
+}
+
+fn exit_code(rec: &BoxRecord) -> i32 {
+    match &rec.state {
+        BoxState::Exited { exit_code, .. } => *exit_code,
+        _ => 0,
+    }
+}
+
+#[derive(Serialize)]
+struct PsView<'a> {
+    id: &'a str,
+    name: &'a str,
+    image: &'a str,
+    command: String,
+    created_at: &'a str,
+    state: &'static str,
+    exit_code: Option<i32>,
+    error: Option<&'a str>,
+}
+
+fn status_text(rec: &BoxRecord) -> String {
+    match &rec.state {
+        BoxState::Created => "Created".into(),
+        BoxState::Starting { .. } => "Starting".into(),
+        BoxState::Running { .. } => {
+            format!("Up since {}", rec.started_at.as_deref().unwrap_or("?"))
+        }
+        BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
+        _ => rec.state.name().into(),
+    }
+}
+
+fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
+    let recs: Vec<BoxRecord> = boxes
+        .list()?
+        .into_iter()
+        .filter(|r| a.all || r.state.is_active())
+        .collect();
+    if a.quiet {
+        for r in &recs {
+            output::line(r.id.short())?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let views: Vec<PsView<'_>> = recs
+        .iter()
+        .map(|r| PsView {
+            id: r.id.as_str(),
+            name: &r.name,
+            image: &r.image,
+            command: r.spec.process.argv.join(" "),
+            created_at: &r.created_at,
+            state: r.state.name(),
+            exit_code: match &r.state {
+                BoxState::Exited { exit_code, .. } => Some(*exit_code),
+                _ => None,
+            },
+            error: match &r.state {
+                BoxState::Exited { error, .. } => error.as_deref(),
+                _ => None,
+            },
+        })
+        .collect();
+    match a.format.format {
+        Format::Json => output::json(&views)?,
+        Format::Text => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<12}  {:<20}  {:<16}  {:<24}  STATUS",
+                "BOX ID", "NAME", "IMAGE", "COMMAND"
+            )?;
+            for (r, v) in recs.iter().zip(&views) {
+                let mut cmd = v.command.clone();
+                if cmd.len() > 24 {
+                    cmd.truncate(21);
+                    cmd.push_str("...");
+                }
+                writeln!(
+                    out,
+                    "{:<12}  {:<20}  {:<16}  {:<24}  {}",
+                    r.id.short(),
+                    r.name,
+                    r.image,
+                    cmd,
+                    status_text(r)
+                )?;
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+#[derive(Serialize)]
+struct StatsView {
+    id: String,
+    name: String,
+    qemu_pid: u32,
+    cpu_seconds: f64,
+    rss_kib: u64,
+    vcpus: u8,
+    mem_mib: u32,
+}
+
+fn stats(boxes: &Boxes, keys: &[String], format: Format) -> anyhow::Result<ExitStatus> {
+    let recs: Vec<BoxRecord> = if keys.is_empty() {
+        boxes
+            .list()?
+            .into_iter()
+            .filter(|r| matches!(r.state, BoxState::Running { .. }))
+            .collect()
+    } else {
+        keys.iter()
+            .map(|k| boxes.find(k))
+            .collect::<Result<_, _>>()?
+    };
+    let mut views = Vec::new();
+    for r in &recs {
+        let BoxState::Running { qemu_pid, .. } = r.state else {
+            return Err(BoxError::NotRunning(r.name.clone()).into());
+        };
+        views.push(StatsView {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            qemu_pid,
+            cpu_seconds: a3s_vmm::qemu::cpu_time_secs(qemu_pid).unwrap_or(0.0),
+            rss_kib: a3s_vmm::qemu::rss_kib(qemu_pid).unwrap_or(0),
+            vcpus: r.spec.vcpus,
+            mem_mib: r.spec.mem_mib,
+        });
+    }
+    match format {
+        Format::Json => output::json(&views)?,
+        Format::Text => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<12}  {:<20}  {:>8}  {:>10}  {:>9}",
+                "BOX ID", "NAME", "CPU s", "MEM USAGE", "LIMIT"
+            )?;
+            for v in &views {
+                writeln!(
+                    out,
+                    "{:<12}  {:<20}  {:>8.2}  {:>7} MiB  {:>5} MiB",
+                    &v.id[..12],
+                    v.name,
+                    v.cpu_seconds,
+                    v.rss_kib / 1024,
+                    v.mem_mib
+                )?;
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Hints from box errors anywhere in the chain.
+pub(crate) fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(e) = cause.downcast_ref::<BoxError>() {
+        e.hint()
+    } else if let Some(e) = cause.downcast_ref::<a3s_image::StoreError>() {
+        e.hint()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_follow_docker() {
+        assert_eq!(parse_memory_mib("512m").unwrap(), 512);
+        assert_eq!(parse_memory_mib("1g").unwrap(), 1024);
+        assert_eq!(parse_memory_mib("268435456").unwrap(), 256);
+        assert!(parse_memory_mib("lots").is_err());
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("2").unwrap(), 2);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+}

@@ -1,0 +1,286 @@
+//! The control server: one reader thread dispatching host frames, PID 1's reaper loop, and one
+//! pump thread per output stream.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_SESSION};
+
+use crate::{init, process};
+
+/// How long the guest waits for the host's `PowerOff` after reporting the workload's exit.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+struct Channel(Arc<Mutex<File>>);
+
+impl Channel {
+    fn send(&self, frame: &Frame) -> bool {
+        match self.0.lock() {
+            Ok(mut f) => proto::write_frame(&mut *f, frame).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn msg(&self, session: u32, msg: &GuestMsg) -> bool {
+        Frame::control(session, msg).is_ok_and(|f| self.send(&f))
+    }
+}
+
+struct Session {
+    stdin: Option<File>,
+    pty: Option<OwnedFd>,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    hostname: String,
+    sessions: HashMap<u32, Session>,
+    pids: HashMap<i32, u32>,
+}
+
+/// Serves the channel until the workload ends; powers off from inside.
+pub(crate) fn serve(port: File) -> anyhow::Result<()> {
+    let reader = port.try_clone().context("cloning the channel")?;
+    let chan = Channel(Arc::new(Mutex::new(port)));
+    let state = Arc::new(Mutex::new(State::default()));
+    chan.msg(
+        WORKLOAD_SESSION,
+        &GuestMsg::Ready {
+            version: proto::PROTO_VERSION,
+            uptime_ms: init::uptime_ms(),
+        },
+    );
+    {
+        let (chan, state) = (chan.clone(), state.clone());
+        std::thread::spawn(move || read_loop(reader, &chan, &state));
+    }
+    reap_loop(&chan, &state)
+}
+
+fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
+    loop {
+        let frame = match proto::read_frame(&mut reader) {
+            Ok(f) => f,
+            Err(ProtoError::Json(_) | ProtoError::UnknownKind(_)) => continue,
+            // A virtio-serial port reads end-of-file while the host side is not connected.
+            Err(ProtoError::Closed) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => {
+                // The stream is out of step or gone: nothing more can be trusted on it.
+                eprintln!("a3s-guest-init: channel failed: {e}");
+                init::power_off(Duration::ZERO);
+            }
+        };
+        let session = frame.session;
+        match frame.kind {
+            Kind::Control => match frame.message::<HostMsg>() {
+                Ok(msg) => handle(msg, session, chan, state),
+                Err(e) => {
+                    chan.msg(
+                        session,
+                        &GuestMsg::Error {
+                            message: format!("unsupported request: {e}"),
+                        },
+                    );
+                }
+            },
+            Kind::Stdin => {
+                let stdin = lock(state)
+                    .sessions
+                    .get(&session)
+                    .and_then(|s| s.stdin.as_ref().and_then(|f| f.try_clone().ok()));
+                if let Some(mut f) = stdin {
+                    let _ = f.write_all(&frame.payload);
+                }
+            }
+            Kind::StdinClosed => {
+                if let Some(s) = lock(state).sessions.get_mut(&session) {
+                    if s.pty.is_none() {
+                        s.stdin = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>) {
+    match msg {
+        HostMsg::Start { setup, process } => {
+            if let Err(e) = init::apply_setup(&setup) {
+                eprintln!("a3s-guest-init: {e:#}");
+            }
+            lock(state).hostname = setup.hostname.clone();
+            start(WORKLOAD_SESSION, &process, chan, state);
+        }
+        HostMsg::Exec { process } if session != WORKLOAD_SESSION => {
+            start(session, &process, chan, state);
+        }
+        HostMsg::Exec { .. } => {
+            chan.msg(
+                session,
+                &GuestMsg::Error {
+                    message: "exec needs a session number above 0".into(),
+                },
+            );
+        }
+        HostMsg::Signal { signal } => {
+            let pid = lock(state)
+                .pids
+                .iter()
+                .find(|(_, s)| **s == session)
+                .map(|(p, _)| *p);
+            let sig = Signal::try_from(signal);
+            match (pid, sig) {
+                (Some(pid), Ok(sig)) => {
+                    let _ = kill(Pid::from_raw(pid), sig);
+                }
+                (_, Err(_)) => {
+                    chan.msg(
+                        session,
+                        &GuestMsg::Error {
+                            message: format!("invalid signal {signal}"),
+                        },
+                    );
+                }
+                (None, _) => {}
+            }
+        }
+        HostMsg::Resize { rows, cols } => {
+            if let Some(pty) = lock(state)
+                .sessions
+                .get(&session)
+                .and_then(|s| s.pty.as_ref())
+            {
+                let _ = process::resize(pty, rows, cols);
+            }
+        }
+        HostMsg::PowerOff => init::power_off(Duration::ZERO),
+        HostMsg::Ping { nonce } => {
+            chan.msg(session, &GuestMsg::Pong { nonce });
+        }
+        _ => {
+            chan.msg(
+                session,
+                &GuestMsg::Error {
+                    message: "unsupported request".into(),
+                },
+            );
+        }
+    }
+}
+
+fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mutex<State>>) {
+    // The lock is held across spawn so the reaper cannot see the pid before it is registered.
+    let mut st = lock(state);
+    let hostname = st.hostname.clone();
+    match process::spawn(spec, &hostname) {
+        Ok(sp) => {
+            let kind_of = |stderr: bool| if stderr { Kind::Stderr } else { Kind::Stdout };
+            let pumps = sp
+                .outputs
+                .into_iter()
+                .map(|(is_err, file)| {
+                    let chan = chan.clone();
+                    let kind = kind_of(is_err);
+                    std::thread::spawn(move || {
+                        process::pump(file, |data| chan.send(&Frame::data(kind, session, data)));
+                    })
+                })
+                .collect();
+            st.pids.insert(sp.pid, session);
+            st.sessions.insert(
+                session,
+                Session {
+                    stdin: sp.stdin,
+                    pty: sp.pty,
+                    pumps,
+                },
+            );
+            chan.msg(session, &GuestMsg::Started { pid: sp.pid });
+        }
+        Err(f) => {
+            drop(st);
+            chan.msg(
+                session,
+                &GuestMsg::SpawnFailed {
+                    code: f.code,
+                    message: f.message,
+                },
+            );
+            finished(session, f.code, chan);
+        }
+    }
+}
+
+fn finished(session: u32, code: i32, chan: &Channel) {
+    chan.msg(session, &GuestMsg::Exited { code });
+    if session == WORKLOAD_SESSION {
+        init::power_off(POWER_OFF_GRACE);
+    }
+}
+
+fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
+    loop {
+        // Peek first (WNOWAIT) and reap under the state lock: std's `Command::spawn` reaps a
+        // child whose exec failed itself, and must not find it already taken by PID 1.
+        let peeked = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+        let pid = match peeked {
+            Ok(ws) => match ws.pid() {
+                Some(pid) => pid,
+                None => continue,
+            },
+            Err(nix::errno::Errno::ECHILD) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waitid"),
+        };
+        let mut st = lock(state);
+        let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+            _ => continue, // already reaped by spawn, or not finished
+        };
+        let Some(session) = st.pids.remove(&pid.as_raw()) else {
+            continue; // an orphan re-parented to PID 1
+        };
+        let pumps = st
+            .sessions
+            .remove(&session)
+            .map(|s| s.pumps)
+            .unwrap_or_default();
+        drop(st);
+        let chan = chan.clone();
+        // Output must reach the host before the exit code; the pumps end when the process's
+        // descendants close the pipes too.
+        std::thread::spawn(move || {
+            for p in pumps {
+                let _ = p.join();
+            }
+            finished(session, code, &chan);
+        });
+    }
+}
+
+fn lock(state: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,165 @@
+//! Machine set-up: filesystems, modules, the channel device, names.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::mount::{mount, MsFlags};
+
+use a3s_vmm::proto::{GuestSetup, PORT_NAME};
+
+/// Mounts the pseudo filesystems a workload expects (shell equivalent in each comment).
+pub(crate) fn mount_filesystems() -> anyhow::Result<()> {
+    let none: Option<&str> = None;
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let table: [(&str, &str, MsFlags, Option<&str>); 7] = [
+        ("proc", "/proc", nosuid, None), // mount -t proc proc /proc
+        ("sysfs", "/sys", nosuid, None), // mount -t sysfs sysfs /sys
+        ("devtmpfs", "/dev", MsFlags::MS_NOSUID, Some("mode=0755")), // mount -t devtmpfs dev /dev
+        (
+            "devpts",
+            "/dev/pts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("gid=5,mode=620,ptmxmode=666"),
+        ),
+        ("tmpfs", "/dev/shm", nosuid, Some("mode=1777")),
+        (
+            "tmpfs",
+            "/run",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=1777"),
+        ),
+    ];
+    for (fstype, target, flags, data) in table {
+        fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+        match mount(Some(fstype), target, Some(fstype), flags, data) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => return Err(e).with_context(|| format!("mounting {fstype} on {target}")),
+        }
+    }
+    let _ = none;
+    // ln -s /proc/self/fd /dev/fd (and friends), which devtmpfs does not provide.
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/ptmx", "pts/ptmx"),
+    ] {
+        if !Path::new(link).exists() {
+            let _ = std::os::unix::fs::symlink(target, link);
+        }
+    }
+    Ok(())
+}
+
+/// Loads every module in `/.a3s/modules/`, in name order (the host numbered them by dependency).
+pub(crate) fn load_modules() -> anyhow::Result<()> {
+    let dir = Path::new("/.a3s/modules");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).with_context(|| format!("loading {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Finds and opens the `a3s.ctl` virtio-serial port (waits up to 20 s for the device).
+pub(crate) fn open_channel() -> anyhow::Result<File> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(dev) = find_port()? {
+            if dev.exists() {
+                return OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&dev)
+                    .with_context(|| format!("opening {}", dev.display()));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no virtio-serial port named {PORT_NAME} appeared (is virtio_console loaded?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn find_port() -> anyhow::Result<Option<PathBuf>> {
+    let Ok(entries) = fs::read_dir("/sys/class/virtio-ports") else {
+        return Ok(None);
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+        if name.trim() == PORT_NAME {
+            return Ok(Some(Path::new("/dev").join(entry.file_name())));
+        }
+    }
+    Ok(None)
+}
+
+/// Hostname, `/etc/hosts` and `/etc/resolv.conf`.
+pub(crate) fn apply_setup(setup: &GuestSetup) -> anyhow::Result<()> {
+    let hostname = if setup.hostname.is_empty() {
+        "a3s-box"
+    } else {
+        &setup.hostname
+    };
+    nix::unistd::sethostname(hostname).context("setting the hostname")?;
+    fs::create_dir_all("/etc").context("creating /etc")?;
+    fs::write("/etc/hostname", format!("{hostname}\n")).context("writing /etc/hostname")?;
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    for (name, addr) in &setup.hosts {
+        hosts.push_str(&format!("{addr}\t{name}\n"));
+    }
+    fs::write("/etc/hosts", hosts).context("writing /etc/hosts")?;
+    if !setup.nameservers.is_empty() {
+        let conf: String = setup
+            .nameservers
+            .iter()
+            .map(|n| format!("nameserver {n}\n"))
+            .collect();
+        fs::write("/etc/resolv.conf", conf).context("writing /etc/resolv.conf")?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since boot.
+pub(crate) fn uptime_ms() -> u64 {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| {
+            // "12.34 56.78": whole seconds and hundredths, no float conversion needed.
+            let (secs, frac) = s.split_whitespace().next()?.split_once('.')?;
+            let secs: u64 = secs.parse().ok()?;
+            let centis: u64 = frac.get(..2)?.parse().ok()?;
+            Some(secs * 1000 + centis * 10)
+        })
+        .unwrap_or(0)
+}
+
+/// Syncs and powers the VM off after `delay`. Never returns.
+pub(crate) fn power_off(delay: Duration) -> ! {
+    std::thread::sleep(delay);
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // reboot(2) only returns on failure; nothing else is left to do but wait.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,93 @@
+//! The monitor's control socket: what other CLI processes say to a box's monitor.
+//!
+//! Same framing as the guest channel ([`a3s_vmm::proto`]); one request per connection, first
+//! frame a [`ClientMsg`]. An `Exec` connection then carries stdin frames up and the guest's
+//! output and [`MonitorMsg::Exited`] down.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use a3s_vmm::proto::{self, Frame, ProcessSpec, ProtoError};
+
+/// Requests to a monitor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientMsg {
+    /// Run a process in the box; the connection becomes its session.
+    Exec {
+        /// The process.
+        process: ProcessSpec,
+    },
+    /// Stdin frames on this connection go to the workload.
+    AttachStdin,
+    /// Send a signal to the workload.
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
+    /// SIGTERM the workload, SIGKILL the VM after `timeout_secs`.
+    Stop {
+        /// Grace period.
+        timeout_secs: u64,
+    },
+}
+
+/// Answers from a monitor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MonitorMsg {
+    /// The request was carried out.
+    Done,
+    /// The exec process could not start.
+    SpawnFailed {
+        /// Docker-style code (126/127).
+        code: i32,
+        /// Why.
+        message: String,
+    },
+    /// The exec process ended.
+    Exited {
+        /// Its code.
+        code: i32,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Connects to a monitor socket and sends the first request.
+///
+/// # Errors
+/// i/o or framing.
+pub fn connect(socket: &Path, first: &ClientMsg) -> Result<UnixStream, ProtoError> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    proto::write_frame(&mut s, &Frame::control(0, first)?)?;
+    Ok(s)
+}
+
+/// Sends `msg` and waits (at most `timeout`) for the monitor's answer.
+///
+/// # Errors
+/// i/o, framing or timeout.
+pub fn request(
+    socket: &Path,
+    msg: &ClientMsg,
+    timeout: Duration,
+) -> Result<MonitorMsg, ProtoError> {
+    let mut s = connect(socket, msg)?;
+    s.set_read_timeout(Some(timeout))?;
+    loop {
+        let f = proto::read_frame(&mut s)?;
+        if f.kind == proto::Kind::Control {
+            return f.message();
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! Boxes: one MicroVM each, with persisted state and a Docker-like lifecycle.
+//!
+//! ```text
+//! boxes/.lock                    held while names are allocated
+//! boxes/<id>/state.json          BoxRecord (atomic writes under boxes/<id>/lock)
+//! boxes/<id>/output.log          workload output (see logs)
+//! boxes/<id>/console.log         guest serial console; qemu.log, monitor.log
+//! boxes/<id>/monitor.sock        the monitor's control socket; ctl.sock: QEMU's guest channel
+//! ```
+
+pub mod busybox;
+pub mod client;
+pub mod logs;
+pub mod monitor;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use a3s_image::{ImageRef, ImageStore, StoreError};
+use a3s_vmm::accel::{self, Accel, AccelError};
+use a3s_vmm::assets::{self, AssetError, KernelDir};
+use a3s_vmm::proto::{GuestSetup, ProcessSpec};
+use a3s_vmm::qemu::{kernel_cmdline, ConfigError, Machine, VmConfig};
+
+use crate::home::A3sHome;
+pub use state::{BoxId, BoxRecord, BoxSpec, BoxState, StateError};
+
+/// The monitor's control socket in a box directory.
+pub const MONITOR_SOCKET: &str = "monitor.sock";
+/// QEMU's guest-channel socket in a box directory.
+pub const CHANNEL_SOCKET: &str = "ctl.sock";
+/// The workload output log in a box directory.
+pub const OUTPUT_LOG: &str = "output.log";
+/// Default guest memory.
+pub const DEFAULT_MEM_MIB: u32 = 256;
+
+/// A box operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BoxError {
+    /// Box state.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The image store.
+    #[error(transparent)]
+    Image(#[from] StoreError),
+    /// Kernel, guest-init or initrd.
+    #[error(transparent)]
+    Asset(#[from] AssetError),
+    /// Bad resources or machine.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad accelerator override.
+    #[error(transparent)]
+    Accel(#[from] AccelError),
+    /// An image reference that does not parse.
+    #[error("invalid image reference {reference:?}: {message}")]
+    BadReference {
+        /// As given.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// QEMU is not installed.
+    #[error("{} not found", a3s_vmm::host::QEMU_BINARY)]
+    NoQemu,
+    /// Neither the command line nor the image says what to run.
+    #[error("no command specified: the image has no entrypoint or cmd and none was given")]
+    NoCommand,
+    /// The box is not running.
+    #[error("box {0} is not running")]
+    NotRunning(String),
+    /// The box is already running.
+    #[error("box {0} is already running")]
+    AlreadyRunning(String),
+    /// `rm` of a running box without `-f`.
+    #[error("box {0} is running: stop it first or use rm -f")]
+    StillRunning(String),
+    /// The VM did not start.
+    #[error("box {name} failed to start: {message}")]
+    StartFailed {
+        /// The box.
+        name: String,
+        /// Why (from the monitor).
+        message: String,
+    },
+    /// The monitor could not be reached or failed.
+    #[error("box monitor: {0}")]
+    Monitor(String),
+    /// i/o (the message names the path).
+    #[error("i/o failed")]
+    Io(#[from] std::io::Error),
+}
+
+impl BoxError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::State(e) => e.hint(),
+            Self::Image(e) => e.hint(),
+            Self::Asset(e) => e.hint(),
+            Self::NoQemu => {
+                Some("install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into())
+            }
+            Self::NotRunning(name) => Some(format!("start it with `a3s-box start {name}`")),
+            Self::StillRunning(name) => {
+                Some(format!("`a3s-box rm -f {name}` stops and removes it"))
+            }
+            Self::NoCommand => Some("give a command after the image, or --entrypoint".into()),
+            _ => None,
+        }
+    }
+}
+
+/// What `create`/`run` asks for (already parsed by the CLI).
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    /// Image reference.
+    pub image: String,
+    /// Name (generated when absent).
+    pub name: Option<String>,
+    /// Arguments after the image (replace the image's cmd).
+    pub args: Vec<String>,
+    /// `--entrypoint` (`Some("")` clears the image's entrypoint).
+    pub entrypoint: Option<String>,
+    /// `KEY=value` entries added after the image's env.
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--add-host name:addr`.
+    pub hosts: Vec<(String, String)>,
+    /// `-i`.
+    pub stdin: bool,
+    /// `-t`.
+    pub tty: bool,
+    /// Terminal size for `-t`.
+    pub tty_size: Option<(u16, u16)>,
+    /// `--cpus`.
+    pub vcpus: u32,
+    /// `--memory` in MiB.
+    pub mem_mib: u64,
+    /// `--kernel-arg`.
+    pub kernel_args: Vec<String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// What the monitor boots: fixed when the box starts, stored beside the record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VmPlan {
+    /// Accelerator.
+    pub accel: Accel,
+    /// Why this accelerator.
+    pub accel_reason: String,
+    /// Machine model.
+    pub machine: Machine,
+    /// PVH kernel.
+    pub kernel: PathBuf,
+    /// Initrd (image rootfs + guest-init).
+    pub initrd: PathBuf,
+    /// Kernel command line.
+    pub cmdline: String,
+}
+
+impl VmPlan {
+    /// The VM configuration for a box directory.
+    pub fn vm_config(&self, dir: &Path, spec: &BoxSpec) -> VmConfig {
+        let env_secs = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        VmConfig {
+            accel: self.accel,
+            machine: self.machine,
+            mem_mib: spec.mem_mib,
+            vcpus: spec.vcpus,
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline.clone(),
+            channel_socket: dir.join(CHANNEL_SOCKET),
+            console_log: dir.join("console.log"),
+            qemu_log: dir.join("qemu.log"),
+            // A normal TCG boot uses 3-6 s of QEMU CPU time; a stalled one spins. CPU time,
+            // unlike wall time, does not stretch when the host is busy.
+            boot_cpu_budget_secs: env_secs("A3S_BOX_BOOT_CPU_SECS", 25)
+                * u64::from(spec.vcpus.max(1)),
+            boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
+            boot_attempts: 3,
+        }
+    }
+}
+
+fn bad_ref<E: std::fmt::Display>(reference: &str) -> impl FnOnce(E) -> BoxError + '_ {
+    move |e| BoxError::BadReference {
+        reference: reference.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// All boxes of one A3S home.
+#[derive(Clone, Debug)]
+pub struct Boxes {
+    home: A3sHome,
+    dir: PathBuf,
+}
+
+impl Boxes {
+    /// The boxes of `home`.
+    pub fn open(home: &A3sHome) -> Self {
+        Self {
+            home: home.clone(),
+            dir: home.root().join("boxes"),
+        }
+    }
+
+    /// A box's directory.
+    pub fn box_dir(&self, id: &BoxId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+
+    fn state_path(&self, id: &BoxId) -> PathBuf {
+        self.box_dir(id).join("state.json")
+    }
+
+    /// Loads a record as stored (no reconciliation).
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn load(&self, id: &BoxId) -> Result<BoxRecord, BoxError> {
+        Ok(state::read_record(&self.state_path(id))?)
+    }
+
+    /// Applies `f` to the record under the box lock and writes it back atomically.
+    ///
+    /// # Errors
+    /// State errors or `f`'s.
+    pub fn update(
+        &self,
+        id: &BoxId,
+        f: impl FnOnce(&mut BoxRecord) -> Result<(), BoxError>,
+    ) -> Result<BoxRecord, BoxError> {
+        let _lock = state::lock_file(&self.box_dir(id).join("lock"))?;
+        let mut rec = self.load(id)?;
+        f(&mut rec)?;
+        state::write_record(&self.state_path(id), &rec)?;
+        Ok(rec)
+    }
+
+    /// A record with a dead monitor turned into `exited` (and persisted): what survives a crash
+    /// of the monitor or of the foreground CLI it was attached to.
+    fn reconcile(&self, rec: BoxRecord) -> BoxRecord {
+        match rec.state.monitor_pid() {
+            Some(pid) if !state::alive(pid) => self
+                .update(&rec.id, |r| {
+                    if r.state.monitor_pid() == Some(pid) {
+                        r.state = BoxState::Exited {
+                            exit_code: monitor::KILLED_EXIT_CODE,
+                            error: Some("the box's monitor process ended unexpectedly".into()),
+                        };
+                        r.finished_at = Some(state::now_rfc3339());
+                    }
+                    Ok(())
+                })
+                .unwrap_or(rec),
+            _ => rec,
+        }
+    }
+
+    /// Every box, oldest first.
+    ///
+    /// # Errors
+    /// i/o on the boxes directory.
+    pub fn list(&self) -> Result<Vec<BoxRecord>, BoxError> {
+        let Ok(entries) = fs_err::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.filter_map(Result::ok) {
+            let Ok(id) = e.file_name().to_string_lossy().parse::<BoxId>() else {
+                continue;
+            };
+            if let Ok(rec) = self.load(&id) {
+                out.push(self.reconcile(rec));
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(out)
+    }
+
+    /// Finds a box by name, full id or unique id prefix.
+    ///
+    /// # Errors
+    /// [`StateError::NotFound`] or [`StateError::Ambiguous`].
+    pub fn find(&self, key: &str) -> Result<BoxRecord, BoxError> {
+        let all = self.list()?;
+        if let Some(r) = all.iter().find(|r| r.name == key || r.id.as_str() == key) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&BoxRecord> = all
+            .iter()
+            .filter(|r| !key.is_empty() && r.id.as_str().starts_with(key))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(StateError::NotFound(key.to_owned()).into()),
+            _ => Err(StateError::Ambiguous(key.to_owned()).into()),
+        }
+    }
+
+    /// Creates a box: resolves the image (importing the embedded busybox image when it is asked
+    /// for and missing), builds the workload from the image config and the request, reserves
+    /// the name.
+    ///
+    /// # Errors
+    /// Image, name, resources or command errors.
+    pub fn create(&self, req: &CreateRequest) -> Result<BoxRecord, BoxError> {
+        let (vcpus, mem_mib) = VmConfig::resources(req.vcpus, req.mem_mib)?;
+        let store = ImageStore::open(self.home.root().join("images"))?;
+        let reference: ImageRef = req.image.parse().map_err(bad_ref(&req.image))?;
+        let image = match store.resolve(&reference) {
+            Err(StoreError::NotFound { .. }) if busybox::is_default(&reference) => {
+                busybox::import(&store, &reference, &self.home.root().join("cache"))?
+            }
+            other => other?,
+        };
+        let cfg = &image.config;
+        let entrypoint = match &req.entrypoint {
+            Some(e) if e.is_empty() => vec![],
+            Some(e) => vec![e.clone()],
+            None => cfg.entrypoint.clone(),
+        };
+        let cmd = if !req.args.is_empty() {
+            req.args.clone()
+        } else if req.entrypoint.is_some() {
+            vec![]
+        } else {
+            cfg.cmd.clone()
+        };
+        let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if argv.is_empty() {
+            return Err(BoxError::NoCommand);
+        }
+        let mut env = cfg.env.clone();
+        env.extend(req.env.iter().cloned());
+
+        let id = BoxId::random();
+        let _names = state::lock_file(&self.dir.join(".lock"))?;
+        let name = match &req.name {
+            Some(n) => {
+                state::check_name(n)?;
+                n.clone()
+            }
+            None => format!("box-{}", &id.as_str()[..8]),
+        };
+        if let Some(other) = self.list()?.into_iter().find(|r| r.name == name) {
+            return Err(StateError::NameInUse {
+                name,
+                id: other.id.to_string(),
+            }
+            .into());
+        }
+        let hostname = req
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id.short().to_owned());
+        let rec = BoxRecord {
+            version: state::RECORD_VERSION,
+            id: id.clone(),
+            name,
+            image: reference.familiar(),
+            image_digest: image.digest.to_string(),
+            created_at: state::now_rfc3339(),
+            spec: BoxSpec {
+                process: ProcessSpec {
+                    argv,
+                    env,
+                    workdir: req.workdir.clone().or_else(|| cfg.working_dir.clone()),
+                    user: req.user.clone().or_else(|| cfg.user.clone()),
+                    tty: req.tty,
+                    tty_size: req.tty_size,
+                    stdin: req.stdin,
+                },
+                setup: GuestSetup {
+                    hostname,
+                    hosts: req.hosts.iter().cloned().collect(),
+                    nameservers: vec![],
+                },
+                vcpus,
+                mem_mib,
+                kernel_args: req.kernel_args.clone(),
+                auto_remove: req.auto_remove,
+            },
+            state: BoxState::Created,
+            kernel_cmdline: None,
+            started_at: None,
+            finished_at: None,
+            boot: None,
+            start_count: 0,
+        };
+        fs_err::create_dir_all(self.box_dir(&id))?;
+        state::write_record(&self.state_path(&id), &rec)?;
+        Ok(rec)
+    }
+
+    /// Prepares the boot assets of a box (cached), writing `plan.json` beside its record.
+    ///
+    /// # Errors
+    /// Missing QEMU, kernel, guest-init, image; bad accelerator or machine override.
+    pub fn prepare(&self, rec: &BoxRecord) -> Result<VmPlan, BoxError> {
+        // A PATH lookup, not `qemu --version`: a spawn costs tens of milliseconds per start.
+        let on_path = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|d| d.join(a3s_vmm::host::QEMU_BINARY).is_file())
+        });
+        if !on_path {
+            return Err(BoxError::NoQemu);
+        }
+        let cache = self.home.root().join("cache");
+        let mut kernel_roots = vec![self.home.root().join("kernels")];
+        if let Some(h) = std::env::var_os("HOME") {
+            kernel_roots.push(PathBuf::from(h).join(".a3s/kernels"));
+        }
+        let kernel = KernelDir::locate(&kernel_roots)?;
+        let vmlinux = kernel.vmlinux(&cache)?;
+        let machine = Machine::from_env()?;
+        let init = assets::locate_guest_init()?;
+        let base = assets::base_initrd(&cache, &kernel, &init, machine.guest_modules())?;
+        let store = ImageStore::open(self.home.root().join("images"))?;
+        let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
+        let digest: a3s_image::Digest = rec
+            .image_digest
+            .parse()
+            .map_err(bad_ref(&rec.image_digest))?;
+        let image = store.resolve(&reference.with_digest(digest))?;
+        let rootfs = store.rootfs(&image)?;
+        let initrd = assets::image_initrd(&cache, &base, &rootfs, image.digest.hex())?;
+        let choice = accel::choose(
+            accel::probe_kvm(Path::new("/")),
+            std::env::var(accel::ACCEL_ENV).ok().as_deref(),
+        )?;
+        let mut extra = vec![format!("a3s.image={}", rec.image_digest)];
+        extra.extend(rec.spec.kernel_args.iter().cloned());
+        let plan = VmPlan {
+            accel: choice.accel,
+            accel_reason: choice.reason,
+            machine,
+            kernel: vmlinux,
+            initrd,
+            cmdline: kernel_cmdline(choice.accel, &extra),
+        };
+        let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
+        assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;
+        Ok(plan)
+    }
+
+    /// The plan written by [`Boxes::prepare`].
+    ///
+    /// # Errors
+    /// i/o or a malformed file.
+    pub fn plan(&self, rec: &BoxRecord) -> Result<VmPlan, BoxError> {
+        let text = fs_err::read(self.box_dir(&rec.id).join("plan.json"))?;
+        serde_json::from_slice(&text).map_err(|e| BoxError::Io(std::io::Error::other(e)))
+    }
+
+    /// Starts a created or exited box: prepares assets, spawns its monitor (`exe __monitor`),
+    /// waits until the workload runs. With `attached`, the monitor dies with this process.
+    ///
+    /// # Errors
+    /// Preparation errors, or [`BoxError::StartFailed`] with the monitor's reason.
+    pub fn start(&self, key: &str, exe: &Path, attached: bool) -> Result<BoxRecord, BoxError> {
+        let rec = self.find(key)?;
+        if rec.state.is_active() {
+            return Err(BoxError::AlreadyRunning(rec.name));
+        }
+        self.prepare(&rec)?;
+        let dir = self.box_dir(&rec.id);
+        let log = fs_err::File::create(dir.join("monitor.log"))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("__monitor")
+            .arg(rec.id.as_str())
+            .env(crate::home::HOME_ENV, self.home.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.into_parts().0);
+        if attached {
+            cmd.arg("--attached-to").arg(std::process::id().to_string());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| BoxError::Monitor(format!("spawning {}: {e}", exe.display())))?;
+        // Wait for Running, or for the exit this start produced (a boot failure, or a workload
+        // that already finished).
+        loop {
+            let now = self.load(&rec.id)?;
+            let ended_now = now.finished_at != rec.finished_at;
+            match &now.state {
+                BoxState::Running { .. } => return Ok(now),
+                BoxState::Exited {
+                    exit_code: 125,
+                    error: Some(message),
+                } if ended_now => {
+                    return Err(BoxError::StartFailed {
+                        name: rec.name,
+                        message: message.clone(),
+                    });
+                }
+                BoxState::Exited { .. } if ended_now => return Ok(now),
+                _ => {}
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                if self.load(&rec.id)?.finished_at != rec.finished_at {
+                    continue;
+                }
+                let log = fs_err::read_to_string(dir.join("monitor.log")).unwrap_or_default();
+                return Err(BoxError::StartFailed {
+                    name: rec.name,
+                    message: format!("the monitor exited with {status}: {}", log.trim()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn monitor_socket(&self, rec: &BoxRecord) -> Result<PathBuf, BoxError> {
+        if !matches!(rec.state, BoxState::Running { .. }) {
+            return Err(BoxError::NotRunning(rec.name.clone()));
+        }
+        Ok(self.box_dir(&rec.id).join(MONITOR_SOCKET))
+    }
+
+    /// Sends a request to a running box's monitor.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn request(&self, rec: &BoxRecord, msg: &client::ClientMsg) -> Result<(), BoxError> {
+        let sock = self.monitor_socket(rec)?;
+        match client::request(&sock, msg, Duration::from_secs(10)) {
+            Ok(client::MonitorMsg::Done) => Ok(()),
+            Ok(other) => Err(BoxError::Monitor(format!("{other:?}"))),
+            Err(e) => Err(BoxError::Monitor(format!("{e}"))),
+        }
+    }
+
+    /// Opens an exec session in a running box.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn exec(
+        &self,
+        rec: &BoxRecord,
+        process: ProcessSpec,
+    ) -> Result<std::os::unix::net::UnixStream, BoxError> {
+        let sock = self.monitor_socket(rec)?;
+        client::connect(&sock, &client::ClientMsg::Exec { process })
+            .map_err(|e| BoxError::Monitor(e.to_string()))
+    }
+
+    /// Attaches to the workload's stdin.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn attach_stdin(
+        &self,
+        rec: &BoxRecord,
+    ) -> Result<std::os::unix::net::UnixStream, BoxError> {
+        let sock = self.monitor_socket(rec)?;
+        client::connect(&sock, &client::ClientMsg::AttachStdin)
+            .map_err(|e| BoxError::Monitor(e.to_string()))
+    }
+
+    /// Stops a box: SIGTERM, then SIGKILL of the VM after `timeout`; waits until it has exited.
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub fn stop(&self, key: &str, timeout: Duration) -> Result<BoxRecord, BoxError> {
+        let rec = self.find(key)?;
+        if !rec.state.is_active() {
+            return Ok(rec);
+        }
+        if let BoxState::Starting { .. } = rec.state {
+            // Not serving requests yet: wait for it to come up first.
+            self.wait_until(&rec.id, |s| !matches!(s, BoxState::Starting { .. }), None)?;
+        }
+        let rec = self.find(key)?;
+        if matches!(rec.state, BoxState::Running { .. }) {
+            self.request(
+                &rec,
+                &client::ClientMsg::Stop {
+                    timeout_secs: timeout.as_secs(),
+                },
+            )?;
+        }
+        self.wait_until(&rec.id, |s| !s.is_active(), None)
+    }
+
+    /// Waits until the box's state satisfies `done` (or `limit` passes).
+    ///
+    /// # Errors
+    /// State errors; a timeout returns the record as it is.
+    pub fn wait_until(
+        &self,
+        id: &BoxId,
+        done: impl Fn(&BoxState) -> bool,
+        limit: Option<Duration>,
+    ) -> Result<BoxRecord, BoxError> {
+        let start = Instant::now();
+        loop {
+            let rec = self.reconcile(self.load(id)?);
+            if done(&rec.state) || limit.is_some_and(|l| start.elapsed() > l) {
+                return Ok(rec);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Removes a box (stopping it first with `force`).
+    ///
+    /// # Errors
+    /// [`BoxError::StillRunning`] without `force`.
+    pub fn remove(&self, key: &str, force: bool) -> Result<BoxRecord, BoxError> {
+        let rec = self.find(key)?;
+        if rec.state.is_active() {
+            if !force {
+                return Err(BoxError::StillRunning(rec.name));
+            }
+            self.stop(key, Duration::ZERO)?;
+        }
+        self.remove_dir(&rec.id)?;
+        Ok(rec)
+    }
+
+    fn remove_dir(&self, id: &BoxId) -> Result<(), BoxError> {
+        let dir = self.box_dir(id);
+        let _lock = state::lock_file(&dir.join("lock"))?;
+        // Rename first so a half-removed box never looks like a box.
+        let trash = self.dir.join(format!(".removed-{}", id.as_str()));
+        fs_err::rename(&dir, &trash)?;
+        fs_err::remove_dir_all(&trash)?;
+        Ok(())
+    }
+
+    /// The output log of a box.
+    pub fn output_log(&self, rec: &BoxRecord) -> PathBuf {
+        self.box_dir(&rec.id).join(OUTPUT_LOG)
+    }
+}

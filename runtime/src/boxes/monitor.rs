@@ -1,0 +1,379 @@
+//! The per-box monitor: the process that owns one VM for its whole life.
+//!
+//! `a3s-box run -d` must return while the box keeps running, and `logs`, `exec`, `stop` come
+//! from other CLI processes later, so each box gets a monitor (`a3s-box __monitor <id>`, a
+//! re-exec of the CLI). It spawns QEMU with `PR_SET_PDEATHSIG=SIGKILL` (QEMU cannot outlive
+//! it), writes the workload's output to `output.log`, records every state change in
+//! `state.json`, and serves `monitor.sock` for exec, signals and stop. A detached monitor calls
+//! `setsid`; an attached one (foreground `run`) sets its own death signal to its CLI parent, so
+//! killing the CLI takes monitor and QEMU down with it and leaves no orphan.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, WORKLOAD_SESSION};
+use a3s_vmm::{Vm, VmConfig};
+
+use super::client::{ClientMsg, MonitorMsg};
+use super::logs::{LogWriter, Stream};
+use super::state::{now_rfc3339, BoxId, BoxState};
+use super::{BoxError, Boxes};
+
+/// Exit code recorded when the VM had to be killed (Docker's 128 + SIGKILL).
+pub const KILLED_EXIT_CODE: i32 = 137;
+
+#[derive(Default)]
+struct Shared {
+    clients: HashMap<u32, UnixStream>,
+    next_session: u32,
+    stop_deadline: Option<Instant>,
+}
+
+/// Runs the monitor of box `id` until the box ends. `attached_to` is the pid of a foreground
+/// CLI whose death must end the box.
+///
+/// # Errors
+/// Only failures before the VM exists; later failures are recorded in the box state.
+pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), BoxError> {
+    match attached_to {
+        Some(parent) => {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
+            if nix::unistd::getppid().as_raw() != i32::try_from(parent).unwrap_or(-1) {
+                return Err(BoxError::Monitor(
+                    "the foreground CLI exited before the box started".into(),
+                ));
+            }
+        }
+        None => {
+            let _ = nix::unistd::setsid();
+        }
+    }
+    let me = std::process::id();
+    let rec = boxes.update(id, |r| {
+        r.state = BoxState::Starting { monitor_pid: me };
+        Ok(())
+    })?;
+    let plan = boxes.plan(&rec)?;
+    let dir = boxes.box_dir(id);
+    let config = plan.vm_config(&dir, &rec.spec);
+    let listener = bind(&dir.join(super::MONITOR_SOCKET))?;
+
+    let vm = match Vm::start(&config) {
+        Ok(vm) => vm,
+        Err(e) => {
+            let mut msg = format!("{e}");
+            if let Some(h) = e.hint() {
+                msg.push_str(&format!(" (hint: {h})"));
+            }
+            finish(boxes, id, 125, Some(msg), attached_to.is_none());
+            return Ok(());
+        }
+    };
+    let qemu_pid = vm.pid();
+    boxes.update(id, |r| {
+        r.state = BoxState::Running {
+            monitor_pid: me,
+            qemu_pid,
+        };
+        r.kernel_cmdline = Some(config.cmdline.clone());
+        r.boot = Some(vm.boot.clone());
+        r.started_at = Some(now_rfc3339());
+        r.finished_at = None;
+        r.start_count += 1;
+        Ok(())
+    })?;
+    let start = HostMsg::Start {
+        setup: rec.spec.setup.clone(),
+        process: rec.spec.process.clone(),
+    };
+    let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
+        Ok(()) => serve(vm, listener, &dir, &config),
+        Err(e) => (125, Some(format!("sending the workload to the guest: {e}"))),
+    };
+    finish(boxes, id, code, error, attached_to.is_none());
+    Ok(())
+}
+
+fn bind(path: &Path) -> Result<UnixListener, BoxError> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path)
+        .map_err(|e| BoxError::Monitor(format!("binding {}: {e}", path.display())))
+}
+
+fn send(vm: &Vm, session: u32, msg: &HostMsg) -> Result<(), proto::ProtoError> {
+    vm.send(&Frame::control(session, msg)?)
+}
+
+fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remove: bool) {
+    let _ = boxes.update(id, |r| {
+        r.state = BoxState::Exited {
+            exit_code: code,
+            error: error.clone(),
+        };
+        r.finished_at = Some(now_rfc3339());
+        Ok(())
+    });
+    let dir = boxes.box_dir(id);
+    let _ = std::fs::remove_file(dir.join(super::MONITOR_SOCKET));
+    let _ = std::fs::remove_file(dir.join(super::CHANNEL_SOCKET));
+    if may_remove {
+        if let Ok(rec) = boxes.load(id) {
+            if rec.spec.auto_remove {
+                let _ = boxes.remove_dir(id);
+            }
+        }
+    }
+}
+
+/// Pumps guest frames into the log and to exec clients until the workload ends; returns its
+/// exit code and an error note.
+fn serve(
+    mut vm: Vm,
+    listener: UnixListener,
+    dir: &Path,
+    config: &VmConfig,
+) -> (i32, Option<String>) {
+    let shared = Arc::new(Mutex::new(Shared {
+        next_session: 1,
+        ..Default::default()
+    }));
+    let guest = match vm.sender() {
+        Ok(s) => Arc::new(Mutex::new(s)),
+        Err(e) => return (125, Some(format!("guest channel: {e}"))),
+    };
+    {
+        let (shared, guest) = (shared.clone(), guest.clone());
+        std::thread::spawn(move || accept_loop(&listener, &shared, &guest));
+    }
+    let mut log = match LogWriter::open(&dir.join(super::OUTPUT_LOG)) {
+        Ok(l) => l,
+        Err(e) => return (125, Some(format!("opening the output log: {e}"))),
+    };
+    let mut error = None;
+    let code = loop {
+        let deadline = lock(&shared).stop_deadline;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            vm.kill();
+            break KILLED_EXIT_CODE;
+        }
+        let frame = match vm.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                if vm.try_wait().is_some() {
+                    error = Some("the VM stopped before the workload exited".into());
+                    break KILLED_EXIT_CODE;
+                }
+                continue;
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                let status = vm.try_wait();
+                error = Some(format!(
+                    "the VM stopped before the workload exited ({}); console: {}",
+                    status.map_or_else(|| "channel closed".to_owned(), |s| s.to_string()),
+                    config.console_log.display()
+                ));
+                break KILLED_EXIT_CODE;
+            }
+        };
+        if frame.session == WORKLOAD_SESSION {
+            match frame.kind {
+                Kind::Stdout => {
+                    let _ = log.write(Stream::Stdout, &frame.payload);
+                }
+                Kind::Stderr => {
+                    let _ = log.write(Stream::Stderr, &frame.payload);
+                }
+                Kind::Control => match frame.message::<GuestMsg>() {
+                    Ok(GuestMsg::Exited { code }) => break code,
+                    Ok(GuestMsg::SpawnFailed { message, .. }) => {
+                        let _ =
+                            log.write(Stream::Stderr, format!("a3s-box: {message}\n").as_bytes());
+                        error = Some(message);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        } else {
+            forward_to_client(&shared, frame);
+        }
+    };
+    let _ = log.sync();
+    // The exit code is recorded by the caller right after this returns; the guest can go.
+    let _ = send(&vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
+    let until = Instant::now() + Duration::from_secs(5);
+    while vm.try_wait().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    vm.kill();
+    (code, error)
+}
+
+fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
+    let mut sh = lock(shared);
+    let session = frame.session;
+    let out = match frame.kind {
+        Kind::Control => match frame.message::<GuestMsg>() {
+            Ok(GuestMsg::Exited { code }) => {
+                Frame::control(session, &MonitorMsg::Exited { code }).ok()
+            }
+            Ok(GuestMsg::SpawnFailed { code, message }) => {
+                Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
+            }
+            Ok(GuestMsg::Error { message }) => {
+                Frame::control(session, &MonitorMsg::Error { message }).ok()
+            }
+            _ => None,
+        },
+        _ => Some(frame.clone()),
+    };
+    let ended = matches!(frame.message::<GuestMsg>(), Ok(GuestMsg::Exited { .. }));
+    if let (Some(out), Some(client)) = (out, sh.clients.get_mut(&session)) {
+        if proto::write_frame(client, &out).is_err() {
+            sh.clients.remove(&session);
+        }
+    }
+    if ended {
+        sh.clients.remove(&session);
+    }
+}
+
+fn accept_loop(
+    listener: &UnixListener,
+    shared: &Arc<Mutex<Shared>>,
+    guest: &Arc<Mutex<UnixStream>>,
+) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let (shared, guest) = (shared.clone(), guest.clone());
+        std::thread::spawn(move || client(conn, &shared, &guest));
+    }
+}
+
+fn to_guest(guest: &Arc<Mutex<UnixStream>>, frame: &Frame) -> bool {
+    let Ok(mut g) = guest.lock() else {
+        return false;
+    };
+    proto::write_frame(&mut *g, frame).is_ok()
+}
+
+fn reply(conn: &mut UnixStream, msg: &MonitorMsg) {
+    if let Ok(f) = Frame::control(0, msg) {
+        let _ = proto::write_frame(conn, &f);
+    }
+}
+
+fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<UnixStream>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let first = match proto::read_frame(&mut conn).and_then(|f| f.message::<ClientMsg>()) {
+        Ok(m) => m,
+        Err(e) => {
+            reply(
+                &mut conn,
+                &MonitorMsg::Error {
+                    message: format!("bad request: {e}"),
+                },
+            );
+            return;
+        }
+    };
+    let _ = conn.set_read_timeout(None);
+    let session = match first {
+        ClientMsg::Exec { process } => {
+            let session = {
+                let mut sh = lock(shared);
+                let s = sh.next_session;
+                sh.next_session += 1;
+                match conn.try_clone() {
+                    Ok(c) => {
+                        sh.clients.insert(s, c);
+                    }
+                    Err(_) => return,
+                }
+                s
+            };
+            let ok = Frame::control(session, &HostMsg::Exec { process })
+                .is_ok_and(|f| to_guest(guest, &f));
+            if !ok {
+                reply(
+                    &mut conn,
+                    &MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    },
+                );
+                return;
+            }
+            session
+        }
+        ClientMsg::AttachStdin => WORKLOAD_SESSION,
+        ClientMsg::Signal { signal } => {
+            let ok = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal })
+                .is_ok_and(|f| to_guest(guest, &f));
+            reply(
+                &mut conn,
+                &if ok {
+                    MonitorMsg::Done
+                } else {
+                    MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    }
+                },
+            );
+            return;
+        }
+        ClientMsg::Stop { timeout_secs } => {
+            lock(shared).stop_deadline = Some(Instant::now() + Duration::from_secs(timeout_secs));
+            if timeout_secs > 0 {
+                if let Ok(f) = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal: 15 }) {
+                    to_guest(guest, &f);
+                }
+            }
+            reply(&mut conn, &MonitorMsg::Done);
+            return;
+        }
+    };
+    // Relay stdin (and resizes) from the client until it hangs up.
+    loop {
+        match proto::read_frame(&mut conn) {
+            Ok(f) => {
+                let f = Frame { session, ..f };
+                match f.kind {
+                    Kind::Stdin | Kind::StdinClosed => {
+                        to_guest(guest, &f);
+                    }
+                    Kind::Control => {
+                        if let Ok(HostMsg::Resize { rows, cols }) = f.message::<HostMsg>() {
+                            if let Ok(fr) = Frame::control(session, &HostMsg::Resize { rows, cols })
+                            {
+                                to_guest(guest, &fr);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(_) => {
+                if let Ok(mut g) = guest.lock() {
+                    let _ = proto::write_frame(
+                        &mut *g,
+                        &Frame::data(Kind::StdinClosed, session, vec![]),
+                    );
+                    let _ = g.flush();
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

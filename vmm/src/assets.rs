@@ -1,0 +1,556 @@
+//! Boot assets: the guest kernel, the base initrd (guest-init plus kernel modules) and the
+//! per-image initrd, all built on the host and cached under `A3S_HOME/cache/`.
+//!
+//! ```text
+//! cache/kernels/<release>-<vmlinuz sha256 prefix>/vmlinux   PVH ELF extracted from the bzImage
+//! cache/initrd/base-<key>.cpio      guest-init at /.a3s/init, modules at /.a3s/modules/NN-*.ko
+//! cache/rootfs/<image digest>.cpio  the image's rootfs, uncompressed
+//! cache/initrd/<base key>-<image>.img   rootfs archive followed by the base archive
+//! ```
+//!
+//! Every cache entry is content-addressed and written to a temporary file, fsynced and renamed
+//! into place, so concurrent builders at worst do the same work twice and readers never see a
+//! partial file.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::cpio::{CpioWriter, Meta};
+
+/// Overrides where guest kernels are looked for (a release directory or a directory of them).
+pub const KERNEL_DIR_ENV: &str = "A3S_BOX_KERNEL_DIR";
+/// Overrides which `a3s-guest-init` binary goes into the initrd.
+pub const GUEST_INIT_ENV: &str = "A3S_GUEST_INIT";
+/// Path of guest-init inside the initramfs (`rdinit=`).
+pub const INIT_PATH: &str = "/.a3s/init";
+
+/// A boot asset could not be found or built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssetError {
+    /// No directory holding a `vmlinuz` was found.
+    #[error("no guest kernel found (looked in {})", display_paths(.searched))]
+    NoKernel {
+        /// Directories searched.
+        searched: Vec<PathBuf>,
+    },
+    /// No statically linked guest-init was found.
+    #[error("no statically linked a3s-guest-init found (looked at {})", display_paths(.searched))]
+    NoGuestInit {
+        /// Files tried.
+        searched: Vec<PathBuf>,
+    },
+    /// The guest-init binary is dynamically linked and cannot run as PID 1 in the initramfs.
+    #[error("{path} is dynamically linked; guest-init must be static")]
+    GuestInitNotStatic {
+        /// The binary.
+        path: PathBuf,
+    },
+    /// The kernel image is not a bzImage we can unpack.
+    #[error("{path} is not a supported bzImage: {reason}")]
+    BadKernel {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A kernel module the guest needs is missing from the kernel's module tree.
+    #[error("kernel module {name} not found under {modules}")]
+    MissingModule {
+        /// Module name.
+        name: String,
+        /// The module tree.
+        modules: PathBuf,
+    },
+    /// Reading or writing a file failed.
+    #[error("boot asset i/o failed")]
+    Io(#[from] std::io::Error),
+}
+
+impl AssetError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoKernel { .. } => Some(format!(
+                "install the guest kernel with `sudo scripts/setup` (unpacks Debian's \
+                 linux-image-cloud-amd64 into $A3S_HOME/kernels/), or point {KERNEL_DIR_ENV} at a \
+                 directory holding vmlinuz, config and modules/"
+            )),
+            Self::NoGuestInit { .. } | Self::GuestInitNotStatic { .. } => Some(format!(
+                "build it with `scripts/build-guest-init` (cargo build -p a3s-guest --target \
+                 x86_64-unknown-linux-gnu with -C target-feature=+crt-static), or set \
+                 {GUEST_INIT_ENV} to a static build"
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An unpacked guest kernel release: `vmlinuz`, `config`, `modules/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelDir {
+    /// The release directory.
+    pub dir: PathBuf,
+    /// The release name (directory name).
+    pub release: String,
+}
+
+impl KernelDir {
+    /// Finds the kernel: `A3S_BOX_KERNEL_DIR` if set, else the newest release under each of
+    /// `candidates` (typically `$A3S_HOME/kernels` then `~/.a3s/kernels`).
+    ///
+    /// # Errors
+    /// [`AssetError::NoKernel`] naming every place searched.
+    pub fn locate(candidates: &[PathBuf]) -> Result<Self, AssetError> {
+        let mut searched = Vec::new();
+        let env = std::env::var_os(KERNEL_DIR_ENV).filter(|v| !v.is_empty());
+        let roots: Vec<PathBuf> = match env {
+            Some(dir) => vec![PathBuf::from(dir)],
+            None => candidates.to_vec(),
+        };
+        for root in roots {
+            if root.join("vmlinuz").is_file() {
+                return Ok(Self::from_dir(root));
+            }
+            searched.push(root.clone());
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            let mut releases: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("vmlinuz").is_file())
+                .collect();
+            releases.sort();
+            if let Some(dir) = releases.pop() {
+                return Ok(Self::from_dir(dir));
+            }
+        }
+        Err(AssetError::NoKernel { searched })
+    }
+
+    fn from_dir(dir: PathBuf) -> Self {
+        let release = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self { dir, release }
+    }
+
+    /// The compressed kernel.
+    pub fn vmlinuz(&self) -> PathBuf {
+        self.dir.join("vmlinuz")
+    }
+
+    /// The uncompressed PVH `vmlinux`, extracted once into `cache`.
+    ///
+    /// PVH entry of the uncompressed ELF skips the bzImage's real-mode setup and in-guest
+    /// decompression, which under TCG saves about 2 s per boot (see the crate docs).
+    ///
+    /// # Errors
+    /// [`AssetError::BadKernel`] for an image we cannot unpack, or i/o.
+    pub fn vmlinux(&self, cache: &Path) -> Result<PathBuf, AssetError> {
+        let bz = fs_err::read(self.vmlinuz())?;
+        let key = short_hash(&[&bz]);
+        let out = cache
+            .join("kernels")
+            .join(format!("{}-{key}", self.release))
+            .join("vmlinux");
+        if out.is_file() {
+            return Ok(out);
+        }
+        let elf = extract_vmlinux(&bz).map_err(|reason| AssetError::BadKernel {
+            path: self.vmlinuz(),
+            reason,
+        })?;
+        write_atomic(&out, &elf)?;
+        Ok(out)
+    }
+
+    /// Finds module `name` and, recursively, the modules it depends on (from each module's
+    /// `depends=` modinfo), decompressed, in load order.
+    ///
+    /// # Errors
+    /// [`AssetError::MissingModule`] or i/o.
+    pub fn modules_with_deps(&self, names: &[&str]) -> Result<Vec<(String, Vec<u8>)>, AssetError> {
+        let root = self.dir.join("modules");
+        let mut index = Vec::new();
+        index_modules(&root, &mut index)?;
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        for name in names {
+            self.add_module(&root, &index, &normalise(name), &mut out, 0)?;
+        }
+        Ok(out)
+    }
+
+    fn add_module(
+        &self,
+        root: &Path,
+        index: &[PathBuf],
+        name: &str,
+        out: &mut Vec<(String, Vec<u8>)>,
+        depth: usize,
+    ) -> Result<(), AssetError> {
+        if out.iter().any(|(n, _)| n == name) || depth > 16 {
+            return Ok(());
+        }
+        let path = index
+            .iter()
+            .find(|p| module_name(p).as_deref() == Some(name))
+            .ok_or_else(|| AssetError::MissingModule {
+                name: name.to_owned(),
+                modules: root.to_owned(),
+            })?;
+        let raw = fs_err::read(path)?;
+        let ko = if path.extension().is_some_and(|e| e == "xz") {
+            let mut out = Vec::new();
+            lzma_rs::xz_decompress(&mut raw.as_slice(), &mut out).map_err(|e| {
+                std::io::Error::other(format!("decompressing {}: {e}", path.display()))
+            })?;
+            out
+        } else {
+            raw
+        };
+        for dep in modinfo_depends(&ko) {
+            self.add_module(root, index, &dep, out, depth + 1)?;
+        }
+        out.push((name.to_owned(), ko));
+        Ok(())
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn module_name(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    let stem = file
+        .strip_suffix(".ko.xz")
+        .or_else(|| file.strip_suffix(".ko"))?;
+    Some(normalise(stem))
+}
+
+fn index_modules(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), AssetError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            index_modules(&path, out)?;
+        } else if module_name(&path).is_some() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The `depends=` list in a module's `.modinfo` strings.
+fn modinfo_depends(ko: &[u8]) -> Vec<String> {
+    ko.split(|b| *b == 0)
+        .filter_map(|s| s.strip_prefix(b"depends="))
+        .flat_map(|list| {
+            String::from_utf8_lossy(list)
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(normalise)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Unpacks the ELF kernel from a bzImage (boot protocol ≥ 2.08: `payload_offset`/`payload_length`).
+fn extract_vmlinux(bz: &[u8]) -> Result<Vec<u8>, String> {
+    let u32_at = |off: usize| -> Result<u32, String> {
+        bz.get(off..off + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| "truncated setup header".to_owned())
+    };
+    if bz.get(0x202..0x206) != Some(b"HdrS") {
+        return Err("no HdrS boot-protocol signature".into());
+    }
+    let setup_sects = match bz.get(0x1f1).copied() {
+        Some(0) => 4,
+        Some(n) => usize::from(n),
+        None => return Err("truncated setup header".into()),
+    };
+    let offset = (setup_sects + 1) * 512 + u32_at(0x248)? as usize;
+    let len = u32_at(0x24c)? as usize;
+    let payload = bz
+        .get(offset..offset + len)
+        .ok_or_else(|| "payload outside the image".to_owned())?;
+    let mut elf = Vec::new();
+    if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut dec = ruzstd::decoding::StreamingDecoder::new(payload)
+            .map_err(|e| format!("zstd payload: {e}"))?;
+        dec.read_to_end(&mut elf)
+            .map_err(|e| format!("zstd payload: {e}"))?;
+    } else if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        lzma_rs::xz_decompress(&mut &payload[..], &mut elf)
+            .map_err(|e| format!("xz payload: {e}"))?;
+    } else {
+        return Err(format!(
+            "payload compression {:02x?} is not zstd or xz",
+            &payload[..payload.len().min(4)]
+        ));
+    }
+    if !elf.starts_with(b"\x7fELF") {
+        return Err("decompressed payload is not an ELF image".into());
+    }
+    Ok(elf)
+}
+
+/// Finds a statically linked guest-init: `A3S_GUEST_INIT`, then beside the running binary,
+/// then the static cross-build directory of a cargo target tree
+/// (`target/x86_64-unknown-linux-gnu/<profile>/`, what `scripts/build-guest-init` produces).
+///
+/// # Errors
+/// [`AssetError::NoGuestInit`] or [`AssetError::GuestInitNotStatic`].
+pub fn locate_guest_init() -> Result<PathBuf, AssetError> {
+    let name = "a3s-guest-init";
+    if let Some(p) = std::env::var_os(GUEST_INIT_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(AssetError::NoGuestInit { searched: vec![p] });
+        }
+        return if is_static_elf(&p)? {
+            Ok(p)
+        } else {
+            Err(AssetError::GuestInitNotStatic { path: p })
+        };
+    }
+    let mut searched = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
+        // target/<profile>/a3s-box (or target/<profile>/deps/e2e-* for tests)
+        let dir = if dir.ends_with("deps") {
+            dir.parent().map(Path::to_owned).unwrap_or(dir)
+        } else {
+            dir
+        };
+        searched.push(dir.join(name));
+        if let (Some(profile), Some(target)) = (dir.file_name(), dir.parent()) {
+            for p in [profile.to_os_string(), "release".into(), "debug".into()] {
+                searched.push(target.join("x86_64-unknown-linux-gnu").join(p).join(name));
+            }
+        }
+    }
+    for p in &searched {
+        if p.is_file() && is_static_elf(p)? {
+            return Ok(p.clone());
+        }
+    }
+    Err(AssetError::NoGuestInit { searched })
+}
+
+/// True when the ELF file has no `PT_INTERP` program header (no dynamic loader).
+fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
+    let data = fs_err::read(path)?;
+    let rd = |off: usize, n: usize| -> Option<u64> {
+        let b = data.get(off..off + n)?;
+        Some(
+            b.iter()
+                .rev()
+                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+        )
+    };
+    if !data.starts_with(b"\x7fELF") || data.get(4) != Some(&2) {
+        return Ok(false);
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2))
+    else {
+        return Ok(false);
+    };
+    for i in 0..phnum {
+        let Some(ptype) = usize::try_from(phoff + i * phentsize)
+            .ok()
+            .and_then(|off| rd(off, 4))
+        else {
+            return Ok(false);
+        };
+        if ptype == 3 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The base initrd: guest-init plus the given kernel modules.
+#[derive(Clone, Debug)]
+pub struct BaseInitrd {
+    /// The cached archive.
+    pub path: PathBuf,
+    /// Content key (hash of guest-init, release and modules).
+    pub key: String,
+}
+
+/// Builds (or finds in `cache`) the base initrd for `kernel` with `guest_init` and `modules`.
+///
+/// # Errors
+/// Missing modules or i/o.
+pub fn base_initrd(
+    cache: &Path,
+    kernel: &KernelDir,
+    guest_init: &Path,
+    modules: &[&str],
+) -> Result<BaseInitrd, AssetError> {
+    let init = fs_err::read(guest_init)?;
+    let key = short_hash(&[
+        &init,
+        kernel.release.as_bytes(),
+        modules.join(",").as_bytes(),
+    ]);
+    let path = cache.join("initrd").join(format!("base-{key}.cpio"));
+    if path.is_file() {
+        return Ok(BaseInitrd { path, key });
+    }
+    let mods = kernel.modules_with_deps(modules)?;
+    let mut w = CpioWriter::new(Vec::new());
+    w.dir(".a3s", Meta::root(0o700))?;
+    w.file(".a3s/init", Meta::root(0o755), &init)?;
+    w.dir(".a3s/modules", Meta::root(0o700))?;
+    for (i, (name, ko)) in mods.iter().enumerate() {
+        w.file(
+            &format!(".a3s/modules/{i:02}-{name}.ko"),
+            Meta::root(0o600),
+            ko,
+        )?;
+    }
+    write_atomic(&path, &w.finish()?)?;
+    Ok(BaseInitrd { path, key })
+}
+
+/// The initrd for one image: its rootfs archive (cached per `image_key`, normally the manifest
+/// digest's hex) followed by the base archive, so guest-init can never be shadowed by the image.
+///
+/// # Errors
+/// i/o while archiving the rootfs.
+pub fn image_initrd(
+    cache: &Path,
+    base: &BaseInitrd,
+    rootfs: &Path,
+    image_key: &str,
+) -> Result<PathBuf, AssetError> {
+    let image_key: String = image_key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let combined = cache
+        .join("initrd")
+        .join(format!("{}-{image_key}.img", base.key));
+    if combined.is_file() {
+        return Ok(combined);
+    }
+    let rootfs_cpio = cache.join("rootfs").join(format!("{image_key}.cpio"));
+    if !rootfs_cpio.is_file() {
+        let mut w = CpioWriter::new(Vec::new());
+        w.tree(rootfs)?;
+        write_atomic(&rootfs_cpio, &w.finish()?)?;
+    }
+    let mut all = fs_err::read(&rootfs_cpio)?;
+    all.extend(fs_err::read(&base.path)?);
+    write_atomic(&combined, &all)?;
+    Ok(combined)
+}
+
+fn short_hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes `data` to `path` atomically: temporary file in the same directory, fsync, rename,
+/// fsync of the directory.
+///
+/// # Errors
+/// i/o, naming the path.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other(format!("{} has no parent", path.display())))?;
+    fs_err::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = fs_err::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    fs_err::rename(&tmp, path)?;
+    fs_err::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_images_without_a_boot_header() {
+        assert!(extract_vmlinux(&[0u8; 4096]).unwrap_err().contains("HdrS"));
+    }
+
+    #[test]
+    fn reads_module_dependencies_from_modinfo() {
+        let ko = b"\x7fELF...\0license=GPL\0depends=virtio,virtio-ring\0vermagic=6.12\0";
+        assert_eq!(modinfo_depends(ko), vec!["virtio", "virtio_ring"]);
+        assert!(modinfo_depends(b"\0depends=\0").is_empty());
+    }
+
+    #[test]
+    fn missing_kernel_error_names_places_and_says_how_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os(KERNEL_DIR_ENV).is_some() {
+            return; // the override would win; the test is about the fallback list
+        }
+        let err = KernelDir::locate(&[dir.path().to_owned()]).unwrap_err();
+        assert!(err.to_string().contains(&dir.path().display().to_string()));
+        assert!(err.hint().unwrap().contains("scripts/setup"));
+    }
+
+    #[test]
+    fn finds_newest_release_under_a_kernels_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for r in ["6.1.0-cloud", "6.12.9-cloud"] {
+            std::fs::create_dir_all(dir.path().join(r)).unwrap();
+            std::fs::write(dir.path().join(r).join("vmlinuz"), b"x").unwrap();
+        }
+        if std::env::var_os(KERNEL_DIR_ENV).is_some() {
+            return;
+        }
+        let k = KernelDir::locate(&[dir.path().join("absent"), dir.path().to_owned()]).unwrap();
+        assert_eq!(k.release, "6.12.9-cloud");
+    }
+
+    #[test]
+    fn dynamic_binaries_are_not_static() {
+        // /bin/sh is dynamically linked on Debian; busybox-static is not.
+        assert!(!is_static_elf(Path::new("/bin/sh")).unwrap());
+        if Path::new("/bin/busybox").exists() {
+            assert!(is_static_elf(Path::new("/bin/busybox")).unwrap());
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Design notes and measurements (documentation only).
+//!
+//! # Processes
+//!
+//! ```text
+//! a3s-box run/start ──spawn──► a3s-box __monitor <id>  ──spawn (PDEATHSIG=KILL)──► qemu-system-x86_64
+//!   (exits, or follows         (setsid when detached;     │ -serial file:console.log
+//!    output.log when           PDEATHSIG=KILL to the CLI   │ virtio-serial port "a3s.ctl" on a unix
+//!    in the foreground)        when in the foreground)     │ socket chardev  ◄──► a3s-guest-init (PID 1)
+//! a3s-box exec/stop/kill ──monitor.sock (same framing)──►  monitor
+//! ```
+//!
+//! A box outlives the CLI with `run -d`, and `logs`, `exec`, `stop` come from other CLI
+//! processes, so one process per box owns the VM: the monitor (a re-exec of the CLI binary, so
+//! there is nothing extra to install). QEMU gets `PR_SET_PDEATHSIG=SIGKILL` from the monitor's
+//! main thread and cannot outlive it. A foreground `run` makes the monitor die with the CLI the
+//! same way, so killing the CLI (even with SIGKILL) leaves no QEMU behind; the box record then
+//! shows `exited` with "monitor process ended unexpectedly" as soon as anyone reads it (state is
+//! reconciled against the recorded monitor pid). The monitor writes the workload's output to
+//! `output.log` (JSON lines, base64 data), which `logs` and the foreground `run` read; that makes
+//! `logs -f` and foreground output one mechanism, and output survives every client.
+//!
+//! # Host↔guest channel
+//!
+//! `/dev/vhost-vsock` is absent on these hosts. A virtio-serial port on a unix-socket chardev
+//! (`server=on,wait=off`) had the best round trip in the design measurements (≈ 0.2-0.3 ms,
+//! against ≈ 0.4 ms for vhost-user vsock) and needs no extra daemon. One port carries every
+//! session, multiplexed by the frame's session number ([`crate::proto`]): framed, capped at
+//! 1 MiB, versioned, JSON control messages tagged by name (an unknown message is refused, not
+//! misread), raw data frames for stdio. The guest speaks first (`Ready`); every host-side wait
+//! has a timeout.
+//!
+//! # Boot
+//!
+//! - Kernel: Debian's 6.12 cloud kernel. Its bzImage is zstd-compressed; the host extracts the
+//!   uncompressed ELF once (cached under `cache/kernels/`) and QEMU boots it through its PVH
+//!   note, skipping real-mode setup and in-guest decompression (design measurement: 5.7 s
+//!   bzImage vs 3.2-3.8 s PVH under TCG).
+//! - Modules: virtio-mmio is a module in this kernel (virtio-console is built in). The host
+//!   decompresses `virtio_mmio.ko.xz` (and its `depends=`) into the base initrd; guest-init
+//!   loads it with `finit_module` before looking for the port. q35 needs no module.
+//! - Machine: `-M microvm` with qboot. Under TCG it hung in 2 of the first 3 boots on this host
+//!   (10-20 % in the design measurements), in the kernel's delay-loop/TSC calibration. With
+//!   `lpj=4000000 tsc_early_khz=2400000` on the command line (TCG only) the calibration is skipped
+//!   and 16 of 16 boots completed; the guest clock still runs at host speed (checked with
+//!   `/proc/uptime` against the host over 5 s). The watchdog stays as a safety net: an attempt
+//!   that burns more than 25 s of QEMU CPU time per vCPU (or 180 s of wall time) without `Ready`
+//!   is killed and retried, up to 3 attempts. CPU time rather than wall time, because a busy
+//!   host stretches wall time but a stalled guest spins. `A3S_BOX_MACHINE=q35` switches to q35
+//!   (no hang seen, about 1 s slower).
+//! - Rootfs: an uncompressed per-image cpio of the image's unpacked rootfs, cached per manifest
+//!   digest under `cache/rootfs/`, followed by the base archive (guest-init at `/.a3s/init`,
+//!   modules), so the image can never shadow guest-init; the concatenation is cached under
+//!   `cache/initrd/`. The design measurement (11 MB rootfs) had this booting fastest and
+//!   building in ≈ 0.1 s; virtio-blk needs modules here and virtiofs a daemon, and 9p is not
+//!   in the kernel. The workload runs directly in the initramfs (writable, private to the box).
+//! - Command line: `console=ttyS0 quiet nokaslr mitigations=off cryptomgr.notests
+//!   no_timer_check tsc=reliable panic=-1 reboot=t [lpj=… tsc_early_khz=…] rdinit=/.a3s/init
+//!   a3s.image=<digest> <--kernel-arg…>`, recorded in the box state (`kernel_cmdline`).
+//! - guest-init is linked statically with the gnu target and `-C target-feature=+crt-static`
+//!   (`scripts/build-guest-init`), no musl toolchain needed.
+//!
+//! # Measurements (`bench/coldstart.sh`, this host: 2 cores shared with four other builds, TCG)
+//!
+//! | what | figure |
+//! |---|---|
+//! | raw floor: same QEMU/kernel/cmdline, busybox `/init` that powers off | median 3.37 s |
+//! | `a3s-box run --rm busybox true` (debug build), 10 alternating runs | median 4.71 s (ratio 1.40) |
+//! | `a3s-box exec BOX true` round trip (CLI spawn, monitor, guest spawn) | median 31 ms |
+//! | host RSS of an idle box, 256 MiB guest | QEMU 243 MiB + monitor 11 MiB |
+//! | second session, release guest-init (2.1 MB), busier host, 8 runs | floor 4.03 s, a3s-box 5.12 s (ratio 1.27) |
+//! | same session: exec round trip / idle RSS | 50 ms / QEMU 240 MiB + monitor 16 MiB |
+//!
+//! The aim of the issue (overhead under 10 %) is not met yet: the absolute overhead is ≈ 1.1-1.3 s.
+//!
+//! Where the 1.3 s goes (from `inspect` boot figures): QEMU start to `Ready` is 4.2-5.0 s of which
+//! the guest kernel accounts for 3.3-3.7 s (`guest_uptime_ms`); asset preparation and monitor
+//! spawn add 0.1-0.3 s, and the exit (record, power-off, `--rm`) about 0.27 s. The kernel part is
+//! longer than the floor's because the initrd is larger (busybox rootfs + a 3.3 MB debug
+//! guest-init vs 2 MB) and because of the virtio-mmio module and the virtio-serial device probe.
+//! QEMU's RSS is mostly TCG's code buffer (≈ 50 MiB), the private mapping of the 57 MB vmlinux
+//! (≈ 53 MiB) and guest RAM actually touched (≈ 94 MiB); under KVM the first two disappear.
+//! Not yet tried: dropping the serial console, a smaller initrd (guest-init without debug
+//! assertions, compressed per-image archives for large images), loading `virtio_mmio` earlier, and
+//! recording the exit before the guest's power-off.

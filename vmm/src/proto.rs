@@ -1,0 +1,449 @@
+//! The host↔guest channel protocol (and the framing the box monitor reuses for its clients).
+//!
+//! One byte stream (a virtio-serial port on the guest side, a unix socket on the host side)
+//! carries frames:
+//!
+//! ```text
+//! offset size field
+//! 0x00   2    magic "A3"
+//! 0x02   1    protocol version (PROTO_VERSION)
+//! 0x03   1    kind: 0 control (JSON message), 1 stdin, 2 stdout, 3 stderr, 4 stdin closed
+//! 0x04   4    session, big-endian (0 = the workload, 1.. = exec sessions)
+//! 0x08   4    payload length, big-endian, at most MAX_PAYLOAD
+//! 0x0C   len  payload
+//! ```
+//!
+//! Control payloads are JSON objects tagged by `"type"`, so a new message is a new enum variant
+//! and an old peer rejects it by name (fail closed) instead of misreading bytes. Output and input
+//! travel as raw data frames, so a busy workload costs no encoding. Issue 8 adds guest→host
+//! requests (simulated SNP report for a `report_data`, derived keys) as further [`GuestMsg`]
+//! variants answered by [`HostMsg`] variants carrying the same `request` id.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Frame magic.
+pub const MAGIC: [u8; 2] = *b"A3";
+/// Protocol version carried by every frame; any other value is refused.
+pub const PROTO_VERSION: u8 = 1;
+/// Largest payload accepted (1 MiB): bigger frames are refused before allocating.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+/// Size of the fixed frame header.
+pub const HEADER_LEN: usize = 12;
+/// Session number of the box's main workload.
+pub const WORKLOAD_SESSION: u32 = 0;
+/// Name of the virtio-serial port that carries the channel.
+pub const PORT_NAME: &str = "a3s.ctl";
+
+/// What a frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A JSON control message.
+    Control,
+    /// Bytes for a process's standard input.
+    Stdin,
+    /// Bytes a process wrote to standard output (or its terminal).
+    Stdout,
+    /// Bytes a process wrote to standard error.
+    Stderr,
+    /// Standard input reached end of file.
+    StdinClosed,
+}
+
+impl Kind {
+    fn to_byte(self) -> u8 {
+        match self {
+            Self::Control => 0,
+            Self::Stdin => 1,
+            Self::Stdout => 2,
+            Self::Stderr => 3,
+            Self::StdinClosed => 4,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, ProtoError> {
+        Ok(match b {
+            0 => Self::Control,
+            1 => Self::Stdin,
+            2 => Self::Stdout,
+            3 => Self::Stderr,
+            4 => Self::StdinClosed,
+            other => return Err(ProtoError::UnknownKind(other)),
+        })
+    }
+}
+
+/// One frame on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// What the payload is.
+    pub kind: Kind,
+    /// Which process it concerns.
+    pub session: u32,
+    /// The payload (JSON for control frames).
+    pub payload: Vec<u8>,
+}
+
+/// A frame could not be read, written or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtoError {
+    /// The stream failed (including read timeouts).
+    #[error("channel i/o failed")]
+    Io(#[from] io::Error),
+    /// The peer closed the stream between frames.
+    #[error("channel closed by the peer")]
+    Closed,
+    /// The frame does not start with the magic.
+    #[error("bad frame magic {0:02x?}: the peer does not speak the a3s channel protocol")]
+    BadMagic([u8; 2]),
+    /// The frame's protocol version is not ours.
+    #[error("unsupported channel protocol version {found} (this build speaks {PROTO_VERSION})")]
+    UnsupportedVersion {
+        /// The version in the frame.
+        found: u8,
+    },
+    /// Unknown frame kind byte.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// The length field exceeds [`MAX_PAYLOAD`].
+    #[error("frame payload of {len} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
+    TooLarge {
+        /// The announced length.
+        len: usize,
+    },
+    /// A control payload is not a message we know.
+    #[error("malformed control message")]
+    Json(#[from] serde_json::Error),
+    /// A data frame arrived where a control message was required.
+    #[error("expected a control frame, got {0:?}")]
+    NotControl(Kind),
+}
+
+impl Frame {
+    /// A control frame carrying `msg` as JSON.
+    ///
+    /// # Errors
+    /// [`ProtoError::Json`] if `msg` cannot be serialised, [`ProtoError::TooLarge`] if it is too big.
+    pub fn control<T: Serialize>(session: u32, msg: &T) -> Result<Self, ProtoError> {
+        let payload = serde_json::to_vec(msg)?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(ProtoError::TooLarge { len: payload.len() });
+        }
+        Ok(Self {
+            kind: Kind::Control,
+            session,
+            payload,
+        })
+    }
+
+    /// A data frame.
+    pub fn data(kind: Kind, session: u32, payload: Vec<u8>) -> Self {
+        Self {
+            kind,
+            session,
+            payload,
+        }
+    }
+
+    /// Decodes the control message in this frame.
+    ///
+    /// # Errors
+    /// [`ProtoError::NotControl`] for data frames, [`ProtoError::Json`] for unknown messages.
+    pub fn message<T: DeserializeOwned>(&self) -> Result<T, ProtoError> {
+        if self.kind != Kind::Control {
+            return Err(ProtoError::NotControl(self.kind));
+        }
+        Ok(serde_json::from_slice(&self.payload)?)
+    }
+
+    /// The frame as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        out.extend_from_slice(&MAGIC);
+        out.push(PROTO_VERSION);
+        out.push(self.kind.to_byte());
+        out.extend_from_slice(&self.session.to_be_bytes());
+        let len =
+            u32::try_from(self.payload.len()).expect("payload length is capped by MAX_PAYLOAD");
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+}
+
+/// Writes one frame (header and payload in a single write, so concurrent writers sharing a
+/// locked stream never interleave).
+///
+/// # Errors
+/// [`ProtoError::TooLarge`] or the stream's error.
+pub fn write_frame(w: &mut impl Write, frame: &Frame) -> Result<(), ProtoError> {
+    if frame.payload.len() > MAX_PAYLOAD {
+        return Err(ProtoError::TooLarge {
+            len: frame.payload.len(),
+        });
+    }
+    w.write_all(&frame.encode())?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame.
+///
+/// # Errors
+/// [`ProtoError::Closed`] on a clean end of stream before a header, otherwise the first
+/// problem found (magic, version, kind, length, i/o).
+pub fn read_frame(r: &mut impl Read) -> Result<Frame, ProtoError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Err(ProtoError::Closed),
+            Ok(0) => return Err(ProtoError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let magic = [header[0], header[1]];
+    if magic != MAGIC {
+        return Err(ProtoError::BadMagic(magic));
+    }
+    if header[2] != PROTO_VERSION {
+        return Err(ProtoError::UnsupportedVersion { found: header[2] });
+    }
+    let kind = Kind::from_byte(header[3])?;
+    let session = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(ProtoError::TooLarge { len });
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(Frame {
+        kind,
+        session,
+        payload,
+    })
+}
+
+/// A process to run in the guest: the workload or an exec session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// Program and arguments (already resolved from entrypoint and cmd).
+    pub argv: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// Working directory (`/` when absent).
+    pub workdir: Option<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid` (root when absent).
+    pub user: Option<String>,
+    /// Allocate a pseudo-terminal (stdout and stderr merge into it).
+    pub tty: bool,
+    /// Initial terminal size (rows, columns) when `tty`.
+    pub tty_size: Option<(u16, u16)>,
+    /// Standard input comes from the host (otherwise it is /dev/null).
+    pub stdin: bool,
+}
+
+/// Machine-wide settings applied before the workload starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSetup {
+    /// The box's hostname.
+    pub hostname: String,
+    /// Extra `/etc/hosts` entries: host name → address.
+    pub hosts: BTreeMap<String, String>,
+    /// Name servers for `/etc/resolv.conf` (left alone when empty).
+    pub nameservers: Vec<String>,
+}
+
+/// Messages from the host to the guest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HostMsg {
+    /// Set the machine up and start the workload (session 0). Sent once, after `Ready`.
+    Start {
+        /// Machine settings.
+        setup: GuestSetup,
+        /// The workload.
+        process: ProcessSpec,
+    },
+    /// Start an exec session with the frame's session number.
+    Exec {
+        /// The process.
+        process: ProcessSpec,
+    },
+    /// Send a signal to the frame's session's process (session 0: the workload).
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Change the terminal size of the frame's session.
+    Resize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
+    /// The host has everything it needs (the workload's exit was recorded): power off now.
+    PowerOff,
+    /// Liveness probe; the guest answers `Pong` with the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+}
+
+/// Messages from the guest to the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GuestMsg {
+    /// guest-init is up and waits for `Start`.
+    Ready {
+        /// The guest's protocol version.
+        version: u8,
+        /// Milliseconds since the guest kernel booted (from `/proc/uptime`).
+        uptime_ms: u64,
+    },
+    /// The frame's session's process started.
+    Started {
+        /// Its pid inside the guest.
+        pid: i32,
+    },
+    /// The frame's session's process could not be started.
+    SpawnFailed {
+        /// Docker-style exit code: 127 not found, 126 not runnable.
+        code: i32,
+        /// What went wrong.
+        message: String,
+    },
+    /// The frame's session's process ended and its output has been sent.
+    Exited {
+        /// Exit code, or 128 + signal number.
+        code: i32,
+    },
+    /// Answer to `Ping`.
+    Pong {
+        /// The probe's nonce.
+        nonce: u64,
+    },
+    /// A host request could not be carried out.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(frame: &Frame) -> Frame {
+        let bytes = frame.encode();
+        read_frame(&mut bytes.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn round_trips_control_and_data_frames() {
+        let msg = HostMsg::Start {
+            setup: GuestSetup {
+                hostname: "box".into(),
+                ..Default::default()
+            },
+            process: ProcessSpec {
+                argv: vec!["echo".into(), "hi".into()],
+                ..Default::default()
+            },
+        };
+        let f = Frame::control(0, &msg).unwrap();
+        assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
+        let d = Frame::data(Kind::Stdout, 7, b"\x00\xffbinary".to_vec());
+        assert_eq!(round_trip(&d), d);
+    }
+
+    #[test]
+    fn reads_consecutive_frames_from_one_stream() {
+        let mut bytes = Frame::data(Kind::Stderr, 1, b"a".to_vec()).encode();
+        bytes.extend(
+            Frame::control(1, &GuestMsg::Exited { code: 3 })
+                .unwrap()
+                .encode(),
+        );
+        let mut r = bytes.as_slice();
+        assert_eq!(read_frame(&mut r).unwrap().payload, b"a");
+        let m: GuestMsg = read_frame(&mut r).unwrap().message().unwrap();
+        assert_eq!(m, GuestMsg::Exited { code: 3 });
+        assert!(matches!(read_frame(&mut r), Err(ProtoError::Closed)));
+    }
+
+    #[test]
+    fn rejects_oversized_length_before_allocating() {
+        let mut bytes = Frame::data(Kind::Stdout, 0, vec![]).encode();
+        bytes[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            read_frame(&mut bytes.as_slice()),
+            Err(ProtoError::TooLarge { .. })
+        ));
+        let big = Frame::data(Kind::Stdout, 0, vec![0; MAX_PAYLOAD + 1]);
+        assert!(matches!(
+            write_frame(&mut Vec::new(), &big),
+            Err(ProtoError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_other_versions_magic_and_kinds() {
+        let good = Frame::data(Kind::Stdout, 0, b"x".to_vec()).encode();
+        let mut v = good.clone();
+        v[2] = 2;
+        assert!(matches!(
+            read_frame(&mut v.as_slice()),
+            Err(ProtoError::UnsupportedVersion { found: 2 })
+        ));
+        let mut m = good.clone();
+        m[0] = b'X';
+        assert!(matches!(
+            read_frame(&mut m.as_slice()),
+            Err(ProtoError::BadMagic(_))
+        ));
+        let mut k = good;
+        k[3] = 9;
+        assert!(matches!(
+            read_frame(&mut k.as_slice()),
+            Err(ProtoError::UnknownKind(9))
+        ));
+    }
+
+    #[test]
+    fn truncated_frame_is_an_error_not_a_short_read() {
+        let bytes = Frame::data(Kind::Stdout, 0, b"hello".to_vec()).encode();
+        assert!(matches!(
+            read_frame(&mut &bytes[..bytes.len() - 1]),
+            Err(ProtoError::Io(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &bytes[..5]),
+            Err(ProtoError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_control_message_is_refused_by_name() {
+        let f = Frame {
+            kind: Kind::Control,
+            session: 0,
+            payload: br#"{"type":"format_disk"}"#.to_vec(),
+        };
+        assert!(matches!(f.message::<HostMsg>(), Err(ProtoError::Json(_))));
+        let d = Frame::data(Kind::Stdout, 0, vec![]);
+        assert!(matches!(
+            d.message::<HostMsg>(),
+            Err(ProtoError::NotControl(Kind::Stdout))
+        ));
+    }
+}

@@ -1,0 +1,666 @@
+//! The QEMU process: validated configuration, the (pure) argument list, spawning with a boot
+//! watchdog and one channel to guest-init.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::accel::Accel;
+use crate::assets::INIT_PATH;
+use crate::host::QEMU_BINARY;
+use crate::proto::{self, Frame, GuestMsg, ProtoError, PORT_NAME};
+
+/// Overrides the machine type (`microvm` or `q35`).
+pub const MACHINE_ENV: &str = "A3S_BOX_MACHINE";
+/// Most vCPUs a box may ask for.
+pub const MAX_VCPUS: u8 = 32;
+/// Smallest guest memory that boots the cloud kernel with a small initramfs.
+pub const MIN_MEM_MIB: u32 = 128;
+
+/// The QEMU machine model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    /// `-M microvm` with qboot: fastest boot; virtio-mmio devices.
+    Microvm,
+    /// `-M q35` with SeaBIOS: about 1 s slower; virtio-pci devices.
+    Q35,
+}
+
+impl Machine {
+    /// The machine from `A3S_BOX_MACHINE`, else microvm.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownMachine`] for any other value.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match std::env::var(MACHINE_ENV).ok().as_deref().map(str::trim) {
+            None | Some("" | "microvm") => Ok(Self::Microvm),
+            Some("q35") => Ok(Self::Q35),
+            Some(other) => Err(ConfigError::UnknownMachine(other.to_owned())),
+        }
+    }
+
+    /// Kernel modules guest-init must load before the channel appears.
+    pub fn guest_modules(self) -> &'static [&'static str] {
+        match self {
+            // virtio-mmio is a module in the 6.12 cloud kernel; virtio-pci is built in.
+            Self::Microvm => &["virtio_mmio"],
+            Self::Q35 => &[],
+        }
+    }
+}
+
+/// The VM configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Unknown `A3S_BOX_MACHINE`.
+    #[error("{MACHINE_ENV}={0:?} is not a machine type: use microvm or q35")]
+    UnknownMachine(String),
+    /// vCPU count outside 1..=MAX_VCPUS.
+    #[error("--cpus {0} is out of range (1 to {MAX_VCPUS})")]
+    Vcpus(u32),
+    /// Too little memory.
+    #[error("--memory {0} MiB is below the minimum of {MIN_MEM_MIB} MiB")]
+    Memory(u64),
+}
+
+/// Everything needed to boot one VM.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// Accelerator.
+    pub accel: Accel,
+    /// Machine model.
+    pub machine: Machine,
+    /// Guest memory.
+    pub mem_mib: u32,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Kernel (PVH `vmlinux`).
+    pub kernel: PathBuf,
+    /// Initrd (rootfs plus base archive).
+    pub initrd: PathBuf,
+    /// Full kernel command line (see [`kernel_cmdline`]).
+    pub cmdline: String,
+    /// Unix socket QEMU listens on for the guest channel.
+    pub channel_socket: PathBuf,
+    /// Serial console output file.
+    pub console_log: PathBuf,
+    /// QEMU's own stderr.
+    pub qemu_log: PathBuf,
+    /// Give up on one boot attempt after this much QEMU CPU time without `Ready`.
+    pub boot_cpu_budget_secs: u64,
+    /// Give up on one boot attempt after this much wall time without `Ready`.
+    pub boot_timeout_secs: u64,
+    /// Boot attempts before failing.
+    pub boot_attempts: u32,
+}
+
+impl VmConfig {
+    /// Checks the resource numbers.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for out-of-range vCPUs or memory.
+    pub fn resources(vcpus: u32, mem_mib: u64) -> Result<(u8, u32), ConfigError> {
+        let v = u8::try_from(vcpus)
+            .ok()
+            .filter(|v| (1..=MAX_VCPUS).contains(v))
+            .ok_or(ConfigError::Vcpus(vcpus))?;
+        let m = u32::try_from(mem_mib)
+            .ok()
+            .filter(|m| *m >= MIN_MEM_MIB)
+            .ok_or(ConfigError::Memory(mem_mib))?;
+        Ok((v, m))
+    }
+}
+
+/// The kernel command line for a box: fixed boot tuning, then the caller's extra arguments.
+///
+/// Under TCG, `lpj=` and `tsc_early_khz=` skip the delay-loop and TSC calibration; those
+/// calibration loops are where `-M microvm` hung in 10-20 % (at times 2 in 3) of boots on these
+/// machines, and with the presets 16/16 boots completed (see the crate docs).
+pub fn kernel_cmdline(accel: Accel, extra: &[String]) -> String {
+    let mut parts = vec![
+        "console=ttyS0",
+        "quiet",
+        "nokaslr",
+        "mitigations=off",
+        "cryptomgr.notests",
+        "no_timer_check",
+        "tsc=reliable",
+        "panic=-1",
+        "reboot=t",
+    ];
+    if accel == Accel::Tcg {
+        parts.extend(["lpj=4000000", "tsc_early_khz=2400000"]);
+    }
+    let mut line = parts.join(" ");
+    line.push_str(" rdinit=");
+    line.push_str(INIT_PATH);
+    for e in extra {
+        line.push(' ');
+        line.push_str(e);
+    }
+    line
+}
+
+/// QEMU's argument list for `config` (pure: unit-tested without QEMU).
+pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    match config.machine {
+        Machine::Microvm => {
+            push("-M");
+            push("microvm,acpi=on");
+            push("-bios");
+            push("/usr/share/qemu/qboot.rom");
+        }
+        Machine::Q35 => {
+            push("-M");
+            push("q35,smbus=off,sata=off");
+        }
+    }
+    push("-accel");
+    push(config.accel.as_str());
+    push("-cpu");
+    push(match config.accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    });
+    push("-m");
+    push(&config.mem_mib.to_string());
+    push("-smp");
+    push(&config.vcpus.to_string());
+    for s in [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ] {
+        push(s);
+    }
+    let (serial_bus, port) = match config.machine {
+        Machine::Microvm => ("virtio-serial-device", "virtserialport"),
+        Machine::Q35 => ("virtio-serial-pci", "virtserialport"),
+    };
+    let path = |p: &Path| p.display().to_string();
+    let args = [
+        "-kernel".to_owned(),
+        path(&config.kernel),
+        "-initrd".into(),
+        path(&config.initrd),
+        "-append".into(),
+        config.cmdline.clone(),
+        "-chardev".into(),
+        format!("file,id=con,path={}", path(&config.console_log)),
+        "-serial".into(),
+        "chardev:con".into(),
+        "-device".into(),
+        serial_bus.into(),
+        "-chardev".into(),
+        format!(
+            "socket,id=ctl,path={},server=on,wait=off",
+            path(&config.channel_socket)
+        ),
+        "-device".into(),
+        format!("{port},chardev=ctl,name={PORT_NAME}"),
+    ];
+    a.extend(args.into_iter().map(OsString::from));
+    a
+}
+
+/// Starting a VM failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// QEMU could not be spawned.
+    #[error("cannot run {binary}")]
+    SpawnQemu {
+        /// The binary.
+        binary: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU exited before the guest was ready.
+    #[error("QEMU exited ({status}) before the guest was ready: {stderr}")]
+    QemuExited {
+        /// Its exit status.
+        status: ExitStatus,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// The channel socket never appeared or refused connections.
+    #[error("cannot connect to the guest channel {path}")]
+    Channel {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every boot attempt stalled.
+    #[error("the guest did not finish booting in {attempts} attempts (each allowed {cpu_secs} s of CPU and {wall_secs} s of wall time); console log: {console}")]
+    BootTimeout {
+        /// Attempts made.
+        attempts: u32,
+        /// CPU budget per attempt.
+        cpu_secs: u64,
+        /// Wall budget per attempt.
+        wall_secs: u64,
+        /// Where the last console output is.
+        console: PathBuf,
+    },
+    /// The guest spoke something other than `Ready` first, or an incompatible version.
+    #[error("guest-init sent an unexpected first message")]
+    Handshake(#[source] ProtoError),
+    /// Files for the VM could not be prepared.
+    #[error("preparing VM files")]
+    Io(#[from] std::io::Error),
+}
+
+impl StartError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::SpawnQemu { .. } => Some(
+                "install QEMU 10 from bookworm-backports: `sudo scripts/setup` \
+                 (apt-get install -t bookworm-backports qemu-system-x86)"
+                    .into(),
+            ),
+            Self::BootTimeout { .. } => Some(format!(
+                "the host may be overloaded; try {MACHINE_ENV}=q35, which does not stall under TCG"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// How the boot went.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BootInfo {
+    /// Attempts needed (1 unless a stalled boot was retried).
+    pub attempts: u32,
+    /// Wall time from spawning the successful QEMU to `Ready`.
+    pub boot_ms: u64,
+    /// The guest's uptime when guest-init said `Ready`.
+    pub guest_uptime_ms: u64,
+}
+
+/// A running VM with its channel to guest-init. Dropping it kills QEMU.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    writer: Mutex<UnixStream>,
+    frames: Receiver<Result<Frame, ProtoError>>,
+    /// How the boot went.
+    pub boot: BootInfo,
+}
+
+impl Vm {
+    /// Boots `config` and waits for guest-init's `Ready`, retrying a stalled boot with a fresh
+    /// QEMU (see [`kernel_cmdline`] for why a microvm boot can stall under TCG).
+    ///
+    /// # Errors
+    /// [`StartError`], one variant per step.
+    pub fn start(config: &VmConfig) -> Result<Self, StartError> {
+        for _attempt in 1..=config.boot_attempts.max(1) {
+            let mut child = spawn_qemu(config)?;
+            let started = Instant::now();
+            let stream = match connect_channel(&config.channel_socket, &mut child, config) {
+                Ok(s) => s,
+                Err(e) => {
+                    kill_and_reap(&mut child);
+                    return Err(e);
+                }
+            };
+            let reader = stream.try_clone()?;
+            let frames = spawn_reader(reader);
+            match wait_ready(&mut child, &frames, config, started) {
+                Ok(uptime_ms) => {
+                    return Ok(Self {
+                        child,
+                        writer: Mutex::new(stream),
+                        frames,
+                        boot: BootInfo {
+                            attempts: _attempt,
+                            boot_ms: elapsed_ms(started),
+                            guest_uptime_ms: uptime_ms,
+                        },
+                    });
+                }
+                Err(Wait::Stalled) => kill_and_reap(&mut child),
+                Err(Wait::Failed(e)) => {
+                    kill_and_reap(&mut child);
+                    return Err(e);
+                }
+            }
+        }
+        Err(StartError::BootTimeout {
+            attempts: config.boot_attempts.max(1),
+            cpu_secs: config.boot_cpu_budget_secs,
+            wall_secs: config.boot_timeout_secs,
+            console: config.console_log.clone(),
+        })
+    }
+
+    /// QEMU's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a frame to the guest.
+    ///
+    /// # Errors
+    /// The channel's error.
+    pub fn send(&self, frame: &Frame) -> Result<(), ProtoError> {
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| ProtoError::Io(std::io::Error::other("channel writer poisoned")))?;
+        proto::write_frame(&mut *w, frame)
+    }
+
+    /// A cloneable sender for other threads.
+    ///
+    /// # Errors
+    /// Cloning the socket.
+    pub fn sender(&self) -> std::io::Result<UnixStream> {
+        self.writer
+            .lock()
+            .map_err(|_| std::io::Error::other("channel writer poisoned"))?
+            .try_clone()
+    }
+
+    /// The next frame from the guest, waiting at most `timeout`. `Ok(None)` on timeout.
+    ///
+    /// # Errors
+    /// The channel's error, or [`ProtoError::Closed`] once QEMU is gone.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Frame>, ProtoError> {
+        match self.frames.recv_timeout(timeout) {
+            Ok(r) => r.map(Some),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(ProtoError::Closed),
+        }
+    }
+
+    /// Whether QEMU has exited (reaping it if so).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Forced stop: SIGKILL QEMU and reap it.
+    pub fn kill(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+enum Wait {
+    Stalled,
+    Failed(StartError),
+}
+
+fn spawn_qemu(config: &VmConfig) -> Result<Child, StartError> {
+    let _ = std::fs::remove_file(&config.channel_socket);
+    let stderr = fs_err::File::create(&config.qemu_log)?;
+    let mut cmd = Command::new(QEMU_BINARY);
+    cmd.args(qemu_args(config))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr.into_parts().0)
+        .process_group(0);
+    set_parent_death_kill(&mut cmd);
+    cmd.spawn().map_err(|source| StartError::SpawnQemu {
+        binary: QEMU_BINARY.into(),
+        source,
+    })
+}
+
+/// QEMU gets SIGKILL when the thread that spawned it dies, so no VM outlives its owner.
+#[allow(unsafe_code)]
+fn set_parent_death_kill(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+fn connect_channel(
+    path: &Path,
+    child: &mut Child,
+    config: &VmConfig,
+) -> Result<UnixStream, StartError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(StartError::QemuExited {
+                        status,
+                        stderr: tail(&config.qemu_log),
+                    });
+                }
+                if Instant::now() > deadline {
+                    return Err(StartError::Channel {
+                        path: path.to_owned(),
+                        source: e,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn spawn_reader(mut stream: UnixStream) -> Receiver<Result<Frame, ProtoError>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        let r = proto::read_frame(&mut stream);
+        let end = r.is_err();
+        if tx.send(r).is_err() || end {
+            return;
+        }
+    });
+    rx
+}
+
+fn wait_ready(
+    child: &mut Child,
+    frames: &Receiver<Result<Frame, ProtoError>>,
+    config: &VmConfig,
+    started: Instant,
+) -> Result<u64, Wait> {
+    loop {
+        match frames.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(frame)) => {
+                return match frame.message::<GuestMsg>() {
+                    Ok(GuestMsg::Ready { version, uptime_ms })
+                        if version == proto::PROTO_VERSION =>
+                    {
+                        Ok(uptime_ms)
+                    }
+                    Ok(GuestMsg::Ready { version, .. }) => Err(Wait::Failed(
+                        StartError::Handshake(ProtoError::UnsupportedVersion { found: version }),
+                    )),
+                    Ok(_) => Err(Wait::Failed(StartError::Handshake(ProtoError::NotControl(
+                        frame.kind,
+                    )))),
+                    Err(e) => Err(Wait::Failed(StartError::Handshake(e))),
+                };
+            }
+            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                // The channel closed: QEMU died or is dying.
+                std::thread::sleep(Duration::from_millis(50));
+                let status = child.try_wait().ok().flatten();
+                return Err(match status {
+                    Some(status) => Wait::Failed(StartError::QemuExited {
+                        status,
+                        stderr: tail(&config.qemu_log),
+                    }),
+                    None => Wait::Stalled,
+                });
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Wait::Failed(StartError::QemuExited {
+                status,
+                stderr: tail(&config.qemu_log),
+            }));
+        }
+        let cpu = cpu_time_secs(child.id()).unwrap_or(0.0);
+        if cpu > config.boot_cpu_budget_secs as f64
+            || started.elapsed() > Duration::from_secs(config.boot_timeout_secs)
+        {
+            return Err(Wait::Stalled);
+        }
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_time_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Some((utime + stime) / hz)
+}
+
+/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn elapsed_ms(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn tail(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    let lines: Vec<&str> = s.lines().rev().take(5).collect();
+    let out: Vec<&str> = lines.into_iter().rev().collect();
+    if out.is_empty() {
+        "(no output)".into()
+    } else {
+        out.join(" / ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(machine: Machine) -> VmConfig {
+        VmConfig {
+            accel: Accel::Tcg,
+            machine,
+            mem_mib: 256,
+            vcpus: 1,
+            kernel: "/k/vmlinux".into(),
+            initrd: "/c/initrd.img".into(),
+            cmdline: kernel_cmdline(Accel::Tcg, &["a3s.x=1".into()]),
+            channel_socket: "/b/ctl.sock".into(),
+            console_log: "/b/console.log".into(),
+            qemu_log: "/b/qemu.log".into(),
+            boot_cpu_budget_secs: 12,
+            boot_timeout_secs: 90,
+            boot_attempts: 3,
+        }
+    }
+
+    fn joined(c: &VmConfig) -> String {
+        qemu_args(c)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn microvm_arguments_are_exactly_these() {
+        let expected = "-M microvm,acpi=on -bios /usr/share/qemu/qboot.rom -accel tcg -cpu max \
+            -m 256 -smp 1 -nodefaults -no-user-config -display none -no-reboot \
+            -kernel /k/vmlinux -initrd /c/initrd.img -append console=ttyS0 quiet nokaslr \
+            mitigations=off cryptomgr.notests no_timer_check tsc=reliable panic=-1 reboot=t \
+            lpj=4000000 tsc_early_khz=2400000 rdinit=/.a3s/init a3s.x=1 \
+            -chardev file,id=con,path=/b/console.log -serial chardev:con \
+            -device virtio-serial-device -chardev socket,id=ctl,path=/b/ctl.sock,server=on,wait=off \
+            -device virtserialport,chardev=ctl,name=a3s.ctl";
+        let expected: Vec<&str> = expected.split_whitespace().collect();
+        assert_eq!(joined(&config(Machine::Microvm)), expected.join(" "));
+    }
+
+    #[test]
+    fn q35_uses_pci_devices_and_kvm_uses_host_cpu() {
+        let mut c = config(Machine::Q35);
+        c.accel = Accel::Kvm;
+        c.cmdline = kernel_cmdline(Accel::Kvm, &[]);
+        let s = joined(&c);
+        assert!(s.starts_with("-M q35,smbus=off,sata=off -accel kvm -cpu host"));
+        assert!(s.contains("-device virtio-serial-pci"));
+        assert!(!s.contains("lpj="), "calibration presets are for TCG only");
+        assert!(Machine::Q35.guest_modules().is_empty());
+        assert_eq!(Machine::Microvm.guest_modules(), ["virtio_mmio"]);
+    }
+
+    #[test]
+    fn resources_are_range_checked() {
+        assert_eq!(VmConfig::resources(2, 512).unwrap(), (2, 512));
+        assert!(matches!(
+            VmConfig::resources(0, 512),
+            Err(ConfigError::Vcpus(0))
+        ));
+        assert!(matches!(
+            VmConfig::resources(64, 512),
+            Err(ConfigError::Vcpus(64))
+        ));
+        assert!(matches!(
+            VmConfig::resources(1, 64),
+            Err(ConfigError::Memory(64))
+        ));
+    }
+
+    #[test]
+    fn reads_own_cpu_time_and_rss() {
+        let me = std::process::id();
+        assert!(cpu_time_secs(me).is_some());
+        assert!(rss_kib(me).unwrap() > 0);
+    }
+}
