@@ -33,6 +33,9 @@ pub(crate) enum Command {
     /// The simulated AMD secure processor of this A3S home.
     #[command(subcommand)]
     Simulator(SimulatorCommand),
+    /// Key broker service (trustee KBS protocol): serve, get secrets, administer.
+    #[command(subcommand)]
+    Kbs(crate::commands::kbs::args::KbsCommand),
 }
 
 #[derive(Debug, Args)]

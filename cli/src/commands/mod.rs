@@ -2,6 +2,7 @@
 
 mod attest;
 mod info;
+pub(crate) mod kbs;
 mod measure;
 mod report;
 mod simulator;
@@ -25,6 +26,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
+        Command::Kbs(command) => kbs::run(command),
     }
 }
 
@@ -37,6 +39,8 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::chain_source::GatherError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::measure::MeasureError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<a3s_kbs::client::ClientError>() {
             e.hint()
         } else {
             None

@@ -1,0 +1,8 @@
+//! Integration tests of the broker: every endpoint and error kind through `app(state)`,
+//! real TCP through our own client, trustee wire formats, PostgreSQL replicas.
+
+mod endpoints;
+mod postgres;
+mod support;
+mod tcp;
+mod wire;
