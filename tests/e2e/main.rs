@@ -3,6 +3,7 @@
 
 mod attest;
 mod basics;
+mod kbs;
 mod measure;
 mod simulate;
 mod support;

@@ -12,7 +12,7 @@ use a3s_attestation::key_request::KeyRequest;
 use a3s_attestation::kds::{CertSource, KdsCache, KdsClient, DEFAULT_BASE_URL};
 use a3s_attestation::report::trustee::{CertType, Evidence};
 use a3s_attestation::Product;
-use a3s_kbs::client::{AdminClient, AdminPolicy, KbsClient};
+use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
 use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
 use a3s_kbs::policy::{self, PolicyKind};
 use a3s_kbs::protocol::ResourcePath;
@@ -271,7 +271,18 @@ fn get(args: &GetArgs) -> anyhow::Result<ExitStatus> {
             usage_error(anyhow::Error::new(e).context("use --simulate on hosts without SEV-SNP"))
         })?)
     };
-    let secret = client.get_resource(attester.as_ref(), &path)?;
+    let secret = match client.get_resource(attester.as_ref(), &path) {
+        Ok(secret) => secret,
+        // The KBS answered "no" (refused, or no such resource): a verdict, exit 1.
+        Err(e @ (ClientError::Refused { .. } | ClientError::NotFound(_))) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            return Ok(ExitStatus::Failure);
+        }
+        Err(e) => return Err(e.into()),
+    };
     match &args.out {
         Some(out) => write_secret(out, &secret)?,
         None => {
