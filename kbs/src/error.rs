@@ -24,7 +24,9 @@ pub enum KbsError {
         limit: usize,
     },
     /// The client speaks another protocol version.
-    #[error("KBS Client Protocol Version Mismatch: expect ={expected} while the request is {actual}")]
+    #[error(
+        "KBS Client Protocol Version Mismatch: expect ={expected} while the request is {actual}"
+    )]
     ProtocolVersion {
         /// What this broker speaks.
         expected: &'static str,

@@ -84,7 +84,11 @@ fn concat_kdf(z: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut h = Sha256::new();
     h.update(1u32.to_be_bytes());
     h.update(z);
-    h.update(u32::try_from(ALG_ECDH_ES_A256KW.len()).unwrap_or(0).to_be_bytes());
+    h.update(
+        u32::try_from(ALG_ECDH_ES_A256KW.len())
+            .unwrap_or(0)
+            .to_be_bytes(),
+    );
     h.update(ALG_ECDH_ES_A256KW.as_bytes());
     h.update(0u32.to_be_bytes()); // PartyUInfo
     h.update(0u32.to_be_bytes()); // PartyVInfo
@@ -349,13 +353,12 @@ impl TeeKeyPair {
                             y[..].into(),
                             false,
                         );
-                        let public =
-                            Option::<p256::PublicKey>::from(p256::PublicKey::from_encoded_point(&p))
-                                .ok_or(JweError::Decrypt)?;
-                        let shared = p256::ecdh::diffie_hellman(
-                            k.to_nonzero_scalar(),
-                            public.as_affine(),
-                        );
+                        let public = Option::<p256::PublicKey>::from(
+                            p256::PublicKey::from_encoded_point(&p),
+                        )
+                        .ok_or(JweError::Decrypt)?;
+                        let shared =
+                            p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), public.as_affine());
                         Zeroizing::new(shared.raw_secret_bytes().to_vec())
                     }
                     Self::P521(k) => {
@@ -366,13 +369,12 @@ impl TeeKeyPair {
                             y[..].into(),
                             false,
                         );
-                        let public =
-                            Option::<p521::PublicKey>::from(p521::PublicKey::from_encoded_point(&p))
-                                .ok_or(JweError::Decrypt)?;
-                        let shared = p521::ecdh::diffie_hellman(
-                            k.to_nonzero_scalar(),
-                            public.as_affine(),
-                        );
+                        let public = Option::<p521::PublicKey>::from(
+                            p521::PublicKey::from_encoded_point(&p),
+                        )
+                        .ok_or(JweError::Decrypt)?;
+                        let shared =
+                            p521::ecdh::diffie_hellman(k.to_nonzero_scalar(), public.as_affine());
                         Zeroizing::new(shared.raw_secret_bytes().to_vec())
                     }
                     Self::Rsa(_) => return Err(JweError::Decrypt),
@@ -390,13 +392,16 @@ impl TeeKeyPair {
             }
         };
         let iv = unb64("iv", &jwe.iv)?;
-        let iv: [u8; 12] = iv
-            .try_into()
-            .map_err(|v: Vec<u8>| JweError::Malformed(format!("iv has {} bytes, expected 12", v.len())))?;
+        let iv: [u8; 12] = iv.try_into().map_err(|v: Vec<u8>| {
+            JweError::Malformed(format!("iv has {} bytes, expected 12", v.len()))
+        })?;
         let mut sealed = unb64("ciphertext", &jwe.ciphertext)?;
         let tag = unb64("tag", &jwe.tag)?;
         if tag.len() != 16 {
-            return Err(JweError::Malformed(format!("tag has {} bytes, expected 16", tag.len())));
+            return Err(JweError::Malformed(format!(
+                "tag has {} bytes, expected 16",
+                tag.len()
+            )));
         }
         sealed.extend_from_slice(&tag);
         let cipher = Aes256Gcm::new_from_slice(&cek).map_err(|_| JweError::Decrypt)?;
@@ -440,8 +445,10 @@ pub fn reserialize_protected_header(protected_b64: &str) -> Result<String, JweEr
         out.push_str(&format!("{}:{}", Value::from(*key), Value::from(v)));
     }
     // serde_json's Map is a BTreeMap here (no preserve_order): keys come out sorted.
-    let rest: std::collections::BTreeMap<&String, &Value> =
-        value.iter().filter(|(k, _)| *k != "alg" && *k != "enc").collect();
+    let rest: std::collections::BTreeMap<&String, &Value> = value
+        .iter()
+        .filter(|(k, _)| *k != "alg" && *k != "enc")
+        .collect();
     for (k, v) in rest {
         out.push(',');
         out.push_str(&format!("{}:{}", Value::from(k.as_str()), sorted(v)));
@@ -482,7 +489,10 @@ mod tests {
         let key = TeeKeyPair::generate(kind).unwrap();
         let jwe = encrypt(&key.tee_pubkey(), b"the secret").unwrap();
         // What a guest-components client recomputes equals what we sent.
-        assert_eq!(reserialize_protected_header(&jwe.protected).unwrap(), jwe.protected);
+        assert_eq!(
+            reserialize_protected_header(&jwe.protected).unwrap(),
+            jwe.protected
+        );
         assert_eq!(&key.decrypt(&jwe).unwrap()[..], b"the secret");
         let header = String::from_utf8(unb64("p", &jwe.protected).unwrap()).unwrap();
         assert!(header.starts_with(r#"{"alg":""#), "{header}");
@@ -534,12 +544,14 @@ mod tests {
         assert!(matches!(key.decrypt(&tampered), Err(JweError::Decrypt)));
         // A header re-encoded in another order changes the AAD.
         let swapped = JweResponse {
-            protected: b64(
-                String::from_utf8(unb64("p", &jwe.protected).unwrap())
-                    .unwrap()
-                    .replacen(r#""alg":"ECDH-ES+A256KW","enc":"A256GCM""#, r#""enc":"A256GCM","alg":"ECDH-ES+A256KW""#, 1)
-                    .as_bytes(),
-            ),
+            protected: b64(String::from_utf8(unb64("p", &jwe.protected).unwrap())
+                .unwrap()
+                .replacen(
+                    r#""alg":"ECDH-ES+A256KW","enc":"A256GCM""#,
+                    r#""enc":"A256GCM","alg":"ECDH-ES+A256KW""#,
+                    1,
+                )
+                .as_bytes()),
             ..jwe
         };
         assert!(matches!(key.decrypt(&swapped), Err(JweError::Decrypt)));
@@ -553,19 +565,28 @@ mod tests {
             x: "AA".into(),
             y: "AA".into(),
         };
-        assert!(matches!(encrypt(&bad_curve, b"x"), Err(JweError::UnsupportedKey(_))));
+        assert!(matches!(
+            encrypt(&bad_curve, b"x"),
+            Err(JweError::UnsupportedKey(_))
+        ));
         let off_curve = TeePubKey::Ec {
             crv: "P-256".into(),
             alg: ALG_ECDH_ES_A256KW.into(),
             x: b64(&[1u8; 32]),
             y: b64(&[2u8; 32]),
         };
-        assert!(matches!(encrypt(&off_curve, b"x"), Err(JweError::InvalidKey(_))));
+        assert!(matches!(
+            encrypt(&off_curve, b"x"),
+            Err(JweError::InvalidKey(_))
+        ));
         let rsa1_5 = TeePubKey::Rsa {
             alg: "RSA1_5".into(),
             n: "AQAB".into(),
             e: "AQAB".into(),
         };
-        assert!(matches!(encrypt(&rsa1_5, b"x"), Err(JweError::UnsupportedKey(_))));
+        assert!(matches!(
+            encrypt(&rsa1_5, b"x"),
+            Err(JweError::UnsupportedKey(_))
+        ));
     }
 }

@@ -153,7 +153,10 @@ mod tests {
             Err(JwtError::Expired { .. })
         ));
         let other = SigningKey::random(&mut OsRng);
-        assert_eq!(verify(&t, other.verifying_key(), 1), Err(JwtError::Signature));
+        assert_eq!(
+            verify(&t, other.verifying_key(), 1),
+            Err(JwtError::Signature)
+        );
         assert!(verify("a.b", key.verifying_key(), 1).is_err());
         let none = t.replacen(
             t.split('.').next().unwrap(),

@@ -41,9 +41,15 @@ impl Metrics {
 
     /// Counts an attestation that took `total`, of which `verify` in evidence verification.
     pub fn attest(&self, ok: bool, total: Duration, verify: Duration) {
-        if ok { &self.attest_ok } else { &self.attest_failed }.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            &self.attest_ok
+        } else {
+            &self.attest_failed
+        }
+        .fetch_add(1, Ordering::Relaxed);
         self.attest_nanos.fetch_add(nanos(total), Ordering::Relaxed);
-        self.verify_nanos.fetch_add(nanos(verify), Ordering::Relaxed);
+        self.verify_nanos
+            .fetch_add(nanos(verify), Ordering::Relaxed);
     }
 
     /// Counts a resource request.
@@ -63,14 +69,34 @@ impl Metrics {
         let mut s = String::new();
         let _ = writeln!(s, "# HELP kbs_auth_total Challenges issued.\n# TYPE kbs_auth_total counter\nkbs_auth_total {}", g(&self.auth));
         let _ = writeln!(s, "# HELP kbs_attestation_total Attestations by result.\n# TYPE kbs_attestation_total counter");
-        let _ = writeln!(s, "kbs_attestation_total{{result=\"ok\"}} {}", g(&self.attest_ok));
-        let _ = writeln!(s, "kbs_attestation_total{{result=\"failed\"}} {}", g(&self.attest_failed));
+        let _ = writeln!(
+            s,
+            "kbs_attestation_total{{result=\"ok\"}} {}",
+            g(&self.attest_ok)
+        );
+        let _ = writeln!(
+            s,
+            "kbs_attestation_total{{result=\"failed\"}} {}",
+            g(&self.attest_failed)
+        );
         let _ = writeln!(s, "# HELP kbs_attestation_seconds_total Time spent in attestations.\n# TYPE kbs_attestation_seconds_total counter\nkbs_attestation_seconds_total {}", secs(&self.attest_nanos));
         let _ = writeln!(s, "# HELP kbs_evidence_verification_seconds_total Time spent verifying evidence.\n# TYPE kbs_evidence_verification_seconds_total counter\nkbs_evidence_verification_seconds_total {}", secs(&self.verify_nanos));
         let _ = writeln!(s, "# HELP kbs_resource_total Resource requests by result.\n# TYPE kbs_resource_total counter");
-        let _ = writeln!(s, "kbs_resource_total{{result=\"released\"}} {}", g(&self.resource_released));
-        let _ = writeln!(s, "kbs_resource_total{{result=\"denied\"}} {}", g(&self.resource_denied));
-        let _ = writeln!(s, "kbs_resource_total{{result=\"not_found\"}} {}", g(&self.resource_not_found));
+        let _ = writeln!(
+            s,
+            "kbs_resource_total{{result=\"released\"}} {}",
+            g(&self.resource_released)
+        );
+        let _ = writeln!(
+            s,
+            "kbs_resource_total{{result=\"denied\"}} {}",
+            g(&self.resource_denied)
+        );
+        let _ = writeln!(
+            s,
+            "kbs_resource_total{{result=\"not_found\"}} {}",
+            g(&self.resource_not_found)
+        );
         s
     }
 }

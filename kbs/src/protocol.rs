@@ -233,8 +233,7 @@ impl ResourcePath {
                 && s != "."
                 && s != ".."
                 && s.len() <= 128
-                && s
-                    .bytes()
+                && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
         if ok(repository) && ok(kind) && ok(tag) {
@@ -336,10 +335,9 @@ mod tests {
 
     #[test]
     fn tee_pubkey_is_tagged_by_kty() {
-        let k: TeePubKey = serde_json::from_str(
-            r#"{"kty":"RSA","alg":"RSA-OAEP-256","n":"AQAB","e":"AQAB"}"#,
-        )
-        .unwrap();
+        let k: TeePubKey =
+            serde_json::from_str(r#"{"kty":"RSA","alg":"RSA-OAEP-256","n":"AQAB","e":"AQAB"}"#)
+                .unwrap();
         assert!(matches!(k, TeePubKey::Rsa { .. }));
         assert!(serde_json::from_str::<TeePubKey>(r#"{"kty":"oct","k":"x"}"#).is_err());
     }
@@ -348,7 +346,10 @@ mod tests {
     fn resource_paths_reject_traversal_and_bad_shapes() {
         let p: ResourcePath = "default/key/1".parse().unwrap();
         assert_eq!(p.to_string(), "default/key/1");
-        assert_eq!("kbs:///a/b/c".parse::<ResourcePath>().unwrap().to_string(), "a/b/c");
+        assert_eq!(
+            "kbs:///a/b/c".parse::<ResourcePath>().unwrap().to_string(),
+            "a/b/c"
+        );
         for bad in ["a/b", "a/b/c/d", "../b/c", "a//c", "a/b/c d", "a/./c"] {
             assert!(bad.parse::<ResourcePath>().is_err(), "{bad}");
         }

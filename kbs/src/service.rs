@@ -11,8 +11,8 @@ use crate::jwe;
 use crate::metrics::ResourceOutcome;
 use crate::policy::{self, PolicyKind};
 use crate::protocol::{
-    self, Attestation, Challenge, JweResponse, Request, ResourcePath, TeePubKey,
-    PROTOCOL_VERSION, TEE_SNP,
+    self, Attestation, Challenge, JweResponse, Request, ResourcePath, TeePubKey, PROTOCOL_VERSION,
+    TEE_SNP,
 };
 use crate::session::NewSession;
 use crate::state::{now_secs, AppState};
@@ -133,7 +133,9 @@ fn attest_with_nonce(
 
 /// Refuses keys the response could not be encrypted to, before spending a verification.
 fn check_tee_key(key: &TeePubKey) -> Result<(), KbsError> {
-    jwe::encrypt(key, b"").map(|_| ()).map_err(|e| KbsError::TeeKey(e.to_string()))
+    jwe::encrypt(key, b"")
+        .map(|_| ())
+        .map_err(|e| KbsError::TeeKey(e.to_string()))
 }
 
 /// The token claims of a resource request: the attested session's, or a verified bearer

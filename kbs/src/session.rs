@@ -159,14 +159,23 @@ mod tests {
         assert_eq!(a.id.len(), 32);
         assert_eq!(STANDARD.decode(&a.nonce).unwrap().len(), 32);
         assert_eq!(s.take_challenge(&a.id).unwrap(), a.nonce);
-        assert!(matches!(s.take_challenge(&a.id), Err(KbsError::ChallengeUsed)));
+        assert!(matches!(
+            s.take_challenge(&a.id),
+            Err(KbsError::ChallengeUsed)
+        ));
         assert!(matches!(s.claims(&a.id), Err(KbsError::TokenNotFound)));
         s.attested(&a.id, "t".into(), Value::Null).unwrap();
         assert_eq!(s.claims(&a.id).unwrap().1, "t");
-        assert!(matches!(s.take_challenge("nope"), Err(KbsError::UnknownSession(_))));
+        assert!(matches!(
+            s.take_challenge("nope"),
+            Err(KbsError::UnknownSession(_))
+        ));
 
         let short = Sessions::new(Duration::ZERO);
         let b = short.create().unwrap();
-        assert!(matches!(short.take_challenge(&b.id), Err(KbsError::UnknownSession(_))));
+        assert!(matches!(
+            short.take_challenge(&b.id),
+            Err(KbsError::UnknownSession(_))
+        ));
     }
 }

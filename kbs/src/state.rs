@@ -112,7 +112,9 @@ impl AppState {
                     .map_err(|_| StorageError::Poisoned)?
                     .as_bytes()
                     .to_vec();
-                let stored = config.storage.put_if_absent(Namespace::Key, TOKEN_KEY, &der)?;
+                let stored = config
+                    .storage
+                    .put_if_absent(Namespace::Key, TOKEN_KEY, &der)?;
                 SigningKey::from_pkcs8_der(&stored).map_err(|_| StorageError::Poisoned)?
             }
         };

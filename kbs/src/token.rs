@@ -65,7 +65,12 @@ impl TokenIssuer {
     }
 
     /// Builds the EAR claims and signs them.
-    pub fn issue(&self, a: &Appraisal<'_>, runtime: &RuntimeData, now_secs: u64) -> (String, Value) {
+    pub fn issue(
+        &self,
+        a: &Appraisal<'_>,
+        runtime: &RuntimeData,
+        now_secs: u64,
+    ) -> (String, Value) {
         let tv = if a.affirming {
             json!({"instance-identity": 2, "configuration": 2, "executables": 3, "hardware": 2})
         } else {

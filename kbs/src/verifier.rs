@@ -129,8 +129,8 @@ impl EvidenceVerifier {
     ) -> Result<VerifiedEvidence, EvidenceError> {
         let bytes = serde_json::to_vec(primary_evidence)
             .map_err(|e| EvidenceError::Parse(e.to_string()))?;
-        let evidence =
-            Evidence::from_trustee_json(&bytes).map_err(|e| EvidenceError::Parse(chain_text(&e)))?;
+        let evidence = Evidence::from_trustee_json(&bytes)
+            .map_err(|e| EvidenceError::Parse(chain_text(&e)))?;
         let report = &evidence.report;
         if &report.report_data() != expected_report_data {
             return Err(EvidenceError::Binding);

@@ -14,15 +14,38 @@ fn shared() -> &'static TestEnv {
     HOME.get_or_init(|| {
         let env = TestEnv::new();
         let out = env.path("first.bin").display().to_string();
-        let r = env.run(&["attest", "report", "--simulate", "--report-data", "00", "--out", &out]);
+        let r = env.run(&[
+            "attest",
+            "report",
+            "--simulate",
+            "--report-data",
+            "00",
+            "--out",
+            &out,
+        ]);
         assert_eq!(r.code, 0, "{r:?}");
         let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         let key = env.path("admin.pem").display().to_string();
         let public = env.path("admin.pub").display().to_string();
-        openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &key,
+        ]);
         openssl(&["pkey", "-in", &key, "-pubout", "-out", &public]);
         env
     })
@@ -56,7 +79,10 @@ fn serve(db_name: &str, extra: &[&str]) -> Kbs {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut head = String::new();
     let url = loop {
-        let line = lines.next().expect("kbs serve exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("kbs serve exited before listening")
+            .unwrap();
         head.push_str(&line);
         head.push('\n');
         if let Some(rest) = line.strip_prefix("KBS listening on ") {
@@ -91,10 +117,31 @@ fn set_up(kbs: &Kbs, secret: &[u8]) {
     let env = shared();
     let file = write_file(env.home.path(), "secret.bin", secret);
     let key = admin_key();
-    let r = env.run(&["kbs", "resource", "set", "--url", &kbs.url, "--admin-key", &key, "default/key/1", "--file", &file]);
+    let r = env.run(&[
+        "kbs",
+        "resource",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "default/key/1",
+        "--file",
+        &file,
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let rv = format!("[\"{}\"]", good_measurement());
-    let r = env.run(&["kbs", "reference-value", "set", "--url", &kbs.url, "--admin-key", &key, "snp_launch_measurement", &rv]);
+    let r = env.run(&[
+        "kbs",
+        "reference-value",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "snp_launch_measurement",
+        &rv,
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
 }
 
@@ -102,21 +149,54 @@ fn set_up(kbs: &Kbs, secret: &[u8]) {
 fn secret_is_released_only_after_valid_attestation_with_a_reference_measurement() {
     let env = shared();
     let kbs = admin_serve("released.db");
-    assert!(kbs.stderr_head.contains("--allow-simulated"), "{}", kbs.stderr_head);
+    assert!(
+        kbs.stderr_head.contains("--allow-simulated"),
+        "{}",
+        kbs.stderr_head
+    );
     set_up(&kbs, b"s3cr3t\x00\xff");
     let out = env.path("got.bin");
     let m = good_measurement();
-    let r = env.run(&["kbs", "get", "--url", &kbs.url, "--simulate", "--measurement", &m, "default/key/1", "--out", out.to_str().unwrap()]);
+    let r = env.run(&[
+        "kbs",
+        "get",
+        "--url",
+        &kbs.url,
+        "--simulate",
+        "--measurement",
+        &m,
+        "default/key/1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("SIMULATED"), "{}", r.stderr);
     assert_eq!(std::fs::read(&out).unwrap(), b"s3cr3t\x00\xff");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // To stdout, with every TEE key type.
     for key in ["p256", "p521", "rsa"] {
-        let r = env.run(&["kbs", "get", "--url", &kbs.url, "--simulate", "--measurement", &m, "--tee-key", key, "default/key/1"]);
+        let r = env.run(&[
+            "kbs",
+            "get",
+            "--url",
+            &kbs.url,
+            "--simulate",
+            "--measurement",
+            &m,
+            "--tee-key",
+            key,
+            "default/key/1",
+        ]);
         assert_eq!(r.code, 0, "{key}: {r:?}");
-        assert_eq!(r.stdout, String::from_utf8_lossy(b"s3cr3t\x00\xff"), "{key}");
+        assert_eq!(
+            r.stdout,
+            String::from_utf8_lossy(b"s3cr3t\x00\xff"),
+            "{key}"
+        );
     }
 }
 
@@ -125,7 +205,16 @@ fn secret_is_denied_when_the_measurement_is_not_a_reference_value() {
     let env = shared();
     let kbs = admin_serve("denied.db");
     set_up(&kbs, b"never shown");
-    let r = env.run(&["kbs", "get", "--url", &kbs.url, "--simulate", "--measurement", &"00".repeat(48), "default/key/1"]);
+    let r = env.run(&[
+        "kbs",
+        "get",
+        "--url",
+        &kbs.url,
+        "--simulate",
+        "--measurement",
+        &"00".repeat(48),
+        "default/key/1",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("PolicyDeny"), "{}", r.stderr);
     assert!(r.stderr.contains("hint:"), "{}", r.stderr);
@@ -140,26 +229,103 @@ fn resource_policies_decide_and_resources_can_be_removed() {
     let key = admin_key();
     let m = good_measurement();
     let other = "11".repeat(48);
-    let get = |measurement: &str| env.run(&["kbs", "get", "--url", &kbs.url, "--simulate", "--measurement", measurement, "default/key/1"]);
-    let r = env.run(&["kbs", "policy", "set", "--url", &kbs.url, "--admin-key", &key, "--kind", "resource", "--builtin", "deny-all"]);
+    let get = |measurement: &str| {
+        env.run(&[
+            "kbs",
+            "get",
+            "--url",
+            &kbs.url,
+            "--simulate",
+            "--measurement",
+            measurement,
+            "default/key/1",
+        ])
+    };
+    let r = env.run(&[
+        "kbs",
+        "policy",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "--kind",
+        "resource",
+        "--builtin",
+        "deny-all",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(get(&m).code, 1);
-    let r = env.run(&["kbs", "policy", "set", "--url", &kbs.url, "--admin-key", &key, "--kind", "resource", "--builtin", "allow-all"]);
+    let r = env.run(&[
+        "kbs",
+        "policy",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "--kind",
+        "resource",
+        "--builtin",
+        "allow-all",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = get(&other);
     assert_eq!((r.code, r.stdout.as_str()), (0, "policy secret"), "{r:?}");
     // A custom Rego file: only repository "other" may be read.
     let rego = write_file(env.home.path(), "only-other.rego", b"package policy\ndefault allow := false\nallow if { data[\"resource-path\"][0] == \"other\" }\n");
-    let r = env.run(&["kbs", "policy", "set", "--url", &kbs.url, "--admin-key", &key, "--kind", "resource", "--file", &rego]);
+    let r = env.run(&[
+        "kbs",
+        "policy",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "--kind",
+        "resource",
+        "--file",
+        &rego,
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(get(&m).code, 1);
-    let r = env.run(&["kbs", "resource", "rm", "--url", &kbs.url, "--admin-key", &key, "default/key/1"]);
+    let r = env.run(&[
+        "kbs",
+        "resource",
+        "rm",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "default/key/1",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = env.run(&["kbs", "resource", "rm", "--url", &kbs.url, "--admin-key", &key, "default/key/1"]);
+    let r = env.run(&[
+        "kbs",
+        "resource",
+        "rm",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "default/key/1",
+    ]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("not found"), "{}", r.stderr);
     let bad = write_file(env.home.path(), "bad.rego", b"package policy\nallow if {");
-    let r = env.run(&["kbs", "policy", "set", "--url", &kbs.url, "--admin-key", &key, "--kind", "resource", "--file", &bad]);
+    let r = env.run(&[
+        "kbs",
+        "policy",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &key,
+        "--kind",
+        "resource",
+        "--file",
+        &bad,
+    ]);
     assert_eq!(r.code, 2, "{r:?}");
 }
 
@@ -167,11 +333,31 @@ fn resource_policies_decide_and_resources_can_be_removed() {
 fn simulated_evidence_is_refused_without_allow_simulated() {
     let env = shared();
     let kbs = serve("nosim.db", &["--insecure-admin"]);
-    assert!(kbs.stderr_head.contains("warning: --insecure-admin"), "{}", kbs.stderr_head);
+    assert!(
+        kbs.stderr_head.contains("warning: --insecure-admin"),
+        "{}",
+        kbs.stderr_head
+    );
     let file = write_file(env.home.path(), "s.bin", b"x");
-    let r = env.run(&["kbs", "resource", "set", "--url", &kbs.url, "default/key/1", "--file", &file]);
+    let r = env.run(&[
+        "kbs",
+        "resource",
+        "set",
+        "--url",
+        &kbs.url,
+        "default/key/1",
+        "--file",
+        &file,
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = env.run(&["kbs", "get", "--url", &kbs.url, "--simulate", "default/key/1"]);
+    let r = env.run(&[
+        "kbs",
+        "get",
+        "--url",
+        &kbs.url,
+        "--simulate",
+        "default/key/1",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("AttestationError"), "{}", r.stderr);
     assert!(r.stderr.contains("--allow-simulated"), "{}", r.stderr);
@@ -182,14 +368,51 @@ fn admin_commands_need_the_admin_key() {
     let env = shared();
     let kbs = admin_serve("admin.db");
     let file = write_file(env.home.path(), "s2.bin", b"x");
-    let r = env.run(&["kbs", "resource", "set", "--url", &kbs.url, "default/key/1", "--file", &file]);
+    let r = env.run(&[
+        "kbs",
+        "resource",
+        "set",
+        "--url",
+        &kbs.url,
+        "default/key/1",
+        "--file",
+        &file,
+    ]);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("AdminAuthAccess"), "{}", r.stderr);
-    let r = env.run(&["kbs", "reference-value", "get", "--url", &kbs.url, "--admin-key", &admin_key(), "snp_min_snp"]);
+    let r = env.run(&[
+        "kbs",
+        "reference-value",
+        "get",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &admin_key(),
+        "snp_min_snp",
+    ]);
     assert_ne!(r.code, 0, "{r:?}");
-    let r = env.run(&["kbs", "reference-value", "set", "--url", &kbs.url, "--admin-key", &admin_key(), "snp_min_snp", "7"]);
+    let r = env.run(&[
+        "kbs",
+        "reference-value",
+        "set",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &admin_key(),
+        "snp_min_snp",
+        "7",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = env.run(&["kbs", "reference-value", "get", "--url", &kbs.url, "--admin-key", &admin_key(), "snp_min_snp"]);
+    let r = env.run(&[
+        "kbs",
+        "reference-value",
+        "get",
+        "--url",
+        &kbs.url,
+        "--admin-key",
+        &admin_key(),
+        "snp_min_snp",
+    ]);
     assert_eq!((r.code, r.stdout.trim()), (0, "7"), "{r:?}");
 }
 
@@ -201,9 +424,36 @@ fn bad_input_is_a_usage_error() {
         vec!["kbs", "get", "--url", url, "--simulate", "not/a"],
         vec!["kbs", "get", "--url", "ftp://x", "--simulate", "a/b/c"],
         vec!["kbs", "get", "--url", url, "--measurement", "00", "a/b/c"],
-        vec!["kbs", "reference-value", "set", "--url", url, "snp_min_snp", "not json"],
-        vec!["kbs", "policy", "set", "--url", url, "--kind", "resource", "--builtin", "nope"],
-        vec!["kbs", "resource", "set", "--url", url, "a/b/c", "--file", "/nonexistent"],
+        vec![
+            "kbs",
+            "reference-value",
+            "set",
+            "--url",
+            url,
+            "snp_min_snp",
+            "not json",
+        ],
+        vec![
+            "kbs",
+            "policy",
+            "set",
+            "--url",
+            url,
+            "--kind",
+            "resource",
+            "--builtin",
+            "nope",
+        ],
+        vec![
+            "kbs",
+            "resource",
+            "set",
+            "--url",
+            url,
+            "a/b/c",
+            "--file",
+            "/nonexistent",
+        ],
     ] {
         let r = env.run(&args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");

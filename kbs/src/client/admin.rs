@@ -58,7 +58,11 @@ impl AdminClient {
     ///
     /// # Errors
     /// [`ClientError::Url`].
-    pub fn new(url: &str, key: Option<SigningKey>, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+    pub fn new(
+        url: &str,
+        key: Option<SigningKey>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         // Reuse the protocol client's URL checks and TLS settings.
         let probe = super::KbsClient::with_key(
             url,
@@ -80,7 +84,10 @@ impl AdminClient {
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}/kbs/v0/{path}", self.base);
-        let auth = self.key.as_ref().map(|k| format!("Bearer {}", admin_token(k)));
+        let auth = self
+            .key
+            .as_ref()
+            .map(|k| format!("Bearer {}", admin_token(k)));
         let network = |source| ClientError::Network {
             step,
             url: url.clone(),
@@ -102,7 +109,10 @@ impl AdminClient {
                 r.call().map_err(network)?
             }
             (_, body) => {
-                let mut r = self.agent.post(&url).header("content-type", "application/json");
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("content-type", "application/json");
                 if let Some(a) = &auth {
                     r = r.header("authorization", a);
                 }
@@ -122,8 +132,13 @@ impl AdminClient {
     /// # Errors
     /// [`ClientError`].
     pub fn set_resource(&self, path: &ResourcePath, bytes: &[u8]) -> Result<(), ClientError> {
-        self.call("resource set", "POST", &format!("resource/{path}"), Some(bytes))
-            .map(|_| ())
+        self.call(
+            "resource set",
+            "POST",
+            &format!("resource/{path}"),
+            Some(bytes),
+        )
+        .map(|_| ())
     }
 
     /// Removes `path`.
@@ -148,15 +163,23 @@ impl AdminClient {
             ),
             AdminPolicy::Resource => ("resource-policy", json!({ "policy": policy })),
         };
-        self.call("policy set", "POST", path, Some(body.to_string().as_bytes()))
-            .map(|_| ())
+        self.call(
+            "policy set",
+            "POST",
+            path,
+            Some(body.to_string().as_bytes()),
+        )
+        .map(|_| ())
     }
 
     /// Sets reference values (`name → JSON value`) with an RVPS `sample` message.
     ///
     /// # Errors
     /// [`ClientError`] (the broker checks the known names' formats).
-    pub fn set_reference_values(&self, values: &serde_json::Map<String, Value>) -> Result<(), ClientError> {
+    pub fn set_reference_values(
+        &self,
+        values: &serde_json::Map<String, Value>,
+    ) -> Result<(), ClientError> {
         let message = json!({
             "version": "0.1.0",
             "type": "sample",
@@ -176,7 +199,12 @@ impl AdminClient {
     /// # Errors
     /// [`ClientError::NotFound`] when unset.
     pub fn reference_value(&self, name: &str) -> Result<Value, ClientError> {
-        let body = self.call("reference-value get", "GET", &format!("reference-value/{name}"), None)?;
+        let body = self.call(
+            "reference-value get",
+            "GET",
+            &format!("reference-value/{name}"),
+            None,
+        )?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
             step: "reference-value get",
             why: e.to_string(),

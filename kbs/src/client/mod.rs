@@ -128,7 +128,11 @@ impl KbsClient {
     ///
     /// # Errors
     /// [`ClientError::Url`], [`ClientError::Ca`].
-    pub fn with_key(url: &str, key: TeeKeyPair, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+    pub fn with_key(
+        url: &str,
+        key: TeeKeyPair,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         let base = url.trim_end_matches('/').to_owned();
         let parsed: ureq::http::Uri = base.parse().map_err(|_| ClientError::Url(url.into()))?;
         if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
@@ -142,7 +146,8 @@ impl KbsClient {
         let loopback = parsed.host().is_some_and(|h| {
             let h = h.trim_start_matches('[').trim_end_matches(']');
             h.eq_ignore_ascii_case("localhost")
-                || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
         });
         if loopback {
             config = config.proxy(None);
@@ -150,9 +155,10 @@ impl KbsClient {
         if let Some(pem) = ca_pem {
             let mut certs = Vec::new();
             for item in ureq::tls::parse_pem(pem) {
-                match item.map_err(|e| ClientError::Ca(e.to_string()))? {
-                    ureq::tls::PemItem::Certificate(c) => certs.push(c),
-                    _ => {}
+                if let ureq::tls::PemItem::Certificate(c) =
+                    item.map_err(|e| ClientError::Ca(e.to_string()))?
+                {
+                    certs.push(c);
                 }
             }
             if certs.is_empty() {
@@ -273,10 +279,12 @@ impl KbsClient {
             nonce: challenge.nonce,
             tee_pubkey: self.key.public_jwk(),
         };
-        let report_data = protocol::report_data(&runtime.nonce, &runtime.tee_pubkey, "")
-            .map_err(|e| ClientError::Protocol {
-                step: "attest",
-                why: e.to_string(),
+        let report_data =
+            protocol::report_data(&runtime.nonce, &runtime.tee_pubkey, "").map_err(|e| {
+                ClientError::Protocol {
+                    step: "attest",
+                    why: e.to_string(),
+                }
             })?;
         let evidence = attester.report(&report_data, 0)?;
         let attestation = Attestation {
@@ -362,10 +370,11 @@ impl KbsClient {
             404 => return Err(ClientError::NotFound(path.to_string())),
             _ => return Err(Self::refused("resource", status, &body)),
         }
-        let jwe: JweResponse = serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
-            step: "resource",
-            why: format!("not a JWE: {e}"),
-        })?;
+        let jwe: JweResponse =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+                step: "resource",
+                why: format!("not a JWE: {e}"),
+            })?;
         Ok(self.key.decrypt(&jwe)?)
     }
 

@@ -151,10 +151,30 @@ mod tests {
             v
         };
         assert!(evaluate(ATTESTATION_DEFAULT, &snp(&m, 8), &rv(json!({}))).unwrap());
-        assert!(!evaluate(ATTESTATION_DEFAULT, &snp(&"cd".repeat(48), 8), &rv(json!({}))).unwrap());
-        assert!(!evaluate(ATTESTATION_DEFAULT, &snp(&m, 8), &json!({"reference_values": {}})).unwrap());
-        assert!(evaluate(ATTESTATION_DEFAULT, &snp(&m, 8), &rv(json!({"snp_min_snp": 8}))).unwrap());
-        assert!(!evaluate(ATTESTATION_DEFAULT, &snp(&m, 7), &rv(json!({"snp_min_snp": 8}))).unwrap());
+        assert!(!evaluate(
+            ATTESTATION_DEFAULT,
+            &snp(&"cd".repeat(48), 8),
+            &rv(json!({}))
+        )
+        .unwrap());
+        assert!(!evaluate(
+            ATTESTATION_DEFAULT,
+            &snp(&m, 8),
+            &json!({"reference_values": {}})
+        )
+        .unwrap());
+        assert!(evaluate(
+            ATTESTATION_DEFAULT,
+            &snp(&m, 8),
+            &rv(json!({"snp_min_snp": 8}))
+        )
+        .unwrap());
+        assert!(!evaluate(
+            ATTESTATION_DEFAULT,
+            &snp(&m, 7),
+            &rv(json!({"snp_min_snp": 8}))
+        )
+        .unwrap());
     }
 
     #[test]
@@ -174,7 +194,13 @@ mod tests {
         check(v0).unwrap();
         let data = json!({"plugin": "resource", "resource-path": ["a", "b", "c"]});
         assert!(evaluate(v0, &json!({}), &data).unwrap());
-        assert!(matches!(check("package policy\nallow if {"), Err(PolicyError::Parse(_))));
-        assert!(matches!(check("package other\ndefault allow := true"), Err(PolicyError::Parse(_))));
+        assert!(matches!(
+            check("package policy\nallow if {"),
+            Err(PolicyError::Parse(_))
+        ));
+        assert!(matches!(
+            check("package other\ndefault allow := true"),
+            Err(PolicyError::Parse(_))
+        ));
     }
 }

@@ -199,12 +199,15 @@ pub(crate) fn check_reference_value(name: &str, value: &Value) -> Result<(), Kbs
             }
         }
     } else if name.starts_with("snp_min_") {
-        if !value.as_u64().is_some_and(|n| n <= 255) {
+        if value.as_u64().is_none_or(|n| n > 255) {
             return bad(format!("{value} is not an SPL between 0 and 255"));
         }
         let known = ["bootloader", "tee", "snp", "microcode", "fmc"];
         if !known.iter().any(|k| name == format!("snp_min_{k}")) {
-            return bad(format!("unknown TCB component (known: {})", known.join(", ")));
+            return bad(format!(
+                "unknown TCB component (known: {})",
+                known.join(", ")
+            ));
         }
     }
     Ok(())
@@ -240,7 +243,11 @@ pub(crate) async fn set_reference_values(
         for (name, value) in &values {
             state
                 .storage
-                .put(Namespace::ReferenceValue, name, value.to_string().as_bytes())
+                .put(
+                    Namespace::ReferenceValue,
+                    name,
+                    value.to_string().as_bytes(),
+                )
                 .map_err(storage_err)?;
             tracing::info!(name, "reference value set");
         }

@@ -96,8 +96,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`StorageError`] when the backend fails.
-    fn put_if_absent(&self, ns: Namespace, key: &str, value: &[u8])
-        -> Result<Vec<u8>, StorageError>;
+    fn put_if_absent(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+    ) -> Result<Vec<u8>, StorageError>;
 }
 
 #[cfg(test)]
@@ -111,13 +115,23 @@ pub(crate) mod tests {
         s.put(ns, "a/b/c", b"one").unwrap();
         s.put(ns, "a/b/c", b"two").unwrap();
         assert_eq!(s.get(ns, "a/b/c").unwrap().as_deref(), Some(&b"two"[..]));
-        assert_eq!(s.get(Namespace::Key, "a/b/c").unwrap(), None, "namespaces are separate");
+        assert_eq!(
+            s.get(Namespace::Key, "a/b/c").unwrap(),
+            None,
+            "namespaces are separate"
+        );
         s.put(ns, "a/b/a", b"x").unwrap();
         let keys: Vec<String> = s.list(ns).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a/b/a", "a/b/c"]);
         assert!(s.delete(ns, "a/b/c").unwrap());
         assert!(!s.delete(ns, "a/b/c").unwrap());
-        assert_eq!(s.put_if_absent(Namespace::Key, "k", b"first").unwrap(), b"first");
-        assert_eq!(s.put_if_absent(Namespace::Key, "k", b"second").unwrap(), b"first");
+        assert_eq!(
+            s.put_if_absent(Namespace::Key, "k", b"first").unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            s.put_if_absent(Namespace::Key, "k", b"second").unwrap(),
+            b"first"
+        );
     }
 }

@@ -31,7 +31,8 @@ impl SqliteStorage {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(
@@ -131,6 +132,9 @@ mod tests {
             crate::storage::tests::exercise(&s);
         }
         let s = SqliteStorage::open(&path).unwrap();
-        assert_eq!(s.get(Namespace::Key, "k").unwrap().as_deref(), Some(&b"first"[..]));
+        assert_eq!(
+            s.get(Namespace::Key, "k").unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
     }
 }

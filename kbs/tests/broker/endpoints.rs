@@ -14,7 +14,9 @@ async fn auth_issues_a_challenge_and_a_session_cookie() {
     let (cookie, nonce) = auth(&b.state).await;
     let id = cookie.strip_prefix("kbs-session-id=").unwrap();
     assert_eq!(id.len(), 32);
-    assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(id
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     assert_eq!(STANDARD.decode(&nonce).unwrap().len(), 32);
     assert_eq!(nonce.len(), 44);
 }
@@ -24,14 +26,25 @@ async fn auth_refuses_other_protocol_versions_and_tees() {
     let b = broker();
     let r = send(
         &b.state,
-        json_post("/kbs/v0/auth", &json!({"version": "0.1.1", "tee": "snp", "extra-params": ""}), None),
+        json_post(
+            "/kbs/v0/auth",
+            &json!({"version": "0.1.1", "tee": "snp", "extra-params": ""}),
+            None,
+        ),
     )
     .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
-    assert!(r.json()["detail"].as_str().unwrap().contains("Protocol Version Mismatch"));
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Protocol Version Mismatch"));
     let r = send(
         &b.state,
-        json_post("/kbs/v0/auth", &json!({"version": "0.4.0", "tee": "tdx", "extra-params": ""}), None),
+        json_post(
+            "/kbs/v0/auth",
+            &json!({"version": "0.4.0", "tee": "tdx", "extra-params": ""}),
+            None,
+        ),
     )
     .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
@@ -41,7 +54,13 @@ async fn auth_refuses_other_protocol_versions_and_tees() {
 #[tokio::test]
 async fn malformed_json_is_a_serde_error_on_every_json_endpoint() {
     let b = broker();
-    for uri in ["/kbs/v0/auth", "/kbs/v0/attest", "/kbs/v0/attestation-policy", "/kbs/v0/resource-policy", "/kbs/v0/reference-value"] {
+    for uri in [
+        "/kbs/v0/auth",
+        "/kbs/v0/attest",
+        "/kbs/v0/attestation-policy",
+        "/kbs/v0/resource-policy",
+        "/kbs/v0/reference-value",
+    ] {
         for body in ["{not json", "[]", "{\"version\": 4}", ""] {
             let req = Request::post(uri)
                 .header("cookie", "kbs-session-id=00")
@@ -49,7 +68,11 @@ async fn malformed_json_is_a_serde_error_on_every_json_endpoint() {
                 .body(Body::from(body))
                 .unwrap();
             let r = send(&b.state, req).await;
-            assert_eq!((r.status, r.kind().as_str()), (401, "SerdeError"), "{uri} {body:?}");
+            assert_eq!(
+                (r.status, r.kind().as_str()),
+                (401, "SerdeError"),
+                "{uri} {body:?}"
+            );
         }
     }
 }
@@ -58,7 +81,13 @@ async fn malformed_json_is_a_serde_error_on_every_json_endpoint() {
 async fn oversized_bodies_are_refused_with_413() {
     let b = broker_with(|c| c.limits.max_body_bytes = 1024);
     let big = format!("{{\"version\":\"{}\"}}", "x".repeat(4096));
-    let r = send(&b.state, Request::post("/kbs/v0/auth").body(Body::from(big.clone())).unwrap()).await;
+    let r = send(
+        &b.state,
+        Request::post("/kbs/v0/auth")
+            .body(Body::from(big.clone()))
+            .unwrap(),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (413, "PayloadTooLarge"));
     let req = Request::post("/kbs/v0/resource/a/b/c")
         .header("authorization", admin_bearer(&b.admin_key))
@@ -75,9 +104,16 @@ async fn attest_needs_a_live_session() {
     let r = send(&b.state, json_post("/kbs/v0/attest", &body, None)).await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
     assert!(r.json()["detail"].as_str().unwrap().contains("cookie"));
-    let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some("kbs-session-id=0123"))).await;
+    let r = send(
+        &b.state,
+        json_post("/kbs/v0/attest", &body, Some("kbs-session-id=0123")),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
-    assert!(r.json()["detail"].as_str().unwrap().contains("unknown or expired"));
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("unknown or expired"));
 }
 
 #[tokio::test]
@@ -105,15 +141,25 @@ async fn attest_returns_an_ear_token_marked_simulated() {
     assert_eq!(ev["runtime_data_claims"]["tee-pubkey"], key.public_jwk());
     assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
     let header: serde_json::Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap(),
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["jwk"]["crv"], "P-256");
     let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&{
         let mut v = vec![4u8];
-        v.extend(URL_SAFE_NO_PAD.decode(header["jwk"]["x"].as_str().unwrap()).unwrap());
-        v.extend(URL_SAFE_NO_PAD.decode(header["jwk"]["y"].as_str().unwrap()).unwrap());
+        v.extend(
+            URL_SAFE_NO_PAD
+                .decode(header["jwk"]["x"].as_str().unwrap())
+                .unwrap(),
+        );
+        v.extend(
+            URL_SAFE_NO_PAD
+                .decode(header["jwk"]["y"].as_str().unwrap())
+                .unwrap(),
+        );
         v
     })
     .unwrap();
@@ -126,10 +172,18 @@ async fn a_challenge_cannot_be_answered_twice() {
     let (cookie, nonce) = auth(&b.state).await;
     let (_, jwk) = tee_key();
     let body = attestation(&SimAttester::new(MEASUREMENT), &nonce, &jwk, &nonce, &jwk);
-    assert_eq!(send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await.status, 200);
+    assert_eq!(
+        send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie)))
+            .await
+            .status,
+        200
+    );
     let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
-    assert!(r.json()["detail"].as_str().unwrap().contains("already used"));
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
 }
 
 #[tokio::test]
@@ -138,13 +192,30 @@ async fn a_nonce_of_another_session_is_refused_and_spends_the_session() {
     let (cookie_a, _nonce_a) = auth(&b.state).await;
     let (_cookie_b, nonce_b) = auth(&b.state).await;
     let (_, jwk) = tee_key();
-    let body = attestation(&SimAttester::new(MEASUREMENT), &nonce_b, &jwk, &nonce_b, &jwk);
-    let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie_a))).await;
+    let body = attestation(
+        &SimAttester::new(MEASUREMENT),
+        &nonce_b,
+        &jwk,
+        &nonce_b,
+        &jwk,
+    );
+    let r = send(
+        &b.state,
+        json_post("/kbs/v0/attest", &body, Some(&cookie_a)),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
     assert!(r.json()["detail"].as_str().unwrap().contains("nonce"));
     // The failed session cannot be retried.
-    let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie_a))).await;
-    assert!(r.json()["detail"].as_str().unwrap().contains("unknown or expired"));
+    let r = send(
+        &b.state,
+        json_post("/kbs/v0/attest", &body, Some(&cookie_a)),
+    )
+    .await;
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("unknown or expired"));
 }
 
 #[tokio::test]
@@ -163,7 +234,11 @@ async fn evidence_for_another_nonce_or_key_is_a_binding_mismatch() {
     let (cookie, nonce) = auth(&b.state).await;
     let body = attestation(&att, &nonce, &other_jwk, &nonce, &jwk);
     let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await;
-    assert!(r.json()["detail"].as_str().unwrap().contains("REPORT_DATA"), "{:?}", r.json());
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("REPORT_DATA"),
+        "{:?}",
+        r.json()
+    );
 }
 
 #[tokio::test]
@@ -213,7 +288,11 @@ async fn tampered_evidence_is_refused() {
     body["tee-evidence"]["primary_evidence"]["attestation_report"]["measurement"][0] = json!(0);
     let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await;
     assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
-    assert!(r.json()["detail"].as_str().unwrap().contains("signature"), "{:?}", r.json());
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("signature"),
+        "{:?}",
+        r.json()
+    );
     let (cookie, nonce) = auth(&b.state).await;
     let mut body = attestation(&SimAttester::new(MEASUREMENT), &nonce, &jwk, &nonce, &jwk);
     body["tee-evidence"]["primary_evidence"] = json!({"attestation_report": {"version": 3}});
@@ -225,11 +304,24 @@ async fn tampered_evidence_is_refused() {
 async fn resource_is_released_as_jwe_to_the_attested_key_by_cookie_or_bearer() {
     let b = broker();
     let (cookie, token, key) = attested(&b.state, MEASUREMENT).await;
-    for header in [("cookie", cookie.clone()), ("authorization", format!("Bearer {token}"))] {
-        let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some((header.0, &header.1)))).await;
+    for header in [
+        ("cookie", cookie.clone()),
+        ("authorization", format!("Bearer {token}")),
+    ] {
+        let r = send(
+            &b.state,
+            get(
+                "/kbs/v0/resource/default/key/1",
+                Some((header.0, &header.1)),
+            ),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let jwe: a3s_kbs::protocol::JweResponse = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(jwe.protected, a3s_kbs::jwe::reserialize_protected_header(&jwe.protected).unwrap());
+        assert_eq!(
+            jwe.protected,
+            a3s_kbs::jwe::reserialize_protected_header(&jwe.protected).unwrap()
+        );
         assert_eq!(&key.decrypt(&jwe).unwrap()[..], b"top secret");
         assert!(!String::from_utf8_lossy(&r.body).contains("top secret"));
     }
@@ -242,9 +334,20 @@ async fn resource_needs_a_token() {
     assert_eq!((r.status, r.kind().as_str()), (401, "TokenNotFound"));
     // A session that has not attested yet has no token.
     let (cookie, _) = auth(&b.state).await;
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "TokenNotFound"));
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("authorization", "Bearer a.b.c")))).await;
+    let r = send(
+        &b.state,
+        get(
+            "/kbs/v0/resource/default/key/1",
+            Some(("authorization", "Bearer a.b.c")),
+        ),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "TokenVerifierError"));
 }
 
@@ -253,11 +356,25 @@ async fn tokens_of_another_broker_or_expired_are_refused() {
     let b = broker();
     let other = broker();
     let (_, token, _) = attested(&other.state, MEASUREMENT).await;
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("authorization", &format!("Bearer {token}"))))).await;
+    let r = send(
+        &b.state,
+        get(
+            "/kbs/v0/resource/default/key/1",
+            Some(("authorization", &format!("Bearer {token}"))),
+        ),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "TokenVerifierError"));
     let short = broker_with(|c| c.token_lifetime = std::time::Duration::ZERO);
     let (_, token, _) = attested(&short.state, MEASUREMENT).await;
-    let r = send(&short.state, get("/kbs/v0/resource/default/key/1", Some(("authorization", &format!("Bearer {token}"))))).await;
+    let r = send(
+        &short.state,
+        get(
+            "/kbs/v0/resource/default/key/1",
+            Some(("authorization", &format!("Bearer {token}"))),
+        ),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "TokenVerifierError"));
     assert!(r.json()["detail"].as_str().unwrap().contains("expired"));
 }
@@ -268,7 +385,11 @@ async fn unknown_measurement_gets_a_token_but_no_resource() {
     let (cookie, token, _) = attested(&b.state, [0x11; 48]).await;
     let claims = a3s_kbs::jwt::claims_unverified(&token).unwrap();
     assert_eq!(claims["submods"]["cpu0"]["ear.status"], "contraindicated");
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "PolicyDeny"));
     assert!(!String::from_utf8_lossy(&r.body).contains("top secret"));
 }
@@ -277,11 +398,25 @@ async fn unknown_measurement_gets_a_token_but_no_resource() {
 async fn missing_resource_is_404_and_bad_paths_are_invalid_request_paths() {
     let b = broker();
     let (cookie, _, _) = attested(&b.state, MEASUREMENT).await;
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/2", Some(("cookie", &cookie)))).await;
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/2", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (404, "ResourceNotFound"));
-    for uri in ["/kbs/v0/resource/a/b", "/kbs/v0/resource/a/b/c/d", "/kbs/v0/nebula-ca/x", "/kbs/v1/auth", "/kbs/v0/resource/a/b/%2e%2e"] {
+    for uri in [
+        "/kbs/v0/resource/a/b",
+        "/kbs/v0/resource/a/b/c/d",
+        "/kbs/v0/nebula-ca/x",
+        "/kbs/v1/auth",
+        "/kbs/v0/resource/a/b/%2e%2e",
+    ] {
         let r = send(&b.state, get(uri, Some(("cookie", &cookie)))).await;
-        assert_eq!((r.status, r.kind().as_str()), (404, "InvalidRequestPath"), "{uri}");
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (404, "InvalidRequestPath"),
+            "{uri}"
+        );
     }
     let r = send(&b.state, get("/kbs/v0/auth", None)).await;
     assert_eq!((r.status, r.kind().as_str()), (404, "InvalidRequestPath"));
@@ -294,17 +429,49 @@ async fn resource_policy_deny_all_and_allow_all_decide() {
     let set = |rego: &str| {
         Request::post("/kbs/v0/resource-policy")
             .header("authorization", admin_bearer(&b.admin_key))
-            .body(Body::from(json!({"policy": URL_SAFE_NO_PAD.encode(rego)}).to_string()))
+            .body(Body::from(
+                json!({"policy": URL_SAFE_NO_PAD.encode(rego)}).to_string(),
+            ))
             .unwrap()
     };
-    assert_eq!(send(&b.state, set(a3s_kbs::policy::RESOURCE_ALLOW_ALL)).await.status, 200);
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    assert_eq!(
+        send(&b.state, set(a3s_kbs::policy::RESOURCE_ALLOW_ALL))
+            .await
+            .status,
+        200
+    );
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert_eq!(send(&b.state, set(a3s_kbs::policy::RESOURCE_DENY_ALL)).await.status, 200);
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    assert_eq!(
+        send(&b.state, set(a3s_kbs::policy::RESOURCE_DENY_ALL))
+            .await
+            .status,
+        200
+    );
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!((r.status, r.kind().as_str()), (401, "PolicyDeny"));
-    let r = send(&b.state, get("/kbs/v0/resource-policy", Some(("authorization", &admin_bearer(&b.admin_key))))).await;
-    let rego = String::from_utf8(URL_SAFE_NO_PAD.decode(r.json()["policy"].as_str().unwrap()).unwrap()).unwrap();
+    let r = send(
+        &b.state,
+        get(
+            "/kbs/v0/resource-policy",
+            Some(("authorization", &admin_bearer(&b.admin_key))),
+        ),
+    )
+    .await;
+    let rego = String::from_utf8(
+        URL_SAFE_NO_PAD
+            .decode(r.json()["policy"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(rego, a3s_kbs::policy::RESOURCE_DENY_ALL);
 }
 
@@ -319,7 +486,11 @@ async fn attestation_policy_allow_all_affirms_any_measurement() {
         .unwrap();
     assert_eq!(send(&b.state, req).await.status, 200);
     let (cookie, _, _) = attested(&b.state, [0x11; 48]).await;
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 
@@ -336,11 +507,17 @@ async fn bad_policies_are_parse_policy_errors() {
             .body(Body::from(body.to_string()))
             .unwrap();
         let r = send(&b.state, req).await;
-        assert_eq!((r.status, r.kind().as_str()), (401, "ParsePolicyError"), "{body}");
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (401, "ParsePolicyError"),
+            "{body}"
+        );
     }
     let req = Request::post("/kbs/v0/attestation-policy")
         .header("authorization", admin_bearer(&b.admin_key))
-        .body(Body::from(json!({"type": "opa-wasm", "policy": "AA"}).to_string()))
+        .body(Body::from(
+            json!({"type": "opa-wasm", "policy": "AA"}).to_string(),
+        ))
         .unwrap();
     assert_eq!(send(&b.state, req).await.kind(), "ParsePolicyError");
 }
@@ -349,20 +526,36 @@ async fn bad_policies_are_parse_policy_errors() {
 async fn reference_values_are_set_read_and_checked() {
     let b = broker();
     let auth = admin_bearer(&b.admin_key);
-    let msg = |payload: serde_json::Value| {
-        json!({"version": "0.1.0", "type": "sample", "payload": STANDARD.encode(payload.to_string())})
-    };
+    let msg = |payload: serde_json::Value| json!({"version": "0.1.0", "type": "sample", "payload": STANDARD.encode(payload.to_string())});
     let post_rv = |body: serde_json::Value| {
         Request::post("/kbs/v0/reference-value")
             .header("authorization", auth.clone())
             .body(Body::from(body.to_string()))
             .unwrap()
     };
-    let r = send(&b.state, post_rv(msg(json!({"snp_min_snp": 8, "custom": {"a": 1}})))).await;
+    let r = send(
+        &b.state,
+        post_rv(msg(json!({"snp_min_snp": 8, "custom": {"a": 1}}))),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let r = send(&b.state, get("/kbs/v0/reference-value/snp_min_snp", Some(("authorization", &auth)))).await;
+    let r = send(
+        &b.state,
+        get(
+            "/kbs/v0/reference-value/snp_min_snp",
+            Some(("authorization", &auth)),
+        ),
+    )
+    .await;
     assert_eq!(r.json(), json!(8));
-    let r = send(&b.state, get("/kbs/v0/reference-value/nope", Some(("authorization", &auth)))).await;
+    let r = send(
+        &b.state,
+        get(
+            "/kbs/v0/reference-value/nope",
+            Some(("authorization", &auth)),
+        ),
+    )
+    .await;
     assert_eq!(r.status, 404);
     for bad in [
         msg(json!({"snp_launch_measurement": ["abcd"]})),
@@ -384,7 +577,11 @@ async fn reference_values_are_set_read_and_checked() {
         a3s_kbs::jwt::claims_unverified(&token).unwrap()["submods"]["cpu0"]["ear.status"],
         "contraindicated"
     );
-    let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    let r = send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     assert_eq!(r.kind(), "PolicyDeny");
 }
 
@@ -394,23 +591,48 @@ async fn admin_endpoints_need_the_admin_key() {
     let stranger = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let requests = || {
         vec![
-            Request::post("/kbs/v0/resource/a/b/c").body(Body::from("x")).unwrap(),
-            Request::delete("/kbs/v0/resource/default/key/1").body(Body::empty()).unwrap(),
-            Request::post("/kbs/v0/resource-policy").body(Body::from("{\"policy\":\"\"}")).unwrap(),
-            Request::get("/kbs/v0/resource-policy").body(Body::empty()).unwrap(),
-            Request::post("/kbs/v0/attestation-policy").body(Body::from("{\"policy\":\"\"}")).unwrap(),
-            Request::post("/kbs/v0/reference-value").body(Body::from("{\"version\":\"0.1.0\",\"type\":\"sample\",\"payload\":\"\"}")).unwrap(),
-            Request::get("/kbs/v0/reference-value/x").body(Body::empty()).unwrap(),
+            Request::post("/kbs/v0/resource/a/b/c")
+                .body(Body::from("x"))
+                .unwrap(),
+            Request::delete("/kbs/v0/resource/default/key/1")
+                .body(Body::empty())
+                .unwrap(),
+            Request::post("/kbs/v0/resource-policy")
+                .body(Body::from("{\"policy\":\"\"}"))
+                .unwrap(),
+            Request::get("/kbs/v0/resource-policy")
+                .body(Body::empty())
+                .unwrap(),
+            Request::post("/kbs/v0/attestation-policy")
+                .body(Body::from("{\"policy\":\"\"}"))
+                .unwrap(),
+            Request::post("/kbs/v0/reference-value")
+                .body(Body::from(
+                    "{\"version\":\"0.1.0\",\"type\":\"sample\",\"payload\":\"\"}",
+                ))
+                .unwrap(),
+            Request::get("/kbs/v0/reference-value/x")
+                .body(Body::empty())
+                .unwrap(),
         ]
     };
-    for auth in [None, Some(admin_bearer(&stranger)), Some("Bearer garbage".to_owned())] {
+    for auth in [
+        None,
+        Some(admin_bearer(&stranger)),
+        Some("Bearer garbage".to_owned()),
+    ] {
         for mut req in requests() {
             if let Some(a) = &auth {
-                req.headers_mut().insert("authorization", a.parse().unwrap());
+                req.headers_mut()
+                    .insert("authorization", a.parse().unwrap());
             }
             let uri = req.uri().clone();
             let r = send(&b.state, req).await;
-            assert_eq!((r.status, r.kind().as_str()), (401, "AdminAuthAccess"), "{uri} {auth:?}");
+            assert_eq!(
+                (r.status, r.kind().as_str()),
+                (401, "AdminAuthAccess"),
+                "{uri} {auth:?}"
+            );
         }
     }
     // An attestation token is not an admin credential.
@@ -420,7 +642,12 @@ async fn admin_endpoints_need_the_admin_key() {
         .body(Body::from("x"))
         .unwrap();
     assert_eq!(send(&b.state, req).await.kind(), "AdminAuthAccess");
-    assert_eq!(b.storage.get(a3s_kbs::storage::Namespace::Resource, "a/b/c").unwrap(), None);
+    assert_eq!(
+        b.storage
+            .get(a3s_kbs::storage::Namespace::Resource, "a/b/c")
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -433,23 +660,42 @@ async fn admin_sets_and_removes_resources() {
         .unwrap();
     assert_eq!(send(&b.state, req).await.status, 200);
     let (cookie, _, key) = attested(&b.state, MEASUREMENT).await;
-    let r = send(&b.state, get("/kbs/v0/resource/app/db/password", Some(("cookie", &cookie)))).await;
+    let r = send(
+        &b.state,
+        get(
+            "/kbs/v0/resource/app/db/password",
+            Some(("cookie", &cookie)),
+        ),
+    )
+    .await;
     let jwe = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(&key.decrypt(&jwe).unwrap()[..], &[0u8, 1, 2, 255]);
-    let del = || Request::delete("/kbs/v0/resource/app/db/password").header("authorization", &auth).body(Body::empty()).unwrap();
+    let del = || {
+        Request::delete("/kbs/v0/resource/app/db/password")
+            .header("authorization", &auth)
+            .body(Body::empty())
+            .unwrap()
+    };
     assert_eq!(send(&b.state, del()).await.status, 200);
     assert_eq!(send(&b.state, del()).await.status, 404);
-    let bad = Request::post("/kbs/v0/resource/app/db/..").header("authorization", &auth).body(Body::from("x")).unwrap();
+    let bad = Request::post("/kbs/v0/resource/app/db/..")
+        .header("authorization", &auth)
+        .body(Body::from("x"))
+        .unwrap();
     assert_eq!(send(&b.state, bad).await.kind(), "InvalidRequestPath");
 }
 
 #[tokio::test]
 async fn insecure_admin_allows_and_deny_all_refuses() {
     let open = broker_with(|c| c.admin = a3s_kbs::AdminAuth::InsecureAllowAll);
-    let req = Request::post("/kbs/v0/resource/a/b/c").body(Body::from("x")).unwrap();
+    let req = Request::post("/kbs/v0/resource/a/b/c")
+        .body(Body::from("x"))
+        .unwrap();
     assert_eq!(send(&open.state, req).await.status, 200);
     let closed = broker_with(|c| c.admin = a3s_kbs::AdminAuth::DenyAll);
-    let req = Request::post("/kbs/v0/resource/a/b/c").body(Body::from("x")).unwrap();
+    let req = Request::post("/kbs/v0/resource/a/b/c")
+        .body(Body::from("x"))
+        .unwrap();
     assert_eq!(send(&closed.state, req).await.kind(), "AdminAuthAccess");
 }
 
@@ -459,13 +705,26 @@ async fn healthz_and_metrics_are_served() {
     let r = send(&b.state, get("/healthz", None)).await;
     assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
     let (cookie, _, _) = attested(&b.state, MEASUREMENT).await;
-    send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+    send(
+        &b.state,
+        get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+    )
+    .await;
     let r = send(&b.state, get("/metrics", None)).await;
     let text = String::from_utf8(r.body).unwrap();
     assert!(text.contains("kbs_auth_total 1"), "{text}");
-    assert!(text.contains("kbs_attestation_total{result=\"ok\"} 1"), "{text}");
-    assert!(text.contains("kbs_resource_total{result=\"released\"} 1"), "{text}");
-    assert!(text.contains("kbs_evidence_verification_seconds_total"), "{text}");
+    assert!(
+        text.contains("kbs_attestation_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kbs_resource_total{result=\"released\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kbs_evidence_verification_seconds_total"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -477,8 +736,17 @@ async fn every_kbs_key_type_gets_its_resource() {
         let jwk = TeePubKeyJson(key.public_jwk());
         let (cookie, nonce) = auth(&b.state).await;
         let body = attestation(&SimAttester::new(MEASUREMENT), &nonce, &jwk, &nonce, &jwk);
-        assert_eq!(send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await.status, 200);
-        let r = send(&b.state, get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie)))).await;
+        assert_eq!(
+            send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie)))
+                .await
+                .status,
+            200
+        );
+        let r = send(
+            &b.state,
+            get("/kbs/v0/resource/default/key/1", Some(("cookie", &cookie))),
+        )
+        .await;
         let jwe = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(&key.decrypt(&jwe).unwrap()[..], b"top secret", "{kind:?}");
     }

@@ -24,7 +24,13 @@ struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = as_postgres(&format!("{BIN}/pg_ctl"))
-            .args(["-D", &self.dir.join("data").display().to_string(), "-m", "immediate", "stop"])
+            .args([
+                "-D",
+                &self.dir.join("data").display().to_string(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -105,23 +111,35 @@ fn database(name: &str) -> Option<String> {
         postgres::NoTls,
     )
     .unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
     Some(format!("postgres://postgres@127.0.0.1:{}/{name}", s.port))
 }
 
 #[test]
 fn postgres_storage_behaves_like_sqlite() {
-    let Some(url) = database("kbs_storage") else { return };
+    let Some(url) = database("kbs_storage") else {
+        return;
+    };
     let s = PostgresStorage::connect(&url).unwrap();
     // The same checks the SQLite backend passes (see storage::tests::exercise).
     use a3s_kbs::storage::Namespace as N;
     assert_eq!(s.get(N::Resource, "a/b/c").unwrap(), None);
     s.put(N::Resource, "a/b/c", b"one").unwrap();
     s.put(N::Resource, "a/b/c", b"two").unwrap();
-    assert_eq!(s.get(N::Resource, "a/b/c").unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        s.get(N::Resource, "a/b/c").unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
     assert_eq!(s.get(N::Key, "a/b/c").unwrap(), None);
     s.put(N::Resource, "a/b/a", b"x").unwrap();
-    let keys: Vec<String> = s.list(N::Resource).unwrap().into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<String> = s
+        .list(N::Resource)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, ["a/b/a", "a/b/c"]);
     assert!(s.delete(N::Resource, "a/b/c").unwrap());
     assert!(!s.delete(N::Resource, "a/b/c").unwrap());
@@ -129,7 +147,10 @@ fn postgres_storage_behaves_like_sqlite() {
     assert_eq!(s.put_if_absent(N::Key, "k", b"second").unwrap(), b"first");
     // A second connection (another replica) sees the same state.
     let t = PostgresStorage::connect(&url).unwrap();
-    assert_eq!(t.get(N::Resource, "a/b/a").unwrap().as_deref(), Some(&b"x"[..]));
+    assert_eq!(
+        t.get(N::Resource, "a/b/a").unwrap().as_deref(),
+        Some(&b"x"[..])
+    );
 }
 
 fn replica(url: &str, admin: &p256::ecdsa::SigningKey) -> AppState {
@@ -142,7 +163,9 @@ fn replica(url: &str, admin: &p256::ecdsa::SigningKey) -> AppState {
 
 #[test]
 fn replicas_sharing_postgres_share_resources_reference_values_and_tokens() {
-    let Some(url) = database("kbs_replicas") else { return };
+    let Some(url) = database("kbs_replicas") else {
+        return;
+    };
     let admin = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let a = replica(&url, &admin);
     let b = replica(&url, &admin);

@@ -111,7 +111,9 @@ pub(crate) fn broker_with(edit: impl FnOnce(&mut Config)) -> Broker {
         .put(
             Namespace::ReferenceValue,
             "snp_launch_measurement",
-            serde_json::json!([hex::encode(MEASUREMENT)]).to_string().as_bytes(),
+            serde_json::json!([hex::encode(MEASUREMENT)])
+                .to_string()
+                .as_bytes(),
         )
         .unwrap();
     storage
@@ -133,9 +135,8 @@ pub(crate) struct Reply {
 
 impl Reply {
     pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The error kind of an ErrorInformation body (asserting the shape).
@@ -157,7 +158,13 @@ pub(crate) async fn send(state: &AppState, request: Request<Body>) -> Reply {
         .headers()
         .get("set-cookie")
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     Reply {
         status,
         cookie,
@@ -232,7 +239,10 @@ pub(crate) fn tee_key() -> (TeeKeyPair, TeePubKeyJson) {
 }
 
 /// auth + attest with the standard simulated guest; returns (cookie, token, key).
-pub(crate) async fn attested(state: &AppState, measurement: [u8; 48]) -> (String, String, TeeKeyPair) {
+pub(crate) async fn attested(
+    state: &AppState,
+    measurement: [u8; 48],
+) -> (String, String, TeeKeyPair) {
     let (cookie, nonce) = auth(state).await;
     let (key, jwk) = tee_key();
     let att = SimAttester::new(measurement);

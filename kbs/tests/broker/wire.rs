@@ -7,7 +7,10 @@ use time::macros::datetime;
 use crate::support::*;
 
 fn trustee_evidence() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/snp/reports/trustee-genoa-v3-evidence.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/snp/reports/trustee-genoa-v3-evidence.json"
+    );
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -73,7 +76,10 @@ fn real_trustee_evidence_is_outside_validity_before_its_vcek() {
     let rd = fixture_report_data(&ev);
     assert!(matches!(
         EvidenceVerifier::new(None).verify(&ev, &rd, datetime!(2000-01-01 00:00 UTC)),
-        Err(EvidenceError::Verify { check: "certificate_chain", .. })
+        Err(EvidenceError::Verify {
+            check: "certificate_chain",
+            ..
+        })
     ));
 }
 
@@ -97,14 +103,26 @@ fn our_evidence_json_has_the_trustee_shape() {
     let att = SimAttester::new(MEASUREMENT);
     let ev = a3s_attestation::hw::Attester::report(&att, &[7; 64], 0).unwrap();
     let json = ev.to_trustee_json().unwrap();
-    let ours: std::collections::BTreeSet<&String> =
-        json["attestation_report"].as_object().unwrap().keys().collect();
+    let ours: std::collections::BTreeSet<&String> = json["attestation_report"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
     let theirs = trustee_evidence();
-    let trustee: std::collections::BTreeSet<&String> =
-        theirs["attestation_report"].as_object().unwrap().keys().collect();
+    let trustee: std::collections::BTreeSet<&String> = theirs["attestation_report"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
     // Ours is a v5 report: trustee's v3 fixture lacks only the two mitigation vectors.
     let extra: Vec<&&String> = ours.difference(&trustee).collect();
-    assert_eq!(extra, [&&"current_mit_vector".to_owned(), &&"launch_mit_vector".to_owned()]);
+    assert_eq!(
+        extra,
+        [
+            &&"current_mit_vector".to_owned(),
+            &&"launch_mit_vector".to_owned()
+        ]
+    );
     assert!(trustee.is_subset(&ours));
     assert_eq!(json["cert_chain"][0]["cert_type"], "VCEK");
 }

@@ -156,7 +156,12 @@ pub(crate) enum PolicyCommand {
         #[arg(long, value_enum)]
         kind: PolicyKindArg,
         /// Rego file (package policy, rule allow).
-        #[arg(long, value_name = "FILE", conflicts_with = "builtin", required_unless_present = "builtin")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "builtin",
+            required_unless_present = "builtin"
+        )]
         file: Option<PathBuf>,
         /// Built-in policy: default, allow-all (both kinds) or deny-all (resource).
         #[arg(long, value_name = "NAME")]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_attestation::hw::{Attester, HardwareAttester, HwError};
-use a3s_attestation::key_request::KeyRequest;
 use a3s_attestation::kds::{CertSource, KdsCache, KdsClient, DEFAULT_BASE_URL};
+use a3s_attestation::key_request::KeyRequest;
 use a3s_attestation::report::trustee::{CertType, Evidence};
 use a3s_attestation::Product;
 use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
@@ -86,7 +86,9 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
         }
         KbsCommand::ReferenceValue(ReferenceValueCommand::Set { admin, name, value }) => {
             let value: serde_json::Value = serde_json::from_str(&value)
-                .with_context(|| format!("{value:?} is not JSON (quote strings, e.g. '[\"ab..\"]')"))
+                .with_context(|| {
+                    format!("{value:?} is not JSON (quote strings, e.g. '[\"ab..\"]')")
+                })
                 .map_err(usage_error)?;
             let mut map = serde_json::Map::new();
             map.insert(name.clone(), value);
@@ -107,7 +109,8 @@ fn home() -> anyhow::Result<A3sHome> {
 }
 
 fn resource_path(text: &str) -> anyhow::Result<ResourcePath> {
-    text.parse().map_err(|e: a3s_kbs::protocol::InvalidResourcePath| usage_error(e.into()))
+    text.parse()
+        .map_err(|e: a3s_kbs::protocol::InvalidResourcePath| usage_error(e.into()))
 }
 
 fn read_ca(url: &UrlArgs) -> anyhow::Result<Option<Vec<u8>>> {
@@ -182,7 +185,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
         }
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(a3s_kbs::serve::tls_config(c, k).map_err(|e| usage_error(e.into()))?),
+        (Some(c), Some(k)) => {
+            Some(a3s_kbs::serve::tls_config(c, k).map_err(|e| usage_error(e.into()))?)
+        }
         _ => None,
     };
     let mut config = Config::new(storage, verifier);
@@ -229,8 +234,14 @@ impl Attester for SimAttester {
         let sim_err = |e: a3s_simulator::SimError| HwError::Simulator(e.to_string());
         let cert_chain = vec![
             (CertType::Vcek, self.sim.default_chip().vcek_der().to_vec()),
-            (CertType::Ask, self.sim.ask_der(product).map_err(sim_err)?.to_vec()),
-            (CertType::Ark, self.sim.ark_der(product).map_err(sim_err)?.to_vec()),
+            (
+                CertType::Ask,
+                self.sim.ask_der(product).map_err(sim_err)?.to_vec(),
+            ),
+            (
+                CertType::Ark,
+                self.sim.ark_der(product).map_err(sim_err)?.to_vec(),
+            ),
         ];
         Ok(Evidence { report, cert_chain })
     }
@@ -258,9 +269,13 @@ fn get(args: &GetArgs) -> anyhow::Result<ExitStatus> {
             Some(m) => hex_padded("--measurement", m).map_err(usage_error)?,
             None => [0u8; 48],
         };
-        let product: Product = args.product.unwrap_or(crate::args::ProductArg::Milan).into();
+        let product: Product = args
+            .product
+            .unwrap_or(crate::args::ProductArg::Milan)
+            .into();
         let home = home()?;
-        let sim = Simulator::open_or_create(home.root(), product).context("opening the simulator")?;
+        let sim =
+            Simulator::open_or_create(home.root(), product).context("opening the simulator")?;
         eprintln!("attesting with SIMULATED evidence");
         Box::new(SimAttester {
             sim,
@@ -297,10 +312,15 @@ fn get(args: &GetArgs) -> anyhow::Result<ExitStatus> {
 /// Writes `secret` to `path` with mode 0600, atomically (temp file, fsync, rename).
 fn write_secret(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
         std::process::id()
     ));
     let mut f = std::fs::OpenOptions::new()
