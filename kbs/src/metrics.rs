@@ -11,7 +11,8 @@ pub struct Metrics {
     attest_ok: AtomicU64,
     attest_failed: AtomicU64,
     attest_nanos: AtomicU64,
-    verify_nanos: AtomicU64,
+    attest_cpu_nanos: AtomicU64,
+    verify_cpu_nanos: AtomicU64,
     resource_released: AtomicU64,
     resource_denied: AtomicU64,
     resource_not_found: AtomicU64,
@@ -39,17 +40,29 @@ impl Metrics {
         self.auth.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts an attestation that took `total`, of which `verify` in evidence verification.
-    pub fn attest(&self, ok: bool, total: Duration, verify: Duration) {
-        if ok {
+    /// Counts an attestation that took `wall` and `cpu` (thread CPU time), of which
+    /// `verify_cpu` in evidence verification.
+    pub fn attest(&self, ok: bool, wall: Duration, cpu: Duration, verify_cpu: Duration) {
+        let counter = if ok {
             &self.attest_ok
         } else {
             &self.attest_failed
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        self.attest_nanos.fetch_add(nanos(total), Ordering::Relaxed);
-        self.verify_nanos
-            .fetch_add(nanos(verify), Ordering::Relaxed);
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.attest_nanos.fetch_add(nanos(wall), Ordering::Relaxed);
+        self.attest_cpu_nanos.fetch_add(nanos(cpu), Ordering::Relaxed);
+        self.verify_cpu_nanos
+            .fetch_add(nanos(verify_cpu), Ordering::Relaxed);
+    }
+
+    /// Attestations counted, CPU time spent in them and in evidence verification.
+    pub fn attestation_cpu(&self) -> (u64, Duration, Duration) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            g(&self.attest_ok) + g(&self.attest_failed),
+            Duration::from_nanos(g(&self.attest_cpu_nanos)),
+            Duration::from_nanos(g(&self.verify_cpu_nanos)),
+        )
     }
 
     /// Counts a resource request.
@@ -80,7 +93,8 @@ impl Metrics {
             g(&self.attest_failed)
         );
         let _ = writeln!(s, "# HELP kbs_attestation_seconds_total Time spent in attestations.\n# TYPE kbs_attestation_seconds_total counter\nkbs_attestation_seconds_total {}", secs(&self.attest_nanos));
-        let _ = writeln!(s, "# HELP kbs_evidence_verification_seconds_total Time spent verifying evidence.\n# TYPE kbs_evidence_verification_seconds_total counter\nkbs_evidence_verification_seconds_total {}", secs(&self.verify_nanos));
+        let _ = writeln!(s, "# HELP kbs_attestation_cpu_seconds_total CPU time spent in attestations.\n# TYPE kbs_attestation_cpu_seconds_total counter\nkbs_attestation_cpu_seconds_total {}", secs(&self.attest_cpu_nanos));
+        let _ = writeln!(s, "# HELP kbs_evidence_verification_cpu_seconds_total CPU time spent verifying evidence.\n# TYPE kbs_evidence_verification_cpu_seconds_total counter\nkbs_evidence_verification_cpu_seconds_total {}", secs(&self.verify_cpu_nanos));
         let _ = writeln!(s, "# HELP kbs_resource_total Resource requests by result.\n# TYPE kbs_resource_total counter");
         let _ = writeln!(
             s,
