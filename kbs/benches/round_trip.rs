@@ -87,8 +87,9 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let home = tempfile::tempdir().unwrap();
-    let sim: &'static Simulator =
-        Box::leak(Box::new(Simulator::open_or_create(home.path(), Product::Milan).unwrap()));
+    let sim: &'static Simulator = Box::leak(Box::new(
+        Simulator::open_or_create(home.path(), Product::Milan).unwrap(),
+    ));
     let db = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> =
         Arc::new(SqliteStorage::open(&db.path().join("kbs.db")).unwrap());
@@ -96,10 +97,14 @@ fn main() {
         .put(
             Namespace::ReferenceValue,
             "snp_launch_measurement",
-            serde_json::json!([hex::encode(MEASUREMENT)]).to_string().as_bytes(),
+            serde_json::json!([hex::encode(MEASUREMENT)])
+                .to_string()
+                .as_bytes(),
         )
         .unwrap();
-    storage.put(Namespace::Resource, "default/key/1", b"bench secret").unwrap();
+    storage
+        .put(Namespace::Resource, "default/key/1", b"bench secret")
+        .unwrap();
     let verifier = EvidenceVerifier::new(None).allow_simulated(sim.roots().unwrap());
     let mut config = Config::new(storage, verifier.clone());
     config.admin = AdminAuth::DenyAll;
@@ -108,18 +113,26 @@ fn main() {
 
     // Baseline: the same evidence verified directly, one thread.
     let rd = [7u8; 64];
-    let ev = SimAttester { sim, guest: GuestContext::launch(MEASUREMENT) }
-        .report(&rd, 0)
-        .unwrap()
-        .to_trustee_json()
-        .unwrap();
+    let ev = SimAttester {
+        sim,
+        guest: GuestContext::launch(MEASUREMENT),
+    }
+    .report(&rd, 0)
+    .unwrap()
+    .to_trustee_json()
+    .unwrap();
     let n_base = 200;
     let t = Instant::now();
     for _ in 0..n_base {
-        verifier.verify(&ev, &rd, time::OffsetDateTime::now_utc()).unwrap();
+        verifier
+            .verify(&ev, &rd, time::OffsetDateTime::now_utc())
+            .unwrap();
     }
     let baseline = t.elapsed() / n_base;
-    println!("baseline: evidence verification alone {:.3} ms", ms(baseline));
+    println!(
+        "baseline: evidence verification alone {:.3} ms",
+        ms(baseline)
+    );
 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -143,13 +156,23 @@ fn main() {
     // Warm up (connections, allocator, policy engine).
     let warm = KbsClient::new(&url).unwrap();
     for _ in 0..10 {
-        let att = SimAttester { sim, guest: GuestContext::launch(MEASUREMENT) };
+        let att = SimAttester {
+            sim,
+            guest: GuestContext::launch(MEASUREMENT),
+        };
         warm.get_resource(&att, &path).unwrap();
     }
 
     println!(
         "{:>7} {:>7} {:>9} {:>9} {:>11} {:>13} {:>13} {:>10}",
-        "clients", "trips", "p50 ms", "p99 ms", "attest/s", "srv CPU/att", "verify share", "p50/base"
+        "clients",
+        "trips",
+        "p50 ms",
+        "p99 ms",
+        "attest/s",
+        "srv CPU/att",
+        "verify share",
+        "p50/base"
     );
     for clients in [1usize, 8, 64] {
         let per_client = match clients {
@@ -167,7 +190,10 @@ fn main() {
                 std::thread::spawn(move || {
                     let mut lat = Vec::with_capacity(per_client);
                     for _ in 0..per_client {
-                        let att = SimAttester { sim, guest: GuestContext::launch(MEASUREMENT) };
+                        let att = SimAttester {
+                            sim,
+                            guest: GuestContext::launch(MEASUREMENT),
+                        };
                         let t = Instant::now();
                         let client = KbsClient::new(&url).unwrap();
                         let secret = client.get_resource(&att, &path).unwrap();
@@ -178,7 +204,10 @@ fn main() {
                 })
             })
             .collect();
-        let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut lat: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let wall = start.elapsed();
         let cpu = threads_cpu(SERVER_THREAD).saturating_sub(cpu0);
         let (n1, acpu1, vcpu1) = metrics.attestation_cpu();

@@ -84,6 +84,9 @@ pub enum KbsError {
     /// The resource does not exist.
     #[error("resource {0} not found")]
     ResourceNotFound(String),
+    /// Too many live sessions on this replica.
+    #[error("too many pending sessions; retry later")]
+    Busy,
     /// A failure of ours (storage, encryption): detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -114,6 +117,7 @@ impl KbsError {
             Self::AdminAuth(_) => ("AdminAuthAccess", S::UNAUTHORIZED),
             Self::InvalidRequestPath(_) => ("InvalidRequestPath", S::NOT_FOUND),
             Self::ResourceNotFound(_) => ("ResourceNotFound", S::NOT_FOUND),
+            Self::Busy => ("HTTPFailed", S::SERVICE_UNAVAILABLE),
             Self::Internal(_) => ("PluginInternalError", S::INTERNAL_SERVER_ERROR),
         }
     }
@@ -122,7 +126,7 @@ impl KbsError {
 impl IntoResponse for KbsError {
     fn into_response(self) -> Response {
         let (kind, status) = self.kind_and_status();
-        let detail = if status.is_server_error() {
+        let detail = if matches!(self, Self::Internal(_)) {
             tracing::error!(error = %self, "internal error");
             "internal error (see the KBS log)".to_owned()
         } else {

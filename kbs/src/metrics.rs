@@ -50,7 +50,8 @@ impl Metrics {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.attest_nanos.fetch_add(nanos(wall), Ordering::Relaxed);
-        self.attest_cpu_nanos.fetch_add(nanos(cpu), Ordering::Relaxed);
+        self.attest_cpu_nanos
+            .fetch_add(nanos(cpu), Ordering::Relaxed);
         self.verify_cpu_nanos
             .fetch_add(nanos(verify_cpu), Ordering::Relaxed);
     }

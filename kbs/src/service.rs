@@ -96,12 +96,20 @@ fn attest_with_nonce(
         &attestation.tee_evidence.additional_evidence,
     )
     .map_err(|e| KbsError::TeeKey(e.to_string()))?;
+    let host_data = match &attestation.init_data {
+        Some(init) => Some(
+            crate::verifier::init_data_host_data(&init.format, &init.body)
+                .map_err(KbsError::Attestation)?,
+        ),
+        None => None,
+    };
     let t = thread_cpu();
     let verified = state
         .verifier
-        .verify(
+        .verify_with_init_data(
             &attestation.tee_evidence.primary_evidence,
             &expected,
+            host_data.as_ref(),
             OffsetDateTime::now_utc(),
         )
         .map_err(|e| match e {

@@ -26,6 +26,11 @@ struct Session {
     expires: Instant,
 }
 
+/// Expired sessions are dropped once this many exist.
+const PURGE_AT: usize = 4096;
+/// Live sessions a replica holds at most; more `auth` requests are refused until some expire.
+pub const MAX_SESSIONS: usize = 100_000;
+
 /// The live sessions of this replica.
 #[derive(Debug)]
 pub struct Sessions {
@@ -75,7 +80,12 @@ impl Sessions {
         let nonce = STANDARD.encode(raw);
         let now = Instant::now();
         let mut map = self.lock()?;
-        map.retain(|_, s| s.expires > now);
+        if map.len() >= PURGE_AT {
+            map.retain(|_, s| s.expires > now);
+        }
+        if map.len() >= MAX_SESSIONS {
+            return Err(KbsError::Busy);
+        }
         map.insert(
             id.clone(),
             Session {

@@ -61,6 +61,14 @@ pub enum EvidenceError {
     /// REPORT_DATA is not the runtime-data binding.
     #[error("REPORT_DATA does not bind the runtime data")]
     Binding,
+    /// HOST_DATA is not the digest of the init-data the client sent.
+    #[error("HOST_DATA ({actual}) is not the init-data digest ({expected})")]
+    InitData {
+        /// Digest of the init-data, hex.
+        expected: String,
+        /// HOST_DATA, hex.
+        actual: String,
+    },
     /// A supplied certificate is unusable.
     #[error("certificate in the evidence: {0}")]
     Certificate(String),
@@ -127,6 +135,21 @@ impl EvidenceVerifier {
         expected_report_data: &[u8; 64],
         at: OffsetDateTime,
     ) -> Result<VerifiedEvidence, EvidenceError> {
+        self.verify_with_init_data(primary_evidence, expected_report_data, None, at)
+    }
+
+    /// As [`EvidenceVerifier::verify`], also requiring HOST_DATA to equal `host_data` (the
+    /// init-data digest) when given.
+    ///
+    /// # Errors
+    /// [`EvidenceError`] naming the failed step.
+    pub fn verify_with_init_data(
+        &self,
+        primary_evidence: &Value,
+        expected_report_data: &[u8; 64],
+        host_data: Option<&[u8; 32]>,
+        at: OffsetDateTime,
+    ) -> Result<VerifiedEvidence, EvidenceError> {
         let bytes = serde_json::to_vec(primary_evidence)
             .map_err(|e| EvidenceError::Parse(e.to_string()))?;
         let evidence = Evidence::from_trustee_json(&bytes)
@@ -134,6 +157,14 @@ impl EvidenceVerifier {
         let report = &evidence.report;
         if &report.report_data() != expected_report_data {
             return Err(EvidenceError::Binding);
+        }
+        if let Some(want) = host_data {
+            if &report.host_data() != want {
+                return Err(EvidenceError::InitData {
+                    expected: hex::encode(want),
+                    actual: hex::encode(report.host_data()),
+                });
+            }
         }
         let mut supplied = Vec::new();
         for (kind, der) in &evidence.cert_chain {
@@ -204,6 +235,43 @@ impl EvidenceVerifier {
             .map_err(|e| EvidenceError::Certificate(chain_text(&e)))?;
         Ok(Some((roots, chain)))
     }
+}
+
+/// The HOST_DATA an init-data document binds: its digest with the document's `algorithm`
+/// (`sha256`, `sha384`, `sha512`) over the exact body bytes, truncated to 32 bytes.
+///
+/// # Errors
+/// A message when the format or algorithm is unknown or the body does not parse.
+pub fn init_data_host_data(format: &str, body: &str) -> Result<[u8; 32], String> {
+    use sha2::Digest as _;
+    let algorithm = match format {
+        "toml" => toml::from_str::<toml::Value>(body)
+            .map_err(|e| format!("init-data is not TOML: {e}"))?
+            .get("algorithm")
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        "json" => serde_json::from_str::<Value>(body)
+            .map_err(|e| format!("init-data is not JSON: {e}"))?
+            .get("algorithm")
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        other => {
+            return Err(format!(
+                "init-data format {other:?} (supported: toml, json)"
+            ))
+        }
+    };
+    let digest: Vec<u8> = match algorithm.as_deref() {
+        Some("sha256") => sha2::Sha256::digest(body.as_bytes()).to_vec(),
+        Some("sha384") => sha2::Sha384::digest(body.as_bytes()).to_vec(),
+        Some("sha512") => sha2::Sha512::digest(body.as_bytes()).to_vec(),
+        other => {
+            return Err(format!(
+                "init-data algorithm {other:?} (supported: sha256, sha384, sha512)"
+            ))
+        }
+    };
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest[..32]);
+    Ok(out)
 }
 
 /// Trustee's SNP claims for a verified report (names as trustee's verifier emits them), plus

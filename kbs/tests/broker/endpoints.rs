@@ -722,7 +722,7 @@ async fn healthz_and_metrics_are_served() {
         "{text}"
     );
     assert!(
-        text.contains("kbs_evidence_verification_seconds_total"),
+        text.contains("kbs_evidence_verification_cpu_seconds_total"),
         "{text}"
     );
 }
@@ -750,4 +750,39 @@ async fn every_kbs_key_type_gets_its_resource() {
         let jwe = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(&key.decrypt(&jwe).unwrap()[..], b"top secret", "{kind:?}");
     }
+}
+
+#[tokio::test]
+async fn init_data_must_match_host_data() {
+    let b = broker();
+    let doc = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"aa.toml\" = \"x\"\n";
+    let host_data = a3s_kbs::verifier::init_data_host_data("toml", doc).unwrap();
+    {
+        use sha2::Digest as _;
+        assert_eq!(host_data[..], sha2::Sha256::digest(doc.as_bytes())[..]);
+    }
+    let mut bound = SimAttester::new(MEASUREMENT);
+    bound.guest.host_data = host_data;
+    let init = json!({"format": "toml", "body": doc});
+    assert_eq!(init_run(&b, &bound, init.clone()).await.status, 200);
+    let r = init_run(&b, &SimAttester::new(MEASUREMENT), init).await;
+    assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
+    assert!(r.json()["detail"].as_str().unwrap().contains("HOST_DATA"));
+    let r = init_run(
+        &b,
+        &bound,
+        json!({"format": "toml", "body": "algorithm = \"md5\""}),
+    )
+    .await;
+    assert!(r.json()["detail"].as_str().unwrap().contains("md5"));
+    let r = init_run(&b, &bound, json!({"format": "yaml", "body": ""})).await;
+    assert!(r.json()["detail"].as_str().unwrap().contains("yaml"));
+}
+
+async fn init_run(b: &Broker, att: &SimAttester, init: serde_json::Value) -> Reply {
+    let (_, jwk) = tee_key();
+    let (cookie, nonce) = auth(&b.state).await;
+    let mut body = attestation(att, &nonce, &jwk, &nonce, &jwk);
+    body["init-data"] = init;
+    send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await
 }
