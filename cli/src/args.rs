@@ -41,6 +41,9 @@ pub(crate) enum Command {
     /// Box lifecycle: run, create, start, stop, restart, kill, rm, ps, logs, exec, wait, inspect, stats, import.
     #[command(flatten)]
     Box(crate::commands::boxes::args::BoxCommand),
+    /// Key broker service (trustee KBS protocol): serve, get secrets, administer.
+    #[command(subcommand)]
+    Kbs(crate::commands::kbs::args::KbsCommand),
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod audit;
 mod basics;
 mod boxes;
 mod image;
+mod kbs;
 mod measure;
 mod simulate;
 mod support;

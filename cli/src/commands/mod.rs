@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod boxes;
 pub(crate) mod image;
 mod info;
+pub(crate) mod kbs;
 mod measure;
 mod report;
 mod simulator;
@@ -31,6 +32,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
+        Command::Kbs(command) => kbs::run(command),
     }
 }
 
@@ -45,6 +47,8 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::measure::MeasureError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<a3s_kbs::client::ClientError>() {
             e.hint()
         } else {
             image::hint(cause).or_else(|| boxes::hint(cause))

@@ -1,0 +1,192 @@
+//! `a3s-box kbs ...` arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::args::ProductArg;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KbsCommand {
+    /// Run the key broker service (trustee KBS protocol 0.4.0).
+    Serve(ServeArgs),
+    /// Attest to a KBS and fetch a resource: auth → attest → resource.
+    Get(GetArgs),
+    /// Manage resources (secrets) of a KBS.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Manage the policies of a KBS.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage the reference values of a KBS.
+    #[command(subcommand, name = "reference-value")]
+    ReferenceValue(ReferenceValueCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Database: a SQLite file path, or postgres://user@host:port/db to share state between
+    /// replicas. Default: A3S_HOME/kbs/kbs.db.
+    #[arg(long, value_name = "PATH|URL")]
+    pub(crate) db: Option<String>,
+    /// Accept evidence from this A3S home's simulator (always marked simulated).
+    #[arg(long)]
+    pub(crate) allow_simulated: bool,
+    /// Admin public key (P-256 SubjectPublicKeyInfo PEM); admin requests need a bearer JWT
+    /// signed by its private key (`--admin-key` of the admin commands).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure_admin")]
+    pub(crate) admin_public_key: Option<PathBuf>,
+    /// Allow every admin request without authentication. Local use only.
+    #[arg(long)]
+    pub(crate) insecure_admin: bool,
+    /// TLS certificate chain (PEM); serve HTTPS with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Session lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) session_timeout_secs: u64,
+    /// Attestation token lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) token_lifetime_secs: u64,
+    /// Largest accepted request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub(crate) max_body_bytes: usize,
+    /// Never contact AMD's KDS: VCEKs only from the evidence or the cache.
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+/// Which TEE key the client generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TeeKeyArg {
+    /// EC P-256 (the CoCo default).
+    P256,
+    /// EC P-521.
+    P521,
+    /// RSA-2048 with RSA-OAEP-256.
+    Rsa,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UrlArgs {
+    /// KBS base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub(crate) url: String,
+    /// CA certificate (PEM) to trust for an https:// URL.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(flatten)]
+    pub(crate) url: UrlArgs,
+    /// Admin private key (P-256 PKCS#8 or SEC1 PEM). Omit for a KBS run with --insecure-admin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    #[command(flatten)]
+    pub(crate) url: UrlArgs,
+    /// Resource path: <repository>/<type>/<tag> (or kbs:///<repository>/<type>/<tag>).
+    pub(crate) resource: String,
+    /// Attest with this A3S home's simulator instead of SEV-SNP hardware.
+    #[arg(long)]
+    pub(crate) simulate: bool,
+    /// Launch measurement of the simulated guest (48 bytes hex). Simulator only.
+    #[arg(long, value_name = "HEX", requires = "simulate")]
+    pub(crate) measurement: Option<String>,
+    /// Product generation of the simulated chip (default milan). Simulator only.
+    #[arg(long, value_enum, requires = "simulate")]
+    pub(crate) product: Option<ProductArg>,
+    /// TEE key type for the response encryption.
+    #[arg(long, value_enum, default_value = "p256")]
+    pub(crate) tee_key: TeeKeyArg,
+    /// Write the secret here (mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ResourceCommand {
+    /// Store a resource.
+    Set {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Resource path: <repository>/<type>/<tag>.
+        resource: String,
+        /// File holding the secret.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Remove a resource.
+    Rm {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Resource path: <repository>/<type>/<tag>.
+        resource: String,
+    },
+}
+
+/// Which policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PolicyKindArg {
+    /// Decides whether evidence is affirming (input: SNP claims, data: reference values).
+    Attestation,
+    /// Decides whether a token may read a resource.
+    Resource,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Set the default policy of a kind, from a Rego file or a built-in.
+    Set {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Which policy.
+        #[arg(long, value_enum)]
+        kind: PolicyKindArg,
+        /// Rego file (package policy, rule allow).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "builtin",
+            required_unless_present = "builtin"
+        )]
+        file: Option<PathBuf>,
+        /// Built-in policy: default, allow-all (both kinds) or deny-all (resource).
+        #[arg(long, value_name = "NAME")]
+        builtin: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReferenceValueCommand {
+    /// Set a reference value, e.g. `snp_launch_measurement '["<96 hex>"]'` or
+    /// `snp_min_snp 8`.
+    Set {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Name (snp_launch_measurement, snp_min_bootloader, snp_min_tee, snp_min_snp,
+        /// snp_min_microcode, snp_min_fmc, or any name a custom policy reads).
+        name: String,
+        /// JSON value.
+        value: String,
+    },
+    /// Show a reference value.
+    Get {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Name.
+        name: String,
+    },
+}

@@ -1,0 +1,338 @@
+//! `a3s-box kbs`: the key broker service, its client and admin commands.
+
+pub(crate) mod args;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use a3s_attestation::hw::{Attester, HardwareAttester, HwError};
+use a3s_attestation::kds::{CertSource, KdsCache, KdsClient, DEFAULT_BASE_URL};
+use a3s_attestation::key_request::KeyRequest;
+use a3s_attestation::report::trustee::{CertType, Evidence};
+use a3s_attestation::Product;
+use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
+use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
+use a3s_kbs::policy::{self, PolicyKind};
+use a3s_kbs::protocol::ResourcePath;
+use a3s_kbs::storage::{PostgresStorage, SqliteStorage, Storage};
+use a3s_kbs::verifier::EvidenceVerifier;
+use a3s_kbs::{AdminAuth, AppState, Config, Limits};
+use a3s_runtime::A3sHome;
+use a3s_simulator::{GuestContext, ReportRequest, Simulator};
+use anyhow::Context;
+
+use self::args::{
+    AdminArgs, GetArgs, KbsCommand, PolicyCommand, PolicyKindArg, ReferenceValueCommand,
+    ResourceCommand, ServeArgs, TeeKeyArg, UrlArgs,
+};
+use crate::commands::report::hex_padded;
+use crate::{usage_error, ExitStatus};
+
+/// Runs `a3s-box kbs ...`.
+pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
+    match command {
+        KbsCommand::Serve(args) => serve(&args),
+        KbsCommand::Get(args) => get(&args),
+        KbsCommand::Resource(ResourceCommand::Set {
+            admin,
+            resource,
+            file,
+        }) => {
+            let path = resource_path(&resource)?;
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("reading {}", file.display()))
+                .map_err(usage_error)?;
+            admin_client(&admin)?.set_resource(&path, &bytes)?;
+            eprintln!("stored {path} ({} bytes)", bytes.len());
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::Resource(ResourceCommand::Rm { admin, resource }) => {
+            let path = resource_path(&resource)?;
+            admin_client(&admin)?.delete_resource(&path)?;
+            eprintln!("removed {path}");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::Policy(PolicyCommand::Set {
+            admin,
+            kind,
+            file,
+            builtin,
+        }) => {
+            let (kind, admin_kind) = match kind {
+                PolicyKindArg::Attestation => (PolicyKind::Attestation, AdminPolicy::Attestation),
+                PolicyKindArg::Resource => (PolicyKind::Resource, AdminPolicy::Resource),
+            };
+            let rego = match (&file, &builtin) {
+                (Some(f), _) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))
+                    .map_err(usage_error)?,
+                (None, Some(name)) => policy::builtin(kind, name)
+                    .ok_or_else(|| {
+                        usage_error(anyhow::anyhow!(
+                            "no built-in {kind:?} policy {name:?} (attestation: default, allow-all; resource: default, allow-all, deny-all)"
+                        ))
+                    })?
+                    .to_owned(),
+                (None, None) => unreachable!("clap requires --file or --builtin"),
+            };
+            policy::check(&rego)
+                .with_context(|| "the policy does not parse".to_string())
+                .map_err(usage_error)?;
+            admin_client(&admin)?.set_policy(admin_kind, &rego)?;
+            eprintln!("set the {kind:?} policy");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::Set { admin, name, value }) => {
+            let value: serde_json::Value = serde_json::from_str(&value)
+                .with_context(|| {
+                    format!("{value:?} is not JSON (quote strings, e.g. '[\"ab..\"]')")
+                })
+                .map_err(usage_error)?;
+            let mut map = serde_json::Map::new();
+            map.insert(name.clone(), value);
+            admin_client(&admin)?.set_reference_values(&map)?;
+            eprintln!("set reference value {name}");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::Get { admin, name }) => {
+            let v = admin_client(&admin)?.reference_value(&name)?;
+            println!("{v}");
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn home() -> anyhow::Result<A3sHome> {
+    A3sHome::from_env().map_err(|e| usage_error(e.into()))
+}
+
+fn resource_path(text: &str) -> anyhow::Result<ResourcePath> {
+    text.parse()
+        .map_err(|e: a3s_kbs::protocol::InvalidResourcePath| usage_error(e.into()))
+}
+
+fn read_ca(url: &UrlArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    url.ca
+        .as_ref()
+        .map(|p| {
+            std::fs::read(p)
+                .with_context(|| format!("reading CA certificate {}", p.display()))
+                .map_err(usage_error)
+        })
+        .transpose()
+}
+
+fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let key = match &args.admin_key {
+        Some(p) => {
+            let pem = std::fs::read_to_string(p)
+                .with_context(|| format!("reading admin key {}", p.display()))
+                .map_err(usage_error)?;
+            Some(
+                a3s_kbs::jwt::signing_key_from_pem(&pem)
+                    .map_err(|e| usage_error(anyhow::anyhow!("admin key {}: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    let ca = read_ca(&args.url)?;
+    AdminClient::new(&args.url.url, key, ca.as_deref()).map_err(|e| usage_error(e.into()))
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
+    let home = home()?;
+    let storage: Arc<dyn Storage> = match args.db.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(PostgresStorage::connect(url).context("connecting to PostgreSQL")?)
+        }
+        Some(path) => Arc::new(SqliteStorage::open(Path::new(path))?),
+        None => Arc::new(SqliteStorage::open(&home.root().join("kbs/kbs.db"))?),
+    };
+    let base = std::env::var(crate::commands::verify::KDS_URL_ENV)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let kds: Arc<dyn CertSource + Send + Sync> = Arc::new(
+        KdsClient::new()
+            .with_base_url(base.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()))
+            .with_cache(KdsCache::new(home.kds_cache()))
+            .with_offline(args.offline),
+    );
+    let mut verifier = EvidenceVerifier::new(Some(kds));
+    if args.allow_simulated {
+        let sim = Simulator::open_or_create(home.root(), Product::Milan)
+            .context("opening this home's simulator")?;
+        verifier = verifier.allow_simulated(sim.roots()?);
+        eprintln!("warning: --allow-simulated: evidence from this home's simulator is accepted (tokens say simulated)");
+    }
+    let admin = match (&args.admin_public_key, args.insecure_admin) {
+        (Some(p), _) => {
+            let pem = std::fs::read_to_string(p)
+                .with_context(|| format!("reading admin public key {}", p.display()))
+                .map_err(usage_error)?;
+            AdminAuth::Key(a3s_kbs::jwt::verifying_key_from_pem(&pem).map_err(|e| {
+                usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
+            })?)
+        }
+        (None, true) => {
+            eprintln!("warning: --insecure-admin: anyone who can reach this KBS can change its resources and policies; use only on a local machine");
+            AdminAuth::InsecureAllowAll
+        }
+        (None, false) => {
+            eprintln!("note: no --admin-public-key: admin requests are refused");
+            AdminAuth::DenyAll
+        }
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            Some(a3s_kbs::serve::tls_config(c, k).map_err(|e| usage_error(e.into()))?)
+        }
+        _ => None,
+    };
+    let mut config = Config::new(storage, verifier);
+    config.admin = admin;
+    config.session_timeout = Duration::from_secs(args.session_timeout_secs);
+    config.token_lifetime = Duration::from_secs(args.token_lifetime_secs);
+    config.limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+    };
+    let state = AppState::new(config).context("initialising the KBS state")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listen = args.listen;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!("KBS listening on {scheme}://{}", listener.local_addr()?);
+        a3s_kbs::serve::serve(listener, a3s_kbs::app(state), tls).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitStatus::Success)
+}
+
+/// The simulator as an [`Attester`] for one simulated guest; its evidence carries the VCEK,
+/// ASK and ARK as a host's extended report would.
+struct SimAttester {
+    sim: Simulator,
+    guest: GuestContext,
+}
+
+impl Attester for SimAttester {
+    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<Evidence, HwError> {
+        let mut request = ReportRequest::new(self.guest.clone(), *report_data);
+        request.vmpl = vmpl;
+        let report = self
+            .sim
+            .report(&request)
+            .map_err(|e| HwError::Simulator(e.to_string()))?;
+        let product = self.sim.product();
+        let sim_err = |e: a3s_simulator::SimError| HwError::Simulator(e.to_string());
+        let cert_chain = vec![
+            (CertType::Vcek, self.sim.default_chip().vcek_der().to_vec()),
+            (
+                CertType::Ask,
+                self.sim.ask_der(product).map_err(sim_err)?.to_vec(),
+            ),
+            (
+                CertType::Ark,
+                self.sim.ark_der(product).map_err(sim_err)?.to_vec(),
+            ),
+        ];
+        Ok(Evidence { report, cert_chain })
+    }
+
+    fn derived_key(&self, request: &KeyRequest) -> Result<[u8; 32], HwError> {
+        self.sim
+            .derive_key(&self.guest, request)
+            .map(|k| *k.as_bytes())
+            .map_err(|e| HwError::Simulator(e.to_string()))
+    }
+}
+
+fn get(args: &GetArgs) -> anyhow::Result<ExitStatus> {
+    let path = resource_path(&args.resource)?;
+    let kind = match args.tee_key {
+        TeeKeyArg::P256 => TeeKeyKind::P256,
+        TeeKeyArg::P521 => TeeKeyKind::P521,
+        TeeKeyArg::Rsa => TeeKeyKind::Rsa2048,
+    };
+    let ca = read_ca(&args.url)?;
+    let client = KbsClient::with_key(&args.url.url, TeeKeyPair::generate(kind)?, ca.as_deref())
+        .map_err(|e| usage_error(e.into()))?;
+    let attester: Box<dyn Attester> = if args.simulate {
+        let measurement: [u8; 48] = match &args.measurement {
+            Some(m) => hex_padded("--measurement", m).map_err(usage_error)?,
+            None => [0u8; 48],
+        };
+        let product: Product = args
+            .product
+            .unwrap_or(crate::args::ProductArg::Milan)
+            .into();
+        let home = home()?;
+        let sim =
+            Simulator::open_or_create(home.root(), product).context("opening the simulator")?;
+        eprintln!("attesting with SIMULATED evidence");
+        Box::new(SimAttester {
+            sim,
+            guest: GuestContext::launch(measurement),
+        })
+    } else {
+        Box::new(HardwareAttester::open().map_err(|e| {
+            usage_error(anyhow::Error::new(e).context("use --simulate on hosts without SEV-SNP"))
+        })?)
+    };
+    let secret = match client.get_resource(attester.as_ref(), &path) {
+        Ok(secret) => secret,
+        // The KBS answered "no" (refused, or no such resource): a verdict, exit 1.
+        Err(e @ (ClientError::Refused { .. } | ClientError::NotFound(_))) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            return Ok(ExitStatus::Failure);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match &args.out {
+        Some(out) => write_secret(out, &secret)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&secret)?;
+            stdout.flush()?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Writes `secret` to `path` with mode 0600, atomically (temp file, fsync, rename).
+fn write_secret(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(secret)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    eprintln!("wrote {} bytes to {}", secret.len(), path.display());
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The router: trustee's endpoints under `/kbs/v0/`, plus `/healthz` and `/metrics`.
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::KbsError;
+use crate::routes::{admin, attest, auth, resource};
+use crate::state::AppState;
+
+/// The broker's router over `state`.
+pub fn app(state: AppState) -> Router {
+    let limit = state.limits.max_body_bytes;
+    let kbs = Router::new()
+        .route("/auth", post(auth::auth))
+        .route("/attest", post(attest::attest))
+        .route(
+            "/resource/{repo}/{kind}/{tag}",
+            get(resource::get_resource)
+                .post(admin::set_resource)
+                .put(admin::set_resource)
+                .delete(admin::delete_resource),
+        )
+        .route("/attestation-policy", post(admin::set_attestation_policy))
+        .route(
+            "/resource-policy",
+            post(admin::set_resource_policy).get(admin::get_resource_policy),
+        )
+        .route("/reference-value", post(admin::set_reference_values))
+        .route("/reference-value/{name}", get(admin::get_reference_value))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found);
+    Router::new()
+        .nest("/kbs/v0", kbs)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> KbsError {
+    KbsError::InvalidRequestPath(uri.path().to_owned())
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,139 @@
+//! [`AppState`]: what every handler shares.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rand_core::OsRng;
+
+use crate::metrics::Metrics;
+use crate::session::Sessions;
+use crate::storage::{Namespace, Storage, StorageError};
+use crate::token::TokenIssuer;
+use crate::verifier::EvidenceVerifier;
+
+/// How admin requests are authenticated.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AdminAuth {
+    /// `Authorization: Bearer <JWT>` signed ES256 by this key, with a future `exp`.
+    Key(VerifyingKey),
+    /// Every admin request is allowed (`--insecure-admin`, local use only).
+    InsecureAllowAll,
+    /// Admin requests are refused.
+    DenyAll,
+}
+
+/// Limits on what clients send.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request body (JSON or resource) in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Settings of a broker.
+#[derive(Debug)]
+pub struct Config {
+    /// Where state lives.
+    pub storage: Arc<dyn Storage>,
+    /// How evidence is verified.
+    pub verifier: EvidenceVerifier,
+    /// Admin authentication.
+    pub admin: AdminAuth,
+    /// Session lifetime (trustee default: 5 minutes).
+    pub session_timeout: Duration,
+    /// Token lifetime (trustee default: 5 minutes).
+    pub token_lifetime: Duration,
+    /// Token signing key; `None` uses the one in storage, created on first start.
+    pub token_key: Option<SigningKey>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults around `storage` and `verifier`: admin refused, 5-minute sessions and tokens.
+    pub fn new(storage: Arc<dyn Storage>, verifier: EvidenceVerifier) -> Self {
+        Self {
+            storage,
+            verifier,
+            admin: AdminAuth::DenyAll,
+            session_timeout: Duration::from_secs(300),
+            token_lifetime: Duration::from_secs(300),
+            token_key: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The state shared by every handler. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Storage backend.
+    pub storage: Arc<dyn Storage>,
+    /// Evidence verifier.
+    pub verifier: Arc<EvidenceVerifier>,
+    /// Live sessions.
+    pub sessions: Arc<Sessions>,
+    /// Token issuer.
+    pub tokens: Arc<TokenIssuer>,
+    /// Admin authentication.
+    pub admin: Arc<AdminAuth>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// The key under which the token signing key is stored.
+const TOKEN_KEY: &str = "token-signing-key";
+
+impl AppState {
+    /// Builds the state; loads or creates the token key in storage (so replicas sharing a
+    /// database share it). Blocking: call before serving or on a blocking thread.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails, or holds a corrupt key.
+    pub fn new(config: Config) -> Result<Self, StorageError> {
+        let key = match config.token_key {
+            Some(k) => k,
+            None => {
+                let fresh = SigningKey::random(&mut OsRng);
+                let der = fresh
+                    .to_pkcs8_der()
+                    .map_err(|_| StorageError::Poisoned)?
+                    .as_bytes()
+                    .to_vec();
+                let stored = config
+                    .storage
+                    .put_if_absent(Namespace::Key, TOKEN_KEY, &der)?;
+                SigningKey::from_pkcs8_der(&stored).map_err(|_| StorageError::Poisoned)?
+            }
+        };
+        Ok(Self {
+            storage: config.storage,
+            verifier: Arc::new(config.verifier),
+            sessions: Arc::new(Sessions::new(config.session_timeout)),
+            tokens: Arc::new(TokenIssuer::new(key, config.token_lifetime.as_secs())),
+            admin: Arc::new(config.admin),
+            metrics: Arc::new(Metrics::default()),
+            limits: config.limits,
+        })
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
