@@ -41,6 +41,8 @@ pub(crate) enum Command {
     /// Box lifecycle: run, create, start, stop, restart, kill, rm, ps, logs, exec, wait, inspect, stats, import.
     #[command(flatten)]
     Box(crate::commands::boxes::args::BoxCommand),
+    /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
+    Port(crate::commands::network::PortArgs),
 }
 
 #[derive(Debug, Args)]

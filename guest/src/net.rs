@@ -3,6 +3,8 @@
 //!
 //! Plain ioctls (the shell equivalent is in each comment) so images need no `ip` binary.
 
+#![allow(unsafe_code)] // ioctls for interface set-up; each block states its invariant.
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@ pub(crate) mod boxes;
 pub(crate) mod image;
 mod info;
 mod measure;
+pub(crate) mod network;
 mod report;
 mod simulator;
 mod verify;
@@ -28,6 +29,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Audit(args) => audit::run(args),
         Command::Box(cmd) => boxes::run(cmd),
+        Command::Port(a) => network::port(&a),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
@@ -47,7 +49,9 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
             e.hint()
         } else {
-            image::hint(cause).or_else(|| boxes::hint(cause))
+            image::hint(cause)
+                .or_else(|| boxes::hint(cause))
+                .or_else(|| network::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {
