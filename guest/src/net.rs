@@ -18,8 +18,12 @@ pub(crate) fn parse_cmdline(cmdline: &str) -> anyhow::Result<Option<(Ipv4Addr, u
     else {
         return Ok(None);
     };
-    let (cidr, gw) = v.split_once(',').context("a3s.net: expected ADDR/PREFIX,GATEWAY")?;
-    let (addr, prefix) = cidr.split_once('/').context("a3s.net: expected ADDR/PREFIX")?;
+    let (cidr, gw) = v
+        .split_once(',')
+        .context("a3s.net: expected ADDR/PREFIX,GATEWAY")?;
+    let (addr, prefix) = cidr
+        .split_once('/')
+        .context("a3s.net: expected ADDR/PREFIX")?;
     let prefix: u8 = prefix.parse().context("a3s.net: bad prefix")?;
     if prefix > 32 {
         bail!("a3s.net: prefix {prefix} > 32");
@@ -109,7 +113,11 @@ impl Socket {
 
     fn up(&self, name: &str) -> anyhow::Result<()> {
         let mut req = ifreq(name)?;
-        self.ioctl(libc::SIOCGIFFLAGS, &mut req, &format!("reading {name} flags"))?;
+        self.ioctl(
+            libc::SIOCGIFFLAGS,
+            &mut req,
+            &format!("reading {name} flags"),
+        )?;
         // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
         unsafe {
             req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
@@ -130,7 +138,11 @@ impl Socket {
         rt.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
         rt.rt_gateway = sockaddr(gw);
         rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-        self.ioctl(libc::SIOCADDRT, &mut rt, &format!("adding the default route via {gw}"))
+        self.ioctl(
+            libc::SIOCADDRT,
+            &mut rt,
+            &format!("adding the default route via {gw}"),
+        )
     }
 }
 

@@ -7,5 +7,6 @@ mod basics;
 mod boxes;
 mod image;
 mod measure;
+mod net;
 mod simulate;
 mod support;

@@ -105,8 +105,11 @@ pub fn parse_publish(spec: &str) -> Result<PortMap, NetError> {
         return Err(bad("port ranges are not supported; give one -p per port"));
     }
     let port = |s: &str, which: &str| {
-        s.parse::<u16>()
-            .map_err(|_| bad(&format!("{which} port {s:?} is not a number from 0 to 65535")))
+        s.parse::<u16>().map_err(|_| {
+            bad(&format!(
+                "{which} port {s:?} is not a number from 0 to 65535"
+            ))
+        })
     };
     let host = port(host, "host")?;
     let guest = port(guest, "guest")?;

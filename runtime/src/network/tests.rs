@@ -2,8 +2,17 @@ use super::*;
 
 #[test]
 fn publish_accepts_host_guest_with_optional_tcp() {
-    assert_eq!(parse_publish("8080:80").unwrap(), PortMap { host: 8080, guest: 80 });
-    assert_eq!(parse_publish("0:80/tcp").unwrap(), PortMap { host: 0, guest: 80 });
+    assert_eq!(
+        parse_publish("8080:80").unwrap(),
+        PortMap {
+            host: 8080,
+            guest: 80
+        }
+    );
+    assert_eq!(
+        parse_publish("0:80/tcp").unwrap(),
+        PortMap { host: 0, guest: 80 }
+    );
 }
 
 #[test]
@@ -25,7 +34,10 @@ fn publish_rejects_each_unsupported_form_with_its_reason() {
 #[test]
 fn resolve_picks_distinct_free_ports_for_zero() {
     let net = BoxNet {
-        ports: vec![PortMap { host: 0, guest: 80 }, PortMap { host: 0, guest: 81 }],
+        ports: vec![
+            PortMap { host: 0, guest: 80 },
+            PortMap { host: 0, guest: 81 },
+        ],
         ..BoxNet::default()
     }
     .resolve()
@@ -40,7 +52,10 @@ fn a_port_in_use_is_an_error_naming_it() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let e = BoxNet {
-        ports: vec![PortMap { host: port, guest: 80 }],
+        ports: vec![PortMap {
+            host: port,
+            guest: 80,
+        }],
         ..BoxNet::default()
     }
     .resolve()
@@ -50,10 +65,17 @@ fn a_port_in_use_is_an_error_naming_it() {
 
 #[test]
 fn none_mode_refuses_ports_and_has_no_kernel_arg_or_device() {
-    let net = BoxNet { mode: NetMode::None, ..BoxNet::default() };
+    let net = BoxNet {
+        mode: NetMode::None,
+        ..BoxNet::default()
+    };
     assert!(net.kernel_arg().is_none() && net.user_net().is_none());
     assert!(net.nameservers().is_empty());
-    let e = BoxNet { ports: vec![PortMap { host: 1, guest: 1 }], ..net }.resolve();
+    let e = BoxNet {
+        ports: vec![PortMap { host: 1, guest: 1 }],
+        ..net
+    }
+    .resolve();
     assert!(matches!(e, Err(NetError::PortsWithoutNetwork)));
 }
 
@@ -61,7 +83,11 @@ fn none_mode_refuses_ports_and_has_no_kernel_arg_or_device() {
 fn net_file_round_trips_and_defaults_when_absent() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(BoxNet::load(dir.path()).unwrap(), BoxNet::default());
-    let net = BoxNet { ports: vec![PortMap { host: 5, guest: 6 }], dns: vec!["1.1.1.1".into()], ..BoxNet::default() };
+    let net = BoxNet {
+        ports: vec![PortMap { host: 5, guest: 6 }],
+        dns: vec!["1.1.1.1".into()],
+        ..BoxNet::default()
+    };
     net.save(dir.path()).unwrap();
     assert_eq!(BoxNet::load(dir.path()).unwrap(), net);
     assert_eq!(net.nameservers(), ["1.1.1.1"]);
