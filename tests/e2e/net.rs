@@ -22,7 +22,12 @@ fn env() -> &'static TestEnv {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        TestEnv::new()
+        let env = TestEnv::new();
+        // Import the embedded busybox once, before tests race to import it concurrently.
+        let c = env.run(&["create", "--name", "net-warm", "busybox", "true"]);
+        assert_eq!(c.code, 0, "{}", c.stderr);
+        env.run(&["rm", "net-warm"]);
+        env
     })
 }
 
