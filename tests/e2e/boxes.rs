@@ -85,7 +85,7 @@ fn shared() -> &'static str {
                 "echo started; while true; do if [ -f /tmp/say ]; then cat /tmp/say; rm /tmp/say; fi; sleep 0.2; done",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(env().path("shared-cli.stderr")).unwrap());
             die_with_this_thread(&mut cmd);
             let child = cmd.spawn().unwrap();
             tx.send(()).unwrap();
@@ -95,9 +95,19 @@ fn shared() -> &'static str {
             }
         });
         rx.recv().unwrap();
+        let stderr = env().path("shared-cli.stderr");
         eventually("the shared box to run", || {
             let r = run(&["inspect", "shared"]);
-            (r.code == 0 && r.json()[0]["state"]["status"] == "running").then_some(())
+            if r.code != 0 {
+                return None; // not created yet
+            }
+            let status = r.json()[0]["state"]["status"].clone();
+            assert!(
+                status != "exited",
+                "shared box ended: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+            (status == "running").then_some(())
         });
     });
     "shared"
@@ -341,6 +351,16 @@ fn two_boxes_stop_timeout_kill_signal_and_wait() {
         "{}",
         r.stderr
     );
+
+    // Lifecycle actions are in the audit log, against the box's id.
+    let id = inspect("stubborn")["id"].as_str().unwrap().to_owned();
+    let events = ok(&["audit", "--box", &id, "--format", "json"]).stdout;
+    for action in ["box.create", "box.start", "box.stop"] {
+        assert!(events.contains(action), "{action} missing from {events}");
+    }
+    assert!(ok(&["audit", "--action", "box.kill", "--format", "json"])
+        .stdout
+        .contains("signal 15"));
 
     // A stopped box starts again.
     ok(&["start", "polite"]);

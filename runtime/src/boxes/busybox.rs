@@ -24,10 +24,17 @@ pub fn import(
     reference: &ImageRef,
     cache: &Path,
 ) -> Result<LocalImage, StoreError> {
-    let tar = cache
-        .join("busybox")
-        .join(format!("rootfs-{}.tar", std::process::id()));
-    fs_err::create_dir_all(cache.join("busybox"))?;
+    // One importer at a time: each import is a new image (its config carries a creation time),
+    // and a second concurrent import would retag the name away from the digest the first
+    // caller's box records.
+    let dir = cache.join("busybox");
+    let _lock = crate::boxes::state::lock_file(&dir.join(".lock"))
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+    match store.resolve(reference) {
+        Err(StoreError::NotFound { .. }) => {}
+        found => return found,
+    }
+    let tar = dir.join(format!("rootfs-{}.tar", std::process::id()));
     write_rootfs_tar(&tar)?;
     let result = store.import_rootfs(&tar, reference);
     let _ = std::fs::remove_file(&tar);
@@ -35,7 +42,7 @@ pub fn import(
 }
 
 /// Writes the busybox rootfs as a reproducible tarball (fixed mtimes and owners, sorted
-/// applets), so importing twice gives the same image digest.
+/// applets), so the layer is the same on every machine.
 ///
 /// # Errors
 /// i/o, or busybox-static not installed.

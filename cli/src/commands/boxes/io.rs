@@ -168,8 +168,7 @@ pub(super) fn run_attached(
 }
 
 /// `exec`: run a process in a running box, relaying its I/O.
-pub(super) fn exec(boxes: &Boxes, a: &ExecArgs) -> anyhow::Result<ExitStatus> {
-    let rec = boxes.find(&a.r#box)?;
+pub(super) fn exec(boxes: &Boxes, rec: &BoxRecord, a: &ExecArgs) -> anyhow::Result<ExitStatus> {
     let process = ProcessSpec {
         argv: a.command.clone(),
         env: a.env.iter().filter_map(|e| super::env_entry(e)).collect(),
@@ -179,7 +178,7 @@ pub(super) fn exec(boxes: &Boxes, a: &ExecArgs) -> anyhow::Result<ExitStatus> {
         tty_size: if a.tty { terminal_size() } else { None },
         stdin: a.interactive,
     };
-    let mut conn = boxes.exec(&rec, process)?;
+    let mut conn = boxes.exec(rec, process)?;
     let _raw = RawMode::enable(a.tty && a.interactive);
     if a.interactive {
         pump_stdin(conn.try_clone()?, 0);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use a3s_runtime::audit::{AuditLog, Event, Outcome};
 use a3s_runtime::boxes::client::ClientMsg;
 use a3s_runtime::boxes::{BoxError, BoxRecord, BoxState, Boxes, CreateRequest, DEFAULT_MEM_MIB};
 use a3s_runtime::A3sHome;
@@ -22,24 +23,33 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
     let boxes = Boxes::open(&home);
     match cmd {
-        BoxCommand::Run(a) => run_box(&boxes, a),
+        BoxCommand::Run(a) => run_box(&home, &boxes, a),
         BoxCommand::Create(a) => {
             let rec = boxes.create(&create_request(&a)?)?;
+            audit(&home, "box.create", &rec, Outcome::Success, "created")?;
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
         }
         BoxCommand::Start(a) => each(&a.boxes, |key| {
             notice_tcg();
-            let rec = boxes.start(key, &exe()?, false)?;
+            let rec = started(&home, &boxes, key, boxes.start(key, &exe()?, false))?;
             output::line(&rec.name)
         }),
         BoxCommand::Stop(a) => each(&a.boxes, |key| {
             let rec = boxes.stop(key, Duration::from_secs(a.time))?;
+            audit(&home, "box.stop", &rec, Outcome::Success, "stopped")?;
             output::line(&rec.name)
         }),
         BoxCommand::Restart(a) => each(&a.boxes, |key| {
-            boxes.stop(key, Duration::from_secs(a.time))?;
-            let rec = boxes.start(key, &exe()?, false)?;
+            let rec = boxes.stop(key, Duration::from_secs(a.time))?;
+            audit(
+                &home,
+                "box.stop",
+                &rec,
+                Outcome::Success,
+                "stopped for restart",
+            )?;
+            let rec = started(&home, &boxes, key, boxes.start(key, &exe()?, false))?;
             output::line(&rec.name)
         }),
         BoxCommand::Kill(a) => {
@@ -47,11 +57,19 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             each(&a.boxes, |key| {
                 let rec = boxes.find(key)?;
                 boxes.request(&rec, &ClientMsg::Signal { signal })?;
+                audit(
+                    &home,
+                    "box.kill",
+                    &rec,
+                    Outcome::Success,
+                    &format!("signal {signal}"),
+                )?;
                 output::line(&rec.name)
             })
         }
         BoxCommand::Rm(a) => each(&a.boxes, |key| {
             let rec = boxes.remove(key, a.force)?;
+            audit(&home, "box.remove", &rec, Outcome::Success, "removed")?;
             output::line(&rec.name)
         }),
         BoxCommand::Ps(a) => ps(&boxes, &a),
@@ -60,7 +78,12 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             io::logs(&boxes, &rec, a.follow, a.tail, a.timestamps)?;
             Ok(ExitStatus::Success)
         }
-        BoxCommand::Exec(a) => io::exec(&boxes, &a),
+        BoxCommand::Exec(a) => {
+            let rec = boxes.find(&a.r#box)?;
+            let what = format!("exec {}", a.command.join(" "));
+            audit(&home, "box.exec", &rec, Outcome::Success, &what)?;
+            io::exec(&boxes, &rec, &a)
+        }
         BoxCommand::Wait(a) => each(&a.boxes, |key| {
             let rec = boxes.find(key)?;
             let rec =
@@ -120,6 +143,45 @@ fn each(
     }
 }
 
+/// Records a lifecycle event in the audit log before the command reports it done.
+fn audit(
+    home: &A3sHome,
+    action: &str,
+    rec: &BoxRecord,
+    outcome: Outcome,
+    message: &str,
+) -> anyhow::Result<()> {
+    let event = Event::new(action, outcome, message)
+        .with_box(rec.id.as_str())
+        .with("name", rec.name.as_str())
+        .with("image", rec.image_digest.as_str());
+    AuditLog::open(home.audit())
+        .record(&event)
+        .context("writing the audit event")?;
+    Ok(())
+}
+
+/// Audits a start attempt with its outcome.
+fn started(
+    home: &A3sHome,
+    boxes: &Boxes,
+    key: &str,
+    result: Result<BoxRecord, BoxError>,
+) -> anyhow::Result<BoxRecord> {
+    match result {
+        Ok(rec) => {
+            audit(home, "box.start", &rec, Outcome::Success, "started")?;
+            Ok(rec)
+        }
+        Err(e) => {
+            if let Ok(rec) = boxes.find(key) {
+                audit(home, "box.start", &rec, Outcome::Failure, &e.to_string())?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
 fn exe() -> anyhow::Result<std::path::PathBuf> {
     std::env::current_exe().context("finding the a3s-box binary to run the box monitor")
 }
@@ -142,12 +204,18 @@ fn notice_tcg() {
     }
 }
 
-fn run_box(boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
+fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_request(&a.create)?;
     let rec = boxes.create(&req)?;
+    audit(home, "box.create", &rec, Outcome::Success, "created")?;
     notice_tcg();
     if a.detach {
-        match boxes.start(rec.id.as_str(), &exe()?, false) {
+        match started(
+            home,
+            boxes,
+            rec.id.as_str(),
+            boxes.start(rec.id.as_str(), &exe()?, false),
+        ) {
             Ok(_) => {
                 output::line(rec.id.as_str())?;
                 Ok(ExitStatus::Success)
@@ -156,10 +224,17 @@ fn run_box(boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
                 if req.auto_remove {
                     let _ = boxes.remove(rec.id.as_str(), true);
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     } else {
+        audit(
+            home,
+            "box.start",
+            &rec,
+            Outcome::Success,
+            "starting in the foreground",
+        )?;
         let code = io::run_attached(boxes, &rec, &req);
         if req.auto_remove {
             let _ = boxes.remove(rec.id.as_str(), true);
