@@ -44,6 +44,8 @@ pub(crate) enum Command {
     /// Key broker service (trustee KBS protocol): serve, get secrets, administer.
     #[command(subcommand)]
     Kbs(crate::commands::kbs::args::KbsCommand),
+    /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
+    Port(crate::commands::network::PortArgs),
 }
 
 #[derive(Debug, Args)]

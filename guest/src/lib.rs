@@ -15,6 +15,7 @@
 
 mod control;
 mod init;
+mod net;
 mod process;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub fn main() -> ! {
 fn run() -> anyhow::Result<()> {
     init::mount_filesystems()?;
     init::load_modules()?;
+    net::configure()?;
     let port = init::open_channel()?;
     control::serve(port)
 }

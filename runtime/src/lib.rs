@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod boxes;
 pub mod home;
+pub mod network;
 
 pub use home::A3sHome;

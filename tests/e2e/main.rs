@@ -8,5 +8,6 @@ mod boxes;
 mod image;
 mod kbs;
 mod measure;
+mod net;
 mod simulate;
 mod support;

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod cpio;
 pub mod design;
 pub mod host;
+pub mod net;
 pub mod proto;
 pub mod qemu;
 

@@ -102,6 +102,8 @@ pub struct VmConfig {
     pub boot_timeout_secs: u64,
     /// Boot attempts before failing.
     pub boot_attempts: u32,
+    /// The network device (`None`: no NIC at all).
+    pub net: Option<crate::net::UserNet>,
 }
 
 impl VmConfig {
@@ -215,6 +217,9 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         format!("{port},chardev=ctl,name={PORT_NAME}"),
     ];
     a.extend(args.into_iter().map(OsString::from));
+    if let Some(net) = &config.net {
+        a.extend(net.qemu_args(config.machine));
+    }
     a
 }
 
@@ -601,6 +606,7 @@ mod tests {
             qemu_log: "/b/qemu.log".into(),
             boot_cpu_budget_secs: 12,
             boot_timeout_secs: 90,
+            net: None,
             boot_attempts: 3,
         }
     }

@@ -7,6 +7,7 @@ pub(crate) mod image;
 mod info;
 pub(crate) mod kbs;
 mod measure;
+pub(crate) mod network;
 mod report;
 mod simulator;
 mod verify;
@@ -29,6 +30,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Audit(args) => audit::run(args),
         Command::Box(cmd) => boxes::run(cmd),
+        Command::Port(a) => network::port(&a),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
@@ -51,7 +53,9 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_kbs::client::ClientError>() {
             e.hint()
         } else {
-            image::hint(cause).or_else(|| boxes::hint(cause))
+            image::hint(cause)
+                .or_else(|| boxes::hint(cause))
+                .or_else(|| network::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

@@ -45,6 +45,9 @@ pub enum BoxError {
     /// Box state.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Network settings (issue 9).
+    #[error(transparent)]
+    Net(#[from] crate::network::NetError),
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
@@ -101,6 +104,7 @@ impl BoxError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::State(e) => e.hint(),
+            Self::Net(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::NoQemu => {
@@ -151,6 +155,8 @@ pub struct CreateRequest {
     pub kernel_args: Vec<String>,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `--network`, `-p`, `--dns`.
+    pub net: crate::network::BoxNet,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -168,6 +174,9 @@ pub struct VmPlan {
     pub initrd: PathBuf,
     /// Kernel command line.
     pub cmdline: String,
+    /// The NIC (`None`: `--network none`, or a plan from before networking).
+    #[serde(default)]
+    pub net: Option<crate::network::BoxNet>,
 }
 
 impl VmPlan {
@@ -196,6 +205,7 @@ impl VmPlan {
                 * u64::from(spec.vcpus.max(1)),
             boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
             boot_attempts: 3,
+            net: self.net.as_ref().and_then(crate::network::BoxNet::user_net),
         }
     }
 }
@@ -353,6 +363,7 @@ impl Boxes {
         let mut env = cfg.env.clone();
         env.extend(req.env.iter().cloned());
 
+        let net = req.net.clone().resolve()?;
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -393,7 +404,7 @@ impl Boxes {
                 setup: GuestSetup {
                     hostname,
                     hosts: req.hosts.iter().cloned().collect(),
-                    nameservers: vec![],
+                    nameservers: net.nameservers(),
                 },
                 vcpus,
                 mem_mib,
@@ -408,6 +419,7 @@ impl Boxes {
             start_count: 0,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
+        net.save(&self.box_dir(&id))?;
         state::write_record(&self.state_path(&id), &rec)?;
         Ok(rec)
     }
@@ -433,7 +445,10 @@ impl Boxes {
         let vmlinux = kernel.vmlinux(&cache)?;
         let machine = Machine::from_env()?;
         let init = assets::locate_guest_init()?;
-        let base = assets::base_initrd(&cache, &kernel, &init, machine.guest_modules())?;
+        let net = crate::network::BoxNet::load(&self.box_dir(&rec.id))?;
+        net.check_free()?;
+        let modules = [machine.guest_modules(), a3s_vmm::net::GUEST_MODULES].concat();
+        let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
         let digest: a3s_image::Digest = rec
@@ -448,6 +463,7 @@ impl Boxes {
             std::env::var(accel::ACCEL_ENV).ok().as_deref(),
         )?;
         let mut extra = vec![format!("a3s.image={}", rec.image_digest)];
+        extra.extend(net.kernel_arg());
         extra.extend(rec.spec.kernel_args.iter().cloned());
         let plan = VmPlan {
             accel: choice.accel,
@@ -456,6 +472,7 @@ impl Boxes {
             kernel: vmlinux,
             initrd,
             cmdline: kernel_cmdline(choice.accel, &extra),
+            net: Some(net),
         };
         let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
         assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;

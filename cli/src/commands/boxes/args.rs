@@ -85,6 +85,8 @@ pub(crate) struct CreateArgs {
     /// Remove the box when it exits.
     #[arg(long)]
     pub(crate) rm: bool,
+    #[command(flatten)]
+    pub(crate) net: crate::commands::network::NetArgs,
     /// Image (e.g. busybox).
     pub(crate) image: String,
     /// Command and arguments (replace the image's cmd).

@@ -297,6 +297,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         mem_mib,
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
+        net: a.net.box_net()?,
     })
 }
 

@@ -1,0 +1,163 @@
+//! Network interfaces: loopback always; eth0 when the host passed `a3s.net=ADDR/PREFIX,GATEWAY`
+//! on the kernel command line (absent with `--network none`, where the VM has no NIC at all).
+//!
+//! Plain ioctls (the shell equivalent is in each comment) so images need no `ip` binary.
+
+#![allow(unsafe_code)] // ioctls for interface set-up; each block states its invariant.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// Parses `a3s.net=10.0.2.15/24,10.0.2.2` out of a kernel command line.
+pub(crate) fn parse_cmdline(cmdline: &str) -> anyhow::Result<Option<(Ipv4Addr, u8, Ipv4Addr)>> {
+    let Some(v) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("a3s.net="))
+    else {
+        return Ok(None);
+    };
+    let (cidr, gw) = v
+        .split_once(',')
+        .context("a3s.net: expected ADDR/PREFIX,GATEWAY")?;
+    let (addr, prefix) = cidr
+        .split_once('/')
+        .context("a3s.net: expected ADDR/PREFIX")?;
+    let prefix: u8 = prefix.parse().context("a3s.net: bad prefix")?;
+    if prefix > 32 {
+        bail!("a3s.net: prefix {prefix} > 32");
+    }
+    Ok(Some((
+        addr.parse().context("a3s.net: bad address")?,
+        prefix,
+        gw.parse().context("a3s.net: bad gateway")?,
+    )))
+}
+
+/// Brings up lo and, if asked for, eth0 with its address and default route.
+pub(crate) fn configure() -> anyhow::Result<()> {
+    let sock = Socket::new()?;
+    sock.up("lo")?; // ip link set lo up
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let Some((addr, prefix, gw)) = parse_cmdline(&cmdline)? else {
+        return Ok(());
+    };
+    // The NIC appears once virtio_net has probed it; that is quick but asynchronous.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new("/sys/class/net/eth0").exists() {
+        if Instant::now() > deadline {
+            bail!("a3s.net was given but no eth0 appeared (is virtio_net loaded?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    };
+    sock.set_addr("eth0", libc::SIOCSIFADDR, addr)?; // ip addr add ADDR/PREFIX dev eth0
+    sock.set_addr("eth0", libc::SIOCSIFNETMASK, Ipv4Addr::from(mask))?;
+    sock.up("eth0")?; // ip link set eth0 up
+    sock.default_route(gw)?; // ip route add default via GATEWAY
+    Ok(())
+}
+
+struct Socket(std::os::fd::OwnedFd);
+
+fn sockaddr(a: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(a).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr are both 16 bytes; the kernel reads it as sockaddr_in.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+fn ifreq(name: &str) -> anyhow::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() {
+        bail!("interface name {name} too long");
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+impl Socket {
+    fn new() -> anyhow::Result<Self> {
+        // SAFETY: plain socket(2); the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("socket(AF_INET)");
+        }
+        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+        Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    fn ioctl<T>(&self, req: libc::Ioctl, arg: &mut T, what: &str) -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `arg` is the struct type this request expects and outlives the call.
+        let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), req, std::ptr::from_mut(arg)) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error()).context(what.to_owned());
+        }
+        Ok(())
+    }
+
+    fn up(&self, name: &str) -> anyhow::Result<()> {
+        let mut req = ifreq(name)?;
+        self.ioctl(
+            libc::SIOCGIFFLAGS,
+            &mut req,
+            &format!("reading {name} flags"),
+        )?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        unsafe {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        }
+        self.ioctl(libc::SIOCSIFFLAGS, &mut req, &format!("bringing {name} up"))
+    }
+
+    fn set_addr(&self, name: &str, op: libc::Ioctl, a: Ipv4Addr) -> anyhow::Result<()> {
+        let mut req = ifreq(name)?;
+        req.ifr_ifru.ifru_addr = sockaddr(a);
+        self.ioctl(op, &mut req, &format!("setting {a} on {name}"))
+    }
+
+    fn default_route(&self, gw: Ipv4Addr) -> anyhow::Result<()> {
+        // SAFETY: rtentry is plain old data; all-zero is a valid value.
+        let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+        rt.rt_dst = sockaddr(Ipv4Addr::UNSPECIFIED);
+        rt.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
+        rt.rt_gateway = sockaddr(gw);
+        rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+        self.ioctl(
+            libc::SIOCADDRT,
+            &mut rt,
+            &format!("adding the default route via {gw}"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_address_prefix_and_gateway_from_the_cmdline() {
+        let c = "console=ttyS0 a3s.net=10.0.2.15/24,10.0.2.2 rdinit=/x";
+        assert_eq!(
+            parse_cmdline(c).unwrap(),
+            Some((Ipv4Addr::new(10, 0, 2, 15), 24, Ipv4Addr::new(10, 0, 2, 2)))
+        );
+        assert_eq!(parse_cmdline("console=ttyS0").unwrap(), None);
+        assert!(parse_cmdline("a3s.net=10.0.2.15/40,10.0.2.2").is_err());
+    }
+}
