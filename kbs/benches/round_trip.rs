@@ -6,7 +6,7 @@
 //! `cargo bench -p a3s-kbs --bench round_trip` (release build). Clients and server share
 //! the machine, so the figures include the clients' own work (simulated report signing,
 //! key generation, ECDH, AES-GCM).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // bench code: small counts
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
