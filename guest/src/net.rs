@@ -3,7 +3,8 @@
 //!
 //! Plain ioctls (the shell equivalent is in each comment) so images need no `ip` binary.
 
-#![allow(unsafe_code)] // ioctls for interface set-up; each block states its invariant.
+#![allow(unsafe_code)]
+// ioctls for interface set-up; each block states its invariant.
 // libc's AF_INET and IFF_* constants are small positive i32s stored in narrower ABI fields.
 #![allow(clippy::cast_possible_truncation)]
 
