@@ -93,7 +93,10 @@ pub fn snp_qemu_args(l: &SnpLaunch) -> Vec<OsString> {
     push("-m".into());
     push(format!("{}M", l.mem_mib));
     push("-object".into());
-    push(format!("memory-backend-memfd,id=ram1,size={}M,share=true,prealloc=false", l.mem_mib));
+    push(format!(
+        "memory-backend-memfd,id=ram1,size={}M,share=true,prealloc=false",
+        l.mem_mib
+    ));
     push("-object".into());
     push(format!(
         "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={:#x},kernel-hashes=on",
