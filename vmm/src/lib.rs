@@ -11,5 +11,6 @@ pub mod host;
 pub mod net;
 pub mod proto;
 pub mod qemu;
+pub mod snp;
 
 pub use qemu::{BootInfo, Machine, StartError, Vm, VmConfig};
