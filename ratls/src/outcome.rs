@@ -34,6 +34,24 @@ impl Outcome {
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(e)))
     }
 
+    /// The TLS 1.3 handshake signature check both directions share: rustls's own provider
+    /// algorithms decide, and a failure is recorded as [`PeerError::HandshakeSignature`].
+    pub(crate) fn tls13_signature(
+        &self,
+        provider: &rustls::crypto::CryptoProvider,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider.signature_verification_algorithms,
+        )
+        .map_err(|e| self.fail(PeerError::HandshakeSignature(e)))
+    }
+
     /// Takes what was recorded.
     pub(crate) fn take(&self) -> Option<Result<VerifiedCertificate, Arc<PeerError>>> {
         self.lock().take()
