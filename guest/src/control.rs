@@ -121,7 +121,7 @@ fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
 
 fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>) {
     match msg {
-        HostMsg::Start { setup, process } => {
+        HostMsg::Start { setup, process, .. } => {
             if let Err(e) = init::apply_setup(&setup) {
                 eprintln!("a3s-guest-init: {e:#}");
             }

@@ -15,9 +15,14 @@
 //!
 //! Control payloads are JSON objects tagged by `"type"`, so a new message is a new enum variant
 //! and an old peer rejects it by name (fail closed) instead of misreading bytes. Output and input
-//! travel as raw data frames, so a busy workload costs no encoding. Issue 8 adds guest→host
-//! requests (simulated SNP report for a `report_data`, derived keys) as further [`GuestMsg`]
-//! variants answered by [`HostMsg`] variants carrying the same `request` id.
+//! travel as raw data frames, so a busy workload costs no encoding.
+//!
+//! TEE boxes add guest→host requests that carry a `request` id: [`GuestMsg::ReportRequest`]
+//! and [`GuestMsg::KeyRequest`] are answered by [`HostMsg::Report`], [`HostMsg::DerivedKey`] or
+//! [`HostMsg::RequestFailed`] with the same id. Only a simulated TEE answers them on the host
+//! (the host plays the secure processor); an SNP guest asks `/dev/sev-guest` and never the host.
+//! [`HostMsg::RatlsOpen`] turns an exec-style session into a byte stream on which the guest's
+//! agent serves RA-TLS (stdin frames in, stdout frames out), so `a3s-box attest` needs no port.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -260,6 +265,50 @@ pub struct GuestSetup {
     pub nameservers: Vec<String>,
 }
 
+/// Which TEE the guest's attestation agent talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TeeMode {
+    /// SEV-SNP hardware: reports and derived keys from `/dev/sev-guest` or configfs-tsm.
+    Snp,
+    /// The host-side simulator: reports and derived keys over this channel.
+    Simulated,
+}
+
+/// One secret the agent fetches from the KBS and places in `/run/secrets/<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSpec {
+    /// File name under `/run/secrets/` (validated by the host: `[A-Za-z0-9._-]`, not `.`/`..`).
+    pub name: String,
+    /// KBS resource path `repo/type/tag`.
+    pub resource: String,
+}
+
+/// What the attestation agent does before the workload starts (TEE boxes only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeeSetup {
+    /// Where evidence comes from.
+    pub mode: TeeMode,
+    /// The KBS as the guest reaches it (`http://10.0.2.2:PORT` for a KBS on host loopback);
+    /// `None` when there are no secrets.
+    pub kbs_url: Option<String>,
+    /// Secrets to fetch, in order; any failure stops the box before the workload.
+    pub secrets: Vec<SecretSpec>,
+    /// Guest TCP port on which the agent serves RA-TLS to remote verifiers (publish it with
+    /// `-p`); `None`: only through the channel.
+    pub ratls_port: Option<u16>,
+}
+
+/// A certificate handed out with a report (trustee's certificate-table names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportCert {
+    /// `ARK`, `ASK`, `VCEK` or `VLEK`.
+    pub kind: String,
+    /// DER, hex.
+    pub der_hex: String,
+}
+
 /// Messages from the host to the guest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -271,6 +320,9 @@ pub enum HostMsg {
         setup: GuestSetup,
         /// The workload.
         process: ProcessSpec,
+        /// TEE boxes: attest and place secrets before the workload (absent: plain box).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tee: Option<TeeSetup>,
     },
     /// Start an exec session with the frame's session number.
     Exec {
@@ -296,6 +348,32 @@ pub enum HostMsg {
         /// Echoed back.
         nonce: u64,
     },
+    /// Answer to [`GuestMsg::ReportRequest`] (simulated TEE).
+    Report {
+        /// The request's id.
+        request: u64,
+        /// The signed attestation report (1184 bytes), hex.
+        report_hex: String,
+        /// ARK, ASK and VCEK of the (simulated) chip, so the guest can pass them on.
+        certs: Vec<ReportCert>,
+    },
+    /// Answer to [`GuestMsg::KeyRequest`] (simulated TEE).
+    DerivedKey {
+        /// The request's id.
+        request: u64,
+        /// The 32-byte derived key, hex.
+        key_hex: String,
+    },
+    /// A guest request was refused (names the reason, e.g. a VMPL or SVN rule).
+    RequestFailed {
+        /// The request's id.
+        request: u64,
+        /// Why.
+        message: String,
+    },
+    /// Serve RA-TLS on the frame's session: stdin frames carry the verifier's TLS bytes, the
+    /// guest answers with stdout frames and ends the session with `Exited`.
+    RatlsOpen,
 }
 
 /// Messages from the guest to the host.
@@ -337,6 +415,38 @@ pub enum GuestMsg {
         /// What went wrong.
         message: String,
     },
+    /// Ask the host-side simulator for a report (simulated TEE only).
+    ReportRequest {
+        /// Chosen by the guest; echoed in the answer.
+        request: u64,
+        /// The 64-byte REPORT_DATA, hex.
+        report_data_hex: String,
+        /// The VMPL to report (0-3).
+        vmpl: u32,
+    },
+    /// Ask the host-side simulator for a derived key (simulated TEE only).
+    KeyRequest {
+        /// Chosen by the guest; echoed in the answer.
+        request: u64,
+        /// MSG_KEY_REQ (0x28 bytes), hex.
+        msg_key_req_hex: String,
+    },
+    /// One step of the attestation agent finished (for audit and timing; never a secret value).
+    TeeStep {
+        /// `evidence`, `kbs_attest`, `secret` (with `detail` = its name), `secrets_written`.
+        step: String,
+        /// The secret's name for `secret`, otherwise empty.
+        detail: String,
+        /// How long the step took in the guest.
+        elapsed_ms: u64,
+    },
+    /// The attestation agent failed: the workload will not start and the guest powers off.
+    TeeFailed {
+        /// The step that failed (as in `TeeStep`).
+        step: String,
+        /// Why.
+        message: String,
+    },
 }
 
 #[cfg(test)]
@@ -359,11 +469,57 @@ mod tests {
                 argv: vec!["echo".into(), "hi".into()],
                 ..Default::default()
             },
+            tee: None,
         };
         let f = Frame::control(0, &msg).unwrap();
         assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
         let d = Frame::data(Kind::Stdout, 7, b"\x00\xffbinary".to_vec());
         assert_eq!(round_trip(&d), d);
+    }
+
+    #[test]
+    fn start_without_tee_field_is_a_plain_box_and_tee_round_trips() {
+        let old = br#"{"type":"start","setup":{"hostname":"h","hosts":{},"nameservers":[]},"process":{"argv":["true"],"env":[],"workdir":null,"user":null,"tty":false,"tty_size":null,"stdin":false}}"#;
+        let f = Frame {
+            kind: Kind::Control,
+            session: 0,
+            payload: old.to_vec(),
+        };
+        assert!(matches!(
+            f.message::<HostMsg>().unwrap(),
+            HostMsg::Start { tee: None, .. }
+        ));
+        let tee = TeeSetup {
+            mode: TeeMode::Simulated,
+            kbs_url: Some("http://10.0.2.2:8080".into()),
+            secrets: vec![SecretSpec {
+                name: "db".into(),
+                resource: "default/db/password".into(),
+            }],
+            ratls_port: Some(7443),
+        };
+        let msg = HostMsg::Start {
+            setup: GuestSetup::default(),
+            process: ProcessSpec::default(),
+            tee: Some(tee),
+        };
+        assert_eq!(
+            round_trip(&Frame::control(0, &msg).unwrap())
+                .message::<HostMsg>()
+                .unwrap(),
+            msg
+        );
+        let req = GuestMsg::ReportRequest {
+            request: 7,
+            report_data_hex: "00".repeat(64),
+            vmpl: 0,
+        };
+        assert_eq!(
+            round_trip(&Frame::control(0, &req).unwrap())
+                .message::<GuestMsg>()
+                .unwrap(),
+            req
+        );
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
             argv: vec!["sh".into(), "-c".into(), "sleep 30".into()],
             ..Default::default()
         },
+        tee: None,
     };
     vm.send(&Frame::control(0, &start).unwrap()).unwrap();
 

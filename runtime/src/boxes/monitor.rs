@@ -90,6 +90,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
     let start = HostMsg::Start {
         setup: rec.spec.setup.clone(),
         process: rec.spec.process.clone(),
+        tee: None,
     };
     let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
         Ok(()) => serve(vm, listener, &dir, &config),
