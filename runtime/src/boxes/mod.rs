@@ -48,6 +48,9 @@ pub enum BoxError {
     /// Network settings (issue 9).
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// TEE settings or a TEE step.
+    #[error(transparent)]
+    Tee(#[from] crate::tee::TeeError),
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
@@ -105,6 +108,7 @@ impl BoxError {
         match self {
             Self::State(e) => e.hint(),
             Self::Net(e) => e.hint(),
+            Self::Tee(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::NoQemu => {
@@ -157,6 +161,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// `--network`, `-p`, `--dns`.
     pub net: crate::network::BoxNet,
+    /// `--tee-enable` / `--tee-simulate` and their settings.
+    pub tee: Option<crate::tee::TeeSpec>,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -231,6 +237,11 @@ impl Boxes {
             home: home.clone(),
             dir: home.root().join("boxes"),
         }
+    }
+
+    /// The A3S home.
+    pub fn home(&self) -> &A3sHome {
+        &self.home
     }
 
     /// A box's directory.
@@ -364,6 +375,13 @@ impl Boxes {
         env.extend(req.env.iter().cloned());
 
         let net = req.net.clone().resolve()?;
+        if let Some(tee) = &req.tee {
+            tee.validate(net.mode != crate::network::NetMode::None)?;
+            if tee.mode == crate::tee::spec::TeeMode::Snp {
+                a3s_vmm::snp::check_host(Path::new("/"))
+                    .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
+            }
+        }
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -410,6 +428,7 @@ impl Boxes {
                 mem_mib,
                 kernel_args: req.kernel_args.clone(),
                 auto_remove: req.auto_remove,
+                tee: req.tee.clone(),
             },
             state: BoxState::Created,
             kernel_cmdline: None,
@@ -417,6 +436,7 @@ impl Boxes {
             finished_at: None,
             boot: None,
             start_count: 0,
+            tee: None,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         net.save(&self.box_dir(&id))?;
@@ -578,6 +598,19 @@ impl Boxes {
     ) -> Result<std::os::unix::net::UnixStream, BoxError> {
         let sock = self.monitor_socket(rec)?;
         client::connect(&sock, &client::ClientMsg::Exec { process })
+            .map_err(|e| BoxError::Monitor(e.to_string()))
+    }
+
+    /// Opens an RA-TLS relay to a running TEE box's attestation agent.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn attest_session(
+        &self,
+        rec: &BoxRecord,
+    ) -> Result<std::os::unix::net::UnixStream, BoxError> {
+        let sock = self.monitor_socket(rec)?;
+        client::connect(&sock, &client::ClientMsg::Attest)
             .map_err(|e| BoxError::Monitor(e.to_string()))
     }
 

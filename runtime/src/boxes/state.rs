@@ -89,6 +89,9 @@ pub struct BoxSpec {
     pub kernel_args: Vec<String>,
     /// Remove the box when it exits (`--rm`).
     pub auto_remove: bool,
+    /// Confidential box settings (`--tee-enable`, `--tee-simulate`); `None`: a plain box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<crate::tee::TeeSpec>,
 }
 
 /// A box's lifecycle state.
@@ -181,6 +184,9 @@ pub struct BoxRecord {
     /// Boots so far.
     #[serde(default)]
     pub start_count: u32,
+    /// TEE mode, launch measurement and agent steps of the last boot (TEE boxes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<crate::tee::TeeRecord>,
 }
 
 /// A box state operation failed.

@@ -2,6 +2,7 @@
 
 pub(crate) mod args;
 mod io;
+pub(crate) mod tee;
 
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +27,10 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
         BoxCommand::Run(a) => run_box(&home, &boxes, a),
         BoxCommand::Create(a) => {
             let rec = boxes.create(&create_request(&a)?)?;
+            if let Err(e) = tee::verify_image(&home, &rec, &a.tee) {
+                let _ = boxes.remove(rec.id.as_str(), true);
+                return Err(e);
+            }
             audit(&home, "box.create", &rec, Outcome::Success, "created")?;
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
@@ -80,6 +85,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
         }
         BoxCommand::Exec(a) => {
             let rec = boxes.find(&a.r#box)?;
+            tee::refuse_exec(&home, &rec, "exec")?;
             let what = format!("exec {}", a.command.join(" "));
             audit(&home, "box.exec", &rec, Outcome::Success, &what)?;
             io::exec(&boxes, &rec, &a)
@@ -207,6 +213,10 @@ fn notice_tcg() {
 fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_request(&a.create)?;
     let rec = boxes.create(&req)?;
+    if let Err(e) = tee::verify_image(home, &rec, &a.create.tee) {
+        let _ = boxes.remove(rec.id.as_str(), true);
+        return Err(e);
+    }
     audit(home, "box.create", &rec, Outcome::Success, "created")?;
     notice_tcg();
     if a.detach {
@@ -298,6 +308,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
+        tee: tee::tee_spec(&a.tee)?,
     })
 }
 
