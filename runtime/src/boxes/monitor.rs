@@ -89,6 +89,20 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
                 tee = Some(t);
             }
             Err(e) => {
+                if let crate::tee::TeeError::MeasurementMismatch { expected, actual } = &e {
+                    // `inspect` shows what the artefacts measure, so the user can compare.
+                    let _ = boxes.update(id, |r| {
+                        r.tee = Some(crate::tee::TeeRecord {
+                            mode: spec.mode,
+                            simulated: spec.simulated(),
+                            measurement: actual.clone(),
+                            expected_measurement: Some(expected.clone()),
+                            measure_ms: 0,
+                            steps: Vec::new(),
+                        });
+                        Ok(())
+                    });
+                }
                 let mut msg = e.to_string();
                 if let Some(h) = e.hint() {
                     msg.push_str(&format!(" (hint: {h})"));

@@ -381,6 +381,7 @@ mod tests {
                 mem_mib: 256,
                 kernel_args: vec![],
                 auto_remove: false,
+                tee: None,
             },
             state: BoxState::Exited {
                 exit_code: 3,
@@ -391,6 +392,7 @@ mod tests {
             finished_at: None,
             boot: None,
             start_count: 0,
+            tee: None,
         };
         write_record(&path, &rec).unwrap();
         let back = read_record(&path).unwrap();
