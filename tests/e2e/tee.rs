@@ -548,14 +548,15 @@ fn file_secrets_and_sealing_across_boxes() {
     assert_eq!(env.run(&["rm", "seal-1"]).code, 0);
 }
 
-/// The box failed before its workload ran, naming the step.
-fn assert_stopped_before_workload(r: &Run, step: &str) {
-    assert_ne!(r.code, 0, "{r:?}");
+/// The box failed before its workload ran, naming the step and why.
+fn assert_stopped_before_workload(r: &Run, step: &str, why: &str) {
+    assert_eq!(r.code, 125, "{r:?}");
     assert!(!r.stdout.contains(MARKER), "the workload ran: {r:?}");
     assert!(
         r.stderr.contains(&format!("TEE step {step} failed")),
         "{step}: {r:?}"
     );
+    assert!(r.stderr.contains(why), "{why}: {r:?}");
 }
 
 #[test]
@@ -577,7 +578,7 @@ fn a_missing_secret_a_policy_denial_and_a_tampered_initrd_stop_the_box() {
         "nope=kbs:///default/app/missing",
     ];
     args.extend(echo);
-    assert_stopped_before_workload(&env.run(&args), "secret");
+    assert_stopped_before_workload(&env.run(&args), "secret", "not found at the KBS");
 
     // The local KBS's attestation policy denies.
     let file = write_file(env.home.path(), "denied.txt", b"x");
@@ -597,7 +598,8 @@ fn a_missing_secret_a_policy_denial_and_a_tampered_initrd_stop_the_box() {
         &spec,
     ];
     args.extend(echo);
-    assert_stopped_before_workload(&env.run(&args), "kbs_attest");
+    // trustee semantics: attestation yields a non-affirming token, the release is denied.
+    assert_stopped_before_workload(&env.run(&args), "secret", "PolicyDeny");
 
     // A tampered initrd: the host appends a file to the cached initrd. The VM now measures
     // differently, so the KBS (which expects the pristine measurement) refuses it.
@@ -627,7 +629,9 @@ fn a_missing_secret_a_policy_denial_and_a_tampered_initrd_stop_the_box() {
     args.extend(echo);
     let r = env.run(&args);
     std::fs::write(&initrd, &pristine).unwrap();
-    assert_stopped_before_workload(&r, "kbs_attest");
+    assert_stopped_before_workload(&r, "secret", "PolicyDeny");
+    let audit = env.run(&["audit", "--action", "tee.agent", "--outcome", "failure"]);
+    assert!(audit.stdout.lines().count() >= 3, "{audit:?}");
 }
 
 /// A cpio "newc" archive with one regular file, as the kernel unpacks concatenated archives.
