@@ -10,6 +10,7 @@
 
 pub mod busybox;
 pub mod client;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod state;
@@ -48,6 +49,9 @@ pub enum BoxError {
     /// Network settings (issue 9).
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// Health-check options (issue 9).
+    #[error(transparent)]
+    Health(#[from] health::HealthError),
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
@@ -105,6 +109,7 @@ impl BoxError {
         match self {
             Self::State(e) => e.hint(),
             Self::Net(e) => e.hint(),
+            Self::Health(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::NoQemu => {
@@ -157,6 +162,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// `--network`, `-p`, `--dns`.
     pub net: crate::network::BoxNet,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: health::HealthOptions,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -231,6 +238,11 @@ impl Boxes {
             home: home.clone(),
             dir: home.root().join("boxes"),
         }
+    }
+
+    /// The A3S home these boxes belong to.
+    pub fn home(&self) -> &A3sHome {
+        &self.home
     }
 
     /// A box's directory.
@@ -364,6 +376,8 @@ impl Boxes {
         env.extend(req.env.iter().cloned());
 
         let net = req.net.clone().resolve()?;
+        // The image store does not keep the config's `Healthcheck`, so only the flags count.
+        let health = req.health.resolve(None)?;
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -410,6 +424,7 @@ impl Boxes {
                 mem_mib,
                 kernel_args: req.kernel_args.clone(),
                 auto_remove: req.auto_remove,
+                health,
             },
             state: BoxState::Created,
             kernel_cmdline: None,
@@ -417,6 +432,7 @@ impl Boxes {
             finished_at: None,
             boot: None,
             start_count: 0,
+            health: None,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         net.save(&self.box_dir(&id))?;

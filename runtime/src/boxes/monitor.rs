@@ -85,6 +85,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         r.started_at = Some(now_rfc3339());
         r.finished_at = None;
         r.start_count += 1;
+        r.health = super::health::initial(r);
         Ok(())
     })?;
     let start = HostMsg::Start {
@@ -92,10 +93,12 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         process: rec.spec.process.clone(),
         tee: None,
     };
+    let checker = super::health::spawn(boxes, &rec, me);
     let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
         Ok(()) => serve(vm, listener, &dir, &config),
         Err(e) => (125, Some(format!("sending the workload to the guest: {e}"))),
     };
+    drop(checker);
     finish(boxes, id, code, error, attached_to.is_none());
     Ok(())
 }
@@ -349,11 +352,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                         to_guest(guest, &f);
                     }
                     Kind::Control => {
-                        if let Ok(HostMsg::Resize { rows, cols }) = f.message::<HostMsg>() {
-                            if let Ok(fr) = Frame::control(session, &HostMsg::Resize { rows, cols })
-                            {
-                                to_guest(guest, &fr);
-                            }
+                        // Resizes, and signals to the session's own process (health probes
+                        // kill a probe that outlives its timeout).
+                        let msg = match f.message::<HostMsg>() {
+                            Ok(m @ (HostMsg::Resize { .. } | HostMsg::Signal { .. })) => Some(m),
+                            _ => None,
+                        };
+                        if let Some(fr) = msg.and_then(|m| Frame::control(session, &m).ok()) {
+                            to_guest(guest, &fr);
                         }
                     }
                     _ => {}
