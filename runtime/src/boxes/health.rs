@@ -608,10 +608,8 @@ fn probe(socket: &Path, process: &ProcessSpec, timeout: Duration) -> (i32, Strin
         }
         match proto::read_frame(&mut conn) {
             Ok(f) => match f.kind {
-                Kind::Stdout | Kind::Stderr => {
-                    if out.len() < MAX_OUTPUT_BYTES + 4 {
-                        out.extend_from_slice(&f.payload);
-                    }
+                Kind::Stdout | Kind::Stderr if out.len() < MAX_OUTPUT_BYTES + 4 => {
+                    out.extend_from_slice(&f.payload);
                 }
                 Kind::Control => match f.message::<MonitorMsg>() {
                     Ok(MonitorMsg::Exited { code }) => {

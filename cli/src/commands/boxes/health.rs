@@ -13,16 +13,16 @@ pub(crate) struct HealthArgs {
     #[arg(long, value_name = "CMD")]
     pub(crate) health_cmd: Option<String>,
     /// Time between checks (ms|s|m|h, e.g. 10s, 1m30s), default 30s.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) health_interval: Option<String>,
     /// Maximum time one check may take, default 30s.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) health_timeout: Option<String>,
     /// Consecutive failures needed to report unhealthy, default 3.
     #[arg(long, value_name = "N")]
     pub(crate) health_retries: Option<u32>,
     /// Grace period after the start in which failures do not count, default 0s.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub(crate) health_start_period: Option<String>,
     /// Disable any health check (also the image's).
     #[arg(long)]
