@@ -10,6 +10,7 @@
 
 pub mod busybox;
 pub mod client;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod state;
@@ -51,6 +52,9 @@ pub enum BoxError {
     /// TEE settings or a TEE step.
     #[error(transparent)]
     Tee(#[from] crate::tee::TeeError),
+    /// Health-check options (issue 9).
+    #[error(transparent)]
+    Health(#[from] health::HealthError),
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
@@ -109,6 +113,7 @@ impl BoxError {
             Self::State(e) => e.hint(),
             Self::Net(e) => e.hint(),
             Self::Tee(e) => e.hint(),
+            Self::Health(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::NoQemu => {
@@ -163,6 +168,8 @@ pub struct CreateRequest {
     pub net: crate::network::BoxNet,
     /// `--tee-enable` / `--tee-simulate` and their settings.
     pub tee: Option<crate::tee::TeeSpec>,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: health::HealthOptions,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -382,6 +389,8 @@ impl Boxes {
                     .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
             }
         }
+        // The image store does not keep the config's `Healthcheck`, so only the flags count.
+        let health = req.health.resolve(None)?;
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -429,6 +438,7 @@ impl Boxes {
                 kernel_args: req.kernel_args.clone(),
                 auto_remove: req.auto_remove,
                 tee: req.tee.clone(),
+                health,
             },
             state: BoxState::Created,
             kernel_cmdline: None,
@@ -437,6 +447,7 @@ impl Boxes {
             boot: None,
             start_count: 0,
             tee: None,
+            health: None,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         net.save(&self.box_dir(&id))?;

@@ -35,6 +35,9 @@ struct Shared {
     /// False for a TEE box without `--allow-exec`: host exec is refused here, so a client
     /// that bypasses the CLI is refused too.
     exec_allowed: bool,
+    /// The box's own health-check command, fixed at create time like the workload: allowed
+    /// even where host exec is refused.
+    health_argv: Option<Vec<String>>,
     /// Where refusals are recorded, and the box id.
     audit: Option<(crate::audit::AuditLog, String)>,
 }
@@ -136,6 +139,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         r.started_at = Some(now_rfc3339());
         r.finished_at = None;
         r.start_count += 1;
+        r.health = super::health::initial(r);
         Ok(())
     })?;
     let start = HostMsg::Start {
@@ -148,11 +152,14 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         id,
         tee,
         exec_allowed,
+        health_argv: rec.spec.health.as_ref().map(|h| h.argv()),
     };
+    let checker = super::health::spawn(boxes, &rec, me);
     let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
         Ok(()) => serve(vm, listener, &dir, &config, guest),
         Err(e) => (125, Some(format!("sending the workload to the guest: {e}"))),
     };
+    drop(checker);
     finish(boxes, id, code, error, attached_to.is_none());
     Ok(())
 }
@@ -194,6 +201,7 @@ struct Guest<'a> {
     id: &'a BoxId,
     tee: Option<TeeLaunch>,
     exec_allowed: bool,
+    health_argv: Option<Vec<String>>,
 }
 
 impl Guest<'_> {
@@ -238,6 +246,7 @@ fn serve(
     let shared = Arc::new(Mutex::new(Shared {
         next_session: 1,
         exec_allowed: guest_box.exec_allowed,
+        health_argv: guest_box.health_argv.clone(),
         audit: Some((
             crate::audit::AuditLog::open(guest_box.boxes.home().audit()),
             guest_box.id.to_string(),
@@ -398,7 +407,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     };
     let _ = conn.set_read_timeout(None);
     let session = match first {
-        ClientMsg::Exec { .. } if !lock(shared).exec_allowed => {
+        ClientMsg::Exec { ref process } if !exec_permitted(&lock(shared), &process.argv) => {
             let message =
                 "exec refused: this box runs in TEE mode and was not started with --allow-exec"
                     .to_owned();
@@ -500,11 +509,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                         to_guest(guest, &f);
                     }
                     Kind::Control => {
-                        if let Ok(HostMsg::Resize { rows, cols }) = f.message::<HostMsg>() {
-                            if let Ok(fr) = Frame::control(session, &HostMsg::Resize { rows, cols })
-                            {
-                                to_guest(guest, &fr);
-                            }
+                        // Resizes, and signals to the session's own process (health probes
+                        // kill a probe that outlives its timeout).
+                        let msg = match f.message::<HostMsg>() {
+                            Ok(m @ (HostMsg::Resize { .. } | HostMsg::Signal { .. })) => Some(m),
+                            _ => None,
+                        };
+                        if let Some(fr) = msg.and_then(|m| Frame::control(session, &m).ok()) {
+                            to_guest(guest, &fr);
                         }
                     }
                     _ => {}
@@ -522,6 +534,10 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             }
         }
     }
+}
+
+fn exec_permitted(sh: &Shared, argv: &[String]) -> bool {
+    sh.exec_allowed || sh.health_argv.as_deref() == Some(argv)
 }
 
 fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {

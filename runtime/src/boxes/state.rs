@@ -92,6 +92,9 @@ pub struct BoxSpec {
     /// Confidential box settings (`--tee-enable`, `--tee-simulate`); `None`: a plain box.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<crate::tee::TeeSpec>,
+    /// Health check (`--health-cmd`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthConfig>,
 }
 
 /// A box's lifecycle state.
@@ -187,6 +190,9 @@ pub struct BoxRecord {
     /// TEE mode, launch measurement and agent steps of the last boot (TEE boxes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<crate::tee::TeeRecord>,
+    /// Health of the current (or last) run, when the box has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 /// A box state operation failed.
@@ -382,6 +388,7 @@ mod tests {
                 kernel_args: vec![],
                 auto_remove: false,
                 tee: None,
+                health: None,
             },
             state: BoxState::Exited {
                 exit_code: 3,
@@ -393,6 +400,7 @@ mod tests {
             boot: None,
             start_count: 0,
             tee: None,
+            health: None,
         };
         write_record(&path, &rec).unwrap();
         let back = read_record(&path).unwrap();

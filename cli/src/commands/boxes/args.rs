@@ -89,6 +89,8 @@ pub(crate) struct CreateArgs {
     pub(crate) net: crate::commands::network::NetArgs,
     #[command(flatten)]
     pub(crate) tee: TeeArgs,
+    #[command(flatten)]
+    pub(crate) health: super::health::HealthArgs,
     /// Image (e.g. busybox).
     pub(crate) image: String,
     /// Command and arguments (replace the image's cmd).

@@ -1,6 +1,7 @@
 //! The box lifecycle commands: each parses flags into runtime requests and prints the result.
 
 pub(crate) mod args;
+mod health;
 mod io;
 pub(crate) mod tee;
 
@@ -102,7 +103,11 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                 .iter()
                 .map(|k| boxes.find(k))
                 .collect::<Result<Vec<_>, _>>()?;
-            output::json(&recs)?;
+            let views = recs
+                .iter()
+                .map(health::inspect_view)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            output::json(&views)?;
             Ok(ExitStatus::Success)
         }
         BoxCommand::Stats(a) => stats(&boxes, &a.boxes, a.format.format),
@@ -309,6 +314,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         auto_remove: a.rm,
         net: a.net.box_net()?,
         tee: tee::tee_spec(&a.tee)?,
+        health: a.health.options()?,
     })
 }
 
@@ -374,17 +380,37 @@ struct PsView<'a> {
     state: &'static str,
     exit_code: Option<i32>,
     error: Option<&'a str>,
+    /// `starting`, `healthy` or `unhealthy` (boxes with a health check).
+    health: Option<&'static str>,
+    /// The STATUS column (`Up 2 minutes (healthy)`).
+    status: String,
 }
 
 fn status_text(rec: &BoxRecord) -> String {
     match &rec.state {
         BoxState::Created => "Created".into(),
         BoxState::Starting { .. } => "Starting".into(),
-        BoxState::Running { .. } => {
-            format!("Up since {}", rec.started_at.as_deref().unwrap_or("?"))
-        }
+        BoxState::Running { .. } => format!(
+            "Up {}{}",
+            up_for(rec.started_at.as_deref()),
+            health::suffix(rec.health.as_ref())
+        ),
         BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
         _ => rec.state.name().into(),
+    }
+}
+
+/// How long ago `started_at` (RFC 3339) was, in Docker's words.
+fn up_for(started_at: Option<&str>) -> String {
+    let started = started_at.and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    match started {
+        Some(t) => {
+            let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
+            health::human_duration(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+        }
+        None => "(start time unknown)".into(),
     }
 }
 
@@ -417,6 +443,8 @@ fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
                 BoxState::Exited { error, .. } => error.as_deref(),
                 _ => None,
             },
+            health: r.health.as_ref().map(|h| h.status.as_str()),
+            status: status_text(r),
         })
         .collect();
     match a.format.format {
@@ -441,7 +469,7 @@ fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
                     r.name,
                     r.image,
                     cmd,
-                    status_text(r)
+                    v.status
                 )?;
             }
         }
@@ -517,6 +545,8 @@ pub(crate) fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> 
     if let Some(e) = cause.downcast_ref::<BoxError>() {
         e.hint()
     } else if let Some(e) = cause.downcast_ref::<a3s_image::StoreError>() {
+        e.hint()
+    } else if let Some(e) = cause.downcast_ref::<a3s_runtime::boxes::health::HealthError>() {
         e.hint()
     } else {
         None
