@@ -7,10 +7,11 @@
 //! |------|------|---------|
 //! | `evidence` | the report for the KBS challenge | the report request |
 //! | `kbs_attest` | `/kbs/v0/auth` and `/kbs/v0/attest` | the two round trips, without `evidence` |
-//! | `secret` (detail: name) | `/kbs/v0/resource/...` and JWE decryption | that resource |
-//! | `secrets_written` | tmpfs mounted, every file written | mount and writes |
+//! | `secret` (detail: name) | `/kbs/v0/resource/...`, JWE decryption, `/run/secrets/<name>` written | that resource and its file |
+//! | `secrets_written` | every secret is in place (the host may stop its ephemeral KBS) | the tmpfs mount and all file writes |
 //!
-//! Nothing is written until every secret has been received.
+//! The tmpfs is mounted after the KBS accepted the evidence; each secret is written as soon as
+//! it arrives (its value is wiped from memory right after).
 
 use std::cell::Cell;
 use std::path::Path;
@@ -101,27 +102,32 @@ pub(crate) fn provision(
         started.elapsed().saturating_sub(evidence),
     ));
 
-    let mut fetched = Vec::with_capacity(paths.len());
-    for (spec, path) in tee.secrets.iter().zip(&paths) {
-        let t = Instant::now();
-        let value = client.resource(&session, path).map_err(|e| {
-            StepError::new("secret", format!("secret {}: {}", spec.name, describe(&e)))
-        })?;
-        fetched.push(Secret {
-            name: spec.name.clone(),
-            value,
-        });
-        done(step("secret", spec.name.clone(), t.elapsed()));
-    }
-
     let t = Instant::now();
     if placement.mount_tmpfs {
         secrets::mount_tmpfs(placement.root)
             .map_err(|e| StepError::new("secrets_written", format!("{e:#}")))?;
     }
-    secrets::write_all(placement.root, &fetched, placement.owner)
+    secrets::prepare_root(placement.root, placement.owner)
         .map_err(|e| StepError::new("secrets_written", format!("{e:#}")))?;
-    done(step("secrets_written", String::new(), t.elapsed()));
+    let mut writing = t.elapsed();
+
+    for (spec, path) in tee.secrets.iter().zip(&paths) {
+        let t = Instant::now();
+        let value = client.resource(&session, path).map_err(|e| {
+            StepError::new("secret", format!("secret {}: {}", spec.name, describe(&e)))
+        })?;
+        let secret = Secret {
+            name: spec.name.clone(),
+            value,
+        };
+        let w = Instant::now();
+        secrets::write_one(placement.root, &secret, placement.owner)
+            .map_err(|e| StepError::new("secret", format!("secret {}: {e:#}", spec.name)))?;
+        writing += w.elapsed();
+        drop(secret);
+        done(step("secret", spec.name.clone(), t.elapsed()));
+    }
+    done(step("secrets_written", String::new(), writing));
     Ok(())
 }
 

@@ -83,6 +83,7 @@ pub(crate) fn mount_tmpfs(dir: &Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// A bad name, or the first file that cannot be written.
+#[cfg(test)]
 pub(crate) fn write_all(
     root: &Path,
     secrets: &[Secret],
@@ -91,33 +92,57 @@ pub(crate) fn write_all(
     for s in secrets {
         validate_name(&s.name)?;
     }
+    prepare_root(root, owner)?;
+    for s in secrets {
+        write_one(root, s, owner)?;
+    }
+    Ok(())
+}
+
+/// Makes `root` a directory of mode 0700 owned by `owner` when given.
+///
+/// # Errors
+/// When it cannot be created or changed.
+pub(crate) fn prepare_root(root: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
     fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     fs::set_permissions(root, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", root.display()))?;
-    let chown_to = |path: &Path| -> anyhow::Result<()> {
-        if let Some((uid, gid)) = owner {
-            chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .with_context(|| format!("giving {} to uid {uid}", path.display()))?;
-        }
-        Ok(())
-    };
-    for s in secrets {
-        let path = root.join(&s.name);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.write_all(&s.value)
-            .with_context(|| format!("writing {}", path.display()))?;
-        // The creation mode is masked by the umask: set it exactly.
-        file.set_permissions(fs::Permissions::from_mode(0o400))
-            .with_context(|| format!("setting the mode of {}", path.display()))?;
-        chown_to(&path)?;
+    chown_to(root, owner)
+}
+
+/// Writes `secret` to `root/<name>` with mode 0400, owned by `owner` when given; a file that
+/// already exists is an error (never overwritten, never followed).
+///
+/// # Errors
+/// A bad name, or the file cannot be written.
+pub(crate) fn write_one(
+    root: &Path,
+    secret: &Secret,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
+    validate_name(&secret.name)?;
+    let path = root.join(&secret.name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(&secret.value)
+        .with_context(|| format!("writing {}", path.display()))?;
+    // The creation mode is masked by the umask: set it exactly.
+    file.set_permissions(fs::Permissions::from_mode(0o400))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    chown_to(&path, owner)
+}
+
+fn chown_to(path: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
+    if let Some((uid, gid)) = owner {
+        chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .with_context(|| format!("giving {} to uid {uid}", path.display()))?;
     }
-    chown_to(root)
+    Ok(())
 }
 
 #[cfg(test)]
