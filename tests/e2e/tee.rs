@@ -661,3 +661,51 @@ fn newc_archive(name: &str, data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn verify_key_refuses_an_unsigned_image_before_boot() {
+    let env = &shared().env;
+    let keys = tempfile::tempdir().unwrap();
+    let out = env
+        .cmd()
+        .args([
+            "key",
+            "generate",
+            "--out-dir",
+            keys.path().to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = keys.path().join("cosign.pub");
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "unsigned",
+        "--tee-simulate",
+        "--verify-key",
+        public.to_str().unwrap(),
+        "busybox",
+        "echo",
+        MARKER,
+    ]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("may not run"), "{r:?}");
+    assert!(!r.stdout.contains(MARKER));
+    assert!(
+        env.run(&["inspect", "unsigned"]).code != 0,
+        "the refused box is gone"
+    );
+    let audit = env.run(&["audit", "--action", "image.verify", "--format", "json"]);
+    assert!(audit.stdout.contains("\"denied\""), "{audit:?}");
+    assert!(
+        audit.stdout.contains("sha256:"),
+        "the digest is audited: {audit:?}"
+    );
+}

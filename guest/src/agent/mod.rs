@@ -72,6 +72,7 @@ impl Agent {
         tee: &TeeSetup,
         chan: &Channel,
         requests: &Arc<Requests>,
+        owner: Option<(u32, u32)>,
     ) -> Result<(Arc<Self>, SharedAttester), StepError> {
         let (attester, kind) = attester::for_mode(tee.mode, chan, requests)
             .map_err(|e| StepError::new("evidence", error_chain(&e)))?;
@@ -82,7 +83,7 @@ impl Agent {
                 StepError::new("ratls", format!("listening on TCP port {port}: {e}"))
             })?;
         }
-        seal::serve(Path::new(seal::SOCKET), attester.clone())
+        seal::serve(Path::new(seal::SOCKET), attester.clone(), owner)
             .map_err(|e| StepError::new("agent", format!("{e:#}")))?;
         tool::install(Path::new(tool::TOOL_PATH))
             .map_err(|e| StepError::new("agent", format!("{e:#}")))?;
@@ -107,9 +108,9 @@ pub(crate) fn boot(
     requests: &Arc<Requests>,
     opened: impl FnOnce(Arc<Agent>),
 ) -> Result<(), StepError> {
-    let (agent, attester) = Agent::open(tee, chan, requests)?;
-    opened(agent);
     let owner = workload_owner(process);
+    let (agent, attester) = Agent::open(tee, chan, requests, owner)?;
+    opened(agent);
     provision::provision(
         tee,
         attester.as_ref(),

@@ -54,11 +54,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const UNSEAL_AUTH_FAILED: &str =
     "the envelope was sealed by a different measurement or is corrupted";
 
-/// Binds `path` (mode 0600) and serves it on a thread for the life of the VM.
+/// Binds `path` (mode 0600, owned by `owner`: the workload's user, who must be able to seal)
+/// and serves it on a thread for the life of the VM.
 ///
 /// # Errors
 /// When the socket cannot be created.
-pub(crate) fn serve(path: &Path, attester: SharedAttester) -> anyhow::Result<()> {
+pub(crate) fn serve(
+    path: &Path,
+    attester: SharedAttester,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -67,6 +72,7 @@ pub(crate) fn serve(path: &Path, attester: SharedAttester) -> anyhow::Result<()>
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
+    super::secrets::chown_to(path, owner)?;
     let keys = Arc::new(AttesterKeySource::new(Shared(attester)));
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -216,7 +222,12 @@ mod tests {
 
     fn serve_for(host: &SimHost, dir: &Path) -> std::path::PathBuf {
         let path = dir.join("agent.sock");
-        serve(&path, Arc::new(host.attester(Duration::from_secs(30)))).unwrap();
+        serve(
+            &path,
+            Arc::new(host.attester(Duration::from_secs(30))),
+            None,
+        )
+        .unwrap();
         path
     }
 
@@ -283,7 +294,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let host = SimHost::silent();
         let path = tmp.path().join("agent.sock");
-        serve(&path, Arc::new(host.attester(Duration::from_millis(200)))).unwrap();
+        serve(
+            &path,
+            Arc::new(host.attester(Duration::from_millis(200))),
+            None,
+        )
+        .unwrap();
         match request(&path, OP_SEAL, b"x") {
             Err(Failure::Refused(m)) => assert!(m.contains("no answer"), "{m}"),
             other => panic!("unexpected {other:?}"),

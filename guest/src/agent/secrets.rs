@@ -137,7 +137,7 @@ pub(crate) fn write_one(
     chown_to(&path, owner)
 }
 
-fn chown_to(path: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
+pub(crate) fn chown_to(path: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
     if let Some((uid, gid)) = owner {
         chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
             .with_context(|| format!("giving {} to uid {uid}", path.display()))?;

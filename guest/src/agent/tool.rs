@@ -198,7 +198,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let host = SimHost::start(MEASUREMENT);
         let socket = tmp.path().join("agent.sock");
-        seal::serve(&socket, Arc::new(host.attester(Duration::from_secs(30)))).unwrap();
+        seal::serve(
+            &socket,
+            Arc::new(host.attester(Duration::from_secs(30))),
+            None,
+        )
+        .unwrap();
 
         let mut sealed = Vec::new();
         run(
