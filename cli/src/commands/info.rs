@@ -35,8 +35,8 @@ struct NetworkSupport {
 
 fn bridge_text(p: &a3s_runtime::network::HostSupport) -> String {
     let mut missing = Vec::new();
-    if !(p.root || p.net_admin) {
-        missing.push("root or CAP_NET_ADMIN");
+    if !p.net_admin {
+        missing.push("CAP_NET_ADMIN (root)");
     }
     if !p.bridge {
         missing.push("bridge module");

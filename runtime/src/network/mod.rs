@@ -406,7 +406,8 @@ pub struct HostSupport {
     pub nftables: bool,
     /// Running as root (needed for bridge networks).
     pub root: bool,
-    /// CAP_NET_ADMIN in the effective set (enough for bridge networks without root).
+    /// CAP_NET_ADMIN in the effective set: what bridge networks need (root has it unless it was
+    /// dropped).
     pub net_admin: bool,
 }
 
@@ -435,7 +436,7 @@ impl HostSupport {
 
     /// Whether bridge networks can be used here.
     pub fn bridge_ok(&self) -> bool {
-        (self.root || self.net_admin) && self.bridge && self.tun
+        self.net_admin && self.bridge && self.tun
     }
 
     /// Checks, before boot, that this host can build network `n`'s bridge.
@@ -443,7 +444,8 @@ impl HostSupport {
     /// # Errors
     /// [`NetError::Unprivileged`], [`NetError::NoBridgeSupport`], [`NetError::NoNftables`].
     pub fn check_bridge(&self, n: &Network) -> Result<(), NetError> {
-        if !(self.root || self.net_admin) {
+        // Root without CAP_NET_ADMIN (a container, a dropped capability) cannot either.
+        if !self.net_admin {
             return Err(NetError::Unprivileged(n.name.clone()));
         }
         if !self.bridge || !self.tun {
@@ -624,7 +626,7 @@ pub enum NetError {
     #[error("network {0} no longer holds this box's address")]
     LostEndpoint(String),
     /// Neither root nor CAP_NET_ADMIN.
-    #[error("network {0} needs a bridge and TAP devices, which need root or CAP_NET_ADMIN")]
+    #[error("network {0} needs a bridge and TAP devices, which need CAP_NET_ADMIN (this process lacks it: not root, or the capability was dropped)")]
     Unprivileged(String),
     /// The kernel cannot.
     #[error("network {network} cannot be built on this host: {missing} is missing")]
