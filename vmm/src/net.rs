@@ -46,10 +46,7 @@ pub struct TapNet {
 impl TapNet {
     /// QEMU arguments for this NIC.
     pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
-        let netdev = format!(
-            "tap,id=net0,ifname={},script=no,downscript=no",
-            self.ifname
-        );
+        let netdev = format!("tap,id=net0,ifname={},script=no,downscript=no", self.ifname);
         let device = match machine {
             Machine::Microvm => "virtio-net-device",
             Machine::Q35 => "virtio-net-pci",

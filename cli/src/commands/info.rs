@@ -118,10 +118,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 ("network tsi", yes_no(info.network.tsi)),
                 ("network none", yes_no(info.network.none)),
                 ("network bridge", bridge_text(&info.network.probe)),
-                (
-                    "nftables (isolation, NAT)",
-                    yes_no(info.network.nftables),
-                ),
+                ("nftables (isolation, NAT)", yes_no(info.network.nftables)),
             ])?;
         }
     }

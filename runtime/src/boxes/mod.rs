@@ -447,7 +447,8 @@ impl Boxes {
         let vmlinux = kernel.vmlinux(&cache)?;
         let machine = Machine::from_env()?;
         let init = assets::locate_guest_init()?;
-        let net = crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
+        let net =
+            crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
         net.check_free()?;
         let modules = [machine.guest_modules(), a3s_vmm::net::GUEST_MODULES].concat();
         let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;

@@ -68,8 +68,17 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         Some(net) => match crate::network::attach::plug(&boxes.home, id, net, &mut setup) {
             Ok(p) => p,
             Err(e) => {
-                let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
-                finish(boxes, id, 125, Some(format!("{e}{hint}")), attached_to.is_none());
+                let hint = e
+                    .hint()
+                    .map(|h| format!(" (hint: {h})"))
+                    .unwrap_or_default();
+                finish(
+                    boxes,
+                    id,
+                    125,
+                    Some(format!("{e}{hint}")),
+                    attached_to.is_none(),
+                );
                 return Ok(());
             }
         },

@@ -96,7 +96,10 @@ pub fn check_hostname(h: &str) -> Result<(), NetError> {
         if label.is_empty() || label.len() > 63 {
             return Err(bad("each dot-separated label must be 1 to 63 characters"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(bad("only letters, digits, '-' and '.' are allowed"));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -383,7 +386,10 @@ fn host_nameservers() -> Vec<String> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .map(str::trim)
-        .filter(|a| a.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()))
+        .filter(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
         .map(str::to_owned)
         .collect()
 }

@@ -98,13 +98,7 @@ pub fn tap_name(id: &BoxId) -> String {
 /// A stable, locally administered MAC address for a box.
 pub fn mac_address(id: &BoxId) -> String {
     let h = id.as_str();
-    format!(
-        "02:a3:{}:{}:{}:{}",
-        &h[0..2],
-        &h[2..4],
-        &h[4..6],
-        &h[6..8]
-    )
+    format!("02:a3:{}:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6], &h[6..8])
 }
 
 /// What `network create` asks for.

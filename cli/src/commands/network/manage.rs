@@ -166,8 +166,8 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
     let nets = Networks::open(&home);
     match cmd {
         NetworkCommand::Create(a) => {
-            let isolation = Isolation::parse(&a.isolation)
-                .map_err(|m| usage_error(anyhow::anyhow!(m)))?;
+            let isolation =
+                Isolation::parse(&a.isolation).map_err(|m| usage_error(anyhow::anyhow!(m)))?;
             let policy = match &a.policy {
                 Some(p) => Some(Policy::load(p).map_err(|e| classify(e.into()))?),
                 None => None,
@@ -300,8 +300,13 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
             Err(e) => {
                 audit(
                     &home,
-                    net_event("network.connect", Outcome::Failure, &e.to_string(), &a.network)
-                        .with("box", a.r#box.as_str()),
+                    net_event(
+                        "network.connect",
+                        Outcome::Failure,
+                        &e.to_string(),
+                        &a.network,
+                    )
+                    .with("box", a.r#box.as_str()),
                 )?;
                 Err(e.into())
             }
