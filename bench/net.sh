@@ -33,7 +33,7 @@ size_mb=16
 server="mkdir -p /tmp/w && dd if=/dev/zero of=/tmp/w/big bs=1M count=$size_mb 2>/dev/null && echo ok > /tmp/w/small && exec httpd -f -p 80 -h /tmp/w"
 in_ns "$box" network create --subnet 10.94.0.0/24 bench-net >/dev/null
 in_ns "$box" run -d --name bench-tsi -m 512m -p 0:80 busybox sh -c "$server" >/dev/null &
-in_ns "$box" run -d --name bench-br -m 512m --network bench-net busybox sh -c "$server" >/dev/null &
+in_ns "$box" run -d --name bench-br -m 512m --network bench-net --dns 127.0.0.1 busybox sh -c "$server" >/dev/null &
 wait
 port=$(in_ns "$box" port bench-tsi | sed 's/.*://')
 ip=$(in_ns "$box" network inspect bench-net | python3 -c 'import json,sys; print([b["ip"] for b in json.load(sys.stdin)[0]["boxes"] if b["name"]=="bench-br"][0])')

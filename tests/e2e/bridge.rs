@@ -82,7 +82,8 @@ impl Lab {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(name.to_owned());
-        let mut argv: Vec<String> = ["run", "-d", "--name", name]
+        // --dns 127.0.0.1: a name lookup that misses /etc/hosts stays inside the guest.
+        let mut argv: Vec<String> = ["run", "-d", "--dns", "127.0.0.1", "--name", name]
             .iter()
             .map(ToString::to_string)
             .collect();

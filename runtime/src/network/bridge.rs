@@ -129,6 +129,12 @@ pub fn teardown(n: &Network) -> Result<(), NetError> {
     if !link_exists(&n.bridge()) {
         return Ok(());
     }
+    // TAPs left by a monitor that was killed outright (its drop guard never ran).
+    for m in n.members() {
+        if link_exists(&m.tap) {
+            run("ip", &["link", "del", &m.tap], None)?;
+        }
+    }
     run("ip", &["link", "del", &n.bridge()], None)?;
     if nft_available() {
         let t = n.table();
