@@ -46,6 +46,9 @@ pub(crate) enum Command {
     Kbs(crate::commands::kbs::args::KbsCommand),
     /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
     Port(crate::commands::network::PortArgs),
+    /// Bridge networks: create, ls, inspect, rm, connect, disconnect.
+    #[command(subcommand)]
+    Network(crate::commands::network::manage::NetworkCommand),
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod attest;
 mod audit;
 mod basics;
 mod boxes;
+mod bridge;
 mod health;
 mod image;
 mod kbs;

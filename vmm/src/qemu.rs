@@ -115,7 +115,7 @@ pub struct VmConfig {
     /// Boot attempts before failing.
     pub boot_attempts: u32,
     /// The network device (`None`: no NIC at all).
-    pub net: Option<crate::net::UserNet>,
+    pub net: Option<crate::net::Nic>,
 }
 
 impl VmConfig {

@@ -20,6 +20,35 @@ struct Info {
     sev_snp_guest: GuestInterfaces,
     sev_host_device: bool,
     sev_snp_host_enabled: bool,
+    network: NetworkSupport,
+}
+
+/// Network modes this host can run (issue 9).
+#[derive(Serialize)]
+struct NetworkSupport {
+    tsi: bool,
+    none: bool,
+    bridge: bool,
+    nftables: bool,
+    probe: a3s_runtime::network::HostSupport,
+}
+
+fn bridge_text(p: &a3s_runtime::network::HostSupport) -> String {
+    let mut missing = Vec::new();
+    if !p.net_admin {
+        missing.push("CAP_NET_ADMIN (root)");
+    }
+    if !p.bridge {
+        missing.push("bridge module");
+    }
+    if !p.tun {
+        missing.push("/dev/net/tun");
+    }
+    if missing.is_empty() {
+        "yes".into()
+    } else {
+        format!("no (missing: {})", missing.join(", "))
+    }
 }
 
 pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
@@ -43,6 +72,16 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
         sev_snp_guest: GuestInterfaces::probe(Path::new("/")),
         sev_host_device: virt.sev_host_device,
         sev_snp_host_enabled: virt.sev_snp_host_enabled,
+        network: {
+            let probe = a3s_runtime::network::HostSupport::probe();
+            NetworkSupport {
+                tsi: probe.tsi,
+                none: true,
+                bridge: probe.bridge_ok(),
+                nftables: probe.nftables,
+                probe,
+            }
+        },
     };
     match args.format {
         Format::Json => output::json(&info)?,
@@ -76,6 +115,10 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                     "sev-snp host enabled (kvm_amd)",
                     yes_no(info.sev_snp_host_enabled),
                 ),
+                ("network tsi", yes_no(info.network.tsi)),
+                ("network none", yes_no(info.network.none)),
+                ("network bridge", bridge_text(&info.network.probe)),
+                ("nftables (isolation, NAT)", yes_no(info.network.nftables)),
             ])?;
         }
     }

@@ -34,6 +34,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Audit(args) => audit::run(args),
         Command::Box(cmd) => boxes::run(cmd),
         Command::Port(a) => network::port(&a),
+        Command::Network(c) => network::manage::run(c),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }

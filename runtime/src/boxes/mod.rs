@@ -218,7 +218,7 @@ impl VmPlan {
                 * u64::from(spec.vcpus.max(1)),
             boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
             boot_attempts: 3,
-            net: self.net.as_ref().and_then(crate::network::BoxNet::user_net),
+            net: self.net.as_ref().and_then(crate::network::BoxNet::nic),
         }
     }
 }
@@ -383,7 +383,7 @@ impl Boxes {
 
         let net = req.net.clone().resolve()?;
         if let Some(tee) = &req.tee {
-            tee.validate(net.mode != crate::network::NetMode::None)?;
+            tee.validate(net.mode == crate::network::NetMode::Tsi)?;
             if tee.mode == crate::tee::spec::TeeMode::Snp {
                 a3s_vmm::snp::check_host(Path::new("/"))
                     .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
@@ -450,6 +450,8 @@ impl Boxes {
             health: None,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
+        let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
+            .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
         net.save(&self.box_dir(&id))?;
         state::write_record(&self.state_path(&id), &rec)?;
         Ok(rec)
@@ -476,7 +478,8 @@ impl Boxes {
         let vmlinux = kernel.vmlinux(&cache)?;
         let machine = Machine::from_env()?;
         let init = assets::locate_guest_init()?;
-        let net = crate::network::BoxNet::load(&self.box_dir(&rec.id))?;
+        let net =
+            crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
         net.check_free()?;
         let modules = [machine.guest_modules(), a3s_vmm::net::GUEST_MODULES].concat();
         let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
@@ -702,6 +705,7 @@ impl Boxes {
     fn remove_dir(&self, id: &BoxId) -> Result<(), BoxError> {
         let dir = self.box_dir(id);
         let _lock = state::lock_file(&dir.join("lock"))?;
+        crate::network::attach::release(&self.home, id, &dir);
         // Rename first so a half-removed box never looks like a box.
         let trash = self.dir.join(format!(".removed-{}", id.as_str()));
         fs_err::rename(&dir, &trash)?;

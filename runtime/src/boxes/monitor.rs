@@ -116,6 +116,28 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         }
     }
     let exec_allowed = rec.spec.tee.as_ref().is_none_or(|t| t.allow_exec);
+    let mut setup = rec.spec.setup.clone();
+    // A bridged box's TAP lives exactly as long as this monitor (removed on drop).
+    let _plugged = match &plan.net {
+        Some(net) => match crate::network::attach::plug(&boxes.home, id, net, &mut setup) {
+            Ok(p) => p,
+            Err(e) => {
+                let hint = e
+                    .hint()
+                    .map(|h| format!(" (hint: {h})"))
+                    .unwrap_or_default();
+                finish(
+                    boxes,
+                    id,
+                    125,
+                    Some(format!("{e}{hint}")),
+                    attached_to.is_none(),
+                );
+                return Ok(());
+            }
+        },
+        None => None,
+    };
 
     let vm = match Vm::start(&config) {
         Ok(vm) => vm,
@@ -143,7 +165,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         Ok(())
     })?;
     let start = HostMsg::Start {
-        setup: rec.spec.setup.clone(),
+        setup,
         process: rec.spec.process.clone(),
         tee: tee.as_ref().map(|t| t.setup.clone()),
     };

@@ -1,13 +1,23 @@
 //! Box networking (issue 9): the default `tsi` mode (QEMU user networking: outbound through the
-//! host's stack, published TCP ports on host loopback) and `none` (no interface at all).
+//! host's stack, published TCP ports on host loopback), `none` (no interface at all) and
+//! `bridge` (`--network NAME`: a user-defined network, see [`store`], [`bridge`], [`policy`]).
 //!
 //! A box's network settings live in `net.json` beside its record, so the box record format
 //! stays untouched; boxes created before this module have no file and get the default.
+
+pub mod attach;
+pub mod bridge;
+pub mod ipam;
+pub mod policy;
+pub mod store;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+pub use policy::{Isolation, Policy, PolicyError};
+pub use store::{CreateNetwork, Network, Networks};
 
 /// The file beside a box's record.
 pub const NET_FILE: &str = "net.json";
@@ -28,6 +38,8 @@ pub enum NetMode {
     Tsi,
     /// No interface but loopback.
     None,
+    /// A user-defined bridge network ([`BoxNet::network`]).
+    Bridge,
 }
 
 impl NetMode {
@@ -48,8 +60,87 @@ impl NetMode {
         match self {
             Self::Tsi => "tsi",
             Self::None => "none",
+            Self::Bridge => "bridge",
         }
     }
+}
+
+/// Parses `--network`: `tsi`, `none`, or the name of a user-defined network.
+///
+/// # Errors
+/// [`NetError::BadNetworkName`] for something that is neither.
+pub fn parse_network(s: &str) -> Result<(NetMode, Option<String>), NetError> {
+    match NetMode::parse(s) {
+        Ok(m) => Ok((m, None)),
+        Err(_) => {
+            store::check_network_name(s)?;
+            Ok((NetMode::Bridge, Some(s.to_owned())))
+        }
+    }
+}
+
+/// Checks `--hostname` (RFC 1123: dot-separated labels of letters, digits and inner hyphens,
+/// each at most 63 characters, 253 in all).
+///
+/// # Errors
+/// [`NetError::Hostname`] naming what is wrong.
+pub fn check_hostname(h: &str) -> Result<(), NetError> {
+    let bad = |why: &str| NetError::Hostname {
+        given: h.to_owned(),
+        why: why.to_owned(),
+    };
+    if h.is_empty() || h.len() > 253 {
+        return Err(bad("must be 1 to 253 characters"));
+    }
+    for label in h.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("each dot-separated label must be 1 to 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(bad("only letters, digits, '-' and '.' are allowed"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label cannot start or end with '-'"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one `--add-host NAME:IP`.
+///
+/// # Errors
+/// [`NetError::AddHost`].
+pub fn parse_add_host(spec: &str) -> Result<(String, String), NetError> {
+    let bad = |why: String| NetError::AddHost {
+        given: spec.to_owned(),
+        why,
+    };
+    let (name, addr) = spec
+        .split_once(':')
+        .ok_or_else(|| bad("expected NAME:IP".into()))?;
+    check_hostname(name).map_err(|e| bad(e.to_string()))?;
+    let ip: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| bad(format!("{addr:?} is not an IP address")))?;
+    Ok((name.to_owned(), ip.to_string()))
+}
+
+/// Where a bridged box plugs in, fixed when it is prepared for boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The network's bridge device.
+    pub bridge: String,
+    /// The box's TAP device.
+    pub tap: String,
+    /// The guest's MAC address.
+    pub mac: String,
+    /// Prefix length of the subnet.
+    pub prefix: u8,
+    /// Default gateway.
+    pub gateway: Ipv4Addr,
 }
 
 /// One published port: host loopback port → guest TCP port.
@@ -140,6 +231,15 @@ pub struct BoxNet {
     /// `--dns` servers (empty: QEMU's forwarder in `tsi`).
     #[serde(default)]
     pub dns: Vec<String>,
+    /// The user-defined network (`bridge` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The box's stable address there (allocated at create or connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// Filled in by [`BoxNet::linked`] for the boot plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
 }
 
 impl BoxNet {
@@ -150,6 +250,9 @@ impl BoxNet {
     pub fn resolve(mut self) -> Result<Self, NetError> {
         if self.mode == NetMode::None && !self.ports.is_empty() {
             return Err(NetError::PortsWithoutNetwork);
+        }
+        if self.mode == NetMode::Bridge && !self.ports.is_empty() {
+            return Err(NetError::PortsOnBridge);
         }
         for (i, p) in self.ports.iter().enumerate() {
             if p.host != 0 && self.ports[..i].iter().any(|q| q.host == p.host) {
@@ -181,12 +284,19 @@ impl BoxNet {
             (_, false) => self.dns.clone(),
             (NetMode::Tsi, true) => vec![USER_DNS.to_string()],
             (NetMode::None, true) => vec![],
+            (NetMode::Bridge, true) => host_nameservers(),
         }
     }
 
     /// The kernel argument telling guest-init how to configure eth0 (none for `none`).
     pub fn kernel_arg(&self) -> Option<String> {
-        (self.mode == NetMode::Tsi).then(|| format!("a3s.net={GUEST_ADDR}/24,{GATEWAY}"))
+        match (self.mode, &self.link, self.ip) {
+            (NetMode::Tsi, _, _) => Some(format!("a3s.net={GUEST_ADDR}/24,{GATEWAY}")),
+            (NetMode::Bridge, Some(l), Some(ip)) => {
+                Some(format!("a3s.net={ip}/{},{}", l.prefix, l.gateway))
+            }
+            _ => None,
+        }
     }
 
     /// The VM's user-network device, if any.
@@ -194,6 +304,51 @@ impl BoxNet {
         (self.mode == NetMode::Tsi).then(|| a3s_vmm::net::UserNet {
             forwards: self.ports.iter().map(|p| (p.host, p.guest)).collect(),
         })
+    }
+
+    /// The VM's NIC, if any (a bridged box needs [`BoxNet::linked`] first).
+    pub fn nic(&self) -> Option<a3s_vmm::net::Nic> {
+        match (self.mode, &self.link) {
+            (NetMode::Tsi, _) => self.user_net().map(a3s_vmm::net::Nic::User),
+            (NetMode::Bridge, Some(l)) => Some(a3s_vmm::net::Nic::Tap(a3s_vmm::net::TapNet {
+                ifname: l.tap.clone(),
+                mac: l.mac.clone(),
+            })),
+            _ => None,
+        }
+    }
+
+    /// For boot: a bridged box's link (its network must exist and still hold its address, and
+    /// the host must be able to build the bridge); other modes as they are.
+    ///
+    /// # Errors
+    /// A missing network or endpoint, or a host without bridge support.
+    pub fn linked(
+        mut self,
+        home: &crate::A3sHome,
+        id: &crate::boxes::BoxId,
+    ) -> Result<Self, NetError> {
+        if self.mode != NetMode::Bridge {
+            return Ok(self);
+        }
+        let name = self.network.clone().ok_or(NetError::NotAttached)?;
+        let n = Networks::open(home).get(&name)?;
+        HostSupport::probe().check_bridge(&n)?;
+        let ip = n
+            .endpoints
+            .get(id.as_str())
+            .map(|e| e.ip)
+            .filter(|ip| Some(*ip) == self.ip)
+            .ok_or_else(|| NetError::LostEndpoint(name.clone()))?;
+        self.ip = Some(ip);
+        self.link = Some(Link {
+            bridge: n.bridge(),
+            tap: store::tap_name(id),
+            mac: store::mac_address(id),
+            prefix: n.subnet.prefix(),
+            gateway: n.gateway,
+        });
+        Ok(self)
     }
 
     /// Reads `net.json` from a box directory (the default when absent).
@@ -223,6 +378,22 @@ impl BoxNet {
     }
 }
 
+/// Non-loopback nameservers of the host's `/etc/resolv.conf` (a bridged box cannot reach the
+/// host's loopback resolver).
+fn host_nameservers() -> Vec<String> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .filter(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 fn bind(port: u16) -> Result<TcpListener, NetError> {
     TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
         .map_err(|source| NetError::PortInUse { port, source })
@@ -241,6 +412,9 @@ pub struct HostSupport {
     pub nftables: bool,
     /// Running as root (needed for bridge networks).
     pub root: bool,
+    /// CAP_NET_ADMIN in the effective set: what bridge networks need (root has it unless it was
+    /// dropped).
+    pub net_admin: bool,
 }
 
 impl HostSupport {
@@ -258,8 +432,54 @@ impl HostSupport {
             tun: Path::new("/dev/net/tun").exists(),
             nftables: on_path("nft"),
             root: nix::unistd::geteuid().is_root(),
+            net_admin: std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .as_deref()
+                .and_then(cap_eff)
+                .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0),
         }
     }
+
+    /// Whether bridge networks can be used here.
+    pub fn bridge_ok(&self) -> bool {
+        self.net_admin && self.bridge && self.tun
+    }
+
+    /// Checks, before boot, that this host can build network `n`'s bridge.
+    ///
+    /// # Errors
+    /// [`NetError::Unprivileged`], [`NetError::NoBridgeSupport`], [`NetError::NoNftables`].
+    pub fn check_bridge(&self, n: &Network) -> Result<(), NetError> {
+        // Root without CAP_NET_ADMIN (a container, a dropped capability) cannot either.
+        if !self.net_admin {
+            return Err(NetError::Unprivileged(n.name.clone()));
+        }
+        if !self.bridge || !self.tun {
+            return Err(NetError::NoBridgeSupport {
+                network: n.name.clone(),
+                missing: if self.tun {
+                    "the kernel bridge module (/sys/module/bridge)"
+                } else {
+                    "/dev/net/tun"
+                }
+                .into(),
+            });
+        }
+        if n.isolation != Isolation::None && !self.nftables {
+            return Err(NetError::NoNftables(n.name.clone()));
+        }
+        Ok(())
+    }
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+
+/// The `CapEff:` mask of a `/proc/<pid>/status` text.
+fn cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
 /// A network setting was rejected or could not be applied.
@@ -304,6 +524,135 @@ pub enum NetError {
         #[source]
         source: serde_json::Error,
     },
+    /// `-p` with a bridge network.
+    #[error("-p cannot be used with a bridge network: published ports are a tsi feature")]
+    PortsOnBridge,
+    /// A bad `--hostname`.
+    #[error("--hostname {given:?}: {why}")]
+    Hostname {
+        /// As given.
+        given: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A bad `--add-host`.
+    #[error("--add-host {given:?}: {why}")]
+    AddHost {
+        /// As given.
+        given: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A bad network name.
+    #[error("{0:?} is not a usable network name")]
+    BadNetworkName(String),
+    /// No such network.
+    #[error("network {0} does not exist")]
+    NoSuchNetwork(String),
+    /// The name is taken.
+    #[error("network {0} already exists")]
+    NetworkExists(String),
+    /// A bad `--subnet`.
+    #[error("--subnet {given}: {why}")]
+    Subnet {
+        /// As given.
+        given: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The subnet overlaps another network's.
+    #[error("--subnet {subnet} overlaps network {other} ({other_subnet})")]
+    Overlap {
+        /// Asked for.
+        subnet: String,
+        /// The other network.
+        other: String,
+        /// Its subnet.
+        other_subnet: String,
+    },
+    /// No free default subnet.
+    #[error("no free /24 is left in 10.88.0.0/16 for a default subnet")]
+    PoolExhausted,
+    /// A bad `--gateway`.
+    #[error("--gateway {given} {why}")]
+    Gateway {
+        /// As given.
+        given: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// `--isolation custom` without a policy.
+    #[error("--isolation custom needs --policy FILE")]
+    CustomWithoutPolicy,
+    /// A policy without `custom`.
+    #[error("--policy is only used with --isolation custom")]
+    PolicyWithoutCustom,
+    /// The policy file.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// No address left.
+    #[error("network {network} ({subnet}) has no free address left")]
+    SubnetFull {
+        /// The network.
+        network: String,
+        /// Its subnet.
+        subnet: String,
+    },
+    /// `network rm` with boxes attached.
+    #[error("network {network} has boxes attached: {}", boxes.join(", "))]
+    InUse {
+        /// The network.
+        network: String,
+        /// Their names.
+        boxes: Vec<String>,
+    },
+    /// `network connect`/`disconnect` of a running box.
+    #[error("box {0} is running: network changes apply at the next boot, so stop it first")]
+    BoxRunning(String),
+    /// `network connect` of a box already on another network.
+    #[error("box {name} is already connected to network {network}")]
+    AlreadyConnected {
+        /// The box.
+        name: String,
+        /// Its network.
+        network: String,
+    },
+    /// `network disconnect` of a box not on that network.
+    #[error("box {name} is not connected to network {network}")]
+    NotConnected {
+        /// The box.
+        name: String,
+        /// The network.
+        network: String,
+    },
+    /// A bridge-mode `net.json` without a network.
+    #[error("the box is in bridge mode but names no network")]
+    NotAttached,
+    /// The network no longer lists the box.
+    #[error("network {0} no longer holds this box's address")]
+    LostEndpoint(String),
+    /// Neither root nor CAP_NET_ADMIN.
+    #[error("network {0} needs a bridge and TAP devices, which need CAP_NET_ADMIN (this process lacks it: not root, or the capability was dropped)")]
+    Unprivileged(String),
+    /// The kernel cannot.
+    #[error("network {network} cannot be built on this host: {missing} is missing")]
+    NoBridgeSupport {
+        /// The network.
+        network: String,
+        /// What is missing.
+        missing: String,
+    },
+    /// Isolation without nft.
+    #[error("network {0} has isolation rules, which need nftables (`nft`), not found on PATH")]
+    NoNftables(String),
+    /// An `ip`/`nft` command failed.
+    #[error("{command} failed: {message}")]
+    Host {
+        /// The command line.
+        command: String,
+        /// Its stderr.
+        message: String,
+    },
     /// File i/o.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -313,7 +662,9 @@ impl NetError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Mode(_) => Some("use --network tsi (the default) or --network none".into()),
+            Self::Mode(_) => Some(
+                "use --network tsi (the default), --network none, or a network from `a3s-box network ls`".into(),
+            ),
             Self::Publish { .. } => {
                 Some("publish TCP ports as -p HOST:GUEST, e.g. -p 8080:80 (HOST 0 picks a free port)".into())
             }
@@ -321,6 +672,36 @@ impl NetError {
                 "stop whatever listens on 127.0.0.1:{port} or pick another host port (0 picks a free one)"
             )),
             Self::PortsWithoutNetwork => Some("drop -p, or drop --network none".into()),
+            Self::BadNetworkName(_) => Some(
+                "use --network tsi, --network none, or the name of a network from `a3s-box network ls` (names: letters, digits, _ . -)".into(),
+            ),
+            Self::NoSuchNetwork(n) => Some(format!(
+                "create it with `a3s-box network create {n}`, or list networks with `a3s-box network ls`"
+            )),
+            Self::PortsOnBridge => Some(
+                "reach a bridged box from the host at its address (`a3s-box network inspect NET`), or use tsi for -p".into(),
+            ),
+            Self::Overlap { .. } | Self::PoolExhausted => Some(
+                "pick a free --subnet, or remove an unused network with `a3s-box network rm`".into(),
+            ),
+            Self::Subnet { .. } => Some("give the subnet as ADDR/PREFIX, e.g. --subnet 10.89.0.0/24".into()),
+            Self::InUse { network, .. } => Some(format!(
+                "disconnect or remove those boxes, or `a3s-box network rm --force {network}` detaches them"
+            )),
+            Self::BoxRunning(b) => Some(format!("`a3s-box stop {b}`, then retry")),
+            Self::LostEndpoint(n) => Some(format!(
+                "reconnect it: `a3s-box network disconnect {n} BOX && a3s-box network connect {n} BOX`"
+            )),
+            Self::Unprivileged(_) => Some(
+                "run as root (or grant CAP_NET_ADMIN), or use --network tsi (needs no privileges)".into(),
+            ),
+            Self::NoBridgeSupport { .. } => Some(
+                "load the bridge and tun modules (`modprobe bridge tun`), or use --network tsi".into(),
+            ),
+            Self::NoNftables(_) => Some("install nftables (`apt-get install nftables`), or use --isolation none".into()),
+            Self::Policy(_) => Some(
+                "a policy is TOML or JSON: default = \"allow\"|\"deny\" and [[rules]] with from, to, ports, protocol, action".into(),
+            ),
             _ => None,
         }
     }

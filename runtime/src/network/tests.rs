@@ -92,3 +92,76 @@ fn net_file_round_trips_and_defaults_when_absent() {
     assert_eq!(BoxNet::load(dir.path()).unwrap(), net);
     assert_eq!(net.nameservers(), ["1.1.1.1"]);
 }
+
+#[test]
+fn network_flags_parse_to_modes_or_network_names() {
+    assert_eq!(parse_network("tsi").unwrap(), (NetMode::Tsi, None));
+    assert_eq!(parse_network("none").unwrap(), (NetMode::None, None));
+    assert_eq!(
+        parse_network("lan-1").unwrap(),
+        (NetMode::Bridge, Some("lan-1".into()))
+    );
+    assert!(matches!(
+        parse_network("bad name"),
+        Err(NetError::BadNetworkName(_))
+    ));
+}
+
+#[test]
+fn hostnames_and_add_hosts_are_checked() {
+    check_hostname("web-1.example").unwrap();
+    for bad in ["", "-web", "web-", "we_b", "a..b", &"x".repeat(64)] {
+        assert!(check_hostname(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        parse_add_host("db:10.0.0.5").unwrap(),
+        ("db".into(), "10.0.0.5".into())
+    );
+    for (bad, needle) in [
+        ("db", "expected NAME:IP"),
+        ("db:nope", "not an IP address"),
+        ("d b:10.0.0.5", "only letters"),
+    ] {
+        let e = parse_add_host(bad).unwrap_err().to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn a_linked_bridge_box_gets_its_address_and_a_tap_nic() {
+    let net = BoxNet {
+        mode: NetMode::Bridge,
+        network: Some("lan".into()),
+        ip: Some(Ipv4Addr::new(10, 88, 0, 7)),
+        link: Some(Link {
+            bridge: "a3s-br-01234567".into(),
+            tap: "a3s-tp-89abcdef".into(),
+            mac: "02:a3:89:ab:cd:ef".into(),
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 88, 0, 1),
+        }),
+        ..BoxNet::default()
+    };
+    assert_eq!(
+        net.kernel_arg().as_deref(),
+        Some("a3s.net=10.88.0.7/24,10.88.0.1")
+    );
+    assert!(matches!(net.nic(), Some(a3s_vmm::net::Nic::Tap(t)) if t.ifname == "a3s-tp-89abcdef"));
+    assert!(matches!(
+        BoxNet {
+            ports: vec![PortMap { host: 1, guest: 1 }],
+            ..net
+        }
+        .resolve(),
+        Err(NetError::PortsOnBridge)
+    ));
+}
+
+#[test]
+fn cap_net_admin_is_read_from_the_effective_set() {
+    let with = "Name:\tx\nCapEff:\t000001fffeffffff\n";
+    let without = "CapEff:\t000001fffeffefff\n";
+    assert!(cap_eff(with).unwrap() & (1 << CAP_NET_ADMIN) != 0);
+    assert!(cap_eff(without).unwrap() & (1 << CAP_NET_ADMIN) == 0);
+    assert_eq!(cap_eff("nothing"), None);
+}

@@ -154,11 +154,12 @@ pub struct TeeSpec {
 }
 
 impl TeeSpec {
-    /// Checks the settings that do not need the boot artefacts.
+    /// Checks the settings that do not need the boot artefacts; `user_network`: the box has
+    /// the default (tsi) network, over which the guest reaches the KBS.
     ///
     /// # Errors
     /// [`TeeError`] naming the flag.
-    pub fn validate(&self, has_network: bool) -> Result<(), TeeError> {
+    pub fn validate(&self, user_network: bool) -> Result<(), TeeError> {
         if let Some(m) = &self.expected_measurement {
             parse_measurement(m)?;
         }
@@ -195,7 +196,7 @@ impl TeeSpec {
                     .into(),
             });
         }
-        if !self.secrets.is_empty() && !has_network {
+        if !self.secrets.is_empty() && !user_network {
             return Err(TeeError::NoNetwork);
         }
         if let Some(url) = &self.kbs_url {
@@ -291,7 +292,7 @@ pub enum TeeError {
         why: String,
     },
     /// Secrets with `--network none`.
-    #[error("secrets are fetched over the box's network, which --network none removes")]
+    #[error("secrets are fetched over the box's default (tsi) network; --network none and bridge networks do not reach the KBS")]
     NoNetwork,
     /// The measured launch is not the expected one.
     #[error(
@@ -345,7 +346,7 @@ impl TeeError {
             Self::MeasurementMismatch { .. } => Some(
                 "the kernel, initrd (guest agent, image) or command line differ from what was expected; check --kernel-arg, --cpus and the image".into(),
             ),
-            Self::NoNetwork => Some("drop --network none, or the secrets".into()),
+            Self::NoNetwork => Some("drop --network, or the secrets".into()),
             Self::NoSnp(_) => Some("use --tee-simulate on hosts without SEV-SNP".into()),
             Self::ExecRefused { .. } => Some(
                 "recreate the box with --allow-exec if the host may run commands in it".into(),

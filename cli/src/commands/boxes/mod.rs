@@ -279,17 +279,10 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
     }
     let mut hosts = Vec::new();
     for h in &a.add_host {
-        let Some((name, addr)) = h.split_once(':') else {
-            return Err(usage_error(anyhow::anyhow!(
-                "--add-host {h:?}: expected NAME:ADDRESS"
-            )));
-        };
-        if addr.parse::<std::net::IpAddr>().is_err() {
-            return Err(usage_error(anyhow::anyhow!(
-                "--add-host {h:?}: {addr:?} is not an IP address"
-            )));
-        }
-        hosts.push((name.to_owned(), addr.to_owned()));
+        hosts.push(a3s_runtime::network::parse_add_host(h).map_err(|e| usage_error(e.into()))?);
+    }
+    if let Some(h) = &a.hostname {
+        a3s_runtime::network::check_hostname(h).map_err(|e| usage_error(e.into()))?;
     }
     let mem_mib = match &a.memory {
         Some(m) => parse_memory_mib(m).map_err(usage_error)?,

@@ -1,13 +1,16 @@
-//! Box networking flags and `a3s-box port` (issue 9).
+//! Box networking flags, `a3s-box port` and `a3s-box network ...` (issue 9).
+
+pub(crate) mod manage;
 
 use clap::Args;
 
-use a3s_runtime::network::{parse_dns, parse_publish, BoxNet, NetMode};
+use a3s_runtime::network::{parse_dns, parse_network, parse_publish, BoxNet, NetMode};
 
 /// `--network`, `-p`, `--dns` on `create`/`run`.
 #[derive(Debug, Args)]
 pub(crate) struct NetArgs {
-    /// Network mode: tsi (default: outbound via the host, published ports) or none (no interface).
+    /// Network: tsi (default: outbound via the host, published ports), none (no interface), or
+    /// the name of a bridge network (`a3s-box network create`: peers by name, stable address).
     #[arg(long, value_name = "MODE")]
     pub(crate) network: Option<String>,
     /// Publish a guest TCP port on host 127.0.0.1 (HOST:GUEST[/tcp]; HOST 0 picks a free port).
@@ -21,9 +24,9 @@ pub(crate) struct NetArgs {
 impl NetArgs {
     /// The validated settings (host ports are resolved by the runtime).
     pub(crate) fn box_net(&self) -> anyhow::Result<BoxNet> {
-        let mode = match &self.network {
-            Some(m) => NetMode::parse(m).map_err(|e| crate::usage_error(e.into()))?,
-            None => NetMode::default(),
+        let (mode, network) = match &self.network {
+            Some(m) => parse_network(m).map_err(|e| crate::usage_error(e.into()))?,
+            None => (NetMode::default(), None),
         };
         let ports = self
             .publish
@@ -37,7 +40,19 @@ impl NetArgs {
             .map(|d| parse_dns(d))
             .collect::<Result<_, _>>()
             .map_err(|e| crate::usage_error(e.into()))?;
-        Ok(BoxNet { mode, ports, dns })
+        let net = BoxNet {
+            mode,
+            ports,
+            dns,
+            network,
+            ..BoxNet::default()
+        };
+        if net.mode == NetMode::Bridge && !net.ports.is_empty() {
+            return Err(crate::usage_error(
+                a3s_runtime::network::NetError::PortsOnBridge.into(),
+            ));
+        }
+        Ok(net)
     }
 }
 

@@ -1,0 +1,345 @@
+//! `a3s-box network create|ls|inspect|rm|connect|disconnect`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use a3s_runtime::audit::{AuditLog, Event, Outcome};
+use a3s_runtime::network::{attach, CreateNetwork, Isolation, NetError, Network, Networks, Policy};
+use a3s_runtime::A3sHome;
+
+use crate::args::{Format, FormatArgs};
+use crate::{output, usage_error, ExitStatus};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkCommand {
+    /// Create a bridge network (boxes join it with `run --network NAME`).
+    Create(CreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show networks as JSON: subnet, gateway, bridge, isolation, policy, boxes and addresses.
+    Inspect(InspectArgs),
+    /// Remove networks (refused while boxes are attached, unless --force detaches them).
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Attach a stopped box to a network (takes effect at its next boot).
+    Connect(ConnectArgs),
+    /// Detach a stopped box from a network (it boots with no network until connected again).
+    Disconnect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Subnet in CIDR form (default: a free /24 of 10.88.0.0/16).
+    #[arg(long, value_name = "CIDR")]
+    subnet: Option<String>,
+    /// The host's address on the bridge (default: the subnet's first address).
+    #[arg(long, value_name = "IP")]
+    gateway: Option<String>,
+    /// none: peers reach each other; strict: they cannot (gateway and outbound still can);
+    /// custom: rules from --policy.
+    #[arg(long, default_value = "none", value_name = "MODE")]
+    isolation: String,
+    /// Policy for --isolation custom (TOML or JSON: default and [[rules]] with from, to, ports,
+    /// protocol, action).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Network name.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Only names.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Networks.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// Detach attached boxes first (a running one loses its link immediately).
+    #[arg(short, long)]
+    force: bool,
+    /// Networks.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// Network.
+    network: String,
+    /// Box (name or id).
+    r#box: String,
+}
+
+/// What `inspect` shows (a stable JSON contract).
+#[derive(Serialize)]
+struct View {
+    name: String,
+    id: String,
+    subnet: String,
+    gateway: String,
+    bridge: String,
+    isolation: &'static str,
+    policy: Option<Policy>,
+    /// How boxes reach beyond the network.
+    outbound: &'static str,
+    created_at: String,
+    boxes: Vec<BoxView>,
+}
+
+#[derive(Serialize)]
+struct BoxView {
+    id: String,
+    name: String,
+    ip: String,
+}
+
+fn view(n: &Network) -> View {
+    View {
+        name: n.name.clone(),
+        id: n.id.clone(),
+        subnet: n.subnet.to_string(),
+        gateway: n.gateway.to_string(),
+        bridge: n.bridge(),
+        isolation: n.isolation.as_str(),
+        policy: n.policy.clone(),
+        outbound: if a3s_runtime::network::HostSupport::probe().nftables {
+            "nat (nftables masquerade through the host)"
+        } else {
+            "internal (nftables missing: no NAT, the gateway only)"
+        },
+        created_at: n.created_at.clone(),
+        boxes: n
+            .endpoints
+            .iter()
+            .map(|(id, e)| BoxView {
+                id: id.clone(),
+                name: e.name.clone(),
+                ip: e.ip.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn audit(home: &A3sHome, event: Event) -> anyhow::Result<()> {
+    AuditLog::open(home.audit())
+        .record(&event)
+        .context("writing the audit event")?;
+    Ok(())
+}
+
+fn net_event(action: &str, outcome: Outcome, message: &str, network: &str) -> Event {
+    Event::new(action, outcome, message).with("network", network)
+}
+
+/// Usage errors (bad input) exit 2; the rest 125.
+fn classify(e: NetError) -> anyhow::Error {
+    match e {
+        NetError::BadNetworkName(_)
+        | NetError::Subnet { .. }
+        | NetError::Overlap { .. }
+        | NetError::Gateway { .. }
+        | NetError::CustomWithoutPolicy
+        | NetError::PolicyWithoutCustom
+        | NetError::Policy(_) => usage_error(e.into()),
+        other => other.into(),
+    }
+}
+
+pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
+    let home = A3sHome::from_env()?;
+    let nets = Networks::open(&home);
+    match cmd {
+        NetworkCommand::Create(a) => {
+            let isolation =
+                Isolation::parse(&a.isolation).map_err(|m| usage_error(anyhow::anyhow!(m)))?;
+            let policy = match &a.policy {
+                Some(p) => Some(Policy::load(p).map_err(|e| classify(e.into()))?),
+                None => None,
+            };
+            let req = CreateNetwork {
+                name: a.name.clone(),
+                subnet: a.subnet.clone(),
+                gateway: a.gateway.clone(),
+                isolation,
+                policy,
+            };
+            match nets.create(&req) {
+                Ok(n) => {
+                    audit(
+                        &home,
+                        net_event("network.create", Outcome::Success, "created", &n.name)
+                            .with("subnet", n.subnet.to_string())
+                            .with("isolation", n.isolation.as_str()),
+                    )?;
+                    output::line(&n.name)?;
+                    Ok(ExitStatus::Success)
+                }
+                Err(e) => {
+                    audit(
+                        &home,
+                        net_event("network.create", Outcome::Failure, &e.to_string(), &a.name),
+                    )?;
+                    Err(classify(e))
+                }
+            }
+        }
+        NetworkCommand::Ls(a) => {
+            let all = nets.list()?;
+            if a.quiet {
+                for n in &all {
+                    output::line(&n.name)?;
+                }
+                return Ok(ExitStatus::Success);
+            }
+            match a.format.format {
+                Format::Json => output::json(&all.iter().map(view).collect::<Vec<_>>())?,
+                Format::Text => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "{:<20}  {:<18}  {:<15}  {:<9}  BOXES",
+                        "NAME", "SUBNET", "GATEWAY", "ISOLATION"
+                    )?;
+                    for n in &all {
+                        writeln!(
+                            out,
+                            "{:<20}  {:<18}  {:<15}  {:<9}  {}",
+                            n.name,
+                            n.subnet.to_string(),
+                            n.gateway.to_string(),
+                            n.isolation.as_str(),
+                            n.endpoints.len()
+                        )?;
+                    }
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
+        NetworkCommand::Inspect(a) => {
+            let views = a
+                .names
+                .iter()
+                .map(|n| nets.get(n).map(|n| view(&n)))
+                .collect::<Result<Vec<_>, _>>()?;
+            output::json(&views)?;
+            Ok(ExitStatus::Success)
+        }
+        NetworkCommand::Rm(a) => {
+            let mut failed = None;
+            for name in &a.names {
+                match nets.remove(name, a.force) {
+                    Ok(n) => {
+                        let detached: Vec<String> =
+                            n.endpoints.values().map(|e| e.name.clone()).collect();
+                        audit(
+                            &home,
+                            net_event("network.remove", Outcome::Success, "removed", name)
+                                .with("detached", detached.join(",")),
+                        )?;
+                        output::line(name)?;
+                    }
+                    Err(e) => {
+                        let outcome = if matches!(e, NetError::InUse { .. }) {
+                            Outcome::Denied
+                        } else {
+                            Outcome::Failure
+                        };
+                        audit(
+                            &home,
+                            net_event("network.remove", outcome, &e.to_string(), name),
+                        )?;
+                        if a.names.len() == 1 {
+                            return Err(e.into());
+                        }
+                        let _ = writeln!(std::io::stderr(), "error: {e}");
+                        failed = Some(e);
+                    }
+                }
+            }
+            match failed {
+                Some(_) => Err(anyhow::Error::new(crate::ExitCodeError {
+                    code: 125,
+                    error: anyhow::anyhow!("some networks were not removed"),
+                })),
+                None => Ok(ExitStatus::Success),
+            }
+        }
+        NetworkCommand::Connect(a) => match attach::connect(&home, &a.network, &a.r#box) {
+            Ok((rec, ip)) => {
+                audit(
+                    &home,
+                    net_event(
+                        "network.connect",
+                        Outcome::Success,
+                        "connected (applies at next boot)",
+                        &a.network,
+                    )
+                    .with_box(rec.id.as_str())
+                    .with("name", rec.name.as_str())
+                    .with("ip", ip.to_string()),
+                )?;
+                output::line(&format!("{} {ip}", rec.name))?;
+                Ok(ExitStatus::Success)
+            }
+            Err(e) => {
+                audit(
+                    &home,
+                    net_event(
+                        "network.connect",
+                        Outcome::Failure,
+                        &e.to_string(),
+                        &a.network,
+                    )
+                    .with("box", a.r#box.as_str()),
+                )?;
+                Err(e.into())
+            }
+        },
+        NetworkCommand::Disconnect(a) => match attach::disconnect(&home, &a.network, &a.r#box) {
+            Ok(rec) => {
+                audit(
+                    &home,
+                    net_event(
+                        "network.disconnect",
+                        Outcome::Success,
+                        "disconnected (applies at next boot)",
+                        &a.network,
+                    )
+                    .with_box(rec.id.as_str())
+                    .with("name", rec.name.as_str()),
+                )?;
+                output::line(&rec.name)?;
+                Ok(ExitStatus::Success)
+            }
+            Err(e) => {
+                audit(
+                    &home,
+                    net_event(
+                        "network.disconnect",
+                        Outcome::Failure,
+                        &e.to_string(),
+                        &a.network,
+                    )
+                    .with("box", a.r#box.as_str()),
+                )?;
+                Err(e.into())
+            }
+        },
+    }
+}

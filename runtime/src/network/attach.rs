@@ -1,0 +1,169 @@
+//! Boxes meeting networks: addresses at create, `network connect`/`disconnect` of stopped
+//! boxes, release at removal, and plugging a booting box into its bridge.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use a3s_vmm::proto::GuestSetup;
+
+use super::bridge::{self, Tap};
+use super::{BoxNet, NetError, NetMode, Network, Networks};
+use crate::boxes::{BoxId, BoxRecord, Boxes};
+use crate::home::A3sHome;
+
+/// At create: a bridged box gets its address (its directory must exist already).
+///
+/// # Errors
+/// [`NetError::NoSuchNetwork`], [`NetError::SubnetFull`].
+pub fn allocate(
+    home: &A3sHome,
+    id: &BoxId,
+    name: &str,
+    mut net: BoxNet,
+) -> Result<BoxNet, NetError> {
+    if net.mode != NetMode::Bridge {
+        return Ok(net);
+    }
+    let network = net.network.clone().ok_or(NetError::NotAttached)?;
+    net.ip = Some(Networks::open(home).attach(&network, id, name)?);
+    Ok(net)
+}
+
+/// At removal: frees the box's address (best effort: an endpoint whose box is gone is garbage
+/// collected anyway).
+pub fn release(home: &A3sHome, id: &BoxId, dir: &Path) {
+    if let Ok(BoxNet {
+        network: Some(n), ..
+    }) = BoxNet::load(dir)
+    {
+        let _ = Networks::open(home).detach(&n, id);
+    }
+}
+
+fn stopped(boxes: &Boxes, key: &str) -> Result<BoxRecord, NetError> {
+    let rec = boxes
+        .find(key)
+        .map_err(|e| NetError::Io(std::io::Error::other(e.to_string())))?;
+    if rec.state.is_active() {
+        return Err(NetError::BoxRunning(rec.name));
+    }
+    Ok(rec)
+}
+
+/// `network connect NET BOX`: a stopped box joins `network` at its next boot. Returns its
+/// address.
+///
+/// # Errors
+/// A running box, a box on another network, a box with published ports, no such network.
+pub fn connect(
+    home: &A3sHome,
+    network: &str,
+    key: &str,
+) -> Result<(BoxRecord, Ipv4Addr), NetError> {
+    let boxes = Boxes::open(home);
+    let rec = stopped(&boxes, key)?;
+    let dir = boxes.box_dir(&rec.id);
+    let mut net = BoxNet::load(&dir)?;
+    match (&net.network, net.ip) {
+        (Some(n), Some(ip)) if n == network => return Ok((rec, ip)),
+        (Some(n), _) => {
+            return Err(NetError::AlreadyConnected {
+                name: rec.name,
+                network: n.clone(),
+            })
+        }
+        _ => {}
+    }
+    if !net.ports.is_empty() {
+        return Err(NetError::PortsOnBridge);
+    }
+    let ip = Networks::open(home).attach(network, &rec.id, &rec.name)?;
+    net.mode = NetMode::Bridge;
+    net.network = Some(network.to_owned());
+    net.ip = Some(ip);
+    net.link = None;
+    if let Err(e) = net.save(&dir) {
+        let _ = Networks::open(home).detach(network, &rec.id);
+        return Err(e);
+    }
+    Ok((rec, ip))
+}
+
+/// `network disconnect NET BOX`: a stopped box leaves `network` and boots with no network
+/// (`none`) until connected again.
+///
+/// # Errors
+/// A running box, or one not on `network`.
+pub fn disconnect(home: &A3sHome, network: &str, key: &str) -> Result<BoxRecord, NetError> {
+    let boxes = Boxes::open(home);
+    let rec = stopped(&boxes, key)?;
+    let dir = boxes.box_dir(&rec.id);
+    let mut net = BoxNet::load(&dir)?;
+    if net.network.as_deref() != Some(network) {
+        // Make sure the network exists before saying the box is not on it.
+        Networks::open(home).get(network)?;
+        return Err(NetError::NotConnected {
+            name: rec.name,
+            network: network.to_owned(),
+        });
+    }
+    Networks::open(home).detach(network, &rec.id)?;
+    net.mode = NetMode::None;
+    net.network = None;
+    net.ip = None;
+    net.link = None;
+    net.save(&dir)?;
+    Ok(rec)
+}
+
+/// A booting bridged box plugged into its network: the TAP (removed on drop) and the network
+/// as it was when the box joined.
+#[derive(Debug)]
+pub struct Plugged {
+    /// The TAP device.
+    pub tap: Tap,
+    /// The network.
+    pub network: Network,
+}
+
+/// Before boot: for a bridged box, builds the bridge if needed, creates the box's TAP and
+/// refreshes the isolation rules, and adds every peer (name → address) and the box itself to
+/// the guest's `/etc/hosts` (user `--add-host` entries win). Other modes: nothing.
+///
+/// # Errors
+/// A vanished network or endpoint, or a failed `ip`/`nft` command.
+pub fn plug(
+    home: &A3sHome,
+    id: &BoxId,
+    net: &BoxNet,
+    setup: &mut GuestSetup,
+) -> Result<Option<Plugged>, NetError> {
+    setup.nameservers = net.nameservers();
+    if net.mode != NetMode::Bridge {
+        return Ok(None);
+    }
+    let name = net.network.clone().ok_or(NetError::NotAttached)?;
+    let nets = Networks::open(home);
+    let _lock = nets.lock()?;
+    let n = nets.get_locked(&name)?;
+    let me = n
+        .endpoints
+        .get(id.as_str())
+        .filter(|e| Some(e.ip) == net.ip)
+        .ok_or_else(|| NetError::LostEndpoint(name.clone()))?;
+    bridge::ensure(&n)?;
+    let tap = Tap::create(&n, id)?;
+    for e in n.endpoints.values() {
+        setup
+            .hosts
+            .entry(e.name.clone())
+            .or_insert_with(|| e.ip.to_string());
+    }
+    if !setup.hostname.is_empty() {
+        setup
+            .hosts
+            .entry(setup.hostname.clone())
+            .or_insert_with(|| me.ip.to_string());
+    }
+    Ok(Some(Plugged { tap, network: n }))
+}

@@ -1,0 +1,523 @@
+//! Bridge networks end to end (issue 9). SAFETY: every test runs its bridge, TAP devices and
+//! `a3s-box` processes (hence the VMs) inside its own network namespace (`a3s-test-<random>`),
+//! removed by a drop guard, so test traffic only ever flows between the test's own VMs and the
+//! namespace's end of the bridge. Nothing is sent to any other address.
+//!
+//! VM boots: 2 (peers by name; plus 1 restart) + 2 (strict) + 2 (custom) = 7.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{Run, TestEnv};
+
+/// One A3S home shared by the tests (the kernel and busybox are unpacked once).
+fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
+        let out = Command::new(script)
+            .arg("--quiet")
+            .output()
+            .expect("running scripts/build-guest-init");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = TestEnv::new();
+        let c = env.run(&["create", "--name", "bridge-warm", "busybox", "true"]);
+        assert_eq!(c.code, 0, "{}", c.stderr);
+        env.run(&["rm", "bridge-warm"]);
+        env
+    })
+}
+
+/// A private network namespace; on drop, this test's boxes are removed (their VMs and TAPs
+/// live in the namespace) and the namespace is deleted.
+struct Lab {
+    ns: String,
+    boxes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let ns = format!("a3s-test-{}", &uuid_hex()[..10]);
+        let ok = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {ns} failed (the bridge tests need root)");
+        let lab = Self {
+            ns,
+            boxes: std::sync::Mutex::new(Vec::new()),
+        };
+        let r = lab.sh(&["ip", "link", "set", "lo", "up"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        lab
+    }
+
+    /// `a3s-box ARGS` inside the namespace.
+    fn run(&self, args: &[&str]) -> Run {
+        self.exec(None, args)
+    }
+
+    fn exec(&self, wrapper: Option<&[&str]>, args: &[&str]) -> Run {
+        ns_run(&self.ns, wrapper, args)
+    }
+
+    /// Any command inside the namespace.
+    fn sh(&self, argv: &[&str]) -> Run {
+        output(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns])
+                .args(argv),
+        )
+    }
+
+    /// `run -d` a box, remembered for clean-up.
+    fn start(&self, name: &str, args: &[&str]) -> std::thread::JoinHandle<Run> {
+        self.boxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name.to_owned());
+        // --dns 127.0.0.1: a name lookup that misses /etc/hosts stays inside the guest.
+        let mut argv: Vec<String> = ["run", "-d", "--dns", "127.0.0.1", "--name", name]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        argv.extend(args.iter().map(ToString::to_string));
+        let ns = self.ns.clone();
+        std::thread::spawn(move || {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            ns_run(&ns, None, &argv)
+        })
+    }
+
+    /// `nc NAME PORT` from inside `from`: the HTTP status line, or the error.
+    fn fetch(&self, from: &str, host: &str, port: u16) -> Run {
+        let script = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port}");
+        self.run(&["exec", from, "sh", "-c", &script])
+    }
+
+    fn wait_http(&self, from: &str, host: &str, port: u16) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let r = self.fetch(from, host, port);
+            if r.stdout.contains("200 OK") {
+                return r.stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{from} never reached {host}:{port}: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The namespace's own HTTP GET (from the bridge's gateway address).
+    fn curl(&self, url: &str) -> Run {
+        self.sh(&["curl", "-s", "-m", "5", url])
+    }
+
+    fn inspect(&self, net: &str) -> serde_json::Value {
+        let r = self.run(&["network", "inspect", net]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.json()[0].clone()
+    }
+}
+
+fn ip_of(net: &serde_json::Value, name: &str) -> String {
+    net["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not on {net}"))["ip"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let boxes = std::mem::take(
+            &mut *self
+                .boxes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for b in boxes {
+            self.run(&["rm", "-f", &b]);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// `a3s-box ARGS` inside namespace `ns` (optionally through a wrapper such as setpriv).
+fn ns_run(ns: &str, wrapper: Option<&[&str]>, args: &[&str]) -> Run {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]);
+    if let Some(w) = wrapper {
+        c.args(w);
+    }
+    c.arg(env!("CARGO_BIN_EXE_a3s-box"))
+        .args(args)
+        .env("A3S_HOME", env().home.path())
+        .env("A3S_BOX_QUIET", "1")
+        .env_remove("A3S_BOX_ACCEL");
+    output(&mut c)
+}
+
+fn output(c: &mut Command) -> Run {
+    let out = c.output().expect("running ip netns exec");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn uuid_hex() -> String {
+    let mut b = [0u8; 8];
+    let f = std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut b)
+    });
+    f.expect("reading /dev/urandom");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn joined(h: std::thread::JoinHandle<Run>) -> Run {
+    let r = h.join().expect("run thread");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+const HTTPD: &[&str] = &["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"];
+
+#[test]
+fn two_boxes_on_a_bridge_reach_each_other_by_name_and_keep_their_addresses() {
+    let lab = Lab::new();
+    let r = lab.run(&["network", "create", "--subnet", "10.91.0.0/24", "br-peers"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let web = lab.start("peer-web", &[&["--network", "br-peers"], HTTPD].concat());
+    let cli = lab.start(
+        "peer-cli",
+        &["--network", "br-peers", "busybox", "sleep", "600"],
+    );
+    joined(web);
+    joined(cli);
+    let body = lab.wait_http("peer-cli", "peer-web", 80);
+    let net = lab.inspect("br-peers");
+    let web_id = net["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "peer-web")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.trim_end().ends_with(&web_id[..12]), "{body}");
+    let (web_ip, cli_ip) = (ip_of(&net, "peer-web"), ip_of(&net, "peer-cli"));
+    assert_ne!(web_ip, cli_ip);
+    let hosts = lab.run(&["exec", "peer-cli", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.stdout.contains(&format!("{web_ip}\tpeer-web")),
+        "{}",
+        hosts.stdout
+    );
+    assert!(
+        hosts.stdout.contains(&format!("{cli_ip}\tpeer-cli")),
+        "{}",
+        hosts.stdout
+    );
+    // The namespace's end of the bridge (the gateway) reaches a box at its address.
+    let c = lab.curl(&format!("http://{web_ip}/hostname"));
+    assert!(c.stdout.trim_end().ends_with(&web_id[..12]), "{c:?}");
+    // Network changes of a running box are refused with a clear error.
+    let d = lab.run(&["network", "disconnect", "br-peers", "peer-cli"]);
+    assert_eq!(d.code, 125, "{}", d.stderr);
+    assert!(d.stderr.contains("is running"), "{}", d.stderr);
+    let rm = lab.run(&["network", "rm", "br-peers"]);
+    assert_eq!(rm.code, 125, "{}", rm.stderr);
+    assert!(rm.stderr.contains("peer-cli"), "{}", rm.stderr);
+    // The address survives a restart; the TAP goes away while the box is stopped.
+    let tap_count = |lab: &Lab| {
+        lab.sh(&["ip", "-o", "link", "show"])
+            .stdout
+            .matches("a3s-tp-")
+            .count()
+    };
+    assert_eq!(tap_count(&lab), 2);
+    let s = lab.run(&["stop", "-t", "0", "peer-cli"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert_eq!(tap_count(&lab), 1);
+    let s = lab.run(&["start", "peer-cli"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let ifc = lab.run(&["exec", "peer-cli", "ifconfig", "eth0"]);
+    assert!(
+        ifc.stdout.contains(&format!("inet addr:{cli_ip} ")),
+        "{}",
+        ifc.stdout
+    );
+    assert_eq!(ip_of(&lab.inspect("br-peers"), "peer-cli"), cli_ip);
+    lab.wait_http("peer-cli", "peer-web", 80);
+}
+
+#[test]
+fn strict_isolation_blocks_peers_but_not_the_gateway() {
+    let lab = Lab::new();
+    let r = lab.run(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.92.0.0/24",
+        "--isolation",
+        "strict",
+        "br-strict",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let web = lab.start("strict-web", &[&["--network", "br-strict"], HTTPD].concat());
+    let cli = lab.start(
+        "strict-cli",
+        &["--network", "br-strict", "busybox", "sleep", "600"],
+    );
+    joined(web);
+    joined(cli);
+    let net = lab.inspect("br-strict");
+    let web_ip = ip_of(&net, "strict-web");
+    // The server is up: the gateway side reaches it.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while lab.curl(&format!("http://{web_ip}/hostname")).code != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "strict-web never answered the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The peer does not, by name or by address; the gateway still answers the peer.
+    for host in ["strict-web", web_ip.as_str()] {
+        let f = lab.fetch("strict-cli", host, 80);
+        assert!(!f.stdout.contains("200 OK"), "{host}: {f:?}");
+    }
+    let gw = net["gateway"].as_str().unwrap();
+    let p = lab.run(&["exec", "strict-cli", "ping", "-c", "1", "-W", "3", gw]);
+    assert_eq!(p.code, 0, "{p:?}");
+    let rules = lab.sh(&["nft", "list", "ruleset"]).stdout;
+    assert!(rules.contains("jump peers"), "{rules}");
+}
+
+#[test]
+fn custom_isolation_allows_exactly_the_listed_port() {
+    let lab = Lab::new();
+    let policy = crate::support::write_file(
+        env().home.path(),
+        "custom-policy.toml",
+        b"default = \"deny\"\n\n[[rules]]\nfrom = \"custom-cli\"\nto = \"custom-web\"\nports = [80]\nprotocol = \"tcp\"\naction = \"allow\"\n",
+    );
+    let r = lab.run(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.93.0.0/24",
+        "--isolation",
+        "custom",
+        "--policy",
+        &policy,
+        "br-custom",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let web = lab.start(
+        "custom-web",
+        &[
+            "--network",
+            "br-custom",
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 81 -h /etc && exec httpd -f -p 80 -h /etc",
+        ],
+    );
+    let cli = lab.start("custom-cli", &[&["--network", "br-custom"], HTTPD].concat());
+    joined(web);
+    joined(cli);
+    lab.wait_http("custom-cli", "custom-web", 80);
+    let web_ip = ip_of(&lab.inspect("br-custom"), "custom-web");
+    // Port 81 listens (the gateway side gets an answer) but the peer is denied it.
+    let c = lab.curl(&format!("http://{web_ip}:81/hostname"));
+    assert_eq!(c.code, 0, "{c:?}");
+    let f = lab.fetch("custom-cli", "custom-web", 81);
+    assert!(!f.stdout.contains("200 OK"), "{f:?}");
+    // Only the listed direction: web cannot open a connection to cli's port 80, which listens.
+    let cli_ip = ip_of(&lab.inspect("br-custom"), "custom-cli");
+    assert_eq!(lab.curl(&format!("http://{cli_ip}/hostname")).code, 0);
+    let back = lab.fetch("custom-web", "custom-cli", 80);
+    assert!(!back.stdout.contains("200 OK"), "{back:?}");
+}
+
+#[test]
+fn network_commands_ipam_and_refusals_without_booting() {
+    let lab = Lab::new();
+    let ok = |r: Run| {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    ok(lab.run(&["network", "create", "br-ipam"]));
+    let other = ok(lab.run(&["network", "create", "br-other"]));
+    assert_eq!(other.stdout.trim(), "br-other");
+    let a = lab.inspect("br-ipam");
+    let b = lab.inspect("br-other");
+    assert_ne!(a["subnet"], b["subnet"]);
+    assert!(a["bridge"].as_str().unwrap().len() <= 15);
+    // Refusals before anything is built.
+    let ov = lab.run(&[
+        "network",
+        "create",
+        "--subnet",
+        a["subnet"].as_str().unwrap(),
+        "br-dup",
+    ]);
+    assert_eq!(ov.code, 2, "{}", ov.stderr);
+    assert!(
+        ov.stderr.contains("overlaps network br-ipam"),
+        "{}",
+        ov.stderr
+    );
+    let bad = crate::support::write_file(
+        env().home.path(),
+        "bad-policy.toml",
+        b"default = \"deny\"\n[[rules]]\nfrom = \"a\"\nto = \"b\"\nports = [53]\nprotocol = \"icmp\"\naction = \"allow\"\n",
+    );
+    let p = lab.run(&[
+        "network",
+        "create",
+        "--isolation",
+        "custom",
+        "--policy",
+        &bad,
+        "br-bad",
+    ]);
+    assert_eq!(p.code, 2, "{}", p.stderr);
+    assert!(
+        p.stderr.contains("rule 1: icmp has no ports"),
+        "{}",
+        p.stderr
+    );
+    // Concurrent creates never share an address.
+    let n = 10;
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let ns = lab.ns.clone();
+            std::thread::spawn(move || {
+                let name = format!("ipam-{i}");
+                ns_run(
+                    &ns,
+                    None,
+                    &[
+                        "create",
+                        "--name",
+                        &name,
+                        "--network",
+                        "br-ipam",
+                        "busybox",
+                        "true",
+                    ],
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    lab.boxes
+        .lock()
+        .unwrap()
+        .extend((0..n).map(|i| format!("ipam-{i}")));
+    let net = lab.inspect("br-ipam");
+    let ips: std::collections::BTreeSet<String> = net["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ips.len(), n, "{net}");
+    // Removing a box frees its address; disconnect/connect move a stopped box.
+    let freed = [ip_of(&net, "ipam-3"), ip_of(&net, "ipam-4")];
+    ok(lab.run(&["rm", "ipam-3"]));
+    assert_eq!(
+        lab.inspect("br-ipam")["boxes"].as_array().unwrap().len(),
+        n - 1
+    );
+    ok(lab.run(&["network", "disconnect", "br-ipam", "ipam-4"]));
+    let c = ok(lab.run(&["network", "connect", "br-other", "ipam-4"]));
+    assert!(c.stdout.starts_with("ipam-4 "), "{}", c.stdout);
+    let again = lab.run(&["network", "connect", "br-ipam", "ipam-4"]);
+    assert_eq!(again.code, 125, "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("already connected to network br-other"),
+        "{}",
+        again.stderr
+    );
+    let nc = lab.run(&["network", "disconnect", "br-ipam", "ipam-4"]);
+    assert!(nc.stderr.contains("is not connected"), "{}", nc.stderr);
+    ok(lab.run(&[
+        "create",
+        "--name",
+        "ipam-new",
+        "--network",
+        "br-ipam",
+        "busybox",
+        "true",
+    ]));
+    lab.boxes.lock().unwrap().push("ipam-new".into());
+    let net = lab.inspect("br-ipam");
+    let new_ip = ip_of(&net, "ipam-new");
+    let live: std::collections::BTreeSet<&str> = net["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(live.len(), net["boxes"].as_array().unwrap().len(), "{net}");
+    assert!(
+        freed.contains(&new_ip),
+        "{new_ip} is not a freed address {freed:?}"
+    );
+    // A host without CAP_NET_ADMIN is told so before boot.
+    let rootless = lab.exec(
+        Some(&["setpriv", "--bounding-set", "-net_admin", "--"]),
+        &["start", "ipam-0"],
+    );
+    assert_eq!(rootless.code, 125, "{}", rootless.stderr);
+    assert!(
+        rootless.stderr.contains("CAP_NET_ADMIN"),
+        "{}",
+        rootless.stderr
+    );
+    // ls, rm refusal, rm --force detaching.
+    let ls = ok(lab.run(&["network", "ls", "--format", "json"]));
+    let names: Vec<String> = ls
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"br-ipam".to_owned()) && names.contains(&"br-other".to_owned()));
+    let rm = lab.run(&["network", "rm", "br-ipam"]);
+    assert_eq!(rm.code, 125, "{}", rm.stderr);
+    assert!(rm.stderr.contains("has boxes attached"), "{}", rm.stderr);
+    ok(lab.run(&["network", "rm", "--force", "br-ipam", "br-other"]));
+    let gone = lab.run(&["network", "inspect", "br-ipam"]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+    let audit = ok(lab.run(&["audit", "--action", "network.remove", "--format", "json"]));
+    assert!(audit.stdout.contains("\"denied\""), "{}", audit.stdout);
+    assert!(audit.stdout.contains("\"success\""), "{}", audit.stdout);
+}
