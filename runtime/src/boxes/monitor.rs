@@ -232,14 +232,14 @@ impl Guest<'_> {
         let Some(tee) = self.tee.as_mut() else {
             return Ok(false);
         };
-        let msg = match frame.message::<GuestMsg>() {
-            Ok(
-                m @ (GuestMsg::ReportRequest { .. }
-                | GuestMsg::KeyRequest { .. }
-                | GuestMsg::TeeStep { .. }
-                | GuestMsg::TeeFailed { .. }),
-            ) => m,
-            _ => return Ok(false),
+        let Ok(
+            msg @ (GuestMsg::ReportRequest { .. }
+            | GuestMsg::KeyRequest { .. }
+            | GuestMsg::TeeStep { .. }
+            | GuestMsg::TeeFailed { .. }),
+        ) = frame.message::<GuestMsg>()
+        else {
+            return Ok(false);
         };
         let reply = tee.on_guest(&msg)?;
         if let Some(reply) = reply {

@@ -242,11 +242,7 @@ async fn relay(conn: tokio::net::UnixStream, end: tokio::io::DuplexStream) {
                 break;
             };
             match frame.kind {
-                Kind::Stdout => {
-                    if end_w.write_all(&frame.payload).await.is_err() {
-                        break;
-                    }
-                }
+                Kind::Stdout if end_w.write_all(&frame.payload).await.is_err() => break,
                 // Exited or an error: the guest ended the session.
                 Kind::Control => break,
                 _ => {}

@@ -42,12 +42,11 @@ impl SecureProcessor {
                 report_data_hex,
                 vmpl,
             } => Some(
-                self.report(report_data_hex, *vmpl)
+                self.report(*request, report_data_hex, *vmpl)
                     .unwrap_or_else(|message| HostMsg::RequestFailed {
                         request: *request,
                         message,
-                    })
-                    .with_request(*request),
+                    }),
             ),
             GuestMsg::KeyRequest {
                 request,
@@ -66,7 +65,7 @@ impl SecureProcessor {
         }
     }
 
-    fn report(&self, report_data_hex: &str, vmpl: u32) -> Result<HostMsg, String> {
+    fn report(&self, request: u64, report_data_hex: &str, vmpl: u32) -> Result<HostMsg, String> {
         let data = hex::decode(report_data_hex).map_err(|e| format!("report_data: {e}"))?;
         let data: [u8; 64] = data
             .as_slice()
@@ -85,7 +84,7 @@ impl SecureProcessor {
             })
             .collect();
         Ok(HostMsg::Report {
-            request: 0,
+            request,
             report_hex: hex::encode(evidence.report.as_bytes()),
             certs,
         })
@@ -112,25 +111,6 @@ fn cert_name(kind: &CertType) -> &'static str {
         CertType::Vlek => "VLEK",
         CertType::Crl => "CRL",
         _ => "OTHER",
-    }
-}
-
-trait WithRequest {
-    fn with_request(self, id: u64) -> Self;
-}
-
-impl WithRequest for HostMsg {
-    fn with_request(self, id: u64) -> Self {
-        match self {
-            HostMsg::Report {
-                report_hex, certs, ..
-            } => HostMsg::Report {
-                request: id,
-                report_hex,
-                certs,
-            },
-            other => other,
-        }
     }
 }
 
