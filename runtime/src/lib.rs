@@ -7,5 +7,6 @@ pub mod audit;
 pub mod boxes;
 pub mod home;
 pub mod network;
+pub mod volumes;
 
 pub use home::A3sHome;

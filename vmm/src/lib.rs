@@ -7,6 +7,7 @@ pub mod accel;
 pub mod assets;
 pub mod cpio;
 pub mod design;
+pub mod fs;
 pub mod host;
 pub mod net;
 pub mod proto;

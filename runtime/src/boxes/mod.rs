@@ -48,6 +48,12 @@ pub enum BoxError {
     /// Network settings (issue 9).
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// Volumes and bind mounts (issue 9).
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
+    /// The virtiofs daemon for volumes and bind mounts.
+    #[error(transparent)]
+    Fs(#[from] a3s_vmm::fs::FsError),
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
@@ -105,6 +111,8 @@ impl BoxError {
         match self {
             Self::State(e) => e.hint(),
             Self::Net(e) => e.hint(),
+            Self::Volume(e) => e.hint(),
+            Self::Fs(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::NoQemu => {
@@ -157,6 +165,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// `--network`, `-p`, `--dns`.
     pub net: crate::network::BoxNet,
+    /// `-v` mounts (parsed; bind sources checked by the caller).
+    pub mounts: Vec<crate::volumes::MountSpec>,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -177,6 +187,9 @@ pub struct VmPlan {
     /// The NIC (`None`: `--network none`, or a plan from before networking).
     #[serde(default)]
     pub net: Option<crate::network::BoxNet>,
+    /// virtiofs mounts with resolved host directories.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::ResolvedMount>,
 }
 
 impl VmPlan {
@@ -206,6 +219,7 @@ impl VmPlan {
             boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
             boot_attempts: 3,
             net: self.net.as_ref().and_then(crate::network::BoxNet::user_net),
+            shares: crate::volumes::shares(dir, &self.mounts),
         }
     }
 }
@@ -364,6 +378,7 @@ impl Boxes {
         env.extend(req.env.iter().cloned());
 
         let net = req.net.clone().resolve()?;
+        crate::volumes::check_targets(&req.mounts)?;
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -405,6 +420,7 @@ impl Boxes {
                     hostname,
                     hosts: req.hosts.iter().cloned().collect(),
                     nameservers: net.nameservers(),
+                    mounts: crate::volumes::guest_mounts(&req.mounts),
                 },
                 vcpus,
                 mem_mib,
@@ -420,6 +436,7 @@ impl Boxes {
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         net.save(&self.box_dir(&id))?;
+        crate::volumes::Volumes::open(&self.home).attach(&self.box_dir(&id), &req.mounts)?;
         state::write_record(&self.state_path(&id), &rec)?;
         Ok(rec)
     }
@@ -447,6 +464,11 @@ impl Boxes {
         let init = assets::locate_guest_init()?;
         let net = crate::network::BoxNet::load(&self.box_dir(&rec.id))?;
         net.check_free()?;
+        let mounts = crate::volumes::load_mounts(&self.box_dir(&rec.id))?;
+        let mounts = crate::volumes::resolve(&crate::volumes::Volumes::open(&self.home), &mounts)?;
+        if !mounts.is_empty() {
+            a3s_vmm::fs::locate_virtiofsd()?;
+        }
         let modules = [machine.guest_modules(), a3s_vmm::net::GUEST_MODULES].concat();
         let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
@@ -473,6 +495,7 @@ impl Boxes {
             initrd,
             cmdline: kernel_cmdline(choice.accel, &extra),
             net: Some(net),
+            mounts,
         };
         let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
         assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;
