@@ -126,6 +126,14 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                 eprintln!("a3s-guest-init: {e:#}");
             }
             lock(state).hostname = setup.hostname.clone();
+            // A mount that fails must stop the box: the workload would write to RAM instead.
+            if let Err(e) = crate::mounts::mount_all(&setup.mounts) {
+                let message = format!("{e:#}");
+                eprintln!("a3s-guest-init: {message}");
+                chan.msg(WORKLOAD_SESSION, &GuestMsg::SpawnFailed { code: 125, message });
+                finished(WORKLOAD_SESSION, 125, chan);
+                return;
+            }
             start(WORKLOAD_SESSION, &process, chan, state);
         }
         HostMsg::Exec { process } if session != WORKLOAD_SESSION => {

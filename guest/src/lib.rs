@@ -14,7 +14,9 @@
 //! the host sees QEMU exit instead of a kernel panic.
 
 mod control;
+mod copy;
 mod init;
+mod mounts;
 mod net;
 mod process;
 
@@ -22,6 +24,10 @@ use std::time::Duration;
 
 /// Runs init and powers off; never returns.
 pub fn main() -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = copy::helper(&args) {
+        std::process::exit(code);
+    }
     if std::process::id() != 1 {
         eprintln!("a3s-guest-init: must run as PID 1 inside an A3S Box VM");
         std::process::exit(2);

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod boxes;
+pub mod copy;
 pub mod home;
 pub mod network;
 pub mod volumes;

@@ -247,6 +247,11 @@ impl Boxes {
         }
     }
 
+    /// The A3S home these boxes live in.
+    pub fn home(&self) -> &A3sHome {
+        &self.home
+    }
+
     /// A box's directory.
     pub fn box_dir(&self, id: &BoxId) -> PathBuf {
         self.dir.join(id.as_str())
