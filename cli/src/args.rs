@@ -46,6 +46,11 @@ pub(crate) enum Command {
     Kbs(crate::commands::kbs::args::KbsCommand),
     /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
     Port(crate::commands::network::PortArgs),
+    /// Named volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Volume(crate::commands::volume::VolumeCommand),
+    /// Copy files or directories between a box and the host (BOX:/path HOSTPATH, or back).
+    Cp(crate::commands::cp::CpArgs),
 }
 
 #[derive(Debug, Args)]

@@ -130,7 +130,10 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             if let Err(e) = crate::mounts::mount_all(&setup.mounts) {
                 let message = format!("{e:#}");
                 eprintln!("a3s-guest-init: {message}");
-                chan.msg(WORKLOAD_SESSION, &GuestMsg::SpawnFailed { code: 125, message });
+                chan.msg(
+                    WORKLOAD_SESSION,
+                    &GuestMsg::SpawnFailed { code: 125, message },
+                );
                 finished(WORKLOAD_SESSION, 125, chan);
                 return;
             }

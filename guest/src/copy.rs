@@ -12,9 +12,9 @@ pub(crate) fn helper(args: &[String]) -> Option<i32> {
     let result = match args {
         [cmd, path] if cmd == GUEST_CP_OUT => cp_out(Path::new(path)),
         [cmd, dest, name] if cmd == GUEST_CP_IN => cp_in(Path::new(dest), name),
-        [cmd, ..] if cmd == GUEST_CP_OUT || cmd == GUEST_CP_IN => {
-            Err(std::io::Error::other("usage: __cp-out PATH | __cp-in DEST NAME"))
-        }
+        [cmd, ..] if cmd == GUEST_CP_OUT || cmd == GUEST_CP_IN => Err(std::io::Error::other(
+            "usage: __cp-out PATH | __cp-in DEST NAME",
+        )),
         _ => return None,
     };
     Some(match result {

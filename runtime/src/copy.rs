@@ -424,10 +424,7 @@ mod tests {
                 path: "/etc/hosts".into()
             }
         );
-        assert_eq!(
-            CpEndpoint::parse("./a:b"),
-            CpEndpoint::Host("./a:b".into())
-        );
+        assert_eq!(CpEndpoint::parse("./a:b"), CpEndpoint::Host("./a:b".into()));
         assert_eq!(CpEndpoint::parse("/x:y"), CpEndpoint::Host("/x:y".into()));
         assert_eq!(CpEndpoint::parse("file"), CpEndpoint::Host("file".into()));
     }

@@ -123,7 +123,10 @@ fn unpack_checked<R: Read>(
         if !entry.unpack_in(dir)? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("copy stream entry {} escapes the destination", path.display()),
+                format!(
+                    "copy stream entry {} escapes the destination",
+                    path.display()
+                ),
             ));
         }
         seen = true;

@@ -38,7 +38,10 @@ fn parses_named_volumes_and_bind_mounts() {
     // Normalised guest paths, so duplicates are caught however they are spelt.
     assert_eq!(parse("v1:/a//b/./c/").target, "/a/b/c");
     assert_eq!(parse("/srv/:/x").to_string(), "/srv:/x");
-    assert_eq!(parse("web.data_1-x:/d:ro").to_string(), "web.data_1-x:/d:ro");
+    assert_eq!(
+        parse("web.data_1-x:/d:ro").to_string(),
+        "web.data_1-x:/d:ro"
+    );
 }
 
 #[test]
@@ -79,7 +82,9 @@ fn a_missing_bind_source_is_named() {
     }
     let file = dir.path().join("f");
     std::fs::write(&file, b"x").unwrap();
-    assert!(parse(&format!("{}:/x", file.display())).check_host().is_err());
+    assert!(parse(&format!("{}:/x", file.display()))
+        .check_host()
+        .is_err());
 }
 
 #[test]
@@ -118,7 +123,12 @@ fn create_is_idempotent_and_lists_by_name() {
     assert!(!created);
     assert_eq!(again, rec);
     v.create(&"alpha".parse().unwrap()).unwrap();
-    let names: Vec<String> = v.list().unwrap().iter().map(|r| r.name.to_string()).collect();
+    let names: Vec<String> = v
+        .list()
+        .unwrap()
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect();
     assert_eq!(names, ["alpha", "zeta"]);
     assert!(v.data_dir(&name).is_dir());
     let info = v.info(&rec).unwrap();
@@ -152,7 +162,10 @@ fn concurrent_creates_make_each_volume_once() {
 #[test]
 fn a_volume_in_use_is_refused_unless_forced_and_prune_keeps_it() {
     let (d, v) = store();
-    let box_dir = d.path().join("boxes").join("0123456789abcdef0123456789abcdef");
+    let box_dir = d
+        .path()
+        .join("boxes")
+        .join("0123456789abcdef0123456789abcdef");
     std::fs::create_dir_all(&box_dir).unwrap();
     // Attaching creates the missing volume and records the box as a user (no state.json yet:
     // a box being created counts as a user too).

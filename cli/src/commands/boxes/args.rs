@@ -87,6 +87,8 @@ pub(crate) struct CreateArgs {
     pub(crate) rm: bool,
     #[command(flatten)]
     pub(crate) net: crate::commands::network::NetArgs,
+    #[command(flatten)]
+    pub(crate) volumes: crate::commands::volume::MountArgs,
     /// Image (e.g. busybox).
     pub(crate) image: String,
     /// Command and arguments (replace the image's cmd).

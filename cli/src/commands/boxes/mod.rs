@@ -298,6 +298,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
+        mounts: a.volumes.mounts()?,
     })
 }
 
