@@ -11,3 +11,4 @@ mod measure;
 mod net;
 mod simulate;
 mod support;
+mod volumes;

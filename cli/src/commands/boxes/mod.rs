@@ -25,7 +25,9 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         BoxCommand::Run(a) => run_box(&home, &boxes, a),
         BoxCommand::Create(a) => {
-            let rec = boxes.create(&create_request(&a)?)?;
+            let req = create_request(&a)?;
+            crate::commands::volume::ensure_named(&home, &req.mounts)?;
+            let rec = boxes.create(&req)?;
             audit(&home, "box.create", &rec, Outcome::Success, "created")?;
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
@@ -206,6 +208,7 @@ fn notice_tcg() {
 
 fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_request(&a.create)?;
+    crate::commands::volume::ensure_named(&home, &req.mounts)?;
     let rec = boxes.create(&req)?;
     audit(home, "box.create", &rec, Outcome::Success, "created")?;
     notice_tcg();

@@ -92,6 +92,26 @@ fn audit(
     Ok(())
 }
 
+/// Creates the named volumes a new box mounts (Docker: `run -v NAME:/p` creates a missing
+/// `NAME`), auditing each one created.
+pub(crate) fn ensure_named(home: &A3sHome, mounts: &[MountSpec]) -> anyhow::Result<()> {
+    let volumes = Volumes::open(home);
+    for m in mounts {
+        if let a3s_runtime::volumes::MountSource::Volume { name } = &m.source {
+            if volumes.create(name)?.1 {
+                audit(
+                    home,
+                    "volume.create",
+                    name.as_str(),
+                    Outcome::Success,
+                    "created for -v",
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
     let volumes = Volumes::open(&home);
