@@ -34,15 +34,14 @@ fn ok(args: &[&str]) -> Run {
     r
 }
 
-/// virtiofsd processes serving this test home (there must be none once its boxes stop).
-fn daemons_of_this_home() -> usize {
-    let home = env().home.path().display().to_string();
+/// virtiofsd processes whose command line mentions `needle` (a box id or a shared directory).
+fn daemons_for(needle: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("virtiofsd") && c.contains(&home))
+        .filter(|c| c.contains("virtiofsd") && c.contains(needle))
         .count()
 }
 
@@ -137,7 +136,8 @@ fn a_named_volume_keeps_data_across_boxes_and_bind_mounts_share_host_files() {
         0,
         "--rm boxes are gone"
     );
-    assert_eq!(daemons_of_this_home(), 0, "no virtiofsd outlives its box");
+    assert_eq!(daemons_for(&b), 0, "no virtiofsd outlives its box");
+    assert_eq!(daemons_for(mountpoint), 0, "no virtiofsd outlives its box");
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
     .stdout
     .trim()
     .to_owned();
-    assert!(daemons_of_this_home() >= 1);
+    assert!(daemons_for(&id) >= 1);
 
     // Host → box: a directory into an existing directory, a file under a new name.
     ok(&["cp", &src.display().to_string(), "vol-cp:/root"]);
@@ -231,7 +231,7 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
     assert_eq!(entry["used_by"][0]["state"], "running");
 
     ok(&["stop", "-t", "0", "vol-cp"]);
-    assert_eq!(daemons_of_this_home(), 0, "virtiofsd is reaped with the VM");
+    assert_eq!(daemons_for(&id), 0, "virtiofsd is reaped with the VM");
 
     // Stopped box: paths under its mounts are copied from and to the host directory behind
     // them; its RAM root is gone, so other paths are refused with the reason.

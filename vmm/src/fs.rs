@@ -215,8 +215,21 @@ impl Daemons {
 impl Drop for Daemons {
     fn drop(&mut self) {
         for c in &mut self.children {
+            // The whole group: with `--sandbox=namespace` the daemon forks its worker, which
+            // takes a moment to exit once orphaned; wait (bounded) until the group is gone so
+            // a stopped box has no daemon left when `stop` returns.
+            let group = i32::try_from(c.id()).ok().map(nix::unistd::Pid::from_raw);
+            if let Some(g) = group {
+                let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = c.kill();
             let _ = c.wait();
+            if let Some(g) = group {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while nix::sys::signal::killpg(g, None).is_ok() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
         }
     }
 }
