@@ -208,7 +208,7 @@ fn notice_tcg() {
 
 fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_request(&a.create)?;
-    crate::commands::volume::ensure_named(&home, &req.mounts)?;
+    crate::commands::volume::ensure_named(home, &req.mounts)?;
     let rec = boxes.create(&req)?;
     audit(home, "box.create", &rec, Outcome::Success, "created")?;
     notice_tcg();
