@@ -25,9 +25,9 @@ pub(crate) enum Command {
     Version(FormatArgs),
     /// Report what this host can do: SEV-SNP devices, KVM kind, QEMU, kernel.
     Info(FormatArgs),
-    /// Inspect, verify and produce SEV-SNP attestation reports.
-    #[command(subcommand)]
-    Attest(AttestCommand),
+    /// Attest a running TEE box over RA-TLS (`attest BOX`), or inspect, verify and produce
+    /// SEV-SNP reports (`attest show|verify|fetch-certs|report`).
+    Attest(AttestArgs),
     /// Compute the SEV-SNP launch measurement (same flags and output as `sev-snp-measure --mode snp`).
     Measure(MeasureArgs),
     /// Images: pull, push, images, rmi, tag, save, load, login, logout, image ..., key ...
@@ -125,6 +125,38 @@ pub(crate) struct FormatArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct AttestArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<AttestCommand>,
+    #[command(flatten)]
+    pub(crate) target: AttestBoxArgs,
+}
+
+/// `attest BOX`: RA-TLS to the box's agent, a fresh nonce, the verdict.
+///
+/// Exit status: 0 verified, 1 evidence refused or policy failed, 2 unusable input.
+#[derive(Debug, Args)]
+pub(crate) struct AttestBoxArgs {
+    /// A running TEE box (name or id).
+    #[arg(required_unless_present = "connect")]
+    pub(crate) r#box: Option<String>,
+    /// The challenge nonce (32 bytes hex; random when absent).
+    #[arg(long, value_name = "HEX")]
+    pub(crate) nonce: Option<String>,
+    /// Appraisal policy (as for `attest verify`); default: the box's recorded launch
+    /// measurement, simulated evidence only for a --tee-simulate box.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Attest the RA-TLS endpoint at HOST:PORT (a box's published port 7443) instead of
+    /// through the box's monitor.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) connect: Option<String>,
+    #[command(flatten)]
+    pub(crate) format: FormatArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,26 +16,12 @@ use nix::unistd::Pid;
 
 use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_SESSION};
 
+use crate::agent::{self, Agent, Requests};
+use crate::channel::Channel;
 use crate::{init, process};
 
 /// How long the guest waits for the host's `PowerOff` after reporting the workload's exit.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
-
-#[derive(Clone)]
-struct Channel(Arc<Mutex<File>>);
-
-impl Channel {
-    fn send(&self, frame: &Frame) -> bool {
-        match self.0.lock() {
-            Ok(mut f) => proto::write_frame(&mut *f, frame).is_ok(),
-            Err(_) => false,
-        }
-    }
-
-    fn msg(&self, session: u32, msg: &GuestMsg) -> bool {
-        Frame::control(session, msg).is_ok_and(|f| self.send(&f))
-    }
-}
 
 struct Session {
     stdin: Option<File>,
@@ -48,12 +34,16 @@ struct State {
     hostname: String,
     sessions: HashMap<u32, Session>,
     pids: HashMap<i32, u32>,
+    /// Guest→host requests of the attestation agent waiting for answers.
+    requests: Arc<Requests>,
+    /// The attestation agent (TEE boxes, once it is set up).
+    agent: Option<Arc<Agent>>,
 }
 
 /// Serves the channel until the workload ends; powers off from inside.
 pub(crate) fn serve(port: File) -> anyhow::Result<()> {
     let reader = port.try_clone().context("cloning the channel")?;
-    let chan = Channel(Arc::new(Mutex::new(port)));
+    let chan = Channel::new(port);
     let state = Arc::new(Mutex::new(State::default()));
     chan.msg(
         WORKLOAD_SESSION,
@@ -84,6 +74,15 @@ fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
                 eprintln!("a3s-guest-init: channel failed: {e}");
                 init::power_off(Duration::ZERO);
             }
+        };
+        let (requests, agent) = {
+            let st = lock(state);
+            (st.requests.clone(), st.agent.clone())
+        };
+        // Answers to the agent's requests and RA-TLS byte streams go to the agent.
+        let Some(frame) = agent::route(frame, chan, &requests, agent.as_deref().map(Agent::ratls))
+        else {
+            continue;
         };
         let session = frame.session;
         match frame.kind {
@@ -121,23 +120,34 @@ fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
 
 fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>) {
     match msg {
-        HostMsg::Start { setup, process, .. } => {
+        HostMsg::Start {
+            setup,
+            process,
+            tee,
+        } => {
             if let Err(e) = init::apply_setup(&setup) {
                 eprintln!("a3s-guest-init: {e:#}");
             }
             lock(state).hostname = setup.hostname.clone();
-            // A mount that fails must stop the box: the workload would write to RAM instead.
-            if let Err(e) = crate::mounts::mount_all(&setup.mounts) {
-                let message = format!("{e:#}");
-                eprintln!("a3s-guest-init: {message}");
-                chan.msg(
-                    WORKLOAD_SESSION,
-                    &GuestMsg::SpawnFailed { code: 125, message },
-                );
-                finished(WORKLOAD_SESSION, 125, chan);
-                return;
+            match tee {
+                None => mount_then_start(&setup, &process, chan, state),
+                // The agent waits for the host's answers, which this thread routes: it runs
+                // on its own thread and starts the workload only when it succeeded.
+                Some(tee) => {
+                    let (chan, state) = (chan.clone(), state.clone());
+                    let requests = lock(&state).requests.clone();
+                    std::thread::spawn(move || {
+                        let opened = |a| lock(&state).agent = Some(a);
+                        match agent::boot(&tee, &process, &chan, &requests, opened) {
+                            Ok(()) => mount_then_start(&setup, &process, &chan, &state),
+                            Err(failure) => {
+                                agent::report_failure(&chan, &failure);
+                                init::power_off(agent::FAILURE_GRACE);
+                            }
+                        }
+                    });
+                }
             }
-            start(WORKLOAD_SESSION, &process, chan, state);
         }
         HostMsg::Exec { process } if session != WORKLOAD_SESSION => {
             start(session, &process, chan, state);
@@ -185,6 +195,17 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
         HostMsg::Ping { nonce } => {
             chan.msg(session, &GuestMsg::Pong { nonce });
         }
+        HostMsg::RatlsOpen => {
+            chan.msg(
+                session,
+                &GuestMsg::Error {
+                    message: "this box is not a TEE box: RA-TLS needs a box started with \
+                              --tee-simulate or --tee-enable"
+                        .into(),
+                },
+            );
+            chan.msg(session, &GuestMsg::Exited { code: 1 });
+        }
         _ => {
             chan.msg(
                 session,
@@ -194,6 +215,28 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             );
         }
     }
+}
+
+/// Mounts the box's volumes and bind mounts, then starts the workload. In a TEE box this runs
+/// only after the agent attested, so nothing from the host is used before attestation. A mount
+/// that fails stops the box: the workload would otherwise write into RAM.
+fn mount_then_start(
+    setup: &proto::GuestSetup,
+    process: &proto::ProcessSpec,
+    chan: &Channel,
+    state: &Arc<Mutex<State>>,
+) {
+    if let Err(e) = crate::mounts::mount_all(&setup.mounts) {
+        let message = format!("{e:#}");
+        eprintln!("a3s-guest-init: {message}");
+        chan.msg(
+            WORKLOAD_SESSION,
+            &GuestMsg::SpawnFailed { code: 125, message },
+        );
+        finished(WORKLOAD_SESSION, 125, chan);
+        return;
+    }
+    start(WORKLOAD_SESSION, process, chan, state);
 }
 
 fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mutex<State>>) {

@@ -4,8 +4,9 @@
 //! 1. mount `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts`, `/dev/shm`, `/run`, `/tmp`;
 //! 2. load the kernel modules the host put in `/.a3s/modules/` (virtio-mmio on microvm);
 //! 3. open the `a3s.ctl` virtio-serial port and say `Ready`;
-//! 4. on `Start`: hostname, `/etc/hosts`, `/etc/resolv.conf`, then the workload (session 0)
-//!    with its env, working directory and user;
+//! 4. on `Start`: hostname, `/etc/hosts`, `/etc/resolv.conf`; for TEE boxes the attestation
+//!    agent ([`agent`]: evidence, KBS, secrets, RA-TLS, sealing) and only if it succeeds the
+//!    workload (session 0) with its env, working directory and user;
 //! 5. serve `Exec`, `Signal`, `Resize` and stdin frames; reap every zombie (we are PID 1);
 //! 6. when the workload exits: send its exit code, wait for the host's `PowerOff` (at most 2 s)
 //!    and power off.
@@ -13,6 +14,8 @@
 //! PID 1 must not return: any fatal error is written to the console and the VM powers off, so
 //! the host sees QEMU exit instead of a kernel panic.
 
+mod agent;
+mod channel;
 mod control;
 mod copy;
 mod init;
@@ -21,6 +24,18 @@ mod net;
 mod process;
 
 use std::time::Duration;
+
+/// Whether this process runs as the workload's `a3s-guest` tool (argv[0] named so) rather than
+/// as PID 1.
+pub fn invoked_as_tool() -> bool {
+    agent::tool::invoked_as_tool(std::env::args_os().next().as_ref())
+}
+
+/// Runs `a3s-guest seal|unseal` (TEE boxes install it as `/run/a3s/bin/a3s-guest`).
+pub fn tool_main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    agent::tool::main(&args)
+}
 
 /// Runs init and powers off; never returns.
 pub fn main() -> ! {

@@ -123,6 +123,7 @@ pub enum ServerAuth {
 pub struct ClientConfig {
     server_auth: ServerAuth,
     identity: Option<Attested>,
+    nonce: Option<[u8; freshness::NONCE_LEN]>,
 }
 
 impl ClientConfig {
@@ -131,7 +132,18 @@ impl ClientConfig {
         Self {
             server_auth,
             identity: None,
+            nonce: None,
         }
+    }
+
+    /// Challenge the server with this nonce instead of a random one (a verifier that
+    /// chose its nonce out of band, e.g. `a3s-box attest --nonce`). A nonce must never be
+    /// reused across connections: the exporter binding makes a replay fail anyway, but a
+    /// predictable nonce gives up the verifier's own freshness guarantee.
+    #[must_use]
+    pub fn with_nonce(mut self, nonce: [u8; freshness::NONCE_LEN]) -> Self {
+        self.nonce = Some(nonce);
+        self
     }
 
     /// Also present an RA-TLS certificate and answer the server's challenges.
@@ -282,7 +294,8 @@ where
     let peer = match (&config.client_auth, verified) {
         (Some(verifier), verified) => {
             let cert = certificate(verified)?;
-            Some(challenge(&mut stream, verifier, cert, &exporter).await?)
+            let nonce = freshness::nonce()?;
+            Some(challenge(&mut stream, verifier, cert, &exporter, nonce).await?)
         }
         (None, _) => {
             write_message(&mut stream, &Message::Skip).await?;
@@ -351,7 +364,11 @@ where
     let peer = match &config.server_auth {
         ServerAuth::Attested(verifier) => {
             let cert = certificate(verified)?;
-            Some(challenge(&mut stream, verifier, cert, &exporter).await?)
+            let nonce = match config.nonce {
+                Some(n) => n,
+                None => freshness::nonce()?,
+            };
+            Some(challenge(&mut stream, verifier, cert, &exporter, nonce).await?)
         }
         ServerAuth::WebPki { .. } => {
             write_message(&mut stream, &Message::Skip).await?;
@@ -374,8 +391,8 @@ async fn challenge<S: AsyncRead + AsyncWrite + Unpin>(
     verifier: &Verifier,
     cert: VerifiedCertificate,
     exporter: &[u8; EXPORTER_LEN],
+    nonce: [u8; freshness::NONCE_LEN],
 ) -> Result<VerifiedPeer, SessionError> {
-    let nonce = freshness::nonce()?;
     write_message(stream, &Message::Challenge(nonce)).await?;
     match read_message(stream).await? {
         Message::Evidence(e) => verifier

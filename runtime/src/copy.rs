@@ -65,10 +65,13 @@ pub struct TeeGate {
 }
 
 impl TeeGate {
-    /// The gate of a box. Boxes on this branch carry no TEE settings, so every box is plain;
-    /// the TEE runtime sets `tee`/`allow_exec` here from the box's TEE record.
-    pub fn of(_rec: &BoxRecord) -> Self {
-        Self::default()
+    /// The gate of a box, from its TEE settings (`--tee-enable`/`--tee-simulate`,
+    /// `--allow-exec`); the same opt-in the monitor applies to `exec`.
+    pub fn of(rec: &BoxRecord) -> Self {
+        Self {
+            tee: rec.spec.tee.is_some(),
+            allow_exec: rec.spec.tee.as_ref().is_some_and(|t| t.allow_exec),
+        }
     }
 }
 

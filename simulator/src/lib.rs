@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod attester;
 mod cert;
 pub mod derive;
 mod error;
@@ -32,6 +33,7 @@ use a3s_attestation::{Product, Report};
 pub use a3s_attestation::key_request::{
     GuestFieldSelect, KeyRequest, KeyRequestError, KeySelect, RootKey,
 };
+pub use attester::SimAttester;
 pub use cert::SIMULATED_OU;
 pub use derive::{DeriveError, DerivedKey};
 pub use error::SimError;

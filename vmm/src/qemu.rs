@@ -20,6 +20,8 @@ use crate::proto::{self, Frame, GuestMsg, ProtoError, PORT_NAME};
 
 /// Overrides the machine type (`microvm` or `q35`).
 pub const MACHINE_ENV: &str = "A3S_BOX_MACHINE";
+/// qboot, the microvm firmware.
+pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
 /// Most vCPUs a box may ask for.
 pub const MAX_VCPUS: u8 = 32;
 /// Smallest guest memory that boots the cloud kernel with a small initramfs.
@@ -45,6 +47,16 @@ impl Machine {
             None | Some("" | "microvm") => Ok(Self::Microvm),
             Some("q35") => Ok(Self::Q35),
             Some(other) => Err(ConfigError::UnknownMachine(other.to_owned())),
+        }
+    }
+
+    /// The firmware image QEMU loads first: what a simulated launch measures as its firmware
+    /// (the stand-in image wraps it; see docs/simulated-measurement.md).
+    pub fn firmware(self) -> &'static Path {
+        match self {
+            Self::Microvm => Path::new(QBOOT_ROM),
+            // QEMU's default BIOS for q35.
+            Self::Q35 => Path::new("/usr/share/seabios/bios-256k.bin"),
         }
     }
 
@@ -165,7 +177,7 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
             push("-M");
             push("microvm,acpi=on");
             push("-bios");
-            push("/usr/share/qemu/qboot.rom");
+            push(QBOOT_ROM);
         }
         Machine::Q35 => {
             push("-M");

@@ -23,10 +23,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Version(args) => version::run(&args),
         Command::Info(args) => info::run(&args),
-        Command::Attest(AttestCommand::Show(args)) => attest::show(&args),
-        Command::Attest(AttestCommand::Verify(args)) => verify::run(&args),
-        Command::Attest(AttestCommand::FetchCerts(args)) => verify::fetch_certs(&args),
-        Command::Attest(AttestCommand::Report(args)) => report::run(&args),
+        Command::Attest(a) => match a.command {
+            Some(AttestCommand::Show(args)) => attest::show(&args),
+            Some(AttestCommand::Verify(args)) => verify::run(&args),
+            Some(AttestCommand::FetchCerts(args)) => verify::fetch_certs(&args),
+            Some(AttestCommand::Report(args)) => report::run(&args),
+            None => boxes::tee::attest(&a.target),
+        },
         Command::Measure(args) => measure::run(&args),
         Command::Images(cmd) => image::run(cmd),
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),

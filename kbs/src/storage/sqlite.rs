@@ -46,6 +46,28 @@ impl SqliteStorage {
         })
     }
 
+    /// A database that lives in memory only and ends with this value (an ephemeral broker
+    /// whose secrets must never touch the disk).
+    ///
+    /// # Errors
+    /// [`StorageError`] when SQLite cannot create it.
+    pub fn in_memory() -> Result<Self, StorageError> {
+        let err = |source| StorageError::Sqlite {
+            path: ":memory:".into(),
+            source,
+        };
+        let conn = Connection::open_in_memory().map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, \
+             value BLOB NOT NULL, PRIMARY KEY (ns, key))",
+        )
+        .map_err(err)?;
+        Ok(Self {
+            path: PathBuf::from(":memory:"),
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -122,6 +144,11 @@ impl Storage for SqliteStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_memory_behaves_like_a_storage() {
+        crate::storage::tests::exercise(&SqliteStorage::in_memory().unwrap());
+    }
 
     #[test]
     fn sqlite_behaves_like_a_storage_and_persists() {

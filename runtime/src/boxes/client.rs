@@ -34,6 +34,10 @@ pub enum ClientMsg {
         /// Grace period.
         timeout_secs: u64,
     },
+    /// Relay an RA-TLS session to the guest's attestation agent (TEE boxes): the connection
+    /// then carries the verifier's TLS bytes as stdin frames up and the agent's as stdout
+    /// frames down, ended by `Exited`.
+    Attest,
 }
 
 /// Answers from a monitor.

@@ -10,6 +10,7 @@
 
 pub mod busybox;
 pub mod client;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod state;
@@ -54,6 +55,12 @@ pub enum BoxError {
     /// The virtiofs daemon for volumes and bind mounts.
     #[error(transparent)]
     Fs(#[from] a3s_vmm::fs::FsError),
+    /// TEE settings or a TEE step.
+    #[error(transparent)]
+    Tee(#[from] crate::tee::TeeError),
+    /// Health-check options (issue 9).
+    #[error(transparent)]
+    Health(#[from] health::HealthError),
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
@@ -113,6 +120,8 @@ impl BoxError {
             Self::Net(e) => e.hint(),
             Self::Volume(e) => e.hint(),
             Self::Fs(e) => e.hint(),
+            Self::Tee(e) => e.hint(),
+            Self::Health(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::NoQemu => {
@@ -167,6 +176,10 @@ pub struct CreateRequest {
     pub net: crate::network::BoxNet,
     /// `-v` mounts (parsed; bind sources checked by the caller).
     pub mounts: Vec<crate::volumes::MountSpec>,
+    /// `--tee-enable` / `--tee-simulate` and their settings.
+    pub tee: Option<crate::tee::TeeSpec>,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: health::HealthOptions,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -384,6 +397,15 @@ impl Boxes {
 
         let net = req.net.clone().resolve()?;
         crate::volumes::check_targets(&req.mounts)?;
+        if let Some(tee) = &req.tee {
+            tee.validate(net.mode != crate::network::NetMode::None)?;
+            if tee.mode == crate::tee::spec::TeeMode::Snp {
+                a3s_vmm::snp::check_host(Path::new("/"))
+                    .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
+            }
+        }
+        // The image store does not keep the config's `Healthcheck`, so only the flags count.
+        let health = req.health.resolve(None)?;
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -431,6 +453,8 @@ impl Boxes {
                 mem_mib,
                 kernel_args: req.kernel_args.clone(),
                 auto_remove: req.auto_remove,
+                tee: req.tee.clone(),
+                health,
             },
             state: BoxState::Created,
             kernel_cmdline: None,
@@ -438,6 +462,8 @@ impl Boxes {
             finished_at: None,
             boot: None,
             start_count: 0,
+            tee: None,
+            health: None,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         net.save(&self.box_dir(&id))?;
@@ -606,6 +632,19 @@ impl Boxes {
     ) -> Result<std::os::unix::net::UnixStream, BoxError> {
         let sock = self.monitor_socket(rec)?;
         client::connect(&sock, &client::ClientMsg::Exec { process })
+            .map_err(|e| BoxError::Monitor(e.to_string()))
+    }
+
+    /// Opens an RA-TLS relay to a running TEE box's attestation agent.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn attest_session(
+        &self,
+        rec: &BoxRecord,
+    ) -> Result<std::os::unix::net::UnixStream, BoxError> {
+        let sock = self.monitor_socket(rec)?;
+        client::connect(&sock, &client::ClientMsg::Attest)
             .map_err(|e| BoxError::Monitor(e.to_string()))
     }
 

@@ -22,6 +22,7 @@ use super::client::{ClientMsg, MonitorMsg};
 use super::logs::{LogWriter, Stream};
 use super::state::{now_rfc3339, BoxId, BoxState};
 use super::{BoxError, Boxes};
+use crate::tee::pipeline::TeeLaunch;
 
 /// Exit code recorded when the VM had to be killed (Docker's 128 + SIGKILL).
 pub const KILLED_EXIT_CODE: i32 = 137;
@@ -31,6 +32,14 @@ struct Shared {
     clients: HashMap<u32, UnixStream>,
     next_session: u32,
     stop_deadline: Option<Instant>,
+    /// False for a TEE box without `--allow-exec`: host exec is refused here, so a client
+    /// that bypasses the CLI is refused too.
+    exec_allowed: bool,
+    /// The box's own health-check command, fixed at create time like the workload: allowed
+    /// even where host exec is refused.
+    health_argv: Option<Vec<String>>,
+    /// Where refusals are recorded, and the box id.
+    audit: Option<(crate::audit::AuditLog, String)>,
 }
 
 /// Runs the monitor of box `id` until the box ends. `attached_to` is the pid of a foreground
@@ -62,6 +71,51 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
     let dir = boxes.box_dir(id);
     let config = plan.vm_config(&dir, &rec.spec);
     let listener = bind(&dir.join(super::MONITOR_SOCKET))?;
+    let mut tee = None;
+    if let Some(spec) = &rec.spec.tee {
+        let has_network = plan
+            .net
+            .as_ref()
+            .is_some_and(|n| n.mode != crate::network::NetMode::None);
+        match TeeLaunch::prepare(
+            boxes.home().root(),
+            rec.id.as_str(),
+            spec,
+            &config,
+            has_network,
+        ) {
+            Ok(t) => {
+                boxes.update(id, |r| {
+                    r.tee = Some(t.record.clone());
+                    Ok(())
+                })?;
+                tee = Some(t);
+            }
+            Err(e) => {
+                if let crate::tee::TeeError::MeasurementMismatch { expected, actual } = &e {
+                    // `inspect` shows what the artefacts measure, so the user can compare.
+                    let _ = boxes.update(id, |r| {
+                        r.tee = Some(crate::tee::TeeRecord {
+                            mode: spec.mode,
+                            simulated: spec.simulated(),
+                            measurement: actual.clone(),
+                            expected_measurement: Some(expected.clone()),
+                            measure_ms: 0,
+                            steps: Vec::new(),
+                        });
+                        Ok(())
+                    });
+                }
+                let mut msg = e.to_string();
+                if let Some(h) = e.hint() {
+                    msg.push_str(&format!(" (hint: {h})"));
+                }
+                finish(boxes, id, 125, Some(msg), attached_to.is_none());
+                return Ok(());
+            }
+        }
+    }
+    let exec_allowed = rec.spec.tee.as_ref().is_none_or(|t| t.allow_exec);
 
     let vm = match Vm::start(&config) {
         Ok(vm) => vm,
@@ -85,17 +139,27 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         r.started_at = Some(now_rfc3339());
         r.finished_at = None;
         r.start_count += 1;
+        r.health = super::health::initial(r);
         Ok(())
     })?;
     let start = HostMsg::Start {
         setup: rec.spec.setup.clone(),
         process: rec.spec.process.clone(),
-        tee: None,
+        tee: tee.as_ref().map(|t| t.setup.clone()),
     };
+    let guest = Guest {
+        boxes,
+        id,
+        tee,
+        exec_allowed,
+        health_argv: rec.spec.health.as_ref().map(|h| h.argv()),
+    };
+    let checker = super::health::spawn(boxes, &rec, me);
     let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
-        Ok(()) => serve(vm, listener, &dir, &config),
+        Ok(()) => serve(vm, listener, &dir, &config, guest),
         Err(e) => (125, Some(format!("sending the workload to the guest: {e}"))),
     };
+    drop(checker);
     finish(boxes, id, code, error, attached_to.is_none());
     Ok(())
 }
@@ -131,6 +195,45 @@ fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remov
     }
 }
 
+/// What the serve loop needs to know about the box beyond the VM.
+struct Guest<'a> {
+    boxes: &'a Boxes,
+    id: &'a BoxId,
+    tee: Option<TeeLaunch>,
+    exec_allowed: bool,
+    health_argv: Option<Vec<String>>,
+}
+
+impl Guest<'_> {
+    /// Handles a TEE message of the guest agent: `Ok(true)` when it was one.
+    fn on_tee(&mut self, vm: &Vm, frame: &Frame) -> Result<bool, String> {
+        let Some(tee) = self.tee.as_mut() else {
+            return Ok(false);
+        };
+        let msg = match frame.message::<GuestMsg>() {
+            Ok(
+                m @ (GuestMsg::ReportRequest { .. }
+                | GuestMsg::KeyRequest { .. }
+                | GuestMsg::TeeStep { .. }
+                | GuestMsg::TeeFailed { .. }),
+            ) => m,
+            _ => return Ok(false),
+        };
+        let reply = tee.on_guest(&msg)?;
+        if let Some(reply) = reply {
+            let _ = send(vm, frame.session, &reply);
+        }
+        if matches!(msg, GuestMsg::TeeStep { .. }) {
+            let record = tee.record.clone();
+            let _ = self.boxes.update(self.id, |r| {
+                r.tee = Some(record);
+                Ok(())
+            });
+        }
+        Ok(true)
+    }
+}
+
 /// Pumps guest frames into the log and to exec clients until the workload ends; returns its
 /// exit code and an error note.
 fn serve(
@@ -138,9 +241,16 @@ fn serve(
     listener: UnixListener,
     dir: &Path,
     config: &VmConfig,
+    mut guest_box: Guest<'_>,
 ) -> (i32, Option<String>) {
     let shared = Arc::new(Mutex::new(Shared {
         next_session: 1,
+        exec_allowed: guest_box.exec_allowed,
+        health_argv: guest_box.health_argv.clone(),
+        audit: Some((
+            crate::audit::AuditLog::open(guest_box.boxes.home().audit()),
+            guest_box.id.to_string(),
+        )),
         ..Default::default()
     }));
     let guest = match vm.sender() {
@@ -182,6 +292,17 @@ fn serve(
                 break KILLED_EXIT_CODE;
             }
         };
+        if frame.kind == Kind::Control {
+            match guest_box.on_tee(&vm, &frame) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(failure) => {
+                    let _ = log.write(Stream::Stderr, format!("a3s-box: {failure}\n").as_bytes());
+                    error = Some(failure);
+                    break 125;
+                }
+            }
+        }
         if frame.session == WORKLOAD_SESSION {
             match frame.kind {
                 Kind::Stdout => {
@@ -286,6 +407,45 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     };
     let _ = conn.set_read_timeout(None);
     let session = match first {
+        ClientMsg::Exec { ref process } if !exec_permitted(&lock(shared), &process.argv) => {
+            let message =
+                "exec refused: this box runs in TEE mode and was not started with --allow-exec"
+                    .to_owned();
+            if let Some((log, id)) = &lock(shared).audit {
+                let _ = log.record(
+                    &crate::audit::Event::new("box.exec", crate::audit::Outcome::Denied, &message)
+                        .with_box(id.as_str()),
+                );
+            }
+            reply(&mut conn, &MonitorMsg::Error { message });
+            return;
+        }
+        ClientMsg::Attest => {
+            let session = {
+                let mut sh = lock(shared);
+                let s = sh.next_session;
+                sh.next_session += 1;
+                match conn.try_clone() {
+                    Ok(c) => {
+                        sh.clients.insert(s, c);
+                    }
+                    Err(_) => return,
+                }
+                s
+            };
+            let ok =
+                Frame::control(session, &HostMsg::RatlsOpen).is_ok_and(|f| to_guest(guest, &f));
+            if !ok {
+                reply(
+                    &mut conn,
+                    &MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    },
+                );
+                return;
+            }
+            session
+        }
         ClientMsg::Exec { process } => {
             let session = {
                 let mut sh = lock(shared);
@@ -349,11 +509,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                         to_guest(guest, &f);
                     }
                     Kind::Control => {
-                        if let Ok(HostMsg::Resize { rows, cols }) = f.message::<HostMsg>() {
-                            if let Ok(fr) = Frame::control(session, &HostMsg::Resize { rows, cols })
-                            {
-                                to_guest(guest, &fr);
-                            }
+                        // Resizes, and signals to the session's own process (health probes
+                        // kill a probe that outlives its timeout).
+                        let msg = match f.message::<HostMsg>() {
+                            Ok(m @ (HostMsg::Resize { .. } | HostMsg::Signal { .. })) => Some(m),
+                            _ => None,
+                        };
+                        if let Some(fr) = msg.and_then(|m| Frame::control(session, &m).ok()) {
+                            to_guest(guest, &fr);
                         }
                     }
                     _ => {}
@@ -371,6 +534,10 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             }
         }
     }
+}
+
+fn exec_permitted(sh: &Shared, argv: &[String]) -> bool {
+    sh.exec_allowed || sh.health_argv.as_deref() == Some(argv)
 }
 
 fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {

@@ -89,6 +89,12 @@ pub struct BoxSpec {
     pub kernel_args: Vec<String>,
     /// Remove the box when it exits (`--rm`).
     pub auto_remove: bool,
+    /// Confidential box settings (`--tee-enable`, `--tee-simulate`); `None`: a plain box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<crate::tee::TeeSpec>,
+    /// Health check (`--health-cmd`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthConfig>,
 }
 
 /// A box's lifecycle state.
@@ -181,6 +187,12 @@ pub struct BoxRecord {
     /// Boots so far.
     #[serde(default)]
     pub start_count: u32,
+    /// TEE mode, launch measurement and agent steps of the last boot (TEE boxes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<crate::tee::TeeRecord>,
+    /// Health of the current (or last) run, when the box has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 /// A box state operation failed.
@@ -375,6 +387,8 @@ mod tests {
                 mem_mib: 256,
                 kernel_args: vec![],
                 auto_remove: false,
+                tee: None,
+                health: None,
             },
             state: BoxState::Exited {
                 exit_code: 3,
@@ -385,6 +399,8 @@ mod tests {
             finished_at: None,
             boot: None,
             start_count: 0,
+            tee: None,
+            health: None,
         };
         write_record(&path, &rec).unwrap();
         let back = read_record(&path).unwrap();

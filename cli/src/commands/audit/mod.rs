@@ -19,6 +19,15 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// `--box` takes a name or an id (prefix): a name of an existing box becomes its id, anything
+/// else (a removed box's id) is matched as an id prefix.
+fn box_id_of(key: &str) -> String {
+    a3s_runtime::A3sHome::from_env()
+        .ok()
+        .and_then(|home| a3s_runtime::boxes::Boxes::open(&home).find(key).ok())
+        .map_or_else(|| key.to_owned(), |rec| rec.id.to_string())
+}
+
 fn query(log: &AuditLog, args: &QueryArgs) -> anyhow::Result<ExitStatus> {
     let now = time::OffsetDateTime::now_utc();
     let bound = |t: &Option<String>| {
@@ -29,7 +38,7 @@ fn query(log: &AuditLog, args: &QueryArgs) -> anyhow::Result<ExitStatus> {
     };
     let filter = Filter {
         action: args.action.clone(),
-        box_id: args.box_id.clone(),
+        box_id: args.box_id.as_deref().map(box_id_of),
         outcome: args
             .outcome
             .as_deref()

@@ -89,11 +89,72 @@ pub(crate) struct CreateArgs {
     pub(crate) net: crate::commands::network::NetArgs,
     #[command(flatten)]
     pub(crate) volumes: crate::commands::volume::MountArgs,
+    #[command(flatten)]
+    pub(crate) tee: TeeArgs,
+    #[command(flatten)]
+    pub(crate) health: super::health::HealthArgs,
     /// Image (e.g. busybox).
     pub(crate) image: String,
     /// Command and arguments (replace the image's cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub(crate) command: Vec<String>,
+}
+
+/// Confidential boxes: attestation, secrets and the host's access.
+#[derive(Debug, Args)]
+pub(crate) struct TeeArgs {
+    /// Run in an SEV-SNP confidential VM (needs an SNP host).
+    #[arg(
+        long,
+        conflicts_with = "tee_simulate",
+        help_heading = "Confidential boxes"
+    )]
+    pub(crate) tee_enable: bool,
+    /// Run the trust pipeline with the simulated secure processor (evidence labelled simulated).
+    #[arg(long, help_heading = "Confidential boxes")]
+    pub(crate) tee_simulate: bool,
+    /// KBS for kbs:/// secrets (trustee protocol).
+    #[arg(long, value_name = "URL", help_heading = "Confidential boxes")]
+    pub(crate) kbs_url: Option<String>,
+    /// Place a secret in /run/secrets/NAME before the workload starts:
+    /// NAME=kbs:///repo/type/tag, or NAME=file:PATH (released by an ephemeral local KBS only to this VM).
+    #[arg(
+        long = "secret",
+        value_name = "NAME=SOURCE",
+        help_heading = "Confidential boxes"
+    )]
+    pub(crate) secret: Vec<String>,
+    /// Refuse to start unless the launch measurement is this (96 hex digits).
+    #[arg(long, value_name = "HEX", help_heading = "Confidential boxes")]
+    pub(crate) expected_measurement: Option<String>,
+    /// Rego attestation policy for the local KBS (default: the launch measurement must match).
+    #[arg(long, value_name = "FILE", help_heading = "Confidential boxes")]
+    pub(crate) tee_policy: Option<PathBuf>,
+    /// Allow host exec (refused in TEE boxes otherwise).
+    #[arg(long, help_heading = "Confidential boxes")]
+    pub(crate) allow_exec: bool,
+    /// Require a cosign signature on the image by this public key (repeatable: any of them).
+    #[arg(long, value_name = "FILE", help_heading = "Confidential boxes")]
+    pub(crate) verify_key: Vec<PathBuf>,
+}
+
+impl TeeArgs {
+    /// True when a TEE-only flag was given.
+    pub(crate) fn tee_only_flags(&self) -> Option<&'static str> {
+        if self.kbs_url.is_some() {
+            Some("--kbs-url")
+        } else if !self.secret.is_empty() {
+            Some("--secret")
+        } else if self.expected_measurement.is_some() {
+            Some("--expected-measurement")
+        } else if self.tee_policy.is_some() {
+            Some("--tee-policy")
+        } else if self.allow_exec {
+            Some("--allow-exec")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Args)]

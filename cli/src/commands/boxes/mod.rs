@@ -1,7 +1,9 @@
 //! The box lifecycle commands: each parses flags into runtime requests and prints the result.
 
 pub(crate) mod args;
+mod health;
 mod io;
+pub(crate) mod tee;
 
 use std::io::Write;
 use std::path::Path;
@@ -28,6 +30,10 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             let req = create_request(&a)?;
             crate::commands::volume::ensure_named(&home, &req.mounts)?;
             let rec = boxes.create(&req)?;
+            if let Err(e) = tee::verify_image(&home, &rec, &a.tee) {
+                let _ = boxes.remove(rec.id.as_str(), true);
+                return Err(e);
+            }
             audit(&home, "box.create", &rec, Outcome::Success, "created")?;
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
@@ -82,6 +88,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
         }
         BoxCommand::Exec(a) => {
             let rec = boxes.find(&a.r#box)?;
+            tee::refuse_exec(&home, &rec, "exec")?;
             let what = format!("exec {}", a.command.join(" "));
             audit(&home, "box.exec", &rec, Outcome::Success, &what)?;
             io::exec(&boxes, &rec, &a)
@@ -98,7 +105,11 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                 .iter()
                 .map(|k| boxes.find(k))
                 .collect::<Result<Vec<_>, _>>()?;
-            output::json(&recs)?;
+            let views = recs
+                .iter()
+                .map(health::inspect_view)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            output::json(&views)?;
             Ok(ExitStatus::Success)
         }
         BoxCommand::Stats(a) => stats(&boxes, &a.boxes, a.format.format),
@@ -210,6 +221,10 @@ fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<Ex
     let req = create_request(&a.create)?;
     crate::commands::volume::ensure_named(home, &req.mounts)?;
     let rec = boxes.create(&req)?;
+    if let Err(e) = tee::verify_image(home, &rec, &a.create.tee) {
+        let _ = boxes.remove(rec.id.as_str(), true);
+        return Err(e);
+    }
     audit(home, "box.create", &rec, Outcome::Success, "created")?;
     notice_tcg();
     if a.detach {
@@ -302,6 +317,8 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         auto_remove: a.rm,
         net: a.net.box_net()?,
         mounts: a.volumes.mounts()?,
+        tee: tee::tee_spec(&a.tee)?,
+        health: a.health.options()?,
     })
 }
 
@@ -367,17 +384,37 @@ struct PsView<'a> {
     state: &'static str,
     exit_code: Option<i32>,
     error: Option<&'a str>,
+    /// `starting`, `healthy` or `unhealthy` (boxes with a health check).
+    health: Option<&'static str>,
+    /// The STATUS column (`Up 2 minutes (healthy)`).
+    status: String,
 }
 
 fn status_text(rec: &BoxRecord) -> String {
     match &rec.state {
         BoxState::Created => "Created".into(),
         BoxState::Starting { .. } => "Starting".into(),
-        BoxState::Running { .. } => {
-            format!("Up since {}", rec.started_at.as_deref().unwrap_or("?"))
-        }
+        BoxState::Running { .. } => format!(
+            "Up {}{}",
+            up_for(rec.started_at.as_deref()),
+            health::suffix(rec.health.as_ref())
+        ),
         BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
         _ => rec.state.name().into(),
+    }
+}
+
+/// How long ago `started_at` (RFC 3339) was, in Docker's words.
+fn up_for(started_at: Option<&str>) -> String {
+    let started = started_at.and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    match started {
+        Some(t) => {
+            let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
+            health::human_duration(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+        }
+        None => "(start time unknown)".into(),
     }
 }
 
@@ -410,6 +447,8 @@ fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
                 BoxState::Exited { error, .. } => error.as_deref(),
                 _ => None,
             },
+            health: r.health.as_ref().map(|h| h.status.as_str()),
+            status: status_text(r),
         })
         .collect();
     match a.format.format {
@@ -434,7 +473,7 @@ fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
                     r.name,
                     r.image,
                     cmd,
-                    status_text(r)
+                    v.status
                 )?;
             }
         }
@@ -510,6 +549,8 @@ pub(crate) fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> 
     if let Some(e) = cause.downcast_ref::<BoxError>() {
         e.hint()
     } else if let Some(e) = cause.downcast_ref::<a3s_image::StoreError>() {
+        e.hint()
+    } else if let Some(e) = cause.downcast_ref::<a3s_runtime::boxes::health::HealthError>() {
         e.hint()
     } else {
         None

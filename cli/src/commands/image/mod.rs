@@ -86,7 +86,7 @@ pub(super) fn read_key_file(path: &Path) -> anyhow::Result<String> {
     fs_err::read_to_string(path).map_err(|e| usage_error(e.into()))
 }
 
-pub(super) fn public_key(path: &Path) -> anyhow::Result<PublicKey> {
+pub(crate) fn public_key(path: &Path) -> anyhow::Result<PublicKey> {
     PublicKey::from_pem(&read_key_file(path)?)
         .with_context(|| format!("reading public key {}", path.display()))
         .map_err(usage_error)
@@ -116,7 +116,7 @@ pub(super) fn password(confirm: bool) -> anyhow::Result<zeroize::Zeroizing<Strin
     Ok(p)
 }
 
-pub(super) fn signature_policy(explicit: Option<&PathBuf>) -> anyhow::Result<SignaturePolicy> {
+pub(crate) fn signature_policy(explicit: Option<&PathBuf>) -> anyhow::Result<SignaturePolicy> {
     match explicit {
         Some(p) => Ok(SignaturePolicy::load(p, true).map_err(|e| usage_error(e.into()))?),
         None => {

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a3s_attestation::hw::{Attester, HardwareAttester, HwError};
+use a3s_attestation::hw::{Attester, HardwareAttester};
 use a3s_attestation::kds::{CertSource, KdsCache, KdsClient, DEFAULT_BASE_URL};
-use a3s_attestation::key_request::KeyRequest;
-use a3s_attestation::report::trustee::{CertType, Evidence};
 use a3s_attestation::Product;
 use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
 use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
@@ -20,7 +18,7 @@ use a3s_kbs::storage::{PostgresStorage, SqliteStorage, Storage};
 use a3s_kbs::verifier::EvidenceVerifier;
 use a3s_kbs::{AdminAuth, AppState, Config, Limits};
 use a3s_runtime::A3sHome;
-use a3s_simulator::{GuestContext, ReportRequest, Simulator};
+use a3s_simulator::{GuestContext, SimAttester, Simulator};
 use anyhow::Context;
 
 use self::args::{
@@ -215,45 +213,6 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// The simulator as an [`Attester`] for one simulated guest; its evidence carries the VCEK,
-/// ASK and ARK as a host's extended report would.
-struct SimAttester {
-    sim: Simulator,
-    guest: GuestContext,
-}
-
-impl Attester for SimAttester {
-    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<Evidence, HwError> {
-        let mut request = ReportRequest::new(self.guest.clone(), *report_data);
-        request.vmpl = vmpl;
-        let report = self
-            .sim
-            .report(&request)
-            .map_err(|e| HwError::Simulator(e.to_string()))?;
-        let product = self.sim.product();
-        let sim_err = |e: a3s_simulator::SimError| HwError::Simulator(e.to_string());
-        let cert_chain = vec![
-            (CertType::Vcek, self.sim.default_chip().vcek_der().to_vec()),
-            (
-                CertType::Ask,
-                self.sim.ask_der(product).map_err(sim_err)?.to_vec(),
-            ),
-            (
-                CertType::Ark,
-                self.sim.ark_der(product).map_err(sim_err)?.to_vec(),
-            ),
-        ];
-        Ok(Evidence { report, cert_chain })
-    }
-
-    fn derived_key(&self, request: &KeyRequest) -> Result<[u8; 32], HwError> {
-        self.sim
-            .derive_key(&self.guest, request)
-            .map(|k| *k.as_bytes())
-            .map_err(|e| HwError::Simulator(e.to_string()))
-    }
-}
-
 fn get(args: &GetArgs) -> anyhow::Result<ExitStatus> {
     let path = resource_path(&args.resource)?;
     let kind = match args.tee_key {
@@ -277,10 +236,7 @@ fn get(args: &GetArgs) -> anyhow::Result<ExitStatus> {
         let sim =
             Simulator::open_or_create(home.root(), product).context("opening the simulator")?;
         eprintln!("attesting with SIMULATED evidence");
-        Box::new(SimAttester {
-            sim,
-            guest: GuestContext::launch(measurement),
-        })
+        Box::new(SimAttester::new(sim, GuestContext::launch(measurement)))
     } else {
         Box::new(HardwareAttester::open().map_err(|e| {
             usage_error(anyhow::Error::new(e).context("use --simulate on hosts without SEV-SNP"))

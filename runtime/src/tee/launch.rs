@@ -1,0 +1,132 @@
+//! The launch measurement of a box: SEV-SNP's launch digest over exactly the firmware, kernel,
+//! initrd, command line and vCPUs the monitor boots.
+//!
+//! A simulated microvm launch measures the stand-in firmware around the machine's real BIOS
+//! (docs/simulated-measurement.md), so `a3s-box measure --microvm-firmware ... --kernel ...
+//! --initrd ... --append ...` and `sev-snp-measure` reproduce the value; any change of kernel,
+//! initrd (guest agent, image rootfs), command line (image digest, `--kernel-arg`) or vCPU
+//! count changes it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use a3s_attestation::measure::{self, CpuSignature, SnpMeasurementArgs};
+
+use super::TeeError;
+
+/// The vCPU type a simulated launch is measured with.
+pub const SIMULATED_VCPU_TYPE: &str = "EPYC-Milan";
+
+/// What a launch measures.
+#[derive(Clone, Copy, Debug)]
+pub struct LaunchInputs<'a> {
+    /// Firmware the VM starts from (qboot for microvm).
+    pub firmware: &'a Path,
+    /// The kernel passed to QEMU.
+    pub kernel: &'a Path,
+    /// The initrd passed to QEMU.
+    pub initrd: &'a Path,
+    /// The kernel command line.
+    pub cmdline: &'a str,
+    /// vCPUs.
+    pub vcpus: u32,
+}
+
+/// A measurement and how long it took.
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// The launch digest.
+    pub digest: [u8; 48],
+    /// Milliseconds spent reading and hashing.
+    pub elapsed_ms: u64,
+}
+
+/// Measures a simulated launch of `inputs`.
+///
+/// # Errors
+/// [`TeeError::Measure`] when a file cannot be read or the inputs are inconsistent.
+pub fn measure_simulated(inputs: &LaunchInputs<'_>) -> Result<Measured, TeeError> {
+    let started = Instant::now();
+    let read = |what: &str, p: &Path| {
+        fs_err::read(p).map_err(|e| TeeError::Measure(format!("reading the {what}: {e}")))
+    };
+    let firmware = measure::standin_firmware(&read("firmware", inputs.firmware)?);
+    let kernel = read("kernel", inputs.kernel)?;
+    let initrd = read("initrd", inputs.initrd)?;
+    let mut args = SnpMeasurementArgs::new(&firmware, inputs.vcpus);
+    args.vcpu_sig = Some(
+        CpuSignature::from_type_name(SIMULATED_VCPU_TYPE)
+            .map_err(|e| TeeError::Measure(e.to_string()))?,
+    );
+    args.kernel = Some(&kernel);
+    args.initrd = Some(&initrd);
+    args.append = Some(inputs.cmdline);
+    let digest = measure::launch_digest(&args).map_err(|e| TeeError::Measure(e.to_string()))?;
+    Ok(Measured {
+        digest,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn every_input_changes_the_measurement() {
+        let dir = tempfile::tempdir().unwrap();
+        let fw = write(dir.path(), "fw", &[0x90; 8192]);
+        let k = write(dir.path(), "k", b"kernel bytes");
+        let i = write(dir.path(), "i", b"initrd bytes");
+        let i2 = write(dir.path(), "i2", b"initrd bytez");
+        let base = LaunchInputs {
+            firmware: &fw,
+            kernel: &k,
+            initrd: &i,
+            cmdline: "console=ttyS0 a3s.image=sha256:00",
+            vcpus: 1,
+        };
+        let m = |x: &LaunchInputs<'_>| measure_simulated(x).unwrap().digest;
+        let d = m(&base);
+        assert_eq!(d, m(&base), "deterministic");
+        assert_ne!(
+            d,
+            m(&LaunchInputs {
+                initrd: &i2,
+                ..base
+            })
+        );
+        assert_ne!(
+            d,
+            m(&LaunchInputs {
+                cmdline: "console=ttyS0 a3s.image=sha256:00 x=1",
+                ..base
+            })
+        );
+        assert_ne!(d, m(&LaunchInputs { vcpus: 2, ..base }));
+        assert_ne!(d, m(&LaunchInputs { kernel: &i, ..base }));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let fw = write(dir.path(), "fw", &[0; 4096]);
+        let missing = dir.path().join("nope");
+        let e = measure_simulated(&LaunchInputs {
+            firmware: &fw,
+            kernel: &missing,
+            initrd: &missing,
+            cmdline: "",
+            vcpus: 1,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("reading the kernel"), "{e}");
+    }
+}

@@ -1,0 +1,235 @@
+//! The monitor's side of a TEE box's launch: measure the exact boot artefacts, refuse a
+//! mismatching expected measurement, stand up the simulated secure processor and the
+//! ephemeral KBS, tell the agent what to fetch, then answer its requests and audit each step.
+
+use std::path::Path;
+
+use a3s_vmm::proto::{GuestMsg, HostMsg, SecretSpec, TeeSetup};
+use a3s_vmm::VmConfig;
+
+use super::launch::{self, LaunchInputs};
+use super::local_kbs::{self, LocalKbs};
+use super::secure_processor::SecureProcessor;
+use super::spec::{parse_measurement, TeeMode, RATLS_GUEST_PORT};
+use super::{TeeError, TeeRecord, TeeSpec};
+use crate::audit::{AuditLog, Event, Outcome};
+
+/// One TEE launch, alive for the monitor's life.
+#[derive(Debug)]
+pub struct TeeLaunch {
+    /// What the agent is told in `Start`.
+    pub setup: TeeSetup,
+    /// What the box record shows.
+    pub record: TeeRecord,
+    sp: Option<SecureProcessor>,
+    kbs: Option<LocalKbs>,
+    audit: AuditLog,
+    box_id: String,
+}
+
+impl TeeLaunch {
+    /// Measures the launch and prepares the host side. Every decision is audited before it
+    /// takes effect; a refusal is returned as the error.
+    ///
+    /// # Errors
+    /// [`TeeError`]: no SNP host, unreadable artefacts, measurement mismatch, simulator or
+    /// local KBS failures.
+    pub fn prepare(
+        home: &Path,
+        box_id: &str,
+        spec: &TeeSpec,
+        config: &VmConfig,
+        has_network: bool,
+    ) -> Result<Self, TeeError> {
+        let audit = AuditLog::open(home.join("audit"));
+        let event = |action: &str, outcome: Outcome, msg: &str| {
+            Event::new(action, outcome, msg).with_box(box_id)
+        };
+        if spec.mode == TeeMode::Snp {
+            // Checked at create too; the host may have changed since.
+            if let Err(e) = a3s_vmm::snp::check_host(Path::new("/")) {
+                let err = TeeError::NoSnp(e.to_string());
+                let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
+                return Err(err);
+            }
+            // A measured SNP launch needs OVMF with the kernel-hashes section and a q35
+            // machine (vmm::snp); this build only launches simulated TEEs.
+            let err = TeeError::NoSnp(
+                "this host supports SEV-SNP, but this build launches only --tee-simulate boxes"
+                    .into(),
+            );
+            let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
+            return Err(err);
+        }
+        let measured = launch::measure_simulated(&LaunchInputs {
+            firmware: config.machine.firmware(),
+            kernel: &config.kernel,
+            initrd: &config.initrd,
+            cmdline: &config.cmdline,
+            vcpus: u32::from(config.vcpus),
+        })?;
+        let actual = hex::encode(measured.digest);
+        let mut measure_event = event(
+            "tee.measure",
+            Outcome::Success,
+            "launch measurement computed",
+        )
+        .with("measurement", actual.as_str())
+        .with("simulated", spec.simulated().to_string().as_str());
+        if let Some(expected) = &spec.expected_measurement {
+            measure_event = measure_event.with("expected", expected.to_lowercase().as_str());
+        }
+        record(&audit, &measure_event)?;
+        if let Some(expected) = &spec.expected_measurement {
+            let want = parse_measurement(expected)?;
+            if want != measured.digest {
+                let err = TeeError::MeasurementMismatch {
+                    expected: hex::encode(want),
+                    actual: actual.clone(),
+                };
+                record(
+                    &audit,
+                    &event("tee.measurement_check", Outcome::Denied, &err.to_string())
+                        .with("expected", hex::encode(want).as_str())
+                        .with("measurement", actual.as_str()),
+                )?;
+                return Err(err);
+            }
+            record(
+                &audit,
+                &event(
+                    "tee.measurement_check",
+                    Outcome::Success,
+                    "matches --expected-measurement",
+                )
+                .with("measurement", actual.as_str()),
+            )?;
+        }
+        let sp = SecureProcessor::launch(home, measured.digest)?;
+        let kbs = if spec.has_file_secrets() {
+            let kbs = LocalKbs::start(home, spec, &measured.digest)?;
+            record(
+                &audit,
+                &event(
+                    "tee.local_kbs",
+                    Outcome::Success,
+                    "ephemeral KBS serving file secrets",
+                )
+                .with("listen", kbs.addr().to_string().as_str())
+                .with(
+                    "secrets",
+                    spec.secrets
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .as_str(),
+                ),
+            )?;
+            Some(kbs)
+        } else {
+            None
+        };
+        let kbs_url = match (&kbs, &spec.kbs_url) {
+            (Some(k), _) => Some(k.guest_url()),
+            (None, Some(url)) => Some(local_kbs::guest_reachable(url)),
+            (None, None) => None,
+        };
+        let setup = TeeSetup {
+            mode: spec.mode,
+            kbs_url,
+            secrets: spec
+                .secrets
+                .iter()
+                .map(|s| SecretSpec {
+                    name: s.name.clone(),
+                    resource: s.resource(),
+                })
+                .collect(),
+            ratls_port: has_network.then_some(RATLS_GUEST_PORT),
+        };
+        Ok(Self {
+            setup,
+            record: TeeRecord {
+                mode: spec.mode,
+                simulated: spec.simulated(),
+                measurement: actual,
+                expected_measurement: spec.expected_measurement.as_ref().map(|m| m.to_lowercase()),
+                measure_ms: measured.elapsed_ms,
+                steps: Vec::new(),
+            },
+            sp: Some(sp),
+            kbs,
+            audit,
+            box_id: box_id.to_owned(),
+        })
+    }
+
+    /// Handles a TEE message from the guest: the reply to send (requests), or `None`.
+    /// Steps are audited and appended to the record; a failure returns its message in `Err`.
+    ///
+    /// # Errors
+    /// The guest agent's failure (`step: message`), after auditing it.
+    pub fn on_guest(&mut self, msg: &GuestMsg) -> Result<Option<HostMsg>, String> {
+        match msg {
+            GuestMsg::ReportRequest { .. } | GuestMsg::KeyRequest { .. } => {
+                Ok(self.sp.as_ref().and_then(|sp| sp.answer(msg)))
+            }
+            GuestMsg::TeeStep {
+                step,
+                detail,
+                elapsed_ms,
+            } => {
+                let (action, message) = match step.as_str() {
+                    "secret" => (
+                        "tee.secret_released",
+                        format!("secret {detail} placed in /run/secrets"),
+                    ),
+                    "kbs_attest" => (
+                        "tee.kbs_attest",
+                        "the KBS accepted the VM's evidence".to_owned(),
+                    ),
+                    "evidence" => ("tee.evidence", "the agent obtained its evidence".to_owned()),
+                    other => ("tee.step", format!("agent step {other} done")),
+                };
+                let mut e = Event::new(action, Outcome::Success, &message)
+                    .with_box(&self.box_id)
+                    .with("elapsed_ms", elapsed_ms.to_string().as_str());
+                if !detail.is_empty() {
+                    e = e.with("name", detail.as_str());
+                }
+                let _ = self.audit.record(&e);
+                let label = if detail.is_empty() {
+                    step.clone()
+                } else {
+                    format!("{step}:{detail}")
+                };
+                self.record.steps.push((label, *elapsed_ms));
+                if step == "secrets_written" {
+                    // Every secret is in the guest: nobody else may fetch them.
+                    if let Some(mut k) = self.kbs.take() {
+                        k.stop();
+                    }
+                }
+                Ok(None)
+            }
+            GuestMsg::TeeFailed { step, message } => {
+                let text = format!("TEE step {step} failed: {message}");
+                let _ = self.audit.record(
+                    &Event::new("tee.agent", Outcome::Failure, &text)
+                        .with_box(&self.box_id)
+                        .with("step", step.as_str()),
+                );
+                Err(text)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn record(audit: &AuditLog, e: &Event) -> Result<(), TeeError> {
+    audit
+        .record(e)
+        .map(|_| ())
+        .map_err(|err| TeeError::Audit(err.to_string()))
+}
