@@ -51,6 +51,11 @@ pub(crate) enum Command {
     /// Bridge networks: create, ls, inspect, rm, connect, disconnect.
     #[command(subcommand)]
     Network(crate::commands::network::manage::NetworkCommand),
+    /// Named volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Volume(crate::commands::volume::VolumeCommand),
+    /// Copy files or directories between a box and the host (BOX:/path HOSTPATH, or back).
+    Cp(crate::commands::cp::CpArgs),
 }
 
 #[derive(Debug, Args)]

@@ -130,7 +130,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             }
             lock(state).hostname = setup.hostname.clone();
             match tee {
-                None => start(WORKLOAD_SESSION, &process, chan, state),
+                None => mount_then_start(&setup, &process, chan, state),
                 // The agent waits for the host's answers, which this thread routes: it runs
                 // on its own thread and starts the workload only when it succeeded.
                 Some(tee) => {
@@ -139,7 +139,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                     std::thread::spawn(move || {
                         let opened = |a| lock(&state).agent = Some(a);
                         match agent::boot(&tee, &process, &chan, &requests, opened) {
-                            Ok(()) => start(WORKLOAD_SESSION, &process, &chan, &state),
+                            Ok(()) => mount_then_start(&setup, &process, &chan, &state),
                             Err(failure) => {
                                 agent::report_failure(&chan, &failure);
                                 init::power_off(agent::FAILURE_GRACE);
@@ -215,6 +215,28 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             );
         }
     }
+}
+
+/// Mounts the box's volumes and bind mounts, then starts the workload. In a TEE box this runs
+/// only after the agent attested, so nothing from the host is used before attestation. A mount
+/// that fails stops the box: the workload would otherwise write into RAM.
+fn mount_then_start(
+    setup: &proto::GuestSetup,
+    process: &proto::ProcessSpec,
+    chan: &Channel,
+    state: &Arc<Mutex<State>>,
+) {
+    if let Err(e) = crate::mounts::mount_all(&setup.mounts) {
+        let message = format!("{e:#}");
+        eprintln!("a3s-guest-init: {message}");
+        chan.msg(
+            WORKLOAD_SESSION,
+            &GuestMsg::SpawnFailed { code: 125, message },
+        );
+        finished(WORKLOAD_SESSION, 125, chan);
+        return;
+    }
+    start(WORKLOAD_SESSION, process, chan, state);
 }
 
 fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mutex<State>>) {

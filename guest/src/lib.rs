@@ -17,7 +17,9 @@
 mod agent;
 mod channel;
 mod control;
+mod copy;
 mod init;
+mod mounts;
 mod net;
 mod process;
 
@@ -37,6 +39,10 @@ pub fn tool_main() -> std::process::ExitCode {
 
 /// Runs init and powers off; never returns.
 pub fn main() -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = copy::helper(&args) {
+        std::process::exit(code);
+    }
     if std::process::id() != 1 {
         eprintln!("a3s-guest-init: must run as PID 1 inside an A3S Box VM");
         std::process::exit(2);

@@ -6,8 +6,10 @@
 
 pub mod audit;
 pub mod boxes;
+pub mod copy;
 pub mod home;
 pub mod network;
 pub mod tee;
+pub mod volumes;
 
 pub use home::A3sHome;

@@ -14,3 +14,4 @@ mod net;
 mod simulate;
 mod support;
 mod tee;
+mod volumes;

@@ -5,8 +5,10 @@
 
 pub mod accel;
 pub mod assets;
+pub mod copy;
 pub mod cpio;
 pub mod design;
+pub mod fs;
 pub mod host;
 pub mod net;
 pub mod proto;

@@ -263,6 +263,21 @@ pub struct GuestSetup {
     pub hosts: BTreeMap<String, String>,
     /// Name servers for `/etc/resolv.conf` (left alone when empty).
     pub nameservers: Vec<String>,
+    /// virtiofs shares to mount before the workload starts (volumes and bind mounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<GuestMount>,
+}
+
+/// One virtiofs share the guest mounts at `path` (created if missing) before the workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestMount {
+    /// The virtiofs tag QEMU gives the device (at most 36 bytes).
+    pub tag: String,
+    /// Absolute guest path.
+    pub path: String,
+    /// Mount read-only (writes fail with EROFS).
+    #[serde(default)]
+    pub readonly: bool,
 }
 
 /// Which TEE the guest's attestation agent talks to.

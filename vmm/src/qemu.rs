@@ -116,6 +116,8 @@ pub struct VmConfig {
     pub boot_attempts: u32,
     /// The network device (`None`: no NIC at all).
     pub net: Option<crate::net::Nic>,
+    /// virtiofs shares (volumes, bind mounts); any share switches guest RAM to a shared memfd.
+    pub shares: Vec<crate::fs::Share>,
 }
 
 impl VmConfig {
@@ -232,6 +234,11 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     if let Some(net) = &config.net {
         a.extend(net.qemu_args(config.machine));
     }
+    a.extend(crate::fs::qemu_args(
+        &config.shares,
+        config.machine,
+        config.mem_mib,
+    ));
     a
 }
 
@@ -283,6 +290,9 @@ pub enum StartError {
     /// Files for the VM could not be prepared.
     #[error("preparing VM files")]
     Io(#[from] std::io::Error),
+    /// A virtiofs daemon (volume or bind mount) could not start.
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
 }
 
 impl StartError {
@@ -294,6 +304,7 @@ impl StartError {
                  (apt-get install -t bookworm-backports qemu-system-x86)"
                     .into(),
             ),
+            Self::Fs(e) => e.hint(),
             Self::BootTimeout { .. } => Some(format!(
                 "the host may be overloaded; try {MACHINE_ENV}=q35, which does not stall under TCG"
             )),
@@ -317,6 +328,8 @@ pub struct BootInfo {
 #[derive(Debug)]
 pub struct Vm {
     child: Child,
+    /// One virtiofsd per share; dropped (killed, reaped) after QEMU.
+    _daemons: crate::fs::Daemons,
     writer: Mutex<UnixStream>,
     frames: Receiver<Result<Frame, ProtoError>>,
     /// How the boot went.
@@ -331,6 +344,8 @@ impl Vm {
     /// [`StartError`], one variant per step.
     pub fn start(config: &VmConfig) -> Result<Self, StartError> {
         for _attempt in 1..=config.boot_attempts.max(1) {
+            // A daemon serves one QEMU connection, so every attempt gets fresh ones.
+            let daemons = crate::fs::Daemons::spawn(&config.shares)?;
             let mut child = spawn_qemu(config)?;
             let started = Instant::now();
             let stream = match connect_channel(&config.channel_socket, &mut child, config) {
@@ -346,6 +361,7 @@ impl Vm {
                 Ok(uptime_ms) => {
                     return Ok(Self {
                         child,
+                        _daemons: daemons,
                         writer: Mutex::new(stream),
                         frames,
                         boot: BootInfo {
@@ -619,6 +635,7 @@ mod tests {
             boot_cpu_budget_secs: 12,
             boot_timeout_secs: 90,
             net: None,
+            shares: vec![],
             boot_attempts: 3,
         }
     }

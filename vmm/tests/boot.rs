@@ -104,6 +104,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         boot_timeout_secs: 120,
         boot_attempts: 3,
         net: None,
+        shares: vec![],
     };
     let mut vm = Vm::start(&config).unwrap_or_else(|e| {
         panic!(

@@ -3,6 +3,7 @@
 mod attest;
 pub(crate) mod audit;
 pub(crate) mod boxes;
+pub(crate) mod cp;
 pub(crate) mod image;
 mod info;
 pub(crate) mod kbs;
@@ -12,6 +13,7 @@ mod report;
 mod simulator;
 mod verify;
 mod version;
+pub(crate) mod volume;
 
 use crate::args::{AttestCommand, Cli, Command, SimulatorCommand, SimulatorKdsCommand};
 use crate::ExitStatus;
@@ -35,6 +37,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Box(cmd) => boxes::run(cmd),
         Command::Port(a) => network::port(&a),
         Command::Network(c) => network::manage::run(c),
+        Command::Volume(cmd) => volume::run(cmd),
+        Command::Cp(a) => cp::run(&a),
         Command::Simulator(SimulatorCommand::Kds(SimulatorKdsCommand::Serve { listen })) => {
             simulator::serve_kds(listen)
         }
@@ -60,6 +64,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
             image::hint(cause)
                 .or_else(|| boxes::hint(cause))
                 .or_else(|| network::hint(cause))
+                .or_else(|| volume::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

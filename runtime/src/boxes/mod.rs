@@ -49,6 +49,12 @@ pub enum BoxError {
     /// Network settings (issue 9).
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// Volumes and bind mounts (issue 9).
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
+    /// The virtiofs daemon for volumes and bind mounts.
+    #[error(transparent)]
+    Fs(#[from] a3s_vmm::fs::FsError),
     /// TEE settings or a TEE step.
     #[error(transparent)]
     Tee(#[from] crate::tee::TeeError),
@@ -112,6 +118,8 @@ impl BoxError {
         match self {
             Self::State(e) => e.hint(),
             Self::Net(e) => e.hint(),
+            Self::Volume(e) => e.hint(),
+            Self::Fs(e) => e.hint(),
             Self::Tee(e) => e.hint(),
             Self::Health(e) => e.hint(),
             Self::Image(e) => e.hint(),
@@ -166,6 +174,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// `--network`, `-p`, `--dns`.
     pub net: crate::network::BoxNet,
+    /// `-v` mounts (parsed; bind sources checked by the caller).
+    pub mounts: Vec<crate::volumes::MountSpec>,
     /// `--tee-enable` / `--tee-simulate` and their settings.
     pub tee: Option<crate::tee::TeeSpec>,
     /// `--health-*`, `--no-healthcheck`.
@@ -190,6 +200,9 @@ pub struct VmPlan {
     /// The NIC (`None`: `--network none`, or a plan from before networking).
     #[serde(default)]
     pub net: Option<crate::network::BoxNet>,
+    /// virtiofs mounts with resolved host directories.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::ResolvedMount>,
 }
 
 impl VmPlan {
@@ -219,6 +232,7 @@ impl VmPlan {
             boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
             boot_attempts: 3,
             net: self.net.as_ref().and_then(crate::network::BoxNet::nic),
+            shares: crate::volumes::shares(dir, &self.mounts),
         }
     }
 }
@@ -246,7 +260,7 @@ impl Boxes {
         }
     }
 
-    /// The A3S home.
+    /// The A3S home these boxes live in.
     pub fn home(&self) -> &A3sHome {
         &self.home
     }
@@ -382,6 +396,7 @@ impl Boxes {
         env.extend(req.env.iter().cloned());
 
         let net = req.net.clone().resolve()?;
+        crate::volumes::check_targets(&req.mounts)?;
         if let Some(tee) = &req.tee {
             tee.validate(net.mode == crate::network::NetMode::Tsi)?;
             if tee.mode == crate::tee::spec::TeeMode::Snp {
@@ -432,6 +447,7 @@ impl Boxes {
                     hostname,
                     hosts: req.hosts.iter().cloned().collect(),
                     nameservers: net.nameservers(),
+                    mounts: crate::volumes::guest_mounts(&req.mounts),
                 },
                 vcpus,
                 mem_mib,
@@ -453,6 +469,7 @@ impl Boxes {
         let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
             .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
         net.save(&self.box_dir(&id))?;
+        crate::volumes::Volumes::open(&self.home).attach(&self.box_dir(&id), &req.mounts)?;
         state::write_record(&self.state_path(&id), &rec)?;
         Ok(rec)
     }
@@ -481,6 +498,11 @@ impl Boxes {
         let net =
             crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
         net.check_free()?;
+        let mounts = crate::volumes::load_mounts(&self.box_dir(&rec.id))?;
+        let mounts = crate::volumes::resolve(&crate::volumes::Volumes::open(&self.home), &mounts)?;
+        if !mounts.is_empty() {
+            a3s_vmm::fs::locate_virtiofsd()?;
+        }
         let modules = [machine.guest_modules(), a3s_vmm::net::GUEST_MODULES].concat();
         let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
@@ -507,6 +529,7 @@ impl Boxes {
             initrd,
             cmdline: kernel_cmdline(choice.accel, &extra),
             net: Some(net),
+            mounts,
         };
         let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
         assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;

@@ -88,6 +88,8 @@ pub(crate) struct CreateArgs {
     #[command(flatten)]
     pub(crate) net: crate::commands::network::NetArgs,
     #[command(flatten)]
+    pub(crate) volumes: crate::commands::volume::MountArgs,
+    #[command(flatten)]
     pub(crate) tee: TeeArgs,
     #[command(flatten)]
     pub(crate) health: super::health::HealthArgs,

@@ -27,7 +27,9 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         BoxCommand::Run(a) => run_box(&home, &boxes, a),
         BoxCommand::Create(a) => {
-            let rec = boxes.create(&create_request(&a)?)?;
+            let req = create_request(&a)?;
+            crate::commands::volume::ensure_named(&home, &req.mounts)?;
+            let rec = boxes.create(&req)?;
             if let Err(e) = tee::verify_image(&home, &rec, &a.tee) {
                 let _ = boxes.remove(rec.id.as_str(), true);
                 return Err(e);
@@ -217,6 +219,7 @@ fn notice_tcg() {
 
 fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_request(&a.create)?;
+    crate::commands::volume::ensure_named(home, &req.mounts)?;
     let rec = boxes.create(&req)?;
     if let Err(e) = tee::verify_image(home, &rec, &a.create.tee) {
         let _ = boxes.remove(rec.id.as_str(), true);
@@ -306,6 +309,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
+        mounts: a.volumes.mounts()?,
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
     })

@@ -1,0 +1,293 @@
+//! Volumes, bind mounts and `cp` end to end (issue 9). Three VM boots in all: two short-lived
+//! boxes for volume persistence and bind mounts, one running box shared by the `cp` assertions.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::support::{Run, TestEnv};
+
+fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
+        let out = std::process::Command::new(script)
+            .arg("--quiet")
+            .output()
+            .expect("running scripts/build-guest-init");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = TestEnv::new();
+        // Import the embedded busybox once, before tests race to import it concurrently.
+        let c = env.run(&["create", "--name", "vol-warm", "busybox", "true"]);
+        assert_eq!(c.code, 0, "{}", c.stderr);
+        env.run(&["rm", "vol-warm"]);
+        env
+    })
+}
+
+fn ok(args: &[&str]) -> Run {
+    let r = env().run(args);
+    assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
+    r
+}
+
+/// virtiofsd processes whose command line mentions `needle` (a box id or a shared directory).
+fn daemons_for(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("virtiofsd") && c.contains(needle))
+        .count()
+}
+
+#[test]
+fn bad_volume_forms_fail_before_boot_with_a_hint() {
+    let missing = env().path("no-such-dir");
+    let missing_spec = format!("{}:/x", missing.display());
+    for (spec, needle) in [
+        ("/data", "anonymous volumes are not supported"),
+        ("./rel:/x", "is not absolute"),
+        ("vol:relative", "is not absolute"),
+        ("vol:/x:rx", "unknown mode"),
+        ("vol:/", "root directory"),
+        (missing_spec.as_str(), "does not exist"),
+    ] {
+        let r = env().run(&["run", "--rm", "-v", spec, "busybox", "true"]);
+        assert_eq!(r.code, 2, "{spec}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{spec}: {}", r.stderr);
+        assert!(r.stderr.contains("hint:"), "{spec}: {}", r.stderr);
+    }
+    let r = env().run(&[
+        "run", "--rm", "-v", "a1:/d", "-v", "a2:/d/", "busybox", "true",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("mounted twice"), "{}", r.stderr);
+    // Nothing was created by the refused runs.
+    assert!(!ok(&["volume", "ls"]).stdout.contains("a1"));
+    let r = env().run(&["volume", "create", "-bad"]);
+    assert_ne!(r.code, 0);
+}
+
+#[test]
+fn a_named_volume_keeps_data_across_boxes_and_bind_mounts_share_host_files() {
+    let bind = tempfile::tempdir().unwrap();
+    std::fs::write(bind.path().join("host.txt"), "written-by-host\n").unwrap();
+    let b = bind.path().display().to_string();
+    let first = ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/data",
+        "-v",
+        &format!("{b}:/mnt/bind"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/bind/host.txt && echo written-by-guest > /mnt/bind/guest.txt && echo kept > /data/k.txt",
+    ]);
+    assert!(first.stdout.contains("written-by-host"), "{}", first.stdout);
+    assert_eq!(
+        std::fs::read_to_string(bind.path().join("guest.txt")).unwrap(),
+        "written-by-guest\n"
+    );
+
+    // A second box sees the volume's data; a :ro bind mount refuses writes with EROFS.
+    let second = ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/data",
+        "-v",
+        &format!("{b}:/mnt/ro:ro"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/k.txt; cat /mnt/ro/guest.txt; echo no > /mnt/ro/denied.txt; echo write-rc=$?",
+    ]);
+    assert!(second.stdout.contains("kept"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("written-by-guest"),
+        "{}",
+        second.stdout
+    );
+    assert!(second.stdout.contains("write-rc=1"), "{}", second.stdout);
+    assert!(
+        second.stderr.contains("Read-only file system")
+            || second.stdout.contains("Read-only file system"),
+        "{second:?}"
+    );
+    assert!(!bind.path().join("denied.txt").exists());
+
+    let info = ok(&["volume", "inspect", "keep"]).json();
+    let mountpoint = info[0]["mountpoint"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(mountpoint).join("k.txt")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(info[0]["name"], "keep");
+    assert!(info[0]["created_at"].as_str().unwrap().contains('T'));
+    assert_eq!(
+        info[0]["used_by"].as_array().unwrap().len(),
+        0,
+        "--rm boxes are gone"
+    );
+    assert_eq!(daemons_for(&b), 0, "no virtiofsd outlives its box");
+    assert_eq!(daemons_for(mountpoint), 0, "no virtiofsd outlives its box");
+}
+
+#[test]
+fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
+    let host = tempfile::tempdir().unwrap();
+    let src = host.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), "alpha\n").unwrap();
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src.join("sub/blob.bin"), &blob).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+
+    let id = ok(&[
+        "run", "-d", "--name", "vol-cp", "-v", "cpvol:/v", "busybox", "sleep", "600",
+    ])
+    .stdout
+    .trim()
+    .to_owned();
+    assert!(daemons_for(&id) >= 1);
+
+    // Host → box: a directory into an existing directory, a file under a new name.
+    ok(&["cp", &src.display().to_string(), "vol-cp:/root"]);
+    ok(&[
+        "cp",
+        &src.join("a.txt").display().to_string(),
+        "vol-cp:/tmp/renamed.txt",
+    ]);
+    let ls = ok(&[
+        "exec",
+        "vol-cp",
+        "sh",
+        "-c",
+        "cat /tmp/renamed.txt; readlink /root/tree/link; wc -c < /root/tree/sub/blob.bin",
+    ]);
+    assert_eq!(ls.stdout, "alpha\na.txt\n200000\n");
+
+    // Box → host: the same tree comes back byte for byte.
+    let out = host.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    ok(&["cp", "vol-cp:/root/tree", &out.display().to_string()]);
+    assert_eq!(std::fs::read(out.join("tree/sub/blob.bin")).unwrap(), blob);
+    assert_eq!(
+        std::fs::read_to_string(out.join("tree/a.txt")).unwrap(),
+        "alpha\n"
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("tree/link")).unwrap(),
+        Path::new("a.txt")
+    );
+    ok(&[
+        "cp",
+        "vol-cp:/etc/hostname",
+        &out.join("hn").display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("hn")).unwrap().trim(),
+        &id[..12]
+    );
+    let missing = env().run(&["cp", "vol-cp:/no/such", &out.display().to_string()]);
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("No such file"),
+        "{}",
+        missing.stderr
+    );
+
+    // Writes into the volume through cp land in the volume.
+    ok(&[
+        "cp",
+        &src.join("a.txt").display().to_string(),
+        "vol-cp:/v/from-cp.txt",
+    ]);
+
+    // In use by a running box: rm is refused; ls shows the user.
+    let r = env().run(&["volume", "rm", "cpvol"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("in use by box(es) vol-cp"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    let ls = ok(&["volume", "ls", "--format", "json"]).json();
+    let entry = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "cpvol")
+        .unwrap();
+    assert_eq!(entry["used_by"][0]["name"], "vol-cp");
+    assert_eq!(entry["used_by"][0]["state"], "running");
+
+    ok(&["stop", "-t", "0", "vol-cp"]);
+    assert_eq!(daemons_for(&id), 0, "virtiofsd is reaped with the VM");
+
+    // Stopped box: paths under its mounts are copied from and to the host directory behind
+    // them; its RAM root is gone, so other paths are refused with the reason.
+    ok(&[
+        "cp",
+        "vol-cp:/v/from-cp.txt",
+        &out.join("back.txt").display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("back.txt")).unwrap(),
+        "alpha\n"
+    );
+    let r = env().run(&["cp", "vol-cp:/root/tree", &out.display().to_string()]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not under one of its volumes"),
+        "{}",
+        r.stderr
+    );
+
+    // Still in use while the stopped box exists; --force overrides; prune keeps used volumes.
+    let r = env().run(&["volume", "rm", "cpvol"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    ok(&["volume", "create", "idle-one"]);
+    let pruned = ok(&["volume", "prune"]).stdout;
+    assert!(pruned.contains("idle-one"), "{pruned}");
+    assert!(!pruned.contains("cpvol"), "{pruned}");
+    ok(&["rm", "vol-cp"]);
+    ok(&["volume", "rm", "cpvol"]);
+    assert!(!ok(&["volume", "ls"]).stdout.contains("cpvol"));
+    let r = env().run(&["volume", "inspect", "cpvol"]);
+    assert!(r.stderr.contains("no such volume"), "{}", r.stderr);
+
+    // Every change is in the audit log.
+    let audit = ok(&["audit", "--format", "json"]).stdout;
+    for action in [
+        "volume.create",
+        "volume.remove",
+        "volume.prune",
+        "box.cp_in",
+        "box.cp_out",
+    ] {
+        assert!(
+            audit.contains(action),
+            "{action} missing from the audit log"
+        );
+    }
+    assert!(ok(&[
+        "audit",
+        "--outcome",
+        "denied",
+        "--action",
+        "volume.remove",
+        "--format",
+        "json"
+    ])
+    .stdout
+    .contains("cpvol"));
+}
