@@ -118,6 +118,8 @@ pub struct VmConfig {
     pub net: Option<crate::net::Nic>,
     /// virtiofs shares (volumes, bind mounts); any share switches guest RAM to a shared memfd.
     pub shares: Vec<crate::fs::Share>,
+    /// An SEV-SNP launch (`--tee-enable`): q35, OVMF with kernel hashes, `sev-snp-guest`.
+    pub snp: Option<crate::snp::SnpConfig>,
 }
 
 impl VmConfig {
@@ -171,30 +173,36 @@ pub fn kernel_cmdline(accel: Accel, extra: &[String]) -> String {
 /// QEMU's argument list for `config` (pure: unit-tested without QEMU).
 pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
-    let mut push = |s: &str| a.push(s.into());
-    match config.machine {
-        Machine::Microvm => {
-            push("-M");
-            push("microvm,acpi=on");
-            push("-bios");
-            push(QBOOT_ROM);
+    if let Some(snp) = &config.snp {
+        // The SNP machine is q35 (virtio-pci devices below), KVM only, private memory.
+        a.extend(crate::snp::machine_args(snp, config.vcpus, config.mem_mib));
+    } else {
+        let mut push = |s: &str| a.push(s.into());
+        match config.machine {
+            Machine::Microvm => {
+                push("-M");
+                push("microvm,acpi=on");
+                push("-bios");
+                push(QBOOT_ROM);
+            }
+            Machine::Q35 => {
+                push("-M");
+                push("q35,smbus=off,sata=off");
+            }
         }
-        Machine::Q35 => {
-            push("-M");
-            push("q35,smbus=off,sata=off");
-        }
+        push("-accel");
+        push(config.accel.as_str());
+        push("-cpu");
+        push(match config.accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        });
+        push("-m");
+        push(&config.mem_mib.to_string());
+        push("-smp");
+        push(&config.vcpus.to_string());
     }
-    push("-accel");
-    push(config.accel.as_str());
-    push("-cpu");
-    push(match config.accel {
-        Accel::Kvm => "host",
-        Accel::Tcg => "max",
-    });
-    push("-m");
-    push(&config.mem_mib.to_string());
-    push("-smp");
-    push(&config.vcpus.to_string());
+    let mut push = |s: &str| a.push(s.into());
     for s in [
         "-nodefaults",
         "-no-user-config",
@@ -636,8 +644,30 @@ mod tests {
             boot_timeout_secs: 90,
             net: None,
             shares: vec![],
+            snp: None,
             boot_attempts: 3,
         }
+    }
+
+    #[test]
+    fn an_snp_launch_replaces_the_machine_with_the_confidential_q35() {
+        let mut c = config(Machine::Q35);
+        c.accel = Accel::Kvm;
+        c.snp = Some(crate::snp::SnpConfig {
+            firmware: "/fw/OVMF.amdsev.fd".into(),
+            policy: crate::snp::DEFAULT_POLICY,
+        });
+        let s = joined(&c);
+        assert!(
+            s.starts_with("-machine q35,confidential-guest-support=sev0,memory-backend=ram1 -cpu EPYC-v4 -enable-kvm -smp 1 -m 256M"),
+            "{s}"
+        );
+        assert!(s.contains(
+            "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,kernel-hashes=on"
+        ));
+        assert!(s.contains("-bios /fw/OVMF.amdsev.fd"));
+        assert!(!s.contains("-accel") && !s.contains("qboot"), "{s}");
+        assert!(s.contains("-device virtio-serial-pci"), "{s}");
     }
 
     fn joined(c: &VmConfig) -> String {

@@ -28,11 +28,20 @@ pub enum SnpHostError {
         /// The device path.
         device: PathBuf,
     },
+    /// No OVMF build with the kernel-hashes section.
+    #[error("no SEV-SNP firmware: {} does not exist (an OVMF build with SEV metadata and the kernel-hashes section, e.g. OVMF.amdsev.fd)", path.display())]
+    NoFirmware {
+        /// The path looked at.
+        path: PathBuf,
+    },
 }
 
 impl SnpHostError {
     /// What the user can do instead.
     pub fn hint(&self) -> Option<String> {
+        if let Self::NoFirmware { .. } = self {
+            return Some(format!("set {FIRMWARE_ENV}=/path/to/OVMF.amdsev.fd"));
+        }
         Some(
             "run on an AMD EPYC host with SEV-SNP enabled in BIOS and kvm_amd sev_snp=1, \
              or use --tee-simulate on this machine"
@@ -60,6 +69,71 @@ pub fn check_host(root: &Path) -> Result<(), SnpHostError> {
     Ok(())
 }
 
+/// Names the OVMF image (with SEV metadata and the kernel-hashes section) SNP boxes boot.
+pub const FIRMWARE_ENV: &str = "A3S_BOX_SNP_FIRMWARE";
+/// Where distributions ship that build (Debian's `ovmf` package from trixie on).
+pub const DEFAULT_FIRMWARE: &str = "/usr/share/ovmf/OVMF.amdsev.fd";
+/// The vCPU model of SNP guests (part of the launch measurement through the VMSA).
+pub const VCPU_TYPE: &str = "EPYC-v4";
+/// Default SNP guest policy: SMT allowed, reserved bit 17 set, debugging not allowed.
+pub const DEFAULT_POLICY: u64 = 0x30000;
+
+/// How an SNP box is launched: its firmware and guest policy.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnpConfig {
+    /// OVMF with the kernel-hashes section.
+    pub firmware: PathBuf,
+    /// SNP guest policy.
+    pub policy: u64,
+}
+
+impl SnpConfig {
+    /// The firmware from `A3S_BOX_SNP_FIRMWARE`, else [`DEFAULT_FIRMWARE`]; it must exist.
+    ///
+    /// # Errors
+    /// [`SnpHostError::NoFirmware`].
+    pub fn from_env() -> Result<Self, SnpHostError> {
+        let firmware = std::env::var_os(FIRMWARE_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_FIRMWARE), PathBuf::from);
+        if !firmware.is_file() {
+            return Err(SnpHostError::NoFirmware { path: firmware });
+        }
+        Ok(Self {
+            firmware,
+            policy: DEFAULT_POLICY,
+        })
+    }
+}
+
+/// The machine part of an SNP launch's QEMU arguments (machine, confidential-guest object,
+/// private memory, firmware, vCPU model, KVM); devices, kernel and initrd come after it.
+pub fn machine_args(c: &SnpConfig, vcpus: u8, mem_mib: u32) -> Vec<OsString> {
+    [
+        "-machine".to_owned(),
+        "q35,confidential-guest-support=sev0,memory-backend=ram1".to_owned(),
+        "-cpu".to_owned(),
+        VCPU_TYPE.to_owned(),
+        "-enable-kvm".to_owned(),
+        "-smp".to_owned(),
+        vcpus.to_string(),
+        "-m".to_owned(),
+        format!("{mem_mib}M"),
+        "-object".to_owned(),
+        format!("memory-backend-memfd,id=ram1,size={mem_mib}M,share=true,prealloc=false"),
+        "-object".to_owned(),
+        format!(
+            "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={:#x},kernel-hashes=on",
+            c.policy
+        ),
+        "-bios".to_owned(),
+        c.firmware.display().to_string(),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect()
+}
+
 /// Inputs of an SNP launch.
 #[derive(Debug, Clone)]
 pub struct SnpLaunch {
@@ -81,37 +155,23 @@ pub struct SnpLaunch {
 
 /// QEMU arguments for an SNP guest with measured direct boot (`kernel-hashes=on`).
 pub fn snp_qemu_args(l: &SnpLaunch) -> Vec<OsString> {
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |s: String| a.push(OsString::from(s));
-    push("-machine".into());
-    push("q35,confidential-guest-support=sev0,memory-backend=ram1".into());
-    push("-cpu".into());
-    push("EPYC-v4".into());
-    push("-enable-kvm".into());
-    push("-smp".into());
-    push(l.vcpus.to_string());
-    push("-m".into());
-    push(format!("{}M", l.mem_mib));
-    push("-object".into());
-    push(format!(
-        "memory-backend-memfd,id=ram1,size={}M,share=true,prealloc=false",
-        l.mem_mib
-    ));
-    push("-object".into());
-    push(format!(
-        "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={:#x},kernel-hashes=on",
-        l.policy
-    ));
-    push("-bios".into());
-    push(l.firmware.display().to_string());
-    push("-kernel".into());
-    push(l.kernel.display().to_string());
-    push("-initrd".into());
-    push(l.initrd.display().to_string());
-    push("-append".into());
-    push(l.cmdline.clone());
-    push("-nodefaults".into());
-    push("-nographic".into());
+    let config = SnpConfig {
+        firmware: l.firmware.clone(),
+        policy: l.policy,
+    };
+    let mut a = machine_args(&config, l.vcpus, l.mem_mib);
+    for s in [
+        "-kernel".to_owned(),
+        l.kernel.display().to_string(),
+        "-initrd".to_owned(),
+        l.initrd.display().to_string(),
+        "-append".to_owned(),
+        l.cmdline.clone(),
+        "-nodefaults".to_owned(),
+        "-nographic".to_owned(),
+    ] {
+        a.push(OsString::from(s));
+    }
     a
 }
 
@@ -163,6 +223,21 @@ mod tests {
             "-nographic",
         ];
         assert_eq!(args, expected);
+    }
+
+    #[test]
+    fn firmware_comes_from_the_environment_and_must_exist() {
+        // One test touches the variable, so no other test races on it.
+        std::env::set_var(FIRMWARE_ENV, "/definitely/not/OVMF.amdsev.fd");
+        let err = SnpConfig::from_env().unwrap_err();
+        assert!(matches!(err, SnpHostError::NoFirmware { .. }), "{err}");
+        assert!(err.hint().unwrap().contains(FIRMWARE_ENV));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::env::set_var(FIRMWARE_ENV, f.path());
+        let c = SnpConfig::from_env().unwrap();
+        std::env::remove_var(FIRMWARE_ENV);
+        assert_eq!(c.firmware, f.path());
+        assert_eq!(c.policy, DEFAULT_POLICY);
     }
 
     #[test]

@@ -105,6 +105,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         boot_attempts: 3,
         net: None,
         shares: vec![],
+        snp: None,
     };
     let mut vm = Vm::start(&config).unwrap_or_else(|e| {
         panic!(

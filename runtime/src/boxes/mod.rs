@@ -203,6 +203,9 @@ pub struct VmPlan {
     /// virtiofs mounts with resolved host directories.
     #[serde(default)]
     pub mounts: Vec<crate::volumes::ResolvedMount>,
+    /// The SEV-SNP launch of a `--tee-enable` box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snp: Option<a3s_vmm::snp::SnpConfig>,
 }
 
 impl VmPlan {
@@ -233,6 +236,7 @@ impl VmPlan {
             boot_attempts: 3,
             net: self.net.as_ref().and_then(crate::network::BoxNet::nic),
             shares: crate::volumes::shares(dir, &self.mounts),
+            snp: self.snp.clone(),
         }
     }
 }
@@ -402,6 +406,8 @@ impl Boxes {
             if tee.mode == crate::tee::spec::TeeMode::Snp {
                 a3s_vmm::snp::check_host(Path::new("/"))
                     .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
+                a3s_vmm::snp::SnpConfig::from_env()
+                    .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
             }
         }
         // The image store does not keep the config's `Healthcheck`, so only the flags count.
@@ -492,8 +498,13 @@ impl Boxes {
             kernel_roots.push(PathBuf::from(h).join(".a3s/kernels"));
         }
         let kernel = KernelDir::locate(&kernel_roots)?;
-        let vmlinux = kernel.vmlinux(&cache)?;
-        let machine = Machine::from_env()?;
+        let snp = self.snp_launch(rec)?;
+        // SNP: q35 and OVMF direct boot of the bzImage, whose hashes OVMF checks; otherwise
+        // the faster PVH vmlinux on microvm.
+        let (machine, kernel_image) = match &snp {
+            Some(_) => (Machine::Q35, kernel.vmlinuz()),
+            None => (Machine::from_env()?, kernel.vmlinux(&cache)?),
+        };
         let init = assets::locate_guest_init()?;
         let net =
             crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
@@ -503,7 +514,19 @@ impl Boxes {
         if !mounts.is_empty() {
             a3s_vmm::fs::locate_virtiofsd()?;
         }
-        let modules = [machine.guest_modules(), a3s_vmm::net::GUEST_MODULES].concat();
+        if snp.is_some() && !mounts.is_empty() {
+            return Err(crate::tee::TeeError::NoSnp(
+                "volumes and bind mounts are not supported in SEV-SNP boxes yet".into(),
+            )
+            .into());
+        }
+        let tee_modules: &[&str] = if snp.is_some() { &["sev-guest"] } else { &[] };
+        let modules = [
+            machine.guest_modules(),
+            a3s_vmm::net::GUEST_MODULES,
+            tee_modules,
+        ]
+        .concat();
         let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
@@ -518,6 +541,14 @@ impl Boxes {
             accel::probe_kvm(Path::new("/")),
             std::env::var(accel::ACCEL_ENV).ok().as_deref(),
         )?;
+        if snp.is_some() && choice.accel != Accel::Kvm {
+            return Err(crate::tee::TeeError::NoSnp(format!(
+                "SEV-SNP guests need KVM, and this host runs {} ({})",
+                choice.accel.as_str(),
+                choice.reason
+            ))
+            .into());
+        }
         let mut extra = vec![format!("a3s.image={}", rec.image_digest)];
         extra.extend(net.kernel_arg());
         extra.extend(rec.spec.kernel_args.iter().cloned());
@@ -525,15 +556,33 @@ impl Boxes {
             accel: choice.accel,
             accel_reason: choice.reason,
             machine,
-            kernel: vmlinux,
+            kernel: kernel_image,
             initrd,
             cmdline: kernel_cmdline(choice.accel, &extra),
             net: Some(net),
             mounts,
+            snp,
         };
         let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
         assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;
         Ok(plan)
+    }
+
+    /// The SNP launch of a `--tee-enable` box (checked again at every start: the host may
+    /// have changed since `create`), `None` for other boxes.
+    fn snp_launch(&self, rec: &BoxRecord) -> Result<Option<a3s_vmm::snp::SnpConfig>, BoxError> {
+        if rec.spec.tee.as_ref().map(|t| t.mode) != Some(crate::tee::spec::TeeMode::Snp) {
+            return Ok(None);
+        }
+        let no_snp = |e: a3s_vmm::snp::SnpHostError| {
+            let mut msg = e.to_string();
+            if let Some(h) = e.hint() {
+                msg.push_str(&format!(" ({h})"));
+            }
+            crate::tee::TeeError::NoSnp(msg)
+        };
+        a3s_vmm::snp::check_host(Path::new("/")).map_err(no_snp)?;
+        Ok(Some(a3s_vmm::snp::SnpConfig::from_env().map_err(no_snp)?))
     }
 
     /// The plan written by [`Boxes::prepare`].

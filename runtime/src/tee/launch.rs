@@ -41,6 +41,50 @@ pub struct Measured {
     pub elapsed_ms: u64,
 }
 
+/// Measures an SEV-SNP launch of `inputs`, whose firmware is OVMF with the kernel-hashes
+/// section (what the AMD secure processor will report; `sev-snp-measure --mode snp
+/// --vcpu-type EPYC-v4` agrees).
+///
+/// # Errors
+/// [`TeeError::Measure`] when a file cannot be read or OVMF lacks what the launch needs.
+pub fn measure_snp(inputs: &LaunchInputs<'_>) -> Result<Measured, TeeError> {
+    let started = Instant::now();
+    let read = |what: &str, p: &Path| {
+        fs_err::read(p).map_err(|e| TeeError::Measure(format!("reading the {what}: {e}")))
+    };
+    let ovmf = read("OVMF firmware", inputs.firmware)?;
+    digest(
+        &ovmf,
+        a3s_vmm::snp::VCPU_TYPE,
+        inputs,
+        started,
+        &read("kernel", inputs.kernel)?,
+        &read("initrd", inputs.initrd)?,
+    )
+}
+
+fn digest(
+    firmware: &[u8],
+    vcpu_type: &str,
+    inputs: &LaunchInputs<'_>,
+    started: Instant,
+    kernel: &[u8],
+    initrd: &[u8],
+) -> Result<Measured, TeeError> {
+    let mut args = SnpMeasurementArgs::new(firmware, inputs.vcpus);
+    args.vcpu_sig = Some(
+        CpuSignature::from_type_name(vcpu_type).map_err(|e| TeeError::Measure(e.to_string()))?,
+    );
+    args.kernel = Some(kernel);
+    args.initrd = Some(initrd);
+    args.append = Some(inputs.cmdline);
+    let digest = measure::launch_digest(&args).map_err(|e| TeeError::Measure(e.to_string()))?;
+    Ok(Measured {
+        digest,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
 /// Measures a simulated launch of `inputs`.
 ///
 /// # Errors
@@ -53,19 +97,14 @@ pub fn measure_simulated(inputs: &LaunchInputs<'_>) -> Result<Measured, TeeError
     let firmware = measure::standin_firmware(&read("firmware", inputs.firmware)?);
     let kernel = read("kernel", inputs.kernel)?;
     let initrd = read("initrd", inputs.initrd)?;
-    let mut args = SnpMeasurementArgs::new(&firmware, inputs.vcpus);
-    args.vcpu_sig = Some(
-        CpuSignature::from_type_name(SIMULATED_VCPU_TYPE)
-            .map_err(|e| TeeError::Measure(e.to_string()))?,
-    );
-    args.kernel = Some(&kernel);
-    args.initrd = Some(&initrd);
-    args.append = Some(inputs.cmdline);
-    let digest = measure::launch_digest(&args).map_err(|e| TeeError::Measure(e.to_string()))?;
-    Ok(Measured {
-        digest,
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+    digest(
+        &firmware,
+        SIMULATED_VCPU_TYPE,
+        inputs,
+        started,
+        &kernel,
+        &initrd,
+    )
 }
 
 #[cfg(test)]
@@ -111,6 +150,23 @@ mod tests {
         );
         assert_ne!(d, m(&LaunchInputs { vcpus: 2, ..base }));
         assert_ne!(d, m(&LaunchInputs { kernel: &i, ..base }));
+    }
+
+    #[test]
+    fn an_snp_launch_needs_real_ovmf() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_ovmf = write(dir.path(), "fw", &[0x90; 8192]);
+        let k = write(dir.path(), "k", b"kernel");
+        let e = measure_snp(&LaunchInputs {
+            firmware: &not_ovmf,
+            kernel: &k,
+            initrd: &k,
+            cmdline: "",
+            vcpus: 1,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("measuring the launch"), "{e}");
     }
 
     #[test]

@@ -62,7 +62,19 @@ impl LocalKbs {
                 .put(Namespace::AttestationPolicy, POLICY_ID, &rego)
                 .map_err(|e| fail("storage", &e))?;
         }
-        let mut verifier = EvidenceVerifier::new(None);
+        // Hardware evidence: VCEK and chain from AMD's KDS (or the home's cache) when the
+        // guest's extended report does not carry them.
+        let kds = a3s_attestation::kds::KdsClient::new()
+            .with_base_url(
+                std::env::var("A3S_KDS_URL")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| a3s_attestation::kds::DEFAULT_BASE_URL.to_owned()),
+            )
+            .with_cache(a3s_attestation::kds::KdsCache::new(
+                home.join("cache").join("kds"),
+            ));
+        let mut verifier = EvidenceVerifier::new(Some(Arc::new(kds)));
         if spec.simulated() {
             let sim =
                 a3s_simulator::Simulator::open_or_create(home, a3s_attestation::Product::Milan)

@@ -45,29 +45,28 @@ impl TeeLaunch {
         let event = |action: &str, outcome: Outcome, msg: &str| {
             Event::new(action, outcome, msg).with_box(box_id)
         };
-        if spec.mode == TeeMode::Snp {
-            // Checked at create too; the host may have changed since.
-            if let Err(e) = a3s_vmm::snp::check_host(Path::new("/")) {
-                let err = TeeError::NoSnp(e.to_string());
-                let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
-                return Err(err);
-            }
-            // A measured SNP launch needs OVMF with the kernel-hashes section and a q35
-            // machine (vmm::snp); this build only launches simulated TEEs.
-            let err = TeeError::NoSnp(
-                "this host supports SEV-SNP, but this build launches only --tee-simulate boxes"
-                    .into(),
-            );
-            let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
-            return Err(err);
-        }
-        let measured = launch::measure_simulated(&LaunchInputs {
-            firmware: config.machine.firmware(),
+        let inputs = |firmware| LaunchInputs {
+            firmware,
             kernel: &config.kernel,
             initrd: &config.initrd,
             cmdline: &config.cmdline,
             vcpus: u32::from(config.vcpus),
-        })?;
+        };
+        let measured = if spec.mode == TeeMode::Snp {
+            // Checked at create and at prepare; the host may have changed since.
+            let refuse = |err: TeeError| {
+                let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
+                err
+            };
+            a3s_vmm::snp::check_host(Path::new("/"))
+                .map_err(|e| refuse(TeeError::NoSnp(e.to_string())))?;
+            let snp = config.snp.as_ref().ok_or_else(|| {
+                refuse(TeeError::NoSnp("the box's plan has no SNP launch".into()))
+            })?;
+            launch::measure_snp(&inputs(&snp.firmware))?
+        } else {
+            launch::measure_simulated(&inputs(config.machine.firmware()))?
+        };
         let actual = hex::encode(measured.digest);
         let mut measure_event = event(
             "tee.measure",
@@ -105,7 +104,12 @@ impl TeeLaunch {
                 .with("measurement", actual.as_str()),
             )?;
         }
-        let sp = SecureProcessor::launch(home, measured.digest)?;
+        // Only a simulated VM asks the host for reports; an SNP guest asks its own firmware.
+        let sp = if spec.simulated() {
+            Some(SecureProcessor::launch(home, measured.digest)?)
+        } else {
+            None
+        };
         let kbs = if spec.has_file_secrets() {
             let kbs = LocalKbs::start(home, spec, &measured.digest)?;
             record(
@@ -158,7 +162,7 @@ impl TeeLaunch {
                 measure_ms: measured.elapsed_ms,
                 steps: Vec::new(),
             },
-            sp: Some(sp),
+            sp,
             kbs,
             audit,
             box_id: box_id.to_owned(),
