@@ -2,7 +2,6 @@
 //! one shared detached box serves most assertions; the rest boot only what they must prove.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -13,23 +12,9 @@ use crate::support::{Run, TestEnv};
 fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        build_guest_init();
+        crate::support::build_guest_init();
         TestEnv::new()
     })
-}
-
-/// Builds the static guest-init the binary looks for beside itself (a no-op when up to date).
-fn build_guest_init() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
-    let out = std::process::Command::new(script)
-        .arg("--quiet")
-        .output()
-        .expect("running scripts/build-guest-init");
-    assert!(
-        out.status.success(),
-        "scripts/build-guest-init failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn run(args: &[&str]) -> Run {

@@ -5,7 +5,6 @@
 //!
 //! VM boots: 2 (peers by name; plus 1 restart) + 2 (strict) + 2 (custom) = 7.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -16,16 +15,7 @@ use crate::support::{Run, TestEnv};
 fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
-        let out = Command::new(script)
-            .arg("--quiet")
-            .output()
-            .expect("running scripts/build-guest-init");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::build_guest_init();
         let env = TestEnv::new();
         let c = env.run(&["create", "--name", "bridge-warm", "busybox", "true"]);
         assert_eq!(c.code, 0, "{}", c.stderr);

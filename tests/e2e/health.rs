@@ -1,7 +1,6 @@
 //! Health checks end to end (issue 9): `--health-*` on real VMs under TCG. Two boots: one box
 //! whose check passes (and later times out), one whose check fails; bad options boot nothing.
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -10,16 +9,7 @@ use crate::support::{Run, TestEnv};
 fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
-        let out = std::process::Command::new(script)
-            .arg("--quiet")
-            .output()
-            .expect("running scripts/build-guest-init");
-        assert!(
-            out.status.success(),
-            "scripts/build-guest-init failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::build_guest_init();
         TestEnv::new()
     })
 }

@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -12,16 +11,7 @@ use crate::support::TestEnv;
 fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
-        let out = std::process::Command::new(script)
-            .arg("--quiet")
-            .output()
-            .expect("running scripts/build-guest-init");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::build_guest_init();
         let env = TestEnv::new();
         // Import the embedded busybox once, before tests race to import it concurrently.
         let c = env.run(&["create", "--name", "net-warm", "busybox", "true"]);

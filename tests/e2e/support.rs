@@ -74,3 +74,17 @@ pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
 
 /// As-of time inside every fixture certificate's validity period.
 pub(crate) const AT: &str = "2025-09-01T00:00:00Z";
+
+/// Builds the static guest-init the binary looks for beside itself (a no-op when up to date).
+pub(crate) fn build_guest_init() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
+    let out = std::process::Command::new(script)
+        .arg("--quiet")
+        .output()
+        .expect("running scripts/build-guest-init");
+    assert!(
+        out.status.success(),
+        "scripts/build-guest-init failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -29,16 +29,7 @@ struct Shared {
 fn shared() -> &'static Shared {
     static S: OnceLock<Shared> = OnceLock::new();
     S.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
-        let out = std::process::Command::new(script)
-            .arg("--quiet")
-            .output()
-            .expect("running scripts/build-guest-init");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::build_guest_init();
         let env = TestEnv::new();
         // A refused launch measures without booting: the cheapest way to learn the value.
         let zero = "00".repeat(48);
