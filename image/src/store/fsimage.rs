@@ -304,11 +304,14 @@ mod tests {
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/hello"), b"hello from the image\n").unwrap();
         std::os::unix::fs::symlink("hello", tree.join("etc/link")).unwrap();
+        // Several data blocks, so there is a hash tree (one block is its own root).
+        let big: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(tree.join("etc/big"), &big).unwrap();
         let dest = tmp.path().join("x.erofs");
         let img = build(&tree, &dest, "ab".repeat(32).as_str()).unwrap();
         assert_eq!(img.hash_offset, img.data_blocks * BLOCK_SIZE);
         assert!(img.size > img.hash_offset, "the hash tree follows the data");
-        assert_eq!(img.unpacked_bytes, 21 + 5);
+        assert_eq!(img.unpacked_bytes, 21 + 5 + 64 * 1024);
         // erofs magic at offset 1024.
         let head = read_limited(&dest, 1028).unwrap();
         assert_eq!(&head[1024..1028], &0xE0F5_E1E2u32.to_le_bytes());
