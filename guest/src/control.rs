@@ -125,42 +125,61 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             process,
             tee,
         } => {
-            if let Err(e) = enter_root() {
-                let message = format!("{e:#}");
-                eprintln!("a3s-guest-init: fatal: {message}");
-                chan.msg(
-                    WORKLOAD_SESSION,
-                    &GuestMsg::SpawnFailed { code: 125, message },
-                );
-                finished(WORKLOAD_SESSION, 125, chan);
-                return;
-            }
-            if let Err(e) = init::apply_setup(&setup) {
-                eprintln!("a3s-guest-init: {e:#}");
-            }
+            let root = match root_spec() {
+                Ok(r) => r,
+                Err(e) => return refuse_start(&e, chan),
+            };
             lock(state).hostname = setup.hostname.clone();
             match tee {
-                None => mount_then_start(&setup, &process, chan, state),
+                None => {
+                    if let Err(e) = enter_root(root.as_ref(), None) {
+                        return refuse_start(&e, chan);
+                    }
+                    apply_setup(&setup);
+                    mount_then_start(&setup, &process, chan, state);
+                }
                 // The agent waits for the host's answers, which this thread routes: it runs
                 // on its own thread and starts the workload only when it succeeded.
                 Some(tee) => {
                     let (chan, state) = (chan.clone(), state.clone());
                     let requests = lock(&state).requests.clone();
                     std::thread::spawn(move || {
+                        // The encrypted layer's key comes from the TEE, so the root is entered
+                        // here, before the agent puts its socket and tool into it.
+                        let key = match root.as_ref().map(|r| r.rw) {
+                            Some(crate::rootfs::RwFormat::Crypt) => {
+                                match agent::layer_key(&tee, &chan, &requests) {
+                                    Ok(k) => Some(k),
+                                    Err(f) => tee_failed(&chan, &f),
+                                }
+                            }
+                            _ => None,
+                        };
+                        if let Err(e) = enter_root(root.as_ref(), key.as_deref()) {
+                            tee_failed(&chan, &agent::StepError::new("rootfs", format!("{e:#}")));
+                        }
+                        apply_setup(&setup);
                         let opened = |a| lock(&state).agent = Some(a);
                         match agent::boot(&tee, &process, &chan, &requests, opened) {
                             Ok(()) => mount_then_start(&setup, &process, &chan, &state),
-                            Err(failure) => {
-                                agent::report_failure(&chan, &failure);
-                                init::power_off(agent::FAILURE_GRACE);
-                            }
+                            Err(failure) => tee_failed(&chan, &failure),
                         }
                     });
                 }
             }
         }
         HostMsg::Exec { process } if session != WORKLOAD_SESSION => {
-            start(session, &process, chan, state);
+            if ROOT_ENTERED.is_set() {
+                start(session, &process, chan, state);
+            } else {
+                // A TEE box enters its root on the agent's thread (after deriving the layer
+                // key): an exec that arrives earlier waits for it, off this routing thread.
+                let (chan, state) = (chan.clone(), state.clone());
+                std::thread::spawn(move || {
+                    ROOT_ENTERED.wait();
+                    start(session, &process, &chan, &state);
+                });
+            }
         }
         HostMsg::Exec { .. } => {
             chan.msg(
@@ -227,14 +246,93 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
     }
 }
 
-/// Switches into the box's root filesystem when the host attached one (every box does; the
-/// initramfs root is only for guest-init itself).
-fn enter_root() -> anyhow::Result<()> {
+/// The root filesystem the host attached (every box has one; without it the workload would run
+/// in guest-init's initramfs).
+fn root_spec() -> anyhow::Result<Option<crate::rootfs::RootSpec>> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    match crate::rootfs::RootSpec::from_cmdline(&cmdline)? {
-        Some(spec) => crate::rootfs::enter(&spec, None),
-        None => Ok(()),
+    crate::rootfs::RootSpec::from_cmdline(&cmdline)
+}
+
+fn enter_root(
+    root: Option<&crate::rootfs::RootSpec>,
+    key: Option<&[u8; 32]>,
+) -> anyhow::Result<()> {
+    match root {
+        Some(spec) => crate::rootfs::enter(spec, key)?,
+        None => {}
     }
+    ROOT_ENTERED.set();
+    Ok(())
+}
+
+/// Set once the box's root filesystem is `/`: exec sessions start only after it.
+static ROOT_ENTERED: Gate = Gate::new();
+
+/// A one-way flag threads can wait for.
+struct Gate {
+    set: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            set: Mutex::new(false),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn set(&self) {
+        *self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        *self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wait(&self) {
+        let mut set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*set {
+            set = self
+                .changed
+                .wait(set)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// Hostname, `/etc/hosts`, `/etc/resolv.conf` in the box's root (a failure is reported, not fatal).
+fn apply_setup(setup: &proto::GuestSetup) {
+    if let Err(e) = init::apply_setup(setup) {
+        eprintln!("a3s-guest-init: {e:#}");
+    }
+}
+
+/// A TEE step failed: report it and power off (the workload never starts).
+fn tee_failed(chan: &Channel, failure: &agent::StepError) -> ! {
+    agent::report_failure(chan, failure);
+    init::power_off(agent::FAILURE_GRACE)
+}
+
+/// The box cannot start: say why on the console and to the host, then power off.
+fn refuse_start(e: &anyhow::Error, chan: &Channel) {
+    let message = format!("{e:#}");
+    eprintln!("a3s-guest-init: fatal: {message}");
+    chan.msg(
+        WORKLOAD_SESSION,
+        &GuestMsg::SpawnFailed { code: 125, message },
+    );
+    finished(WORKLOAD_SESSION, 125, chan);
 }
 
 /// Mounts the box's volumes and bind mounts, then starts the workload. In a TEE box this runs
@@ -326,12 +424,17 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("waitid"),
         };
+        // A helper PID 1 runs itself (see `init::run_helper`) is reaped by its own waiter.
+        let reap = init::REAP_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut st = lock(state);
         let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => code,
             Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-            _ => continue, // already reaped by spawn, or not finished
+            _ => continue, // already reaped by spawn or a helper's waiter, or not finished
         };
+        drop(reap);
         let Some(session) = st.pids.remove(&pid.as_raw()) else {
             continue; // an orphan re-parented to PID 1
         };

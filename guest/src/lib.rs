@@ -26,6 +26,7 @@ mod mounts;
 mod net;
 mod process;
 mod rootfs;
+mod rwcrypt;
 
 use std::time::Duration;
 

@@ -118,9 +118,9 @@ pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Resul
     let rw_disk = find_disk(RW_SERIAL)?;
     let rw_dev = match (spec.rw, rw_key) {
         (RwFormat::Ext4, _) => rw_disk.dev_path(),
-        (RwFormat::Crypt, _) => {
-            let _ = rw_key;
-            bail!("encrypted writable layers are not supported by this guest-init")
+        (RwFormat::Crypt, Some(key)) => crate::rwcrypt::open(&rw_disk, key)?,
+        (RwFormat::Crypt, None) => {
+            bail!("the writable layer is encrypted and only a confidential box can derive its key")
         }
     };
     mkdir(RW)?;

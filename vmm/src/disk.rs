@@ -35,6 +35,9 @@ pub const GUEST_MODULES: &[&str] = &["virtio_blk", "dm_verity", "erofs", "overla
 pub const CRYPT_GUEST_MODULES: &[&str] = &["dm_crypt", "dm_integrity", "gcm", "ghash_generic"];
 /// The host tool that formats plain writable layers.
 pub const MKE2FS: &str = "mke2fs";
+/// Where Debian installs it: the copy that goes into a confidential box's initrd (and is
+/// measured with it) to format the layer under encryption in the guest.
+pub const MKE2FS_PATH: &str = "/sbin/mke2fs";
 
 /// One virtio-blk device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +120,7 @@ pub fn create_layer(path: &Path, bytes: u64, format: LayerFormat) -> Result<(), 
     let result = (|| {
         file.set_len(bytes)?;
         file.sync_all()?;
+        // An encrypted layer stays zeros: the guest formats it under its own key.
         if format == LayerFormat::Ext4 {
             format_ext4(path)?;
         }

@@ -264,10 +264,14 @@ impl VmPlan {
     }
 }
 
-/// How a box's writable layer is protected: encrypted in the guest for confidential boxes.
+/// How a box's writable layer is protected: encrypted in the guest, under a key bound to the
+/// launch measurement, for confidential boxes.
 fn layer_format(spec: &BoxSpec) -> a3s_vmm::disk::LayerFormat {
-    let _ = spec;
-    a3s_vmm::disk::LayerFormat::Ext4
+    if spec.tee.is_some() {
+        a3s_vmm::disk::LayerFormat::Encrypted
+    } else {
+        a3s_vmm::disk::LayerFormat::Ext4
+    }
 }
 
 fn bad_ref<E: std::fmt::Display>(reference: &str) -> impl FnOnce(E) -> BoxError + '_ {
@@ -572,7 +576,11 @@ impl Boxes {
             tee_modules,
         ]
         .concat();
-        let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
+        let programs: &[&Path] = match layer {
+            a3s_vmm::disk::LayerFormat::Encrypted => &[Path::new(a3s_vmm::disk::MKE2FS_PATH)],
+            a3s_vmm::disk::LayerFormat::Ext4 => &[],
+        };
+        let base = assets::base_initrd(&cache, &kernel, &init, &modules, programs)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
         let digest: a3s_image::Digest = rec
