@@ -18,6 +18,7 @@ use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_
 
 use crate::agent::{self, Agent, Requests};
 use crate::channel::Channel;
+use crate::rootfs::{RootSpec, RwFormat};
 use crate::{init, process};
 
 /// How long the guest waits for the host's `PowerOff` after reporting the workload's exit.
@@ -38,13 +39,18 @@ struct State {
     requests: Arc<Requests>,
     /// The attestation agent (TEE boxes, once it is set up).
     agent: Option<Arc<Agent>>,
+    /// The root filesystem, when its writable layer still has to be entered (encrypted).
+    root: Option<RootSpec>,
 }
 
 /// Serves the channel until the workload ends; powers off from inside.
-pub(crate) fn serve(port: File) -> anyhow::Result<()> {
+pub(crate) fn serve(port: File, root: Option<RootSpec>) -> anyhow::Result<()> {
     let reader = port.try_clone().context("cloning the channel")?;
     let chan = Channel::new(port);
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::new(Mutex::new(State {
+        root,
+        ..State::default()
+    }));
     chan.msg(
         WORKLOAD_SESSION,
         &GuestMsg::Ready {
@@ -125,11 +131,11 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             process,
             tee,
         } => {
-            let root = match root_spec() {
-                Ok(r) => r,
-                Err(e) => return refuse_start(&e, chan),
+            let root = {
+                let mut st = lock(state);
+                st.hostname = setup.hostname.clone();
+                st.root.take()
             };
-            lock(state).hostname = setup.hostname.clone();
             match tee {
                 None => {
                     if let Err(e) = enter_root(root.as_ref(), None) {
@@ -147,7 +153,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                         // The encrypted layer's key comes from the TEE, so the root is entered
                         // here, before the agent puts its socket and tool into it.
                         let key = match root.as_ref().map(|r| r.rw) {
-                            Some(crate::rootfs::RwFormat::Crypt) => {
+                            Some(RwFormat::Crypt) => {
                                 match agent::layer_key(&tee, &chan, &requests) {
                                     Ok(k) => Some(k),
                                     Err(f) => tee_failed(&chan, &f),
@@ -246,20 +252,30 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
     }
 }
 
-/// The root filesystem the host attached (every box has one; without it the workload would run
-/// in guest-init's initramfs).
-fn root_spec() -> anyhow::Result<Option<crate::rootfs::RootSpec>> {
+/// Opens the verified image and, for a plain writable layer, enters the root; returns the
+/// root still to be entered (an encrypted layer, which needs the TEE's key after Ready).
+///
+/// # Errors
+/// No usable root: guest-init must not say Ready.
+pub(crate) fn prepare_root() -> anyhow::Result<Option<RootSpec>> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    crate::rootfs::RootSpec::from_cmdline(&cmdline)
+    let Some(spec) = RootSpec::from_cmdline(&cmdline)? else {
+        ROOT_ENTERED.set();
+        return Ok(None);
+    };
+    crate::rootfs::open_image(&spec)?;
+    if spec.rw == RwFormat::Crypt {
+        return Ok(Some(spec));
+    }
+    crate::rootfs::enter(&spec, None)?;
+    ROOT_ENTERED.set();
+    Ok(None)
 }
 
-fn enter_root(
-    root: Option<&crate::rootfs::RootSpec>,
-    key: Option<&[u8; 32]>,
-) -> anyhow::Result<()> {
-    match root {
-        Some(spec) => crate::rootfs::enter(spec, key)?,
-        None => {}
+/// Enters a root left by [`prepare_root`] (nothing when it was entered already).
+fn enter_root(root: Option<&RootSpec>, key: Option<&[u8; 32]>) -> anyhow::Result<()> {
+    if let Some(spec) = root {
+        crate::rootfs::enter(spec, key)?;
     }
     ROOT_ENTERED.set();
     Ok(())

@@ -87,13 +87,12 @@ impl RootSpec {
     }
 }
 
-/// Opens the verified image, the writable layer and the overlay, and makes it `/`.
-/// `rw_key` unlocks an encrypted layer (TEE boxes).
+/// Opens the image's filesystem through dm-verity and mounts it read-only (not yet `/`).
+/// Runs before guest-init says Ready, so a changed image fails the boot itself.
 ///
 /// # Errors
-/// A missing disk, a verity mismatch (the image's filesystem was changed), a layer that cannot
-/// be opened: the caller must not start anything.
-pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Result<()> {
+/// A missing disk, or a verity mismatch (the image's filesystem was changed).
+pub(crate) fn open_image(spec: &RootSpec) -> anyhow::Result<()> {
     let root_disk = find_disk(ROOT_SERIAL)?;
     let verity = open_verity(spec, &root_disk)?;
     mkdir(LOWER)?;
@@ -115,6 +114,15 @@ pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Resul
             anyhow::anyhow!("mounting the image's erofs root filesystem: {e}")
         }
     })?;
+    Ok(())
+}
+
+/// Opens the writable layer (`rw_key` unlocks an encrypted one), mounts the overlay over the
+/// image opened by [`open_image`] and makes it `/`.
+///
+/// # Errors
+/// A layer that cannot be opened or mounted: the caller must not start anything.
+pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Result<()> {
     let rw_disk = find_disk(RW_SERIAL)?;
     let rw_dev = match (spec.rw, rw_key) {
         (RwFormat::Ext4, _) => rw_disk.dev_path(),

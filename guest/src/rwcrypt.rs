@@ -82,7 +82,7 @@ pub(crate) fn open(disk: &Disk, key: &[u8; 32]) -> anyhow::Result<PathBuf> {
         mkfs(&crypt)?;
     } else if let Err(e) = File::open(&crypt).and_then(|mut f| f.read_exact(&mut [0u8; 4096])) {
         bail!(
-            "the encrypted writable layer does not open with this VM's key ({e}): it was              written by a box with another launch measurement, or changed on the host"
+            "the encrypted writable layer does not open with this VM's key ({e}): it was written by a box with another launch measurement, or changed on the host"
         );
     }
     Ok(crypt)
