@@ -264,7 +264,7 @@ fn prune_all_images_keeps_what_boxes_use_and_removes_the_rest_with_its_caches() 
 
     let all = prune_images(&h.home, true).unwrap();
     assert_eq!(all.untagged, ["x/idle".parse::<ImageRef>().unwrap()]);
-    assert_eq!(all.store.rootfs, [idle.clone()]);
+    assert_eq!(all.store.rootfs, std::slice::from_ref(&idle));
     for p in &idle_legacy {
         assert!(!p.exists(), "{}", p.display());
     }

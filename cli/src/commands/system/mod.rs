@@ -100,11 +100,7 @@ pub(crate) fn human(bytes: u64) -> String {
 }
 
 fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "0%".into()
-    } else {
-        format!("{}%", part * 100 / whole)
-    }
+    format!("{}%", (part * 100).checked_div(whole).unwrap_or(0))
 }
 
 fn df(home: &A3sHome, a: &DfArgs) -> anyhow::Result<ExitStatus> {
