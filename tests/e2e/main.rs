@@ -6,6 +6,7 @@ mod audit;
 mod basics;
 mod boxes;
 mod bridge;
+mod disk;
 mod health;
 mod image;
 mod kbs;
