@@ -346,6 +346,25 @@ impl ImageStore {
         })
     }
 
+    /// The image whose manifest is `manifest`, whether or not a name still points at it (a box
+    /// keeps running the digest it was created from, as Docker's containers do after `rmi -f`).
+    ///
+    /// # Errors
+    /// [`StoreError::MissingBlob`] when the manifest is gone, or a damaged manifest or config.
+    pub fn resolve_manifest(
+        &self,
+        reference: &ImageRef,
+        manifest: &Digest,
+    ) -> Result<LocalImage, StoreError> {
+        let m = self.manifest(manifest)?;
+        let config = self.config_file(&m)?;
+        Ok(LocalImage {
+            reference: reference.clone(),
+            digest: manifest.clone(),
+            config: ImageConfig::from(&config),
+        })
+    }
+
     /// Finds a local image by tag or digest.
     ///
     /// # Errors

@@ -587,7 +587,7 @@ impl Boxes {
             .image_digest
             .parse()
             .map_err(bad_ref(&rec.image_digest))?;
-        let image = store.resolve(&reference.with_digest(digest))?;
+        let image = store.resolve_manifest(&reference, &digest)?;
         let root = store.filesystem(&image)?;
         let layer_disk = self.box_dir(&rec.id).join(LAYER_DISK);
         if !layer_disk.exists() {
