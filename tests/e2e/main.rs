@@ -12,6 +12,7 @@ mod image;
 mod kbs;
 mod measure;
 mod net;
+mod rootfs;
 mod simulate;
 mod support;
 mod tee;
