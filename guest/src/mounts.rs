@@ -122,7 +122,14 @@ fn copy_metadata(to: &Path, md: &fs::Metadata) -> anyhow::Result<()> {
     }
     let atime = TimeSpec::new(md.atime(), md.atime_nsec());
     let mtime = TimeSpec::new(md.mtime(), md.mtime_nsec());
-    utimensat(None, to, &atime, &mtime, UtimensatFlags::NoFollowSymlink).with_context(ctx)?;
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        to,
+        &atime,
+        &mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .with_context(ctx)?;
     Ok(())
 }
 
@@ -143,7 +150,7 @@ mod tests {
         symlink("sub/f", src.join("link")).unwrap();
         let old = TimeSpec::new(1_000_000_000, 0);
         utimensat(
-            None,
+            nix::fcntl::AT_FDCWD,
             &src.join("sub/f"),
             &old,
             &old,
