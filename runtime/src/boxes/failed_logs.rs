@@ -78,7 +78,7 @@ fn prune(dir: &Path, keep: usize) {
         .filter(|e| e.file_name().to_string_lossy().ends_with(CONSOLE_SUFFIX))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    consoles.sort_by(|a, b| b.0.cmp(&a.0));
+    consoles.sort_by_key(|c| std::cmp::Reverse(c.0));
     for (_, old) in consoles.into_iter().skip(keep) {
         let name = old.file_name().map(|n| n.to_string_lossy().into_owned());
         if let Some(stem) = name.as_deref().and_then(|n| n.strip_suffix(CONSOLE_SUFFIX)) {
