@@ -139,7 +139,13 @@ pub fn create_layer(path: &Path, bytes: u64, format: LayerFormat) -> Result<(), 
 /// `mke2fs -t ext4` with lazy inode-table and journal initialisation: a few MiB are written
 /// whatever the size (about 40 ms), the guest kernel zeroes the rest in the background.
 fn format_ext4(path: &Path) -> Result<(), DiskError> {
-    let out = Command::new(MKE2FS)
+    // Debian's absolute path first: `create` must not depend on the caller's PATH.
+    let program = if Path::new(MKE2FS_PATH).is_file() {
+        MKE2FS_PATH
+    } else {
+        MKE2FS
+    };
+    let out = Command::new(program)
         .args(["-q", "-F", "-t", "ext4", "-m", "0", "-L", "a3s-rw"])
         .args([
             "-E",
