@@ -6,10 +6,12 @@
 
 pub mod audit;
 pub mod boxes;
+pub mod engine;
 pub mod copy;
 pub mod disk;
 pub mod home;
 pub mod network;
+pub mod state;
 pub mod tee;
 pub mod volumes;
 

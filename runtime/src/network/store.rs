@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::ipam::{self, Subnet};
 use super::policy::{Isolation, Member, Policy};
 use super::{BoxNet, NetError, NetMode};
-use crate::boxes::state::{self, BoxId, Lock};
+use crate::state::{self, BoxId, Lock};
 use crate::home::A3sHome;
 
 /// Version of the network file layout.
