@@ -37,7 +37,7 @@ use crate::home::A3sHome;
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use images::{is_verdict, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
-pub use run::{CreateBox, Foreground, RunMode, RunOutcome};
+pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
 pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};
 
 /// The operations of one A3S home.

@@ -23,37 +23,41 @@ pub struct CreateBox {
 }
 
 /// How `run` treats the workload once the box is up.
-pub enum RunMode<'a> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
     /// Start it and return (like `run -d`); a box that fails to start is removed when the
     /// request says `auto_remove`.
     Detached,
-    /// Start it tied to this process, stream its output to the callback, return its exit
-    /// code.
-    Foreground(&'a mut dyn Foreground),
+    /// Start it tied to this process, stream its output to [`RunEvents::output`], return its
+    /// exit code.
+    Foreground,
 }
 
-impl std::fmt::Debug for RunMode<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Detached => "Detached",
-            Self::Foreground(_) => "Foreground",
-        })
+/// What a front end hears while `run` proceeds (every method has a do-nothing default;
+/// `()` hears nothing).
+pub trait RunEvents {
+    /// The box exists and passed its signature gate; the boot comes next.
+    fn created(&mut self, rec: &BoxRecord) {
+        let _ = rec;
     }
-}
 
-/// Where a foreground run's I/O goes.
-pub trait Foreground {
-    /// The box runs; `stdin` is its workload's stdin when the request asked for one.
+    /// A foreground box runs; `stdin` is its workload's stdin when the request asked for
+    /// one.
     fn running(&mut self, rec: &BoxRecord, stdin: Option<UnixStream>) {
         let _ = (rec, stdin);
     }
 
-    /// New output of the workload, in order.
+    /// New output of a foreground workload, in order.
     ///
     /// # Errors
     /// A failed write ends the run with that error (the box is still cleaned up).
-    fn output(&mut self, records: &[LogRecord]) -> std::io::Result<()>;
+    fn output(&mut self, records: &[LogRecord]) -> std::io::Result<()> {
+        let _ = records;
+        Ok(())
+    }
 }
+
+impl RunEvents for () {}
 
 /// What `run` did.
 #[derive(Clone, Debug)]
@@ -98,11 +102,17 @@ impl Engine {
     /// # Errors
     /// Those of `create` and `start`; [`EngineError::BoxFailed`] for a foreground box that
     /// failed to boot.
-    pub fn run(&self, req: &CreateBox, mode: RunMode<'_>) -> Result<RunOutcome, EngineError> {
+    pub fn run(
+        &self,
+        req: &CreateBox,
+        mode: RunMode,
+        events: &mut dyn RunEvents,
+    ) -> Result<RunOutcome, EngineError> {
         let rec = self.create(req)?;
+        events.created(&rec);
         let (result, finished) = match mode {
             RunMode::Detached => (self.start(rec.id.as_str()).map(|_| None), false),
-            RunMode::Foreground(io) => (self.run_foreground(&rec, io).map(Some), true),
+            RunMode::Foreground => (self.run_foreground(&rec, events).map(Some), true),
         };
         // A detached box that started removes itself when it ends (its monitor does).
         if req.request.auto_remove && (finished || result.is_err()) {
@@ -115,7 +125,7 @@ impl Engine {
     }
 
     /// Steps 3-6 for a foreground box, then waits for the workload to end.
-    fn run_foreground(&self, rec: &BoxRecord, io: &mut dyn Foreground) -> Result<i32, EngineError> {
+    fn run_foreground(&self, rec: &BoxRecord, io: &mut dyn RunEvents) -> Result<i32, EngineError> {
         self.record_box(
             "box.start",
             rec,
