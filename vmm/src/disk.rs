@@ -11,6 +11,7 @@
 //! `a3s.rw=ext4|crypt`.
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -113,10 +114,13 @@ pub fn create_layer(path: &Path, bytes: u64, format: LayerFormat) -> Result<(), 
     if bytes < MIN_LAYER_BYTES {
         return Err(DiskError::TooSmall { bytes });
     }
-    let file = fs_err::OpenOptions::new()
+    // 0600: the layer holds whatever the box wrote (a plain box's files are readable on it).
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(path)?;
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
     let result = (|| {
         file.set_len(bytes)?;
         file.sync_all()?;
@@ -285,7 +289,8 @@ mod tests {
         }
         let meta = std::fs::metadata(&p).unwrap();
         assert_eq!(meta.len(), 1 << 30);
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "private to the owner");
         assert!(
             meta.blocks() * 512 < 16 << 20,
             "sparse: only metadata is written"

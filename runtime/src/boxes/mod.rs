@@ -38,7 +38,11 @@ pub const CHANNEL_SOCKET: &str = "ctl.sock";
 pub const OUTPUT_LOG: &str = "output.log";
 /// The writable layer disk in a box directory (kept from `create` until `rm`).
 pub const LAYER_DISK: &str = "rw.img";
-/// Default guest memory.
+/// Default guest memory (A3S Box's default too). Measured on images built from Debian
+/// packages, with the root filesystem on a block device (guest RAM holds only what runs):
+/// nginx serves at 128 MiB, python3 runs at 256 MiB, postgres-15 (128 MB shared_buffers)
+/// starts and takes 100k rows at 256 MiB, a 600 MiB-file image hashes its file at 192 MiB.
+/// 512 MiB leaves each of them twice what it needed; untouched guest RAM costs the host nothing.
 pub const DEFAULT_MEM_MIB: u32 = 512;
 
 /// A box operation failed.
