@@ -190,7 +190,7 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         .map_err(|_| format!("{value:?} is not a size (use e.g. 512m, 10g)"))?;
     #[allow(clippy::cast_precision_loss)]
     let bytes = n * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e18 {
+    if !bytes.is_finite() || !(1.0..=1e18).contains(&bytes) {
         return Err(format!("{value:?} is out of range"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
