@@ -12,10 +12,11 @@ use crate::{output, usage_error, ExitStatus};
 
 pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
-    let log = AuditLog::open(home.audit());
+    let engine = a3s_runtime::engine::Engine::open(&home);
+    let log = engine.audit_log();
     match args.command {
-        Some(AuditCommand::Verify(format)) => verify(&log, &format),
-        None => query(&log, &args.query),
+        Some(AuditCommand::Verify(format)) => verify(log, &format),
+        None => query(log, &args.query),
     }
 }
 
