@@ -290,7 +290,11 @@ mod tests {
         let meta = std::fs::metadata(&p).unwrap();
         assert_eq!(meta.len(), 1 << 30);
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "private to the owner");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "private to the owner"
+        );
         assert!(
             meta.blocks() * 512 < 16 << 20,
             "sparse: only metadata is written"

@@ -56,7 +56,11 @@ impl Engine {
     /// # Errors
     /// [`EngineError::NotTee`], [`EngineError::AttestNeedsPolicy`], connection errors.
     pub fn attest(&self, req: &AttestBox) -> Result<AttestReport, EngineError> {
-        let rec = req.r#box.as_deref().map(|k| self.boxes.find(k)).transpose()?;
+        let rec = req
+            .r#box
+            .as_deref()
+            .map(|k| self.boxes.find(k))
+            .transpose()?;
         let tee_rec = match &rec {
             Some(r) => Some(
                 r.tee
@@ -132,10 +136,12 @@ impl Engine {
             .with("measurement", v.measurement.clone())
             .with("chip_id", v.chip_id.clone())
             .with("failed_check", v.failed_check.clone());
-        self.audit.record(&event).map_err(|e| EngineError::Context {
-            what: "writing the audit event for this verdict".into(),
-            source: Box::new(e),
-        })?;
+        self.audit
+            .record(&event)
+            .map_err(|e| EngineError::Context {
+                what: "writing the audit event for this verdict".into(),
+                source: Box::new(e),
+            })?;
         Ok(())
     }
 }

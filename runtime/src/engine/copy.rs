@@ -7,7 +7,6 @@ use crate::audit::{Event, Outcome};
 use crate::boxes::BoxRecord;
 use crate::copy::{self, CopyError};
 
-
 impl Engine {
     /// `cp BOX:PATH HOSTPATH`; returns the path written. Audited (refusals as `denied`).
     ///

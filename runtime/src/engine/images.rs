@@ -183,11 +183,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`disk::DiskError`] (in use), [`a3s_image::StoreError::NotFound`].
-    pub fn remove_image(
-        &self,
-        reference: &ImageRef,
-        force: bool,
-    ) -> Result<Untagged, EngineError> {
+    pub fn remove_image(&self, reference: &ImageRef, force: bool) -> Result<Untagged, EngineError> {
         let store = self.images()?;
         if !force {
             if let Err(e) = disk::check_untag(&self.home, reference) {

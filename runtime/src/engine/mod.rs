@@ -167,7 +167,7 @@ pub enum EngineError {
         digest: String,
         /// Why.
         #[source]
-        source: a3s_image::cosign::VerifyError,
+        source: Box<a3s_image::cosign::VerifyError>,
     },
     /// A foreground box failed to boot or run.
     #[error("box {name} failed: {message}")]

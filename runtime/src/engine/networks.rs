@@ -136,11 +136,7 @@ impl Engine {
     ///
     /// # Errors
     /// A running box, a box on another network or with published ports, no such network.
-    pub fn connect(
-        &self,
-        network: &str,
-        key: &str,
-    ) -> Result<(BoxRecord, Ipv4Addr), EngineError> {
+    pub fn connect(&self, network: &str, key: &str) -> Result<(BoxRecord, Ipv4Addr), EngineError> {
         let result = self.stopped_box(key).and_then(|rec| {
             let dir = self.boxes.box_dir(&rec.id);
             let b = StoppedBox {

@@ -135,8 +135,7 @@ impl Engine {
         let started = self
             .boxes
             .start(rec.id.as_str(), &self.monitor_exe()?, true)?;
-        let stdin = if rec.spec.process.stdin && matches!(started.state, BoxState::Running { .. })
-        {
+        let stdin = if rec.spec.process.stdin && matches!(started.state, BoxState::Running { .. }) {
             self.boxes.attach_stdin(&started).ok()
         } else {
             None
@@ -173,8 +172,7 @@ impl Engine {
                 let now = self.boxes.wait_until(&rec.id, |_| true, None)?;
                 if !now.state.is_active() {
                     // The monitor writes output before the exit; one last read drains it.
-                    let (records, next) =
-                        logs::read_from(&path, *offset)?;
+                    let (records, next) = logs::read_from(&path, *offset)?;
                     *offset = next;
                     sink(&records)?;
                     return Ok(now);
@@ -237,7 +235,7 @@ impl Engine {
                 Err(EngineError::ImageRefused {
                     image: rec.image.clone(),
                     digest: rec.image_digest.clone(),
-                    source: err,
+                    source: Box::new(err),
                 })
             }
         }

@@ -69,11 +69,7 @@ impl Engine {
     ) -> Result<VolumeRecord, EngineError> {
         match self.volumes().remove(name, force) {
             Ok(rec) => {
-                let what = if force {
-                    "removed (forced)"
-                } else {
-                    "removed"
-                };
+                let what = if force { "removed (forced)" } else { "removed" };
                 self.record_volume("volume.remove", name.as_str(), Outcome::Success, what)?;
                 Ok(rec)
             }

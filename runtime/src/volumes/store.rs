@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{MountSource, MountSpec, VolumeName};
 use super::{VolumeError, MOUNTS_FILE};
-use crate::state::{self, BoxId, Lock};
 use crate::home::A3sHome;
+use crate::state::{self, BoxId, Lock};
 
 /// Version of the `volume.json` layout; other versions are refused.
 pub const VOLUME_VERSION: u32 = 1;

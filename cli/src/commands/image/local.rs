@@ -13,8 +13,8 @@ use super::args::{self, ArchiveKind};
 use a3s_runtime::engine::Engine;
 
 use super::{credentials, home, parse_ref, runtime, store};
-use crate::commands::EngineResult;
 use crate::args::Format;
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Serialize)]

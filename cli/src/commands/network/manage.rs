@@ -10,8 +10,8 @@ use a3s_runtime::engine::{Engine, EngineError};
 use a3s_runtime::network::{CreateNetwork, Isolation, NetError, Network, Policy};
 use a3s_runtime::A3sHome;
 
-use crate::commands::{engine_error, EngineResult};
 use crate::args::{Format, FormatArgs};
+use crate::commands::{engine_error, EngineResult};
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Debug, Subcommand)]

@@ -10,8 +10,8 @@ use a3s_runtime::disk::{self, DiskReport};
 use a3s_runtime::engine::{ContainerPrune, Engine, SystemPrune, SystemPruneRequest};
 use a3s_runtime::A3sHome;
 
-use crate::commands::EngineResult;
 use crate::args::{Format, FormatArgs};
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Debug, Subcommand)]

@@ -8,8 +8,8 @@ use a3s_runtime::engine::Engine;
 use a3s_runtime::volumes::{MountSpec, VolumeError, VolumeName};
 use a3s_runtime::A3sHome;
 
-use crate::commands::EngineResult;
 use crate::args::{Format, FormatArgs};
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 /// `-v` on `create`/`run`.
