@@ -6,7 +6,7 @@ use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::BoxRecord;
 use crate::network::attach::{self, StoppedBox};
-use crate::network::{CreateNetwork, NetError, Network, Networks};
+use crate::network::{BoxNet, CreateNetwork, NetError, Network, Networks, PortMap};
 
 fn net_event(action: &str, outcome: Outcome, message: &str, network: &str) -> Event {
     Event::new(action, outcome, message).with("network", network)
@@ -117,6 +117,15 @@ impl Engine {
             }
         }
         Ok(removed)
+    }
+
+    /// `port BOX`: the box's published ports.
+    ///
+    /// # Errors
+    /// Not found, a malformed `net.json`.
+    pub fn ports(&self, key: &str) -> Result<Vec<PortMap>, EngineError> {
+        let rec = self.boxes.find(key)?;
+        Ok(BoxNet::load(&self.boxes.box_dir(&rec.id))?.ports)
     }
 
     /// The stopped box `key`, for `connect`/`disconnect`.

@@ -25,7 +25,7 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitStatus> {
 fn box_id_of(key: &str) -> String {
     a3s_runtime::A3sHome::from_env()
         .ok()
-        .and_then(|home| a3s_runtime::boxes::Boxes::open(&home).find(key).ok())
+        .and_then(|home| a3s_runtime::engine::Engine::open(&home).inspect(key).ok())
         .map_or_else(|| key.to_owned(), |rec| rec.id.to_string())
 }
 
