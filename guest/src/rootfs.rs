@@ -218,19 +218,18 @@ fn switch_root(new: &Path) -> anyhow::Result<()> {
         .context("moving the new root onto /")?;
     nix::unistd::chroot(".").context("chroot into the new root")?;
     std::env::set_current_dir("/").context("chdir /")?;
-    // The workload's scratch space that must not persist or be shared with the host.
-    for (dir, mode) in [("/run/a3s", "mode=0755")] {
-        fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-        match mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(mode),
-        ) {
-            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
-            Err(e) => return Err(e).with_context(|| format!("mounting tmpfs on {dir}")),
-        }
+    // guest-init's own scratch space in the box (agent socket and tool, volume copy-up
+    // staging): a tmpfs, so none of it lands on the writable layer.
+    fs::create_dir_all("/run/a3s").context("creating /run/a3s")?;
+    match mount(
+        Some("tmpfs"),
+        "/run/a3s",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+        Err(e) => return Err(e).context("mounting tmpfs on /run/a3s"),
     }
     Ok(())
 }

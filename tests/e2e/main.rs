@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod basics;
+mod boot_failures;
 mod boxes;
 mod bridge;
 mod disk;

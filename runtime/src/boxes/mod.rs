@@ -5,11 +5,13 @@
 //! boxes/<id>/state.json          BoxRecord (atomic writes under boxes/<id>/lock)
 //! boxes/<id>/output.log          workload output (see logs)
 //! boxes/<id>/console.log         guest serial console; qemu.log, monitor.log
+//! logs/<name>-<short id>.console.log  kept console logs of --rm boxes that failed to start
 //! boxes/<id>/monitor.sock        the monitor's control socket; ctl.sock: QEMU's guest channel
 //! ```
 
 pub mod busybox;
 pub mod client;
+pub mod failed_logs;
 pub mod health;
 pub mod logs;
 pub mod monitor;
@@ -76,7 +78,7 @@ pub enum BoxError {
     /// The box's writable layer disk.
     #[error(transparent)]
     Disk(#[from] a3s_vmm::disk::DiskError),
-    /// Bad resources or machine.
+    /// Bad resources or machine, or too little memory for the kernel and init.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Bad accelerator override.
@@ -122,6 +124,12 @@ pub enum BoxError {
 }
 
 impl BoxError {
+    /// Whether the box was refused before anything booted because of its settings (the
+    /// box `run` created is then removed again).
+    pub fn refused_before_boot(&self) -> bool {
+        matches!(self, Self::Config(ConfigError::MemoryTooSmall { .. }))
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -134,6 +142,7 @@ impl BoxError {
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::Disk(e) => e.hint(),
+            Self::Config(e) => e.hint(),
             Self::NoQemu => {
                 Some("install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into())
             }
@@ -672,7 +681,8 @@ impl Boxes {
         if rec.state.is_active() {
             return Err(BoxError::AlreadyRunning(rec.name));
         }
-        self.prepare(&rec)?;
+        let plan = self.prepare(&rec)?;
+        a3s_vmm::memory::check(rec.spec.mem_mib, &plan.kernel, &plan.initrd)?;
         let dir = self.box_dir(&rec.id);
         let log = fs_err::File::create(dir.join("monitor.log"))?;
         let mut cmd = Command::new(exe);

@@ -114,8 +114,10 @@ impl Engine {
             RunMode::Detached => (self.start(rec.id.as_str()).map(|_| None), false),
             RunMode::Foreground => (self.run_foreground(&rec, events).map(Some), true),
         };
-        // A detached box that started removes itself when it ends (its monitor does).
-        if req.request.auto_remove && (finished || result.is_err()) {
+        // A detached box that started removes itself when it ends (its monitor does). A run
+        // refused before boot (too little memory) leaves no box behind either way.
+        let refused = matches!(&result, Err(EngineError::Box(e)) if e.refused_before_boot());
+        if refused || (req.request.auto_remove && (finished || result.is_err())) {
             let _ = self.boxes.remove(rec.id.as_str(), true);
         }
         Ok(RunOutcome {
