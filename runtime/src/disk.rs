@@ -366,7 +366,7 @@ fn is_stale(path: &Path) -> bool {
         })
         .and_then(|(_, p)| p.parse::<u32>().ok());
     if let Some(pid) = pid {
-        if !crate::boxes::state::alive(pid) {
+        if !crate::state::alive(pid) {
             return true;
         }
     }

@@ -1,13 +1,12 @@
 //! `a3s-box cp BOX:PATH HOSTPATH` and `a3s-box cp HOSTPATH BOX:PATH` (issue 9).
 
-use anyhow::Context;
 use clap::Args;
 
-use a3s_runtime::audit::{AuditLog, Event, Outcome};
-use a3s_runtime::boxes::{BoxRecord, Boxes};
-use a3s_runtime::copy::{self, CopyError, CpEndpoint};
+use a3s_runtime::copy::CpEndpoint;
+use a3s_runtime::engine::{Engine, EngineError};
 use a3s_runtime::A3sHome;
 
+use crate::commands::engine_error;
 use crate::{output, usage_error, ExitStatus};
 
 /// `cp SRC DEST`.
@@ -22,38 +21,17 @@ pub(crate) struct CpArgs {
 
 pub(crate) fn run(a: &CpArgs) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
-    let boxes = Boxes::open(&home);
+    let engine = Engine::open(&home);
     match (CpEndpoint::parse(&a.src), CpEndpoint::parse(&a.dest)) {
         (CpEndpoint::Box { key, path }, CpEndpoint::Host(dest)) => {
-            let rec = boxes.find(&key)?;
-            let result = copy::copy_out(&boxes, &rec, &path, &dest);
-            record(
-                &home,
-                &rec,
-                "box.cp_out",
-                &format!("{path} -> {}", dest.display()),
-                &result,
-            )?;
-            let placed = result?;
+            let placed = engine.copy_out(&key, &path, &dest).map_err(engine_error)?;
             output::line(&placed.display().to_string())?;
         }
         (CpEndpoint::Host(src), CpEndpoint::Box { key, path }) => {
-            let rec = boxes.find(&key)?;
-            if std::fs::symlink_metadata(&src).is_err() {
-                return Err(usage_error(anyhow::anyhow!(
-                    "{}: no such file or directory",
-                    src.display()
-                )));
-            }
-            let result = copy::copy_in(&boxes, &rec, &src, &path);
-            record(
-                &home,
-                &rec,
-                "box.cp_in",
-                &format!("{} -> {path}", src.display()),
-                &result,
-            )?;
-            result?;
+            engine.copy_in(&key, &src, &path).map_err(|e| match e {
+                e @ EngineError::NoHostPath(_) => usage_error(e.into()),
+                e => engine_error(e),
+            })?;
         }
         (CpEndpoint::Box { .. }, CpEndpoint::Box { .. }) => {
             return Err(usage_error(anyhow::anyhow!(
@@ -67,31 +45,4 @@ pub(crate) fn run(a: &CpArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
-}
-
-/// Audits a copy (refusals as `denied`) before it is reported.
-fn record<T>(
-    home: &A3sHome,
-    rec: &BoxRecord,
-    action: &str,
-    what: &str,
-    result: &Result<T, CopyError>,
-) -> anyhow::Result<()> {
-    let (outcome, message) = match result {
-        Ok(_) => (Outcome::Success, what.to_owned()),
-        Err(
-            e @ (CopyError::RefusedInTee(_)
-            | CopyError::ReadOnly { .. }
-            | CopyError::NotPersistent { .. }),
-        ) => (Outcome::Denied, format!("{what}: {e}")),
-        Err(e) => (Outcome::Failure, format!("{what}: {e}")),
-    };
-    let event = Event::new(action, outcome, message)
-        .with_box(rec.id.as_str())
-        .with("name", rec.name.as_str())
-        .with("state", rec.state.name());
-    AuditLog::open(home.audit())
-        .record(&event)
-        .context("writing the audit event")?;
-    Ok(())
 }

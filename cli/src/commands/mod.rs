@@ -16,6 +16,8 @@ mod verify;
 mod version;
 pub(crate) mod volume;
 
+use a3s_runtime::engine::EngineError;
+
 use crate::args::{AttestCommand, Cli, Command, SimulatorCommand, SimulatorKdsCommand};
 use crate::ExitStatus;
 
@@ -49,10 +51,45 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// An engine error as the CLI reports it: the store's own error when the engine passes one
+/// through (so its hint, exit code and `BrokenPipe` checks see it), else the engine's.
+pub(crate) fn engine_error(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Box(x) => x.into(),
+        EngineError::State(x) => x.into(),
+        EngineError::Volume(x) => x.into(),
+        EngineError::Net(x) => x.into(),
+        EngineError::Copy(x) => x.into(),
+        EngineError::Disk(x) => x.into(),
+        EngineError::Tee(x) => x.into(),
+        EngineError::Store(x) => x.into(),
+        EngineError::Transfer(x) => x.into(),
+        EngineError::Verify(x) => x.into(),
+        EngineError::Registry(x) => x.into(),
+        EngineError::Io(x) => x.into(),
+        other => other.into(),
+    }
+}
+
+/// `.engine()?` on engine results.
+pub(crate) trait EngineResult<T> {
+    fn engine(self) -> anyhow::Result<T>;
+}
+
+impl<T> EngineResult<T> for Result<T, EngineError> {
+    fn engine(self) -> anyhow::Result<T> {
+        self.map_err(engine_error)
+    }
+}
+
 /// Hints for the user, collected from every error in the chain.
 pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
     let mut hints = Vec::new();
     for cause in err.chain() {
+        let cause = match cause.downcast_ref::<EngineError>() {
+            Some(e) => e.cause(),
+            None => cause,
+        };
         let hint = if let Some(e) = cause.downcast_ref::<a3s_attestation::kds::KdsError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_attestation::chain_source::GatherError>() {

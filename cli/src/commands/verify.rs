@@ -169,24 +169,18 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// Writes the verdict to the audit log before it is reported.
+/// Has the engine record the verdict in the audit log before it is reported.
 fn record_verdict(home: &A3sHome, output: &VerifyOutput) -> anyhow::Result<()> {
-    use a3s_runtime::audit::{AuditLog, Event, Outcome};
-    let (outcome, message) = if output.verified {
-        (Outcome::Success, "evidence verified".to_owned())
-    } else {
-        let check = output.failed_check.as_deref().unwrap_or("unknown");
-        (Outcome::Failure, format!("evidence failed check {check}"))
+    let verdict = a3s_runtime::engine::EvidenceVerdict {
+        verified: output.verified,
+        simulated: output.simulated,
+        failed_check: output.failed_check.clone(),
+        measurement: output.measurement.clone(),
+        chip_id: output.chip_id.clone(),
     };
-    let event = Event::new("attest.verify", outcome, message)
-        .with("simulated", output.simulated)
-        .with("measurement", output.measurement.clone())
-        .with("chip_id", output.chip_id.clone())
-        .with("failed_check", output.failed_check.clone());
-    AuditLog::open(home.audit())
-        .record(&event)
-        .context("writing the audit event for this verdict")?;
-    Ok(())
+    a3s_runtime::engine::Engine::open(home)
+        .record_evidence_verdict(&verdict)
+        .map_err(super::engine_error)
 }
 
 /// When this home's simulator issued the report's chip (or the supplied VEK), the simulator's

@@ -28,7 +28,7 @@ pub fn import(
     // and a second concurrent import would retag the name away from the digest the first
     // caller's box records.
     let dir = cache.join("busybox");
-    let _lock = crate::boxes::state::lock_file(&dir.join(".lock"))
+    let _lock = crate::state::lock_file(&dir.join(".lock"))
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
     match store.resolve(reference) {
         Err(StoreError::NotFound { .. }) => {}

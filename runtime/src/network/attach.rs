@@ -8,8 +8,8 @@ use a3s_vmm::proto::GuestSetup;
 
 use super::bridge::{self, Tap};
 use super::{BoxNet, NetError, NetMode, Network, Networks};
-use crate::boxes::{BoxId, BoxRecord, Boxes};
 use crate::home::A3sHome;
+use crate::state::BoxId;
 
 /// At create: a bridged box gets its address (its directory must exist already).
 ///
@@ -40,35 +40,31 @@ pub fn release(home: &A3sHome, id: &BoxId, dir: &Path) {
     }
 }
 
-fn stopped(boxes: &Boxes, key: &str) -> Result<BoxRecord, NetError> {
-    let rec = boxes
-        .find(key)
-        .map_err(|e| NetError::Io(std::io::Error::other(e.to_string())))?;
-    if rec.state.is_active() {
-        return Err(NetError::BoxRunning(rec.name));
-    }
-    Ok(rec)
+/// The stopped box a `connect`/`disconnect` changes, as the caller found it (the caller checks
+/// that it is not running and holds no lock across the call).
+#[derive(Clone, Copy, Debug)]
+pub struct StoppedBox<'a> {
+    /// Its id.
+    pub id: &'a BoxId,
+    /// Its name.
+    pub name: &'a str,
+    /// Its directory (where `net.json` lives).
+    pub dir: &'a Path,
 }
 
 /// `network connect NET BOX`: a stopped box joins `network` at its next boot. Returns its
-/// address.
+/// address (the one it has when it is already on `network`).
 ///
 /// # Errors
 /// A running box, a box on another network, a box with published ports, no such network.
-pub fn connect(
-    home: &A3sHome,
-    network: &str,
-    key: &str,
-) -> Result<(BoxRecord, Ipv4Addr), NetError> {
-    let boxes = Boxes::open(home);
-    let rec = stopped(&boxes, key)?;
-    let dir = boxes.box_dir(&rec.id);
-    let mut net = BoxNet::load(&dir)?;
+pub fn connect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<Ipv4Addr, NetError> {
+    let dir = b.dir;
+    let mut net = BoxNet::load(dir)?;
     match (&net.network, net.ip) {
-        (Some(n), Some(ip)) if n == network => return Ok((rec, ip)),
+        (Some(n), Some(ip)) if n == network => return Ok(ip),
         (Some(n), _) => {
             return Err(NetError::AlreadyConnected {
-                name: rec.name,
+                name: b.name.to_owned(),
                 network: n.clone(),
             })
         }
@@ -77,16 +73,16 @@ pub fn connect(
     if !net.ports.is_empty() {
         return Err(NetError::PortsOnBridge);
     }
-    let ip = Networks::open(home).attach(network, &rec.id, &rec.name)?;
+    let ip = Networks::open(home).attach(network, b.id, b.name)?;
     net.mode = NetMode::Bridge;
     net.network = Some(network.to_owned());
     net.ip = Some(ip);
     net.link = None;
-    if let Err(e) = net.save(&dir) {
-        let _ = Networks::open(home).detach(network, &rec.id);
+    if let Err(e) = net.save(dir) {
+        let _ = Networks::open(home).detach(network, b.id);
         return Err(e);
     }
-    Ok((rec, ip))
+    Ok(ip)
 }
 
 /// `network disconnect NET BOX`: a stopped box leaves `network` and boots with no network
@@ -94,26 +90,24 @@ pub fn connect(
 ///
 /// # Errors
 /// A running box, or one not on `network`.
-pub fn disconnect(home: &A3sHome, network: &str, key: &str) -> Result<BoxRecord, NetError> {
-    let boxes = Boxes::open(home);
-    let rec = stopped(&boxes, key)?;
-    let dir = boxes.box_dir(&rec.id);
-    let mut net = BoxNet::load(&dir)?;
+pub fn disconnect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<(), NetError> {
+    let dir = b.dir;
+    let mut net = BoxNet::load(dir)?;
     if net.network.as_deref() != Some(network) {
         // Make sure the network exists before saying the box is not on it.
         Networks::open(home).get(network)?;
         return Err(NetError::NotConnected {
-            name: rec.name,
+            name: b.name.to_owned(),
             network: network.to_owned(),
         });
     }
-    Networks::open(home).detach(network, &rec.id)?;
+    Networks::open(home).detach(network, b.id)?;
     net.mode = NetMode::None;
     net.network = None;
     net.ip = None;
     net.link = None;
-    net.save(&dir)?;
-    Ok(rec)
+    net.save(dir)?;
+    Ok(())
 }
 
 /// A booting bridged box plugged into its network: the TAP (removed on drop) and the network

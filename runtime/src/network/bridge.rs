@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use super::store::{tap_name, Network};
 use super::{policy, NetError};
-use crate::boxes::state::BoxId;
+use crate::state::BoxId;
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), NetError> {
     let what = format!("{program} {}", args.join(" "));

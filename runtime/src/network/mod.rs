@@ -326,7 +326,7 @@ impl BoxNet {
     pub fn linked(
         mut self,
         home: &crate::A3sHome,
-        id: &crate::boxes::BoxId,
+        id: &crate::state::BoxId,
     ) -> Result<Self, NetError> {
         if self.mode != NetMode::Bridge {
             return Ok(self);

@@ -195,7 +195,7 @@ impl Policy {
         for (i, r) in self.rules.iter().enumerate() {
             let n = i + 1;
             for (what, name) in [("from", &r.from), ("to", &r.to)] {
-                if name != "*" && crate::boxes::state::check_name(name).is_err() {
+                if name != "*" && crate::state::check_name(name).is_err() {
                     return Err(format!(
                         "rule {n}: {what} = {name:?} is neither a box name nor \"*\""
                     ));

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::ipam::{self, Subnet};
 use super::policy::{Isolation, Member, Policy};
 use super::{BoxNet, NetError, NetMode};
-use crate::boxes::state::{self, BoxId, Lock};
 use crate::home::A3sHome;
+use crate::state::{self, BoxId, Lock};
 
 /// Version of the network file layout.
 pub const NETWORK_VERSION: u32 = 1;

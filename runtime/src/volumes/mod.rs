@@ -180,7 +180,7 @@ pub enum VolumeError {
     },
     /// Locking.
     #[error(transparent)]
-    State(#[from] crate::boxes::StateError),
+    State(#[from] crate::state::StateError),
     /// File i/o (the message names the path).
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{MountSource, MountSpec, VolumeName};
 use super::{VolumeError, MOUNTS_FILE};
-use crate::boxes::state::{self, BoxId, Lock};
 use crate::home::A3sHome;
+use crate::state::{self, BoxId, Lock};
 
 /// Version of the `volume.json` layout; other versions are refused.
 pub const VOLUME_VERSION: u32 = 1;
@@ -194,8 +194,8 @@ impl Volumes {
             if mounts.is_empty() {
                 continue;
             }
-            let (name, state_name) = match state::read_record(&dir.join("state.json")) {
-                Ok(r) => (r.name, r.state.name().to_owned()),
+            let (name, state_name) = match state::read_summary(&dir.join("state.json")) {
+                Ok(r) => (r.name, r.state),
                 Err(_) => (String::new(), "creating".to_owned()),
             };
             for m in mounts {

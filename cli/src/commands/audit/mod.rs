@@ -12,10 +12,11 @@ use crate::{output, usage_error, ExitStatus};
 
 pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
-    let log = AuditLog::open(home.audit());
+    let engine = a3s_runtime::engine::Engine::open(&home);
+    let log = engine.audit_log();
     match args.command {
-        Some(AuditCommand::Verify(format)) => verify(&log, &format),
-        None => query(&log, &args.query),
+        Some(AuditCommand::Verify(format)) => verify(log, &format),
+        None => query(log, &args.query),
     }
 }
 
@@ -24,7 +25,7 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitStatus> {
 fn box_id_of(key: &str) -> String {
     a3s_runtime::A3sHome::from_env()
         .ok()
-        .and_then(|home| a3s_runtime::boxes::Boxes::open(&home).find(key).ok())
+        .and_then(|home| a3s_runtime::engine::Engine::open(&home).inspect(key).ok())
         .map_or_else(|| key.to_owned(), |rec| rec.id.to_string())
 }
 

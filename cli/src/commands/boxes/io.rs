@@ -3,16 +3,17 @@
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use anyhow::bail;
 
 use a3s_runtime::boxes::client::MonitorMsg;
-use a3s_runtime::boxes::logs::{self, LogRecord, Stream};
-use a3s_runtime::boxes::{BoxRecord, BoxState, Boxes, CreateRequest};
+use a3s_runtime::boxes::logs::{LogRecord, Stream};
+use a3s_runtime::boxes::BoxRecord;
+use a3s_runtime::engine::{Engine, RunEvents};
 use a3s_vmm::proto::{self, Frame, Kind, ProcessSpec};
 
 use super::args::ExecArgs;
+use crate::commands::EngineResult;
 use crate::ExitStatus;
 
 /// The terminal's size (rows, columns), if stdout is a terminal.
@@ -77,7 +78,7 @@ fn pump_stdin(mut conn: UnixStream, session: u32) {
     });
 }
 
-fn print_records(records: &[LogRecord], timestamps: bool) -> anyhow::Result<()> {
+pub(super) fn print_records(records: &[LogRecord], timestamps: bool) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     for r in records {
@@ -95,80 +96,38 @@ fn print_records(records: &[LogRecord], timestamps: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Prints a box's output; with `follow`, keeps going until the box stops.
-pub(super) fn logs(
-    boxes: &Boxes,
-    rec: &BoxRecord,
-    follow: bool,
-    tail: Option<usize>,
-    timestamps: bool,
-) -> anyhow::Result<()> {
-    let path = boxes.output_log(rec);
-    let (mut records, mut offset) = logs::read_from(&path, 0)?;
-    if let Some(n) = tail {
-        let skip = records.len().saturating_sub(n);
-        records.drain(..skip);
-    }
-    print_records(&records, timestamps)?;
-    if follow {
-        follow_until_stopped(boxes, rec, &mut offset, timestamps)?;
-    }
-    Ok(())
+/// This terminal as the front end of a `run`: the TCG notice once the box exists, raw mode
+/// and stdin once a foreground box runs (restored when dropped), its output as it comes.
+pub(super) struct Terminal {
+    tty: bool,
+    raw: Option<RawMode>,
 }
 
-fn follow_until_stopped(
-    boxes: &Boxes,
-    rec: &BoxRecord,
-    offset: &mut u64,
-    timestamps: bool,
-) -> anyhow::Result<BoxRecord> {
-    let path = boxes.output_log(rec);
-    loop {
-        let (records, next) = logs::read_from(&path, *offset)?;
-        *offset = next;
-        print_records(&records, timestamps)?;
-        if records.is_empty() {
-            let now = boxes.wait_until(&rec.id, |_| true, None)?;
-            if !now.state.is_active() {
-                // The monitor writes output before the exit; one last read drains it.
-                let (records, next) = logs::read_from(&path, *offset)?;
-                *offset = next;
-                print_records(&records, timestamps)?;
-                return Ok(now);
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
+impl Terminal {
+    pub(super) fn new(tty: bool) -> Self {
+        Self { tty, raw: None }
     }
 }
 
-/// Foreground `run`: start the box tied to this process, stream its output, return its code.
-pub(super) fn run_attached(
-    boxes: &Boxes,
-    rec: &BoxRecord,
-    req: &CreateRequest,
-) -> anyhow::Result<i32> {
-    let exe = std::env::current_exe()?;
-    let started = boxes.start(rec.id.as_str(), &exe, true)?;
-    let _raw = RawMode::enable(req.tty);
-    if req.stdin && matches!(started.state, BoxState::Running { .. }) {
-        if let Ok(conn) = boxes.attach_stdin(&started) {
+impl RunEvents for Terminal {
+    fn created(&mut self, _rec: &BoxRecord) {
+        super::notice_tcg();
+    }
+
+    fn running(&mut self, _rec: &BoxRecord, stdin: Option<UnixStream>) {
+        self.raw = Some(RawMode::enable(self.tty));
+        if let Some(conn) = stdin {
             pump_stdin(conn, proto::WORKLOAD_SESSION);
         }
     }
-    let mut offset = 0;
-    let done = follow_until_stopped(boxes, rec, &mut offset, false)?;
-    match done.state {
-        BoxState::Exited {
-            exit_code: 125,
-            error: Some(e),
-        } => bail!("box {} failed: {e}", done.name),
-        BoxState::Exited { exit_code, .. } => Ok(exit_code),
-        _ => Ok(0),
+
+    fn output(&mut self, records: &[LogRecord]) -> std::io::Result<()> {
+        print_records(records, false)
     }
 }
 
 /// `exec`: run a process in a running box, relaying its I/O.
-pub(super) fn exec(boxes: &Boxes, rec: &BoxRecord, a: &ExecArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn exec(engine: &Engine, a: &ExecArgs) -> anyhow::Result<ExitStatus> {
     let process = ProcessSpec {
         argv: a.command.clone(),
         env: a.env.iter().filter_map(|e| super::env_entry(e)).collect(),
@@ -178,7 +137,7 @@ pub(super) fn exec(boxes: &Boxes, rec: &BoxRecord, a: &ExecArgs) -> anyhow::Resu
         tty_size: if a.tty { terminal_size() } else { None },
         stdin: a.interactive,
     };
-    let mut conn = boxes.exec(rec, process)?;
+    let (rec, mut conn) = engine.exec(&a.r#box, process).engine()?;
     let _raw = RawMode::enable(a.tty && a.interactive);
     if a.interactive {
         pump_stdin(conn.try_clone()?, 0);

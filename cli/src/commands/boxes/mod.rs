@@ -9,102 +9,75 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde::Serialize;
 
-use a3s_runtime::audit::{AuditLog, Event, Outcome};
-use a3s_runtime::boxes::client::ClientMsg;
-use a3s_runtime::boxes::{BoxError, BoxRecord, BoxState, Boxes, CreateRequest, DEFAULT_MEM_MIB};
+use a3s_runtime::boxes::{BoxError, BoxRecord, BoxState, CreateRequest, DEFAULT_MEM_MIB};
+use a3s_runtime::engine::{CreateBox, Engine, LogRequest, RunMode};
 use a3s_runtime::A3sHome;
 
 use self::args::{BoxCommand, CreateArgs, PsArgs};
 use crate::args::Format;
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
-    let boxes = Boxes::open(&home);
+    let engine = Engine::open(&home);
     match cmd {
-        BoxCommand::Run(a) => run_box(&home, &boxes, a),
+        BoxCommand::Run(a) => run_box(&engine, a),
         BoxCommand::Create(a) => {
-            let req = create_request(&a)?;
-            crate::commands::volume::ensure_named(&home, &req.mounts)?;
-            let rec = boxes.create(&req)?;
-            if let Err(e) = tee::verify_image(&home, &rec, &a.tee) {
-                let _ = boxes.remove(rec.id.as_str(), true);
-                return Err(e);
-            }
-            audit(&home, "box.create", &rec, Outcome::Success, "created")?;
+            let req = create_box(&a)?;
+            let rec = engine.create(&req).engine()?;
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
         }
         BoxCommand::Start(a) => each(&a.boxes, |key| {
             notice_tcg();
-            let rec = started(&home, &boxes, key, boxes.start(key, &exe()?, false))?;
+            let rec = engine.start(key).engine()?;
             output::line(&rec.name)
         }),
         BoxCommand::Stop(a) => each(&a.boxes, |key| {
-            let rec = boxes.stop(key, Duration::from_secs(a.time))?;
-            audit(&home, "box.stop", &rec, Outcome::Success, "stopped")?;
+            let rec = engine.stop(key, Duration::from_secs(a.time)).engine()?;
             output::line(&rec.name)
         }),
         BoxCommand::Restart(a) => each(&a.boxes, |key| {
-            let rec = boxes.stop(key, Duration::from_secs(a.time))?;
-            audit(
-                &home,
-                "box.stop",
-                &rec,
-                Outcome::Success,
-                "stopped for restart",
-            )?;
-            let rec = started(&home, &boxes, key, boxes.start(key, &exe()?, false))?;
+            let rec = engine.restart(key, Duration::from_secs(a.time)).engine()?;
             output::line(&rec.name)
         }),
         BoxCommand::Kill(a) => {
             let signal = parse_signal(&a.signal).map_err(usage_error)?;
             each(&a.boxes, |key| {
-                let rec = boxes.find(key)?;
-                boxes.request(&rec, &ClientMsg::Signal { signal })?;
-                audit(
-                    &home,
-                    "box.kill",
-                    &rec,
-                    Outcome::Success,
-                    &format!("signal {signal}"),
-                )?;
+                let rec = engine.kill(key, signal).engine()?;
                 output::line(&rec.name)
             })
         }
         BoxCommand::Rm(a) => each(&a.boxes, |key| {
-            let rec = boxes.remove(key, a.force)?;
-            audit(&home, "box.remove", &rec, Outcome::Success, "removed")?;
+            let rec = engine.remove(key, a.force).engine()?;
             output::line(&rec.name)
         }),
-        BoxCommand::Ps(a) => ps(&boxes, &a),
+        BoxCommand::Ps(a) => ps(&engine, &a),
         BoxCommand::Logs(a) => {
-            let rec = boxes.find(&a.r#box)?;
-            io::logs(&boxes, &rec, a.follow, a.tail, a.timestamps)?;
+            let req = LogRequest {
+                follow: a.follow,
+                tail: a.tail,
+            };
+            engine
+                .logs(&a.r#box, req, &mut |r| io::print_records(r, a.timestamps))
+                .engine()?;
             Ok(ExitStatus::Success)
         }
-        BoxCommand::Exec(a) => {
-            let rec = boxes.find(&a.r#box)?;
-            tee::refuse_exec(&home, &rec, "exec")?;
-            let what = format!("exec {}", a.command.join(" "));
-            audit(&home, "box.exec", &rec, Outcome::Success, &what)?;
-            io::exec(&boxes, &rec, &a)
-        }
+        BoxCommand::Exec(a) => io::exec(&engine, &a),
         BoxCommand::Wait(a) => each(&a.boxes, |key| {
-            let rec = boxes.find(key)?;
-            let rec =
-                boxes.wait_until(&rec.id, |s| !s.is_active() && *s != BoxState::Created, None)?;
+            let rec = engine.wait(key).engine()?;
             output::line(&exit_code(&rec).to_string())
         }),
         BoxCommand::Inspect(a) => {
             let recs = a
                 .boxes
                 .iter()
-                .map(|k| boxes.find(k))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|k| engine.inspect(k).engine())
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let views = recs
                 .iter()
                 .map(health::inspect_view)
@@ -112,13 +85,12 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             output::json(&views)?;
             Ok(ExitStatus::Success)
         }
-        BoxCommand::Stats(a) => stats(&boxes, &a.boxes, a.format.format),
+        BoxCommand::Stats(a) => stats(&engine, &a.boxes, a.format.format),
         BoxCommand::Import(a) => {
-            let store = a3s_image::ImageStore::open(home.root().join("images"))?;
             let reference: a3s_image::ImageRef = a.reference.parse().map_err(|e| {
                 usage_error(anyhow::anyhow!("invalid image name {:?}: {e}", a.reference))
             })?;
-            let image = store.import_rootfs(&a.tarball, &reference)?;
+            let image = engine.import_rootfs(&a.tarball, &reference).engine()?;
             output::line(image.digest.as_str())?;
             Ok(ExitStatus::Success)
         }
@@ -126,7 +98,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             let id =
                 a.id.parse()
                     .map_err(|e| usage_error(anyhow::Error::new(e)))?;
-            a3s_runtime::boxes::monitor::run(&boxes, &id, a.attached_to)?;
+            engine.serve_monitor(&id, a.attached_to).engine()?;
             Ok(ExitStatus::Success)
         }
     }
@@ -156,51 +128,8 @@ fn each(
     }
 }
 
-/// Records a lifecycle event in the audit log before the command reports it done.
-fn audit(
-    home: &A3sHome,
-    action: &str,
-    rec: &BoxRecord,
-    outcome: Outcome,
-    message: &str,
-) -> anyhow::Result<()> {
-    let event = Event::new(action, outcome, message)
-        .with_box(rec.id.as_str())
-        .with("name", rec.name.as_str())
-        .with("image", rec.image_digest.as_str());
-    AuditLog::open(home.audit())
-        .record(&event)
-        .context("writing the audit event")?;
-    Ok(())
-}
-
-/// Audits a start attempt with its outcome.
-fn started(
-    home: &A3sHome,
-    boxes: &Boxes,
-    key: &str,
-    result: Result<BoxRecord, BoxError>,
-) -> anyhow::Result<BoxRecord> {
-    match result {
-        Ok(rec) => {
-            audit(home, "box.start", &rec, Outcome::Success, "started")?;
-            Ok(rec)
-        }
-        Err(e) => {
-            if let Ok(rec) = boxes.find(key) {
-                audit(home, "box.start", &rec, Outcome::Failure, &e.to_string())?;
-            }
-            Err(e.into())
-        }
-    }
-}
-
-fn exe() -> anyhow::Result<std::path::PathBuf> {
-    std::env::current_exe().context("finding the a3s-box binary to run the box monitor")
-}
-
 /// One line on stderr when VMs run under emulation.
-fn notice_tcg() {
+pub(super) fn notice_tcg() {
     let kvm = a3s_vmm::accel::probe_kvm(Path::new("/"));
     let choice = a3s_vmm::accel::choose(
         kvm,
@@ -217,60 +146,32 @@ fn notice_tcg() {
     }
 }
 
-fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
-    let req = create_request(&a.create)?;
-    crate::commands::volume::ensure_named(home, &req.mounts)?;
-    let rec = boxes.create(&req)?;
-    if let Err(e) = tee::verify_image(home, &rec, &a.create.tee) {
-        let _ = boxes.remove(rec.id.as_str(), true);
-        return Err(e);
-    }
-    audit(home, "box.create", &rec, Outcome::Success, "created")?;
-    notice_tcg();
+fn run_box(engine: &Engine, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
+    let req = create_box(&a.create)?;
+    let mut terminal = io::Terminal::new(req.request.tty);
     if a.detach {
-        match started(
-            home,
-            boxes,
-            rec.id.as_str(),
-            boxes.start(rec.id.as_str(), &exe()?, false),
-        ) {
-            Ok(_) => {
-                output::line(rec.id.as_str())?;
-                Ok(ExitStatus::Success)
-            }
-            Err(e) => {
-                if req.auto_remove || refused_before_boot(&e) {
-                    let _ = boxes.remove(rec.id.as_str(), true);
-                }
-                Err(e)
-            }
-        }
-    } else {
-        audit(
-            home,
-            "box.start",
-            &rec,
-            Outcome::Success,
-            "starting in the foreground",
-        )?;
-        let code = io::run_attached(boxes, &rec, &req);
-        if req.auto_remove || code.as_ref().is_err_and(refused_before_boot) {
-            let _ = boxes.remove(rec.id.as_str(), true);
-        }
-        let code = code?;
-        Ok(match u8::try_from(code) {
-            Ok(0) => ExitStatus::Success,
-            Ok(c) => ExitStatus::External(c),
-            Err(_) => ExitStatus::External(125),
-        })
+        let out = engine
+            .run(&req, RunMode::Detached, &mut terminal)
+            .engine()?;
+        output::line(out.record.id.as_str())?;
+        return Ok(ExitStatus::Success);
     }
+    let out = engine
+        .run(&req, RunMode::Foreground, &mut terminal)
+        .engine()?;
+    drop(terminal);
+    Ok(match out.exit_code.map(u8::try_from) {
+        Some(Ok(0)) | None => ExitStatus::Success,
+        Some(Ok(c)) => ExitStatus::External(c),
+        Some(Err(_)) => ExitStatus::External(125),
+    })
 }
 
-/// A `run` refused before boot (too little memory) leaves no box behind.
-fn refused_before_boot(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<BoxError>()
-            .is_some_and(BoxError::refused_before_boot)
+/// `create`/`run` flags as an engine request: the box and its signature gate.
+fn create_box(a: &CreateArgs) -> anyhow::Result<CreateBox> {
+    Ok(CreateBox {
+        request: create_request(a)?,
+        signatures: tee::signature_gate(&a.tee)?,
     })
 }
 
@@ -439,12 +340,8 @@ fn up_for(started_at: Option<&str>) -> String {
     }
 }
 
-fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
-    let recs: Vec<BoxRecord> = boxes
-        .list()?
-        .into_iter()
-        .filter(|r| a.all || r.state.is_active())
-        .collect();
+fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
+    let recs: Vec<BoxRecord> = engine.list(a.all).engine()?;
     if a.quiet {
         for r in &recs {
             output::line(r.id.short())?;
@@ -502,44 +399,8 @@ fn ps(boxes: &Boxes, a: &PsArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-#[derive(Serialize)]
-struct StatsView {
-    id: String,
-    name: String,
-    qemu_pid: u32,
-    cpu_seconds: f64,
-    rss_kib: u64,
-    vcpus: u8,
-    mem_mib: u32,
-}
-
-fn stats(boxes: &Boxes, keys: &[String], format: Format) -> anyhow::Result<ExitStatus> {
-    let recs: Vec<BoxRecord> = if keys.is_empty() {
-        boxes
-            .list()?
-            .into_iter()
-            .filter(|r| matches!(r.state, BoxState::Running { .. }))
-            .collect()
-    } else {
-        keys.iter()
-            .map(|k| boxes.find(k))
-            .collect::<Result<_, _>>()?
-    };
-    let mut views = Vec::new();
-    for r in &recs {
-        let BoxState::Running { qemu_pid, .. } = r.state else {
-            return Err(BoxError::NotRunning(r.name.clone()).into());
-        };
-        views.push(StatsView {
-            id: r.id.to_string(),
-            name: r.name.clone(),
-            qemu_pid,
-            cpu_seconds: a3s_vmm::qemu::cpu_time_secs(qemu_pid).unwrap_or(0.0),
-            rss_kib: a3s_vmm::qemu::rss_kib(qemu_pid).unwrap_or(0),
-            vcpus: r.spec.vcpus,
-            mem_mib: r.spec.mem_mib,
-        });
-    }
+fn stats(engine: &Engine, keys: &[String], format: Format) -> anyhow::Result<ExitStatus> {
+    let views = engine.stats(keys).engine()?;
     match format {
         Format::Json => output::json(&views)?,
         Format::Text => {

@@ -1,21 +1,20 @@
 //! The confidential-box parts of the lifecycle commands: TEE flags into a [`TeeSpec`], the
-//! image signature gate, host-exec refusal, and `a3s-box attest BOX`.
+//! image signature gate as a policy for the engine, and `a3s-box attest BOX`.
 
 use anyhow::Context;
 use serde::Serialize;
 
 use a3s_attestation::policy::AppraisalPolicy;
-use a3s_image::cosign::{self, SignaturePolicy};
-use a3s_runtime::audit::{AuditLog, Event, Outcome};
-use a3s_runtime::boxes::{BoxRecord, Boxes};
-use a3s_runtime::tee::attest::{self, AttestOutcome, AttestRequest};
+use a3s_image::cosign::SignaturePolicy;
+use a3s_runtime::engine::{AttestBox, Engine, EngineError};
+use a3s_runtime::tee::attest::AttestOutcome;
 use a3s_runtime::tee::spec::{parse_measurement, TeeMode};
 use a3s_runtime::tee::{SecretRef, TeeSpec};
 use a3s_runtime::A3sHome;
 
 use super::args::TeeArgs;
 use crate::args::{AttestBoxArgs, Format};
-use crate::{output, usage_error, ExitCodeError, ExitStatus};
+use crate::{output, usage_error, ExitStatus};
 
 /// The TEE settings of `run`/`create`, or `None` for a plain box. Errors are usage errors.
 pub(super) fn tee_spec(a: &TeeArgs) -> anyhow::Result<Option<TeeSpec>> {
@@ -56,83 +55,20 @@ pub(super) fn tee_spec(a: &TeeArgs) -> anyhow::Result<Option<TeeSpec>> {
     }))
 }
 
-/// The image signature gate: `--verify-key`, or the signature policy when it asks for
-/// signatures. Checks the digest the box will launch; audited either way.
-pub(super) fn verify_image(home: &A3sHome, rec: &BoxRecord, a: &TeeArgs) -> anyhow::Result<()> {
-    let policy = if a.verify_key.is_empty() {
+/// The image signature gate of `run`/`create`: `--verify-key`, or the home's signature
+/// policy when it asks for signatures (`None`: no signature required). The engine checks it
+/// against the digest the box will launch.
+pub(super) fn signature_gate(a: &TeeArgs) -> anyhow::Result<Option<SignaturePolicy>> {
+    if a.verify_key.is_empty() {
         let p = crate::commands::image::signature_policy(None)?;
-        if !p.requires_signatures() {
-            return Ok(());
-        }
-        p
-    } else {
-        let keys = a
-            .verify_key
-            .iter()
-            .map(|k| crate::commands::image::public_key(k))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        SignaturePolicy::require_keys(keys)
-    };
-    let store = a3s_image::ImageStore::open(home.root().join("images"))?;
-    let reference: a3s_image::ImageRef = rec
-        .image
-        .parse()
-        .map_err(|e| anyhow::anyhow!("image {:?}: {e}", rec.image))?;
-    let result = cosign::verify_for_run(&store, &reference, &policy);
-    let event = |outcome, msg: &str| {
-        Event::new("image.verify", outcome, msg)
-            .with_box(rec.id.as_str())
-            .with("image", rec.image.as_str())
-            .with("digest", rec.image_digest.as_str())
-    };
-    let log = AuditLog::open(home.audit());
-    match result {
-        Ok(v) => {
-            let mut e = event(Outcome::Success, "signature verified before launch");
-            if let Some(signer) = v.signer() {
-                e = e.with("key", signer);
-            }
-            if let Some(d) = v.signed_digest() {
-                e = e.with("signed_digest", d.as_str());
-            }
-            log.record(&e).context("writing the audit event")?;
-            Ok(())
-        }
-        Err(err) => {
-            log.record(&event(Outcome::Denied, &err.to_string()))
-                .context("writing the audit event")?;
-            Err(anyhow::Error::new(err).context(format!(
-                "image {} ({}) may not run",
-                rec.image, rec.image_digest
-            )))
-        }
+        return Ok(p.requires_signatures().then_some(p));
     }
-}
-
-/// Refuses host `exec` into a TEE box without `--allow-exec` (audited). The monitor refuses
-/// too, for clients that bypass the CLI.
-pub(super) fn refuse_exec(home: &A3sHome, rec: &BoxRecord, what: &str) -> anyhow::Result<()> {
-    let Some(tee) = &rec.spec.tee else {
-        return Ok(());
-    };
-    if tee.allow_exec {
-        return Ok(());
-    }
-    let err = a3s_runtime::tee::TeeError::ExecRefused {
-        what: what.to_owned(),
-        name: rec.name.clone(),
-    };
-    AuditLog::open(home.audit())
-        .record(
-            &Event::new("box.exec", Outcome::Denied, err.to_string())
-                .with_box(rec.id.as_str())
-                .with("name", rec.name.as_str()),
-        )
-        .context("writing the audit event")?;
-    Err(anyhow::Error::new(ExitCodeError {
-        code: 125,
-        error: err.into(),
-    }))
+    let keys = a
+        .verify_key
+        .iter()
+        .map(|k| crate::commands::image::public_key(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(SignaturePolicy::require_keys(keys)))
 }
 
 #[derive(Serialize)]
@@ -171,69 +107,24 @@ pub(crate) fn attest(a: &AttestBoxArgs) -> anyhow::Result<ExitStatus> {
         .as_ref()
         .map(|p| AppraisalPolicy::load(p).map_err(|e| usage_error(e.into())))
         .transpose()?;
-    let boxes = Boxes::open(&home);
-    let rec = a.r#box.as_deref().map(|k| boxes.find(k)).transpose()?;
-    let tee_rec = match &rec {
-        Some(r) => Some(r.tee.clone().ok_or_else(|| {
-            usage_error(anyhow::anyhow!(
-                "box {} is not a TEE box (run it with --tee-simulate or --tee-enable)",
-                r.name
-            ))
-        })?),
-        None => None,
-    };
-    let policy = match (explicit_policy, &tee_rec) {
-        (Some(p), _) => p,
-        (None, Some(t)) => AppraisalPolicy {
-            allow_simulated: t.simulated,
-            measurements: vec![parse_measurement(&t.measurement)?],
-            ..AppraisalPolicy::default()
-        },
-        (None, None) => {
-            return Err(usage_error(anyhow::anyhow!(
-                "--connect without a box needs --policy FILE (what the endpoint must prove)"
-            )))
-        }
-    };
-    let req = AttestRequest {
+    let req = AttestBox {
+        r#box: a.r#box.clone(),
+        connect: a.connect.clone(),
         nonce,
-        policy,
-        simulator_home: Some(home.root().to_owned()),
+        policy: explicit_policy,
     };
-    let outcome = match (&a.connect, &rec) {
-        (Some(addr), _) => attest::attest_tcp(addr, &req)?,
-        (None, Some(r)) => {
-            let conn = boxes.attest_session(r)?;
-            attest::attest_relayed(conn, &req)?
+    let report = match Engine::open(&home).attest(&req) {
+        Ok(r) => r,
+        Err(e @ (EngineError::NotTee(_) | EngineError::AttestNeedsPolicy)) => {
+            return Err(usage_error(e.into()))
         }
-        (None, None) => unreachable!("clap requires a box or --connect"),
+        Err(e) => return Err(crate::commands::engine_error(e)),
     };
-    let log = AuditLog::open(home.audit());
-    let mut event = Event::new(
-        "tee.attest",
-        if outcome.verified {
-            Outcome::Success
-        } else {
-            Outcome::Denied
-        },
-        outcome
-            .error
-            .clone()
-            .unwrap_or_else(|| "RA-TLS evidence verified with a fresh nonce".into()),
-    )
-    .with("nonce", outcome.nonce.as_str())
-    .with("simulated", outcome.simulated.to_string().as_str());
-    if let Some(r) = &rec {
-        event = event.with_box(r.id.as_str());
-    }
-    if let Some(m) = &outcome.measurement {
-        event = event.with("measurement", m.as_str());
-    }
-    log.record(&event).context("writing the audit event")?;
+    let outcome = report.outcome;
     let view = AttestView {
-        r#box: rec.as_ref().map(|r| r.name.as_str()),
+        r#box: report.box_name.as_deref(),
         endpoint: a.connect.as_deref(),
-        launch_measurement: tee_rec.as_ref().map(|t| t.measurement.as_str()),
+        launch_measurement: report.launch_measurement.as_deref(),
         outcome: &outcome,
     };
     match a.format.format {

@@ -10,10 +10,11 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::args::{self, ArchiveKind};
-use a3s_runtime::audit::{Event, Outcome};
+use a3s_runtime::engine::Engine;
 
-use super::{audit, credentials, home, parse_ref, runtime, store};
+use super::{credentials, home, parse_ref, runtime, store};
 use crate::args::Format;
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Serialize)]
@@ -89,51 +90,17 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
 }
 
 pub(super) fn rmi(a: &args::RmiArgs) -> anyhow::Result<ExitStatus> {
-    let store = store()?;
     let home = home()?;
+    let engine = Engine::open(&home);
     for s in &a.images {
         let r = parse_ref(s)?;
-        if !a.force {
-            if let Err(e) = a3s_runtime::disk::check_untag(&home, &r) {
-                audit(
-                    Event::new("image.remove", Outcome::Denied, e.to_string())
-                        .with("reference", r.to_string()),
-                )?;
-                return Err(e.into());
-            }
-        }
-        let mut removed = Vec::new();
-        if store.remove_ref(&r)?.is_some() {
-            removed.push(r.clone());
-        } else if let Some(d) = r.digest() {
-            for (other, rec) in store.refs()? {
-                if other.name() == r.name() && (rec.manifest == *d || rec.index.as_ref() == Some(d))
-                {
-                    store.remove_ref(&other)?;
-                    removed.push(other);
-                }
-            }
-        }
-        if removed.is_empty() {
-            return Err(a3s_image::StoreError::NotFound {
-                reference: r.familiar(),
-            }
-            .into());
-        }
-        for x in removed {
-            let what = if a.force {
-                "untagged (forced)"
-            } else {
-                "untagged"
-            };
-            audit(
-                Event::new("image.remove", Outcome::Success, what).with("reference", x.to_string()),
-            )?;
+        let removed = engine.remove_image(&r, a.force).engine()?;
+        for x in removed.references {
             output::line(&format!("Untagged: {}", x.familiar()))?;
         }
     }
     // Content no name and no box reaches goes, with its filesystem images and caches.
-    let report = crate::commands::system::prune_images(&home, false)?;
+    let report = Engine::open(&home).prune_images(false).engine()?;
     for d in &report.store.blobs {
         output::line(&format!("Deleted: {d}"))?;
     }
@@ -402,7 +369,7 @@ pub(super) fn logout(a: &args::LogoutArgs) -> anyhow::Result<ExitStatus> {
 }
 
 pub(super) fn prune(a: &args::FormatOnly) -> anyhow::Result<ExitStatus> {
-    let p = crate::commands::system::prune_images(&home()?, false)?;
+    let p = Engine::open(&home()?).prune_images(false).engine()?;
     let report = &p.store;
     #[derive(Serialize)]
     struct View {

@@ -126,26 +126,9 @@ pub(crate) fn signature_policy(explicit: Option<&PathBuf>) -> anyhow::Result<Sig
     }
 }
 
-/// Writes an audit event (image pulls, verifications, signatures, logins) before the command
-/// reports its result.
-pub(super) fn audit(event: a3s_runtime::audit::Event) -> anyhow::Result<()> {
-    a3s_runtime::audit::AuditLog::open(home()?.audit())
-        .record(&event)
-        .context("writing the audit event")?;
-    Ok(())
-}
-
 /// Marks a verification verdict "no" (exit 1).
 pub(super) fn verdict_no(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(ExitCodeError { code: 1, error: e })
-}
-
-pub(super) fn is_verdict(e: &a3s_image::cosign::VerifyError) -> bool {
-    use a3s_image::cosign::VerifyError as V;
-    matches!(
-        e,
-        V::NoSignatures { .. } | V::NoValidSignature { .. } | V::Rejected { .. }
-    )
 }
 
 /// Hints from image errors anywhere in the chain.

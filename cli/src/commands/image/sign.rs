@@ -3,17 +3,16 @@
 use std::io::Write;
 use std::path::Path;
 
-use a3s_image::cosign::{self, PrivateKey};
-use a3s_image::registry::Registry;
-use a3s_runtime::audit::{Event, Outcome};
+use a3s_image::cosign::PrivateKey;
+use a3s_runtime::engine::Engine;
 use anyhow::Context;
 use serde::Serialize;
 
 use super::{
-    args, audit, is_verdict, parse_ref, password, public_key, read_key_file, registry_options,
-    runtime, verdict_no,
+    args, home, parse_ref, password, public_key, read_key_file, registry_options, verdict_no,
 };
 use crate::args::Format;
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 pub(super) fn key_generate(a: &args::KeyGenArgs) -> anyhow::Result<ExitStatus> {
@@ -62,25 +61,10 @@ pub(super) fn sign(a: &args::SignArgs) -> anyhow::Result<ExitStatus> {
         .with_context(|| format!("reading private key {}", a.key.display()))
         .map_err(usage_error)?;
     let opts = registry_options(&reference, &a.registry)?;
-    let rt = runtime()?;
-    let reg = Registry::new(&reference, &opts);
-    let resolved = rt
-        .block_on(reg.resolve(&reference))
-        .with_context(|| format!("resolving {reference}"))?;
-    let tag = rt
-        .block_on(cosign::sign(&reg, &reference, &resolved.top, &key))
-        .with_context(|| format!("signing {reference}"))?;
-    audit(
-        Event::new(
-            "image.sign",
-            Outcome::Success,
-            format!("signed {reference}"),
-        )
-        .with("reference", reference.to_string())
-        .with("digest", resolved.top.to_string())
-        .with("key", key.public_key().fingerprint()),
-    )?;
-    eprintln!("Signed {} ({})", reference, resolved.top);
+    let (digest, tag) = Engine::open(&home()?)
+        .sign_image(&reference, &opts, &key)
+        .engine()?;
+    eprintln!("Signed {} ({})", reference, digest);
     output::line(&format!("Pushed signature to {tag}"))?;
     Ok(ExitStatus::Success)
 }
@@ -99,33 +83,25 @@ pub(super) fn verify(a: &args::VerifyImageArgs) -> anyhow::Result<ExitStatus> {
     let reference = parse_ref(&a.image)?;
     let key = public_key(&a.key)?;
     let opts = registry_options(&reference, &a.registry)?;
-    let rt = runtime()?;
-    let reg = Registry::new(&reference, &opts);
-    let resolved = rt
-        .block_on(reg.resolve(&reference))
-        .with_context(|| format!("resolving {reference}"))?;
-    let result = rt.block_on(cosign::verify_remote(
-        &reg,
-        &reference,
-        &resolved.top,
-        &[key],
-    ));
-    let (view, err) = match result {
-        Ok((sigs, signer)) => (
+    let verdict = Engine::open(&home()?)
+        .verify_image(&reference, &opts, key)
+        .engine()?;
+    let (view, err) = match verdict.verified {
+        Ok((signer, signatures)) => (
             VerifyView {
                 reference: reference.to_string(),
-                digest: resolved.top.to_string(),
+                digest: verdict.digest.to_string(),
                 verified: true,
                 signer: Some(signer),
-                signatures: sigs.len(),
+                signatures,
                 error: None,
             },
             None,
         ),
-        Err(e) if is_verdict(&e) => (
+        Err(e) => (
             VerifyView {
                 reference: reference.to_string(),
-                digest: resolved.top.to_string(),
+                digest: verdict.digest.to_string(),
                 verified: false,
                 signer: None,
                 signatures: 0,
@@ -133,25 +109,7 @@ pub(super) fn verify(a: &args::VerifyImageArgs) -> anyhow::Result<ExitStatus> {
             },
             Some(e),
         ),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("verifying {reference}"))),
     };
-    let outcome = if view.verified {
-        Outcome::Success
-    } else {
-        Outcome::Denied
-    };
-    audit(
-        Event::new(
-            "image.verify",
-            outcome,
-            view.error
-                .clone()
-                .unwrap_or_else(|| format!("verified {reference}")),
-        )
-        .with("reference", view.reference.clone())
-        .with("digest", view.digest.clone())
-        .with("signer", view.signer.clone()),
-    )?;
     match a.format {
         Format::Json => output::json(&view)?,
         Format::Text => {

@@ -1,15 +1,14 @@
 //! `pull` and `push`.
 
-use a3s_image::pull::{self as xfer, PullOptions};
-use a3s_runtime::audit::{Event, Outcome};
-use anyhow::Context;
+use a3s_image::pull::{PullOptions, TransferError};
+use a3s_runtime::engine::{is_verdict, Engine};
 use serde::Serialize;
 
 use super::{
-    args, audit, is_verdict, parse_ref, progress, public_key, registry_options, runtime,
-    signature_policy, store, verdict_no,
+    args, home, parse_ref, progress, public_key, registry_options, signature_policy, verdict_no,
 };
 use crate::args::Format;
+use crate::commands::EngineResult;
 use crate::{output, ExitStatus};
 
 #[derive(Serialize)]
@@ -24,7 +23,7 @@ struct PullView {
 
 pub(super) fn pull(a: &args::PullArgs) -> anyhow::Result<ExitStatus> {
     let reference = parse_ref(&a.image)?;
-    let store = store()?;
+    let engine = Engine::open(&home()?);
     let mut verify_keys = Vec::new();
     for k in &a.verify_key {
         verify_keys.push(public_key(k)?);
@@ -39,36 +38,17 @@ pub(super) fn pull(a: &args::PullArgs) -> anyhow::Result<ExitStatus> {
         eprintln!("Pulling {reference}");
     }
     let bars = progress(a.quiet, "downloading");
-    let pulled = match runtime()?.block_on(xfer::pull(&store, &reference, &opts, bars.as_ref())) {
+    let pulled = match engine.pull(&reference, &opts, bars.as_ref()) {
         Ok(p) => p,
-        Err(xfer::TransferError::Verify(e)) if is_verdict(&e) => {
-            audit(
-                Event::new("image.pull", Outcome::Denied, e.to_string())
-                    .with("reference", reference.to_string()),
-            )?;
-            return Err(verdict_no(
-                anyhow::Error::new(e).context(format!("pulling {reference}")),
-            ));
-        }
         Err(e) => {
-            audit(
-                Event::new("image.pull", Outcome::Failure, e.to_string())
-                    .with("reference", reference.to_string()),
-            )?;
-            return Err(anyhow::Error::new(e).context(format!("pulling {reference}")));
+            let e = crate::commands::engine_error(e);
+            let verdict = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<TransferError>())
+                .any(|t| matches!(t, TransferError::Verify(v) if is_verdict(v)));
+            return Err(if verdict { verdict_no(e) } else { e });
         }
     };
-    audit(
-        Event::new(
-            "image.pull",
-            Outcome::Success,
-            format!("pulled {reference}"),
-        )
-        .with("reference", reference.to_string())
-        .with("digest", pulled.image.digest.to_string())
-        .with("resolved_digest", pulled.resolved.to_string())
-        .with("verified_by", pulled.verified_by.clone()),
-    )?;
     let view = PullView {
         reference: reference.to_string(),
         digest: pulled.image.digest.to_string(),
@@ -98,12 +78,12 @@ pub(super) fn push(a: &args::PushArgs) -> anyhow::Result<ExitStatus> {
         Some(t) => parse_ref(t)?,
         None => source.clone(),
     };
-    let store = store()?;
+    let engine = Engine::open(&home()?);
     let opts = registry_options(&target, &a.registry)?;
     let bars = progress(a.quiet, "uploading");
-    let digest = runtime()?
-        .block_on(xfer::push(&store, &source, &target, &opts, bars.as_ref()))
-        .with_context(|| format!("pushing {target}"))?;
+    let digest = engine
+        .push(&source, &target, &opts, bars.as_ref())
+        .engine()?;
     if !a.quiet {
         eprintln!("Pushed {target}");
     }

@@ -3,15 +3,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use a3s_runtime::audit::{AuditLog, Event, Outcome};
-use a3s_runtime::network::{attach, CreateNetwork, Isolation, NetError, Network, Networks, Policy};
+use a3s_runtime::engine::{Engine, EngineError};
+use a3s_runtime::network::{CreateNetwork, Isolation, NetError, Network, Policy};
 use a3s_runtime::A3sHome;
 
 use crate::args::{Format, FormatArgs};
+use crate::commands::{engine_error, EngineResult};
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Debug, Subcommand)]
@@ -136,17 +136,6 @@ fn view(n: &Network) -> View {
     }
 }
 
-fn audit(home: &A3sHome, event: Event) -> anyhow::Result<()> {
-    AuditLog::open(home.audit())
-        .record(&event)
-        .context("writing the audit event")?;
-    Ok(())
-}
-
-fn net_event(action: &str, outcome: Outcome, message: &str, network: &str) -> Event {
-    Event::new(action, outcome, message).with("network", network)
-}
-
 /// Usage errors (bad input) exit 2; the rest 125.
 fn classify(e: NetError) -> anyhow::Error {
     match e {
@@ -163,7 +152,7 @@ fn classify(e: NetError) -> anyhow::Error {
 
 pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
-    let nets = Networks::open(&home);
+    let engine = Engine::open(&home);
     match cmd {
         NetworkCommand::Create(a) => {
             let isolation =
@@ -179,28 +168,17 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
                 isolation,
                 policy,
             };
-            match nets.create(&req) {
+            match engine.create_network(&req) {
                 Ok(n) => {
-                    audit(
-                        &home,
-                        net_event("network.create", Outcome::Success, "created", &n.name)
-                            .with("subnet", n.subnet.to_string())
-                            .with("isolation", n.isolation.as_str()),
-                    )?;
                     output::line(&n.name)?;
                     Ok(ExitStatus::Success)
                 }
-                Err(e) => {
-                    audit(
-                        &home,
-                        net_event("network.create", Outcome::Failure, &e.to_string(), &a.name),
-                    )?;
-                    Err(classify(e))
-                }
+                Err(EngineError::Net(e)) => Err(classify(e)),
+                Err(e) => Err(engine_error(e)),
             }
         }
         NetworkCommand::Ls(a) => {
-            let all = nets.list()?;
+            let all = engine.list_networks().engine()?;
             if a.quiet {
                 for n in &all {
                     output::line(&n.name)?;
@@ -235,37 +213,20 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
             let views = a
                 .names
                 .iter()
-                .map(|n| nets.get(n).map(|n| view(&n)))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|n| engine.inspect_network(n).engine().map(|n| view(&n)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             output::json(&views)?;
             Ok(ExitStatus::Success)
         }
         NetworkCommand::Rm(a) => {
             let mut failed = None;
             for name in &a.names {
-                match nets.remove(name, a.force) {
-                    Ok(n) => {
-                        let detached: Vec<String> =
-                            n.endpoints.values().map(|e| e.name.clone()).collect();
-                        audit(
-                            &home,
-                            net_event("network.remove", Outcome::Success, "removed", name)
-                                .with("detached", detached.join(",")),
-                        )?;
-                        output::line(name)?;
-                    }
+                match engine.remove_network(name, a.force) {
+                    Ok(_) => output::line(name)?,
                     Err(e) => {
-                        let outcome = if matches!(e, NetError::InUse { .. }) {
-                            Outcome::Denied
-                        } else {
-                            Outcome::Failure
-                        };
-                        audit(
-                            &home,
-                            net_event("network.remove", outcome, &e.to_string(), name),
-                        )?;
+                        let e = engine_error(e);
                         if a.names.len() == 1 {
-                            return Err(e.into());
+                            return Err(e);
                         }
                         let _ = writeln!(std::io::stderr(), "error: {e}");
                         failed = Some(e);
@@ -280,66 +241,15 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
                 None => Ok(ExitStatus::Success),
             }
         }
-        NetworkCommand::Connect(a) => match attach::connect(&home, &a.network, &a.r#box) {
-            Ok((rec, ip)) => {
-                audit(
-                    &home,
-                    net_event(
-                        "network.connect",
-                        Outcome::Success,
-                        "connected (applies at next boot)",
-                        &a.network,
-                    )
-                    .with_box(rec.id.as_str())
-                    .with("name", rec.name.as_str())
-                    .with("ip", ip.to_string()),
-                )?;
-                output::line(&format!("{} {ip}", rec.name))?;
-                Ok(ExitStatus::Success)
-            }
-            Err(e) => {
-                audit(
-                    &home,
-                    net_event(
-                        "network.connect",
-                        Outcome::Failure,
-                        &e.to_string(),
-                        &a.network,
-                    )
-                    .with("box", a.r#box.as_str()),
-                )?;
-                Err(e.into())
-            }
-        },
-        NetworkCommand::Disconnect(a) => match attach::disconnect(&home, &a.network, &a.r#box) {
-            Ok(rec) => {
-                audit(
-                    &home,
-                    net_event(
-                        "network.disconnect",
-                        Outcome::Success,
-                        "disconnected (applies at next boot)",
-                        &a.network,
-                    )
-                    .with_box(rec.id.as_str())
-                    .with("name", rec.name.as_str()),
-                )?;
-                output::line(&rec.name)?;
-                Ok(ExitStatus::Success)
-            }
-            Err(e) => {
-                audit(
-                    &home,
-                    net_event(
-                        "network.disconnect",
-                        Outcome::Failure,
-                        &e.to_string(),
-                        &a.network,
-                    )
-                    .with("box", a.r#box.as_str()),
-                )?;
-                Err(e.into())
-            }
-        },
+        NetworkCommand::Connect(a) => {
+            let (rec, ip) = engine.connect(&a.network, &a.r#box).engine()?;
+            output::line(&format!("{} {ip}", rec.name))?;
+            Ok(ExitStatus::Success)
+        }
+        NetworkCommand::Disconnect(a) => {
+            let rec = engine.disconnect(&a.network, &a.r#box).engine()?;
+            output::line(&rec.name)?;
+            Ok(ExitStatus::Success)
+        }
     }
 }

@@ -66,10 +66,10 @@ pub(crate) struct PortArgs {
 /// Prints `GUEST/tcp -> 127.0.0.1:HOST` per published port.
 pub(crate) fn port(a: &PortArgs) -> anyhow::Result<crate::ExitStatus> {
     let home = a3s_runtime::A3sHome::from_env()?;
-    let boxes = a3s_runtime::boxes::Boxes::open(&home);
-    let rec = boxes.find(&a.name)?;
-    let net = BoxNet::load(&boxes.box_dir(&rec.id))?;
-    for p in &net.ports {
+    let ports = a3s_runtime::engine::Engine::open(&home)
+        .ports(&a.name)
+        .map_err(crate::commands::engine_error)?;
+    for p in &ports {
         crate::output::line(&p.to_string())?;
     }
     Ok(crate::ExitStatus::Success)

@@ -1,20 +1,17 @@
-//! `a3s-box system df|prune` and `a3s-box container prune`: front ends over
-//! `a3s_runtime::disk`. Every removal is audited as the matching single command (`rm`, `rmi`,
-//! `volume rm`, `network rm`) audits it.
+//! `a3s-box system df|prune` and `a3s-box container prune`: front ends over the engine's
+//! `df`, `system_prune` and `prune_boxes` (which audit every removal as the matching single
+//! command does).
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use a3s_image::store::DiskUsage;
-use a3s_runtime::audit::{AuditLog, Event, Outcome};
-use a3s_runtime::boxes::Boxes;
 use a3s_runtime::disk::{self, DiskReport};
-use a3s_runtime::network::{NetError, Networks};
+use a3s_runtime::engine::{ContainerPrune, Engine, SystemPrune, SystemPruneRequest};
 use a3s_runtime::A3sHome;
 
 use crate::args::{Format, FormatArgs};
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Debug, Subcommand)]
@@ -75,10 +72,11 @@ pub(crate) fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitStatus>
     match cmd {
         ContainerCommand::Prune(a) => {
             confirm(a.force, &["all stopped boxes"])?;
-            let freed = prune_boxes(&home)?;
+            let pruned = Engine::open(&home).prune_boxes().engine()?;
+            print_boxes(&pruned)?;
             output::line(&format!(
                 "Total reclaimed space: {}",
-                human(freed.allocated)
+                human(pruned.freed.allocated)
             ))?;
             Ok(ExitStatus::Success)
         }
@@ -104,7 +102,7 @@ fn percent(part: u64, whole: u64) -> String {
 }
 
 fn df(home: &A3sHome, a: &DfArgs) -> anyhow::Result<ExitStatus> {
-    let r = disk::df(home)?;
+    let r = Engine::open(home).df().engine()?;
     match a.format.format {
         Format::Json => output::json(&r)?,
         Format::Text => print_df(&r, a.verbose)?,
@@ -239,122 +237,67 @@ fn confirm(force: bool, what: &[&str]) -> anyhow::Result<()> {
     }
 }
 
-fn audit(home: &A3sHome, event: Event) -> anyhow::Result<()> {
-    AuditLog::open(home.audit())
-        .record(&event)
-        .context("writing the audit event")?;
-    Ok(())
+/// One line on stdout (the engine's stage callback wants an `io::Result`).
+fn line(text: &str) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")
 }
 
-/// Removes every box that is not running through the runtime's remove path (network release
-/// included), auditing each as `rm` does.
-fn prune_boxes(home: &A3sHome) -> anyhow::Result<DiskUsage> {
-    let boxes = Boxes::open(home);
-    let mut freed = DiskUsage::default();
-    let mut removed = Vec::new();
-    for rec in boxes.list()? {
-        if rec.state.is_active() {
-            continue;
+fn print_boxes(pruned: &ContainerPrune) -> std::io::Result<()> {
+    if !pruned.removed.is_empty() {
+        line("Deleted Boxes:")?;
+        for id in &pruned.removed {
+            line(id)?;
         }
-        let size = disk::box_usage(home, &rec)?;
-        let rec = match boxes.remove(rec.id.as_str(), false) {
-            Ok(r) => r,
-            // Started meanwhile: no longer stopped.
-            Err(a3s_runtime::boxes::BoxError::StillRunning(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        audit(
-            home,
-            Event::new("box.remove", Outcome::Success, "removed (pruned)")
-                .with_box(rec.id.as_str())
-                .with("name", rec.name.as_str())
-                .with("image", rec.image_digest.as_str()),
-        )?;
-        freed += size;
-        removed.push(rec.id.to_string());
-    }
-    if !removed.is_empty() {
-        output::line("Deleted Boxes:")?;
-        for id in &removed {
-            output::line(id)?;
-        }
-        output::line("")?;
-    }
-    Ok(freed)
-}
-
-/// Removes every network no box is attached to, auditing each as `network rm` does.
-fn prune_networks(home: &A3sHome) -> anyhow::Result<()> {
-    let nets = Networks::open(home);
-    let mut removed = Vec::new();
-    for n in nets.list()? {
-        if !n.endpoints.is_empty() {
-            continue;
-        }
-        match nets.remove(&n.name, false) {
-            Ok(_) => {
-                audit(
-                    home,
-                    Event::new("network.remove", Outcome::Success, "removed (pruned)")
-                        .with("network", n.name.as_str()),
-                )?;
-                removed.push(n.name);
-            }
-            Err(NetError::InUse { .. }) => {}
-            Err(e) => {
-                audit(
-                    home,
-                    Event::new("network.remove", Outcome::Failure, e.to_string())
-                        .with("network", n.name.as_str()),
-                )?;
-                return Err(e.into());
-            }
-        }
-    }
-    if !removed.is_empty() {
-        output::line("Deleted Networks:")?;
-        for n in &removed {
-            output::line(n)?;
-        }
-        output::line("")?;
+        line("")?;
     }
     Ok(())
 }
 
-/// Image prune (dangling, or with `all` every image no box uses) and the legacy caches of the
-/// removed images, audited as `rmi` does; prints what went.
-pub(crate) fn prune_images(home: &A3sHome, all: bool) -> anyhow::Result<disk::ImagePrune> {
-    let p = disk::prune_images(home, all)?;
-    for r in &p.untagged {
-        audit(
-            home,
-            Event::new("image.remove", Outcome::Success, "untagged (pruned)")
-                .with("reference", r.to_string()),
-        )?;
+/// Prints one finished stage of `system prune`.
+fn print_stage(stage: SystemPrune<'_>) -> std::io::Result<()> {
+    match stage {
+        SystemPrune::Boxes(b) => print_boxes(b)?,
+        SystemPrune::Networks(removed) => {
+            if !removed.is_empty() {
+                line("Deleted Networks:")?;
+                for n in removed {
+                    line(n)?;
+                }
+                line("")?;
+            }
+        }
+        SystemPrune::Images(images) => {
+            if !images.untagged.is_empty() || !images.store.blobs.is_empty() {
+                line("Deleted Images:")?;
+                for r in &images.untagged {
+                    line(&format!("untagged: {}", r.familiar()))?;
+                }
+                for d in &images.store.blobs {
+                    line(&format!("deleted: {d}"))?;
+                }
+                line("")?;
+            }
+        }
+        SystemPrune::Volumes(removed) => {
+            if !removed.is_empty() {
+                line("Deleted Volumes:")?;
+                for (n, _) in removed {
+                    line(n.as_str())?;
+                }
+                line("")?;
+            }
+        }
+        SystemPrune::Caches(cache) => {
+            if !cache.removed.is_empty() {
+                line("Deleted Cache Entries:")?;
+                for p in &cache.removed {
+                    line(p)?;
+                }
+                line("")?;
+            }
+        }
     }
-    audit(
-        home,
-        Event::new(
-            "image.prune",
-            Outcome::Success,
-            format!(
-                "deleted {} blobs, {} image filesystems, {} cache entries",
-                p.store.blobs.len(),
-                p.store.rootfs.len(),
-                p.cache.removed.len()
-            ),
-        )
-        .with(
-            "images",
-            p.store
-                .rootfs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        )
-        .with("freed_bytes", p.freed().allocated),
-    )?;
-    Ok(p)
+    Ok(())
 }
 
 fn prune(home: &A3sHome, a: &SystemPruneArgs) -> anyhow::Result<ExitStatus> {
@@ -375,66 +318,13 @@ fn prune(home: &A3sHome, a: &SystemPruneArgs) -> anyhow::Result<ExitStatus> {
     );
     confirm(a.force, &what)?;
 
-    let mut freed = prune_boxes(home)?;
-    prune_networks(home)?;
-    let images = prune_images(home, a.all)?;
-    if !images.untagged.is_empty() || !images.store.blobs.is_empty() {
-        output::line("Deleted Images:")?;
-        for r in &images.untagged {
-            output::line(&format!("untagged: {}", r.familiar()))?;
-        }
-        for d in &images.store.blobs {
-            output::line(&format!("deleted: {d}"))?;
-        }
-        output::line("")?;
-    }
-    freed += images.freed();
-    if a.volumes {
-        let removed = disk::prune_volumes(home)?;
-        for (n, size) in &removed {
-            audit(
-                home,
-                Event::new("volume.remove", Outcome::Success, "pruned (unused)")
-                    .with("volume", n.as_str()),
-            )?;
-            freed += *size;
-        }
-        audit(
-            home,
-            Event::new(
-                "volume.prune",
-                Outcome::Success,
-                format!("removed {} unused volume(s)", removed.len()),
-            )
-            .with("volume", ""),
-        )?;
-        if !removed.is_empty() {
-            output::line("Deleted Volumes:")?;
-            for (n, _) in &removed {
-                output::line(n.as_str())?;
-            }
-            output::line("")?;
-        }
-    }
-    let cache = disk::prune_caches(home)?;
-    audit(
-        home,
-        Event::new(
-            "cache.prune",
-            Outcome::Success,
-            format!("removed {} cache entries", cache.removed.len()),
-        )
-        .with("removed", cache.removed.clone())
-        .with("freed_bytes", cache.freed.allocated),
-    )?;
-    if !cache.removed.is_empty() {
-        output::line("Deleted Cache Entries:")?;
-        for p in &cache.removed {
-            output::line(p)?;
-        }
-        output::line("")?;
-    }
-    freed += cache.freed;
+    let req = SystemPruneRequest {
+        all_images: a.all,
+        volumes: a.volumes,
+    };
+    let freed = Engine::open(home)
+        .system_prune(req, &mut print_stage)
+        .engine()?;
     output::line(&format!(
         "Total reclaimed space: {}",
         human(freed.allocated)

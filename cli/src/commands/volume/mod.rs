@@ -2,14 +2,14 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use a3s_runtime::audit::{AuditLog, Event, Outcome};
-use a3s_runtime::volumes::{MountSpec, VolumeError, VolumeName, Volumes};
+use a3s_runtime::engine::Engine;
+use a3s_runtime::volumes::{MountSpec, VolumeError, VolumeName};
 use a3s_runtime::A3sHome;
 
 use crate::args::{Format, FormatArgs};
+use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
 /// `-v` on `create`/`run`.
@@ -78,61 +78,17 @@ fn name(s: &str) -> anyhow::Result<VolumeName> {
     s.parse::<VolumeName>().map_err(|e| usage_error(e.into()))
 }
 
-fn audit(
-    home: &A3sHome,
-    action: &str,
-    volume: &str,
-    outcome: Outcome,
-    message: &str,
-) -> anyhow::Result<()> {
-    let event = Event::new(action, outcome, message).with("volume", volume);
-    AuditLog::open(home.audit())
-        .record(&event)
-        .context("writing the audit event")?;
-    Ok(())
-}
-
-/// Creates the named volumes a new box mounts (Docker: `run -v NAME:/p` creates a missing
-/// `NAME`), auditing each one created.
-pub(crate) fn ensure_named(home: &A3sHome, mounts: &[MountSpec]) -> anyhow::Result<()> {
-    let volumes = Volumes::open(home);
-    for m in mounts {
-        if let a3s_runtime::volumes::MountSource::Volume { name } = &m.source {
-            if volumes.create(name)?.1 {
-                audit(
-                    home,
-                    "volume.create",
-                    name.as_str(),
-                    Outcome::Success,
-                    "created for -v",
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
     let home = A3sHome::from_env()?;
-    let volumes = Volumes::open(&home);
+    let engine = Engine::open(&home);
     match cmd {
         VolumeCommand::Create(a) => {
             let n = name(&a.name)?;
-            let (_, created) = volumes.create(&n)?;
-            let what = if created {
-                "created"
-            } else {
-                "already existed"
-            };
-            audit(&home, "volume.create", n.as_str(), Outcome::Success, what)?;
+            engine.create_volume(&n).engine()?;
             output::line(n.as_str())?;
         }
         VolumeCommand::Ls(f) => {
-            let infos = volumes
-                .list()?
-                .iter()
-                .map(|r| volumes.info(r))
-                .collect::<Result<Vec<_>, _>>()?;
+            let infos = engine.list_volumes().engine()?;
             match f.format {
                 Format::Json => output::json(&infos)?,
                 Format::Text => {
@@ -158,7 +114,7 @@ pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
         VolumeCommand::Inspect(a) => {
             let mut infos = Vec::new();
             for n in &a.names {
-                infos.push(volumes.info(&volumes.get(&name(n)?)?)?);
+                infos.push(engine.inspect_volume(&name(n)?).engine()?);
             }
             output::json(&infos)?;
         }
@@ -166,25 +122,12 @@ pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
             let mut failed = None;
             for n in &a.names {
                 let n = name(n)?;
-                match volumes.remove(&n, a.force) {
-                    Ok(_) => {
-                        let what = if a.force {
-                            "removed (forced)"
-                        } else {
-                            "removed"
-                        };
-                        audit(&home, "volume.remove", n.as_str(), Outcome::Success, what)?;
-                        output::line(n.as_str())?;
-                    }
+                match engine.remove_volume(&n, a.force) {
+                    Ok(_) => output::line(n.as_str())?,
                     Err(e) => {
-                        let outcome = if matches!(e, VolumeError::InUse { .. }) {
-                            Outcome::Denied
-                        } else {
-                            Outcome::Failure
-                        };
-                        audit(&home, "volume.remove", n.as_str(), outcome, &e.to_string())?;
+                        let e = crate::commands::engine_error(e);
                         if a.names.len() == 1 {
-                            return Err(e.into());
+                            return Err(e);
                         }
                         let _ = writeln!(std::io::stderr(), "error: {e}");
                         failed = Some(e);
@@ -196,24 +139,9 @@ pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
             }
         }
         VolumeCommand::Prune => {
-            let removed = volumes.prune()?;
-            for n in &removed {
-                audit(
-                    &home,
-                    "volume.remove",
-                    n.as_str(),
-                    Outcome::Success,
-                    "pruned (unused)",
-                )?;
+            for n in &engine.prune_volumes().engine()? {
                 output::line(n.as_str())?;
             }
-            audit(
-                &home,
-                "volume.prune",
-                "",
-                Outcome::Success,
-                &format!("removed {} unused volume(s)", removed.len()),
-            )?;
         }
     }
     Ok(ExitStatus::Success)

@@ -1,0 +1,278 @@
+//! Box lifecycle and I/O: start, stop, restart, kill, remove, wait, inspect, list, stats,
+//! logs, exec, attach, import, and the monitor process's entry point.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use a3s_vmm::proto::ProcessSpec;
+
+use super::{Engine, EngineError};
+use crate::audit::{Event, Outcome};
+use crate::boxes::client::ClientMsg;
+use crate::boxes::logs::{self, LogRecord};
+use crate::boxes::{BoxError, BoxRecord, BoxState};
+use crate::state::BoxId;
+
+/// What `logs` reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogRequest {
+    /// Keep streaming until the box stops.
+    pub follow: bool,
+    /// Only the last N records already written.
+    pub tail: Option<usize>,
+}
+
+/// One running box's resource use (`stats`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BoxStats {
+    /// Box id.
+    pub id: String,
+    /// Box name.
+    pub name: String,
+    /// The QEMU process.
+    pub qemu_pid: u32,
+    /// CPU time used so far.
+    pub cpu_seconds: f64,
+    /// Resident memory.
+    pub rss_kib: u64,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Memory limit.
+    pub mem_mib: u32,
+}
+
+impl Engine {
+    /// `start`: boots a created or exited box (measurement, launch, attestation, workload:
+    /// see [`Engine::run`]); the attempt is audited with its outcome.
+    ///
+    /// # Errors
+    /// Preparation errors, or [`BoxError::StartFailed`] with the monitor's reason.
+    pub fn start(&self, key: &str) -> Result<BoxRecord, EngineError> {
+        let exe = self.monitor_exe()?;
+        match self.boxes.start(key, &exe, false) {
+            Ok(rec) => {
+                self.record_box("box.start", &rec, Outcome::Success, "started")?;
+                Ok(rec)
+            }
+            Err(e) => {
+                if let Ok(rec) = self.boxes.find(key) {
+                    self.record_box("box.start", &rec, Outcome::Failure, &e.to_string())?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// `stop`: SIGTERM, then SIGKILL of the VM after `timeout`.
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub fn stop(&self, key: &str, timeout: Duration) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.stop(key, timeout)?;
+        self.record_box("box.stop", &rec, Outcome::Success, "stopped")?;
+        Ok(rec)
+    }
+
+    /// `restart`: stop, then start.
+    ///
+    /// # Errors
+    /// Those of [`Engine::stop`] and [`Engine::start`].
+    pub fn restart(&self, key: &str, timeout: Duration) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.stop(key, timeout)?;
+        self.record_box("box.stop", &rec, Outcome::Success, "stopped for restart")?;
+        self.start(key)
+    }
+
+    /// `kill`: sends `signal` to the workload.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn kill(&self, key: &str, signal: i32) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.find(key)?;
+        self.boxes.request(&rec, &ClientMsg::Signal { signal })?;
+        self.record_box(
+            "box.kill",
+            &rec,
+            Outcome::Success,
+            &format!("signal {signal}"),
+        )?;
+        Ok(rec)
+    }
+
+    /// `rm`: removes a box (stopping it first with `force`).
+    ///
+    /// # Errors
+    /// [`BoxError::StillRunning`] without `force`.
+    pub fn remove(&self, key: &str, force: bool) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.remove(key, force)?;
+        self.record_box("box.remove", &rec, Outcome::Success, "removed")?;
+        Ok(rec)
+    }
+
+    /// `wait`: blocks until the box has run and stopped; returns its final record.
+    ///
+    /// # Errors
+    /// State errors.
+    pub fn wait(&self, key: &str) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.find(key)?;
+        Ok(self
+            .boxes
+            .wait_until(&rec.id, |s| !s.is_active() && *s != BoxState::Created, None)?)
+    }
+
+    /// `inspect`: one record by name, id or unique id prefix.
+    ///
+    /// # Errors
+    /// Not found or ambiguous.
+    pub fn inspect(&self, key: &str) -> Result<BoxRecord, EngineError> {
+        Ok(self.boxes.find(key)?)
+    }
+
+    /// `ps`: every box, oldest first (`all: false`: only active ones).
+    ///
+    /// # Errors
+    /// i/o on the boxes directory.
+    pub fn list(&self, all: bool) -> Result<Vec<BoxRecord>, EngineError> {
+        Ok(self
+            .boxes
+            .list()?
+            .into_iter()
+            .filter(|r| all || r.state.is_active())
+            .collect())
+    }
+
+    /// `stats`: resource use of the boxes named (none named: every running box).
+    ///
+    /// # Errors
+    /// A box that is not running.
+    pub fn stats(&self, keys: &[String]) -> Result<Vec<BoxStats>, EngineError> {
+        let recs: Vec<BoxRecord> = if keys.is_empty() {
+            self.boxes
+                .list()?
+                .into_iter()
+                .filter(|r| matches!(r.state, BoxState::Running { .. }))
+                .collect()
+        } else {
+            keys.iter()
+                .map(|k| self.boxes.find(k))
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for r in &recs {
+            let BoxState::Running { qemu_pid, .. } = r.state else {
+                return Err(BoxError::NotRunning(r.name.clone()).into());
+            };
+            out.push(BoxStats {
+                id: r.id.to_string(),
+                name: r.name.clone(),
+                qemu_pid,
+                cpu_seconds: a3s_vmm::qemu::cpu_time_secs(qemu_pid).unwrap_or(0.0),
+                rss_kib: a3s_vmm::qemu::rss_kib(qemu_pid).unwrap_or(0),
+                vcpus: r.spec.vcpus,
+                mem_mib: r.spec.mem_mib,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `logs`: a box's output to `sink`; with `follow`, until the box stops.
+    ///
+    /// # Errors
+    /// Not found, i/o, or the sink's error.
+    pub fn logs(
+        &self,
+        key: &str,
+        req: LogRequest,
+        sink: &mut dyn FnMut(&[LogRecord]) -> std::io::Result<()>,
+    ) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.find(key)?;
+        let path = self.boxes.output_log(&rec);
+        let (mut records, mut offset) = logs::read_from(&path, 0)?;
+        if let Some(n) = req.tail {
+            let skip = records.len().saturating_sub(n);
+            records.drain(..skip);
+        }
+        sink(&records)?;
+        if req.follow {
+            return self.follow(&rec, &mut offset, sink);
+        }
+        Ok(rec)
+    }
+
+    /// `exec`: opens a session running `process` in a running box (the connection carries
+    /// the guest protocol's frames). A TEE box refuses unless created with `allow_exec`; the
+    /// refusal and the exec are audited.
+    ///
+    /// # Errors
+    /// [`crate::tee::TeeError::ExecRefused`], [`BoxError::NotRunning`], monitor errors.
+    pub fn exec(
+        &self,
+        key: &str,
+        process: ProcessSpec,
+    ) -> Result<(BoxRecord, UnixStream), EngineError> {
+        let rec = self.boxes.find(key)?;
+        self.refuse_host_access(&rec, "exec")?;
+        let what = format!("exec {}", process.argv.join(" "));
+        self.record_box("box.exec", &rec, Outcome::Success, &what)?;
+        let conn = self.boxes.exec(&rec, process)?;
+        Ok((rec, conn))
+    }
+
+    /// `attach`: the workload's stdin of a running box (its output: [`Engine::logs`] with
+    /// `follow`). A TEE box refuses unless created with `allow_exec` (audited).
+    ///
+    /// # Errors
+    /// [`crate::tee::TeeError::ExecRefused`], [`BoxError::NotRunning`], monitor errors.
+    pub fn attach(&self, key: &str) -> Result<(BoxRecord, UnixStream), EngineError> {
+        let rec = self.boxes.find(key)?;
+        self.refuse_host_access(&rec, "attach")?;
+        let conn = self.boxes.attach_stdin(&rec)?;
+        Ok((rec, conn))
+    }
+
+    /// Refuses host `exec`/`attach` into a TEE box without `--allow-exec` (audited). The
+    /// monitor refuses too, for clients that bypass the engine.
+    fn refuse_host_access(&self, rec: &BoxRecord, what: &str) -> Result<(), EngineError> {
+        let Some(tee) = &rec.spec.tee else {
+            return Ok(());
+        };
+        if tee.allow_exec {
+            return Ok(());
+        }
+        let err = crate::tee::TeeError::ExecRefused {
+            what: what.to_owned(),
+            name: rec.name.clone(),
+        };
+        self.record(
+            &Event::new("box.exec", Outcome::Denied, err.to_string())
+                .with_box(rec.id.as_str())
+                .with("name", rec.name.as_str()),
+        )?;
+        Err(err.into())
+    }
+
+    /// `import`: a root filesystem tarball as image `reference`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn import_rootfs(
+        &self,
+        tarball: &Path,
+        reference: &a3s_image::ImageRef,
+    ) -> Result<a3s_image::LocalImage, EngineError> {
+        let store = a3s_image::ImageStore::open(self.home.root().join("images"))?;
+        Ok(store.import_rootfs(tarball, reference)?)
+    }
+
+    /// The box monitor process's body (`a3s-box __monitor ID`): boots the box and serves it
+    /// until it ends.
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub fn serve_monitor(&self, id: &BoxId, attached_to: Option<u32>) -> Result<(), EngineError> {
+        Ok(crate::boxes::monitor::run(&self.boxes, id, attached_to)?)
+    }
+}

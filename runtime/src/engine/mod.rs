@@ -1,0 +1,230 @@
+//! The engine: one entry point for every operation that changes or reads state, for every
+//! front end (the `a3s-box` CLI today; the CRI server, compose and build next).
+//!
+//! [`Engine`] has one method per operation. Requests are plain structs a front end builds
+//! from its own input ([`CreateBox`], [`crate::boxes::CreateRequest`],
+//! [`crate::network::CreateNetwork`], ...); results are returned as values, and streams
+//! (foreground output, logs) go to callbacks. The engine never prints.
+//!
+//! Each operation records its audit events itself, before it returns success, so a front end
+//! cannot forget one. "Run a box" is written down once, in [`Engine::run`]: resolve image →
+//! signature gate → measurement → launch → attestation and secrets (guest) → workload →
+//! cleanup.
+//!
+//! An [`Engine`] is cheap to clone, `Send` and `Sync`: operations may run concurrently on
+//! several threads of one process and in several processes on one `A3S_HOME`; the file locks
+//! of the stores (box names, box records, networks, volumes, the audit log) order them.
+
+mod attest;
+mod copy;
+mod images;
+mod lifecycle;
+mod networks;
+mod run;
+mod system;
+mod volumes;
+
+#[cfg(test)]
+mod tests;
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+
+use crate::audit::{AuditError, AuditLog, Event, Outcome};
+use crate::boxes::{BoxError, BoxRecord, Boxes};
+use crate::home::A3sHome;
+
+pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
+pub use images::{is_verdict, RemoteVerdict, Untagged};
+pub use lifecycle::{BoxStats, LogRequest};
+pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
+pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};
+
+/// The operations of one A3S home.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    home: A3sHome,
+    boxes: Boxes,
+    audit: AuditLog,
+    monitor: Option<PathBuf>,
+}
+
+impl Engine {
+    /// The engine of `home`. Boxes are started by spawning this executable as their monitor
+    /// (`<exe> __monitor ID`); see [`Engine::with_monitor`] for other front ends.
+    pub fn open(home: &A3sHome) -> Self {
+        Self {
+            home: home.clone(),
+            boxes: Boxes::open(home),
+            audit: AuditLog::open(home.audit()),
+            monitor: None,
+        }
+    }
+
+    /// Uses `exe` (the `a3s-box` binary, which serves `__monitor`) as the box monitor.
+    #[must_use]
+    pub fn with_monitor(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.monitor = Some(exe.into());
+        self
+    }
+
+    /// The A3S home.
+    pub fn home(&self) -> &A3sHome {
+        &self.home
+    }
+
+    /// The box store (read access for front ends that render records).
+    pub fn boxes(&self) -> &Boxes {
+        &self.boxes
+    }
+
+    /// The audit log, for `audit` queries and chain verification (reading only: events are
+    /// recorded by the operations themselves).
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    fn monitor_exe(&self) -> Result<PathBuf, EngineError> {
+        match &self.monitor {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe().map_err(|e| EngineError::Context {
+                what: "finding the a3s-box binary to run the box monitor".into(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Records `event`; an operation reports success only after this returned `Ok`.
+    fn record(&self, event: &Event) -> Result<(), EngineError> {
+        self.audit.record(event).map_err(EngineError::Audit)?;
+        Ok(())
+    }
+
+    /// Records a lifecycle event of `rec`.
+    fn record_box(
+        &self,
+        action: &str,
+        rec: &BoxRecord,
+        outcome: Outcome,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        self.record(
+            &Event::new(action, outcome, message)
+                .with_box(rec.id.as_str())
+                .with("name", rec.name.as_str())
+                .with("image", rec.image_digest.as_str()),
+        )
+    }
+}
+
+/// An engine operation failed. Most variants carry the failing store's own error unchanged
+/// (see [`EngineError::cause`]), so front ends keep its message and hint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A box operation.
+    #[error(transparent)]
+    Box(#[from] BoxError),
+    /// Box state (ids, names, locks).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A volume operation.
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
+    /// A network operation.
+    #[error(transparent)]
+    Net(#[from] crate::network::NetError),
+    /// `cp`.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
+    /// Disk accounting and pruning.
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
+    /// Confidential boxes and attestation.
+    #[error(transparent)]
+    Tee(#[from] crate::tee::TeeError),
+    /// The image store.
+    #[error(transparent)]
+    Store(#[from] a3s_image::StoreError),
+    /// Pull and push.
+    #[error(transparent)]
+    Transfer(#[from] a3s_image::pull::TransferError),
+    /// A signature check that is not a verdict (e.g. the registry failed).
+    #[error(transparent)]
+    Verify(#[from] a3s_image::cosign::VerifyError),
+    /// A registry request.
+    #[error(transparent)]
+    Registry(#[from] a3s_image::registry::RegistryError),
+    /// The audit event could not be written, so the operation is not reported done.
+    #[error("writing the audit event")]
+    Audit(#[source] AuditError),
+    /// The signature gate refused the image a box was created from (the box is removed).
+    #[error("image {image} ({digest}) may not run")]
+    ImageRefused {
+        /// The image reference.
+        image: String,
+        /// The digest the box would have launched.
+        digest: String,
+        /// Why.
+        #[source]
+        source: Box<a3s_image::cosign::VerifyError>,
+    },
+    /// A foreground box failed to boot or run.
+    #[error("box {name} failed: {message}")]
+    BoxFailed {
+        /// The box.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// `cp` from a host path that does not exist.
+    #[error("{}: no such file or directory", .0.display())]
+    NoHostPath(PathBuf),
+    /// `attest BOX` of a box that is not confidential.
+    #[error("box {0} is not a TEE box (run it with --tee-simulate or --tee-enable)")]
+    NotTee(String),
+    /// `attest --connect` without a policy.
+    #[error("--connect without a box needs --policy FILE (what the endpoint must prove)")]
+    AttestNeedsPolicy,
+    /// A step failed; `what` names it.
+    #[error("{what}")]
+    Context {
+        /// The step.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// Other i/o.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl EngineError {
+    /// The error to look at for hints and exit codes: the store's own error for the variants
+    /// that carry one unchanged, else this error.
+    pub fn cause(&self) -> &(dyn StdError + 'static) {
+        match self {
+            Self::Box(e) => e,
+            Self::State(e) => e,
+            Self::Volume(e) => e,
+            Self::Net(e) => e,
+            Self::Copy(e) => e,
+            Self::Disk(e) => e,
+            Self::Tee(e) => e,
+            Self::Store(e) => e,
+            Self::Transfer(e) => e,
+            Self::Verify(e) => e,
+            Self::Registry(e) => e,
+            Self::Io(e) => e,
+            other => other,
+        }
+    }
+
+    fn context(what: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Context {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+}
