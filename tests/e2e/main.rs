@@ -11,6 +11,7 @@ mod image;
 mod kbs;
 mod measure;
 mod net;
+mod real_images;
 mod simulate;
 mod support;
 mod tee;
