@@ -148,28 +148,19 @@ fn box_id(name: &str) -> String {
 /// The box's state and the tail of its console, for failure messages.
 fn diagnose(name: &str) -> String {
     let r = run(&["inspect", name]);
-    let state = if r.code == 0 {
-        r.json()[0]["state"].to_string()
-    } else {
-        r.stderr
-    };
-    let console = (r.code == 0)
-        .then(|| r.json()[0]["id"].as_str().map(str::to_owned))
-        .flatten()
+    if r.code != 0 {
+        return format!("inspect {name}: {}", r.stderr);
+    }
+    let rec = r.json()[0].clone();
+    let console = rec["id"]
+        .as_str()
         .and_then(|id| {
             std::fs::read_to_string(env().path("boxes").join(id).join("console.log")).ok()
         })
-        .map(|c| {
-            c.lines()
-                .rev()
-                .take(30)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
         .unwrap_or_default();
+    let lines: Vec<&str> = console.lines().collect();
+    let console = lines[lines.len().saturating_sub(30)..].join("\n");
+    let state = &rec["state"];
     let logs = run(&["logs", name]);
     format!(
         "state: {state}\nlogs:\n{}{}\nconsole tail:\n{console}",
