@@ -25,7 +25,8 @@ lines=$(scripts/test-images nginx python3 postgres big) || {
   [ "$rc" = 3 ] && echo "bench/images.sh: the apt mirror is unreachable; cannot build the test images" >&2
   exit "$rc"
 }
-export A3S_HOME=$(mktemp -d)
+A3S_HOME=$(mktemp -d)
+export A3S_HOME
 export A3S_BOX_QUIET=1
 trap '"$box" rm -f bench-idle >/dev/null 2>&1 || true; rm -rf "$A3S_HOME"' EXIT
 
