@@ -300,11 +300,6 @@ fn postgres_keeps_a_table_across_restart() {
     let _rm = Cleanup("ri-pg");
     ok(&["run", "-d", "--name", "ri-pg", &pg.reference]);
     wait_for_postgres("ri-pg");
-    // The image's User is postgres: exec runs as it too.
-    assert_eq!(
-        ok(&["exec", "ri-pg", "id", "-un"]).stdout.trim(),
-        "postgres"
-    );
     psql(
         "ri-pg",
         "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives-restart');",
@@ -314,6 +309,11 @@ fn postgres_keeps_a_table_across_restart() {
     assert_eq!(
         psql("ri-pg", "SELECT v FROM kept;").trim(),
         "survives-restart"
+    );
+    // The image's User is postgres: exec runs as it too, as in Docker.
+    assert_eq!(
+        ok(&["exec", "ri-pg", "id", "-un"]).stdout.trim(),
+        "postgres"
     );
 }
 
