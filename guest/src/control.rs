@@ -125,6 +125,16 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             process,
             tee,
         } => {
+            if let Err(e) = enter_root() {
+                let message = format!("{e:#}");
+                eprintln!("a3s-guest-init: fatal: {message}");
+                chan.msg(
+                    WORKLOAD_SESSION,
+                    &GuestMsg::SpawnFailed { code: 125, message },
+                );
+                finished(WORKLOAD_SESSION, 125, chan);
+                return;
+            }
             if let Err(e) = init::apply_setup(&setup) {
                 eprintln!("a3s-guest-init: {e:#}");
             }
@@ -214,6 +224,16 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                 },
             );
         }
+    }
+}
+
+/// Switches into the box's root filesystem when the host attached one (every box does; the
+/// initramfs root is only for guest-init itself).
+fn enter_root() -> anyhow::Result<()> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    match crate::rootfs::RootSpec::from_cmdline(&cmdline)? {
+        Some(spec) => crate::rootfs::enter(&spec, None),
+        None => Ok(()),
     }
 }
 

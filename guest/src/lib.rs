@@ -4,7 +4,9 @@
 //! 1. mount `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts`, `/dev/shm`, `/run`, `/tmp`;
 //! 2. load the kernel modules the host put in `/.a3s/modules/` (virtio-mmio on microvm);
 //! 3. open the `a3s.ctl` virtio-serial port and say `Ready`;
-//! 4. on `Start`: hostname, `/etc/hosts`, `/etc/resolv.conf`; for TEE boxes the attestation
+//! 4. on `Start`: the root filesystem ([`rootfs`]: the image's erofs through dm-verity under an
+//!    overlay on the box's writable disk, then switch root); hostname, `/etc/hosts`,
+//!    `/etc/resolv.conf`; for TEE boxes the attestation
 //!    agent ([`agent`]: evidence, KBS, secrets, RA-TLS, sealing) and only if it succeeds the
 //!    workload (session 0) with its env, working directory and user;
 //! 5. serve `Exec`, `Signal`, `Resize` and stdin frames; reap every zombie (we are PID 1);
@@ -18,10 +20,12 @@ mod agent;
 mod channel;
 mod control;
 mod copy;
+mod dm;
 mod init;
 mod mounts;
 mod net;
 mod process;
+mod rootfs;
 
 use std::time::Duration;
 

@@ -39,4 +39,4 @@ pub mod unpack;
 
 pub use oci::ImageConfig;
 pub use reference::{Digest, ImageRef};
-pub use store::{ImageStore, LocalImage, StoreError};
+pub use store::{FsImage, ImageStore, LocalImage, StoreError};

@@ -1,11 +1,10 @@
-//! Boot assets: the guest kernel, the base initrd (guest-init plus kernel modules) and the
-//! per-image initrd, all built on the host and cached under `A3S_HOME/cache/`.
+//! Boot assets: the guest kernel and the initrd (guest-init plus kernel modules, the same for
+//! every image), built on the host and cached under `A3S_HOME/cache/`. The image's root
+//! filesystem is not in the initrd: it is a read-only block device ([`crate::disk`]).
 //!
 //! ```text
 //! cache/kernels/<release>-<vmlinuz sha256 prefix>/vmlinux   PVH ELF extracted from the bzImage
 //! cache/initrd/base-<key>.cpio      guest-init at /.a3s/init, modules at /.a3s/modules/NN-*.ko
-//! cache/rootfs/<image digest>.cpio  the image's rootfs, uncompressed
-//! cache/initrd/<base key>-<image>.img   rootfs archive followed by the base archive
 //! ```
 //!
 //! Every cache entry is content-addressed and written to a temporary file, fsynced and renamed
@@ -431,39 +430,6 @@ pub fn base_initrd(
     }
     write_atomic(&path, &w.finish()?)?;
     Ok(BaseInitrd { path, key })
-}
-
-/// The initrd for one image: its rootfs archive (cached per `image_key`, normally the manifest
-/// digest's hex) followed by the base archive, so guest-init can never be shadowed by the image.
-///
-/// # Errors
-/// i/o while archiving the rootfs.
-pub fn image_initrd(
-    cache: &Path,
-    base: &BaseInitrd,
-    rootfs: &Path,
-    image_key: &str,
-) -> Result<PathBuf, AssetError> {
-    let image_key: String = image_key
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    let combined = cache
-        .join("initrd")
-        .join(format!("{}-{image_key}.img", base.key));
-    if combined.is_file() {
-        return Ok(combined);
-    }
-    let rootfs_cpio = cache.join("rootfs").join(format!("{image_key}.cpio"));
-    if !rootfs_cpio.is_file() {
-        let mut w = CpioWriter::new(Vec::new());
-        w.tree(rootfs)?;
-        write_atomic(&rootfs_cpio, &w.finish()?)?;
-    }
-    let mut all = fs_err::read(&rootfs_cpio)?;
-    all.extend(fs_err::read(&base.path)?);
-    write_atomic(&combined, &all)?;
-    Ok(combined)
 }
 
 fn short_hash(parts: &[&[u8]]) -> String {

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod copy;
 pub mod cpio;
 pub mod design;
+pub mod disk;
 pub mod fs;
 pub mod host;
 pub mod net;

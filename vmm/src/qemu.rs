@@ -98,7 +98,7 @@ pub struct VmConfig {
     pub vcpus: u8,
     /// Kernel (PVH `vmlinux`).
     pub kernel: PathBuf,
-    /// Initrd (rootfs plus base archive).
+    /// Initrd (guest-init and kernel modules; the same for every image).
     pub initrd: PathBuf,
     /// Full kernel command line (see [`kernel_cmdline`]).
     pub cmdline: String,
@@ -116,6 +116,8 @@ pub struct VmConfig {
     pub boot_attempts: u32,
     /// The network device (`None`: no NIC at all).
     pub net: Option<crate::net::Nic>,
+    /// Block devices: the image's root filesystem and the box's writable layer.
+    pub disks: Vec<crate::disk::Disk>,
     /// virtiofs shares (volumes, bind mounts); any share switches guest RAM to a shared memfd.
     pub shares: Vec<crate::fs::Share>,
     /// An SEV-SNP launch (`--tee-enable`): q35, OVMF with kernel hashes, `sev-snp-guest`.
@@ -239,6 +241,7 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         format!("{port},chardev=ctl,name={PORT_NAME}"),
     ];
     a.extend(args.into_iter().map(OsString::from));
+    a.extend(crate::disk::qemu_args(&config.disks, config.machine));
     if let Some(net) = &config.net {
         a.extend(net.qemu_args(config.machine));
     }
@@ -643,6 +646,7 @@ mod tests {
             boot_cpu_budget_secs: 12,
             boot_timeout_secs: 90,
             net: None,
+            disks: vec![],
             shares: vec![],
             snp: None,
             boot_attempts: 3,

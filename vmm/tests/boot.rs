@@ -1,6 +1,7 @@
-//! Boots one real VM under the host's accelerator (TCG here) from a busybox rootfs directory and
-//! drives guest-init through the channel. Needs the kernel (`scripts/setup`) and a static
-//! guest-init (`scripts/build-guest-init`).
+//! Boots one real VM under the host's accelerator (TCG here) from a busybox root filesystem on
+//! verified block devices (erofs + dm-verity made with the Debian tools, an ext4 writable layer)
+//! and drives guest-init through the channel. Needs the kernel, erofs-utils and cryptsetup-bin
+//! (`scripts/setup`) and a static guest-init (`scripts/build-guest-init`).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use a3s_vmm::accel;
 use a3s_vmm::assets::{self, KernelDir};
+use a3s_vmm::disk::{self, Disk, LayerFormat};
 use a3s_vmm::proto::{Frame, GuestMsg, GuestSetup, HostMsg, Kind, ProcessSpec};
 use a3s_vmm::qemu::{kernel_cmdline, Machine, Vm, VmConfig};
 
@@ -24,6 +26,35 @@ fn busybox_rootfs(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// `mkfs.erofs` + `veritysetup format` of `tree` into `out`: (data blocks, root hash).
+fn verified_erofs(tree: &Path, out: &Path) -> (u64, String) {
+    let ok = std::process::Command::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(out)
+        .arg(tree)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mkfs.erofs failed");
+    let blocks = std::fs::metadata(out).unwrap().len() / 4096;
+    let v = std::process::Command::new("veritysetup")
+        .args(["format", "--no-superblock", "--salt=-"])
+        .arg(format!("--data-blocks={blocks}"))
+        .arg(format!("--hash-offset={}", blocks * 4096))
+        .arg(out)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "veritysetup failed");
+    let stdout = String::from_utf8(v.stdout).unwrap();
+    let hash = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (blocks, hash)
 }
 
 /// The static guest-init, built with `scripts/build-guest-init` if it is not there yet.
@@ -82,10 +113,14 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
     let kernel = KernelDir::locate(&[home_kernels]).unwrap();
     let machine = Machine::from_env().unwrap();
     let init = guest_init();
-    let base = assets::base_initrd(&cache, &kernel, &init, machine.guest_modules()).unwrap();
+    let modules = [machine.guest_modules(), disk::GUEST_MODULES].concat();
+    let base = assets::base_initrd(&cache, &kernel, &init, &modules).unwrap();
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs);
-    let initrd = assets::image_initrd(&cache, &base, &rootfs, "test").unwrap();
+    let root_image = tmp.path().join("root.erofs");
+    let (blocks, root_hash) = verified_erofs(&rootfs, &root_image);
+    let layer = tmp.path().join("rw.img");
+    disk::create_layer(&layer, 256 << 20, LayerFormat::Ext4).unwrap();
     let accel = accel::choose(accel::probe_kvm(Path::new("/")), None)
         .unwrap()
         .accel;
@@ -95,8 +130,14 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         mem_mib: 256,
         vcpus: 1,
         kernel: kernel.vmlinux(&cache).unwrap(),
-        initrd,
-        cmdline: kernel_cmdline(accel, &[]),
+        initrd: base.path,
+        cmdline: kernel_cmdline(
+            accel,
+            &[
+                format!("{}={blocks},{root_hash}", disk::ROOT_ARG),
+                format!("{}=ext4", disk::RW_ARG),
+            ],
+        ),
         channel_socket: tmp.path().join("ctl.sock"),
         console_log: tmp.path().join("console.log"),
         qemu_log: tmp.path().join("qemu.log"),
@@ -104,6 +145,18 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         boot_timeout_secs: 120,
         boot_attempts: 3,
         net: None,
+        disks: vec![
+            Disk {
+                path: root_image,
+                readonly: true,
+                serial: disk::ROOT_SERIAL.into(),
+            },
+            Disk {
+                path: layer,
+                readonly: false,
+                serial: disk::RW_SERIAL.into(),
+            },
+        ],
         shares: vec![],
         snp: None,
     };

@@ -19,6 +19,7 @@
 //! rootfs builds happen under `flock` locks.
 
 mod blobs;
+mod fsimage;
 mod fsutil;
 mod gc;
 
@@ -34,6 +35,7 @@ use crate::reference::{Digest, ImageRef};
 use crate::unpack::{self, UnpackError, Unpacker};
 
 pub use blobs::BlobWriter;
+pub use fsimage::{FsImage, BLOCK_SIZE as FS_BLOCK_SIZE};
 pub(crate) use fsutil::{write_atomic, FileLock, HashingReader};
 pub use gc::{PruneReport, StoreGuard};
 
@@ -135,6 +137,14 @@ pub enum StoreError {
         /// What the content hashes to.
         actual: Digest,
     },
+    /// Building the filesystem image a box boots from failed.
+    #[error("building the image's root filesystem: {tool}: {message}")]
+    FsTool {
+        /// `mkfs.erofs` or `veritysetup`.
+        tool: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A layer could not be unpacked.
     #[error("unpacking layer {layer}")]
     Unpack {
@@ -156,6 +166,9 @@ impl StoreError {
             Self::DigestMismatch { .. } | Self::DiffIdMismatch { .. } | Self::MissingBlob { .. } => {
                 Some("the local copy is damaged or incomplete: remove it with `a3s-box rmi` and pull it again".into())
             }
+            Self::FsTool { .. } => Some(
+                "install erofs-utils and cryptsetup-bin (`sudo scripts/setup`); they build each image's read-only root filesystem and its dm-verity tree".into(),
+            ),
             Self::NotATarball { .. } => {
                 Some("pass a rootfs tarball (tar, tar.gz or tar.zst), e.g. made with `tar -C rootfs -czf rootfs.tar.gz .`".into())
             }

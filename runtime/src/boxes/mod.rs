@@ -36,8 +36,10 @@ pub const MONITOR_SOCKET: &str = "monitor.sock";
 pub const CHANNEL_SOCKET: &str = "ctl.sock";
 /// The workload output log in a box directory.
 pub const OUTPUT_LOG: &str = "output.log";
+/// The writable layer disk in a box directory (kept from `create` until `rm`).
+pub const LAYER_DISK: &str = "rw.img";
 /// Default guest memory.
-pub const DEFAULT_MEM_MIB: u32 = 256;
+pub const DEFAULT_MEM_MIB: u32 = 512;
 
 /// A box operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum BoxError {
     /// Kernel, guest-init or initrd.
     #[error(transparent)]
     Asset(#[from] AssetError),
+    /// The box's writable layer disk.
+    #[error(transparent)]
+    Disk(#[from] a3s_vmm::disk::DiskError),
     /// Bad resources or machine.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -124,6 +129,7 @@ impl BoxError {
             Self::Health(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
+            Self::Disk(e) => e.hint(),
             Self::NoQemu => {
                 Some("install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into())
             }
@@ -180,6 +186,8 @@ pub struct CreateRequest {
     pub tee: Option<crate::tee::TeeSpec>,
     /// `--health-*`, `--no-healthcheck`.
     pub health: health::HealthOptions,
+    /// `--storage-opt size=`: the writable layer's size (`None`: the default).
+    pub layer_bytes: Option<u64>,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -193,8 +201,11 @@ pub struct VmPlan {
     pub machine: Machine,
     /// PVH kernel.
     pub kernel: PathBuf,
-    /// Initrd (image rootfs + guest-init).
+    /// Initrd (guest-init and modules, the same for every image).
     pub initrd: PathBuf,
+    /// The image's read-only filesystem (erofs with its verity tree).
+    #[serde(default)]
+    pub root_disk: PathBuf,
     /// Kernel command line.
     pub cmdline: String,
     /// The NIC (`None`: `--network none`, or a plan from before networking).
@@ -235,10 +246,28 @@ impl VmPlan {
             boot_timeout_secs: env_secs("A3S_BOX_BOOT_TIMEOUT_SECS", 180),
             boot_attempts: 3,
             net: self.net.as_ref().and_then(crate::network::BoxNet::nic),
+            disks: vec![
+                a3s_vmm::disk::Disk {
+                    path: self.root_disk.clone(),
+                    readonly: true,
+                    serial: a3s_vmm::disk::ROOT_SERIAL.into(),
+                },
+                a3s_vmm::disk::Disk {
+                    path: dir.join(LAYER_DISK),
+                    readonly: false,
+                    serial: a3s_vmm::disk::RW_SERIAL.into(),
+                },
+            ],
             shares: crate::volumes::shares(dir, &self.mounts),
             snp: self.snp.clone(),
         }
     }
+}
+
+/// How a box's writable layer is protected: encrypted in the guest for confidential boxes.
+fn layer_format(spec: &BoxSpec) -> a3s_vmm::disk::LayerFormat {
+    let _ = spec;
+    a3s_vmm::disk::LayerFormat::Ext4
 }
 
 fn bad_ref<E: std::fmt::Display>(reference: &str) -> impl FnOnce(E) -> BoxError + '_ {
@@ -461,6 +490,9 @@ impl Boxes {
                 auto_remove: req.auto_remove,
                 tee: req.tee.clone(),
                 health,
+                layer_bytes: req
+                    .layer_bytes
+                    .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
             },
             state: BoxState::Created,
             kernel_cmdline: None,
@@ -472,6 +504,12 @@ impl Boxes {
             health: None,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
+        a3s_vmm::disk::create_layer(
+            &self.box_dir(&id).join(LAYER_DISK),
+            rec.spec.layer_bytes,
+            layer_format(&rec.spec),
+        )
+        .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
         let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
             .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
         net.save(&self.box_dir(&id))?;
@@ -521,9 +559,16 @@ impl Boxes {
             .into());
         }
         let tee_modules: &[&str] = if snp.is_some() { &["sev-guest"] } else { &[] };
+        let layer = layer_format(&rec.spec);
+        let crypt_modules: &[&str] = match layer {
+            a3s_vmm::disk::LayerFormat::Encrypted => a3s_vmm::disk::CRYPT_GUEST_MODULES,
+            a3s_vmm::disk::LayerFormat::Ext4 => &[],
+        };
         let modules = [
             machine.guest_modules(),
             a3s_vmm::net::GUEST_MODULES,
+            a3s_vmm::disk::GUEST_MODULES,
+            crypt_modules,
             tee_modules,
         ]
         .concat();
@@ -535,8 +580,12 @@ impl Boxes {
             .parse()
             .map_err(bad_ref(&rec.image_digest))?;
         let image = store.resolve(&reference.with_digest(digest))?;
-        let rootfs = store.rootfs(&image)?;
-        let initrd = assets::image_initrd(&cache, &base, &rootfs, image.digest.hex())?;
+        let root = store.filesystem(&image)?;
+        let layer_disk = self.box_dir(&rec.id).join(LAYER_DISK);
+        if !layer_disk.exists() {
+            // A box created before writable layers existed.
+            a3s_vmm::disk::create_layer(&layer_disk, rec.spec.layer_bytes, layer)?;
+        }
         let choice = accel::choose(
             accel::probe_kvm(Path::new("/")),
             std::env::var(accel::ACCEL_ENV).ok().as_deref(),
@@ -549,7 +598,13 @@ impl Boxes {
             ))
             .into());
         }
-        let mut extra = vec![format!("a3s.image={}", rec.image_digest)];
+        // The verity root hash and the image digest are on the (measured) command line: a
+        // host cannot swap the root filesystem of a TEE box and still get a valid report.
+        let mut extra = vec![
+            format!("a3s.image={}", rec.image_digest),
+            format!("{}={}", a3s_vmm::disk::ROOT_ARG, root.verity_arg()),
+            format!("{}={}", a3s_vmm::disk::RW_ARG, layer.kernel_value()),
+        ];
         extra.extend(net.kernel_arg());
         extra.extend(rec.spec.kernel_args.iter().cloned());
         let plan = VmPlan {
@@ -557,7 +612,8 @@ impl Boxes {
             accel_reason: choice.reason,
             machine,
             kernel: kernel_image,
-            initrd,
+            initrd: base.path,
+            root_disk: root.path,
             cmdline: kernel_cmdline(choice.accel, &extra),
             net: Some(net),
             mounts,

@@ -95,6 +95,14 @@ pub struct BoxSpec {
     /// Health check (`--health-cmd`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::HealthConfig>,
+    /// Apparent size of the writable layer disk (`--storage-opt size=`); absent in records
+    /// from before writable layers, which get the default.
+    #[serde(default = "default_layer_bytes")]
+    pub layer_bytes: u64,
+}
+
+fn default_layer_bytes() -> u64 {
+    a3s_vmm::disk::DEFAULT_LAYER_BYTES
 }
 
 /// A box's lifecycle state.

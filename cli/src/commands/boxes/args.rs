@@ -73,7 +73,7 @@ pub(crate) struct CreateArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
-    /// Guest memory (bytes, or with k/m/g suffix), default 256m.
+    /// Guest memory (bytes, or with k/m/g suffix), default 512m.
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub(crate) memory: Option<String>,
     /// vCPUs.
@@ -85,6 +85,9 @@ pub(crate) struct CreateArgs {
     /// Remove the box when it exits.
     #[arg(long)]
     pub(crate) rm: bool,
+    /// Storage driver options; `size=N` (e.g. 20g) sets the writable layer's size (default 10g).
+    #[arg(long = "storage-opt", value_name = "OPT=VALUE")]
+    pub(crate) storage_opt: Vec<String>,
     #[command(flatten)]
     pub(crate) net: crate::commands::network::NetArgs,
     #[command(flatten)]

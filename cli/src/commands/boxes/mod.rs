@@ -312,7 +312,27 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         mounts: a.volumes.mounts()?,
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
+        layer_bytes: layer_bytes(&a.storage_opt).map_err(usage_error)?,
     })
+}
+
+/// `--storage-opt size=N` (the only option: the writable layer's size).
+fn layer_bytes(opts: &[String]) -> anyhow::Result<Option<u64>> {
+    let mut size = None;
+    for o in opts {
+        match o.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("size") => {
+                size = Some(
+                    a3s_vmm::disk::parse_size(v)
+                        .map_err(|e| anyhow::anyhow!("--storage-opt size: {e}"))?,
+                );
+            }
+            _ => anyhow::bail!(
+                "--storage-opt {o:?} is not supported: the only storage option is size=N (e.g. size=20g)"
+            ),
+        }
+    }
+    Ok(size)
 }
 
 /// `KEY=value` as is; a bare `KEY` takes this process's value (and is dropped when unset).

@@ -1,0 +1,340 @@
+//! Read-only filesystem images: the block device a box boots its root filesystem from.
+//!
+//! Per manifest digest the store builds, once, an erofs image of the unpacked rootfs
+//! (`mkfs.erofs`, Debian's erofs-utils) followed by its dm-verity hash tree (`veritysetup
+//! format`, Debian's cryptsetup-bin), in one file:
+//!
+//! ```text
+//! rootfs/<hex>.erofs        erofs data blocks (4 KiB) ‖ verity hash tree (no verity superblock)
+//! rootfs/<hex>.erofs.json   FsImage: root hash, data blocks, hash offset, sizes
+//! ```
+//!
+//! The guest opens the device with dm-verity against the root hash, which the host puts on the
+//! (measured) kernel command line, so a changed byte in either part is refused by the guest
+//! kernel. Data and hash blocks are both 4096 bytes and there is no superblock, so the hash tree
+//! starts at block `data_blocks`: the command line needs only the block count and the root hash.
+//! Building once per image and deleting the unpacked tree afterwards keeps one uncompressed copy
+//! of an image on disk (besides its compressed layer blobs).
+//!
+//! The root hash is stable for one cache entry but not across hosts: erofs-utils 1.5 stores the
+//! build time in the superblock unless every file's mtime is forced to one value, and keeping the
+//! image's mtimes matters more (Python compares them with its `.pyc` files).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fs_err as fs;
+use serde::{Deserialize, Serialize};
+
+use super::{fsutil, FileLock, ImageStore, LocalImage, StoreError};
+
+/// Block size of the erofs image and of the verity tree.
+pub const BLOCK_SIZE: u64 = 4096;
+/// The image builder.
+pub(super) const MKFS_EROFS: &str = "mkfs.erofs";
+/// The hash-tree builder.
+pub(super) const VERITYSETUP: &str = "veritysetup";
+/// Most bytes of a tool's output kept for an error message.
+const MAX_TOOL_OUTPUT: usize = 4096;
+
+/// A built filesystem image and what the guest needs to verify it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsImage {
+    /// The file: erofs data followed by the hash tree.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// dm-verity root hash (sha256, hex, no salt).
+    pub root_hash: String,
+    /// Number of 4 KiB data blocks (the hash tree starts right after them).
+    pub data_blocks: u64,
+    /// Byte offset of the hash tree (`data_blocks * 4096`).
+    pub hash_offset: u64,
+    /// Size of the whole file.
+    pub size: u64,
+    /// Apparent size of the unpacked rootfs the image was built from (Docker's SIZE).
+    pub unpacked_bytes: u64,
+}
+
+impl FsImage {
+    /// The dm-verity part of the kernel command line: `<data blocks>,<root hash>`.
+    pub fn verity_arg(&self) -> String {
+        format!("{},{}", self.data_blocks, self.root_hash)
+    }
+}
+
+impl ImageStore {
+    /// Where the filesystem image of a manifest lives (it may not exist yet).
+    pub fn filesystem_path(&self, digest_hex: &str) -> PathBuf {
+        self.dir.join("rootfs").join(format!("{digest_hex}.erofs"))
+    }
+
+    /// The filesystem image of `image` with its verity tree, built once per manifest digest
+    /// (under a per-image lock, so concurrent starts build it once) and reused afterwards.
+    ///
+    /// # Errors
+    /// The rootfs cannot be unpacked, `mkfs.erofs` or `veritysetup` is missing or fails, or a
+    /// cached metadata file is damaged.
+    pub fn filesystem(&self, image: &LocalImage) -> Result<FsImage, StoreError> {
+        let hex = image.digest.hex();
+        let path = self.filesystem_path(hex);
+        let meta = meta_path(&path);
+        if let Some(found) = load(&path, &meta)? {
+            return Ok(found);
+        }
+        let _hold = self.hold()?;
+        let _lock = FileLock::exclusive(&self.dir.join("rootfs").join(format!(".{hex}.fs.lock")))?;
+        if let Some(found) = load(&path, &meta)? {
+            return Ok(found); // another process built it while we waited
+        }
+        let tree = self.rootfs(image)?;
+        let built = build(&tree, &path, hex)?;
+        let json = serde_json::to_vec_pretty(&built).map_err(io::Error::other)?;
+        fsutil::write_atomic(&meta, &json)?;
+        // The erofs image replaces the tree: one uncompressed copy per image is enough.
+        if let Err(e) = fs::remove_dir_all(&tree) {
+            tracing::warn!(tree = %tree.display(), error = %e, "could not remove the unpacked rootfs");
+        }
+        Ok(built)
+    }
+}
+
+fn meta_path(image: &Path) -> PathBuf {
+    let mut name = image.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// The cached image, if both files are there and agree.
+fn load(path: &Path, meta: &Path) -> Result<Option<FsImage>, StoreError> {
+    let (Ok(bytes), Ok(stat)) = (std::fs::read(meta), std::fs::metadata(path)) else {
+        return Ok(None);
+    };
+    let mut image: FsImage =
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Malformed {
+            what: meta.display().to_string(),
+            source,
+        })?;
+    if image.size != stat.len() || image.hash_offset != image.data_blocks * BLOCK_SIZE {
+        // A half-replaced pair (or a hand-edited file): rebuild rather than boot it.
+        return Ok(None);
+    }
+    image.path = path.to_owned();
+    Ok(Some(image))
+}
+
+/// Builds `dest` from `tree`: erofs, then the hash tree appended to the same file.
+fn build(tree: &Path, dest: &Path, hex: &str) -> Result<FsImage, StoreError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .suffix(".erofs")
+        .tempfile_in(dir)?;
+    let mut mkfs = Command::new(MKFS_EROFS);
+    mkfs.arg("--quiet")
+        .arg("--preserve-mtime")
+        // A stable UUID per image: nothing in the guest depends on it, but it keeps two builds
+        // of one image from differing in more than the build time.
+        .arg(format!("-U{}", uuid_of(hex)));
+    if !rustix::process::geteuid().is_root() {
+        // Unpacked without root, every file belongs to the caller; inside the box that would
+        // be an arbitrary uid, root is what the old initramfs root gave too.
+        mkfs.arg("--all-root");
+    }
+    mkfs.arg(tmp.path()).arg(tree);
+    run_tool(MKFS_EROFS, &mut mkfs)?;
+    let size = tmp.as_file().metadata()?.len();
+    // mkfs.erofs writes whole 4 KiB blocks; pad defensively so the block count is exact.
+    let data_blocks = size.div_ceil(BLOCK_SIZE);
+    let hash_offset = data_blocks * BLOCK_SIZE;
+    tmp.as_file().set_len(hash_offset)?;
+    let mut verity = Command::new(VERITYSETUP);
+    verity
+        .args(["format", "--no-superblock", "--salt=-", "--hash=sha256"])
+        .arg("--data-block-size=4096")
+        .arg("--hash-block-size=4096")
+        .arg(format!("--data-blocks={data_blocks}"))
+        .arg(format!("--hash-offset={hash_offset}"))
+        .arg(tmp.path())
+        .arg(tmp.path());
+    let out = run_tool(VERITYSETUP, &mut verity)?;
+    let root_hash = parse_root_hash(&out).ok_or_else(|| StoreError::FsTool {
+        tool: VERITYSETUP.into(),
+        message: format!("no root hash in its output: {}", clip(&out)),
+    })?;
+    tmp.as_file().sync_all()?;
+    let size = tmp.as_file().metadata()?.len();
+    tmp.persist(dest).map_err(|e| e.error)?;
+    fsutil::sync_dir(dir)?;
+    Ok(FsImage {
+        path: dest.to_owned(),
+        root_hash,
+        data_blocks,
+        hash_offset,
+        size,
+        unpacked_bytes: apparent_size(tree)?,
+    })
+}
+
+/// Runs a builder tool, returning its stdout; a failure carries the end of its output.
+fn run_tool(tool: &str, cmd: &mut Command) -> Result<String, StoreError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| StoreError::FsTool {
+            tool: tool.into(),
+            message: if e.kind() == io::ErrorKind::NotFound {
+                "not installed".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(StoreError::FsTool {
+            tool: tool.into(),
+            message: format!("{}: {}", out.status, clip(stderr.trim())),
+        });
+    }
+    Ok(stdout)
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_TOOL_OUTPUT {
+        return s.to_owned();
+    }
+    let mut start = s.len() - MAX_TOOL_OUTPUT;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..])
+}
+
+/// `Root hash:      \t<hex>` from `veritysetup format`.
+fn parse_root_hash(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .map(str::trim)
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
+/// A UUID made from the first 16 bytes of the manifest digest.
+fn uuid_of(hex: &str) -> String {
+    let h: String = hex.chars().chain(std::iter::repeat('0')).take(32).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Sum of the apparent sizes of regular files and symlinks under `root`.
+fn apparent_size(root: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.path().symlink_metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Reads at most `limit` bytes of `path` (for tests and diagnostics).
+#[cfg(test)]
+fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    fs::File::open(path)?.take(limit).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_hash_is_read_from_veritysetup_output() {
+        let out = "VERITY header information for v.img\nUUID:            \t\nHash type:       \t1\n\
+                   Root hash:      \t0BFBC6DF797FA4C59D4957312F09A256A21C8C6EAB1FA3CC6C7B902CE88D9E02\n";
+        assert_eq!(
+            parse_root_hash(out).unwrap(),
+            "0bfbc6df797fa4c59d4957312f09a256a21c8c6eab1fa3cc6c7b902ce88d9e02"
+        );
+        assert!(parse_root_hash("Root hash: xyz\n").is_none());
+        assert!(parse_root_hash("").is_none());
+    }
+
+    #[test]
+    fn uuid_is_shaped_like_one() {
+        let u = uuid_of("0123456789abcdef0123456789abcdef0123");
+        assert_eq!(u, "01234567-89ab-cdef-0123-456789abcdef");
+    }
+
+    fn tools_present() -> bool {
+        [MKFS_EROFS, VERITYSETUP].iter().all(|t| {
+            Command::new(t)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+    }
+
+    #[test]
+    fn builds_an_erofs_image_with_a_verity_tree_that_veritysetup_verifies() {
+        if !tools_present() {
+            eprintln!("SKIPPED: mkfs.erofs/veritysetup not installed (run scripts/setup)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hello"), b"hello from the image\n").unwrap();
+        std::os::unix::fs::symlink("hello", tree.join("etc/link")).unwrap();
+        // Several data blocks, so there is a hash tree (one block is its own root).
+        let big: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(tree.join("etc/big"), &big).unwrap();
+        let dest = tmp.path().join("x.erofs");
+        let img = build(&tree, &dest, "ab".repeat(32).as_str()).unwrap();
+        assert_eq!(img.hash_offset, img.data_blocks * BLOCK_SIZE);
+        assert!(img.size > img.hash_offset, "the hash tree follows the data");
+        assert_eq!(img.unpacked_bytes, 21 + 5 + 64 * 1024);
+        // erofs magic at offset 1024.
+        let head = read_limited(&dest, 1028).unwrap();
+        assert_eq!(&head[1024..1028], &0xE0F5_E1E2u32.to_le_bytes());
+        // The independent check: veritysetup verifies data against the tree and root hash.
+        let verify = |root: &str| {
+            Command::new(VERITYSETUP)
+                .args(["verify", "--no-superblock", "--salt=-"])
+                .arg(format!("--data-blocks={}", img.data_blocks))
+                .arg(format!("--hash-offset={}", img.hash_offset))
+                .arg(&dest)
+                .arg(&dest)
+                .arg(root)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        assert!(verify(&img.root_hash));
+        assert!(!verify(&"00".repeat(32)));
+        // One byte changed in the data: verification fails.
+        let mut bytes = std::fs::read(&dest).unwrap();
+        bytes[1030] ^= 1;
+        std::fs::write(&dest, &bytes).unwrap();
+        assert!(!verify(&img.root_hash));
+    }
+}
