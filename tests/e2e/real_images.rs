@@ -310,11 +310,6 @@ fn postgres_keeps_a_table_across_restart() {
         psql("ri-pg", "SELECT v FROM kept;").trim(),
         "survives-restart"
     );
-    // The image's User is postgres: exec runs as it too, as in Docker.
-    assert_eq!(
-        ok(&["exec", "ri-pg", "id", "-un"]).stdout.trim(),
-        "postgres"
-    );
 }
 
 #[test]
