@@ -56,6 +56,12 @@ pub(crate) enum Command {
     Volume(crate::commands::volume::VolumeCommand),
     /// Copy files or directories between a box and the host (BOX:/path HOSTPATH, or back).
     Cp(crate::commands::cp::CpArgs),
+    /// Disk usage and cleanup of this A3S home: df, prune.
+    #[command(subcommand)]
+    System(crate::commands::system::SystemCommand),
+    /// Boxes as a group: prune.
+    #[command(subcommand)]
+    Container(crate::commands::system::ContainerCommand),
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_
 
 use crate::agent::{self, Agent, Requests};
 use crate::channel::Channel;
+use crate::rootfs::{RootSpec, RwFormat};
 use crate::{init, process};
 
 /// How long the guest waits for the host's `PowerOff` after reporting the workload's exit.
@@ -38,13 +39,18 @@ struct State {
     requests: Arc<Requests>,
     /// The attestation agent (TEE boxes, once it is set up).
     agent: Option<Arc<Agent>>,
+    /// The root filesystem, when its writable layer still has to be entered (encrypted).
+    root: Option<RootSpec>,
 }
 
 /// Serves the channel until the workload ends; powers off from inside.
-pub(crate) fn serve(port: File) -> anyhow::Result<()> {
+pub(crate) fn serve(port: File, root: Option<RootSpec>) -> anyhow::Result<()> {
     let reader = port.try_clone().context("cloning the channel")?;
     let chan = Channel::new(port);
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::new(Mutex::new(State {
+        root,
+        ..State::default()
+    }));
     chan.msg(
         WORKLOAD_SESSION,
         &GuestMsg::Ready {
@@ -125,42 +131,61 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             process,
             tee,
         } => {
-            if let Err(e) = enter_root() {
-                let message = format!("{e:#}");
-                eprintln!("a3s-guest-init: fatal: {message}");
-                chan.msg(
-                    WORKLOAD_SESSION,
-                    &GuestMsg::SpawnFailed { code: 125, message },
-                );
-                finished(WORKLOAD_SESSION, 125, chan);
-                return;
-            }
-            if let Err(e) = init::apply_setup(&setup) {
-                eprintln!("a3s-guest-init: {e:#}");
-            }
-            lock(state).hostname = setup.hostname.clone();
+            let root = {
+                let mut st = lock(state);
+                st.hostname = setup.hostname.clone();
+                st.root.take()
+            };
             match tee {
-                None => mount_then_start(&setup, &process, chan, state),
+                None => {
+                    if let Err(e) = enter_root(root.as_ref(), None) {
+                        return refuse_start(&e, chan);
+                    }
+                    apply_setup(&setup);
+                    mount_then_start(&setup, &process, chan, state);
+                }
                 // The agent waits for the host's answers, which this thread routes: it runs
                 // on its own thread and starts the workload only when it succeeded.
                 Some(tee) => {
                     let (chan, state) = (chan.clone(), state.clone());
                     let requests = lock(&state).requests.clone();
                     std::thread::spawn(move || {
+                        // The encrypted layer's key comes from the TEE, so the root is entered
+                        // here, before the agent puts its socket and tool into it.
+                        let key = match root.as_ref().map(|r| r.rw) {
+                            Some(RwFormat::Crypt) => {
+                                match agent::layer_key(&tee, &chan, &requests) {
+                                    Ok(k) => Some(k),
+                                    Err(f) => tee_failed(&chan, &f),
+                                }
+                            }
+                            _ => None,
+                        };
+                        if let Err(e) = enter_root(root.as_ref(), key.as_deref()) {
+                            tee_failed(&chan, &agent::StepError::new("rootfs", format!("{e:#}")));
+                        }
+                        apply_setup(&setup);
                         let opened = |a| lock(&state).agent = Some(a);
                         match agent::boot(&tee, &process, &chan, &requests, opened) {
                             Ok(()) => mount_then_start(&setup, &process, &chan, &state),
-                            Err(failure) => {
-                                agent::report_failure(&chan, &failure);
-                                init::power_off(agent::FAILURE_GRACE);
-                            }
+                            Err(failure) => tee_failed(&chan, &failure),
                         }
                     });
                 }
             }
         }
         HostMsg::Exec { process } if session != WORKLOAD_SESSION => {
-            start(session, &process, chan, state);
+            if ROOT_ENTERED.is_set() {
+                start(session, &process, chan, state);
+            } else {
+                // A TEE box enters its root on the agent's thread (after deriving the layer
+                // key): an exec that arrives earlier waits for it, off this routing thread.
+                let (chan, state) = (chan.clone(), state.clone());
+                std::thread::spawn(move || {
+                    ROOT_ENTERED.wait();
+                    start(session, &process, &chan, &state);
+                });
+            }
         }
         HostMsg::Exec { .. } => {
             chan.msg(
@@ -227,14 +252,103 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
     }
 }
 
-/// Switches into the box's root filesystem when the host attached one (every box does; the
-/// initramfs root is only for guest-init itself).
-fn enter_root() -> anyhow::Result<()> {
+/// Opens the verified image and, for a plain writable layer, enters the root; returns the
+/// root still to be entered (an encrypted layer, which needs the TEE's key after Ready).
+///
+/// # Errors
+/// No usable root: guest-init must not say Ready.
+pub(crate) fn prepare_root() -> anyhow::Result<Option<RootSpec>> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    match crate::rootfs::RootSpec::from_cmdline(&cmdline)? {
-        Some(spec) => crate::rootfs::enter(&spec, None),
-        None => Ok(()),
+    let Some(spec) = RootSpec::from_cmdline(&cmdline)? else {
+        ROOT_ENTERED.set();
+        return Ok(None);
+    };
+    crate::rootfs::open_image(&spec)?;
+    if spec.rw == RwFormat::Crypt {
+        return Ok(Some(spec));
     }
+    crate::rootfs::enter(&spec, None)?;
+    ROOT_ENTERED.set();
+    Ok(None)
+}
+
+/// Enters a root left by [`prepare_root`] (nothing when it was entered already).
+fn enter_root(root: Option<&RootSpec>, key: Option<&[u8; 32]>) -> anyhow::Result<()> {
+    if let Some(spec) = root {
+        crate::rootfs::enter(spec, key)?;
+    }
+    ROOT_ENTERED.set();
+    Ok(())
+}
+
+/// Set once the box's root filesystem is `/`: exec sessions start only after it.
+static ROOT_ENTERED: Gate = Gate::new();
+
+/// A one-way flag threads can wait for.
+struct Gate {
+    set: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            set: Mutex::new(false),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn set(&self) {
+        *self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        *self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wait(&self) {
+        let mut set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*set {
+            set = self
+                .changed
+                .wait(set)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// Hostname, `/etc/hosts`, `/etc/resolv.conf` in the box's root (a failure is reported, not fatal).
+fn apply_setup(setup: &proto::GuestSetup) {
+    if let Err(e) = init::apply_setup(setup) {
+        eprintln!("a3s-guest-init: {e:#}");
+    }
+}
+
+/// A TEE step failed: report it and power off (the workload never starts).
+fn tee_failed(chan: &Channel, failure: &agent::StepError) -> ! {
+    agent::report_failure(chan, failure);
+    init::power_off(agent::FAILURE_GRACE)
+}
+
+/// The box cannot start: say why on the console and to the host, then power off.
+fn refuse_start(e: &anyhow::Error, chan: &Channel) {
+    let message = format!("{e:#}");
+    eprintln!("a3s-guest-init: fatal: {message}");
+    chan.msg(
+        WORKLOAD_SESSION,
+        &GuestMsg::SpawnFailed { code: 125, message },
+    );
+    finished(WORKLOAD_SESSION, 125, chan);
 }
 
 /// Mounts the box's volumes and bind mounts, then starts the workload. In a TEE box this runs
@@ -326,12 +440,17 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("waitid"),
         };
+        // A helper PID 1 runs itself (see `init::run_helper`) is reaped by its own waiter.
+        let reap = init::REAP_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut st = lock(state);
         let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => code,
             Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-            _ => continue, // already reaped by spawn, or not finished
+            _ => continue, // already reaped by spawn or a helper's waiter, or not finished
         };
+        drop(reap);
         let Some(session) = st.pids.remove(&pid.as_raw()) else {
             continue; // an orphan re-parented to PID 1
         };

@@ -21,6 +21,7 @@ const DM_SPEC_SIZE: usize = 40;
 const DM_NAME_LEN: usize = 128;
 const DM_MAX_TYPE_NAME: usize = 16;
 const DM_DEV_CREATE: u8 = 3;
+const DM_DEV_REMOVE: u8 = 4;
 const DM_DEV_SUSPEND: u8 = 6;
 const DM_TABLE_LOAD: u8 = 9;
 const DM_READONLY_FLAG: u32 = 1 << 0;
@@ -75,6 +76,21 @@ pub(crate) fn create(name: &str, table: &Table<'_>) -> anyhow::Result<PathBuf> {
     // new_decode_dev: minor = (dev & 0xff) | ((dev >> 12) & 0xfff00).
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
     Ok(PathBuf::from(format!("/dev/dm-{minor}")))
+}
+
+/// Removes device `name` (`dmsetup remove`).
+///
+/// # Errors
+/// The device is missing or busy.
+pub(crate) fn remove(name: &str) -> anyhow::Result<()> {
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(CONTROL)
+        .with_context(|| format!("opening {CONTROL} (is dm-mod loaded?)"))?;
+    let mut buf = header(name, 0, 0)?;
+    ioctl(control.as_raw_fd(), DM_DEV_REMOVE, &mut buf)
+        .with_context(|| format!("removing dm device {name}"))
 }
 
 /// A `struct dm_ioctl` of `data_size` total bytes (header plus what follows).

@@ -139,6 +139,22 @@ pub(crate) fn apply_setup(setup: &GuestSetup) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Held while PID 1 runs a helper of its own to completion, and by the reaper around each
+/// reap: the reaper reaps every child (we are PID 1), and without this it could take the
+/// helper's exit status before `Command::output` gets it.
+pub(crate) static REAP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `cmd` to completion with the reaper kept off its exit status.
+///
+/// # Errors
+/// Spawning or waiting failed.
+pub(crate) fn run_helper(cmd: &mut std::process::Command) -> std::io::Result<std::process::Output> {
+    let _reap = REAP_LOCK
+        .lock()
+        .map_err(|_| std::io::Error::other("reap lock poisoned"))?;
+    cmd.output()
+}
+
 /// Milliseconds since boot.
 pub(crate) fn uptime_ms() -> u64 {
     fs::read_to_string("/proc/uptime")

@@ -26,6 +26,7 @@ mod mounts;
 mod net;
 mod process;
 mod rootfs;
+mod rwcrypt;
 
 use std::time::Duration;
 
@@ -61,6 +62,10 @@ fn run() -> anyhow::Result<()> {
     init::mount_filesystems()?;
     init::load_modules()?;
     net::configure()?;
+    // Before Ready: a changed image (dm-verity) or a plain layer that does not mount fails
+    // the boot, so `start` reports it. An encrypted layer needs the TEE's key, asked for
+    // over the channel after Ready.
+    let root = control::prepare_root()?;
     let port = init::open_channel()?;
-    control::serve(port)
+    control::serve(port, root)
 }

@@ -87,13 +87,12 @@ impl RootSpec {
     }
 }
 
-/// Opens the verified image, the writable layer and the overlay, and makes it `/`.
-/// `rw_key` unlocks an encrypted layer (TEE boxes).
+/// Opens the image's filesystem through dm-verity and mounts it read-only (not yet `/`).
+/// Runs before guest-init says Ready, so a changed image fails the boot itself.
 ///
 /// # Errors
-/// A missing disk, a verity mismatch (the image's filesystem was changed), a layer that cannot
-/// be opened: the caller must not start anything.
-pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Result<()> {
+/// A missing disk, or a verity mismatch (the image's filesystem was changed).
+pub(crate) fn open_image(spec: &RootSpec) -> anyhow::Result<()> {
     let root_disk = find_disk(ROOT_SERIAL)?;
     let verity = open_verity(spec, &root_disk)?;
     mkdir(LOWER)?;
@@ -115,12 +114,21 @@ pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Resul
             anyhow::anyhow!("mounting the image's erofs root filesystem: {e}")
         }
     })?;
+    Ok(())
+}
+
+/// Opens the writable layer (`rw_key` unlocks an encrypted one), mounts the overlay over the
+/// image opened by [`open_image`] and makes it `/`.
+///
+/// # Errors
+/// A layer that cannot be opened or mounted: the caller must not start anything.
+pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Result<()> {
     let rw_disk = find_disk(RW_SERIAL)?;
     let rw_dev = match (spec.rw, rw_key) {
         (RwFormat::Ext4, _) => rw_disk.dev_path(),
-        (RwFormat::Crypt, _) => {
-            let _ = rw_key;
-            bail!("encrypted writable layers are not supported by this guest-init")
+        (RwFormat::Crypt, Some(key)) => crate::rwcrypt::open(&rw_disk, key)?,
+        (RwFormat::Crypt, None) => {
+            bail!("the writable layer is encrypted and only a confidential box can derive its key")
         }
     };
     mkdir(RW)?;
@@ -210,19 +218,18 @@ fn switch_root(new: &Path) -> anyhow::Result<()> {
         .context("moving the new root onto /")?;
     nix::unistd::chroot(".").context("chroot into the new root")?;
     std::env::set_current_dir("/").context("chdir /")?;
-    // The workload's scratch space that must not persist or be shared with the host.
-    for (dir, mode) in [("/run/a3s", "mode=0755")] {
-        fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-        match mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(mode),
-        ) {
-            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
-            Err(e) => return Err(e).with_context(|| format!("mounting tmpfs on {dir}")),
-        }
+    // guest-init's own scratch space in the box (agent socket and tool, volume copy-up
+    // staging): a tmpfs, so none of it lands on the writable layer.
+    fs::create_dir_all("/run/a3s").context("creating /run/a3s")?;
+    match mount(
+        Some("tmpfs"),
+        "/run/a3s",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+        Err(e) => return Err(e).context("mounting tmpfs on /run/a3s"),
     }
     Ok(())
 }

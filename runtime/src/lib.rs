@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod boxes;
 pub mod copy;
+pub mod disk;
 pub mod home;
 pub mod network;
 pub mod tee;

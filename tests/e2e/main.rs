@@ -4,14 +4,17 @@
 mod attest;
 mod audit;
 mod basics;
+mod boot_failures;
 mod boxes;
 mod bridge;
+mod disk;
 mod health;
 mod image;
 mod kbs;
 mod measure;
 mod net;
 mod real_images;
+mod rootfs;
 mod simulate;
 mod support;
 mod tee;

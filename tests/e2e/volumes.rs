@@ -44,7 +44,8 @@ fn bad_volume_forms_fail_before_boot_with_a_hint() {
         ("/data", "anonymous volumes are not supported"),
         ("./rel:/x", "is not absolute"),
         ("vol:relative", "is not absolute"),
-        ("vol:/x:rx", "unknown mode"),
+        ("vol:/x:rx", "unknown option"),
+        ("/tmp:/x:nocopy", "named volumes only"),
         ("vol:/", "root directory"),
         (missing_spec.as_str(), "does not exist"),
     ] {
@@ -281,4 +282,77 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
     ])
     .stdout
     .contains("cpvol"));
+}
+
+/// Names in a volume's host directory, sorted.
+fn volume_files(name: &str) -> Vec<String> {
+    let dir = env().path(&format!("volumes/{name}/_data"));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_new_named_volume_is_filled_from_the_image_unless_nocopy() {
+    // busybox's /sbin holds applet symlinks (`losetup -> /bin/busybox`).
+    let r = ok(&["run", "--rm", "-v", "fill:/sbin", "busybox", "ls", "/sbin"]);
+    assert!(r.stdout.lines().any(|l| l == "losetup"), "{}", r.stdout);
+    let link = env().path("volumes/fill/_data/losetup");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("/bin/busybox"),
+        "symlinks are copied as symlinks"
+    );
+    // A second box sees the files through the volume, wherever it mounts it.
+    let r = ok(&["run", "--rm", "-v", "fill:/data", "busybox", "ls", "/data"]);
+    assert!(r.stdout.lines().any(|l| l == "losetup"), "{}", r.stdout);
+
+    // nocopy: the volume stays empty and hides the image's files.
+    let r = ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bare:/sbin:nocopy",
+        "busybox",
+        "ls",
+        "-A",
+        "/sbin",
+    ]);
+    assert_eq!(r.stdout.trim(), "", "{}", r.stdout);
+    assert!(volume_files("bare").is_empty());
+
+    // A volume that already has files is never overwritten.
+    ok(&["volume", "create", "kept"]);
+    std::fs::write(env().path("volumes/kept/_data/mine"), "host\n").unwrap();
+    let r = ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "kept:/sbin",
+        "busybox",
+        "ls",
+        "-A",
+        "/sbin",
+    ]);
+    assert_eq!(r.stdout.trim(), "mine", "{}", r.stdout);
+    assert_eq!(volume_files("kept"), ["mine"]);
+
+    // :ro is filled too, and stays read-only for the workload.
+    let r = env().run(&[
+        "run",
+        "--rm",
+        "-v",
+        "rofill:/sbin:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sbin | grep -qx losetup && touch /sbin/new",
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    assert!(volume_files("rofill").contains(&"losetup".to_owned()));
+    assert!(!volume_files("rofill").contains(&"new".to_owned()));
 }

@@ -63,6 +63,14 @@ pub enum AssetError {
         /// The module tree.
         modules: PathBuf,
     },
+    /// A host program the guest needs (e.g. `mke2fs`) is missing or unusable.
+    #[error("{program} cannot be put into the initrd: {reason}")]
+    MissingProgram {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("boot asset i/o failed")]
     Io(#[from] std::io::Error),
@@ -82,6 +90,7 @@ impl AssetError {
                  x86_64-unknown-linux-gnu with -C target-feature=+crt-static), or set \
                  {GUEST_INIT_ENV} to a static build"
             )),
+            Self::MissingProgram { .. } => Some("install e2fsprogs (`sudo scripts/setup`)".into()),
             _ => None,
         }
     }
@@ -396,22 +405,40 @@ pub struct BaseInitrd {
     pub key: String,
 }
 
-/// Builds (or finds in `cache`) the base initrd for `kernel` with `guest_init` and `modules`.
+/// Builds (or finds in `cache`) the base initrd for `kernel` with `guest_init`, `modules` and
+/// the host `programs` guest-init runs itself (with their shared libraries and loader, under
+/// `/.a3s/tools/`; e.g. `mke2fs` for encrypted writable layers).
 ///
 /// # Errors
-/// Missing modules or i/o.
+/// Missing modules or programs, or i/o.
 pub fn base_initrd(
     cache: &Path,
     kernel: &KernelDir,
     guest_init: &Path,
     modules: &[&str],
+    programs: &[&Path],
 ) -> Result<BaseInitrd, AssetError> {
     let init = fs_err::read(guest_init)?;
-    let key = short_hash(&[
-        &init,
-        kernel.release.as_bytes(),
-        modules.join(",").as_bytes(),
-    ]);
+    let mut tools: Vec<(String, Vec<u8>)> = Vec::new();
+    for p in programs {
+        for file in program_with_libraries(p)? {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !tools.iter().any(|(n, _)| *n == name) {
+                tools.push((name, fs_err::read(&file)?));
+            }
+        }
+    }
+    let mut parts: Vec<&[u8]> = vec![&init, kernel.release.as_bytes()];
+    let module_list = modules.join(",");
+    parts.push(module_list.as_bytes());
+    for (name, bytes) in &tools {
+        parts.push(name.as_bytes());
+        parts.push(bytes);
+    }
+    let key = short_hash(&parts);
     let path = cache.join("initrd").join(format!("base-{key}.cpio"));
     if path.is_file() {
         return Ok(BaseInitrd { path, key });
@@ -428,8 +455,55 @@ pub fn base_initrd(
             ko,
         )?;
     }
+    if !tools.is_empty() {
+        w.dir(".a3s/tools", Meta::root(0o700))?;
+        for (name, bytes) in &tools {
+            w.file(&format!(".a3s/tools/{name}"), Meta::root(0o755), bytes)?;
+        }
+    }
     write_atomic(&path, &w.finish()?)?;
     Ok(BaseInitrd { path, key })
+}
+
+/// A dynamically linked host program, its shared libraries and its loader (from `ldd`).
+fn program_with_libraries(program: &Path) -> Result<Vec<PathBuf>, AssetError> {
+    let missing = |reason: String| AssetError::MissingProgram {
+        program: program.to_owned(),
+        reason,
+    };
+    if !program.is_file() {
+        return Err(missing("not found".into()));
+    }
+    let out = std::process::Command::new("ldd")
+        .arg(program)
+        .output()
+        .map_err(|e| missing(format!("running ldd: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut files = vec![program.to_owned()];
+    files.extend(parse_ldd(&text).map_err(missing)?);
+    Ok(files)
+}
+
+/// The library paths in `ldd` output (`name => /path (addr)` and the loader's `/path (addr)`).
+fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("linux-vdso") || line.is_empty() {
+            continue;
+        }
+        if line.contains("not found") {
+            return Err(format!("a library is missing: {line}"));
+        }
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.trim(),
+            None => line,
+        };
+        let path = path.split_whitespace().next().unwrap_or_default();
+        if path.starts_with('/') {
+            out.push(PathBuf::from(path));
+        }
+    }
+    Ok(out)
 }
 
 fn short_hash(parts: &[&[u8]]) -> String {
@@ -473,6 +547,39 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ldd_output_lists_libraries_and_the_loader() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibext2fs.so.2 => /lib/x86_64-linux-gnu/libext2fs.so.2 (0x7f)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
+        assert_eq!(
+            parse_ldd(text).unwrap(),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libext2fs.so.2"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+        assert!(parse_ldd("\tlibfoo.so => not found\n").is_err());
+    }
+
+    #[test]
+    fn mke2fs_comes_with_its_libraries() {
+        let files = program_with_libraries(Path::new(crate::disk::MKE2FS_PATH)).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"mke2fs".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"ld-linux-x86-64.so.2".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.starts_with("libext2fs")),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn rejects_images_without_a_boot_header() {

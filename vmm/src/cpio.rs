@@ -1,11 +1,9 @@
 //! A minimal `newc` cpio writer: what the kernel unpacks into its initramfs.
 //!
-//! The kernel accepts several concatenated archives, so the base initrd (guest-init and modules)
-//! and a per-image rootfs archive are built and cached separately, then concatenated.
+//! It holds the base initrd (guest-init, modules, tools); images are not in it (see
+//! [`crate::disk`]).
 
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
@@ -78,46 +76,6 @@ impl<W: Write> CpioWriter<W> {
         self.entry(name, S_IFLNK | 0o777, meta, 1, target.as_bytes())
     }
 
-    /// Adds the tree under `root` (directories, regular files, symlinks; other file types are
-    /// skipped: the guest's devtmpfs provides devices). Names are relative to `root`.
-    ///
-    /// # Errors
-    /// Reading the tree or writing the archive.
-    pub fn tree(&mut self, root: &Path) -> io::Result<()> {
-        self.walk(root, root)
-    }
-
-    fn walk(&mut self, root: &Path, dir: &Path) -> io::Result<()> {
-        let mut entries: Vec<_> = fs_err::read_dir(dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(fs_err::DirEntry::file_name);
-        for entry in entries {
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .map_err(|_| io::Error::other("walked outside the tree"))?;
-            let name = rel.to_string_lossy();
-            let md = fs_err::symlink_metadata(&path)?;
-            let meta = Meta {
-                mode: md.permissions().mode(),
-                uid: md.uid(),
-                gid: md.gid(),
-                mtime: u32::try_from(md.mtime().max(0)).unwrap_or(u32::MAX),
-            };
-            let ft = md.file_type();
-            if ft.is_dir() {
-                self.dir(&name, meta)?;
-                self.walk(root, &path)?;
-            } else if ft.is_symlink() {
-                let target = fs_err::read_link(&path)?;
-                self.symlink(&name, meta, &target.to_string_lossy())?;
-            } else if ft.is_file() {
-                let data = fs_err::read(&path)?;
-                self.file(&name, meta, &data)?;
-            }
-        }
-        Ok(())
-    }
-
     fn entry(
         &mut self,
         name: &str,
@@ -180,14 +138,12 @@ mod tests {
 
     #[test]
     fn gnu_cpio_reads_what_we_write() {
-        let src = tempfile::tempdir().unwrap();
-        std::fs::create_dir(src.path().join("bin")).unwrap();
-        std::fs::write(src.path().join("bin/tool"), b"abc").unwrap();
-        std::os::unix::fs::symlink("tool", src.path().join("bin/alias")).unwrap();
         let mut w = CpioWriter::new(Vec::new());
         w.dir("etc", Meta::root(0o755)).unwrap();
         w.file("etc/hostname", Meta::root(0o644), b"box\n").unwrap();
-        w.tree(src.path()).unwrap();
+        w.dir("bin", Meta::root(0o755)).unwrap();
+        w.file("bin/tool", Meta::root(0o755), b"abc").unwrap();
+        w.symlink("bin/alias", Meta::root(0o777), "tool").unwrap();
         let archive = w.finish().unwrap();
         assert_eq!(archive.len() % 4, 0);
 
@@ -207,7 +163,7 @@ mod tests {
         assert_eq!(std::fs::read(out.path().join("bin/tool")).unwrap(), b"abc");
         assert_eq!(
             std::fs::read_link(out.path().join("bin/alias")).unwrap(),
-            Path::new("tool")
+            std::path::Path::new("tool")
         );
     }
 }

@@ -48,15 +48,19 @@
 //!   is killed and retried, up to 3 attempts. CPU time rather than wall time, because a busy
 //!   host stretches wall time but a stalled guest spins. `A3S_BOX_MACHINE=q35` switches to q35
 //!   (no hang seen, about 1 s slower).
-//! - Rootfs: an uncompressed per-image cpio of the image's unpacked rootfs, cached per manifest
-//!   digest under `cache/rootfs/`, followed by the base archive (guest-init at `/.a3s/init`,
-//!   modules), so the image can never shadow guest-init; the concatenation is cached under
-//!   `cache/initrd/`. The design measurement (11 MB rootfs) had this booting fastest and
-//!   building in ≈ 0.1 s; virtio-blk needs modules here and virtiofs a daemon, and 9p is not
-//!   in the kernel. The workload runs directly in the initramfs (writable, private to the box).
+//! - Rootfs (since issue 15): not in the initrd. Each image is built once into an erofs image
+//!   with its dm-verity tree appended (the image store's `rootfs/<digest>.erofs`), attached as a
+//!   read-only virtio-blk disk (serial `a3s-root`); guest-init opens it with dm-verity against
+//!   `a3s.root=<blocks>,<root hash>` before saying Ready, mounts it as the overlay's lower layer
+//!   over the box's writable disk (serial `a3s-rw`, sparse, persistent until `rm`; ext4 made by
+//!   the host, or dm-integrity + dm-crypt made in the guest for TEE boxes) and switches root.
+//!   The initrd (guest-init, modules, and for TEE boxes `mke2fs`) is the same for every image.
+//!   Why: the initramfs root bound image size to guest RAM (about a third of it; nginx needed
+//!   640 MiB, postgres 1536 MiB), grew boot time with image size, and lost every write at stop.
 //! - Command line: `console=ttyS0 quiet nokaslr mitigations=off cryptomgr.notests
 //!   no_timer_check tsc=reliable panic=-1 reboot=t [lpj=… tsc_early_khz=…] rdinit=/.a3s/init
-//!   a3s.image=<digest> <--kernel-arg…>`, recorded in the box state (`kernel_cmdline`).
+//!   a3s.image=<digest> a3s.root=<blocks>,<hash> a3s.rw=ext4|crypt <--kernel-arg…>`, recorded
+//!   in the box state (`kernel_cmdline`).
 //! - guest-init is linked statically with the gnu target and `-C target-feature=+crt-static`
 //!   (`scripts/build-guest-init`), no musl toolchain needed.
 //!

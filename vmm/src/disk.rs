@@ -11,6 +11,7 @@
 //! `a3s.rw=ext4|crypt`.
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,6 +36,9 @@ pub const GUEST_MODULES: &[&str] = &["virtio_blk", "dm_verity", "erofs", "overla
 pub const CRYPT_GUEST_MODULES: &[&str] = &["dm_crypt", "dm_integrity", "gcm", "ghash_generic"];
 /// The host tool that formats plain writable layers.
 pub const MKE2FS: &str = "mke2fs";
+/// Where Debian installs it: the copy that goes into a confidential box's initrd (and is
+/// measured with it) to format the layer under encryption in the guest.
+pub const MKE2FS_PATH: &str = "/sbin/mke2fs";
 
 /// One virtio-blk device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,13 +114,17 @@ pub fn create_layer(path: &Path, bytes: u64, format: LayerFormat) -> Result<(), 
     if bytes < MIN_LAYER_BYTES {
         return Err(DiskError::TooSmall { bytes });
     }
-    let file = fs_err::OpenOptions::new()
+    // 0600: the layer holds whatever the box wrote (a plain box's files are readable on it).
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(path)?;
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
     let result = (|| {
         file.set_len(bytes)?;
         file.sync_all()?;
+        // An encrypted layer stays zeros: the guest formats it under its own key.
         if format == LayerFormat::Ext4 {
             format_ext4(path)?;
         }
@@ -182,7 +190,7 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         .map_err(|_| format!("{value:?} is not a size (use e.g. 512m, 10g)"))?;
     #[allow(clippy::cast_precision_loss)]
     let bytes = n * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e18 {
+    if !bytes.is_finite() || !(1.0..=1e18).contains(&bytes) {
         return Err(format!("{value:?} is out of range"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -281,7 +289,12 @@ mod tests {
         }
         let meta = std::fs::metadata(&p).unwrap();
         assert_eq!(meta.len(), 1 << 30);
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "private to the owner"
+        );
         assert!(
             meta.blocks() * 512 < 16 << 20,
             "sparse: only metadata is written"

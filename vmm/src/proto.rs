@@ -278,6 +278,10 @@ pub struct GuestMount {
     /// Mount read-only (writes fail with EROFS).
     #[serde(default)]
     pub readonly: bool,
+    /// A named volume without `nocopy`: when the share is empty and the image has files at
+    /// `path`, copy them into the share before mounting it there (Docker's copy-up).
+    #[serde(default)]
+    pub copy_up: bool,
 }
 
 /// Which TEE the guest's attestation agent talks to.

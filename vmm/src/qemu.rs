@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accel::Accel;
 use crate::assets::INIT_PATH;
+use crate::diagnose::Diagnosis;
 use crate::host::QEMU_BINARY;
 use crate::proto::{self, Frame, GuestMsg, ProtoError, PORT_NAME};
 
@@ -24,8 +25,9 @@ pub const MACHINE_ENV: &str = "A3S_BOX_MACHINE";
 pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
 /// Most vCPUs a box may ask for.
 pub const MAX_VCPUS: u8 = 32;
-/// Smallest guest memory that boots the cloud kernel with a small initramfs.
-pub const MIN_MEM_MIB: u32 = 128;
+/// Smallest `--memory` accepted at create; whether the kernel and init fit is checked against
+/// their real sizes before each boot ([`crate::memory`]).
+pub const MIN_MEM_MIB: u32 = 1;
 
 /// The QEMU machine model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +82,32 @@ pub enum ConfigError {
     /// vCPU count outside 1..=MAX_VCPUS.
     #[error("--cpus {0} is out of range (1 to {MAX_VCPUS})")]
     Vcpus(u32),
-    /// Too little memory.
-    #[error("--memory {0} MiB is below the minimum of {MIN_MEM_MIB} MiB")]
+    /// Memory out of range.
+    #[error("--memory {0} MiB is out of range")]
     Memory(u64),
+    /// Less memory than the kernel and the initrd need to boot.
+    #[error("--memory {mem_mib} MiB is too small for this kernel and init: at least {need_mib} MiB is needed")]
+    MemoryTooSmall {
+        /// Asked for.
+        mem_mib: u32,
+        /// Needed (see [`crate::memory`]).
+        need_mib: u64,
+    },
+    /// The memory need could not be computed.
+    #[error(transparent)]
+    MemoryNeed(#[from] crate::memory::MemoryError),
+}
+
+impl ConfigError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::MemoryTooSmall { need_mib, .. } => {
+                Some(format!("run it with --memory {need_mib}m or more"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Everything needed to boot one VM.
@@ -136,7 +161,7 @@ impl VmConfig {
             .ok_or(ConfigError::Vcpus(vcpus))?;
         let m = u32::try_from(mem_mib)
             .ok()
-            .filter(|m| *m >= MIN_MEM_MIB)
+            .filter(|m| *m >= MIN_MEM_MIB && *m <= 1 << 20)
             .ok_or(ConfigError::Memory(mem_mib))?;
         Ok((v, m))
     }
@@ -267,25 +292,31 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// QEMU exited before the guest was ready.
-    #[error("QEMU exited ({status}) before the guest was ready: {stderr}")]
+    #[error("QEMU exited ({status}) before the guest was ready: {}", detail(.diagnosis, .stderr))]
     QemuExited {
         /// Its exit status.
         status: ExitStatus,
         /// The end of its stderr.
         stderr: String,
+        /// What the console and QEMU's log say killed the boot.
+        diagnosis: Option<Diagnosis>,
     },
     /// The channel socket never appeared or refused connections.
-    #[error("cannot connect to the guest channel {path}")]
+    #[error("cannot connect to the guest channel {path}{}", detail_suffix(.diagnosis))]
     Channel {
         /// The socket.
         path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
+        /// What the console and QEMU's log say.
+        diagnosis: Option<Diagnosis>,
     },
     /// Every boot attempt stalled.
-    #[error("the guest did not finish booting in {attempts} attempts (each allowed {cpu_secs} s of CPU and {wall_secs} s of wall time); console log: {console}")]
+    #[error("the guest did not finish booting in {attempts} attempts (each allowed {cpu_secs} s of CPU and {wall_secs} s of wall time){}; console log: {console}", detail_suffix(.diagnosis))]
     BootTimeout {
+        /// What the last attempt's console and QEMU's log say.
+        diagnosis: Option<Diagnosis>,
         /// Attempts made.
         attempts: u32,
         /// CPU budget per attempt.
@@ -316,6 +347,20 @@ impl StartError {
                     .into(),
             ),
             Self::Fs(e) => e.hint(),
+            Self::QemuExited {
+                diagnosis: Some(d), ..
+            }
+            | Self::Channel {
+                diagnosis: Some(d), ..
+            }
+            | Self::BootTimeout {
+                diagnosis: Some(d), ..
+            } => Some(d.hint.clone()),
+            Self::QemuExited { .. } => Some(
+                "QEMU left no reason; look at the console log and run the box again without \
+                 --rm to keep it"
+                    .into(),
+            ),
             Self::BootTimeout { .. } => Some(format!(
                 "the host may be overloaded; try {MACHINE_ENV}=q35, which does not stall under TCG"
             )),
@@ -390,6 +435,7 @@ impl Vm {
             }
         }
         Err(StartError::BootTimeout {
+            diagnosis: diagnose_files(config),
             attempts: config.boot_attempts.max(1),
             cpu_secs: config.boot_cpu_budget_secs,
             wall_secs: config.boot_timeout_secs,
@@ -502,12 +548,14 @@ fn connect_channel(
                     return Err(StartError::QemuExited {
                         status,
                         stderr: tail(&config.qemu_log),
+                        diagnosis: diagnose_files(config),
                     });
                 }
                 if Instant::now() > deadline {
                     return Err(StartError::Channel {
                         path: path.to_owned(),
                         source: e,
+                        diagnosis: diagnose_files(config),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -560,6 +608,7 @@ fn wait_ready(
                     Some(status) => Wait::Failed(StartError::QemuExited {
                         status,
                         stderr: tail(&config.qemu_log),
+                        diagnosis: diagnose_files(config),
                     }),
                     None => Wait::Stalled,
                 });
@@ -570,6 +619,7 @@ fn wait_ready(
             return Err(Wait::Failed(StartError::QemuExited {
                 status,
                 stderr: tail(&config.qemu_log),
+                diagnosis: diagnose_files(config),
             }));
         }
         let cpu = cpu_time_secs(child.id()).unwrap_or(0.0);
@@ -611,6 +661,35 @@ fn kill_and_reap(child: &mut Child) {
 
 fn elapsed_ms(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The diagnosis of `config`'s console log and QEMU log as they are now.
+pub fn diagnose_files(config: &VmConfig) -> Option<Diagnosis> {
+    // QEMU exits right after a panic (`panic=-1`, `-no-reboot`); its file chardev has written
+    // every byte by then, so the files are complete.
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    crate::diagnose::diagnose(&read(&config.console_log), &read(&config.qemu_log))
+}
+
+fn detail(diagnosis: &Option<Diagnosis>, stderr: &str) -> String {
+    match diagnosis {
+        Some(d) => d.to_string(),
+        None if stderr == "(no output)" => {
+            "no error on the console or from QEMU (no output)".to_owned()
+        }
+        None => stderr.to_owned(),
+    }
+}
+
+fn detail_suffix(diagnosis: &Option<Diagnosis>) -> String {
+    diagnosis
+        .as_ref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
 }
 
 fn tail(path: &Path) -> String {
@@ -721,8 +800,12 @@ mod tests {
             Err(ConfigError::Vcpus(64))
         ));
         assert!(matches!(
-            VmConfig::resources(1, 64),
-            Err(ConfigError::Memory(64))
+            VmConfig::resources(1, 0),
+            Err(ConfigError::Memory(0))
+        ));
+        assert!(matches!(
+            VmConfig::resources(1, 1 << 40),
+            Err(ConfigError::Memory(_))
         ));
     }
 

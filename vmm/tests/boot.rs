@@ -114,7 +114,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
     let machine = Machine::from_env().unwrap();
     let init = guest_init();
     let modules = [machine.guest_modules(), disk::GUEST_MODULES].concat();
-    let base = assets::base_initrd(&cache, &kernel, &init, &modules).unwrap();
+    let base = assets::base_initrd(&cache, &kernel, &init, &modules, &[]).unwrap();
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs);
     let root_image = tmp.path().join("root.erofs");

@@ -11,6 +11,7 @@ mod measure;
 pub(crate) mod network;
 mod report;
 mod simulator;
+pub(crate) mod system;
 mod verify;
 mod version;
 pub(crate) mod volume;
@@ -43,6 +44,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             simulator::serve_kds(listen)
         }
         Command::Kbs(command) => kbs::run(command),
+        Command::System(c) => system::run(c),
+        Command::Container(c) => system::run_container(c),
     }
 }
 
@@ -65,6 +68,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
                 .or_else(|| boxes::hint(cause))
                 .or_else(|| network::hint(cause))
                 .or_else(|| volume::hint(cause))
+                .or_else(|| system::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

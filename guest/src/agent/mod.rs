@@ -132,6 +132,30 @@ pub(crate) fn boot(
     )
 }
 
+/// The key of a confidential box's writable layer: a secure-processor derived key bound to the
+/// launch measurement and guest policy (as sealing keys are), separated from the sealing key by
+/// HKDF-SHA256 with its own label, so one never equals the other.
+///
+/// # Errors
+/// [`StepError`] `rootfs` when the TEE cannot derive a key.
+pub(crate) fn layer_key(
+    tee: &TeeSetup,
+    chan: &Channel,
+    requests: &Arc<Requests>,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, StepError> {
+    use a3s_sealing::SealingKeySource;
+    let (attester, _) = attester::for_mode(tee.mode, chan, requests)
+        .map_err(|e| StepError::new("rootfs", error_chain(&e)))?;
+    let derived = a3s_sealing::AttesterKeySource::new(attester::Shared(attester))
+        .derive(&a3s_sealing::KeyParams::new(seal::seal_fields()))
+        .map_err(|e| StepError::new("rootfs", error_chain(&e)))?;
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    hkdf::Hkdf::<sha2::Sha256>::new(None, derived.as_slice())
+        .expand(b"a3s-box writable layer v1", key.as_mut_slice())
+        .map_err(|e| StepError::new("rootfs", format!("expanding the layer key: {e}")))?;
+    Ok(key)
+}
+
 /// Reports `failure` to the host and the console (the caller then powers off).
 pub(crate) fn report_failure(chan: &Channel, failure: &StepError) {
     eprintln!(

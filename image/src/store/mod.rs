@@ -8,6 +8,8 @@
 //! | `blobs/sha256/.partial-*` | blobs being written (removed on success or by `prune`) |
 //! | `refs.json` | tag or pinned reference → manifest digest, written atomically |
 //! | `rootfs/<manifest hex>/` | the unpacked root filesystem of a manifest, built once |
+//! | `rootfs/<manifest hex>.erofs` | its filesystem image with the dm-verity hash tree appended |
+//! | `rootfs/<manifest hex>.erofs.json` | metadata: root hash, hash offset, sizes, `unpacked_bytes` |
 //! | `lock` | store-wide lock for `refs.json` updates and garbage collection |
 //! | `rootfs/.<hex>.lock` | per-image lock while its rootfs is being built |
 //!
@@ -22,6 +24,7 @@ mod blobs;
 mod fsimage;
 mod fsutil;
 mod gc;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -37,7 +40,11 @@ use crate::unpack::{self, UnpackError, Unpacker};
 pub use blobs::BlobWriter;
 pub use fsimage::{FsImage, BLOCK_SIZE as FS_BLOCK_SIZE};
 pub(crate) use fsutil::{write_atomic, FileLock, HashingReader};
-pub use gc::{PruneReport, StoreGuard};
+pub use gc::{GcPlan, GcRoots, PruneReport, StoreGuard};
+pub use usage::{
+    disk_usage, tree_file_bytes, DiskUsage, DuCounter, ImageUsage, SizeSource, EROFS_META_SUFFIX,
+    EROFS_SUFFIX,
+};
 
 /// Store layout version: the directory below the store root.
 pub const LAYOUT_VERSION: &str = "v1";
@@ -336,6 +343,25 @@ impl ImageStore {
         };
         found.ok_or_else(|| StoreError::NotFound {
             reference: reference.familiar(),
+        })
+    }
+
+    /// The image whose manifest is `manifest`, whether or not a name still points at it (a box
+    /// keeps running the digest it was created from, as Docker's containers do after `rmi -f`).
+    ///
+    /// # Errors
+    /// [`StoreError::MissingBlob`] when the manifest is gone, or a damaged manifest or config.
+    pub fn resolve_manifest(
+        &self,
+        reference: &ImageRef,
+        manifest: &Digest,
+    ) -> Result<LocalImage, StoreError> {
+        let m = self.manifest(manifest)?;
+        let config = self.config_file(&m)?;
+        Ok(LocalImage {
+            reference: reference.clone(),
+            digest: manifest.clone(),
+            config: ImageConfig::from(&config),
         })
     }
 

@@ -250,3 +250,177 @@ fn prune_deletes_only_unreferenced_content() {
     assert!(store.resolve(&r("x/a")).is_ok());
     assert!(store.rootfs(&a).unwrap().join("bin/busybox").exists());
 }
+
+/// Writes the files the boot path derives from an image: its filesystem image (sparse, so
+/// allocated and apparent sizes differ) and the metadata beside it.
+fn derive_erofs(store: &ImageStore, digest: &Digest, unpacked: u64) -> (PathBuf, PathBuf) {
+    let dir = store.dir().join("rootfs");
+    let img = dir.join(format!("{}{EROFS_SUFFIX}", digest.hex()));
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(8 * 1024 * 1024).unwrap();
+    (&f).write_all(&[7u8; 8192]).unwrap();
+    let meta = dir.join(format!("{}{EROFS_META_SUFFIX}", digest.hex()));
+    std::fs::write(
+        &meta,
+        format!(
+            r#"{{"root_hash":"ab","data_blocks":2,"hash_offset":8192,"size":8388608,"unpacked_bytes":{unpacked}}}"#
+        ),
+    )
+    .unwrap();
+    (img, meta)
+}
+
+#[test]
+fn prune_removes_filesystem_images_of_unreachable_images_but_keeps_those_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path().join("s")).unwrap();
+    let a = store
+        .import_rootfs(&write(tmp.path(), "a.tar", &rootfs_tar()), &r("x/a"))
+        .unwrap();
+    let mut other = rootfs_tar();
+    other.extend_from_slice(&[0u8; 1024]);
+    let b = store
+        .import_rootfs(&write(tmp.path(), "b.tar", &other), &r("x/b"))
+        .unwrap();
+    let (a_img, a_meta) = derive_erofs(&store, &a.digest, 10);
+    let (b_img, b_meta) = derive_erofs(&store, &b.digest, 20);
+    store.rootfs(&b).unwrap();
+    store.remove_ref(&r("x/a")).unwrap();
+    store.remove_ref(&r("x/b")).unwrap();
+
+    // b is used by a box: everything of it stays although no reference reaches it.
+    let roots = GcRoots::refs_and([b.digest.clone()]);
+    let plan = store.gc_plan(&roots).unwrap();
+    assert_eq!(plan.rootfs, vec![a.digest.clone()]);
+    assert!(a_img.exists(), "planning deletes nothing");
+    let report = store.prune_with(&roots).unwrap();
+    assert_eq!(
+        report.freed, plan.bytes,
+        "the plan predicts what prune frees"
+    );
+    assert_eq!(report.rootfs, vec![a.digest.clone()]);
+    assert_eq!(report.blobs.len(), 3, "{report:?}");
+    assert!(!a_img.exists() && !a_meta.exists());
+    assert!(b_img.exists() && b_meta.exists());
+    assert!(store.dir().join("rootfs").join(b.digest.hex()).is_dir());
+    assert!(store.manifest(&b.digest).is_ok());
+    assert!(report.kept.contains(&b.digest));
+    // The sparse image counted by its allocated blocks, not its 8 MiB length.
+    assert!(report.freed.allocated < 1024 * 1024, "{:?}", report.freed);
+    assert!(
+        report.freed.apparent > 8 * 1024 * 1024,
+        "{:?}",
+        report.freed
+    );
+
+    // Once no box uses b, plain prune takes it all.
+    let report = store.prune().unwrap();
+    assert_eq!(report.rootfs, vec![b.digest.clone()]);
+    assert!(!b_img.exists() && !b_meta.exists());
+    let left: Vec<_> = std::fs::read_dir(store.dir().join("rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn unpacked_size_prefers_the_filesystem_image_metadata_then_the_tree_then_the_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path().join("s")).unwrap();
+    let a = store
+        .import_rootfs(&write(tmp.path(), "a.tar", &rootfs_tar()), &r("x/a"))
+        .unwrap();
+    let files = (b"not really busybox".len() + b"box\n".len()) as u64;
+    assert_eq!(
+        store.unpacked_size(&a.digest).unwrap(),
+        (files, SizeSource::Layers)
+    );
+    store.rootfs(&a).unwrap();
+    assert_eq!(
+        store.unpacked_size(&a.digest).unwrap(),
+        (files, SizeSource::Tree)
+    );
+    derive_erofs(&store, &a.digest, 4242);
+    assert_eq!(
+        store.unpacked_size(&a.digest).unwrap(),
+        (4242, SizeSource::FilesystemImage)
+    );
+    std::fs::write(
+        store
+            .dir()
+            .join("rootfs")
+            .join(format!("{}{EROFS_META_SUFFIX}", a.digest.hex())),
+        b"{not json",
+    )
+    .unwrap();
+    assert!(matches!(
+        store.unpacked_size(&a.digest),
+        Err(StoreError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn image_usage_counts_blobs_and_derived_files_and_tells_shared_blobs_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path().join("s")).unwrap();
+    let a = store
+        .import_rootfs(&write(tmp.path(), "a.tar", &rootfs_tar()), &r("x/a"))
+        .unwrap();
+    derive_erofs(&store, &a.digest, 99);
+    let usage = store.image_usage(std::slice::from_ref(&a.digest)).unwrap();
+    assert_eq!(usage[0].unpacked_bytes, 99);
+    let mut du = DuCounter::new();
+    let m = store.manifest(&a.digest).unwrap();
+    for d in [&a.digest, &m.config.digest, &m.layers[0].digest] {
+        du.add(&store.blob_path(d)).unwrap();
+    }
+    for p in store.derived_paths(&a.digest).unwrap() {
+        du.add(&p).unwrap();
+    }
+    assert_eq!(usage[0].disk, du.total());
+    assert_eq!(usage[0].shared, DiskUsage::default());
+    // The same layer under a second manifest (another tag's config) is shared.
+    let twice = [a.digest.clone(), a.digest.clone()];
+    let usage = store.image_usage(&twice).unwrap();
+    assert_eq!(
+        usage[0].shared.allocated,
+        usage[0].disk.allocated - {
+            let mut d = DuCounter::new();
+            for p in store.derived_paths(&a.digest).unwrap() {
+                d.add(&p).unwrap();
+            }
+            d.total().allocated
+        }
+    );
+}
+
+#[test]
+fn du_counts_allocated_blocks_of_sparse_files_and_hard_links_once() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t");
+    std::fs::create_dir(&dir).unwrap();
+    let sparse = dir.join("rw.img");
+    let f = std::fs::File::create(&sparse).unwrap();
+    f.set_len(1 << 30).unwrap();
+    (&f).write_all(&[1u8; 4096]).unwrap();
+    f.sync_all().unwrap();
+    std::fs::write(dir.join("a"), [2u8; 10_000]).unwrap();
+    std::fs::hard_link(dir.join("a"), dir.join("b")).unwrap();
+    std::os::unix::fs::symlink("a", dir.join("l")).unwrap();
+    let u = disk_usage(&dir).unwrap();
+    let m = |p: &str| std::fs::symlink_metadata(dir.join(p)).unwrap();
+    let dirm = std::fs::metadata(&dir).unwrap();
+    assert_eq!(
+        u.allocated,
+        (dirm.blocks() + m("rw.img").blocks() + m("a").blocks() + m("l").blocks()) * 512
+    );
+    assert_eq!(u.apparent, dirm.size() + (1 << 30) + 10_000 + 1);
+    assert!(u.allocated < 1 << 20, "sparse: {u:?}");
+    assert_eq!(tree_file_bytes(&dir).unwrap(), (1 << 30) + 10_000);
+    assert_eq!(
+        disk_usage(&tmp.path().join("missing")).unwrap(),
+        DiskUsage::default()
+    );
+}

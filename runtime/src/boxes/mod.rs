@@ -5,11 +5,13 @@
 //! boxes/<id>/state.json          BoxRecord (atomic writes under boxes/<id>/lock)
 //! boxes/<id>/output.log          workload output (see logs)
 //! boxes/<id>/console.log         guest serial console; qemu.log, monitor.log
+//! logs/<name>-<short id>.console.log  kept console logs of --rm boxes that failed to start
 //! boxes/<id>/monitor.sock        the monitor's control socket; ctl.sock: QEMU's guest channel
 //! ```
 
 pub mod busybox;
 pub mod client;
+pub mod failed_logs;
 pub mod health;
 pub mod logs;
 pub mod monitor;
@@ -38,7 +40,11 @@ pub const CHANNEL_SOCKET: &str = "ctl.sock";
 pub const OUTPUT_LOG: &str = "output.log";
 /// The writable layer disk in a box directory (kept from `create` until `rm`).
 pub const LAYER_DISK: &str = "rw.img";
-/// Default guest memory.
+/// Default guest memory (A3S Box's default too). Measured on images built from Debian
+/// packages, with the root filesystem on a block device (guest RAM holds only what runs):
+/// nginx serves at 128 MiB, python3 runs at 256 MiB, postgres-15 (128 MB shared_buffers)
+/// starts and takes 100k rows at 256 MiB, a 600 MiB-file image hashes its file at 192 MiB.
+/// 512 MiB leaves each of them twice what it needed; untouched guest RAM costs the host nothing.
 pub const DEFAULT_MEM_MIB: u32 = 512;
 
 /// A box operation failed.
@@ -72,7 +78,7 @@ pub enum BoxError {
     /// The box's writable layer disk.
     #[error(transparent)]
     Disk(#[from] a3s_vmm::disk::DiskError),
-    /// Bad resources or machine.
+    /// Bad resources or machine, or too little memory for the kernel and init.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Bad accelerator override.
@@ -118,6 +124,12 @@ pub enum BoxError {
 }
 
 impl BoxError {
+    /// Whether the box was refused before anything booted because of its settings (the
+    /// box `run` created is then removed again).
+    pub fn refused_before_boot(&self) -> bool {
+        matches!(self, Self::Config(ConfigError::MemoryTooSmall { .. }))
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -130,6 +142,7 @@ impl BoxError {
             Self::Image(e) => e.hint(),
             Self::Asset(e) => e.hint(),
             Self::Disk(e) => e.hint(),
+            Self::Config(e) => e.hint(),
             Self::NoQemu => {
                 Some("install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into())
             }
@@ -264,10 +277,14 @@ impl VmPlan {
     }
 }
 
-/// How a box's writable layer is protected: encrypted in the guest for confidential boxes.
+/// How a box's writable layer is protected: encrypted in the guest, under a key bound to the
+/// launch measurement, for confidential boxes.
 fn layer_format(spec: &BoxSpec) -> a3s_vmm::disk::LayerFormat {
-    let _ = spec;
-    a3s_vmm::disk::LayerFormat::Ext4
+    if spec.tee.is_some() {
+        a3s_vmm::disk::LayerFormat::Encrypted
+    } else {
+        a3s_vmm::disk::LayerFormat::Ext4
+    }
 }
 
 fn bad_ref<E: std::fmt::Display>(reference: &str) -> impl FnOnce(E) -> BoxError + '_ {
@@ -572,14 +589,18 @@ impl Boxes {
             tee_modules,
         ]
         .concat();
-        let base = assets::base_initrd(&cache, &kernel, &init, &modules)?;
+        let programs: &[&Path] = match layer {
+            a3s_vmm::disk::LayerFormat::Encrypted => &[Path::new(a3s_vmm::disk::MKE2FS_PATH)],
+            a3s_vmm::disk::LayerFormat::Ext4 => &[],
+        };
+        let base = assets::base_initrd(&cache, &kernel, &init, &modules, programs)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
         let digest: a3s_image::Digest = rec
             .image_digest
             .parse()
             .map_err(bad_ref(&rec.image_digest))?;
-        let image = store.resolve(&reference.with_digest(digest))?;
+        let image = store.resolve_manifest(&reference, &digest)?;
         let root = store.filesystem(&image)?;
         let layer_disk = self.box_dir(&rec.id).join(LAYER_DISK);
         if !layer_disk.exists() {
@@ -660,7 +681,8 @@ impl Boxes {
         if rec.state.is_active() {
             return Err(BoxError::AlreadyRunning(rec.name));
         }
-        self.prepare(&rec)?;
+        let plan = self.prepare(&rec)?;
+        a3s_vmm::memory::check(rec.spec.mem_mib, &plan.kernel, &plan.initrd)?;
         let dir = self.box_dir(&rec.id);
         let log = fs_err::File::create(dir.join("monitor.log"))?;
         let mut cmd = Command::new(exe);

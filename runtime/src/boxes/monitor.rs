@@ -146,24 +146,11 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
             if let Some(h) = e.hint() {
                 msg.push_str(&format!(" (hint: {h})"));
             }
+            let msg = boot_failure(boxes, id, &config, msg);
             finish(boxes, id, 125, Some(msg), attached_to.is_none());
             return Ok(());
         }
     };
-    let qemu_pid = vm.pid();
-    boxes.update(id, |r| {
-        r.state = BoxState::Running {
-            monitor_pid: me,
-            qemu_pid,
-        };
-        r.kernel_cmdline = Some(config.cmdline.clone());
-        r.boot = Some(vm.boot.clone());
-        r.started_at = Some(now_rfc3339());
-        r.finished_at = None;
-        r.start_count += 1;
-        r.health = super::health::initial(r);
-        Ok(())
-    })?;
     let start = HostMsg::Start {
         setup,
         process: rec.spec.process.clone(),
@@ -175,11 +162,20 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         tee,
         exec_allowed,
         health_argv: rec.spec.health.as_ref().map(|h| h.argv()),
+        monitor_pid: me,
+        running: false,
     };
     let checker = super::health::spawn(boxes, &rec, me);
     let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
         Ok(()) => serve(vm, listener, &dir, &config, guest),
         Err(e) => (125, Some(format!("sending the workload to the guest: {e}"))),
+    };
+    // A VM that went away before its workload started failed to start: keep what it said.
+    let error = match (code, error) {
+        (125, Some(msg)) if !matches!(boxes.load(id)?.state, BoxState::Running { .. }) => {
+            Some(boot_failure(boxes, id, &config, msg))
+        }
+        (_, error) => error,
     };
     drop(checker);
     finish(boxes, id, code, error, attached_to.is_none());
@@ -217,6 +213,30 @@ fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remov
     }
 }
 
+/// A start failure's message with where its console log is: the box directory's, or, for a
+/// `--rm` box (whose directory is about to go), a copy under `A3S_HOME/logs/`.
+fn boot_failure(boxes: &Boxes, id: &BoxId, config: &VmConfig, msg: String) -> String {
+    if !config.console_log.exists() {
+        return msg;
+    }
+    let rec = boxes.load(id);
+    match rec {
+        Ok(rec) if rec.spec.auto_remove => {
+            match super::failed_logs::keep(
+                boxes.home(),
+                &rec,
+                &config.console_log,
+                &config.qemu_log,
+            ) {
+                Ok(kept) => format!("{msg}; console log kept at {}", kept.display()),
+                Err(e) => format!("{msg}; the console log could not be kept: {e}"),
+            }
+        }
+        _ if msg.contains(&config.console_log.display().to_string()) => msg,
+        _ => format!("{msg}; console log: {}", config.console_log.display()),
+    }
+}
+
 /// What the serve loop needs to know about the box beyond the VM.
 struct Guest<'a> {
     boxes: &'a Boxes,
@@ -224,9 +244,36 @@ struct Guest<'a> {
     tee: Option<TeeLaunch>,
     exec_allowed: bool,
     health_argv: Option<Vec<String>>,
+    /// This monitor's pid.
+    monitor_pid: u32,
+    /// Whether the box has been recorded `running` (its workload reached the guest's exec).
+    running: bool,
 }
 
 impl Guest<'_> {
+    /// Records the box as running: guest-init set it up and tried to start the workload, so
+    /// a VM that dies before this point failed to start (see [`boot_failure`]).
+    fn mark_running(&mut self, vm: &Vm, config: &VmConfig) {
+        if self.running {
+            return;
+        }
+        self.running = true;
+        let (me, qemu_pid) = (self.monitor_pid, vm.pid());
+        let _ = self.boxes.update(self.id, |r| {
+            r.state = BoxState::Running {
+                monitor_pid: me,
+                qemu_pid,
+            };
+            r.kernel_cmdline = Some(config.cmdline.clone());
+            r.boot = Some(vm.boot.clone());
+            r.started_at = Some(now_rfc3339());
+            r.finished_at = None;
+            r.start_count += 1;
+            r.health = super::health::initial(r);
+            Ok(())
+        });
+    }
+
     /// Handles a TEE message of the guest agent: `Ok(true)` when it was one.
     fn on_tee(&mut self, vm: &Vm, frame: &Frame) -> Result<bool, String> {
         let Some(tee) = self.tee.as_mut() else {
@@ -297,21 +344,18 @@ fn serve(
         let frame = match vm.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(f)) => f,
             Ok(None) => {
-                if vm.try_wait().is_some() {
-                    error = Some("the VM stopped before the workload exited".into());
-                    break KILLED_EXIT_CODE;
+                if let Some(status) = vm.try_wait() {
+                    let (code, e) = vm_stopped(&guest_box, config, Some(status));
+                    error = Some(e);
+                    break code;
                 }
                 continue;
             }
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(50));
-                let status = vm.try_wait();
-                error = Some(format!(
-                    "the VM stopped before the workload exited ({}); console: {}",
-                    status.map_or_else(|| "channel closed".to_owned(), |s| s.to_string()),
-                    config.console_log.display()
-                ));
-                break KILLED_EXIT_CODE;
+                let (code, e) = vm_stopped(&guest_box, config, vm.try_wait());
+                error = Some(e);
+                break code;
             }
         };
         if frame.kind == Kind::Control {
@@ -326,6 +370,19 @@ fn serve(
             }
         }
         if frame.session == WORKLOAD_SESSION {
+            let workload_frame = match frame.kind {
+                Kind::Stdout | Kind::Stderr => true,
+                Kind::Control => matches!(
+                    frame.message::<GuestMsg>(),
+                    Ok(GuestMsg::Started { .. }
+                        | GuestMsg::SpawnFailed { .. }
+                        | GuestMsg::Exited { .. })
+                ),
+                _ => false,
+            };
+            if workload_frame {
+                guest_box.mark_running(&vm, config);
+            }
             match frame.kind {
                 Kind::Stdout => {
                     let _ = log.write(Stream::Stdout, &frame.payload);
@@ -357,6 +414,36 @@ fn serve(
     }
     vm.kill();
     (code, error)
+}
+
+/// The exit code and message when the VM goes away under a box: before its workload started
+/// that is a start failure (125) quoting what the console says, e.g. guest-init's `fatal:`
+/// line; afterwards the workload was killed with it.
+fn vm_stopped(
+    guest_box: &Guest<'_>,
+    config: &VmConfig,
+    status: Option<std::process::ExitStatus>,
+) -> (i32, String) {
+    let status = status.map_or_else(|| "channel closed".to_owned(), |s| s.to_string());
+    let diagnosis = a3s_vmm::qemu::diagnose_files(config);
+    if !guest_box.running {
+        let why = match &diagnosis {
+            Some(d) => format!(": {d} (hint: {})", d.hint),
+            None => String::new(),
+        };
+        return (
+            125,
+            format!("the VM stopped ({status}) after booting, before the workload started{why}"),
+        );
+    }
+    let why = diagnosis.map(|d| format!(": {d}")).unwrap_or_default();
+    (
+        KILLED_EXIT_CODE,
+        format!(
+            "the VM stopped before the workload exited ({status}){why}; console: {}",
+            config.console_log.display()
+        ),
+    )
 }
 
 fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {

@@ -397,6 +397,7 @@ mod tests {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                layer_bytes: 1 << 30,
             },
             state: BoxState::Exited {
                 exit_code: 3,

@@ -52,8 +52,15 @@ pub fn guest_mounts(mounts: &[MountSpec]) -> Vec<GuestMount> {
             tag: tag(i),
             path: m.target.clone(),
             readonly: m.readonly,
+            copy_up: copies_up(m),
         })
         .collect()
+}
+
+/// Whether the guest fills the mount from the image when it is empty: named volumes without
+/// `nocopy` (bind mounts never are, like Docker's).
+pub fn copies_up(m: &MountSpec) -> bool {
+    matches!(m.source, MountSource::Volume { .. }) && !m.nocopy
 }
 
 /// Reads a box directory's `mounts.json` (none when absent).
@@ -92,13 +99,20 @@ pub fn resolve(volumes: &Volumes, mounts: &[MountSpec]) -> Result<Vec<ResolvedMo
                     path.clone()
                 }
             };
+            // An empty `:ro` volume is exported writable so that guest-init can fill it from
+            // the image; the guest still mounts it read-only for the workload.
+            let readonly = m.readonly && !(copies_up(m) && dir_is_empty(&host_dir));
             Ok(ResolvedMount {
                 tag: tag(i),
                 host_dir,
-                readonly: m.readonly,
+                readonly,
             })
         })
         .collect()
+}
+
+fn dir_is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// The VM's shares for resolved mounts; sockets and logs live in the box directory.

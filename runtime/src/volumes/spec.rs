@@ -1,5 +1,5 @@
-//! `-v` arguments: `NAME:/path[:ro|rw]` (named volume) and `/host/dir:/path[:ro|rw]` (bind
-//! mount). Parsing is pure; whether a bind source exists is checked by [`MountSpec::check_host`].
+//! `-v` arguments: `NAME:/path[:OPTS]` (named volume) and `/host/dir:/path[:ro|rw]` (bind
+//! mount), where `OPTS` is a comma-separated list of `ro`/`rw` and, for named volumes, `nocopy`. Parsing is pure; whether a bind source exists is checked by [`MountSpec::check_host`].
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -80,6 +80,10 @@ pub struct MountSpec {
     pub target: String,
     /// `:ro`.
     pub readonly: bool,
+    /// `:nocopy`: a new named volume is not filled from the image (records from before it
+    /// load as `false`).
+    #[serde(default)]
+    pub nocopy: bool,
 }
 
 impl MountSpec {
@@ -100,15 +104,28 @@ impl MountSpec {
                 ))
             }
             [_] => return Err(bad("expected SOURCE:/guest/path[:ro]")),
-            [s, t] => (*s, *t, None),
-            [s, t, m] => (*s, *t, Some(*m)),
+            [s, t] => (*s, *t, ""),
+            [s, t, m] => (*s, *t, *m),
             _ => return Err(bad("too many ':' (expected SOURCE:/guest/path[:ro])")),
         };
-        let readonly = match mode {
-            None | Some("rw") => false,
-            Some("ro") => true,
-            Some(other) => return Err(bad(&format!("unknown mode {other:?}: use ro or rw"))),
-        };
+        let (mut readonly, mut nocopy, mut access) = (false, false, None);
+        for opt in mode.split(',').filter(|_| !mode.is_empty()) {
+            match opt {
+                "ro" | "rw" if access.is_some_and(|a| a != opt) => {
+                    return Err(bad("ro and rw contradict each other"))
+                }
+                "ro" | "rw" => {
+                    readonly = opt == "ro";
+                    access = Some(opt);
+                }
+                "nocopy" => nocopy = true,
+                other => {
+                    return Err(bad(&format!(
+                        "unknown option {other:?}: use ro, rw or nocopy (comma-separated)"
+                    )))
+                }
+            }
+        }
         if source.is_empty() {
             return Err(bad("the source (volume name or host directory) is empty"));
         }
@@ -133,11 +150,17 @@ impl MountSpec {
                 })?,
             }
         };
+        if nocopy && matches!(source, MountSource::Bind { .. }) {
+            return Err(bad(
+                "nocopy applies to named volumes only: a bind mount is never filled from the image",
+            ));
+        }
         let target = guest_path(target).map_err(|why| bad(&why))?;
         Ok(Self {
             source,
             target,
             readonly,
+            nocopy,
         })
     }
 
@@ -162,10 +185,12 @@ impl fmt::Display for MountSpec {
             MountSource::Bind { path } => write!(f, "{}", path.display())?,
         }
         write!(f, ":{}", self.target)?;
-        if self.readonly {
-            f.write_str(":ro")?;
+        match (self.readonly, self.nocopy) {
+            (true, true) => f.write_str(":ro,nocopy"),
+            (true, false) => f.write_str(":ro"),
+            (false, true) => f.write_str(":nocopy"),
+            (false, false) => Ok(()),
         }
-        Ok(())
     }
 }
 

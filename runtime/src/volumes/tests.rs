@@ -54,7 +54,9 @@ fn rejects_bad_forms_with_the_reason() {
     assert!(why("vol:relative").contains("guest path \"relative\" is not absolute"));
     assert!(why("vol:").contains("guest path is empty"));
     assert!(why(":/x").contains("source"));
-    assert!(why("vol:/x:rx").contains("unknown mode"));
+    assert!(why("vol:/x:rx").contains("unknown option \"rx\""));
+    assert!(why("vol:/x:ro,rw").contains("contradict"));
+    assert!(why("vol:/x:ro,").contains("unknown option \"\""));
     assert!(why("vol:/x:ro:extra").contains("too many ':'"));
     assert!(why("vol:/").contains("root directory"));
     assert!(why("vol:/a/../b").contains(".."));
@@ -64,6 +66,35 @@ fn rejects_bad_forms_with_the_reason() {
     assert!(why("-bad:/d").contains("not a volume name"));
     let e = MountSpec::parse("/data").unwrap_err();
     assert!(e.hint().unwrap().contains("-v NAME:/guest/path"));
+}
+
+#[test]
+fn nocopy_is_parsed_alone_and_with_ro_for_named_volumes_only() {
+    let v = parse("data:/etc:nocopy");
+    assert!(v.nocopy && !v.readonly);
+    assert_eq!(v.to_string(), "data:/etc:nocopy");
+    let v = parse("data:/etc:ro,nocopy");
+    assert!(v.nocopy && v.readonly);
+    assert_eq!(v.to_string(), "data:/etc:ro,nocopy");
+    assert_eq!(
+        parse("data:/etc:nocopy,ro").to_string(),
+        "data:/etc:ro,nocopy"
+    );
+    assert!(!parse("data:/etc:rw").nocopy);
+    assert!(why("/srv:/x:nocopy").contains("named volumes only"));
+    assert!(why("/srv:/x:ro,nocopy").contains("named volumes only"));
+}
+
+#[test]
+fn mounts_recorded_before_nocopy_still_load() {
+    let old = r#"[{"source":{"type":"volume","name":"data"},"target":"/d","readonly":true}]"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(MOUNTS_FILE), old).unwrap();
+    let m = load_mounts(dir.path()).unwrap();
+    assert!(m[0].readonly && !m[0].nocopy);
+    let g: a3s_vmm::proto::GuestMount =
+        serde_json::from_str(r#"{"tag":"a3sv0","path":"/d"}"#).unwrap();
+    assert!(!g.copy_up);
 }
 
 #[test]
@@ -104,6 +135,9 @@ fn guest_mounts_get_one_tag_each() {
     assert_eq!(g[1].tag, "a3sv1");
     assert_eq!(g[1].path, "/e");
     assert!(g[1].readonly && !g[0].readonly);
+    // Named volumes are filled from the image unless nocopy; bind mounts never.
+    assert!(g[0].copy_up && !g[1].copy_up);
+    assert!(!guest_mounts(&[parse("v1:/d:nocopy")])[0].copy_up);
     assert!(g.iter().all(|m| m.tag.len() <= a3s_vmm::fs::MAX_TAG_LEN));
 }
 

@@ -239,7 +239,7 @@ fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<Ex
                 Ok(ExitStatus::Success)
             }
             Err(e) => {
-                if req.auto_remove {
+                if req.auto_remove || refused_before_boot(&e) {
                     let _ = boxes.remove(rec.id.as_str(), true);
                 }
                 Err(e)
@@ -254,7 +254,7 @@ fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<Ex
             "starting in the foreground",
         )?;
         let code = io::run_attached(boxes, &rec, &req);
-        if req.auto_remove {
+        if req.auto_remove || code.as_ref().is_err_and(refused_before_boot) {
             let _ = boxes.remove(rec.id.as_str(), true);
         }
         let code = code?;
@@ -264,6 +264,14 @@ fn run_box(home: &A3sHome, boxes: &Boxes, a: args::RunArgs) -> anyhow::Result<Ex
             Err(_) => ExitStatus::External(125),
         })
     }
+}
+
+/// A `run` refused before boot (too little memory) leaves no box behind.
+fn refused_before_boot(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<BoxError>()
+            .is_some_and(BoxError::refused_before_boot)
+    })
 }
 
 fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {

@@ -55,7 +55,8 @@ pub(crate) enum ImageSub {
     Save(SaveArgs),
     /// Load images from a tarball (same as `a3s-box load`).
     Load(LoadArgs),
-    /// Delete blobs and unpacked root filesystems no image refers to.
+    /// Delete blobs, unpacked root filesystems and filesystem images no name and no box
+    /// refers to, and their cache entries.
     Prune(FormatOnly),
     /// Sign an image in its registry with a cosign key (legacy `sha256-<digest>.sig` tag).
     Sign(SignArgs),
@@ -130,6 +131,9 @@ pub(crate) struct FormatOnly {
 
 #[derive(Debug, Args)]
 pub(crate) struct RmiArgs {
+    /// Untag even the last name of an image boxes use (its content stays until no box uses it).
+    #[arg(short, long)]
+    pub(crate) force: bool,
     /// Images to remove.
     #[arg(required = true)]
     pub(crate) images: Vec<String>,

@@ -10,7 +10,9 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::args::{self, ArchiveKind};
-use super::{credentials, parse_ref, runtime, store};
+use a3s_runtime::audit::{Event, Outcome};
+
+use super::{audit, credentials, home, parse_ref, runtime, store};
 use crate::args::Format;
 use crate::{output, usage_error, ExitStatus};
 
@@ -40,10 +42,14 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
     let store = store()?;
     let mut rows = Vec::new();
     for (r, rec) in store.refs()? {
-        let size = store
-            .manifest(&rec.manifest)
-            .map(|m| m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size)
-            .unwrap_or(0);
+        // The unpacked size, as `system df -v` shows it (Docker's SIZE).
+        let size = match store.unpacked_size(&rec.manifest) {
+            Ok((bytes, _)) => bytes,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "warning: size of {r}: {e:#}");
+                0
+            }
+        };
         rows.push(ImageRow {
             reference: r.to_string(),
             repository: r.name(),
@@ -84,8 +90,18 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
 
 pub(super) fn rmi(a: &args::RmiArgs) -> anyhow::Result<ExitStatus> {
     let store = store()?;
+    let home = home()?;
     for s in &a.images {
         let r = parse_ref(s)?;
+        if !a.force {
+            if let Err(e) = a3s_runtime::disk::check_untag(&home, &r) {
+                audit(
+                    Event::new("image.remove", Outcome::Denied, e.to_string())
+                        .with("reference", r.to_string()),
+                )?;
+                return Err(e.into());
+            }
+        }
         let mut removed = Vec::new();
         if store.remove_ref(&r)?.is_some() {
             removed.push(r.clone());
@@ -105,11 +121,20 @@ pub(super) fn rmi(a: &args::RmiArgs) -> anyhow::Result<ExitStatus> {
             .into());
         }
         for x in removed {
+            let what = if a.force {
+                "untagged (forced)"
+            } else {
+                "untagged"
+            };
+            audit(
+                Event::new("image.remove", Outcome::Success, what).with("reference", x.to_string()),
+            )?;
             output::line(&format!("Untagged: {}", x.familiar()))?;
         }
     }
-    let report = store.prune()?;
-    for d in &report.blobs {
+    // Content no name and no box reaches goes, with its filesystem images and caches.
+    let report = crate::commands::system::prune_images(&home, false)?;
+    for d in &report.store.blobs {
         output::line(&format!("Deleted: {d}"))?;
     }
     Ok(ExitStatus::Success)
@@ -377,18 +402,21 @@ pub(super) fn logout(a: &args::LogoutArgs) -> anyhow::Result<ExitStatus> {
 }
 
 pub(super) fn prune(a: &args::FormatOnly) -> anyhow::Result<ExitStatus> {
-    let report = store()?.prune()?;
+    let p = crate::commands::system::prune_images(&home()?, false)?;
+    let report = &p.store;
     #[derive(Serialize)]
     struct View {
         blobs: Vec<String>,
         rootfs: Vec<String>,
+        cache: Vec<String>,
         freed_bytes: u64,
         partials: u64,
     }
     let v = View {
         blobs: report.blobs.iter().map(ToString::to_string).collect(),
         rootfs: report.rootfs.iter().map(ToString::to_string).collect(),
-        freed_bytes: report.blob_bytes,
+        cache: p.cache.removed.clone(),
+        freed_bytes: p.freed().allocated,
         partials: report.partials,
     };
     match a.format {

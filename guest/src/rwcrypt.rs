@@ -1,0 +1,238 @@
+//! The encrypted, integrity-protected writable layer of a confidential box.
+//!
+//! ```text
+//! a3s-rw disk ─ dm-integrity (journal, 28-byte tags) ─ dm-crypt capi:gcm(aes)-random ─ ext4
+//! ```
+//!
+//! AES-256-GCM with a random 96-bit IV per sector, tag and IV stored by dm-integrity (what
+//! `cryptsetup luksFormat --cipher aes-gcm-random --integrity aead` sets up, without a LUKS
+//! header: the key is never stored, it is derived again at every boot from the secure
+//! processor, bound to the launch measurement). The host sees ciphertext; a block it changes
+//! fails the tag check (EIO in the guest); a VM with another measurement derives another key and
+//! cannot open the layer. Not covered: the host can replay an older copy of the whole disk or of
+//! single sectors with their tags (no freshness), as with any dm-integrity AEAD volume.
+//!
+//! On first boot the disk is all zeros: dm-integrity writes its superblock, and ext4 is made on
+//! the decrypted device with the `mke2fs` the host put into the (measured) initrd. The journal
+//! is initialised in full (`lazy_journal_init=0`) because journal recovery after an unclean stop
+//! reads past the last transaction, and a never-written sector fails the AEAD check.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use zeroize::Zeroizing;
+
+use crate::dm;
+use crate::rootfs::Disk;
+
+/// dm-integrity's superblock magic.
+const INTEGRITY_MAGIC: &[u8; 8] = b"integrt\0";
+/// GCM tag (16) + random IV (12) per sector.
+const TAG_SIZE: u32 = 28;
+/// Where the host put `mke2fs` and its libraries in a TEE box's initrd.
+pub(crate) const TOOLS_DIR: &str = "/.a3s/tools";
+const INTEGRITY_NAME: &str = "a3s-rw-integrity";
+const CRYPT_NAME: &str = "a3s-rw";
+
+/// Opens (formatting on first use) the encrypted layer on `disk`; returns the decrypted device.
+///
+/// # Errors
+/// The disk holds something else, the kernel refuses a table, or formatting fails.
+pub(crate) fn open(disk: &Disk, key: &[u8; 32]) -> anyhow::Result<PathBuf> {
+    let raw = disk.dev_path();
+    let (provided, fresh) = match superblock(&raw)? {
+        Superblock::Integrity { provided_sectors } => (provided_sectors, false),
+        Superblock::Empty => {
+            // A short mapping makes the kernel write the superblock for the whole device; then
+            // its size is known and the real mapping can be made.
+            integrity(disk, 8)?;
+            dm::remove(INTEGRITY_NAME).context("removing the formatting mapping")?;
+            match superblock(&raw)? {
+                Superblock::Integrity { provided_sectors } => (provided_sectors, true),
+                _ => bail!("dm-integrity did not format the writable layer disk"),
+            }
+        }
+        Superblock::Other => bail!(
+            "the writable layer disk of this confidential box holds neither an encrypted layer nor \
+             zeros: refusing to use it"
+        ),
+    };
+    let integ = integrity(disk, provided)?;
+    let integ_dev = major_minor(&integ)?;
+    let params = Zeroizing::new(format!(
+        "capi:gcm(aes)-random {} 0 {integ_dev} 0 1 integrity:{TAG_SIZE}:aead",
+        Zeroizing::new(hex::encode(key)).as_str()
+    ));
+    let crypt = dm::create(
+        CRYPT_NAME,
+        &dm::Table {
+            sectors: provided,
+            target: "crypt",
+            params: &params,
+            readonly: false,
+            secret: true,
+        },
+    )
+    .context("opening the encrypted writable layer")?;
+    if fresh {
+        zero_probed_blocks(&crypt, provided)?;
+        mkfs(&crypt)?;
+    } else if let Err(e) = File::open(&crypt).and_then(|mut f| f.read_exact(&mut [0u8; 4096])) {
+        bail!(
+            "the encrypted writable layer does not open with this VM's key ({e}): it was written by a box with another launch measurement, or changed on the host"
+        );
+    }
+    Ok(crypt)
+}
+
+enum Superblock {
+    Integrity { provided_sectors: u64 },
+    Empty,
+    Other,
+}
+
+/// Reads the first 4 KiB of the raw disk, bypassing stale cached pages.
+fn superblock(raw: &Path) -> anyhow::Result<Superblock> {
+    let mut f = File::open(raw).with_context(|| format!("opening {}", raw.display()))?;
+    // The kernel target writes the superblock with bios, not through this file's page cache.
+    let _ = nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    let mut head = vec![0u8; 4096];
+    f.read_exact(&mut head)
+        .with_context(|| format!("reading {}", raw.display()))?;
+    Ok(parse_superblock(&head))
+}
+
+fn parse_superblock(head: &[u8]) -> Superblock {
+    if head.starts_with(INTEGRITY_MAGIC) {
+        let provided = head
+            .get(16..24)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        if provided > 0 {
+            return Superblock::Integrity {
+                provided_sectors: provided,
+            };
+        }
+        return Superblock::Other;
+    }
+    if head.iter().all(|b| *b == 0) {
+        Superblock::Empty
+    } else {
+        Superblock::Other
+    }
+}
+
+/// `integrity <disk> 0 28 J 0` of `sectors` sectors.
+fn integrity(disk: &Disk, sectors: u64) -> anyhow::Result<PathBuf> {
+    let params = format!("{} 0 {TAG_SIZE} J 0", disk.major_minor);
+    dm::create(
+        INTEGRITY_NAME,
+        &dm::Table {
+            sectors,
+            target: "integrity",
+            params: &params,
+            readonly: false,
+            secret: false,
+        },
+    )
+    .context("setting up dm-integrity on the writable layer disk")
+}
+
+fn major_minor(dev: &Path) -> anyhow::Result<String> {
+    let name = dev
+        .file_name()
+        .context("device path without a name")?
+        .to_string_lossy();
+    Ok(std::fs::read_to_string(format!("/sys/block/{name}/dev"))
+        .with_context(|| format!("reading /sys/block/{name}/dev"))?
+        .trim()
+        .to_owned())
+}
+
+/// Writes encrypted zeros where mke2fs reads before it writes: its probes for old signatures
+/// (first and last MiB) and the first block of every 128 MiB block group, where backup
+/// superblocks go (written 1 KiB at a time, so the page cache reads the rest of the page).
+/// A never-written sector fails the AEAD check and mke2fs would stop with an I/O error.
+fn zero_probed_blocks(dev: &Path, sectors: u64) -> anyhow::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    const MIB: u64 = 1 << 20;
+    const GROUP: u64 = 128 * MIB; // 32768 blocks of 4 KiB
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dev)
+        .with_context(|| format!("opening {}", dev.display()))?;
+    let bytes = sectors * 512;
+    let zeros = vec![0u8; 1 << 20];
+    let mut spots: Vec<(u64, u64)> = vec![(0, MIB.min(bytes))];
+    spots.extend((1..bytes / GROUP + 1).map(|g| (g * GROUP, 4096)));
+    spots.push((bytes.saturating_sub(MIB), MIB.min(bytes)));
+    for (start, len) in spots {
+        let len = len.min(bytes.saturating_sub(start));
+        f.seek(SeekFrom::Start(start))?;
+        f.write_all(&zeros[..usize::try_from(len).unwrap_or(0)])?;
+    }
+    f.sync_all().context("flushing the layer's first writes")
+}
+
+/// ext4 on the decrypted device, with the measured `mke2fs` from the initrd.
+fn mkfs(dev: &Path) -> anyhow::Result<()> {
+    let tools = Path::new(TOOLS_DIR);
+    let out = crate::init::run_helper(
+        Command::new(tools.join("ld-linux-x86-64.so.2"))
+            .arg("--library-path")
+            .arg(tools)
+            .arg(tools.join("mke2fs"))
+            .args([
+                "-q", "-F", "-t", "ext4", "-m", "0", "-J", "size=16", "-L", "a3s-rw",
+            ])
+            .args([
+                "-E",
+                "lazy_itable_init=1,lazy_journal_init=0,nodiscard,root_owner=0:0",
+            ])
+            .arg(dev)
+            .env_clear(),
+    )
+    .with_context(|| format!("running {}/mke2fs", tools.display()))?;
+    if !out.status.success() {
+        bail!(
+            "mke2fs on the encrypted writable layer failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_zeros_integrity_superblocks_and_anything_else() {
+        assert!(matches!(parse_superblock(&[0u8; 4096]), Superblock::Empty));
+        let mut sb = vec![0u8; 4096];
+        sb[..8].copy_from_slice(INTEGRITY_MAGIC);
+        sb[16..24].copy_from_slice(&123_456u64.to_le_bytes());
+        assert!(matches!(
+            parse_superblock(&sb),
+            Superblock::Integrity {
+                provided_sectors: 123_456
+            }
+        ));
+        sb[16..24].fill(0);
+        assert!(matches!(parse_superblock(&sb), Superblock::Other));
+        let mut ext4 = vec![0u8; 4096];
+        ext4[1080] = 0x53;
+        ext4[1081] = 0xef;
+        assert!(matches!(parse_superblock(&ext4), Superblock::Other));
+    }
+}

@@ -1,0 +1,136 @@
+//! Boot failures explain themselves (issue 15): the error names the cause from the console,
+//! a `--rm` box's console log is kept under `A3S_HOME/logs/`, and memory that cannot hold the
+//! kernel and init is refused before boot with the number needed. Two failing boots in all,
+//! each deterministic: a kernel panic (no init) and a guest-init `fatal:` line.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::support::{Run, TestEnv};
+
+fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        crate::support::build_guest_init();
+        TestEnv::new()
+    })
+}
+
+/// The path after "console log kept at " in a start error.
+fn kept_log(r: &Run) -> PathBuf {
+    let rest = r
+        .stderr
+        .split("console log kept at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no kept console log named:\n{}", r.stderr));
+    PathBuf::from(rest.split_whitespace().next().unwrap())
+}
+
+fn no_box_named(name: &str) {
+    let r = env().run(&["ps", "-a", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["name"] != name),
+        "box {name} was left behind: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_kernel_panic_is_quoted_and_its_console_log_survives_rm() {
+    // A later rdinit= overrides A3S Box's own: the kernel finds no init and panics.
+    let r = env().run(&[
+        "run",
+        "--rm",
+        "--name",
+        "panics",
+        "--kernel-arg",
+        "rdinit=/nonexistent",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the guest kernel panicked")
+            && r.stderr
+                .contains("Kernel panic - not syncing: VFS: Unable to mount root fs"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--kernel-arg"), "{}", r.stderr);
+    let log = kept_log(&r);
+    assert!(log.starts_with(env().path("logs")), "{}", log.display());
+    assert!(log
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("panics-"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Kernel panic"), "{text}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(&env().path("logs")), 0o700);
+    no_box_named("panics");
+}
+
+#[test]
+fn a_guest_init_fatal_line_is_quoted() {
+    // Without a NIC the host passes no a3s.net=, so this malformed one reaches guest-init.
+    let r = env().run(&[
+        "run",
+        "--rm",
+        "--name",
+        "fatal",
+        "--network",
+        "none",
+        "--kernel-arg",
+        "a3s.net=garbage",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("a3s-guest-init: fatal: a3s.net: expected ADDR/PREFIX,GATEWAY"),
+        "{}",
+        r.stderr
+    );
+    assert!(std::fs::read_to_string(kept_log(&r))
+        .unwrap()
+        .contains("a3s-guest-init: fatal:"));
+    no_box_named("fatal");
+}
+
+#[test]
+fn memory_below_the_need_is_refused_with_the_number_and_leaves_no_box() {
+    for rm in [true, false] {
+        let mut args = vec!["run", "--name", "tiny", "--memory", "64m"];
+        if rm {
+            args.push("--rm");
+        }
+        args.extend(["busybox", "true"]);
+        let r = env().run(&args);
+        assert_ne!(r.code, 0, "{}", r.stderr);
+        let msg = "--memory 64 MiB is too small for this kernel and init: at least ";
+        let need: u64 = r
+            .stderr
+            .split(msg)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no need in:\n{}", r.stderr));
+        assert!(need > 64 && need < 1024, "{need}");
+        assert!(
+            r.stderr
+                .contains(&format!("hint: run it with --memory {need}m")),
+            "{}",
+            r.stderr
+        );
+        no_box_named("tiny");
+    }
+}
