@@ -1,0 +1,452 @@
+//! Real images built from Debian packages (issue 15): nginx, postgres and python3 from
+//! `mmdebstrap`, and an image with a 600 MiB file, all run at the DEFAULT memory (no `--memory`).
+//! The images come from `scripts/test-images` (built once, cached outside the repo) and enter
+//! the store through `a3s-box load`. Each test boots only the boxes it must prove something with;
+//! the boxes live for the whole test and are removed at its end.
+//!
+//! When the apt mirror cannot be reached the images cannot be built: every test here then prints
+//! a loud SKIPPED banner and returns (any other build failure fails the tests).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{Run, TestEnv};
+
+/// The text `scripts/test-images` puts in the nginx image's index page.
+const NGINX_PAGE: &str = "a3s-box nginx test page";
+
+/// What `scripts/test-images` built: image name → record, after `a3s-box load`.
+#[derive(Debug, serde::Deserialize)]
+struct Image {
+    name: String,
+    #[serde(rename = "ref")]
+    reference: String,
+    archive: PathBuf,
+    unpacked_bytes: u64,
+    file: Option<String>,
+    file_sha256: Option<String>,
+}
+
+fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        crate::support::build_guest_init();
+        TestEnv::new()
+    })
+}
+
+/// Builds (or finds cached) and loads every test image once; `None` when the mirror is out of
+/// reach, after saying so loudly.
+fn images() -> Option<&'static BTreeMap<String, Image>> {
+    static IMAGES: OnceLock<Option<BTreeMap<String, Image>>> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
+            let out = std::process::Command::new(&script)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("running scripts/test-images");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() == Some(3) {
+                eprintln!(
+                    "\n{0}\nSKIPPED: real-image e2e tests (issue 15) did NOT run: the apt mirror is \
+                     unreachable, so scripts/test-images cannot build the Debian images.\n{stderr}{0}\n",
+                    "!".repeat(100)
+                );
+                return None;
+            }
+            assert!(
+                out.status.success(),
+                "scripts/test-images failed ({}):\n{stderr}",
+                out.status
+            );
+            eprint!("{stderr}");
+            let mut map = BTreeMap::new();
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let image: Image = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("scripts/test-images printed {line:?}: {e}"));
+                let r = env().run(&["load", "-i", image.archive.to_str().unwrap()]);
+                assert_eq!(r.code, 0, "loading {}: {}", image.name, r.stderr);
+                assert!(
+                    r.stdout.contains(&image.reference) || ok(&["images"]).stdout.contains(&image.name),
+                    "load of {} did not tag {}: {}",
+                    image.name,
+                    image.reference,
+                    r.stdout
+                );
+                eprintln!(
+                    "real_images: {} ({}) unpacked {:.1} MiB",
+                    image.name,
+                    image.reference,
+                    image.unpacked_bytes as f64 / 1048576.0
+                );
+                map.insert(image.name.clone(), image);
+            }
+            Some(map)
+        })
+        .as_ref()
+}
+
+/// The loaded image called `name`, or `None` (skip) when the images could not be built.
+fn image(name: &str) -> Option<&'static Image> {
+    let Some(all) = images() else {
+        eprintln!("SKIPPED (apt mirror unreachable): real-image test with the {name} image");
+        return None;
+    };
+    Some(
+        all.get(name)
+            .unwrap_or_else(|| panic!("scripts/test-images built no {name} image")),
+    )
+}
+
+fn run(args: &[&str]) -> Run {
+    env().run(args)
+}
+
+fn ok(args: &[&str]) -> Run {
+    let r = run(args);
+    assert_eq!(
+        r.code, 0,
+        "a3s-box {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+/// Polls `f` until it returns Some, for at most `secs` seconds (TCG on a busy 2-core host).
+fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Removes the box when the test ends, passed or failed.
+struct Cleanup(&'static str);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = run(&["rm", "-f", self.0]);
+    }
+}
+
+fn box_id(name: &str) -> String {
+    ok(&["inspect", name]).json()[0]["id"]
+        .as_str()
+        .expect("inspect has an id")
+        .to_owned()
+}
+
+/// The box's state and the tail of its console, for failure messages.
+fn diagnose(name: &str) -> String {
+    let r = run(&["inspect", name]);
+    if r.code != 0 {
+        return format!("inspect {name}: {}", r.stderr);
+    }
+    let rec = r.json()[0].clone();
+    let console = rec["id"]
+        .as_str()
+        .and_then(|id| {
+            std::fs::read_to_string(env().path("boxes").join(id).join("console.log")).ok()
+        })
+        .unwrap_or_default();
+    let lines: Vec<&str> = console.lines().collect();
+    let console = lines[lines.len().saturating_sub(30)..].join("\n");
+    let state = &rec["state"];
+    let logs = run(&["logs", name]);
+    format!(
+        "state: {state}\nlogs:\n{}{}\nconsole tail:\n{console}",
+        logs.stdout, logs.stderr
+    )
+}
+
+/// Waits until postgres in `name` accepts connections over TCP.
+fn wait_for_postgres(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let r = run(&["exec", name, "pg_isready", "-h", "127.0.0.1", "-t", "5"]);
+        if r.code == 0 {
+            return;
+        }
+        let exited = ok(&["inspect", name]).json()[0]["state"]["status"] == "exited";
+        assert!(
+            !exited && Instant::now() < deadline,
+            "postgres in {name} never became ready: {}{}\n{}",
+            r.stdout,
+            r.stderr,
+            diagnose(name)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn psql(name: &str, sql: &str) -> String {
+    let r = run(&[
+        "exec",
+        name,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-tA",
+        "-c",
+        sql,
+    ]);
+    assert_eq!(
+        r.code,
+        0,
+        "psql {sql:?} in {name}: {}{}\n{}",
+        r.stdout,
+        r.stderr,
+        diagnose(name)
+    );
+    r.stdout
+}
+
+/// Files under the A3S home whose path names the box id and that are at least 1 MiB long (its
+/// writable-layer disk, wherever the runtime keeps it).
+fn box_disks(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, inside: bool, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            let named = inside || e.file_name().to_string_lossy().contains(id);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                walk(&path, id, named, found);
+            } else if named && meta.is_file() && meta.len() >= 1 << 20 {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(env().home.path(), id, false, &mut found);
+    found
+}
+
+#[test]
+fn nginx_serves_its_page_on_a_published_port_at_the_default_memory() {
+    let Some(nginx) = image("nginx") else { return };
+    let _rm = Cleanup("ri-nginx");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ri-nginx",
+        "-p",
+        "0:80",
+        &nginx.reference,
+    ]);
+    let p = ok(&["port", "ri-nginx"]);
+    let port: u16 = p
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("port output: {:?}", p.stdout));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let answer = loop {
+        let got = TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                out.starts_with("HTTP/1.1 200").then_some(out)
+            });
+        if let Some(a) = got {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx never answered 200 on 127.0.0.1:{port}\n{}",
+            diagnose("ri-nginx")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(answer.contains(NGINX_PAGE), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("server: nginx"),
+        "{answer}"
+    );
+    // The access log goes to the box's stdout, as the image configured it.
+    eventually("nginx's access log line", 30, || {
+        ok(&["logs", "ri-nginx"])
+            .stdout
+            .contains("\"GET / HTTP/1.0\" 200")
+            .then_some(())
+    });
+}
+
+#[test]
+fn postgres_keeps_a_table_across_restart() {
+    let Some(pg) = image("postgres") else { return };
+    let _rm = Cleanup("ri-pg");
+    ok(&["run", "-d", "--name", "ri-pg", &pg.reference]);
+    wait_for_postgres("ri-pg");
+    psql(
+        "ri-pg",
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives-restart');",
+    );
+    ok(&["restart", "ri-pg"]);
+    wait_for_postgres("ri-pg");
+    assert_eq!(
+        psql("ri-pg", "SELECT v FROM kept;").trim(),
+        "survives-restart"
+    );
+}
+
+#[test]
+fn a_new_volume_over_postgres_data_is_filled_from_the_image_and_postgres_starts() {
+    let Some(pg) = image("postgres") else { return };
+    let _rm = Cleanup("ri-pgvol");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ri-pgvol",
+        "-v",
+        "ri-pgdata:/var/lib/postgresql",
+        &pg.reference,
+    ]);
+    wait_for_postgres("ri-pgvol");
+    // The volume holds the image's content (copy-up), with the image's ownership.
+    let marker = ok(&[
+        "exec",
+        "ri-pgvol",
+        "cat",
+        "/var/lib/postgresql/.a3s-test-image",
+    ]);
+    assert_eq!(
+        marker.stdout.trim(),
+        "this file comes from the postgres image"
+    );
+    let owner = ok(&[
+        "exec",
+        "ri-pgvol",
+        "stat",
+        "-c",
+        "%U",
+        "/var/lib/postgresql",
+    ]);
+    assert_eq!(owner.stdout.trim(), "postgres");
+    assert_eq!(psql("ri-pgvol", "SELECT 40 + 2;").trim(), "42");
+    // And the cluster lives on the volume, not in the box's own layer.
+    let mounts = ok(&["exec", "ri-pgvol", "cat", "/proc/mounts"]).stdout;
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/var/lib/postgresql")),
+        "no mount on /var/lib/postgresql:\n{mounts}"
+    );
+    ok(&["rm", "-f", "ri-pgvol"]);
+    ok(&["volume", "rm", "ri-pgdata"]);
+}
+
+#[test]
+fn python3_runs_and_a_box_keeps_its_files_until_rm() {
+    let Some(py) = image("python3") else { return };
+    let _rm = Cleanup("ri-py");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ri-py",
+        &py.reference,
+        "python3",
+        "-c",
+        "import sys, time; print('python', sys.version_info[0], flush=True); time.sleep(86400)",
+    ]);
+    eventually("python3's first line", 120, || {
+        ok(&["logs", "ri-py"])
+            .stdout
+            .contains("python 3")
+            .then_some(())
+    });
+    ok(&[
+        "exec",
+        "ri-py",
+        "python3",
+        "-c",
+        "open('/var/kept.txt', 'w').write('written-in-the-box\\n')",
+    ]);
+    ok(&["stop", "ri-py"]);
+    ok(&["start", "ri-py"]);
+    let kept = ok(&["exec", "ri-py", "cat", "/var/kept.txt"]);
+    assert_eq!(kept.stdout, "written-in-the-box\n");
+
+    // A new box of the same image starts from the image, not from another box's layer.
+    let fresh = ok(&[
+        "run",
+        "--rm",
+        &py.reference,
+        "python3",
+        "-c",
+        "import os; print(os.path.exists('/var/kept.txt'))",
+    ]);
+    assert_eq!(fresh.stdout.trim(), "False");
+
+    // `rm` deletes the box's disk.
+    let id = box_id("ri-py");
+    let disks = box_disks(&id);
+    assert!(
+        !disks.is_empty(),
+        "no per-box disk (a file of 1 MiB or more whose path names {id}) under {}",
+        env().home.path().display()
+    );
+    ok(&["rm", "-f", "ri-py"]);
+    let left: Vec<_> = disks.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "rm left the box's disk behind: {left:?}");
+    assert!(box_disks(&id).is_empty());
+}
+
+#[test]
+fn an_image_with_a_600_mib_file_boots_at_the_default_memory_and_the_file_is_intact() {
+    let Some(big) = image("big") else { return };
+    let file = big.file.as_deref().expect("big image names its file");
+    let want = big
+        .file_sha256
+        .as_deref()
+        .expect("big image records the sha256");
+    let r = run(&[
+        "run",
+        "--rm",
+        &big.reference,
+        "sh",
+        "-c",
+        &format!("sha256sum {file}; grep MemTotal /proc/meminfo >&2"),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let got = r.stdout.split_whitespace().next().unwrap_or_default();
+    assert_eq!(
+        got,
+        want,
+        "sha256 of {file} in the guest ({})",
+        r.stderr.trim()
+    );
+    eprintln!(
+        "real_images: {} MiB image checked in a guest with {}",
+        big.unpacked_bytes >> 20,
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with("MemTotal"))
+            .unwrap_or("no MemTotal line")
+    );
+}
