@@ -311,6 +311,17 @@ fn postgres_keeps_a_table_across_restart() {
         psql("ri-pg", "SELECT v FROM kept;").trim(),
         "survives-restart"
     );
+    // Docker's exec: the image's User unless -u says otherwise.
+    assert_eq!(
+        ok(&["exec", "ri-pg", "id", "-un"]).stdout.trim(),
+        "postgres"
+    );
+    assert_eq!(
+        ok(&["exec", "-u", "root", "ri-pg", "id", "-un"])
+            .stdout
+            .trim(),
+        "root"
+    );
 }
 
 #[test]

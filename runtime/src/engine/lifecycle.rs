@@ -202,7 +202,8 @@ impl Engine {
         Ok(rec)
     }
 
-    /// `exec`: opens a session running `process` in a running box (the connection carries
+    /// `exec`: opens a session running `process` in a running box, as the box's user in its
+    /// working directory unless `process` says otherwise (the connection carries
     /// the guest protocol's frames). A TEE box refuses unless created with `allow_exec`; the
     /// refusal and the exec are audited.
     ///
@@ -211,10 +212,17 @@ impl Engine {
     pub fn exec(
         &self,
         key: &str,
-        process: ProcessSpec,
+        mut process: ProcessSpec,
     ) -> Result<(BoxRecord, UnixStream), EngineError> {
         let rec = self.boxes.find(key)?;
         self.refuse_host_access(&rec, "exec")?;
+        // Docker's exec: the box's user and working directory unless the request names others.
+        if process.user.is_none() {
+            process.user.clone_from(&rec.spec.process.user);
+        }
+        if process.workdir.is_none() {
+            process.workdir.clone_from(&rec.spec.process.workdir);
+        }
         let what = format!("exec {}", process.argv.join(" "));
         self.record_box("box.exec", &rec, Outcome::Success, &what)?;
         let conn = self.boxes.exec(&rec, process)?;
