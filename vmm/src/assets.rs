@@ -343,8 +343,9 @@ pub fn locate_guest_init() -> Result<PathBuf, AssetError> {
         .ok()
         .and_then(|e| e.parent().map(Path::to_owned))
     {
-        // target/<profile>/a3s-box (or target/<profile>/deps/e2e-* for tests)
-        let dir = if dir.ends_with("deps") {
+        // target/<profile>/a3s-box (or target/<profile>/deps/e2e-* for tests, or
+        // target/<profile>/examples/* for the runtime's examples)
+        let dir = if dir.ends_with("deps") || dir.ends_with("examples") {
             dir.parent().map(Path::to_owned).unwrap_or(dir)
         } else {
             dir
