@@ -132,11 +132,13 @@ pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Resul
         }
     };
     mkdir(RW)?;
+    // No nosuid/nodev: the upper layer holds the box's own files (a setuid binary copied up
+    // by a package upgrade must keep working, as on Docker's overlay2).
     mount(
         Some(&rw_dev),
         RW,
         Some("ext4"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::empty(),
         None::<&str>,
     )
     .with_context(|| format!("mounting the box's writable layer ({})", rw_dev.display()))?;
