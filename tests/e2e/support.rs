@@ -28,9 +28,17 @@ impl Run {
 }
 
 impl TestEnv {
+    /// A fresh home under this run's directory (`$TMPDIR/a3s-e2e/run-<pid>/`: short, because
+    /// unix socket paths inside a box directory must stay under 108 bytes).
+    ///
+    /// Homes shared through `static`s are never dropped (Rust does not run destructors of
+    /// statics), and one real-image home holds gigabytes: each run's homes live under
+    /// `a3s-e2e/run-<pid>/`, and the first `new()` of a run removes the directories of runs
+    /// whose process is gone.
     pub(crate) fn new() -> Self {
+        let run_dir = run_dir();
         Self {
-            home: tempfile::tempdir().expect("temp home"),
+            home: tempfile::tempdir_in(run_dir).expect("temp home"),
         }
     }
 
@@ -54,6 +62,29 @@ impl TestEnv {
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.home.path().join(name)
     }
+}
+
+/// `$TMPDIR/a3s-e2e/run-<pid>`, created (and older runs' removed) once.
+fn run_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::env::temp_dir().join("a3s-e2e");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stale = name
+                    .strip_prefix("run-")
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if stale {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = root.join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the e2e homes directory");
+        dir
+    })
 }
 
 /// A file under `fixtures/snp/`.
