@@ -271,7 +271,14 @@ fn a_confidential_layer_is_ciphertext_on_the_host_persists_and_needs_the_same_me
         "sleep",
         "600",
     ]);
-    std::fs::copy(&disk, box_dir("intruder").join("rw.img")).unwrap();
+    // `cp --sparse=always`: the 1 GiB layer is mostly holes; a plain copy would fill them.
+    let copied = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&disk)
+        .arg(box_dir("intruder").join("rw.img"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
     let r = run(&["start", "intruder"]);
     let state = if r.code == 0 {
         exited("intruder")
