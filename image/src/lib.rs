@@ -1,7 +1,8 @@
 //! OCI images: registry client, content-addressed store, layer unpacking, cosign signatures.
 //!
 //! - [`reference`]: [`ImageRef`] (Docker naming defaults) and [`Digest`].
-//! - [`store`]: the local store under `A3S_HOME/images` ([`ImageStore`]).
+//! - [`store`]: the local store under `A3S_HOME/images` ([`ImageStore`]), including each image's
+//!   read-only filesystem image with its dm-verity tree ([`FsImage`]).
 //! - [`unpack`]: applying layer tar streams to a root filesystem directory.
 //! - [`oci`]: manifest, index and config documents.
 //! - [`registry`]: the registry client and saved credentials.
@@ -22,8 +23,9 @@
 //! // from the signatures `pull` verified and kept.
 //! let policy = SignaturePolicy::load("/root/.a3s/policy/signatures.toml".as_ref(), false)?;
 //! let verified = verify_for_run(&store, &reference, &policy)?; // VerifiedImage
-//! let rootfs = store.rootfs(verified.image())?; // unpacked once per manifest digest
-//! println!("{} -> {}", verified.image().digest, rootfs.display());
+//! // erofs + dm-verity tree, built once per manifest digest: what the box boots from
+//! let fs = store.filesystem(verified.image())?;
+//! println!("{} -> {} (root hash {})", verified.image().digest, fs.path.display(), fs.root_hash);
 //! # Ok(())
 //! # }
 //! ```
