@@ -107,7 +107,17 @@ fn meta_path(image: &Path) -> PathBuf {
 
 /// The cached image, if both files are there and agree.
 fn load(path: &Path, meta: &Path) -> Result<Option<FsImage>, StoreError> {
-    let (Ok(bytes), Ok(stat)) = (std::fs::read(meta), std::fs::metadata(path)) else {
+    let (Ok(meta_stat), Ok(stat)) = (std::fs::metadata(meta), std::fs::metadata(path)) else {
+        return Ok(None);
+    };
+    // A few hundred bytes when we wrote it; anything large is not ours.
+    if meta_stat.len() > 64 * 1024 {
+        return Err(StoreError::TooLarge {
+            what: meta.display().to_string(),
+            size: meta_stat.len(),
+        });
+    }
+    let Ok(bytes) = std::fs::read(meta) else {
         return Ok(None);
     };
     let mut image: FsImage =
