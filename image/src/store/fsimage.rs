@@ -110,8 +110,8 @@ fn load(path: &Path, meta: &Path) -> Result<Option<FsImage>, StoreError> {
     let (Ok(meta_stat), Ok(stat)) = (std::fs::metadata(meta), std::fs::metadata(path)) else {
         return Ok(None);
     };
-    // A few hundred bytes when we wrote it; anything large is not ours.
-    if meta_stat.len() > 64 * 1024 {
+    // A few hundred bytes when we wrote it: the store's document limit bounds the read.
+    if meta_stat.len() > super::MAX_DOCUMENT_BYTES {
         return Err(StoreError::TooLarge {
             what: meta.display().to_string(),
             size: meta_stat.len(),
