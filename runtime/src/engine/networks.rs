@@ -140,22 +140,29 @@ impl Engine {
         Ok(rec)
     }
 
+    /// Runs `f` on the stopped box `key` (as the network layer sees it).
+    fn on_stopped_box<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(StoppedBox<'_>) -> Result<T, NetError>,
+    ) -> Result<(BoxRecord, T), NetError> {
+        let rec = self.stopped_box(key)?;
+        let dir = self.boxes.box_dir(&rec.id);
+        let out = f(StoppedBox {
+            id: &rec.id,
+            name: &rec.name,
+            dir: &dir,
+        })?;
+        Ok((rec, out))
+    }
+
     /// `network connect NET BOX`: a stopped box joins `network` at its next boot; returns
     /// the box and its address. Audited either way.
     ///
     /// # Errors
     /// A running box, a box on another network or with published ports, no such network.
     pub fn connect(&self, network: &str, key: &str) -> Result<(BoxRecord, Ipv4Addr), EngineError> {
-        let result = self.stopped_box(key).and_then(|rec| {
-            let dir = self.boxes.box_dir(&rec.id);
-            let b = StoppedBox {
-                id: &rec.id,
-                name: &rec.name,
-                dir: &dir,
-            };
-            let ip = attach::connect(&self.home, network, b)?;
-            Ok((rec, ip))
-        });
+        let result = self.on_stopped_box(key, |b| attach::connect(&self.home, network, b));
         match result {
             Ok((rec, ip)) => {
                 self.record(
@@ -187,16 +194,9 @@ impl Engine {
     /// # Errors
     /// A running box, or one not on `network`.
     pub fn disconnect(&self, network: &str, key: &str) -> Result<BoxRecord, EngineError> {
-        let result = self.stopped_box(key).and_then(|rec| {
-            let dir = self.boxes.box_dir(&rec.id);
-            let b = StoppedBox {
-                id: &rec.id,
-                name: &rec.name,
-                dir: &dir,
-            };
-            attach::disconnect(&self.home, network, b)?;
-            Ok(rec)
-        });
+        let result = self
+            .on_stopped_box(key, |b| attach::disconnect(&self.home, network, b))
+            .map(|(rec, ())| rec);
         match result {
             Ok(rec) => {
                 self.record(
