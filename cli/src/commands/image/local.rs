@@ -26,19 +26,6 @@ struct ImageRow {
     size: u64,
 }
 
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1}GiB", b / 1024.0 / 1024.0 / 1024.0)
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1}MiB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.1}KiB", b / 1024.0)
-    } else {
-        format!("{bytes}B")
-    }
-}
-
 pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
     let store = store()?;
     let mut rows = Vec::new();
@@ -81,7 +68,7 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
                     r.repository,
                     r.tag.as_deref().unwrap_or("<none>"),
                     &r.digest["sha256:".len().."sha256:".len() + 12],
-                    human(r.size)
+                    crate::output::human(r.size)
                 )?;
             }
         }
@@ -190,7 +177,7 @@ pub(super) fn inspect(a: &args::InspectArgs) -> anyhow::Result<ExitStatus> {
             ),
             ("User", view.config.user.clone().unwrap_or_default()),
             ("Layers", view.layers.len().to_string()),
-            ("Size", human(view.size)),
+            ("Size", crate::output::human(view.size)),
         ])?,
     }
     Ok(ExitStatus::Success)
@@ -244,7 +231,7 @@ pub(super) fn history(a: &args::InspectArgs) -> anyhow::Result<ExitStatus> {
                         .as_deref()
                         .map_or("<missing>", |d| &d["sha256:".len().."sha256:".len() + 12]),
                     r.created.as_deref().unwrap_or("-"),
-                    r.size.map_or_else(|| "0B".into(), human),
+                    r.size.map_or_else(|| "0B".into(), crate::output::human),
                     r.created_by.as_deref().unwrap_or("")
                 )?;
             }
@@ -392,7 +379,7 @@ pub(super) fn prune(a: &args::FormatOnly) -> anyhow::Result<ExitStatus> {
             "Deleted {} blobs and {} root filesystems; freed {}",
             v.blobs.len(),
             v.rootfs.len(),
-            human(v.freed_bytes)
+            crate::output::human(v.freed_bytes)
         ))?,
     }
     Ok(ExitStatus::Success)

@@ -76,24 +76,10 @@ pub(crate) fn run_container(cmd: ContainerCommand) -> anyhow::Result<ExitStatus>
             print_boxes(&pruned)?;
             output::line(&format!(
                 "Total reclaimed space: {}",
-                human(pruned.freed.allocated)
+                crate::output::human(pruned.freed.allocated)
             ))?;
             Ok(ExitStatus::Success)
         }
-    }
-}
-
-/// Sizes in binary units, like `images`.
-pub(crate) fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1}GiB", b / 1024.0 / 1024.0 / 1024.0)
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1}MiB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.1}KiB", b / 1024.0)
-    } else {
-        format!("{bytes}B")
     }
 }
 
@@ -129,8 +115,8 @@ fn print_df(r: &DiskReport, verbose: bool) -> anyhow::Result<()> {
             name,
             c.total,
             c.active,
-            human(c.size.allocated),
-            human(c.reclaimable.allocated),
+            crate::output::human(c.size.allocated),
+            crate::output::human(c.reclaimable.allocated),
             percent(c.reclaimable.allocated, c.size.allocated)
         )?;
     }
@@ -154,9 +140,9 @@ fn print_df(r: &DiskReport, verbose: bool) -> anyhow::Result<()> {
             "{:<40}  {:<12}  {:>10}  {:>10}  {:>10}  {}",
             names,
             i.digest.get(7..19).unwrap_or(&i.digest),
-            human(i.unpacked_bytes),
-            human(i.shared.allocated),
-            human(i.disk.allocated),
+            crate::output::human(i.unpacked_bytes),
+            crate::output::human(i.shared.allocated),
+            crate::output::human(i.disk.allocated),
             i.boxes
         )?;
     }
@@ -174,8 +160,8 @@ fn print_df(r: &DiskReport, verbose: bool) -> anyhow::Result<()> {
             b.name,
             b.image,
             b.state,
-            human(b.writable.allocated),
-            human(b.size.allocated)
+            crate::output::human(b.writable.allocated),
+            crate::output::human(b.size.allocated)
         )?;
     }
     writeln!(out, "\nLocal Volumes space usage:\n")?;
@@ -186,7 +172,7 @@ fn print_df(r: &DiskReport, verbose: bool) -> anyhow::Result<()> {
             "{:<32}  {:>5}  {:>10}",
             v.name,
             v.boxes,
-            human(v.size.allocated)
+            crate::output::human(v.size.allocated)
         )?;
     }
     writeln!(out, "\nCache usage:\n")?;
@@ -201,7 +187,7 @@ fn print_df(r: &DiskReport, verbose: bool) -> anyhow::Result<()> {
             "{:<60}  {:<14}  {:>10}  {}",
             c.path,
             c.kind,
-            human(c.size.allocated),
+            crate::output::human(c.size.allocated),
             c.reclaimable
         )?;
     }
@@ -327,7 +313,7 @@ fn prune(home: &A3sHome, a: &SystemPruneArgs) -> anyhow::Result<ExitStatus> {
         .engine()?;
     output::line(&format!(
         "Total reclaimed space: {}",
-        human(freed.allocated)
+        crate::output::human(freed.allocated)
     ))?;
     Ok(ExitStatus::Success)
 }
