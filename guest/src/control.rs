@@ -19,7 +19,7 @@ use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_
 use crate::agent::{self, Agent, Requests};
 use crate::channel::Channel;
 use crate::rootfs::{RootSpec, RwFormat};
-use crate::{init, process};
+use crate::{clock, init, process};
 
 /// How long the guest waits for the host's `PowerOff` after reporting the workload's exit.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
@@ -130,7 +130,16 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             setup,
             process,
             tee,
+            clock,
         } => {
+            // First: TLS validity and token expiry during attestation depend on the time.
+            if let Some(clock) = clock {
+                match clock::apply(&clock) {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => eprintln!("a3s-guest-init: {warning}"),
+                    Err(e) => eprintln!("a3s-guest-init: setting the clock: {e:#}"),
+                }
+            }
             let root = {
                 let mut st = lock(state);
                 st.hostname = setup.hostname.clone();

@@ -18,6 +18,7 @@
 
 mod agent;
 mod channel;
+mod clock;
 mod control;
 mod copy;
 mod dm;
@@ -59,6 +60,7 @@ pub fn main() -> ! {
 }
 
 fn run() -> anyhow::Result<()> {
+    clock::mark_start();
     init::mount_filesystems()?;
     init::load_modules()?;
     net::configure()?;

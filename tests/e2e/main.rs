@@ -7,6 +7,7 @@ mod basics;
 mod boot_failures;
 mod boxes;
 mod bridge;
+mod clock;
 mod disk;
 mod health;
 mod image;

@@ -5,6 +5,7 @@
 
 pub mod accel;
 pub mod assets;
+pub mod clock;
 pub mod copy;
 pub mod cpio;
 pub mod design;

@@ -268,6 +268,30 @@ pub struct GuestSetup {
     pub mounts: Vec<GuestMount>,
 }
 
+/// The host's clock, sent with the workload so the guest keeps time (see [`crate::clock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestClock {
+    /// The host's wall-clock time when the message was made, in nanoseconds since the Unix epoch.
+    pub unix_nanos: u64,
+    /// The rate the guest's TSC really ticks at (under TCG, the host's TSC rate), when the host
+    /// knows it; absent under KVM, whose guests keep time with kvm-clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsc_khz: Option<u64>,
+}
+
+impl GuestClock {
+    /// The host's clock now.
+    pub fn now(tsc_khz: Option<u64>) -> Self {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            unix_nanos: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
+            tsc_khz,
+        }
+    }
+}
+
 /// One virtiofs share the guest mounts at `path` (created if missing) before the workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestMount {
@@ -342,6 +366,9 @@ pub enum HostMsg {
         /// TEE boxes: attest and place secrets before the workload (absent: plain box).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tee: Option<TeeSetup>,
+        /// The host's clock, set in the guest before anything else.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock: Option<GuestClock>,
     },
     /// Start an exec session with the frame's session number.
     Exec {
@@ -489,6 +516,7 @@ mod tests {
                 ..Default::default()
             },
             tee: None,
+            clock: Some(GuestClock::now(Some(2_596_128))),
         };
         let f = Frame::control(0, &msg).unwrap();
         assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
@@ -506,7 +534,11 @@ mod tests {
         };
         assert!(matches!(
             f.message::<HostMsg>().unwrap(),
-            HostMsg::Start { tee: None, .. }
+            HostMsg::Start {
+                tee: None,
+                clock: None,
+                ..
+            }
         ));
         let tee = TeeSetup {
             mode: TeeMode::Simulated,
@@ -521,6 +553,7 @@ mod tests {
             setup: GuestSetup::default(),
             process: ProcessSpec::default(),
             tee: Some(tee),
+            clock: None,
         };
         assert_eq!(
             round_trip(&Frame::control(0, &msg).unwrap())

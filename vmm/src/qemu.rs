@@ -171,9 +171,11 @@ impl VmConfig {
 ///
 /// Under TCG, `lpj=` and `tsc_early_khz=` skip the delay-loop and TSC calibration; those
 /// calibration loops are where `-M microvm` hung in 10-20 % (at times 2 in 3) of boots on these
-/// machines, and with the presets 16/16 boots completed (see the crate docs).
-pub fn kernel_cmdline(accel: Accel, extra: &[String]) -> String {
-    let mut parts = vec![
+/// machines, and with the presets 16/16 boots completed (see the crate docs). `tsc_khz` is the
+/// rate given to the kernel: the host's TSC rate for plain boxes, `None` for the fixed
+/// [`crate::clock::FIXED_TSC_KHZ`] on a measured command line (guest-init corrects the clock).
+pub fn kernel_cmdline(accel: Accel, tsc_khz: Option<u64>, extra: &[String]) -> String {
+    let parts = vec![
         "console=ttyS0",
         "quiet",
         "nokaslr",
@@ -184,10 +186,11 @@ pub fn kernel_cmdline(accel: Accel, extra: &[String]) -> String {
         "panic=-1",
         "reboot=t",
     ];
-    if accel == Accel::Tcg {
-        parts.extend(["lpj=4000000", "tsc_early_khz=2400000"]);
-    }
     let mut line = parts.join(" ");
+    if accel == Accel::Tcg {
+        let khz = tsc_khz.unwrap_or(crate::clock::FIXED_TSC_KHZ);
+        line.push_str(&format!(" lpj=4000000 tsc_early_khz={khz}"));
+    }
     line.push_str(" rdinit=");
     line.push_str(INIT_PATH);
     for e in extra {
@@ -718,7 +721,7 @@ mod tests {
             vcpus: 1,
             kernel: "/k/vmlinux".into(),
             initrd: "/c/initrd.img".into(),
-            cmdline: kernel_cmdline(Accel::Tcg, &["a3s.x=1".into()]),
+            cmdline: kernel_cmdline(Accel::Tcg, None, &["a3s.x=1".into()]),
             channel_socket: "/b/ctl.sock".into(),
             console_log: "/b/console.log".into(),
             qemu_log: "/b/qemu.log".into(),
@@ -776,10 +779,19 @@ mod tests {
     }
 
     #[test]
+    fn tcg_command_line_carries_the_given_tsc_rate_or_the_fixed_one() {
+        let own = kernel_cmdline(Accel::Tcg, Some(2_596_128), &[]);
+        assert!(own.contains(" tsc_early_khz=2596128 "), "{own}");
+        let fixed = kernel_cmdline(Accel::Tcg, None, &[]);
+        assert!(fixed.contains(" tsc_early_khz=2400000 "), "{fixed}");
+        assert!(!kernel_cmdline(Accel::Kvm, Some(2_596_128), &[]).contains("tsc_early_khz"));
+    }
+
+    #[test]
     fn q35_uses_pci_devices_and_kvm_uses_host_cpu() {
         let mut c = config(Machine::Q35);
         c.accel = Accel::Kvm;
-        c.cmdline = kernel_cmdline(Accel::Kvm, &[]);
+        c.cmdline = kernel_cmdline(Accel::Kvm, Some(3_000_000), &[]);
         let s = joined(&c);
         assert!(s.starts_with("-M q35,smbus=off,sata=off -accel kvm -cpu host"));
         assert!(s.contains("-device virtio-serial-pci"));

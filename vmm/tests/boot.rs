@@ -133,6 +133,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         initrd: base.path,
         cmdline: kernel_cmdline(
             accel,
+            None,
             &[
                 format!("{}={blocks},{root_hash}", disk::ROOT_ARG),
                 format!("{}=ext4", disk::RW_ARG),
@@ -178,6 +179,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
             ..Default::default()
         },
         tee: None,
+        clock: None,
     };
     vm.send(&Frame::control(0, &start).unwrap()).unwrap();
 

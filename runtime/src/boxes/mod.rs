@@ -230,6 +230,10 @@ pub struct VmPlan {
     /// The SEV-SNP launch of a `--tee-enable` box.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snp: Option<a3s_vmm::snp::SnpConfig>,
+    /// Under TCG, the host's TSC rate (the guest's TSC is the host's): guest-init corrects its
+    /// clock when the command line had to carry another rate (see `a3s_vmm::clock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsc_khz: Option<u64>,
 }
 
 impl VmPlan {
@@ -628,6 +632,17 @@ impl Boxes {
         ];
         extra.extend(net.kernel_arg());
         extra.extend(rec.spec.kernel_args.iter().cloned());
+        let tsc_khz = match choice.accel {
+            Accel::Tcg => a3s_vmm::clock::host_tsc_khz(&cache),
+            Accel::Kvm => None,
+        };
+        // A TEE box's command line is measured: it keeps the fixed rate, whatever this host's
+        // CPU, so its measurement is the same on every host; guest-init corrects the clock.
+        let cmdline_tsc = if rec.spec.tee.is_some() {
+            None
+        } else {
+            tsc_khz
+        };
         let plan = VmPlan {
             accel: choice.accel,
             accel_reason: choice.reason,
@@ -635,10 +650,11 @@ impl Boxes {
             kernel: kernel_image,
             initrd: base.path,
             root_disk: root.path,
-            cmdline: kernel_cmdline(choice.accel, &extra),
+            cmdline: kernel_cmdline(choice.accel, cmdline_tsc, &extra),
             net: Some(net),
             mounts,
             snp,
+            tsc_khz,
         };
         let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
         assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, WORKLOAD_SESSION};
+use a3s_vmm::proto::{self, Frame, GuestClock, GuestMsg, HostMsg, Kind, WORKLOAD_SESSION};
 use a3s_vmm::{Vm, VmConfig};
 
 use super::client::{ClientMsg, MonitorMsg};
@@ -155,6 +155,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         setup,
         process: rec.spec.process.clone(),
         tee: tee.as_ref().map(|t| t.setup.clone()),
+        clock: Some(GuestClock::now(plan.tsc_khz)),
     };
     let guest = Guest {
         boxes,
