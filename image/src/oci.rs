@@ -239,6 +239,9 @@ pub struct ImageConfig {
     pub exposed_ports: Vec<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// `StopSignal`: what `stop` sends first (e.g. nginx's `SIGQUIT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 impl From<&ConfigFile> for ImageConfig {
@@ -255,6 +258,7 @@ impl From<&ConfigFile> for ImageConfig {
                 .map(|m| m.into_keys().collect())
                 .unwrap_or_default(),
             labels: rc.labels.unwrap_or_default(),
+            stop_signal: rc.stop_signal.filter(|s| !s.is_empty()),
         }
     }
 }

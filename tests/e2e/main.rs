@@ -14,6 +14,7 @@ mod image;
 mod kbs;
 mod measure;
 mod net;
+mod parity;
 mod real_images;
 mod rootfs;
 mod simulate;

@@ -172,3 +172,94 @@ mod tests {
         assert_eq!(off, complete.len() as u64);
     }
 }
+
+/// A `logs --since/--until` value that is not a time.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid time {0:?}: use RFC 3339 (2026-12-05T10:00:00Z), Unix seconds (1764928800), or a duration ago (10m, 1h30m)")]
+pub struct BadLogTime(pub String);
+
+/// Parses Docker's `--since`/`--until` forms relative to `now`: RFC 3339, Unix seconds (with an
+/// optional fraction), or a Go duration meaning that long before `now`.
+///
+/// # Errors
+/// [`BadLogTime`].
+pub fn parse_log_time(
+    s: &str,
+    now: time::OffsetDateTime,
+) -> Result<time::OffsetDateTime, BadLogTime> {
+    let bad = || BadLogTime(s.to_owned());
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(t);
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !s.is_empty() {
+        let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+        let secs: i64 = secs.parse().map_err(|_| bad())?;
+        let nanos: i64 = if frac.is_empty() {
+            0
+        } else {
+            let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+            digits.parse().map_err(|_| bad())?
+        };
+        return time::OffsetDateTime::from_unix_timestamp(secs)
+            .map(|t| t + time::Duration::nanoseconds(nanos))
+            .map_err(|_| bad());
+    }
+    let ago = super::health::parse_duration(s).map_err(|_| bad())?;
+    let ago = time::Duration::try_from(ago).map_err(|_| bad())?;
+    now.checked_sub(ago).ok_or_else(bad)
+}
+
+/// Whether a record falls in `[since, until)` (a record whose time does not parse is kept).
+pub fn in_window(
+    rec: &LogRecord,
+    since: Option<time::OffsetDateTime>,
+    until: Option<time::OffsetDateTime>,
+) -> bool {
+    let Ok(t) =
+        time::OffsetDateTime::parse(&rec.time, &time::format_description::well_known::Rfc3339)
+    else {
+        return true;
+    };
+    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn docker_time_forms() {
+        let now = time::macros::datetime!(2026-12-05 10:00:00 UTC);
+        assert_eq!(
+            parse_log_time("2026-12-05T09:00:00Z", now).unwrap(),
+            time::macros::datetime!(2026-12-05 09:00:00 UTC)
+        );
+        assert_eq!(
+            parse_log_time("10m", now).unwrap(),
+            time::macros::datetime!(2026-12-05 09:50:00 UTC)
+        );
+        assert_eq!(
+            parse_log_time("1764928800.5", now).unwrap(),
+            time::OffsetDateTime::from_unix_timestamp(1_764_928_800).unwrap()
+                + time::Duration::milliseconds(500)
+        );
+        assert!(parse_log_time("yesterday", now).is_err());
+        assert!(parse_log_time("", now).is_err());
+    }
+
+    #[test]
+    fn window_is_half_open() {
+        let rec = |t: &str| LogRecord {
+            time: t.into(),
+            stream: Stream::Stdout,
+            data: String::new(),
+        };
+        let s = Some(time::macros::datetime!(2026-12-05 10:00:00 UTC));
+        let u = Some(time::macros::datetime!(2026-12-05 11:00:00 UTC));
+        assert!(in_window(&rec("2026-12-05T10:00:00Z"), s, u));
+        assert!(!in_window(&rec("2026-12-05T11:00:00Z"), s, u));
+        assert!(!in_window(&rec("2026-12-05T09:59:59.9Z"), s, u));
+        assert!(in_window(&rec("garbage"), s, u));
+    }
+}

@@ -12,9 +12,11 @@
 pub mod busybox;
 pub mod client;
 pub mod failed_logs;
+pub mod filter;
 pub mod health;
 pub mod logs;
 pub mod monitor;
+pub mod signal;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -118,6 +120,9 @@ pub enum BoxError {
     /// The monitor could not be reached or failed.
     #[error("box monitor: {0}")]
     Monitor(String),
+    /// `--stop-signal` or the image's `StopSignal` is not a signal.
+    #[error("{0}")]
+    BadSignal(#[from] signal::BadSignal),
     /// i/o (the message names the path).
     #[error("i/o failed")]
     Io(#[from] std::io::Error),
@@ -201,6 +206,12 @@ pub struct CreateRequest {
     pub health: health::HealthOptions,
     /// `--storage-opt size=`: the writable layer's size (`None`: the default).
     pub layer_bytes: Option<u64>,
+    /// `-l/--label`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--stop-signal` (`None`: the image's `StopSignal`, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (`None`: 10).
+    pub stop_timeout: Option<u64>,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -462,6 +473,10 @@ impl Boxes {
         }
         // The image store does not keep the config's `Healthcheck`, so only the flags count.
         let health = req.health.resolve(None)?;
+        let stop_signal = match req.stop_signal.as_ref().or(cfg.stop_signal.as_ref()) {
+            Some(s) => Some(signal::parse_signal(s)?),
+            None => None,
+        };
         let id = BoxId::random();
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -511,6 +526,9 @@ impl Boxes {
                 auto_remove: req.auto_remove,
                 tee: req.tee.clone(),
                 health,
+                labels: req.labels.clone(),
+                stop_signal,
+                stop_timeout: req.stop_timeout,
                 layer_bytes: req
                     .layer_bytes
                     .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
@@ -805,6 +823,31 @@ impl Boxes {
         let sock = self.monitor_socket(rec)?;
         client::connect(&sock, &client::ClientMsg::AttachStdin)
             .map_err(|e| BoxError::Monitor(e.to_string()))
+    }
+
+    /// Renames a box (Docker's `rename`): the new name must be valid and not taken.
+    ///
+    /// # Errors
+    /// A bad or taken name; an unknown box.
+    pub fn rename(&self, key: &str, new_name: &str) -> Result<BoxRecord, BoxError> {
+        state::check_name(new_name)?;
+        let _names = state::lock_file(&self.dir.join(".lock"))?;
+        let rec = self.find(key)?;
+        if let Some(other) = self
+            .list()?
+            .into_iter()
+            .find(|r| r.name == new_name && r.id != rec.id)
+        {
+            return Err(StateError::NameInUse {
+                name: new_name.to_owned(),
+                id: other.id.to_string(),
+            }
+            .into());
+        }
+        self.update(&rec.id, |r| {
+            new_name.clone_into(&mut r.name);
+            Ok(())
+        })
     }
 
     /// Stops a box: SIGTERM, then SIGKILL of the VM after `timeout`; waits until it has exited.

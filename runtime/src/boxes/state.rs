@@ -1,5 +1,6 @@
 //! Persisted box records: `A3S_HOME/boxes/<id>/state.json`, written atomically under a lock.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,16 @@ pub struct BoxSpec {
     /// Health check (`--health-cmd`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::HealthConfig>,
+    /// `-l/--label` (KEY=VALUE metadata; `ps --filter label=`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The signal `stop` sends first (`--stop-signal`, else the image's `StopSignal`; absent:
+    /// SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
+    /// Seconds `stop` waits before killing the VM (`--stop-timeout`; absent: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
     /// Apparent size of the writable layer disk (`--storage-opt size=`); absent in records
     /// from before writable layers, which get the default.
     #[serde(default = "default_layer_bytes")]
@@ -180,7 +191,7 @@ pub fn write_record(path: &Path, record: &BoxRecord) -> Result<(), StateError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -201,14 +212,12 @@ mod tests {
         assert!(check_name("a/b").is_err());
     }
 
-    #[test]
-    fn record_round_trips_and_other_versions_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let rec = BoxRecord {
+    /// A box record for tests (an exited busybox box named `name`).
+    pub(crate) fn record(name: &str) -> BoxRecord {
+        BoxRecord {
             version: RECORD_VERSION,
             id: BoxId::random(),
-            name: "n".into(),
+            name: name.into(),
             image: "busybox:latest".into(),
             image_digest: "sha256:00".into(),
             created_at: now_rfc3339(),
@@ -221,6 +230,9 @@ mod tests {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                labels: BTreeMap::new(),
+                stop_signal: None,
+                stop_timeout: None,
                 layer_bytes: 1 << 30,
             },
             state: BoxState::Exited {
@@ -234,7 +246,14 @@ mod tests {
             start_count: 0,
             tee: None,
             health: None,
-        };
+        }
+    }
+
+    #[test]
+    fn record_round_trips_and_other_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let rec = record("n");
         write_record(&path, &rec).unwrap();
         let back = read_record(&path).unwrap();
         assert_eq!(back.state, rec.state);

@@ -109,6 +109,9 @@ impl Home {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                labels: Default::default(),
+                stop_signal: None,
+                stop_timeout: None,
                 layer_bytes: 1 << 30,
             },
             state: if running {

@@ -25,6 +25,32 @@ pub struct Untagged {
     pub references: Vec<ImageRef>,
 }
 
+/// `run --pull` / `create --pull`: when a box's image is fetched before the box is created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Always pull (the store keeps what is already there; only new layers move).
+    Always,
+    /// Pull when the store does not have the reference (Docker's default). The embedded
+    /// default busybox is built locally instead.
+    #[default]
+    Missing,
+    /// Never pull: a missing image is an error.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Self::Always),
+            "missing" => Ok(Self::Missing),
+            "never" => Ok(Self::Never),
+            other => Err(format!("--pull {other:?}: use always, missing or never")),
+        }
+    }
+}
+
 /// A signature check's answer is "no" (as opposed to "could not check").
 pub fn is_verdict(e: &VerifyError) -> bool {
     matches!(
@@ -46,6 +72,37 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, EngineError> {
 impl Engine {
     fn images(&self) -> Result<ImageStore, EngineError> {
         Ok(ImageStore::open(self.home.root().join("images"))?)
+    }
+
+    /// Fetches a box's image as `policy` says before the box is created; `None` when nothing
+    /// was pulled.
+    ///
+    /// # Errors
+    /// Those of [`Engine::pull`].
+    pub fn ensure_image(
+        &self,
+        reference: &ImageRef,
+        policy: PullPolicy,
+        opts: &PullOptions,
+        progress: &dyn Progress,
+    ) -> Result<Option<Pulled>, EngineError> {
+        let wanted = match policy {
+            PullPolicy::Never => false,
+            PullPolicy::Always => true,
+            PullPolicy::Missing => {
+                let present = match self.images()?.resolve(reference) {
+                    Ok(_) => true,
+                    Err(a3s_image::StoreError::NotFound { .. }) => false,
+                    Err(e) => return Err(e.into()),
+                };
+                !present && !crate::boxes::busybox::is_default(reference)
+            }
+        };
+        if wanted {
+            self.pull(reference, opts, progress).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// `pull`: fetches `reference` under `opts.policy` (signatures checked against the

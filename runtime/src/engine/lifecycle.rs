@@ -23,6 +23,10 @@ pub struct LogRequest {
     pub follow: bool,
     /// Only the last N records already written.
     pub tail: Option<usize>,
+    /// Only records received at or after this time (`--since`).
+    pub since: Option<time::OffsetDateTime>,
+    /// Only records received before this time (`--until`); following stops when it has passed.
+    pub until: Option<time::OffsetDateTime>,
 }
 
 /// One running box's resource use (`stats`).
@@ -112,6 +116,41 @@ impl Engine {
         Ok(rec)
     }
 
+    /// `rename`: gives a box a new (unique) name; audited with both names.
+    ///
+    /// # Errors
+    /// A bad or taken name; an unknown box.
+    pub fn rename(&self, key: &str, new_name: &str) -> Result<BoxRecord, EngineError> {
+        let old = self.boxes.find(key)?;
+        let rec = self.boxes.rename(key, new_name)?;
+        self.record_box(
+            "box.rename",
+            &rec,
+            Outcome::Success,
+            &format!("renamed from {}", old.name),
+        )?;
+        Ok(rec)
+    }
+
+    /// `ps`: the boxes that pass `filter`, oldest first (`all: false`: only active ones,
+    /// unless the filter asks about stopped boxes, as Docker's does).
+    ///
+    /// # Errors
+    /// i/o on the boxes directory; a `before`/`since` filter naming no box.
+    pub fn list_filtered(
+        &self,
+        all: bool,
+        filter: &crate::boxes::filter::BoxFilter,
+    ) -> Result<Vec<BoxRecord>, EngineError> {
+        let all = all || filter.implies_all();
+        let everything = self.boxes.list()?;
+        let matching = filter.apply(everything).map_err(EngineError::Filter)?;
+        Ok(matching
+            .into_iter()
+            .filter(|r| all || r.state.is_active())
+            .collect())
+    }
+
     /// `wait`: blocks until the box has run and stopped; returns its final record.
     ///
     /// # Errors
@@ -191,13 +230,25 @@ impl Engine {
         let rec = self.boxes.find(key)?;
         let path = self.boxes.output_log(&rec);
         let (mut records, mut offset) = logs::read_from(&path, 0)?;
+        records.retain(|r| logs::in_window(r, req.since, req.until));
         if let Some(n) = req.tail {
             let skip = records.len().saturating_sub(n);
             records.drain(..skip);
         }
         sink(&records)?;
-        if req.follow {
-            return self.follow(&rec, &mut offset, sink);
+        let until_passed = req
+            .until
+            .is_some_and(|u| u <= time::OffsetDateTime::now_utc());
+        if req.follow && !until_passed {
+            let mut windowed = |batch: &[LogRecord]| {
+                let kept: Vec<LogRecord> = batch
+                    .iter()
+                    .filter(|r| logs::in_window(r, req.since, req.until))
+                    .cloned()
+                    .collect();
+                sink(&kept)
+            };
+            return self.follow(&rec, &mut offset, &mut windowed);
         }
         Ok(rec)
     }

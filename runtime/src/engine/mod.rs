@@ -35,7 +35,7 @@ use crate::boxes::{BoxError, BoxRecord, Boxes};
 use crate::home::A3sHome;
 
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
-pub use images::{is_verdict, RemoteVerdict, Untagged};
+pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
 pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};
@@ -177,6 +177,9 @@ pub enum EngineError {
         /// Why.
         message: String,
     },
+    /// A bad `ps --filter`.
+    #[error(transparent)]
+    Filter(crate::boxes::filter::FilterError),
     /// `cp` from a host path that does not exist.
     #[error("{}: no such file or directory", .0.display())]
     NoHostPath(PathBuf),

@@ -52,6 +52,14 @@ impl Engine {
         Ok(disk::df(&self.home)?)
     }
 
+    /// `ps -s`: the disk a box's own files take (its writable layer, logs and state).
+    ///
+    /// # Errors
+    /// i/o.
+    pub fn box_size(&self, rec: &crate::boxes::BoxRecord) -> Result<DiskUsage, EngineError> {
+        Ok(disk::box_usage(&self.home, rec)?)
+    }
+
     /// `container prune`: removes every box that is not running through the same remove
     /// path as `rm` (network release included), auditing each as `rm` does.
     ///

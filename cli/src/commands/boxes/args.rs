@@ -30,6 +30,8 @@ pub(crate) enum BoxCommand {
     Exec(ExecArgs),
     /// Wait until boxes stop; print their exit codes.
     Wait(BoxesArgs),
+    /// Rename a box.
+    Rename(RenameArgs),
     /// Print boxes' full state as JSON.
     Inspect(BoxesArgs),
     /// Show CPU and memory use of running boxes (one sample).
@@ -88,6 +90,28 @@ pub(crate) struct CreateArgs {
     /// Storage driver options; `size=N` (e.g. 20g) sets the writable layer's size (default 10g).
     #[arg(long = "storage-opt", value_name = "OPT=VALUE")]
     pub(crate) storage_opt: Vec<String>,
+    /// Set metadata on the box (`ps --filter label=KEY[=VALUE]` finds it).
+    #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]")]
+    pub(crate) label: Vec<String>,
+    /// Signal `stop` sends first (default: the image's StopSignal, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub(crate) stop_signal: Option<String>,
+    /// Seconds `stop` waits for the workload before killing the box (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) stop_timeout: Option<u64>,
+    /// Image platform; boxes are linux/amd64 MicroVMs, other platforms are refused.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub(crate) platform: Option<String>,
+    /// Pull the image first: always, missing (when it is not in the store) or never.
+    #[arg(long, value_name = "POLICY", default_value = "missing",
+          value_parser = ["always", "missing", "never"])]
+    pub(crate) pull: String,
+    /// Write the box id to this file (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cidfile: Option<PathBuf>,
+    /// GPUs to pass in: not supported (refused with the reason).
+    #[arg(long, value_name = "GPUS")]
+    pub(crate) gpus: Option<String>,
     #[command(flatten)]
     pub(crate) net: crate::commands::network::NetArgs,
     #[command(flatten)]
@@ -214,6 +238,21 @@ pub(crate) struct PsArgs {
     /// Print ids only.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,
+    /// Filter (KEY=VALUE: id, name, label, status, ancestor, exited, health, before, since).
+    #[arg(short = 'f', long, value_name = "FILTER")]
+    pub(crate) filter: Vec<String>,
+    /// Show the N most recently created boxes (all states).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub(crate) last: Option<usize>,
+    /// Show the most recently created box (all states).
+    #[arg(short = 'l', long)]
+    pub(crate) latest: bool,
+    /// Show the disk each box's own files take (writable layer, logs).
+    #[arg(short = 's', long)]
+    pub(crate) size: bool,
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub(crate) no_trunc: bool,
     #[command(flatten)]
     pub(crate) format: FormatArgs,
 }
@@ -229,6 +268,12 @@ pub(crate) struct LogsArgs {
     /// Prefix each line with its RFC 3339 time.
     #[arg(short = 't', long)]
     pub(crate) timestamps: bool,
+    /// Only output from this time on (RFC 3339, Unix seconds, or a duration ago like 10m).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Only output before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
     /// Box (name or id).
     pub(crate) r#box: String,
 }
@@ -262,6 +307,14 @@ pub(crate) struct BoxesArgs {
     /// Boxes (name or id).
     #[arg(required = true)]
     pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RenameArgs {
+    /// Box (name or id).
+    pub(crate) r#box: String,
+    /// Its new name.
+    pub(crate) new_name: String,
 }
 
 #[derive(Debug, Args)]

@@ -101,16 +101,32 @@ pub(super) fn print_records(records: &[LogRecord], timestamps: bool) -> std::io:
 pub(super) struct Terminal {
     tty: bool,
     raw: Option<RawMode>,
+    cidfile: Option<super::CidFile>,
 }
 
 impl Terminal {
     pub(super) fn new(tty: bool) -> Self {
-        Self { tty, raw: None }
+        Self {
+            tty,
+            raw: None,
+            cidfile: None,
+        }
+    }
+
+    /// Writes the box id to `--cidfile` once the box exists.
+    pub(super) fn with_cidfile(mut self, cidfile: super::CidFile) -> Self {
+        self.cidfile = Some(cidfile);
+        self
     }
 }
 
 impl RunEvents for Terminal {
-    fn created(&mut self, _rec: &BoxRecord) {
+    fn created(&mut self, rec: &BoxRecord) {
+        if let Some(c) = &self.cidfile {
+            if let Err(e) = c.write(rec.id.as_str()) {
+                eprintln!("error: {e:#}");
+            }
+        }
         super::notice_tcg();
     }
 

@@ -3,6 +3,8 @@
 pub(crate) mod args;
 mod health;
 mod io;
+mod ps;
+mod pull;
 pub(crate) mod tee;
 
 use std::io::Write;
@@ -10,13 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
-use serde::Serialize;
 
 use a3s_runtime::boxes::{BoxError, BoxRecord, BoxState, CreateRequest, DEFAULT_MEM_MIB};
 use a3s_runtime::engine::{CreateBox, Engine, LogRequest, RunMode};
 use a3s_runtime::A3sHome;
 
-use self::args::{BoxCommand, CreateArgs, PsArgs};
+use self::args::{BoxCommand, CreateArgs};
 use crate::args::Format;
 use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
@@ -28,7 +29,10 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
         BoxCommand::Run(a) => run_box(&engine, a),
         BoxCommand::Create(a) => {
             let req = create_box(&a)?;
+            let cidfile = CidFile::reserve(a.cidfile.as_deref())?;
+            pull::ensure_image(&engine, &a)?;
             let rec = engine.create(&req).engine()?;
+            cidfile.write(rec.id.as_str())?;
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
         }
@@ -56,11 +60,24 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             let rec = engine.remove(key, a.force).engine()?;
             output::line(&rec.name)
         }),
-        BoxCommand::Ps(a) => ps(&engine, &a),
+        BoxCommand::Ps(a) => ps::ps(&engine, &a),
+        BoxCommand::Rename(a) => {
+            engine.rename(&a.r#box, &a.new_name).engine()?;
+            Ok(ExitStatus::Success)
+        }
         BoxCommand::Logs(a) => {
+            let now = time::OffsetDateTime::now_utc();
+            let at = |flag: &str, v: &Option<String>| -> anyhow::Result<_> {
+                v.as_deref()
+                    .map(|t| a3s_runtime::boxes::logs::parse_log_time(t, now))
+                    .transpose()
+                    .map_err(|e| usage_error(anyhow::Error::new(e).context(flag.to_owned())))
+            };
             let req = LogRequest {
                 follow: a.follow,
                 tail: a.tail,
+                since: at("--since", &a.since)?,
+                until: at("--until", &a.until)?,
             };
             engine
                 .logs(&a.r#box, req, &mut |r| io::print_records(r, a.timestamps))
@@ -148,7 +165,9 @@ pub(super) fn notice_tcg() {
 
 fn run_box(engine: &Engine, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_box(&a.create)?;
-    let mut terminal = io::Terminal::new(req.request.tty);
+    let cidfile = CidFile::reserve(a.create.cidfile.as_deref())?;
+    pull::ensure_image(engine, &a.create)?;
+    let mut terminal = io::Terminal::new(req.request.tty).with_cidfile(cidfile);
     if a.detach {
         let out = engine
             .run(&req, RunMode::Detached, &mut terminal)
@@ -176,6 +195,18 @@ fn create_box(a: &CreateArgs) -> anyhow::Result<CreateBox> {
 }
 
 fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
+    if let Some(gpus) = &a.gpus {
+        return Err(usage_error(anyhow::anyhow!(
+            "--gpus {gpus}: GPUs cannot be passed into a box: each box is a MicroVM with only \
+             virtio devices (no device passthrough); run GPU workloads outside a3s-box"
+        )));
+    }
+    if let Some(p) = &a.platform {
+        check_platform(p).map_err(usage_error)?;
+    }
+    if let Some(sig) = &a.stop_signal {
+        parse_signal(sig).map_err(|e| usage_error(e.context("--stop-signal")))?;
+    }
     let mut env = Vec::new();
     for file in &a.env_file {
         let text = fs_err::read_to_string(file)?;
@@ -222,7 +253,64 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
         layer_bytes: layer_bytes(&a.storage_opt).map_err(usage_error)?,
+        labels: labels(&a.label).map_err(usage_error)?,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
     })
+}
+
+/// `--platform`: boxes are x86-64 Linux MicroVMs.
+fn check_platform(p: &str) -> anyhow::Result<()> {
+    match p.trim().to_ascii_lowercase().as_str() {
+        "linux/amd64" | "linux/x86_64" | "linux/amd64/v1" | "amd64" => Ok(()),
+        other => bail!(
+            "--platform {other}: boxes run linux/amd64 only (each box is an x86-64 MicroVM on this host)"
+        ),
+    }
+}
+
+/// `-l KEY=VALUE` (a bare `KEY` gets an empty value, as in Docker).
+fn labels(raw: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
+    for l in raw {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.trim().is_empty() {
+            bail!("--label {l:?}: the key is empty (use KEY=VALUE)");
+        }
+        labels.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(labels)
+}
+
+/// `--cidfile`: refused before anything is created when the file exists (as Docker does),
+/// written with the id once the box exists.
+pub(super) struct CidFile(Option<std::path::PathBuf>);
+
+impl CidFile {
+    fn reserve(path: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(p) = path {
+            if p.exists() {
+                return Err(usage_error(anyhow::anyhow!(
+                    "--cidfile {}: the file exists; remove it or choose another",
+                    p.display()
+                )));
+            }
+        }
+        Ok(Self(path.map(Path::to_path_buf)))
+    }
+
+    pub(super) fn write(&self, id: &str) -> anyhow::Result<()> {
+        if let Some(p) = &self.0 {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("writing --cidfile {}: {e}", p.display()))?;
+            f.write_all(id.as_bytes())?;
+        }
+        Ok(())
+    }
 }
 
 /// `--storage-opt size=N` (the only option: the writable layer's size).
@@ -270,23 +358,7 @@ fn parse_memory_mib(s: &str) -> anyhow::Result<u64> {
 }
 
 fn parse_signal(s: &str) -> anyhow::Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if nix::sys::signal::Signal::try_from(n).is_ok() {
-            return Ok(n);
-        }
-        bail!("invalid signal {s:?}");
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32)
-        .map_err(|_| {
-            anyhow::anyhow!("invalid signal {s:?}: use a name like TERM or KILL, or a number")
-        })
+    Ok(a3s_runtime::boxes::signal::parse_signal(s)?)
 }
 
 fn exit_code(rec: &BoxRecord) -> i32 {
@@ -294,109 +366,6 @@ fn exit_code(rec: &BoxRecord) -> i32 {
         BoxState::Exited { exit_code, .. } => *exit_code,
         _ => 0,
     }
-}
-
-#[derive(Serialize)]
-struct PsView<'a> {
-    id: &'a str,
-    name: &'a str,
-    image: &'a str,
-    command: String,
-    created_at: &'a str,
-    state: &'static str,
-    exit_code: Option<i32>,
-    error: Option<&'a str>,
-    /// `starting`, `healthy` or `unhealthy` (boxes with a health check).
-    health: Option<&'static str>,
-    /// The STATUS column (`Up 2 minutes (healthy)`).
-    status: String,
-}
-
-fn status_text(rec: &BoxRecord) -> String {
-    match &rec.state {
-        BoxState::Created => "Created".into(),
-        BoxState::Starting { .. } => "Starting".into(),
-        BoxState::Running { .. } => format!(
-            "Up {}{}",
-            up_for(rec.started_at.as_deref()),
-            health::suffix(rec.health.as_ref())
-        ),
-        BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
-        _ => rec.state.name().into(),
-    }
-}
-
-/// How long ago `started_at` (RFC 3339) was, in Docker's words.
-fn up_for(started_at: Option<&str>) -> String {
-    let started = started_at.and_then(|t| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-    });
-    match started {
-        Some(t) => {
-            let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
-            health::human_duration(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
-        }
-        None => "(start time unknown)".into(),
-    }
-}
-
-fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
-    let recs: Vec<BoxRecord> = engine.list(a.all).engine()?;
-    if a.quiet {
-        for r in &recs {
-            output::line(r.id.short())?;
-        }
-        return Ok(ExitStatus::Success);
-    }
-    let views: Vec<PsView<'_>> = recs
-        .iter()
-        .map(|r| PsView {
-            id: r.id.as_str(),
-            name: &r.name,
-            image: &r.image,
-            command: r.spec.process.argv.join(" "),
-            created_at: &r.created_at,
-            state: r.state.name(),
-            exit_code: match &r.state {
-                BoxState::Exited { exit_code, .. } => Some(*exit_code),
-                _ => None,
-            },
-            error: match &r.state {
-                BoxState::Exited { error, .. } => error.as_deref(),
-                _ => None,
-            },
-            health: r.health.as_ref().map(|h| h.status.as_str()),
-            status: status_text(r),
-        })
-        .collect();
-    match a.format.format {
-        Format::Json => output::json(&views)?,
-        Format::Text => {
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<12}  {:<20}  {:<16}  {:<24}  STATUS",
-                "BOX ID", "NAME", "IMAGE", "COMMAND"
-            )?;
-            for (r, v) in recs.iter().zip(&views) {
-                let mut cmd = v.command.clone();
-                if cmd.len() > 24 {
-                    cmd.truncate(21);
-                    cmd.push_str("...");
-                }
-                writeln!(
-                    out,
-                    "{:<12}  {:<20}  {:<16}  {:<24}  {}",
-                    r.id.short(),
-                    r.name,
-                    r.image,
-                    cmd,
-                    v.status
-                )?;
-            }
-        }
-    }
-    Ok(ExitStatus::Success)
 }
 
 fn stats(engine: &Engine, keys: &[String], format: Format) -> anyhow::Result<ExitStatus> {

@@ -57,7 +57,7 @@ pub(super) fn parse_ref(s: &str) -> anyhow::Result<ImageRef> {
     s.parse::<ImageRef>().map_err(|e| usage_error(e.into()))
 }
 
-pub(super) fn registry_options(
+pub(crate) fn registry_options(
     reference: &ImageRef,
     args: &RegistryArgs,
 ) -> anyhow::Result<RegistryOptions> {
@@ -74,7 +74,7 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub(super) fn progress(quiet: bool, verb: &'static str) -> Box<dyn Progress> {
+pub(crate) fn progress(quiet: bool, verb: &'static str) -> Box<dyn Progress> {
     if quiet {
         Box::new(NoProgress)
     } else {

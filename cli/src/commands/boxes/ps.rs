@@ -1,0 +1,249 @@
+//! `ps`: Docker's listing, filters and table.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use a3s_runtime::boxes::filter::BoxFilter;
+use a3s_runtime::boxes::{BoxRecord, BoxState};
+use a3s_runtime::engine::Engine;
+
+use super::args::PsArgs;
+use super::health;
+use crate::args::Format;
+use crate::commands::EngineResult;
+use crate::{output, usage_error, ExitStatus};
+
+/// Docker truncates the command column to this many characters (`--no-trunc` keeps it whole).
+const COMMAND_WIDTH: usize = 20;
+
+#[derive(Serialize)]
+struct PsView<'a> {
+    id: &'a str,
+    name: &'a str,
+    image: &'a str,
+    command: String,
+    created_at: &'a str,
+    state: &'static str,
+    exit_code: Option<i32>,
+    error: Option<&'a str>,
+    /// `starting`, `healthy` or `unhealthy` (boxes with a health check).
+    health: Option<&'static str>,
+    /// The STATUS column (`Up 2 minutes (healthy)`).
+    status: String,
+    /// `-l/--label` values.
+    labels: &'a std::collections::BTreeMap<String, String>,
+    /// `-s`: allocated bytes of the box's own files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_bytes: Option<u64>,
+}
+
+pub(super) fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
+    let filter = BoxFilter::parse(&a.filter).map_err(|e| usage_error(e.into()))?;
+    let last = if a.latest { Some(1) } else { a.last };
+    let mut recs = engine
+        .list_filtered(a.all || last.is_some(), &filter)
+        .engine()?;
+    if let Some(n) = last {
+        // Docker lists newest first; keep the newest `n`.
+        recs.reverse();
+        recs.truncate(n);
+        recs.reverse();
+    }
+    if a.quiet {
+        for r in &recs {
+            output::line(if a.no_trunc {
+                r.id.as_str()
+            } else {
+                r.id.short()
+            })?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let mut views = Vec::with_capacity(recs.len());
+    for r in &recs {
+        let size_bytes = if a.size {
+            Some(engine.box_size(r).engine()?.allocated)
+        } else {
+            None
+        };
+        views.push(PsView {
+            id: r.id.as_str(),
+            name: &r.name,
+            image: &r.image,
+            command: r.spec.process.argv.join(" "),
+            created_at: &r.created_at,
+            state: r.state.name(),
+            exit_code: match &r.state {
+                BoxState::Exited { exit_code, .. } => Some(*exit_code),
+                _ => None,
+            },
+            error: match &r.state {
+                BoxState::Exited { error, .. } => error.as_deref(),
+                _ => None,
+            },
+            health: r.health.as_ref().map(|h| h.status.as_str()),
+            status: status_text(r),
+            labels: &r.spec.labels,
+            size_bytes,
+        });
+    }
+    match a.format.format {
+        Format::Json => output::json(&views)?,
+        Format::Text => {
+            let mut header = vec!["BOX ID", "NAME", "IMAGE", "COMMAND", "STATUS"];
+            if a.size {
+                header.push("SIZE");
+            }
+            let rows: Vec<Vec<String>> = recs
+                .iter()
+                .zip(&views)
+                .map(|(r, v)| {
+                    let id = if a.no_trunc {
+                        r.id.as_str()
+                    } else {
+                        r.id.short()
+                    };
+                    let mut row = vec![
+                        id.to_owned(),
+                        r.name.clone(),
+                        r.image.clone(),
+                        command_column(&r.spec.process.argv, a.no_trunc),
+                        v.status.clone(),
+                    ];
+                    if let Some(b) = v.size_bytes {
+                        row.push(output::human(b));
+                    }
+                    row
+                })
+                .collect();
+            table(&header, &rows)?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Columns as wide as their widest cell, two spaces apart (the last one unpadded).
+fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let mut line = |cells: Vec<&str>| -> std::io::Result<()> {
+        let last = cells.len().saturating_sub(1);
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            text.push_str(cell);
+            if i < last {
+                let pad = w.saturating_sub(cell.chars().count()) + 2;
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(header.to_vec())?;
+    for row in rows {
+        line(row.iter().map(String::as_str).collect())?;
+    }
+    Ok(())
+}
+
+/// The command as Docker shows it: quoted, control characters escaped (a newline would break
+/// the table), cut at [`COMMAND_WIDTH`] characters with `…` unless `no_trunc`.
+fn command_column(argv: &[String], no_trunc: bool) -> String {
+    let joined = argv.join(" ");
+    let escaped: String = joined.chars().flat_map(char::escape_default).collect();
+    // escape_default also escapes quotes and non-ASCII; keep those readable.
+    let escaped = escaped.replace("\\\"", "\"").replace("\\'", "'");
+    let escaped = unescape_unicode(&escaped);
+    let shown = if !no_trunc && escaped.chars().count() > COMMAND_WIDTH {
+        let cut: String = escaped.chars().take(COMMAND_WIDTH - 1).collect();
+        format!("{cut}…")
+    } else {
+        escaped
+    };
+    format!("\"{shown}\"")
+}
+
+/// Turns `\u{e9}` escapes back into the (printable) characters they stand for.
+fn unescape_unicode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("\\u{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 3..];
+        match after.find('}').and_then(|end| {
+            let c = u32::from_str_radix(&after[..end], 16)
+                .ok()
+                .and_then(char::from_u32)?;
+            (!c.is_control()).then_some((c, end))
+        }) {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str("\\u{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+pub(super) fn status_text(rec: &BoxRecord) -> String {
+    match &rec.state {
+        BoxState::Created => "Created".into(),
+        BoxState::Starting { .. } => "Starting".into(),
+        BoxState::Running { .. } => format!(
+            "Up {}{}",
+            up_for(rec.started_at.as_deref()),
+            health::suffix(rec.health.as_ref())
+        ),
+        BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
+        _ => rec.state.name().into(),
+    }
+}
+
+/// How long ago `started_at` (RFC 3339) was, in Docker's words.
+fn up_for(started_at: Option<&str>) -> String {
+    let started = started_at.and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    match started {
+        Some(t) => {
+            let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
+            health::human_duration(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+        }
+        None => "(start time unknown)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn commands_are_quoted_escaped_and_cut_on_characters() {
+        assert_eq!(command_column(&argv(&["sleep", "5"]), false), "\"sleep 5\"");
+        assert_eq!(
+            command_column(&argv(&["sh", "-c", "echo a\nb"]), false),
+            "\"sh -c echo a\\nb\""
+        );
+        // Multi-byte characters are cut whole (byte truncation used to panic here).
+        let long = command_column(&argv(&["echo", "ééééééééééééééééééééé"]), false);
+        assert_eq!(long.chars().count(), COMMAND_WIDTH + 2);
+        assert!(long.ends_with("é…\""), "{long}");
+        let whole = command_column(&argv(&["echo", "ééééééééééééééééééééé"]), true);
+        assert_eq!(whole, "\"echo ééééééééééééééééééééé\"");
+    }
+}
