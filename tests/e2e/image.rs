@@ -162,6 +162,12 @@ fn save_and_load_round_trip_in_oci_and_docker_archive_formats() {
         docker.to_str().unwrap(),
         &image,
     ]));
+    // Ordinary files (0666 less the test's umask 022), not the temporary file's 0600.
+    for f in [&oci, &docker] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{}", f.display());
+    }
 
     // Independent readers accept both tarballs.
     let skopeo_digest = run_ok(

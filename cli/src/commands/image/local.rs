@@ -1,6 +1,7 @@
 //! Local store commands: images, rmi, tag, inspect, history, save, load, prune, login, logout.
 
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use a3s_image::archive::{self, ArchiveFormat};
@@ -240,6 +241,15 @@ pub(super) fn history(a: &args::InspectArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// The mode a plain `creat(0666)` gets under this process's umask.
+fn ordinary_file_mode() -> u32 {
+    use nix::sys::stat::{umask, Mode};
+    // umask can only be read by setting it; put it straight back.
+    let mask = umask(Mode::from_bits_truncate(0o022));
+    umask(mask);
+    0o666 & !mask.bits()
+}
+
 pub(super) fn save(a: &args::SaveArgs) -> anyhow::Result<ExitStatus> {
     let store = store()?;
     let refs: Vec<ImageRef> = a
@@ -267,6 +277,10 @@ pub(super) fn save(a: &args::SaveArgs) -> anyhow::Result<ExitStatus> {
                 std::io::BufWriter::new(tmp.as_file_mut()),
             )?;
             tmp.as_file().sync_all()?;
+            // The temporary file is 0600; a saved image is an ordinary file (0666 less the
+            // umask, as `docker save -o` makes it).
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(ordinary_file_mode()))?;
             tmp.persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
