@@ -25,6 +25,7 @@
 
 mod backend;
 mod cache;
+mod io;
 mod portforward;
 mod remotecommand;
 mod request;

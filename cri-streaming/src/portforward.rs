@@ -1,21 +1,156 @@
-//! Port forwarding sessions. Protocol handlers land in the next commits.
+//! Port forwarding over SPDY (`portforward.k8s.io`, kubelet's `portforward/httpstream.go`): for
+//! every connection the client accepts locally it opens a pair of streams, `error` and `data`,
+//! with the same `requestid` and `port` headers. Once both are open the backend connects to the
+//! port in the pod and bytes flow on the data stream; a failure is written on the error stream.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinSet;
 
+use crate::io::{pump_in, pump_out, OutChannel, PIPE_BYTES};
 use crate::request::PortForwardRequest;
-use crate::server::{text_response, Inner};
+use crate::server::{Body, Inner, SessionFuture};
+use crate::spdy::{negotiate, upgrade_response, Connection, Stream};
 
-pub(crate) fn upgrade_spdy<S>(
-    _inner: Arc<Inner>,
-    _req: Request<Incoming>,
-    _request: PortForwardRequest,
-    _spawn: S,
-) -> Response<http_body_util::Full<bytes::Bytes>> {
-    text_response(
-        StatusCode::NOT_IMPLEMENTED,
-        "port forwarding is not wired yet",
-    )
+const PROTOCOLS: &[&str] = &["portforward.k8s.io"];
+
+/// Upgrades a port-forward request to SPDY.
+pub(crate) fn upgrade_spdy(
+    inner: Arc<Inner>,
+    mut req: Request<Incoming>,
+    request: PortForwardRequest,
+    spawn: impl FnOnce(SessionFuture),
+) -> Response<Body> {
+    let protocol = match negotiate(req.headers(), PROTOCOLS) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    spawn(Box::pin(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let conn = Connection::start(TokioIo::new(upgraded), inner.config.limits);
+                serve(&inner, conn, &request).await;
+            }
+            Err(err) => tracing::debug!("spdy upgrade failed: {err}"),
+        }
+    }));
+    upgrade_response(protocol)
+}
+
+/// A half-open stream pair waiting for its partner.
+#[derive(Default)]
+struct Pair {
+    error: Option<Stream>,
+    data: Option<Stream>,
+}
+
+/// Pairs streams and forwards each pair until the client goes away.
+pub(crate) async fn serve(inner: &Arc<Inner>, mut conn: Connection, request: &PortForwardRequest) {
+    let mut pending: HashMap<String, Pair> = HashMap::new();
+    let mut forwards = JoinSet::new();
+    while let Some(stream) = conn.accept().await {
+        while forwards.try_join_next().is_some() {}
+        let (Some(kind), Some(request_id)) = (
+            stream.headers.get("streamtype"),
+            stream.headers.get("requestid"),
+        ) else {
+            tracing::debug!("port-forward stream without streamtype or requestid refused");
+            conn.reset(stream.id).await;
+            continue;
+        };
+        let request_id = request_id.to_owned();
+        let pair = pending.entry(request_id.clone()).or_default();
+        let slot = match kind {
+            "error" => &mut pair.error,
+            "data" => &mut pair.data,
+            _ => {
+                conn.reset(stream.id).await;
+                continue;
+            }
+        };
+        if slot.is_some() {
+            // A second stream of the same kind for one request is a protocol error.
+            conn.reset(stream.id).await;
+            continue;
+        }
+        *slot = Some(stream);
+        if pair.error.is_some() && pair.data.is_some() {
+            if let Some(Pair {
+                error: Some(error),
+                data: Some(data),
+            }) = pending.remove(&request_id)
+            {
+                let error_out = conn.channel(error.id);
+                let data_out = conn.channel(data.id);
+                forwards.spawn(forward(
+                    Arc::clone(inner),
+                    request.clone(),
+                    error,
+                    data,
+                    error_out,
+                    data_out,
+                ));
+            }
+        } else if pending.len() > inner.config.limits.max_streams_per_connection {
+            tracing::debug!("too many half-open port-forward requests; closing");
+            break;
+        }
+    }
+    // The client is gone: nothing more can be forwarded.
+    forwards.abort_all();
+    conn.close().await;
+}
+
+/// Forwards one connection: the backend connects to the port, the data stream carries the bytes.
+async fn forward(
+    inner: Arc<Inner>,
+    request: PortForwardRequest,
+    error: Stream,
+    data: Stream,
+    error_out: OutChannel,
+    data_out: OutChannel,
+) {
+    // The client never writes on the error stream; dropping its receiver keeps the connection's
+    // reader from ever waiting on it.
+    drop(error.inbound);
+    let port = data
+        .headers
+        .get("port")
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    let result = match port {
+        None => Err("invalid or missing port header".to_owned()),
+        Some(port) if !request.allows(port) => Err(format!(
+            "port {port} was not requested for this port-forward session"
+        )),
+        Some(port) => {
+            let (backend_end, pump_end) = tokio::io::duplex(PIPE_BYTES);
+            let (from_pod, to_pod) = tokio::io::split(pump_end);
+            let inbound = tokio::spawn(pump_in(data.inbound, to_pod));
+            let outbound = tokio::spawn(pump_out(from_pod, data_out.clone()));
+            let result = inner
+                .backend
+                .port_forward(&request.pod_sandbox_id, port, backend_end)
+                .await;
+            let _ = outbound.await;
+            inbound.abort();
+            result.map_err(|e| {
+                format!(
+                    "error forwarding port {port} to pod {}: {e}",
+                    request.pod_sandbox_id
+                )
+            })
+        }
+    };
+    if let Err(message) = result {
+        tracing::debug!("{message}");
+        data_out.finish().await;
+        error_out.send(message.into_bytes().into()).await;
+    }
+    error_out.finish().await;
 }

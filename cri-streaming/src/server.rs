@@ -251,7 +251,12 @@ async fn serve_connection(inner: Arc<Inner>, stream: tokio::net::TcpStream, peer
     while set.join_next().await.is_some() {}
 }
 
-type Body = Full<Bytes>;
+const EXPIRED: &str = "unknown or expired streaming token; ask the runtime for a new URL";
+
+pub(crate) type Body = Full<Bytes>;
+
+/// A session that runs on an upgraded connection, owned by its HTTP connection's task.
+pub(crate) type SessionFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 pub(crate) fn text_response(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
@@ -311,16 +316,10 @@ fn route(
             "this endpoint needs a connection upgrade to SPDY/3.1 or websocket",
         );
     };
-    let parked = match inner.cache.consume(token, Instant::now()) {
-        Some(p) => p,
-        None => {
-            return text_response(
-                StatusCode::NOT_FOUND,
-                "unknown or expired streaming token; ask the runtime for a new URL",
-            )
-        }
+    let Some(parked) = inner.cache.consume(token, Instant::now()) else {
+        return text_response(StatusCode::NOT_FOUND, EXPIRED);
     };
-    let spawn = |fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+    let spawn = |fut: SessionFuture| {
         sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -339,9 +338,7 @@ fn route(
         ("portforward", Parked::PortForward(r), Transport::WebSocket) => {
             websocket::upgrade_port_forward(inner, req, r, spawn)
         }
-        _ => text_response(
-            StatusCode::NOT_FOUND,
-            "unknown or expired streaming token; ask the runtime for a new URL",
-        ),
+        // A token used on another kind's path: as unknown as a forged one.
+        _ => text_response(StatusCode::NOT_FOUND, EXPIRED),
     }
 }
