@@ -79,6 +79,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs `cmd` in the container with `streams` and returns its exit code once it has exited.
     /// The server reports a non-zero code to the client as kubelet does.
     ///
+    /// If the client disconnects first, the server drops this future: the implementation must
+    /// then stop the process (as containerd does), e.g. with a guard that kills it on drop.
+    ///
     /// # Errors
     /// The container does not exist or is not running, or the command could not be started.
     async fn exec(
@@ -89,14 +92,15 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<ExitCode, BackendError>;
 
     /// Connects `streams` to the main process of the container, until the process exits or the
-    /// client goes away (stdin EOF does not end an attach unless the runtime decides so).
+    /// client goes away (stdin EOF does not end an attach unless the runtime decides so). If the
+    /// client disconnects, the future is dropped: detach, leaving the process running.
     ///
     /// # Errors
     /// The container does not exist or is not running.
     async fn attach(&self, container_id: &str, streams: Streams) -> Result<(), BackendError>;
 
     /// Connects `stream` to `port` on the pod's localhost and copies bytes both ways until both
-    /// sides are done.
+    /// sides are done. The future is dropped when the client's session ends.
     ///
     /// # Errors
     /// The pod does not exist or nothing listens on the port; the message reaches the client.

@@ -52,6 +52,9 @@ pub struct Limits {
     pub max_streams_per_connection: usize,
     /// Largest WebSocket message (and frame).
     pub max_websocket_message_bytes: usize,
+    /// A connection on which the client sends nothing (not even the pings client-go sends
+    /// every few seconds) for this long is closed (kubelet and containerd: 4 hours).
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -63,6 +66,7 @@ impl Default for Limits {
             max_header_pairs: 64,
             max_streams_per_connection: 1024,
             max_websocket_message_bytes: 1024 * 1024,
+            idle_timeout: Duration::from_secs(4 * 60 * 60),
         }
     }
 }

@@ -176,9 +176,12 @@ async fn remote_command(inner: Arc<Inner>, ws: Ws, protocol: &'static str, targe
     let (stdin_tx, stdin_rx) = mpsc::channel(INBOUND_QUEUE);
     let (resize_tx, resize_rx) = mpsc::channel(INBOUND_QUEUE);
     let v5 = protocol == V5;
+    let idle = inner.config.limits.idle_timeout;
+    let (gone_tx, mut gone) = tokio::sync::watch::channel(());
     let reader = tokio::spawn(async move {
+        let _gone_tx = gone_tx;
         let mut stdin_tx = Some(stdin_tx);
-        while let Some(Ok(message)) = source.next().await {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(idle, source.next()).await {
             let Some((channel, data)) = decode(message, base64) else {
                 continue;
             };
@@ -209,7 +212,8 @@ async fn remote_command(inner: Arc<Inner>, ws: Ws, protocol: &'static str, targe
         resize: target.tty.then_some(resize_rx),
         error: Some(OutChannel::new(u32::from(ERROR), out.clone())),
     };
-    remotecommand::run(inner.backend.as_ref(), &target, channels, format).await;
+    let gone = async move { while gone.changed().await.is_ok() {} };
+    remotecommand::run(inner.backend.as_ref(), &target, channels, format, gone).await;
     let _ = out.send(Outgoing::Close).await;
     let _ = writer.await;
     reader.abort();

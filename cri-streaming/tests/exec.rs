@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_cri_streaming::{AttachRequest, ExecRequest, Server, TerminalSize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::support::{client, serve, streamclient, text, Attachable, HostBackend};
@@ -297,4 +297,44 @@ async fn reqwest_like_get(url: &str) -> String {
     let mut buf = vec![0u8; 4096];
     let n = tcp.read(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_disconnect_stops_the_exec_process() {
+    let server = serve(Arc::new(HostBackend::default()), |_| {});
+    for transport in TRANSPORTS {
+        let req = exec(&["sh", "-c", "echo $$; exec sleep 600"], false, false);
+        let url = server.get_exec(&req).unwrap();
+        let mut child = Command::new(streamclient())
+            .args(["exec", "-url", &url, "-transport", transport])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let pid: u32 = lines
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(alive(pid), "{transport}: exec'd process should be running");
+        child.kill().await.unwrap();
+        // The backend's future is dropped when the connection goes; its guard kills the process.
+        while alive(pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
 }

@@ -137,3 +137,14 @@ async fn unsupported_protocol_version_is_refused_with_the_accepted_list() {
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connection_is_closed_after_the_idle_timeout() {
+    let server = serve(Arc::new(HostBackend::default()), |c| {
+        c.limits.idle_timeout = std::time::Duration::from_millis(200);
+    });
+    let mut tcp = upgraded(&server.get_exec(&request()).unwrap()).await;
+    // Send nothing: the server says GOAWAY and closes instead of waiting forever.
+    let answer = until_closed(&mut tcp).await;
+    assert!(has_goaway(&answer), "{answer:02x?}");
+}

@@ -93,12 +93,14 @@ pub(crate) fn upgrade(
 }
 
 /// Runs the session: the backend gets in-memory pipes whose other ends are pumped to and from
-/// the client's channels.
+/// the client's channels. If the client goes away first (`gone` resolves), the backend's future
+/// is dropped, which is how a backend learns to stop the process or detach.
 pub(crate) async fn run(
     backend: &dyn Backend,
     target: &Target,
     channels: Channels,
     format: StatusFormat,
+    gone: impl std::future::Future<Output = ()>,
 ) {
     let mut outputs = tokio::task::JoinSet::new();
     let mut inputs = tokio::task::JoinSet::new();
@@ -129,18 +131,29 @@ pub(crate) async fn run(
         inputs.spawn(parse_resizes(rx, tx));
         streams.resize = Some(sizes);
     }
-    let outcome = match &target.action {
-        Action::Exec { container_id, cmd } => {
-            match backend.exec(container_id, cmd, streams).await {
-                Ok(0) => Outcome::Success,
-                Ok(code) => Outcome::ExitCode(code),
-                Err(err) => Outcome::Error(format!("error executing command in container: {err}")),
+    let work = async {
+        match &target.action {
+            Action::Exec { container_id, cmd } => {
+                match backend.exec(container_id, cmd, streams).await {
+                    Ok(0) => Outcome::Success,
+                    Ok(code) => Outcome::ExitCode(code),
+                    Err(err) => {
+                        Outcome::Error(format!("error executing command in container: {err}"))
+                    }
+                }
             }
+            Action::Attach { container_id } => match backend.attach(container_id, streams).await {
+                Ok(()) => Outcome::Success,
+                Err(err) => Outcome::Error(format!("error attaching to container: {err}")),
+            },
         }
-        Action::Attach { container_id } => match backend.attach(container_id, streams).await {
-            Ok(()) => Outcome::Success,
-            Err(err) => Outcome::Error(format!("error attaching to container: {err}")),
-        },
+    };
+    let outcome = tokio::select! {
+        outcome = work => outcome,
+        () = gone => {
+            tracing::debug!("client went away; session ended");
+            return;
+        }
     };
     // Everything the process wrote reaches the client before the status does.
     while outputs.join_next().await.is_some() {}

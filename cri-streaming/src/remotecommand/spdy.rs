@@ -110,6 +110,7 @@ async fn serve(inner: &Inner, mut conn: Connection, protocol: &str, target: &Tar
         // v1 clients expect stdin to be closed right away (kubelet 1.0 behaviour).
         channels.stdin = None;
     }
-    run(inner.backend.as_ref(), target, channels, format).await;
+    let gone = conn.gone();
+    run(inner.backend.as_ref(), target, channels, format, gone).await;
     conn.close().await;
 }

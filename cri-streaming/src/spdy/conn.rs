@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::frame::{
@@ -28,6 +28,8 @@ pub(crate) struct Stream {
 #[derive(Debug)]
 pub(crate) struct Connection {
     incoming: mpsc::Receiver<Stream>,
+    /// Never sent on; its sender drops when the reader stops, i.e. the client is gone.
+    gone: watch::Receiver<()>,
     out: mpsc::Sender<Outgoing>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
@@ -41,16 +43,23 @@ impl Connection {
     {
         let (read, write) = tokio::io::split(io);
         let (out, out_rx) = mpsc::channel(64);
+        let out_for_reader = out.clone();
         let (incoming_tx, incoming) = mpsc::channel(16);
-        let reader = tokio::spawn(read_loop(
-            FrameReader::new(read, limits),
-            limits,
-            out.clone(),
-            incoming_tx,
-        ));
+        let (gone_tx, gone) = watch::channel(());
+        let reader = tokio::spawn(async move {
+            read_loop(
+                FrameReader::new(read, limits),
+                limits,
+                out_for_reader,
+                incoming_tx,
+            )
+            .await;
+            drop(gone_tx);
+        });
         let writer = tokio::spawn(write_loop(write, out_rx));
         Self {
             incoming,
+            gone,
             out,
             reader,
             writer,
@@ -60,6 +69,12 @@ impl Connection {
     /// The next stream the client opens; `None` once the client is gone.
     pub(crate) async fn accept(&mut self) -> Option<Stream> {
         self.incoming.recv().await
+    }
+
+    /// Resolves once the client has closed the connection (or broken the protocol).
+    pub(crate) fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut gone = self.gone.clone();
+        async move { while gone.changed().await.is_ok() {} }
     }
 
     /// A sender for the server's half of stream `id`.
@@ -102,7 +117,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut last_id = 0u32;
     let mut opened = 0usize;
     loop {
-        let frame = match frames.read().await {
+        let Ok(frame) = tokio::time::timeout(limits.idle_timeout, frames.read()).await else {
+            tracing::debug!(
+                "spdy connection idle for {:?}; closing",
+                limits.idle_timeout
+            );
+            let _ = out.send(Outgoing::Close).await;
+            return;
+        };
+        let frame = match frame {
             Ok(frame) => frame,
             Err(err) => {
                 tracing::debug!("spdy connection ends: {err}");
