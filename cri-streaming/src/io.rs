@@ -73,12 +73,13 @@ impl OutChannel {
     }
 }
 
-/// Copies what the backend writes into `from` to the client, then ends the channel.
-pub(crate) async fn pump_out(mut from: impl AsyncRead + Unpin, to: OutChannel) {
+/// Copies what the backend writes into `from` to the client until EOF. Ending the channel is
+/// left to the caller, which may first have to say something on another channel.
+pub(crate) async fn pump_out(mut from: impl AsyncRead + Unpin, to: &OutChannel) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return,
             Ok(n) => {
                 if !to.send(Bytes::copy_from_slice(&buf[..n])).await {
                     return;
@@ -86,7 +87,6 @@ pub(crate) async fn pump_out(mut from: impl AsyncRead + Unpin, to: OutChannel) {
             }
         }
     }
-    to.finish().await;
 }
 
 /// Copies the client's chunks into `to` until the client ends the channel, then shuts `to`

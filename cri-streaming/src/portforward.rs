@@ -132,7 +132,8 @@ async fn forward(
             let (backend_end, pump_end) = tokio::io::duplex(PIPE_BYTES);
             let (from_pod, to_pod) = tokio::io::split(pump_end);
             let inbound = tokio::spawn(pump_in(data.inbound, to_pod));
-            let outbound = tokio::spawn(pump_out(from_pod, data_out.clone()));
+            let pod_out = data_out.clone();
+            let outbound = tokio::spawn(async move { pump_out(from_pod, &pod_out).await });
             let result = inner
                 .backend
                 .port_forward(&request.pod_sandbox_id, port, backend_end)
@@ -149,8 +150,8 @@ async fn forward(
     };
     if let Err(message) = result {
         tracing::debug!("{message}");
-        data_out.finish().await;
         error_out.send(message.into_bytes().into()).await;
     }
     error_out.finish().await;
+    data_out.finish().await;
 }

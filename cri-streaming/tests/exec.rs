@@ -338,3 +338,54 @@ fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn older_protocol_versions_still_work() {
+    let server = serve(Arc::new(HostBackend::default()), |_| {});
+    let req = exec(
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        false,
+        false,
+    );
+    for (transport, protocol) in [
+        ("spdy", "v4.channel.k8s.io"),
+        ("spdy", "v3.channel.k8s.io"),
+        ("spdy", "v2.channel.k8s.io"),
+        ("spdy", "channel.k8s.io"),
+        ("websocket", "v4.channel.k8s.io"),
+        ("websocket", "channel.k8s.io"),
+    ] {
+        let out = run_exec(&server, transport, &req, &["-protocols", protocol], b"").await;
+        let stderr = text(&out.stderr);
+        if protocol == "channel.k8s.io" {
+            // client-go's v1 races its stdout/stderr copies against its error-stream reader and
+            // returns on whichever finishes first (kubelet has the same race): either all output
+            // and success, or the status message.
+            let all_output = out.status.code() == Some(0) && text(&out.stdout) == "out\n";
+            let status_seen = out.status.code() == Some(125)
+                && stderr.contains("command terminated with non-zero exit code: exit status 3");
+            assert!(all_output || status_seen, "{transport} {protocol}: {out:?}");
+            continue;
+        }
+        assert_eq!(text(&out.stdout), "out\n", "{transport} {protocol}");
+        assert!(
+            stderr.starts_with("err\n"),
+            "{transport} {protocol}: {stderr}"
+        );
+        if protocol.starts_with("v4") {
+            // v4 carries the exit code itself.
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{transport} {protocol}: {stderr}"
+            );
+        } else {
+            // Before v4 the error stream carries only the message.
+            assert_eq!(out.status.code(), Some(125), "{transport} {protocol}");
+            assert!(
+                stderr.contains("command terminated with non-zero exit code: exit status 3"),
+                "{transport} {protocol}: {stderr}"
+            );
+        }
+    }
+}

@@ -17,6 +17,8 @@ use crate::request::{AttachRequest, ExecRequest};
 use crate::server::{Body, Inner, SessionFuture, Transport};
 use crate::status::{Outcome, StatusFormat};
 
+/// Terminal sizes queued for the backend.
+const RESIZE_QUEUE: usize = 8;
 /// Largest resize message buffered while waiting for the rest of a JSON object.
 const MAX_RESIZE_BUFFER_BYTES: usize = 4096;
 
@@ -116,18 +118,21 @@ pub(crate) async fn run(
         inputs.spawn(pump_in(rx, pump_end));
         streams.stdin = Some(Box::pin(backend_end));
     }
+    let mut output_channels = Vec::new();
     if let Some(out) = channels.stdout {
         let (backend_end, pump_end) = tokio::io::duplex(PIPE_BYTES);
-        outputs.spawn(pump_out(pump_end, out));
+        output_channels.push(out.clone());
+        outputs.spawn(async move { pump_out(pump_end, &out).await });
         streams.stdout = Some(Box::pin(backend_end));
     }
     if let Some(out) = channels.stderr {
         let (backend_end, pump_end) = tokio::io::duplex(PIPE_BYTES);
-        outputs.spawn(pump_out(pump_end, out));
+        output_channels.push(out.clone());
+        outputs.spawn(async move { pump_out(pump_end, &out).await });
         streams.stderr = Some(Box::pin(backend_end));
     }
     if let Some(rx) = channels.resize {
-        let (tx, sizes) = mpsc::channel(4);
+        let (tx, sizes) = mpsc::channel(RESIZE_QUEUE);
         inputs.spawn(parse_resizes(rx, tx));
         streams.resize = Some(sizes);
     }
@@ -155,7 +160,8 @@ pub(crate) async fn run(
             return;
         }
     };
-    // Everything the process wrote reaches the client before the status does.
+    // Everything the process wrote is queued before the status, and the status before stdout
+    // and stderr end: v1 clients stop reading the error stream once those have ended.
     while outputs.join_next().await.is_some() {}
     inputs.abort_all();
     if let Some(error) = channels.error {
@@ -163,6 +169,9 @@ pub(crate) async fn run(
             error.send(bytes.into()).await;
         }
         error.finish().await;
+    }
+    for out in output_channels {
+        out.finish().await;
     }
 }
 
@@ -177,8 +186,15 @@ async fn parse_resizes(mut rx: mpsc::Receiver<Bytes>, sizes: mpsc::Sender<Termin
             match stream.next() {
                 Some(Ok(size)) => {
                     consumed = stream.byte_offset();
-                    if sizes.send(size).await.is_err() {
-                        return;
+                    // Never wait on a backend that does not read sizes: that would stall the
+                    // connection's reader and with it stdin. A size it has no room for is
+                    // dropped; a later one supersedes it anyway.
+                    match sizes.try_send(size) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::debug!("backend is not reading terminal sizes; one dropped");
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
                 Some(Err(e)) if e.is_eof() => break,
@@ -203,6 +219,20 @@ async fn parse_resizes(mut rx: mpsc::Receiver<Bytes>, sizes: mpsc::Sender<Termin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_backend_that_never_reads_sizes_does_not_stall_the_client() {
+        let (tx, rx) = mpsc::channel(1);
+        let (size_tx, _unread) = mpsc::channel(1);
+        let task = tokio::spawn(parse_resizes(rx, size_tx));
+        for _ in 0..100 {
+            tx.send(Bytes::from_static(br#"{"Width":1,"Height":1}"#))
+                .await
+                .unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+    }
 
     #[tokio::test]
     async fn resizes_split_across_chunks_are_decoded() {

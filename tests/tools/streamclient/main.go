@@ -2,7 +2,7 @@
 // streaming URL with client-go's own remotecommand (SPDY and WebSocket executors) and portforward
 // packages, the code kubelet and kubectl use.
 //
-//	streamclient exec        -url URL [-transport spdy|websocket] [-stdin] [-tty] [-no-stderr] [-size WxH]...
+//	streamclient exec        -url URL [-transport spdy|websocket] [-protocols P1,P2] [-stdin] [-tty] [-no-stderr] [-size WxH]...
 //	streamclient portforward -url URL -port N [-transport spdy|websocket]
 //
 // exec copies its own stdin/stdout/stderr to the remote streams and exits with the remote exit
@@ -72,7 +72,9 @@ func (s *sizeList) Set(v string) error {
 	return nil
 }
 
-type sizeQueue struct{ sizes chan remotecommand.TerminalSize }
+type sizeQueue struct {
+	sizes chan remotecommand.TerminalSize
+}
 
 func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 	s, ok := <-q.sizes
@@ -89,6 +91,7 @@ func runExec(args []string) {
 	stdin := fs.Bool("stdin", false, "send this process's stdin")
 	tty := fs.Bool("tty", false, "request a terminal")
 	noStderr := fs.Bool("no-stderr", false, "do not open the stderr stream")
+	protocols := fs.String("protocols", "", "comma-separated stream protocols to offer (default: client-go's)")
 	var sizes sizeList
 	fs.Var(&sizes, "size", "terminal size WxH to send (repeatable)")
 	_ = fs.Parse(args)
@@ -100,9 +103,23 @@ func runExec(args []string) {
 	var exec remotecommand.Executor
 	switch *transport {
 	case "spdy":
-		exec, err = remotecommand.NewSPDYExecutor(config, http.MethodPost, u)
+		if *protocols == "" {
+			exec, err = remotecommand.NewSPDYExecutor(config, http.MethodPost, u)
+		} else {
+			var rt http.RoundTripper
+			var upgrader spdy.Upgrader
+			if rt, upgrader, err = spdy.RoundTripperFor(config); err == nil {
+				exec, err = remotecommand.NewSPDYExecutorForProtocols(rt, upgrader, http.MethodPost, u,
+					strings.Split(*protocols, ",")...)
+			}
+		}
 	case "websocket":
-		exec, err = remotecommand.NewWebSocketExecutor(config, http.MethodGet, u.String())
+		if *protocols == "" {
+			exec, err = remotecommand.NewWebSocketExecutor(config, http.MethodGet, u.String())
+		} else {
+			exec, err = remotecommand.NewWebSocketExecutorForProtocols(config, http.MethodGet, u.String(),
+				strings.Split(*protocols, ",")...)
+		}
 	default:
 		fail("unknown transport " + *transport)
 	}
