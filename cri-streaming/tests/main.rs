@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::cast_possible_truncation)] // test payloads are built from truncated counters
 
+mod crictl;
 mod exec;
 mod hostile;
 mod portforward;
