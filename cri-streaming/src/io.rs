@@ -34,6 +34,8 @@ pub(crate) enum Outgoing {
     },
     /// Last message: say goodbye, flush and shut the connection down.
     Close,
+    /// Last message: the client broke the protocol; say so and shut the connection down.
+    Abort,
 }
 
 /// Sends one channel's bytes to the client.

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
@@ -48,7 +49,9 @@ pub struct Limits {
     pub max_header_block_bytes: usize,
     /// Most name/value pairs in one SPDY header block.
     pub max_header_pairs: usize,
-    /// Most SPDY streams a client may open on one connection.
+    /// Most connections served at once; more are closed right after accept.
+    pub max_connections: usize,
+    /// Most SPDY streams a client may have open at once on one connection.
     pub max_streams_per_connection: usize,
     /// Largest WebSocket message (and frame).
     pub max_websocket_message_bytes: usize,
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_frame_bytes: 1024 * 1024,
             max_header_block_bytes: 16 * 1024,
             max_header_pairs: 64,
+            max_connections: 1024,
             max_streams_per_connection: 1024,
             max_websocket_message_bytes: 1024 * 1024,
             idle_timeout: Duration::from_secs(4 * 60 * 60),
@@ -98,8 +102,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    /// Accepting connections failed.
-    #[error("accepting streaming connections failed")]
+    /// The listener could not be handed to the async runtime.
+    #[error("cannot serve the streaming listener")]
     Accept(#[source] std::io::Error),
     /// [`Server::serve`] was called twice.
     #[error("the streaming server is already serving")]
@@ -199,11 +203,11 @@ impl Server {
         Ok(format!("{}/{kind}/{token}", self.inner.base_url))
     }
 
-    /// Serves connections until an accept error. Dropping the future stops the server and ends
-    /// every session it started.
+    /// Serves connections until dropped. Dropping the future stops the server and ends every
+    /// session it started. Failed accepts (e.g. out of file descriptors) are logged and retried.
     ///
     /// # Errors
-    /// Accepting failed, or the server is already serving.
+    /// The server is already serving, or the listener cannot be registered with the runtime.
     pub async fn serve(&self) -> Result<(), ServerError> {
         let listener = self
             .inner
@@ -213,13 +217,30 @@ impl Server {
             .take()
             .ok_or(ServerError::AlreadyServing)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(ServerError::Accept)?;
+        let slots = Arc::new(Semaphore::new(self.inner.config.limits.max_connections));
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let (stream, peer) = accepted.map_err(ServerError::Accept)?;
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(err) => {
+                            // Out of file descriptors or a connection reset before accept:
+                            // keep serving; back off briefly so a persistent error does not spin.
+                            tracing::warn!("accepting a streaming connection failed: {err}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many streaming connections; refused");
+                        continue;
+                    };
                     let inner = Arc::clone(&self.inner);
-                    connections.spawn(async move { serve_connection(inner, stream, peer).await });
+                    connections.spawn(async move {
+                        serve_connection(inner, stream, peer).await;
+                        drop(slot);
+                    });
                 }
                 // Reap finished connections so the set does not grow without bound.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -227,10 +227,11 @@ fn decode(message: Message, base64: bool) -> Option<(u8, Bytes)> {
             Some((channel, data.slice(1..)))
         }
         Message::Text(text) if base64 => {
-            let text = text.as_str();
-            let channel = text.as_bytes().first()?.checked_sub(b'0')?;
+            // One ASCII digit, then base64; work on bytes so no input can split a character.
+            let (digit, encoded) = text.as_bytes().split_first()?;
+            let channel = digit.checked_sub(b'0').filter(|c| *c <= 9)?;
             let data = base64::engine::general_purpose::STANDARD
-                .decode(&text[1..])
+                .decode(encoded)
                 .ok()?;
             Some((channel, data.into()))
         }
@@ -260,7 +261,7 @@ async fn write_channels(
                     Message::binary(framed)
                 }
             }
-            Outgoing::Close => {
+            Outgoing::Close | Outgoing::Abort => {
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: CloseCode::Normal,
@@ -342,4 +343,38 @@ async fn bridge(ws: Ws, pipe: tokio::io::DuplexStream) {
             .await;
     };
     tokio::join!(inbound, outbound);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_binary_and_base64_channel_messages() {
+        let binary = Message::binary(vec![STDIN, b'h', b'i']);
+        assert_eq!(
+            decode(binary, false),
+            Some((STDIN, Bytes::from_static(b"hi")))
+        );
+        assert_eq!(
+            decode(Message::text("0aGk="), true),
+            Some((STDIN, Bytes::from_static(b"hi")))
+        );
+        assert_eq!(
+            decode(Message::text("4e30="), true),
+            Some((RESIZE, Bytes::from_static(b"{}")))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_messages_without_panicking() {
+        assert_eq!(decode(Message::binary(Vec::new()), false), None);
+        assert_eq!(decode(Message::text(""), true), None);
+        // A multi-byte first character must not be sliced through.
+        assert_eq!(decode(Message::text("é"), true), None);
+        assert_eq!(decode(Message::text("0not base64!"), true), None);
+        // Text in binary mode and binary in base64 mode are ignored.
+        assert_eq!(decode(Message::text("0aGk="), false), None);
+        assert_eq!(decode(Message::binary(vec![0]), true), None);
+    }
 }

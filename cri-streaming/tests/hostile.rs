@@ -148,3 +148,18 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
     let answer = until_closed(&mut tcp).await;
     assert!(has_goaway(&answer), "{answer:02x?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    let server = serve(Arc::new(HostBackend::default()), |c| {
+        c.limits.max_connections = 1
+    });
+    // Holds the only slot for as long as it is open.
+    let _first = upgraded(&server.get_exec(&request()).unwrap()).await;
+    let mut second = TcpStream::connect(server.local_addr()).await.unwrap();
+    let _ = second.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        until_closed(&mut second).await.is_empty(),
+        "no answer, just a close"
+    );
+}

@@ -115,7 +115,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut streams: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
     let mut last_id = 0u32;
-    let mut opened = 0usize;
     loop {
         let Ok(frame) = tokio::time::timeout(limits.idle_timeout, frames.read()).await else {
             tracing::debug!(
@@ -133,12 +132,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     err,
                     super::frame::FrameError::Closed | super::frame::FrameError::Io(_)
                 ) {
-                    let _ = out
-                        .send(Outgoing::Reset {
-                            id: 0,
-                            status: GOAWAY_PROTOCOL_ERROR,
-                        })
-                        .await;
+                    let _ = out.send(Outgoing::Abort).await;
                 }
                 return;
             }
@@ -152,17 +146,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 // Client streams have odd, strictly increasing ids (§2.3.2).
                 if stream_id % 2 == 0 || stream_id <= last_id {
                     tracing::debug!(stream_id, "spdy: bad client stream id");
-                    let _ = out
-                        .send(Outgoing::Reset {
-                            id: 0,
-                            status: GOAWAY_PROTOCOL_ERROR,
-                        })
-                        .await;
+                    let _ = out.send(Outgoing::Abort).await;
                     return;
                 }
                 last_id = stream_id;
-                opened += 1;
-                if opened > limits.max_streams_per_connection {
+                // Bound the streams open at once (from the client's side), not their total:
+                // a long port-forward session opens two per forwarded connection.
+                if streams.len() >= limits.max_streams_per_connection {
                     let _ = out
                         .send(Outgoing::Reset {
                             id: stream_id,
@@ -233,9 +223,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut io: W, mut queue: mpsc::Receiver<
                 last_reply = id;
                 io.write_all(&writer.syn_reply(id, &[])).await
             }
-            // Stream id 0 stands for the whole connection: a protocol error ends it.
-            Outgoing::Reset { id: 0, status } => {
-                let _ = io.write_all(&FrameWriter::goaway(last_reply, status)).await;
+            Outgoing::Abort => {
+                let _ = io
+                    .write_all(&FrameWriter::goaway(last_reply, GOAWAY_PROTOCOL_ERROR))
+                    .await;
                 break;
             }
             Outgoing::Reset { id, status } => {
@@ -270,4 +261,139 @@ async fn write_data<W: AsyncWrite + Unpin>(
     io.write_all(&FrameWriter::data_head(id, fin, data.len()))
         .await?;
     io.write_all(data).await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    fn limits(max_streams: usize) -> Limits {
+        Limits {
+            max_streams_per_connection: max_streams,
+            ..Limits::default()
+        }
+    }
+
+    /// Reads one frame the server wrote: (control type or None for DATA, stream id, flags).
+    async fn next_frame(client: &mut DuplexStream) -> (Option<u16>, u32, u8, Vec<u8>) {
+        let mut head = [0u8; 8];
+        client.read_exact(&mut head).await.unwrap();
+        let len = usize::from(head[5]) << 16 | usize::from(head[6]) << 8 | usize::from(head[7]);
+        let mut payload = vec![0u8; len];
+        client.read_exact(&mut payload).await.unwrap();
+        if head[0] & 0x80 == 0 {
+            let id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            return (None, id, head[4], payload);
+        }
+        let kind = u16::from_be_bytes([head[2], head[3]]);
+        let id = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+        (Some(kind), id, head[4], payload)
+    }
+
+    #[tokio::test]
+    async fn opens_streams_routes_data_and_answers_pings() {
+        let (server_io, mut client) = tokio::io::duplex(1 << 16);
+        let mut conn = Connection::start(server_io, limits(8));
+        let mut peer = FrameWriter::new();
+        client
+            .write_all(&peer.syn_stream(1, false, &[("streamtype", "stdin")]))
+            .await
+            .unwrap();
+        let mut stream = conn.accept().await.unwrap();
+        assert_eq!(
+            (stream.id, stream.headers.get("streamtype")),
+            (1, Some("stdin"))
+        );
+        assert_eq!(
+            next_frame(&mut client).await.0,
+            Some(TYPE_SYN_REPLY_FOR_TESTS)
+        );
+
+        client
+            .write_all(&FrameWriter::data_head(1, false, 3))
+            .await
+            .unwrap();
+        client.write_all(b"abc").await.unwrap();
+        client
+            .write_all(&FrameWriter::data_head(1, true, 0))
+            .await
+            .unwrap();
+        assert_eq!(&stream.inbound.recv().await.unwrap()[..], b"abc");
+        assert_eq!(stream.inbound.recv().await, None, "FIN ends the stream");
+
+        client.write_all(&FrameWriter::ping(7)).await.unwrap();
+        assert_eq!(
+            next_frame(&mut client).await,
+            (Some(0x6), 7, 0, vec![0, 0, 0, 7])
+        );
+
+        conn.channel(1).send(Bytes::from_static(b"out")).await;
+        assert_eq!(next_frame(&mut client).await, (None, 1, 0, b"out".to_vec()));
+        conn.close().await;
+        let (kind, _, _, payload) = next_frame(&mut client).await;
+        assert_eq!(
+            (kind, &payload[4..]),
+            (Some(0x7), &[0u8, 0, 0, 0][..]),
+            "GOAWAY OK"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_streams_beyond_the_open_stream_limit() {
+        let (server_io, mut client) = tokio::io::duplex(1 << 16);
+        let mut conn = Connection::start(server_io, limits(2));
+        let mut peer = FrameWriter::new();
+        for id in [1, 3, 5] {
+            client
+                .write_all(&peer.syn_stream(id, false, &[("streamtype", "data")]))
+                .await
+                .unwrap();
+        }
+        assert_eq!(conn.accept().await.unwrap().id, 1);
+        assert_eq!(conn.accept().await.unwrap().id, 3);
+        assert_eq!(
+            next_frame(&mut client).await.0,
+            Some(TYPE_SYN_REPLY_FOR_TESTS)
+        );
+        assert_eq!(
+            next_frame(&mut client).await.0,
+            Some(TYPE_SYN_REPLY_FOR_TESTS)
+        );
+        let (kind, id, _, payload) = next_frame(&mut client).await;
+        assert_eq!(
+            (kind, id, &payload[4..]),
+            (Some(0x3), 5, &RST_REFUSED_STREAM.to_be_bytes()[..])
+        );
+        // Once the client ends a stream, a new one fits again.
+        client
+            .write_all(&FrameWriter::data_head(1, true, 0))
+            .await
+            .unwrap();
+        client
+            .write_all(&peer.syn_stream(7, false, &[("streamtype", "data")]))
+            .await
+            .unwrap();
+        assert_eq!(conn.accept().await.unwrap().id, 7);
+    }
+
+    #[tokio::test]
+    async fn rejects_reused_or_even_stream_ids_with_goaway() {
+        let (server_io, mut client) = tokio::io::duplex(1 << 16);
+        let conn = Connection::start(server_io, limits(8));
+        let mut peer = FrameWriter::new();
+        client
+            .write_all(&peer.syn_stream(2, false, &[("streamtype", "data")]))
+            .await
+            .unwrap();
+        let (kind, _, _, payload) = next_frame(&mut client).await;
+        assert_eq!(
+            (kind, &payload[4..]),
+            (Some(0x7), &GOAWAY_PROTOCOL_ERROR.to_be_bytes()[..])
+        );
+        conn.gone().await;
+    }
+
+    const TYPE_SYN_REPLY_FOR_TESTS: u16 = 0x2;
 }

@@ -344,6 +344,16 @@ impl FrameWriter {
         ]
     }
 
+    /// A SYN_STREAM as a client would send it (the tests play the client).
+    #[cfg(test)]
+    pub(crate) fn syn_stream(&mut self, id: u32, fin: bool, headers: &[(&str, &str)]) -> Vec<u8> {
+        let block = self.header_block(headers);
+        let mut payload = id.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        payload.extend_from_slice(&block);
+        control(TYPE_SYN_STREAM, u8::from(fin), &payload)
+    }
+
     fn header_block(&mut self, headers: &[(&str, &str)]) -> Vec<u8> {
         let mut raw = Vec::new();
         raw.extend_from_slice(&len_u32(headers.len()));

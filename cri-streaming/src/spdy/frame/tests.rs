@@ -6,11 +6,7 @@ fn limits() -> Limits {
 
 /// A client-side SYN_STREAM, compressed on `writer`'s (shared) zlib stream like a real peer.
 fn syn_stream(writer: &mut FrameWriter, id: u32, fin: bool, headers: &[(&str, &str)]) -> Vec<u8> {
-    let block = writer.header_block(headers);
-    let mut payload = id.to_be_bytes().to_vec();
-    payload.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    payload.extend_from_slice(&block);
-    control(TYPE_SYN_STREAM, u8::from(fin), &payload)
+    writer.syn_stream(id, fin, headers)
 }
 
 async fn read_all(bytes: &[u8], limits: Limits) -> Vec<Result<Frame, FrameError>> {
