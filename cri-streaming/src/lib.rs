@@ -25,17 +25,20 @@
 
 mod backend;
 mod cache;
+mod http;
 mod io;
+mod limits;
 mod portforward;
 mod remotecommand;
 mod request;
 mod server;
 mod spdy;
 mod status;
-mod websocket;
+mod ws;
 
 pub use backend::{
     Backend, BackendError, ExitCode, InputStream, OutputStream, PortStream, Streams, TerminalSize,
 };
+pub use limits::Limits;
 pub use request::{AttachRequest, ExecRequest, PortForwardRequest, RequestError};
-pub use server::{Config, Limits, Server, ServerError};
+pub use server::{Config, Server, ServerError};

@@ -6,10 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
@@ -17,8 +14,11 @@ use tokio::task::JoinSet;
 
 use crate::backend::Backend;
 use crate::cache::{Parked, RequestCache};
+use crate::http::{text_response, transport, Body, SessionContext, SessionFuture, Transport};
+use crate::limits::Limits;
+use crate::remotecommand::Target;
 use crate::request::{AttachRequest, ExecRequest, PortForwardRequest, RequestError};
-use crate::{portforward, remotecommand, websocket};
+use crate::{portforward, remotecommand};
 
 /// How the server is set up. [`Config::new`] gives kubelet's defaults.
 #[derive(Debug, Clone)]
@@ -36,43 +36,6 @@ pub struct Config {
     pub stream_creation_timeout: Duration,
     /// Bounds on what clients may send.
     pub limits: Limits,
-}
-
-/// Bounds on what a client may send; each one protects the server from a hostile client.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest HTTP request head (request line and headers) before the upgrade.
-    pub max_http_head_bytes: usize,
-    /// Largest SPDY frame payload (the 24-bit length field allows 16 MiB).
-    pub max_frame_bytes: usize,
-    /// Largest SPDY header block, compressed and after decompression.
-    pub max_header_block_bytes: usize,
-    /// Most name/value pairs in one SPDY header block.
-    pub max_header_pairs: usize,
-    /// Most connections served at once; more are closed right after accept.
-    pub max_connections: usize,
-    /// Most SPDY streams a client may have open at once on one connection.
-    pub max_streams_per_connection: usize,
-    /// Largest WebSocket message (and frame).
-    pub max_websocket_message_bytes: usize,
-    /// A connection on which the client sends nothing (not even the pings client-go sends
-    /// every few seconds) for this long is closed (kubelet and containerd: 4 hours).
-    pub idle_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_http_head_bytes: 16 * 1024,
-            max_frame_bytes: 1024 * 1024,
-            max_header_block_bytes: 16 * 1024,
-            max_header_pairs: 64,
-            max_connections: 1024,
-            max_streams_per_connection: 1024,
-            max_websocket_message_bytes: 1024 * 1024,
-            idle_timeout: Duration::from_secs(4 * 60 * 60),
-        }
-    }
 }
 
 impl Config {
@@ -116,9 +79,9 @@ pub struct Server {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) backend: Arc<dyn Backend>,
+struct Inner {
+    config: Config,
+    session: Arc<SessionContext>,
     cache: RequestCache,
     base_url: String,
     local_addr: SocketAddr,
@@ -155,8 +118,12 @@ impl Server {
         let cache = RequestCache::new(config.token_ttl, config.max_in_flight);
         Ok(Self {
             inner: Arc::new(Inner {
+                session: Arc::new(SessionContext {
+                    backend,
+                    limits: config.limits,
+                    stream_creation_timeout: config.stream_creation_timeout,
+                }),
                 config,
-                backend,
                 cache,
                 base_url,
                 local_addr,
@@ -278,48 +245,6 @@ async fn serve_connection(inner: Arc<Inner>, stream: tokio::net::TcpStream, peer
 
 const EXPIRED: &str = "unknown or expired streaming token; ask the runtime for a new URL";
 
-pub(crate) type Body = Full<Bytes>;
-
-/// A session that runs on an upgraded connection, owned by its HTTP connection's task.
-pub(crate) type SessionFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-pub(crate) fn text_response(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// Which upgrade the client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
-    Spdy,
-    WebSocket,
-}
-
-fn transport(headers: &HeaderMap) -> Option<Transport> {
-    let connection_upgrade = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !connection_upgrade {
-        return None;
-    }
-    let upgrade = headers.get(UPGRADE)?.to_str().ok()?.trim();
-    if upgrade.eq_ignore_ascii_case("websocket") {
-        Some(Transport::WebSocket)
-    } else if upgrade.eq_ignore_ascii_case(crate::spdy::UPGRADE_TOKEN) {
-        Some(Transport::Spdy)
-    } else {
-        None
-    }
-}
-
 fn route(
     inner: Arc<Inner>,
     req: Request<Incoming>,
@@ -350,18 +275,25 @@ fn route(
             .unwrap_or_else(|e| e.into_inner())
             .spawn(fut);
     };
+    let ctx = Arc::clone(&inner.session);
     match (kind, parked, transport) {
-        ("exec", Parked::Exec(r), t) => {
-            remotecommand::upgrade(inner, req, t, remotecommand::Target::exec(r), spawn)
+        ("exec", Parked::Exec(r), Transport::Spdy) => {
+            remotecommand::spdy::upgrade(ctx, req, Target::exec(r), spawn)
         }
-        ("attach", Parked::Attach(r), t) => {
-            remotecommand::upgrade(inner, req, t, remotecommand::Target::attach(r), spawn)
+        ("exec", Parked::Exec(r), Transport::WebSocket) => {
+            remotecommand::websocket::upgrade(ctx, req, Target::exec(r), spawn)
+        }
+        ("attach", Parked::Attach(r), Transport::Spdy) => {
+            remotecommand::spdy::upgrade(ctx, req, Target::attach(r), spawn)
+        }
+        ("attach", Parked::Attach(r), Transport::WebSocket) => {
+            remotecommand::websocket::upgrade(ctx, req, Target::attach(r), spawn)
         }
         ("portforward", Parked::PortForward(r), Transport::Spdy) => {
-            portforward::upgrade_spdy(inner, req, r, spawn)
+            portforward::spdy::upgrade(ctx, req, r, spawn)
         }
         ("portforward", Parked::PortForward(r), Transport::WebSocket) => {
-            websocket::upgrade_port_forward(inner, req, r, spawn)
+            portforward::websocket::upgrade(ctx, req, r, spawn)
         }
         // A token used on another kind's path: as unknown as a forged one.
         _ => text_response(StatusCode::NOT_FOUND, EXPIRED),

@@ -2,19 +2,15 @@
 //! transports. A transport hands over the client's channels; [`run`] connects them to the
 //! backend, waits for it, drains the output and reports the outcome on the error channel.
 
-mod spdy;
-
-use std::sync::Arc;
+pub(crate) mod spdy;
+pub(crate) mod websocket;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
 use tokio::sync::mpsc;
 
 use crate::backend::{Backend, Streams, TerminalSize};
 use crate::io::{pump_in, pump_out, OutChannel, PIPE_BYTES};
 use crate::request::{AttachRequest, ExecRequest};
-use crate::server::{Body, Inner, SessionFuture, Transport};
 use crate::status::{Outcome, StatusFormat};
 
 /// Terminal sizes queued for the backend.
@@ -78,20 +74,6 @@ pub(crate) struct Channels {
     pub(crate) stderr: Option<OutChannel>,
     pub(crate) resize: Option<mpsc::Receiver<Bytes>>,
     pub(crate) error: Option<OutChannel>,
-}
-
-/// Upgrades an exec or attach request on the transport the client asked for.
-pub(crate) fn upgrade(
-    inner: Arc<Inner>,
-    req: Request<Incoming>,
-    transport: Transport,
-    target: Target,
-    spawn: impl FnOnce(SessionFuture),
-) -> Response<Body> {
-    match transport {
-        Transport::Spdy => spdy::upgrade(inner, req, target, spawn),
-        Transport::WebSocket => crate::websocket::upgrade_remote_command(inner, req, target, spawn),
-    }
 }
 
 /// Runs the session: the backend gets in-memory pipes whose other ends are pumped to and from

@@ -9,7 +9,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 use super::{run, Channels, Target};
-use crate::server::{Body, Inner, SessionFuture};
+use crate::http::{Body, SessionContext, SessionFuture};
 use crate::spdy::{negotiate, upgrade_response, Connection};
 use crate::status::StatusFormat;
 
@@ -23,8 +23,8 @@ const PROTOCOLS: &[&str] = &[
     "channel.k8s.io",
 ];
 
-pub(super) fn upgrade(
-    inner: Arc<Inner>,
+pub(crate) fn upgrade(
+    ctx: Arc<SessionContext>,
     mut req: Request<Incoming>,
     target: Target,
     spawn: impl FnOnce(SessionFuture),
@@ -42,13 +42,13 @@ pub(super) fn upgrade(
                 return;
             }
         };
-        let conn = Connection::start(TokioIo::new(upgraded), inner.config.limits);
-        serve(&inner, conn, protocol.unwrap_or("channel.k8s.io"), &target).await;
+        let conn = Connection::start(TokioIo::new(upgraded), ctx.limits);
+        serve(&ctx, conn, protocol.unwrap_or("channel.k8s.io"), &target).await;
     }));
     upgrade_response(protocol)
 }
 
-async fn serve(inner: &Inner, mut conn: Connection, protocol: &str, target: &Target) {
+async fn serve(ctx: &SessionContext, mut conn: Connection, protocol: &str, target: &Target) {
     let resizable = !matches!(protocol, "v2.channel.k8s.io" | "channel.k8s.io");
     let format = match protocol {
         "v5.channel.k8s.io" | "v4.channel.k8s.io" => StatusFormat::Json,
@@ -61,7 +61,7 @@ async fn serve(inner: &Inner, mut conn: Connection, protocol: &str, target: &Tar
         + usize::from(target.tty && resizable);
     let mut channels = Channels::default();
     let mut received = 0;
-    let deadline = tokio::time::sleep(inner.config.stream_creation_timeout);
+    let deadline = tokio::time::sleep(ctx.stream_creation_timeout);
     tokio::pin!(deadline);
     while received < expected {
         let stream = tokio::select! {
@@ -111,6 +111,6 @@ async fn serve(inner: &Inner, mut conn: Connection, protocol: &str, target: &Tar
         channels.stdin = None;
     }
     let gone = conn.gone();
-    run(inner.backend.as_ref(), target, channels, format, gone).await;
+    run(ctx.backend.as_ref(), target, channels, format, gone).await;
     conn.close().await;
 }

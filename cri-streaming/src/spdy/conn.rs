@@ -13,7 +13,7 @@ use super::frame::{
     RST_REFUSED_STREAM,
 };
 use crate::io::{OutChannel, Outgoing, INBOUND_QUEUE};
-use crate::server::Limits;
+use crate::limits::Limits;
 
 /// A stream the client opened.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::server::Limits;
+use crate::limits::Limits;
 
 /// The zlib dictionary every SPDY/3 header block is compressed against (spec §2.6.10.1,
 /// 1423 bytes, Adler-32 0xe3c6a7c2).

@@ -7,13 +7,10 @@ mod frame;
 
 pub(crate) use conn::{Connection, Stream};
 
-/// The `Upgrade` header value of a SPDY/3.1 connection upgrade.
-pub(crate) const UPGRADE_TOKEN: &str = "SPDY/3.1";
-
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Response, StatusCode};
 
-use crate::server::{text_response, Body};
+use crate::http::{text_response, Body, SPDY_UPGRADE_TOKEN};
 
 /// Header carrying the stream protocol versions (client: offered, server: chosen).
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
@@ -65,7 +62,7 @@ pub(crate) fn upgrade_response(protocol: Option<&'static str>) -> Response<Body>
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(UPGRADE, HeaderValue::from_static(UPGRADE_TOKEN));
+    headers.insert(UPGRADE, HeaderValue::from_static(SPDY_UPGRADE_TOKEN));
     if let Some(protocol) = protocol {
         headers.insert(PROTOCOL_HEADER, HeaderValue::from_static(protocol));
     }

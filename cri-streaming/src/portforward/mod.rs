@@ -1,46 +1,21 @@
-//! Port forwarding over SPDY (`portforward.k8s.io`, kubelet's `portforward/httpstream.go`): for
-//! every connection the client accepts locally it opens a pair of streams, `error` and `data`,
+//! Port forwarding (`portforward.k8s.io`, kubelet's `portforward/httpstream.go`), over SPDY
+//! directly or tunnelled in a WebSocket: for every connection the client accepts locally it
+//! opens a pair of SPDY streams, `error` and `data`,
 //! with the same `requestid` and `port` headers. Once both are open the backend connects to the
 //! port in the pod and bytes flow on the data stream; a failure is written on the error stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 
+use crate::http::SessionContext;
 use crate::io::{pump_in, pump_out, OutChannel, PIPE_BYTES};
 use crate::request::PortForwardRequest;
-use crate::server::{Body, Inner, SessionFuture};
-use crate::spdy::{negotiate, upgrade_response, Connection, Stream};
+use crate::spdy::{Connection, Stream};
 
-const PROTOCOLS: &[&str] = &["portforward.k8s.io"];
-
-/// Upgrades a port-forward request to SPDY.
-pub(crate) fn upgrade_spdy(
-    inner: Arc<Inner>,
-    mut req: Request<Incoming>,
-    request: PortForwardRequest,
-    spawn: impl FnOnce(SessionFuture),
-) -> Response<Body> {
-    let protocol = match negotiate(req.headers(), PROTOCOLS) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    let upgrade = hyper::upgrade::on(&mut req);
-    spawn(Box::pin(async move {
-        match upgrade.await {
-            Ok(upgraded) => {
-                let conn = Connection::start(TokioIo::new(upgraded), inner.config.limits);
-                serve(&inner, conn, &request).await;
-            }
-            Err(err) => tracing::debug!("spdy upgrade failed: {err}"),
-        }
-    }));
-    upgrade_response(protocol)
-}
+pub(crate) mod spdy;
+pub(crate) mod websocket;
 
 /// A half-open stream pair waiting for its partner.
 #[derive(Default)]
@@ -50,7 +25,11 @@ struct Pair {
 }
 
 /// Pairs streams and forwards each pair until the client goes away.
-pub(crate) async fn serve(inner: &Arc<Inner>, mut conn: Connection, request: &PortForwardRequest) {
+pub(crate) async fn serve(
+    ctx: &Arc<SessionContext>,
+    mut conn: Connection,
+    request: &PortForwardRequest,
+) {
     let mut pending: HashMap<String, Pair> = HashMap::new();
     let mut forwards = JoinSet::new();
     while let Some(stream) = conn.accept().await {
@@ -88,7 +67,7 @@ pub(crate) async fn serve(inner: &Arc<Inner>, mut conn: Connection, request: &Po
                 let error_out = conn.channel(error.id);
                 let data_out = conn.channel(data.id);
                 forwards.spawn(forward(
-                    Arc::clone(inner),
+                    Arc::clone(ctx),
                     request.clone(),
                     error,
                     data,
@@ -96,7 +75,7 @@ pub(crate) async fn serve(inner: &Arc<Inner>, mut conn: Connection, request: &Po
                     data_out,
                 ));
             }
-        } else if pending.len() > inner.config.limits.max_streams_per_connection {
+        } else if pending.len() > ctx.limits.max_streams_per_connection {
             tracing::debug!("too many half-open port-forward requests; closing");
             break;
         }
@@ -108,7 +87,7 @@ pub(crate) async fn serve(inner: &Arc<Inner>, mut conn: Connection, request: &Po
 
 /// Forwards one connection: the backend connects to the port, the data stream carries the bytes.
 async fn forward(
-    inner: Arc<Inner>,
+    ctx: Arc<SessionContext>,
     request: PortForwardRequest,
     error: Stream,
     data: Stream,
@@ -134,7 +113,7 @@ async fn forward(
             let inbound = tokio::spawn(pump_in(data.inbound, to_pod));
             let pod_out = data_out.clone();
             let outbound = tokio::spawn(async move { pump_out(from_pod, &pod_out).await });
-            let result = inner
+            let result = ctx
                 .backend
                 .port_forward(&request.pod_sandbox_id, port, backend_end)
                 .await;
