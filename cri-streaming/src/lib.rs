@@ -18,6 +18,32 @@
 //! 3. The token is consumed and the [`Backend`] runs the command, attaches to the container or
 //!    connects to the pod's port, with the client's streams handed over as async byte streams.
 //!
+//! Wiring it into a CRI server (the runtime implements [`Backend`]):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use a3s_cri_streaming::{Backend, Config, ExecRequest, Server};
+//!
+//! async fn start(runtime: Arc<dyn Backend>) -> Result<(), Box<dyn std::error::Error>> {
+//!     let server = Server::new(Config::new("127.0.0.1:0".parse()?), runtime)?;
+//!     let serving = server.clone();
+//!     tokio::spawn(async move { serving.serve().await });
+//!     // In the CRI `Exec` handler, after checking the container exists and may be exec'd into:
+//!     let request = ExecRequest {
+//!         container_id: "c1".into(),
+//!         cmd: vec!["sh".into()],
+//!         tty: true,
+//!         stdin: true,
+//!         stdout: true,
+//!         stderr: false,
+//!     };
+//!     let url = server.get_exec(&request)?; // ExecResponse { url }
+//!     # let _ = url;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Every read from the network is bounded (see [`Limits`]): frame lengths, compressed and
 //! decompressed SPDY header blocks, header counts, WebSocket messages, resize messages, the number
 //! of streams per connection and the number of parked requests.
