@@ -163,3 +163,52 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
         "no answer, just a close"
     );
 }
+
+/// Sends `head` on a fresh connection and returns the status line of the answer.
+async fn status_line(server: &a3s_cri_streaming::Server, head: &str) -> String {
+    let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tcp.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_refuse_unknown_paths_plain_requests_and_misused_tokens() {
+    let server = serve(Arc::new(HostBackend::default()), |_| {});
+    let upgrade = "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n";
+    let line = status_line(
+        &server,
+        &format!("POST /shell/abc HTTP/1.1\r\nHost: x\r\n{upgrade}"),
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 404"), "{line}");
+
+    // No upgrade: nothing to stream over, and the token is not spent.
+    let url = server.get_exec(&request()).unwrap();
+    let path = url.split_once("/exec/").unwrap().1;
+    let line = status_line(
+        &server,
+        &format!("GET /exec/{path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 400"), "{line}");
+
+    // An exec token presented as an attach: refused, and spent.
+    let line = status_line(
+        &server,
+        &format!("POST /attach/{path} HTTP/1.1\r\nHost: x\r\n{upgrade}"),
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 404"), "{line}");
+    let line = status_line(
+        &server,
+        &format!("POST /exec/{path} HTTP/1.1\r\nHost: x\r\n{upgrade}"),
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 404"), "{line}");
+}

@@ -220,4 +220,14 @@ mod tests {
         assert_eq!(decode(Message::text("0aGk="), false), None);
         assert_eq!(decode(Message::binary(vec![0]), true), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_messages_never_panic(text in ".{0,64}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode(Message::text(text.clone()), true);
+            let _ = decode(Message::text(text), false);
+            let _ = decode(Message::binary(bytes.clone()), false);
+            let _ = decode(Message::binary(bytes), true);
+        }
+    }
 }

@@ -174,3 +174,88 @@ fn writes_frames_in_spdy3_layout() {
         [0, 0, 0, 3, 1, 0x01, 0x23, 0x45]
     );
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid client byte stream to mutate: two SYN_STREAMs sharing the zlib stream, data, a
+    /// ping and a reset.
+    fn seed() -> Vec<u8> {
+        let mut peer = FrameWriter::new();
+        let mut wire = syn_stream(
+            &mut peer,
+            1,
+            false,
+            &[("streamtype", "error"), ("port", "80")],
+        );
+        wire.extend(syn_stream(
+            &mut peer,
+            3,
+            false,
+            &[("streamtype", "data"), ("requestid", "0")],
+        ));
+        wire.extend_from_slice(&FrameWriter::data_head(3, false, 4));
+        wire.extend_from_slice(b"data");
+        wire.extend(FrameWriter::ping(1));
+        wire.extend(FrameWriter::rst_stream(3, 5));
+        wire
+    }
+
+    fn small_limits() -> Limits {
+        Limits {
+            max_frame_bytes: 4096,
+            max_header_block_bytes: 1024,
+            max_header_pairs: 8,
+            ..Limits::default()
+        }
+    }
+
+    fn read_everything(bytes: &[u8]) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let frames = read_all(bytes, small_limits()).await;
+            for frame in frames.iter().flatten() {
+                if let Frame::Data { data, .. } = frame {
+                    assert!(data.len() <= small_limits().max_frame_bytes);
+                }
+            }
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            read_everything(&bytes);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let mut wire = seed();
+            for (at, byte) in flips {
+                let i = at.index(wire.len());
+                wire[i] = byte;
+            }
+            let end = cut.index(wire.len() + 1);
+            read_everything(&wire[..end]);
+        }
+    }
+
+    #[test]
+    fn the_seed_parses_completely() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let frames = runtime.block_on(read_all(&seed(), small_limits()));
+        assert_eq!(frames.len(), 5);
+        assert!(frames.iter().all(Result::is_ok), "{frames:?}");
+    }
+}
