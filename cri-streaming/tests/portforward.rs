@@ -135,3 +135,29 @@ async fn refuses_ports_outside_the_request_and_reports_failures() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ending_the_session_closes_the_pod_side_connection() {
+    let server = serve(Arc::new(HostBackend::default()), |_| {});
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod_port = listener.local_addr().unwrap().port();
+    for transport in ["spdy", "websocket"] {
+        let url = server
+            .get_port_forward(&PortForwardRequest {
+                pod_sandbox_id: "pod".into(),
+                port: vec![],
+            })
+            .unwrap();
+        let (mut child, local) = forward(&url, pod_port, transport).await;
+        let mut conn = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        conn.write_all(b"x").await.unwrap();
+        let (mut pod_side, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 1];
+        pod_side.read_exact(&mut first).await.unwrap();
+        // The client vanishes without closing anything: the server must let go of the pod.
+        child.kill().await.unwrap();
+        let mut rest = Vec::new();
+        pod_side.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{transport}");
+    }
+}

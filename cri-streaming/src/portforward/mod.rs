@@ -110,15 +110,23 @@ async fn forward(
         Some(port) => {
             let (backend_end, pump_end) = tokio::io::duplex(PIPE_BYTES);
             let (from_pod, to_pod) = tokio::io::split(pump_end);
-            let inbound = tokio::spawn(pump_in(data.inbound, to_pod));
-            let pod_out = data_out.clone();
-            let outbound = tokio::spawn(async move { pump_out(from_pod, &pod_out).await });
-            let result = ctx
-                .backend
-                .port_forward(&request.pod_sandbox_id, port, backend_end)
-                .await;
-            let _ = outbound.await;
-            inbound.abort();
+            // All three run inside this task, so ending the session ends them.
+            let mut inbound = std::pin::pin!(pump_in(data.inbound, to_pod));
+            let mut inbound_done = false;
+            let mut work = std::pin::pin!(async {
+                let backend = ctx
+                    .backend
+                    .port_forward(&request.pod_sandbox_id, port, backend_end);
+                tokio::join!(backend, pump_out(from_pod, &data_out)).0
+            });
+            // The backend and the pod-to-client copy decide the end; the client-to-pod copy
+            // only runs alongside them.
+            let result = loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    () = &mut inbound, if !inbound_done => inbound_done = true,
+                }
+            };
             result.map_err(|e| {
                 format!(
                     "error forwarding port {port} to pod {}: {e}",
