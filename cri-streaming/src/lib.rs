@@ -44,6 +44,8 @@
 //! }
 //! ```
 //!
+//! Protocol details, the bounds and the reasons for them are in the crate's `README.md`.
+//!
 //! Every read from the network is bounded (see [`Limits`]): frame lengths, compressed and
 //! decompressed SPDY header blocks, header counts, WebSocket messages, resize messages, the number
 //! of streams per connection and the number of parked requests.
