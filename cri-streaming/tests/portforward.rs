@@ -161,3 +161,31 @@ async fn ending_the_session_closes_the_pod_side_connection() {
         assert!(rest.is_empty(), "{transport}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pod_closing_its_side_reaches_the_client_at_once() {
+    let server = serve(Arc::new(HostBackend::default()), |_| {});
+    // A service that greets and hangs up without waiting for the client.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            conn.write_all(BANNER).await.unwrap();
+        }
+    });
+    for transport in ["spdy", "websocket"] {
+        let url = server
+            .get_port_forward(&PortForwardRequest {
+                pod_sandbox_id: "pod".into(),
+                port: vec![],
+            })
+            .unwrap();
+        let (child, local) = forward(&url, pod_port, transport).await;
+        // The client keeps its own side open and reads to the end, as with a direct connection.
+        let mut conn = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        let mut received = Vec::new();
+        conn.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, BANNER, "{transport}");
+        stop(child).await;
+    }
+}

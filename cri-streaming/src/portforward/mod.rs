@@ -102,11 +102,18 @@ async fn forward(
         .get("port")
         .and_then(|p| p.parse::<u16>().ok())
         .filter(|p| *p != 0);
+    let refused = |message: String| async {
+        data_out.finish().await;
+        Err(message)
+    };
     let result = match port {
-        None => Err("invalid or missing port header".to_owned()),
-        Some(port) if !request.allows(port) => Err(format!(
-            "port {port} was not requested for this port-forward session"
-        )),
+        None => refused("invalid or missing port header".to_owned()).await,
+        Some(port) if !request.allows(port) => {
+            refused(format!(
+                "port {port} was not requested for this port-forward session"
+            ))
+            .await
+        }
         Some(port) => {
             let (backend_end, pump_end) = tokio::io::duplex(PIPE_BYTES);
             let (from_pod, to_pod) = tokio::io::split(pump_end);
@@ -117,7 +124,13 @@ async fn forward(
                 let backend = ctx
                     .backend
                     .port_forward(&request.pod_sandbox_id, port, backend_end);
-                tokio::join!(backend, pump_out(from_pod, &data_out)).0
+                // The pod closing its side reaches the client at once (a half-close), even if
+                // the backend still waits for the client's side.
+                let to_client = async {
+                    pump_out(from_pod, &data_out).await;
+                    data_out.finish().await;
+                };
+                tokio::join!(backend, to_client).0
             });
             // The backend and the pod-to-client copy decide the end; the client-to-pod copy
             // only runs alongside them.
@@ -140,5 +153,4 @@ async fn forward(
         error_out.send(message.into_bytes().into()).await;
     }
     error_out.finish().await;
-    data_out.finish().await;
 }
