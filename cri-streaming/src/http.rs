@@ -20,11 +20,13 @@ pub(crate) struct SessionContext {
     pub(crate) stream_creation_timeout: Duration,
 }
 
+/// Bodies of the server's own (non-upgraded) answers: short, complete messages.
 pub(crate) type Body = Full<Bytes>;
 
 /// A session that runs on an upgraded connection, owned by its HTTP connection's task.
 pub(crate) type SessionFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// A plain-text answer whose message says what is wrong and what to do.
 pub(crate) fn text_response(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
     *response.status_mut() = status;
@@ -42,6 +44,7 @@ pub(crate) enum Transport {
     WebSocket,
 }
 
+/// The upgrade a request asks for, if any (`Connection: upgrade` plus a known `Upgrade`).
 pub(crate) fn transport(headers: &HeaderMap) -> Option<Transport> {
     let connection_upgrade = headers
         .get_all(CONNECTION)
