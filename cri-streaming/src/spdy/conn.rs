@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -14,6 +14,9 @@ use super::frame::{
 };
 use crate::io::{OutChannel, Outgoing, INBOUND_QUEUE};
 use crate::limits::Limits;
+
+/// Read and write buffer of a connection.
+const IO_BUFFER_BYTES: usize = 64 * 1024;
 
 /// A stream the client opened.
 #[derive(Debug)]
@@ -48,7 +51,8 @@ impl Connection {
         let (gone_tx, gone) = watch::channel(());
         let reader = tokio::spawn(async move {
             read_loop(
-                FrameReader::new(read, limits),
+                // Buffered: every frame is an 8-byte head and a payload, two reads otherwise.
+                FrameReader::new(BufReader::with_capacity(IO_BUFFER_BYTES, read), limits),
                 limits,
                 out_for_reader,
                 incoming_tx,
@@ -56,7 +60,11 @@ impl Connection {
             .await;
             drop(gone_tx);
         });
-        let writer = tokio::spawn(write_loop(write, out_rx));
+        // Buffered: frames are flushed together whenever the queue runs empty.
+        let writer = tokio::spawn(write_loop(
+            BufWriter::with_capacity(IO_BUFFER_BYTES, write),
+            out_rx,
+        ));
         Self {
             incoming,
             gone,
