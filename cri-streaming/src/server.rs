@@ -23,7 +23,9 @@ use crate::{portforward, remotecommand};
 /// How the server is set up. [`Config::new`] gives kubelet's defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port). kubelet and crictl connect from the
+    /// node itself, so `127.0.0.1:0` (containerd's default) is the safe choice; the one-time
+    /// tokens are the only credential, and the listener has no TLS.
     pub listen: SocketAddr,
     /// Base of the returned URLs, e.g. `http://10.0.0.5:10010`; by default `http://` and the
     /// bound address. Set it when `listen` is a wildcard address.
