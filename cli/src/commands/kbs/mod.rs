@@ -14,7 +14,7 @@ use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
 use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
 use a3s_kbs::policy::{self, PolicyKind};
 use a3s_kbs::protocol::ResourcePath;
-use a3s_kbs::storage::{PostgresStorage, SqliteStorage, Storage};
+use a3s_kbs::storage::{EncryptedStorage, Kek, PostgresStorage, SqliteStorage, Storage};
 use a3s_kbs::verifier::EvidenceVerifier;
 use a3s_kbs::{AdminAuth, AppState, Config, Limits};
 use a3s_runtime::A3sHome;
@@ -141,12 +141,24 @@ fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
     let home = home()?;
+    let kek_path = args
+        .kek
+        .clone()
+        .unwrap_or_else(|| home.root().join("kbs/kek"));
+    let kek = Kek::load_or_create(&kek_path)?;
     let storage: Arc<dyn Storage> = match args.db.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Arc::new(PostgresStorage::connect(url).context("connecting to PostgreSQL")?)
+            let db = PostgresStorage::connect(url).context("connecting to PostgreSQL")?;
+            Arc::new(EncryptedStorage::new(db, kek)?)
         }
-        Some(path) => Arc::new(SqliteStorage::open(Path::new(path))?),
-        None => Arc::new(SqliteStorage::open(&home.root().join("kbs/kbs.db"))?),
+        Some(path) => Arc::new(EncryptedStorage::new(
+            SqliteStorage::open(Path::new(path))?,
+            kek,
+        )?),
+        None => Arc::new(EncryptedStorage::new(
+            SqliteStorage::open(&home.root().join("kbs/kbs.db"))?,
+            kek,
+        )?),
     };
     let base = std::env::var(crate::commands::verify::KDS_URL_ENV)
         .ok()
