@@ -8,6 +8,7 @@ mod boot_failures;
 mod boxes;
 mod bridge;
 mod disk;
+mod hardening;
 mod health;
 mod image;
 mod kbs;
