@@ -95,7 +95,7 @@ fn flood_one(addr: SocketAddr, n: u64) -> Counts {
     while sent < n {
         let batch = BATCH.min(n - sent);
         writer
-            .write_all(request.repeat(batch as usize).as_bytes())
+            .write_all(request.repeat(usize::try_from(batch).unwrap()).as_bytes())
             .unwrap();
         for _ in 0..batch {
             let status = read_response(&mut reader);

@@ -528,7 +528,7 @@ fn files_are_owner_only_and_an_oversized_line_is_refused_naming_the_limit() {
     assert_eq!(mode("audit"), 0o700);
     assert_eq!(mode("audit/audit.jsonl"), 0o600);
     assert_eq!(mode("audit/head.json"), 0o600);
-    let big = vec![b'x'; (files::MAX_LINE_BYTES + 10) as usize];
+    let big = vec![b'x'; usize::try_from(files::MAX_LINE_BYTES + 10).unwrap()];
     std::fs::write(tmp.path().join("audit/audit.jsonl"), big).unwrap();
     let err = log.verify().unwrap_err();
     assert!(
