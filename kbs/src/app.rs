@@ -4,7 +4,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::error::KbsError;
+use crate::error::{echo, KbsError};
 use crate::routes::{admin, attest, auth, resource};
 use crate::state::AppState;
 
@@ -29,7 +29,7 @@ pub fn app(state: AppState) -> Router {
         .route("/reference-value", post(admin::set_reference_values))
         .route("/reference-value/{name}", get(admin::get_reference_value))
         .fallback(not_found)
-        .method_not_allowed_fallback(not_found);
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/kbs/v0", kbs)
         .route("/healthz", get(|| async { "ok" }))
@@ -40,7 +40,14 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> KbsError {
-    KbsError::InvalidRequestPath(uri.path().to_owned())
+    KbsError::InvalidRequestPath(echo(uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> KbsError {
+    KbsError::MethodNotAllowed {
+        method: echo(method.as_str()),
+        path: echo(uri.path()),
+    }
 }
 
 async fn metrics(

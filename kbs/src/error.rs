@@ -87,6 +87,14 @@ pub enum KbsError {
     /// Too many live sessions on this replica.
     #[error("too many pending sessions; retry later")]
     Busy,
+    /// The path exists but not with this HTTP method.
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The path (bounded, see [`echo`]).
+        path: String,
+    },
     /// A failure of ours (storage, encryption): detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -99,10 +107,11 @@ impl KbsError {
         match self {
             Self::Serde(_) => ("SerdeError", S::UNAUTHORIZED),
             Self::PayloadTooLarge { .. } => ("PayloadTooLarge", S::PAYLOAD_TOO_LARGE),
+            Self::MissingSession => ("MissingCookie", S::UNAUTHORIZED),
+            Self::UnknownSession(_) => ("ExpiredCookie", S::UNAUTHORIZED),
+            Self::MethodNotAllowed { .. } => ("MethodNotAllowed", S::METHOD_NOT_ALLOWED),
             Self::ProtocolVersion { .. }
             | Self::UnsupportedTee(_)
-            | Self::MissingSession
-            | Self::UnknownSession(_)
             | Self::ChallengeUsed
             | Self::NonceMismatch
             | Self::BindingMismatch
@@ -123,6 +132,22 @@ impl KbsError {
     }
 }
 
+/// Client input is echoed in errors at most this long.
+pub const ECHO_LIMIT: usize = 64;
+
+/// `input` for an error message: cut to [`ECHO_LIMIT`] bytes (on a character boundary) with
+/// its full length noted, so a huge field is never reflected back in full.
+pub fn echo(input: &str) -> String {
+    if input.len() <= ECHO_LIMIT {
+        return input.to_owned();
+    }
+    let mut end = ECHO_LIMIT;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &input[..end], input.len())
+}
+
 impl IntoResponse for KbsError {
     fn into_response(self) -> Response {
         let (kind, status) = self.kind_and_status();
@@ -138,5 +163,39 @@ impl IntoResponse for KbsError {
             detail,
         };
         (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_bounds_long_input_on_a_char_boundary() {
+        assert_eq!(echo("snp"), "snp");
+        let long = "é".repeat(5_000);
+        let cut = echo(&long);
+        assert!(cut.len() < ECHO_LIMIT + 20, "{cut}");
+        assert!(cut.ends_with("(10000 bytes)"), "{cut}");
+    }
+
+    #[test]
+    fn session_and_method_errors_have_their_own_kinds() {
+        assert_eq!(
+            KbsError::UnknownSession("x".into()).kind_and_status(),
+            ("ExpiredCookie", StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            KbsError::MissingSession.kind_and_status(),
+            ("MissingCookie", StatusCode::UNAUTHORIZED)
+        );
+        let wrong = KbsError::MethodNotAllowed {
+            method: "PATCH".into(),
+            path: "/kbs/v0/auth".into(),
+        };
+        assert_eq!(
+            wrong.kind_and_status(),
+            ("MethodNotAllowed", StatusCode::METHOD_NOT_ALLOWED)
+        );
     }
 }

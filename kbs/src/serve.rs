@@ -1,8 +1,10 @@
 //! Serving the router on a TCP listener, in plain HTTP or over rustls.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -76,6 +78,7 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     let Some(tls) = tls else {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         return axum::serve(listener, app).await;
     };
     let acceptor = TlsAcceptor::from(tls);
@@ -91,6 +94,7 @@ pub async fn serve(
                     return;
                 }
             };
+            let app = app.layer(axum::Extension(ConnectInfo(peer)));
             let service = TowerToHyperService::new(app);
             if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

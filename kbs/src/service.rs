@@ -1,12 +1,13 @@
 //! What the endpoints do, as plain (blocking) functions over [`AppState`]; the handlers in
 //! [`crate::routes`] only extract and convert.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::error::KbsError;
+use crate::error::{echo, KbsError};
 use crate::jwe;
 use crate::metrics::ResourceOutcome;
 use crate::policy::{self, PolicyKind};
@@ -22,21 +23,25 @@ use crate::token::{self, Appraisal};
 /// The policy id trustee's clients and our admin commands use.
 pub const DEFAULT_POLICY_ID: &str = "default";
 
-/// `POST /auth`: checks the version and TEE, starts a session.
+/// `POST /auth`: checks the version and TEE, starts a session for the `client` address.
 ///
 /// # Errors
 /// [`KbsError::ProtocolVersion`], [`KbsError::UnsupportedTee`].
-pub fn auth(state: &AppState, request: &Request) -> Result<(NewSession, Challenge), KbsError> {
+pub fn auth(
+    state: &AppState,
+    request: &Request,
+    client: IpAddr,
+) -> Result<(NewSession, Challenge), KbsError> {
     if request.version != PROTOCOL_VERSION {
         return Err(KbsError::ProtocolVersion {
             expected: PROTOCOL_VERSION,
-            actual: request.version.clone(),
+            actual: echo(&request.version),
         });
     }
     if request.tee != TEE_SNP {
-        return Err(KbsError::UnsupportedTee(request.tee.clone()));
+        return Err(KbsError::UnsupportedTee(echo(&request.tee)));
     }
-    let session = state.sessions.create()?;
+    let session = state.sessions.create(client)?;
     state.metrics.auth();
     let challenge = Challenge {
         nonce: session.nonce.clone(),

@@ -7,6 +7,7 @@
 //! ├── images/  boxes/  kbs/  audit/   (later issues)
 //! ```
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the home directory.
@@ -18,10 +19,27 @@ pub struct A3sHome {
     root: PathBuf,
 }
 
-/// Neither `A3S_HOME` nor `HOME` is set.
+/// Directories under the home that hold secrets or private state (box environments, KBS
+/// secrets and keys, the audit trail, simulator keys, credentials): owner-only.
+pub const PRIVATE_DIRS: [&str; 5] = ["boxes", "kbs", "audit", "simulator", "auth"];
+
+/// The home cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot find the A3S Box home: set A3S_HOME (or HOME) to a writable directory")]
-pub struct NoHome;
+#[non_exhaustive]
+pub enum HomeError {
+    /// Neither `A3S_HOME` nor `HOME` is set.
+    #[error("cannot find the A3S Box home: set A3S_HOME (or HOME) to a writable directory")]
+    NoHome,
+    /// A directory could not be created or made owner-only.
+    #[error("cannot make {path} owner-only (mode 0700): {source}; check that you own it")]
+    Protect {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 impl A3sHome {
     /// Uses `root` as the home directory.
@@ -29,18 +47,37 @@ impl A3sHome {
         Self { root: root.into() }
     }
 
-    /// Resolves the home from `A3S_HOME`, else `$HOME/.a3s`.
+    /// Resolves the home from `A3S_HOME`, else `$HOME/.a3s`, and makes it and its
+    /// [`PRIVATE_DIRS`] owner-only (see [`Self::protect`]).
     ///
     /// # Errors
-    /// [`NoHome`] when neither variable is set to a non-empty value.
-    pub fn from_env() -> Result<Self, NoHome> {
+    /// [`HomeError::NoHome`] when neither variable is set to a non-empty value,
+    /// [`HomeError::Protect`] when the directories cannot be made owner-only.
+    pub fn from_env() -> Result<Self, HomeError> {
         let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        if let Some(home) = non_empty(HOME_ENV) {
-            return Ok(Self::at(home));
+        let home = match non_empty(HOME_ENV) {
+            Some(home) => Self::at(home),
+            None => non_empty("HOME")
+                .map(|h| Self::at(PathBuf::from(h).join(".a3s")))
+                .ok_or(HomeError::NoHome)?,
+        };
+        home.protect()?;
+        Ok(home)
+    }
+
+    /// Creates the home and its [`PRIVATE_DIRS`] mode 0700, and takes group and other access
+    /// away from existing ones (homes made by earlier versions were 0755), so no other local
+    /// user can read what they hold whatever the modes of the files inside.
+    ///
+    /// # Errors
+    /// [`HomeError::Protect`] naming the directory.
+    pub fn protect(&self) -> Result<(), HomeError> {
+        let dirs = std::iter::once(self.root.clone())
+            .chain(PRIVATE_DIRS.iter().map(|d| self.root.join(d)));
+        for dir in dirs {
+            private_dir(&dir).map_err(|source| HomeError::Protect { path: dir, source })?;
         }
-        non_empty("HOME")
-            .map(|h| Self::at(PathBuf::from(h).join(".a3s")))
-            .ok_or(NoHome)
+        Ok(())
     }
 
     /// The home directory itself.
@@ -64,6 +101,20 @@ impl A3sHome {
     }
 }
 
+/// Creates `dir` (and missing parents) mode 0700, or clears group and other bits of an
+/// existing one.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +124,24 @@ mod tests {
         let home = A3sHome::at("/tmp/h");
         assert_eq!(home.kds_cache(), Path::new("/tmp/h/cache/kds"));
         assert_eq!(home.simulator(), Path::new("/tmp/h/simulator"));
+    }
+
+    #[test]
+    fn protect_makes_new_and_old_private_dirs_owner_only() {
+        let t = tempfile::tempdir().unwrap();
+        let home = A3sHome::at(t.path().join("home"));
+        std::fs::create_dir_all(home.root().join("boxes")).unwrap();
+        std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            home.root().join("boxes"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        home.protect().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(home.root()), 0o700);
+        for d in PRIVATE_DIRS {
+            assert_eq!(mode(&home.root().join(d)), 0o700, "{d}");
+        }
     }
 }

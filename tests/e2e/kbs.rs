@@ -52,9 +52,9 @@ fn shared() -> &'static TestEnv {
 }
 
 /// A running `a3s-box kbs serve`, killed on drop.
-struct Kbs {
-    child: Child,
-    url: String,
+pub(crate) struct Kbs {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     stderr_head: String,
 }
 
@@ -68,10 +68,15 @@ impl Drop for Kbs {
 fn serve(db_name: &str, extra: &[&str]) -> Kbs {
     let env = shared();
     let db = env.path(db_name).display().to_string();
+    spawn_kbs(env, &[&["--db", &db], extra].concat())
+}
+
+/// Starts `a3s-box kbs serve` on a free loopback port in `env` with `args`.
+pub(crate) fn spawn_kbs(env: &TestEnv, args: &[&str]) -> Kbs {
     let mut child = env
         .cmd()
-        .args(["kbs", "serve", "--listen", "127.0.0.1:0", "--db", &db])
-        .args(extra)
+        .args(["kbs", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -463,4 +468,44 @@ fn bad_input_is_a_usage_error() {
     let r = env.run(&["kbs", "get", "--url", url, "--simulate", "a/b/c"]);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+}
+
+/// Issue 18: 200,000 `/auth` from one address neither lock out a second client, which attests
+/// and gets its secret meanwhile, nor grow the broker without bound.
+#[test]
+fn issue_18_an_auth_flood_from_one_address_does_not_lock_out_attestation() {
+    let env = shared();
+    let kbs = admin_serve("flood.db");
+    set_up(&kbs, b"flooded");
+    let pid = kbs.child.id();
+    let rss_before = crate::hardening::rss_kib(pid);
+    let addr: std::net::SocketAddr = kbs.url.trim_start_matches("http://").parse().unwrap();
+    let flood = std::thread::spawn(move || crate::hardening::flood_auth(addr, 200_000, 4));
+    let m = good_measurement();
+    let mut attested = 0;
+    while !flood.is_finished() || attested == 0 {
+        let r = env.run(&[
+            "kbs",
+            "get",
+            "--url",
+            &kbs.url,
+            "--simulate",
+            "--measurement",
+            &m,
+            "default/key/1",
+        ]);
+        assert_eq!(r.code, 0, "attesting during the flood: {r:?}");
+        assert_eq!(r.stdout, "flooded");
+        attested += 1;
+    }
+    let counts = flood.join().unwrap();
+    assert_eq!(counts.ok, 200_000, "every /auth answered 200: {counts:?}");
+    let rss_after = crate::hardening::rss_kib(pid);
+    // 200,000 sessions at the old ~17 KB each would be over 3 GB; the flooder's pending
+    // sessions are capped per address, so the broker stays within a small constant.
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "KBS RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    eprintln!("attested {attested} times during the flood; RSS {rss_before} -> {rss_after} KiB");
 }

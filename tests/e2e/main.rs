@@ -9,6 +9,7 @@ mod boxes;
 mod bridge;
 mod clock;
 mod disk;
+mod hardening;
 mod health;
 mod image;
 mod kbs;

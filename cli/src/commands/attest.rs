@@ -19,9 +19,7 @@ pub(crate) struct LoadedReport {
 
 /// Reads a report given as raw bytes, hex text or trustee evidence JSON. Errors are usage errors.
 pub(crate) fn load_report(path: &Path) -> anyhow::Result<LoadedReport> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading report {}", path.display()))
-        .map_err(usage_error)?;
+    let bytes = crate::input::read_limited(path, crate::input::REPORT_MAX_BYTES, "report")?;
     let looks_like_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let parsed = if looks_like_json {
         Evidence::from_trustee_json(&bytes)

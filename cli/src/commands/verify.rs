@@ -38,8 +38,7 @@ fn kds_client(home: &A3sHome, offline: bool) -> KdsClient {
 }
 
 fn read_certs(path: &Path, what: &str) -> anyhow::Result<Vec<Certificate>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading {what} {}", path.display()))
+    let bytes = crate::input::read_limited(path, crate::input::CERT_MAX_BYTES, what)
         .map_err(usage_error)?;
     Certificate::parse_all(&bytes)
         .with_context(|| format!("{what} {} is not a usable AMD certificate", path.display()))
@@ -90,7 +89,11 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
     let loaded = load_report(&args.report)?;
     let report = &loaded.report;
     let mut policy = match &args.policy {
-        Some(p) => AppraisalPolicy::load(p).map_err(|e| usage_error(e.into()))?,
+        Some(p) => {
+            let text = crate::input::read_text_limited(p, crate::input::TEXT_MAX_BYTES, "policy")?;
+            AppraisalPolicy::parse(&text, &p.display().to_string())
+                .map_err(|e| usage_error(e.into()))?
+        }
         None => AppraisalPolicy::default(),
     };
     policy.allow_simulated |= args.allow_simulated;

@@ -86,7 +86,10 @@ impl ClientError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Refused { kind, .. } if kind == "AttestationError" => Some(
-                "the KBS did not accept the evidence; for simulated evidence the KBS must run with --allow-simulated".into(),
+                "the KBS did not accept the evidence (see the detail above); simulated evidence is \
+                 accepted only by a KBS run with --allow-simulated in the A3S_HOME whose simulator \
+                 signed it"
+                    .into(),
             ),
             Self::Refused { kind, .. } if kind == "PolicyDeny" => Some(
                 "the resource policy refused this guest: check the reference values (`a3s-box kbs reference-value set`) and policies".into(),

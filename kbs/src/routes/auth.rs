@@ -5,7 +5,7 @@ use axum::Json;
 
 use crate::error::KbsError;
 use crate::protocol::{Request, SESSION_COOKIE};
-use crate::routes::KbsJson;
+use crate::routes::{ClientAddr, KbsJson};
 use crate::service;
 use crate::state::AppState;
 
@@ -16,9 +16,10 @@ pub(crate) fn session_cookie(id: &str, max_age_secs: u64) -> String {
 
 pub(crate) async fn auth(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     KbsJson(request): KbsJson<Request>,
 ) -> Result<Response, KbsError> {
-    let (session, challenge) = service::auth(&state, &request)?;
-    let cookie = session_cookie(&session.id, state.sessions.timeout().as_secs());
+    let (session, challenge) = service::auth(&state, &request, client)?;
+    let cookie = session_cookie(&session.id, state.sessions.pending_timeout().as_secs());
     Ok(([(SET_COOKIE, cookie)], Json(challenge)).into_response())
 }

@@ -1,12 +1,16 @@
 //! [`KbsJson`]: a JSON body extractor whose every failure is a [`KbsError`], so malformed or
 //! oversized bodies get trustee's error body instead of axum's plain-text rejection.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::KbsError;
+use crate::session::UNKNOWN_CLIENT;
 use crate::state::AppState;
 
 /// A JSON request body of type `T`.
@@ -34,6 +38,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for KbsJson<T> {
         serde_json::from_slice(&bytes)
             .map(KbsJson)
             .map_err(|e| KbsError::Serde(e.to_string()))
+    }
+}
+
+/// The peer's IP address, from the connection (never from a header a client can forge);
+/// [`UNKNOWN_CLIENT`] when the transport gives none (in-process requests).
+#[derive(Debug)]
+pub(crate) struct ClientAddr(pub(crate) IpAddr);
+
+impl<S: Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(UNKNOWN_CLIENT, |c| c.0.ip().to_canonical());
+        Ok(Self(network_of(ip)))
+    }
+}
+
+/// The address a client is counted under: an IPv6 host usually owns a whole /64, so it counts
+/// as one client.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 

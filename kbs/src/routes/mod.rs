@@ -7,6 +7,7 @@ pub(crate) mod auth;
 mod extract;
 pub(crate) mod resource;
 
+pub(crate) use extract::ClientAddr;
 pub use extract::KbsJson;
 
 use crate::error::KbsError;

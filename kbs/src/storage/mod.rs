@@ -2,11 +2,15 @@
 //! namespaced key-value store, embedded SQLite by default, PostgreSQL so that several
 //! replicas share one state.
 
+mod encrypted;
 mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
+pub use self::encrypted::{EncryptedStorage, Kek};
 pub use self::postgres::PostgresStorage;
 pub use self::sqlite::SqliteStorage;
 
@@ -64,9 +68,58 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A database or key file is readable or writable by other local users.
+    #[error(
+        "{what} {path} has mode {mode:04o}: other local users can read it. Fix: chmod 600 {path} \
+         (and rotate the secrets it held, which may have been read)"
+    )]
+    SharedFile {
+        /// What the file is.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key-encryption key is missing, malformed or another than the one the data was
+    /// encrypted under.
+    #[error("key-encryption key {path}: {why}")]
+    Kek {
+        /// The key file.
+        path: String,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A stored value did not decrypt (altered, or moved to another key or namespace).
+    #[error("stored {ns} value {key:?} does not decrypt under the key-encryption key (altered or copied from another database)")]
+    Undecryptable {
+        /// Its namespace.
+        ns: &'static str,
+        /// Its key.
+        key: String,
+    },
     /// A lock was poisoned by a panic in another thread.
     #[error("storage lock poisoned")]
     Poisoned,
+}
+
+/// Refuses `path` when group or other users have any access to it (missing is fine).
+///
+/// # Errors
+/// [`StorageError::SharedFile`] naming the fix.
+pub fn refuse_shared(path: &Path, what: &'static str) -> Result<(), StorageError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(StorageError::SharedFile {
+            what,
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// A namespaced key-value store. Calls block: the server runs them on blocking threads.

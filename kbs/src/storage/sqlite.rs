@@ -1,11 +1,40 @@
 //! Embedded SQLite storage (`A3S_HOME/kbs/kbs.db` by default), WAL mode.
 
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Namespace, Storage, StorageError};
+use super::{refuse_shared, Namespace, Storage, StorageError};
+
+/// Creates the database file 0600 when it is new (SQLite gives its `-wal` and `-shm` files the
+/// database's mode), and refuses an existing one, or its `-wal`/`-shm`, that other local users
+/// can read.
+fn create_private(path: &Path) -> Result<(), StorageError> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(StorageError::Dir {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        refuse_shared(Path::new(&file), "KBS database")?;
+    }
+    Ok(())
+}
 
 /// SQLite-backed [`Storage`].
 #[derive(Debug)]
@@ -20,12 +49,17 @@ impl SqliteStorage {
     /// # Errors
     /// [`StorageError`] when the directory or database cannot be created.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StorageError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
         }
+        create_private(path)?;
         let err = |source| StorageError::Sqlite {
             path: path.display().to_string(),
             source,
@@ -44,6 +78,11 @@ impl SqliteStorage {
             path: path.to_owned(),
             conn: Mutex::new(conn),
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// A database that lives in memory only and ends with this value (an ephemeral broker

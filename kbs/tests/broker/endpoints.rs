@@ -102,14 +102,14 @@ async fn attest_needs_a_live_session() {
     let (_, jwk) = tee_key();
     let body = attestation(&SimAttester::new(MEASUREMENT), "n", &jwk, "n", &jwk);
     let r = send(&b.state, json_post("/kbs/v0/attest", &body, None)).await;
-    assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
+    assert_eq!((r.status, r.kind().as_str()), (401, "MissingCookie"));
     assert!(r.json()["detail"].as_str().unwrap().contains("cookie"));
     let r = send(
         &b.state,
         json_post("/kbs/v0/attest", &body, Some("kbs-session-id=0123")),
     )
     .await;
-    assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
+    assert_eq!((r.status, r.kind().as_str()), (401, "ExpiredCookie"));
     assert!(r.json()["detail"]
         .as_str()
         .unwrap()
@@ -123,7 +123,7 @@ async fn expired_sessions_are_refused() {
     let (_, jwk) = tee_key();
     let body = attestation(&SimAttester::new(MEASUREMENT), &nonce, &jwk, &nonce, &jwk);
     let r = send(&b.state, json_post("/kbs/v0/attest", &body, Some(&cookie))).await;
-    assert_eq!((r.status, r.kind().as_str()), (401, "AttestationError"));
+    assert_eq!((r.status, r.kind().as_str()), (401, "ExpiredCookie"));
     assert!(r.json()["detail"].as_str().unwrap().contains("expired"));
 }
 
@@ -419,7 +419,24 @@ async fn missing_resource_is_404_and_bad_paths_are_invalid_request_paths() {
         );
     }
     let r = send(&b.state, get("/kbs/v0/auth", None)).await;
-    assert_eq!((r.status, r.kind().as_str()), (404, "InvalidRequestPath"));
+    assert_eq!((r.status, r.kind().as_str()), (405, "MethodNotAllowed"));
+    assert!(r.json()["detail"].as_str().unwrap().contains("GET"));
+}
+
+/// Issue 18: client input is echoed back bounded, whatever its size.
+#[tokio::test]
+async fn a_huge_tee_value_is_not_echoed_in_full() {
+    let b = broker();
+    let body = serde_json::json!({
+        "version": "0.4.0",
+        "tee": "t".repeat(10_000),
+        "extra-params": "",
+    });
+    let r = send(&b.state, json_post("/kbs/v0/auth", &body, None)).await;
+    assert_eq!(r.status, 401);
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.len() < 300, "{} bytes echoed", detail.len());
+    assert!(detail.contains("10000 bytes"), "{detail}");
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
-//! PostgreSQL storage against a real PostgreSQL 15 started for this test binary in a
-//! temporary directory on a free loopback port. Skipped, loudly, when the server binaries
-//! are not installed.
+//! PostgreSQL storage against a real PostgreSQL 15 started for each test in a temporary
+//! directory on a free loopback port, and stopped when the test ends whatever its outcome
+//! (the server is owned by the test and stopped in `Drop`, which also runs on a panic).
+//! Without the server binaries the tests fail under `CI=true` and are skipped, loudly,
+//! elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use a3s_kbs::storage::{PostgresStorage, Storage};
+use a3s_kbs::storage::{EncryptedStorage, Kek, PostgresStorage, Storage};
 use a3s_kbs::verifier::EvidenceVerifier;
 use a3s_kbs::{AdminAuth, AppState, Config};
 use axum::body::Body;
@@ -66,30 +68,67 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn server() -> Option<&'static Server> {
-    static SERVER: OnceLock<Option<Server>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| {
+fn server() -> Option<Server> {
+    {
+        {
             if !Path::new(BIN).join("initdb").exists() {
-                eprintln!("\n\n!!!!! SKIPPING PostgreSQL tests: {BIN}/initdb not found (apt-get install postgresql-15) !!!!!\n");
+                let why = format!(
+                    "{BIN}/initdb not found (apt-get install postgresql-15, or scripts/setup)"
+                );
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true: {why}"
+                );
+                eprintln!("\n\n!!!!! SKIPPING PostgreSQL tests: {why} !!!!!\n");
                 return None;
             }
-            let dir = PathBuf::from(format!("/tmp/a3s-kbs-pg-{}-{}", std::process::id(), free_port()));
+            let dir = PathBuf::from(format!(
+                "/tmp/a3s-kbs-pg-{}-{}",
+                std::process::id(),
+                free_port()
+            ));
             std::fs::create_dir_all(&dir).unwrap();
             if rustix_is_root() {
-                let ok = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().unwrap();
+                let ok = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&dir)
+                    .status()
+                    .unwrap();
                 assert!(ok.success(), "chown postgres {}", dir.display());
             }
             let data = dir.join("data");
             let out = as_postgres(&format!("{BIN}/initdb"))
-                .args(["-D", &data.display().to_string(), "--auth=trust", "-U", "postgres", "--no-sync"])
+                .args([
+                    "-D",
+                    &data.display().to_string(),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "initdb: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let port = free_port();
-            let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.display()
+            );
             let out = as_postgres(&format!("{BIN}/pg_ctl"))
-                .args(["-D", &data.display().to_string(), "-o", &opts, "-l", &dir.join("log").display().to_string(), "-w", "start"])
+                .args([
+                    "-D",
+                    &data.display().to_string(),
+                    "-o",
+                    &opts,
+                    "-l",
+                    &dir.join("log").display().to_string(),
+                    "-w",
+                    "start",
+                ])
                 .output()
                 .unwrap();
             assert!(
@@ -99,12 +138,12 @@ fn server() -> Option<&'static Server> {
                 std::fs::read_to_string(dir.join("log")).unwrap_or_default()
             );
             Some(Server { dir, port })
-        })
-        .as_ref()
+        }
+    }
 }
 
-/// A fresh database on the shared server; its URL.
-fn database(name: &str) -> Option<String> {
+/// A server of its own with a fresh database; the URL (the server stops when dropped).
+fn database(name: &str) -> Option<(Server, String)> {
     let s = server()?;
     let mut admin = postgres::Client::connect(
         &format!("postgres://postgres@127.0.0.1:{}/postgres", s.port),
@@ -114,12 +153,13 @@ fn database(name: &str) -> Option<String> {
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap();
-    Some(format!("postgres://postgres@127.0.0.1:{}/{name}", s.port))
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", s.port);
+    Some((s, url))
 }
 
 #[test]
 fn postgres_storage_behaves_like_sqlite() {
-    let Some(url) = database("kbs_storage") else {
+    let Some((_server, url)) = database("kbs_storage") else {
         return;
     };
     let s = PostgresStorage::connect(&url).unwrap();
@@ -153,8 +193,14 @@ fn postgres_storage_behaves_like_sqlite() {
     );
 }
 
-fn replica(url: &str, admin: &p256::ecdsa::SigningKey) -> AppState {
-    let storage: Arc<dyn Storage> = Arc::new(PostgresStorage::connect(url).unwrap());
+fn replica(url: &str, kek: &Path, admin: &p256::ecdsa::SigningKey) -> AppState {
+    let storage: Arc<dyn Storage> = Arc::new(
+        EncryptedStorage::new(
+            PostgresStorage::connect(url).unwrap(),
+            Kek::load_or_create(kek).unwrap(),
+        )
+        .unwrap(),
+    );
     let verifier = EvidenceVerifier::new(None).allow_simulated(shared().sim.roots().unwrap());
     let mut config = Config::new(storage, verifier);
     config.admin = AdminAuth::Key(*admin.verifying_key());
@@ -163,12 +209,25 @@ fn replica(url: &str, admin: &p256::ecdsa::SigningKey) -> AppState {
 
 #[test]
 fn replicas_sharing_postgres_share_resources_reference_values_and_tokens() {
-    let Some(url) = database("kbs_replicas") else {
+    let Some((_server, url)) = database("kbs_replicas") else {
         return;
     };
     let admin = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-    let a = replica(&url, &admin);
-    let b = replica(&url, &admin);
+    // Replica B is given a copy of replica A's key-encryption key, as an operator would.
+    let keys = tempfile::tempdir().unwrap();
+    let (kek_a, kek_b) = (keys.path().join("a/kek"), keys.path().join("b/kek"));
+    let a = replica(&url, &kek_a, &admin);
+    std::fs::create_dir(keys.path().join("b")).unwrap();
+    std::fs::copy(&kek_a, &kek_b).unwrap();
+    let b = replica(&url, &kek_b, &admin);
+    // A replica with another key is refused at start, naming the fix.
+    let other = EncryptedStorage::new(
+        PostgresStorage::connect(&url).unwrap(),
+        Kek::load_or_create(&keys.path().join("c/kek")).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(other.contains("--kek"), "{other}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let auth = admin_bearer(&admin);
@@ -192,4 +251,11 @@ fn replicas_sharing_postgres_share_resources_reference_values_and_tokens() {
         let jwe = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(&key.decrypt(&jwe).unwrap()[..], b"shared secret");
     });
+    // What PostgreSQL holds reveals no secret without the key file.
+    let raw = PostgresStorage::connect(&url).unwrap();
+    let stored = raw
+        .get(a3s_kbs::storage::Namespace::Resource, "fleet/db/password")
+        .unwrap()
+        .unwrap();
+    assert!(!stored.windows(6).any(|w| w == b"shared"));
 }

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::log::AuditError;
+use super::verify::ChainError;
+
 /// The file new events are appended to.
 pub(crate) const CURRENT: &str = "audit.jsonl";
 /// Newest sequence number and hash, written after each line is durable.
@@ -128,6 +131,50 @@ pub(crate) fn last_line(file: &mut std::fs::File) -> std::io::Result<(Option<Vec
         end = start;
     }
     Ok((None, 0))
+}
+
+/// The longest line accepted when reading the log: far above any entry the writer makes
+/// (messages and metadata are small), so a longer one is damage, not data.
+pub(crate) const MAX_LINE_BYTES: u64 = 1024 * 1024;
+
+/// Calls `f` with (1-based line number, line without its newline) for each line of `path`.
+///
+/// # Errors
+/// [`ChainError::Unfinished`] for a final line without a newline, [`ChainError::LineTooLong`]
+/// past [`MAX_LINE_BYTES`], I/O errors, and whatever `f` returns.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(usize, &[u8]) -> Result<(), ChainError>,
+) -> Result<(), ChainError> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(fs_err::File::open(path).map_err(AuditError::from)?);
+    let mut line_no = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(AuditError::from)?;
+        if n == 0 {
+            return Ok(());
+        }
+        line_no += 1;
+        if line.pop() != Some(b'\n') {
+            if n as u64 > MAX_LINE_BYTES {
+                return Err(ChainError::LineTooLong {
+                    path: path.to_owned(),
+                    line: line_no,
+                    limit: MAX_LINE_BYTES,
+                });
+            }
+            return Err(ChainError::Unfinished {
+                path: path.to_owned(),
+                line: line_no,
+            });
+        }
+        f(line_no, &line)?;
+    }
 }
 
 /// The first line of a file (without its newline), if it has a complete one.

@@ -1,6 +1,7 @@
 //! Appending events: lock, find the chain's tip, write one line, fsync, update the head.
 
-use std::io::Write;
+use fs_err::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +56,28 @@ pub enum AuditError {
         /// The file holding it.
         path: PathBuf,
     },
+    /// The log holds fewer entries than `head.json` or the last checkpoint says were
+    /// committed: it was cut or deleted. Nothing is written, so the evidence stays as found.
+    #[error(
+        "the audit log ends at seq {found} but seq {committed} was committed ({source_of_truth}): \
+         lines were removed; refusing to write so nothing more is lost"
+    )]
+    Truncated {
+        /// Newest sequence number found in the files.
+        found: u64,
+        /// Newest sequence number known to have been committed.
+        committed: u64,
+        /// Which record says so.
+        source_of_truth: &'static str,
+    },
+    /// `head.json` is missing or unreadable while the log holds more than one entry.
+    #[error("{path} is missing or unreadable while the log holds {entries} entries")]
+    HeadMissing {
+        /// The head file.
+        path: PathBuf,
+        /// Entries found.
+        entries: u64,
+    },
     /// An entry could not be serialised.
     #[error("serialising an audit entry")]
     Serialize(#[from] serde_json::Error),
@@ -64,6 +87,12 @@ impl AuditError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::Truncated { .. } | Self::HeadMissing { .. } => Some(
+                "run `a3s-box audit verify` (with --checkpoint FILE if you kept one) and keep a \
+                 copy of the audit directory for investigation; to start a new chain, move the \
+                 audit directory aside"
+                    .into(),
+            ),
             Self::CorruptTip { .. } => Some(
                 "the audit log was modified outside A3S Box; keep a copy for investigation, \
                  then move the audit directory aside to start a new chain"
@@ -114,7 +143,9 @@ impl AuditLog {
     /// I/O and locking failures, and [`AuditError::CorruptTip`] when the newest line is not a
     /// valid entry (the chain is never extended from a tip it cannot read).
     pub fn record(&self, event: &Event) -> Result<Recorded, AuditError> {
-        fs_err::create_dir_all(&self.dir)?;
+        crate::home::private_dir(&self.dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("creating {}: {e}", self.dir.display()))
+        })?;
         let _lock = self.lock()?;
 
         let current = self.dir.join(CURRENT);
@@ -122,6 +153,7 @@ impl AuditLog {
             .create(true)
             .read(true)
             .append(true)
+            .mode(0o600)
             .open(&current)?;
         let (prev_seq, prev_hash) = self.tip(file.file_mut(), &current)?;
 
@@ -159,36 +191,66 @@ impl AuditLog {
         })
     }
 
-    /// The newest (seq, hash), repairing an unfinished final write first.
+    /// The newest (seq, hash), repairing an unfinished final write first — but only after
+    /// checking that the complete lines still reach what `head.json` and the last checkpoint
+    /// say was committed, so a cut through a committed line is refused, never "repaired".
     fn tip(&self, file: &mut std::fs::File, path: &Path) -> Result<(u64, String), AuditError> {
         let len = file.metadata()?.len();
         let (last, complete_len) = files::last_line(file)?;
+        let last = match last {
+            Some(line) => Some(line),
+            None => self.last_rotated_line()?,
+        };
+        let (seq, hash) = match last {
+            Some(line) => parse_tip(&line, path)?,
+            None => (0, GENESIS.to_owned()),
+        };
+        self.check_committed(seq, &hash)?;
         if complete_len < len {
             // Bytes after the last newline are a write that never completed (it was never
-            // acknowledged, since acknowledgement follows fsync of a whole line).
+            // acknowledged, since acknowledgement follows fsync of a whole line, and the head
+            // above does not go beyond the complete lines).
             tracing::warn!(path = %path.display(), "dropping an unfinished audit line");
             file.set_len(complete_len)?;
             file.sync_data()?;
         }
-        let last = match last {
-            Some(line) => line,
-            None => match self.last_rotated_line()? {
-                Some(line) => line,
-                None => return Ok((0, GENESIS.to_owned())),
-            },
-        };
-        let entry: Entry = serde_json::from_slice(&last).map_err(|_| AuditError::CorruptTip {
-            path: path.to_owned(),
-        })?;
-        let (content, stated) = files::split_hash(&last).ok_or_else(|| AuditError::CorruptTip {
-            path: path.to_owned(),
-        })?;
-        if files::content_hash(&content) != stated {
-            return Err(AuditError::CorruptTip {
-                path: path.to_owned(),
-            });
+        Ok((seq, hash))
+    }
+
+    /// Refuses a tip behind what was committed. The head is written after each line, so it is
+    /// at most one line behind the files, never ahead; only a first line may exist without it.
+    fn check_committed(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
+        let head_path = self.dir.join(HEAD);
+        match self.read_head()? {
+            Some(head) if head.seq > seq => {
+                return Err(AuditError::Truncated {
+                    found: seq,
+                    committed: head.seq,
+                    source_of_truth: "head.json",
+                })
+            }
+            Some(head) if head.seq == seq && head.hash != hash => {
+                return Err(AuditError::CorruptTip { path: head_path })
+            }
+            Some(_) => {}
+            None if seq > 1 => {
+                return Err(AuditError::HeadMissing {
+                    path: head_path,
+                    entries: seq,
+                })
+            }
+            None => {}
         }
-        Ok((entry.seq, stated.to_owned()))
+        if let Some(size) = super::checkpoint::committed_size(&self.dir)? {
+            if size > seq {
+                return Err(AuditError::Truncated {
+                    found: seq,
+                    committed: size,
+                    source_of_truth: "the last checkpoint",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The last line of the newest rotated file (the tip right after a rotation).
@@ -217,7 +279,12 @@ impl AuditLog {
 
     fn write_head(&self, head: &Head) -> Result<(), AuditError> {
         let tmp = self.dir.join(format!("{HEAD}.tmp"));
-        let mut f = fs_err::File::create(&tmp)?;
+        let mut f = fs_err::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&serde_json::to_vec(head)?)?;
         f.sync_data()?;
         drop(f);
@@ -226,15 +293,20 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The head record; `None` when missing or not a head (a head is under 200 bytes, so
+    /// only the first 4 KiB are read).
     pub(crate) fn read_head(&self) -> Result<Option<Head>, AuditError> {
-        match fs_err::read(self.dir.join(HEAD)) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let file = match fs_err::File::open(self.dir.join(HEAD)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut bytes = Vec::new();
+        file.take(4096).read_to_end(&mut bytes)?;
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
-    fn lock(&self) -> Result<std::fs::File, AuditError> {
+    pub(crate) fn lock(&self) -> Result<std::fs::File, AuditError> {
         let path = self.dir.join(LOCK);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -255,7 +327,20 @@ impl AuditLog {
     }
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+/// The (seq, hash) of a stored line, checking that its hash is its own.
+fn parse_tip(line: &[u8], path: &Path) -> Result<(u64, String), AuditError> {
+    let corrupt = || AuditError::CorruptTip {
+        path: path.to_owned(),
+    };
+    let entry: Entry = serde_json::from_slice(line).map_err(|_| corrupt())?;
+    let (content, stated) = files::split_hash(line).ok_or_else(corrupt)?;
+    if files::content_hash(&content) != stated {
+        return Err(corrupt());
+    }
+    Ok((entry.seq, stated.to_owned()))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs_err::File::open(dir)?.sync_all()
 }
 

@@ -20,6 +20,11 @@
 //!   is on disk, so deleting lines from the end is detected too. A crash between the two writes
 //!   leaves the head one line behind, which verification accepts because the extra line chains.
 //!
+//! `head.json` cannot protect against someone who deletes it together with the lines, or the
+//! whole directory; signed checkpoints ([`AuditLog::checkpoint`], see the `checkpoint` module
+//! for what they do and do not protect against) stored off the host can. The writer never
+//! removes a line `head.json` or the last checkpoint says was committed: it refuses to write.
+//!
 //! # Files, rotation, concurrency
 //!
 //! When `audit.jsonl` reaches the size limit it is renamed to `audit-<first seq, 20 digits>.jsonl`
@@ -28,12 +33,17 @@
 //! returns, so several CLI processes never interleave lines or fork the chain, and an action is
 //! reported done only once its event is durable.
 
+mod checkpoint;
 mod event;
 mod files;
 mod log;
 mod query;
 mod verify;
 
+pub use checkpoint::{
+    read_checkpoint, CheckpointError, CheckpointKey, CheckpointSummary, MAX_CHECKPOINT_BYTES,
+    ORIGIN,
+};
 pub use event::{Entry, Event, Outcome, ParseOutcomeError};
 pub use log::{AuditError, AuditLog, Recorded, DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES_ENV};
 pub use query::{Filter, TimeBound};

@@ -349,3 +349,190 @@ fn split_hash_rejects_lines_without_a_trailing_hash() {
     assert_eq!(content, b"{\"a\":1}");
     assert_eq!(stated, hash);
 }
+
+/// A log of `n` entries and the bytes of its current file.
+fn filled(dir: &Path, n: usize) -> (AuditLog, Vec<u8>) {
+    let log = log(dir);
+    for i in 0..n {
+        log.record(&event(i)).unwrap();
+    }
+    let bytes = std::fs::read(dir.join("audit/audit.jsonl")).unwrap();
+    (log, bytes)
+}
+
+/// Offset of the middle of line `line` (1-based).
+fn middle_of_line(bytes: &[u8], line: usize) -> usize {
+    let start = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(line - 2)
+        .map_or(0, |(i, _)| i + 1);
+    start + 40
+}
+
+fn key(dir: &Path) -> CheckpointKey {
+    CheckpointKey::load(&dir.join("auth/audit-checkpoint.key"), true).unwrap()
+}
+
+/// Issue 18: cutting the log through a committed line is never "repaired" by the writer.
+#[test]
+fn issue_18_a_cut_through_a_committed_line_is_refused_not_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, bytes) = filled(tmp.path(), 150);
+    let cut = &bytes[..middle_of_line(&bytes, 100)];
+    std::fs::write(tmp.path().join("audit/audit.jsonl"), cut).unwrap();
+    let err = log.record(&event(999)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::Truncated {
+                found: 99,
+                committed: 150,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing was removed: the cut line is still there as found.
+    assert_eq!(
+        std::fs::read(tmp.path().join("audit/audit.jsonl")).unwrap(),
+        cut
+    );
+    assert!(log.verify().is_err());
+}
+
+#[test]
+fn issue_18_deleting_the_head_with_the_newest_lines_stops_the_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = filled(tmp.path(), 15);
+    let l = lines(tmp.path());
+    write_lines(tmp.path(), &l[..10]);
+    std::fs::remove_file(tmp.path().join("audit/head.json")).unwrap();
+    assert!(matches!(
+        log.record(&event(99)).unwrap_err(),
+        AuditError::HeadMissing { entries: 10, .. }
+    ));
+}
+
+#[test]
+fn issue_18_checkpoints_detect_truncation_and_deletion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = key(tmp.path());
+    let (log, _) = filled(tmp.path(), 15);
+    let note = log.checkpoint(&key).unwrap();
+    let mut lines_of_note = note.lines();
+    assert_eq!(lines_of_note.next(), Some(ORIGIN));
+    assert_eq!(lines_of_note.next(), Some("15"));
+    let ok = log.verify_checkpoint(&note, &key).unwrap();
+    assert_eq!((ok.size, ok.entries), (15, 15));
+    // Still holds after more writes.
+    log.record(&event(15)).unwrap();
+    assert_eq!(log.verify_checkpoint(&note, &key).unwrap().entries, 16);
+
+    // Cut at line 10 and head.json deleted: the chain alone looks intact; the checkpoint not.
+    let l = lines(tmp.path());
+    write_lines(tmp.path(), &l[..10]);
+    std::fs::remove_file(tmp.path().join("audit/head.json")).unwrap();
+    assert!(matches!(
+        log.verify_checkpoint(&note, &key).unwrap_err(),
+        CheckpointError::Truncated {
+            entries: 10,
+            size: 15
+        }
+    ));
+    // ... and the writer refuses too (the kept checkpoint says 15 were committed).
+    write_lines(tmp.path(), &l[..1]);
+    let err = log.record(&event(99)).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Truncated { committed: 15, .. }),
+        "{err}"
+    );
+
+    // The whole directory deleted.
+    std::fs::remove_dir_all(tmp.path().join("audit")).unwrap();
+    assert!(matches!(
+        log.verify_checkpoint(&note, &key).unwrap_err(),
+        CheckpointError::Truncated {
+            entries: 0,
+            size: 15
+        }
+    ));
+}
+
+#[test]
+fn issue_18_a_rewritten_log_or_a_forged_checkpoint_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = key(tmp.path());
+    let (log, _) = filled(tmp.path(), 5);
+    let note = log.checkpoint(&key).unwrap();
+
+    // A fresh log of the same length has another root.
+    std::fs::remove_dir_all(tmp.path().join("audit")).unwrap();
+    let (log, _) = filled(tmp.path(), 5);
+    assert!(matches!(
+        log.verify_checkpoint(&note, &key).unwrap_err(),
+        CheckpointError::RootMismatch { size: 5 }
+    ));
+
+    // A checkpoint edited to cover fewer entries no longer verifies.
+    let forged = note.replacen("\n5\n", "\n3\n", 1);
+    assert!(matches!(
+        log.verify_checkpoint(&forged, &key).unwrap_err(),
+        CheckpointError::BadSignature { .. }
+    ));
+    // Another home's key does not vouch for it.
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        log.verify_checkpoint(&note, &key_of(other.path())),
+        Err(CheckpointError::BadSignature { .. })
+    ));
+}
+
+fn key_of(dir: &Path) -> CheckpointKey {
+    key(dir)
+}
+
+#[test]
+fn merkle_root_matches_rfc_6962_for_small_trees() {
+    use sha2::{Digest, Sha256};
+    let leaf = |b: u8| [b; 32];
+    let h = |parts: &[&[u8]]| -> [u8; 32] {
+        let mut s = Sha256::new();
+        for p in parts {
+            s.update(p);
+        }
+        s.finalize().into()
+    };
+    let l = |b: u8| h(&[&[0], &leaf(b)]);
+    assert_eq!(checkpoint::merkle_root(&[]), h(&[]));
+    assert_eq!(checkpoint::merkle_root(&[leaf(1)]), l(1));
+    let ab = h(&[&[1], &l(1), &l(2)]);
+    // Three leaves: the left subtree has two (the largest power of two below three).
+    let abc = h(&[&[1], &ab, &l(3)]);
+    assert_eq!(checkpoint::merkle_root(&[leaf(1), leaf(2), leaf(3)]), abc);
+}
+
+#[test]
+fn files_are_owner_only_and_an_oversized_line_is_refused_naming_the_limit() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = filled(tmp.path(), 2);
+    let mode = |p: &str| {
+        std::fs::metadata(tmp.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("audit"), 0o700);
+    assert_eq!(mode("audit/audit.jsonl"), 0o600);
+    assert_eq!(mode("audit/head.json"), 0o600);
+    let big = vec![b'x'; usize::try_from(files::MAX_LINE_BYTES + 10).unwrap()];
+    std::fs::write(tmp.path().join("audit/audit.jsonl"), big).unwrap();
+    let err = log.verify().unwrap_err();
+    assert!(
+        matches!(err, ChainError::LineTooLong { line: 1, .. }),
+        "{err}"
+    );
+}

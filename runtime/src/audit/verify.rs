@@ -1,7 +1,6 @@
 //! Checking the whole chain: every line parses, hashes to its stated hash, carries the previous
 //! line's hash and the next sequence number, and the newest line matches the head record.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use super::event::Entry;
@@ -83,8 +82,18 @@ pub enum ChainError {
         /// The sequence number.
         seq: u64,
     },
+    /// A line is longer than any entry the writer makes.
+    #[error("{}:{line}: longer than {limit} bytes: not an audit entry", path.display())]
+    LineTooLong {
+        /// File.
+        path: PathBuf,
+        /// Line number.
+        line: usize,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The final line of a file is unfinished.
-    #[error("{}:{line}: unfinished final line (a write was interrupted; the next audit write removes it)", path.display())]
+    #[error("{}:{line}: unfinished final line (an interrupted write, which the next audit write removes, unless the line was committed: then the log was cut)", path.display())]
     Unfinished {
         /// File.
         path: PathBuf,
@@ -147,29 +156,13 @@ fn check_file(
     entries: &mut u64,
     mut on_line: impl FnMut(u64, &str),
 ) -> Result<(), ChainError> {
-    let mut reader = std::io::BufReader::new(fs_err::File::open(path).map_err(AuditError::from)?);
-    let mut line_no = 0;
-    loop {
-        let mut line = Vec::new();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(AuditError::from)?;
-        if n == 0 {
-            return Ok(());
-        }
-        line_no += 1;
+    files::for_each_line(path, |line_no, line| {
         let at = || path.to_owned();
-        if line.pop() != Some(b'\n') {
-            return Err(ChainError::Unfinished {
-                path: at(),
-                line: line_no,
-            });
-        }
-        let entry: Entry = serde_json::from_slice(&line).map_err(|_| ChainError::Malformed {
+        let entry: Entry = serde_json::from_slice(line).map_err(|_| ChainError::Malformed {
             path: at(),
             line: line_no,
         })?;
-        let (content, stated) = files::split_hash(&line).ok_or(ChainError::Malformed {
+        let (content, stated) = files::split_hash(line).ok_or(ChainError::Malformed {
             path: at(),
             line: line_no,
         })?;
@@ -199,5 +192,6 @@ fn check_file(
         *prev = stated.to_owned();
         *expected_seq += 1;
         *entries += 1;
-    }
+        Ok(())
+    })
 }

@@ -17,7 +17,22 @@ pub(crate) struct AuditArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Verify the hash chain across every rotated file; exit 1 and name the first broken line.
-    Verify(FormatArgs),
+    Verify(VerifyArgs),
+    /// Print a signed checkpoint (C2SP signed note: entry count and Merkle root) of the log.
+    /// Store it off this host; `audit verify --checkpoint FILE` then detects any later
+    /// truncation or deletion of the entries it covers.
+    Checkpoint,
+}
+
+/// Arguments of `audit verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Also prove that the log still holds every entry of this checkpoint (from
+    /// `audit checkpoint`), unchanged.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) checkpoint: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) format: FormatArgs,
 }
 
 /// Filters for `a3s-box audit` (events print oldest first, newest last).

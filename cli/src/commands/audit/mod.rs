@@ -2,7 +2,11 @@
 
 pub(crate) mod args;
 
-use a3s_runtime::audit::{AuditLog, Filter, Outcome, TimeBound};
+use std::path::{Path, PathBuf};
+
+use a3s_runtime::audit::{
+    read_checkpoint, AuditLog, CheckpointError, CheckpointKey, Filter, Outcome, TimeBound,
+};
 use a3s_runtime::A3sHome;
 use anyhow::Context;
 
@@ -15,7 +19,11 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<ExitStatus> {
     let engine = a3s_runtime::engine::Engine::open(&home);
     let log = engine.audit_log();
     match args.command {
-        Some(AuditCommand::Verify(format)) => verify(log, &format),
+        Some(AuditCommand::Verify(args)) => match &args.checkpoint {
+            Some(file) => verify_checkpoint(log, &home, file, &args.format),
+            None => verify(log, &args.format),
+        },
+        Some(AuditCommand::Checkpoint) => checkpoint(log, &home),
         None => query(log, &args.query),
     }
 }
@@ -113,6 +121,71 @@ fn verify(log: &AuditLog, format: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 s.entries, s.files, s.last_seq
             ))?,
             Err(e) => eprintln!("audit chain BROKEN: {e}"),
+        },
+    }
+    Ok(if result.is_ok() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// The key that signs this home's checkpoints (0600, beside other credentials).
+fn checkpoint_key_path(home: &A3sHome) -> PathBuf {
+    home.root().join("auth/audit-checkpoint.key")
+}
+
+fn checkpoint(log: &AuditLog, home: &A3sHome) -> anyhow::Result<ExitStatus> {
+    let key = CheckpointKey::load(&checkpoint_key_path(home), true)?;
+    let note = log
+        .checkpoint(&key)
+        .context("checkpointing the audit log")?;
+    output::line(note.trim_end())?;
+    Ok(ExitStatus::Success)
+}
+
+#[derive(serde::Serialize)]
+struct CheckpointView {
+    intact: bool,
+    checkpoint_size: Option<u64>,
+    entries: Option<u64>,
+    error: Option<String>,
+}
+
+fn verify_checkpoint(
+    log: &AuditLog,
+    home: &A3sHome,
+    file: &Path,
+    format: &FormatArgs,
+) -> anyhow::Result<ExitStatus> {
+    let note = read_checkpoint(file).map_err(|e| usage_error(e.into()))?;
+    let key = CheckpointKey::load(&checkpoint_key_path(home), false)?;
+    let result = log.verify_checkpoint(&note, &key);
+    if let Err(CheckpointError::Audit(e)) = &result {
+        return Err(anyhow::anyhow!("{e:#}")).context("reading the audit log");
+    }
+    let view = match &result {
+        Ok(s) => CheckpointView {
+            intact: true,
+            checkpoint_size: Some(s.size),
+            entries: Some(s.entries),
+            error: None,
+        },
+        Err(e) => CheckpointView {
+            intact: false,
+            checkpoint_size: None,
+            entries: None,
+            error: Some(e.to_string()),
+        },
+    };
+    match format.format {
+        Format::Json => output::json(&view)?,
+        Format::Text => match &result {
+            Ok(s) => output::line(&format!(
+                "audit log holds all {} entries of the checkpoint ({} entries now), chain intact",
+                s.size, s.entries
+            ))?,
+            Err(e) => eprintln!("audit log BROKEN against the checkpoint: {e}"),
         },
     }
     Ok(if result.is_ok() {

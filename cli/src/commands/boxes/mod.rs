@@ -209,7 +209,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
     }
     let mut env = Vec::new();
     for file in &a.env_file {
-        let text = fs_err::read_to_string(file)?;
+        let text = crate::input::read_text_limited(file, crate::input::TEXT_MAX_BYTES, "env file")?;
         for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -231,6 +231,8 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         Some(m) => parse_memory_mib(m).map_err(usage_error)?,
         None => u64::from(DEFAULT_MEM_MIB),
     };
+    // Out-of-range numbers are bad flag values (exit 2), like every other bad flag.
+    a3s_vmm::VmConfig::resources(a.cpus, mem_mib).map_err(|e| usage_error(e.into()))?;
     Ok(CreateRequest {
         image: a.image.clone(),
         name: a.name.clone(),

@@ -83,7 +83,7 @@ pub(crate) fn progress(quiet: bool, verb: &'static str) -> Box<dyn Progress> {
 }
 
 pub(super) fn read_key_file(path: &Path) -> anyhow::Result<String> {
-    fs_err::read_to_string(path).map_err(|e| usage_error(e.into()))
+    crate::input::read_text_limited(path, crate::input::KEY_MAX_BYTES, "key file")
 }
 
 pub(crate) fn public_key(path: &Path) -> anyhow::Result<PublicKey> {

@@ -33,6 +33,11 @@ pub(crate) struct ServeArgs {
     /// replicas. Default: A3S_HOME/kbs/kbs.db.
     #[arg(long, value_name = "PATH|URL")]
     pub(crate) db: Option<String>,
+    /// Key-encryption key file (created 0600 when missing) under which every stored value is
+    /// encrypted. Replicas sharing one PostgreSQL must each be given a copy of the same file.
+    /// Default: A3S_HOME/kbs/kek.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kek: Option<PathBuf>,
     /// Accept evidence from this A3S home's simulator (always marked simulated).
     #[arg(long)]
     pub(crate) allow_simulated: bool,

@@ -14,7 +14,7 @@ use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
 use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
 use a3s_kbs::policy::{self, PolicyKind};
 use a3s_kbs::protocol::ResourcePath;
-use a3s_kbs::storage::{PostgresStorage, SqliteStorage, Storage};
+use a3s_kbs::storage::{EncryptedStorage, Kek, PostgresStorage, SqliteStorage, Storage};
 use a3s_kbs::verifier::EvidenceVerifier;
 use a3s_kbs::{AdminAuth, AppState, Config, Limits};
 use a3s_runtime::A3sHome;
@@ -39,9 +39,8 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
             file,
         }) => {
             let path = resource_path(&resource)?;
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("reading {}", file.display()))
-                .map_err(usage_error)?;
+            let bytes =
+                crate::input::read_limited(&file, crate::input::SECRET_MAX_BYTES, "secret file")?;
             admin_client(&admin)?.set_resource(&path, &bytes)?;
             eprintln!("stored {path} ({} bytes)", bytes.len());
             Ok(ExitStatus::Success)
@@ -63,9 +62,9 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
                 PolicyKindArg::Resource => (PolicyKind::Resource, AdminPolicy::Resource),
             };
             let rego = match (&file, &builtin) {
-                (Some(f), _) => std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))
-                    .map_err(usage_error)?,
+                (Some(f), _) => {
+                    crate::input::read_text_limited(f, crate::input::TEXT_MAX_BYTES, "policy")?
+                }
                 (None, Some(name)) => policy::builtin(kind, name)
                     .ok_or_else(|| {
                         usage_error(anyhow::anyhow!(
@@ -114,20 +113,14 @@ fn resource_path(text: &str) -> anyhow::Result<ResourcePath> {
 fn read_ca(url: &UrlArgs) -> anyhow::Result<Option<Vec<u8>>> {
     url.ca
         .as_ref()
-        .map(|p| {
-            std::fs::read(p)
-                .with_context(|| format!("reading CA certificate {}", p.display()))
-                .map_err(usage_error)
-        })
+        .map(|p| crate::input::read_limited(p, crate::input::CERT_MAX_BYTES, "CA certificate"))
         .transpose()
 }
 
 fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
     let key = match &args.admin_key {
         Some(p) => {
-            let pem = std::fs::read_to_string(p)
-                .with_context(|| format!("reading admin key {}", p.display()))
-                .map_err(usage_error)?;
+            let pem = crate::input::read_text_limited(p, crate::input::KEY_MAX_BYTES, "admin key")?;
             Some(
                 a3s_kbs::jwt::signing_key_from_pem(&pem)
                     .map_err(|e| usage_error(anyhow::anyhow!("admin key {}: {e}", p.display())))?,
@@ -141,12 +134,24 @@ fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
     let home = home()?;
+    let kek_path = args
+        .kek
+        .clone()
+        .unwrap_or_else(|| home.root().join("kbs/kek"));
+    let kek = Kek::load_or_create(&kek_path)?;
     let storage: Arc<dyn Storage> = match args.db.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Arc::new(PostgresStorage::connect(url).context("connecting to PostgreSQL")?)
+            let db = PostgresStorage::connect(url).context("connecting to PostgreSQL")?;
+            Arc::new(EncryptedStorage::new(db, kek)?)
         }
-        Some(path) => Arc::new(SqliteStorage::open(Path::new(path))?),
-        None => Arc::new(SqliteStorage::open(&home.root().join("kbs/kbs.db"))?),
+        Some(path) => Arc::new(EncryptedStorage::new(
+            SqliteStorage::open(Path::new(path))?,
+            kek,
+        )?),
+        None => Arc::new(EncryptedStorage::new(
+            SqliteStorage::open(&home.root().join("kbs/kbs.db"))?,
+            kek,
+        )?),
     };
     let base = std::env::var(crate::commands::verify::KDS_URL_ENV)
         .ok()
@@ -166,9 +171,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
     }
     let admin = match (&args.admin_public_key, args.insecure_admin) {
         (Some(p), _) => {
-            let pem = std::fs::read_to_string(p)
-                .with_context(|| format!("reading admin public key {}", p.display()))
-                .map_err(usage_error)?;
+            let pem = crate::input::read_text_limited(
+                p,
+                crate::input::KEY_MAX_BYTES,
+                "admin public key",
+            )?;
             AdminAuth::Key(a3s_kbs::jwt::verifying_key_from_pem(&pem).map_err(|e| {
                 usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
             })?)
