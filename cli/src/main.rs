@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod input;
 mod output;
+mod template;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -90,6 +90,22 @@ fn labels_filters_rename_logs_windows_and_run_flags() {
         2,
         "the file exists",
     );
+    let status = ok(
+        &env,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Config.Labels.tier}}",
+            "web",
+        ],
+    );
+    assert_eq!(status.stdout, "running front\n");
+    refused(
+        &env,
+        &["inspect", "-f", "{{range .X}}", "web"],
+        2,
+        "not supported",
+    );
     let web = ok(&env, &["inspect", "web"]).json()[0].clone();
     assert_eq!(web["spec"]["labels"]["tier"], "front");
     assert_eq!(web["spec"]["stop_signal"], 3);

@@ -32,8 +32,8 @@ pub(crate) enum BoxCommand {
     Wait(BoxesArgs),
     /// Rename a box.
     Rename(RenameArgs),
-    /// Print boxes' full state as JSON.
-    Inspect(BoxesArgs),
+    /// Print boxes' full state as JSON (or through a --format template).
+    Inspect(InspectArgs),
     /// Show CPU and memory use of running boxes (one sample).
     Stats(StatsArgs),
     /// Import a rootfs tarball (tar, tar.gz, tar.zst) as an image.
@@ -304,6 +304,16 @@ pub(crate) struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BoxesArgs {
+    /// Boxes (name or id).
+    #[arg(required = true)]
+    pub(crate) boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Go-template subset, e.g. '{{.State.Status}}' or '{{json .Config.Labels}}'.
+    #[arg(short = 'f', long, value_name = "TEMPLATE")]
+    pub(crate) format: Option<String>,
     /// Boxes (name or id).
     #[arg(required = true)]
     pub(crate) boxes: Vec<String>,

@@ -99,7 +99,17 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                 .iter()
                 .map(health::inspect_view)
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            output::json(&views)?;
+            match &a.format {
+                None => output::json(&views)?,
+                Some(t) if t == "json" => output::json(&views)?,
+                Some(t) => {
+                    for v in &views {
+                        let text = crate::template::render(t, v)
+                            .map_err(|e| usage_error(anyhow::Error::new(e)))?;
+                        output::line(&text)?;
+                    }
+                }
+            }
             Ok(ExitStatus::Success)
         }
         BoxCommand::Stats(a) => stats(&engine, &a.boxes, a.format.format),
