@@ -117,6 +117,18 @@ pub(crate) struct PushArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
+    /// Print image ids (short digests) only.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Show all images (this store keeps no intermediate images: the same as without -a).
+    #[arg(short, long)]
+    pub(crate) all: bool,
+    /// Filter (KEY=VALUE: reference=GLOB, label=KEY[=VALUE], dangling=true|false).
+    #[arg(short, long, value_name = "FILTER")]
+    pub(crate) filter: Vec<String>,
+    /// Show full image ids.
+    #[arg(long)]
+    pub(crate) no_trunc: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) format: Format,

@@ -18,6 +18,30 @@ use crate::args::Format;
 use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn reference_globs_labels_and_dangling() {
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*", "busybox:latest"));
+        assert!(!glob("*", "library/busybox"));
+        assert!(glob("127.0.0.1:5000/*", "127.0.0.1:5000/app"));
+        assert!(glob("a?c", "abc") && !glob("a?c", "a/c"));
+        let f = ImageFilter::parse(&["reference=busy*".into(), "label=tier=web".into()]).unwrap();
+        let r: ImageRef = "busybox:1".parse().unwrap();
+        let mut labels = std::collections::BTreeMap::new();
+        assert!(!f.matches(&r, &labels));
+        labels.insert("tier".into(), "web".into());
+        assert!(f.matches(&r, &labels));
+        let dangling = ImageFilter::parse(&["dangling=true".into()]).unwrap();
+        assert!(!dangling.matches(&r, &labels));
+        assert!(ImageFilter::parse(&["colour=red".into()]).is_err());
+        assert!(ImageFilter::parse(&["dangling=maybe".into()]).is_err());
+    }
+}
+
 #[derive(Serialize)]
 struct ImageRow {
     reference: String,
@@ -27,10 +51,94 @@ struct ImageRow {
     size: u64,
 }
 
+/// `images --filter`: Docker's `reference`, `label` and `dangling` keys.
+#[derive(Debug, Default)]
+struct ImageFilter {
+    references: Vec<String>,
+    labels: Vec<String>,
+    dangling: Option<bool>,
+}
+
+impl ImageFilter {
+    fn parse(filters: &[String]) -> anyhow::Result<Self> {
+        let mut f = Self::default();
+        for raw in filters {
+            let (k, v) = raw.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("bad filter {raw:?}: use KEY=VALUE, e.g. reference=busy*")
+            })?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "reference" => f.references.push(v.to_owned()),
+                "label" => f.labels.push(v.to_owned()),
+                "dangling" => {
+                    f.dangling = Some(match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => anyhow::bail!("bad filter {raw:?}: dangling is true or false"),
+                    })
+                }
+                other => {
+                    anyhow::bail!("unknown filter key {other:?}: use reference, label or dangling")
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Every listed image has a name, so none is dangling.
+    fn matches(
+        &self,
+        reference: &ImageRef,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        let familiar = reference.familiar();
+        let repo = familiar
+            .rsplit_once(':')
+            .map_or(familiar.as_str(), |(r, _)| r);
+        (self.references.is_empty()
+            || self
+                .references
+                .iter()
+                .any(|p| glob(p, &familiar) || glob(p, repo)))
+            && self.labels.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+                None => labels.contains_key(l),
+            })
+            && self.dangling != Some(true)
+    }
+}
+
+/// Go's `path.Match` subset Docker's reference filter uses: `*` (not across `/`) and `?`.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| go(rest, &t[i..])),
+            Some(('?', rest)) => t.first().is_some_and(|c| *c != '/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
 pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
+    let filter = ImageFilter::parse(&a.filter).map_err(usage_error)?;
     let store = store()?;
     let mut rows = Vec::new();
     for (r, rec) in store.refs()? {
+        if !a.filter.is_empty() {
+            let labels = store
+                .manifest(&rec.manifest)
+                .and_then(|m| store.config_file(&m))
+                .map(|c| c.config.and_then(|c| c.labels).unwrap_or_default())
+                .unwrap_or_default();
+            if !filter.matches(&r, &labels) {
+                continue;
+            }
+        }
         // The unpacked size, as `system df -v` shows it (Docker's SIZE).
         let size = match store.unpacked_size(&rec.manifest) {
             Ok((bytes, _)) => bytes,
@@ -46,6 +154,21 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
             digest: rec.manifest.to_string(),
             size,
         });
+    }
+    if a.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &rows {
+            let hex = &r.digest["sha256:".len()..];
+            let id = if a.no_trunc {
+                r.digest.as_str()
+            } else {
+                &hex[..12]
+            };
+            if seen.insert(id.to_owned()) {
+                output::line(id)?;
+            }
+        }
+        return Ok(ExitStatus::Success);
     }
     match a.format {
         Format::Json => output::json(&rows)?,
@@ -68,7 +191,11 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
                     "{:<w$}  {:<16}  {:<12}  {}",
                     r.repository,
                     r.tag.as_deref().unwrap_or("<none>"),
-                    &r.digest["sha256:".len().."sha256:".len() + 12],
+                    if a.no_trunc {
+                        &r.digest
+                    } else {
+                        &r.digest["sha256:".len().."sha256:".len() + 12]
+                    },
                     crate::output::human(r.size)
                 )?;
             }
