@@ -1,0 +1,305 @@
+//! The CRI server (`a3s-box cri serve`) driven by the real `crictl` from cri-tools (installed
+//! by scripts/setup): runtime version and status, the socket's permissions and lifetime, and
+//! the image service against a real local registry with auth and the signature policy.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::image::registry::{build_image, LocalRegistry};
+use crate::support::{Run, TestEnv};
+
+/// `crictl`, which scripts/setup installs; a missing one fails the test (never a silent pass).
+fn crictl_exe() -> PathBuf {
+    for dir in std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let exe = dir.join("crictl");
+        if exe.is_file() {
+            return exe;
+        }
+    }
+    panic!("crictl is not installed: run scripts/setup (it installs cri-tools' crictl)");
+}
+
+/// A running `a3s-box cri serve` on a socket inside the test's home; SIGTERM on drop.
+struct CriServer {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl CriServer {
+    fn start(env: &TestEnv) -> Self {
+        let socket = env.path("cri/cri.sock");
+        let mut child = env
+            .cmd()
+            .args(["cri", "serve", "--listen"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a3s-box cri serve");
+        // The server says so once the socket accepts connections.
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        stderr
+            .read_line(&mut line)
+            .expect("reading the server's stderr");
+        assert!(
+            line.starts_with("CRI listening on unix://"),
+            "unexpected server output: {line:?}"
+        );
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while stderr.read_line(&mut rest).is_ok_and(|n| n > 0) {
+                eprint!("cri serve: {rest}");
+                rest.clear();
+            }
+        });
+        Self { child, socket }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn crictl(&self, args: &[&str]) -> Run {
+        let out = Command::new(crictl_exe())
+            .args(["--runtime-endpoint", &self.endpoint()])
+            .args(["--image-endpoint", &self.endpoint()])
+            .args(["--timeout", "120s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running crictl");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.crictl(args);
+        assert_eq!(
+            r.code, 0,
+            "crictl {args:?}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    /// SIGTERM, as systemd stops it; returns the exit status code.
+    fn terminate(&mut self) -> i32 {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for CriServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    r.json()
+}
+
+#[test]
+fn crictl_reads_version_and_status_over_an_owner_only_socket() {
+    let env = TestEnv::new();
+    let mut server = CriServer::start(&env);
+
+    let v = server.ok(&["version"]);
+    assert!(v.stdout.contains("RuntimeName:  a3s-box"), "{}", v.stdout);
+    assert!(v.stdout.contains("RuntimeApiVersion:  v1"), "{}", v.stdout);
+
+    // Readiness is reported as it is: no pods yet, so kubelet must not schedule here.
+    let info = json(&server.ok(&["info", "-o", "json"]));
+    let conditions = info["status"]["conditions"].as_array().unwrap();
+    let runtime_ready = conditions
+        .iter()
+        .find(|c| c["type"] == "RuntimeReady")
+        .unwrap();
+    assert_eq!(runtime_ready["status"], false);
+    assert_eq!(runtime_ready["reason"], "PodSandboxesUnsupported");
+    let handlers: Vec<_> = info["runtimeHandlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(handlers.contains(&"a3s-simulate"), "{handlers:?}");
+
+    // No pods exist; creating one is refused with the reason, not faked.
+    let pods = json(&server.ok(&["pods", "-o", "json"]));
+    assert_eq!(pods["items"], serde_json::json!([]));
+    let pod_config = env.path("pod.json");
+    std::fs::write(
+        &pod_config,
+        r#"{"metadata":{"name":"p","namespace":"default","uid":"u1","attempt":0}}"#,
+    )
+    .unwrap();
+    let runp = server.crictl(&["runp", pod_config.to_str().unwrap()]);
+    assert_ne!(runp.code, 0);
+    assert!(
+        runp.stderr.contains("Unimplemented") && runp.stderr.contains("RunPodSandbox"),
+        "{}",
+        runp.stderr
+    );
+
+    // The socket is the node's runtime: only its owner may connect.
+    let mode = std::fs::metadata(&server.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A second server on a live socket is refused (usage error), the first keeps serving.
+    let second = env.run(&["cri", "serve", "--listen", &server.endpoint()]);
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("already listening"),
+        "{}",
+        second.stderr
+    );
+    server.ok(&["version"]);
+
+    // SIGTERM stops it cleanly and removes the socket.
+    assert_eq!(server.terminate(), 0);
+    assert!(!server.socket.exists());
+
+    let bad = env.run(&["cri", "serve", "--listen", "tcp://127.0.0.1:1"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("unix:///"), "{}", bad.stderr);
+}
+
+fn registry_image(reg: &LocalRegistry, repo_tag: &str) -> String {
+    let layout = build_image("v1", &[]);
+    reg.push_layout(&layout.path(), "v1", repo_tag);
+    format!("{}/{repo_tag}", reg.addr)
+}
+
+#[test]
+fn crictl_pulls_with_credentials_lists_inspects_and_removes_images() {
+    let reg = LocalRegistry::with_htpasswd("kubelet", "pull-s3cret");
+    let image = registry_image(&reg, "cri/app:1");
+    let env = TestEnv::new();
+    let server = CriServer::start(&env);
+
+    // The registry wants credentials: without them the pull fails and nothing is stored.
+    let anon = server.crictl(&["pull", &image]);
+    assert_ne!(anon.code, 0, "{}", anon.stdout);
+    assert!(json(&server.ok(&["images", "-o", "json"]))["images"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // With the auth kubelet passes (user and password), it succeeds.
+    let pulled = server.ok(&["pull", "--creds", "kubelet:pull-s3cret", &image]);
+    let id = pulled
+        .stdout
+        .trim()
+        .strip_prefix("Image is up to date for ")
+        .unwrap_or_else(|| panic!("{}", pulled.stdout))
+        .to_owned();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let remote = reg.remote_digest("cri/app:1");
+
+    let list = json(&server.ok(&["images", "-o", "json"]));
+    let images = list["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{list}");
+    assert_eq!(images[0]["id"], id.as_str());
+    assert_eq!(images[0]["repoTags"], serde_json::json!([image]));
+    assert_eq!(
+        images[0]["repoDigests"],
+        serde_json::json!([format!("{}/cri/app@{remote}", reg.addr)])
+    );
+    assert_ne!(images[0]["size"], "0");
+
+    // The same store as the CLI's.
+    let cli = env.run(&["images", "--format", "json"]).json();
+    assert_eq!(cli[0]["digest"], id.as_str());
+
+    // inspecti by reference and by short id; verbose info carries the image config.
+    let by_ref = json(&server.ok(&["inspecti", "-o", "json", &image]));
+    assert_eq!(by_ref["status"]["id"], id.as_str());
+    // crictl decodes the verbose info (the image config as JSON) into the output.
+    assert_eq!(
+        by_ref["info"]["env"],
+        serde_json::json!(["GREETING=hello"]),
+        "{by_ref}"
+    );
+    let short = &id["sha256:".len().."sha256:".len() + 13];
+    let by_id = json(&server.ok(&["inspecti", "-o", "json", short]));
+    assert_eq!(by_id["status"]["id"], id.as_str());
+
+    let fs = json(&server.ok(&["imagefsinfo", "-o", "json"]));
+    let used = fs["status"]["imageFilesystems"][0]["usedBytes"]["value"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert!(used > 0, "{fs}");
+
+    // Both are audited like CLI pulls.
+    let audit = env.run(&["audit", "--action", "image.pull", "--format", "json"]);
+    assert!(audit.stdout.contains(&image), "{}", audit.stdout);
+
+    // rmi by id removes every name and the content.
+    server.ok(&["rmi", &id]);
+    assert!(json(&server.ok(&["images", "-o", "json"]))["images"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(env.run(&["image", "inspect", &image]).code, 125);
+    let removed = env.run(&["audit", "--action", "image.remove", "--format", "json"]);
+    assert!(removed.stdout.contains(&image), "{}", removed.stdout);
+}
+
+#[test]
+fn the_signature_policy_applies_to_cri_pulls() {
+    let reg = LocalRegistry::start();
+    let image = registry_image(&reg, "unsigned/app:1");
+    let env = TestEnv::new();
+    let policy_dir = env.path("policy");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("signatures.toml"), "default = \"reject\"\n").unwrap();
+    let server = CriServer::start(&env);
+
+    let r = server.crictl(&["pull", &image]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("PermissionDenied"), "{}", r.stderr);
+    assert!(json(&server.ok(&["images", "-o", "json"]))["images"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let denied = env.run(&[
+        "audit",
+        "--action",
+        "image.pull",
+        "--outcome",
+        "denied",
+        "--format",
+        "json",
+    ]);
+    assert!(denied.stdout.contains(&image), "{}", denied.stdout);
+
+    // The policy is read per pull: accepting the scope lets the same server pull it.
+    std::fs::write(
+        policy_dir.join("signatures.toml"),
+        format!(
+            "default = \"reject\"\n[[scope]]\nname = \"{}/unsigned\"\npolicy = \"accept-anything\"\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    server.ok(&["pull", &image]);
+}
