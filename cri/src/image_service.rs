@@ -21,15 +21,13 @@ use crate::images;
 #[derive(Clone, Debug)]
 pub(crate) struct Images {
     engine: Engine,
-    insecure_registries: Vec<String>,
+    /// Plain-HTTP registries and mirrors (credentials are added per pull).
+    registries: RegistryOptions,
 }
 
 impl Images {
-    pub(crate) fn new(engine: Engine, insecure_registries: Vec<String>) -> Self {
-        Self {
-            engine,
-            insecure_registries,
-        }
+    pub(crate) fn new(engine: Engine, registries: RegistryOptions) -> Self {
+        Self { engine, registries }
     }
 
     /// Runs blocking store work off the async workers.
@@ -93,7 +91,7 @@ impl Images {
         engine: &Engine,
         reference: &ImageRef,
         creds: Option<Credentials>,
-        insecure: Vec<String>,
+        mut registry: RegistryOptions,
     ) -> Result<String, Status> {
         let root = engine.home().root().to_path_buf();
         // No AuthConfig: the credentials of `a3s-box login`, as the CLI uses.
@@ -111,11 +109,9 @@ impl Images {
                 chain(&e)
             ))
         })?;
+        registry.credentials = credentials;
         let opts = PullOptions {
-            registry: RegistryOptions {
-                insecure_registries: insecure,
-                credentials,
-            },
+            registry,
             policy,
             verify_keys: Vec::new(),
             skip_unpack: false,
@@ -206,9 +202,9 @@ impl ImageService for Images {
             Status::invalid_argument(format!("{text:?} is not an image reference: {e}"))
         })?;
         let creds = credentials(req.auth.as_ref())?;
-        let insecure = self.insecure_registries.clone();
+        let registries = self.registries.clone();
         let image_ref = self
-            .blocking(move |engine| Self::pull_blocking(&engine, &reference, creds, insecure))
+            .blocking(move |engine| Self::pull_blocking(&engine, &reference, creds, registries))
             .await?;
         Ok(Response::new(cri::PullImageResponse { image_ref }))
     }

@@ -1,6 +1,7 @@
 //! The tonic server: RuntimeService and ImageService on the Unix socket, until SIGTERM or
 //! SIGINT; the socket file is removed on the way out.
 
+use a3s_image::registry::RegistryOptions;
 use a3s_runtime::engine::Engine;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
@@ -19,8 +20,9 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub struct ServeOptions {
     /// The socket address.
     pub listen: ListenAddr,
-    /// Registries (`host[:port]`) pulls may reach over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
+    /// Registries (`host[:port]`) pulls may reach over plain HTTP besides loopback ones,
+    /// and registry mirrors (no credentials here: they come with each pull).
+    pub registries: RegistryOptions,
 }
 
 /// Why serving stopped.
@@ -58,7 +60,7 @@ pub async fn serve(
     let runtime = RuntimeServiceServer::new(Runtime)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let images = ImageServiceServer::new(Images::new(engine, opts.insecure_registries))
+    let images = ImageServiceServer::new(Images::new(engine, opts.registries))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     ready(&opts.listen);

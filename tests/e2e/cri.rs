@@ -32,11 +32,16 @@ struct CriServer {
 
 impl CriServer {
     fn start(env: &TestEnv) -> Self {
+        Self::start_with(env, &[])
+    }
+
+    fn start_with(env: &TestEnv, extra: &[&str]) -> Self {
         let socket = env.path("cri/cri.sock");
         let mut child = env
             .cmd()
             .args(["cri", "serve", "--listen"])
             .arg(format!("unix://{}", socket.display()))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -302,4 +307,127 @@ fn the_signature_policy_applies_to_cri_pulls() {
     )
     .unwrap();
     server.ok(&["pull", &image]);
+}
+
+/// critest's own images, built here (busybox plus a file naming the image, and the image
+/// USER) and pushed to the local registry, which serves them as a mirror of gcr.io:
+/// `(repository:tag, content tag, USER)`. Same content tag, same image.
+const CRITEST_IMAGES: &[(&str, &str, Option<&str>)] = &[
+    (
+        "k8s-staging-cri-tools/test-image-latest:latest",
+        "latest",
+        None,
+    ),
+    ("k8s-staging-cri-tools/test-image-tag:test", "tag", None),
+    ("k8s-staging-cri-tools/test-image-tag:all", "all", None),
+    ("k8s-staging-cri-tools/test-image-1:latest", "1", None),
+    ("k8s-staging-cri-tools/test-image-2:latest", "2", None),
+    ("k8s-staging-cri-tools/test-image-3:latest", "3", None),
+    ("k8s-staging-cri-tools/test-image-tags:1", "tags", None),
+    ("k8s-staging-cri-tools/test-image-tags:2", "tags", None),
+    ("k8s-staging-cri-tools/test-image-tags:3", "tags", None),
+    (
+        "k8s-staging-cri-tools/test-image-user-uid:latest",
+        "uid",
+        Some("1002"),
+    ),
+    (
+        "k8s-staging-cri-tools/test-image-user-username:latest",
+        "username",
+        Some("www-data"),
+    ),
+    (
+        "k8s-staging-cri-tools/test-image-user-uid-group:latest",
+        "uid-group",
+        Some("1003:users"),
+    ),
+    (
+        "k8s-staging-cri-tools/test-image-user-username-group:latest",
+        "username-group",
+        Some("www-data:users"),
+    ),
+];
+
+/// What critest runs here, and why the rest of its image and runtime-info specs are skipped.
+const CRITEST_FOCUS: &str = "Image Manager|Runtime info|Idempotence RemoveImage";
+const CRITEST_SKIPS: &[(&str, &str)] = &[
+    (
+        "runtime should return runtime conditions",
+        "RuntimeReady is false until pod sandboxes exist; the server reports it as it is",
+    ),
+    (
+        "public image with digest",
+        "needs critest's upstream image with a fixed digest, which cannot be rebuilt here",
+    ),
+];
+
+#[test]
+fn critest_image_service_and_runtime_info_conformance() {
+    let critest = crictl_exe().with_file_name("critest");
+    assert!(
+        critest.is_file(),
+        "critest is not installed next to crictl: run scripts/setup"
+    );
+    let reg = LocalRegistry::start();
+    let mut built: Vec<(&str, crate::image::registry::Layout)> = Vec::new();
+    for (repo_tag, content, user) in CRITEST_IMAGES {
+        if !built.iter().any(|(c, _)| c == content) {
+            let name = content.to_string();
+            let layout = build_image(
+                "v1",
+                &[&|root: &std::path::Path| {
+                    std::fs::write(root.join("srv/image"), &name).unwrap();
+                }],
+            );
+            if let Some(user) = user {
+                let image = format!("{}:v1", layout.path().display());
+                crate::image::registry::run_ok(Command::new("umoci").args([
+                    "config",
+                    "--image",
+                    &image,
+                    "--config.user",
+                    user,
+                ]));
+            }
+            built.push((content, layout));
+        }
+        let layout = &built.iter().find(|(c, _)| c == content).unwrap().1;
+        reg.push_layout(&layout.path(), "v1", repo_tag);
+    }
+    let env = TestEnv::new();
+    let mirror = format!("gcr.io={}", reg.addr);
+    let server = CriServer::start_with(&env, &["--registry-mirror", &mirror]);
+    let skip = CRITEST_SKIPS
+        .iter()
+        .map(|(s, _)| *s)
+        .collect::<Vec<_>>()
+        .join("|");
+    for (spec, why) in CRITEST_SKIPS {
+        eprintln!("critest SKIPPED {spec:?}: {why}");
+    }
+    let out = Command::new(&critest)
+        .args(["--runtime-endpoint", &server.endpoint()])
+        .args(["--image-endpoint", &server.endpoint()])
+        .arg(format!("--ginkgo.focus={CRITEST_FOCUS}"))
+        .arg(format!("--ginkgo.skip={skip}"))
+        .arg("--ginkgo.no-color")
+        .current_dir(env.home.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running critest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .filter(|l| l.contains("Passed") && l.contains("Failed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("critest: {summary}");
+    assert!(
+        out.status.success(),
+        "critest failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Everything focused and not skipped ran and passed.
+    assert!(summary.contains("| 0 Failed"), "{summary}");
+    assert!(!summary.contains(" 0 Passed"), "{summary}");
 }

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use a3s_cri::{ListenAddr, ServeError, ServeOptions};
+use a3s_image::registry::RegistryOptions;
 use a3s_runtime::engine::Engine;
 
 use crate::{usage_error, ExitStatus};
@@ -23,6 +24,21 @@ pub(crate) struct ServeArgs {
     /// ones; repeat for several.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub(crate) insecure_registries: Vec<String>,
+    /// Send pulls of REGISTRY's images to MIRROR (host[:port]) while they keep their names,
+    /// like containerd's hosts.toml mirrors; repeat for several registries.
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=MIRROR", value_parser = parse_mirror)]
+    pub(crate) mirrors: Vec<(String, String)>,
+}
+
+fn parse_mirror(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((r, m)) if !r.is_empty() && !m.is_empty() && !m.contains('/') => {
+            Ok((r.to_owned(), m.to_owned()))
+        }
+        _ => Err(format!(
+            "{s:?} is not REGISTRY=MIRROR (e.g. gcr.io=127.0.0.1:5000; the mirror is host[:port])"
+        )),
+    }
 }
 
 pub(crate) fn run(cmd: CriCommand) -> anyhow::Result<ExitStatus> {
@@ -44,7 +60,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitStatus> {
         .context("starting the async runtime")?;
     let opts = ServeOptions {
         listen,
-        insecure_registries: a.insecure_registries,
+        registries: RegistryOptions {
+            insecure_registries: a.insecure_registries,
+            credentials: None,
+            mirrors: a.mirrors,
+        },
     };
     let served = runtime.block_on(a3s_cri::serve(engine, opts, |addr| {
         eprintln!("CRI listening on {addr}");
