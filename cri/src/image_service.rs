@@ -147,7 +147,7 @@ impl ImageService for Images {
                 };
                 let mut out = Vec::new();
                 for i in &list {
-                    let size = store.unpacked_size(&i.id).map(|(b, _)| b).unwrap_or(0);
+                    let size = unpacked_size(&store, &i.id);
                     out.push(images::to_cri(i, size));
                 }
                 Ok(out)
@@ -173,7 +173,7 @@ impl ImageService for Images {
                 let manifest = store.manifest(&found.id).map_err(|e| store_status(&e))?;
                 let config = store.config_file(&manifest).map_err(|e| store_status(&e))?;
                 let image_config = a3s_image::ImageConfig::from(&config);
-                let size = store.unpacked_size(&found.id).map(|(b, _)| b).unwrap_or(0);
+                let size = unpacked_size(&store, &found.id);
                 let mut image = images::to_cri(&found, size);
                 let (uid, username) = images::user_of(image_config.user.as_deref());
                 image.uid = uid.map(|value| cri::Int64Value { value });
@@ -264,6 +264,18 @@ impl ImageService for Images {
             image_filesystems: vec![usage.clone()],
             container_filesystems: vec![usage],
         }))
+    }
+}
+
+/// The unpacked size `crictl images` shows; an image whose size cannot be read is still
+/// listed (size 0) and the reason goes to the server's log.
+fn unpacked_size(store: &a3s_image::ImageStore, id: &a3s_image::Digest) -> u64 {
+    match store.unpacked_size(id) {
+        Ok((bytes, _)) => bytes,
+        Err(e) => {
+            eprintln!("warning: size of image {id}: {}", chain(&e));
+            0
+        }
     }
 }
 
