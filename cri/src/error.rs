@@ -8,6 +8,7 @@ use a3s_image::pull::TransferError;
 use a3s_image::StoreError;
 use a3s_runtime::disk::DiskError;
 use a3s_runtime::engine::{is_verdict, EngineError};
+use a3s_runtime::pods::PodError;
 use tonic::{Code, Status};
 
 /// The message of `e` with every cause, `: `-joined (gRPC carries one string).
@@ -31,8 +32,12 @@ pub(crate) fn status(e: &EngineError) -> Status {
 }
 
 fn code(e: &EngineError) -> Code {
-    if let EngineError::ImageRefused { .. } = e {
-        return Code::PermissionDenied;
+    match e {
+        EngineError::ImageRefused { .. } => return Code::PermissionDenied,
+        EngineError::PodUnsupported(_) => return Code::Unimplemented,
+        EngineError::Pod(PodError::NotFound(_)) => return Code::NotFound,
+        EngineError::Pod(PodError::Ambiguous(_)) => return Code::InvalidArgument,
+        _ => {}
     }
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e.cause());
     while let Some(c) = cur {

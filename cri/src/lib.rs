@@ -7,6 +7,7 @@
 //! - [`listen`]: the `unix://` address and the socket file (stale sockets, permissions);
 //! - [`server`]: the tonic server on that socket, until SIGTERM/SIGINT;
 //! - `runtime_service`: CRI RuntimeService (version, status, pods and containers);
+//! - `pods`: CRI pod sandbox messages from and to the engine's pods;
 //! - `image_service`: CRI ImageService over the engine's image store;
 //! - `images`: CRI image records from the store (lookup by id, digest or reference);
 //! - `error`: one mapping from engine errors to gRPC status codes.
@@ -15,6 +16,7 @@ mod error;
 mod image_service;
 mod images;
 pub mod listen;
+mod pods;
 mod runtime_service;
 pub mod server;
 

@@ -7,20 +7,42 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use a3s_runtime::engine::Engine;
+
+use crate::error;
+use crate::pods;
 use crate::{CRI_API_VERSION, RUNTIME_NAME};
 
 /// The RuntimeClass handlers this server will accept (the default one is `""`).
 pub(crate) const HANDLERS: [&str; 3] = ["", "a3s-snp", "a3s-simulate"];
 
-/// The RuntimeService.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Runtime;
+/// The RuntimeService of one engine.
+#[derive(Clone, Debug)]
+pub(crate) struct Runtime {
+    engine: Engine,
+}
+
+impl Runtime {
+    pub(crate) fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    /// Runs blocking engine work (VM boots, state files) off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Engine) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(engine))
+            .await
+            .map_err(|e| error::join(&e))?
+    }
+}
 
 fn pods_missing(call: &str) -> Status {
     Status::unimplemented(format!(
-        "{call}: pod sandboxes and their containers are not implemented in this a3s-box build \
-         (only the image service, Version, Status and RuntimeConfig are); run workloads with \
-         `a3s-box run`"
+        "{call}: containers inside pods are not implemented in this a3s-box build (pod \
+         sandboxes and the image service are); run workloads with `a3s-box run`"
     ))
 }
 
@@ -38,9 +60,8 @@ fn conditions() -> Vec<cri::RuntimeCondition> {
         cri::RuntimeCondition {
             r#type: "RuntimeReady".into(),
             status: false,
-            reason: "PodSandboxesUnsupported".into(),
-            message: "this a3s-box build serves images only; pod sandboxes are not implemented"
-                .into(),
+            reason: "ContainersUnsupported".into(),
+            message: "pod sandboxes run, but containers inside them are not implemented yet".into(),
         },
         cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
@@ -112,40 +133,86 @@ impl RuntimeService for Runtime {
 
     async fn run_pod_sandbox(
         &self,
-        _r: Request<cri::RunPodSandboxRequest>,
+        r: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        Err(pods_missing("RunPodSandbox"))
+        let req = r.into_inner();
+        let config = req.config.unwrap_or_default();
+        let spec = pods::spec_of(&config, &req.runtime_handler)?;
+        let pod_sandbox_id = self
+            .blocking(move |engine| {
+                engine
+                    .run_pod(&spec)
+                    .map(|rec| rec.id)
+                    .map_err(|e| error::status(&e))
+            })
+            .await?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _r: Request<cri::StopPodSandboxRequest>,
+        r: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        Err(pods_missing("StopPodSandbox"))
+        let id = r.into_inner().pod_sandbox_id;
+        // An unknown pod is stopped already (CRI: idempotent).
+        self.blocking(move |engine| {
+            engine
+                .stop_pod(&id)
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _r: Request<cri::RemovePodSandboxRequest>,
+        r: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        Err(pods_missing("RemovePodSandbox"))
+        let id = r.into_inner().pod_sandbox_id;
+        self.blocking(move |engine| {
+            engine
+                .remove_pod(&id)
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _r: Request<cri::PodSandboxStatusRequest>,
+        r: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        Err(pods_missing("PodSandboxStatus"))
+        let id = r.into_inner().pod_sandbox_id;
+        let status = self
+            .blocking(move |engine| {
+                let (rec, state) = engine.pod(&id).map_err(|e| error::status(&e))?;
+                Ok(pods::status_of(&rec, state))
+            })
+            .await?;
+        Ok(Response::new(cri::PodSandboxStatusResponse {
+            status: Some(status),
+            ..Default::default()
+        }))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _r: Request<cri::ListPodSandboxRequest>,
+        r: Request<cri::ListPodSandboxRequest>,
     ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-        // No pods can exist: the true answer is an empty list.
-        Ok(Response::new(cri::ListPodSandboxResponse {
-            items: Vec::new(),
-        }))
+        let filter = r.into_inner().filter;
+        let items = self
+            .blocking(move |engine| {
+                let all = engine.list_pods().map_err(|e| error::status(&e))?;
+                Ok(all
+                    .iter()
+                    .filter(|(rec, st)| pods::matches(filter.as_ref(), rec, *st))
+                    .map(|(rec, st)| pods::item_of(rec, *st))
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(

@@ -57,7 +57,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Setup("installing the SIGTERM handler".into(), e))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| ServeError::Setup("installing the SIGINT handler".into(), e))?;
-    let runtime = RuntimeServiceServer::new(Runtime)
+    let runtime = RuntimeServiceServer::new(Runtime::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let images = ImageServiceServer::new(Images::new(engine, opts.registries))

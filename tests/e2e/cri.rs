@@ -126,7 +126,7 @@ fn crictl_reads_version_and_status_over_an_owner_only_socket() {
     assert!(v.stdout.contains("RuntimeName:  a3s-box"), "{}", v.stdout);
     assert!(v.stdout.contains("RuntimeApiVersion:  v1"), "{}", v.stdout);
 
-    // Readiness is reported as it is: no pods yet, so kubelet must not schedule here.
+    // Readiness is reported as it is: no containers yet, so kubelet must not schedule here.
     let info = json(&server.ok(&["info", "-o", "json"]));
     let conditions = info["status"]["conditions"].as_array().unwrap();
     let runtime_ready = conditions
@@ -134,7 +134,7 @@ fn crictl_reads_version_and_status_over_an_owner_only_socket() {
         .find(|c| c["type"] == "RuntimeReady")
         .unwrap();
     assert_eq!(runtime_ready["status"], false);
-    assert_eq!(runtime_ready["reason"], "PodSandboxesUnsupported");
+    assert_eq!(runtime_ready["reason"], "ContainersUnsupported");
     let handlers: Vec<_> = info["runtimeHandlers"]
         .as_array()
         .unwrap()
@@ -143,22 +143,11 @@ fn crictl_reads_version_and_status_over_an_owner_only_socket() {
         .collect();
     assert!(handlers.contains(&"a3s-simulate"), "{handlers:?}");
 
-    // No pods exist; creating one is refused with the reason, not faked.
+    // Containers are refused with the reason, not faked.
     let pods = json(&server.ok(&["pods", "-o", "json"]));
     assert_eq!(pods["items"], serde_json::json!([]));
-    let pod_config = env.path("pod.json");
-    std::fs::write(
-        &pod_config,
-        r#"{"metadata":{"name":"p","namespace":"default","uid":"u1","attempt":0}}"#,
-    )
-    .unwrap();
-    let runp = server.crictl(&["runp", pod_config.to_str().unwrap()]);
-    assert_ne!(runp.code, 0);
-    assert!(
-        runp.stderr.contains("Unimplemented") && runp.stderr.contains("RunPodSandbox"),
-        "{}",
-        runp.stderr
-    );
+    let ps = server.crictl(&["create", "0123456789ab", "/dev/null", "/dev/null"]);
+    assert_ne!(ps.code, 0);
 
     // The socket is the node's runtime: only its owner may connect.
     let mode = std::fs::metadata(&server.socket)
@@ -184,6 +173,107 @@ fn crictl_reads_version_and_status_over_an_owner_only_socket() {
     let bad = env.run(&["cri", "serve", "--listen", "tcp://127.0.0.1:1"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("unix:///"), "{}", bad.stderr);
+}
+
+/// A pod sandbox through crictl: its VM boots with the pod's hostname and DNS servers,
+/// lists with its labels, stops, is removed with its box; confidential pods are refused before
+/// anything starts (not implemented yet), and the refusal is audited.
+#[test]
+fn crictl_runs_stops_and_removes_a_pod_vm() {
+    let env = TestEnv::new();
+    let server = CriServer::start(&env);
+    let config = env.path("pod.json");
+    std::fs::write(
+        &config,
+        r#"{"metadata":{"name":"web","namespace":"default","uid":"u-1","attempt":0},
+            "hostname":"web-0","labels":{"app":"web"},
+            "dns_config":{"servers":["10.96.0.10"],"searches":[],"options":[]}}"#,
+    )
+    .unwrap();
+    let id = server
+        .ok(&["runp", config.to_str().unwrap()])
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+
+    let status = json(&server.ok(&["inspectp", "-o", "json", &id]));
+    assert_eq!(status["status"]["state"], "SANDBOX_READY", "{status}");
+    assert_eq!(status["status"]["metadata"]["name"], "web");
+    assert_eq!(status["status"]["labels"]["app"], "web");
+
+    // The pod is one VM (a box), and the pod's hostname and DNS config reached it.
+    let boxes = env.run(&["ps", "--format", "json"]).json();
+    let pod_box = boxes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| {
+            b["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("k8s-pod-"))
+        })
+        .unwrap_or_else(|| panic!("no pod box in {boxes}"))
+        .clone();
+    let box_name = pod_box["name"].as_str().unwrap();
+    let inside = env.run(&[
+        "exec",
+        box_name,
+        "sh",
+        "-c",
+        "hostname; cat /etc/resolv.conf",
+    ]);
+    assert_eq!(inside.code, 0, "{}", inside.stderr);
+    assert!(inside.stdout.starts_with("web-0\n"), "{}", inside.stdout);
+    assert!(
+        inside.stdout.contains("nameserver 10.96.0.10"),
+        "{}",
+        inside.stdout
+    );
+
+    // A kubelet retry of the same RunPodSandbox gets the same pod, not a second VM.
+    let again = server.ok(&["runp", config.to_str().unwrap()]);
+    assert_eq!(again.stdout.trim(), id);
+
+    // List filters: label selector and state.
+    let by_label = json(&server.ok(&["pods", "-o", "json", "--label", "app=web"]));
+    assert_eq!(by_label["items"].as_array().unwrap().len(), 1);
+    let other = json(&server.ok(&["pods", "-o", "json", "--label", "app=db"]));
+    assert!(other["items"].as_array().unwrap().is_empty());
+
+    server.ok(&["stopp", &id]);
+    let stopped = json(&server.ok(&["inspectp", "-o", "json", &id]));
+    assert_eq!(stopped["status"]["state"], "SANDBOX_NOTREADY");
+    let ready = json(&server.ok(&["pods", "-o", "json", "--state", "ready"]));
+    assert!(ready["items"].as_array().unwrap().is_empty());
+    server.ok(&["stopp", &id]);
+    server.ok(&["rmp", &id]);
+    assert!(json(&server.ok(&["pods", "-o", "json"]))["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        env.run(&["inspect", box_name]).code,
+        125,
+        "the pod's box is gone"
+    );
+
+    // A confidential pod is refused before any VM starts.
+    let tee = env.path("tee-pod.json");
+    std::fs::write(
+        &tee,
+        r#"{"metadata":{"name":"secret","namespace":"default","uid":"u-2","attempt":0}}"#,
+    )
+    .unwrap();
+    let r = server.crictl(&["runp", "--runtime", "a3s-simulate", tee.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("confidential pods"), "{}", r.stderr);
+    assert!(env.run(&["ps", "-a", "--format", "json"]).json() == serde_json::json!([]));
+    let audit = env.run(&["audit", "--action", "pod.*", "--format", "json"]);
+    for action in ["pod.run", "pod.stop", "pod.remove"] {
+        assert!(audit.stdout.contains(action), "{action}: {}", audit.stdout);
+    }
+    assert!(audit.stdout.contains("denied"), "{}", audit.stdout);
 }
 
 fn registry_image(reg: &LocalRegistry, repo_tag: &str) -> String {
