@@ -233,14 +233,16 @@ impl RuntimeService for Runtime {
         &self,
         _r: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        Err(pods_missing("StopContainer"))
+        // No container can exist yet, and stopping an unknown one succeeds (CRI).
+        Ok(Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
         _r: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        Err(pods_missing("RemoveContainer"))
+        // No container can exist yet, and removing an unknown one succeeds (CRI).
+        Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
