@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use a3s_runtime::engine::PodState;
+use a3s_runtime::network::PortMap;
 use a3s_runtime::pods::{PodRecord, PodSpec};
 use k8s_cri::v1 as cri;
 use tonic::Status;
@@ -18,10 +19,9 @@ pub(crate) fn spec_of(config: &cri::PodSandboxConfig, handler: &str) -> Result<P
             "PodSandboxConfig.metadata needs a name, a namespace and a uid",
         ));
     }
-    if !config.port_mappings.is_empty() {
-        return Err(Status::unimplemented(
-            "pod port mappings (hostPort) are not implemented yet; remove them from the pod",
-        ));
+    let mut ports = Vec::new();
+    for p in &config.port_mappings {
+        ports.extend(port_of(p)?);
     }
     let mut dns_servers = Vec::new();
     if let Some(dns) = &config.dns_config {
@@ -41,8 +41,38 @@ pub(crate) fn spec_of(config: &cri::PodSandboxConfig, handler: &str) -> Result<P
         annotations: sorted(&config.annotations),
         hostname: Some(config.hostname.clone()).filter(|h| !h.is_empty()),
         dns_servers,
+        ports,
         handler: handler.to_owned(),
     })
+}
+
+/// A hostPort mapping as the VM can publish it: TCP on the host's loopback. A mapping without
+/// a host port publishes nothing (Kubernetes: containerPort only).
+fn port_of(p: &cri::PortMapping) -> Result<Option<PortMap>, Status> {
+    if p.protocol != cri::Protocol::Tcp as i32 {
+        return Err(Status::unimplemented(format!(
+            "port mapping {}: only TCP ports can be published",
+            p.container_port
+        )));
+    }
+    if !matches!(p.host_ip.as_str(), "" | "127.0.0.1") {
+        return Err(Status::unimplemented(format!(
+            "port mapping {}: host IP {} is not supported; pods publish on 127.0.0.1",
+            p.container_port, p.host_ip
+        )));
+    }
+    let port = |v: i32, what: &str| {
+        u16::try_from(v)
+            .map_err(|_| Status::invalid_argument(format!("{what} {v} is not a TCP port")))
+    };
+    let guest = port(p.container_port, "containerPort")?;
+    let host = port(p.host_port, "hostPort")?;
+    if guest == 0 {
+        return Err(Status::invalid_argument(
+            "a port mapping needs a containerPort",
+        ));
+    }
+    Ok((host != 0).then_some(PortMap { host, guest }))
 }
 
 fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -130,6 +160,18 @@ mod tests {
                 ..Default::default()
             }),
             labels: [("app".to_owned(), "web".to_owned())].into(),
+            port_mappings: vec![
+                cri::PortMapping {
+                    container_port: 80,
+                    host_port: 18080,
+                    ..Default::default()
+                },
+                // containerPort only: nothing is published.
+                cri::PortMapping {
+                    container_port: 81,
+                    ..Default::default()
+                },
+            ],
             ..Default::default()
         }
     }
@@ -140,6 +182,13 @@ mod tests {
         assert_eq!(spec.full_name(), "web_default_u1_2");
         assert_eq!(spec.hostname.as_deref(), Some("web-0"));
         assert_eq!(spec.dns_servers, vec!["10.96.0.10".to_owned()]);
+        assert_eq!(
+            spec.ports,
+            vec![PortMap {
+                host: 18080,
+                guest: 80
+            }]
+        );
         let rec = PodRecord {
             id: "ab".repeat(32),
             spec,
@@ -199,10 +248,43 @@ mod tests {
             tonic::Code::InvalidArgument
         );
         let mut c = config();
+        // No containerPort.
         c.port_mappings.push(cri::PortMapping::default());
         assert_eq!(
             spec_of(&c, "").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut c = config();
+        c.port_mappings.push(cri::PortMapping {
+            protocol: cri::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            ..Default::default()
+        });
+        assert_eq!(
+            spec_of(&c, "").unwrap_err().code(),
             tonic::Code::Unimplemented
+        );
+        let mut c = config();
+        c.port_mappings.push(cri::PortMapping {
+            container_port: 80,
+            host_port: 8080,
+            host_ip: "0.0.0.0".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            spec_of(&c, "").unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let mut c = config();
+        c.port_mappings.push(cri::PortMapping {
+            container_port: 70000,
+            host_port: 8080,
+            ..Default::default()
+        });
+        assert_eq!(
+            spec_of(&c, "").unwrap_err().code(),
+            tonic::Code::InvalidArgument
         );
         let mut c = config();
         c.dns_config = Some(cri::DnsConfig {

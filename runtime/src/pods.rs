@@ -28,6 +28,9 @@ pub struct PodSpec {
     pub hostname: Option<String>,
     /// DNS servers for `/etc/resolv.conf`.
     pub dns_servers: Vec<String>,
+    /// Port mappings: host loopback port → pod TCP port.
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortMap>,
     /// The RuntimeClass handler (`""` for the default).
     pub handler: String,
 }

@@ -183,11 +183,19 @@ fn crictl_runs_stops_and_removes_a_pod_vm() {
     let env = TestEnv::new();
     let server = CriServer::start(&env);
     let config = env.path("pod.json");
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &config,
-        r#"{"metadata":{"name":"web","namespace":"default","uid":"u-1","attempt":0},
-            "hostname":"web-0","labels":{"app":"web"},
-            "dns_config":{"servers":["10.96.0.10"],"searches":[],"options":[]}}"#,
+        format!(
+            r#"{{"metadata":{{"name":"web","namespace":"default","uid":"u-1","attempt":0}},
+            "hostname":"web-0","labels":{{"app":"web"}},
+            "dns_config":{{"servers":["10.96.0.10"],"searches":[],"options":[]}},
+            "port_mappings":[{{"protocol":0,"container_port":80,"host_port":{host_port}}}]}}"#
+        ),
     )
     .unwrap();
     let id = server
@@ -230,6 +238,21 @@ fn crictl_runs_stops_and_removes_a_pod_vm() {
         "{}",
         inside.stdout
     );
+
+    // The pod's port mapping is published on the host's loopback.
+    let serve = env.run(&[
+        "exec",
+        box_name,
+        "sh",
+        "-c",
+        "mkdir -p /tmp/www && echo pod-port > /tmp/www/i && httpd -p 80 -h /tmp/www",
+    ]);
+    assert_eq!(serve.code, 0, "{}", serve.stderr);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    std::io::Write::write_all(&mut conn, b"GET /i HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut reply).unwrap();
+    assert!(reply.ends_with("pod-port\n"), "{reply}");
 
     // A kubelet retry of the same RunPodSandbox gets the same pod, not a second VM.
     let again = server.ok(&["runp", config.to_str().unwrap()]);

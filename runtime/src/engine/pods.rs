@@ -78,6 +78,7 @@ impl Engine {
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
                 net: BoxNet {
                     dns: spec.dns_servers.clone(),
+                    ports: spec.ports.clone(),
                     ..BoxNet::default()
                 },
                 ..CreateRequest::default()
