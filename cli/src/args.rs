@@ -46,6 +46,9 @@ pub(crate) enum Command {
     /// Key broker service (trustee KBS protocol): serve, get secrets, administer.
     #[command(subcommand)]
     Kbs(crate::commands::kbs::args::KbsCommand),
+    /// Kubernetes CRI server (kubelet, crictl, critest): serve.
+    #[command(subcommand)]
+    Cri(crate::commands::cri::CriCommand),
     /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
     Port(crate::commands::network::PortArgs),
     /// Bridge networks: create, ls, inspect, rm, connect, disconnect.

@@ -25,6 +25,7 @@ pub mod disk;
 pub mod engine;
 pub mod home;
 pub mod network;
+pub mod pods;
 pub mod state;
 pub mod tee;
 pub mod volumes;

@@ -8,6 +8,7 @@ mod boot_failures;
 mod boxes;
 mod bridge;
 mod clock;
+mod cri;
 mod disk;
 mod hardening;
 mod health;

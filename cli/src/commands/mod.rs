@@ -4,6 +4,7 @@ mod attest;
 pub(crate) mod audit;
 pub(crate) mod boxes;
 pub(crate) mod cp;
+pub(crate) mod cri;
 pub(crate) mod image;
 mod info;
 pub(crate) mod kbs;
@@ -46,6 +47,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             simulator::serve_kds(listen)
         }
         Command::Kbs(command) => kbs::run(command),
+        Command::Cri(command) => cri::run(command),
         Command::System(c) => system::run(c),
         Command::Container(c) => system::run_container(c),
     }

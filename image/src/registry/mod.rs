@@ -130,6 +130,20 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials to use; `None` means anonymous.
     pub credentials: Option<Credentials>,
+    /// Mirrors: requests for images of a registry (`gcr.io`) go to its mirror
+    /// (`host[:port]`) while the images keep their names, as containerd's `hosts.toml`
+    /// mirrors do. A loopback or insecure-listed mirror is spoken to over plain HTTP.
+    pub mirrors: Vec<(String, String)>,
+}
+
+impl RegistryOptions {
+    /// The mirror serving `registry`, if one is configured.
+    pub fn mirror_of(&self, registry: &str) -> Option<&str> {
+        self.mirrors
+            .iter()
+            .find(|(r, _)| r == registry)
+            .map(|(_, m)| m.as_str())
+    }
 }
 
 /// Progress of blob transfers, reported per layer.
@@ -157,12 +171,15 @@ pub struct Registry {
     client: oci_client::Client,
     auth: RegistryAuth,
     registry: String,
+    /// Where requests go instead of `registry` ([`RegistryOptions::mirrors`]).
+    mirror: Option<String>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("registry", &self.registry)
+            .field("mirror", &self.mirror)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
@@ -201,14 +218,36 @@ pub fn uses_plain_http(reference: &ImageRef, opts: &RegistryOptions) -> bool {
             .any(|r| r == reference.registry())
 }
 
-fn to_oci_ref(r: &ImageRef) -> Result<oci_client::Reference, RegistryError> {
-    r.to_string()
-        .parse()
-        .map_err(|e: oci_client::ParseError| RegistryError::Client {
-            op: "parsing",
-            reference: r.to_string(),
-            source: Box::new(OciDistributionError::GenericError(Some(e.to_string()))),
-        })
+fn to_oci_ref(r: &ImageRef, mirror: Option<&str>) -> Result<oci_client::Reference, RegistryError> {
+    let mut oref: oci_client::Reference =
+        r.to_string()
+            .parse()
+            .map_err(|e: oci_client::ParseError| RegistryError::Client {
+                op: "parsing",
+                reference: r.to_string(),
+                source: Box::new(OciDistributionError::GenericError(Some(e.to_string()))),
+            })?;
+    if let Some(m) = mirror {
+        oref.set_mirror_registry(m.to_owned());
+    }
+    Ok(oref)
+}
+
+/// Whether a mirror host is spoken to over plain HTTP: loopback, or listed as insecure.
+fn mirror_uses_plain_http(mirror: &str, opts: &RegistryOptions) -> bool {
+    let host = mirror.rsplit_once(':').map_or(mirror, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            mirror
+        }
+    });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || opts.insecure_registries.iter().any(|r| r == mirror)
 }
 
 fn descriptor(d: &Descriptor) -> OciDescriptor {
@@ -242,10 +281,16 @@ impl Registry {
     pub fn new(reference: &ImageRef, opts: &RegistryOptions) -> Self {
         install_crypto_provider();
         let registry = reference.registry().to_owned();
-        let protocol = if uses_plain_http(reference, opts) {
-            ClientProtocol::HttpsExcept(vec![registry.clone()])
-        } else {
-            ClientProtocol::Https
+        let mirror = opts.mirror_of(&registry).map(str::to_owned);
+        let protocol = match &mirror {
+            Some(m) if mirror_uses_plain_http(m, opts) => {
+                ClientProtocol::HttpsExcept(vec![m.clone()])
+            }
+            Some(_) => ClientProtocol::Https,
+            None if uses_plain_http(reference, opts) => {
+                ClientProtocol::HttpsExcept(vec![registry.clone()])
+            }
+            None => ClientProtocol::Https,
         };
         let config = ClientConfig {
             protocol,
@@ -262,6 +307,7 @@ impl Registry {
             client: oci_client::Client::new(config),
             auth,
             registry,
+            mirror,
         }
     }
 
@@ -281,7 +327,7 @@ impl Registry {
     /// # Errors
     /// The registry refused them or could not be reached.
     pub async fn check_auth(&self, probe: &ImageRef) -> Result<(), RegistryError> {
-        let r = to_oci_ref(probe)?;
+        let r = to_oci_ref(probe, self.mirror.as_deref())?;
         let token = self
             .client
             .auth(&r, &self.auth, oci_client::RegistryOperation::Pull)
@@ -316,7 +362,7 @@ impl Registry {
 
     /// Fetches raw manifest bytes by tag or digest, checked against the digest when pinned.
     async fn manifest_raw(&self, r: &ImageRef) -> Result<(Vec<u8>, Digest), RegistryError> {
-        let oref = to_oci_ref(r)?;
+        let oref = to_oci_ref(r, self.mirror.as_deref())?;
         let accepted = [
             oci::OCI_MANIFEST,
             oci::OCI_INDEX,
@@ -440,7 +486,7 @@ impl Registry {
             progress.done(&desc.digest, true);
             return Ok(true);
         }
-        let oref = to_oci_ref(r)?;
+        let oref = to_oci_ref(r, self.mirror.as_deref())?;
         // Make sure auth is set up for blob requests made before any manifest request.
         self.client
             .store_auth_if_needed(oref.resolve_registry(), &self.auth)
@@ -482,7 +528,7 @@ impl Registry {
                 what: format!("blob {}", desc.digest),
             });
         }
-        let oref = to_oci_ref(r)?;
+        let oref = to_oci_ref(r, self.mirror.as_deref())?;
         self.client
             .store_auth_if_needed(oref.resolve_registry(), &self.auth)
             .await;
@@ -537,7 +583,7 @@ impl Registry {
         digest: &Digest,
         bytes: Vec<u8>,
     ) -> Result<bool, RegistryError> {
-        let oref = to_oci_ref(r)?;
+        let oref = to_oci_ref(r, self.mirror.as_deref())?;
         self.client
             .auth(&oref, &self.auth, oci_client::RegistryOperation::Push)
             .await
@@ -567,7 +613,7 @@ impl Registry {
         bytes: Vec<u8>,
         media_type: &str,
     ) -> Result<(), RegistryError> {
-        let oref = to_oci_ref(r)?;
+        let oref = to_oci_ref(r, self.mirror.as_deref())?;
         self.client
             .auth(&oref, &self.auth, oci_client::RegistryOperation::Push)
             .await
@@ -593,7 +639,7 @@ impl Registry {
         r: &ImageRef,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        let oref = to_oci_ref(&r.with_digest(subject.clone()))?;
+        let oref = to_oci_ref(&r.with_digest(subject.clone()), self.mirror.as_deref())?;
         self.client
             .store_auth_if_needed(oref.resolve_registry(), &self.auth)
             .await;
@@ -643,6 +689,30 @@ mod tests {
         ] {
             assert_eq!(uses_plain_http(&r.parse().unwrap(), &opts), plain, "{r}");
         }
+    }
+
+    #[test]
+    fn mirrors_keep_the_name_and_pick_their_own_scheme() {
+        let mut opts = RegistryOptions::default();
+        opts.mirrors
+            .push(("gcr.io".into(), "127.0.0.1:5000".into()));
+        opts.mirrors
+            .push(("quay.io".into(), "mirror.lan:5000".into()));
+        assert_eq!(opts.mirror_of("gcr.io"), Some("127.0.0.1:5000"));
+        assert_eq!(opts.mirror_of("docker.io"), None);
+        assert!(mirror_uses_plain_http("127.0.0.1:5000", &opts));
+        assert!(mirror_uses_plain_http("[::1]:5000", &opts));
+        assert!(mirror_uses_plain_http("localhost", &opts));
+        assert!(!mirror_uses_plain_http("mirror.lan:5000", &opts));
+        opts.insecure_registries.push("mirror.lan:5000".into());
+        assert!(mirror_uses_plain_http("mirror.lan:5000", &opts));
+        // The request goes to the mirror; the reference keeps its registry.
+        let r: ImageRef = "gcr.io/k8s-staging-cri-tools/test-image-tag:all"
+            .parse()
+            .unwrap();
+        let oref = to_oci_ref(&r, opts.mirror_of(r.registry())).unwrap();
+        assert_eq!(oref.registry(), "gcr.io");
+        assert_eq!(oref.resolve_registry(), "127.0.0.1:5000");
     }
 
     #[test]

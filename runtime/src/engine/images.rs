@@ -105,6 +105,15 @@ impl Engine {
         }
     }
 
+    /// The image store, for front ends that list and describe images (reading only: pulls
+    /// and removals go through [`Engine::pull`] and [`Engine::remove_image`], which audit).
+    ///
+    /// # Errors
+    /// [`a3s_image::StoreError`] when the store cannot be opened.
+    pub fn image_store(&self) -> Result<ImageStore, EngineError> {
+        self.images()
+    }
+
     /// `pull`: fetches `reference` under `opts.policy` (signatures checked against the
     /// digest that is stored); audited (`image.pull`, a refused signature as `denied`).
     ///

@@ -20,6 +20,7 @@ mod copy;
 mod images;
 mod lifecycle;
 mod networks;
+mod pods;
 mod run;
 mod system;
 mod volumes;
@@ -37,6 +38,7 @@ use crate::home::A3sHome;
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
+pub use pods::{PodState, TEE_ANNOTATION};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
 pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};
 
@@ -155,6 +157,12 @@ pub enum EngineError {
     /// A registry request.
     #[error(transparent)]
     Registry(#[from] a3s_image::registry::RegistryError),
+    /// Pod sandbox records.
+    #[error(transparent)]
+    Pod(#[from] crate::pods::PodError),
+    /// A pod that cannot run here (the message says why; nothing was started).
+    #[error("{0}")]
+    PodUnsupported(String),
     /// The audit event could not be written, so the operation is not reported done.
     #[error("writing the audit event")]
     Audit(#[source] AuditError),
@@ -219,6 +227,7 @@ impl EngineError {
             Self::Transfer(e) => e,
             Self::Verify(e) => e,
             Self::Registry(e) => e,
+            Self::Pod(e) => e,
             Self::Io(e) => e,
             other => other,
         }

@@ -475,6 +475,7 @@ pub(super) fn login(a: &args::LoginArgs) -> anyhow::Result<ExitStatus> {
     let opts = RegistryOptions {
         insecure_registries: a.registry_opts.insecure_registries.clone(),
         credentials: Some(creds.clone()),
+        mirrors: Vec::new(),
     };
     runtime()?
         .block_on(Registry::new(&probe, &opts).check_auth(&probe))

@@ -64,6 +64,7 @@ pub(crate) fn registry_options(
     Ok(RegistryOptions {
         insecure_registries: args.insecure_registries.clone(),
         credentials: credentials()?.get(reference.registry())?,
+        mirrors: Vec::new(),
     })
 }
 

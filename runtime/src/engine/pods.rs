@@ -1,0 +1,213 @@
+//! Pod sandboxes (the CRI's pods): one MicroVM per pod, written once here for every front end.
+//!
+//! The pod's VM is a box of the embedded `busybox` image whose workload only sleeps: it holds
+//! the pod's VM, hostname and DNS configuration the way Kubernetes' pause container holds a
+//! pod's namespaces. Containers inside it are not implemented yet (see docs/cri.md).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{CreateBox, Engine, EngineError};
+use crate::audit::{Event, Outcome};
+use crate::boxes::{BoxError, BoxState, CreateRequest, DEFAULT_MEM_MIB};
+use crate::network::BoxNet;
+use crate::pods::{PodError, PodRecord, PodSpec, Pods};
+use crate::state::{BoxId, StateError};
+
+/// The image of a pod's VM (built on this machine; no registry needed).
+const SANDBOX_IMAGE: &str = "busybox";
+/// Annotation asking for a confidential pod.
+pub const TEE_ANNOTATION: &str = "io.a3s.box/tee";
+/// How long a pod's VM gets to stop on SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a pod's VM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodState {
+    /// The VM runs.
+    Ready,
+    /// Stopped, failed or gone.
+    NotReady,
+}
+
+impl Engine {
+    fn pods(&self) -> Pods {
+        Pods::open(&self.home)
+    }
+
+    /// RunPodSandbox: records the pod, boots its VM (the lock is not held across the boot),
+    /// and returns the pod once its VM runs. A failed boot leaves neither box nor record.
+    ///
+    /// A pod of the same name, namespace, uid and attempt is returned as it is (a retry).
+    ///
+    /// # Errors
+    /// [`EngineError::PodUnsupported`] for confidential pods (fail closed: they are not
+    /// implemented), box creation and boot errors.
+    pub fn run_pod(&self, spec: &PodSpec) -> Result<PodRecord, EngineError> {
+        if !spec.handler.is_empty() || spec.annotations.contains_key(TEE_ANNOTATION) {
+            let why = format!(
+                "confidential pods (runtime handler {:?}, annotation {TEE_ANNOTATION}) are not \
+                 implemented yet; nothing was started",
+                spec.handler
+            );
+            self.record(
+                &Event::new("pod.run", Outcome::Denied, why.as_str()).with("pod", spec.full_name()),
+            )?;
+            return Err(EngineError::PodUnsupported(why));
+        }
+        let pods = self.pods();
+        let id = BoxId::random().as_str().to_owned();
+        let rec = {
+            let _lock = pods.lock()?;
+            // kubelet retries a RunPodSandbox whose deadline passed during the boot: the pod
+            // it asked for is the one already recorded (as CRI-O answers).
+            if let Some(p) = pods
+                .list()?
+                .into_iter()
+                .find(|p| p.spec.full_name() == spec.full_name())
+            {
+                return Ok(p);
+            }
+            let request = CreateRequest {
+                image: SANDBOX_IMAGE.into(),
+                name: Some(format!("k8s-pod-{}", &id[..12])),
+                entrypoint: Some("sleep".into()),
+                args: vec!["2147483647".into()],
+                hostname: spec.hostname.clone(),
+                // The box defaults; pod-level resources (overhead, limits) come later.
+                vcpus: 1,
+                mem_mib: u64::from(DEFAULT_MEM_MIB),
+                net: BoxNet {
+                    dns: spec.dns_servers.clone(),
+                    ports: spec.ports.clone(),
+                    ..BoxNet::default()
+                },
+                ..CreateRequest::default()
+            };
+            let boxed = self.create(&CreateBox {
+                request,
+                signatures: None,
+            })?;
+            let rec = PodRecord {
+                id: id.clone(),
+                spec: spec.clone(),
+                box_id: boxed.id.as_str().to_owned(),
+                created_ns: now_ns(),
+            };
+            if let Err(e) = pods.save(&rec) {
+                let _ = self.boxes.remove(&rec.box_id, true);
+                return Err(e.into());
+            }
+            rec
+        };
+        if let Err(e) = self.start(&rec.box_id) {
+            let _ = self.boxes.remove(&rec.box_id, true);
+            if let Ok(_lock) = pods.lock() {
+                let _ = pods.delete(&rec.id);
+            }
+            self.record(
+                &Event::new("pod.run", Outcome::Failure, e.to_string())
+                    .with("pod", rec.id.as_str())
+                    .with("name", spec.full_name()),
+            )?;
+            return Err(e);
+        }
+        self.record(
+            &Event::new("pod.run", Outcome::Success, "pod VM running")
+                .with_box(rec.box_id.as_str())
+                .with("pod", rec.id.as_str())
+                .with("name", spec.full_name()),
+        )?;
+        Ok(rec)
+    }
+
+    /// StopPodSandbox: stops the pod's VM. An unknown pod is not an error (`None`), as CRI
+    /// requires of stop.
+    ///
+    /// # Errors
+    /// Store and monitor errors.
+    pub fn stop_pod(&self, key: &str) -> Result<Option<PodRecord>, EngineError> {
+        let rec = match self.pods().find(key) {
+            Ok(r) => r,
+            Err(PodError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match self.boxes.find(&rec.box_id) {
+            Ok(b) if b.state.is_active() => {
+                self.stop(&rec.box_id, STOP_TIMEOUT)?;
+            }
+            Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.record(
+            &Event::new("pod.stop", Outcome::Success, "stopped")
+                .with("pod", rec.id.as_str())
+                .with("name", rec.spec.full_name()),
+        )?;
+        Ok(Some(rec))
+    }
+
+    /// RemovePodSandbox: stops the pod's VM if needed and removes the box and the record; an
+    /// unknown pod is not an error (`None`).
+    ///
+    /// # Errors
+    /// Store and monitor errors.
+    pub fn remove_pod(&self, key: &str) -> Result<Option<PodRecord>, EngineError> {
+        let pods = self.pods();
+        let rec = match pods.find(key) {
+            Ok(r) => r,
+            Err(PodError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match self.boxes.remove(&rec.box_id, true) {
+            Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        {
+            let _lock = pods.lock()?;
+            pods.delete(&rec.id)?;
+        }
+        self.record(
+            &Event::new("pod.remove", Outcome::Success, "removed")
+                .with("pod", rec.id.as_str())
+                .with("name", rec.spec.full_name()),
+        )?;
+        Ok(Some(rec))
+    }
+
+    /// One pod and whether its VM runs.
+    ///
+    /// # Errors
+    /// [`PodError::NotFound`], store errors.
+    pub fn pod(&self, key: &str) -> Result<(PodRecord, PodState), EngineError> {
+        let rec = self.pods().find(key)?;
+        let state = self.pod_state(&rec)?;
+        Ok((rec, state))
+    }
+
+    /// Every pod, oldest first, with its state.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn list_pods(&self) -> Result<Vec<(PodRecord, PodState)>, EngineError> {
+        let mut out = Vec::new();
+        for rec in self.pods().list()? {
+            let state = self.pod_state(&rec)?;
+            out.push((rec, state));
+        }
+        Ok(out)
+    }
+
+    fn pod_state(&self, rec: &PodRecord) -> Result<PodState, EngineError> {
+        match self.boxes.find(&rec.box_id) {
+            Ok(b) if matches!(b.state, BoxState::Running { .. }) => Ok(PodState::Ready),
+            Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => Ok(PodState::NotReady),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
