@@ -19,6 +19,7 @@ mod attest;
 mod copy;
 mod images;
 mod lifecycle;
+mod measure;
 mod networks;
 mod run;
 mod system;
@@ -37,6 +38,7 @@ use crate::home::A3sHome;
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use images::{is_verdict, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
+pub use measure::{MeasuredInputs, PredictedMeasurement};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
 pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};
 
