@@ -256,15 +256,5 @@ pub fn load_policy(state: &AppState, kind: PolicyKind, id: &str) -> Result<Strin
 /// # Errors
 /// [`KbsError::Internal`] on storage failure or corrupt values.
 pub fn reference_values(state: &AppState) -> Result<Value, KbsError> {
-    let mut out = serde_json::Map::new();
-    for (name, bytes) in state
-        .storage
-        .list(Namespace::ReferenceValue)
-        .map_err(|e| KbsError::Internal(e.to_string()))?
-    {
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| KbsError::Internal(format!("reference value {name}: {e}")))?;
-        out.insert(name, v);
-    }
-    Ok(Value::Object(out))
+    policy::reference::all(state.storage.as_ref())
 }

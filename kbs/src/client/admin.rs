@@ -94,7 +94,18 @@ impl AdminClient {
             source: Box::new(source),
         };
         let response = match (method, body) {
-            ("DELETE", _) => {
+            ("DELETE", Some(body)) => {
+                let mut r = self
+                    .agent
+                    .delete(&url)
+                    .force_send_body()
+                    .header("content-type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.send(body).map_err(network)?
+            }
+            ("DELETE", None) => {
                 let mut r = self.agent.delete(&url);
                 if let Some(a) = &auth {
                     r = r.header("authorization", a);
@@ -192,6 +203,53 @@ impl AdminClient {
             Some(message.to_string().as_bytes()),
         )
         .map(|_| ())
+    }
+
+    /// Every reference value, as one object.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn reference_values(&self) -> Result<Value, ClientError> {
+        let body = self.call("reference-value list", "GET", "reference-value", None)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            step: "reference-value list",
+            why: e.to_string(),
+        })
+    }
+
+    /// Appends `item` to the list `name` (kept once); returns the list.
+    ///
+    /// # Errors
+    /// [`ClientError`] (the broker checks the known names' formats).
+    pub fn add_reference_value(&self, name: &str, item: &Value) -> Result<Value, ClientError> {
+        self.list_change("reference-value add", "POST", name, item)
+    }
+
+    /// Removes `item` from the list `name`; returns the list.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] when it is not there.
+    pub fn remove_reference_value(&self, name: &str, item: &Value) -> Result<Value, ClientError> {
+        self.list_change("reference-value remove", "DELETE", name, item)
+    }
+
+    fn list_change(
+        &self,
+        step: &'static str,
+        method: &str,
+        name: &str,
+        item: &Value,
+    ) -> Result<Value, ClientError> {
+        let body = self.call(
+            step,
+            method,
+            &format!("reference-value/{name}/items"),
+            Some(item.to_string().as_bytes()),
+        )?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            step,
+            why: e.to_string(),
+        })
     }
 
     /// The reference value `name`.

@@ -11,6 +11,8 @@
 //! (affirming tokens only), `allow-all` and `deny-all`. Rego v1 syntax is tried first, then
 //! v0 (trustee's samples are v0).
 
+pub mod reference;
+
 use serde_json::Value;
 
 /// Which policy.

@@ -182,6 +182,43 @@ pub(crate) enum ReferenceValueCommand {
         /// JSON value.
         value: String,
     },
+    /// Append a value to a reference-value list (kept once), by default a launch
+    /// measurement to `snp_launch_measurement`: the one `a3s-box run` of `--from-image` with
+    /// the same flags gets on this host, or the VALUE given.
+    Add {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The list to append to.
+        #[arg(long, default_value = "snp_launch_measurement")]
+        name: String,
+        /// Predict the value like `a3s-box measure --image IMAGE` (with the run flags below).
+        #[arg(long, value_name = "IMAGE", required_unless_present = "value", conflicts_with = "value")]
+        from_image: Option<String>,
+        #[command(flatten)]
+        launch: crate::commands::measure::LaunchFlags,
+        /// The value (a string, or JSON such as 8).
+        value: Option<String>,
+    },
+    /// Remove a value from a reference-value list.
+    Remove {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The list to remove from.
+        #[arg(long, default_value = "snp_launch_measurement")]
+        name: String,
+        /// Remove what `a3s-box measure --image IMAGE` (with the run flags below) predicts.
+        #[arg(long, value_name = "IMAGE", required_unless_present = "value", conflicts_with = "value")]
+        from_image: Option<String>,
+        #[command(flatten)]
+        launch: crate::commands::measure::LaunchFlags,
+        /// The value (a string, or JSON such as 8).
+        value: Option<String>,
+    },
+    /// Show every reference value (JSON).
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Show a reference value.
     Get {
         #[command(flatten)]

@@ -94,12 +94,67 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
             eprintln!("set reference value {name}");
             Ok(ExitStatus::Success)
         }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::Add {
+            admin,
+            name,
+            from_image,
+            launch,
+            value,
+        }) => {
+            let item = list_item(from_image.as_deref(), &launch, value.as_deref())?;
+            let list = admin_client(&admin)?.add_reference_value(&name, &item)?;
+            eprintln!("added {item} to {name}");
+            println!("{list}");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::Remove {
+            admin,
+            name,
+            from_image,
+            launch,
+            value,
+        }) => {
+            let item = list_item(from_image.as_deref(), &launch, value.as_deref())?;
+            let list = admin_client(&admin)?.remove_reference_value(&name, &item)?;
+            eprintln!("removed {item} from {name}");
+            println!("{list}");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::List { admin }) => {
+            let all = admin_client(&admin)?.reference_values()?;
+            println!("{}", serde_json::to_string_pretty(&all)?);
+            Ok(ExitStatus::Success)
+        }
         KbsCommand::ReferenceValue(ReferenceValueCommand::Get { admin, name }) => {
             let v = admin_client(&admin)?.reference_value(&name)?;
             println!("{v}");
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// The item of `reference-value add|remove`: the predicted launch measurement of
+/// `from_image`, else `value` as JSON when it parses (8, true), else as a string.
+fn list_item(
+    from_image: Option<&str>,
+    launch: &crate::commands::measure::LaunchFlags,
+    value: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    if let Some(image) = from_image {
+        let predicted = launch.predict(image)?;
+        eprintln!(
+            "{image} ({}) measures {} on this host ({} launch, {} vCPU)",
+            predicted.image_digest,
+            predicted.measurement,
+            if predicted.simulated { "simulated" } else { "SEV-SNP" },
+            predicted.inputs.vcpus
+        );
+        return Ok(serde_json::Value::String(predicted.measurement));
+    }
+    let Some(text) = value else {
+        anyhow::bail!("give a VALUE or --from-image IMAGE");
+    };
+    Ok(serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned())))
 }
 
 fn home() -> anyhow::Result<A3sHome> {
