@@ -89,6 +89,8 @@ pub struct AppState {
     pub admin: Arc<AdminAuth>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Compiled policies by content.
+    pub policies: Arc<crate::policy::cache::PolicyCache>,
     /// Request limits.
     pub limits: Limits,
 }
@@ -125,6 +127,7 @@ impl AppState {
             tokens: Arc::new(TokenIssuer::new(key, config.token_lifetime.as_secs())),
             admin: Arc::new(config.admin),
             metrics: Arc::new(Metrics::default()),
+            policies: Arc::default(),
             limits: config.limits,
         })
     }

@@ -10,7 +10,7 @@ use self::registry::{build_image, layout_with, layout_with_layer, run_ok, LocalR
 use crate::support::{Run, TestEnv};
 
 #[path = "registry.rs"]
-mod registry;
+pub(crate) mod registry;
 
 fn peer() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/cosign_peer.py")

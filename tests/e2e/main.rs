@@ -13,6 +13,7 @@ mod image;
 mod kbs;
 mod measure;
 mod net;
+mod predict;
 mod real_images;
 mod rootfs;
 mod simulate;

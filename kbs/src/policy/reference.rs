@@ -18,18 +18,14 @@ use crate::storage::{Namespace, Storage};
 /// The reference value of launch measurements, appended to by `reference-value add`.
 pub const LAUNCH_MEASUREMENT: &str = "snp_launch_measurement";
 
-/// Trustee's SNP reference-value names whose items are TCB SPLs (numbers, or numbers as
-/// strings, as trustee's RVPS stores them).
-const TRUSTEE_TCB: [&str; 9] = [
+/// Trustee's SNP reference-value names whose items are TCB SPLs: lists of numbers (a
+/// policy's `x in query_reference_value(...)` compares types, so "3" would never match 3).
+const TRUSTEE_TCB: [&str; 5] = [
     "snp_bootloader",
     "snp_microcode",
     "snp_snp_svn",
     "snp_tee_svn",
     "snp_fmc",
-    "snp_guest_svn",
-    "snp_policy_abi_major",
-    "snp_policy_abi_minor",
-    "snp_vmpl",
 ];
 
 /// Serialises read-modify-write of list values in this process (add/remove are an append
@@ -68,18 +64,15 @@ pub fn check(name: &str, value: &Value) -> Result<(), KbsError> {
         }
     } else if TRUSTEE_TCB.contains(&name) {
         let Some(list) = value.as_array() else {
-            return bad("must be a list of SPLs (trustee's shape, e.g. [\"3\"] or [3])".into());
+            return bad("must be a list of SPLs, e.g. [3] (trustee's shape)".into());
         };
         for v in list {
-            let n = v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse::<u64>().ok()));
-            if n.is_none_or(|n| n > u64::from(u32::MAX)) {
-                return bad(format!("{v} is not a number"));
+            if v.as_u64().is_none_or(|n| n > 255) {
+                return bad(format!(
+                    "{v} is not an SPL between 0 and 255 (numbers, not strings: policies compare types)"
+                ));
             }
         }
-    } else if name.starts_with("snp_") && !value.is_array() {
-        return bad("trustee's reference values are lists (e.g. [\"<value>\"])".into());
     }
     Ok(())
 }
@@ -224,13 +217,15 @@ mod tests {
 
     #[test]
     fn trustee_shaped_values_are_checked() {
-        check("snp_bootloader", &json!(["3"])).unwrap();
-        check("snp_snp_svn", &json!([8, "9"])).unwrap();
+        check("snp_bootloader", &json!([3])).unwrap();
+        check("snp_snp_svn", &json!([8, 9])).unwrap();
         check("snp_tee_svn", &json!([0])).unwrap();
         assert!(check("snp_microcode", &json!(115)).is_err(), "not a list");
-        assert!(check("snp_microcode", &json!(["x"])).is_err());
-        assert!(check("snp_policy_debug_allowed", &json!(false)).is_err());
-        check("snp_policy_debug_allowed", &json!([false])).unwrap();
+        assert!(check("snp_microcode", &json!(["115"])).is_err(), "a string");
+        assert!(check("snp_microcode", &json!([256])).is_err());
+        // Trustee's configuration values are scalars compared with ==.
+        check("snp_smt_enabled", &json!(true)).unwrap();
+        check("snp_guest_abi_major", &json!(0)).unwrap();
         check("my_custom_value", &json!({"any": "shape"})).unwrap();
     }
 }

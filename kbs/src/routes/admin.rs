@@ -110,13 +110,13 @@ fn default_id() -> String {
     DEFAULT_POLICY_ID.into()
 }
 
-fn decode_policy(text: &str) -> Result<String, KbsError> {
+fn decode_policy(kind: PolicyKind, text: &str) -> Result<String, KbsError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
         .map_err(|_| KbsError::ParsePolicy("policy is not base64url".into()))?;
     let rego = String::from_utf8(bytes)
         .map_err(|_| KbsError::ParsePolicy("policy is not UTF-8 text".into()))?;
-    policy::check(&rego).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
+    policy::check_kind(kind, &rego).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
     Ok(rego)
 }
 
@@ -146,9 +146,16 @@ pub(crate) async fn set_attestation_policy(
             body.policy_type
         )));
     }
-    let rego = decode_policy(&body.policy)?;
-    blocking(move || store_policy(&state, Namespace::AttestationPolicy, &body.policy_id, &rego))
-        .await
+    let rego = decode_policy(PolicyKind::Attestation, &body.policy)?;
+    blocking(move || {
+        store_policy(
+            &state,
+            Namespace::AttestationPolicy,
+            policy::canonical_id(&body.policy_id),
+            &rego,
+        )
+    })
+    .await
 }
 
 pub(crate) async fn set_resource_policy(
@@ -157,7 +164,7 @@ pub(crate) async fn set_resource_policy(
     KbsJson(body): KbsJson<ResourcePolicyBody>,
 ) -> Result<StatusCode, KbsError> {
     authorize(&state, &headers)?;
-    let rego = decode_policy(&body.policy)?;
+    let rego = decode_policy(PolicyKind::Resource, &body.policy)?;
     blocking(move || store_policy(&state, Namespace::ResourcePolicy, DEFAULT_POLICY_ID, &rego))
         .await
 }

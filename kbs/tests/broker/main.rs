@@ -6,4 +6,5 @@ mod endpoints;
 mod postgres;
 mod support;
 mod tcp;
+mod trustee_policy;
 mod wire;

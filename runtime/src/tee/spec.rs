@@ -209,10 +209,12 @@ impl TeeSpec {
                 path: p.clone(),
                 why: e.to_string(),
             })?;
-            a3s_kbs::policy::check(&text).map_err(|e| TeeError::Policy {
-                path: p.clone(),
-                why: e.to_string(),
-            })?;
+            a3s_kbs::policy::check_kind(a3s_kbs::policy::PolicyKind::Attestation, &text).map_err(
+                |e| TeeError::Policy {
+                    path: p.clone(),
+                    why: e.to_string(),
+                },
+            )?;
         }
         Ok(())
     }

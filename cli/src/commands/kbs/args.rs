@@ -192,7 +192,12 @@ pub(crate) enum ReferenceValueCommand {
         #[arg(long, default_value = "snp_launch_measurement")]
         name: String,
         /// Predict the value like `a3s-box measure --image IMAGE` (with the run flags below).
-        #[arg(long, value_name = "IMAGE", required_unless_present = "value", conflicts_with = "value")]
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_unless_present = "value",
+            conflicts_with = "value"
+        )]
         from_image: Option<String>,
         #[command(flatten)]
         launch: crate::commands::measure::LaunchFlags,
@@ -207,7 +212,12 @@ pub(crate) enum ReferenceValueCommand {
         #[arg(long, default_value = "snp_launch_measurement")]
         name: String,
         /// Remove what `a3s-box measure --image IMAGE` (with the run flags below) predicts.
-        #[arg(long, value_name = "IMAGE", required_unless_present = "value", conflicts_with = "value")]
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_unless_present = "value",
+            conflicts_with = "value"
+        )]
         from_image: Option<String>,
         #[command(flatten)]
         launch: crate::commands::measure::LaunchFlags,

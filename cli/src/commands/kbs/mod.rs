@@ -75,8 +75,8 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
                     .to_owned(),
                 (None, None) => unreachable!("clap requires --file or --builtin"),
             };
-            policy::check(&rego)
-                .with_context(|| "the policy does not parse".to_string())
+            policy::check_kind(kind, &rego)
+                .with_context(|| "the policy cannot be used".to_string())
                 .map_err(usage_error)?;
             admin_client(&admin)?.set_policy(admin_kind, &rego)?;
             eprintln!("set the {kind:?} policy");
@@ -146,7 +146,11 @@ fn list_item(
             "{image} ({}) measures {} on this host ({} launch, {} vCPU)",
             predicted.image_digest,
             predicted.measurement,
-            if predicted.simulated { "simulated" } else { "SEV-SNP" },
+            if predicted.simulated {
+                "simulated"
+            } else {
+                "SEV-SNP"
+            },
             predicted.inputs.vcpus
         );
         return Ok(serde_json::Value::String(predicted.measurement));
