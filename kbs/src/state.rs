@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::ecdsa::SigningKey;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand_core::OsRng;
 
@@ -17,12 +17,31 @@ use crate::verifier::EvidenceVerifier;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum AdminAuth {
-    /// `Authorization: Bearer <JWT>` signed ES256 by this key, with a future `exp`.
-    Key(VerifyingKey),
+    /// `Authorization: Bearer <JWT>` signed by this key (ES256 or EdDSA), with `iat`, a
+    /// future `exp` and `exp - iat` at most `max_lifetime_secs`.
+    Key {
+        /// The admin public key.
+        key: crate::jwt::AdminKey,
+        /// The longest admin token accepted.
+        max_lifetime_secs: u64,
+    },
     /// Every admin request is allowed (`--insecure-admin`, local use only).
     InsecureAllowAll,
     /// Admin requests are refused.
     DenyAll,
+}
+
+/// The longest admin token lifetime accepted by default: one day.
+pub const DEFAULT_ADMIN_TOKEN_MAX_SECS: u64 = 86_400;
+
+impl AdminAuth {
+    /// Admin requests need a token signed by `key`, living at most a day.
+    pub fn key(key: impl Into<crate::jwt::AdminKey>) -> Self {
+        Self::Key {
+            key: key.into(),
+            max_lifetime_secs: DEFAULT_ADMIN_TOKEN_MAX_SECS,
+        }
+    }
 }
 
 /// Limits on what clients send.

@@ -214,7 +214,6 @@ fn a_signed_image_is_predicted_like_its_gated_launch_and_bad_requests_are_explai
         "{}",
         String::from_utf8_lossy(&gen.stderr)
     );
-    assert_eq!(env.run(&["pull", "-q", &image]).code, 0);
     let sign = env
         .cmd()
         .args(["image", "sign", "--key"])
@@ -231,7 +230,6 @@ fn a_signed_image_is_predicted_like_its_gated_launch_and_bad_requests_are_explai
     let predicted = measure(env, &image, &["--tee-simulate"]);
     // The signature-gated launch, refused before boot only by the deliberate wrong value:
     // the monitor records what it measured.
-    let pubkey = keys.path().join("cosign.pub");
     let r = env.run(&[
         "run",
         "--name",

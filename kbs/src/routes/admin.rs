@@ -28,11 +28,14 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Kbs
         AdminAuth::DenyAll => Err(KbsError::AdminAuth(
             "this KBS has no admin key (start it with --admin-public-key)".into(),
         )),
-        AdminAuth::Key(key) => {
+        AdminAuth::Key {
+            key,
+            max_lifetime_secs,
+        } => {
             let token = bearer(headers).ok_or_else(|| {
                 KbsError::AdminAuth("no Authorization: Bearer <admin token>".into())
             })?;
-            crate::jwt::verify(&token, key, now_secs())
+            crate::jwt::verify_admin(&token, key, now_secs(), *max_lifetime_secs)
                 .map(|_| ())
                 .map_err(|e| KbsError::AdminAuth(e.to_string()))
         }

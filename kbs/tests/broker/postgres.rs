@@ -157,7 +157,7 @@ fn replica(url: &str, admin: &p256::ecdsa::SigningKey) -> AppState {
     let storage: Arc<dyn Storage> = Arc::new(PostgresStorage::connect(url).unwrap());
     let verifier = EvidenceVerifier::new(None).allow_simulated(shared().sim.roots().unwrap());
     let mut config = Config::new(storage, verifier);
-    config.admin = AdminAuth::Key(*admin.verifying_key());
+    config.admin = AdminAuth::key(*admin.verifying_key());
     AppState::new(config).unwrap()
 }
 

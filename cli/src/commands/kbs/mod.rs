@@ -10,7 +10,7 @@ use std::time::Duration;
 use a3s_attestation::hw::{Attester, HardwareAttester};
 use a3s_attestation::kds::{CertSource, KdsCache, KdsClient, DEFAULT_BASE_URL};
 use a3s_attestation::Product;
-use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
+use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, Credential, KbsClient};
 use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
 use a3s_kbs::policy::{self, PolicyKind};
 use a3s_kbs::protocol::ResourcePath;
@@ -22,8 +22,8 @@ use a3s_simulator::{GuestContext, SimAttester, Simulator};
 use anyhow::Context;
 
 use self::args::{
-    AdminArgs, GetArgs, KbsCommand, PolicyCommand, PolicyKindArg, ReferenceValueCommand,
-    ResourceCommand, ServeArgs, TeeKeyArg, UrlArgs,
+    AdminArgs, AdminTokenArgs, GetArgs, KbsCommand, PolicyCommand, PolicyKindArg,
+    ReferenceValueCommand, ResourceCommand, ServeArgs, TeeKeyArg, UrlArgs,
 };
 use crate::commands::report::hex_padded;
 use crate::{usage_error, ExitStatus};
@@ -32,6 +32,7 @@ use crate::{usage_error, ExitStatus};
 pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
     match command {
         KbsCommand::Serve(args) => serve(&args),
+        KbsCommand::AdminToken(args) => admin_token(&args),
         KbsCommand::Get(args) => get(&args),
         KbsCommand::Resource(ResourceCommand::Set {
             admin,
@@ -181,21 +182,66 @@ fn read_ca(url: &UrlArgs) -> anyhow::Result<Option<Vec<u8>>> {
         .transpose()
 }
 
+/// Largest key or token file read (PEM keys and JWTs are a few hundred bytes).
+const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+fn read_small(what: &str, p: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(p)
+        .and_then(|f| f.take(MAX_CREDENTIAL_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("reading {what} {}", p.display()))
+        .map_err(usage_error)?;
+    if text.len() as u64 > MAX_CREDENTIAL_BYTES {
+        return Err(usage_error(anyhow::anyhow!(
+            "{what} {} is larger than {MAX_CREDENTIAL_BYTES} bytes: not a key or token",
+            p.display()
+        )));
+    }
+    Ok(text)
+}
+
+fn admin_signer(p: &Path) -> anyhow::Result<a3s_kbs::jwt::AdminSigner> {
+    a3s_kbs::jwt::AdminSigner::from_pem(&read_small("admin key", p)?)
+        .map_err(|e| usage_error(anyhow::anyhow!("admin key {}: {e}", p.display())))
+}
+
 fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
-    let key = match &args.admin_key {
-        Some(p) => {
-            let pem = std::fs::read_to_string(p)
-                .with_context(|| format!("reading admin key {}", p.display()))
-                .map_err(usage_error)?;
-            Some(
-                a3s_kbs::jwt::signing_key_from_pem(&pem)
-                    .map_err(|e| usage_error(anyhow::anyhow!("admin key {}: {e}", p.display())))?,
-            )
+    let credential = match (&args.admin_key, &args.admin_token_file) {
+        (Some(p), _) => Some(Credential::Key(admin_signer(p)?)),
+        (None, Some(p)) => {
+            let token = read_small("admin token file", p)?.trim().to_owned();
+            a3s_kbs::jwt::claims_unverified(&token).map_err(|e| {
+                usage_error(anyhow::anyhow!("admin token file {}: {e}", p.display()))
+            })?;
+            Some(Credential::Token(token))
         }
-        None => None,
+        (None, None) => None,
     };
     let ca = read_ca(&args.url)?;
-    AdminClient::new(&args.url.url, key, ca.as_deref()).map_err(|e| usage_error(e.into()))
+    AdminClient::with_credential(&args.url.url, credential, ca.as_deref())
+        .map_err(|e| usage_error(e.into()))
+}
+
+/// `kbs admin-token`: a token file trustee's `kbs-client --admin-token-file` reads too (the
+/// compact JWT, no newline).
+fn admin_token(args: &AdminTokenArgs) -> anyhow::Result<ExitStatus> {
+    if args.ttl == 0 {
+        return Err(usage_error(anyhow::anyhow!(
+            "--ttl must be at least 1 second"
+        )));
+    }
+    let signer = admin_signer(&args.key)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let token = signer.admin_token(now, args.ttl);
+    match &args.out {
+        Some(out) => write_secret(out, token.as_bytes())?,
+        None => println!("{token}"),
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
@@ -225,12 +271,13 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
     }
     let admin = match (&args.admin_public_key, args.insecure_admin) {
         (Some(p), _) => {
-            let pem = std::fs::read_to_string(p)
-                .with_context(|| format!("reading admin public key {}", p.display()))
-                .map_err(usage_error)?;
-            AdminAuth::Key(a3s_kbs::jwt::verifying_key_from_pem(&pem).map_err(|e| {
-                usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
-            })?)
+            let pem = read_small("admin public key", p)?;
+            AdminAuth::Key {
+                key: a3s_kbs::jwt::AdminKey::from_pem(&pem).map_err(|e| {
+                    usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
+                })?,
+                max_lifetime_secs: args.admin_token_max_lifetime_secs,
+            }
         }
         (None, true) => {
             eprintln!("warning: --insecure-admin: anyone who can reach this KBS can change its resources and policies; use only on a local machine");
