@@ -227,6 +227,15 @@ fn a_signed_image_is_predicted_like_its_gated_launch_and_bad_requests_are_explai
         "{}",
         String::from_utf8_lossy(&sign.stderr)
     );
+    let pubkey = keys.path().join("cosign.pub");
+    let pulled = env.run(&[
+        "pull",
+        "-q",
+        "--verify-key",
+        pubkey.to_str().unwrap(),
+        &image,
+    ]);
+    assert_eq!(pulled.code, 0, "{pulled:?}");
     let predicted = measure(env, &image, &["--tee-simulate"]);
     // The signature-gated launch, refused before boot only by the deliberate wrong value:
     // the monitor records what it measured.

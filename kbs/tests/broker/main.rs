@@ -2,6 +2,7 @@
 //! real TCP through our own client, trustee wire formats, PostgreSQL replicas.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod caches;
 mod endpoints;
 mod postgres;
 mod support;
