@@ -37,6 +37,7 @@ pub struct EvidenceVerifier {
     amd: Roots,
     simulated: Option<Roots>,
     source: Option<Arc<dyn CertSource + Send + Sync>>,
+    simulated_crls: Option<Arc<dyn CertSource + Send + Sync>>,
     veks: Arc<VekCache>,
 }
 
@@ -128,6 +129,9 @@ pub enum EvidenceError {
     /// No chain could be assembled.
     #[error("finding the report's certificates: {0}")]
     Gather(String),
+    /// Revocation could not be checked (no CRL from the KDS nor its cache).
+    #[error("checking revocation: {0}")]
+    Revocation(String),
     /// Verification failed at `check`.
     #[error("verification failed at check {check}: {detail}")]
     Verify {
@@ -164,6 +168,7 @@ impl EvidenceVerifier {
             amd: Roots::amd().clone(),
             simulated: None,
             source,
+            simulated_crls: None,
             veks: Arc::default(),
         }
     }
@@ -171,6 +176,14 @@ impl EvidenceVerifier {
     /// Also accepts evidence rooted in `roots` (a simulator's), always marked simulated.
     pub fn allow_simulated(mut self, roots: Roots) -> Self {
         self.simulated = Some(roots);
+        self.veks = Arc::default();
+        self
+    }
+
+    /// Checks simulated chains against the CRLs `source` serves (signed by the simulated
+    /// ARK), as AMD chains are checked against AMD's.
+    pub fn with_simulated_crls(mut self, source: Arc<dyn CertSource + Send + Sync>) -> Self {
+        self.simulated_crls = Some(source);
         self.veks = Arc::default();
         self
     }
@@ -278,20 +291,37 @@ impl EvidenceVerifier {
                 );
             }
         }
-        let (roots, chain) = match self.simulated_chain(&supplied)? {
-            Some(found) => found,
+        let (roots, chain, crls) = match self.simulated_chain(&supplied)? {
+            Some((roots, chain)) => (roots, chain, self.simulated_crls.as_deref()),
             None => {
                 let source = self.source.as_deref().map(|s| s as &dyn CertSource);
                 let chain = gather_chain(report, supplied, source)
                     .map_err(|e| EvidenceError::Gather(chain_text(&e)))?;
-                (&self.amd, chain)
+                (&self.amd, chain, self.source.as_deref())
             }
         };
         let failed = |e: a3s_attestation::verify::VerifyError| EvidenceError::Verify {
             check: e.check_name(),
             detail: chain_text(&e),
         };
-        let verified = verify(report, &chain, roots, at, None).map_err(failed)?;
+        // Revocation: with a certificate source (the KDS client and its cache, which keeps
+        // working offline), the product's CRL must be had and must not list the chain.
+        let crl = match crls {
+            Some(source) => {
+                let vek = chain.vek();
+                let (Some(product), Some(kind)) = (vek.product(), vek.vek_kind()) else {
+                    return Err(EvidenceError::Certificate(
+                        "the VEK names no product or key kind".into(),
+                    ));
+                };
+                Some(
+                    a3s_attestation::chain_source::fetch_crl(source, roots, product, kind, at)
+                        .map_err(|e| EvidenceError::Revocation(chain_text(&e)))?,
+                )
+            }
+            None => None,
+        };
+        let verified = verify(report, &chain, roots, at, crl.as_ref()).map_err(failed)?;
         // The chain verified just now; keep its VEK for the next report of this chip and TCB.
         if let Ok(vek) = verify_chain(roots, verified.product(), &chain, at) {
             let mut until = at + time::Duration::seconds(VEK_CACHE_SECS);
