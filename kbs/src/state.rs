@@ -21,7 +21,7 @@ pub enum AdminAuth {
     /// future `exp` and `exp - iat` at most `max_lifetime_secs`.
     Key {
         /// The admin public key.
-        key: crate::jwt::AdminKey,
+        key: Box<crate::jwt::AdminKey>,
         /// The longest admin token accepted.
         max_lifetime_secs: u64,
     },
@@ -38,7 +38,7 @@ impl AdminAuth {
     /// Admin requests need a token signed by `key`, living at most a day.
     pub fn key(key: impl Into<crate::jwt::AdminKey>) -> Self {
         Self::Key {
-            key: key.into(),
+            key: Box::new(key.into()),
             max_lifetime_secs: DEFAULT_ADMIN_TOKEN_MAX_SECS,
         }
     }

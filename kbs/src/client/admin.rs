@@ -35,7 +35,7 @@ pub struct AdminClient {
 #[non_exhaustive]
 pub enum Credential {
     /// A fresh short-lived token per request, signed by this key.
-    Key(AdminSigner),
+    Key(Box<AdminSigner>),
     /// A ready-made token (`a3s-box kbs admin-token`, or trustee's tooling).
     Token(String),
 }
@@ -77,7 +77,11 @@ impl AdminClient {
         key: Option<SigningKey>,
         ca_pem: Option<&[u8]>,
     ) -> Result<Self, ClientError> {
-        Self::with_credential(url, key.map(|k| Credential::Key(k.into())), ca_pem)
+        Self::with_credential(
+            url,
+            key.map(|k| Credential::Key(Box::new(k.into()))),
+            ca_pem,
+        )
     }
 
     /// An admin client of `url` authenticating with `credential` (`None` for an

@@ -12,10 +12,13 @@ use super::{compile, Compiled, PolicyError, PolicyKind};
 /// At most this many compiled policies are kept (a new one beyond it empties the cache).
 const CAPACITY: usize = 64;
 
+/// Kind and SHA-256 of a policy's text.
+type Key = (PolicyKind, [u8; 32]);
+
 /// Compiled policies by kind and SHA-256 of their text.
 #[derive(Debug, Default)]
 pub struct PolicyCache {
-    compiled: Mutex<HashMap<(PolicyKind, [u8; 32]), Arc<Compiled>>>,
+    compiled: Mutex<HashMap<Key, Arc<Compiled>>>,
 }
 
 impl PolicyCache {
@@ -47,7 +50,7 @@ impl PolicyCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PolicyKind, [u8; 32]), Arc<Compiled>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Compiled>>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

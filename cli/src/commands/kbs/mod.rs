@@ -208,7 +208,7 @@ fn admin_signer(p: &Path) -> anyhow::Result<a3s_kbs::jwt::AdminSigner> {
 
 fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
     let credential = match (&args.admin_key, &args.admin_token_file) {
-        (Some(p), _) => Some(Credential::Key(admin_signer(p)?)),
+        (Some(p), _) => Some(Credential::Key(Box::new(admin_signer(p)?))),
         (None, Some(p)) => {
             let token = read_small("admin token file", p)?.trim().to_owned();
             a3s_kbs::jwt::claims_unverified(&token).map_err(|e| {
@@ -273,9 +273,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
         (Some(p), _) => {
             let pem = read_small("admin public key", p)?;
             AdminAuth::Key {
-                key: a3s_kbs::jwt::AdminKey::from_pem(&pem).map_err(|e| {
+                key: Box::new(a3s_kbs::jwt::AdminKey::from_pem(&pem).map_err(|e| {
                     usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
-                })?,
+                })?),
                 max_lifetime_secs: args.admin_token_max_lifetime_secs,
             }
         }
