@@ -53,6 +53,7 @@ struct VekKey {
 #[derive(Debug, Default)]
 struct VekCache {
     map: Mutex<HashMap<VekKey, (VerifiedVek, OffsetDateTime)>>,
+    disabled: bool,
 }
 
 /// At most this many VEKs are kept (a new one beyond it empties the cache).
@@ -76,6 +77,9 @@ impl VekCache {
     }
 
     fn put(&self, key: VekKey, vek: VerifiedVek, until: OffsetDateTime) {
+        if self.disabled {
+            return;
+        }
         let mut map = self.lock();
         if map.len() >= VEK_CACHE_CAPACITY {
             map.clear();
@@ -176,7 +180,10 @@ impl EvidenceVerifier {
     /// Also accepts evidence rooted in `roots` (a simulator's), always marked simulated.
     pub fn allow_simulated(mut self, roots: Roots) -> Self {
         self.simulated = Some(roots);
-        self.veks = Arc::default();
+        self.veks = Arc::new(VekCache {
+            map: Mutex::default(),
+            disabled: self.veks.disabled,
+        });
         self
     }
 
@@ -184,7 +191,20 @@ impl EvidenceVerifier {
     /// ARK), as AMD chains are checked against AMD's.
     pub fn with_simulated_crls(mut self, source: Arc<dyn CertSource + Send + Sync>) -> Self {
         self.simulated_crls = Some(source);
-        self.veks = Arc::default();
+        self.veks = Arc::new(VekCache {
+            map: Mutex::default(),
+            disabled: self.veks.disabled,
+        });
+        self
+    }
+
+    /// Verifies every chain again instead of reusing verified VEKs (for measuring what the
+    /// cache saves).
+    pub fn without_vek_cache(mut self) -> Self {
+        self.veks = Arc::new(VekCache {
+            map: Mutex::default(),
+            disabled: true,
+        });
         self
     }
 
