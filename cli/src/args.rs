@@ -69,9 +69,18 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct MeasureArgs {
+    /// Predict what `a3s-box run` of this image gets on this host, with the run flags below
+    /// (--tee-simulate or --tee-enable, --cpus, --kernel-arg, --network).
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["ovmf", "microvm_firmware", "kernel", "initrd", "append", "vcpus"])]
+    pub(crate) image: Option<String>,
+    #[command(flatten)]
+    pub(crate) launch: crate::commands::measure::LaunchFlags,
+    /// Output of --image: text (the measurement) or json (with its inputs).
+    #[arg(long, value_enum, default_value_t, requires = "image")]
+    pub(crate) format: Format,
     /// Number of guest vCPUs.
-    #[arg(long)]
-    pub(crate) vcpus: u32,
+    #[arg(long, required_unless_present = "image")]
+    pub(crate) vcpus: Option<u32>,
     /// vCPU type name (EPYC-v4, EPYC-Milan, EPYC-Genoa, ...).
     #[arg(long)]
     pub(crate) vcpu_type: Option<String>,
@@ -94,7 +103,7 @@ pub(crate) struct MeasureArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "microvm_firmware"
+        required_unless_present_any = ["microvm_firmware", "image"]
     )]
     pub(crate) ovmf: Option<PathBuf>,
     /// Measure a simulated microvm launch instead: wrap this firmware (the microvm's qboot.rom)

@@ -1,7 +1,10 @@
 //! Full auth → attest → resource round trips on loopback with 1, 8 and 64 concurrent
 //! clients: latency p50/p99, attestations per second, server CPU per attestation and the
-//! share of it spent verifying evidence. Baseline measured in the same run: verifying the
-//! same evidence directly (no HTTP, no sessions, no policy, no JWE).
+//! share of it spent verifying evidence, for a broker without its caches (every request
+//! compiles its policies, every attestation verifies its VEK chain) and one with them
+//! (compiled policies by content, verified VEKs per chip and TCB), in the same run, with the
+//! ratio. Baseline measured in the same run: verifying the same evidence directly (no HTTP,
+//! no sessions, no policy, no JWE).
 //!
 //! `cargo bench -p a3s-kbs --bench round_trip` (release build). Clients and server share
 //! the machine, so the figures include the clients' own work (simulated report signing,
@@ -106,11 +109,6 @@ fn main() {
         .put(Namespace::Resource, "default/key/1", b"bench secret")
         .unwrap();
     let verifier = EvidenceVerifier::new(None).allow_simulated(sim.roots().unwrap());
-    let mut config = Config::new(storage, verifier.clone());
-    config.admin = AdminAuth::DenyAll;
-    let state = AppState::new(config).unwrap();
-    let metrics = state.metrics.clone();
-
     // Baseline: the same evidence verified directly, one thread.
     let rd = [7u8; 64];
     let ev = SimAttester {
@@ -134,6 +132,55 @@ fn main() {
         ms(baseline)
     );
 
+    let mut results = Vec::new();
+    for cached in [false, true] {
+        let mut verifier = EvidenceVerifier::new(None).allow_simulated(sim.roots().unwrap());
+        if !cached {
+            verifier = verifier.without_vek_cache();
+        }
+        let mut config = Config::new(storage.clone(), verifier);
+        config.admin = AdminAuth::DenyAll;
+        let mut state = AppState::new(config).unwrap();
+        if !cached {
+            state.policies = Arc::new(a3s_kbs::policy::cache::PolicyCache::disabled());
+        }
+        println!(
+            "\n{}",
+            if cached {
+                "with the caches"
+            } else {
+                "without the caches (policies compiled and VEK chains verified per request)"
+            }
+        );
+        results.push(run(sim, state, baseline));
+    }
+    println!("\nwith / without the caches:");
+    println!(
+        "{:>7} {:>12} {:>12} {:>15}",
+        "clients", "p50 ratio", "p99 ratio", "attest/s ratio"
+    );
+    for (before, after) in results[0].iter().zip(&results[1]) {
+        println!(
+            "{:>7} {:>12.2} {:>12.2} {:>15.2}",
+            before.clients,
+            after.p50.as_secs_f64() / before.p50.as_secs_f64(),
+            after.p99.as_secs_f64() / before.p99.as_secs_f64(),
+            after.rate / before.rate,
+        );
+    }
+}
+
+/// One load level's figures.
+struct Level {
+    clients: usize,
+    p50: Duration,
+    p99: Duration,
+    rate: f64,
+}
+
+/// Serves `state` on loopback and runs the 1/8/64-client levels against it.
+fn run(sim: &'static Simulator, state: AppState, baseline: Duration) -> Vec<Level> {
+    let metrics = state.metrics.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -174,6 +221,7 @@ fn main() {
         "verify share",
         "p50/base"
     );
+    let mut levels = Vec::new();
     for clients in [1usize, 8, 64] {
         let per_client = match clients {
             1 => 200,
@@ -233,5 +281,12 @@ fn main() {
             ms(attest_cpu / n as u32),
             ms(verify_cpu / n as u32)
         );
+        levels.push(Level {
+            clients,
+            p50,
+            p99: percentile(&lat, 0.99),
+            rate: n as f64 / wall.as_secs_f64(),
+        });
     }
+    levels
 }

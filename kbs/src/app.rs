@@ -26,7 +26,14 @@ pub fn app(state: AppState) -> Router {
             "/resource-policy",
             post(admin::set_resource_policy).get(admin::get_resource_policy),
         )
-        .route("/reference-value", post(admin::set_reference_values))
+        .route(
+            "/reference-value",
+            post(admin::set_reference_values).get(admin::list_reference_values),
+        )
+        .route(
+            "/reference-value/{name}/items",
+            post(admin::add_reference_value).delete(admin::remove_reference_value),
+        )
         .route("/reference-value/{name}", get(admin::get_reference_value))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

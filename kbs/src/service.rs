@@ -124,21 +124,24 @@ fn attest_with_nonce(
     *verify_cpu = thread_cpu().saturating_sub(t);
     let verified = verified?;
     let rego = load_policy(state, PolicyKind::Attestation, DEFAULT_POLICY_ID)?;
+    let policy = state
+        .policies
+        .get(PolicyKind::Attestation, &rego)
+        .map_err(|e| KbsError::PolicyEngine(e.to_string()))?;
     let reference_values = reference_values(state)?;
-    let input = json!({ "snp": verified.claims });
-    let data = json!({ "reference_values": reference_values });
-    let affirming = policy::evaluate(&rego, &input, &data)
+    let trust_vector = policy
+        .appraise(&verified.claims, &reference_values)
         .map_err(|e| KbsError::PolicyEngine(e.to_string()))?;
     let simulated = verified.report.simulated();
     tracing::info!(
         simulated,
-        affirming,
+        status = trust_vector.status().as_str(),
         measurement = %hex::encode(verified.report.report().measurement()),
         "attestation verified"
     );
     Ok(state.tokens.issue(
         &Appraisal {
-            affirming,
+            trust_vector: &trust_vector,
             policy_id: DEFAULT_POLICY_ID,
             snp_claims: &verified.claims,
             simulated,
@@ -212,7 +215,10 @@ fn resource_inner(
 ) -> Result<JweResponse, KbsError> {
     let rego = load_policy(state, PolicyKind::Resource, DEFAULT_POLICY_ID)?;
     let data = json!({"plugin": "resource", "resource-path": path.segments(), "query": {}});
-    let allow = policy::evaluate(&rego, claims, &data)
+    let allow = state
+        .policies
+        .get(PolicyKind::Resource, &rego)
+        .and_then(|p| p.allows(claims, &data))
         .map_err(|e| KbsError::PolicyEngine(e.to_string()))?;
     if !allow {
         tracing::info!(resource = %path, "resource policy denied");
@@ -243,6 +249,7 @@ pub fn load_policy(state: &AppState, kind: PolicyKind, id: &str) -> Result<Strin
         PolicyKind::Attestation => Namespace::AttestationPolicy,
         PolicyKind::Resource => Namespace::ResourcePolicy,
     };
+    let id = policy::canonical_id(id);
     if let Some(bytes) = state
         .storage
         .get(ns, id)
@@ -261,15 +268,5 @@ pub fn load_policy(state: &AppState, kind: PolicyKind, id: &str) -> Result<Strin
 /// # Errors
 /// [`KbsError::Internal`] on storage failure or corrupt values.
 pub fn reference_values(state: &AppState) -> Result<Value, KbsError> {
-    let mut out = serde_json::Map::new();
-    for (name, bytes) in state
-        .storage
-        .list(Namespace::ReferenceValue)
-        .map_err(|e| KbsError::Internal(e.to_string()))?
-    {
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| KbsError::Internal(format!("reference value {name}: {e}")))?;
-        out.insert(name, v);
-    }
-    Ok(Value::Object(out))
+    policy::reference::all(state.storage.as_ref())
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::ecdsa::SigningKey;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand_core::OsRng;
 
@@ -17,12 +17,31 @@ use crate::verifier::EvidenceVerifier;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum AdminAuth {
-    /// `Authorization: Bearer <JWT>` signed ES256 by this key, with a future `exp`.
-    Key(VerifyingKey),
+    /// `Authorization: Bearer <JWT>` signed by this key (ES256 or EdDSA), with `iat`, a
+    /// future `exp` and `exp - iat` at most `max_lifetime_secs`.
+    Key {
+        /// The admin public key.
+        key: Box<crate::jwt::AdminKey>,
+        /// The longest admin token accepted.
+        max_lifetime_secs: u64,
+    },
     /// Every admin request is allowed (`--insecure-admin`, local use only).
     InsecureAllowAll,
     /// Admin requests are refused.
     DenyAll,
+}
+
+/// The longest admin token lifetime accepted by default: one day.
+pub const DEFAULT_ADMIN_TOKEN_MAX_SECS: u64 = 86_400;
+
+impl AdminAuth {
+    /// Admin requests need a token signed by `key`, living at most a day.
+    pub fn key(key: impl Into<crate::jwt::AdminKey>) -> Self {
+        Self::Key {
+            key: Box::new(key.into()),
+            max_lifetime_secs: DEFAULT_ADMIN_TOKEN_MAX_SECS,
+        }
+    }
 }
 
 /// Limits on what clients send.
@@ -89,6 +108,8 @@ pub struct AppState {
     pub admin: Arc<AdminAuth>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Compiled policies by content.
+    pub policies: Arc<crate::policy::cache::PolicyCache>,
     /// Request limits.
     pub limits: Limits,
 }
@@ -125,6 +146,7 @@ impl AppState {
             tokens: Arc::new(TokenIssuer::new(key, config.token_lifetime.as_secs())),
             admin: Arc::new(config.admin),
             metrics: Arc::new(Metrics::default()),
+            policies: Arc::default(),
             limits: config.limits,
         })
     }

@@ -4,7 +4,7 @@
 //! ```json
 //! {"eat_profile": "tag:github.com,2024:confidential-containers/Trustee", "iat": …, "exp": …,
 //!  "iss": "a3s-kbs", "ear.verifier-id": {"developer": "a3s-box", "build": "a3s-kbs <ver>"},
-//!  "submods": {"cpu0": {"ear.status": "affirming"|"contraindicated",
+//!  "submods": {"cpu0": {"ear.status": "affirming"|"warning"|"contraindicated"|"none",
 //!    "ear.trustworthiness-vector": {…}, "ear.appraisal-policy-id": "default",
 //!    "a3s.simulated": bool,
 //!    "ear.veraison.annotated-evidence": {"snp": {claims}, "report_data": hex,
@@ -17,6 +17,7 @@ use p256::ecdsa::SigningKey;
 use serde_json::{json, Value};
 
 use crate::jwt::{self, JwtError};
+use crate::policy::ear::TrustVector;
 use crate::protocol::{RuntimeData, TeePubKey};
 
 /// The EAR profile trustee uses.
@@ -43,8 +44,8 @@ impl std::fmt::Debug for TokenIssuer {
 /// What an attestation concluded, for the token.
 #[derive(Debug, Clone)]
 pub struct Appraisal<'a> {
-    /// Whether the attestation policy allowed it.
-    pub affirming: bool,
+    /// The trust vector the attestation policy gave (its worst tier is `ear.status`).
+    pub trust_vector: &'a TrustVector,
     /// The attestation policy id.
     pub policy_id: &'a str,
     /// Trustee's SNP claims.
@@ -71,11 +72,6 @@ impl TokenIssuer {
         runtime: &RuntimeData,
         now_secs: u64,
     ) -> (String, Value) {
-        let tv = if a.affirming {
-            json!({"instance-identity": 2, "configuration": 2, "executables": 3, "hardware": 2})
-        } else {
-            json!({"instance-identity": 2, "configuration": 2, "executables": 33, "hardware": 2})
-        };
         let claims = json!({
             "eat_profile": EAT_PROFILE,
             "iat": now_secs,
@@ -83,8 +79,8 @@ impl TokenIssuer {
             "iss": "a3s-kbs",
             "ear.verifier-id": {"developer": "a3s-box", "build": concat!("a3s-kbs ", env!("CARGO_PKG_VERSION"))},
             "submods": {"cpu0": {
-                "ear.status": if a.affirming { "affirming" } else { "contraindicated" },
-                "ear.trustworthiness-vector": tv,
+                "ear.status": a.trust_vector.status().as_str(),
+                "ear.trustworthiness-vector": a.trust_vector.to_json(),
                 "ear.appraisal-policy-id": a.policy_id,
                 "a3s.simulated": a.simulated,
                 "ear.veraison.annotated-evidence": {

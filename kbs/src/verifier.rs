@@ -8,20 +8,28 @@
 //!    a VEK issued by a simulated ASK is verified against the simulator's roots, and only
 //!    when the broker runs with `--allow-simulated`; everything else against AMD's roots;
 //! 4. the attestation crate's `verify` (chain, VEK extensions vs TCB and chip id, signature);
+//!    a VEK whose chain verified is kept per chip, reported TCB and key kind (until its chain's
+//!    earliest expiry, at most [`VEK_CACHE_SECS`]), so the next report of that chip and TCB
+//!    needs no chain lookup nor chain verification, only its own signature and extensions;
 //! 5. the base appraisal: VMPL 0, no debug, no migration agent, simulated only if allowed.
 //!
 //! What remains (reference measurements, TCB minimums) is the Rego attestation policy's.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use a3s_attestation::certs::{verify_chain, VerifiedVek};
 use a3s_attestation::certs::{CertChain, Certificate, Roots};
 use a3s_attestation::chain_source::gather_chain;
 use a3s_attestation::kds::CertSource;
 use a3s_attestation::policy::{AppraisalPolicy, Verdict};
 use a3s_attestation::report::trustee::{CertType, Evidence};
-use a3s_attestation::verify::{verify, VerifiedReport};
+use a3s_attestation::verify::{verify, verify_with_vek, VerifiedReport};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
+
+/// Longest time a verified VEK is reused without verifying its chain again.
+pub const VEK_CACHE_SECS: i64 = 3600;
 
 /// How the broker verifies evidence.
 #[derive(Clone)]
@@ -29,6 +37,55 @@ pub struct EvidenceVerifier {
     amd: Roots,
     simulated: Option<Roots>,
     source: Option<Arc<dyn CertSource + Send + Sync>>,
+    simulated_crls: Option<Arc<dyn CertSource + Send + Sync>>,
+    veks: Arc<VekCache>,
+}
+
+/// Which VEK signs a report: the chip, its reported TCB and VCEK or VLEK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct VekKey {
+    chip_id: [u8; 64],
+    reported_tcb: u64,
+    key_info: u32,
+}
+
+/// VEKs whose chain verified, with when to verify it again.
+#[derive(Debug, Default)]
+struct VekCache {
+    map: Mutex<HashMap<VekKey, (VerifiedVek, OffsetDateTime)>>,
+    disabled: bool,
+}
+
+/// At most this many VEKs are kept (a new one beyond it empties the cache).
+const VEK_CACHE_CAPACITY: usize = 4096;
+
+impl VekCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<VekKey, (VerifiedVek, OffsetDateTime)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &VekKey, at: OffsetDateTime) -> Option<VerifiedVek> {
+        let mut map = self.lock();
+        match map.get(key) {
+            Some((vek, until)) if at < *until => Some(vek.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: VekKey, vek: VerifiedVek, until: OffsetDateTime) {
+        if self.disabled {
+            return;
+        }
+        let mut map = self.lock();
+        if map.len() >= VEK_CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(key, (vek, until));
+    }
 }
 
 impl std::fmt::Debug for EvidenceVerifier {
@@ -36,6 +93,7 @@ impl std::fmt::Debug for EvidenceVerifier {
         f.debug_struct("EvidenceVerifier")
             .field("allow_simulated", &self.simulated.is_some())
             .field("cert_source", &self.source.is_some())
+            .field("cached_veks", &self.veks.lock().len())
             .finish()
     }
 }
@@ -75,6 +133,9 @@ pub enum EvidenceError {
     /// No chain could be assembled.
     #[error("finding the report's certificates: {0}")]
     Gather(String),
+    /// Revocation could not be checked (no CRL from the KDS nor its cache).
+    #[error("checking revocation: {0}")]
+    Revocation(String),
     /// Verification failed at `check`.
     #[error("verification failed at check {check}: {detail}")]
     Verify {
@@ -111,13 +172,45 @@ impl EvidenceVerifier {
             amd: Roots::amd().clone(),
             simulated: None,
             source,
+            simulated_crls: None,
+            veks: Arc::default(),
         }
     }
 
     /// Also accepts evidence rooted in `roots` (a simulator's), always marked simulated.
     pub fn allow_simulated(mut self, roots: Roots) -> Self {
         self.simulated = Some(roots);
+        self.veks = Arc::new(VekCache {
+            map: Mutex::default(),
+            disabled: self.veks.disabled,
+        });
         self
+    }
+
+    /// Checks simulated chains against the CRLs `source` serves (signed by the simulated
+    /// ARK), as AMD chains are checked against AMD's.
+    pub fn with_simulated_crls(mut self, source: Arc<dyn CertSource + Send + Sync>) -> Self {
+        self.simulated_crls = Some(source);
+        self.veks = Arc::new(VekCache {
+            map: Mutex::default(),
+            disabled: self.veks.disabled,
+        });
+        self
+    }
+
+    /// Verifies every chain again instead of reusing verified VEKs (for measuring what the
+    /// cache saves).
+    pub fn without_vek_cache(mut self) -> Self {
+        self.veks = Arc::new(VekCache {
+            map: Mutex::default(),
+            disabled: true,
+        });
+        self
+    }
+
+    /// How many verified VEKs are cached.
+    pub fn cached_veks(&self) -> usize {
+        self.veks.lock().len()
     }
 
     /// Whether simulated evidence is accepted.
@@ -166,32 +259,18 @@ impl EvidenceVerifier {
                 });
             }
         }
-        let mut supplied = Vec::new();
-        for (kind, der) in &evidence.cert_chain {
-            if matches!(
-                kind,
-                CertType::Vcek | CertType::Vlek | CertType::Ask | CertType::Ark
-            ) {
-                supplied.push(
-                    Certificate::from_der(der)
-                        .map_err(|e| EvidenceError::Certificate(chain_text(&e)))?,
-                );
-            }
-        }
-        let (roots, chain) = match self.simulated_chain(&supplied)? {
-            Some(found) => found,
-            None => {
-                let source = self.source.as_deref().map(|s| s as &dyn CertSource);
-                let chain = gather_chain(report, supplied, source)
-                    .map_err(|e| EvidenceError::Gather(chain_text(&e)))?;
-                (&self.amd, chain)
-            }
+        let key = VekKey {
+            chip_id: report.chip_id(),
+            reported_tcb: report.reported_tcb().0,
+            key_info: report.key_info().raw(),
         };
-        let verified =
-            verify(report, &chain, roots, at, None).map_err(|e| EvidenceError::Verify {
+        let verified = match self.veks.get(&key, at) {
+            Some(vek) => verify_with_vek(report, &vek).map_err(|e| EvidenceError::Verify {
                 check: e.check_name(),
                 detail: chain_text(&e),
-            })?;
+            })?,
+            None => self.verify_chain_and_report(&evidence, key, at)?,
+        };
         let base = AppraisalPolicy {
             allow_simulated: self.simulated.is_some(),
             ..AppraisalPolicy::default()
@@ -209,6 +288,72 @@ impl EvidenceVerifier {
             verdict,
             claims,
         })
+    }
+
+    /// The full verification of a report whose VEK is not cached: gather and verify the
+    /// chain, verify the report, then keep the VEK until the chain's earliest expiry.
+    fn verify_chain_and_report(
+        &self,
+        evidence: &Evidence,
+        key: VekKey,
+        at: OffsetDateTime,
+    ) -> Result<VerifiedReport, EvidenceError> {
+        let report = &evidence.report;
+        let mut supplied = Vec::new();
+        for (kind, der) in &evidence.cert_chain {
+            if matches!(
+                kind,
+                CertType::Vcek | CertType::Vlek | CertType::Ask | CertType::Ark
+            ) {
+                supplied.push(
+                    Certificate::from_der(der)
+                        .map_err(|e| EvidenceError::Certificate(chain_text(&e)))?,
+                );
+            }
+        }
+        let (roots, chain, crls) = match self.simulated_chain(&supplied)? {
+            Some((roots, chain)) => (roots, chain, self.simulated_crls.as_deref()),
+            None => {
+                let source = self.source.as_deref().map(|s| s as &dyn CertSource);
+                let chain = gather_chain(report, supplied, source)
+                    .map_err(|e| EvidenceError::Gather(chain_text(&e)))?;
+                (&self.amd, chain, self.source.as_deref())
+            }
+        };
+        let failed = |e: a3s_attestation::verify::VerifyError| EvidenceError::Verify {
+            check: e.check_name(),
+            detail: chain_text(&e),
+        };
+        // Revocation: with a certificate source (the KDS client and its cache, which keeps
+        // working offline), the product's CRL must be had and must not list the chain.
+        let crl = match crls {
+            Some(source) => {
+                let vek = chain.vek();
+                let (Some(product), Some(kind)) = (vek.product(), vek.vek_kind()) else {
+                    return Err(EvidenceError::Certificate(
+                        "the VEK names no product or key kind".into(),
+                    ));
+                };
+                Some(
+                    a3s_attestation::chain_source::fetch_crl(source, roots, product, kind, at)
+                        .map_err(|e| EvidenceError::Revocation(chain_text(&e)))?,
+                )
+            }
+            None => None,
+        };
+        let verified = verify(report, &chain, roots, at, crl.as_ref()).map_err(failed)?;
+        // The chain verified just now; keep its VEK for the next report of this chip and TCB.
+        if let Ok(vek) = verify_chain(roots, verified.product(), &chain, at) {
+            let mut until = at + time::Duration::seconds(VEK_CACHE_SECS);
+            for cert in [Some(chain.vek()), chain.ask(), chain.ark(), chain.asvk()]
+                .into_iter()
+                .flatten()
+            {
+                until = until.min(cert.not_after());
+            }
+            self.veks.put(key, vek, until);
+        }
+        Ok(verified)
     }
 
     /// The simulator's roots and the supplied chain when the supplied VEK was issued by a

@@ -307,6 +307,15 @@ impl ProductKeys {
         })
     }
 
+    /// A CRL signed by the stored ARK key listing `revoked` serial numbers, DER.
+    pub(crate) fn revocation_list(&self, revoked: &[Vec<u8>]) -> Result<Vec<u8>, SimError> {
+        let ark_key_path = self.dir.join("ark.key");
+        let ark_key_der = Zeroizing::new(store::read(&ark_key_path)?);
+        let ark_key = RsaPrivateKey::from_pkcs8_der(&ark_key_der)
+            .map_err(|e| SimError::corrupt(&ark_key_path, e.to_string()))?;
+        cert::crl(self.product, &ark_key, revoked, SystemTime::now())
+    }
+
     /// Creates another chip with `config`, its VCEK signed by the stored ASK key.
     pub(crate) fn add_chip(
         &mut self,

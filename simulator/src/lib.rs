@@ -315,6 +315,19 @@ impl Simulator {
         Ok(&self.keys(product)?.crl_der)
     }
 
+    /// A CRL of `product`'s simulated ARK revoking the certificates with these serial numbers
+    /// (big-endian bytes), DER: what a revocation of a simulated chip looks like.
+    ///
+    /// # Errors
+    /// [`SimError::ProductNotProvisioned`], or the ARK key cannot be read.
+    pub fn revocation_list(
+        &self,
+        product: Product,
+        revoked: &[Vec<u8>],
+    ) -> Result<Vec<u8>, SimError> {
+        self.keys(product)?.revocation_list(revoked)
+    }
+
     /// The chain as KDS serves it at `/vcek/v1/<product>/cert_chain`: ASK then ARK, PEM.
     ///
     /// # Errors

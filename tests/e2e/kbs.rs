@@ -509,3 +509,99 @@ fn issue_18_an_auth_flood_from_one_address_does_not_lock_out_attestation() {
     );
     eprintln!("attested {attested} times during the flood; RSS {rss_before} -> {rss_after} KiB");
 }
+
+/// Issue 17: trustee's admin keys are Ed25519. `kbs admin-token` writes the compact JWT
+/// (`{"alg":"EdDSA","typ":"JWT"}`, iat/nbf/exp) that trustee's `kbs-client
+/// --admin-token-file` sends as its bearer token; the broker checks the key type, iat and
+/// its maximum lifetime.
+#[test]
+fn ed25519_admin_tokens_from_a_token_file_are_accepted_within_their_lifetime() {
+    let env = shared();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is not installed: run scripts/setup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = env.path("ed-admin.pem").display().to_string();
+    let public = env.path("ed-admin.pub").display().to_string();
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", &key]);
+    openssl(&["pkey", "-in", &key, "-pubout", "-out", &public]);
+    let kbs = serve(
+        "ed-admin.db",
+        &[
+            "--admin-public-key",
+            &public,
+            "--admin-token-max-lifetime-secs",
+            "7200",
+        ],
+    );
+    let token = env.path("admin.token").display().to_string();
+    let r = env.run(&[
+        "kbs",
+        "admin-token",
+        "--key",
+        &key,
+        "--ttl",
+        "600",
+        "--out",
+        &token,
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&token).unwrap();
+    assert!(
+        !text.ends_with('\n'),
+        "the bare JWT, as trustee's clients read it"
+    );
+    // base64url of {"alg":"EdDSA","typ":"JWT"}
+    assert!(
+        text.starts_with("eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCJ9."),
+        "{text}"
+    );
+    let claims = a3s_kbs::jwt::claims_unverified(&text).unwrap();
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        600
+    );
+    let secret = write_file(env.home.path(), "ed-secret.bin", b"ed25519-admin");
+    let set = |cred: &[&str]| {
+        let mut args = vec!["kbs", "resource", "set", "--url", &kbs.url];
+        args.extend_from_slice(cred);
+        args.extend_from_slice(&["default/ed/1", "--file", &secret]);
+        env.run(&args)
+    };
+    // The token file, and the key itself (a fresh EdDSA token per request), are accepted.
+    assert_eq!(set(&["--admin-token-file", &token]).code, 0);
+    assert_eq!(set(&["--admin-key", &key]).code, 0);
+    // A token living longer than the broker's maximum is refused, with the reason.
+    let long = env.path("long.token").display().to_string();
+    let r = env.run(&[
+        "kbs",
+        "admin-token",
+        "--key",
+        &key,
+        "--ttl",
+        "7201",
+        "--out",
+        &long,
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = set(&["--admin-token-file", &long]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("exceeds the maximum of 7200"), "{r:?}");
+    // The P-256 key of the other tests is not this broker's admin key.
+    let r = set(&["--admin-key", &admin_key()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("not the key's"), "{r:?}");
+    drop(kbs);
+}

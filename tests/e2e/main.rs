@@ -17,6 +17,7 @@ mod kbs;
 mod measure;
 mod net;
 mod parity;
+mod predict;
 mod real_images;
 mod rootfs;
 mod simulate;

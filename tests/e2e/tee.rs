@@ -16,17 +16,17 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::support::{write_file, Run, TestEnv};
 
-const KBS_SECRET: &str = "kbs-secret-7f3a9c1e-never-on-the-host";
+pub(crate) const KBS_SECRET: &str = "kbs-secret-7f3a9c1e-never-on-the-host";
 const FILE_SECRET: &str = "file-secret-51d0b2aa-never-on-the-host";
-const MARKER: &str = "WORKLOAD-STARTED";
+pub(crate) const MARKER: &str = "WORKLOAD-STARTED";
 
-struct Shared {
-    env: TestEnv,
+pub(crate) struct Shared {
+    pub(crate) env: TestEnv,
     /// What the default box (1 vCPU, no extra kernel args) measures.
-    measurement: String,
+    pub(crate) measurement: String,
 }
 
-fn shared() -> &'static Shared {
+pub(crate) fn shared() -> &'static Shared {
     static S: OnceLock<Shared> = OnceLock::new();
     S.get_or_init(|| {
         crate::support::build_guest_init();
@@ -53,26 +53,26 @@ fn shared() -> &'static Shared {
 }
 
 /// Boots are serialised: seven TCG VMs at once on two cores would only time out.
-fn boot_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn boot_lock() -> std::sync::MutexGuard<'static, ()> {
     static L: Mutex<()> = Mutex::new(());
     L.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+pub(crate) fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
     let r = env.run(&["inspect", name]);
     assert_eq!(r.code, 0, "{r:?}");
     r.json()[0].clone()
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
 
 /// A running `a3s-box kbs serve --allow-simulated --insecure-admin` in the shared home.
-struct Kbs {
+pub(crate) struct Kbs {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Kbs {
@@ -82,7 +82,7 @@ impl Drop for Kbs {
     }
 }
 
-fn kbs(env: &TestEnv, db: &str) -> Kbs {
+pub(crate) fn kbs(env: &TestEnv, db: &str) -> Kbs {
     let db = env.path(db).display().to_string();
     let mut child = env
         .cmd()
@@ -103,7 +103,7 @@ fn kbs(env: &TestEnv, db: &str) -> Kbs {
     Kbs { child, url }
 }
 
-fn admin(env: &TestEnv, args: &[&str]) {
+pub(crate) fn admin(env: &TestEnv, args: &[&str]) {
     let r = env.run(args);
     assert_eq!(r.code, 0, "{args:?}: {r:?}");
 }
@@ -195,7 +195,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_log(env: &TestEnv, name: &str, needle: &str) -> String {
+pub(crate) fn wait_for_log(env: &TestEnv, name: &str, needle: &str) -> String {
     let start = std::time::Instant::now();
     loop {
         let r = env.run(&["logs", name]);

@@ -1,11 +1,78 @@
 //! `a3s-box measure`: the SEV-SNP launch digest, flag-compatible with `sev-snp-measure --mode snp`.
 
 use a3s_attestation::measure::{self, CpuSignature, SnpMeasurementFiles, VmmType};
+use a3s_runtime::boxes::CreateRequest;
+use a3s_runtime::engine::{Engine, PredictedMeasurement};
+use a3s_runtime::tee::spec::TeeMode;
+use a3s_runtime::tee::TeeSpec;
 use anyhow::{bail, Context};
+use clap::Args;
 
-use crate::args::MeasureArgs;
+use crate::args::{Format, MeasureArgs};
+use crate::commands::EngineResult as _;
 use crate::output;
 use crate::{usage_error, ExitStatus};
+
+/// The `run` flags that reach a box's launch measurement (the measured kernel command line,
+/// kernel, initrd and vCPUs). Memory, volumes, ports and the workload are not measured.
+#[derive(Debug, Args)]
+pub(crate) struct LaunchFlags {
+    /// As `run --tee-simulate`: a launch measured for the simulated secure processor.
+    #[arg(long, conflicts_with = "tee_enable")]
+    pub(crate) tee_simulate: bool,
+    /// As `run --tee-enable`: an SEV-SNP launch (OVMF, q35) on this host.
+    #[arg(long)]
+    pub(crate) tee_enable: bool,
+    /// As `run --cpus`.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) cpus: u32,
+    /// As `run --kernel-arg` (repeatable, in the same order).
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub(crate) kernel_arg: Vec<String>,
+    /// As `run --network` (tsi or none; a bridge address is assigned only at create).
+    #[arg(long, value_name = "MODE")]
+    pub(crate) network: Option<String>,
+}
+
+impl LaunchFlags {
+    /// What `a3s-box run` with these flags would measure for `image`, computed by the
+    /// runtime's own launch code (see `Engine::predict_measurement`).
+    pub(crate) fn predict(&self, image: &str) -> anyhow::Result<PredictedMeasurement> {
+        let mode = match (self.tee_enable, self.tee_simulate) {
+            (true, _) => TeeMode::Snp,
+            (false, true) => TeeMode::Simulated,
+            (false, false) => {
+                return Err(usage_error(anyhow::anyhow!(
+                    "a launch measurement needs --tee-simulate (or --tee-enable on an SEV-SNP host), as `run` would be given"
+                )))
+            }
+        };
+        let net = crate::commands::network::NetArgs {
+            network: self.network.clone(),
+            publish: Vec::new(),
+            dns: Vec::new(),
+        }
+        .box_net()?;
+        let request = CreateRequest {
+            image: image.to_owned(),
+            vcpus: self.cpus,
+            mem_mib: u64::from(a3s_runtime::boxes::DEFAULT_MEM_MIB),
+            kernel_args: self.kernel_arg.clone(),
+            net,
+            tee: Some(TeeSpec {
+                mode,
+                kbs_url: None,
+                secrets: Vec::new(),
+                expected_measurement: None,
+                policy: None,
+                allow_exec: false,
+            }),
+            ..CreateRequest::default()
+        };
+        let home = a3s_runtime::A3sHome::from_env().map_err(|e| usage_error(e.into()))?;
+        Engine::open(&home).predict_measurement(&request).engine()
+    }
+}
 
 /// Parses an integer like Python's `int(s, 0)`, as sev-snp-measure does: decimal or 0x-prefixed.
 fn parse_int(flag: &str, s: &str) -> anyhow::Result<u64> {
@@ -36,8 +103,12 @@ fn vcpu_signature(args: &MeasureArgs) -> anyhow::Result<Option<CpuSignature>> {
         .transpose()?)
 }
 
-fn inputs(args: &MeasureArgs, ovmf: &std::path::Path) -> anyhow::Result<SnpMeasurementFiles> {
-    let mut files = SnpMeasurementFiles::new(ovmf, args.vcpus);
+fn inputs(
+    args: &MeasureArgs,
+    vcpus: u32,
+    ovmf: &std::path::Path,
+) -> anyhow::Result<SnpMeasurementFiles> {
+    let mut files = SnpMeasurementFiles::new(ovmf, vcpus);
     files.vmm_type = args.vmm_type.parse::<VmmType>()?;
     files.vcpu_sig = vcpu_signature(args)?;
     files.kernel.clone_from(&args.kernel);
@@ -54,12 +125,23 @@ fn inputs(args: &MeasureArgs, ovmf: &std::path::Path) -> anyhow::Result<SnpMeasu
 }
 
 pub(crate) fn run(args: &MeasureArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(image) = &args.image {
+        let predicted = args.launch.predict(image)?;
+        match args.format {
+            Format::Json => output::json(&predicted)?,
+            Format::Text => output::line(&predicted.measurement)?,
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let Some(vcpus) = args.vcpus else {
+        bail!("pass --vcpus N (or --image IMAGE to predict a box's measurement)");
+    };
     let digest = match (&args.ovmf, &args.microvm_firmware) {
         (Some(ovmf), _) => {
-            let files = inputs(args, ovmf).map_err(usage_error)?;
+            let files = inputs(args, vcpus, ovmf).map_err(usage_error)?;
             measure::launch_digest_from_files(&files).map_err(|e| usage_error(e.into()))?
         }
-        (None, Some(firmware)) => microvm_digest(args, firmware)?,
+        (None, Some(firmware)) => microvm_digest(args, vcpus, firmware)?,
         (None, None) => bail!("pass --ovmf FILE or --microvm-firmware FILE"),
     };
     let text = match args.output_format.as_str() {
@@ -72,7 +154,11 @@ pub(crate) fn run(args: &MeasureArgs) -> anyhow::Result<ExitStatus> {
 
 /// The digest of a simulated microvm launch: the stand-in image around `firmware`, measured
 /// with the same recipe and inputs as an OVMF launch.
-fn microvm_digest(args: &MeasureArgs, firmware: &std::path::Path) -> anyhow::Result<[u8; 48]> {
+fn microvm_digest(
+    args: &MeasureArgs,
+    vcpus: u32,
+    firmware: &std::path::Path,
+) -> anyhow::Result<[u8; 48]> {
     let read = |what: &str, p: &std::path::Path| {
         std::fs::read(p)
             .with_context(|| format!("reading {what} {}", p.display()))
@@ -92,7 +178,7 @@ fn microvm_digest(args: &MeasureArgs, firmware: &std::path::Path) -> anyhow::Res
         .as_deref()
         .map(|p| read("initrd", p))
         .transpose()?;
-    let mut m = measure::SnpMeasurementArgs::new(&image, args.vcpus);
+    let mut m = measure::SnpMeasurementArgs::new(&image, vcpus);
     m.vmm_type = args
         .vmm_type
         .parse::<VmmType>()

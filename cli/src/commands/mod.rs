@@ -8,7 +8,7 @@ pub(crate) mod cri;
 pub(crate) mod image;
 mod info;
 pub(crate) mod kbs;
-mod measure;
+pub(crate) mod measure;
 pub(crate) mod network;
 mod report;
 mod simulator;

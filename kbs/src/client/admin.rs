@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use p256::ecdsa::SigningKey;
+
+use crate::jwt::AdminSigner;
 use serde_json::{json, Value};
 
 use super::ClientError;
@@ -25,14 +27,27 @@ pub enum AdminPolicy {
 pub struct AdminClient {
     base: String,
     agent: ureq::Agent,
-    key: Option<SigningKey>,
+    credential: Option<Credential>,
+}
+
+/// How an admin client authenticates.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Credential {
+    /// A fresh short-lived token per request, signed by this key.
+    Key(Box<AdminSigner>),
+    /// A ready-made token (`a3s-box kbs admin-token`, or trustee's tooling).
+    Token(String),
 }
 
 impl std::fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminClient")
             .field("base", &self.base)
-            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -42,15 +57,14 @@ const ADMIN_TOKEN_SECS: u64 = 300;
 
 /// A fresh admin token signed by `key`.
 pub fn admin_token(key: &SigningKey) -> String {
-    let now = SystemTime::now()
+    AdminSigner::Es256(key.clone()).admin_token(now_secs(), ADMIN_TOKEN_SECS)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    crate::jwt::sign(
-        key,
-        &json!({"iat": now, "exp": now + ADMIN_TOKEN_SECS, "role": "admin", "iss": "a3s-box"}),
-        None,
-    )
+        .unwrap_or(0)
 }
 
 impl AdminClient {
@@ -63,6 +77,23 @@ impl AdminClient {
         key: Option<SigningKey>,
         ca_pem: Option<&[u8]>,
     ) -> Result<Self, ClientError> {
+        Self::with_credential(
+            url,
+            key.map(|k| Credential::Key(Box::new(k.into()))),
+            ca_pem,
+        )
+    }
+
+    /// An admin client of `url` authenticating with `credential` (`None` for an
+    /// insecure-admin KBS).
+    ///
+    /// # Errors
+    /// [`ClientError::Url`].
+    pub fn with_credential(
+        url: &str,
+        credential: Option<Credential>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         // Reuse the protocol client's URL checks and TLS settings.
         let probe = super::KbsClient::with_key(
             url,
@@ -72,7 +103,7 @@ impl AdminClient {
         Ok(Self {
             base: probe.base,
             agent: probe.agent,
-            key,
+            credential,
         })
     }
 
@@ -84,17 +115,28 @@ impl AdminClient {
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}/kbs/v0/{path}", self.base);
-        let auth = self
-            .key
-            .as_ref()
-            .map(|k| format!("Bearer {}", admin_token(k)));
+        let auth = self.credential.as_ref().map(|c| match c {
+            Credential::Key(k) => format!("Bearer {}", k.admin_token(now_secs(), ADMIN_TOKEN_SECS)),
+            Credential::Token(t) => format!("Bearer {t}"),
+        });
         let network = |source| ClientError::Network {
             step,
             url: url.clone(),
             source: Box::new(source),
         };
         let response = match (method, body) {
-            ("DELETE", _) => {
+            ("DELETE", Some(body)) => {
+                let mut r = self
+                    .agent
+                    .delete(&url)
+                    .force_send_body()
+                    .header("content-type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.send(body).map_err(network)?
+            }
+            ("DELETE", None) => {
                 let mut r = self.agent.delete(&url);
                 if let Some(a) = &auth {
                     r = r.header("authorization", a);
@@ -192,6 +234,53 @@ impl AdminClient {
             Some(message.to_string().as_bytes()),
         )
         .map(|_| ())
+    }
+
+    /// Every reference value, as one object.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn reference_values(&self) -> Result<Value, ClientError> {
+        let body = self.call("reference-value list", "GET", "reference-value", None)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            step: "reference-value list",
+            why: e.to_string(),
+        })
+    }
+
+    /// Appends `item` to the list `name` (kept once); returns the list.
+    ///
+    /// # Errors
+    /// [`ClientError`] (the broker checks the known names' formats).
+    pub fn add_reference_value(&self, name: &str, item: &Value) -> Result<Value, ClientError> {
+        self.list_change("reference-value add", "POST", name, item)
+    }
+
+    /// Removes `item` from the list `name`; returns the list.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] when it is not there.
+    pub fn remove_reference_value(&self, name: &str, item: &Value) -> Result<Value, ClientError> {
+        self.list_change("reference-value remove", "DELETE", name, item)
+    }
+
+    fn list_change(
+        &self,
+        step: &'static str,
+        method: &str,
+        name: &str,
+        item: &Value,
+    ) -> Result<Value, ClientError> {
+        let body = self.call(
+            step,
+            method,
+            &format!("reference-value/{name}/items"),
+            Some(item.to_string().as_bytes()),
+        )?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            step,
+            why: e.to_string(),
+        })
     }
 
     /// The reference value `name`.

@@ -18,7 +18,7 @@ use a3s_attestation::hw::{Attester, HwError};
 use a3s_attestation::report::trustee::EvidenceError;
 use zeroize::Zeroizing;
 
-pub use admin::{admin_token, AdminClient, AdminPolicy, ADMIN_TOKEN_LIFETIME};
+pub use admin::{admin_token, AdminClient, AdminPolicy, Credential, ADMIN_TOKEN_LIFETIME};
 
 use crate::jwe::{JweError, TeeKeyKind, TeeKeyPair};
 use crate::protocol::{

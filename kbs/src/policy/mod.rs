@@ -11,16 +11,35 @@
 //! (affirming tokens only), `allow-all` and `deny-all`. Rego v1 syntax is tried first, then
 //! v0 (trustee's samples are v0).
 
+pub mod cache;
+pub mod ear;
+mod input;
+pub mod reference;
+mod sample;
+
 use serde_json::Value;
 
 /// Which policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PolicyKind {
     /// Decides the appraisal status of evidence.
     Attestation,
     /// Decides whether a token may read a resource.
     Resource,
+}
+
+/// The id under which trustee's `kbs-client` stores an attestation policy without `--id`;
+/// the same policy as `default` here.
+pub const DEFAULT_CPU_ID: &str = "default_cpu";
+
+/// The stored id of attestation policy `id`: `default_cpu` and `default` are one policy.
+pub fn canonical_id(id: &str) -> &str {
+    if id == DEFAULT_CPU_ID {
+        "default"
+    } else {
+        id
+    }
 }
 
 /// The default attestation policy.
@@ -78,6 +97,10 @@ fn engine_with(rego: &str) -> Result<regorus::Engine, PolicyError> {
 /// # Errors
 /// [`PolicyError::Parse`].
 pub fn check(rego: &str) -> Result<(), PolicyError> {
+    parse(rego).map(|_| ())
+}
+
+fn parse(rego: &str) -> Result<regorus::Engine, PolicyError> {
     let engine = engine_with(rego)?;
     let packages = engine
         .get_packages()
@@ -87,32 +110,204 @@ pub fn check(rego: &str) -> Result<(), PolicyError> {
             "the policy must be `package policy` (found {packages:?})"
         )));
     }
-    Ok(())
+    Ok(engine)
 }
 
-/// Evaluates `data.policy.allow` of `rego` with `input` and `data`.
+/// Checks that `rego` parses and gives a verdict of `kind` for a sample input, as the
+/// broker does before it stores a policy: a policy that cannot be evaluated is refused at
+/// upload, never at attestation time.
+///
+/// # Errors
+/// [`PolicyError`] with the reason.
+pub fn check_kind(kind: PolicyKind, rego: &str) -> Result<(), PolicyError> {
+    compile(kind, rego).map(|_| ())
+}
+
+/// How a compiled policy decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decides {
+    /// `data.policy.allow`, a boolean (ours, and trustee's resource policies).
+    Allow,
+    /// The trust-claim rules (`executables`, `hardware`, `configuration`, ...): trustee's
+    /// EAR attestation policies.
+    TrustVector,
+}
+
+/// A parsed and checked policy, ready to evaluate (cheap to share; see [`cache`]).
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    engine: regorus::Engine,
+    decides: Decides,
+}
+
+/// The rule path of a trust claim.
+fn claim_path(rule: &str) -> String {
+    format!("data.policy.{rule}")
+}
+
+fn is_missing_rule(e: &anyhow::Error) -> bool {
+    e.to_string().contains("not a valid rule path")
+}
+
+/// Parses `rego`, finds how it decides and evaluates it against sample inputs.
+///
+/// # Errors
+/// [`PolicyError`] naming why the policy cannot be used.
+pub fn compile(kind: PolicyKind, rego: &str) -> Result<Compiled, PolicyError> {
+    let engine = parse(rego)?;
+    let mut probe = engine.clone();
+    let decides = match probe.eval_rule("data.policy.allow".into()) {
+        Err(e) if is_missing_rule(&e) => {
+            if kind == PolicyKind::Resource {
+                return Err(PolicyError::Eval(
+                    "a resource policy must define the boolean rule `allow`".into(),
+                ));
+            }
+            let defined = ear::CLAIMS.iter().any(|(_, rule)| {
+                let mut p = engine.clone();
+                !matches!(p.eval_rule(claim_path(rule)), Err(e) if is_missing_rule(&e))
+            });
+            if !defined {
+                return Err(PolicyError::Eval(
+                    "the policy defines neither the boolean rule `allow` nor trust-claim rules \
+                     (executables, hardware, configuration, ...) as trustee's EAR policies do"
+                        .into(),
+                ));
+            }
+            Decides::TrustVector
+        }
+        _ => Decides::Allow,
+    };
+    let compiled = Compiled { engine, decides };
+    // Evaluate against samples: unknown functions, type errors and non-boolean results
+    // show here, with the reason, instead of at the first attestation.
+    let sample = |what: &str, r: Result<(), PolicyError>| {
+        r.map_err(|e| PolicyError::Eval(format!("evaluating against a sample {what}: {e}")))
+    };
+    match kind {
+        PolicyKind::Attestation => {
+            let input = sample::attestation_input();
+            sample(
+                "SNP report with no reference values",
+                compiled
+                    .appraise(&input, &serde_json::json!({}))
+                    .map(|_| ()),
+            )?;
+            sample(
+                "SNP report with matching reference values",
+                compiled
+                    .appraise(&input, &sample::reference_values())
+                    .map(|_| ()),
+            )?;
+        }
+        PolicyKind::Resource => {
+            sample(
+                "token",
+                compiled
+                    .allows(&sample::token_claims(), &sample::resource_data())
+                    .map(|_| ()),
+            )?;
+        }
+    }
+    Ok(compiled)
+}
+
+impl Compiled {
+    /// The trust vector this attestation policy gives the SNP `claims` (as
+    /// [`crate::verifier::claims`] returns them) with `reference_values`.
+    ///
+    /// The input is `input.snp` = the claims (trustee's flat names) plus `launch_measurement`
+    /// and `evidence` (trustee's parsed-report shape: `measurement`, `reported_tcb`,
+    /// `policy`, `plat_info`); the reference values are `data.reference_values`,
+    /// `data.reference` (older trustee policies) and `query_reference_value(name)`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Eval`].
+    pub fn appraise(
+        &self,
+        claims: &Value,
+        reference_values: &Value,
+    ) -> Result<ear::TrustVector, PolicyError> {
+        let mut engine = self.engine.clone();
+        let refs = regorus::Value::from(reference_values.clone());
+        let lookup = refs.clone();
+        engine
+            .add_extension(
+                "query_reference_value".into(),
+                1,
+                Box::new(move |args: Vec<regorus::Value>| {
+                    let name = args
+                        .first()
+                        .ok_or_else(|| anyhow::anyhow!("query_reference_value needs a name"))?;
+                    Ok(lookup[name].clone())
+                }),
+            )
+            .map_err(|e| PolicyError::Eval(e.to_string()))?;
+        let mut data = regorus::Value::new_object();
+        if let Ok(map) = data.as_object_mut() {
+            map.insert(regorus::Value::from("reference_values"), refs.clone());
+            map.insert(regorus::Value::from("reference"), refs);
+        }
+        engine
+            .add_data(data)
+            .map_err(|e| PolicyError::Eval(e.to_string()))?;
+        engine.set_input(regorus::Value::from(input::attestation(claims)));
+        match self.decides {
+            Decides::Allow => Ok(ear::TrustVector::from_allow(eval_allow(&mut engine)?)),
+            Decides::TrustVector => {
+                let mut v = [0i64; 8];
+                for (slot, (_, rule)) in v.iter_mut().zip(ear::CLAIMS) {
+                    *slot = match engine.eval_rule(claim_path(rule)) {
+                        Err(e) if is_missing_rule(&e) => 0,
+                        Err(e) => return Err(PolicyError::Eval(format!("{rule}: {e}"))),
+                        Ok(regorus::Value::Undefined) => 0,
+                        Ok(x) => x.as_i64().map_err(|_| {
+                            PolicyError::Eval(format!("{rule} is {x}, not a trust-claim integer"))
+                        })?,
+                    };
+                }
+                Ok(ear::TrustVector(v))
+            }
+        }
+    }
+
+    /// Whether this resource policy allows `input` (token claims) with `data`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Eval`].
+    pub fn allows(&self, input: &Value, data: &Value) -> Result<bool, PolicyError> {
+        let mut engine = self.engine.clone();
+        engine
+            .add_data(regorus::Value::from(data.clone()))
+            .map_err(|e| PolicyError::Eval(e.to_string()))?;
+        engine.set_input(regorus::Value::from(input.clone()));
+        eval_allow(&mut engine)
+    }
+}
+
+fn eval_allow(engine: &mut regorus::Engine) -> Result<bool, PolicyError> {
+    match engine.eval_rule("data.policy.allow".into()) {
+        Ok(regorus::Value::Bool(b)) => Ok(b),
+        Ok(regorus::Value::Undefined) => Ok(false),
+        Ok(other) => Err(PolicyError::Eval(format!(
+            "data.policy.allow is {other}, not a boolean"
+        ))),
+        Err(e) => Err(PolicyError::Eval(e.to_string())),
+    }
+}
+
+/// Evaluates `data.policy.allow` of `rego` with `input` and `data` (no cache; the broker
+/// uses [`cache::PolicyCache`]).
 ///
 /// # Errors
 /// [`PolicyError`] when the policy does not parse or `allow` is not a boolean.
 pub fn evaluate(rego: &str, input: &Value, data: &Value) -> Result<bool, PolicyError> {
-    let mut engine = engine_with(rego)?;
-    let to_rego = |v: &Value| {
-        regorus::Value::from_json_str(&v.to_string()).map_err(|e| PolicyError::Eval(e.to_string()))
-    };
+    let mut engine = parse(rego)?;
     engine
-        .add_data(to_rego(data)?)
+        .add_data(regorus::Value::from(data.clone()))
         .map_err(|e| PolicyError::Eval(e.to_string()))?;
-    engine.set_input(to_rego(input)?);
-    let v = engine
-        .eval_rule("data.policy.allow".into())
-        .map_err(|e| PolicyError::Eval(e.to_string()))?;
-    match v {
-        regorus::Value::Bool(b) => Ok(b),
-        regorus::Value::Undefined => Ok(false),
-        other => Err(PolicyError::Eval(format!(
-            "data.policy.allow is {other}, not a boolean"
-        ))),
-    }
+    engine.set_input(regorus::Value::from(input.clone()));
+    eval_allow(&mut engine)
 }
 
 #[cfg(test)]

@@ -28,11 +28,14 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Kbs
         AdminAuth::DenyAll => Err(KbsError::AdminAuth(
             "this KBS has no admin key (start it with --admin-public-key)".into(),
         )),
-        AdminAuth::Key(key) => {
+        AdminAuth::Key {
+            key,
+            max_lifetime_secs,
+        } => {
             let token = bearer(headers).ok_or_else(|| {
                 KbsError::AdminAuth("no Authorization: Bearer <admin token>".into())
             })?;
-            crate::jwt::verify(&token, key, now_secs())
+            crate::jwt::verify_admin(&token, key, now_secs(), *max_lifetime_secs)
                 .map(|_| ())
                 .map_err(|e| KbsError::AdminAuth(e.to_string()))
         }
@@ -110,13 +113,13 @@ fn default_id() -> String {
     DEFAULT_POLICY_ID.into()
 }
 
-fn decode_policy(text: &str) -> Result<String, KbsError> {
+fn decode_policy(kind: PolicyKind, text: &str) -> Result<String, KbsError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
         .map_err(|_| KbsError::ParsePolicy("policy is not base64url".into()))?;
     let rego = String::from_utf8(bytes)
         .map_err(|_| KbsError::ParsePolicy("policy is not UTF-8 text".into()))?;
-    policy::check(&rego).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
+    policy::check_kind(kind, &rego).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
     Ok(rego)
 }
 
@@ -146,9 +149,16 @@ pub(crate) async fn set_attestation_policy(
             body.policy_type
         )));
     }
-    let rego = decode_policy(&body.policy)?;
-    blocking(move || store_policy(&state, Namespace::AttestationPolicy, &body.policy_id, &rego))
-        .await
+    let rego = decode_policy(PolicyKind::Attestation, &body.policy)?;
+    blocking(move || {
+        store_policy(
+            &state,
+            Namespace::AttestationPolicy,
+            policy::canonical_id(&body.policy_id),
+            &rego,
+        )
+    })
+    .await
 }
 
 pub(crate) async fn set_resource_policy(
@@ -157,7 +167,7 @@ pub(crate) async fn set_resource_policy(
     KbsJson(body): KbsJson<ResourcePolicyBody>,
 ) -> Result<StatusCode, KbsError> {
     authorize(&state, &headers)?;
-    let rego = decode_policy(&body.policy)?;
+    let rego = decode_policy(PolicyKind::Resource, &body.policy)?;
     blocking(move || store_policy(&state, Namespace::ResourcePolicy, DEFAULT_POLICY_ID, &rego))
         .await
 }
@@ -181,36 +191,6 @@ pub(crate) struct RvpsMessage {
     #[serde(rename = "type")]
     message_type: String,
     payload: String,
-}
-
-/// Checks the format of the reference values this broker's default policy reads.
-pub(crate) fn check_reference_value(name: &str, value: &Value) -> Result<(), KbsError> {
-    let bad = |why: String| Err(KbsError::Rvps(format!("{name}: {why}")));
-    if name == "snp_launch_measurement" {
-        let Some(list) = value.as_array() else {
-            return bad("must be a list of 96-hex-digit measurements".into());
-        };
-        for m in list {
-            let ok = m
-                .as_str()
-                .is_some_and(|s| s.len() == 96 && s.bytes().all(|b| b.is_ascii_hexdigit()));
-            if !ok {
-                return bad(format!("{m} is not a 96-hex-digit measurement"));
-            }
-        }
-    } else if name.starts_with("snp_min_") {
-        if value.as_u64().is_none_or(|n| n > 255) {
-            return bad(format!("{value} is not an SPL between 0 and 255"));
-        }
-        let known = ["bootloader", "tee", "snp", "microcode", "fmc"];
-        if !known.iter().any(|k| name == format!("snp_min_{k}")) {
-            return bad(format!(
-                "unknown TCB component (known: {})",
-                known.join(", ")
-            ));
-        }
-    }
-    Ok(())
 }
 
 pub(crate) async fn set_reference_values(
@@ -237,7 +217,7 @@ pub(crate) async fn set_reference_values(
     let values: serde_json::Map<String, Value> = serde_json::from_slice(&payload)
         .map_err(|e| KbsError::Rvps(format!("payload is not a JSON object: {e}")))?;
     for (name, value) in &values {
-        check_reference_value(name, value)?;
+        crate::policy::reference::check(name, value)?;
     }
     blocking(move || {
         for (name, value) in &values {
@@ -271,6 +251,47 @@ pub(crate) async fn get_reference_value(
         serde_json::from_slice(&bytes)
             .map(Json)
             .map_err(|e| KbsError::Internal(e.to_string()))
+    })
+    .await
+}
+
+/// `GET /reference-value`: every reference value.
+pub(crate) async fn list_reference_values(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, KbsError> {
+    authorize(&state, &headers)?;
+    blocking(move || crate::policy::reference::all(state.storage.as_ref()).map(Json)).await
+}
+
+/// `POST /reference-value/{name}/items`: appends the JSON body to the list `name`.
+pub(crate) async fn add_reference_value(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    KbsJson(item): KbsJson<Value>,
+) -> Result<Json<Value>, KbsError> {
+    authorize(&state, &headers)?;
+    blocking(move || {
+        let list = crate::policy::reference::add(state.storage.as_ref(), &name, item)?;
+        tracing::info!(name, "reference value appended");
+        Ok(Json(list))
+    })
+    .await
+}
+
+/// `DELETE /reference-value/{name}/items`: removes the JSON body from the list `name`.
+pub(crate) async fn remove_reference_value(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    KbsJson(item): KbsJson<Value>,
+) -> Result<Json<Value>, KbsError> {
+    authorize(&state, &headers)?;
+    blocking(move || {
+        let list = crate::policy::reference::remove(state.storage.as_ref(), &name, item)?;
+        tracing::info!(name, "reference value item removed");
+        Ok(Json(list))
     })
     .await
 }

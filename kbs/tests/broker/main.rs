@@ -2,8 +2,10 @@
 //! real TCP through our own client, trustee wire formats, PostgreSQL replicas.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod caches;
 mod endpoints;
 mod postgres;
 mod support;
 mod tcp;
+mod trustee_policy;
 mod wire;

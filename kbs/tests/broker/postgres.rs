@@ -203,7 +203,7 @@ fn replica(url: &str, kek: &Path, admin: &p256::ecdsa::SigningKey) -> AppState {
     );
     let verifier = EvidenceVerifier::new(None).allow_simulated(shared().sim.roots().unwrap());
     let mut config = Config::new(storage, verifier);
-    config.admin = AdminAuth::Key(*admin.verifying_key());
+    config.admin = AdminAuth::key(*admin.verifying_key());
     AppState::new(config).unwrap()
 }
 

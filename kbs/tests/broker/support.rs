@@ -104,7 +104,7 @@ pub(crate) fn broker_with(edit: impl FnOnce(&mut Config)) -> Broker {
     let admin_key = SigningKey::random(&mut rand_core::OsRng);
     let verifier = EvidenceVerifier::new(None).allow_simulated(shared().sim.roots().unwrap());
     let mut config = Config::new(storage.clone(), verifier);
-    config.admin = AdminAuth::Key(*admin_key.verifying_key());
+    config.admin = AdminAuth::key(*admin_key.verifying_key());
     edit(&mut config);
     let state = AppState::new(config).unwrap();
     storage

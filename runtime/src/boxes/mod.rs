@@ -100,6 +100,9 @@ pub enum BoxError {
     /// Neither the command line nor the image says what to run.
     #[error("no command specified: the image has no entrypoint or cmd and none was given")]
     NoCommand,
+    /// The launch of this request cannot be predicted before the box exists.
+    #[error("cannot predict this launch: {0}")]
+    Unpredictable(String),
     /// The box is not running.
     #[error("box {0} is not running")]
     NotRunning(String),
@@ -309,6 +312,14 @@ fn bad_ref<E: std::fmt::Display>(reference: &str) -> impl FnOnce(E) -> BoxError 
     }
 }
 
+/// A request resolved against the image store, before the box exists.
+struct Resolved {
+    reference: ImageRef,
+    image: a3s_image::LocalImage,
+    spec: BoxSpec,
+    net: crate::network::BoxNet,
+}
+
 /// All boxes of one A3S home.
 #[derive(Clone, Debug)]
 pub struct Boxes {
@@ -431,6 +442,64 @@ impl Boxes {
     /// # Errors
     /// Image, name, resources or command errors.
     pub fn create(&self, req: &CreateRequest) -> Result<BoxRecord, BoxError> {
+        let id = BoxId::random();
+        let Resolved {
+            reference,
+            image,
+            spec,
+            net,
+        } = self.resolve_request(req, &id)?;
+        let _names = state::lock_file(&self.dir.join(".lock"))?;
+        let name = match &req.name {
+            Some(n) => {
+                state::check_name(n)?;
+                n.clone()
+            }
+            None => format!("box-{}", &id.as_str()[..8]),
+        };
+        if let Some(other) = self.list()?.into_iter().find(|r| r.name == name) {
+            return Err(StateError::NameInUse {
+                name,
+                id: other.id.to_string(),
+            }
+            .into());
+        }
+        let rec = BoxRecord {
+            version: state::RECORD_VERSION,
+            id: id.clone(),
+            name,
+            image: reference.familiar(),
+            image_digest: image.digest.to_string(),
+            created_at: state::now_rfc3339(),
+            spec,
+            state: BoxState::Created,
+            kernel_cmdline: None,
+            started_at: None,
+            finished_at: None,
+            boot: None,
+            start_count: 0,
+            tee: None,
+            health: None,
+        };
+        fs_err::create_dir_all(self.box_dir(&id))?;
+        a3s_vmm::disk::create_layer(
+            &self.box_dir(&id).join(LAYER_DISK),
+            rec.spec.layer_bytes,
+            layer_format(&rec.spec),
+        )
+        .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
+        let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
+            .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
+        net.save(&self.box_dir(&id))?;
+        crate::volumes::Volumes::open(&self.home).attach(&self.box_dir(&id), &req.mounts)?;
+        state::write_record(&self.state_path(&id), &rec)?;
+        Ok(rec)
+    }
+
+    /// What a request resolves to before the box exists: its image and the box's settings.
+    /// `create` and [`Boxes::predict_plan`] share it, so a prediction sees exactly what a
+    /// created box would.
+    fn resolve_request(&self, req: &CreateRequest, id: &BoxId) -> Result<Resolved, BoxError> {
         let (vcpus, mem_mib) = VmConfig::resources(req.vcpus, req.mem_mib)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = req.image.parse().map_err(bad_ref(&req.image))?;
@@ -477,84 +546,73 @@ impl Boxes {
             Some(s) => Some(signal::parse_signal(s)?),
             None => None,
         };
-        let id = BoxId::random();
-        let _names = state::lock_file(&self.dir.join(".lock"))?;
-        let name = match &req.name {
-            Some(n) => {
-                state::check_name(n)?;
-                n.clone()
-            }
-            None => format!("box-{}", &id.as_str()[..8]),
-        };
-        if let Some(other) = self.list()?.into_iter().find(|r| r.name == name) {
-            return Err(StateError::NameInUse {
-                name,
-                id: other.id.to_string(),
-            }
-            .into());
-        }
         let hostname = req
             .hostname
             .clone()
             .unwrap_or_else(|| id.short().to_owned());
-        let rec = BoxRecord {
-            version: state::RECORD_VERSION,
-            id: id.clone(),
-            name,
-            image: reference.familiar(),
-            image_digest: image.digest.to_string(),
-            created_at: state::now_rfc3339(),
-            spec: BoxSpec {
-                process: ProcessSpec {
-                    argv,
-                    env,
-                    workdir: req.workdir.clone().or_else(|| cfg.working_dir.clone()),
-                    user: req.user.clone().or_else(|| cfg.user.clone()),
-                    tty: req.tty,
-                    tty_size: req.tty_size,
-                    stdin: req.stdin,
-                },
-                setup: GuestSetup {
-                    hostname,
-                    hosts: req.hosts.iter().cloned().collect(),
-                    nameservers: net.nameservers(),
-                    mounts: crate::volumes::guest_mounts(&req.mounts),
-                },
-                vcpus,
-                mem_mib,
-                kernel_args: req.kernel_args.clone(),
-                auto_remove: req.auto_remove,
-                tee: req.tee.clone(),
-                health,
-                labels: req.labels.clone(),
-                stop_signal,
-                stop_timeout: req.stop_timeout,
-                layer_bytes: req
-                    .layer_bytes
-                    .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
+        let spec = BoxSpec {
+            process: ProcessSpec {
+                argv,
+                env,
+                workdir: req.workdir.clone().or_else(|| cfg.working_dir.clone()),
+                user: req.user.clone().or_else(|| cfg.user.clone()),
+                tty: req.tty,
+                tty_size: req.tty_size,
+                stdin: req.stdin,
             },
-            state: BoxState::Created,
-            kernel_cmdline: None,
-            started_at: None,
-            finished_at: None,
-            boot: None,
-            start_count: 0,
-            tee: None,
-            health: None,
+            setup: GuestSetup {
+                hostname,
+                hosts: req.hosts.iter().cloned().collect(),
+                nameservers: net.nameservers(),
+                mounts: crate::volumes::guest_mounts(&req.mounts),
+            },
+            vcpus,
+            mem_mib,
+            kernel_args: req.kernel_args.clone(),
+            auto_remove: req.auto_remove,
+            tee: req.tee.clone(),
+            health,
+            labels: req.labels.clone(),
+            stop_signal,
+            stop_timeout: req.stop_timeout,
+            layer_bytes: req
+                .layer_bytes
+                .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
         };
-        fs_err::create_dir_all(self.box_dir(&id))?;
-        a3s_vmm::disk::create_layer(
-            &self.box_dir(&id).join(LAYER_DISK),
-            rec.spec.layer_bytes,
-            layer_format(&rec.spec),
-        )
-        .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
-        let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
-            .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
-        net.save(&self.box_dir(&id))?;
-        crate::volumes::Volumes::open(&self.home).attach(&self.box_dir(&id), &req.mounts)?;
-        state::write_record(&self.state_path(&id), &rec)?;
-        Ok(rec)
+        Ok(Resolved {
+            reference,
+            image,
+            spec,
+            net,
+        })
+    }
+
+    /// The plan a box created from `req` would boot, without creating it: the same image
+    /// resolution, boot assets (built into the cache when missing, the image's filesystem
+    /// too) and measured command line as `create` followed by `start`.
+    ///
+    /// # Errors
+    /// Those of `create` and `start`'s preparation; [`BoxError::Unpredictable`] for a box on
+    /// a bridge network (its address, on the measured command line, is assigned at create).
+    pub fn predict_plan(&self, req: &CreateRequest) -> Result<(BoxSpec, String, VmPlan), BoxError> {
+        let id = BoxId::random();
+        let Resolved {
+            reference,
+            image,
+            spec,
+            net,
+        } = self.resolve_request(req, &id)?;
+        if net.mode == crate::network::NetMode::Bridge {
+            return Err(BoxError::Unpredictable(
+                "a box on a bridge network has its address on the measured kernel command line, \
+                 and the address is assigned when the box is created; measure with --network tsi \
+                 or none, or create the box and read `inspect`"
+                    .into(),
+            ));
+        }
+        let digest = image.digest.to_string();
+        let plan = self.boot_plan(&spec, &reference.familiar(), &digest, net, Vec::new())?;
+        Ok((spec, digest, plan))
     }
 
     /// Prepares the boot assets of a box (cached), writing `plan.json` beside its record.
@@ -562,6 +620,36 @@ impl Boxes {
     /// # Errors
     /// Missing QEMU, kernel, guest-init, image; bad accelerator or machine override.
     pub fn prepare(&self, rec: &BoxRecord) -> Result<VmPlan, BoxError> {
+        let net =
+            crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
+        net.check_free()?;
+        let mounts = crate::volumes::load_mounts(&self.box_dir(&rec.id))?;
+        let mounts = crate::volumes::resolve(&crate::volumes::Volumes::open(&self.home), &mounts)?;
+        let plan = self.boot_plan(&rec.spec, &rec.image, &rec.image_digest, net, mounts)?;
+        let layer_disk = self.box_dir(&rec.id).join(LAYER_DISK);
+        if !layer_disk.exists() {
+            // A box created before writable layers existed.
+            a3s_vmm::disk::create_layer(
+                &layer_disk,
+                rec.spec.layer_bytes,
+                layer_format(&rec.spec),
+            )?;
+        }
+        let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
+        assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;
+        Ok(plan)
+    }
+
+    /// What a box with `spec`, image `image`@`image_digest`, network `net` and `mounts`
+    /// boots: kernel, initrd, root filesystem and the measured command line.
+    fn boot_plan(
+        &self,
+        spec: &BoxSpec,
+        image: &str,
+        image_digest: &str,
+        net: crate::network::BoxNet,
+        mounts: Vec<crate::volumes::ResolvedMount>,
+    ) -> Result<VmPlan, BoxError> {
         // A PATH lookup, not `qemu --version`: a spawn costs tens of milliseconds per start.
         let on_path = std::env::var_os("PATH").is_some_and(|path| {
             std::env::split_paths(&path).any(|d| d.join(a3s_vmm::host::QEMU_BINARY).is_file())
@@ -575,7 +663,7 @@ impl Boxes {
             kernel_roots.push(PathBuf::from(h).join(".a3s/kernels"));
         }
         let kernel = KernelDir::locate(&kernel_roots)?;
-        let snp = self.snp_launch(rec)?;
+        let snp = self.snp_launch(spec)?;
         // SNP: q35 and OVMF direct boot of the bzImage, whose hashes OVMF checks; otherwise
         // the faster PVH vmlinux on microvm.
         let (machine, kernel_image) = match &snp {
@@ -583,11 +671,6 @@ impl Boxes {
             None => (Machine::from_env()?, kernel.vmlinux(&cache)?),
         };
         let init = assets::locate_guest_init()?;
-        let net =
-            crate::network::BoxNet::load(&self.box_dir(&rec.id))?.linked(&self.home, &rec.id)?;
-        net.check_free()?;
-        let mounts = crate::volumes::load_mounts(&self.box_dir(&rec.id))?;
-        let mounts = crate::volumes::resolve(&crate::volumes::Volumes::open(&self.home), &mounts)?;
         if !mounts.is_empty() {
             a3s_vmm::fs::locate_virtiofsd()?;
         }
@@ -598,7 +681,7 @@ impl Boxes {
             .into());
         }
         let tee_modules: &[&str] = if snp.is_some() { &["sev-guest"] } else { &[] };
-        let layer = layer_format(&rec.spec);
+        let layer = layer_format(spec);
         let crypt_modules: &[&str] = match layer {
             a3s_vmm::disk::LayerFormat::Encrypted => a3s_vmm::disk::CRYPT_GUEST_MODULES,
             a3s_vmm::disk::LayerFormat::Ext4 => &[],
@@ -617,18 +700,10 @@ impl Boxes {
         };
         let base = assets::base_initrd(&cache, &kernel, &init, &modules, programs)?;
         let store = ImageStore::open(self.home.root().join("images"))?;
-        let reference: ImageRef = rec.image.parse().map_err(bad_ref(&rec.image))?;
-        let digest: a3s_image::Digest = rec
-            .image_digest
-            .parse()
-            .map_err(bad_ref(&rec.image_digest))?;
+        let reference: ImageRef = image.parse().map_err(bad_ref(image))?;
+        let digest: a3s_image::Digest = image_digest.parse().map_err(bad_ref(image_digest))?;
         let image = store.resolve_manifest(&reference, &digest)?;
         let root = store.filesystem(&image)?;
-        let layer_disk = self.box_dir(&rec.id).join(LAYER_DISK);
-        if !layer_disk.exists() {
-            // A box created before writable layers existed.
-            a3s_vmm::disk::create_layer(&layer_disk, rec.spec.layer_bytes, layer)?;
-        }
         let choice = accel::choose(
             accel::probe_kvm(Path::new("/")),
             std::env::var(accel::ACCEL_ENV).ok().as_deref(),
@@ -644,23 +719,12 @@ impl Boxes {
         // The verity root hash and the image digest are on the (measured) command line: a
         // host cannot swap the root filesystem of a TEE box and still get a valid report.
         let mut extra = vec![
-            format!("a3s.image={}", rec.image_digest),
+            format!("a3s.image={image_digest}"),
             format!("{}={}", a3s_vmm::disk::ROOT_ARG, root.verity_arg()),
             format!("{}={}", a3s_vmm::disk::RW_ARG, layer.kernel_value()),
         ];
         extra.extend(net.kernel_arg());
-        extra.extend(rec.spec.kernel_args.iter().cloned());
-        let tsc_khz = match choice.accel {
-            Accel::Tcg => a3s_vmm::clock::host_tsc_khz(&cache),
-            Accel::Kvm => None,
-        };
-        // A TEE box's command line is measured: it keeps the fixed rate, whatever this host's
-        // CPU, so its measurement is the same on every host; guest-init corrects the clock.
-        let cmdline_tsc = if rec.spec.tee.is_some() {
-            None
-        } else {
-            tsc_khz
-        };
+        extra.extend(spec.kernel_args.iter().cloned());
         let plan = VmPlan {
             accel: choice.accel,
             accel_reason: choice.reason,
@@ -674,15 +738,13 @@ impl Boxes {
             snp,
             tsc_khz,
         };
-        let json = serde_json::to_vec_pretty(&plan).map_err(std::io::Error::other)?;
-        assets::write_atomic(&self.box_dir(&rec.id).join("plan.json"), &json)?;
         Ok(plan)
     }
 
     /// The SNP launch of a `--tee-enable` box (checked again at every start: the host may
     /// have changed since `create`), `None` for other boxes.
-    fn snp_launch(&self, rec: &BoxRecord) -> Result<Option<a3s_vmm::snp::SnpConfig>, BoxError> {
-        if rec.spec.tee.as_ref().map(|t| t.mode) != Some(crate::tee::spec::TeeMode::Snp) {
+    fn snp_launch(&self, spec: &BoxSpec) -> Result<Option<a3s_vmm::snp::SnpConfig>, BoxError> {
+        if spec.tee.as_ref().map(|t| t.mode) != Some(crate::tee::spec::TeeMode::Snp) {
             return Ok(None);
         }
         let no_snp = |e: a3s_vmm::snp::SnpHostError| {

@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use a3s_attestation::measure::{self, CpuSignature, SnpMeasurementArgs};
 
+use a3s_vmm::proto::TeeMode;
+use a3s_vmm::VmConfig;
+
 use super::TeeError;
 
 /// The vCPU type a simulated launch is measured with.
@@ -39,6 +42,52 @@ pub struct Measured {
     pub digest: [u8; 48],
     /// Milliseconds spent reading and hashing.
     pub elapsed_ms: u64,
+}
+
+/// What the VM of `config` measures in `mode`: the one place the runtime picks the firmware
+/// and the recipe, used by the launch itself and by `a3s-box measure --image`.
+///
+/// # Errors
+/// [`TeeError::NoSnp`] for an SNP mode without an SNP launch plan; those of
+/// [`measure_snp`] and [`measure_simulated`].
+pub fn measure_config(mode: TeeMode, config: &VmConfig) -> Result<Measured, TeeError> {
+    let inputs = launch_inputs(mode, config)?;
+    match mode {
+        TeeMode::Snp => measure_snp(&inputs),
+        _ => measure_simulated(&inputs),
+    }
+}
+
+/// The vCPU type a launch in `mode` is measured with.
+pub fn vcpu_type(mode: TeeMode) -> &'static str {
+    match mode {
+        TeeMode::Snp => a3s_vmm::snp::VCPU_TYPE,
+        _ => SIMULATED_VCPU_TYPE,
+    }
+}
+
+/// The files and values [`measure_config`] measures.
+///
+/// # Errors
+/// [`TeeError::NoSnp`] for an SNP mode without an SNP launch plan.
+pub fn launch_inputs(mode: TeeMode, config: &VmConfig) -> Result<LaunchInputs<'_>, TeeError> {
+    let firmware = match mode {
+        TeeMode::Snp => {
+            &config
+                .snp
+                .as_ref()
+                .ok_or_else(|| TeeError::NoSnp("the box's plan has no SNP launch".into()))?
+                .firmware
+        }
+        _ => config.machine.firmware(),
+    };
+    Ok(LaunchInputs {
+        firmware,
+        kernel: &config.kernel,
+        initrd: &config.initrd,
+        cmdline: &config.cmdline,
+        vcpus: u32::from(config.vcpus),
+    })
 }
 
 /// Measures an SEV-SNP launch of `inputs`, whose firmware is OVMF with the kernel-hashes

@@ -7,7 +7,7 @@ use std::path::Path;
 use a3s_vmm::proto::{GuestMsg, HostMsg, SecretSpec, TeeSetup};
 use a3s_vmm::VmConfig;
 
-use super::launch::{self, LaunchInputs};
+use super::launch;
 use super::local_kbs::{self, LocalKbs};
 use super::secure_processor::SecureProcessor;
 use super::spec::{parse_measurement, TeeMode, RATLS_GUEST_PORT};
@@ -45,28 +45,19 @@ impl TeeLaunch {
         let event = |action: &str, outcome: Outcome, msg: &str| {
             Event::new(action, outcome, msg).with_box(box_id)
         };
-        let inputs = |firmware| LaunchInputs {
-            firmware,
-            kernel: &config.kernel,
-            initrd: &config.initrd,
-            cmdline: &config.cmdline,
-            vcpus: u32::from(config.vcpus),
-        };
-        let measured = if spec.mode == TeeMode::Snp {
+        if spec.mode == TeeMode::Snp {
             // Checked at create and at prepare; the host may have changed since.
-            let refuse = |err: TeeError| {
+            if let Err(e) = a3s_vmm::snp::check_host(Path::new("/")) {
+                let err = TeeError::NoSnp(e.to_string());
                 let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
-                err
-            };
-            a3s_vmm::snp::check_host(Path::new("/"))
-                .map_err(|e| refuse(TeeError::NoSnp(e.to_string())))?;
-            let snp = config.snp.as_ref().ok_or_else(|| {
-                refuse(TeeError::NoSnp("the box's plan has no SNP launch".into()))
-            })?;
-            launch::measure_snp(&inputs(&snp.firmware))?
-        } else {
-            launch::measure_simulated(&inputs(config.machine.firmware()))?
-        };
+                return Err(err);
+            }
+        }
+        let measured = launch::measure_config(spec.mode, config).inspect_err(|err| {
+            if matches!(err, TeeError::NoSnp(_)) {
+                let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
+            }
+        })?;
         let actual = hex::encode(measured.digest);
         let mut measure_event = event(
             "tee.measure",

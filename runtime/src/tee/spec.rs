@@ -209,10 +209,12 @@ impl TeeSpec {
                 path: p.clone(),
                 why: e.to_string(),
             })?;
-            a3s_kbs::policy::check(&text).map_err(|e| TeeError::Policy {
-                path: p.clone(),
-                why: e.to_string(),
-            })?;
+            a3s_kbs::policy::check_kind(a3s_kbs::policy::PolicyKind::Attestation, &text).map_err(
+                |e| TeeError::Policy {
+                    path: p.clone(),
+                    why: e.to_string(),
+                },
+            )?;
         }
         Ok(())
     }
@@ -304,6 +306,9 @@ pub enum TeeError {
         /// What the artefacts measure.
         actual: String,
     },
+    /// A measurement was asked of a box that is not confidential.
+    #[error("only confidential boxes have a launch measurement: add --tee-simulate (or --tee-enable on an SEV-SNP host)")]
+    NotConfidential,
     /// `--tee-enable` on a host that cannot launch SEV-SNP guests.
     #[error("--tee-enable: {0}")]
     NoSnp(String),
@@ -344,7 +349,7 @@ impl TeeError {
                 Some("`a3s-box inspect BOX` shows the measured value of a box".into())
             }
             Self::MeasurementMismatch { .. } => Some(
-                "the kernel, initrd (guest agent, image) or command line differ from what was expected; check --kernel-arg, --cpus and the image".into(),
+                "the kernel, initrd (guest agent, image) or command line differ from what was expected; `a3s-box measure --image IMAGE` with the same --tee-*, --cpus, --kernel-arg and --network flags prints what this host will measure".into(),
             ),
             Self::NoNetwork => Some("drop --network, or the secrets".into()),
             Self::NoSnp(_) => Some("use --tee-simulate on hosts without SEV-SNP".into()),

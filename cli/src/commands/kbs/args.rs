@@ -22,6 +22,24 @@ pub(crate) enum KbsCommand {
     /// Manage the reference values of a KBS.
     #[command(subcommand, name = "reference-value")]
     ReferenceValue(ReferenceValueCommand),
+    /// Write an admin token (a JWT signed by an Ed25519 or P-256 admin key) to a file, for
+    /// `--admin-token-file` here or trustee's `kbs-client`.
+    AdminToken(AdminTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminTokenArgs {
+    /// Admin private key: Ed25519 (PKCS#8 PEM, e.g. `openssl genpkey -algorithm ed25519`) or
+    /// P-256 (PKCS#8 or SEC1 PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// Lifetime in seconds (the KBS refuses tokens living longer than its
+    /// --admin-token-max-lifetime-secs, one day by default).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub(crate) ttl: u64,
+    /// Where to write the token (mode 0600); stdout when absent.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -41,10 +59,14 @@ pub(crate) struct ServeArgs {
     /// Accept evidence from this A3S home's simulator (always marked simulated).
     #[arg(long)]
     pub(crate) allow_simulated: bool,
-    /// Admin public key (P-256 SubjectPublicKeyInfo PEM); admin requests need a bearer JWT
-    /// signed by its private key (`--admin-key` of the admin commands).
+    /// Admin public key (Ed25519 or P-256 SubjectPublicKeyInfo PEM); admin requests need a
+    /// bearer JWT signed by its private key (`--admin-key` or `--admin-token-file` of the
+    /// admin commands, `a3s-box kbs admin-token`, trustee's kbs-client).
     #[arg(long, value_name = "FILE", conflicts_with = "insecure_admin")]
     pub(crate) admin_public_key: Option<PathBuf>,
+    /// Longest admin token lifetime accepted (exp - iat), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = a3s_kbs::state::DEFAULT_ADMIN_TOKEN_MAX_SECS)]
+    pub(crate) admin_token_max_lifetime_secs: u64,
     /// Allow every admin request without authentication. Local use only.
     #[arg(long)]
     pub(crate) insecure_admin: bool,
@@ -93,9 +115,13 @@ pub(crate) struct UrlArgs {
 pub(crate) struct AdminArgs {
     #[command(flatten)]
     pub(crate) url: UrlArgs,
-    /// Admin private key (P-256 PKCS#8 or SEC1 PEM). Omit for a KBS run with --insecure-admin.
-    #[arg(long, value_name = "FILE")]
+    /// Admin private key (Ed25519 PKCS#8 PEM, or P-256 PKCS#8 or SEC1 PEM). Omit for a KBS
+    /// run with --insecure-admin.
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_token_file")]
     pub(crate) admin_key: Option<PathBuf>,
+    /// A ready-made admin token (`a3s-box kbs admin-token`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +212,53 @@ pub(crate) enum ReferenceValueCommand {
         name: String,
         /// JSON value.
         value: String,
+    },
+    /// Append a value to a reference-value list (kept once), by default a launch
+    /// measurement to `snp_launch_measurement`: the one `a3s-box run` of `--from-image` with
+    /// the same flags gets on this host, or the VALUE given.
+    Add {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The list to append to.
+        #[arg(long, default_value = "snp_launch_measurement")]
+        name: String,
+        /// Predict the value like `a3s-box measure --image IMAGE` (with the run flags below).
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_unless_present = "value",
+            conflicts_with = "value"
+        )]
+        from_image: Option<String>,
+        #[command(flatten)]
+        launch: crate::commands::measure::LaunchFlags,
+        /// The value (a string, or JSON such as 8).
+        value: Option<String>,
+    },
+    /// Remove a value from a reference-value list.
+    Remove {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The list to remove from.
+        #[arg(long, default_value = "snp_launch_measurement")]
+        name: String,
+        /// Remove what `a3s-box measure --image IMAGE` (with the run flags below) predicts.
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_unless_present = "value",
+            conflicts_with = "value"
+        )]
+        from_image: Option<String>,
+        #[command(flatten)]
+        launch: crate::commands::measure::LaunchFlags,
+        /// The value (a string, or JSON such as 8).
+        value: Option<String>,
+    },
+    /// Show every reference value (JSON).
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Show a reference value.
     Get {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use a3s_attestation::hw::{Attester, HardwareAttester};
 use a3s_attestation::kds::{CertSource, KdsCache, KdsClient, DEFAULT_BASE_URL};
 use a3s_attestation::Product;
-use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, KbsClient};
+use a3s_kbs::client::{AdminClient, AdminPolicy, ClientError, Credential, KbsClient};
 use a3s_kbs::jwe::{TeeKeyKind, TeeKeyPair};
 use a3s_kbs::policy::{self, PolicyKind};
 use a3s_kbs::protocol::ResourcePath;
@@ -22,8 +22,8 @@ use a3s_simulator::{GuestContext, SimAttester, Simulator};
 use anyhow::Context;
 
 use self::args::{
-    AdminArgs, GetArgs, KbsCommand, PolicyCommand, PolicyKindArg, ReferenceValueCommand,
-    ResourceCommand, ServeArgs, TeeKeyArg, UrlArgs,
+    AdminArgs, AdminTokenArgs, GetArgs, KbsCommand, PolicyCommand, PolicyKindArg,
+    ReferenceValueCommand, ResourceCommand, ServeArgs, TeeKeyArg, UrlArgs,
 };
 use crate::commands::report::hex_padded;
 use crate::{usage_error, ExitStatus};
@@ -32,6 +32,7 @@ use crate::{usage_error, ExitStatus};
 pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
     match command {
         KbsCommand::Serve(args) => serve(&args),
+        KbsCommand::AdminToken(args) => admin_token(&args),
         KbsCommand::Get(args) => get(&args),
         KbsCommand::Resource(ResourceCommand::Set {
             admin,
@@ -74,8 +75,8 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
                     .to_owned(),
                 (None, None) => unreachable!("clap requires --file or --builtin"),
             };
-            policy::check(&rego)
-                .with_context(|| "the policy does not parse".to_string())
+            policy::check_kind(kind, &rego)
+                .with_context(|| "the policy cannot be used".to_string())
                 .map_err(usage_error)?;
             admin_client(&admin)?.set_policy(admin_kind, &rego)?;
             eprintln!("set the {kind:?} policy");
@@ -93,12 +94,71 @@ pub(crate) fn run(command: KbsCommand) -> anyhow::Result<ExitStatus> {
             eprintln!("set reference value {name}");
             Ok(ExitStatus::Success)
         }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::Add {
+            admin,
+            name,
+            from_image,
+            launch,
+            value,
+        }) => {
+            let item = list_item(from_image.as_deref(), &launch, value.as_deref())?;
+            let list = admin_client(&admin)?.add_reference_value(&name, &item)?;
+            eprintln!("added {item} to {name}");
+            println!("{list}");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::Remove {
+            admin,
+            name,
+            from_image,
+            launch,
+            value,
+        }) => {
+            let item = list_item(from_image.as_deref(), &launch, value.as_deref())?;
+            let list = admin_client(&admin)?.remove_reference_value(&name, &item)?;
+            eprintln!("removed {item} from {name}");
+            println!("{list}");
+            Ok(ExitStatus::Success)
+        }
+        KbsCommand::ReferenceValue(ReferenceValueCommand::List { admin }) => {
+            let all = admin_client(&admin)?.reference_values()?;
+            println!("{}", serde_json::to_string_pretty(&all)?);
+            Ok(ExitStatus::Success)
+        }
         KbsCommand::ReferenceValue(ReferenceValueCommand::Get { admin, name }) => {
             let v = admin_client(&admin)?.reference_value(&name)?;
             println!("{v}");
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// The item of `reference-value add|remove`: the predicted launch measurement of
+/// `from_image`, else `value` as JSON when it parses (8, true), else as a string.
+fn list_item(
+    from_image: Option<&str>,
+    launch: &crate::commands::measure::LaunchFlags,
+    value: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    if let Some(image) = from_image {
+        let predicted = launch.predict(image)?;
+        eprintln!(
+            "{image} ({}) measures {} on this host ({} launch, {} vCPU)",
+            predicted.image_digest,
+            predicted.measurement,
+            if predicted.simulated {
+                "simulated"
+            } else {
+                "SEV-SNP"
+            },
+            predicted.inputs.vcpus
+        );
+        return Ok(serde_json::Value::String(predicted.measurement));
+    }
+    let Some(text) = value else {
+        anyhow::bail!("give a VALUE or --from-image IMAGE");
+    };
+    Ok(serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned())))
 }
 
 fn home() -> anyhow::Result<A3sHome> {
@@ -117,19 +177,66 @@ fn read_ca(url: &UrlArgs) -> anyhow::Result<Option<Vec<u8>>> {
         .transpose()
 }
 
+/// Largest key or token file read (PEM keys and JWTs are a few hundred bytes).
+const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+fn read_small(what: &str, p: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(p)
+        .and_then(|f| f.take(MAX_CREDENTIAL_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("reading {what} {}", p.display()))
+        .map_err(usage_error)?;
+    if text.len() as u64 > MAX_CREDENTIAL_BYTES {
+        return Err(usage_error(anyhow::anyhow!(
+            "{what} {} is larger than {MAX_CREDENTIAL_BYTES} bytes: not a key or token",
+            p.display()
+        )));
+    }
+    Ok(text)
+}
+
+fn admin_signer(p: &Path) -> anyhow::Result<a3s_kbs::jwt::AdminSigner> {
+    a3s_kbs::jwt::AdminSigner::from_pem(&read_small("admin key", p)?)
+        .map_err(|e| usage_error(anyhow::anyhow!("admin key {}: {e}", p.display())))
+}
+
 fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
-    let key = match &args.admin_key {
-        Some(p) => {
-            let pem = crate::input::read_text_limited(p, crate::input::KEY_MAX_BYTES, "admin key")?;
-            Some(
-                a3s_kbs::jwt::signing_key_from_pem(&pem)
-                    .map_err(|e| usage_error(anyhow::anyhow!("admin key {}: {e}", p.display())))?,
-            )
+    let credential = match (&args.admin_key, &args.admin_token_file) {
+        (Some(p), _) => Some(Credential::Key(Box::new(admin_signer(p)?))),
+        (None, Some(p)) => {
+            let token = read_small("admin token file", p)?.trim().to_owned();
+            a3s_kbs::jwt::claims_unverified(&token).map_err(|e| {
+                usage_error(anyhow::anyhow!("admin token file {}: {e}", p.display()))
+            })?;
+            Some(Credential::Token(token))
         }
-        None => None,
+        (None, None) => None,
     };
     let ca = read_ca(&args.url)?;
-    AdminClient::new(&args.url.url, key, ca.as_deref()).map_err(|e| usage_error(e.into()))
+    AdminClient::with_credential(&args.url.url, credential, ca.as_deref())
+        .map_err(|e| usage_error(e.into()))
+}
+
+/// `kbs admin-token`: a token file trustee's `kbs-client --admin-token-file` reads too (the
+/// compact JWT, no newline).
+fn admin_token(args: &AdminTokenArgs) -> anyhow::Result<ExitStatus> {
+    if args.ttl == 0 {
+        return Err(usage_error(anyhow::anyhow!(
+            "--ttl must be at least 1 second"
+        )));
+    }
+    let signer = admin_signer(&args.key)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let token = signer.admin_token(now, args.ttl);
+    match &args.out {
+        Some(out) => write_secret(out, token.as_bytes())?,
+        None => println!("{token}"),
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
@@ -171,14 +278,13 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
     }
     let admin = match (&args.admin_public_key, args.insecure_admin) {
         (Some(p), _) => {
-            let pem = crate::input::read_text_limited(
-                p,
-                crate::input::KEY_MAX_BYTES,
-                "admin public key",
-            )?;
-            AdminAuth::Key(a3s_kbs::jwt::verifying_key_from_pem(&pem).map_err(|e| {
-                usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
-            })?)
+            let pem = read_small("admin public key", p)?;
+            AdminAuth::Key {
+                key: Box::new(a3s_kbs::jwt::AdminKey::from_pem(&pem).map_err(|e| {
+                    usage_error(anyhow::anyhow!("admin public key {}: {e}", p.display()))
+                })?),
+                max_lifetime_secs: args.admin_token_max_lifetime_secs,
+            }
         }
         (None, true) => {
             eprintln!("warning: --insecure-admin: anyone who can reach this KBS can change its resources and policies; use only on a local machine");
