@@ -725,6 +725,13 @@ impl Boxes {
         ];
         extra.extend(net.kernel_arg());
         extra.extend(spec.kernel_args.iter().cloned());
+        let tsc_khz = match choice.accel {
+            Accel::Tcg => a3s_vmm::clock::host_tsc_khz(&cache),
+            Accel::Kvm => None,
+        };
+        // A TEE box's command line is measured: it keeps the fixed rate, whatever this host's
+        // CPU, so its measurement is the same on every host; guest-init corrects the clock.
+        let cmdline_tsc = if spec.tee.is_some() { None } else { tsc_khz };
         let plan = VmPlan {
             accel: choice.accel,
             accel_reason: choice.reason,
