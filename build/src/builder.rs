@@ -49,6 +49,9 @@ struct Stage {
     image: Option<Digest>,
     config: Value,
     args: Vars,
+    /// ARGs declared before the first FROM: a stage's `ARG NAME` without a default takes
+    /// their value.
+    global: Vars,
     shell: Vec<String>,
 }
 
@@ -262,6 +265,7 @@ impl<'a> Builder<'a> {
             image,
             config,
             args: Vars::new(),
+            global: global.clone(),
             shell: DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect(),
         };
         let stage = if base == "scratch" {
@@ -333,7 +337,7 @@ impl<'a> Builder<'a> {
         // ARG changes only what later steps see; it is not part of the image.
         if ins.keyword == Keyword::Arg {
             let (name, value) = self.arg_value(ins, &vars)?;
-            match value {
+            match value.or_else(|| stage.global.get(&name).cloned()) {
                 Some(v) => stage.args.insert(name, v),
                 None => stage.args.remove(&name),
             };
@@ -425,12 +429,14 @@ impl<'a> Builder<'a> {
             }
             None => false,
         };
+        let created = created_now();
+        stage.config["created"] = json!(created);
         let digest = self.store.commit(&Commit {
             parent: stage.image.as_ref(),
             config: stage.config.clone(),
             layer: has_layer.then_some(layer_path.as_path()),
             history: History {
-                created: Some(created_now()),
+                created: Some(created),
                 created_by: Some(created_by),
                 comment: Some("a3s-box build".into()),
                 empty_layer: false,
@@ -756,12 +762,11 @@ impl<'a> Builder<'a> {
                 .map_err(context::CopyError::Io)?;
         }
         let tar = layer.write(Vec::new()).map_err(context::CopyError::Io)?;
-        let shown: Vec<&str> = sources.iter().map(|s| s.rel.as_str()).collect();
         let mut text = format!("{} ", ins.keyword.name());
         for (k, v) in &ins.flags {
             text.push_str(&format!("--{k}={v} "));
         }
-        text.push_str(&format!("{} /{dest}", shown.join(" ")));
+        text.push_str(&format!("{} /{dest}", srcs.join(" ")));
         Ok((tar, text))
     }
 

@@ -92,6 +92,9 @@ fn walk<W: Write>(
             continue;
         }
         if ft.is_dir() {
+            if only_guest_owned(&path, &rel_path, exclude)? {
+                continue; // e.g. `run/`, copied up only because guest-init made `run/a3s`
+            }
             let mut h = header(&meta, tar::EntryType::Directory);
             h.set_size(0);
             b.append_data(&mut h, format!("{rel_path}/"), io::empty())?;
@@ -144,6 +147,21 @@ fn walk<W: Write>(
     Ok(())
 }
 
+/// True when directory `dir` holds excluded entries and nothing else (and is not opaque): the
+/// upper layer has it only because of what guest-init wrote below it.
+fn only_guest_owned(dir: &Path, rel: &str, exclude: &[&str]) -> io::Result<bool> {
+    let mut any_excluded = false;
+    for e in fs::read_dir(dir).map_err(|e| named(dir, e))? {
+        let name = e.map_err(|e| named(dir, e))?.file_name();
+        if exclude.contains(&format!("{rel}/{}", name.to_string_lossy()).as_str()) {
+            any_excluded = true;
+        } else {
+            return Ok(false);
+        }
+    }
+    Ok(any_excluded && !is_opaque(dir))
+}
+
 /// A GNU header with `meta`'s mode, numeric owner and mtime (whole seconds).
 fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -189,6 +207,8 @@ mod tests {
         fs::write(d.path().join("etc/b/z"), "z").unwrap();
         fs::write(d.path().join("etc/a"), "a").unwrap();
         fs::write(d.path().join("etc/hosts"), "guest").unwrap();
+        fs::create_dir_all(d.path().join("run/a3s")).unwrap();
+        fs::create_dir_all(d.path().join("empty")).unwrap();
         // A whiteout is a 0/0 character device (needs CAP_MKNOD: tests run as root here).
         nix::sys::stat::mknod(
             &d.path().join("etc/gone"),
