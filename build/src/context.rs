@@ -431,6 +431,21 @@ impl LayerBuilder {
             if rel.is_empty() {
                 continue;
             }
+            // Directories the archive implies but does not list are made as tar makes them.
+            let parts: Vec<&str> = rel.split('/').collect();
+            for n in 1..parts.len() {
+                let parent = parts[..n].join("/");
+                let p = if dest.is_empty() {
+                    parent
+                } else {
+                    format!("{dest}/{parent}")
+                };
+                self.items.entry(p).or_insert(Item::Dir {
+                    mode: 0o755,
+                    owner: (0, 0),
+                    mtime: 0,
+                });
+            }
             let target = if dest.is_empty() {
                 rel
             } else {

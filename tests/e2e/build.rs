@@ -382,3 +382,244 @@ fn unsupported_instructions_flags_platforms_and_remote_add_are_refused_with_the_
         assert!(r.stderr.contains(expected), "{df}: {}", r.stderr);
     }
 }
+
+/// The comparison Dockerfile: the same text for both builders, the base image passed as an ARG
+/// (a3s-box: the loaded image; buildah: the OCI archive it was loaded from).
+const COMPARED: &str = r#"ARG BASE
+FROM ${BASE} AS build
+ARG GREETING=hello
+WORKDIR /work
+COPY src/ ./src/
+RUN python3 src/gen.py "$GREETING" > out.txt && rm /etc/debian_version \
+ && mkdir -p /opt/data && echo d > /opt/data/f && chmod 0600 /opt/data/f
+
+FROM ${BASE}
+COPY --from=build /work/out.txt /app/
+COPY --from=build /opt/data /data
+COPY --chown=1:2 --chmod=0640 src/gen.py /app/gen.py
+ADD files.tar /unpacked/
+ENV NAME=world
+WORKDIR /app
+USER 1000:1000
+EXPOSE 8080 53/udp
+LABEL org.example.k=v
+VOLUME /data
+STOPSIGNAL SIGINT
+ENTRYPOINT ["python3"]
+CMD ["-c", "print(open('/app/out.txt').read().strip())"]
+"#;
+
+/// path → (type, mode, uid, gid, sha256 of content or link target), after applying the layers
+/// of `image` (as `image inspect` lists them) with OCI whiteouts.
+fn flatten(env: &TestEnv, image: &str) -> std::collections::BTreeMap<String, String> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let inspect = ok(env, &["image", "inspect", image]).json();
+    let mut tree = std::collections::BTreeMap::new();
+    for layer in inspect["layers"].as_array().unwrap() {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blob = env.home.path().join("images/v1/blobs/sha256").join(hex);
+        let gz = flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap());
+        let mut archive = tar::Archive::new(gz);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .trim_start_matches("./")
+                .to_owned();
+            let (dir, name) = path
+                .rsplit_once('/')
+                .map_or(("", path.as_str()), |(d, n)| (d, n));
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            if name == ".wh..wh..opq" {
+                tree.retain(|p: &String, _| !p.starts_with(&prefix) || p.len() == prefix.len());
+                continue;
+            }
+            if let Some(gone) = name.strip_prefix(".wh.") {
+                let gone = format!("{prefix}{gone}");
+                tree.retain(|p: &String, _| *p != gone && !p.starts_with(&format!("{gone}/")));
+                continue;
+            }
+            let h = e.header().clone();
+            let mut content = Vec::new();
+            e.read_to_end(&mut content).unwrap();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned());
+            let what = format!(
+                "{:?} {:o} {}:{} {}",
+                h.entry_type(),
+                h.mode().unwrap() & 0o7777,
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                link.unwrap_or_else(|| hex::encode(sha2::Sha256::digest(&content)))
+            );
+            tree.insert(path, what);
+        }
+    }
+    // Both builders manage these per box, and buildah leaves an empty /etc/hosts behind.
+    for p in ["etc/hosts", "etc/resolv.conf", "etc/hostname", "run"] {
+        tree.remove(p);
+    }
+    tree
+}
+
+#[test]
+fn buildah_builds_the_same_dockerfile_into_the_same_trees_and_config() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    if which("buildah").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "buildah is missing: run scripts/setup"
+        );
+        eprintln!(
+            "SKIPPED: buildah comparison: buildah is not installed (scripts/setup installs it)"
+        );
+        return;
+    }
+    let archive = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o640);
+        h.set_uid(7);
+        h.set_gid(8);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, "sub/in-archive.txt", &b"tar"[..])
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    let ctx = context(&[
+        ("Dockerfile", COMPARED),
+        (
+            "src/gen.py",
+            "import sys\nprint(sys.argv[1] + ' compared')\n",
+        ),
+    ]);
+    std::fs::write(ctx.path().join("files.tar"), archive).unwrap();
+    for f in ["src/gen.py", "Dockerfile"] {
+        std::fs::set_permissions(
+            ctx.path().join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let dir = ctx.path().to_str().unwrap();
+    let base_archive = {
+        let py = ok(env, &["image", "inspect", PY]).json();
+        assert!(py["digest"].is_string());
+        let out = std::process::Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images"),
+        )
+        .arg("python3")
+        .output()
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["archive"].as_str().unwrap().to_owned()
+    };
+    let bh = tempfile::tempdir().unwrap();
+    let buildah = |args: &[&str]| {
+        let root = bh.path().join("root");
+        let runroot = bh.path().join("run");
+        let out = std::process::Command::new("buildah")
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "--runroot",
+                runroot.to_str().unwrap(),
+                "--storage-driver",
+                "vfs",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for (target, name) in [("build", "cmp-build"), ("", "cmp-final")] {
+        let mut a3s = vec![
+            "build",
+            "--build-arg",
+            "BASE=localhost/a3s-test/python3:latest",
+            "-t",
+            name,
+        ];
+        let mut bargs = vec!["bud", "--isolation", "chroot", "--layers"];
+        let base = format!("BASE=oci-archive:{base_archive}");
+        bargs.extend(["--build-arg", base.as_str(), "-t", name]);
+        if !target.is_empty() {
+            a3s.extend(["--target", target]);
+            bargs.extend(["--target", target]);
+        }
+        a3s.push(dir);
+        bargs.push(dir);
+        ok(env, &a3s);
+        buildah(&bargs);
+        let out = bh.path().join(format!("{name}.tar"));
+        let dest = format!(
+            "oci-archive:{}:localhost/buildah/{name}:latest",
+            out.display()
+        );
+        buildah(&["push", name, &dest]);
+        ok(env, &["load", "-i", out.to_str().unwrap()]);
+        let ours = flatten(env, &format!("{name}:latest"));
+        let theirs = flatten(env, &format!("localhost/buildah/{name}:latest"));
+        let diff: Vec<_> = ours
+            .iter()
+            .filter(|(p, v)| theirs.get(*p) != Some(*v))
+            .map(|(p, v)| format!("ours   {p}: {v} / buildah: {:?}", theirs.get(p)))
+            .chain(
+                theirs
+                    .iter()
+                    .filter(|(p, _)| !ours.contains_key(*p))
+                    .map(|(p, v)| format!("buildah only {p}: {v}")),
+            )
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{name}: trees differ:\n{}",
+            diff.join("\n")
+        );
+        let c1 = ok(env, &["image", "inspect", &format!("{name}:latest")]).json()["config"].clone();
+        let mut c2 = ok(
+            env,
+            &[
+                "image",
+                "inspect",
+                &format!("localhost/buildah/{name}:latest"),
+            ],
+        )
+        .json()["config"]
+            .clone();
+        c2["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("io.buildah.version");
+        assert_eq!(c1, c2, "{name}: configs differ");
+    }
+    let out = ok(env, &["run", "--rm", "cmp-final:latest"]);
+    assert_eq!(out.stdout.trim(), "hello compared");
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
