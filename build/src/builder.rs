@@ -613,7 +613,7 @@ impl<'a> Builder<'a> {
                 format!("SHELL {}", serde_json::to_string(&a).expect("strings"))
             }
             Keyword::Healthcheck => {
-                let hc = healthcheck(ins, &stage.shell)?;
+                let hc = healthcheck(ins)?;
                 stage.run_config().insert("Healthcheck".into(), hc);
                 ins.text()
             }
@@ -728,7 +728,9 @@ impl<'a> Builder<'a> {
         for s in srcs {
             sources.extend(root.resolve(s)?);
         }
-        let dest_exists_dir = parent_root.as_ref().is_some_and(|r| r.join(&dest).is_dir());
+        let dest_exists_dir = parent_root
+            .as_ref()
+            .is_some_and(|r| context::scoped(r, &dest).is_ok_and(|p| p.is_dir()));
         let dest_is_dir = dest_word.ends_with('/')
             || dest_word.ends_with("/.")
             || sources.len() > 1
@@ -923,7 +925,7 @@ fn key_values(ins: &Instruction, words: &[String]) -> Result<Vec<(String, String
         .collect()
 }
 
-fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<Value, BuildError> {
+fn healthcheck(ins: &Instruction) -> Result<Value, BuildError> {
     let args = ins.args.trim();
     if args.eq_ignore_ascii_case("none") {
         return Ok(json!({"Test": ["NONE"]}));
@@ -941,7 +943,6 @@ fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<Value, BuildError>
         Ok(a) if rest.starts_with('[') => std::iter::once("CMD".to_owned()).chain(a).collect(),
         _ => vec!["CMD-SHELL".to_owned(), rest.to_owned()],
     };
-    let _ = shell;
     let mut hc = json!({"Test": test});
     for (flag, field) in [
         ("interval", "Interval"),
@@ -1015,7 +1016,7 @@ fn chown(spec: &str, rootfs: Option<&Path>) -> Result<(u64, u64), String> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok((n, None));
         }
-        let path = rootfs.map(|r| r.join(file));
+        let path = rootfs.and_then(|r| context::scoped(r, file).ok());
         let text = path
             .as_ref()
             .and_then(|p| read_small(p))

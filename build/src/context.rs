@@ -190,8 +190,13 @@ impl SourceRoot<'_> {
                 .is_some_and(|i| !rel.is_empty() && i.excludes(rel))
         };
         if !is_glob(&pat) {
-            let path = self.dir.join(&pat);
-            if fs::symlink_metadata(&path).is_err() || ignored(&pat) {
+            // Symlinks on the way (and a symlink source itself) resolve inside the root, as in
+            // a chroot: a context or stage can never make the build read a host file.
+            let path = match scoped(self.dir, &pat) {
+                Ok(p) if fs::symlink_metadata(&p).is_ok() => p,
+                _ => return Err(CopyError::NotFound(pattern.into())),
+            };
+            if ignored(&pat) {
                 return Err(CopyError::NotFound(pattern.into()));
             }
             return Ok(vec![Source { rel: pat, path }]);
@@ -205,7 +210,7 @@ impl SourceRoot<'_> {
             if m.is_match(rel) {
                 found.push(Source {
                     rel: rel.to_owned(),
-                    path: path.to_owned(),
+                    path: scoped(self.dir, rel).unwrap_or_else(|_| path.to_owned()),
                 });
             }
             true
@@ -215,6 +220,67 @@ impl SourceRoot<'_> {
         }
         Ok(found)
     }
+}
+
+/// Most symlinks followed while resolving one path (Linux's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// `root/rel` with every symlink on the way, the last component included, resolved as if
+/// `root` were `/`: absolute targets start again at `root`, `..` never climbs above it.
+///
+/// # Errors
+/// Too many symlinks, or i/o other than a missing component (a missing path is returned as
+/// it would be, for the caller's existence check).
+pub fn scoped(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_owned)
+        .collect();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(done.join("/")).join(&c);
+        match fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(io::Error::other(format!(
+                        "{rel}: too many levels of symbolic links"
+                    )));
+                }
+                let target = fs::read_link(&candidate)?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                todo.extend(
+                    target
+                        .split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(str::to_owned),
+                );
+            }
+            Ok(_) => done.push(c),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                done.push(c);
+                done.extend(todo.drain(..).rev());
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(root.join(done.join("/")))
 }
 
 /// Visits every entry below `dir` in sorted order; `f` returns false to skip a directory's
@@ -272,7 +338,7 @@ enum Item {
     },
     /// An entry re-streamed from a local archive (ADD), already in tar form.
     Archived {
-        header: tar::Header,
+        header: Box<tar::Header>,
         data: Vec<u8>,
         link: Option<PathBuf>,
     },
@@ -301,7 +367,7 @@ impl LayerBuilder {
 
     /// Adds directory `rel` with the parent image's metadata when it has one, else `0755 root`.
     pub fn existing_dir(&mut self, rel: &str, rootfs: Option<&Path>) {
-        let meta = rootfs.and_then(|r| fs::metadata(r.join(rel)).ok());
+        let meta = rootfs.and_then(|r| fs::symlink_metadata(scoped(r, rel).ok()?).ok());
         let item = match meta {
             Some(m) => Item::Dir {
                 mode: m.mode() & 0o7777,
@@ -329,8 +395,9 @@ impl LayerBuilder {
         ov: Overrides,
         ignore: Option<&Ignore>,
     ) -> io::Result<()> {
-        // A top-level symlink source is followed (Docker copies what it points at).
-        let meta = fs::metadata(&src.path)
+        // A top-level symlink source was resolved (inside its root) by `resolve`: Docker copies
+        // what it points at.
+        let meta = fs::symlink_metadata(&src.path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.path.display())))?;
         if !meta.is_dir() {
             self.items
@@ -477,8 +544,14 @@ impl LayerBuilder {
             if header.entry_type().is_file() {
                 entry.read_to_end(&mut data)?;
             }
-            self.items
-                .insert(target, Item::Archived { header, data, link });
+            self.items.insert(
+                target,
+                Item::Archived {
+                    header: Box::new(header),
+                    data,
+                    link,
+                },
+            );
         }
         Ok(true)
     }
@@ -518,7 +591,7 @@ impl LayerBuilder {
                     b.append_link(&mut h, path, target)?;
                 }
                 Item::Archived { header, data, link } => {
-                    let mut h = header.clone();
+                    let mut h = (**header).clone();
                     match link {
                         Some(l) => b.append_link(&mut h, path, l)?,
                         None => b.append_data(&mut h, path, data.as_slice())?,
@@ -578,6 +651,29 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::write(root.join("usr/lib/x"), "in").unwrap();
+        std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("host")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
+        assert_eq!(scoped(&root, "lib/x").unwrap(), root.join("usr/lib/x"));
+        assert_eq!(scoped(&root, "host").unwrap(), root.join("etc/passwd"));
+        assert_eq!(scoped(&root, "up/usr").unwrap(), root.join("usr"));
+        let src = SourceRoot {
+            dir: &root,
+            ignore: None,
+        };
+        assert!(matches!(src.resolve("host"), Err(CopyError::NotFound(_))));
+        assert_eq!(
+            src.resolve("lib/x").unwrap()[0].path,
+            root.join("usr/lib/x")
+        );
+    }
 
     #[test]
     fn dockerignore_rules() {

@@ -623,3 +623,66 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[test]
+fn a_scratch_image_from_copy_and_add_needs_no_vm_and_carries_every_config_instruction() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let df = r#"FROM scratch
+COPY hello.txt /
+ADD dir /opt/
+LABEL a=1 "b c"="d e"
+EXPOSE 80 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGINT
+SHELL ["/bin/bash", "-c"]
+ENTRYPOINT echo hi
+HEALTHCHECK --interval=5s --retries=2 CMD test -e /hello.txt
+"#;
+    let ctx = context(&[("Dockerfile", df), ("hello.txt", "hi"), ("dir/x/y", "z")]);
+    let r = ok(
+        env,
+        &["build", "-t", "b-scratch:1", ctx.path().to_str().unwrap()],
+    );
+    assert!(!r.stderr.contains("RUN"), "{}", r.stderr);
+    let i = ok(env, &["image", "inspect", "b-scratch:1"]).json();
+    assert_eq!(i["layers"].as_array().unwrap().len(), 2, "{i}");
+    assert_eq!(
+        i["config"]["entrypoint"],
+        serde_json::json!(["/bin/bash", "-c", "echo hi"])
+    );
+    assert_eq!(
+        i["config"]["exposed_ports"],
+        serde_json::json!(["53/udp", "80/tcp"])
+    );
+    assert_eq!(i["config"]["labels"]["b c"], "d e");
+    let history = ok(env, &["image", "history", "b-scratch:1"]).stdout;
+    for step in [
+        "COPY hello.txt /",
+        "ADD dir /opt",
+        "STOPSIGNAL SIGINT",
+        "HEALTHCHECK",
+    ] {
+        assert!(history.contains(step), "{step}: {history}");
+    }
+    // The config keeps what the image config view does not model.
+    let hex = i["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let blobs = env.home.path().join("images/v1/blobs/sha256");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap();
+    let cfg_hex = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(cfg_hex)).unwrap()).unwrap();
+    assert_eq!(cfg["config"]["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(cfg["config"]["StopSignal"], "SIGINT");
+    assert_eq!(cfg["config"]["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(cfg["config"]["Healthcheck"]["Retries"], 2);
+    assert_eq!(
+        cfg["config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -e /hello.txt"])
+    );
+    assert_eq!(cfg["history"].as_array().unwrap().len(), 9);
+}

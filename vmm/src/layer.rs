@@ -139,8 +139,9 @@ fn walk<W: Write>(
             let mut h = header(&meta, kind);
             h.set_size(0);
             let rdev = meta.rdev();
-            h.set_device_major(nix::sys::stat::major(rdev) as u32)?;
-            h.set_device_minor(nix::sys::stat::minor(rdev) as u32)?;
+            let dev = |n: u64| u32::try_from(n).map_err(io::Error::other);
+            h.set_device_major(dev(nix::sys::stat::major(rdev))?)?;
+            h.set_device_minor(dev(nix::sys::stat::minor(rdev))?)?;
             b.append_data(&mut h, &rel_path, io::empty())?;
         }
     }

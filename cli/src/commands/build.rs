@@ -130,10 +130,18 @@ pub(crate) fn run(a: &BuildArgs) -> anyhow::Result<ExitStatus> {
     let mut out = Lines { quiet: a.quiet };
     let built = a3s_build::build(&engine, &opts, &mut out).map_err(|e| match e {
         // The command's output was streamed above; exit with its code, as `run` does.
-        a3s_build::BuildError::RunFailed { code, .. } => anyhow::Error::new(crate::ExitCodeError {
-            code: u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1),
-            error: e.into(),
-        }),
+        a3s_build::BuildError::RunFailed {
+            code, ref output, ..
+        } => {
+            if a.quiet {
+                // Progress was silenced: the failing command's output still has to be seen.
+                eprint!("{output}");
+            }
+            anyhow::Error::new(crate::ExitCodeError {
+                code: u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1),
+                error: e.into(),
+            })
+        }
         other => other.into(),
     })?;
     if !a.quiet {

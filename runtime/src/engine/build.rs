@@ -70,6 +70,9 @@ impl Engine {
             name: None,
             args: vec![INIT_PATH.into(), GUEST_IDLE.into()],
             entrypoint: Some(String::new()),
+            // The idle workload is guest-init's own helper: root, whatever USER the stage set
+            // (the command itself runs as the stage's user).
+            user: Some("0:0".into()),
             vcpus: 1,
             mem_mib: u64::from(DEFAULT_MEM_MIB),
             health: HealthOptions {
