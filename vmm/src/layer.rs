@@ -224,6 +224,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "empty/",
                 "etc/",
                 "etc/a",
                 "etc/b/",
@@ -232,6 +233,7 @@ mod tests {
                 "etc/link"
             ]
         );
+        // `run/` held only guest-init's `run/a3s` and stays out; an empty new directory stays.
         // Same tree, same bytes.
         assert_eq!(
             bytes,
