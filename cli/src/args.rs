@@ -62,6 +62,8 @@ pub(crate) enum Command {
     /// Disk usage and cleanup of this A3S home: df, prune.
     #[command(subcommand)]
     System(crate::commands::system::SystemCommand),
+    /// Build an image from a Dockerfile; RUN steps execute in MicroVMs.
+    Build(crate::commands::build::BuildArgs),
     /// Boxes as a group: prune.
     #[command(subcommand)]
     Container(crate::commands::system::ContainerCommand),

@@ -146,6 +146,8 @@ pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Resul
         mkdir(&format!("{RW}/{d}"))?;
     }
     mkdir(NEW_ROOT)?;
+    // The mount point of the upper directory inside guest-init's own (initramfs) /.a3s.
+    mkdir(a3s_vmm::layer::UPPER_MOUNT)?;
     let options = format!("lowerdir={LOWER},upperdir={RW}/upper,workdir={RW}/work");
     mount(
         Some("overlay"),
@@ -215,6 +217,24 @@ fn switch_root(new: &Path) -> anyhow::Result<()> {
         None::<&str>,
     )
     .context("making /.a3s read-only")?;
+    // The overlay's upper directory, read-only, for `__layer-out` (a build step's changes).
+    let upper = new.join(&a3s_vmm::layer::UPPER_MOUNT[1..]);
+    mount(
+        Some(&Path::new(RW).join("upper")),
+        &upper,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context("binding the upper directory into /.a3s")?;
+    mount(
+        None::<&str>,
+        &upper,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .context("making the upper directory read-only")?;
     std::env::set_current_dir(new).context("entering the new root")?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .context("moving the new root onto /")?;

@@ -13,6 +13,7 @@ pub mod diagnose;
 pub mod disk;
 pub mod fs;
 pub mod host;
+pub mod layer;
 pub mod memory;
 pub mod net;
 pub mod proto;

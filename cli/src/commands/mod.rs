@@ -3,6 +3,7 @@
 mod attest;
 pub(crate) mod audit;
 pub(crate) mod boxes;
+pub(crate) mod build;
 pub(crate) mod cp;
 pub(crate) mod cri;
 pub(crate) mod image;
@@ -50,6 +51,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cri(command) => cri::run(command),
         Command::System(c) => system::run(c),
         Command::Container(c) => system::run_container(c),
+        Command::Build(a) => build::run(&a),
     }
 }
 
@@ -101,6 +103,8 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
         } else if let Some(e) = cause.downcast_ref::<a3s_runtime::audit::AuditError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<a3s_kbs::client::ClientError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<a3s_build::BuildError>() {
             e.hint()
         } else {
             image::hint(cause)

@@ -21,6 +21,7 @@
 //! rootfs builds happen under `flock` locks.
 
 mod blobs;
+mod commit;
 mod fsimage;
 mod fsutil;
 mod gc;
@@ -38,6 +39,7 @@ use crate::reference::{Digest, ImageRef};
 use crate::unpack::{self, UnpackError, Unpacker};
 
 pub use blobs::BlobWriter;
+pub use commit::Commit;
 pub use fsimage::{FsImage, BLOCK_SIZE as FS_BLOCK_SIZE};
 pub(crate) use fsutil::{write_atomic, FileLock, HashingReader};
 pub use gc::{GcPlan, GcRoots, PruneReport, StoreGuard};

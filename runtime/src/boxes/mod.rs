@@ -507,6 +507,14 @@ impl Boxes {
             Err(StoreError::NotFound { .. }) if busybox::is_default(&reference) => {
                 busybox::import(&store, &reference, &self.home.root().join("cache"))?
             }
+            // A digest whose manifest is in the store runs without a name pointing at it (a
+            // build step's intermediate image), like Docker's image ids.
+            Err(StoreError::NotFound { .. })
+                if reference.digest().is_some_and(|d| store.has_blob(d)) =>
+            {
+                let digest = reference.digest().cloned().expect("checked just above");
+                store.resolve_manifest(&reference, &digest)?
+            }
             other => other?,
         };
         let cfg = &image.config;

@@ -16,6 +16,7 @@
 //! of the stores (box names, box records, networks, volumes, the audit log) order them.
 
 mod attest;
+mod build;
 mod copy;
 mod images;
 mod lifecycle;
@@ -37,6 +38,7 @@ use crate::boxes::{BoxError, BoxRecord, Boxes};
 use crate::home::A3sHome;
 
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
+pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
 pub use measure::{MeasuredInputs, PredictedMeasurement};

@@ -40,7 +40,7 @@ pub(crate) fn run(cmd: ImageCommand) -> anyhow::Result<ExitStatus> {
     }
 }
 
-pub(super) fn home() -> anyhow::Result<A3sHome> {
+pub(crate) fn home() -> anyhow::Result<A3sHome> {
     A3sHome::from_env().map_err(|e| usage_error(e.into()))
 }
 
@@ -49,11 +49,11 @@ pub(super) fn store() -> anyhow::Result<ImageStore> {
     Ok(ImageStore::open(home.root().join("images"))?)
 }
 
-pub(super) fn credentials() -> anyhow::Result<CredentialStore> {
+pub(crate) fn credentials() -> anyhow::Result<CredentialStore> {
     Ok(CredentialStore::new(home()?.root().join("auth.json")))
 }
 
-pub(super) fn parse_ref(s: &str) -> anyhow::Result<ImageRef> {
+pub(crate) fn parse_ref(s: &str) -> anyhow::Result<ImageRef> {
     s.parse::<ImageRef>().map_err(|e| usage_error(e.into()))
 }
 

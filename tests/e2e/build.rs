@@ -1,0 +1,688 @@
+//! `a3s-box build` (issue 21): Dockerfiles whose RUN steps execute in MicroVMs.
+//!
+//! The base is the Debian python3 image of `scripts/test-images` (built once and cached, like
+//! the real-image tests). Every RUN boots a box, so the tests keep RUN steps few and let each one
+//! check several facts (a failed `test` fails the build, and the build's exit code says so).
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use crate::support::{Run, TestEnv};
+
+/// The python3 test image's reference after `load`.
+const PY: &str = "localhost/a3s-test/python3:latest";
+
+/// One home for every build test (the base image is loaded once), used by one test at a time:
+/// their VMs would otherwise compete for the two cores.
+fn env() -> std::sync::MutexGuard<'static, Option<TestEnv>> {
+    static ENV: OnceLock<Mutex<Option<TestEnv>>> = OnceLock::new();
+    let guard = ENV
+        .get_or_init(|| Mutex::new(setup()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard
+}
+
+/// Builds or finds the python3 image and loads it; `None` (skip, loudly) when the apt mirror is
+/// unreachable outside CI.
+fn setup() -> Option<TestEnv> {
+    crate::support::build_guest_init();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
+    let out = std::process::Command::new(&script)
+        .arg("python3")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running scripts/test-images");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "build tests need the python3 test image and the apt mirror is unreachable:\n{stderr}"
+        );
+        eprintln!("SKIPPED: build e2e tests: the apt mirror is unreachable\n{stderr}");
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "scripts/test-images failed:\n{stderr}"
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let image: serde_json::Value =
+        serde_json::from_str(line.lines().next().expect("one image line")).unwrap();
+    let env = TestEnv::new();
+    let r = env.run(&["load", "-i", image["archive"].as_str().unwrap()]);
+    assert_eq!(r.code, 0, "load: {}", r.stderr);
+    Some(env)
+}
+
+fn ok(env: &TestEnv, args: &[&str]) -> Run {
+    let r = env.run(args);
+    assert_eq!(
+        r.code, 0,
+        "a3s-box {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+/// A build context with `files` (path → content).
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (p, c) in files {
+        let path = d.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, c).unwrap();
+    }
+    d
+}
+
+/// Step numbers whose progress says CACHED, and those that ran (`DONE`).
+fn cached_and_ran(stderr: &str) -> (Vec<usize>, Vec<usize>) {
+    let mut cached = Vec::new();
+    let mut ran = Vec::new();
+    for l in stderr.lines() {
+        let Some(rest) = l.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, what)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<usize>() else { continue };
+        if what == "CACHED" {
+            cached.push(n);
+        } else if what.starts_with("DONE") {
+            ran.push(n);
+        }
+    }
+    (cached, ran)
+}
+
+const MULTI_STAGE: &str = r#"# syntax and comments are fine
+FROM localhost/a3s-test/python3:latest AS build
+ARG GREETING=hello
+WORKDIR /work
+COPY . /ctx/
+COPY src/gen.py ./
+# The build stage generates a file with python, removes one of the image's files and checks
+# that the removal survives into the next step's box (a whiteout in the layer).
+RUN python3 gen.py "$GREETING" > /work/out.txt \
+ && rm /etc/debian_version \
+ && test ! -e /ctx/secret.txt && test -e /ctx/src/gen.py
+RUN test ! -e /etc/debian_version && test -s /work/out.txt
+
+FROM localhost/a3s-test/python3:latest
+COPY --from=build /work/out.txt /app/
+ENV NAME=world
+CMD ["python3", "-c", "print(open('/app/out.txt').read().strip())"]
+"#;
+
+#[test]
+fn a_multi_stage_build_runs_is_cached_and_reruns_only_what_follows_a_changed_file() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let ctx = context(&[
+        ("Dockerfile", MULTI_STAGE),
+        (
+            "src/gen.py",
+            "import sys\nprint(sys.argv[1] + ' from the build stage')\n",
+        ),
+        ("secret.txt", "not for the image"),
+        ("unused.txt", "1"),
+        (".dockerignore", "secret.txt\n"),
+    ]);
+    let dir = ctx.path().to_str().unwrap();
+    let cold = ok(
+        env,
+        &["build", "-t", "b-multi:1", "-t", "b-multi:alias", dir],
+    );
+    let (cached, _) = cached_and_ran(&cold.stderr);
+    assert!(
+        cached.is_empty(),
+        "a cold build used the cache: {}",
+        cold.stderr
+    );
+    let digest = cold.stdout.trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "{}", cold.stdout);
+
+    let out = ok(env, &["run", "--rm", "b-multi:1"]);
+    assert_eq!(out.stdout.trim(), "hello from the build stage");
+    let alias = ok(env, &["image", "inspect", "b-multi:alias"]).json();
+    assert_eq!(alias["digest"], digest.as_str());
+
+    // Config and history: one layer per filesystem step, empty_layer for the rest.
+    let inspect = ok(env, &["image", "inspect", "b-multi:1"]).json();
+    let base = ok(env, &["image", "inspect", PY]).json();
+    assert_eq!(
+        inspect["layers"].as_array().unwrap().len(),
+        base["layers"].as_array().unwrap().len() + 1,
+        "the final stage adds exactly one layer (COPY --from)"
+    );
+    assert!(inspect["config"]["env"]
+        .as_array()
+        .unwrap()
+        .contains(&"NAME=world".into()));
+    let history = ok(env, &["image", "history", "b-multi:1"]).stdout;
+    assert!(
+        history.contains("COPY --from=build /work/out.txt /app"),
+        "{history}"
+    );
+    assert!(history.contains("ENV NAME=world"), "{history}");
+
+    // No change: every step after FROM is a cache hit and the digest is the same.
+    let again = ok(env, &["build", "-t", "b-multi:1", dir]);
+    let (cached, ran) = cached_and_ran(&again.stderr);
+    let froms_and_args: Vec<usize> = again
+        .stderr
+        .lines()
+        .filter(|l| l.contains("] FROM ") || l.contains("] ARG "))
+        .filter_map(|l| l[1..].split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        ran, froms_and_args,
+        "only FROM/ARG ran again: {}",
+        again.stderr
+    );
+    assert_eq!(cached.len(), 8, "{}", again.stderr);
+    assert_eq!(again.stdout.trim(), digest);
+
+    // Changing the copied file reruns that COPY and what follows, not what precedes it.
+    std::fs::write(
+        ctx.path().join("src/gen.py"),
+        "import sys\nprint(sys.argv[1] + ' changed')\n",
+    )
+    .unwrap();
+    let changed = ok(env, &["build", "-t", "b-multi:1", dir]);
+    let (cached, ran) = cached_and_ran(&changed.stderr);
+    // Steps: 1 FROM, 2 ARG, 3 WORKDIR, 4 COPY ., 5 COPY gen.py, 6 RUN, 7 RUN, 8 FROM,
+    // 9 COPY --from, 10 ENV, 11 CMD. `COPY .` sees the change too (it copies src/).
+    assert_eq!(cached, [3], "{}", changed.stderr);
+    assert_eq!(ran, [1, 2, 4, 5, 6, 7, 8, 9, 10, 11], "{}", changed.stderr);
+    let out = ok(env, &["run", "--rm", "b-multi:1"]);
+    assert_eq!(out.stdout.trim(), "hello changed");
+}
+
+#[test]
+fn a_failing_run_stops_the_build_with_its_output_and_exit_code() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {PY}\nRUN echo about-to-fail && echo on-stderr >&2 && exit 7\nRUN echo never\n"
+        ),
+    )]);
+    let r = env.run(&["build", "-t", "b-fail:1", ctx.path().to_str().unwrap()]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("#2 about-to-fail"), "{}", r.stderr);
+    assert!(r.stderr.contains("#2 on-stderr"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("line 2: RUN /bin/sh -c echo about-to-fail")
+            && r.stderr.contains("failed with exit code 7"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("never"), "{}", r.stderr);
+    assert_ne!(env.run(&["image", "inspect", "b-fail:1"]).code, 0);
+    // No build box is left behind.
+    let ps = ok(env, &["ps", "-a", "-q"]);
+    assert!(ps.stdout.trim().is_empty(), "{}", ps.stdout);
+}
+
+#[test]
+fn arg_follows_docker_scoping_and_build_args() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let df = format!(
+        r#"ARG BASE={PY}
+ARG GLOBAL_ONLY=g
+ARG REDECL=global-default
+FROM ${{BASE}}
+ARG REDECL
+ARG V=default
+ARG SHADOW=from-arg
+ENV SHADOW=env-wins
+ARG UNSET
+RUN test "$V" = from-cli && test -z "$GLOBAL_ONLY" && test "$REDECL" = global-default \
+ && test "$SHADOW" = env-wins && test -z "${{UNSET+set}}" && echo "V=$V" > /arg.txt
+"#
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    let r = ok(
+        env,
+        &[
+            "build",
+            "--build-arg",
+            "V=from-cli",
+            "--build-arg",
+            "NOBODY=x",
+            "-t",
+            "b-arg:1",
+            ctx.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        r.stderr.contains("not consumed by any ARG: NOBODY"),
+        "{}",
+        r.stderr
+    );
+    // ARG values are not part of the image's environment (ENV is).
+    let inspect = ok(env, &["image", "inspect", "b-arg:1"]).json();
+    let image_env = inspect["config"]["env"].to_string();
+    assert!(!image_env.contains("V=from-cli"), "{image_env}");
+    assert!(image_env.contains("SHADOW=env-wins"), "{image_env}");
+}
+
+#[test]
+fn env_is_substituted_persisted_and_seen_by_run_and_the_image() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let df = format!(
+        r#"FROM {PY}
+ENV A=1 B="two words"
+ENV C=${{A}}-x D=${{MISSING:-fallback}} E=$A
+ENV LEGACY value with spaces
+RUN test "$A" = 1 && test "$B" = "two words" && test "$C" = 1-x && test "$D" = fallback \
+ && test "$LEGACY" = "value with spaces"
+CMD ["sh", "-c", "echo $C/$B"]
+"#
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    ok(
+        env,
+        &["build", "-t", "b-env:1", ctx.path().to_str().unwrap()],
+    );
+    let out = ok(env, &["run", "--rm", "b-env:1"]);
+    assert_eq!(out.stdout.trim(), "1-x/two words");
+}
+
+#[test]
+fn user_applies_to_run_and_the_image_but_not_to_copy() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let df = format!(
+        r#"FROM {PY}
+USER 1234:5678
+COPY f /f
+COPY --chown=42:43 --chmod=0600 f /g
+RUN test "$(id -u)" = 1234 && test "$(id -g)" = 5678 && test "$(stat -c %u:%g:%a /f)" = 0:0:644 \
+ && test "$(stat -c %u:%g:%a /g)" = 42:43:600
+"#
+    );
+    let ctx = context(&[("Dockerfile", &df), ("f", "x")]);
+    std::fs::set_permissions(
+        ctx.path().join("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    ok(
+        env,
+        &["build", "-t", "b-user:1", ctx.path().to_str().unwrap()],
+    );
+    let inspect = ok(env, &["image", "inspect", "b-user:1"]).json();
+    assert_eq!(inspect["config"]["user"], "1234:5678");
+}
+
+#[test]
+fn workdir_resolves_relative_paths_and_is_where_run_and_copy_happen() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let df = format!(
+        r#"FROM {PY}
+ENV D=c
+WORKDIR /a
+WORKDIR b
+WORKDIR $D
+COPY f rel.txt
+RUN test "$(pwd)" = /a/b/c && test -f /a/b/c/rel.txt
+"#
+    );
+    let ctx = context(&[("Dockerfile", &df), ("f", "x")]);
+    ok(
+        env,
+        &["build", "-t", "b-wd:1", ctx.path().to_str().unwrap()],
+    );
+    let inspect = ok(env, &["image", "inspect", "b-wd:1"]).json();
+    assert_eq!(inspect["config"]["working_dir"], "/a/b/c");
+}
+
+#[test]
+fn unsupported_instructions_flags_platforms_and_remote_add_are_refused_with_the_reason() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            "FROM x\nONBUILD RUN y\n",
+            &[],
+            "line 2: ONBUILD is not supported",
+        ),
+        (
+            "FROM x\nRUN --mount=type=cache,target=/c y\n",
+            &[],
+            "line 2: RUN does not support the flag --mount",
+        ),
+        (
+            "FROM scratch\n",
+            &["--platform", "linux/arm64"],
+            "only linux/amd64",
+        ),
+        (
+            &format!("FROM {PY}\nADD https://example.com/x /x\n"),
+            &[],
+            "remote sources are not supported",
+        ),
+    ];
+    for (df, extra, expected) in cases {
+        let ctx = context(&[("Dockerfile", df)]);
+        let mut args = vec!["build"];
+        args.extend_from_slice(extra);
+        args.push(ctx.path().to_str().unwrap());
+        let r = env.run(&args);
+        assert_ne!(r.code, 0, "{df}: {}", r.stderr);
+        assert!(r.stderr.contains(expected), "{df}: {}", r.stderr);
+    }
+}
+
+/// The comparison Dockerfile: the same text for both builders, the base image passed as an ARG
+/// (a3s-box: the loaded image; buildah: the OCI archive it was loaded from).
+const COMPARED: &str = r#"ARG BASE
+FROM ${BASE} AS build
+ARG GREETING=hello
+WORKDIR /work
+COPY src/ ./src/
+RUN python3 src/gen.py "$GREETING" > out.txt && rm /etc/debian_version \
+ && mkdir -p /opt/data && echo d > /opt/data/f && chmod 0600 /opt/data/f
+
+FROM ${BASE}
+COPY --from=build /work/out.txt /app/
+COPY --from=build /opt/data /data
+COPY --chown=1:2 --chmod=0640 src/gen.py /app/gen.py
+ADD files.tar /unpacked/
+ENV NAME=world
+WORKDIR /app
+USER 1000:1000
+EXPOSE 8080 53/udp
+LABEL org.example.k=v
+VOLUME /data
+STOPSIGNAL SIGINT
+ENTRYPOINT ["python3"]
+CMD ["-c", "print(open('/app/out.txt').read().strip())"]
+"#;
+
+/// path → (type, mode, uid, gid, sha256 of content or link target), after applying the layers
+/// of `image` (as `image inspect` lists them) with OCI whiteouts.
+fn flatten(env: &TestEnv, image: &str) -> std::collections::BTreeMap<String, String> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let inspect = ok(env, &["image", "inspect", image]).json();
+    let mut tree = std::collections::BTreeMap::new();
+    for layer in inspect["layers"].as_array().unwrap() {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blob = env.home.path().join("images/v1/blobs/sha256").join(hex);
+        let gz = flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap());
+        let mut archive = tar::Archive::new(gz);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .trim_start_matches("./")
+                .to_owned();
+            let (dir, name) = path
+                .rsplit_once('/')
+                .map_or(("", path.as_str()), |(d, n)| (d, n));
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            if name == ".wh..wh..opq" {
+                tree.retain(|p: &String, _| !p.starts_with(&prefix) || p.len() == prefix.len());
+                continue;
+            }
+            if let Some(gone) = name.strip_prefix(".wh.") {
+                let gone = format!("{prefix}{gone}");
+                tree.retain(|p: &String, _| *p != gone && !p.starts_with(&format!("{gone}/")));
+                continue;
+            }
+            let h = e.header().clone();
+            let mut content = Vec::new();
+            e.read_to_end(&mut content).unwrap();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned());
+            let what = format!(
+                "{:?} {:o} {}:{} {}",
+                h.entry_type(),
+                h.mode().unwrap() & 0o7777,
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                link.unwrap_or_else(|| hex::encode(sha2::Sha256::digest(&content)))
+            );
+            tree.insert(path, what);
+        }
+    }
+    // Both builders manage these per box, and buildah leaves an empty /etc/hosts behind.
+    for p in ["etc/hosts", "etc/resolv.conf", "etc/hostname", "run"] {
+        tree.remove(p);
+    }
+    tree
+}
+
+#[test]
+fn buildah_builds_the_same_dockerfile_into_the_same_trees_and_config() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    if which("buildah").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "buildah is missing: run scripts/setup"
+        );
+        eprintln!(
+            "SKIPPED: buildah comparison: buildah is not installed (scripts/setup installs it)"
+        );
+        return;
+    }
+    let archive = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o640);
+        h.set_uid(7);
+        h.set_gid(8);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, "sub/in-archive.txt", &b"tar"[..])
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    let ctx = context(&[
+        ("Dockerfile", COMPARED),
+        (
+            "src/gen.py",
+            "import sys\nprint(sys.argv[1] + ' compared')\n",
+        ),
+    ]);
+    std::fs::write(ctx.path().join("files.tar"), archive).unwrap();
+    for f in ["src/gen.py", "Dockerfile"] {
+        std::fs::set_permissions(
+            ctx.path().join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let dir = ctx.path().to_str().unwrap();
+    let base_archive = {
+        let py = ok(env, &["image", "inspect", PY]).json();
+        assert!(py["digest"].is_string());
+        let out = std::process::Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images"),
+        )
+        .arg("python3")
+        .output()
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["archive"].as_str().unwrap().to_owned()
+    };
+    let bh = tempfile::tempdir().unwrap();
+    let buildah = |args: &[&str]| {
+        let root = bh.path().join("root");
+        let runroot = bh.path().join("run");
+        let out = std::process::Command::new("buildah")
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "--runroot",
+                runroot.to_str().unwrap(),
+                "--storage-driver",
+                "vfs",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for (target, name) in [("build", "cmp-build"), ("", "cmp-final")] {
+        let mut a3s = vec![
+            "build",
+            "--build-arg",
+            "BASE=localhost/a3s-test/python3:latest",
+            "-t",
+            name,
+        ];
+        let mut bargs = vec!["bud", "--isolation", "chroot", "--layers"];
+        let base = format!("BASE=oci-archive:{base_archive}");
+        bargs.extend(["--build-arg", base.as_str(), "-t", name]);
+        if !target.is_empty() {
+            a3s.extend(["--target", target]);
+            bargs.extend(["--target", target]);
+        }
+        a3s.push(dir);
+        bargs.push(dir);
+        ok(env, &a3s);
+        buildah(&bargs);
+        let out = bh.path().join(format!("{name}.tar"));
+        let dest = format!(
+            "oci-archive:{}:localhost/buildah/{name}:latest",
+            out.display()
+        );
+        buildah(&["push", name, &dest]);
+        ok(env, &["load", "-i", out.to_str().unwrap()]);
+        let ours = flatten(env, &format!("{name}:latest"));
+        let theirs = flatten(env, &format!("localhost/buildah/{name}:latest"));
+        let diff: Vec<_> = ours
+            .iter()
+            .filter(|(p, v)| theirs.get(*p) != Some(*v))
+            .map(|(p, v)| format!("ours   {p}: {v} / buildah: {:?}", theirs.get(p)))
+            .chain(
+                theirs
+                    .iter()
+                    .filter(|(p, _)| !ours.contains_key(*p))
+                    .map(|(p, v)| format!("buildah only {p}: {v}")),
+            )
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{name}: trees differ:\n{}",
+            diff.join("\n")
+        );
+        let c1 = ok(env, &["image", "inspect", &format!("{name}:latest")]).json()["config"].clone();
+        let mut c2 = ok(
+            env,
+            &[
+                "image",
+                "inspect",
+                &format!("localhost/buildah/{name}:latest"),
+            ],
+        )
+        .json()["config"]
+            .clone();
+        c2["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("io.buildah.version");
+        assert_eq!(c1, c2, "{name}: configs differ");
+    }
+    let out = ok(env, &["run", "--rm", "cmp-final:latest"]);
+    assert_eq!(out.stdout.trim(), "hello compared");
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn a_scratch_image_from_copy_and_add_needs_no_vm_and_carries_every_config_instruction() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let df = r#"FROM scratch
+COPY hello.txt /
+ADD dir /opt/
+LABEL a=1 "b c"="d e"
+EXPOSE 80 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGINT
+SHELL ["/bin/bash", "-c"]
+ENTRYPOINT echo hi
+HEALTHCHECK --interval=5s --retries=2 CMD test -e /hello.txt
+"#;
+    let ctx = context(&[("Dockerfile", df), ("hello.txt", "hi"), ("dir/x/y", "z")]);
+    let r = ok(
+        env,
+        &["build", "-t", "b-scratch:1", ctx.path().to_str().unwrap()],
+    );
+    assert!(!r.stderr.contains("RUN"), "{}", r.stderr);
+    let i = ok(env, &["image", "inspect", "b-scratch:1"]).json();
+    assert_eq!(i["layers"].as_array().unwrap().len(), 2, "{i}");
+    assert_eq!(
+        i["config"]["entrypoint"],
+        serde_json::json!(["/bin/bash", "-c", "echo hi"])
+    );
+    assert_eq!(
+        i["config"]["exposed_ports"],
+        serde_json::json!(["53/udp", "80/tcp"])
+    );
+    assert_eq!(i["config"]["labels"]["b c"], "d e");
+    let history = ok(env, &["image", "history", "b-scratch:1"]).stdout;
+    for step in [
+        "COPY hello.txt /",
+        "ADD dir /opt",
+        "STOPSIGNAL SIGINT",
+        "HEALTHCHECK",
+    ] {
+        assert!(history.contains(step), "{step}: {history}");
+    }
+    // The config keeps what the image config view does not model.
+    let hex = i["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let blobs = env.home.path().join("images/v1/blobs/sha256");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap();
+    let cfg_hex = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(cfg_hex)).unwrap()).unwrap();
+    assert_eq!(cfg["config"]["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(cfg["config"]["StopSignal"], "SIGINT");
+    assert_eq!(cfg["config"]["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(cfg["config"]["Healthcheck"]["Retries"], 2);
+    assert_eq!(
+        cfg["config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -e /hello.txt"])
+    );
+    assert_eq!(cfg["history"].as_array().unwrap().len(), 9);
+}
