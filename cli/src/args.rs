@@ -46,7 +46,7 @@ pub(crate) enum Command {
     /// Key broker service (trustee KBS protocol): serve, get secrets, administer.
     #[command(subcommand)]
     Kbs(crate::commands::kbs::args::KbsCommand),
-    /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
+    /// List a box's published ports (GUEST/PROTO -> IP:HOST).
     Port(crate::commands::network::PortArgs),
     /// Bridge networks: create, ls, inspect, rm, connect, disconnect.
     #[command(subcommand)]

@@ -191,8 +191,10 @@ pub struct CreateRequest {
     pub kernel_args: Vec<String>,
     /// `--rm`.
     pub auto_remove: bool,
-    /// `--network`, `-p`, `--dns`.
+    /// `--network`, `-p`, `--dns`, `--ip`, `--network-alias`.
     pub net: crate::network::BoxNet,
+    /// `-P`: publish every port the image exposes.
+    pub publish_all: bool,
     /// `-v` mounts (parsed; bind sources checked by the caller).
     pub mounts: Vec<crate::volumes::MountSpec>,
     /// `--tee-enable` / `--tee-simulate` and their settings.
@@ -445,7 +447,14 @@ impl Boxes {
         let mut env = cfg.env.clone();
         env.extend(req.env.iter().cloned());
 
-        let net = req.net.clone().resolve()?;
+        let mut net = req.net.clone();
+        if req.publish_all {
+            // `-P`: every EXPOSEd port on a free host port, after the explicit `-p`s.
+            net.ports
+                .extend(crate::network::publish_exposed(&cfg.exposed_ports)?);
+        }
+        net.hostname.clone_from(&req.hostname);
+        let net = net.resolve()?;
         crate::volumes::check_targets(&req.mounts)?;
         if let Some(tee) = &req.tee {
             tee.validate(net.mode == crate::network::NetMode::Tsi)?;

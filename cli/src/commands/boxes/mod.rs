@@ -218,6 +218,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
+        publish_all: a.net.publish_all,
         mounts: a.volumes.mounts()?,
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
