@@ -15,6 +15,7 @@ pub mod failed_logs;
 pub mod health;
 pub mod logs;
 pub mod monitor;
+pub mod restart;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -203,6 +204,8 @@ pub struct CreateRequest {
     pub health: health::HealthOptions,
     /// `--storage-opt size=`: the writable layer's size (`None`: the default).
     pub layer_bytes: Option<u64>,
+    /// `--restart`.
+    pub restart: restart::RestartPolicy,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -519,6 +522,7 @@ impl Boxes {
                 layer_bytes: req
                     .layer_bytes
                     .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
+                restart: req.restart,
             },
             state: BoxState::Created,
             kernel_cmdline: None,

@@ -32,6 +32,9 @@ pub struct BoxSpec {
     /// Health check (`--health-cmd`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::HealthConfig>,
+    /// `--restart` (records from before it: `no`).
+    #[serde(default)]
+    pub restart: super::restart::RestartPolicy,
     /// Apparent size of the writable layer disk (`--storage-opt size=`); absent in records
     /// from before writable layers, which get the default.
     #[serde(default = "default_layer_bytes")]
@@ -221,6 +224,7 @@ mod tests {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                restart: Default::default(),
                 layer_bytes: 1 << 30,
             },
             state: BoxState::Exited {

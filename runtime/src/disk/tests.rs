@@ -109,6 +109,7 @@ impl Home {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                restart: Default::default(),
                 layer_bytes: 1 << 30,
             },
             state: if running {

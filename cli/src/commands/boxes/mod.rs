@@ -223,6 +223,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
         layer_bytes: layer_bytes(&a.storage_opt).map_err(usage_error)?,
+        restart: a.restart.unwrap_or_default(),
     })
 }
 
