@@ -46,6 +46,9 @@ pub(crate) enum Command {
     /// Key broker service (trustee KBS protocol): serve, get secrets, administer.
     #[command(subcommand)]
     Kbs(crate::commands::kbs::args::KbsCommand),
+    /// Multi-service projects from a Compose file: up, down, ps, logs, exec, start, stop,
+    /// restart, pull, config.
+    Compose(crate::commands::compose::ComposeArgs),
     /// List a box's published ports (GUEST/PROTO -> IP:HOST).
     Port(crate::commands::network::PortArgs),
     /// Bridge networks: create, ls, inspect, rm, connect, disconnect.

@@ -3,6 +3,7 @@
 mod attest;
 pub(crate) mod audit;
 pub(crate) mod boxes;
+pub(crate) mod compose;
 pub(crate) mod cp;
 pub(crate) mod image;
 mod info;
@@ -38,6 +39,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Audit(args) => audit::run(args),
         Command::Box(cmd) => boxes::run(cmd),
+        Command::Compose(a) => compose::run(a),
         Command::Port(a) => network::port(&a),
         Command::Network(c) => network::manage::run(c),
         Command::Volume(cmd) => volume::run(cmd),
@@ -59,6 +61,7 @@ pub(crate) fn engine_error(e: EngineError) -> anyhow::Error {
         EngineError::State(x) => x.into(),
         EngineError::Volume(x) => x.into(),
         EngineError::Net(x) => x.into(),
+        EngineError::Compose(x) => x.into(),
         EngineError::Copy(x) => x.into(),
         EngineError::Disk(x) => x.into(),
         EngineError::Tee(x) => x.into(),
@@ -104,6 +107,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
             image::hint(cause)
                 .or_else(|| boxes::hint(cause))
                 .or_else(|| network::hint(cause))
+                .or_else(|| compose::hint(cause))
                 .or_else(|| volume::hint(cause))
                 .or_else(|| system::hint(cause))
         };

@@ -73,6 +73,14 @@ pub enum BoxError {
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
+    /// `--restart` with a setting it cannot go with.
+    #[error("--restart {policy} cannot be used with {with}")]
+    RestartConflict {
+        /// The policy.
+        policy: String,
+        /// The conflicting setting.
+        with: &'static str,
+    },
     /// Kernel, guest-init or initrd.
     #[error(transparent)]
     Asset(#[from] AssetError),
@@ -450,6 +458,21 @@ impl Boxes {
         let mut env = cfg.env.clone();
         env.extend(req.env.iter().cloned());
 
+        if req.restart != restart::RestartPolicy::No {
+            let with = if req.auto_remove {
+                Some("--rm (a removed box cannot be restarted)")
+            } else if req.tee.is_some() {
+                Some("a TEE box (each boot attests again; restart it with `a3s-box start`)")
+            } else {
+                None
+            };
+            if let Some(with) = with {
+                return Err(BoxError::RestartConflict {
+                    policy: req.restart.to_arg(),
+                    with,
+                });
+            }
+        }
         let mut net = req.net.clone();
         if req.publish_all {
             // `-P`: every EXPOSEd port on a free host port, after the explicit `-p`s.
@@ -810,23 +833,34 @@ impl Boxes {
     /// Monitor errors.
     pub fn stop(&self, key: &str, timeout: Duration) -> Result<BoxRecord, BoxError> {
         let rec = self.find(key)?;
-        if !rec.state.is_active() {
-            return Ok(rec);
+        // The state can move on while we look (a restart boots again): act on what it is now.
+        loop {
+            let rec = self.reconcile(self.load(&rec.id)?);
+            match rec.state {
+                BoxState::Starting { .. } => {
+                    // Not serving requests yet: wait for it to come up first.
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                BoxState::Restarting { .. } => {
+                    // Waiting out its back-off: the monitor sees this and ends instead (or,
+                    // if it just began the next boot, the next round stops that run).
+                    fs_err::write(self.box_dir(&rec.id).join(monitor::STOP_REQUEST), b"")?;
+                    self.wait_until(&rec.id, |s| !matches!(s, BoxState::Restarting { .. }), None)?;
+                }
+                BoxState::Running { .. } => {
+                    self.request(
+                        &rec,
+                        &client::ClientMsg::Stop {
+                            timeout_secs: timeout.as_secs(),
+                        },
+                    )?;
+                    let done = self.wait_until(&rec.id, |s| !s.is_active(), None);
+                    let _ = std::fs::remove_file(self.box_dir(&rec.id).join(monitor::STOP_REQUEST));
+                    return done;
+                }
+                _ => return Ok(rec),
+            }
         }
-        if let BoxState::Starting { .. } = rec.state {
-            // Not serving requests yet: wait for it to come up first.
-            self.wait_until(&rec.id, |s| !matches!(s, BoxState::Starting { .. }), None)?;
-        }
-        let rec = self.find(key)?;
-        if matches!(rec.state, BoxState::Running { .. }) {
-            self.request(
-                &rec,
-                &client::ClientMsg::Stop {
-                    timeout_secs: timeout.as_secs(),
-                },
-            )?;
-        }
-        self.wait_until(&rec.id, |s| !s.is_active(), None)
     }
 
     /// Waits until the box's state satisfies `done` (or `limit` passes).

@@ -64,6 +64,13 @@ pub enum BoxState {
         /// QEMU process.
         qemu_pid: u32,
     },
+    /// The workload ended and its restart policy starts it again after a back-off.
+    Restarting {
+        /// Monitor process.
+        monitor_pid: u32,
+        /// How the last run ended.
+        exit_code: i32,
+    },
     /// The workload (or the VM) ended.
     Exited {
         /// Docker-style exit code.
@@ -75,12 +82,13 @@ pub enum BoxState {
 }
 
 impl BoxState {
-    /// `created`, `starting`, `running` or `exited`.
+    /// `created`, `starting`, `running`, `restarting` or `exited`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Starting { .. } => "starting",
             Self::Running { .. } => "running",
+            Self::Restarting { .. } => "restarting",
             Self::Exited { .. } => "exited",
         }
     }
@@ -88,9 +96,9 @@ impl BoxState {
     /// The monitor's pid while it owns the VM.
     pub fn monitor_pid(&self) -> Option<u32> {
         match self {
-            Self::Starting { monitor_pid } | Self::Running { monitor_pid, .. } => {
-                Some(*monitor_pid)
-            }
+            Self::Starting { monitor_pid }
+            | Self::Running { monitor_pid, .. }
+            | Self::Restarting { monitor_pid, .. } => Some(*monitor_pid),
             _ => None,
         }
     }

@@ -101,7 +101,7 @@ pub enum ComposeError {
         why: String,
     },
     /// An error inside file `file`.
-    #[error("{}: {source}", file.display())]
+    #[error("{}", file.display())]
     InFile {
         /// The compose file.
         file: PathBuf,

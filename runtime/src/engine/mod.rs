@@ -16,6 +16,7 @@
 //! of the stores (box names, box records, networks, volumes, the audit log) order them.
 
 mod attest;
+mod compose;
 mod copy;
 mod images;
 mod lifecycle;
@@ -35,6 +36,7 @@ use crate::boxes::{BoxError, BoxRecord, Boxes};
 use crate::home::A3sHome;
 
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
+pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
@@ -134,6 +136,9 @@ pub enum EngineError {
     /// A network operation.
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// A compose file or project.
+    #[error(transparent)]
+    Compose(#[from] crate::compose::ComposeError),
     /// `cp`.
     #[error(transparent)]
     Copy(#[from] crate::copy::CopyError),
@@ -209,6 +214,7 @@ impl EngineError {
             Self::State(e) => e,
             Self::Volume(e) => e,
             Self::Net(e) => e,
+            Self::Compose(e) => e,
             Self::Copy(e) => e,
             Self::Disk(e) => e,
             Self::Tee(e) => e,

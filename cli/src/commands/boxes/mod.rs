@@ -314,7 +314,7 @@ struct PsView<'a> {
     status: String,
 }
 
-fn status_text(rec: &BoxRecord) -> String {
+pub(crate) fn status_text(rec: &BoxRecord) -> String {
     match &rec.state {
         BoxState::Created => "Created".into(),
         BoxState::Starting { .. } => "Starting".into(),
@@ -324,6 +324,7 @@ fn status_text(rec: &BoxRecord) -> String {
             health::suffix(rec.health.as_ref())
         ),
         BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
+        BoxState::Restarting { exit_code, .. } => format!("Restarting ({exit_code})"),
         _ => rec.state.name().into(),
     }
 }
