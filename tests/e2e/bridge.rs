@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Run, TestEnv};
 
 /// One A3S home shared by the tests (the kernel and busybox are unpacked once).
-fn env() -> &'static TestEnv {
+pub(crate) fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
         crate::support::build_guest_init();
@@ -27,13 +27,13 @@ fn env() -> &'static TestEnv {
 
 /// A private network namespace; on drop, this test's boxes are removed (their VMs and TAPs
 /// live in the namespace) and the namespace is deleted.
-struct Lab {
+pub(crate) struct Lab {
     ns: String,
     boxes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Lab {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let ns = format!("a3s-test-{}", &uuid_hex()[..10]);
         let ok = Command::new("ip")
             .args(["netns", "add", &ns])
@@ -50,7 +50,7 @@ impl Lab {
     }
 
     /// `a3s-box ARGS` inside the namespace.
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.exec(None, args)
     }
 
@@ -59,7 +59,7 @@ impl Lab {
     }
 
     /// Any command inside the namespace.
-    fn sh(&self, argv: &[&str]) -> Run {
+    pub(crate) fn sh(&self, argv: &[&str]) -> Run {
         output(
             Command::new("ip")
                 .args(["netns", "exec", &self.ns])
@@ -109,18 +109,18 @@ impl Lab {
     }
 
     /// The namespace's own HTTP GET (from the bridge's gateway address).
-    fn curl(&self, url: &str) -> Run {
+    pub(crate) fn curl(&self, url: &str) -> Run {
         self.sh(&["curl", "-s", "-m", "5", url])
     }
 
-    fn inspect(&self, net: &str) -> serde_json::Value {
+    pub(crate) fn inspect(&self, net: &str) -> serde_json::Value {
         let r = self.run(&["network", "inspect", net]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         r.json()[0].clone()
     }
 }
 
-fn ip_of(net: &serde_json::Value, name: &str) -> String {
+pub(crate) fn ip_of(net: &serde_json::Value, name: &str) -> String {
     net["boxes"]
         .as_array()
         .unwrap()

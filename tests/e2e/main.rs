@@ -7,6 +7,7 @@ mod basics;
 mod boot_failures;
 mod boxes;
 mod bridge;
+mod compose;
 mod disk;
 mod health;
 mod image;
