@@ -553,6 +553,7 @@ impl Boxes {
             finished_at: None,
             boot: None,
             start_count: 0,
+            stopped_by_user: false,
             tee: None,
             health: None,
         };
@@ -841,22 +842,27 @@ impl Boxes {
                     // Not serving requests yet: wait for it to come up first.
                     std::thread::sleep(Duration::from_millis(25));
                 }
-                BoxState::Restarting { .. } => {
+                BoxState::Restarting { .. } | BoxState::Running { .. } => {
+                    self.update(&rec.id, |r| {
+                        r.stopped_by_user = true;
+                        Ok(())
+                    })?;
+                    if let BoxState::Running { .. } = rec.state {
+                        self.request(
+                            &rec,
+                            &client::ClientMsg::Stop {
+                                timeout_secs: timeout.as_secs(),
+                            },
+                        )?;
+                        let done = self.wait_until(&rec.id, |s| !s.is_active(), None);
+                        let _ =
+                            std::fs::remove_file(self.box_dir(&rec.id).join(monitor::STOP_REQUEST));
+                        return done;
+                    }
                     // Waiting out its back-off: the monitor sees this and ends instead (or,
                     // if it just began the next boot, the next round stops that run).
                     fs_err::write(self.box_dir(&rec.id).join(monitor::STOP_REQUEST), b"")?;
                     self.wait_until(&rec.id, |s| !matches!(s, BoxState::Restarting { .. }), None)?;
-                }
-                BoxState::Running { .. } => {
-                    self.request(
-                        &rec,
-                        &client::ClientMsg::Stop {
-                            timeout_secs: timeout.as_secs(),
-                        },
-                    )?;
-                    let done = self.wait_until(&rec.id, |s| !s.is_active(), None);
-                    let _ = std::fs::remove_file(self.box_dir(&rec.id).join(monitor::STOP_REQUEST));
-                    return done;
                 }
                 _ => return Ok(rec),
             }

@@ -393,6 +393,7 @@ impl Guest<'_> {
             r.started_at = Some(now_rfc3339());
             r.finished_at = None;
             r.start_count += 1;
+            r.stopped_by_user = false;
             r.health = super::health::initial(r);
             Ok(())
         });

@@ -143,6 +143,9 @@ pub struct BoxRecord {
     /// Boots so far.
     #[serde(default)]
     pub start_count: u32,
+    /// The last run ended by `stop` (so `unless-stopped` does not bring it back at boot).
+    #[serde(default)]
+    pub stopped_by_user: bool,
     /// TEE mode, launch measurement and agent steps of the last boot (TEE boxes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<crate::tee::TeeRecord>,
@@ -244,6 +247,7 @@ mod tests {
             finished_at: None,
             boot: None,
             start_count: 0,
+            stopped_by_user: false,
             tee: None,
             health: None,
         };

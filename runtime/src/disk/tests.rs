@@ -128,6 +128,7 @@ impl Home {
             finished_at: None,
             boot: None,
             start_count: 0,
+            stopped_by_user: false,
             tee: None,
             health: None,
         };
