@@ -107,7 +107,7 @@ pub enum ComposeError {
         file: PathBuf,
         /// The error.
         #[source]
-        source: Box<ComposeError>,
+        source: Box<Self>,
     },
     /// An env file.
     #[error("env_file {}: {why}", path.display())]

@@ -187,7 +187,7 @@ pub fn load(text: &str, dir: &Path, name: Option<&str>) -> Result<Project, Compo
                 }
             }
             k if k.starts_with("x-") => {}
-            _ => return Err(unknown(&key, *line)),
+            _ => return Err(unknown(key, *line)),
         }
     }
     p.name = match name.or(file_name.as_deref()) {
@@ -311,14 +311,16 @@ fn deploy(v: &Node, path: &str, s: &mut Service) -> Result<(), ComposeError> {
                 let text = string(v, &path)?;
                 match k.as_str() {
                     "cpus" => {
-                        let c: f64 = text
-                            .parse()
+                        // Whole vCPUs from 1 to 64: a fraction rounds up (0.5 → 1).
+                        let c = text
+                            .parse::<f64>()
                             .ok()
-                            .filter(|c: &f64| *c > 0.0 && *c <= 64.0)
+                            .filter(|c| *c > 0.0 && *c <= 64.0)
+                            .and_then(|c| (1..=64u32).find(|n| f64::from(*n) >= c))
                             .ok_or_else(|| {
                                 invalid(&path, v.line, format!("{text:?} is not a CPU count"))
                             })?;
-                        s.cpus = Some(c.ceil() as u32);
+                        s.cpus = Some(c);
                     }
                     "memory" => {
                         s.memory_mib =

@@ -393,8 +393,8 @@ mod tests {
         })
         .unwrap();
         // A loopback address of this run's own, so parallel runs never share a socket group.
-        let me = std::process::id();
-        let at = Ipv4Addr::new(127, 53, (me >> 8) as u8, (me as u8).max(1));
+        let [_, _, hi, lo] = std::process::id().to_be_bytes();
+        let at = Ipv4Addr::new(127, 53, hi, lo.max(1));
         // Two servers share the port, as two monitors of one network do.
         let s1 = DnsServer::start(&home, "live", at);
         let s2 = DnsServer::start(&home, "live", at);

@@ -141,9 +141,8 @@ fn udp_loop(host: &UdpSocket, target: SocketAddrV4, stop: &Arc<AtomicBool>) {
         let Ok((len, from)) = host.recv_from(&mut buf) else {
             continue;
         };
-        let up = match peer(&peers, &host, from, target, stop) {
-            Some(up) => up,
-            None => continue,
+        let Some(up) = peer(&peers, &host, from, target, stop) else {
+            continue;
         };
         let _ = up.send(&buf[..len]);
     }
