@@ -780,3 +780,19 @@ fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_request_ends_the_back_off_and_is_consumed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!wait_or_stop(dir.path(), Duration::from_millis(10)));
+        std::fs::write(dir.path().join(STOP_REQUEST), b"").unwrap();
+        // A back-off of an hour ends at once when a stop was asked for.
+        assert!(wait_or_stop(dir.path(), Duration::from_secs(3600)));
+        assert!(!dir.path().join(STOP_REQUEST).exists());
+        assert!(!stop_requested(dir.path()));
+    }
+}
