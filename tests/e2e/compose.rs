@@ -336,6 +336,20 @@ secrets:
 "#,
     );
     std::fs::write(p.dir.path().join("token.txt"), secret).unwrap();
+    // `config` checks and prints the project as it will run, booting nothing.
+    let cfg = p.ok(&["config"]).json();
+    let svc = |name: &str| {
+        cfg["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .unwrap_or_else(|| panic!("{name} in {cfg}"))
+            .clone()
+    };
+    assert_eq!(svc("vault")["confidential"], true, "{cfg}");
+    assert_eq!(svc("crash")["restart"], "on-failure:2", "{cfg}");
+    assert_eq!(svc("iso-cli")["network"], "cextra_quiet", "{cfg}");
     p.ok(&["up", "-d"]);
     // on-failure:2: the first run and two restarts, then it stays down with its exit code.
     let crash = eventually("crash to give up", 300, || {
@@ -373,6 +387,20 @@ secrets:
         "http://iso-srv/hostname",
     ]);
     assert_ne!(get.code, 0, "a strict network let a peer through: {get:?}");
+    // Per-service commands go to the service's box.
+    let e = p.compose(&["exec", "iso-srv", "cat", "/etc/hostname"]);
+    assert_eq!(e.code, 0, "{e:?}");
+    let stop = p.ok(&["stop", "-t", "0", "iso-cli"]);
+    assert_eq!(stop.stdout.trim(), "cextra-iso-cli-1");
+    let ps = p.ok(&["ps", "--format", "json"]).json();
+    let cli = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == "iso-cli")
+        .unwrap()
+        .clone();
+    assert_eq!(cli["state"], "exited", "{ps}");
     p.ok(&["down", "-v"]);
     assert!(!lab.run(&["ps", "-a"]).stdout.contains("cextra-"));
 }
