@@ -40,6 +40,8 @@ struct Shared {
     health_argv: Option<Vec<String>>,
     /// Where refusals are recorded, and the box id.
     audit: Option<(crate::audit::AuditLog, String)>,
+    /// This run is over: the accept loop ends (a restart binds a new socket).
+    closed: bool,
 }
 
 /// Runs the monitor of box `id` until the box ends. `attached_to` is the pid of a foreground
@@ -243,8 +245,8 @@ struct Boot<'a> {
 
 impl Boot<'_> {
     /// Boots the VM, runs the workload to its end. `None`: the VM did not start (the failure
-    /// is recorded already). The control socket is bound anew for a restart; the previous
-    /// one's accept thread keeps waiting on an unlinked socket nobody can reach.
+    /// is recorded already). The control socket is bound anew for a restart (the previous
+    /// run's accept loop ended when that run did).
     fn once(
         &mut self,
         listener: Option<UnixListener>,
@@ -538,7 +540,13 @@ fn serve(
         std::thread::sleep(Duration::from_millis(20));
     }
     vm.kill();
-    let stopped = lock(&shared).stop_deadline.is_some();
+    let stopped = {
+        let mut sh = lock(&shared);
+        sh.closed = true;
+        sh.stop_deadline.is_some()
+    };
+    // Wakes the accept loop so it sees `closed` and lets go of the socket.
+    let _ = UnixStream::connect(dir.join(super::MONITOR_SOCKET));
     (code, error, stopped)
 }
 
@@ -607,6 +615,9 @@ fn accept_loop(
     guest: &Arc<Mutex<UnixStream>>,
 ) {
     for conn in listener.incoming() {
+        if lock(shared).closed {
+            return;
+        }
         let Ok(conn) = conn else { continue };
         let (shared, guest) = (shared.clone(), guest.clone());
         std::thread::spawn(move || client(conn, &shared, &guest));
