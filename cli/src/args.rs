@@ -49,7 +49,10 @@ pub(crate) enum Command {
     /// Kubernetes CRI server (kubelet, crictl, critest): serve.
     #[command(subcommand)]
     Cri(crate::commands::cri::CriCommand),
-    /// List a box's published ports (GUEST/tcp -> 127.0.0.1:HOST).
+    /// Multi-service projects from a Compose file: up, down, ps, logs, exec, start, stop,
+    /// restart, pull, config.
+    Compose(crate::commands::compose::ComposeArgs),
+    /// List a box's published ports (GUEST/PROTO -> IP:HOST).
     Port(crate::commands::network::PortArgs),
     /// Bridge networks: create, ls, inspect, rm, connect, disconnect.
     #[command(subcommand)]

@@ -72,7 +72,7 @@ fn port_of(p: &cri::PortMapping) -> Result<Option<PortMap>, Status> {
             "a port mapping needs a containerPort",
         ));
     }
-    Ok((host != 0).then_some(PortMap { host, guest }))
+    Ok((host != 0).then_some(PortMap::tcp(host, guest)))
 }
 
 fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -182,13 +182,7 @@ mod tests {
         assert_eq!(spec.full_name(), "web_default_u1_2");
         assert_eq!(spec.hostname.as_deref(), Some("web-0"));
         assert_eq!(spec.dns_servers, vec!["10.96.0.10".to_owned()]);
-        assert_eq!(
-            spec.ports,
-            vec![PortMap {
-                host: 18080,
-                guest: 80
-            }]
-        );
+        assert_eq!(spec.ports, vec![PortMap::tcp(18080, 80)]);
         let rec = PodRecord {
             id: "ab".repeat(32),
             spec,

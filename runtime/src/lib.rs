@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod boxes;
+pub mod compose;
 pub mod copy;
 pub mod disk;
 pub mod engine;

@@ -3,7 +3,8 @@
 //! removed by a drop guard, so test traffic only ever flows between the test's own VMs and the
 //! namespace's end of the bridge. Nothing is sent to any other address.
 //!
-//! VM boots: 2 (peers by name; plus 1 restart) + 2 (strict) + 2 (custom) = 7.
+//! VM boots: 3 (peers by name, a late peer with an alias and published ports; plus 1
+//! restart) + 2 (strict) + 2 (custom) = 8.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Run, TestEnv};
 
 /// One A3S home shared by the tests (the kernel and busybox are unpacked once).
-fn env() -> &'static TestEnv {
+pub(crate) fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
         crate::support::build_guest_init();
@@ -26,13 +27,13 @@ fn env() -> &'static TestEnv {
 
 /// A private network namespace; on drop, this test's boxes are removed (their VMs and TAPs
 /// live in the namespace) and the namespace is deleted.
-struct Lab {
+pub(crate) struct Lab {
     ns: String,
     boxes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Lab {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let ns = format!("a3s-test-{}", &uuid_hex()[..10]);
         let ok = Command::new("ip")
             .args(["netns", "add", &ns])
@@ -49,7 +50,7 @@ impl Lab {
     }
 
     /// `a3s-box ARGS` inside the namespace.
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.exec(None, args)
     }
 
@@ -58,7 +59,7 @@ impl Lab {
     }
 
     /// Any command inside the namespace.
-    fn sh(&self, argv: &[&str]) -> Run {
+    pub(crate) fn sh(&self, argv: &[&str]) -> Run {
         output(
             Command::new("ip")
                 .args(["netns", "exec", &self.ns])
@@ -72,8 +73,9 @@ impl Lab {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(name.to_owned());
-        // --dns 127.0.0.1: a name lookup that misses /etc/hosts stays inside the guest.
-        let mut argv: Vec<String> = ["run", "-d", "--dns", "127.0.0.1", "--name", name]
+        // Names resolve through the network's DNS server on the gateway; anything else it
+        // forwards to the namespace's resolvers, i.e. nowhere: nothing leaves the namespace.
+        let mut argv: Vec<String> = ["run", "-d", "--name", name]
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -107,18 +109,18 @@ impl Lab {
     }
 
     /// The namespace's own HTTP GET (from the bridge's gateway address).
-    fn curl(&self, url: &str) -> Run {
+    pub(crate) fn curl(&self, url: &str) -> Run {
         self.sh(&["curl", "-s", "-m", "5", url])
     }
 
-    fn inspect(&self, net: &str) -> serde_json::Value {
+    pub(crate) fn inspect(&self, net: &str) -> serde_json::Value {
         let r = self.run(&["network", "inspect", net]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         r.json()[0].clone()
     }
 }
 
-fn ip_of(net: &serde_json::Value, name: &str) -> String {
+pub(crate) fn ip_of(net: &serde_json::Value, name: &str) -> String {
     net["boxes"]
         .as_array()
         .unwrap()
@@ -213,17 +215,53 @@ fn two_boxes_on_a_bridge_reach_each_other_by_name_and_keep_their_addresses() {
     assert!(body.trim_end().ends_with(&web_id[..12]), "{body}");
     let (web_ip, cli_ip) = (ip_of(&net, "peer-web"), ip_of(&net, "peer-cli"));
     assert_ne!(web_ip, cli_ip);
+    // Peers are found through the network's DNS server, not a boot-time /etc/hosts.
     let hosts = lab.run(&["exec", "peer-cli", "cat", "/etc/hosts"]);
-    assert!(
-        hosts.stdout.contains(&format!("{web_ip}\tpeer-web")),
-        "{}",
-        hosts.stdout
+    assert!(!hosts.stdout.contains("peer-web"), "{}", hosts.stdout);
+    let ns = lab.run(&["exec", "peer-cli", "nslookup", "peer-web"]);
+    assert!(ns.stdout.contains(&web_ip), "{ns:?}");
+    // A box started later, with an alias and a published port on a chosen host address, is
+    // resolvable at once by the running ones, and reachable from the host side.
+    joined(
+        lab.start(
+            "peer-late",
+            &[
+                &["--network", "br-peers", "--network-alias", "late-alias"],
+                &["-p", "127.0.0.1::80", "-p", "127.0.0.1:0:5353/udp"],
+                HTTPD,
+            ]
+            .concat(),
+        ),
     );
+    let late_ip = ip_of(&lab.inspect("br-peers"), "peer-late");
+    for name in ["peer-late", "late-alias", "late-alias.br-peers"] {
+        let ns = lab.run(&["exec", "peer-cli", "nslookup", name]);
+        assert!(ns.stdout.contains(&late_ip), "{name}: {ns:?}");
+    }
+    lab.wait_http("peer-cli", "late-alias", 80);
+    let ports = lab.run(&["port", "peer-late"]);
+    assert_eq!(ports.code, 0, "{}", ports.stderr);
+    let tcp = ports
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("80/tcp -> 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{}", ports.stdout));
     assert!(
-        hosts.stdout.contains(&format!("{cli_ip}\tpeer-cli")),
+        ports.stdout.contains("5353/udp -> 127.0.0.1:"),
         "{}",
-        hosts.stdout
+        ports.stdout
     );
+    let host_port = tcp.rsplit(':').next().unwrap();
+    let late_id = lab.run(&["inspect", "peer-late"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = lab.curl(&format!("http://127.0.0.1:{host_port}/hostname"));
+    assert!(c.stdout.trim_end().ends_with(&late_id[..12]), "{c:?}");
+    let rm = lab.run(&["rm", "-f", "peer-late"]);
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    let gone = lab.run(&["exec", "peer-cli", "nslookup", "late-alias"]);
+    assert!(!gone.stdout.contains(&late_ip), "{gone:?}");
     // The namespace's end of the bridge (the gateway) reaches a box at its address.
     let c = lab.curl(&format!("http://{web_ip}/hostname"));
     assert!(c.stdout.trim_end().ends_with(&web_id[..12]), "{c:?}");

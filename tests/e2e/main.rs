@@ -9,6 +9,7 @@ mod boxes;
 mod bridge;
 mod build;
 mod clock;
+mod compose;
 mod cri;
 mod disk;
 mod hardening;

@@ -24,10 +24,10 @@ fn env() -> &'static TestEnv {
 #[test]
 fn unsupported_publish_forms_are_refused_before_boot() {
     for (spec, needle) in [
-        ("8080:80/udp", "udp is not supported"),
-        ("127.0.0.1:8080:80", "binding a host IP is not supported"),
-        ("80", "shorthand"),
-        ("8000-8010:80", "port ranges are not supported"),
+        ("8080:80/sctp", "sctp is not supported"),
+        ("[::1]:8080:80", "IPv6 host addresses are not supported"),
+        ("localhost:8080:80", "is not an IPv4 address"),
+        ("8000-8010:80", "ranges must have the same length"),
     ] {
         let r = env().run(&["run", "--rm", "-p", spec, "busybox", "true"]);
         assert_eq!(r.code, 2, "{spec}: {}", r.stderr);
@@ -54,7 +54,7 @@ fn a_host_port_in_use_is_an_error_before_boot() {
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains(&format!("127.0.0.1:{port} is not available")),
+            .contains(&format!("127.0.0.1:{port}/tcp is not available")),
         "{}",
         r.stderr
     );
@@ -70,7 +70,9 @@ fn a_published_port_answers_on_host_loopback_and_port_lists_it() {
         "--hostname",
         "webhost",
         "-p",
-        "0:80",
+        "127.0.0.1::80",
+        "-p",
+        "127.0.0.1::53/udp",
         "busybox",
         "httpd",
         "-f",
@@ -84,10 +86,15 @@ fn a_published_port_answers_on_host_loopback_and_port_lists_it() {
     assert_eq!(p.code, 0, "{}", p.stderr);
     let host_port: u16 = p
         .stdout
-        .trim()
-        .strip_prefix("80/tcp -> 127.0.0.1:")
+        .lines()
+        .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("port output: {:?}", p.stdout));
+    assert!(
+        p.stdout.contains("53/udp -> 127.0.0.1:"),
+        "port output: {:?}",
+        p.stdout
+    );
     assert_ne!(host_port, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
     let body = loop {

@@ -8,20 +8,36 @@ use crate::qemu::Machine;
 /// Guest kernel modules for the NIC (virtio_net is a module in the cloud kernel).
 pub const GUEST_MODULES: &[&str] = &["virtio_net"];
 
-/// A user-network NIC: outbound through the host's stack, `forwards` as (host, guest) TCP ports
-/// bound on 127.0.0.1 only.
+/// One QEMU `hostfwd`: a host address and port forwarded to a guest port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFwd {
+    /// UDP instead of TCP.
+    pub udp: bool,
+    /// Host address QEMU binds.
+    pub host_ip: std::net::Ipv4Addr,
+    /// Host port.
+    pub host: u16,
+    /// Guest port.
+    pub guest: u16,
+}
+
+/// A user-network NIC: outbound through the host's stack, published ports as `forwards`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserNet {
-    /// (host port on 127.0.0.1, guest port).
-    pub forwards: Vec<(u16, u16)>,
+    /// The published ports.
+    pub forwards: Vec<HostFwd>,
 }
 
 impl UserNet {
     /// QEMU arguments for this NIC (guest side: 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3).
     pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
         let mut netdev = String::from("user,id=net0,ipv6=off");
-        for (host, guest) in &self.forwards {
-            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        for f in &self.forwards {
+            let proto = if f.udp { "udp" } else { "tcp" };
+            netdev.push_str(&format!(
+                ",hostfwd={proto}:{}:{}-:{}",
+                f.host_ip, f.host, f.guest
+            ));
         }
         let device = match machine {
             Machine::Microvm => "virtio-net-device,netdev=net0",
@@ -84,9 +100,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forwards_bind_loopback_only() {
+    fn forwards_bind_the_given_address_and_protocol() {
+        let fwd = |udp, host_ip, host, guest| HostFwd {
+            udp,
+            host_ip,
+            host,
+            guest,
+        };
         let n = UserNet {
-            forwards: vec![(8080, 80), (2222, 22)],
+            forwards: vec![
+                fwd(false, std::net::Ipv4Addr::LOCALHOST, 8080, 80),
+                fwd(true, std::net::Ipv4Addr::UNSPECIFIED, 5353, 53),
+            ],
         };
         let a: Vec<String> = n
             .qemu_args(Machine::Microvm)
@@ -97,7 +122,7 @@ mod tests {
             a,
             [
                 "-netdev",
-                "user,id=net0,ipv6=off,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22",
+                "user,id=net0,ipv6=off,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53",
                 "-device",
                 "virtio-net-device,netdev=net0",
             ]

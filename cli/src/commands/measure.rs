@@ -50,6 +50,9 @@ impl LaunchFlags {
         let net = crate::commands::network::NetArgs {
             network: self.network.clone(),
             publish: Vec::new(),
+            publish_all: false,
+            ip: None,
+            network_alias: Vec::new(),
             dns: Vec::new(),
         }
         .box_net()?;

@@ -4,6 +4,7 @@ mod attest;
 pub(crate) mod audit;
 pub(crate) mod boxes;
 pub(crate) mod build;
+pub(crate) mod compose;
 pub(crate) mod cp;
 pub(crate) mod cri;
 pub(crate) mod image;
@@ -40,6 +41,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Simulator(SimulatorCommand::Info(args)) => simulator::info(&args),
         Command::Audit(args) => audit::run(args),
         Command::Box(cmd) => boxes::run(cmd),
+        Command::Compose(a) => compose::run(a),
         Command::Port(a) => network::port(&a),
         Command::Network(c) => network::manage::run(c),
         Command::Volume(cmd) => volume::run(cmd),
@@ -63,6 +65,7 @@ pub(crate) fn engine_error(e: EngineError) -> anyhow::Error {
         EngineError::State(x) => x.into(),
         EngineError::Volume(x) => x.into(),
         EngineError::Net(x) => x.into(),
+        EngineError::Compose(x) => x.into(),
         EngineError::Copy(x) => x.into(),
         EngineError::Disk(x) => x.into(),
         EngineError::Tee(x) => x.into(),
@@ -110,6 +113,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
             image::hint(cause)
                 .or_else(|| boxes::hint(cause))
                 .or_else(|| network::hint(cause))
+                .or_else(|| compose::hint(cause))
                 .or_else(|| volume::hint(cause))
                 .or_else(|| system::hint(cause))
         };

@@ -16,6 +16,7 @@ pub mod filter;
 pub mod health;
 pub mod logs;
 pub mod monitor;
+pub mod restart;
 pub mod signal;
 pub mod state;
 
@@ -74,6 +75,14 @@ pub enum BoxError {
     /// The image store.
     #[error(transparent)]
     Image(#[from] StoreError),
+    /// `--restart` with a setting it cannot go with.
+    #[error("--restart {policy} cannot be used with {with}")]
+    RestartConflict {
+        /// The policy.
+        policy: String,
+        /// The conflicting setting.
+        with: &'static str,
+    },
     /// Kernel, guest-init or initrd.
     #[error(transparent)]
     Asset(#[from] AssetError),
@@ -199,8 +208,10 @@ pub struct CreateRequest {
     pub kernel_args: Vec<String>,
     /// `--rm`.
     pub auto_remove: bool,
-    /// `--network`, `-p`, `--dns`.
+    /// `--network`, `-p`, `--dns`, `--ip`, `--network-alias`.
     pub net: crate::network::BoxNet,
+    /// `-P`: publish every port the image exposes.
+    pub publish_all: bool,
     /// `-v` mounts (parsed; bind sources checked by the caller).
     pub mounts: Vec<crate::volumes::MountSpec>,
     /// `--tee-enable` / `--tee-simulate` and their settings.
@@ -215,6 +226,8 @@ pub struct CreateRequest {
     pub stop_signal: Option<String>,
     /// `--stop-timeout` in seconds (`None`: 10).
     pub stop_timeout: Option<u64>,
+    /// `--restart`.
+    pub restart: restart::RestartPolicy,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -478,6 +491,7 @@ impl Boxes {
             finished_at: None,
             boot: None,
             start_count: 0,
+            stopped_by_user: false,
             tee: None,
             health: None,
         };
@@ -537,7 +551,29 @@ impl Boxes {
         let mut env = cfg.env.clone();
         env.extend(req.env.iter().cloned());
 
-        let net = req.net.clone().resolve()?;
+        if req.restart != restart::RestartPolicy::No {
+            let with = if req.auto_remove {
+                Some("--rm (a removed box cannot be restarted)")
+            } else if req.tee.is_some() {
+                Some("a TEE box (each boot attests again; restart it with `a3s-box start`)")
+            } else {
+                None
+            };
+            if let Some(with) = with {
+                return Err(BoxError::RestartConflict {
+                    policy: req.restart.to_arg(),
+                    with,
+                });
+            }
+        }
+        let mut net = req.net.clone();
+        if req.publish_all {
+            // `-P`: every EXPOSEd port on a free host port, after the explicit `-p`s.
+            net.ports
+                .extend(crate::network::publish_exposed(&cfg.exposed_ports)?);
+        }
+        net.hostname.clone_from(&req.hostname);
+        let net = net.resolve()?;
         crate::volumes::check_targets(&req.mounts)?;
         if let Some(tee) = &req.tee {
             tee.validate(net.mode == crate::network::NetMode::Tsi)?;
@@ -583,6 +619,7 @@ impl Boxes {
             labels: req.labels.clone(),
             stop_signal,
             stop_timeout: req.stop_timeout,
+            restart: req.restart,
             layer_bytes: req
                 .layer_bytes
                 .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
@@ -933,23 +970,39 @@ impl Boxes {
     /// Monitor errors.
     pub fn stop(&self, key: &str, timeout: Duration) -> Result<BoxRecord, BoxError> {
         let rec = self.find(key)?;
-        if !rec.state.is_active() {
-            return Ok(rec);
+        // The state can move on while we look (a restart boots again): act on what it is now.
+        loop {
+            let rec = self.reconcile(self.load(&rec.id)?);
+            match rec.state {
+                BoxState::Starting { .. } => {
+                    // Not serving requests yet: wait for it to come up first.
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                BoxState::Restarting { .. } | BoxState::Running { .. } => {
+                    self.update(&rec.id, |r| {
+                        r.stopped_by_user = true;
+                        Ok(())
+                    })?;
+                    if let BoxState::Running { .. } = rec.state {
+                        self.request(
+                            &rec,
+                            &client::ClientMsg::Stop {
+                                timeout_secs: timeout.as_secs(),
+                            },
+                        )?;
+                        let done = self.wait_until(&rec.id, |s| !s.is_active(), None);
+                        let _ =
+                            std::fs::remove_file(self.box_dir(&rec.id).join(monitor::STOP_REQUEST));
+                        return done;
+                    }
+                    // Waiting out its back-off: the monitor sees this and ends instead (or,
+                    // if it just began the next boot, the next round stops that run).
+                    fs_err::write(self.box_dir(&rec.id).join(monitor::STOP_REQUEST), b"")?;
+                    self.wait_until(&rec.id, |s| !matches!(s, BoxState::Restarting { .. }), None)?;
+                }
+                _ => return Ok(rec),
+            }
         }
-        if let BoxState::Starting { .. } = rec.state {
-            // Not serving requests yet: wait for it to come up first.
-            self.wait_until(&rec.id, |s| !matches!(s, BoxState::Starting { .. }), None)?;
-        }
-        let rec = self.find(key)?;
-        if matches!(rec.state, BoxState::Running { .. }) {
-            self.request(
-                &rec,
-                &client::ClientMsg::Stop {
-                    timeout_secs: timeout.as_secs(),
-                },
-            )?;
-        }
-        self.wait_until(&rec.id, |s| !s.is_active(), None)
     }
 
     /// Waits until the box's state satisfies `done` (or `limit` passes).

@@ -40,6 +40,8 @@ struct Shared {
     health_argv: Option<Vec<String>>,
     /// Where refusals are recorded, and the box id.
     audit: Option<(crate::audit::AuditLog, String)>,
+    /// This run is over: the accept loop ends (a restart binds a new socket).
+    closed: bool,
 }
 
 /// Runs the monitor of box `id` until the box ends. `attached_to` is the pid of a foreground
@@ -70,6 +72,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
     let plan = boxes.plan(&rec)?;
     let dir = boxes.box_dir(id);
     let config = plan.vm_config(&dir, &rec.spec);
+    let _ = std::fs::remove_file(dir.join(STOP_REQUEST));
     let listener = bind(&dir.join(super::MONITOR_SOCKET))?;
     let mut tee = None;
     if let Some(spec) = &rec.spec.tee {
@@ -139,48 +142,175 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         None => None,
     };
 
-    let vm = match Vm::start(&config) {
-        Ok(vm) => vm,
-        Err(e) => {
-            let mut msg = format!("{e}");
-            if let Some(h) = e.hint() {
-                msg.push_str(&format!(" (hint: {h})"));
-            }
-            let msg = boot_failure(boxes, id, &config, msg);
-            finish(boxes, id, 125, Some(msg), attached_to.is_none());
-            return Ok(());
-        }
-    };
-    let start = HostMsg::Start {
-        setup,
-        process: rec.spec.process.clone(),
-        tee: tee.as_ref().map(|t| t.setup.clone()),
-        clock: Some(GuestClock::now(plan.tsc_khz)),
-    };
-    let guest = Guest {
+    let mut boot = Boot {
         boxes,
         id,
-        tee,
+        rec: &rec,
+        config: &config,
+        dir: &dir,
+        setup,
         exec_allowed,
-        health_argv: rec.spec.health.as_ref().map(|h| h.argv()),
         monitor_pid: me,
-        running: false,
+        may_remove: attached_to.is_none(),
+        tsc_khz: plan.tsc_khz,
     };
-    let checker = super::health::spawn(boxes, &rec, me);
-    let (code, error) = match send(&vm, WORKLOAD_SESSION, &start) {
-        Ok(()) => serve(vm, listener, &dir, &config, guest),
-        Err(e) => (125, Some(format!("sending the workload to the guest: {e}"))),
-    };
-    // A VM that went away before its workload started failed to start: keep what it said.
-    let error = match (code, error) {
-        (125, Some(msg)) if !matches!(boxes.load(id)?.state, BoxState::Running { .. }) => {
-            Some(boot_failure(boxes, id, &config, msg))
+    let mut tee = tee;
+    let mut listener = Some(listener);
+    let mut restarts = 0;
+    let mut backoff = super::restart::Backoff::default();
+    loop {
+        let began = Instant::now();
+        let Some(run) = boot.once(listener.take(), tee.take())? else {
+            return Ok(());
+        };
+        // The policy only restarts a workload that ran: a box that cannot boot would loop.
+        let again = run.ran && rec.spec.restart.decide(run.code, restarts, run.stopped);
+        if !again || stop_requested(&dir) {
+            finish(boxes, id, run.code, run.error, attached_to.is_none());
+            return Ok(());
         }
-        (_, error) => error,
-    };
-    drop(checker);
-    finish(boxes, id, code, error, attached_to.is_none());
-    Ok(())
+        let delay = backoff.next_delay(began.elapsed());
+        restarts += 1;
+        boxes.update(id, |r| {
+            r.state = BoxState::Restarting {
+                monitor_pid: me,
+                exit_code: run.code,
+            };
+            r.finished_at = Some(now_rfc3339());
+            Ok(())
+        })?;
+        if wait_or_stop(&dir, delay) {
+            finish(boxes, id, run.code, run.error, attached_to.is_none());
+            return Ok(());
+        }
+        boxes.update(id, |r| {
+            r.state = BoxState::Starting { monitor_pid: me };
+            Ok(())
+        })?;
+        if stop_requested(&dir) {
+            finish(boxes, id, run.code, run.error, attached_to.is_none());
+            return Ok(());
+        }
+    }
+}
+
+/// Set by `stop` while a box waits to be restarted: it stays stopped.
+pub const STOP_REQUEST: &str = "stop-requested";
+
+fn stop_requested(dir: &Path) -> bool {
+    let p = dir.join(STOP_REQUEST);
+    let there = p.exists();
+    if there {
+        let _ = std::fs::remove_file(p);
+    }
+    there
+}
+
+/// Sleeps `delay` unless a stop is requested first (then true).
+fn wait_or_stop(dir: &Path, delay: Duration) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        if stop_requested(dir) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// How one boot of the box ended.
+struct Ran {
+    code: i32,
+    error: Option<String>,
+    /// The workload started.
+    ran: bool,
+    /// `stop` ended it.
+    stopped: bool,
+}
+
+/// What every boot of one monitor shares.
+struct Boot<'a> {
+    boxes: &'a Boxes,
+    id: &'a BoxId,
+    rec: &'a super::BoxRecord,
+    config: &'a VmConfig,
+    dir: &'a Path,
+    setup: a3s_vmm::proto::GuestSetup,
+    exec_allowed: bool,
+    monitor_pid: u32,
+    may_remove: bool,
+    /// The host's TSC rate for the guest clock (TCG), see `VmPlan::tsc_khz`.
+    tsc_khz: Option<u64>,
+}
+
+impl Boot<'_> {
+    /// Boots the VM, runs the workload to its end. `None`: the VM did not start (the failure
+    /// is recorded already). The control socket is bound anew for a restart (the previous
+    /// run's accept loop ended when that run did).
+    fn once(
+        &mut self,
+        listener: Option<UnixListener>,
+        tee: Option<TeeLaunch>,
+    ) -> Result<Option<Ran>, BoxError> {
+        let (boxes, id, config) = (self.boxes, self.id, self.config);
+        let listener = match listener {
+            Some(l) => l,
+            None => bind(&self.dir.join(super::MONITOR_SOCKET))?,
+        };
+        let vm = match Vm::start(config) {
+            Ok(vm) => vm,
+            Err(e) => {
+                let mut msg = format!("{e}");
+                if let Some(h) = e.hint() {
+                    msg.push_str(&format!(" (hint: {h})"));
+                }
+                let msg = boot_failure(boxes, id, config, msg);
+                finish(boxes, id, 125, Some(msg), self.may_remove);
+                return Ok(None);
+            }
+        };
+        let start = HostMsg::Start {
+            setup: self.setup.clone(),
+            process: self.rec.spec.process.clone(),
+            tee: tee.as_ref().map(|t| t.setup.clone()),
+            // Set afresh at every boot (a restart's guest starts from the RTC again).
+            clock: Some(GuestClock::now(self.tsc_khz)),
+        };
+        let guest = Guest {
+            boxes,
+            id,
+            tee,
+            exec_allowed: self.exec_allowed,
+            health_argv: self.rec.spec.health.as_ref().map(|h| h.argv()),
+            monitor_pid: self.monitor_pid,
+            running: false,
+        };
+        let checker = super::health::spawn(boxes, self.rec, self.monitor_pid);
+        let (code, error, stopped) = match send(&vm, WORKLOAD_SESSION, &start) {
+            Ok(()) => serve(vm, listener, self.dir, config, guest),
+            Err(e) => (
+                125,
+                Some(format!("sending the workload to the guest: {e}")),
+                false,
+            ),
+        };
+        let ran = matches!(boxes.load(id)?.state, BoxState::Running { .. });
+        // A VM that went away before its workload started failed to start: keep what it said.
+        let error = match (code, error) {
+            (125, Some(msg)) if !ran => Some(boot_failure(boxes, id, config, msg)),
+            (_, error) => error,
+        };
+        drop(checker);
+        Ok(Some(Ran {
+            code,
+            error,
+            ran,
+            stopped,
+        }))
+    }
 }
 
 fn bind(path: &Path) -> Result<UnixListener, BoxError> {
@@ -270,6 +400,7 @@ impl Guest<'_> {
             r.started_at = Some(now_rfc3339());
             r.finished_at = None;
             r.start_count += 1;
+            r.stopped_by_user = false;
             r.health = super::health::initial(r);
             Ok(())
         });
@@ -305,14 +436,14 @@ impl Guest<'_> {
 }
 
 /// Pumps guest frames into the log and to exec clients until the workload ends; returns its
-/// exit code and an error note.
+/// exit code, an error note, and whether `stop` ended it.
 fn serve(
     mut vm: Vm,
     listener: UnixListener,
     dir: &Path,
     config: &VmConfig,
     mut guest_box: Guest<'_>,
-) -> (i32, Option<String>) {
+) -> (i32, Option<String>, bool) {
     let shared = Arc::new(Mutex::new(Shared {
         next_session: 1,
         exec_allowed: guest_box.exec_allowed,
@@ -325,7 +456,7 @@ fn serve(
     }));
     let guest = match vm.sender() {
         Ok(s) => Arc::new(Mutex::new(s)),
-        Err(e) => return (125, Some(format!("guest channel: {e}"))),
+        Err(e) => return (125, Some(format!("guest channel: {e}")), false),
     };
     {
         let (shared, guest) = (shared.clone(), guest.clone());
@@ -333,7 +464,7 @@ fn serve(
     }
     let mut log = match LogWriter::open(&dir.join(super::OUTPUT_LOG)) {
         Ok(l) => l,
-        Err(e) => return (125, Some(format!("opening the output log: {e}"))),
+        Err(e) => return (125, Some(format!("opening the output log: {e}")), false),
     };
     let mut error = None;
     let code = loop {
@@ -414,7 +545,14 @@ fn serve(
         std::thread::sleep(Duration::from_millis(20));
     }
     vm.kill();
-    (code, error)
+    let stopped = {
+        let mut sh = lock(&shared);
+        sh.closed = true;
+        sh.stop_deadline.is_some()
+    };
+    // Wakes the accept loop so it sees `closed` and lets go of the socket.
+    let _ = UnixStream::connect(dir.join(super::MONITOR_SOCKET));
+    (code, error, stopped)
 }
 
 /// The exit code and message when the VM goes away under a box: before its workload started
@@ -482,6 +620,9 @@ fn accept_loop(
     guest: &Arc<Mutex<UnixStream>>,
 ) {
     for conn in listener.incoming() {
+        if lock(shared).closed {
+            return;
+        }
         let Ok(conn) = conn else { continue };
         let (shared, guest) = (shared.clone(), guest.clone());
         std::thread::spawn(move || client(conn, &shared, &guest));
@@ -654,4 +795,20 @@ fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
     shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_request_ends_the_back_off_and_is_consumed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!wait_or_stop(dir.path(), Duration::from_millis(10)));
+        std::fs::write(dir.path().join(STOP_REQUEST), b"").unwrap();
+        // A back-off of an hour ends at once when a stop was asked for.
+        assert!(wait_or_stop(dir.path(), Duration::from_secs(3600)));
+        assert!(!dir.path().join(STOP_REQUEST).exists());
+        assert!(!stop_requested(dir.path()));
+    }
 }

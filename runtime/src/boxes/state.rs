@@ -33,6 +33,9 @@ pub struct BoxSpec {
     /// Health check (`--health-cmd`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::HealthConfig>,
+    /// `--restart` (records from before it: `no`).
+    #[serde(default)]
+    pub restart: super::restart::RestartPolicy,
     /// `-l/--label` (KEY=VALUE metadata; `ps --filter label=`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -72,6 +75,13 @@ pub enum BoxState {
         /// QEMU process.
         qemu_pid: u32,
     },
+    /// The workload ended and its restart policy starts it again after a back-off.
+    Restarting {
+        /// Monitor process.
+        monitor_pid: u32,
+        /// How the last run ended.
+        exit_code: i32,
+    },
     /// The workload (or the VM) ended.
     Exited {
         /// Docker-style exit code.
@@ -83,12 +93,13 @@ pub enum BoxState {
 }
 
 impl BoxState {
-    /// `created`, `starting`, `running` or `exited`.
+    /// `created`, `starting`, `running`, `restarting` or `exited`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Starting { .. } => "starting",
             Self::Running { .. } => "running",
+            Self::Restarting { .. } => "restarting",
             Self::Exited { .. } => "exited",
         }
     }
@@ -96,9 +107,9 @@ impl BoxState {
     /// The monitor's pid while it owns the VM.
     pub fn monitor_pid(&self) -> Option<u32> {
         match self {
-            Self::Starting { monitor_pid } | Self::Running { monitor_pid, .. } => {
-                Some(*monitor_pid)
-            }
+            Self::Starting { monitor_pid }
+            | Self::Running { monitor_pid, .. }
+            | Self::Restarting { monitor_pid, .. } => Some(*monitor_pid),
             _ => None,
         }
     }
@@ -143,6 +154,9 @@ pub struct BoxRecord {
     /// Boots so far.
     #[serde(default)]
     pub start_count: u32,
+    /// The last run ended by `stop` (so `unless-stopped` does not bring it back at boot).
+    #[serde(default)]
+    pub stopped_by_user: bool,
     /// TEE mode, launch measurement and agent steps of the last boot (TEE boxes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<crate::tee::TeeRecord>,
@@ -230,6 +244,7 @@ pub(crate) mod tests {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                restart: Default::default(),
                 labels: BTreeMap::new(),
                 stop_signal: None,
                 stop_timeout: None,
@@ -244,6 +259,7 @@ pub(crate) mod tests {
             finished_at: None,
             boot: None,
             start_count: 0,
+            stopped_by_user: false,
             tee: None,
             health: None,
         }

@@ -109,6 +109,7 @@ impl Home {
                 auto_remove: false,
                 tee: None,
                 health: None,
+                restart: Default::default(),
                 labels: Default::default(),
                 stop_signal: None,
                 stop_timeout: None,
@@ -130,6 +131,7 @@ impl Home {
             finished_at: None,
             boot: None,
             start_count: 0,
+            stopped_by_user: false,
             tee: None,
             health: None,
         };

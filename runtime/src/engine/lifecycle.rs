@@ -70,6 +70,29 @@ impl Engine {
         }
     }
 
+    /// `system boot`: after a host reboot, starts every stopped box whose restart policy
+    /// asks for it (`always`; `unless-stopped` unless the user stopped it). Returns each
+    /// box's name and how its start went; one failure does not stop the others.
+    ///
+    /// # Errors
+    /// Listing the boxes failed.
+    #[allow(clippy::type_complexity)]
+    pub fn start_after_boot(&self) -> Result<Vec<(String, Result<(), EngineError>)>, EngineError> {
+        use crate::boxes::restart::RestartPolicy;
+        let mut out = Vec::new();
+        for rec in self.list(true)? {
+            let wanted = match rec.spec.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::UnlessStopped => !rec.stopped_by_user,
+                _ => false,
+            };
+            if wanted && !rec.state.is_active() {
+                out.push((rec.name.clone(), self.start(rec.id.as_str()).map(drop)));
+            }
+        }
+        Ok(out)
+    }
+
     /// `stop`: SIGTERM, then SIGKILL of the VM after `timeout`.
     ///
     /// # Errors

@@ -17,6 +17,7 @@
 
 mod attest;
 mod build;
+mod compose;
 mod copy;
 mod images;
 mod lifecycle;
@@ -39,6 +40,7 @@ use crate::home::A3sHome;
 
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
+pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
 pub use measure::{MeasuredInputs, PredictedMeasurement};
@@ -140,6 +142,9 @@ pub enum EngineError {
     /// A network operation.
     #[error(transparent)]
     Net(#[from] crate::network::NetError),
+    /// A compose file or project.
+    #[error(transparent)]
+    Compose(#[from] crate::compose::ComposeError),
     /// `cp`.
     #[error(transparent)]
     Copy(#[from] crate::copy::CopyError),
@@ -224,6 +229,7 @@ impl EngineError {
             Self::State(e) => e,
             Self::Volume(e) => e,
             Self::Net(e) => e,
+            Self::Compose(e) => e,
             Self::Copy(e) => e,
             Self::Disk(e) => e,
             Self::Tee(e) => e,

@@ -13,7 +13,7 @@ fn net_event(action: &str, outcome: Outcome, message: &str, network: &str) -> Ev
 }
 
 impl Engine {
-    fn networks(&self) -> Networks {
+    pub(super) fn networks(&self) -> Networks {
         Networks::open(&self.home)
     }
 

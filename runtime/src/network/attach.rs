@@ -7,6 +7,8 @@ use std::path::Path;
 use a3s_vmm::proto::GuestSetup;
 
 use super::bridge::{self, Tap};
+use super::dns::DnsServer;
+use super::forward::{self, Forwarders};
 use super::{BoxNet, NetError, NetMode, Network, Networks};
 use crate::home::A3sHome;
 use crate::state::BoxId;
@@ -25,8 +27,17 @@ pub fn allocate(
         return Ok(net);
     }
     let network = net.network.clone().ok_or(NetError::NotAttached)?;
-    net.ip = Some(Networks::open(home).attach(&network, id, name)?);
+    net.ip = Some(Networks::open(home).attach(&network, id, &join(name, &net))?);
     Ok(net)
+}
+
+fn join(name: &str, net: &BoxNet) -> super::store::Join {
+    super::store::Join {
+        name: name.to_owned(),
+        aliases: net.aliases.clone(),
+        hostname: net.hostname.clone(),
+        ip: net.ip,
+    }
 }
 
 /// At removal: frees the box's address (best effort: an endpoint whose box is gone is garbage
@@ -70,10 +81,9 @@ pub fn connect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<Ipv4A
         }
         _ => {}
     }
-    if !net.ports.is_empty() {
-        return Err(NetError::PortsOnBridge);
-    }
-    let ip = Networks::open(home).attach(network, b.id, b.name)?;
+    // Its own address and aliases belonged to its previous network (if any).
+    net.ip = None;
+    let ip = Networks::open(home).attach(network, b.id, &join(b.name, &net))?;
     net.mode = NetMode::Bridge;
     net.network = Some(network.to_owned());
     net.ip = Some(ip);
@@ -110,22 +120,28 @@ pub fn disconnect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<()
     Ok(())
 }
 
-/// A booting bridged box plugged into its network: the TAP (removed on drop) and the network
-/// as it was when the box joined.
+/// A booting bridged box plugged into its network: the TAP (removed on drop), its share of
+/// the network's DNS server and its published ports (both stop on drop), and the network as
+/// it was when the box joined.
 #[derive(Debug)]
 pub struct Plugged {
     /// The TAP device.
     pub tap: Tap,
+    /// This monitor's socket of the network's DNS server.
+    pub dns: DnsServer,
+    /// Relays of the box's published ports.
+    pub forwards: Forwarders,
     /// The network.
     pub network: Network,
 }
 
 /// Before boot: for a bridged box, builds the bridge if needed, creates the box's TAP and
-/// refreshes the isolation rules, and adds every peer (name → address) and the box itself to
-/// the guest's `/etc/hosts` (user `--add-host` entries win). Other modes: nothing.
+/// refreshes the isolation rules, joins the network's DNS server (the guest's nameserver
+/// unless `--dns` says otherwise) and binds its published ports; the box's own names go to
+/// its `/etc/hosts` (user `--add-host` entries win). Other modes: nothing.
 ///
 /// # Errors
-/// A vanished network or endpoint, or a failed `ip`/`nft` command.
+/// A vanished network or endpoint, a failed `ip`/`nft` command, a port taken since create.
 pub fn plug(
     home: &A3sHome,
     id: &BoxId,
@@ -138,26 +154,37 @@ pub fn plug(
     }
     let name = net.network.clone().ok_or(NetError::NotAttached)?;
     let nets = Networks::open(home);
-    let _lock = nets.lock()?;
-    let n = nets.get_locked(&name)?;
-    let me = n
-        .endpoints
-        .get(id.as_str())
-        .filter(|e| Some(e.ip) == net.ip)
-        .ok_or_else(|| NetError::LostEndpoint(name.clone()))?;
-    bridge::ensure(&n)?;
+    let (n, me) = {
+        let _lock = nets.lock()?;
+        let n = nets.get_locked(&name)?;
+        let me = n
+            .endpoints
+            .get(id.as_str())
+            .filter(|e| Some(e.ip) == net.ip)
+            .cloned()
+            .ok_or_else(|| NetError::LostEndpoint(name.clone()))?;
+        bridge::ensure(&n)?;
+        (n, me)
+    };
     let tap = Tap::create(&n, id)?;
-    for e in n.endpoints.values() {
-        setup
-            .hosts
-            .entry(e.name.clone())
-            .or_insert_with(|| e.ip.to_string());
+    let dns = DnsServer::start(home, &n.name, n.gateway)?;
+    let forwards = forward::start(&net.ports, me.ip)?;
+    if net.dns.is_empty() {
+        setup.nameservers = vec![n.gateway.to_string()];
     }
-    if !setup.hostname.is_empty() {
+    for own in std::iter::once(&me.name)
+        .chain(&me.hostname)
+        .chain(std::iter::once(&setup.hostname).filter(|h| !h.is_empty()))
+    {
         setup
             .hosts
-            .entry(setup.hostname.clone())
+            .entry(own.clone())
             .or_insert_with(|| me.ip.to_string());
     }
-    Ok(Some(Plugged { tap, network: n }))
+    Ok(Some(Plugged {
+        tap,
+        dns,
+        forwards,
+        network: n,
+    }))
 }

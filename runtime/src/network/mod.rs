@@ -7,16 +7,20 @@
 
 pub mod attach;
 pub mod bridge;
+pub mod dns;
+pub mod forward;
 pub mod ipam;
 pub mod policy;
+pub mod publish;
 pub mod store;
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use policy::{Isolation, Policy, PolicyError};
+pub use publish::{parse_publish, publish_exposed, PortMap, Proto};
 pub use store::{CreateNetwork, Network, Networks};
 
 /// The file beside a box's record.
@@ -143,73 +147,6 @@ pub struct Link {
     pub gateway: Ipv4Addr,
 }
 
-/// One published port: host loopback port → guest TCP port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortMap {
-    /// Host port on 127.0.0.1 (0 until a free one is picked at create).
-    pub host: u16,
-    /// Guest port.
-    pub guest: u16,
-}
-
-impl std::fmt::Display for PortMap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/tcp -> 127.0.0.1:{}", self.guest, self.host)
-    }
-}
-
-/// Parses one `-p HOST:GUEST[/tcp]`.
-///
-/// # Errors
-/// [`NetError::Publish`] naming what is wrong: UDP, a host-IP bind, the shorthand `GUEST`,
-/// a range, a port out of range or guest port 0.
-pub fn parse_publish(spec: &str) -> Result<PortMap, NetError> {
-    let bad = |why: &str| NetError::Publish {
-        spec: spec.to_owned(),
-        why: why.to_owned(),
-    };
-    let (ports, proto) = match spec.split_once('/') {
-        Some((p, proto)) => (p, proto),
-        None => (spec, "tcp"),
-    };
-    match proto {
-        "tcp" => {}
-        "udp" | "sctp" => return Err(bad(&format!("{proto} is not supported, only tcp"))),
-        other => return Err(bad(&format!("unknown protocol {other:?}, only tcp"))),
-    }
-    let parts: Vec<&str> = ports.split(':').collect();
-    let (host, guest) = match parts.as_slice() {
-        [guest] if !guest.is_empty() => {
-            return Err(bad(&format!(
-                "the shorthand GUEST form is not supported; write HOST:GUEST (e.g. 0:{guest} for a free host port)"
-            )))
-        }
-        [host, guest] => (*host, *guest),
-        [_, _, _] => {
-            return Err(bad(
-                "binding a host IP is not supported; ports are published on 127.0.0.1 only, write HOST:GUEST",
-            ))
-        }
-        _ => return Err(bad("expected HOST:GUEST[/tcp]")),
-    };
-    if host.contains('-') || guest.contains('-') {
-        return Err(bad("port ranges are not supported; give one -p per port"));
-    }
-    let port = |s: &str, which: &str| {
-        s.parse::<u16>().map_err(|_| {
-            bad(&format!(
-                "{which} port {s:?} is not a number from 0 to 65535"
-            ))
-        })
-    };
-    let host = port(host, "host")?;
-    let guest = port(guest, "guest")?;
-    if guest == 0 {
-        return Err(bad("guest port 0 is not a port"));
-    }
-    Ok(PortMap { host, guest })
-}
-
 /// Parses `--dns IP`.
 ///
 /// # Errors
@@ -234,9 +171,15 @@ pub struct BoxNet {
     /// The user-defined network (`bridge` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
-    /// The box's stable address there (allocated at create or connect).
+    /// The box's stable address there (allocated at create or connect; `--ip` asks for one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<Ipv4Addr>,
+    /// `--network-alias`: more names the network's DNS answers with this box's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// The box's hostname, for the network's DNS (set at create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// Filled in by [`BoxNet::linked`] for the boot plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<Link>,
@@ -251,20 +194,27 @@ impl BoxNet {
         if self.mode == NetMode::None && !self.ports.is_empty() {
             return Err(NetError::PortsWithoutNetwork);
         }
-        if self.mode == NetMode::Bridge && !self.ports.is_empty() {
-            return Err(NetError::PortsOnBridge);
+        if self.mode != NetMode::Bridge && (self.ip.is_some() || !self.aliases.is_empty()) {
+            return Err(NetError::BridgeOnly);
+        }
+        for a in &self.aliases {
+            check_hostname(a).map_err(|_| NetError::Alias(a.clone()))?;
         }
         for (i, p) in self.ports.iter().enumerate() {
-            if p.host != 0 && self.ports[..i].iter().any(|q| q.host == p.host) {
+            if p.host != 0
+                && self.ports[..i]
+                    .iter()
+                    .any(|q| q.host == p.host && q.proto == p.proto && q.host_ip == p.host_ip)
+            {
                 return Err(NetError::DuplicateHostPort(p.host));
             }
         }
-        // Hold every listener until all are chosen so two `0`s never get the same port.
+        // Hold every socket until all are chosen so two `0`s never get the same port.
         let mut held = Vec::new();
         for p in &mut self.ports {
-            let l = bind(p.host)?;
-            p.host = l.local_addr().map(|a| a.port()).unwrap_or(p.host);
-            held.push(l);
+            let (port, socket) = bind(p)?;
+            p.host = port;
+            held.push(socket);
         }
         Ok(self)
     }
@@ -274,7 +224,7 @@ impl BoxNet {
     /// # Errors
     /// [`NetError::PortInUse`].
     pub fn check_free(&self) -> Result<(), NetError> {
-        let held: Result<Vec<_>, _> = self.ports.iter().map(|p| bind(p.host)).collect();
+        let held: Result<Vec<_>, _> = self.ports.iter().map(bind).collect();
         held.map(drop)
     }
 
@@ -284,7 +234,8 @@ impl BoxNet {
             (_, false) => self.dns.clone(),
             (NetMode::Tsi, true) => vec![USER_DNS.to_string()],
             (NetMode::None, true) => vec![],
-            (NetMode::Bridge, true) => host_nameservers(),
+            // The network's DNS server on the gateway (see [`dns`]); filled in at plug.
+            (NetMode::Bridge, true) => self.link.iter().map(|l| l.gateway.to_string()).collect(),
         }
     }
 
@@ -302,7 +253,16 @@ impl BoxNet {
     /// The VM's user-network device, if any.
     pub fn user_net(&self) -> Option<a3s_vmm::net::UserNet> {
         (self.mode == NetMode::Tsi).then(|| a3s_vmm::net::UserNet {
-            forwards: self.ports.iter().map(|p| (p.host, p.guest)).collect(),
+            forwards: self
+                .ports
+                .iter()
+                .map(|p| a3s_vmm::net::HostFwd {
+                    udp: p.proto == Proto::Udp,
+                    host_ip: p.host_ip,
+                    host: p.host,
+                    guest: p.guest,
+                })
+                .collect(),
         })
     }
 
@@ -378,25 +338,32 @@ impl BoxNet {
     }
 }
 
-/// Non-loopback nameservers of the host's `/etc/resolv.conf` (a bridged box cannot reach the
-/// host's loopback resolver).
-fn host_nameservers() -> Vec<String> {
-    std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .map(str::trim)
-        .filter(|a| {
-            a.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        })
-        .map(str::to_owned)
-        .collect()
+/// A socket held on a published port while ports are chosen (never read: holding it is
+/// the point).
+#[allow(dead_code)]
+enum Held {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
 }
 
-fn bind(port: u16) -> Result<TcpListener, NetError> {
-    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-        .map_err(|source| NetError::PortInUse { port, source })
+/// Binds `p`'s host side; returns the port (the picked one for `0`).
+fn bind(p: &PortMap) -> Result<(u16, Held), NetError> {
+    let at = SocketAddrV4::new(p.host_ip, p.host);
+    let err = |source| NetError::PortInUse {
+        addr: format!("{}:{}/{}", p.host_ip, p.host, p.proto.as_str()),
+        source,
+    };
+    let (addr, held) = match p.proto {
+        Proto::Tcp => {
+            let l = TcpListener::bind(at).map_err(err)?;
+            (l.local_addr(), Held::Tcp(l))
+        }
+        Proto::Udp => {
+            let s = UdpSocket::bind(at).map_err(err)?;
+            (s.local_addr(), Held::Udp(s))
+        }
+    };
+    Ok((addr.map(|a| a.port()).unwrap_or(p.host), held))
 }
 
 /// What the host supports, for `a3s-box info`.
@@ -507,10 +474,10 @@ pub enum NetError {
     #[error("host port {0} is published twice")]
     DuplicateHostPort(u16),
     /// The host port cannot be bound.
-    #[error("host port 127.0.0.1:{port} is not available")]
+    #[error("host port {addr} is not available")]
     PortInUse {
-        /// The port.
-        port: u16,
+        /// Address, port and protocol.
+        addr: String,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -524,9 +491,20 @@ pub enum NetError {
         #[source]
         source: serde_json::Error,
     },
-    /// `-p` with a bridge network.
-    #[error("-p cannot be used with a bridge network: published ports are a tsi feature")]
-    PortsOnBridge,
+    /// `--ip` or `--network-alias` without a bridge network.
+    #[error("--ip and --network-alias need a bridge network (--network NAME)")]
+    BridgeOnly,
+    /// A bad `--network-alias`.
+    #[error("--network-alias {0:?} is not a valid host name")]
+    Alias(String),
+    /// `--ip` outside the subnet or taken.
+    #[error("--ip {ip}: {why}")]
+    Ip {
+        /// Asked for.
+        ip: Ipv4Addr,
+        /// What is wrong.
+        why: String,
+    },
     /// A bad `--hostname`.
     #[error("--hostname {given:?}: {why}")]
     Hostname {
@@ -666,10 +644,10 @@ impl NetError {
                 "use --network tsi (the default), --network none, or a network from `a3s-box network ls`".into(),
             ),
             Self::Publish { .. } => {
-                Some("publish TCP ports as -p HOST:GUEST, e.g. -p 8080:80 (HOST 0 picks a free port)".into())
+                Some("publish ports as -p [IP:][HOST:]GUEST[/tcp|/udp], e.g. -p 8080:80 or -p 0.0.0.0:5353:53/udp (no HOST: a free port)".into())
             }
-            Self::PortInUse { port, .. } => Some(format!(
-                "stop whatever listens on 127.0.0.1:{port} or pick another host port (0 picks a free one)"
+            Self::PortInUse { addr, .. } => Some(format!(
+                "stop whatever listens on {addr} or pick another host port (0 picks a free one)"
             )),
             Self::PortsWithoutNetwork => Some("drop -p, or drop --network none".into()),
             Self::BadNetworkName(_) => Some(
@@ -678,9 +656,8 @@ impl NetError {
             Self::NoSuchNetwork(n) => Some(format!(
                 "create it with `a3s-box network create {n}`, or list networks with `a3s-box network ls`"
             )),
-            Self::PortsOnBridge => Some(
-                "reach a bridged box from the host at its address (`a3s-box network inspect NET`), or use tsi for -p".into(),
-            ),
+            Self::BridgeOnly => Some("add --network NAME (`a3s-box network create NAME` first)".into()),
+            Self::Ip { .. } => Some("pick a free address inside the network's subnet (`a3s-box network inspect NET`)".into()),
             Self::Overlap { .. } | Self::PoolExhausted => Some(
                 "pick a free --subnet, or remove an unused network with `a3s-box network rm`".into(),
             ),

@@ -37,6 +37,35 @@ pub struct Endpoint {
     pub name: String,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// `--network-alias` names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Its `--hostname`, when it differs from the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+impl Endpoint {
+    /// Whether DNS name `q` (no trailing dot, any case) names this endpoint.
+    pub fn answers_to(&self, q: &str) -> bool {
+        std::iter::once(&self.name)
+            .chain(&self.aliases)
+            .chain(&self.hostname)
+            .any(|n| n.eq_ignore_ascii_case(q))
+    }
+}
+
+/// What a box brings when it joins a network.
+#[derive(Clone, Debug, Default)]
+pub struct Join {
+    /// Its name.
+    pub name: String,
+    /// `--network-alias` names.
+    pub aliases: Vec<String>,
+    /// Its hostname.
+    pub hostname: Option<String>,
+    /// `--ip`: the address it asks for.
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// A user-defined bridge network (`networks/<name>.json`).
@@ -326,30 +355,50 @@ impl Networks {
     ///
     /// # Errors
     /// [`NetError::NoSuchNetwork`], [`NetError::SubnetFull`].
-    pub fn attach(&self, name: &str, id: &BoxId, box_name: &str) -> Result<Ipv4Addr, NetError> {
+    pub fn attach(&self, name: &str, id: &BoxId, join: &Join) -> Result<Ipv4Addr, NetError> {
         let _lock = self.lock()?;
         let mut n = self.read(name)?;
         self.collect_garbage(&mut n);
+        let hostname = join.hostname.clone().filter(|h| *h != join.name);
         if let Some(e) = n.endpoints.get_mut(id.as_str()) {
-            e.name = box_name.to_owned();
+            e.name.clone_from(&join.name);
+            e.aliases.clone_from(&join.aliases);
+            e.hostname = hostname;
             let ip = e.ip;
             self.write(&n)?;
             return Ok(ip);
         }
         let mut taken: BTreeSet<Ipv4Addr> = n.endpoints.values().map(|e| e.ip).collect();
         taken.insert(n.gateway);
-        let ip = n
-            .subnet
-            .allocate(&taken)
-            .ok_or_else(|| NetError::SubnetFull {
-                network: n.name.clone(),
-                subnet: n.subnet.to_string(),
-            })?;
+        let ip = match join.ip {
+            Some(ip) if !n.subnet.is_host(ip) => {
+                return Err(NetError::Ip {
+                    ip,
+                    why: format!("not a host address of {} ({})", n.name, n.subnet),
+                })
+            }
+            Some(ip) if taken.contains(&ip) => {
+                return Err(NetError::Ip {
+                    ip,
+                    why: format!("already in use on {}", n.name),
+                })
+            }
+            Some(ip) => ip,
+            None => n
+                .subnet
+                .allocate(&taken)
+                .ok_or_else(|| NetError::SubnetFull {
+                    network: n.name.clone(),
+                    subnet: n.subnet.to_string(),
+                })?,
+        };
         n.endpoints.insert(
             id.as_str().to_owned(),
             Endpoint {
-                name: box_name.to_owned(),
+                name: join.name.clone(),
                 ip,
+                aliases: join.aliases.clone(),
+                hostname,
             },
         );
         self.write(&n)?;
@@ -436,6 +485,39 @@ fn host_routes() -> Vec<Subnet> {
 mod tests {
     use super::*;
 
+    fn j(name: &str) -> Join {
+        Join {
+            name: name.to_owned(),
+            ..Join::default()
+        }
+    }
+
+    #[test]
+    fn an_asked_for_ip_is_given_or_refused_with_the_reason() {
+        let (t, nets) = home();
+        nets.create(&req("n", Some("10.77.3.0/24"))).unwrap();
+        let ask = |ip: [u8; 4]| Join {
+            ip: Some(Ipv4Addr::from(ip)),
+            aliases: vec!["db".into()],
+            ..j("x")
+        };
+        let a = fake_box(&t);
+        assert_eq!(
+            nets.attach("n", &a, &ask([10, 77, 3, 9])).unwrap(),
+            Ipv4Addr::new(10, 77, 3, 9)
+        );
+        let e = nets
+            .attach("n", &fake_box(&t), &ask([10, 77, 3, 9]))
+            .unwrap_err();
+        assert!(e.to_string().contains("already in use"), "{e}");
+        let e = nets
+            .attach("n", &fake_box(&t), &ask([10, 78, 3, 9]))
+            .unwrap_err();
+        assert!(e.to_string().contains("not a host address"), "{e}");
+        let n = nets.get("n").unwrap();
+        assert!(n.endpoints[a.as_str()].answers_to("DB"));
+    }
+
     fn home() -> (tempfile::TempDir, Networks) {
         let t = tempfile::tempdir().unwrap();
         let n = Networks::open(&A3sHome::at(t.path()));
@@ -494,14 +576,14 @@ mod tests {
         let (t, nets) = home();
         nets.create(&req("n", Some("192.168.70.0/29"))).unwrap();
         let (b1, b2) = (fake_box(&t), fake_box(&t));
-        let ip1 = nets.attach("n", &b1, "one").unwrap();
+        let ip1 = nets.attach("n", &b1, &j("one")).unwrap();
         assert_eq!(ip1, Ipv4Addr::new(192, 168, 70, 2));
-        assert_eq!(nets.attach("n", &b1, "one").unwrap(), ip1);
-        let ip2 = nets.attach("n", &b2, "two").unwrap();
+        assert_eq!(nets.attach("n", &b1, &j("one")).unwrap(), ip1);
+        let ip2 = nets.attach("n", &b2, &j("two")).unwrap();
         assert_ne!(ip1, ip2);
         nets.detach("n", &b1).unwrap();
         let b3 = fake_box(&t);
-        assert_eq!(nets.attach("n", &b3, "three").unwrap(), ip1);
+        assert_eq!(nets.attach("n", &b3, &j("three")).unwrap(), ip1);
         // A removed box's address comes back.
         std::fs::remove_dir_all(t.path().join("boxes").join(b2.as_str())).unwrap();
         assert_eq!(nets.get("n").unwrap().endpoints.len(), 1);
@@ -526,7 +608,10 @@ mod tests {
                 .iter()
                 .map(|id| {
                     let nets = nets.clone();
-                    s.spawn(move || nets.attach("n", id, &format!("b{}", id.short())).unwrap())
+                    s.spawn(move || {
+                        nets.attach("n", id, &j(&format!("b{}", id.short())))
+                            .unwrap()
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -540,8 +625,8 @@ mod tests {
     fn a_full_subnet_says_so() {
         let (t, nets) = home();
         nets.create(&req("n", Some("10.78.0.0/30"))).unwrap();
-        nets.attach("n", &fake_box(&t), "a").unwrap();
-        let e = nets.attach("n", &fake_box(&t), "b").unwrap_err();
+        nets.attach("n", &fake_box(&t), &j("a")).unwrap();
+        let e = nets.attach("n", &fake_box(&t), &j("b")).unwrap_err();
         assert!(matches!(e, NetError::SubnetFull { .. }), "{e}");
     }
 }

@@ -1,43 +1,9 @@
 use super::*;
 
 #[test]
-fn publish_accepts_host_guest_with_optional_tcp() {
-    assert_eq!(
-        parse_publish("8080:80").unwrap(),
-        PortMap {
-            host: 8080,
-            guest: 80
-        }
-    );
-    assert_eq!(
-        parse_publish("0:80/tcp").unwrap(),
-        PortMap { host: 0, guest: 80 }
-    );
-}
-
-#[test]
-fn publish_rejects_each_unsupported_form_with_its_reason() {
-    for (spec, needle) in [
-        ("8080:80/udp", "udp is not supported"),
-        ("127.0.0.1:8080:80", "binding a host IP"),
-        ("80", "shorthand"),
-        ("8000-8010:80", "ranges"),
-        ("8080:0", "guest port 0"),
-        ("70000:80", "not a number"),
-        ("a:b:c:d", "expected HOST:GUEST"),
-    ] {
-        let e = parse_publish(spec).unwrap_err().to_string();
-        assert!(e.contains(needle), "{spec}: {e}");
-    }
-}
-
-#[test]
 fn resolve_picks_distinct_free_ports_for_zero() {
     let net = BoxNet {
-        ports: vec![
-            PortMap { host: 0, guest: 80 },
-            PortMap { host: 0, guest: 81 },
-        ],
+        ports: vec![PortMap::tcp(0, 80), PortMap::tcp(0, 81)],
         ..BoxNet::default()
     }
     .resolve()
@@ -52,15 +18,15 @@ fn a_port_in_use_is_an_error_naming_it() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let e = BoxNet {
-        ports: vec![PortMap {
-            host: port,
-            guest: 80,
-        }],
+        ports: vec![PortMap::tcp(port, 80)],
         ..BoxNet::default()
     }
     .resolve()
     .unwrap_err();
-    assert!(matches!(e, NetError::PortInUse { port: p, .. } if p == port));
+    assert!(
+        matches!(&e, NetError::PortInUse { addr, .. } if *addr == format!("127.0.0.1:{port}/tcp")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -72,7 +38,7 @@ fn none_mode_refuses_ports_and_has_no_kernel_arg_or_device() {
     assert!(net.kernel_arg().is_none() && net.user_net().is_none());
     assert!(net.nameservers().is_empty());
     let e = BoxNet {
-        ports: vec![PortMap { host: 1, guest: 1 }],
+        ports: vec![PortMap::tcp(1, 1)],
         ..net
     }
     .resolve();
@@ -84,7 +50,7 @@ fn net_file_round_trips_and_defaults_when_absent() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(BoxNet::load(dir.path()).unwrap(), BoxNet::default());
     let net = BoxNet {
-        ports: vec![PortMap { host: 5, guest: 6 }],
+        ports: vec![PortMap::tcp(5, 6)],
         dns: vec!["1.1.1.1".into()],
         ..BoxNet::default()
     };
@@ -147,14 +113,31 @@ fn a_linked_bridge_box_gets_its_address_and_a_tap_nic() {
         Some("a3s.net=10.88.0.7/24,10.88.0.1")
     );
     assert!(matches!(net.nic(), Some(a3s_vmm::net::Nic::Tap(t)) if t.ifname == "a3s-tp-89abcdef"));
-    assert!(matches!(
-        BoxNet {
-            ports: vec![PortMap { host: 1, guest: 1 }],
-            ..net
-        }
-        .resolve(),
-        Err(NetError::PortsOnBridge)
-    ));
+    // The network's DNS server on the gateway is the default nameserver.
+    assert_eq!(net.nameservers(), ["10.88.0.1"]);
+    // Published ports, a fixed address and aliases are bridge features now.
+    let bridged = BoxNet {
+        ports: vec![PortMap::tcp(0, 80)],
+        aliases: vec!["db".into()],
+        ..net
+    }
+    .resolve()
+    .unwrap();
+    assert_ne!(bridged.ports[0].host, 0);
+    let e = BoxNet {
+        aliases: vec!["db".into()],
+        ..BoxNet::default()
+    }
+    .resolve()
+    .unwrap_err();
+    assert!(matches!(e, NetError::BridgeOnly));
+    let e = BoxNet {
+        aliases: vec!["-bad".into()],
+        ..bridged
+    }
+    .resolve()
+    .unwrap_err();
+    assert!(matches!(e, NetError::Alias(_)));
 }
 
 #[test]

@@ -87,6 +87,10 @@ pub(crate) struct CreateArgs {
     /// Remove the box when it exits.
     #[arg(long)]
     pub(crate) rm: bool,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped (the box's monitor restarts
+    /// it with Docker's back-off: 100 ms doubling to 1 min).
+    #[arg(long, value_name = "POLICY", value_parser = a3s_runtime::boxes::restart::RestartPolicy::parse)]
+    pub(crate) restart: Option<a3s_runtime::boxes::restart::RestartPolicy>,
     /// Storage driver options; `size=N` (e.g. 20g) sets the writable layer's size (default 10g).
     #[arg(long = "storage-opt", value_name = "OPT=VALUE")]
     pub(crate) storage_opt: Vec<String>,

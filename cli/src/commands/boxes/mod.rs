@@ -3,7 +3,7 @@
 pub(crate) mod args;
 mod health;
 mod io;
-mod ps;
+pub(crate) mod ps;
 mod pull;
 pub(crate) mod tee;
 
@@ -261,6 +261,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
+        publish_all: a.net.publish_all,
         mounts: a.volumes.mounts()?,
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
@@ -268,6 +269,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         labels: labels(&a.label).map_err(usage_error)?,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        restart: a.restart.unwrap_or_default(),
     })
 }
 

@@ -196,7 +196,7 @@ fn unescape_unicode(s: &str) -> String {
     out
 }
 
-pub(super) fn status_text(rec: &BoxRecord) -> String {
+pub(crate) fn status_text(rec: &BoxRecord) -> String {
     match &rec.state {
         BoxState::Created => "Created".into(),
         BoxState::Starting { .. } => "Starting".into(),
@@ -206,6 +206,7 @@ pub(super) fn status_text(rec: &BoxRecord) -> String {
             health::suffix(rec.health.as_ref())
         ),
         BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
+        BoxState::Restarting { exit_code, .. } => format!("Restarting ({exit_code})"),
         _ => rec.state.name().into(),
     }
 }

@@ -13,9 +13,20 @@ pub(crate) struct NetArgs {
     /// the name of a bridge network (`a3s-box network create`: peers by name, stable address).
     #[arg(long, value_name = "MODE")]
     pub(crate) network: Option<String>,
-    /// Publish a guest TCP port on host 127.0.0.1 (HOST:GUEST[/tcp]; HOST 0 picks a free port).
-    #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST")]
+    /// Publish a guest port: [IP:][HOST:]GUEST[/tcp|/udp], ranges as 8000-8002:80-82. IP
+    /// defaults to 127.0.0.1; no HOST (or 0) picks a free port. Works on tsi and bridge
+    /// networks.
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST:]GUEST")]
     pub(crate) publish: Vec<String>,
+    /// Publish every port the image EXPOSEs on a free 127.0.0.1 port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub(crate) publish_all: bool,
+    /// A fixed address on the bridge network (inside its subnet).
+    #[arg(long, value_name = "IP")]
+    pub(crate) ip: Option<std::net::Ipv4Addr>,
+    /// Another name the bridge network's DNS answers with this box's address (repeatable).
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub(crate) network_alias: Vec<String>,
     /// DNS server for the box's /etc/resolv.conf (repeatable).
     #[arg(long, value_name = "IP")]
     pub(crate) dns: Vec<String>,
@@ -28,12 +39,10 @@ impl NetArgs {
             Some(m) => parse_network(m).map_err(|e| crate::usage_error(e.into()))?,
             None => (NetMode::default(), None),
         };
-        let ports = self
-            .publish
-            .iter()
-            .map(|p| parse_publish(p))
-            .collect::<Result<_, _>>()
-            .map_err(|e| crate::usage_error(e.into()))?;
+        let mut ports = Vec::new();
+        for p in &self.publish {
+            ports.extend(parse_publish(p).map_err(|e| crate::usage_error(e.into()))?);
+        }
         let dns = self
             .dns
             .iter()
@@ -45,11 +54,13 @@ impl NetArgs {
             ports,
             dns,
             network,
+            ip: self.ip,
+            aliases: self.network_alias.clone(),
             ..BoxNet::default()
         };
-        if net.mode == NetMode::Bridge && !net.ports.is_empty() {
+        if net.mode != NetMode::Bridge && (net.ip.is_some() || !net.aliases.is_empty()) {
             return Err(crate::usage_error(
-                a3s_runtime::network::NetError::PortsOnBridge.into(),
+                a3s_runtime::network::NetError::BridgeOnly.into(),
             ));
         }
         Ok(net)
@@ -63,7 +74,7 @@ pub(crate) struct PortArgs {
     pub(crate) name: String,
 }
 
-/// Prints `GUEST/tcp -> 127.0.0.1:HOST` per published port.
+/// Prints `GUEST/PROTO -> IP:HOST` per published port.
 pub(crate) fn port(a: &PortArgs) -> anyhow::Result<crate::ExitStatus> {
     let home = a3s_runtime::A3sHome::from_env()?;
     let ports = a3s_runtime::engine::Engine::open(&home)

@@ -22,6 +22,10 @@ pub(crate) enum SystemCommand {
     /// Remove stopped boxes, unused networks, dangling images, unused caches (and with
     /// --volumes, unused volumes).
     Prune(SystemPruneArgs),
+    /// After a host reboot: start every box whose restart policy is `always`, and every
+    /// `unless-stopped` one that was not stopped with `stop` (run by
+    /// contrib/systemd/a3s-box-restart.service).
+    Boot,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +68,23 @@ pub(crate) fn run(cmd: SystemCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         SystemCommand::Df(a) => df(&home, &a),
         SystemCommand::Prune(a) => prune(&home, &a),
+        SystemCommand::Boot => {
+            let mut failed = false;
+            for (name, result) in Engine::open(&home).start_after_boot().engine()? {
+                match result {
+                    Ok(()) => output::line(&name)?,
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {name}: {:#}", crate::commands::engine_error(e));
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Success
+            })
+        }
     }
 }
 
