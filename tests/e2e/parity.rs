@@ -76,8 +76,9 @@ fn labels_filters_rename_logs_windows_and_run_flags() {
             "--stop-signal",
             "SIGQUIT",
             "busybox",
-            "sleep",
-            "300",
+            "sh",
+            "-c",
+            "trap 'echo got-quit; exit 7' QUIT; while true; do sleep 1; done",
         ],
     )
     .stdout
@@ -138,6 +139,7 @@ fn labels_filters_rename_logs_windows_and_run_flags() {
         "a newline in a command broke the table:\n{all}"
     );
     assert!(all.contains("\"sh -c echo first; s…\""), "{all}");
+    assert!(all.contains("\"sh -c trap 'echo go…\""), "{all}");
     let names = |args: &[&str]| -> Vec<String> {
         let mut a = vec!["ps", "--format", "json"];
         a.extend_from_slice(args);
@@ -197,6 +199,14 @@ fn labels_filters_rename_logs_windows_and_run_flags() {
         2,
         "invalid time",
     );
+
+    // stop sends the box's stop signal (SIGQUIT here), which the workload traps.
+    ok(&env, &["stop", "web"]);
+    assert_eq!(
+        ok(&env, &["inspect", "-f", "{{.State.ExitCode}}", "web"]).stdout,
+        "7\n"
+    );
+    assert!(ok(&env, &["logs", "web"]).stdout.contains("got-quit"));
 
     ok(&env, &["rm", "-f", "web", "twice"]);
 }

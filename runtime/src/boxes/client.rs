@@ -33,6 +33,9 @@ pub enum ClientMsg {
     Stop {
         /// Grace period.
         timeout_secs: u64,
+        /// The first signal (absent: SIGTERM).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
     },
     /// Relay an RA-TLS session to the guest's attestation agent (TEE boxes): the connection
     /// then carries the verifier's TLS bytes as stdin frames up and the agent's as stdout

@@ -173,6 +173,29 @@ impl BoxError {
     }
 }
 
+/// How long `stop` waits for the workload when neither the request nor the box says.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SIGTERM: i32 = 15;
+
+/// What `stop` sends and how long it waits; `None` takes the box's own setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StopOptions {
+    /// Grace period before the VM is killed.
+    pub timeout: Option<Duration>,
+    /// The first signal.
+    pub signal: Option<i32>,
+}
+
+impl From<Duration> for StopOptions {
+    fn from(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            signal: None,
+        }
+    }
+}
+
 /// What `create`/`run` asks for (already parsed by the CLI).
 #[derive(Clone, Debug, Default)]
 pub struct CreateRequest {
@@ -964,12 +987,20 @@ impl Boxes {
         })
     }
 
-    /// Stops a box: SIGTERM, then SIGKILL of the VM after `timeout`; waits until it has exited.
+    /// Stops a box: its stop signal (`--stop-signal`, the image's `StopSignal`, else SIGTERM),
+    /// then SIGKILL of the VM after the timeout (`--stop-timeout`, else 10 s) unless `opts`
+    /// names others; waits until it has exited.
     ///
     /// # Errors
     /// Monitor errors.
-    pub fn stop(&self, key: &str, timeout: Duration) -> Result<BoxRecord, BoxError> {
+    pub fn stop(&self, key: &str, opts: impl Into<StopOptions>) -> Result<BoxRecord, BoxError> {
+        let opts = opts.into();
         let rec = self.find(key)?;
+        let timeout = opts
+            .timeout
+            .or(rec.spec.stop_timeout.map(Duration::from_secs))
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let signal = opts.signal.or(rec.spec.stop_signal).unwrap_or(SIGTERM);
         // The state can move on while we look (a restart boots again): act on what it is now.
         loop {
             let rec = self.reconcile(self.load(&rec.id)?);
@@ -988,6 +1019,7 @@ impl Boxes {
                             &rec,
                             &client::ClientMsg::Stop {
                                 timeout_secs: timeout.as_secs(),
+                                signal: Some(signal),
                             },
                         )?;
                         let done = self.wait_until(&rec.id, |s| !s.is_active(), None);

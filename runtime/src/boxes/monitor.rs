@@ -739,10 +739,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             );
             return;
         }
-        ClientMsg::Stop { timeout_secs } => {
+        ClientMsg::Stop {
+            timeout_secs,
+            signal,
+        } => {
             lock(shared).stop_deadline = Some(Instant::now() + Duration::from_secs(timeout_secs));
             if timeout_secs > 0 {
-                if let Ok(f) = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal: 15 }) {
+                let signal = signal.unwrap_or(15);
+                if let Ok(f) = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal }) {
                     to_guest(guest, &f);
                 }
             }

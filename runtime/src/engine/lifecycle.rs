@@ -3,7 +3,6 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -93,12 +92,17 @@ impl Engine {
         Ok(out)
     }
 
-    /// `stop`: SIGTERM, then SIGKILL of the VM after `timeout`.
+    /// `stop`: the box's stop signal, then SIGKILL of the VM after the timeout (see
+    /// [`crate::boxes::Boxes::stop`]).
     ///
     /// # Errors
     /// Monitor errors.
-    pub fn stop(&self, key: &str, timeout: Duration) -> Result<BoxRecord, EngineError> {
-        let rec = self.boxes.stop(key, timeout)?;
+    pub fn stop(
+        &self,
+        key: &str,
+        opts: impl Into<crate::boxes::StopOptions>,
+    ) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.stop(key, opts)?;
         self.record_box("box.stop", &rec, Outcome::Success, "stopped")?;
         Ok(rec)
     }
@@ -107,8 +111,12 @@ impl Engine {
     ///
     /// # Errors
     /// Those of [`Engine::stop`] and [`Engine::start`].
-    pub fn restart(&self, key: &str, timeout: Duration) -> Result<BoxRecord, EngineError> {
-        let rec = self.boxes.stop(key, timeout)?;
+    pub fn restart(
+        &self,
+        key: &str,
+        opts: impl Into<crate::boxes::StopOptions>,
+    ) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.stop(key, opts)?;
         self.record_box("box.stop", &rec, Outcome::Success, "stopped for restart")?;
         self.start(key)
     }

@@ -206,9 +206,13 @@ pub(crate) struct StartArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StopArgs {
-    /// Seconds to wait after SIGTERM before killing the VM.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub(crate) time: u64,
+    /// Seconds to wait after the stop signal before killing the VM (default: the box's
+    /// --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", visible_alias = "timeout")]
+    pub(crate) time: Option<u64>,
+    /// Signal to send first (default: the box's --stop-signal or image StopSignal, else TERM).
+    #[arg(short = 's', long)]
+    pub(crate) signal: Option<String>,
     /// Boxes (name or id).
     #[arg(required = true)]
     pub(crate) boxes: Vec<String>,

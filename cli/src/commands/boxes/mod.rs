@@ -41,14 +41,20 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             let rec = engine.start(key).engine()?;
             output::line(&rec.name)
         }),
-        BoxCommand::Stop(a) => each(&a.boxes, |key| {
-            let rec = engine.stop(key, Duration::from_secs(a.time)).engine()?;
-            output::line(&rec.name)
-        }),
-        BoxCommand::Restart(a) => each(&a.boxes, |key| {
-            let rec = engine.restart(key, Duration::from_secs(a.time)).engine()?;
-            output::line(&rec.name)
-        }),
+        BoxCommand::Stop(a) => {
+            let opts = stop_options(&a)?;
+            each(&a.boxes, |key| {
+                let rec = engine.stop(key, opts).engine()?;
+                output::line(&rec.name)
+            })
+        }
+        BoxCommand::Restart(a) => {
+            let opts = stop_options(&a)?;
+            each(&a.boxes, |key| {
+                let rec = engine.restart(key, opts).engine()?;
+                output::line(&rec.name)
+            })
+        }
         BoxCommand::Kill(a) => {
             let signal = parse_signal(&a.signal).map_err(usage_error)?;
             each(&a.boxes, |key| {
@@ -369,6 +375,19 @@ fn parse_memory_mib(s: &str) -> anyhow::Result<u64> {
         .parse()
         .map_err(|_| anyhow::anyhow!("--memory {s:?}: expected a size such as 512m or 1g"))?;
     Ok(n.saturating_mul(mult) / (1 << 20))
+}
+
+/// `stop`/`restart` flags; what is not given comes from the box.
+fn stop_options(a: &args::StopArgs) -> anyhow::Result<a3s_runtime::boxes::StopOptions> {
+    Ok(a3s_runtime::boxes::StopOptions {
+        timeout: a.time.map(Duration::from_secs),
+        signal: a
+            .signal
+            .as_deref()
+            .map(parse_signal)
+            .transpose()
+            .map_err(usage_error)?,
+    })
 }
 
 fn parse_signal(s: &str) -> anyhow::Result<i32> {
