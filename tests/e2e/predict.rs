@@ -53,8 +53,10 @@ fn registered_prediction_releases_a_kbs_secret_on_the_first_run() {
 
     // sign-in-place of a fresh user: KBS with a secret, register, run. Nothing else.
     let k = kbs(env, "predict.db");
+    // Outside the shared home: the tee tests check that no file in it holds the secret.
+    let inputs = tempfile::tempdir().unwrap();
     let file =
-        crate::support::write_file(env.home.path(), "predict-secret.txt", KBS_SECRET.as_bytes());
+        crate::support::write_file(inputs.path(), "predict-secret.txt", KBS_SECRET.as_bytes());
     admin(
         env,
         &[

@@ -173,6 +173,17 @@ impl BoxError {
     }
 }
 
+/// How long `stop` waits for a monitor to exit after it recorded the box's exit.
+const MONITOR_EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (at most `limit`) until process `pid` has exited.
+fn wait_for_exit(pid: u32, limit: Duration) {
+    let start = Instant::now();
+    while state::alive(pid) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How long `stop` waits for the workload when neither the request nor the box says.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -1025,6 +1036,11 @@ impl Boxes {
                         let done = self.wait_until(&rec.id, |s| !s.is_active(), None);
                         let _ =
                             std::fs::remove_file(self.box_dir(&rec.id).join(monitor::STOP_REQUEST));
+                        // The monitor records the exit, then releases the TAP, forwarders
+                        // and DNS socket: `stop` (and `rm -f`) return once it is gone.
+                        if let Some(pid) = rec.state.monitor_pid() {
+                            wait_for_exit(pid, MONITOR_EXIT_WAIT);
+                        }
                         return done;
                     }
                     // Waiting out its back-off: the monitor sees this and ends instead (or,
