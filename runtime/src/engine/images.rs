@@ -90,11 +90,18 @@ impl Engine {
             PullPolicy::Never => false,
             PullPolicy::Always => true,
             PullPolicy::Missing => {
-                let present = match self.images()?.resolve(reference) {
-                    Ok(_) => true,
-                    Err(a3s_image::StoreError::NotFound { .. }) => false,
-                    Err(e) => return Err(e.into()),
-                };
+                let store = self.images()?;
+                // A `name@sha256:…` whose manifest is stored runs from the store, as `create`
+                // resolves it, even when no name points at it.
+                let by_digest = reference
+                    .digest()
+                    .is_some_and(|d| store.manifest(d).is_ok());
+                let present = by_digest
+                    || match store.resolve(reference) {
+                        Ok(_) => true,
+                        Err(a3s_image::StoreError::NotFound { .. }) => false,
+                        Err(e) => return Err(e.into()),
+                    };
                 !present && !crate::boxes::busybox::is_default(reference)
             }
         };
