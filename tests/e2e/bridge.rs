@@ -220,6 +220,25 @@ fn two_boxes_on_a_bridge_reach_each_other_by_name_and_keep_their_addresses() {
     assert!(!hosts.stdout.contains("peer-web"), "{}", hosts.stdout);
     let ns = lab.run(&["exec", "peer-cli", "nslookup", "peer-web"]);
     assert!(ns.stdout.contains(&web_ip), "{ns:?}");
+    // The gateway keeps its MAC address while boxes join: a bridge takes the lowest MAC of
+    // its ports unless given one, and the running boxes' ARP entries then point nowhere.
+    let id = net["id"].as_str().unwrap().to_owned();
+    let gateway_mac = format!(
+        "02:a4:{}:{}:{}:{}",
+        &id[0..2],
+        &id[2..4],
+        &id[4..6],
+        &id[6..8]
+    );
+    let bridge_mac = || {
+        let r = lab.sh(&[
+            "cat",
+            &format!("/sys/class/net/a3s-br-{}/address", &id[..8]),
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.trim().to_owned()
+    };
+    assert_eq!(bridge_mac(), gateway_mac);
     // A box started later, with an alias and a published port on a chosen host address, is
     // resolvable at once by the running ones, and reachable from the host side.
     joined(
@@ -234,6 +253,11 @@ fn two_boxes_on_a_bridge_reach_each_other_by_name_and_keep_their_addresses() {
         ),
     );
     let late_ip = ip_of(&lab.inspect("br-peers"), "peer-late");
+    assert_eq!(
+        bridge_mac(),
+        gateway_mac,
+        "a joining box changed the gateway's MAC"
+    );
     for name in ["peer-late", "late-alias", "late-alias.br-peers"] {
         let ns = lab.run(&["exec", "peer-cli", "nslookup", name]);
         assert!(ns.stdout.contains(&late_ip), "{name}: {ns:?}");

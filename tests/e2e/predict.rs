@@ -26,6 +26,8 @@ fn measure(env: &TestEnv, image: &str, flags: &[&str]) -> String {
 fn registered_prediction_releases_a_kbs_secret_on_the_first_run() {
     let s = shared();
     let env = &s.env;
+    // Held from the first measurement: the tampered-initrd test alters the shared initrd.
+    let _boot = boot_lock();
     // The prediction equals what the probe launch in `shared()` measured.
     let predicted = measure(env, "busybox", &["--tee-simulate"]);
     assert_eq!(predicted, s.measurement);
@@ -103,7 +105,6 @@ fn registered_prediction_releases_a_kbs_secret_on_the_first_run() {
         serde_json::json!([predicted, "ef".repeat(48)]),
         "{list:?}"
     );
-    let _boot = boot_lock();
     let r = env.run(&[
         "run",
         "-d",
@@ -153,6 +154,8 @@ fn registered_prediction_releases_a_kbs_secret_on_the_first_run() {
 fn cpus_and_kernel_args_are_predicted_and_booted_as_measured() {
     let s = shared();
     let env = &s.env;
+    // Held from the first measurement: the tampered-initrd test alters the shared initrd.
+    let _boot = boot_lock();
     let flags = [
         "--tee-simulate",
         "--cpus",
@@ -171,7 +174,6 @@ fn cpus_and_kernel_args_are_predicted_and_booted_as_measured() {
         "the kernel argument is measured"
     );
     // The prediction as --expected-measurement: the box boots only if it is exact.
-    let _boot = boot_lock();
     let r = env.run(&[
         "run",
         "--rm",
@@ -195,6 +197,8 @@ fn cpus_and_kernel_args_are_predicted_and_booted_as_measured() {
 #[test]
 fn a_signed_image_is_predicted_like_its_gated_launch_and_bad_requests_are_explained() {
     let env = &shared().env;
+    // The tampered-initrd test alters the shared initrd: measure and launch while it cannot.
+    let _boot = boot_lock();
     let reg = LocalRegistry::start();
     let layout = build_image("predict", &[]);
     reg.push_layout(&layout.path(), "predict", "predict/app:1");

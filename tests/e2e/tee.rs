@@ -52,7 +52,8 @@ pub(crate) fn shared() -> &'static Shared {
     })
 }
 
-/// Boots are serialised: seven TCG VMs at once on two cores would only time out.
+/// Boots are serialised: seven TCG VMs at once on two cores would only time out. Whatever
+/// measures the shared initrd holds it too, as the tampered-initrd test rewrites that file.
 pub(crate) fn boot_lock() -> std::sync::MutexGuard<'static, ()> {
     static L: Mutex<()> = Mutex::new(());
     L.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -328,7 +329,9 @@ fn a_wrong_expected_measurement_is_refused_and_the_value_is_reproducible() {
     assert!(audit.stdout.contains("\"denied\""), "{audit:?}");
     assert!(!env.run(&["logs", "measure-probe"]).stdout.contains(MARKER));
 
-    // `a3s-box measure` reproduces the value from the very files the box would boot.
+    // `a3s-box measure` reproduces the value from the very files the box would boot (under
+    // the lock: the tampered-initrd test alters that initrd for a moment).
+    let _boot = boot_lock();
     let id = rec["id"].as_str().unwrap();
     let plan: serde_json::Value = serde_json::from_slice(
         &std::fs::read(env.home.path().join("boxes").join(id).join("plan.json")).unwrap(),

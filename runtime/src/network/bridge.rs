@@ -58,6 +58,11 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+fn has_mac(link: &str, mac: &str) -> bool {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(link).join("address"))
+        .is_ok_and(|a| a.trim().eq_ignore_ascii_case(mac))
+}
+
 fn nft_available() -> bool {
     super::HostSupport::probe().nftables
 }
@@ -70,8 +75,16 @@ fn nft_available() -> bool {
 pub fn ensure(n: &Network) -> Result<(), NetError> {
     let br = n.bridge();
     let cidr = format!("{}/{}", n.gateway, n.subnet.prefix());
+    let mac = n.bridge_mac();
     if !link_exists(&br) {
-        run("ip", &["link", "add", &br, "type", "bridge"], None)?;
+        run(
+            "ip",
+            &["link", "add", &br, "address", &mac, "type", "bridge"],
+            None,
+        )?;
+    } else if !has_mac(&br, &mac) {
+        // A bridge made before its address was fixed.
+        run("ip", &["link", "set", "dev", &br, "address", &mac], None)?;
     }
     run("ip", &["addr", "replace", &cidr, "dev", &br], None)?;
     run("ip", &["link", "set", &br, "up"], None)?;

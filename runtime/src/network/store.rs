@@ -99,6 +99,14 @@ impl Network {
         format!("a3s-br-{}", &self.id[..8])
     }
 
+    /// The bridge's own MAC address, fixed: a bridge without one takes the lowest MAC of its
+    /// ports, so it (the boxes' gateway) would change whenever a box joins or leaves, and the
+    /// running boxes' ARP entries would point nowhere until they expire.
+    pub fn bridge_mac(&self) -> String {
+        let h = &self.id;
+        format!("02:a4:{}:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6], &h[6..8])
+    }
+
     /// The nft table name (same in the `bridge` and `ip` families).
     pub fn table(&self) -> String {
         format!("a3s-{}", &self.id[..8])
