@@ -31,11 +31,11 @@ fn no_box_named(name: &str) {
     let r = env().run(&["ps", "-a", "--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.json()
+        r.json_lines()
             .as_array()
             .unwrap()
             .iter()
-            .all(|b| b["name"] != name),
+            .all(|b| b["Names"] != name),
         "box {name} was left behind: {}",
         r.stdout
     );

@@ -147,14 +147,14 @@ fn missing_command_exits_127_with_a_message() {
 #[test]
 fn detached_box_serves_exec_logs_inspect_and_stats() {
     let name = shared();
-    let ps = ok(&["ps", "--format", "json"]).json();
+    let ps = ok(&["ps", "--format", "json"]).json_lines();
     let me = ps
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["name"] == name)
+        .find(|b| b["Names"] == name)
         .expect("shared box listed");
-    assert_eq!(me["state"], "running");
+    assert_eq!(me["State"], "running");
 
     let r = run(&[
         "exec",
@@ -442,12 +442,12 @@ fn clear_errors_for_bad_requests() {
         stderr.contains("qemu-system-x86_64 not found") && stderr.contains("scripts/setup"),
         "{stderr}"
     );
-    let left = ok(&["ps", "-a", "--format", "json"]).json();
+    let left = ok(&["ps", "-a", "--format", "json"]).json_lines();
     assert!(left
         .as_array()
         .unwrap()
         .iter()
-        .all(|b| b["state"] != "created" || b["name"] != "taken"));
+        .all(|b| b["State"] != "created" || b["Names"] != "taken"));
 }
 
 #[test]

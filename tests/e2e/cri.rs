@@ -211,19 +211,19 @@ fn crictl_runs_stops_and_removes_a_pod_vm() {
     assert_eq!(status["status"]["labels"]["app"], "web");
 
     // The pod is one VM (a box), and the pod's hostname and DNS config reached it.
-    let boxes = env.run(&["ps", "--format", "json"]).json();
+    let boxes = env.run(&["ps", "--format", "json"]).json_lines();
     let pod_box = boxes
         .as_array()
         .unwrap()
         .iter()
         .find(|b| {
-            b["name"]
+            b["Names"]
                 .as_str()
                 .is_some_and(|n| n.starts_with("k8s-pod-"))
         })
         .unwrap_or_else(|| panic!("no pod box in {boxes}"))
         .clone();
-    let box_name = pod_box["name"].as_str().unwrap();
+    let box_name = pod_box["Names"].as_str().unwrap();
     let inside = env.run(&[
         "exec",
         box_name,
@@ -291,7 +291,7 @@ fn crictl_runs_stops_and_removes_a_pod_vm() {
     let r = server.crictl(&["runp", "--runtime", "a3s-simulate", tee.to_str().unwrap()]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("confidential pods"), "{}", r.stderr);
-    assert!(env.run(&["ps", "-a", "--format", "json"]).json() == serde_json::json!([]));
+    assert!(env.run(&["ps", "-a", "--format", "json"]).json_lines() == serde_json::json!([]));
     let audit = env.run(&["audit", "--action", "pod.*", "--format", "json"]);
     for action in ["pod.run", "pod.stop", "pod.remove"] {
         assert!(audit.stdout.contains(action), "{action}: {}", audit.stdout);
@@ -343,8 +343,8 @@ fn crictl_pulls_with_credentials_lists_inspects_and_removes_images() {
     assert_ne!(images[0]["size"], "0");
 
     // The same store as the CLI's.
-    let cli = env.run(&["images", "--format", "json"]).json();
-    assert_eq!(cli[0]["digest"], id.as_str());
+    let cli = env.run(&["images", "--format", "json"]).json_lines();
+    assert_eq!(cli[0]["Digest"], id.as_str());
 
     // inspecti by reference and by short id; verbose info carries the image config.
     let by_ref = json(&server.ok(&["inspecti", "-o", "json", &image]));

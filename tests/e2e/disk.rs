@@ -121,19 +121,21 @@ fn df_matches_du_and_prune_leaves_nothing_of_deleted_images() {
     std::fs::write(env.path("cache/initrd/base-00112233aabbccdd.cpio"), b"base").unwrap();
 
     // images: SIZE is the unpacked size from the filesystem image's metadata.
-    let images = ok(env.run(&["images", "--format", "json"])).json();
+    let images = ok(env.run(&["images", "--format", "json"])).json_lines();
     let size_of = |name: &str| {
         images
             .as_array()
             .unwrap()
             .iter()
-            .find(|i| i["repository"].as_str().unwrap().ends_with(name))
-            .unwrap()["size"]
-            .as_u64()
+            .find(|i| i["Repository"].as_str().unwrap().ends_with(name))
+            .unwrap()["Size"]
+            .as_str()
             .unwrap()
+            .to_owned()
     };
-    assert_eq!(size_of("disk/keep"), 5_000);
-    assert_eq!(size_of("disk/drop"), 200_000);
+    // Docker's decimal units.
+    assert_eq!(size_of("disk/keep"), "5kB");
+    assert_eq!(size_of("disk/drop"), "200kB");
 
     // df: every kind matches du of its directory, allocated and apparent.
     let df = ok(env.run(&["system", "df", "--format", "json"])).json();

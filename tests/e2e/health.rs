@@ -148,14 +148,17 @@ fn a_passing_check_makes_the_box_healthy_and_a_timeout_makes_it_unhealthy() {
         line.contains("Up ") && line.ends_with("(healthy)"),
         "{line}"
     );
-    let json = ok(&["ps", "--format", "json"]).json();
+    let json = ok(&["ps", "--format", "json"]).json_lines();
     let me = json
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["name"] == name)
+        .find(|b| b["Names"] == name)
         .unwrap();
-    assert_eq!(me["health"], "healthy");
+    assert!(
+        me["Status"].as_str().unwrap().ends_with("(healthy)"),
+        "{me}"
+    );
 
     // The config is kept as Docker shows it (nanoseconds).
     let spec = &ok(&["inspect", name]).json()[0]["spec"]["health"];

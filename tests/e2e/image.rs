@@ -72,10 +72,13 @@ fn pulls_an_umoci_image_from_the_registry_and_lists_it() {
 
     let list = env.run(&["images", "--format", "json"]);
     ok(&list);
-    let rows = list.json();
+    let rows = list.json_lines();
     assert_eq!(rows.as_array().unwrap().len(), 1);
-    assert_eq!(rows[0]["tag"], "1");
-    assert_eq!(env.run(&["image", "ls", "--format", "json"]).json(), rows);
+    assert_eq!(rows[0]["Tag"], "1");
+    assert_eq!(
+        env.run(&["image", "ls", "--format", "json"]).json_lines(),
+        rows
+    );
     let text = env.run(&["images"]);
     assert!(text.stdout.starts_with("REPOSITORY"), "{}", text.stdout);
 
@@ -364,7 +367,7 @@ fn malicious_layers_are_rejected_and_leave_no_tag() {
         assert!(r.stderr.contains(message), "{name}: {}", r.stderr);
         assert!(!Path::new("/tmp/a3s-pwned").exists());
         assert_eq!(
-            env.run(&["images", "--format", "json"]).json(),
+            env.run(&["images", "--format", "json"]).json_lines(),
             serde_json::json!([]),
             "{name}"
         );
@@ -415,7 +418,7 @@ fn corrupt_blob_in_the_registry_is_rejected() {
         r.stderr
     );
     assert_eq!(
-        env.run(&["images", "--format", "json"]).json(),
+        env.run(&["images", "--format", "json"]).json_lines(),
         serde_json::json!([])
     );
     assert!(!store(&env).has_blob(&layer["digest"].as_str().unwrap().parse().unwrap()));
@@ -648,7 +651,7 @@ fn tampering_is_detected_repushed_tag_and_edited_payload() {
     let r = fresh.run(&["pull", "-q", "--verify-key", pubk.to_str().unwrap(), &image]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(
-        fresh.run(&["images", "--format", "json"]).json(),
+        fresh.run(&["images", "--format", "json"]).json_lines(),
         serde_json::json!([]),
         "nothing tagged"
     );
@@ -1029,7 +1032,7 @@ fn concurrent_pulls_of_one_image_into_one_home_both_succeed() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let rows = env.run(&["images", "--format", "json"]).json();
+    let rows = env.run(&["images", "--format", "json"]).json_lines();
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(
         std::fs::read(rootfs_of(&env, &image).join("srv/big"))

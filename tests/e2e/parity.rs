@@ -144,11 +144,11 @@ fn labels_filters_rename_logs_windows_and_run_flags() {
         let mut a = vec!["ps", "--format", "json"];
         a.extend_from_slice(args);
         ok(&env, &a)
-            .json()
+            .json_lines()
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .map(|v| v["Names"].as_str().unwrap().to_owned())
             .collect()
     };
     assert_eq!(names(&["-a", "--filter", "label=tier"]), ["web", "once"]);
@@ -168,8 +168,90 @@ fn labels_filters_rename_logs_windows_and_run_flags() {
     assert_eq!(names(&["-l"]), ["once"]);
     let full = ok(&env, &["ps", "-q", "--no-trunc", "--filter", "name=web"]).stdout;
     assert_eq!(full.trim(), id);
-    let sized = ok(&env, &["ps", "-a", "-s", "--format", "json"]).json();
-    assert!(sized[0]["size_bytes"].as_u64().unwrap() > 0, "{sized}");
+    let sized = ok(&env, &["ps", "-a", "-s", "--format", "json"]).json_lines();
+    assert_ne!(sized[0]["Size"], "0B", "{sized}");
+
+    // Docker's JSON shapes, field by field.
+    let rows = ok(&env, &["ps", "--format", "json", "--filter", "name=web"]).json_lines();
+    let web = rows[0].as_object().unwrap();
+    let keys: Vec<&str> = web.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "Command",
+            "CreatedAt",
+            "ID",
+            "Image",
+            "Labels",
+            "LocalVolumes",
+            "Mounts",
+            "Names",
+            "Networks",
+            "Ports",
+            "RunningFor",
+            "Size",
+            "State",
+            "Status"
+        ]
+    );
+    assert!(web.values().all(serde_json::Value::is_string), "{rows}");
+    assert_eq!(web["ID"], &id[..12]);
+    assert_eq!(web["Names"], "web");
+    assert_eq!(web["Labels"], "team=a,tier=front");
+    assert_eq!(web["State"], "running");
+    assert!(web["Status"].as_str().unwrap().starts_with("Up "), "{rows}");
+    assert!(
+        web["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"),
+        "{rows}"
+    );
+    assert!(
+        web["RunningFor"].as_str().unwrap().ends_with(" ago"),
+        "{rows}"
+    );
+    let docker = ok(&env, &["inspect", "web"]).json()[0].clone();
+    assert_eq!(docker["Id"], id.as_str());
+    assert_eq!(docker["Name"], "/web");
+    assert_eq!(docker["State"]["Status"], "running");
+    assert_eq!(docker["State"]["Running"], true);
+    assert!(docker["State"]["Pid"].as_u64().unwrap() > 0, "{docker}");
+    assert_eq!(docker["State"]["ExitCode"], 0);
+    assert_eq!(docker["Path"], "sh");
+    assert_eq!(docker["Args"][0], "-c");
+    assert_eq!(docker["Config"]["Labels"]["tier"], "front");
+    assert_eq!(docker["Config"]["StopSignal"], "SIGQUIT");
+    assert_eq!(docker["Config"]["Image"], "busybox:latest");
+    assert_eq!(docker["HostConfig"]["RestartPolicy"]["Name"], "no");
+    assert!(docker["HostConfig"]["Memory"].as_u64().unwrap() > 0);
+    assert!(docker["Image"].as_str().unwrap().starts_with("sha256:"));
+    let images = ok(&env, &["images", "--format", "json"]).json_lines();
+    let busybox = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["Repository"] == "busybox")
+        .unwrap_or_else(|| panic!("{images}"))
+        .as_object()
+        .unwrap();
+    let keys: Vec<&str> = busybox.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "Containers",
+            "CreatedAt",
+            "CreatedSince",
+            "Digest",
+            "ID",
+            "Repository",
+            "SharedSize",
+            "Size",
+            "Tag",
+            "UniqueSize",
+            "VirtualSize"
+        ]
+    );
+    assert_eq!(busybox["Repository"], "busybox");
+    assert_eq!(busybox["Tag"], "latest");
+    assert_eq!(busybox["ID"].as_str().unwrap().len(), 12);
 
     // rename: the new name works everywhere, the old one is gone, a taken name is refused.
     ok(&env, &["rename", "once", "twice"]);

@@ -17,6 +17,20 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// Docker's `--format json` listings: one object per line, collected into an array.
+    pub(crate) fn json_lines(&self) -> serde_json::Value {
+        let rows = serde_json::Deserializer::from_str(&self.stdout)
+            .into_iter::<serde_json::Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not JSON lines ({e}):\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            });
+        serde_json::Value::Array(rows)
+    }
+
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(

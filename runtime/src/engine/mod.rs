@@ -15,6 +15,7 @@
 //! several threads of one process and in several processes on one `A3S_HOME`; the file locks
 //! of the stores (box names, box records, networks, volumes, the audit log) order them.
 
+mod attachments;
 mod attest;
 mod build;
 mod compose;
@@ -38,6 +39,7 @@ use crate::audit::{AuditError, AuditLog, Event, Outcome};
 use crate::boxes::{BoxError, BoxRecord, Boxes};
 use crate::home::A3sHome;
 
+pub use attachments::BoxAttachments;
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
 pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};

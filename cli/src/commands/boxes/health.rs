@@ -58,7 +58,7 @@ pub(super) fn suffix(health: Option<&Health>) -> &'static str {
 }
 
 /// Docker's `units.HumanDuration`: `Less than a second`, `5 seconds`, `About a minute`, ...
-pub(super) fn human_duration(d: std::time::Duration) -> String {
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     let (min, hours) = (secs / 60, secs / 3600);
     match secs {

@@ -2,6 +2,7 @@
 
 pub(crate) mod args;
 mod health;
+pub(crate) use health::human_duration;
 mod io;
 pub(crate) mod ps;
 mod pull;
@@ -103,7 +104,15 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let views = recs
                 .iter()
-                .map(health::inspect_view)
+                .map(|r| {
+                    // Our record, with Docker's top-level fields beside it.
+                    let mut v = health::inspect_view(r)?;
+                    let att = engine.attachments(r).engine()?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.extend(crate::docker::inspect_fields(r, &att));
+                    }
+                    Ok(v)
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             match &a.format {
                 None => output::json(&views)?,

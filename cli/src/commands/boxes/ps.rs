@@ -3,8 +3,6 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use a3s_runtime::boxes::filter::BoxFilter;
 use a3s_runtime::boxes::{BoxRecord, BoxState};
 use a3s_runtime::engine::Engine;
@@ -13,31 +11,11 @@ use super::args::PsArgs;
 use super::health;
 use crate::args::Format;
 use crate::commands::EngineResult;
+use crate::docker;
 use crate::{output, usage_error, ExitStatus};
 
 /// Docker truncates the command column to this many characters (`--no-trunc` keeps it whole).
 const COMMAND_WIDTH: usize = 20;
-
-#[derive(Serialize)]
-struct PsView<'a> {
-    id: &'a str,
-    name: &'a str,
-    image: &'a str,
-    command: String,
-    created_at: &'a str,
-    state: &'static str,
-    exit_code: Option<i32>,
-    error: Option<&'a str>,
-    /// `starting`, `healthy` or `unhealthy` (boxes with a health check).
-    health: Option<&'static str>,
-    /// The STATUS column (`Up 2 minutes (healthy)`).
-    status: String,
-    /// `-l/--label` values.
-    labels: &'a std::collections::BTreeMap<String, String>,
-    /// `-s`: allocated bytes of the box's own files.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    size_bytes: Option<u64>,
-}
 
 pub(super) fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
     let filter = BoxFilter::parse(&a.filter).map_err(|e| usage_error(e.into()))?;
@@ -61,63 +39,56 @@ pub(super) fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
         }
         return Ok(ExitStatus::Success);
     }
-    let mut views = Vec::with_capacity(recs.len());
+    let mut sizes = Vec::with_capacity(recs.len());
     for r in &recs {
-        let size_bytes = if a.size {
+        sizes.push(if a.size {
             Some(engine.box_size(r).engine()?.allocated)
         } else {
             None
-        };
-        views.push(PsView {
-            id: r.id.as_str(),
-            name: &r.name,
-            image: &r.image,
-            command: r.spec.process.argv.join(" "),
-            created_at: &r.created_at,
-            state: r.state.name(),
-            exit_code: match &r.state {
-                BoxState::Exited { exit_code, .. } => Some(*exit_code),
-                _ => None,
-            },
-            error: match &r.state {
-                BoxState::Exited { error, .. } => error.as_deref(),
-                _ => None,
-            },
-            health: r.health.as_ref().map(|h| h.status.as_str()),
-            status: status_text(r),
-            labels: &r.spec.labels,
-            size_bytes,
         });
     }
     match a.format.format {
-        Format::Json => output::json(&views)?,
+        // Docker's `--format json`: one object per line, Docker's keys, string values.
+        Format::Json => {
+            for (r, size) in recs.iter().zip(&sizes) {
+                let att = engine.attachments(r).engine()?;
+                let row = docker::ps_row(
+                    r,
+                    &att,
+                    command_column(&r.spec.process.argv, a.no_trunc),
+                    status_text(r),
+                    *size,
+                    a.no_trunc,
+                );
+                output::line(&serde_json::to_string(&row)?)?;
+            }
+        }
         Format::Text => {
-            let mut header = vec!["BOX ID", "NAME", "IMAGE", "COMMAND", "STATUS"];
+            let mut header = vec!["BOX ID", "NAME", "IMAGE", "COMMAND", "STATUS", "PORTS"];
             if a.size {
                 header.push("SIZE");
             }
-            let rows: Vec<Vec<String>> = recs
-                .iter()
-                .zip(&views)
-                .map(|(r, v)| {
-                    let id = if a.no_trunc {
-                        r.id.as_str()
-                    } else {
-                        r.id.short()
-                    };
-                    let mut row = vec![
-                        id.to_owned(),
-                        r.name.clone(),
-                        r.image.clone(),
-                        command_column(&r.spec.process.argv, a.no_trunc),
-                        v.status.clone(),
-                    ];
-                    if let Some(b) = v.size_bytes {
-                        row.push(output::human(b));
-                    }
-                    row
-                })
-                .collect();
+            let mut rows: Vec<Vec<String>> = Vec::with_capacity(recs.len());
+            for (r, size) in recs.iter().zip(&sizes) {
+                let id = if a.no_trunc {
+                    r.id.as_str()
+                } else {
+                    r.id.short()
+                };
+                let att = engine.attachments(r).engine()?;
+                let mut row = vec![
+                    id.to_owned(),
+                    r.name.clone(),
+                    r.image.clone(),
+                    command_column(&r.spec.process.argv, a.no_trunc),
+                    status_text(r),
+                    docker::ports_text(&att),
+                ];
+                if let Some(b) = size {
+                    row.push(output::human(*b));
+                }
+                rows.push(row);
+            }
             table(&header, &rows)?;
         }
     }
@@ -205,7 +176,10 @@ pub(crate) fn status_text(rec: &BoxRecord) -> String {
             up_for(rec.started_at.as_deref()),
             health::suffix(rec.health.as_ref())
         ),
-        BoxState::Exited { exit_code, .. } => format!("Exited ({exit_code})"),
+        BoxState::Exited { exit_code, .. } => match rec.finished_at.as_deref() {
+            Some(t) => format!("Exited ({exit_code}) {}", docker::ago(t)),
+            None => format!("Exited ({exit_code})"),
+        },
         BoxState::Restarting { exit_code, .. } => format!("Restarting ({exit_code})"),
         _ => rec.state.name().into(),
     }

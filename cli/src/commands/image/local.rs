@@ -171,7 +171,27 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     match a.format {
-        Format::Json => output::json(&rows)?,
+        // Docker's `--format json`: one object per line, Docker's keys, string values.
+        Format::Json => {
+            for r in &rows {
+                let created = r
+                    .digest
+                    .parse()
+                    .ok()
+                    .and_then(|d| store.manifest(&d).ok())
+                    .and_then(|m| store.config_file(&m).ok())
+                    .and_then(|c| c.created);
+                let row = crate::docker::image_row(
+                    &r.repository,
+                    r.tag.as_deref(),
+                    &r.digest,
+                    created.as_deref(),
+                    r.size,
+                    a.no_trunc,
+                );
+                output::line(&serde_json::to_string(&row)?)?;
+            }
+        }
         Format::Text => {
             let w = rows
                 .iter()
