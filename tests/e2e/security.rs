@@ -243,7 +243,7 @@ fn security_and_resource_flags_apply_inside_the_vm() {
     // --pids-limit: a fork bomb in an exec session stops at the box's limit.
     let r = sh(
         &env,
-        "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); echo $i; done",
+        "i=0; while [ $i -lt 40 ]; do sleep 30 >/dev/null 2>&1 & i=$((i+1)); echo $i; done",
     );
     let started: usize = r
         .stdout
