@@ -183,7 +183,7 @@ fn security_and_resource_flags_apply_inside_the_vm() {
     );
     assert_eq!(
         ok(&env, &["exec", "sec", "id", "-G"]).stdout.trim(),
-        "0 65534 4242"
+        "0 4242 65534"
     );
 
     // Read-only root (/tmp with it, as in Docker); the tmpfs mounts are writable, with

@@ -383,7 +383,7 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, SecurityError> {
             }
             "tmpfs-mode" => {
                 let v = need()?;
-                if u32::from_str_radix(v, 8).map_or(true, |m| m > 0o7777) {
+                if !u32::from_str_radix(v, 8).is_ok_and(|m| m <= 0o7777) {
                     return Err(err(format!("tmpfs-mode {v:?} is not an octal mode such as 1770")));
                 }
                 tmpfs_opts.push(format!("mode={v}"));
