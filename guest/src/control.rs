@@ -41,6 +41,8 @@ struct State {
     agent: Option<Arc<Agent>>,
     /// The root filesystem, when its writable layer still has to be entered (encrypted).
     root: Option<RootSpec>,
+    /// The box's security options, applied to the workload and every exec session.
+    security: Option<proto::Security>,
 }
 
 /// Serves the channel until the workload ends; powers off from inside.
@@ -131,6 +133,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             process,
             tee,
             clock,
+            security,
         } => {
             // First: TLS validity and token expiry during attestation depend on the time.
             if let Some(clock) = clock {
@@ -143,6 +146,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             let root = {
                 let mut st = lock(state);
                 st.hostname = setup.hostname.clone();
+                st.security = security;
                 st.root.take()
             };
             match tee {
@@ -360,7 +364,8 @@ fn refuse_start(e: &anyhow::Error, chan: &Channel) {
     finished(WORKLOAD_SESSION, 125, chan);
 }
 
-/// Mounts the box's volumes and bind mounts, then starts the workload. In a TEE box this runs
+/// Mounts the box's volumes and bind mounts, applies its machine-wide security options
+/// (tmpfs, /dev/shm, sysctls, pids cgroup, read-only root), then starts the workload. In a TEE box this runs
 /// only after the agent attested, so nothing from the host is used before attestation. A mount
 /// that fails stops the box: the workload would otherwise write into RAM.
 fn mount_then_start(
@@ -369,7 +374,12 @@ fn mount_then_start(
     chan: &Channel,
     state: &Arc<Mutex<State>>,
 ) {
-    if let Err(e) = crate::mounts::mount_all(&setup.mounts) {
+    let security = lock(state).security.clone();
+    let mounted = crate::mounts::mount_all(&setup.mounts).and_then(|()| match &security {
+        Some(sec) => crate::security::setup_machine(sec),
+        None => Ok(()),
+    });
+    if let Err(e) = mounted {
         let message = format!("{e:#}");
         eprintln!("a3s-guest-init: {message}");
         chan.msg(
@@ -386,7 +396,7 @@ fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mu
     // The lock is held across spawn so the reaper cannot see the pid before it is registered.
     let mut st = lock(state);
     let hostname = st.hostname.clone();
-    match process::spawn(spec, &hostname) {
+    match process::spawn(spec, &hostname, st.security.as_ref()) {
         Ok(sp) => {
             let kind_of = |stderr: bool| if stderr { Kind::Stderr } else { Kind::Stdout };
             let pumps = sp

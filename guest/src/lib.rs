@@ -28,6 +28,7 @@ mod net;
 mod process;
 mod rootfs;
 mod rwcrypt;
+mod security;
 
 use std::time::Duration;
 

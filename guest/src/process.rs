@@ -6,7 +6,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use a3s_vmm::proto::ProcessSpec;
+use a3s_vmm::proto::{ProcessSpec, Security};
+
+use crate::security::Credentials;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -34,6 +36,8 @@ pub(crate) struct User {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) home: String,
+    /// The passwd name (for supplementary groups), when there is an entry.
+    pub(crate) name: Option<String>,
 }
 
 /// Resolves `name`, `uid`, `name:group` or `uid:gid` using passwd and group file contents.
@@ -52,13 +56,14 @@ pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Res
         .filter(|f| f.len() >= 7)
         .collect();
     let by_name = entries.iter().find(|f| f[0] == user_part);
-    let (uid, mut gid, home) = match (by_name, user_part.parse::<u32>()) {
+    let (uid, mut gid, home, name) = match (by_name, user_part.parse::<u32>()) {
         (Some(f), _) => (
             f[2].parse()
                 .map_err(|_| format!("bad uid for {user_part} in /etc/passwd"))?,
             f[3].parse()
                 .map_err(|_| format!("bad gid for {user_part} in /etc/passwd"))?,
             f[5].to_owned(),
+            Some(f[0].to_owned()),
         ),
         (None, Ok(uid)) => {
             let f = entries.iter().find(|f| f[2].parse::<u32>() == Ok(uid));
@@ -66,6 +71,7 @@ pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Res
                 uid,
                 f.and_then(|f| f[3].parse().ok()).unwrap_or(uid),
                 f.map_or_else(|| "/".to_owned(), |f| f[5].to_owned()),
+                f.map(|f| f[0].to_owned()),
             )
         }
         (None, Err(_)) => {
@@ -87,7 +93,12 @@ pub(crate) fn resolve_user(spec: Option<&str>, passwd: &str, group: &str) -> Res
                 })?,
         };
     }
-    Ok(User { uid, gid, home })
+    Ok(User {
+        uid,
+        gid,
+        home,
+        name,
+    })
 }
 
 /// The environment a process sees: defaults first, then the spec's entries override them.
@@ -112,8 +123,12 @@ pub(crate) fn environment(
     env
 }
 
-/// Starts `spec`.
-pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, SpawnFailure> {
+/// Starts `spec` with the box's security options (`None`: a box from before them).
+pub(crate) fn spawn(
+    spec: &ProcessSpec,
+    hostname: &str,
+    security: Option<&Security>,
+) -> Result<Spawned, SpawnFailure> {
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
         return Err(fail(
@@ -124,6 +139,7 @@ pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, Spawn
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = resolve_user(spec.user.as_deref(), &passwd, &group).map_err(|m| fail(126, m))?;
+    let credentials = Credentials::prepare(security, &user, &group).map_err(|m| fail(126, m))?;
     let workdir = spec
         .workdir
         .clone()
@@ -136,9 +152,7 @@ pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, Spawn
     cmd.args(&spec.argv[1..])
         .env_clear()
         .envs(environment(spec, &user, hostname))
-        .current_dir(&workdir)
-        .uid(user.uid)
-        .gid(user.gid);
+        .current_dir(&workdir);
     let mut spawned = Spawned {
         pid: 0,
         stdin: None,
@@ -173,6 +187,8 @@ pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, Spawn
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     }
+    // After the terminal set-up, which needs the privileges this drops.
+    apply_credentials(&mut cmd, credentials);
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => fail(
             127,
@@ -209,6 +225,16 @@ fn controlling_terminal(cmd: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// The one pre-exec path of user, groups, limits and capabilities ([`Credentials::apply`]).
+#[allow(unsafe_code)]
+fn apply_credentials(cmd: &mut Command, credentials: Credentials) {
+    // SAFETY: runs in the forked child before exec; `apply` makes only system calls on
+    // values prepared before the fork and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || credentials.apply());
     }
 }
 
@@ -261,7 +287,8 @@ mod tests {
             User {
                 uid: 0,
                 gid: 0,
-                home: "/root".into()
+                home: "/root".into(),
+                name: Some("root".into()),
             }
         );
         assert_eq!(resolve_user(Some("www"), PASSWD, GROUP).unwrap().uid, 33);
@@ -286,6 +313,7 @@ mod tests {
             uid: 0,
             gid: 0,
             home: "/root".into(),
+            name: None,
         };
         let env = environment(&spec, &user, "h");
         let get = |k: &str| env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.as_str());

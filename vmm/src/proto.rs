@@ -268,6 +268,67 @@ pub struct GuestSetup {
     pub mounts: Vec<GuestMount>,
 }
 
+/// Docker's security and resource options (`--cap-add`, `--ulimit`, `--read-only`, ...), applied
+/// by guest-init to the workload and to every exec session. Resolved by the host: names are
+/// validated there, and the guest refuses (fails closed on) anything it does not know.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// Capabilities kept (`CAP_CHOWN`, ...): the bounding set, and root's permitted and
+    /// effective sets. `None`: all of them (boxes from before these options, CRI pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// `no-new-privileges`: setuid binaries and file capabilities grant nothing.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// Resource limits set before the process execs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<Rlimit>,
+    /// Supplementary groups added to the user's own (`--group-add`: names or gids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// Most tasks the workload and its exec sessions may have together (`--pids-limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
+    /// Mount the root filesystem read-only (`--read-only`).
+    #[serde(default)]
+    pub read_only_root: bool,
+    /// tmpfs mounts (`--tmpfs`, `--mount type=tmpfs`), made before the root turns read-only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size_bytes: Option<u64>,
+    /// Kernel parameters written under `/proc/sys` (`--sysctl`; namespaced ones only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// One resource limit; [`Rlimit::UNLIMITED`] is `RLIM_INFINITY`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// Docker's name: `nofile`, `nproc`, `core`, ... (`RLIMIT_` + upper case).
+    pub name: String,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit (at least `soft`).
+    pub hard: u64,
+}
+
+impl Rlimit {
+    /// No limit.
+    pub const UNLIMITED: u64 = u64::MAX;
+}
+
+/// One tmpfs mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Absolute guest path.
+    pub path: String,
+    /// mount(8) options, validated by the host: `ro`/`rw`, `[no]exec`, `[no]suid`, `[no]dev`,
+    /// `size=`, `mode=`, `uid=`, `gid=`, `nr_inodes=`.
+    pub options: Vec<String>,
+}
+
 /// The host's clock, sent with the workload so the guest keeps time (see [`crate::clock`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestClock {
@@ -369,6 +430,9 @@ pub enum HostMsg {
         /// The host's clock, set in the guest before anything else.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clock: Option<GuestClock>,
+        /// Security and resource options (absent: a box from before them, all capabilities).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<Security>,
     },
     /// Start an exec session with the frame's session number.
     Exec {
@@ -517,6 +581,20 @@ mod tests {
             },
             tee: None,
             clock: Some(GuestClock::now(Some(2_596_128))),
+            security: Some(Security {
+                capabilities: Some(vec!["CAP_CHOWN".into()]),
+                no_new_privileges: true,
+                rlimits: vec![Rlimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: Rlimit::UNLIMITED,
+                }],
+                tmpfs: vec![TmpfsMount {
+                    path: "/scratch".into(),
+                    options: vec!["size=1m".into()],
+                }],
+                ..Default::default()
+            }),
         };
         let f = Frame::control(0, &msg).unwrap();
         assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
@@ -537,6 +615,7 @@ mod tests {
             HostMsg::Start {
                 tee: None,
                 clock: None,
+                security: None,
                 ..
             }
         ));
@@ -554,6 +633,7 @@ mod tests {
             process: ProcessSpec::default(),
             tee: Some(tee),
             clock: None,
+            security: None,
         };
         assert_eq!(
             round_trip(&Frame::control(0, &msg).unwrap())

@@ -17,6 +17,7 @@ pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod restart;
+pub mod security;
 pub mod signal;
 pub mod state;
 
@@ -262,6 +263,8 @@ pub struct CreateRequest {
     pub stop_timeout: Option<u64>,
     /// `--restart`.
     pub restart: restart::RestartPolicy,
+    /// `--cap-add`, `--read-only`, `--ulimit`, ... (`None`: every capability, nothing else).
+    pub security: Option<security::SecurityConfig>,
 }
 
 /// What the monitor boots: fixed when the box starts, stored beside the record.
@@ -657,6 +660,7 @@ impl Boxes {
             layer_bytes: req
                 .layer_bytes
                 .unwrap_or(a3s_vmm::disk::DEFAULT_LAYER_BYTES),
+            security: req.security.clone(),
         };
         Ok(Resolved {
             reference,

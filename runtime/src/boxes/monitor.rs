@@ -278,6 +278,7 @@ impl Boot<'_> {
             tee: tee.as_ref().map(|t| t.setup.clone()),
             // Set afresh at every boot (a restart's guest starts from the RTC again).
             clock: Some(GuestClock::now(self.tsc_khz)),
+            security: self.rec.spec.security.as_ref().map(|s| s.guest()),
         };
         let guest = Guest {
             boxes,

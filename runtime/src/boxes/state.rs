@@ -50,6 +50,10 @@ pub struct BoxSpec {
     /// from before writable layers, which get the default.
     #[serde(default = "default_layer_bytes")]
     pub layer_bytes: u64,
+    /// Docker's security and resource flags (`--cap-add`, `--read-only`, ...); `None`: boxes
+    /// from before them and CRI pods, which keep every capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<super::security::SecurityConfig>,
 }
 
 fn default_layer_bytes() -> u64 {
@@ -249,6 +253,7 @@ pub(crate) mod tests {
                 stop_signal: None,
                 stop_timeout: None,
                 layer_bytes: 1 << 30,
+                security: None,
             },
             state: BoxState::Exited {
                 exit_code: 3,

@@ -254,6 +254,7 @@ fn request(
         .collect(),
         stop_signal: None,
         stop_timeout: None,
+        security: None,
         restart: s
             .restart
             .as_deref()

@@ -114,6 +114,7 @@ impl Home {
                 stop_signal: None,
                 stop_timeout: None,
                 layer_bytes: 1 << 30,
+                security: None,
             },
             state: if running {
                 BoxState::Running {

@@ -124,11 +124,95 @@ pub(crate) struct CreateArgs {
     pub(crate) tee: TeeArgs,
     #[command(flatten)]
     pub(crate) health: super::health::HealthArgs,
+    #[command(flatten)]
+    pub(crate) security: SecurityArgs,
     /// Image (e.g. busybox).
     pub(crate) image: String,
     /// Command and arguments (replace the image's cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub(crate) command: Vec<String>,
+}
+
+/// Docker's security and resource flags, applied by guest-init inside the VM.
+#[derive(Debug, Args)]
+pub(crate) struct SecurityArgs {
+    /// Mount the box's root filesystem read-only (use --tmpfs or volumes for writable paths).
+    #[arg(long, help_heading = "Security and resources")]
+    pub(crate) read_only: bool,
+    /// Mount a tmpfs (Docker's defaults noexec,nosuid,nodev; options like size=64m,mode=1777,exec).
+    #[arg(
+        long,
+        value_name = "PATH[:OPTIONS]",
+        help_heading = "Security and resources"
+    )]
+    pub(crate) tmpfs: Vec<String>,
+    /// Mount a bind, volume or tmpfs: type=bind|volume|tmpfs,source=..,target=..[,readonly]
+    /// [,volume-nocopy][,tmpfs-size=N][,tmpfs-mode=OCTAL].
+    #[arg(long, value_name = "SPEC", help_heading = "Security and resources")]
+    pub(crate) mount: Vec<String>,
+    /// Size of /dev/shm (default 64m).
+    #[arg(long, value_name = "SIZE", help_heading = "Security and resources")]
+    pub(crate) shm_size: Option<String>,
+    /// Resource limit, e.g. nofile=1024:2048 (-1: unlimited).
+    #[arg(
+        long,
+        value_name = "NAME=SOFT[:HARD]",
+        help_heading = "Security and resources"
+    )]
+    pub(crate) ulimit: Vec<String>,
+    /// Namespaced kernel parameter (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*).
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        help_heading = "Security and resources"
+    )]
+    pub(crate) sysctl: Vec<String>,
+    /// Most processes the workload and its exec sessions may have (0 or -1: unlimited).
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        help_heading = "Security and resources"
+    )]
+    pub(crate) pids_limit: Option<i64>,
+    /// Add a capability to Docker's default set (e.g. NET_ADMIN, or ALL).
+    #[arg(long, value_name = "CAP", help_heading = "Security and resources")]
+    pub(crate) cap_add: Vec<String>,
+    /// Drop a capability from the set (e.g. CHOWN, or ALL).
+    #[arg(long, value_name = "CAP", help_heading = "Security and resources")]
+    pub(crate) cap_drop: Vec<String>,
+    /// Give the workload every capability.
+    #[arg(long, help_heading = "Security and resources")]
+    pub(crate) privileged: bool,
+    /// no-new-privileges[:true|false] (the only supported option).
+    #[arg(long, value_name = "OPT", help_heading = "Security and resources")]
+    pub(crate) security_opt: Vec<String>,
+    /// Add a supplementary group (name or gid) to the workload's user.
+    #[arg(long, value_name = "GROUP", help_heading = "Security and resources")]
+    pub(crate) group_add: Vec<String>,
+    /// Run an init that reaps zombies and forwards signals (guest-init always does: recorded).
+    #[arg(long, help_heading = "Security and resources")]
+    pub(crate) init: bool,
+}
+
+impl SecurityArgs {
+    /// The flags for the engine.
+    pub(crate) fn flags(&self) -> a3s_runtime::boxes::security::SecurityFlags {
+        a3s_runtime::boxes::security::SecurityFlags {
+            read_only: self.read_only,
+            tmpfs: self.tmpfs.clone(),
+            shm_size: self.shm_size.clone(),
+            ulimit: self.ulimit.clone(),
+            sysctl: self.sysctl.clone(),
+            pids_limit: self.pids_limit,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opt: self.security_opt.clone(),
+            group_add: self.group_add.clone(),
+            init: self.init,
+        }
+    }
 }
 
 /// Confidential boxes: attestation, secrets and the host's access.

@@ -77,7 +77,7 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
 }
 
 /// A record as `inspect` prints it: the record, with its health under `state.health` (Docker's
-/// `.State.Health`).
+/// `.State.Health`) and its security flags as `HostConfig`.
 pub(super) fn inspect_view(rec: &BoxRecord) -> anyhow::Result<serde_json::Value> {
     let mut v = serde_json::to_value(rec)?;
     if let Some(obj) = v.as_object_mut() {
@@ -86,6 +86,10 @@ pub(super) fn inspect_view(rec: &BoxRecord) -> anyhow::Result<serde_json::Value>
             (health, obj.get_mut("state").and_then(|s| s.as_object_mut()))
         {
             state.insert("health".into(), h);
+        }
+        // Docker's `.HostConfig` for the security and resource flags.
+        if let Some(sec) = &rec.spec.security {
+            obj.insert("HostConfig".into(), serde_json::to_value(sec)?);
         }
     }
     Ok(v)

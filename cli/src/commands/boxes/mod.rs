@@ -258,6 +258,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
     };
     // Out-of-range numbers are bad flag values (exit 2), like every other bad flag.
     a3s_vmm::VmConfig::resources(a.cpus, mem_mib).map_err(|e| usage_error(e.into()))?;
+    let (mounts, security) = mounts_and_security(a)?;
     Ok(CreateRequest {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -277,7 +278,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         auto_remove: a.rm,
         net: a.net.box_net()?,
         publish_all: a.net.publish_all,
-        mounts: a.volumes.mounts()?,
+        mounts,
         tee: tee::tee_spec(&a.tee)?,
         health: a.health.options()?,
         layer_bytes: layer_bytes(&a.storage_opt).map_err(usage_error)?,
@@ -285,7 +286,45 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         restart: a.restart.unwrap_or_default(),
+        security: Some(security),
     })
+}
+
+/// `-v` and `--mount` mounts, and the security flags with `--mount type=tmpfs` among the
+/// tmpfs mounts; every bad value is a usage error (exit 2).
+fn mounts_and_security(
+    a: &CreateArgs,
+) -> anyhow::Result<(
+    Vec<a3s_runtime::volumes::MountSpec>,
+    a3s_runtime::boxes::security::SecurityConfig,
+)> {
+    use a3s_runtime::boxes::security::{parse_mount, MountFlag, SecurityConfig};
+    let mut mounts = a.volumes.mounts()?;
+    let mut security =
+        SecurityConfig::from_flags(&a.security.flags()).map_err(|e| usage_error(e.into()))?;
+    for m in &a.security.mount {
+        match parse_mount(m).map_err(|e| usage_error(e.into()))? {
+            MountFlag::Volume(spec) => {
+                spec.check_host().map_err(|e| usage_error(e.into()))?;
+                mounts.push(spec);
+            }
+            MountFlag::Tmpfs { path, options } => security
+                .add_tmpfs(path, options)
+                .map_err(|e| usage_error(e.into()))?,
+            _ => bail!("--mount {m}: unsupported mount"),
+        }
+    }
+    a3s_runtime::volumes::check_targets(&mounts).map_err(|e| usage_error(e.into()))?;
+    if let Some(m) = mounts
+        .iter()
+        .find(|m| security.tmpfs.contains_key(&m.target))
+    {
+        return Err(usage_error(anyhow::anyhow!(
+            "{} is mounted twice: as a tmpfs and as a volume or bind mount",
+            m.target
+        )));
+    }
+    Ok((mounts, security))
 }
 
 /// `--platform`: boxes are x86-64 Linux MicroVMs.
