@@ -74,7 +74,7 @@ pub(super) fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
             image: &r.image,
             command: r.spec.process.argv.join(" "),
             created_at: &r.created_at,
-            state: r.state.name(),
+            state: r.status_name(),
             exit_code: match &r.state {
                 BoxState::Exited { exit_code, .. } => Some(*exit_code),
                 _ => None,
@@ -200,6 +200,9 @@ pub(crate) fn status_text(rec: &BoxRecord) -> String {
     match &rec.state {
         BoxState::Created => "Created".into(),
         BoxState::Starting { .. } => "Starting".into(),
+        BoxState::Running { .. } if rec.paused => {
+            format!("Up {} (Paused)", up_for(rec.started_at.as_deref()))
+        }
         BoxState::Running { .. } => format!(
             "Up {}{}",
             up_for(rec.started_at.as_deref()),
