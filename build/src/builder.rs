@@ -1200,3 +1200,59 @@ mod tests {
             .contains("nobody"));
     }
 }
+
+#[cfg(test)]
+mod import_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn import_changes_apply_as_build_steps_do() {
+        let mut c = json!({"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}});
+        let changes: Vec<String> = [
+            "ENTRYPOINT [\"/bin/env\"]",
+            "CMD [\"echo\", \"hi\"]",
+            "ENV A=b",
+            "WORKDIR /srv",
+            "EXPOSE 80",
+            "VOLUME /data",
+            "STOPSIGNAL SIGQUIT",
+            "LABEL k=v",
+            "USER nobody",
+            "cmd echo shell form",
+        ]
+        .map(String::from)
+        .to_vec();
+        let history = apply_changes(&mut c, &changes).unwrap();
+        assert_eq!(history[1], "CMD [\"echo\",\"hi\"]");
+        let rc = &c["config"];
+        assert_eq!(rc["Entrypoint"], json!(["/bin/env"]));
+        assert_eq!(rc["Cmd"], json!(["/bin/sh", "-c", "echo shell form"]));
+        assert_eq!(rc["Env"], json!(["PATH=/bin", "A=b"]));
+        assert_eq!(rc["WorkingDir"], "/srv");
+        assert_eq!(rc["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(rc["Volumes"], json!({"/data": {}}));
+        assert_eq!(rc["StopSignal"], "SIGQUIT");
+        assert_eq!(rc["Labels"], json!({"k": "v"}));
+        assert_eq!(rc["User"], "nobody");
+        // The result is an image config the store reads back.
+        let typed: a3s_image::oci::RunConfig = serde_json::from_value(rc.clone()).unwrap();
+        assert_eq!(typed.volumes.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn import_refuses_what_it_cannot_take() {
+        let mut c = json!({"config": {}});
+        for (change, says) in [
+            ("RUN echo", "RUN cannot be used with import"),
+            ("FROM busybox", "FROM cannot be used with import"),
+            ("", "exactly one instruction"),
+            ("EXPOSE eighty", "invalid port"),
+            ("BOGUS x", "not supported"),
+        ] {
+            let e = apply_changes(&mut c, &[change.to_owned()]).unwrap_err();
+            assert!(e.to_string().contains(says), "{change}: {e}");
+        }
+    }
+}

@@ -190,50 +190,68 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Streams events as they are appended, starting after what is stored now, to `sink`
-    /// until `sink` returns `false` or `stop()` is true (checked between polls).
+    /// Streams events to `sink` as they are appended, until `sink` returns `false` or
+    /// `stop()` is true (checked after each read, so what is there is always read once).
+    /// `stored`: begin with the events already stored (the rotated file, then the current
+    /// one from its start); otherwise with the next event appended.
     ///
     /// # Errors
     /// i/o.
     pub fn follow(
         &self,
         filter: &EventFilter,
+        stored: bool,
         stop: &dyn Fn() -> bool,
         sink: &mut dyn FnMut(&BoxEvent) -> bool,
     ) -> Result<(), EventsError> {
         let path = self.dir.join(FILE);
-        let mut current: Option<File> = None;
-        let mut reader = LineReader::default();
-        // What is there when we begin has been read by the caller: start at its end.
-        if let Ok(mut f) = File::open(&path) {
-            f.seek(SeekFrom::End(0)).map_err(self.io(FILE))?;
-            current = Some(f);
-        }
-        let mut go_on = true;
-        while go_on && !stop() {
-            if let Some(f) = current.as_mut() {
-                reader
-                    .read_new(f, &mut |e| {
-                        if go_on && filter.matches(&e) {
-                            go_on = sink(&e);
-                        }
-                    })
-                    .map_err(self.io(FILE))?;
+        let go_on = std::cell::Cell::new(true);
+        let mut each = |e: BoxEvent| {
+            if go_on.get() && filter.matches(&e) {
+                go_on.set(sink(&e));
             }
-            // Rotated (or created): the old file was drained above, continue with the new one.
+        };
+        if stored {
+            if let Ok(mut f) = File::open(self.dir.join(ROTATED)) {
+                LineReader::default()
+                    .read_new(&mut f, &mut each)
+                    .map_err(self.io(ROTATED))?;
+            }
+        }
+        let mut current = match File::open(&path) {
+            Ok(mut f) => {
+                if !stored {
+                    f.seek(SeekFrom::End(0)).map_err(self.io(FILE))?;
+                }
+                Some(f)
+            }
+            Err(_) => None,
+        };
+        let mut reader = LineReader::default();
+        loop {
+            if let Some(f) = current.as_mut() {
+                reader.read_new(f, &mut each).map_err(self.io(FILE))?;
+            }
+            if !go_on.get() || stop() {
+                return Ok(());
+            }
             let on_disk = std::fs::metadata(&path).ok().map(|m| m.ino());
             let ours = current
                 .as_ref()
                 .and_then(|f| f.metadata().ok())
                 .map(|m| m.ino());
             if on_disk.is_some() && on_disk != ours {
+                // Rotated (or created): finish the old file (a line may have landed after the
+                // read above, before the rename), then read the new one from its start.
+                if let Some(f) = current.as_mut() {
+                    reader.read_new(f, &mut each).map_err(self.io(FILE))?;
+                }
                 current = File::open(&path).ok();
                 reader = LineReader::default();
                 continue;
             }
             std::thread::sleep(POLL);
         }
-        Ok(())
     }
 }
 
@@ -472,7 +490,7 @@ mod tests {
             })
         };
         let mut seen = Vec::new();
-        log.follow(&filter(&[]), &|| false, &mut |e| {
+        log.follow(&filter(&[]), false, &|| false, &mut |e| {
             seen.push(e.action.clone());
             seen.len() < 2
         })
@@ -480,6 +498,24 @@ mod tests {
         writer.join().unwrap();
         // The event stored before following began is not repeated.
         assert_eq!(seen, ["start", "die"]);
+    }
+
+    #[test]
+    fn follow_from_the_stored_events_reads_both_files_once() {
+        let home = tempfile::tempdir().unwrap();
+        let log = EventLog::open(home.path());
+        let rec = record("old");
+        log.append(&BoxEvent::new(&rec, "create", &[])).unwrap();
+        let dir = home_dir(&log);
+        std::fs::rename(dir.join(FILE), dir.join(ROTATED)).unwrap();
+        log.append(&BoxEvent::new(&rec, "start", &[])).unwrap();
+        let mut seen = Vec::new();
+        log.follow(&filter(&[]), true, &|| true, &mut |e| {
+            seen.push(e.action.clone());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, ["create", "start"]);
     }
 
     fn home_dir(log: &EventLog) -> PathBuf {

@@ -1093,8 +1093,9 @@ impl Boxes {
                     })?;
                     if let BoxState::Running { .. } = rec.state {
                         // Docker stops a paused container: it runs again to get the signal.
+                        // Should QMP fail, the stop timeout still kills the VM.
                         if rec.paused {
-                            self.resume(&rec)?;
+                            let _ = self.resume(&rec);
                         }
                         self.request(
                             &rec,

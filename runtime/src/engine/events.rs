@@ -17,19 +17,10 @@ impl Engine {
         sink: &mut dyn FnMut(&BoxEvent) -> bool,
     ) -> Result<(), EngineError> {
         let log = EventLog::open(self.home.root());
-        if filter.since.is_some() || filter.until.is_some() {
-            for e in log.read(filter)? {
-                if !sink(&e) {
-                    return Ok(());
-                }
-            }
-        }
+        let stored = filter.since.is_some() || filter.until.is_some();
         let until = filter.until;
         let passed = move || until.is_some_and(|u| u <= time::OffsetDateTime::now_utc());
-        if passed() {
-            return Ok(());
-        }
-        log.follow(filter, &|| stop() || passed(), sink)?;
+        log.follow(filter, stored, &|| stop() || passed(), sink)?;
         Ok(())
     }
 }

@@ -127,7 +127,11 @@ pub(super) fn stats(engine: &Engine, a: &StatsArgs) -> anyhow::Result<ExitStatus
         if a.no_stream {
             return Ok(ExitStatus::Success);
         }
-        // The next sample itself takes the engine's interval: about one per second.
+        // The next sample itself takes the engine's interval (about one per second), unless
+        // there was nothing to sample.
+        if samples.is_empty() {
+            std::thread::sleep(a3s_runtime::engine::STATS_INTERVAL);
+        }
     }
 }
 
