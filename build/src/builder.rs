@@ -384,7 +384,7 @@ impl<'a> Builder<'a> {
                 layer = Some(Layer::Tar(tar));
             }
             _ => {
-                created_by = self.config_step(stage, ins, &vars, &expand)?;
+                created_by = config_step(stage, ins, &vars, &expand)?;
             }
         }
         let key = cache_key(stage.image.as_ref(), &created_by, &key_extra, &stage.config);
@@ -465,161 +465,6 @@ impl<'a> Builder<'a> {
             }
         }
         env
-    }
-
-    /// ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD, VOLUME, HEALTHCHECK, STOPSIGNAL,
-    /// SHELL: changes the config; returns the history text.
-    fn config_step(
-        &mut self,
-        stage: &mut Stage,
-        ins: &Instruction,
-        vars: &Vars,
-        expand: &dyn Fn(&str) -> Result<String, dockerfile::ParseError>,
-    ) -> Result<String, BuildError> {
-        let split = |t: &str| subst::split(t, vars, '\\').map_err(|m| ins.bad(m));
-        let exec_or_shell = |stage: &Stage| -> Vec<String> {
-            match &ins.json {
-                Some(a) => a.clone(),
-                None => stage
-                    .shell
-                    .iter()
-                    .cloned()
-                    .chain([ins.args.clone()])
-                    .collect(),
-            }
-        };
-        let text = match ins.keyword {
-            Keyword::Env | Keyword::Label => {
-                let pairs = key_values(ins, &split(&ins.args)?)?;
-                if ins.keyword == Keyword::Env {
-                    let mut env = stage.env();
-                    for (k, v) in &pairs {
-                        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) != k);
-                        env.push(format!("{k}={v}"));
-                    }
-                    stage.run_config().insert("Env".into(), json!(env));
-                } else {
-                    let rc = stage.run_config();
-                    let labels = rc.entry("Labels").or_insert_with(|| json!({}));
-                    if !labels.is_object() {
-                        *labels = json!({});
-                    }
-                    for (k, v) in &pairs {
-                        labels[k] = json!(v);
-                    }
-                }
-                let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{} {}", ins.keyword.name(), shown.join(" "))
-            }
-            Keyword::Workdir => {
-                let dir = expand(&ins.args)?;
-                if dir.is_empty() {
-                    return Err(ins.bad("needs a directory").into());
-                }
-                let base = stage.str_field("WorkingDir").unwrap_or_else(|| "/".into());
-                let joined = if dir.starts_with('/') {
-                    dir
-                } else {
-                    format!("{base}/{dir}")
-                };
-                let abs = format!("/{}", context::clean(&joined));
-                stage.run_config().insert("WorkingDir".into(), json!(abs));
-                format!("WORKDIR {abs}")
-            }
-            Keyword::User => {
-                let u = expand(&ins.args)?;
-                if u.is_empty() {
-                    return Err(ins.bad("needs a user").into());
-                }
-                stage.run_config().insert("User".into(), json!(u));
-                format!("USER {u}")
-            }
-            Keyword::Expose => {
-                let mut ports = Vec::new();
-                for p in split(&ins.args)? {
-                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                    if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-                        return Err(ins
-                            .bad(format!("invalid port {p:?} (PORT or PORT/tcp|udp|sctp)"))
-                            .into());
-                    }
-                    ports.push(format!("{num}/{proto}"));
-                }
-                let rc = stage.run_config();
-                let map = rc.entry("ExposedPorts").or_insert_with(|| json!({}));
-                for p in &ports {
-                    map[p] = json!({});
-                }
-                format!("EXPOSE {}", ports.join(" "))
-            }
-            Keyword::Entrypoint | Keyword::Cmd => {
-                let argv = exec_or_shell(stage);
-                let field = if ins.keyword == Keyword::Cmd {
-                    "Cmd"
-                } else {
-                    "Entrypoint"
-                };
-                let rc = stage.run_config();
-                rc.insert(field.into(), json!(argv));
-                // Docker: a new ENTRYPOINT drops a CMD inherited from the base image.
-                if ins.keyword == Keyword::Entrypoint {
-                    rc.remove("Cmd");
-                }
-                format!(
-                    "{} {}",
-                    ins.keyword.name(),
-                    serde_json::to_string(&argv).expect("strings")
-                )
-            }
-            Keyword::Volume => {
-                let vols = match &ins.json {
-                    Some(a) => a.iter().map(|v| expand(v)).collect::<Result<Vec<_>, _>>()?,
-                    None => split(&ins.args)?,
-                };
-                if vols.is_empty() || vols.iter().any(String::is_empty) {
-                    return Err(ins.bad("needs one or more paths").into());
-                }
-                let rc = stage.run_config();
-                let map = rc.entry("Volumes").or_insert_with(|| json!({}));
-                for v in &vols {
-                    map[v] = json!({});
-                }
-                format!("VOLUME {}", serde_json::to_string(&vols).expect("strings"))
-            }
-            Keyword::Stopsignal => {
-                let s = expand(&ins.args)?;
-                let ok = s.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n))
-                    || (s.starts_with("SIG")
-                        && s.len() > 3
-                        && s[3..]
-                            .chars()
-                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+'));
-                if !ok {
-                    return Err(ins
-                        .bad(format!("invalid signal {s:?} (e.g. SIGTERM or 15)"))
-                        .into());
-                }
-                stage.run_config().insert("StopSignal".into(), json!(s));
-                format!("STOPSIGNAL {s}")
-            }
-            Keyword::Shell => {
-                let Some(a) = ins.json.clone().filter(|a| !a.is_empty()) else {
-                    return Err(ins
-                        .bad("takes the JSON form: SHELL [\"executable\", \"parameters\"]")
-                        .into());
-                };
-                stage.shell.clone_from(&a);
-                stage.run_config().insert("Shell".into(), json!(a));
-                format!("SHELL {}", serde_json::to_string(&a).expect("strings"))
-            }
-            Keyword::Healthcheck => {
-                let hc = healthcheck(ins)?;
-                stage.run_config().insert("Healthcheck".into(), hc);
-                ins.text()
-            }
-            _ => unreachable!("FROM, ARG, RUN, COPY and ADD are handled by the caller"),
-        };
-        Ok(text)
     }
 
     /// The layer tar of a COPY or ADD, and its history text.
@@ -1092,6 +937,217 @@ fn created_now() -> String {
         .unwrap_or_default()
 }
 
+/// The instructions `import --change` takes (Docker's list for import and commit, plus
+/// STOPSIGNAL).
+const IMPORT_CHANGES: [Keyword; 10] = [
+    Keyword::Cmd,
+    Keyword::Entrypoint,
+    Keyword::Env,
+    Keyword::Expose,
+    Keyword::Healthcheck,
+    Keyword::Label,
+    Keyword::Stopsignal,
+    Keyword::User,
+    Keyword::Volume,
+    Keyword::Workdir,
+];
+
+/// `import --change`: applies each change (one Dockerfile instruction, e.g. `CMD ["x"]`) to
+/// an image config (`{"config": {...}}`) exactly as a build step would; returns the history
+/// text of each.
+///
+/// # Errors
+/// An instruction import does not take, or malformed arguments (naming the change).
+pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<Vec<String>, BuildError> {
+    let mut stage = Stage {
+        name: None,
+        image: None,
+        config: config.take(),
+        args: Vars::new(),
+        global: Vars::new(),
+        shell: DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut history = Vec::new();
+    for change in changes {
+        let parsed = dockerfile::parse(change)?;
+        let [ins] = parsed.as_slice() else {
+            return Err(BuildError::BadChange {
+                change: change.clone(),
+                why: "give exactly one instruction per --change".into(),
+            });
+        };
+        if !IMPORT_CHANGES.contains(&ins.keyword) {
+            return Err(BuildError::BadChange {
+                change: change.clone(),
+                why: format!(
+                    "{} cannot be used with import (use one of: {})",
+                    ins.keyword.name(),
+                    IMPORT_CHANGES.map(Keyword::name).join(", ")
+                ),
+            });
+        }
+        let vars = stage.vars();
+        let expand = |w: &str| subst::expand(w, &vars, '\\').map_err(|m| ins.bad(m));
+        history.push(config_step(&mut stage, ins, &vars, &expand)?);
+    }
+    *config = stage.config;
+    Ok(history)
+}
+
+/// ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD, VOLUME, HEALTHCHECK, STOPSIGNAL,
+/// SHELL: changes the config; returns the history text.
+fn config_step(
+    stage: &mut Stage,
+    ins: &Instruction,
+    vars: &Vars,
+    expand: &dyn Fn(&str) -> Result<String, dockerfile::ParseError>,
+) -> Result<String, BuildError> {
+    let split = |t: &str| subst::split(t, vars, '\\').map_err(|m| ins.bad(m));
+    let exec_or_shell = |stage: &Stage| -> Vec<String> {
+        match &ins.json {
+            Some(a) => a.clone(),
+            None => stage
+                .shell
+                .iter()
+                .cloned()
+                .chain([ins.args.clone()])
+                .collect(),
+        }
+    };
+    let text = match ins.keyword {
+        Keyword::Env | Keyword::Label => {
+            let pairs = key_values(ins, &split(&ins.args)?)?;
+            if ins.keyword == Keyword::Env {
+                let mut env = stage.env();
+                for (k, v) in &pairs {
+                    env.retain(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) != k);
+                    env.push(format!("{k}={v}"));
+                }
+                stage.run_config().insert("Env".into(), json!(env));
+            } else {
+                let rc = stage.run_config();
+                let labels = rc.entry("Labels").or_insert_with(|| json!({}));
+                if !labels.is_object() {
+                    *labels = json!({});
+                }
+                for (k, v) in &pairs {
+                    labels[k] = json!(v);
+                }
+            }
+            let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{} {}", ins.keyword.name(), shown.join(" "))
+        }
+        Keyword::Workdir => {
+            let dir = expand(&ins.args)?;
+            if dir.is_empty() {
+                return Err(ins.bad("needs a directory").into());
+            }
+            let base = stage.str_field("WorkingDir").unwrap_or_else(|| "/".into());
+            let joined = if dir.starts_with('/') {
+                dir
+            } else {
+                format!("{base}/{dir}")
+            };
+            let abs = format!("/{}", context::clean(&joined));
+            stage.run_config().insert("WorkingDir".into(), json!(abs));
+            format!("WORKDIR {abs}")
+        }
+        Keyword::User => {
+            let u = expand(&ins.args)?;
+            if u.is_empty() {
+                return Err(ins.bad("needs a user").into());
+            }
+            stage.run_config().insert("User".into(), json!(u));
+            format!("USER {u}")
+        }
+        Keyword::Expose => {
+            let mut ports = Vec::new();
+            for p in split(&ins.args)? {
+                let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+                    return Err(ins
+                        .bad(format!("invalid port {p:?} (PORT or PORT/tcp|udp|sctp)"))
+                        .into());
+                }
+                ports.push(format!("{num}/{proto}"));
+            }
+            let rc = stage.run_config();
+            let map = rc.entry("ExposedPorts").or_insert_with(|| json!({}));
+            for p in &ports {
+                map[p] = json!({});
+            }
+            format!("EXPOSE {}", ports.join(" "))
+        }
+        Keyword::Entrypoint | Keyword::Cmd => {
+            let argv = exec_or_shell(stage);
+            let field = if ins.keyword == Keyword::Cmd {
+                "Cmd"
+            } else {
+                "Entrypoint"
+            };
+            let rc = stage.run_config();
+            rc.insert(field.into(), json!(argv));
+            // Docker: a new ENTRYPOINT drops a CMD inherited from the base image.
+            if ins.keyword == Keyword::Entrypoint {
+                rc.remove("Cmd");
+            }
+            format!(
+                "{} {}",
+                ins.keyword.name(),
+                serde_json::to_string(&argv).expect("strings")
+            )
+        }
+        Keyword::Volume => {
+            let vols = match &ins.json {
+                Some(a) => a.iter().map(|v| expand(v)).collect::<Result<Vec<_>, _>>()?,
+                None => split(&ins.args)?,
+            };
+            if vols.is_empty() || vols.iter().any(String::is_empty) {
+                return Err(ins.bad("needs one or more paths").into());
+            }
+            let rc = stage.run_config();
+            let map = rc.entry("Volumes").or_insert_with(|| json!({}));
+            for v in &vols {
+                map[v] = json!({});
+            }
+            format!("VOLUME {}", serde_json::to_string(&vols).expect("strings"))
+        }
+        Keyword::Stopsignal => {
+            let s = expand(&ins.args)?;
+            let ok = s.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n))
+                || (s.starts_with("SIG")
+                    && s.len() > 3
+                    && s[3..]
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+'));
+            if !ok {
+                return Err(ins
+                    .bad(format!("invalid signal {s:?} (e.g. SIGTERM or 15)"))
+                    .into());
+            }
+            stage.run_config().insert("StopSignal".into(), json!(s));
+            format!("STOPSIGNAL {s}")
+        }
+        Keyword::Shell => {
+            let Some(a) = ins.json.clone().filter(|a| !a.is_empty()) else {
+                return Err(ins
+                    .bad("takes the JSON form: SHELL [\"executable\", \"parameters\"]")
+                    .into());
+            };
+            stage.shell.clone_from(&a);
+            stage.run_config().insert("Shell".into(), json!(a));
+            format!("SHELL {}", serde_json::to_string(&a).expect("strings"))
+        }
+        Keyword::Healthcheck => {
+            let hc = healthcheck(ins)?;
+            stage.run_config().insert("Healthcheck".into(), hc);
+            ins.text()
+        }
+        _ => unreachable!("FROM, ARG, RUN, COPY and ADD are handled by the caller"),
+    };
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1142,5 +1198,61 @@ mod tests {
         assert!(chown("nobody", Some(d.path()))
             .unwrap_err()
             .contains("nobody"));
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn import_changes_apply_as_build_steps_do() {
+        let mut c = json!({"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}});
+        let changes: Vec<String> = [
+            "ENTRYPOINT [\"/bin/env\"]",
+            "CMD [\"echo\", \"hi\"]",
+            "ENV A=b",
+            "WORKDIR /srv",
+            "EXPOSE 80",
+            "VOLUME /data",
+            "STOPSIGNAL SIGQUIT",
+            "LABEL k=v",
+            "USER nobody",
+            "cmd echo shell form",
+        ]
+        .map(String::from)
+        .to_vec();
+        let history = apply_changes(&mut c, &changes).unwrap();
+        assert_eq!(history[1], "CMD [\"echo\",\"hi\"]");
+        let rc = &c["config"];
+        assert_eq!(rc["Entrypoint"], json!(["/bin/env"]));
+        assert_eq!(rc["Cmd"], json!(["/bin/sh", "-c", "echo shell form"]));
+        assert_eq!(rc["Env"], json!(["PATH=/bin", "A=b"]));
+        assert_eq!(rc["WorkingDir"], "/srv");
+        assert_eq!(rc["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(rc["Volumes"], json!({"/data": {}}));
+        assert_eq!(rc["StopSignal"], "SIGQUIT");
+        assert_eq!(rc["Labels"], json!({"k": "v"}));
+        assert_eq!(rc["User"], "nobody");
+        // The result is an image config the store reads back.
+        let typed: a3s_image::oci::RunConfig = serde_json::from_value(rc.clone()).unwrap();
+        assert_eq!(typed.volumes.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn import_refuses_what_it_cannot_take() {
+        let mut c = json!({"config": {}});
+        for (change, says) in [
+            ("RUN echo", "RUN cannot be used with import"),
+            ("FROM busybox", "FROM cannot be used with import"),
+            ("", "exactly one instruction"),
+            ("EXPOSE eighty", "invalid port"),
+            ("BOGUS x", "not supported"),
+        ] {
+            let e = apply_changes(&mut c, &[change.to_owned()]).unwrap_err();
+            assert!(e.to_string().contains(says), "{change}: {e}");
+        }
     }
 }

@@ -23,7 +23,7 @@ use a3s_image::pull::PullOptions;
 use a3s_image::ImageRef;
 use a3s_runtime::engine::{Engine, EngineError, StepStream};
 
-pub use builder::Built;
+pub use builder::{apply_changes, Built};
 
 /// Registry access and signature policy for pulling one base image (credentials are per
 /// registry, so the front end answers per reference).
@@ -101,6 +101,14 @@ pub enum BuildError {
         line: usize,
         /// The URL.
         url: String,
+    },
+    /// An `import --change` that is not one instruction import takes.
+    #[error("--change {change:?}: {why}")]
+    BadChange {
+        /// The change as given.
+        change: String,
+        /// Why it is refused.
+        why: String,
     },
     /// `--target` names no stage.
     #[error("--target {0}: no stage of that name (name stages with FROM IMAGE AS NAME)")]

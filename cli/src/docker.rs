@@ -63,7 +63,7 @@ pub(crate) fn ps_row(
         "Ports": ports_text(att),
         "RunningFor": ago(&rec.created_at),
         "Size": size.map_or_else(|| "0B".to_owned(), human_size),
-        "State": rec.state.name(),
+        "State": rec.status_name(),
         "Status": status,
     })
 }
@@ -105,7 +105,7 @@ fn state(rec: &BoxRecord) -> Value {
         BoxState::Exited { exit_code, error } => (0, *exit_code, error.clone().unwrap_or_default()),
         _ => (0, 0, String::new()),
     };
-    let status = rec.state.name();
+    let status = rec.status_name();
     let mut s = json!({
         "Status": status,
         "Running": matches!(rec.state, BoxState::Running { .. }) || status == "paused",

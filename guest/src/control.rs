@@ -254,6 +254,21 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             );
             chan.msg(session, &GuestMsg::Exited { code: 1 });
         }
+        // --- issue 20: `top` and `stats` ---
+        HostMsg::Top { ps_args } => {
+            let answer = match crate::procs::top(&ps_args) {
+                Ok((titles, processes)) => GuestMsg::Processes { titles, processes },
+                Err(message) => GuestMsg::Error { message },
+            };
+            chan.msg(session, &answer);
+        }
+        HostMsg::Stats => {
+            let answer = match crate::procs::stats() {
+                Ok(s) => GuestMsg::Stats(s),
+                Err(message) => GuestMsg::Error { message },
+            };
+            chan.msg(session, &answer);
+        }
         _ => {
             chan.msg(
                 session,

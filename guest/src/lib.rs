@@ -26,6 +26,7 @@ mod init;
 mod mounts;
 mod net;
 mod process;
+mod procs;
 mod rootfs;
 mod rwcrypt;
 mod security;

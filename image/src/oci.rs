@@ -220,6 +220,12 @@ pub struct RunConfig {
     /// `StopSignal`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// `Volumes` (a map whose values are `{}`; kept so a config round-trips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    /// `Healthcheck` (kept so a config round-trips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 /// The execution defaults of an image, as the runtime consumes them.

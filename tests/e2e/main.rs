@@ -9,6 +9,7 @@ mod boxes;
 mod bridge;
 mod build;
 mod clock;
+mod commands;
 mod compose;
 mod cri;
 mod disk;

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod net;
 pub mod proto;
 pub mod qemu;
+pub mod qmp;
 pub mod snp;
 
 pub use qemu::{BootInfo, Machine, StartError, Vm, VmConfig};

@@ -484,6 +484,15 @@ pub enum HostMsg {
     /// Serve RA-TLS on the frame's session: stdin frames carry the verifier's TLS bytes, the
     /// guest answers with stdout frames and ends the session with `Exited`.
     RatlsOpen,
+    // --- issue 20: `top` and `stats` (answered on the frame's session) ---
+    /// List the workload's processes (`top`): answered by [`GuestMsg::Processes`].
+    Top {
+        /// `ps` options (empty: Docker's default, `-ef`).
+        #[serde(default)]
+        ps_args: Vec<String>,
+    },
+    /// Resource use as the guest kernel sees it (`stats`): answered by [`GuestMsg::Stats`].
+    Stats,
 }
 
 /// Messages from the guest to the host.
@@ -557,6 +566,41 @@ pub enum GuestMsg {
         /// Why.
         message: String,
     },
+    // --- issue 20: answers to `Top` and `Stats` ---
+    /// The processes, Docker's `top` shape: column titles and one row per process.
+    Processes {
+        /// Column titles (`UID PID PPID C STIME TTY TIME CMD`).
+        titles: Vec<String>,
+        /// One row per process, a value per title.
+        processes: Vec<Vec<String>>,
+    },
+    /// Resource use inside the guest.
+    Stats(GuestStats),
+}
+
+/// What `stats` shows, measured by the guest kernel (not QEMU's host process).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStats {
+    /// `MemTotal - MemAvailable` of `/proc/meminfo`.
+    pub mem_used_bytes: u64,
+    /// `MemTotal`: the RAM the guest kernel manages (the VM size less what it reserved).
+    pub mem_limit_bytes: u64,
+    /// Busy jiffies of all CPUs since boot (`/proc/stat`: all but idle and iowait).
+    pub cpu_busy_ticks: u64,
+    /// All jiffies of all CPUs since boot.
+    pub cpu_total_ticks: u64,
+    /// Online CPUs.
+    pub online_cpus: u32,
+    /// Tasks (threads) of user-space processes, guest-init excluded.
+    pub pids: u64,
+    /// Bytes received on the guest's network interfaces (loopback excluded).
+    pub net_rx_bytes: u64,
+    /// Bytes sent on them.
+    pub net_tx_bytes: u64,
+    /// Bytes read from the guest's virtio disks.
+    pub block_read_bytes: u64,
+    /// Bytes written to them.
+    pub block_write_bytes: u64,
 }
 
 #[cfg(test)]

@@ -129,6 +129,8 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Unix socket QEMU listens on for the guest channel.
     pub channel_socket: PathBuf,
+    /// Unix socket QEMU serves QMP on (`pause`/`unpause`); `None`: no QMP.
+    pub qmp_socket: Option<PathBuf>,
     /// Serial console output file.
     pub console_log: PathBuf,
     /// QEMU's own stderr.
@@ -269,6 +271,10 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         format!("{port},chardev=ctl,name={PORT_NAME}"),
     ];
     a.extend(args.into_iter().map(OsString::from));
+    if let Some(qmp) = &config.qmp_socket {
+        a.push("-qmp".into());
+        a.push(format!("unix:{},server=on,wait=off", path(qmp)).into());
+    }
     a.extend(crate::disk::qemu_args(&config.disks, config.machine));
     if let Some(net) = &config.net {
         a.extend(net.qemu_args(config.machine));
@@ -510,6 +516,9 @@ enum Wait {
 
 fn spawn_qemu(config: &VmConfig) -> Result<Child, StartError> {
     let _ = std::fs::remove_file(&config.channel_socket);
+    if let Some(qmp) = &config.qmp_socket {
+        let _ = std::fs::remove_file(qmp);
+    }
     let stderr = fs_err::File::create(&config.qemu_log)?;
     let mut cmd = Command::new(QEMU_BINARY);
     cmd.args(qemu_args(config))
@@ -723,6 +732,7 @@ mod tests {
             initrd: "/c/initrd.img".into(),
             cmdline: kernel_cmdline(Accel::Tcg, None, &["a3s.x=1".into()]),
             channel_socket: "/b/ctl.sock".into(),
+            qmp_socket: Some("/b/qmp.sock".into()),
             console_log: "/b/console.log".into(),
             qemu_log: "/b/qemu.log".into(),
             boot_cpu_budget_secs: 12,
@@ -773,7 +783,8 @@ mod tests {
             lpj=4000000 tsc_early_khz=2400000 rdinit=/.a3s/init a3s.x=1 \
             -chardev file,id=con,path=/b/console.log -serial chardev:con \
             -device virtio-serial-device -chardev socket,id=ctl,path=/b/ctl.sock,server=on,wait=off \
-            -device virtserialport,chardev=ctl,name=a3s.ctl";
+            -device virtserialport,chardev=ctl,name=a3s.ctl \
+            -qmp unix:/b/qmp.sock,server=on,wait=off";
         let expected: Vec<&str> = expected.split_whitespace().collect();
         assert_eq!(joined(&config(Machine::Microvm)), expected.join(" "));
     }

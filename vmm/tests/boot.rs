@@ -140,6 +140,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
             ],
         ),
         channel_socket: tmp.path().join("ctl.sock"),
+        qmp_socket: None,
         console_log: tmp.path().join("console.log"),
         qemu_log: tmp.path().join("qemu.log"),
         boot_cpu_budget_secs: 20,

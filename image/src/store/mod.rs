@@ -220,6 +220,27 @@ pub struct ImageStore {
     dir: PathBuf,
 }
 
+/// What `import` sets beyond the layer (`--change`, `--message`).
+#[derive(Clone, Debug, Default)]
+pub struct Import {
+    /// The image's execution defaults (`None`: [`Import::default_config`]).
+    pub config: Option<RunConfig>,
+    /// The history comment (`--message`).
+    pub message: Option<String>,
+}
+
+impl Import {
+    /// An imported image's execution defaults before any `--change`: `PATH` and
+    /// `Cmd ["/bin/sh"]`.
+    pub fn default_config() -> RunConfig {
+        RunConfig {
+            env: Some(vec![DEFAULT_PATH.into()]),
+            cmd: Some(vec!["/bin/sh".into()]),
+            ..RunConfig::default()
+        }
+    }
+}
+
 impl ImageStore {
     /// Opens (creating if needed) the store rooted at `root` (normally `A3S_HOME/images`).
     ///
@@ -393,6 +414,19 @@ impl ImageStore {
         tar: &Path,
         reference: &ImageRef,
     ) -> Result<LocalImage, StoreError> {
+        self.import_rootfs_with(tar, reference, &Import::default())
+    }
+
+    /// [`ImageStore::import_rootfs`] with `import --change` and `--message` applied.
+    ///
+    /// # Errors
+    /// [`StoreError::NotATarball`], or I/O.
+    pub fn import_rootfs_with(
+        &self,
+        tar: &Path,
+        reference: &ImageRef,
+        import: &Import,
+    ) -> Result<LocalImage, StoreError> {
         let _hold = self.hold()?;
         let (layer, layer_size) = self.write_blob(fs::File::open(tar)?, None, None)?;
         let not_tar = |source| StoreError::NotATarball {
@@ -420,17 +454,14 @@ impl ImageStore {
             architecture: "amd64".into(),
             os: "linux".into(),
             created: None,
-            config: Some(RunConfig {
-                env: Some(vec![DEFAULT_PATH.into()]),
-                cmd: Some(vec!["/bin/sh".into()]),
-                ..RunConfig::default()
-            }),
+            config: Some(import.config.clone().unwrap_or_else(Import::default_config)),
             rootfs: RootFs {
                 kind: "layers".into(),
                 diff_ids: vec![diff_id],
             },
             history: vec![History {
                 created_by: Some(format!("a3s-box import {name}")),
+                comment: import.message.clone(),
                 ..History::default()
             }],
         };

@@ -41,6 +41,14 @@ pub enum ClientMsg {
     /// then carries the verifier's TLS bytes as stdin frames up and the agent's as stdout
     /// frames down, ended by `Exited`.
     Attest,
+    // --- issue 20 ---
+    /// The workload's processes (`top`), answered by [`MonitorMsg::Processes`].
+    Top {
+        /// `ps` options.
+        ps_args: Vec<String>,
+    },
+    /// The guest's resource use (`stats`), answered by [`MonitorMsg::Stats`].
+    Stats,
 }
 
 /// Answers from a monitor.
@@ -50,6 +58,11 @@ pub enum ClientMsg {
 pub enum MonitorMsg {
     /// The request was carried out.
     Done,
+    /// The exec process runs in the guest (with this pid there).
+    Started {
+        /// Guest pid.
+        pid: i32,
+    },
     /// The exec process could not start.
     SpawnFailed {
         /// Docker-style code (126/127).
@@ -67,6 +80,15 @@ pub enum MonitorMsg {
         /// Why.
         message: String,
     },
+    /// Answer to [`ClientMsg::Top`]: column titles and a row per process.
+    Processes {
+        /// Titles.
+        titles: Vec<String>,
+        /// Rows.
+        processes: Vec<Vec<String>>,
+    },
+    /// Answer to [`ClientMsg::Stats`].
+    Stats(a3s_vmm::proto::GuestStats),
 }
 
 /// Connects to a monitor socket and sends the first request.

@@ -152,7 +152,7 @@ fn match_one(r: &BoxRecord, key: &str, value: &str) -> bool {
     match key {
         "id" => r.id.as_str().starts_with(value),
         "name" => r.name.contains(value),
-        "status" => status_name(&r.state) == value,
+        "status" => status_name(r) == value,
         "ancestor" => {
             r.image == value
                 || r.image_digest == value
@@ -172,8 +172,8 @@ fn match_one(r: &BoxRecord, key: &str, value: &str) -> bool {
 
 /// Docker's status word for a state (`starting` boxes count as `running`, as a container
 /// whose process has been created does).
-fn status_name(state: &BoxState) -> &'static str {
-    match state.name() {
+fn status_name(r: &BoxRecord) -> &'static str {
+    match r.status_name() {
         "starting" => "running",
         other => other,
     }

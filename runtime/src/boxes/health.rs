@@ -520,6 +520,10 @@ impl Job {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
+            // Docker does not probe a paused container: its probe would time out.
+            if self.boxes.load(&self.id).is_ok_and(|r| r.paused) {
+                continue;
+            }
             let since_start = started.elapsed();
             let begin = now_rfc3339();
             let (exit_code, output) = probe(&self.socket, &self.process, self.config.timeout);
@@ -543,6 +547,8 @@ impl Job {
             let Ok(rec) = updated else { return };
             if let (Some(t), Some(h)) = (change, &rec.health) {
                 self.audit(t, h);
+                let action = format!("health_status: {}", t.to.as_str());
+                self.boxes.emit(&rec, &action, &[]);
             }
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod busybox;
 pub mod client;
+pub mod events;
 pub mod failed_logs;
 pub mod filter;
 pub mod health;
@@ -40,6 +41,8 @@ pub use state::{BoxId, BoxRecord, BoxSpec, BoxState, StateError};
 pub const MONITOR_SOCKET: &str = "monitor.sock";
 /// QEMU's guest-channel socket in a box directory.
 pub const CHANNEL_SOCKET: &str = "ctl.sock";
+/// QEMU's QMP socket in a box directory (`pause`/`unpause`).
+pub const QMP_SOCKET: &str = "qmp.sock";
 /// The workload output log in a box directory.
 pub const OUTPUT_LOG: &str = "output.log";
 /// The writable layer disk in a box directory (kept from `create` until `rm`).
@@ -119,6 +122,23 @@ pub enum BoxError {
     /// The box is already running.
     #[error("box {0} is already running")]
     AlreadyRunning(String),
+    /// `exec` into (or `pause` of) a paused box.
+    #[error("box {0} is paused")]
+    Paused(String),
+    /// `unpause` of a box that is not paused.
+    #[error("box {0} is not paused")]
+    NotPaused(String),
+    /// guest-init refused a request.
+    #[error("box {name}: {message}")]
+    Guest {
+        /// The box.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// QEMU's machine protocol (pause, unpause).
+    #[error(transparent)]
+    Qmp(#[from] a3s_vmm::qmp::QmpError),
     /// `rm` of a running box without `-f`.
     #[error("box {0} is running: stop it first or use rm -f")]
     StillRunning(String),
@@ -165,6 +185,7 @@ impl BoxError {
                 Some("install QEMU 10 from bookworm-backports with `sudo scripts/setup`".into())
             }
             Self::NotRunning(name) => Some(format!("start it with `a3s-box start {name}`")),
+            Self::Paused(name) => Some(format!("`a3s-box unpause {name}` first")),
             Self::StillRunning(name) => {
                 Some(format!("`a3s-box rm -f {name}` stops and removes it"))
             }
@@ -318,6 +339,7 @@ impl VmPlan {
             initrd: self.initrd.clone(),
             cmdline: self.cmdline.clone(),
             channel_socket: dir.join(CHANNEL_SOCKET),
+            qmp_socket: Some(dir.join(QMP_SOCKET)),
             console_log: dir.join("console.log"),
             qemu_log: dir.join("qemu.log"),
             // A normal TCG boot uses 3-6 s of QEMU CPU time; a stalled one spins. CPU time,
@@ -531,6 +553,7 @@ impl Boxes {
             stopped_by_user: false,
             tee: None,
             health: None,
+            paused: false,
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         a3s_vmm::disk::create_layer(
@@ -544,7 +567,20 @@ impl Boxes {
         net.save(&self.box_dir(&id))?;
         crate::volumes::Volumes::open(&self.home).attach(&self.box_dir(&id), &req.mounts)?;
         state::write_record(&self.state_path(&id), &rec)?;
+        self.emit(&rec, "create", &[]);
         Ok(rec)
+    }
+
+    /// Records lifecycle event `action` of `rec` for `a3s-box events`. Best effort: events
+    /// are a convenience stream (the audit log is the record that must not miss anything).
+    pub fn emit(&self, rec: &BoxRecord, action: &str, extra: &[(&str, String)]) {
+        let event = events::BoxEvent::new(rec, action, extra);
+        if let Err(e) = events::EventLog::open(self.home.root()).append(&event) {
+            eprintln!(
+                "a3s-box: recording the {action} event of {} failed: {e}",
+                rec.name
+            );
+        }
     }
 
     /// What a request resolves to before the box exists: its image and the box's settings.
@@ -937,6 +973,30 @@ impl Boxes {
         }
     }
 
+    /// Asks a running box's guest-init one question (`top`, `stats`) through its monitor.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`], [`BoxError::Paused`] (its vCPUs could not answer), the
+    /// guest's refusal, monitor errors.
+    pub fn ask(
+        &self,
+        rec: &BoxRecord,
+        msg: &client::ClientMsg,
+    ) -> Result<client::MonitorMsg, BoxError> {
+        let sock = self.monitor_socket(rec)?;
+        if rec.paused {
+            return Err(BoxError::Paused(rec.name.clone()));
+        }
+        match client::request(&sock, msg, Duration::from_secs(30)) {
+            Ok(client::MonitorMsg::Error { message }) => Err(BoxError::Guest {
+                name: rec.name.clone(),
+                message,
+            }),
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(BoxError::Monitor(format!("{e}"))),
+        }
+    }
+
     /// Opens an exec session in a running box.
     ///
     /// # Errors
@@ -947,6 +1007,10 @@ impl Boxes {
         process: ProcessSpec,
     ) -> Result<std::os::unix::net::UnixStream, BoxError> {
         let sock = self.monitor_socket(rec)?;
+        // Docker refuses to exec into a paused container (the process could not run).
+        if rec.paused {
+            return Err(BoxError::Paused(rec.name.clone()));
+        }
         client::connect(&sock, &client::ClientMsg::Exec { process })
             .map_err(|e| BoxError::Monitor(e.to_string()))
     }
@@ -996,10 +1060,12 @@ impl Boxes {
             }
             .into());
         }
-        self.update(&rec.id, |r| {
+        let renamed = self.update(&rec.id, |r| {
             new_name.clone_into(&mut r.name);
             Ok(())
-        })
+        })?;
+        self.emit(&renamed, "rename", &[("oldName", rec.name.clone())]);
+        Ok(renamed)
     }
 
     /// Stops a box: its stop signal (`--stop-signal`, the image's `StopSignal`, else SIGTERM),
@@ -1030,6 +1096,11 @@ impl Boxes {
                         Ok(())
                     })?;
                     if let BoxState::Running { .. } = rec.state {
+                        // Docker stops a paused container: it runs again to get the signal.
+                        // Should QMP fail, the stop timeout still kills the VM.
+                        if rec.paused {
+                            let _ = self.resume(&rec);
+                        }
                         self.request(
                             &rec,
                             &client::ClientMsg::Stop {
@@ -1055,6 +1126,60 @@ impl Boxes {
                 _ => return Ok(rec),
             }
         }
+    }
+
+    /// `pause`: stops the VM's vCPUs over QMP (the guest keeps its memory; the host's CPU is
+    /// freed) and records the box as paused.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`], [`BoxError::Paused`], QMP errors.
+    pub fn pause(&self, key: &str) -> Result<BoxRecord, BoxError> {
+        let rec = self.find(key)?;
+        let BoxState::Running { monitor_pid, .. } = rec.state else {
+            return Err(BoxError::NotRunning(rec.name));
+        };
+        if rec.paused {
+            return Err(BoxError::Paused(rec.name));
+        }
+        self.qmp(&rec)?.execute("stop")?;
+        let rec = self.update(&rec.id, |r| {
+            // Only over the run we paused: a box that ended meanwhile is not paused.
+            r.paused = r.state.monitor_pid() == Some(monitor_pid);
+            Ok(())
+        })?;
+        self.emit(&rec, "pause", &[]);
+        Ok(rec)
+    }
+
+    /// `unpause`: lets the vCPUs of a paused box run again.
+    ///
+    /// # Errors
+    /// [`BoxError::NotPaused`], QMP errors.
+    pub fn unpause(&self, key: &str) -> Result<BoxRecord, BoxError> {
+        let rec = self.find(key)?;
+        if !rec.paused || !matches!(rec.state, BoxState::Running { .. }) {
+            return Err(BoxError::NotPaused(rec.name));
+        }
+        self.resume(&rec)?;
+        let rec = self.load(&rec.id)?;
+        self.emit(&rec, "unpause", &[]);
+        Ok(rec)
+    }
+
+    /// Continues a paused box's vCPUs and clears the mark.
+    fn resume(&self, rec: &BoxRecord) -> Result<(), BoxError> {
+        self.qmp(rec)?.execute("cont")?;
+        self.update(&rec.id, |r| {
+            r.paused = false;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn qmp(&self, rec: &BoxRecord) -> Result<a3s_vmm::qmp::Qmp, BoxError> {
+        Ok(a3s_vmm::qmp::Qmp::connect(
+            &self.box_dir(&rec.id).join(QMP_SOCKET),
+        )?)
     }
 
     /// Waits until the box's state satisfies `done` (or `limit` passes).
@@ -1096,6 +1221,9 @@ impl Boxes {
     fn remove_dir(&self, id: &BoxId) -> Result<(), BoxError> {
         let dir = self.box_dir(id);
         let _lock = state::lock_file(&dir.join("lock"))?;
+        if let Ok(rec) = self.load(id) {
+            self.emit(&rec, "destroy", &[]);
+        }
         crate::network::attach::release(&self.home, id, &dir);
         // Rename first so a half-removed box never looks like a box.
         let trash = self.dir.join(format!(".removed-{}", id.as_str()));

@@ -169,6 +169,9 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
             finish(boxes, id, run.code, run.error, attached_to.is_none());
             return Ok(());
         }
+        if let Ok(r) = boxes.load(id) {
+            boxes.emit(&r, "die", &[("exitCode", run.code.to_string())]);
+        }
         let delay = backoff.next_delay(began.elapsed());
         restarts += 1;
         boxes.update(id, |r| {
@@ -325,17 +328,22 @@ fn send(vm: &Vm, session: u32, msg: &HostMsg) -> Result<(), proto::ProtoError> {
 }
 
 fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remove: bool) {
-    let _ = boxes.update(id, |r| {
+    let ended = boxes.update(id, |r| {
         r.state = BoxState::Exited {
             exit_code: code,
             error: error.clone(),
         };
         r.finished_at = Some(now_rfc3339());
+        r.paused = false;
         Ok(())
     });
+    if let Ok(r) = &ended {
+        boxes.emit(r, "die", &[("exitCode", code.to_string())]);
+    }
     let dir = boxes.box_dir(id);
     let _ = std::fs::remove_file(dir.join(super::MONITOR_SOCKET));
     let _ = std::fs::remove_file(dir.join(super::CHANNEL_SOCKET));
+    let _ = std::fs::remove_file(dir.join(super::QMP_SOCKET));
     if may_remove {
         if let Ok(rec) = boxes.load(id) {
             if rec.spec.auto_remove {
@@ -391,7 +399,7 @@ impl Guest<'_> {
         }
         self.running = true;
         let (me, qemu_pid) = (self.monitor_pid, vm.pid());
-        let _ = self.boxes.update(self.id, |r| {
+        let started = self.boxes.update(self.id, |r| {
             r.state = BoxState::Running {
                 monitor_pid: me,
                 qemu_pid,
@@ -403,8 +411,12 @@ impl Guest<'_> {
             r.start_count += 1;
             r.stopped_by_user = false;
             r.health = super::health::initial(r);
+            r.paused = false;
             Ok(())
         });
+        if let Ok(r) = &started {
+            self.boxes.emit(r, "start", &[]);
+        }
     }
 
     /// Handles a TEE message of the guest agent: `Ok(true)` when it was one.
@@ -594,6 +606,13 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
             Ok(GuestMsg::Exited { code }) => {
                 Frame::control(session, &MonitorMsg::Exited { code }).ok()
             }
+            Ok(GuestMsg::Started { pid }) => {
+                Frame::control(session, &MonitorMsg::Started { pid }).ok()
+            }
+            Ok(GuestMsg::Processes { titles, processes }) => {
+                Frame::control(session, &MonitorMsg::Processes { titles, processes }).ok()
+            }
+            Ok(GuestMsg::Stats(stats)) => Frame::control(session, &MonitorMsg::Stats(stats)).ok(),
             Ok(GuestMsg::SpawnFailed { code, message }) => {
                 Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
             }
@@ -604,7 +623,11 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
         },
         _ => Some(frame.clone()),
     };
-    let ended = matches!(frame.message::<GuestMsg>(), Ok(GuestMsg::Exited { .. }));
+    // `top` and `stats` sessions end with their one answer.
+    let ended = matches!(
+        frame.message::<GuestMsg>(),
+        Ok(GuestMsg::Exited { .. } | GuestMsg::Processes { .. } | GuestMsg::Stats(_))
+    );
     if let (Some(out), Some(client)) = (out, sh.clients.get_mut(&session)) {
         if proto::write_frame(client, &out).is_err() {
             sh.clients.remove(&session);
@@ -725,6 +748,41 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             session
         }
         ClientMsg::AttachStdin => WORKLOAD_SESSION,
+        // --- issue 20: one question to guest-init, its answer relayed on a session ---
+        ClientMsg::Top { .. } if !lock(shared).exec_allowed => {
+            let message = "top refused: this box runs in TEE mode and was not started with \
+                           --allow-exec"
+                .to_owned();
+            reply(&mut conn, &MonitorMsg::Error { message });
+            return;
+        }
+        ClientMsg::Top { .. } | ClientMsg::Stats => {
+            let msg = match first {
+                ClientMsg::Top { ps_args } => HostMsg::Top { ps_args },
+                _ => HostMsg::Stats,
+            };
+            let session = {
+                let mut sh = lock(shared);
+                let s = sh.next_session;
+                sh.next_session += 1;
+                match conn.try_clone() {
+                    Ok(c) => {
+                        sh.clients.insert(s, c);
+                    }
+                    Err(_) => return,
+                }
+                s
+            };
+            if !Frame::control(session, &msg).is_ok_and(|f| to_guest(guest, &f)) {
+                reply(
+                    &mut conn,
+                    &MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    },
+                );
+            }
+            return;
+        }
         ClientMsg::Signal { signal } => {
             let ok = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal })
                 .is_ok_and(|f| to_guest(guest, &f));

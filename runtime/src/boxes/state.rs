@@ -167,6 +167,20 @@ pub struct BoxRecord {
     /// Health of the current (or last) run, when the box has a health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::Health>,
+    /// `pause`: the VM's vCPUs are stopped (the box stays `Running` underneath; `unpause`,
+    /// `stop` and the end of the run clear it).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl BoxRecord {
+    /// Docker's state word: `paused` for a paused running box, else the state's name.
+    pub fn status_name(&self) -> &'static str {
+        match self.state {
+            BoxState::Running { .. } if self.paused => "paused",
+            _ => self.state.name(),
+        }
+    }
 }
 
 /// Reads a record.
@@ -267,6 +281,7 @@ pub(crate) mod tests {
             stopped_by_user: false,
             tee: None,
             health: None,
+            paused: false,
         }
     }
 

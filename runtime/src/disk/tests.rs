@@ -135,6 +135,7 @@ impl Home {
             stopped_by_user: false,
             tee: None,
             health: None,
+            paused: false,
         };
         state::write_record(&dir.join("state.json"), &rec).unwrap();
         sparse(&dir.join(RW_IMAGE), 1 << 30, 8192);

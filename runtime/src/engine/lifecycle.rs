@@ -10,7 +10,7 @@ use a3s_vmm::proto::ProcessSpec;
 
 use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
-use crate::boxes::client::ClientMsg;
+use crate::boxes::client::{ClientMsg, MonitorMsg};
 use crate::boxes::logs::{self, LogRecord};
 use crate::boxes::{BoxError, BoxRecord, BoxState};
 use crate::state::BoxId;
@@ -37,15 +37,34 @@ pub struct BoxStats {
     pub name: String,
     /// The QEMU process.
     pub qemu_pid: u32,
-    /// CPU time used so far.
+    /// CPU time QEMU used so far (host side).
     pub cpu_seconds: f64,
-    /// Resident memory.
+    /// QEMU's resident memory (host side; guest RAM it touched plus QEMU itself).
     pub rss_kib: u64,
     /// vCPUs.
     pub vcpus: u8,
     /// Memory limit.
     pub mem_mib: u32,
+    /// Paused: the guest cannot answer, the guest figures are absent.
+    pub paused: bool,
+    /// What the guest kernel reports (absent while paused).
+    pub guest: Option<a3s_vmm::proto::GuestStats>,
+    /// Guest CPU use over the sampling interval, 100 per fully busy vCPU (Docker's CPU %).
+    pub cpu_percent: Option<f64>,
 }
+
+/// Docker's CPU %: the busy share of all CPU time between two samples, times the CPUs.
+pub fn cpu_percent(before: &a3s_vmm::proto::GuestStats, after: &a3s_vmm::proto::GuestStats) -> f64 {
+    let busy = after.cpu_busy_ticks.saturating_sub(before.cpu_busy_ticks);
+    let total = after.cpu_total_ticks.saturating_sub(before.cpu_total_ticks);
+    if total == 0 {
+        return 0.0;
+    }
+    busy as f64 / total as f64 * f64::from(after.online_cpus.max(1)) * 100.0
+}
+
+/// The interval `stats` measures CPU use over (Docker samples about once a second).
+pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Engine {
     /// `start`: boots a created or exited box (measurement, launch, attestation, workload:
@@ -104,6 +123,27 @@ impl Engine {
     ) -> Result<BoxRecord, EngineError> {
         let rec = self.boxes.stop(key, opts)?;
         self.record_box("box.stop", &rec, Outcome::Success, "stopped")?;
+        self.boxes.emit(&rec, "stop", &[]);
+        Ok(rec)
+    }
+
+    /// `pause`: stops the box's vCPUs (its memory stays; see [`crate::boxes::Boxes::pause`]).
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`], [`BoxError::Paused`], QMP errors.
+    pub fn pause(&self, key: &str) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.pause(key)?;
+        self.record_box("box.pause", &rec, Outcome::Success, "paused")?;
+        Ok(rec)
+    }
+
+    /// `unpause`: runs a paused box's vCPUs again.
+    ///
+    /// # Errors
+    /// [`BoxError::NotPaused`], QMP errors.
+    pub fn unpause(&self, key: &str) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.unpause(key)?;
+        self.record_box("box.unpause", &rec, Outcome::Success, "unpaused")?;
         Ok(rec)
     }
 
@@ -134,6 +174,8 @@ impl Engine {
             Outcome::Success,
             &format!("signal {signal}"),
         )?;
+        self.boxes
+            .emit(&rec, "kill", &[("signal", signal.to_string())]);
         Ok(rec)
     }
 
@@ -214,10 +256,11 @@ impl Engine {
             .collect())
     }
 
-    /// `stats`: resource use of the boxes named (none named: every running box).
+    /// `stats`: resource use of the boxes named (none named: every running box), measured
+    /// by each guest's kernel twice, [`STATS_INTERVAL`] apart, for the CPU share.
     ///
     /// # Errors
-    /// A box that is not running.
+    /// A box that is not running; the guest's or monitor's errors.
     pub fn stats(&self, keys: &[String]) -> Result<Vec<BoxStats>, EngineError> {
         let recs: Vec<BoxRecord> = if keys.is_empty() {
             self.boxes
@@ -230,11 +273,31 @@ impl Engine {
                 .map(|k| self.boxes.find(k))
                 .collect::<Result<_, _>>()?
         };
-        let mut out = Vec::new();
+        let sample = |r: &BoxRecord| -> Result<Option<a3s_vmm::proto::GuestStats>, EngineError> {
+            if r.paused {
+                return Ok(None);
+            }
+            match self.boxes.ask(r, &ClientMsg::Stats)? {
+                MonitorMsg::Stats(s) => Ok(Some(s)),
+                other => Err(BoxError::Monitor(format!("unexpected answer {other:?}")).into()),
+            }
+        };
+        let mut first = Vec::with_capacity(recs.len());
         for r in &recs {
+            if !matches!(r.state, BoxState::Running { .. }) {
+                return Err(BoxError::NotRunning(r.name.clone()).into());
+            }
+            first.push(sample(r)?);
+        }
+        if !recs.is_empty() {
+            std::thread::sleep(STATS_INTERVAL);
+        }
+        let mut out = Vec::new();
+        for (r, before) in recs.iter().zip(first) {
             let BoxState::Running { qemu_pid, .. } = r.state else {
                 return Err(BoxError::NotRunning(r.name.clone()).into());
             };
+            let after = sample(r)?;
             out.push(BoxStats {
                 id: r.id.to_string(),
                 name: r.name.clone(),
@@ -243,9 +306,36 @@ impl Engine {
                 rss_kib: a3s_vmm::qemu::rss_kib(qemu_pid).unwrap_or(0),
                 vcpus: r.spec.vcpus,
                 mem_mib: r.spec.mem_mib,
+                paused: r.paused,
+                cpu_percent: before
+                    .as_ref()
+                    .zip(after.as_ref())
+                    .map(|(b, a)| cpu_percent(b, a)),
+                guest: after,
             });
         }
         Ok(out)
+    }
+
+    /// `top`: the processes of a running box's workload, as the guest's `/proc` shows them
+    /// (Docker's `Titles`/`Processes`). A TEE box answers only with `--allow-exec`, as exec.
+    ///
+    /// # Errors
+    /// Not running, paused, refused `ps` options, TEE refusal.
+    pub fn top(
+        &self,
+        key: &str,
+        ps_args: &[String],
+    ) -> Result<(Vec<String>, Vec<Vec<String>>), EngineError> {
+        let rec = self.boxes.find(key)?;
+        self.refuse_host_access(&rec, "top")?;
+        let msg = ClientMsg::Top {
+            ps_args: ps_args.to_vec(),
+        };
+        match self.boxes.ask(&rec, &msg)? {
+            MonitorMsg::Processes { titles, processes } => Ok((titles, processes)),
+            other => Err(BoxError::Monitor(format!("unexpected answer {other:?}")).into()),
+        }
     }
 
     /// `logs`: a box's output to `sink`; with `follow`, until the box stops.
@@ -305,10 +395,47 @@ impl Engine {
         if process.workdir.is_none() {
             process.workdir.clone_from(&rec.spec.process.workdir);
         }
-        let what = format!("exec {}", process.argv.join(" "));
-        self.record_box("box.exec", &rec, Outcome::Success, &what)?;
+        let command = process.argv.join(" ");
+        self.record_box(
+            "box.exec",
+            &rec,
+            Outcome::Success,
+            &format!("exec {command}"),
+        )?;
         let conn = self.boxes.exec(&rec, process)?;
+        self.boxes
+            .emit(&rec, &format!("exec_create: {command}"), &[]);
+        self.boxes
+            .emit(&rec, &format!("exec_start: {command}"), &[]);
         Ok((rec, conn))
+    }
+
+    /// `exec -d`: starts `process` in a running box and returns once it runs there (its guest
+    /// pid), leaving it running with its output discarded, as Docker's detached exec does.
+    ///
+    /// # Errors
+    /// Those of [`Engine::exec`]; [`EngineError::ExecFailed`] when the process could not start
+    /// (its Docker code, 126 or 127, and why).
+    pub fn exec_detached(&self, key: &str, process: ProcessSpec) -> Result<i32, EngineError> {
+        let (rec, mut conn) = self.exec(key, process)?;
+        loop {
+            let frame = a3s_vmm::proto::read_frame(&mut conn).map_err(|e| {
+                EngineError::context(format!("lost the exec session of box {}", rec.name), e)
+            })?;
+            if frame.kind != a3s_vmm::proto::Kind::Control {
+                continue;
+            }
+            match frame.message::<MonitorMsg>() {
+                Ok(MonitorMsg::Started { pid }) => return Ok(pid),
+                Ok(MonitorMsg::SpawnFailed { code, message }) => {
+                    return Err(EngineError::ExecFailed { code, message })
+                }
+                // Ended before its start was seen (a very short process).
+                Ok(MonitorMsg::Exited { .. }) => return Ok(0),
+                Ok(MonitorMsg::Error { message }) => return Err(BoxError::Monitor(message).into()),
+                _ => {}
+            }
+        }
     }
 
     /// `attach`: the workload's stdin of a running box (its output: [`Engine::logs`] with
@@ -352,9 +479,10 @@ impl Engine {
         &self,
         tarball: &Path,
         reference: &a3s_image::ImageRef,
+        import: &a3s_image::store::Import,
     ) -> Result<a3s_image::LocalImage, EngineError> {
         let store = a3s_image::ImageStore::open(self.home.root().join("images"))?;
-        Ok(store.import_rootfs(tarball, reference)?)
+        Ok(store.import_rootfs_with(tarball, reference, import)?)
     }
 
     /// The box monitor process's body (`a3s-box __monitor ID`): boots the box and serves it

@@ -20,6 +20,7 @@ mod attest;
 mod build;
 mod compose;
 mod copy;
+mod events;
 mod images;
 mod lifecycle;
 mod measure;
@@ -44,7 +45,7 @@ pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
 pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
-pub use lifecycle::{BoxStats, LogRequest};
+pub use lifecycle::{cpu_percent, BoxStats, LogRequest, STATS_INTERVAL};
 pub use measure::{MeasuredInputs, PredictedMeasurement};
 pub use pods::{PodState, TEE_ANNOTATION};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
@@ -199,6 +200,17 @@ pub enum EngineError {
     /// A bad `ps --filter`.
     #[error(transparent)]
     Filter(crate::boxes::filter::FilterError),
+    /// `exec -d` of a process that could not start.
+    #[error("{message}")]
+    ExecFailed {
+        /// Docker's code: 126 (cannot run) or 127 (not found).
+        code: i32,
+        /// Why.
+        message: String,
+    },
+    /// The events file, or a bad `events --filter`.
+    #[error(transparent)]
+    Events(#[from] crate::boxes::events::EventsError),
     /// `cp` from a host path that does not exist.
     #[error("{}: no such file or directory", .0.display())]
     NoHostPath(PathBuf),

@@ -38,6 +38,15 @@ pub(crate) enum BoxCommand {
     Stats(StatsArgs),
     /// Import a rootfs tarball (tar, tar.gz, tar.zst) as an image.
     Import(ImportArgs),
+    // --- issue 20 ---
+    /// Pause boxes: stop their vCPUs (memory is kept).
+    Pause(BoxesArgs),
+    /// Unpause paused boxes.
+    Unpause(BoxesArgs),
+    /// Show the processes of a box's workload (from inside its VM).
+    Top(TopArgs),
+    /// Stream box lifecycle events (create, start, die, stop, kill, pause, ...) until Ctrl-C.
+    Events(EventsArgs),
     /// (internal) Own one box's VM; started by `run`/`start`.
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
@@ -317,6 +326,10 @@ pub(crate) struct RmArgs {
     /// Stop running boxes first.
     #[arg(short = 'f', long)]
     pub(crate) force: bool,
+    /// Also remove the box's anonymous volumes (named volumes and bind mounts stay, as in
+    /// Docker; boxes have no anonymous volumes today, so there is nothing more to remove).
+    #[arg(short = 'v', long)]
+    pub(crate) volumes: bool,
     /// Boxes (name or id).
     #[arg(required = true)]
     pub(crate) boxes: Vec<String>,
@@ -372,6 +385,9 @@ pub(crate) struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ExecArgs {
+    /// Detached: start the command and return; it runs on, its output discarded.
+    #[arg(short = 'd', long, conflicts_with_all = ["interactive", "tty"])]
+    pub(crate) detach: bool,
     /// Keep standard input open.
     #[arg(short = 'i', long)]
     pub(crate) interactive: bool,
@@ -423,16 +439,51 @@ pub(crate) struct RenameArgs {
 pub(crate) struct StatsArgs {
     /// Boxes (default: all running).
     pub(crate) boxes: Vec<String>,
+    /// Print one sample and exit (default: refresh every second until Ctrl-C).
+    #[arg(long)]
+    pub(crate) no_stream: bool,
     #[command(flatten)]
     pub(crate) format: FormatArgs,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// HEALTHCHECK, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR), e.g. -c 'CMD ["httpd", "-f"]'.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub(crate) change: Vec<String>,
+    /// Commit message for the imported image (its history comment).
+    #[arg(short = 'm', long)]
+    pub(crate) message: Option<String>,
     /// Rootfs tarball.
     pub(crate) tarball: PathBuf,
     /// Name to tag it with (NAME[:TAG]).
     pub(crate) reference: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// Box (name or id).
+    pub(crate) r#box: String,
+    /// ps options: -ef (the default columns UID PID PPID C STIME TTY TIME CMD), -e, -f.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    /// Show events from this time on (RFC 3339, Unix seconds, or a duration ago like 10m).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Stop at this time (same forms); without it, events stream until Ctrl-C.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// Filter (KEY=VALUE: type, event, container, image, label); one key's values: any,
+    /// different keys: all.
+    #[arg(short = 'f', long, value_name = "FILTER")]
+    pub(crate) filter: Vec<String>,
+    #[command(flatten)]
+    pub(crate) format: FormatArgs,
 }
 
 #[derive(Debug, Args)]

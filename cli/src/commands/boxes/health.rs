@@ -81,6 +81,14 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
 pub(super) fn inspect_view(rec: &BoxRecord) -> anyhow::Result<serde_json::Value> {
     let mut v = serde_json::to_value(rec)?;
     if let Some(obj) = v.as_object_mut() {
+        // Docker's State.Paused, and State.Status `paused`.
+        let paused = obj.remove("paused").and_then(|p| p.as_bool()) == Some(true);
+        if let Some(state) = obj.get_mut("state").and_then(|s| s.as_object_mut()) {
+            state.insert("paused".into(), paused.into());
+            if paused {
+                state.insert("status".into(), "paused".into());
+            }
+        }
         let health = obj.remove("health");
         if let (Some(h), Some(state)) =
             (health, obj.get_mut("state").and_then(|s| s.as_object_mut()))

@@ -153,6 +153,17 @@ pub(super) fn exec(engine: &Engine, a: &ExecArgs) -> anyhow::Result<ExitStatus> 
         tty_size: if a.tty { terminal_size() } else { None },
         stdin: a.interactive,
     };
+    if a.detach {
+        return match engine.exec_detached(&a.r#box, process) {
+            Ok(_) => Ok(ExitStatus::Success),
+            // Docker's codes: 126 cannot run, 127 not found.
+            Err(a3s_runtime::engine::EngineError::ExecFailed { code, message }) => {
+                writeln!(std::io::stderr(), "error: {message}")?;
+                Ok(ExitStatus::External(u8::try_from(code).unwrap_or(125)))
+            }
+            Err(e) => Err(crate::commands::engine_error(e)),
+        };
+    }
     let (rec, mut conn) = engine.exec(&a.r#box, process).engine()?;
     let _raw = RawMode::enable(a.tty && a.interactive);
     if a.interactive {

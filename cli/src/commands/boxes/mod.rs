@@ -1,12 +1,15 @@
 //! The box lifecycle commands: each parses flags into runtime requests and prints the result.
 
 pub(crate) mod args;
+mod events;
 mod health;
 pub(crate) use health::human_duration;
 mod io;
 pub(crate) mod ps;
 mod pull;
+mod stats;
 pub(crate) mod tee;
+mod top;
 
 use std::io::Write;
 use std::path::Path;
@@ -19,7 +22,6 @@ use a3s_runtime::engine::{CreateBox, Engine, LogRequest, RunMode};
 use a3s_runtime::A3sHome;
 
 use self::args::{BoxCommand, CreateArgs};
-use crate::args::Format;
 use crate::commands::EngineResult;
 use crate::{output, usage_error, ExitStatus};
 
@@ -63,6 +65,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                 output::line(&rec.name)
             })
         }
+        // `-v`: boxes have no anonymous volumes, so removing the box removes all of them.
         BoxCommand::Rm(a) => each(&a.boxes, |key| {
             let rec = engine.remove(key, a.force).engine()?;
             output::line(&rec.name)
@@ -127,15 +130,29 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
-        BoxCommand::Stats(a) => stats(&engine, &a.boxes, a.format.format),
+        BoxCommand::Stats(a) => stats::stats(&engine, &a),
         BoxCommand::Import(a) => {
             let reference: a3s_image::ImageRef = a.reference.parse().map_err(|e| {
                 usage_error(anyhow::anyhow!("invalid image name {:?}: {e}", a.reference))
             })?;
-            let image = engine.import_rootfs(&a.tarball, &reference).engine()?;
+            let import = import_changes(&a.change, a.message.clone())?;
+            let image = engine
+                .import_rootfs(&a.tarball, &reference, &import)
+                .engine()?;
             output::line(image.digest.as_str())?;
             Ok(ExitStatus::Success)
         }
+        // --- issue 20 ---
+        BoxCommand::Pause(a) => each(&a.boxes, |key| {
+            let rec = engine.pause(key).engine()?;
+            output::line(&rec.name)
+        }),
+        BoxCommand::Unpause(a) => each(&a.boxes, |key| {
+            let rec = engine.unpause(key).engine()?;
+            output::line(&rec.name)
+        }),
+        BoxCommand::Top(a) => top::top(&engine, &a),
+        BoxCommand::Events(a) => events::events(&engine, &a),
         BoxCommand::Monitor(a) => {
             let id =
                 a.id.parse()
@@ -449,31 +466,21 @@ fn exit_code(rec: &BoxRecord) -> i32 {
     }
 }
 
-fn stats(engine: &Engine, keys: &[String], format: Format) -> anyhow::Result<ExitStatus> {
-    let views = engine.stats(keys).engine()?;
-    match format {
-        Format::Json => output::json(&views)?,
-        Format::Text => {
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<12}  {:<20}  {:>8}  {:>10}  {:>9}",
-                "BOX ID", "NAME", "CPU s", "MEM USAGE", "LIMIT"
-            )?;
-            for v in &views {
-                writeln!(
-                    out,
-                    "{:<12}  {:<20}  {:>8.2}  {:>7} MiB  {:>5} MiB",
-                    &v.id[..12],
-                    v.name,
-                    v.cpu_seconds,
-                    v.rss_kib / 1024,
-                    v.mem_mib
-                )?;
-            }
-        }
-    }
-    Ok(ExitStatus::Success)
+/// `import --change`: the Dockerfile instructions applied to the default import config, the
+/// way a build step applies them.
+fn import_changes(
+    changes: &[String],
+    message: Option<String>,
+) -> anyhow::Result<a3s_image::store::Import> {
+    use a3s_image::store::Import;
+    let config = if changes.is_empty() {
+        None
+    } else {
+        let mut json = serde_json::json!({ "config": Import::default_config() });
+        a3s_build::apply_changes(&mut json, changes).map_err(|e| usage_error(e.into()))?;
+        Some(serde_json::from_value(json["config"].take())?)
+    };
+    Ok(Import { config, message })
 }
 
 /// Hints from box errors anywhere in the chain.

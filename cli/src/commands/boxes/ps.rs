@@ -171,6 +171,9 @@ pub(crate) fn status_text(rec: &BoxRecord) -> String {
     match &rec.state {
         BoxState::Created => "Created".into(),
         BoxState::Starting { .. } => "Starting".into(),
+        BoxState::Running { .. } if rec.paused => {
+            format!("Up {} (Paused)", up_for(rec.started_at.as_deref()))
+        }
         BoxState::Running { .. } => format!(
             "Up {}{}",
             up_for(rec.started_at.as_deref()),
