@@ -384,7 +384,7 @@ impl<'a> Builder<'a> {
                 layer = Some(Layer::Tar(tar));
             }
             _ => {
-                created_by = self.config_step(stage, ins, &vars, &expand)?;
+                created_by = Self::config_step(stage, ins, &vars, &expand)?;
             }
         }
         let key = cache_key(stage.image.as_ref(), &created_by, &key_extra, &stage.config);
@@ -470,7 +470,6 @@ impl<'a> Builder<'a> {
     /// ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD, VOLUME, HEALTHCHECK, STOPSIGNAL,
     /// SHELL: changes the config; returns the history text.
     fn config_step(
-        &mut self,
         stage: &mut Stage,
         ins: &Instruction,
         vars: &Vars,
@@ -805,6 +804,27 @@ impl<'a> Builder<'a> {
 enum Layer {
     Run(StepRun),
     Tar(Vec<u8>),
+}
+
+/// Applies config instruction `ins` (ENV, CMD, ...: what [`Builder::config_step`] takes) to
+/// image config document `config`, as a build step would: `commit --change` uses it.
+pub(crate) fn apply_config_instruction(
+    config: &mut Value,
+    ins: &Instruction,
+) -> Result<String, BuildError> {
+    let mut stage = Stage {
+        name: None,
+        image: None,
+        config: std::mem::take(config),
+        args: Vars::new(),
+        global: Vars::new(),
+        shell: DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let vars = stage.vars();
+    let expand = |w: &str| subst::expand(w, &vars, '\\').map_err(|m| ins.bad(m));
+    let result = Builder::config_step(&mut stage, ins, &vars, &expand);
+    *config = stage.config;
+    result
 }
 
 fn cache_key(parent: Option<&Digest>, text: &str, extra: &str, config: &Value) -> String {

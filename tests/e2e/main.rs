@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod image;
 mod kbs;
+mod layers;
 mod measure;
 mod net;
 mod parity;
