@@ -45,6 +45,17 @@ pub struct CommitRequest<'a> {
     pub edit_config: Option<&'a dyn Fn(&mut serde_json::Value) -> Result<(), String>>,
 }
 
+impl std::fmt::Debug for CommitRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitRequest")
+            .field("reference", &self.reference)
+            .field("message", &self.message)
+            .field("author", &self.author)
+            .field("edit_config", &self.edit_config.is_some())
+            .finish()
+    }
+}
+
 impl Engine {
     /// `diff`: the box's changes against its image, in Docker's `A`/`C`/`D` form.
     ///

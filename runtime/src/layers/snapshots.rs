@@ -216,7 +216,7 @@ fn sparse_copy(from: &File, to: &File) -> io::Result<()> {
     while at < len {
         let start = match rustix::fs::seek(from, R::Data(at)) {
             Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) if e == rustix::io::Errno::NXIO => break, // only a hole is left
             Err(e) => return Err(e.into()),
         };
         let end = rustix::fs::seek(from, R::Hole(start))?;
