@@ -97,6 +97,12 @@ impl Engine {
             .map_err(|e| EngineError::context("the box's image digest", e))?;
         let manifest = store.manifest(&parent)?;
         let mut config = store.config_json(&manifest)?;
+        if !config.is_object() {
+            return Err(EngineError::context(
+                format!("the image config of {parent}"),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not a JSON object"),
+            ));
+        }
         let now = crate::state::now_rfc3339();
         config["created"] = serde_json::json!(now);
         if let Some(a) = &req.author {
