@@ -194,7 +194,7 @@ fn diff_export_commit_and_snapshots_of_one_box() {
         ok(&["snapshot", "ls", b, "--format", "json"]).json(),
         serde_json::json!([])
     );
-    let r = env().run(&["snapshot", "restore", b, "s1"]);
+    let r = env().run(&["snapshot", "rm", b, "s1"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("no snapshot"), "{}", r.stderr);
     ok(&["rm", "-f", b]);
