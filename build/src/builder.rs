@@ -937,9 +937,9 @@ fn created_now() -> String {
         .unwrap_or_default()
 }
 
-/// The instructions `import --change` takes (Docker's list for import and commit, plus
+/// The instructions `import --change` and `commit --change` take (Docker's list, plus
 /// STOPSIGNAL).
-const IMPORT_CHANGES: [Keyword; 10] = [
+pub(crate) const IMPORT_CHANGES: [Keyword; 10] = [
     Keyword::Cmd,
     Keyword::Entrypoint,
     Keyword::Env,
@@ -992,6 +992,27 @@ pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<Vec<Strin
     }
     *config = stage.config;
     Ok(history)
+}
+
+/// Applies config instruction `ins` (one of [`IMPORT_CHANGES`]) to image config document
+/// `config`, as a build step would: `commit --change` uses it.
+pub(crate) fn apply_config_instruction(
+    config: &mut Value,
+    ins: &Instruction,
+) -> Result<String, BuildError> {
+    let mut stage = Stage {
+        name: None,
+        image: None,
+        config: config.take(),
+        args: Vars::new(),
+        global: Vars::new(),
+        shell: DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let vars = stage.vars();
+    let expand = |w: &str| subst::expand(w, &vars, '\\').map_err(|m| ins.bad(m));
+    let result = config_step(&mut stage, ins, &vars, &expand);
+    *config = stage.config;
+    result
 }
 
 /// ENV, WORKDIR, USER, EXPOSE, LABEL, ENTRYPOINT, CMD, VOLUME, HEALTHCHECK, STOPSIGNAL,

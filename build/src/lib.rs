@@ -11,6 +11,7 @@
 //! Front ends stay thin: they fill [`BuildOptions`], implement [`Progress`] and call [`build`].
 
 mod builder;
+mod change;
 pub mod context;
 pub mod dockerfile;
 pub mod subst;
@@ -24,6 +25,7 @@ use a3s_image::ImageRef;
 use a3s_runtime::engine::{Engine, EngineError, StepStream};
 
 pub use builder::{apply_changes, Built};
+pub use change::{ChangeError, ConfigChange};
 
 /// Registry access and signature policy for pulling one base image (credentials are per
 /// registry, so the front end answers per reference).

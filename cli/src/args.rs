@@ -70,6 +70,15 @@ pub(crate) enum Command {
     /// Boxes as a group: prune.
     #[command(subcommand)]
     Container(crate::commands::system::ContainerCommand),
+    /// List what a box changed in its image: A (added), C (changed), D (deleted).
+    Diff(crate::commands::layers::DiffArgs),
+    /// Write a box's whole filesystem as a tar archive (stdout or -o FILE).
+    Export(crate::commands::layers::ExportArgs),
+    /// Make a new image from a box's changes.
+    Commit(crate::commands::layers::CommitArgs),
+    /// Snapshots of a stopped box's writable layer: create, ls, restore, rm.
+    #[command(subcommand)]
+    Snapshot(crate::commands::layers::SnapshotCommand),
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,7 @@ pub mod copy;
 pub mod disk;
 pub mod engine;
 pub mod home;
+pub mod layers;
 pub mod network;
 pub mod pods;
 pub mod state;

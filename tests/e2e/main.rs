@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod image;
 mod kbs;
+mod layers;
 mod measure;
 mod net;
 mod parity;

@@ -38,8 +38,10 @@ pub const GUEST_OWNED: &[&str] = &[
     "etc/resolv.conf",
 ];
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// Name prefix of a deletion marker in a layer (`d/.wh.name` deletes `d/name`).
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the marker that hides everything below its directory in lower layers.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Writes the layer tar of overlay upper directory `upper` to `out`, leaving out the

@@ -10,6 +10,7 @@ pub(crate) mod cri;
 pub(crate) mod image;
 mod info;
 pub(crate) mod kbs;
+pub(crate) mod layers;
 pub(crate) mod measure;
 pub(crate) mod network;
 mod report;
@@ -54,6 +55,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::System(c) => system::run(c),
         Command::Container(c) => system::run_container(c),
         Command::Build(a) => build::run(&a),
+        Command::Diff(a) => layers::diff(&a),
+        Command::Export(a) => layers::export(&a),
+        Command::Commit(a) => layers::commit(&a),
+        Command::Snapshot(c) => layers::snapshot(&c),
     }
 }
 
@@ -74,6 +79,7 @@ pub(crate) fn engine_error(e: EngineError) -> anyhow::Error {
         EngineError::Verify(x) => x.into(),
         EngineError::Registry(x) => x.into(),
         EngineError::Io(x) => x.into(),
+        EngineError::Layers(x) => x.into(),
         other => other.into(),
     }
 }
@@ -116,6 +122,7 @@ pub(crate) fn hints(err: &anyhow::Error) -> Vec<String> {
                 .or_else(|| compose::hint(cause))
                 .or_else(|| volume::hint(cause))
                 .or_else(|| system::hint(cause))
+                .or_else(|| layers::hint(cause))
         };
         if let Some(h) = hint {
             if !hints.contains(&h) {

@@ -22,7 +22,7 @@ use super::{Engine, EngineError};
 use crate::audit::Outcome;
 use crate::boxes::client::MonitorMsg;
 use crate::boxes::health::HealthOptions;
-use crate::boxes::{CreateRequest, DEFAULT_MEM_MIB};
+use crate::boxes::{BoxRecord, CreateRequest, DEFAULT_MEM_MIB};
 
 /// The repository name build-step boxes refer to their image by (with the manifest digest).
 pub const STEP_IMAGE_REPO: &str = "a3s-build";
@@ -115,8 +115,15 @@ impl Engine {
         if code != 0 {
             return Ok(code);
         }
+        self.layer_out(&rec, layer)?;
+        Ok(0)
+    }
+
+    /// Streams the running box's changes (guest-init's `__layer-out`) into the layer tar
+    /// `layer`. `build` commits it; `diff`, `export` and `commit` read it too.
+    pub(super) fn layer_out(&self, rec: &BoxRecord, layer: &Path) -> Result<(), EngineError> {
         let conn = self.boxes.exec(
-            &rec,
+            rec,
             ProcessSpec {
                 argv: vec![INIT_PATH.into(), GUEST_LAYER_OUT.into()],
                 ..ProcessSpec::default()
@@ -144,14 +151,14 @@ impl Engine {
         }
         if code != 0 {
             return Err(EngineError::BoxFailed {
-                name: rec.name,
+                name: rec.name.clone(),
                 message: format!(
-                    "reading the step's changes failed: {}",
+                    "reading the box's changes failed: {}",
                     String::from_utf8_lossy(&stderr).trim()
                 ),
             });
         }
-        Ok(0)
+        Ok(())
     }
 }
 

@@ -22,6 +22,7 @@ mod compose;
 mod copy;
 mod events;
 mod images;
+mod layers;
 mod lifecycle;
 mod measure;
 mod networks;
@@ -45,6 +46,7 @@ pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
 pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
+pub use layers::CommitRequest;
 pub use lifecycle::{cpu_percent, BoxStats, LogRequest, STATS_INTERVAL};
 pub use measure::{MeasuredInputs, PredictedMeasurement};
 pub use pods::{PodState, TEE_ANNOTATION};
@@ -169,6 +171,9 @@ pub enum EngineError {
     /// A registry request.
     #[error(transparent)]
     Registry(#[from] a3s_image::registry::RegistryError),
+    /// `diff`, `export`, `commit` and snapshots.
+    #[error(transparent)]
+    Layers(crate::layers::LayersError),
     /// Pod sandbox records.
     #[error(transparent)]
     Pod(#[from] crate::pods::PodError),
@@ -252,6 +257,7 @@ impl EngineError {
             Self::Verify(e) => e,
             Self::Registry(e) => e,
             Self::Pod(e) => e,
+            Self::Layers(e) => e,
             Self::Io(e) => e,
             other => other,
         }

@@ -389,7 +389,7 @@ pub(super) fn history(a: &args::InspectArgs) -> anyhow::Result<ExitStatus> {
 }
 
 /// The mode a plain `creat(0666)` gets under this process's umask.
-fn ordinary_file_mode() -> u32 {
+pub(crate) fn ordinary_file_mode() -> u32 {
     use nix::sys::stat::{umask, Mode};
     // umask can only be read by setting it; put it straight back.
     let mask = umask(Mode::from_bits_truncate(0o022));

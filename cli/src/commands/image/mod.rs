@@ -2,7 +2,7 @@
 //! prune, key generate, sign, verify. Each calls `a3s_image` and formats the result.
 
 pub(crate) mod args;
-mod local;
+pub(crate) mod local;
 mod progress;
 mod sign;
 mod transfer;
