@@ -22,6 +22,7 @@ mod parity;
 mod predict;
 mod real_images;
 mod rootfs;
+mod signals;
 mod simulate;
 mod support;
 mod tee;
