@@ -439,7 +439,7 @@ impl<'a> Builder<'a> {
                 created: Some(created),
                 created_by: Some(created_by),
                 comment: Some("a3s-box build".into()),
-                empty_layer: false,
+                ..History::default()
             },
         })?;
         let m = self.store.manifest(&digest)?;

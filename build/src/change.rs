@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::builder::{apply_config_instruction, IMPORT_CHANGES};
-use crate::dockerfile::{self, Instruction, Keyword, ParseError};
+use crate::dockerfile::{self, Instruction, ParseError};
 
 
 /// One parsed `--change` instruction.

@@ -25,6 +25,7 @@ mod predict;
 mod real_images;
 mod rootfs;
 mod security;
+mod signals;
 mod simulate;
 mod support;
 mod tee;

@@ -97,8 +97,44 @@ fn run_dir() -> &'static Path {
         }
         let dir = root.join(format!("run-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("creating the e2e homes directory");
+        start_reaper(&dir);
         dir
     })
+}
+
+/// Boxes outlive the CLI that started them (Docker's semantics) and homes shared through
+/// `static`s are never dropped, so nothing in this process could stop the boxes a test left
+/// running. A reaper, started once per run in its own process group (a Ctrl-C on the test
+/// does not reach it), waits until this process has ended (the pipe on its stdin closes)
+/// and then force-removes every box still running in this run's homes.
+fn start_reaper(run_dir: &Path) {
+    const SCRIPT: &str = r#"cat >/dev/null
+for h in "$2"/*/; do
+  ids=$(A3S_HOME="$h" "$1" ps -q 2>/dev/null)
+  [ -n "$ids" ] && A3S_HOME="$h" "$1" rm -f $ids >/dev/null 2>&1
+done
+exit 0"#;
+    use std::os::unix::process::CommandExt;
+    // Close-on-exec: the write end must not leak into the a3s-box processes tests start.
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("reaper pipe");
+    // Never waited for: it does its work after this process has ended.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args([
+            "-c",
+            SCRIPT,
+            "a3s-e2e-reaper",
+            env!("CARGO_BIN_EXE_a3s-box"),
+        ])
+        .arg(run_dir)
+        .stdin(std::process::Stdio::from(read))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("starting the e2e box reaper");
+    // Held open for the life of this process: its end is the reaper's signal.
+    std::mem::forget(write);
 }
 
 /// A file under `fixtures/snp/`.

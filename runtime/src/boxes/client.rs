@@ -29,6 +29,13 @@ pub enum ClientMsg {
         /// Signal number.
         signal: i32,
     },
+    /// The terminal of a `-t` workload changed size (SIGWINCH on the client).
+    Resize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
     /// SIGTERM the workload, SIGKILL the VM after `timeout_secs`.
     Stop {
         /// Grace period.

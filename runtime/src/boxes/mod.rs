@@ -7,11 +7,13 @@
 //! boxes/<id>/console.log         guest serial console; qemu.log, monitor.log
 //! logs/<name>-<short id>.console.log  kept console logs of --rm boxes that failed to start
 //! boxes/<id>/monitor.sock        the monitor's control socket; ctl.sock: QEMU's guest channel
+//! boxes/<id>/exit-hold.lock      held (shared) by clients reading a --rm box's exit
 //! ```
 
 pub mod busybox;
 pub mod client;
 pub mod events;
+pub mod exit_hold;
 pub mod failed_logs;
 pub mod filter;
 pub mod health;
@@ -894,11 +896,12 @@ impl Boxes {
     }
 
     /// Starts a created or exited box: prepares assets, spawns its monitor (`exe __monitor`),
-    /// waits until the workload runs. With `attached`, the monitor dies with this process.
+    /// waits until the workload runs. The monitor does not depend on this process: it keeps
+    /// the box running if this process dies.
     ///
     /// # Errors
     /// Preparation errors, or [`BoxError::StartFailed`] with the monitor's reason.
-    pub fn start(&self, key: &str, exe: &Path, attached: bool) -> Result<BoxRecord, BoxError> {
+    pub fn start(&self, key: &str, exe: &Path) -> Result<BoxRecord, BoxError> {
         let rec = self.find(key)?;
         if rec.state.is_active() {
             return Err(BoxError::AlreadyRunning(rec.name));
@@ -914,9 +917,6 @@ impl Boxes {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.into_parts().0);
-        if attached {
-            cmd.arg("--attached-to").arg(std::process::id().to_string());
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| BoxError::Monitor(format!("spawning {}: {e}", exe.display())))?;
@@ -1039,6 +1039,26 @@ impl Boxes {
         let sock = self.monitor_socket(rec)?;
         client::connect(&sock, &client::ClientMsg::AttachStdin)
             .map_err(|e| BoxError::Monitor(e.to_string()))
+    }
+
+    /// Holds a box's record until the hold is dropped: its monitor waits for this before it
+    /// removes a `--rm` box, so this process can read the exit code and the last output.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] when it is being removed; i/o errors when it is gone.
+    pub fn hold_exit(&self, rec: &BoxRecord) -> Result<exit_hold::ExitHold, BoxError> {
+        exit_hold::hold(&self.box_dir(&rec.id)).map_err(|e| match e {
+            exit_hold::HoldError::Removing => BoxError::NotRunning(rec.name.clone()),
+            other => BoxError::Io(std::io::Error::other(other)),
+        })
+    }
+
+    /// Tells a running `-t` box's workload its terminal's new size.
+    ///
+    /// # Errors
+    /// [`BoxError::NotRunning`] or monitor errors.
+    pub fn resize(&self, rec: &BoxRecord, rows: u16, cols: u16) -> Result<(), BoxError> {
+        self.request(rec, &client::ClientMsg::Resize { rows, cols })
     }
 
     /// Renames a box (Docker's `rename`): the new name must be valid and not taken.

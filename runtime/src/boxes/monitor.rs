@@ -1,12 +1,13 @@
 //! The per-box monitor: the process that owns one VM for its whole life.
 //!
-//! `a3s-box run -d` must return while the box keeps running, and `logs`, `exec`, `stop` come
-//! from other CLI processes later, so each box gets a monitor (`a3s-box __monitor <id>`, a
-//! re-exec of the CLI). It spawns QEMU with `PR_SET_PDEATHSIG=SIGKILL` (QEMU cannot outlive
-//! it), writes the workload's output to `output.log`, records every state change in
-//! `state.json`, and serves `monitor.sock` for exec, signals and stop. A detached monitor calls
-//! `setsid`; an attached one (foreground `run`) sets its own death signal to its CLI parent, so
-//! killing the CLI takes monitor and QEMU down with it and leaves no orphan.
+//! `a3s-box run -d` must return while the box keeps running, and `logs`, `exec`, `attach`,
+//! `stop` come from other CLI processes later, so each box gets a monitor (`a3s-box __monitor
+//! <id>`, a re-exec of the CLI). It spawns QEMU with `PR_SET_PDEATHSIG=SIGKILL` (QEMU cannot
+//! outlive it), writes the workload's output to `output.log`, records every state change in
+//! `state.json`, and serves `monitor.sock` for exec, attach, signals, resizes and stop. Like
+//! Docker's, a box does not depend on the CLI that started it: the monitor calls `setsid`
+//! (a terminal's Ctrl-C reaches the CLI only, which forwards it as a signal), survives that
+//! CLI, and removes a `--rm` box itself once its workload exits (see [`super::exit_hold`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,6 +20,7 @@ use a3s_vmm::proto::{self, Frame, GuestClock, GuestMsg, HostMsg, Kind, WORKLOAD_
 use a3s_vmm::{Vm, VmConfig};
 
 use super::client::{ClientMsg, MonitorMsg};
+use super::exit_hold::RemovalGate;
 use super::logs::{LogWriter, Stream};
 use super::state::{now_rfc3339, BoxId, BoxState};
 use super::{BoxError, Boxes};
@@ -44,26 +46,15 @@ struct Shared {
     closed: bool,
 }
 
-/// Runs the monitor of box `id` until the box ends. `attached_to` is the pid of a foreground
-/// CLI whose death must end the box.
+/// Runs the monitor of box `id` until the box ends (whatever happens to the CLI that
+/// started it).
 ///
 /// # Errors
 /// Only failures before the VM exists; later failures are recorded in the box state.
-pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), BoxError> {
-    match attached_to {
-        Some(parent) => {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)?;
-            if nix::unistd::getppid().as_raw() != i32::try_from(parent).unwrap_or(-1) {
-                return Err(BoxError::Monitor(
-                    "the foreground CLI exited before the box started".into(),
-                ));
-            }
-        }
-        None => {
-            let _ = nix::unistd::setsid();
-        }
-    }
+pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
+    // Out of the starting terminal's session: its Ctrl-C and hang-up go to the CLI only.
+    let _ = nix::unistd::setsid();
+    let gate = RemovalGate::open(&boxes.box_dir(id));
     let me = std::process::id();
     let rec = boxes.update(id, |r| {
         r.state = BoxState::Starting { monitor_pid: me };
@@ -113,7 +104,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
                 if let Some(h) = e.hint() {
                     msg.push_str(&format!(" (hint: {h})"));
                 }
-                finish(boxes, id, 125, Some(msg), attached_to.is_none());
+                finish(boxes, id, 125, Some(msg), &gate);
                 return Ok(());
             }
         }
@@ -129,13 +120,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
                     .hint()
                     .map(|h| format!(" (hint: {h})"))
                     .unwrap_or_default();
-                finish(
-                    boxes,
-                    id,
-                    125,
-                    Some(format!("{e}{hint}")),
-                    attached_to.is_none(),
-                );
+                finish(boxes, id, 125, Some(format!("{e}{hint}")), &gate);
                 return Ok(());
             }
         },
@@ -151,7 +136,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         setup,
         exec_allowed,
         monitor_pid: me,
-        may_remove: attached_to.is_none(),
+        gate: &gate,
         tsc_khz: plan.tsc_khz,
     };
     let mut tee = tee;
@@ -166,7 +151,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
         // The policy only restarts a workload that ran: a box that cannot boot would loop.
         let again = run.ran && rec.spec.restart.decide(run.code, restarts, run.stopped);
         if !again || stop_requested(&dir) {
-            finish(boxes, id, run.code, run.error, attached_to.is_none());
+            finish(boxes, id, run.code, run.error, &gate);
             return Ok(());
         }
         if let Ok(r) = boxes.load(id) {
@@ -183,7 +168,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
             Ok(())
         })?;
         if wait_or_stop(&dir, delay) {
-            finish(boxes, id, run.code, run.error, attached_to.is_none());
+            finish(boxes, id, run.code, run.error, &gate);
             return Ok(());
         }
         boxes.update(id, |r| {
@@ -191,7 +176,7 @@ pub fn run(boxes: &Boxes, id: &BoxId, attached_to: Option<u32>) -> Result<(), Bo
             Ok(())
         })?;
         if stop_requested(&dir) {
-            finish(boxes, id, run.code, run.error, attached_to.is_none());
+            finish(boxes, id, run.code, run.error, &gate);
             return Ok(());
         }
     }
@@ -244,7 +229,8 @@ struct Boot<'a> {
     setup: a3s_vmm::proto::GuestSetup,
     exec_allowed: bool,
     monitor_pid: u32,
-    may_remove: bool,
+    /// Waited on before a `--rm` box is removed.
+    gate: &'a RemovalGate,
     /// The host's TSC rate for the guest clock (TCG), see `VmPlan::tsc_khz`.
     tsc_khz: Option<u64>,
 }
@@ -271,7 +257,7 @@ impl Boot<'_> {
                     msg.push_str(&format!(" (hint: {h})"));
                 }
                 let msg = boot_failure(boxes, id, config, msg);
-                finish(boxes, id, 125, Some(msg), self.may_remove);
+                finish(boxes, id, 125, Some(msg), self.gate);
                 return Ok(None);
             }
         };
@@ -327,7 +313,8 @@ fn send(vm: &Vm, session: u32, msg: &HostMsg) -> Result<(), proto::ProtoError> {
     vm.send(&Frame::control(session, msg)?)
 }
 
-fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remove: bool) {
+/// Records the exit; a `--rm` box is then removed once the clients reading its exit are done.
+fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, gate: &RemovalGate) {
     let ended = boxes.update(id, |r| {
         r.state = BoxState::Exited {
             exit_code: code,
@@ -344,11 +331,11 @@ fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, may_remov
     let _ = std::fs::remove_file(dir.join(super::MONITOR_SOCKET));
     let _ = std::fs::remove_file(dir.join(super::CHANNEL_SOCKET));
     let _ = std::fs::remove_file(dir.join(super::QMP_SOCKET));
-    if may_remove {
-        if let Ok(rec) = boxes.load(id) {
-            if rec.spec.auto_remove {
-                let _ = boxes.remove_dir(id);
-            }
+    if boxes.load(id).is_ok_and(|rec| rec.spec.auto_remove) {
+        gate.wait_for_clients();
+        // A client may have removed it meanwhile (`rm -f`): then nothing is left to do.
+        if boxes.load(id).is_ok() {
+            let _ = boxes.remove_dir(id);
         }
     }
 }
@@ -785,6 +772,21 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
         }
         ClientMsg::Signal { signal } => {
             let ok = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal })
+                .is_ok_and(|f| to_guest(guest, &f));
+            reply(
+                &mut conn,
+                &if ok {
+                    MonitorMsg::Done
+                } else {
+                    MonitorMsg::Error {
+                        message: "the guest channel is closed".into(),
+                    }
+                },
+            );
+            return;
+        }
+        ClientMsg::Resize { rows, cols } => {
+            let ok = Frame::control(WORKLOAD_SESSION, &HostMsg::Resize { rows, cols })
                 .is_ok_and(|f| to_guest(guest, &f));
             reply(
                 &mut conn,

@@ -74,7 +74,7 @@ impl Engine {
     /// Preparation errors, or [`BoxError::StartFailed`] with the monitor's reason.
     pub fn start(&self, key: &str) -> Result<BoxRecord, EngineError> {
         let exe = self.monitor_exe()?;
-        match self.boxes.start(key, &exe, false) {
+        match self.boxes.start(key, &exe) {
             Ok(rec) => {
                 self.record_box("box.start", &rec, Outcome::Success, "started")?;
                 Ok(rec)
@@ -438,21 +438,13 @@ impl Engine {
         }
     }
 
-    /// `attach`: the workload's stdin of a running box (its output: [`Engine::logs`] with
-    /// `follow`). A TEE box refuses unless created with `allow_exec` (audited).
-    ///
-    /// # Errors
-    /// [`crate::tee::TeeError::ExecRefused`], [`BoxError::NotRunning`], monitor errors.
-    pub fn attach(&self, key: &str) -> Result<(BoxRecord, UnixStream), EngineError> {
-        let rec = self.boxes.find(key)?;
-        self.refuse_host_access(&rec, "attach")?;
-        let conn = self.boxes.attach_stdin(&rec)?;
-        Ok((rec, conn))
-    }
-
     /// Refuses host `exec`/`attach` into a TEE box without `--allow-exec` (audited). The
     /// monitor refuses too, for clients that bypass the engine.
-    fn refuse_host_access(&self, rec: &BoxRecord, what: &str) -> Result<(), EngineError> {
+    pub(super) fn refuse_host_access(
+        &self,
+        rec: &BoxRecord,
+        what: &str,
+    ) -> Result<(), EngineError> {
         let Some(tee) = &rec.spec.tee else {
             return Ok(());
         };
@@ -490,7 +482,7 @@ impl Engine {
     ///
     /// # Errors
     /// Monitor errors.
-    pub fn serve_monitor(&self, id: &BoxId, attached_to: Option<u32>) -> Result<(), EngineError> {
-        Ok(crate::boxes::monitor::run(&self.boxes, id, attached_to)?)
+    pub fn serve_monitor(&self, id: &BoxId) -> Result<(), EngineError> {
+        Ok(crate::boxes::monitor::run(&self.boxes, id)?)
     }
 }

@@ -55,6 +55,12 @@ pub trait RunEvents {
         let _ = records;
         Ok(())
     }
+
+    /// The user detached (Docker's detach keys): the front end returns and the box keeps
+    /// running. Asked between reads of the output.
+    fn detached(&self) -> bool {
+        false
+    }
 }
 
 impl RunEvents for () {}
@@ -64,7 +70,7 @@ impl RunEvents for () {}
 pub struct RunOutcome {
     /// The box as it was created (it may be gone after an auto-remove).
     pub record: BoxRecord,
-    /// The workload's exit code (foreground runs only).
+    /// The workload's exit code (foreground runs the user did not detach from).
     pub exit_code: Option<i32>,
 }
 
@@ -110,14 +116,16 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let rec = self.create(req)?;
         events.created(&rec);
-        let (result, finished) = match mode {
-            RunMode::Detached => (self.start(rec.id.as_str()).map(|_| None), false),
-            RunMode::Foreground => (self.run_foreground(&rec, events).map(Some), true),
+        let result = match mode {
+            RunMode::Detached => self.start(rec.id.as_str()).map(|_| None),
+            RunMode::Foreground => self.run_foreground(&rec, events),
         };
-        // A detached box that started removes itself when it ends (its monitor does). A run
-        // refused before boot (too little memory) leaves no box behind either way.
+        // A box that started removes itself when it ends (its monitor does; a foreground run
+        // removed it already). A run refused before boot (too little memory) leaves no box
+        // behind either way.
         let refused = matches!(&result, Err(EngineError::Box(e)) if e.refused_before_boot());
-        if refused || (req.request.auto_remove && (finished || result.is_err())) {
+        let failed_detached = mode == RunMode::Detached && result.is_err();
+        if refused || (req.request.auto_remove && failed_detached) {
             let _ = self.boxes.remove(rec.id.as_str(), true);
         }
         Ok(RunOutcome {
@@ -126,25 +134,101 @@ impl Engine {
         })
     }
 
-    /// Steps 3-6 for a foreground box, then waits for the workload to end.
-    fn run_foreground(&self, rec: &BoxRecord, io: &mut dyn RunEvents) -> Result<i32, EngineError> {
+    /// Steps 3-6 for a foreground box, then waits for the workload to end (`None`: the user
+    /// detached and the box runs on). The box does not depend on this process; a `--rm` box
+    /// is removed here once its exit is read (if this process dies first, its monitor
+    /// removes it when the workload exits).
+    fn run_foreground(
+        &self,
+        rec: &BoxRecord,
+        io: &mut dyn RunEvents,
+    ) -> Result<Option<i32>, EngineError> {
         self.record_box(
             "box.start",
             rec,
             Outcome::Success,
             "starting in the foreground",
         )?;
-        let started = self
-            .boxes
-            .start(rec.id.as_str(), &self.monitor_exe()?, true)?;
+        // Taken before the monitor exists, so even a workload that ends at once waits for us.
+        let hold = self.boxes.hold_exit(rec)?;
+        let result = self.start_attached(rec, io);
+        if rec.spec.auto_remove && !matches!(result, Ok(None)) {
+            // While the hold keeps the monitor from removing it at the same time.
+            let _ = self.boxes.remove(rec.id.as_str(), true);
+        }
+        drop(hold);
+        result
+    }
+
+    fn start_attached(
+        &self,
+        rec: &BoxRecord,
+        io: &mut dyn RunEvents,
+    ) -> Result<Option<i32>, EngineError> {
+        let started = self.boxes.start(rec.id.as_str(), &self.monitor_exe()?)?;
         let stdin = if rec.spec.process.stdin && matches!(started.state, BoxState::Running { .. }) {
             self.boxes.attach_stdin(&started).ok()
         } else {
             None
         };
         io.running(&started, stdin);
-        let mut offset = 0;
-        let done = self.follow(rec, &mut offset, &mut |r| io.output(r))?;
+        self.stream_until_exit(rec, 0, io)
+    }
+
+    /// `attach`: this front end becomes the terminal of a running box's workload: its output
+    /// from now on, its stdin (`stdin`, when the box was created with one), until the
+    /// workload exits (its code) or the user detaches (`None`). A TEE box refuses unless
+    /// created with `allow_exec` (audited), like `exec`.
+    ///
+    /// # Errors
+    /// [`crate::boxes::BoxError::NotRunning`], [`crate::tee::TeeError::ExecRefused`],
+    /// monitor errors.
+    pub fn attach(
+        &self,
+        key: &str,
+        stdin: bool,
+        io: &mut dyn RunEvents,
+    ) -> Result<Option<i32>, EngineError> {
+        let rec = self.boxes.find(key)?;
+        if !matches!(rec.state, BoxState::Running { .. }) {
+            return Err(crate::boxes::BoxError::NotRunning(rec.name).into());
+        }
+        self.refuse_host_access(&rec, "attach")?;
+        // A `--rm` box stays until we have read its exit.
+        let _hold = self.boxes.hold_exit(&rec)?;
+        // Docker's attach shows output from now on (`logs` shows the past).
+        let offset = std::fs::metadata(self.boxes.output_log(&rec)).map_or(0, |m| m.len());
+        let conn = if stdin && rec.spec.process.stdin {
+            Some(self.boxes.attach_stdin(&rec)?)
+        } else {
+            None
+        };
+        self.record_box("box.attach", &rec, Outcome::Success, "attached")?;
+        io.running(&rec, conn);
+        self.stream_until_exit(&rec, offset, io)
+    }
+
+    /// `resize`: a `-t` box's terminal changed size (the front end saw SIGWINCH).
+    ///
+    /// # Errors
+    /// [`crate::boxes::BoxError::NotRunning`] or monitor errors.
+    pub fn resize(&self, key: &str, rows: u16, cols: u16) -> Result<(), EngineError> {
+        let rec = self.boxes.find(key)?;
+        Ok(self.boxes.resize(&rec, rows, cols)?)
+    }
+
+    /// The workload's output from `offset` to `io` until it exits (its code; a start failure
+    /// is [`EngineError::BoxFailed`]) or `io` detaches (`None`).
+    fn stream_until_exit(
+        &self,
+        rec: &BoxRecord,
+        mut offset: u64,
+        io: &mut dyn RunEvents,
+    ) -> Result<Option<i32>, EngineError> {
+        let mut sink = |r: &[LogRecord]| io.output(r).map(|()| io.detached());
+        let Some(done) = self.follow_until(rec, &mut offset, &mut sink)? else {
+            return Ok(None);
+        };
         match done.state {
             BoxState::Exited {
                 exit_code: 125,
@@ -153,8 +237,8 @@ impl Engine {
                 name: done.name,
                 message,
             }),
-            BoxState::Exited { exit_code, .. } => Ok(exit_code),
-            _ => Ok(0),
+            BoxState::Exited { exit_code, .. } => Ok(Some(exit_code)),
+            _ => Ok(Some(0)),
         }
     }
 
@@ -165,11 +249,25 @@ impl Engine {
         offset: &mut u64,
         sink: &mut dyn FnMut(&[LogRecord]) -> std::io::Result<()>,
     ) -> Result<BoxRecord, EngineError> {
+        let mut never_stop = |r: &[LogRecord]| sink(r).map(|()| false);
+        let done = self.follow_until(rec, offset, &mut never_stop)?;
+        done.ok_or_else(|| EngineError::Io(std::io::Error::other("log follow stopped")))
+    }
+
+    /// [`Engine::follow`] whose sink may end it early by returning `true` (then `None`).
+    fn follow_until(
+        &self,
+        rec: &BoxRecord,
+        offset: &mut u64,
+        sink: &mut dyn FnMut(&[LogRecord]) -> std::io::Result<bool>,
+    ) -> Result<Option<BoxRecord>, EngineError> {
         let path = self.boxes.output_log(rec);
         loop {
             let (records, next) = logs::read_from(&path, *offset)?;
             *offset = next;
-            sink(&records)?;
+            if sink(&records)? {
+                return Ok(None);
+            }
             if records.is_empty() {
                 let now = self.boxes.wait_until(&rec.id, |_| true, None)?;
                 if !now.state.is_active() {
@@ -177,7 +275,7 @@ impl Engine {
                     let (records, next) = logs::read_from(&path, *offset)?;
                     *offset = next;
                     sink(&records)?;
-                    return Ok(now);
+                    return Ok(Some(now));
                 }
                 std::thread::sleep(Duration::from_millis(30));
             }

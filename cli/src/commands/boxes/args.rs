@@ -28,6 +28,8 @@ pub(crate) enum BoxCommand {
     Logs(LogsArgs),
     /// Run a command in a running box.
     Exec(ExecArgs),
+    /// Connect this terminal to a running box's workload (its output, stdin and signals).
+    Attach(AttachArgs),
     /// Wait until boxes stop; print their exit codes.
     Wait(BoxesArgs),
     /// Rename a box.
@@ -287,7 +289,34 @@ pub(crate) struct RunArgs {
     #[arg(short = 'd', long)]
     pub(crate) detach: bool,
     #[command(flatten)]
+    pub(crate) attach: AttachOptions,
+    #[command(flatten)]
     pub(crate) create: CreateArgs,
+}
+
+/// How a terminal is attached to a workload (`run` in the foreground, `attach`).
+#[derive(Debug, Args)]
+pub(crate) struct AttachOptions {
+    /// Forward signals this command receives (INT, TERM, QUIT, HUP, USR1, ...) to the
+    /// workload.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) sig_proxy: bool,
+    /// Key sequence that detaches this terminal and leaves the box running (default:
+    /// ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub(crate) detach_keys: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// Do not attach stdin.
+    #[arg(long)]
+    pub(crate) no_stdin: bool,
+    #[command(flatten)]
+    pub(crate) options: AttachOptions,
+    /// Box (name or id).
+    pub(crate) r#box: String,
 }
 
 #[derive(Debug, Args)]
@@ -490,7 +519,4 @@ pub(crate) struct EventsArgs {
 pub(crate) struct MonitorArgs {
     /// Box id.
     pub(crate) id: String,
-    /// Die with this (foreground CLI) process.
-    #[arg(long)]
-    pub(crate) attached_to: Option<u32>,
 }

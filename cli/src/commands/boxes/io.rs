@@ -1,20 +1,49 @@
-//! Streams between this terminal and a box: foreground `run`, `exec`, `logs`.
+//! Streams between this terminal and a box: foreground `run`, `attach`, `exec`, `logs`; and
+//! Docker's signal semantics: signals to this process go to the workload (`--sig-proxy`),
+//! terminal resizes (SIGWINCH) to its pty, and the detach keys leave the box running.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
+use signal_hook::consts::signal as sig;
+use signal_hook::iterator::{Handle, Signals};
 
 use a3s_runtime::boxes::client::MonitorMsg;
 use a3s_runtime::boxes::logs::{LogRecord, Stream};
 use a3s_runtime::boxes::BoxRecord;
 use a3s_runtime::engine::{Engine, RunEvents};
-use a3s_vmm::proto::{self, Frame, Kind, ProcessSpec};
+use a3s_vmm::proto::{self, Frame, HostMsg, Kind, ProcessSpec};
 
-use super::args::ExecArgs;
+use super::args::{AttachArgs, AttachOptions, ExecArgs};
+use super::detach_keys::{self, Detector, Scan};
 use crate::commands::EngineResult;
-use crate::ExitStatus;
+use crate::{usage_error, ExitStatus};
+
+/// The signals Docker's CLI forwards to the workload: every catchable asynchronous one but
+/// SIGCHLD, SIGPIPE, SIGURG (runtime noise) and SIGWINCH (a resize, see [`SignalProxy`]).
+const FORWARDED: &[i32] = &[
+    sig::SIGHUP,
+    sig::SIGINT,
+    sig::SIGQUIT,
+    sig::SIGTERM,
+    sig::SIGUSR1,
+    sig::SIGUSR2,
+    sig::SIGALRM,
+    sig::SIGCONT,
+    sig::SIGTSTP,
+    sig::SIGTTIN,
+    sig::SIGTTOU,
+    sig::SIGVTALRM,
+    sig::SIGPROF,
+    sig::SIGXCPU,
+    sig::SIGXFSZ,
+    sig::SIGIO,
+    sig::SIGSYS,
+];
 
 /// The terminal's size (rows, columns), if stdout is a terminal.
 pub(super) fn terminal_size() -> Option<(u16, u16)> {
@@ -54,27 +83,92 @@ impl Drop for RawMode {
     }
 }
 
-/// Copies this process's stdin into `conn` as stdin frames, then signals end of input.
-fn pump_stdin(mut conn: UnixStream, session: u32) {
+/// Signals to this process, handled on a thread of their own until dropped: the forwarded
+/// ones go to `forward`, SIGWINCH to `resize` with the terminal's new size.
+struct SignalProxy {
+    handle: Handle,
+}
+
+impl SignalProxy {
+    fn start(
+        forward: Option<Box<dyn Fn(i32) + Send>>,
+        resize: Option<Box<dyn Fn(u16, u16) + Send>>,
+    ) -> std::io::Result<Option<Self>> {
+        let mut wanted = Vec::new();
+        if forward.is_some() {
+            wanted.extend_from_slice(FORWARDED);
+        }
+        if resize.is_some() {
+            wanted.push(sig::SIGWINCH);
+        }
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let mut signals = Signals::new(&wanted)?;
+        let handle = signals.handle();
+        std::thread::spawn(move || {
+            for s in signals.forever() {
+                if s == sig::SIGWINCH {
+                    if let (Some(resize), Some((rows, cols))) = (&resize, terminal_size()) {
+                        resize(rows, cols);
+                    }
+                } else if let Some(forward) = &forward {
+                    forward(s);
+                }
+            }
+        });
+        Ok(Some(Self { handle }))
+    }
+}
+
+impl Drop for SignalProxy {
+    fn drop(&mut self) {
+        // Back to the default dispositions once this terminal no longer fronts a box.
+        self.handle.close();
+    }
+}
+
+/// One writer for a connection that several threads write frames to (stdin, resizes).
+type FrameWriter = Arc<Mutex<UnixStream>>;
+
+fn send_frame(conn: &FrameWriter, frame: &Frame) -> bool {
+    let mut c = conn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    proto::write_frame(&mut *c, frame).is_ok()
+}
+
+/// Copies this process's stdin into `conn` as stdin frames, then signals end of input. With
+/// `detach`, the detach keys end the copy instead (stdin stays open in the box) and set the
+/// flag.
+fn pump_stdin(conn: FrameWriter, session: u32, detach: Option<(Detector, Arc<AtomicBool>)>) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
         let mut stdin = std::io::stdin().lock();
+        let mut detach = detach;
         loop {
-            match stdin.read(&mut buf) {
+            let n = match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if proto::write_frame(
-                        &mut conn,
-                        &Frame::data(Kind::Stdin, session, buf[..n].to_vec()),
-                    )
-                    .is_err()
-                    {
-                        return;
-                    }
+                Ok(n) => n,
+            };
+            let (bytes, detached) = match &mut detach {
+                Some((d, _)) => match d.scan(&buf[..n]) {
+                    Scan::Forward(b) => (b, false),
+                    Scan::Detach(b) => (b, true),
+                },
+                None => (buf[..n].to_vec(), false),
+            };
+            if !bytes.is_empty() && !send_frame(&conn, &Frame::data(Kind::Stdin, session, bytes)) {
+                return;
+            }
+            if detached {
+                if let Some((_, flag)) = &detach {
+                    flag.store(true, Ordering::SeqCst);
                 }
+                return;
             }
         }
-        let _ = proto::write_frame(&mut conn, &Frame::data(Kind::StdinClosed, session, vec![]));
+        send_frame(&conn, &Frame::data(Kind::StdinClosed, session, vec![]));
     });
 }
 
@@ -96,27 +190,63 @@ pub(super) fn print_records(records: &[LogRecord], timestamps: bool) -> std::io:
     Ok(())
 }
 
-/// This terminal as the front end of a `run`: the TCG notice once the box exists, raw mode
-/// and stdin once a foreground box runs (restored when dropped), its output as it comes.
+/// This terminal as the front end of a box's workload (`run` in the foreground, `attach`):
+/// the TCG notice once the box exists; once it runs, raw mode (a `-t` box with stdin),
+/// stdin with the detach keys, the signal proxy and resizes; its output as it comes. Dropping
+/// it restores the terminal and the default signal dispositions.
 pub(super) struct Terminal {
+    engine: Engine,
     tty: bool,
+    sig_proxy: bool,
+    detach_keys: Vec<u8>,
+    detached: Arc<AtomicBool>,
     raw: Option<RawMode>,
+    proxy: Option<SignalProxy>,
     cidfile: Option<super::CidFile>,
 }
 
 impl Terminal {
-    pub(super) fn new(tty: bool) -> Self {
-        Self {
+    /// # Errors
+    /// A bad `--detach-keys` (usage error).
+    pub(super) fn new(engine: &Engine, tty: bool, opts: &AttachOptions) -> anyhow::Result<Self> {
+        let keys = opts.detach_keys.as_deref().unwrap_or(detach_keys::DEFAULT);
+        Ok(Self {
+            engine: engine.clone(),
             tty,
+            sig_proxy: opts.sig_proxy,
+            detach_keys: detach_keys::parse(keys).map_err(|e| usage_error(e.into()))?,
+            detached: Arc::new(AtomicBool::new(false)),
             raw: None,
+            proxy: None,
             cidfile: None,
-        }
+        })
     }
 
     /// Writes the box id to `--cidfile` once the box exists.
     pub(super) fn with_cidfile(mut self, cidfile: super::CidFile) -> Self {
         self.cidfile = Some(cidfile);
         self
+    }
+
+    fn proxy_signals(&mut self, rec: &BoxRecord) {
+        let id = rec.id.to_string();
+        let forward = self.sig_proxy.then(|| {
+            let (engine, id) = (self.engine.clone(), id.clone());
+            Box::new(move |s: i32| {
+                // A workload that ended meanwhile: nothing to deliver to.
+                let _ = engine.kill(&id, s);
+            }) as Box<dyn Fn(i32) + Send>
+        });
+        let resize = self.tty.then(|| {
+            let engine = self.engine.clone();
+            Box::new(move |rows: u16, cols: u16| {
+                let _ = engine.resize(&id, rows, cols);
+            }) as Box<dyn Fn(u16, u16) + Send>
+        });
+        match SignalProxy::start(forward, resize) {
+            Ok(p) => self.proxy = p,
+            Err(e) => eprintln!("warning: signals will not reach the box: {e}"),
+        }
     }
 }
 
@@ -130,15 +260,63 @@ impl RunEvents for Terminal {
         super::notice_tcg();
     }
 
-    fn running(&mut self, _rec: &BoxRecord, stdin: Option<UnixStream>) {
-        self.raw = Some(RawMode::enable(self.tty));
+    fn running(&mut self, rec: &BoxRecord, stdin: Option<UnixStream>) {
+        self.proxy_signals(rec);
+        if self.tty {
+            // The size may have changed since the box was created (and a redraw helps an
+            // attach to a full-screen program).
+            if let Some((rows, cols)) = terminal_size() {
+                let _ = self.engine.resize(rec.id.as_str(), rows, cols);
+            }
+        }
         if let Some(conn) = stdin {
-            pump_stdin(conn, proto::WORKLOAD_SESSION);
+            // Raw only with stdin: without it Ctrl-C must stay a signal to this process.
+            self.raw = Some(RawMode::enable(self.tty));
+            let detector = Detector::new(self.detach_keys.clone());
+            pump_stdin(
+                Arc::new(Mutex::new(conn)),
+                proto::WORKLOAD_SESSION,
+                Some((detector, self.detached.clone())),
+            );
         }
     }
 
     fn output(&mut self, records: &[LogRecord]) -> std::io::Result<()> {
         print_records(records, false)
+    }
+
+    fn detached(&self) -> bool {
+        self.detached.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.proxy.take();
+        self.raw.take();
+    }
+}
+
+/// `attach`: this terminal becomes the box's workload's (Docker: signals are forwarded only
+/// to a box without a tty, where Ctrl-C is not a byte of input).
+pub(super) fn attach(engine: &Engine, a: &AttachArgs) -> anyhow::Result<ExitStatus> {
+    let rec = engine.inspect(&a.r#box).engine()?;
+    let tty = rec.spec.process.tty;
+    let mut terminal = Terminal::new(engine, tty, &a.options)?;
+    terminal.sig_proxy &= !tty;
+    let code = engine
+        .attach(&a.r#box, !a.no_stdin, &mut terminal)
+        .engine()?;
+    drop(terminal);
+    Ok(exit_status(code))
+}
+
+/// A workload's exit code as this process's (`None`: detached, 0).
+pub(super) fn exit_status(code: Option<i32>) -> ExitStatus {
+    match code.map(u8::try_from) {
+        Some(Ok(0)) | None => ExitStatus::Success,
+        Some(Ok(c)) => ExitStatus::External(c),
+        Some(Err(_)) => ExitStatus::External(125),
     }
 }
 
@@ -166,9 +344,19 @@ pub(super) fn exec(engine: &Engine, a: &ExecArgs) -> anyhow::Result<ExitStatus> 
     }
     let (rec, mut conn) = engine.exec(&a.r#box, process).engine()?;
     let _raw = RawMode::enable(a.tty && a.interactive);
+    let writer: FrameWriter = Arc::new(Mutex::new(conn.try_clone()?));
     if a.interactive {
-        pump_stdin(conn.try_clone()?, 0);
+        pump_stdin(writer.clone(), 0, None);
     }
+    // Resizes go in band, on this session (the monitor routes them to its pty).
+    let resize = a.tty.then(|| {
+        Box::new(move |rows: u16, cols: u16| {
+            if let Ok(f) = Frame::control(0, &HostMsg::Resize { rows, cols }) {
+                send_frame(&writer, &f);
+            }
+        }) as Box<dyn Fn(u16, u16) + Send>
+    });
+    let _winch = SignalProxy::start(None, resize)?;
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let code = loop {
@@ -198,9 +386,5 @@ pub(super) fn exec(engine: &Engine, a: &ExecArgs) -> anyhow::Result<ExitStatus> 
             _ => {}
         }
     };
-    Ok(match u8::try_from(code) {
-        Ok(0) => ExitStatus::Success,
-        Ok(c) => ExitStatus::External(c),
-        Err(_) => ExitStatus::External(125),
-    })
+    Ok(exit_status(Some(code)))
 }

@@ -1,6 +1,7 @@
 //! The box lifecycle commands: each parses flags into runtime requests and prints the result.
 
 pub(crate) mod args;
+mod detach_keys;
 mod events;
 mod health;
 pub(crate) use health::human_duration;
@@ -95,6 +96,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         BoxCommand::Exec(a) => io::exec(&engine, &a),
+        BoxCommand::Attach(a) => io::attach(&engine, &a),
         BoxCommand::Wait(a) => each(&a.boxes, |key| {
             let rec = engine.wait(key).engine()?;
             output::line(&exit_code(&rec).to_string())
@@ -157,7 +159,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             let id =
                 a.id.parse()
                     .map_err(|e| usage_error(anyhow::Error::new(e)))?;
-            engine.serve_monitor(&id, a.attached_to).engine()?;
+            engine.serve_monitor(&id).engine()?;
             Ok(ExitStatus::Success)
         }
     }
@@ -209,7 +211,7 @@ fn run_box(engine: &Engine, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
     let req = create_box(&a.create)?;
     let cidfile = CidFile::reserve(a.create.cidfile.as_deref())?;
     pull::ensure_image(engine, &a.create)?;
-    let mut terminal = io::Terminal::new(req.request.tty).with_cidfile(cidfile);
+    let mut terminal = io::Terminal::new(engine, req.request.tty, &a.attach)?.with_cidfile(cidfile);
     if a.detach {
         let out = engine
             .run(&req, RunMode::Detached, &mut terminal)
@@ -221,11 +223,8 @@ fn run_box(engine: &Engine, a: args::RunArgs) -> anyhow::Result<ExitStatus> {
         .run(&req, RunMode::Foreground, &mut terminal)
         .engine()?;
     drop(terminal);
-    Ok(match out.exit_code.map(u8::try_from) {
-        Some(Ok(0)) | None => ExitStatus::Success,
-        Some(Ok(c)) => ExitStatus::External(c),
-        Some(Err(_)) => ExitStatus::External(125),
-    })
+    // No exit code: the user detached and the box runs on (exit 0, like Docker).
+    Ok(io::exit_status(out.exit_code))
 }
 
 /// `create`/`run` flags as an engine request: the box and its signature gate.
