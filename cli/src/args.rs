@@ -70,6 +70,9 @@ pub(crate) enum Command {
     /// Boxes as a group: prune.
     #[command(subcommand)]
     Container(crate::commands::system::ContainerCommand),
+    /// Secrets of running TEE boxes: inject.
+    #[command(subcommand)]
+    Secret(crate::commands::secret::SecretCommand),
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ mod disk;
 mod hardening;
 mod health;
 mod image;
+mod inject;
 mod kbs;
 mod measure;
 mod net;

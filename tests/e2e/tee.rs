@@ -161,7 +161,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// The secret appears in no host file of the home outside the test's own input files, in no
 /// box state, log or audit line.
-fn assert_never_on_host(env: &TestEnv, secret: &str, inputs: &[&str]) {
+pub(crate) fn assert_never_on_host(env: &TestEnv, secret: &str, inputs: &[&str]) {
     for f in files_under(env.home.path()) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         if inputs.contains(&name.as_str()) || name.ends_with(".db") || name.ends_with(".db-wal") {

@@ -283,3 +283,50 @@ fn never_panics_on_mutated_or_truncated_images() {
         run(&AMDSEV[start..]);
     }
 }
+
+#[test]
+fn endless_and_oversized_inputs_are_refused_before_reading_naming_the_limit() {
+    let mut f = SnpMeasurementFiles::new("/dev/zero", 1);
+    let err = launch_digest_from_files(&f).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MeasureError::NotRegularFile {
+                what: "OVMF image",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A sparse file 10 MB over the kernel limit: refused from its size, nothing read.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("vmlinux");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_KERNEL_BYTES + 10_000_000)
+        .unwrap();
+    f.kernel = Some(big.clone());
+    let err = launch_digest_from_files(&f).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, MeasureError::TooLarge { what: "kernel", .. }),
+        "{text}"
+    );
+    assert!(text.contains(&MAX_KERNEL_BYTES.to_string()), "{text}");
+    f.kernel = Some("/dev/zero".into());
+    assert!(matches!(
+        launch_digest_from_files(&f),
+        Err(MeasureError::NotRegularFile { what: "kernel", .. })
+    ));
+    let err = read_input(&big, "OVMF image").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MeasureError::TooLarge {
+                limit: MAX_FIRMWARE_BYTES,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

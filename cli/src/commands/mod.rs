@@ -13,6 +13,7 @@ pub(crate) mod kbs;
 pub(crate) mod measure;
 pub(crate) mod network;
 mod report;
+pub(crate) mod secret;
 mod simulator;
 pub(crate) mod system;
 mod verify;
@@ -54,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::System(c) => system::run(c),
         Command::Container(c) => system::run_container(c),
         Command::Build(a) => build::run(&a),
+        Command::Secret(c) => secret::run(c),
     }
 }
 
