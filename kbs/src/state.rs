@@ -76,10 +76,6 @@ pub struct Config {
     pub token_key: Option<SigningKey>,
     /// Request limits.
     pub limits: Limits,
-    /// Permits for CPU-bound request work (attestation, resource release) on the blocking
-    /// pool: one per core, so a burst of clients queues in order instead of growing the pool
-    /// to a thread per request that the cores then time-slice (the resource path's p99).
-    pub cpu_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Config {
@@ -116,6 +112,10 @@ pub struct AppState {
     pub policies: Arc<crate::policy::cache::PolicyCache>,
     /// Request limits.
     pub limits: Limits,
+    /// Permits for CPU-bound request work (attestation, resource release) on the blocking
+    /// pool: one per core, so a burst of clients queues in order instead of growing the pool
+    /// to a thread per request that the cores then time-slice (the resource path's p99).
+    pub cpu_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The key under which the token signing key is stored.

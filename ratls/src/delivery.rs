@@ -200,7 +200,8 @@ mod tests {
                 assert_eq!(&got.value[..], b"hunter2");
                 answer(&mut b, Err("already present")).await.unwrap();
             };
-            let (sent, ()) = tokio::join!(send(&mut a, &secret("db", b"hunter2")), server);
+            let db = secret("db", b"hunter2");
+            let (sent, ()) = tokio::join!(send(&mut a, &db), server);
             match sent {
                 Err(DeliveryError::Refused(r)) => assert_eq!(r, "already present"),
                 other => panic!("{other:?}"),

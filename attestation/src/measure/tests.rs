@@ -138,8 +138,10 @@ fn fixture_path(name: &str) -> PathBuf {
 fn file_inputs_give_the_same_published_digest() {
     let mut f = SnpMeasurementFiles::new(fixture_path("ovmf_AmdSev_suffix.bin"), 1);
     f.vcpu_sig = epyc_v4();
-    f.kernel = Some("/dev/null".into());
-    f.initrd = Some("/dev/null".into());
+    // Empty kernel and initrd (regular files: devices are refused).
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    f.kernel = Some(empty.path().into());
+    f.initrd = Some(empty.path().into());
     f.append = Some(APPEND.to_owned());
     f.guest_features = 0x21;
     assert_eq!(
@@ -156,7 +158,8 @@ fn file_inputs_give_the_same_published_digest() {
 fn file_errors_name_the_file() {
     let mut f = SnpMeasurementFiles::new(fixture_path("ovmf_OvmfX64_suffix.bin"), 1);
     f.vcpu_sig = epyc_v4();
-    f.kernel = Some("/dev/null".into());
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    f.kernel = Some(empty.path().into());
     let err = launch_digest_from_files(&f).unwrap_err();
     assert!(err.to_string().contains("ovmf_OvmfX64_suffix.bin"), "{err}");
     assert!(matches!(

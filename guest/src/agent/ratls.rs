@@ -258,7 +258,8 @@ where
             Ok(None) => Ok(()),
             Ok(Some(secret)) => {
                 let outcome = place(ctx, accept, secret).await;
-                match delivery::answer(stream, outcome.as_deref().map(|_| ())).await {
+                let answer = outcome.as_ref().map(|_| ()).map_err(String::as_str);
+                match delivery::answer(stream, answer).await {
                     Err(e) => Err(super::error_chain(&e)),
                     Ok(()) => {
                         outcome.map(|name| eprintln!("a3s-guest-init: secret {name} injected"))
@@ -472,12 +473,12 @@ mod tests {
                 &mut host,
                 8,
                 verifier(MEASUREMENT),
-                Some(secret("api", b"other")),
+                Some(secret("api", b"second-value-q7")),
             )
             .await;
             let err = delivered.unwrap().unwrap_err();
             assert!(err.contains("already exists"), "{err}");
-            assert!(!err.contains("other"), "{err}");
+            assert!(!err.contains("second-value-q7"), "{err}");
             assert!(matches!(msgs.last(), Some(GuestMsg::Exited { code: 1 })));
             assert_eq!(std::fs::read(root.join("api")).unwrap(), b"s3cret");
         });
