@@ -143,6 +143,14 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than any appraisal policy.
+    #[error("policy {path} exceeds {limit} bytes, the limit for an appraisal policy")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The TOML is invalid or has unknown keys.
     #[error("policy {path} is not a valid TOML appraisal policy: {message}")]
     Toml {
@@ -161,6 +169,9 @@ pub enum PolicyError {
         source: serde_json::Error,
     },
 }
+
+/// Largest appraisal policy file (real ones list a few measurements and TCB floors).
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
 
 impl AppraisalPolicy {
     /// Parses a policy from text: JSON when it starts with `{`, TOML otherwise.
@@ -186,11 +197,24 @@ impl AppraisalPolicy {
     /// # Errors
     /// [`PolicyError`] when it cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        use std::io::Read;
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let read_err = |source| PolicyError::Read {
             path: name.clone(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read_err)?
+            .take(MAX_POLICY_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_POLICY_BYTES {
+            return Err(PolicyError::TooLarge {
+                path: name,
+                limit: MAX_POLICY_BYTES,
+            });
+        }
         Self::parse(&text, &name)
     }
 
@@ -386,6 +410,27 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_refuses_dev_zero_and_oversized_files_naming_the_limit() {
+        let err = AppraisalPolicy::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, PolicyError::TooLarge { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&MAX_POLICY_BYTES.to_string()),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("policy.toml");
+        let mut text = "allow_simulated = true\n".to_owned();
+        text.push_str(&"# padding\n".repeat((MAX_POLICY_BYTES as usize / 10) + 1));
+        std::fs::write(&big, &text).unwrap();
+        assert!(matches!(
+            AppraisalPolicy::load(&big),
+            Err(PolicyError::TooLarge { .. })
+        ));
+        std::fs::write(&big, "allow_simulated = true\n").unwrap();
+        assert!(AppraisalPolicy::load(&big).unwrap().allow_simulated);
+    }
     use crate::report::tests::fixture;
     use crate::Report;
 

@@ -79,6 +79,9 @@ pub(crate) enum Command {
     /// Snapshots of a stopped box's writable layer: create, ls, restore, rm.
     #[command(subcommand)]
     Snapshot(crate::commands::layers::SnapshotCommand),
+    /// Secrets of running TEE boxes: inject.
+    #[command(subcommand)]
+    Secret(crate::commands::secret::SecretCommand),
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,8 @@ pub(crate) const CERT_MAX_BYTES: u64 = 1 << 20;
 pub(crate) const KEY_MAX_BYTES: u64 = 64 << 10;
 /// Policies (Rego, TOML) and env files.
 pub(crate) const TEXT_MAX_BYTES: u64 = 1 << 20;
+/// Secrets injected into a running box (`secret inject`): the RA-TLS delivery's limit.
+pub(crate) const SECRET_INJECT_MAX_BYTES: u64 = a3s_runtime::engine::MAX_INJECT_BYTES as u64;
 /// Secrets uploaded to a KBS (far above the broker's default body limit of 1 MiB).
 pub(crate) const SECRET_MAX_BYTES: u64 = 64 << 20;
 

@@ -18,7 +18,7 @@ use fs_err as fs;
 
 use crate::oci::{self, ConfigFile, Descriptor, Index, Manifest};
 use crate::reference::{Digest, ImageRef};
-use crate::store::{ImageStore, LocalImage, RefRecord, StoreError};
+use crate::store::{ImageStore, LocalImage, RefRecord, StoreError, MAX_DOCUMENT_BYTES};
 use crate::unpack;
 
 /// Tarball formats.
@@ -56,6 +56,11 @@ pub enum ArchiveError {
         #[source]
         source: serde_json::Error,
     },
+    /// A JSON document in the archive exceeds [`MAX_DOCUMENT_BYTES`].
+    #[error(
+        "{0} in the archive exceeds {MAX_DOCUMENT_BYTES} bytes, the limit for an image document"
+    )]
+    TooLarge(String),
     /// A path in `manifest.json` is missing or unsafe.
     #[error("archive's manifest.json names {0:?}, which is not a file in the archive")]
     MissingFile(String),
@@ -284,7 +289,7 @@ fn import_blob(store: &ImageStore, root: &Path, d: &Descriptor) -> Result<(), Ar
 }
 
 fn load_oci(store: &ImageStore, root: &Path) -> Result<Vec<LocalImage>, ArchiveError> {
-    let idx_bytes = fs::read(root.join("index.json"))?;
+    let idx_bytes = read_document(&root.join("index.json"))?;
     let idx: Index =
         serde_json::from_slice(&idx_bytes).map_err(|source| ArchiveError::Malformed {
             what: "index.json".into(),
@@ -336,8 +341,21 @@ fn load_oci(store: &ImageStore, root: &Path) -> Result<Vec<LocalImage>, ArchiveE
     Ok(loaded)
 }
 
+/// A JSON document of the extracted archive (index, manifest, config), at most
+/// [`MAX_DOCUMENT_BYTES`] like the registry's.
+fn read_document(path: &Path) -> Result<Vec<u8>, ArchiveError> {
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(ArchiveError::TooLarge(path.display().to_string()));
+    }
+    Ok(bytes)
+}
+
 fn read_verified(root: &Path, d: &Digest) -> Result<Vec<u8>, ArchiveError> {
-    let bytes = fs::read(blob_in(root, d))?;
+    let bytes = read_document(&blob_in(root, d))?;
     let actual = Digest::of(&bytes);
     if actual != *d {
         return Err(StoreError::DigestMismatch {
@@ -382,7 +400,7 @@ fn load_docker(store: &ImageStore, root: &Path) -> Result<Vec<LocalImage>, Archi
         repo_tags: Option<Vec<String>>,
         layers: Vec<String>,
     }
-    let entries: Vec<Entry> = serde_json::from_slice(&fs::read(root.join("manifest.json"))?)
+    let entries: Vec<Entry> = serde_json::from_slice(&read_document(&root.join("manifest.json"))?)
         .map_err(|source| ArchiveError::Malformed {
             what: "manifest.json".into(),
             source,
@@ -401,7 +419,7 @@ fn load_docker(store: &ImageStore, root: &Path) -> Result<Vec<LocalImage>, Archi
     };
     let mut loaded = Vec::new();
     for e in entries {
-        let config_bytes = fs::read(file(&e.config)?)?;
+        let config_bytes = read_document(&file(&e.config)?)?;
         let config: ConfigFile =
             serde_json::from_slice(&config_bytes).map_err(|source| ArchiveError::Malformed {
                 what: e.config.clone(),

@@ -112,6 +112,10 @@ pub struct AppState {
     pub policies: Arc<crate::policy::cache::PolicyCache>,
     /// Request limits.
     pub limits: Limits,
+    /// Permits for CPU-bound request work (attestation, resource release) on the blocking
+    /// pool: one per core, so a burst of clients queues in order instead of growing the pool
+    /// to a thread per request that the cores then time-slice (the resource path's p99).
+    pub cpu_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The key under which the token signing key is stored.
@@ -148,8 +152,14 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             policies: Arc::default(),
             limits: config.limits,
+            cpu_permits: Arc::new(tokio::sync::Semaphore::new(cpu_permits())),
         })
     }
+}
+
+/// How many CPU-bound requests run at once: the cores this process may use.
+fn cpu_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// Seconds since the epoch.

@@ -11,7 +11,8 @@
 //!   only, handshake signatures checked by the ring provider);
 //! - [`freshness`]: the post-handshake exporter-bound challenge;
 //! - [`serve`] and [`connect`]: the async API returning the [`VerifiedPeer`];
-//! - [`danger`]: accepting simulated evidence.
+//! - [`danger`]: accepting simulated evidence;
+//! - [`delivery`]: one secret sent over a session the verifier has just verified.
 //!
 //! ```no_run
 //! # async fn demo(
@@ -47,6 +48,7 @@ mod cbor;
 pub mod cert;
 pub mod client;
 pub mod danger;
+pub mod delivery;
 pub mod evidence;
 pub mod freshness;
 mod outcome;

@@ -19,6 +19,7 @@
 //! engine.
 
 pub mod audit;
+pub mod bounded;
 pub mod boxes;
 pub mod compose;
 pub mod copy;

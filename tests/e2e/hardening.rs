@@ -400,3 +400,112 @@ fn issue_18_audit_checkpoints_catch_a_cut_or_deleted_log() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("not signed"), "{}", r.stderr);
 }
+
+/// Issue 18: every command that reads a kernel, initrd, firmware, policy, compose file,
+/// secret or password refuses `/dev/zero` and a file 10 MB over its limit quickly, naming
+/// the limit (sparse files: nothing is written to disk, nothing is read).
+#[test]
+fn measure_policy_compose_secret_and_password_inputs_are_bounded() {
+    let env = TestEnv::new();
+    let sparse = |name: &str, len: u64| -> String {
+        let p = env.path(name);
+        std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+        p.display().to_string()
+    };
+    const MB10: u64 = 10_000_000;
+    let small = sparse("small.bin", 4096);
+    let firmware_big = sparse("firmware-big.bin", (64 << 20) + MB10);
+    let kernel_big = sparse("kernel-big.bin", (256 << 20) + MB10);
+    let initrd_big = sparse("initrd-big.bin", (1 << 30) + MB10);
+    let text_big = sparse("text-big.toml", (1 << 20) + MB10);
+    let secret_big = sparse("secret-big.bin", (1 << 20) + MB10);
+    let qboot = "/usr/share/qemu/qboot.rom";
+    // (arguments with "{}" for the input, the over-limit file, the limit named)
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["measure", "--vcpus", "1", "--microvm-firmware", "{}"],
+            &firmware_big,
+            "67108864",
+        ),
+        (
+            vec![
+                "measure",
+                "--vcpus",
+                "1",
+                "--vcpu-type",
+                "EPYC-v4",
+                "--ovmf",
+                "{}",
+            ],
+            &firmware_big,
+            "67108864",
+        ),
+        (
+            vec![
+                "measure",
+                "--vcpus",
+                "1",
+                "--microvm-firmware",
+                qboot,
+                "--kernel",
+                "{}",
+            ],
+            &kernel_big,
+            "268435456",
+        ),
+        (
+            vec![
+                "measure",
+                "--vcpus",
+                "1",
+                "--microvm-firmware",
+                qboot,
+                "--kernel",
+                &small,
+                "--initrd",
+                "{}",
+            ],
+            &initrd_big,
+            "1073741824",
+        ),
+        (
+            vec!["attest", "no-such-box", "--policy", "{}"],
+            &text_big,
+            "1048576",
+        ),
+        (vec!["compose", "-f", "{}", "config"], &text_big, "1048576"),
+    ];
+    for (args, big, limit) in &cases {
+        for input in ["/dev/zero", big] {
+            let args: Vec<&str> = args
+                .iter()
+                .map(|a| if *a == "{}" { input } else { a })
+                .collect();
+            let r = env.run(&args);
+            assert_eq!(r.code, 2, "{args:?}: {r:?}");
+            assert!(
+                r.stderr.contains(limit),
+                "{args:?} does not name the limit {limit}: {}",
+                r.stderr
+            );
+        }
+    }
+    // secret inject: the value file is bounded before any box is looked up.
+    let spec = format!("api=file:{secret_big}");
+    let r = env.run(&["secret", "inject", "no-such-box", &spec]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("exceeds 1048576 bytes"), "{r:?}");
+    let r = env.run(&["secret", "inject", "no-such-box", "api=file:/dev/zero"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("not a readable file"), "{r:?}");
+    // login --password-stdin reading /dev/zero.
+    let out = env
+        .cmd()
+        .args(["login", "127.0.0.1:9", "-u", "u", "--password-stdin"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exceeds 65536 bytes"), "{stderr}");
+}

@@ -16,6 +16,7 @@ mod disk;
 mod hardening;
 mod health;
 mod image;
+mod inject;
 mod kbs;
 mod layers;
 mod measure;

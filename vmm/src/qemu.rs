@@ -680,11 +680,26 @@ pub fn diagnose_files(config: &VmConfig) -> Option<Diagnosis> {
     // QEMU exits right after a panic (`panic=-1`, `-no-reboot`); its file chardev has written
     // every byte by then, so the files are complete.
     let read = |p: &Path| {
-        std::fs::read(p)
+        read_tail(p, DIAGNOSE_TAIL_BYTES)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
     crate::diagnose::diagnose(&read(&config.console_log), &read(&config.qemu_log))
+}
+
+/// How much of the end of a console or QEMU log is diagnosed: the guest writes the console,
+/// so its size is the guest's to choose; a panic and its context are the last few KiB.
+const DIAGNOSE_TAIL_BYTES: u64 = 4 << 20;
+
+/// The last `limit` bytes of `path`.
+fn read_tail(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(limit)))?;
+    let mut out = Vec::new();
+    f.take(limit).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 fn detail(diagnosis: &Option<Diagnosis>, stderr: &str) -> String {

@@ -123,31 +123,114 @@ fn with_ovmf_path(err: MeasureError, path: &Path) -> MeasureError {
     }
 }
 
-fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, MeasureError> {
-    std::fs::read(path).map_err(|source| MeasureError::Read {
+/// Largest kernel measured: an uncompressed `vmlinux` with its symbols is some tens of MiB.
+pub const MAX_KERNEL_BYTES: u64 = 256 << 20;
+/// Largest initrd measured (the base initrd with guest-init and modules is a few MiB; room
+/// for distributions' initramfs images with firmware blobs).
+pub const MAX_INITRD_BYTES: u64 = 1 << 30;
+/// Largest firmware image (OVMF builds are 2-8 MiB; flash images at most 64 MiB).
+pub const MAX_FIRMWARE_BYTES: u64 = 64 << 20;
+
+/// The size limit for an input named `what`.
+fn limit_for(what: &str) -> u64 {
+    match what {
+        "kernel" => MAX_KERNEL_BYTES,
+        "initrd" => MAX_INITRD_BYTES,
+        _ => MAX_FIRMWARE_BYTES,
+    }
+}
+
+/// Opens `path`, a regular file of at most the limit for `what`; returns it with its size.
+fn open_bounded(path: &Path, what: &'static str) -> Result<(File, u64), MeasureError> {
+    let read_err = |source| MeasureError::Read {
         what,
         path: path.to_owned(),
         source,
-    })
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(MeasureError::NotRegularFile {
+            what,
+            path: path.to_owned(),
+            limit: limit_for(what),
+        });
+    }
+    let limit = limit_for(what);
+    if meta.len() > limit {
+        return Err(MeasureError::TooLarge {
+            what,
+            path: path.to_owned(),
+            len: meta.len(),
+            limit,
+        });
+    }
+    Ok((file, meta.len()))
 }
 
-/// SHA-256 of a file, read in chunks.
+/// The bytes of the measurement input `what` (`kernel`, `initrd`, or a firmware image): a
+/// regular file within its kind's limit, checked before reading and again while reading (in
+/// case it grows).
+///
+/// # Errors
+/// [`MeasureError::Read`], [`MeasureError::NotRegularFile`], [`MeasureError::TooLarge`].
+pub fn read_input(path: &Path, what: &'static str) -> Result<Vec<u8>, MeasureError> {
+    let (file, len) = open_bounded(path, what)?;
+    let limit = limit_for(what);
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(|source| MeasureError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        })?;
+    if data.len() as u64 > limit {
+        return Err(MeasureError::TooLarge {
+            what,
+            path: path.to_owned(),
+            len: data.len() as u64,
+            limit,
+        });
+    }
+    Ok(data)
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, MeasureError> {
+    read_input(path, what)
+}
+
+/// SHA-256 of a file, read in chunks (never more than its kind's limit).
 fn sha256_file(path: &Path, what: &'static str) -> Result<[u8; 32], MeasureError> {
     let read_err = |source| MeasureError::Read {
         what,
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(read_err)?;
+    let (file, _) = open_bounded(path, what)?;
+    let limit = limit_for(what);
+    let mut file = file.take(limit + 1);
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
     loop {
         match file.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => ctx.update(buf.get(..n).unwrap_or_default()),
+            Ok(n) => {
+                total += n as u64;
+                ctx.update(buf.get(..n).unwrap_or_default());
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(read_err(e)),
         }
+    }
+    if total > limit {
+        return Err(MeasureError::TooLarge {
+            what,
+            path: path.to_owned(),
+            len: total,
+            limit,
+        });
     }
     Ok(to_array(ctx.finish()))
 }

@@ -36,7 +36,10 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-pub use files::{launch_digest_from_files, ovmf_hash_from_file, SnpMeasurementFiles};
+pub use files::{
+    launch_digest_from_files, ovmf_hash_from_file, read_input, SnpMeasurementFiles,
+    MAX_FIRMWARE_BYTES, MAX_INITRD_BYTES, MAX_KERNEL_BYTES,
+};
 pub use gctx::{Gctx, PageType, LD_SIZE, PAGE_SIZE};
 pub use ovmf::{Ovmf, OvmfError, SectionType};
 pub use sev_hashes::SevHashes;
@@ -387,6 +390,28 @@ pub enum MeasureError {
         /// The I/O error.
         #[source]
         source: io::Error,
+    },
+    /// An input is not a regular file (a device, FIFO or directory could be endless).
+    #[error("{what} {} is not a regular file: a {what} must be a regular file of at most {limit} bytes", path.display())]
+    NotRegularFile {
+        /// Which input.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The size limit for this input.
+        limit: u64,
+    },
+    /// An input is larger than any real one of its kind.
+    #[error("{what} {} has {len} bytes: it exceeds {limit} bytes, the limit for a {what}", path.display())]
+    TooLarge {
+        /// Which input.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A range to measure is not a whole number of pages.
     #[error("range of {len} bytes at GPA {gpa:#x} is not a whole number of 4 KiB pages")]

@@ -138,8 +138,10 @@ fn fixture_path(name: &str) -> PathBuf {
 fn file_inputs_give_the_same_published_digest() {
     let mut f = SnpMeasurementFiles::new(fixture_path("ovmf_AmdSev_suffix.bin"), 1);
     f.vcpu_sig = epyc_v4();
-    f.kernel = Some("/dev/null".into());
-    f.initrd = Some("/dev/null".into());
+    // Empty kernel and initrd (regular files: devices are refused).
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    f.kernel = Some(empty.path().into());
+    f.initrd = Some(empty.path().into());
     f.append = Some(APPEND.to_owned());
     f.guest_features = 0x21;
     assert_eq!(
@@ -156,7 +158,8 @@ fn file_inputs_give_the_same_published_digest() {
 fn file_errors_name_the_file() {
     let mut f = SnpMeasurementFiles::new(fixture_path("ovmf_OvmfX64_suffix.bin"), 1);
     f.vcpu_sig = epyc_v4();
-    f.kernel = Some("/dev/null".into());
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    f.kernel = Some(empty.path().into());
     let err = launch_digest_from_files(&f).unwrap_err();
     assert!(err.to_string().contains("ovmf_OvmfX64_suffix.bin"), "{err}");
     assert!(matches!(
@@ -282,4 +285,51 @@ fn never_panics_on_mutated_or_truncated_images() {
     {
         run(&AMDSEV[start..]);
     }
+}
+
+#[test]
+fn endless_and_oversized_inputs_are_refused_before_reading_naming_the_limit() {
+    let mut f = SnpMeasurementFiles::new("/dev/zero", 1);
+    let err = launch_digest_from_files(&f).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MeasureError::NotRegularFile {
+                what: "OVMF image",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A sparse file 10 MB over the kernel limit: refused from its size, nothing read.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("vmlinux");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_KERNEL_BYTES + 10_000_000)
+        .unwrap();
+    f.kernel = Some(big.clone());
+    let err = launch_digest_from_files(&f).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, MeasureError::TooLarge { what: "kernel", .. }),
+        "{text}"
+    );
+    assert!(text.contains(&MAX_KERNEL_BYTES.to_string()), "{text}");
+    f.kernel = Some("/dev/zero".into());
+    assert!(matches!(
+        launch_digest_from_files(&f),
+        Err(MeasureError::NotRegularFile { what: "kernel", .. })
+    ));
+    let err = read_input(&big, "OVMF image").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MeasureError::TooLarge {
+                limit: MAX_FIRMWARE_BYTES,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

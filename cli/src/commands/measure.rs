@@ -162,10 +162,8 @@ fn microvm_digest(
     vcpus: u32,
     firmware: &std::path::Path,
 ) -> anyhow::Result<[u8; 48]> {
-    let read = |what: &str, p: &std::path::Path| {
-        std::fs::read(p)
-            .with_context(|| format!("reading {what} {}", p.display()))
-            .map_err(usage_error)
+    let read = |what: &'static str, p: &std::path::Path| {
+        measure::read_input(p, what).map_err(|e| usage_error(e.into()))
     };
     let image = measure::standin_firmware(&read("microvm firmware", firmware)?);
     if let Some(out) = &args.write_standin {

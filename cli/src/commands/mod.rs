@@ -14,6 +14,7 @@ pub(crate) mod layers;
 pub(crate) mod measure;
 pub(crate) mod network;
 mod report;
+pub(crate) mod secret;
 mod simulator;
 pub(crate) mod system;
 mod verify;
@@ -59,6 +60,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Export(a) => layers::export(&a),
         Command::Commit(a) => layers::commit(&a),
         Command::Snapshot(c) => layers::snapshot(&c),
+        Command::Secret(c) => secret::run(c),
     }
 }
 

@@ -76,7 +76,12 @@ impl Agent {
     ) -> Result<(Arc<Self>, SharedAttester), StepError> {
         let (attester, kind) = attester::for_mode(tee.mode, chan, requests)
             .map_err(|e| StepError::new("evidence", error_chain(&e)))?;
-        let ratls = RatlsService::start(chan.clone(), attester.clone(), kind)
+        let inject = secrets::InjectTarget {
+            root: secrets::SECRETS_DIR.into(),
+            mount_tmpfs: true,
+            owner,
+        };
+        let ratls = RatlsService::start(chan.clone(), attester.clone(), kind, inject)
             .map_err(|e| StepError::new("agent", format!("starting the RA-TLS server: {e}")))?;
         if let Some(port) = tee.ratls_port {
             ratls.listen(port).map_err(|e| {

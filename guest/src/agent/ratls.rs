@@ -8,6 +8,12 @@
 //! first sends `Error { message }` on N and then `Exited { code: 1 }`. Every stdout frame of
 //! the session precedes its `Exited`.
 //!
+//! After the freshness exchange the verifier either closes (attestation only) or sends one
+//! secret ([`a3s_ratls::delivery`], `a3s-box secret inject`): the guest places it in
+//! `/run/secrets/<name>` (0400, the workload's) and answers. Secrets are accepted only on
+//! channel sessions, which the box's owner opens through its monitor; a remote verifier on
+//! the TCP port can attest but not write into the box.
+//!
 //! The P-384 identity is made once per boot, at the first connection, and reused.
 //!
 //! All of this runs on one small current-thread tokio runtime on its own thread; the
@@ -19,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use a3s_ratls::delivery::{self, SecretDelivery};
 use a3s_ratls::{Attested, EvidenceKind, Identity, ServerConfig};
 use a3s_vmm::proto::{Frame, GuestMsg, Kind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,6 +33,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::OnceCell;
 
 use super::attester::SharedAttester;
+use super::secrets::{self, InjectTarget, Secret};
 use crate::channel::Channel;
 
 /// Longest an RA-TLS connection may take, handshake and freshness exchange included.
@@ -48,6 +56,7 @@ struct Ctx {
     kind: EvidenceKind,
     identity: OnceCell<Arc<Identity>>,
     sessions: Arc<Mutex<HashSet<u32>>>,
+    inject: InjectTarget,
 }
 
 /// Handle to the RA-TLS server thread.
@@ -58,7 +67,8 @@ pub(crate) struct RatlsService {
 }
 
 impl RatlsService {
-    /// Starts the server thread; identities are made with `attester` as evidence of `kind`.
+    /// Starts the server thread; identities are made with `attester` as evidence of `kind`;
+    /// injected secrets go to `inject`.
     ///
     /// # Errors
     /// When the runtime or its thread cannot be created.
@@ -66,6 +76,7 @@ impl RatlsService {
         chan: Channel,
         attester: SharedAttester,
         kind: EvidenceKind,
+        inject: InjectTarget,
     ) -> io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -78,6 +89,7 @@ impl RatlsService {
             kind,
             identity: OnceCell::new(),
             sessions: sessions.clone(),
+            inject,
         });
         std::thread::Builder::new()
             .name("ratls".into())
@@ -184,7 +196,7 @@ async fn channel_session(session: u32, mut rx: UnboundedReceiver<Vec<u8>>, ctx: 
         }
     };
     // `ours` is dropped when the server is done, so `outbound` drains and ends.
-    let (result, ()) = tokio::join!(serve_one(ours, &ctx), outbound);
+    let (result, ()) = tokio::join!(serve_one(ours, &ctx, Secrets::Accept), outbound);
     inbound.abort();
     lock(&ctx.sessions).remove(&session);
     let code = match result {
@@ -205,7 +217,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
                 let _ = tcp.set_nodelay(true);
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_one(tcp, &ctx).await {
+                    if let Err(e) = serve_one(tcp, &ctx, Secrets::Refuse).await {
                         eprintln!("a3s-guest-init: RA-TLS connection from {peer}: {e}");
                     }
                 });
@@ -218,8 +230,18 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
     }
 }
 
-/// Serves one RA-TLS connection on `io` and closes it.
-async fn serve_one<IO>(io: IO, ctx: &Ctx) -> Result<(), String>
+/// Whether a connection may deliver a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Secrets {
+    /// A channel session, opened by the box's owner through its monitor.
+    Accept,
+    /// The TCP port: attestation only.
+    Refuse,
+}
+
+/// Serves one RA-TLS connection on `io` (and the verifier's secret, if it sends one) and
+/// closes it.
+async fn serve_one<IO>(io: IO, ctx: &Ctx, accept: Secrets) -> Result<(), String>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -229,9 +251,25 @@ where
         let mut session = a3s_ratls::serve(io, &config)
             .await
             .map_err(|e| super::error_chain(&e))?;
-        // close_notify: the verifier has its verdict; nothing more is sent.
-        let _ = session.stream().shutdown().await;
-        Ok(())
+        let stream = session.stream();
+        // The verifier has its verdict; it closes, or sends one secret.
+        let request = delivery::receive(stream).await;
+        let placed = match request {
+            Ok(None) => Ok(()),
+            Ok(Some(secret)) => {
+                let outcome = place(ctx, accept, secret).await;
+                let answer = outcome.as_ref().map(|_| ()).map_err(String::as_str);
+                match delivery::answer(stream, answer).await {
+                    Err(e) => Err(super::error_chain(&e)),
+                    Ok(()) => {
+                        outcome.map(|name| eprintln!("a3s-guest-init: secret {name} injected"))
+                    }
+                }
+            }
+            Err(e) => Err(super::error_chain(&e)),
+        };
+        let _ = stream.shutdown().await;
+        placed
     };
     tokio::time::timeout(SESSION_TIMEOUT, work)
         .await
@@ -241,6 +279,29 @@ where
                 SESSION_TIMEOUT.as_secs()
             )
         })?
+}
+
+/// Places an injected secret; its name, or why it was refused (never the value).
+async fn place(ctx: &Ctx, accept: Secrets, delivered: SecretDelivery) -> Result<String, String> {
+    if accept == Secrets::Refuse {
+        return Err(format!(
+            "secret {} refused: secrets are accepted only through the box's monitor \
+             (a3s-box secret inject), not on the RA-TLS TCP port",
+            delivered.name
+        ));
+    }
+    let target = ctx.inject.clone();
+    let name = delivered.name.clone();
+    let secret = Secret {
+        name: delivered.name.clone(),
+        value: delivered.value,
+    };
+    // Mounting and writing block.
+    tokio::task::spawn_blocking(move || secrets::place_injected(&target, &secret))
+        .await
+        .map_err(|e| format!("placing secret {name}: {e}"))?
+        .map_err(|e| format!("placing secret {name}: {e:#}"))?;
+    Ok(name)
 }
 
 /// This boot's RA-TLS identity, made at the first call.
@@ -298,6 +359,22 @@ mod tests {
         session: u32,
         verifier: Verifier,
     ) -> (Result<[u8; 48], String>, Vec<GuestMsg>) {
+        let (peer, _, msgs) = deliver_over_channel(host, session, verifier, None).await;
+        (peer, msgs)
+    }
+
+    /// As [`attest_over_channel`], then sends `secret` when the peer verified; also returns
+    /// the delivery's result.
+    async fn deliver_over_channel(
+        host: &mut SimHost,
+        session: u32,
+        verifier: Verifier,
+        secret: Option<SecretDelivery>,
+    ) -> (
+        Result<[u8; 48], String>,
+        Option<Result<(), String>>,
+        Vec<GuestMsg>,
+    ) {
         host.send(&Frame::control(session, &HostMsg::RatlsOpen).unwrap());
         let (client_io, relay_io) = tokio::io::duplex(PIPE_BYTES);
         let (mut up, mut down) = tokio::io::split(relay_io);
@@ -336,13 +413,22 @@ mod tests {
             (msgs, frames)
         });
         let config = ClientConfig::new(ServerAuth::Attested(verifier));
+        let mut delivered = None;
         let result = match connect(client_io, &config).await {
             Ok(mut s) => {
                 let m = s
                     .peer()
                     .map(|p| p.measurement())
                     .ok_or("no peer".to_owned());
-                // Read to the guest's close_notify.
+                if let Some(secret) = &secret {
+                    delivered = Some(
+                        delivery::send(s.stream(), secret)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+                // close_notify, then read to the guest's.
+                let _ = s.stream().shutdown().await;
                 let mut rest = Vec::new();
                 let _ = s.stream().read_to_end(&mut rest).await;
                 m
@@ -352,7 +438,50 @@ mod tests {
         let (msgs, frames) = downward.await.unwrap();
         upward.abort();
         host.put_frames(frames);
-        (result, msgs)
+        (result, delivered, msgs)
+    }
+
+    fn secret(name: &str, value: &[u8]) -> SecretDelivery {
+        SecretDelivery {
+            name: name.into(),
+            value: zeroize::Zeroizing::new(value.to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_verified_channel_session_places_an_injected_secret_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut host = SimHost::start(MEASUREMENT);
+        host.start_ratls();
+        let root = host.inject_target().root;
+        runtime().block_on(async {
+            let (peer, delivered, msgs) = deliver_over_channel(
+                &mut host,
+                7,
+                verifier(MEASUREMENT),
+                Some(secret("api", b"s3cret")),
+            )
+            .await;
+            assert_eq!(peer.unwrap(), MEASUREMENT);
+            assert_eq!(delivered, Some(Ok(())));
+            assert_eq!(msgs, vec![GuestMsg::Exited { code: 0 }]);
+            let meta = std::fs::metadata(root.join("api")).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, 0o400);
+            assert_eq!(std::fs::read(root.join("api")).unwrap(), b"s3cret");
+            // The same name again is refused with the reason; the first value stays.
+            let (_, delivered, msgs) = deliver_over_channel(
+                &mut host,
+                8,
+                verifier(MEASUREMENT),
+                Some(secret("api", b"second-value-q7")),
+            )
+            .await;
+            let err = delivered.unwrap().unwrap_err();
+            assert!(err.contains("already exists"), "{err}");
+            assert!(!err.contains("second-value-q7"), "{err}");
+            assert!(matches!(msgs.last(), Some(GuestMsg::Exited { code: 1 })));
+            assert_eq!(std::fs::read(root.join("api")).unwrap(), b"s3cret");
+        });
     }
 
     #[test]
@@ -396,6 +525,7 @@ mod tests {
             host.chan().clone(),
             Arc::new(host.attester(Duration::from_secs(30))),
             EvidenceKind::Simulated,
+            host.inject_target(),
         )
         .unwrap();
         let addr = service.listen(0).unwrap();
@@ -404,10 +534,17 @@ mod tests {
                 .await
                 .unwrap();
             let config = ClientConfig::new(ServerAuth::Attested(verifier(MEASUREMENT)));
-            let session = connect(tcp, &config).await.unwrap();
+            let mut session = connect(tcp, &config).await.unwrap();
             let peer = session.peer().unwrap();
             assert_eq!(peer.measurement(), MEASUREMENT);
             assert!(peer.simulated());
+            // A remote verifier may attest but not write into the box.
+            let err = delivery::send(session.stream(), &secret("api", b"x"))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("only through the box's monitor"), "{err}");
         });
+        assert!(!host.inject_target().root.join("api").exists());
     }
 }

@@ -137,6 +137,47 @@ pub(crate) fn write_one(
     chown_to(&path, owner)
 }
 
+/// Where secrets injected into a running box land (`a3s-box secret inject`).
+#[derive(Clone, Debug)]
+pub(crate) struct InjectTarget {
+    /// The secrets directory.
+    pub(crate) root: std::path::PathBuf,
+    /// Mount a tmpfs there first unless one is mounted already (a box booted without
+    /// secrets has none).
+    pub(crate) mount_tmpfs: bool,
+    /// The workload's uid and gid.
+    pub(crate) owner: Option<(u32, u32)>,
+}
+
+/// Places a secret injected into the running box: the tmpfs (made on first use), then
+/// `root/<name>` with mode 0400; an existing secret is never replaced.
+///
+/// # Errors
+/// A bad name, an existing file, a failed mount or write.
+pub(crate) fn place_injected(target: &InjectTarget, secret: &Secret) -> anyhow::Result<()> {
+    validate_name(&secret.name)?;
+    if target.mount_tmpfs && !is_mount_point(&target.root) {
+        mount_tmpfs(&target.root)?;
+    }
+    prepare_root(&target.root, target.owner)?;
+    if fs::symlink_metadata(target.root.join(&secret.name)).is_ok() {
+        bail!(
+            "/run/secrets/{} already exists: secrets are never replaced (inject another name)",
+            secret.name
+        );
+    }
+    write_one(&target.root, secret, target.owner)
+}
+
+/// Whether `dir` is the root of its own file system (another device than its parent).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Some(parent)) = (fs::metadata(dir), dir.parent()) else {
+        return false;
+    };
+    fs::metadata(parent).is_ok_and(|p| p.dev() != d.dev())
+}
+
 pub(crate) fn chown_to(path: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
     if let Some((uid, gid)) = owner {
         chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
@@ -200,6 +241,27 @@ mod tests {
             fs::metadata(tmp.path().join("owned/a")).unwrap().uid(),
             me.0
         );
+    }
+
+    #[test]
+    fn injected_secrets_land_0400_and_never_replace_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = InjectTarget {
+            root: tmp.path().join("secrets"),
+            mount_tmpfs: false,
+            owner: None,
+        };
+        place_injected(&target, &secret("api", b"v1")).unwrap();
+        let path = target.root.join("api");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o400);
+        assert_eq!(fs::metadata(&target.root).unwrap().mode() & 0o7777, 0o700);
+        let err = place_injected(&target, &secret("api", b"v2")).unwrap_err();
+        assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+        assert_eq!(fs::read(&path).unwrap(), b"v1");
+        assert!(place_injected(&target, &secret("../escape", b"x")).is_err());
+        assert!(!tmp.path().join("escape").exists());
+        // A plain directory is not a mount point.
+        assert!(!is_mount_point(&target.root));
     }
 
     #[test]

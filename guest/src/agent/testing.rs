@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use super::attester::ChannelAttester;
 use super::ratls::RatlsService;
 use super::requests::Requests;
+use super::secrets::InjectTarget;
 use crate::channel::Channel;
 
 /// The launch measurement of the tests' guest.
@@ -41,6 +42,8 @@ pub(crate) struct SimHost {
     ratls: Arc<OnceLock<RatlsService>>,
     host: Arc<Mutex<UnixStream>>,
     frames: Option<UnboundedReceiver<Frame>>,
+    /// Where the RA-TLS service places injected secrets (a plain directory, no tmpfs).
+    secrets: tempfile::TempDir,
 }
 
 impl SimHost {
@@ -106,6 +109,7 @@ impl SimHost {
             ratls,
             host,
             frames: Some(frames),
+            secrets: tempfile::tempdir().expect("a secrets directory"),
         }
     }
 
@@ -135,9 +139,19 @@ impl SimHost {
             self.chan.clone(),
             Arc::new(self.attester(Duration::from_secs(30))),
             EvidenceKind::Simulated,
+            self.inject_target(),
         )
         .expect("the RA-TLS service");
         assert!(self.ratls.set(service).is_ok(), "started twice");
+    }
+
+    /// Where injected secrets land (`<tempdir>/secrets`).
+    pub(crate) fn inject_target(&self) -> InjectTarget {
+        InjectTarget {
+            root: self.secrets.path().join("secrets"),
+            mount_tmpfs: false,
+            owner: None,
+        }
     }
 
     /// Sends a frame from the host to the guest.

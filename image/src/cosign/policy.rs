@@ -148,7 +148,7 @@ impl SignaturePolicy {
     /// # Errors
     /// See [`PolicyError`].
     pub fn load(path: &Path, must_exist: bool) -> Result<Self, PolicyError> {
-        let text = match fs_err::read_to_string(path) {
+        let text = match read_limited(path, MAX_POLICY_BYTES) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
                 return Ok(Self::accept_anything())
@@ -183,7 +183,7 @@ impl SignaturePolicy {
                         let mut out = Vec::new();
                         for k in keys {
                             let kp = base.join(k);
-                            let pem = fs_err::read_to_string(&kp)?;
+                            let pem = read_limited(&kp, MAX_KEY_BYTES)?;
                             out.push(PublicKey::from_pem(&pem).map_err(|source| {
                                 PolicyError::Key {
                                     path: path.to_owned(),
@@ -226,6 +226,27 @@ impl SignaturePolicy {
             .max_by_key(|(scope, _)| scope.len())
             .map_or(("default", &self.default), |(s, r)| (s.as_str(), r))
     }
+}
+
+/// Largest signature policy file.
+const MAX_POLICY_BYTES: u64 = 1 << 20;
+/// Largest public key PEM a policy names.
+const MAX_KEY_BYTES: u64 = 64 << 10;
+
+/// The text of `path`, at most `limit` bytes (an `InvalidData` error naming the limit).
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs_err::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} exceeds {limit} bytes", path.display()),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

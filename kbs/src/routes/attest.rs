@@ -6,7 +6,7 @@ use axum::Json;
 
 use crate::error::KbsError;
 use crate::protocol::{Attestation, AttestationToken, SESSION_COOKIE};
-use crate::routes::{auth::session_cookie, blocking, cookie, KbsJson};
+use crate::routes::{auth::session_cookie, cookie, cpu_bound, KbsJson};
 use crate::service;
 use crate::state::AppState;
 
@@ -18,7 +18,11 @@ pub(crate) async fn attest(
     let id = cookie(&headers, SESSION_COOKIE).ok_or(KbsError::MissingSession)?;
     let max_age = state.sessions.timeout().as_secs();
     let session = id.clone();
-    let token = blocking(move || service::attest(&state, &session, &attestation)).await?;
+    let work = state.clone();
+    let token = cpu_bound(&state, move || {
+        service::attest(&work, &session, &attestation)
+    })
+    .await?;
     Ok((
         [(SET_COOKIE, session_cookie(&id, max_age))],
         Json(AttestationToken { token }),

@@ -11,6 +11,7 @@ pub(crate) use extract::ClientAddr;
 pub use extract::KbsJson;
 
 use crate::error::KbsError;
+use crate::state::AppState;
 
 /// Runs blocking work (storage, verification, policy) off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -19,6 +20,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| KbsError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// Runs CPU-bound work (evidence verification, policy, JWE) on the blocking pool once one of
+/// the state's CPU permits is free, so concurrent requests wait in order rather than each
+/// taking a thread.
+pub(crate) async fn cpu_bound<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> Result<T, KbsError> + Send + 'static,
+) -> Result<T, KbsError> {
+    let _permit = state
+        .cpu_permits
+        .acquire()
+        .await
+        .map_err(|_| KbsError::Internal("the broker is shutting down".into()))?;
+    blocking(f).await
 }
 
 /// The value of cookie `name` in the request headers.

@@ -4,7 +4,7 @@ use axum::Json;
 
 use crate::error::KbsError;
 use crate::protocol::{JweResponse, ResourcePath, SESSION_COOKIE};
-use crate::routes::{bearer, blocking, cookie};
+use crate::routes::{bearer, cookie, cpu_bound};
 use crate::service;
 use crate::state::AppState;
 
@@ -20,9 +20,10 @@ pub(crate) async fn get_resource(
     let path = path(&repo, &kind, &tag)?;
     let session = cookie(&headers, SESSION_COOKIE);
     let token = bearer(&headers);
-    blocking(move || {
-        let claims = service::token_claims(&state, session.as_deref(), token.as_deref())?;
-        service::resource(&state, &claims, &path)
+    let work = state.clone();
+    cpu_bound(&state, move || {
+        let claims = service::token_claims(&work, session.as_deref(), token.as_deref())?;
+        service::resource(&work, &claims, &path)
     })
     .await
     .map(Json)

@@ -34,7 +34,7 @@ pub fn open(file: &Path, name: Option<&str>) -> Result<Project, ComposeError> {
     if meta.len() > yaml::MAX_FILE_BYTES {
         return Err(ComposeError::TooLarge(file.to_path_buf()));
     }
-    let text = fs_err::read_to_string(file).map_err(io)?;
+    let text = crate::bounded::read_to_string(file, yaml::MAX_FILE_BYTES).map_err(io)?;
     let dir = std::path::absolute(file)
         .map_err(io)?
         .parent()
@@ -72,7 +72,7 @@ pub enum ComposeError {
         source: std::io::Error,
     },
     /// Larger than the limit.
-    #[error("{} is larger than 1 MiB", .0.display())]
+    #[error("{} exceeds 1048576 bytes (1 MiB), the limit for a compose file", .0.display())]
     TooLarge(PathBuf),
     /// Not valid YAML.
     #[error("line {line}: {message}")]

@@ -747,7 +747,8 @@ fn read_env_file(path: &Path) -> Result<Vec<String>, ComposeError> {
     if meta.len() > super::yaml::MAX_FILE_BYTES {
         return Err(err("larger than 1 MiB".into()));
     }
-    let text = fs_err::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = crate::bounded::read_to_string(path, super::yaml::MAX_FILE_BYTES)
+        .map_err(|e| err(e.to_string()))?;
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
         let l = l.trim();

@@ -19,6 +19,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Largest network policy file (a few rules).
+const MAX_POLICY_FILE_BYTES: u64 = 1 << 20;
+
 /// How boxes on one network may reach each other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,7 +176,8 @@ impl Policy {
             path: path.display().to_string(),
             message,
         };
-        let text = fs_err::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = crate::bounded::read_to_string(path, MAX_POLICY_FILE_BYTES)
+            .map_err(|e| err(e.to_string()))?;
         Self::parse(&text).map_err(err)
     }
 

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use a3s_attestation::policy::{AppraisalPolicy, Check};
+use a3s_ratls::delivery::{self, DeliveryError, SecretDelivery};
 use a3s_ratls::freshness::NONCE_LEN;
 use a3s_ratls::{ClientConfig, ServerAuth, SessionError, Verifier};
 use a3s_vmm::proto::{self, Frame, Kind};
@@ -17,6 +18,8 @@ use super::TeeError;
 
 /// How long one attestation may take end to end.
 pub const ATTEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes read while waiting for the box's close_notify.
+const CLOSE_READ_LIMIT: u64 = 64 * 1024;
 
 /// What the verifier asks for.
 #[derive(Clone, Debug)]
@@ -98,6 +101,19 @@ async fn attest_io<IO>(io: IO, req: &AttestRequest) -> Result<AttestOutcome, Tee
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    attest_then(io, req, None).await.map(|(out, _)| out)
+}
+
+/// Attests over `io`; when the verdict passed and `secret` is given, sends it on the same
+/// session and returns the box's answer (`None`: nothing was sent).
+async fn attest_then<IO>(
+    io: IO,
+    req: &AttestRequest,
+    secret: Option<&SecretDelivery>,
+) -> Result<(AttestOutcome, Option<Result<(), String>>), TeeError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let started = Instant::now();
     let nonce = match req.nonce {
         Some(n) => n,
@@ -123,7 +139,6 @@ where
             ATTEST_TIMEOUT.as_secs()
         ))),
         Ok(Ok(mut session)) => {
-            let _ = session.stream().shutdown().await;
             let Some(peer) = session.peer() else {
                 return Err(TeeError::Attest("the server was not verified".into()));
             };
@@ -133,7 +148,23 @@ where
             out.bound_nonce = peer.claims().nonce.as_ref().map(hex::encode);
             out.report_data = Some(hex::encode(peer.report().report().report_data()));
             out.checks = peer.verdict().checks.iter().map(CheckView::from).collect();
-            Ok(out)
+            // Only a verified peer ever sees the secret.
+            let delivered = match secret {
+                Some(s) if out.verified => Some(deliver(session.stream(), s).await),
+                _ => None,
+            };
+            // close_notify, then the box's (so a relay ends cleanly).
+            let _ = session.stream().shutdown().await;
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(
+                ATTEST_TIMEOUT,
+                session
+                    .stream()
+                    .take(CLOSE_READ_LIMIT)
+                    .read_to_end(&mut rest),
+            )
+            .await;
+            Ok((out, delivered))
         }
         Ok(Err(e @ SessionError::Peer(_))) => {
             let mut msg = format!("{e}");
@@ -144,7 +175,7 @@ where
                 msg.push_str(&format!(" (hint: {h})"));
             }
             out.error = Some(msg);
-            Ok(out)
+            Ok((out, None))
         }
         Ok(Err(e)) => {
             let mut msg = e.to_string();
@@ -154,6 +185,28 @@ where
                 src = s.source();
             }
             Err(TeeError::Attest(msg))
+        }
+    }
+}
+
+/// Sends `secret` on a verified session and reads the answer, within [`ATTEST_TIMEOUT`].
+async fn deliver<S>(stream: &mut S, secret: &SecretDelivery) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(ATTEST_TIMEOUT, delivery::send(stream, secret)).await {
+        Err(_) => Err(format!(
+            "the box did not answer within {}s",
+            ATTEST_TIMEOUT.as_secs()
+        )),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(DeliveryError::Refused(reason))) => Err(reason),
+        Ok(Err(e)) => {
+            let mut msg = e.to_string();
+            if let Some(s) = std::error::Error::source(&e) {
+                msg.push_str(&format!(": {s}"));
+            }
+            Err(msg)
         }
     }
 }
@@ -193,6 +246,29 @@ pub fn attest_relayed(conn: UnixStream, req: &AttestRequest) -> Result<AttestOut
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let relay = tokio::spawn(relay(conn, theirs));
         let out = attest_io(ours, req).await;
+        relay.abort();
+        out
+    })
+}
+
+/// Attests a running box through its monitor like [`attest_relayed`] and, only when the
+/// verdict passed, delivers `secret` on that same session (`a3s-box secret inject`).
+///
+/// # Errors
+/// [`TeeError::Attest`] when no verdict could be reached.
+pub fn inject_relayed(
+    conn: UnixStream,
+    req: &AttestRequest,
+    secret: &SecretDelivery,
+) -> Result<(AttestOutcome, Option<Result<(), String>>), TeeError> {
+    runtime()?.block_on(async {
+        conn.set_nonblocking(true)
+            .map_err(|e| TeeError::Attest(e.to_string()))?;
+        let conn =
+            tokio::net::UnixStream::from_std(conn).map_err(|e| TeeError::Attest(e.to_string()))?;
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let relay = tokio::spawn(relay(conn, theirs));
+        let out = attest_then(ours, req, Some(secret)).await;
         relay.abort();
         out
     })

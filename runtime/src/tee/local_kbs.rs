@@ -14,6 +14,10 @@ use tokio::sync::oneshot;
 
 use super::{SecretSource, TeeError, TeeSpec};
 
+/// Largest file secret (`--secret NAME=file:PATH`): its JWE answer must stay within the
+/// guest client's 16 MiB response limit after base64.
+pub const MAX_FILE_SECRET_BYTES: u64 = 8 << 20;
+
 /// The id under which the broker looks up its policies.
 const POLICY_ID: &str = "default";
 
@@ -40,8 +44,8 @@ impl LocalKbs {
         let storage = SqliteStorage::in_memory().map_err(|e| fail("storage", &e))?;
         for s in &spec.secrets {
             if let SecretSource::File { path } = &s.source {
-                let bytes =
-                    fs_err::read(path).map_err(|e| fail(&format!("secret {}", s.name), &e))?;
+                let bytes = crate::bounded::read(path, MAX_FILE_SECRET_BYTES)
+                    .map_err(|e| fail(&format!("secret {}", s.name), &e))?;
                 storage
                     .put(Namespace::Resource, &s.resource(), &bytes)
                     .map_err(|e| fail("storage", &e))?;
@@ -57,7 +61,8 @@ impl LocalKbs {
             )
             .map_err(|e| fail("storage", &e))?;
         if let Some(p) = &spec.policy {
-            let rego = fs_err::read(p).map_err(|e| fail("--tee-policy", &e))?;
+            let rego = crate::bounded::read(p, super::spec::MAX_POLICY_BYTES)
+                .map_err(|e| fail("--tee-policy", &e))?;
             storage
                 .put(Namespace::AttestationPolicy, POLICY_ID, &rego)
                 .map_err(|e| fail("storage", &e))?;

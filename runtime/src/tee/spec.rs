@@ -10,6 +10,9 @@ pub use a3s_vmm::proto::TeeMode;
 /// remote verifiers).
 pub const RATLS_GUEST_PORT: u16 = 7443;
 
+/// Largest `--tee-policy` file (Rego policies are a few KiB).
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+
 /// Where one secret comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -205,9 +208,11 @@ impl TeeSpec {
             }
         }
         if let Some(p) = &self.policy {
-            let text = fs_err::read_to_string(p).map_err(|e| TeeError::Policy {
-                path: p.clone(),
-                why: e.to_string(),
+            let text = crate::bounded::read_to_string(p, MAX_POLICY_BYTES).map_err(|e| {
+                TeeError::Policy {
+                    path: p.clone(),
+                    why: e.to_string(),
+                }
             })?;
             a3s_kbs::policy::check_kind(a3s_kbs::policy::PolicyKind::Attestation, &text).map_err(
                 |e| TeeError::Policy {

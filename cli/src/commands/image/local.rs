@@ -477,8 +477,17 @@ pub(super) fn load(a: &args::LoadArgs) -> anyhow::Result<ExitStatus> {
 
 pub(super) fn login(a: &args::LoginArgs) -> anyhow::Result<ExitStatus> {
     let password = if a.password_stdin {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
+        // A password or registry token: 64 KiB is far above any real one.
+        const MAX_PASSWORD_BYTES: u64 = 64 << 10;
+        let mut s = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .take(MAX_PASSWORD_BYTES + 1)
+            .read_to_string(&mut s)?;
+        if s.len() as u64 > MAX_PASSWORD_BYTES {
+            return Err(usage_error(anyhow::anyhow!(
+                "--password-stdin: the input exceeds {MAX_PASSWORD_BYTES} bytes, the limit for a password"
+            )));
+        }
         zeroize::Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned())
     } else if std::io::stdin().is_terminal() {
         zeroize::Zeroizing::new(rpassword::prompt_password("Password: ")?)
