@@ -40,7 +40,7 @@ use crate::home::A3sHome;
 
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
-pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};
+pub use compose::{ComposeEvents, ProjectState, Recreate, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use lifecycle::{BoxStats, LogRequest};
 pub use measure::{MeasuredInputs, PredictedMeasurement};
