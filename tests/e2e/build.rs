@@ -951,7 +951,7 @@ fn strip_ansi(text: &str) -> String {
 fn a_built_image_is_pushed_signed_pulled_back_verified_and_run() {
     let guard = env();
     let Some(env) = guard.as_ref() else { return };
-    let reg = crate::registry::LocalRegistry::start();
+    let reg = crate::image::registry::LocalRegistry::start();
     let ctx = context(&[
         (
             "Dockerfile",
