@@ -235,7 +235,7 @@ impl Live {
         self.partial.clear();
         if let Some((header, bar)) = self.step.take() {
             bar.finish_and_clear();
-            let _ = self.multi.remove(&bar);
+            self.multi.remove(&bar);
             match status {
                 Some(s) => self.println(&format!("{header}  {s}")),
                 None => self.println(&header),
