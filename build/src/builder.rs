@@ -23,6 +23,7 @@ use a3s_runtime::engine::{Engine, StepRun};
 
 use crate::context::{self, Ignore, LayerBuilder, Overrides, SourceRoot};
 use crate::dockerfile::{self, Instruction, Keyword};
+use crate::remote;
 use crate::subst::{self, Vars};
 use crate::{BuildError, BuildOptions, Progress};
 
@@ -489,14 +490,33 @@ impl<'a> Builder<'a> {
                 .into());
         };
         let is_add = ins.keyword == Keyword::Add;
-        for s in srcs {
-            if is_add && (s.contains("://") || s.starts_with("git@")) {
-                return Err(BuildError::RemoteAdd {
-                    line: ins.line,
-                    url: s.clone(),
-                });
+        let all_srcs = srcs.join(" ");
+        let remote_add = |url: &str, reason: String| BuildError::RemoteAdd {
+            line: ins.line,
+            url: url.to_owned(),
+            reason,
+        };
+        let (urls, srcs): (Vec<&String>, Vec<&String>) = if is_add {
+            for s in srcs {
+                if let Some(reason) = remote::refusal(s) {
+                    return Err(remote_add(s, reason));
+                }
             }
-        }
+            srcs.iter().partition(|s| remote::is_http(s))
+        } else {
+            (Vec::new(), srcs.iter().collect())
+        };
+        let checksum = match ins.flags.get("checksum") {
+            Some(c) if !srcs.is_empty() || urls.is_empty() => {
+                return Err(ins
+                    .bad(format!(
+                        "--checksum={c}: only http(s) sources can be checked (Docker's rule)"
+                    ))
+                    .into())
+            }
+            Some(c) => Some(remote::Checksum::parse(c).map_err(|m| ins.bad(m))?),
+            None => None,
+        };
         let parent_root = match &stage.image {
             Some(d) => Some(self.rootfs(d)?),
             None => None,
@@ -570,15 +590,23 @@ impl<'a> Builder<'a> {
         };
         let dest = context::clean(&dest_abs);
         let mut sources = Vec::new();
-        for s in srcs {
+        for s in &srcs {
             sources.extend(root.resolve(s)?);
+        }
+        // Fetched before the layer is made: the step's cache key covers their content.
+        let mut fetched = Vec::new();
+        for url in &urls {
+            self.progress
+                .line(&format!("#{} fetching {url}", self.step_no));
+            let f = remote::fetch(url, checksum.as_ref()).map_err(|r| remote_add(url, r))?;
+            fetched.push((*url, f));
         }
         let dest_exists_dir = parent_root
             .as_ref()
             .is_some_and(|r| context::scoped(r, &dest).is_ok_and(|p| p.is_dir()));
         let dest_is_dir = dest_word.ends_with('/')
             || dest_word.ends_with("/.")
-            || sources.len() > 1
+            || sources.len() + fetched.len() > 1
             || dest_exists_dir
             || dest.is_empty();
         let mut layer = LayerBuilder::default();
@@ -608,12 +636,28 @@ impl<'a> Builder<'a> {
                 .add(src, &target, ov, root.ignore)
                 .map_err(context::CopyError::Io)?;
         }
+        for (url, f) in fetched {
+            let target = match (dest_is_dir, f.name) {
+                (false, _) => dest.clone(),
+                (true, Some(name)) if dest.is_empty() => name,
+                (true, Some(name)) => format!("{dest}/{name}"),
+                (true, None) => {
+                    return Err(remote_add(
+                        url,
+                        "the URL names no file: give a file name as the destination".into(),
+                    ))
+                }
+            };
+            // Docker gives fetched files mode 0600 unless --chmod says otherwise.
+            let mode = ov.mode.unwrap_or(0o600);
+            layer.add_bytes(&target, f.bytes, mode, ov.owner, f.mtime);
+        }
         let tar = layer.write(Vec::new()).map_err(context::CopyError::Io)?;
         let mut text = format!("{} ", ins.keyword.name());
         for (k, v) in &ins.flags {
             text.push_str(&format!("--{k}={v} "));
         }
-        text.push_str(&format!("{} /{dest}", srcs.join(" ")));
+        text.push_str(&format!("{all_srcs} /{dest}"));
         Ok((tar, text))
     }
 

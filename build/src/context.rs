@@ -336,6 +336,13 @@ enum Item {
         owner: (u64, u64),
         mtime: u64,
     },
+    /// A file whose bytes are in memory (ADD of a URL).
+    Bytes {
+        data: Vec<u8>,
+        mode: u32,
+        owner: (u64, u64),
+        mtime: u64,
+    },
     /// An entry re-streamed from a local archive (ADD), already in tar form.
     Archived {
         header: Box<tar::Header>,
@@ -464,6 +471,26 @@ impl LayerBuilder {
         err.map_or(Ok(()), Err)
     }
 
+    /// Adds a regular file with these bytes at `dest` (ADD of a URL).
+    pub fn add_bytes(
+        &mut self,
+        dest: &str,
+        data: Vec<u8>,
+        mode: u32,
+        owner: (u64, u64),
+        mtime: u64,
+    ) {
+        self.items.insert(
+            dest.to_owned(),
+            Item::Bytes {
+                data,
+                mode,
+                owner,
+                mtime,
+            },
+        );
+    }
+
     /// ADD of a local tar archive: its entries land below `dest`, keeping their metadata
     /// (`--chown`/`--chmod` still apply). Returns false (nothing added) when `src` is not a
     /// (plain, gzip or zstd) tar archive.
@@ -589,6 +616,16 @@ impl LayerBuilder {
                 } => {
                     set(&mut h, tar::EntryType::Symlink, 0o777, *owner, *mtime);
                     b.append_link(&mut h, path, target)?;
+                }
+                Item::Bytes {
+                    data,
+                    mode,
+                    owner,
+                    mtime,
+                } => {
+                    set(&mut h, tar::EntryType::Regular, *mode, *owner, *mtime);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_slice())?;
                 }
                 Item::Archived { header, data, link } => {
                     let mut h = (**header).clone();

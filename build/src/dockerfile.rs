@@ -113,7 +113,7 @@ impl Keyword {
         match self {
             Self::From => &["platform"],
             Self::Copy => &["from", "chown", "chmod"],
-            Self::Add => &["chown", "chmod"],
+            Self::Add => &["chown", "chmod", "checksum"],
             Self::Healthcheck => &[
                 "interval",
                 "timeout",

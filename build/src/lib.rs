@@ -14,6 +14,7 @@ mod builder;
 mod change;
 pub mod context;
 pub mod dockerfile;
+pub mod remote;
 pub mod subst;
 
 use std::collections::BTreeMap;
@@ -96,13 +97,15 @@ pub enum BuildError {
         /// Everything it printed.
         output: String,
     },
-    /// ADD of a URL.
-    #[error("line {line}: ADD {url}: remote sources are not supported")]
+    /// ADD of a URL that could not be fetched or is not http(s).
+    #[error("line {line}: ADD {url}: {reason}")]
     RemoteAdd {
         /// 1-based line.
         line: usize,
         /// The URL.
         url: String,
+        /// Why.
+        reason: String,
     },
     /// An `import --change` that is not one instruction import takes.
     #[error("--change {change:?}: {why}")]
@@ -158,7 +161,7 @@ impl BuildError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::RemoteAdd { .. } => Some(
-                "a build reaches no network beyond what its RUN boxes have: download the file into the build context and COPY it, or fetch it in a RUN step".into(),
+                "the build host fetches ADD URLs itself: check the URL and that this host reaches it, or download the file into the build context and COPY it".into(),
             ),
             Self::RunFailed { .. } => Some("the command's output is above; fix the command or the files it needs and build again".into()),
             Self::Copy(context::CopyError::NotFound(_)) => Some(

@@ -367,9 +367,9 @@ fn unsupported_instructions_flags_platforms_and_remote_add_are_refused_with_the_
             "only linux/amd64",
         ),
         (
-            &format!("FROM {PY}\nADD https://example.com/x /x\n"),
+            &format!("FROM {PY}\nADD git@github.com:a/b.git /x\n"),
             &[],
-            "remote sources are not supported",
+            "line 2: ADD git@github.com:a/b.git: only http:// and https:// URLs can be fetched",
         ),
     ];
     for (df, extra, expected) in cases {
@@ -685,4 +685,339 @@ HEALTHCHECK --interval=5s --retries=2 CMD test -e /hello.txt
         serde_json::json!(["CMD-SHELL", "test -e /hello.txt"])
     );
     assert_eq!(cfg["history"].as_array().unwrap().len(), 9);
+}
+
+/// A real HTTP server (python3's `http.server`) serving `dir` on 127.0.0.1; killed on drop.
+struct HttpServer {
+    child: std::process::Child,
+    base: String,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/setup installs it)");
+        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .unwrap_or_else(|| panic!("http.server said {line:?}"));
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// path → (mode, mtime, content) of the regular files in the image's layers.
+fn layer_files(
+    env: &TestEnv,
+    image: &str,
+) -> std::collections::BTreeMap<String, (u32, u64, Vec<u8>)> {
+    use std::io::Read;
+    let inspect = ok(env, &["image", "inspect", image]).json();
+    let mut files = std::collections::BTreeMap::new();
+    for layer in inspect["layers"].as_array().unwrap() {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blob = env.home.path().join("images/v1/blobs/sha256").join(hex);
+        let gz = flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap());
+        let mut archive = tar::Archive::new(gz);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if !e.header().entry_type().is_file() {
+                continue;
+            }
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let (mode, mtime) = (
+                e.header().mode().unwrap() & 0o7777,
+                e.header().mtime().unwrap(),
+            );
+            let mut content = Vec::new();
+            e.read_to_end(&mut content).unwrap();
+            files.insert(path, (mode, mtime, content));
+        }
+    }
+    files
+}
+
+#[test]
+fn add_fetches_http_urls_checks_checksums_keeps_last_modified_and_refuses_unreachable_ones() {
+    use sha2::Digest as _;
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let served = tempfile::tempdir().unwrap();
+    let set = |rel: &str, content: &str, mtime: u64| {
+        let p = served.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+            .unwrap();
+    };
+    set("hello.txt", "hello over http\n", 1_600_000_000);
+    set("pkg/tool.tar", "not unpacked\n", 1_600_000_100);
+    let http = HttpServer::start(served.path());
+    let sum = hex::encode(sha2::Sha256::digest(b"hello over http\n"));
+    let base = &http.base;
+    // FROM scratch: no RUN, so no VM; the layer shows what ADD made.
+    let df = format!(
+        "FROM scratch\n\
+         ADD --checksum=sha256:{sum} {base}/hello.txt /data/\n\
+         ADD {base}/hello.txt /named.txt\n\
+         ADD --chmod=0644 {base}/pkg/tool.tar /opt/\n"
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    let dir = ctx.path().to_str().unwrap();
+    ok(env, &["build", "-t", "b-remote:1", dir]);
+    let files = layer_files(env, "b-remote:1");
+    // Docker: mode 0600 unless --chmod, mtime from Last-Modified, archives not unpacked.
+    assert_eq!(
+        files["data/hello.txt"],
+        (0o600, 1_600_000_000, b"hello over http\n".to_vec()),
+        "{files:?}"
+    );
+    assert_eq!(files["named.txt"].2, b"hello over http\n");
+    assert_eq!(
+        files["opt/tool.tar"],
+        (0o644, 1_600_000_100, b"not unpacked\n".to_vec())
+    );
+    let history = ok(env, &["image", "history", "b-remote:1"]).stdout;
+    assert!(
+        history.contains(&format!(
+            "ADD --checksum=sha256:{sum} {base}/hello.txt /data"
+        )),
+        "{history}"
+    );
+
+    // Unchanged remote content: every ADD is a cache hit. Changed content at the same URL
+    // (same size, same mtime): the ADDs of that URL run again.
+    let again = ok(env, &["build", "-t", "b-remote:1", dir]);
+    assert_eq!(
+        cached_and_ran(&again.stderr).0,
+        [2, 3, 4],
+        "{}",
+        again.stderr
+    );
+    set("pkg/tool.tar", "NOT unpacked\n", 1_600_000_100);
+    let changed = ok(env, &["build", "-t", "b-remote:1", dir]);
+    let (cached, ran) = cached_and_ran(&changed.stderr);
+    assert_eq!(
+        (cached, ran),
+        (vec![2, 3], vec![1, 4]),
+        "{}",
+        changed.stderr
+    );
+
+    // A wrong checksum, an error status and an unreachable server stop the build, each with
+    // its reason and line.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let zero = "0".repeat(64);
+    let cases = [
+        (
+            format!("FROM scratch\nADD --checksum=sha256:{zero} {base}/hello.txt /x\n"),
+            format!("line 2: ADD {base}/hello.txt: checksum mismatch: expected sha256:{zero}, got sha256:{sum}"),
+        ),
+        (
+            format!("FROM scratch\nADD {base}/missing.txt /x\n"),
+            format!("line 2: ADD {base}/missing.txt: the server answered HTTP 404"),
+        ),
+        (
+            format!("FROM scratch\n\nADD http://127.0.0.1:{closed_port}/x /x\n"),
+            format!("line 3: ADD http://127.0.0.1:{closed_port}/x: not reachable from the build host"),
+        ),
+        (
+            "FROM scratch\nADD --checksum=sha256:00 hello.txt /x\n".to_owned(),
+            "only http(s) sources can be checked".to_owned(),
+        ),
+    ];
+    for (df, expected) in cases {
+        let ctx = context(&[("Dockerfile", &df), ("hello.txt", "local")]);
+        let r = env.run(&["build", ctx.path().to_str().unwrap()]);
+        assert_ne!(r.code, 0, "{df}: {}", r.stderr);
+        assert!(r.stderr.contains(&expected), "{df}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn progress_auto_is_plain_when_piped_and_a_live_view_on_a_terminal() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY a.txt /\nCOPY b.txt /\n"),
+        ("a.txt", "a"),
+        ("b.txt", "b"),
+    ]);
+    let dir = ctx.path().to_str().unwrap();
+    // Piped stderr: auto is plain, one line per event and no terminal control sequences.
+    let piped = ok(env, &["build", "--no-cache", "-t", "b-progress:1", dir]);
+    assert!(!piped.stderr.contains('\x1b'), "{:?}", piped.stderr);
+    assert!(
+        piped.stderr.contains("#2 [2/3] COPY a.txt /\n#2 DONE"),
+        "{}",
+        piped.stderr
+    );
+    assert_eq!(
+        ok(
+            env,
+            &["build", "--progress", "plain", "-t", "b-progress:1", dir]
+        )
+        .stderr
+        .matches("CACHED")
+        .count(),
+        2
+    );
+    // On a terminal (util-linux `script` gives the command a pseudo-terminal), each step ends
+    // as one line: its header and its status.
+    let bin = env.cmd().get_program().to_owned();
+    let line = format!(
+        "{} build --progress auto --no-cache -t b-progress:1 {dir}",
+        bin.to_str().unwrap()
+    );
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .env("TERM", "xterm");
+    for (k, v) in env.cmd().get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs the build on a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains('\x1b'), "no live view drawn: {text:?}");
+    let plain: String = strip_ansi(&text);
+    assert!(plain.contains("#2 [2/3] COPY a.txt /  DONE"), "{plain:?}");
+    assert!(plain.contains("#3 [3/3] COPY b.txt /  DONE"), "{plain:?}");
+    assert!(!plain.contains("\n#2 DONE"), "{plain:?}");
+}
+
+/// `text` without ANSI escape sequences (CSI `ESC [ ... letter`) and carriage returns.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_built_image_is_pushed_signed_pulled_back_verified_and_run() {
+    let guard = env();
+    let Some(env) = guard.as_ref() else { return };
+    let reg = crate::image::registry::LocalRegistry::start();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {PY}\nCOPY msg.txt /app/\nCMD [\"cat\", \"/app/msg.txt\"]\n"),
+        ),
+        ("msg.txt", "built, pushed, signed and pulled\n"),
+    ]);
+    let image = format!("{}/built/app:1", reg.addr);
+    let digest = ok(
+        env,
+        &["build", "-q", "-t", &image, ctx.path().to_str().unwrap()],
+    )
+    .stdout
+    .trim()
+    .to_owned();
+    ok(env, &["push", "-q", &image]);
+    assert_eq!(reg.remote_digest("built/app:1"), digest);
+    let keys = tempfile::tempdir().unwrap();
+    let run_with_password = |args: &[&str]| {
+        let o = env
+            .cmd()
+            .args(args)
+            .env("COSIGN_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run_with_password(&[
+        "key",
+        "generate",
+        "--out-dir",
+        keys.path().to_str().unwrap(),
+    ]);
+    let key = keys.path().join("cosign.key");
+    let pubk = keys.path().join("cosign.pub");
+    run_with_password(&["image", "sign", "--key", key.to_str().unwrap(), &image]);
+    // A fresh home has nothing: the pull verifies the signature, then the image runs.
+    let fresh = TestEnv::new();
+    let pulled = fresh.run(&[
+        "pull",
+        "-q",
+        "--verify-key",
+        pubk.to_str().unwrap(),
+        &image,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    let pulled = pulled.json();
+    assert_eq!(pulled["digest"], digest.as_str(), "{pulled}");
+    assert_eq!(
+        pulled["verified_by"].as_array().unwrap().len(),
+        1,
+        "{pulled}"
+    );
+    let history = fresh.run(&["image", "history", &image]);
+    assert!(
+        history.stdout.contains("COPY msg.txt /app"),
+        "{}",
+        history.stdout
+    );
+    let out = fresh.run(&["run", "--rm", &image]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "built, pushed, signed and pulled");
 }

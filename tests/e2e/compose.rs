@@ -256,16 +256,65 @@ fn a_web_api_db_stack_comes_up_in_order_resolves_names_and_goes_away_without_a_t
     assert!(r.stdout.starts_with(&late_ip), "{r:?}");
     let r = lab.run(&["compose", "-f", p.file().to_str().unwrap(), "logs", "api"]);
     assert!(r.stdout.contains("api | api listening"), "{r:?}");
+    // `up` again: nothing changed, nothing is recreated.
+    let id = |n: &str| {
+        lab.run(&["inspect", n]).json()[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (old_web, old_api) = (id("cstack-web-1"), id("cstack-api-1"));
+    let again = p.ok(&["up", "-d"]);
+    assert!(!again.stderr.contains("Recreate"), "{}", again.stderr);
+    assert_eq!(
+        again.stderr.matches("  Running").count(),
+        3,
+        "{}",
+        again.stderr
+    );
+    // web's port changes: only web is made again, and answers on the new port.
+    let changed = stack_yaml(images).replace("127.0.0.1:18080:80", "127.0.0.1:18081:80");
+    std::fs::write(p.file(), &changed).unwrap();
+    let up = p.ok(&["up", "-d"]);
+    assert!(
+        up.stderr.contains("Box cstack-web-1  Recreate"),
+        "{}",
+        up.stderr
+    );
+    assert!(
+        up.stderr.contains("Box cstack-api-1  Running"),
+        "{}",
+        up.stderr
+    );
+    assert!(
+        up.stderr.contains("Box cstack-db-1  Running"),
+        "{}",
+        up.stderr
+    );
+    assert_ne!(id("cstack-web-1"), old_web);
+    assert_eq!(id("cstack-api-1"), old_api);
+    eventually("curl through the recreated web", 300, || {
+        lab.curl("http://127.0.0.1:18081/api/")
+            .stdout
+            .contains("db:N")
+            .then_some(())
+    });
+    // --no-recreate keeps a changed service's box.
+    std::fs::write(
+        p.file(),
+        changed.replace("depends_on: [api]", "depends_on: [api]\n    hostname: web2"),
+    )
+    .unwrap();
+    let kept = p.ok(&["up", "-d", "--no-recreate"]);
+    assert!(!kept.stderr.contains("Recreate"), "{}", kept.stderr);
+    let conflict = p.compose(&["up", "-d", "--no-recreate", "--force-recreate"]);
+    assert_eq!(conflict.code, 2, "{conflict:?}");
     // down -v: no box, network, volume, TAP, nft table or process is left.
     let mut ids: Vec<String> = ["cstack-db-1", "cstack-api-1", "cstack-web-1", "cstack-late"]
         .iter()
-        .map(|n| {
-            lab.run(&["inspect", n]).json()[0]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|n| id(n))
         .collect();
+    ids.push(old_web);
     assert_eq!(lab.run(&["rm", "-f", "cstack-late"]).code, 0);
     let down = p.ok(&["down", "-v"]);
     assert!(
@@ -336,20 +385,33 @@ secrets:
 "#,
     );
     std::fs::write(p.dir.path().join("token.txt"), secret).unwrap();
-    // `config` checks and prints the project as it will run, booting nothing.
-    let cfg = p.ok(&["config"]).json();
-    let svc = |name: &str| {
-        cfg["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["service"] == name)
-            .unwrap_or_else(|| panic!("{name} in {cfg}"))
-            .clone()
-    };
-    assert_eq!(svc("vault")["confidential"], true, "{cfg}");
-    assert_eq!(svc("crash")["restart"], "on-failure:2", "{cfg}");
-    assert_eq!(svc("iso-cli")["network"], "cextra_quiet", "{cfg}");
+    // `config` checks and prints the project as it will run, booting nothing: YAML in the
+    // compose file's shape (as `docker compose config`), or the same document as JSON.
+    let cfg = p.ok(&["config", "--format", "json"]).json();
+    assert_eq!(
+        cfg["services"]["vault"]["x-a3s"]["tee"], "simulate",
+        "{cfg}"
+    );
+    assert_eq!(cfg["services"]["crash"]["restart"], "on-failure:2", "{cfg}");
+    assert_eq!(
+        cfg["services"]["iso-cli"]["networks"],
+        serde_json::json!({"quiet": null})
+    );
+    assert_eq!(cfg["networks"]["quiet"]["name"], "cextra_quiet", "{cfg}");
+    assert_eq!(
+        cfg["secrets"]["token"]["file"],
+        p.dir.path().join("token.txt").to_str().unwrap()
+    );
+    let yaml = p.ok(&["config"]).stdout;
+    assert!(yaml.starts_with("name: cextra\n"), "{yaml}");
+    // An independent parser (PyYAML) reads the YAML as the same document.
+    assert_eq!(pyyaml(&yaml), cfg, "{yaml}");
+    // The printed file is itself a compose file for the same project.
+    let printed = p.dir.path().join("printed.yaml");
+    std::fs::write(&printed, &yaml).unwrap();
+    let again = lab.run(&["compose", "-f", printed.to_str().unwrap(), "config"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stdout, yaml);
     p.ok(&["up", "-d"]);
     // on-failure:2: the first run and two restarts, then it stays down with its exit code.
     let crash = eventually("crash to give up", 300, || {
@@ -403,4 +465,32 @@ secrets:
     assert_eq!(cli["state"], "exited", "{ps}");
     p.ok(&["down", "-v"]);
     assert!(!lab.run(&["ps", "-a"]).stdout.contains("cextra-"));
+}
+
+/// `text` parsed by PyYAML (`yaml.safe_load`), as JSON.
+fn pyyaml(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with python3-yaml (scripts/setup installs them)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "PyYAML: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -2,7 +2,8 @@
 //! `a3s_build::build` (RUN steps through the runtime engine).
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use a3s_build::{BuildOptions, Progress};
 use a3s_image::pull::PullOptions;
 use a3s_runtime::engine::{Engine, StepStream};
 use clap::{Args, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::commands::image::{home, parse_ref};
 use crate::{usage_error, ExitStatus};
@@ -36,7 +38,8 @@ pub(crate) struct BuildArgs {
     /// Pull base images even when they are present locally.
     #[arg(long)]
     pub(crate) pull: bool,
-    /// Progress output (both print one line per step event; plain is for logs).
+    /// Progress output: auto (a live view on a terminal, else plain) or plain (every line,
+    /// step output prefixed by its step number; for logs).
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub(crate) progress: ProgressMode,
     /// Target platform: only linux/amd64.
@@ -55,7 +58,8 @@ pub(crate) struct BuildArgs {
 /// `--progress`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum ProgressMode {
-    /// Same as plain (a3s-box has no interactive progress display for builds yet).
+    /// A live view when stderr is a terminal (one line per step, the running step's last
+    /// output lines below it, erased when it ends); plain otherwise.
     Auto,
     /// One line per event, step output prefixed by its step number.
     Plain,
@@ -128,14 +132,23 @@ pub(crate) fn run(a: &BuildArgs) -> anyhow::Result<ExitStatus> {
         pull_options,
     };
     let engine = Engine::open(&home()?);
-    let mut out = Lines { quiet: a.quiet };
-    let built = a3s_build::build(&engine, &opts, &mut out).map_err(|e| match e {
+    let live = matches!(a.progress, ProgressMode::Auto) && std::io::stderr().is_terminal();
+    let mut out: Box<dyn Progress> = if live && !a.quiet {
+        Box::new(Live::new())
+    } else {
+        Box::new(Lines { quiet: a.quiet })
+    };
+    let result = a3s_build::build(&engine, &opts, &mut *out);
+    // The live view is cleared before anything else is printed.
+    drop(out);
+    let built = result.map_err(|e| match e {
         // The command's output was streamed above; exit with its code, as `run` does.
         a3s_build::BuildError::RunFailed {
             code, ref output, ..
         } => {
-            if a.quiet {
-                // Progress was silenced: the failing command's output still has to be seen.
+            if a.quiet || live {
+                // Progress was silenced, or showed only the last lines: the failing
+                // command's whole output still has to be seen.
                 eprint!("{output}");
             }
             anyhow::Error::new(crate::ExitCodeError {
@@ -178,5 +191,129 @@ impl Progress for Lines {
         for l in String::from_utf8_lossy(bytes).lines() {
             let _ = writeln!(err, "#{step} {l}");
         }
+    }
+}
+
+/// How many of the running step's output lines the live view shows.
+const LIVE_TAIL_LINES: usize = 6;
+
+/// The live view (`--progress auto` on a terminal): finished steps as one line each
+/// (`#3 [2/5] RUN make ... DONE 4.1s`), the running step as a spinner with its last output
+/// lines below it.
+struct Live {
+    multi: MultiProgress,
+    step: Option<(String, ProgressBar)>,
+    tail: Vec<ProgressBar>,
+    lines: VecDeque<String>,
+    /// An output line not yet ended by a newline.
+    partial: String,
+}
+
+impl Live {
+    fn new() -> Self {
+        Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            step: None,
+            tail: Vec::new(),
+            lines: VecDeque::new(),
+            partial: String::new(),
+        }
+    }
+
+    fn println(&self, line: &str) {
+        // Printing fails only when the terminal is gone; the build goes on.
+        let _ = self.multi.println(line);
+    }
+
+    /// Ends the running step: its spinner and output lines are erased and `status` (if any)
+    /// is printed after its header.
+    fn end_step(&mut self, status: Option<&str>) {
+        for b in self.tail.drain(..) {
+            b.finish_and_clear();
+        }
+        self.lines.clear();
+        self.partial.clear();
+        if let Some((header, bar)) = self.step.take() {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+            match status {
+                Some(s) => self.println(&format!("{header}  {s}")),
+                None => self.println(&header),
+            }
+        }
+    }
+
+    fn show_tail(&mut self) {
+        let style = ProgressStyle::with_template("    {wide_msg:.dim}").expect("valid template");
+        while self.tail.len() < self.lines.len() {
+            let b = self.multi.add(ProgressBar::new_spinner());
+            b.set_style(style.clone());
+            self.tail.push(b);
+        }
+        for (b, l) in self.tail.iter().zip(&self.lines) {
+            b.set_message(l.clone());
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.end_step(None);
+    }
+}
+
+impl Progress for Live {
+    fn line(&mut self, line: &str) {
+        // `#N [stage i/n] TEXT` starts a step; `#N DONE 1.2s` and `#N CACHED` end it.
+        let (num, rest) = line
+            .strip_prefix('#')
+            .and_then(|r| r.split_once(' '))
+            .unwrap_or(("", line));
+        let same = self.step.as_ref().is_some_and(|(h, _)| {
+            h.strip_prefix('#')
+                .and_then(|r| r.split_once(' '))
+                .map(|(n, _)| n)
+                == Some(num)
+        });
+        if same && (rest == "CACHED" || rest.starts_with("DONE")) {
+            self.end_step(Some(rest));
+        } else if rest.starts_with('[') {
+            self.end_step(None);
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {wide_msg} {elapsed}")
+                    .expect("valid template"),
+            );
+            bar.set_message(line.to_owned());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            self.step = Some((line.to_owned(), bar));
+        } else if self.step.is_some() {
+            self.lines.push_back(line.to_owned());
+            while self.lines.len() > LIVE_TAIL_LINES {
+                self.lines.pop_front();
+            }
+            self.show_tail();
+        } else {
+            self.println(line);
+        }
+    }
+
+    fn output(&mut self, _step: usize, _stream: StepStream, bytes: &[u8]) {
+        self.partial.push_str(&String::from_utf8_lossy(bytes));
+        while let Some(i) = self.partial.find('\n') {
+            let l: String = self.partial.drain(..=i).collect();
+            // A carriage return redraws a line: keep what was drawn last.
+            let l = l
+                .trim_end()
+                .rsplit('\r')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            self.lines.push_back(l);
+            while self.lines.len() > LIVE_TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+        self.show_tail();
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use a3s_runtime::compose::{self, ComposeError, Plan};
-use a3s_runtime::engine::{ComposeEvents, Engine, LogRequest};
+use a3s_runtime::engine::{ComposeEvents, Engine, LogRequest, Recreate};
 use a3s_runtime::A3sHome;
 
 use crate::args::{Format, FormatArgs};
@@ -50,8 +50,25 @@ pub(crate) enum ComposeCommand {
     Restart(ComposeStopArgs),
     /// Pull the services' images.
     Pull(ServicesArgs),
-    /// Check the file and print the project as A3S Box will run it (JSON).
-    Config,
+    /// Check the file and print the project as A3S Box will run it, in the compose file's
+    /// shape (names resolved, paths absolute, env_file merged), as `docker compose config`.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ConfigFormat::Yaml)]
+    pub(crate) format: ConfigFormat,
+}
+
+/// `compose config --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ConfigFormat {
+    /// YAML, as `docker compose config` prints it.
+    Yaml,
+    /// The same document as JSON.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +79,12 @@ pub(crate) struct UpArgs {
     /// Build images before starting (not available: this compose has no build step yet).
     #[arg(long)]
     pub(crate) build: bool,
+    /// Recreate every service's box, changed or not.
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub(crate) force_recreate: bool,
+    /// Keep existing boxes even when their service changed.
+    #[arg(long)]
+    pub(crate) no_recreate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,10 +155,17 @@ pub(crate) fn run(a: ComposeArgs) -> anyhow::Result<ExitStatus> {
                     "--build is not available: a3s-box has no image build step yet; build the images elsewhere and reference them with image:"
                 )));
             }
+            let recreate = if u.force_recreate {
+                Recreate::Always
+            } else if u.no_recreate {
+                Recreate::Never
+            } else {
+                Recreate::Changed
+            };
             let gate = crate::commands::image::signature_policy(None)?;
             let gate = gate.requires_signatures().then_some(gate);
             engine
-                .compose_up(&plan, gate.as_ref(), &mut Steps)
+                .compose_up(&plan, gate.as_ref(), recreate, &mut Steps)
                 .engine()?;
             if !u.detach {
                 follow_logs(&engine, &plan, &[], true)?;
@@ -198,8 +228,17 @@ pub(crate) fn run(a: ComposeArgs) -> anyhow::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
-        ComposeCommand::Config => {
-            output::json(&config_view(&plan))?;
+        ComposeCommand::Config(c) => {
+            let doc = compose::render::canonical(&project);
+            match c.format {
+                ConfigFormat::Json => output::json(&doc)?,
+                ConfigFormat::Yaml => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .lock()
+                        .write_all(compose::render::to_yaml(&doc).as_bytes())?;
+                }
+            }
             Ok(ExitStatus::Success)
         }
     }
@@ -339,66 +378,6 @@ fn ps(engine: &Engine, plan: &Plan, format: Format) -> anyhow::Result<ExitStatus
         }
     }
     Ok(ExitStatus::Success)
-}
-
-#[derive(Serialize)]
-struct ConfigView<'a> {
-    project: &'a str,
-    networks: Vec<&'a str>,
-    volumes: Vec<&'a str>,
-    services: Vec<ServiceView<'a>>,
-}
-
-#[derive(Serialize)]
-struct ServiceView<'a> {
-    service: &'a str,
-    r#box: &'a str,
-    image: &'a str,
-    command: &'a [String],
-    network: Option<&'a str>,
-    aliases: &'a [String],
-    ports: Vec<String>,
-    depends_on: Vec<String>,
-    restart: String,
-    confidential: bool,
-}
-
-fn config_view(plan: &Plan) -> ConfigView<'_> {
-    ConfigView {
-        project: &plan.project,
-        networks: plan
-            .networks
-            .iter()
-            .map(|n| n.request.name.as_str())
-            .collect(),
-        volumes: plan.volumes.iter().map(|v| v.name.as_str()).collect(),
-        services: plan
-            .boxes
-            .iter()
-            .map(|b| ServiceView {
-                service: &b.service,
-                r#box: &b.name,
-                image: &b.request.image,
-                command: &b.request.args,
-                network: b.request.net.network.as_deref(),
-                aliases: &b.request.net.aliases,
-                ports: b
-                    .request
-                    .net
-                    .ports
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                depends_on: b
-                    .depends_on
-                    .iter()
-                    .map(|(d, c)| format!("{d} ({c:?})"))
-                    .collect(),
-                restart: b.restart.to_arg(),
-                confidential: b.request.tee.is_some(),
-            })
-            .collect(),
-    }
 }
 
 /// The hint of a compose error in a chain.

@@ -5,6 +5,7 @@
 
 pub mod model;
 pub mod plan;
+pub mod render;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

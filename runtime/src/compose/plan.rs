@@ -249,6 +249,10 @@ fn request(
         labels: [
             ("com.docker.compose.project".to_owned(), p.name.clone()),
             ("com.docker.compose.service".to_owned(), s.name.clone()),
+            (
+                super::render::CONFIG_HASH_LABEL.to_owned(),
+                super::render::config_hash(p, s),
+            ),
         ]
         .into_iter()
         .collect(),

@@ -43,6 +43,18 @@ pub struct ProjectState {
     pub volumes: BTreeSet<String>,
 }
 
+/// When `up` replaces a service's existing box with a new one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recreate {
+    /// When the service's definition changed since the box was made (its config hash).
+    #[default]
+    Changed,
+    /// Always (`--force-recreate`).
+    Always,
+    /// Never (`--no-recreate`).
+    Never,
+}
+
 /// How long `up` waits for one dependency to reach its condition.
 pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -85,8 +97,9 @@ impl Engine {
     }
 
     /// `compose up`: networks, volumes, then each box in dependency order, each started once
-    /// what it depends on reached its condition. Boxes that exist already are started if
-    /// stopped and left alone if running (a changed service is not recreated: `down` first).
+    /// what it depends on reached its condition. A box that exists already is removed and made
+    /// again when `recreate` says so (by default: its service's definition changed), else
+    /// started if stopped and left alone if running.
     ///
     /// # Errors
     /// The first failing step; a dependency that exits or turns unhealthy.
@@ -94,6 +107,7 @@ impl Engine {
         &self,
         plan: &Plan,
         signatures: Option<&SignaturePolicy>,
+        recreate: Recreate,
         events: &mut dyn ComposeEvents,
     ) -> Result<(), EngineError> {
         let mut state = self.compose_state(&plan.project)?;
@@ -127,9 +141,22 @@ impl Engine {
         }
         for b in &plan.boxes {
             self.wait_dependencies(b, events)?;
-            let rec = match self.boxes.find(&b.name) {
-                Ok(rec) => rec,
-                Err(crate::boxes::BoxError::State(StateError::NotFound(_))) => {
+            let existing = match self.boxes.find(&b.name) {
+                Ok(rec) => Some(rec),
+                Err(crate::boxes::BoxError::State(StateError::NotFound(_))) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let existing = match existing {
+                Some(rec) if must_recreate(&rec, b, recreate) => {
+                    self.remove(rec.id.as_str(), true)?;
+                    events.step(&format!("Box {}", b.name), "Recreate");
+                    None
+                }
+                other => other,
+            };
+            let rec = match existing {
+                Some(rec) => rec,
+                None => {
                     let rec = self.create(&super::CreateBox {
                         request: b.request.clone(),
                         signatures: signatures.cloned(),
@@ -139,7 +166,6 @@ impl Engine {
                     events.step(&format!("Box {}", b.name), "Created");
                     rec
                 }
-                Err(e) => return Err(e.into()),
             };
             state.boxes.insert(b.service.clone(), b.name.clone());
             if rec.state.is_active() {
@@ -328,4 +354,17 @@ fn reached(rec: &BoxRecord, cond: Condition) -> Reached {
 
 fn compose_error(e: ComposeError) -> EngineError {
     EngineError::Compose(e)
+}
+
+/// Whether `up` replaces `rec`, the existing box of `b`'s service. A box without a recorded
+/// hash counts as changed, as in Docker Compose.
+fn must_recreate(rec: &BoxRecord, b: &PlannedBox, recreate: Recreate) -> bool {
+    use crate::compose::render::CONFIG_HASH_LABEL;
+    match recreate {
+        Recreate::Always => true,
+        Recreate::Never => false,
+        Recreate::Changed => {
+            rec.spec.labels.get(CONFIG_HASH_LABEL) != b.request.labels.get(CONFIG_HASH_LABEL)
+        }
+    }
 }

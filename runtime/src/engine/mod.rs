@@ -45,7 +45,7 @@ use crate::home::A3sHome;
 pub use attachments::BoxAttachments;
 pub use attest::{AttestBox, AttestReport, EvidenceVerdict};
 pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
-pub use compose::{ComposeEvents, ProjectState, DEPENDENCY_TIMEOUT};
+pub use compose::{ComposeEvents, ProjectState, Recreate, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use inject::{InjectReport, InjectSecret, MAX_INJECT_BYTES};
 pub use layers::CommitRequest;
