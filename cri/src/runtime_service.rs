@@ -1,5 +1,5 @@
-//! CRI RuntimeService: version, status and runtime configuration. Pods and containers are
-//! answered with `Unimplemented` naming what is missing until the engine runs pod VMs.
+//! CRI RuntimeService: version, status and runtime configuration, pod sandboxes and their
+//! containers over the engine.
 
 use std::pin::Pin;
 
@@ -9,7 +9,9 @@ use tonic::{Request, Response, Status};
 
 use a3s_runtime::engine::Engine;
 
+use crate::containers;
 use crate::error;
+use crate::images;
 use crate::pods;
 use crate::{CRI_API_VERSION, RUNTIME_NAME};
 
@@ -39,11 +41,13 @@ impl Runtime {
     }
 }
 
-fn pods_missing(call: &str) -> Status {
-    Status::unimplemented(format!(
-        "{call}: containers inside pods are not implemented in this a3s-box build (pod \
-         sandboxes and the image service are); run workloads with `a3s-box run`"
-    ))
+fn not_supported(call: &str, why: &str) -> Status {
+    Status::unimplemented(format!("{call}: {why}"))
+}
+
+/// CRI timeouts are seconds; 0 or less means none (ExecSync) or at once (StopContainer).
+fn seconds(t: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0))
 }
 
 fn streaming_missing(call: &str) -> Status {
@@ -59,9 +63,9 @@ fn conditions() -> Vec<cri::RuntimeCondition> {
     vec![
         cri::RuntimeCondition {
             r#type: "RuntimeReady".into(),
-            status: false,
-            reason: "ContainersUnsupported".into(),
-            message: "pod sandboxes run, but containers inside them are not implemented yet".into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
         },
         cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
@@ -217,69 +221,158 @@ impl RuntimeService for Runtime {
 
     async fn create_container(
         &self,
-        _r: Request<cri::CreateContainerRequest>,
+        r: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        Err(pods_missing("CreateContainer"))
+        let req = r.into_inner();
+        let config = req.config.unwrap_or_default();
+        let spec = containers::spec_of(&config, req.sandbox_config.as_ref())?;
+        let pod = req.pod_sandbox_id;
+        let container_id = self
+            .blocking(move |engine| {
+                let store = engine.image_store().map_err(|e| error::status(&e))?;
+                let found = images::find(&store, &spec.image)
+                    .map_err(|e| Status::internal(format!("reading the image store: {e}")))?;
+                let Some(reference) = found.and_then(|i| i.names.into_iter().next()) else {
+                    return Err(Status::not_found(format!(
+                        "image {:?} is not in the image store; pull it first (crictl pull)",
+                        spec.image
+                    )));
+                };
+                engine
+                    .create_container(&pod, spec, &reference.0)
+                    .map(|rec| rec.id)
+                    .map_err(|e| error::status(&e))
+            })
+            .await?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _r: Request<cri::StartContainerRequest>,
+        r: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        Err(pods_missing("StartContainer"))
+        let id = r.into_inner().container_id;
+        self.blocking(move |engine| {
+            engine
+                .start_container(&id)
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _r: Request<cri::StopContainerRequest>,
+        r: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        // No container can exist yet, and stopping an unknown one succeeds (CRI).
+        let req = r.into_inner();
+        // An unknown or stopped container is stopped already (CRI: idempotent).
+        self.blocking(move |engine| {
+            engine
+                .stop_container(&req.container_id, seconds(req.timeout))
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _r: Request<cri::RemoveContainerRequest>,
+        r: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        // No container can exist yet, and removing an unknown one succeeds (CRI).
+        let id = r.into_inner().container_id;
+        self.blocking(move |engine| {
+            engine
+                .remove_container(&id)
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _r: Request<cri::ListContainersRequest>,
+        r: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        Ok(Response::new(cri::ListContainersResponse {
-            containers: Vec::new(),
-        }))
+        let filter = r.into_inner().filter;
+        let containers = self
+            .blocking(move |engine| {
+                let all = engine.list_containers().map_err(|e| error::status(&e))?;
+                Ok(all
+                    .iter()
+                    .filter(|c| containers::matches(filter.as_ref(), c))
+                    .map(containers::item_of)
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _r: Request<cri::ContainerStatusRequest>,
+        r: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        Err(pods_missing("ContainerStatus"))
+        let id = r.into_inner().container_id;
+        let status = self
+            .blocking(move |engine| {
+                let rec = engine.container(&id).map_err(|e| error::status(&e))?;
+                Ok(containers::status_of(&rec))
+            })
+            .await?;
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: Some(status),
+            ..Default::default()
+        }))
     }
 
     async fn update_container_resources(
         &self,
         _r: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(pods_missing("UpdateContainerResources"))
+        Err(not_supported(
+            "UpdateContainerResources",
+            "per-container resource limits inside a pod VM are not implemented yet",
+        ))
     }
 
     async fn reopen_container_log(
         &self,
-        _r: Request<cri::ReopenContainerLogRequest>,
+        r: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(pods_missing("ReopenContainerLog"))
+        let id = r.into_inner().container_id;
+        self.blocking(move |engine| {
+            engine
+                .reopen_container_log(&id)
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(
         &self,
-        _r: Request<cri::ExecSyncRequest>,
+        r: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        Err(pods_missing("ExecSync"))
+        let req = r.into_inner();
+        if req.cmd.is_empty() {
+            return Err(Status::invalid_argument("ExecSync: cmd is empty"));
+        }
+        let timeout = Some(seconds(req.timeout)).filter(|t| !t.is_zero());
+        let out = self
+            .blocking(move |engine| {
+                engine
+                    .exec_in_container(&req.container_id, req.cmd, timeout)
+                    .map_err(|e| error::status(&e))
+            })
+            .await?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.code,
+        }))
     }
 
     async fn exec(
@@ -307,7 +400,10 @@ impl RuntimeService for Runtime {
         &self,
         _r: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(pods_missing("ContainerStats"))
+        Err(not_supported(
+            "ContainerStats",
+            "per-container statistics are not implemented yet",
+        ))
     }
 
     async fn list_container_stats(
@@ -323,7 +419,10 @@ impl RuntimeService for Runtime {
         &self,
         _r: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(pods_missing("PodSandboxStats"))
+        Err(not_supported(
+            "PodSandboxStats",
+            "pod statistics are not implemented yet",
+        ))
     }
 
     async fn list_pod_sandbox_stats(

@@ -112,8 +112,12 @@ pub(crate) fn environment(
     env
 }
 
-/// Starts `spec`.
-pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, SpawnFailure> {
+/// Starts `spec`; with `root`, as a pod container's process (see [`crate::container`]).
+pub(crate) fn spawn(
+    spec: &ProcessSpec,
+    hostname: &str,
+    root: Option<&str>,
+) -> Result<Spawned, SpawnFailure> {
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
         return Err(fail(
@@ -121,24 +125,38 @@ pub(crate) fn spawn(spec: &ProcessSpec, hostname: &str) -> Result<Spawned, Spawn
             "no command given (the image has no entrypoint or cmd)".into(),
         ));
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    // A container's user is resolved against its own image's files.
+    let etc = |f: &str| match root {
+        Some(r) => std::path::Path::new(r).join("etc").join(f),
+        None => std::path::Path::new("/etc").join(f),
+    };
+    let passwd = std::fs::read_to_string(etc("passwd")).unwrap_or_default();
+    let group = std::fs::read_to_string(etc("group")).unwrap_or_default();
     let user = resolve_user(spec.user.as_deref(), &passwd, &group).map_err(|m| fail(126, m))?;
     let workdir = spec
         .workdir
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
-    std::fs::create_dir_all(&workdir)
-        .map_err(|e| fail(126, format!("working directory {workdir}: {e}")))?;
 
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
         .env_clear()
-        .envs(environment(spec, &user, hostname))
-        .current_dir(&workdir)
-        .uid(user.uid)
-        .gid(user.gid);
+        .envs(environment(spec, &user, hostname));
+    if let Some(root) = root {
+        let entry = crate::container::prepare(root, &workdir, user.uid, user.gid)
+            .map_err(|m| fail(126, m))?;
+        // SAFETY: `enter` only makes system calls on strings prepared above (no allocation
+        // between fork and exec).
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || entry.enter());
+        }
+    } else {
+        std::fs::create_dir_all(&workdir)
+            .map_err(|e| fail(126, format!("working directory {workdir}: {e}")))?;
+        cmd.current_dir(&workdir).uid(user.uid).gid(user.gid);
+    }
     let mut spawned = Spawned {
         pid: 0,
         stdin: None,

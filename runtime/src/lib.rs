@@ -26,6 +26,7 @@ pub mod disk;
 pub mod engine;
 pub mod home;
 pub mod network;
+pub mod pod_containers;
 pub mod pods;
 pub mod state;
 pub mod tee;

@@ -548,3 +548,190 @@ fn critest_images_pod_sandboxes_runtime_info_and_idempotence() {
     assert!(summary.contains("| 0 Failed"), "{summary}");
     assert!(!summary.contains(" 0 Passed"), "{summary}");
 }
+
+/// Writes a crictl container config for the busybox image running `sh -c script`.
+fn container_config(env: &TestEnv, name: &str, script: &str) -> PathBuf {
+    let path = env.path(&format!("{name}.json"));
+    let config = serde_json::json!({
+        "metadata": {"name": name},
+        "image": {"image": "busybox"},
+        "command": ["sh", "-c", script],
+        "envs": [{"key": "GREETING", "value": "hello from cri"}],
+        "labels": {"role": name},
+        "annotations": {"note": format!("{name}-note")},
+        "log_path": format!("{name}.log"),
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn crictl_runs_containers_in_a_pod_vm() {
+    let env = TestEnv::new();
+    let server = CriServer::start(&env);
+    let log_dir = env.path("pod-logs");
+    let pod_config = env.path("app-pod.json");
+    let pod_json = serde_json::json!({
+        "metadata": {"name": "app", "namespace": "default", "uid": "u-app", "attempt": 0},
+        "hostname": "app-0",
+        "log_directory": log_dir.to_str().unwrap(),
+    });
+    std::fs::write(&pod_config, pod_json.to_string()).unwrap();
+    let pod = server
+        .ok(&["runp", pod_config.to_str().unwrap()])
+        .stdout
+        .trim()
+        .to_owned();
+    let create = |name: &str, script: &str| {
+        let c = container_config(&env, name, script);
+        server
+            .ok(&[
+                "create",
+                "--no-pull",
+                &pod,
+                c.to_str().unwrap(),
+                pod_config.to_str().unwrap(),
+            ])
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let inspect = |id: &str| json(&server.ok(&["inspect", "-o", "json", id]));
+
+    // Two containers of one pod: a web server and a client, each with its own root.
+    let web = create(
+        "web",
+        "mkdir -p /www && echo \"$GREETING\" > /www/index.html && echo web-started \
+         && echo web-warning >&2 && exec httpd -f -p 8080 -h /www",
+    );
+    let client = create("client", "exec sleep 2147483647");
+    let created = inspect(&web);
+    assert_eq!(created["status"]["state"], "CONTAINER_CREATED", "{created}");
+    assert_eq!(created["status"]["labels"]["role"], "web");
+    assert_eq!(created["status"]["annotations"]["note"], "web-note");
+    assert_eq!(created["status"]["image"]["image"], "busybox");
+    assert!(created["status"]["imageRef"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    server.ok(&["start", &web]);
+    server.ok(&["start", &client]);
+    let running = inspect(&web);
+    assert_eq!(running["status"]["state"], "CONTAINER_RUNNING", "{running}");
+    assert_ne!(running["status"]["startedAt"], "1970-01-01T00:00:00Z");
+
+    // List filters: label, state, pod.
+    let by_label = json(&server.ok(&["ps", "-o", "json", "--label", "role=web"]));
+    let items = by_label["containers"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{by_label}");
+    assert_eq!(items[0]["id"], web.as_str());
+    let in_pod = json(&server.ok(&["ps", "-o", "json", "--pod", &pod]));
+    assert_eq!(in_pod["containers"].as_array().unwrap().len(), 2);
+    let exited = json(&server.ok(&["ps", "-a", "-o", "json", "--state", "exited"]));
+    assert!(exited["containers"].as_array().unwrap().is_empty());
+
+    // The client reaches the web container on the pod's localhost (shared network), shares
+    // the pod's hostname, and does not see the web container's files (its own root).
+    let got = server.ok(&[
+        "exec",
+        "-s",
+        &client,
+        "sh",
+        "-c",
+        "until wget -q -O - http://127.0.0.1:8080/; do sleep 0.2; done",
+    ]);
+    assert_eq!(got.stdout, "hello from cri\n");
+    assert_eq!(
+        server.ok(&["exec", "-s", &client, "hostname"]).stdout,
+        "app-0\n"
+    );
+    let own_root = server.crictl(&["exec", "-s", &client, "ls", "/www"]);
+    assert_ne!(own_root.code, 0, "{}", own_root.stdout);
+    assert_eq!(
+        server
+            .ok(&["exec", "-s", &web, "cat", "/www/index.html"])
+            .stdout,
+        "hello from cri\n"
+    );
+    // Its own mount namespace: /proc is the container's own mount.
+    let mounts = server.ok(&["exec", "-s", &client, "cat", "/proc/self/mounts"]);
+    assert!(mounts.stdout.contains(" /proc proc "), "{}", mounts.stdout);
+    let failed = server.crictl(&["exec", "-s", &client, "sh", "-c", "exit 3"]);
+    assert_eq!(failed.code, 3, "{}", failed.stderr);
+
+    // Logs, in CRI format at the path kubelet gives, and through crictl.
+    let logs = server.ok(&["logs", &web]);
+    assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
+    assert!(logs.stderr.contains("web-warning"), "{}", logs.stderr);
+    let file = std::fs::read_to_string(log_dir.join("web.log")).unwrap();
+    let first = file.lines().find(|l| l.contains("web-started")).unwrap();
+    let fields: Vec<&str> = first.splitn(4, ' ').collect();
+    assert_eq!(&fields[1..], ["stdout", "F", "web-started"], "{first}");
+    assert!(fields[0].ends_with('Z'), "{first}");
+    assert_eq!(
+        running["status"]["logPath"],
+        log_dir.join("web.log").to_str().unwrap()
+    );
+    // ReopenContainerLog: after rotation, new output goes to a new file at the path.
+    std::fs::rename(log_dir.join("client.log"), log_dir.join("client.log.1")).unwrap();
+    server.ok(&["logs", "--reopen", &client]);
+    assert!(log_dir.join("client.log").is_file());
+
+    // Stop: the exit code and reason are recorded; stopping again is no error.
+    server.ok(&["stop", "--timeout", "10", &web]);
+    let stopped = inspect(&web);
+    assert_eq!(stopped["status"]["state"], "CONTAINER_EXITED", "{stopped}");
+    assert_eq!(stopped["status"]["exitCode"], 143, "{stopped}");
+    assert_eq!(stopped["status"]["reason"], "Error");
+    server.ok(&["stop", &web]);
+    let exited = json(&server.ok(&["ps", "-a", "-o", "json", "--state", "exited"]));
+    assert_eq!(exited["containers"].as_array().unwrap().len(), 1);
+    // A stopped container cannot be started again (kubelet creates a new attempt).
+    assert_ne!(server.crictl(&["start", &web]).code, 0);
+    server.ok(&["rm", &web]);
+    assert_ne!(server.crictl(&["inspect", &web]).code, 0);
+
+    // A command that does not exist fails StartContainer and leaves the reason.
+    let bad = {
+        let c = env.path("bad.json");
+        let config = serde_json::json!({
+            "metadata": {"name": "bad"},
+            "image": {"image": "busybox"},
+            "command": ["/no/such/program"],
+        });
+        std::fs::write(&c, config.to_string()).unwrap();
+        server
+            .ok(&[
+                "create",
+                "--no-pull",
+                &pod,
+                c.to_str().unwrap(),
+                pod_config.to_str().unwrap(),
+            ])
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let r = server.crictl(&["start", &bad]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("/no/such/program"), "{}", r.stderr);
+    let st = inspect(&bad);
+    assert_eq!(st["status"]["state"], "CONTAINER_EXITED");
+    assert_eq!(st["status"]["reason"], "StartError");
+
+    // Stopping the pod stops its containers; removing it removes them.
+    server.ok(&["stopp", &pod]);
+    assert_eq!(inspect(&client)["status"]["state"], "CONTAINER_EXITED");
+    server.ok(&["rmp", &pod]);
+    let all = json(&server.ok(&["ps", "-a", "-o", "json"]));
+    assert!(all["containers"].as_array().unwrap().is_empty(), "{all}");
+    let audit = env.run(&["audit", "--action", "container.*", "--format", "json"]);
+    for action in [
+        "container.create",
+        "container.start",
+        "container.exec",
+        "container.stop",
+    ] {
+        assert!(audit.stdout.contains(action), "{action}: {}", audit.stdout);
+    }
+}

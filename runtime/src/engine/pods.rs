@@ -2,7 +2,7 @@
 //!
 //! The pod's VM is a box of the embedded `busybox` image whose workload only sleeps: it holds
 //! the pod's VM, hostname and DNS configuration the way Kubernetes' pause container holds a
-//! pod's namespaces. Containers inside it are not implemented yet (see docs/cri.md).
+//! pod's namespaces. Its containers are processes in that VM (see `pod_containers`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +131,10 @@ impl Engine {
             Err(PodError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // kubelet stops containers first with their grace periods; what still runs is killed.
+        for id in self.pod_container_ids(&rec.id)? {
+            self.stop_container(&id, Duration::ZERO)?;
+        }
         match self.boxes.find(&rec.box_id) {
             Ok(b) if b.state.is_active() => {
                 self.stop(&rec.box_id, STOP_TIMEOUT)?;
@@ -158,6 +162,10 @@ impl Engine {
             Err(PodError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        for id in self.pod_container_ids(&rec.id)? {
+            self.stop_container(&id, Duration::ZERO)?;
+            self.forget_container(&id)?;
+        }
         match self.boxes.remove(&rec.box_id, true) {
             Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => {}
             Err(e) => return Err(e.into()),
