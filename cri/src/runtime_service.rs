@@ -22,11 +22,30 @@ pub(crate) const HANDLERS: [&str; 3] = ["", "a3s-snp", "a3s-simulate"];
 #[derive(Clone, Debug)]
 pub(crate) struct Runtime {
     engine: Engine,
+    /// Serves the URLs Exec, Attach and PortForward return.
+    streaming: a3s_cri_streaming::Server,
 }
 
 impl Runtime {
-    pub(crate) fn new(engine: Engine) -> Self {
-        Self { engine }
+    pub(crate) fn new(engine: Engine, streaming: a3s_cri_streaming::Server) -> Self {
+        Self { engine, streaming }
+    }
+
+    /// A running container's record, for the streaming calls (which fail early, as kubelet
+    /// expects, rather than at connection time).
+    async fn running(&self, id: String, call: &'static str) -> Result<(), Status> {
+        self.blocking(move |engine| {
+            let rec = engine.container(&id).map_err(|e| error::status(&e))?;
+            if rec.state == a3s_runtime::pod_containers::ContainerState::Running {
+                Ok(())
+            } else {
+                Err(Status::failed_precondition(format!(
+                    "{call}: container {} is not running",
+                    rec.id
+                )))
+            }
+        })
+        .await
     }
 
     /// Runs blocking engine work (VM boots, state files) off the async workers.
@@ -50,11 +69,13 @@ fn seconds(t: i64) -> std::time::Duration {
     std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0))
 }
 
-fn streaming_missing(call: &str) -> Status {
-    Status::unimplemented(format!(
-        "{call}: the streaming server (exec, attach, port-forward URLs) is not part of this \
-         a3s-box build yet"
-    ))
+fn streaming_error(e: &a3s_cri_streaming::RequestError) -> Status {
+    match e {
+        a3s_cri_streaming::RequestError::TooManyInFlight { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
+        _ => Status::invalid_argument(e.to_string()),
+    }
 }
 
 /// The two conditions kubelet reads. Runtime readiness is reported as it is: a node that
@@ -377,23 +398,59 @@ impl RuntimeService for Runtime {
 
     async fn exec(
         &self,
-        _r: Request<cri::ExecRequest>,
+        r: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(streaming_missing("Exec"))
+        let req = r.into_inner();
+        self.running(req.container_id.clone(), "Exec").await?;
+        let url = self
+            .streaming
+            .get_exec(&a3s_cri_streaming::ExecRequest {
+                container_id: req.container_id,
+                cmd: req.cmd,
+                tty: req.tty,
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+            })
+            .map_err(|e| streaming_error(&e))?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
     async fn attach(
         &self,
-        _r: Request<cri::AttachRequest>,
+        r: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(streaming_missing("Attach"))
+        let req = r.into_inner();
+        self.running(req.container_id.clone(), "Attach").await?;
+        let url = self
+            .streaming
+            .get_attach(&a3s_cri_streaming::AttachRequest {
+                container_id: req.container_id,
+                stdin: req.stdin,
+                tty: req.tty,
+                stdout: req.stdout,
+                stderr: req.stderr,
+            })
+            .map_err(|e| streaming_error(&e))?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _r: Request<cri::PortForwardRequest>,
+        r: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(streaming_missing("PortForward"))
+        let req = r.into_inner();
+        let pod = req.pod_sandbox_id.clone();
+        self.blocking(move |engine| engine.pod(&pod).map(|_| ()).map_err(|e| error::status(&e)))
+            .await?;
+        let url = self
+            .streaming
+            .get_port_forward(&a3s_cri_streaming::PortForwardRequest {
+                pod_sandbox_id: req.pod_sandbox_id,
+                port: req.port,
+            })
+            .map_err(|e| streaming_error(&e))?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(

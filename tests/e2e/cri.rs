@@ -98,6 +98,70 @@ impl CriServer {
         r
     }
 
+    /// crictl with `input` on its stdin (closed after it).
+    fn crictl_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut child = Command::new(crictl_exe())
+            .args(["--runtime-endpoint", &self.endpoint()])
+            .args(["--timeout", "120s"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running crictl");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `crictl ARGS` on a pseudo-terminal (util-linux `script` allocates it); its output.
+    fn tty(&self, args: &str) -> String {
+        // A known terminal size, which the client must pass on to the container.
+        let cmd = format!(
+            "stty rows 33 cols 101; {} --runtime-endpoint {} {args}",
+            crictl_exe().display(),
+            self.endpoint()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running script (util-linux)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{cmd}: {text}");
+        text
+    }
+
+    /// `crictl port-forward POD LOCAL:REMOTE`, one request through it, the reply.
+    fn port_forward(&self, pod: &str, local: u16, remote: u16, request: &[u8]) -> String {
+        let mut child = Command::new(crictl_exe())
+            .args(["--runtime-endpoint", &self.endpoint()])
+            .args(["port-forward", pod, &format!("{local}:{remote}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("running crictl port-forward");
+        // It says so once it listens.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.contains("Forwarding from"), "{line}");
+        // Keep reading: it reports each connection, and must not die of a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+        std::io::Write::write_all(&mut conn, request).unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut reply).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        reply
+    }
+
     /// SIGTERM, as systemd stops it; returns the exit status code.
     fn terminate(&mut self) -> i32 {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
@@ -466,11 +530,11 @@ const CRITEST_FOCUS: &str = "Image Manager|Runtime info|PodSandbox|Idempotence";
 const CRITEST_SKIPS: &[(&str, &str)] = &[
     (
         "runtime should return runtime conditions",
-        "RuntimeReady is false until containers run in pods; the server reports it as it is",
+        "NetworkReady is false until CNI pod networking exists; the server reports it as it is",
     ),
     (
-        "StopContainer should not return an error if already stopped|should support sysctls",
-        "containers inside pods are not implemented yet",
+        "should support sysctls",
+        "pod sysctls are not applied to the pod VM yet",
     ),
     (
         "public image with digest",
@@ -718,6 +782,74 @@ fn crictl_runs_containers_in_a_pod_vm() {
     let st = inspect(&bad);
     assert_eq!(st["status"]["state"], "CONTAINER_EXITED");
     assert_eq!(st["status"]["reason"], "StartError");
+
+    // Streaming (URLs served by cri-streaming inside `cri serve`): exec over SPDY and over
+    // WebSocket, exec -it on a terminal (a pty from `script`), attach, port-forward.
+    for transport in ["spdy", "websocket"] {
+        let r = server.ok(&[
+            "exec",
+            "-r",
+            transport,
+            &client,
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 0",
+        ]);
+        assert_eq!(r.stdout, "out\n", "{transport}");
+        assert!(r.stderr.contains("err"), "{transport}: {}", r.stderr);
+    }
+    let code = server.crictl(&["exec", &client, "sh", "-c", "exit 4"]);
+    assert_eq!(code.code, 4, "{}", code.stderr);
+    let tty = server.tty(&format!(
+        "exec -it {client} sh -c 'tty && stty size && echo $GREETING'"
+    ));
+    assert!(tty.contains("/dev/pts/"), "{tty}");
+    assert!(tty.contains("hello from cri"), "{tty}");
+    assert!(
+        tty.contains("33 101"),
+        "the terminal size reached the container: {tty}"
+    );
+
+    let echo = {
+        let c = env.path("echo.json");
+        let config = serde_json::json!({
+            "metadata": {"name": "echo"},
+            "image": {"image": "busybox"},
+            "command": ["sh", "-c", "read line; echo \"got:$line\""],
+            "stdin": true,
+            "log_path": "echo.log",
+        });
+        std::fs::write(&c, config.to_string()).unwrap();
+        server
+            .ok(&[
+                "create",
+                "--no-pull",
+                &pod,
+                c.to_str().unwrap(),
+                pod_config.to_str().unwrap(),
+            ])
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    server.ok(&["start", &echo]);
+    let attached = server.crictl_stdin(&["attach", "-i", &echo], b"ping\n");
+    assert!(
+        attached.stdout.contains("got:ping"),
+        "{}\n{}",
+        attached.stdout,
+        attached.stderr
+    );
+    assert_eq!(inspect(&echo)["status"]["exitCode"], 0);
+    assert_eq!(inspect(&echo)["status"]["reason"], "Completed");
+
+    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reply = server.port_forward(&pod, local_port, 8080, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(reply.ends_with("hello from cri\n"), "{reply}");
 
     // Stopping the pod stops its containers; removing it removes them.
     server.ok(&["stopp", &pod]);

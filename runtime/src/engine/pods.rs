@@ -205,6 +205,38 @@ impl Engine {
         Ok(out)
     }
 
+    /// Port forwarding: a session relaying its stdin/stdout to TCP `port` on the pod's
+    /// localhost, through the pod VM's own `nc` (the pod's root is busybox), as containerd once
+    /// relayed with `socat` in the pod's namespace. Audited (`pod.port_forward`).
+    ///
+    /// # Errors
+    /// Not found, the pod's VM not running, monitor errors.
+    pub fn pod_port_session(
+        &self,
+        key: &str,
+        port: u16,
+    ) -> Result<std::os::unix::net::UnixStream, EngineError> {
+        let rec = self.pods().find(key)?;
+        let boxed = self.boxes.find(&rec.box_id)?;
+        if !matches!(boxed.state, BoxState::Running { .. }) {
+            return Err(PodError::WrongState(format!(
+                "pod sandbox {} is not ready; port forwarding needs its VM running",
+                rec.id
+            ))
+            .into());
+        }
+        self.record(
+            &Event::new("pod.port_forward", Outcome::Success, format!("port {port}"))
+                .with("pod", rec.id.as_str()),
+        )?;
+        let process = a3s_vmm::proto::ProcessSpec {
+            argv: vec!["nc".into(), "127.0.0.1".into(), port.to_string()],
+            stdin: true,
+            ..Default::default()
+        };
+        Ok(self.boxes.exec(&boxed, process)?)
+    }
+
     fn pod_state(&self, rec: &PodRecord) -> Result<PodState, EngineError> {
         match self.boxes.find(&rec.box_id) {
             Ok(b) if matches!(b.state, BoxState::Running { .. }) => Ok(PodState::Ready),
