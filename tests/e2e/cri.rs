@@ -858,7 +858,16 @@ fn crictl_runs_containers_in_a_pod_vm() {
         .local_addr()
         .unwrap()
         .port();
-    let reply = server.port_forward(&pod, local_port, 8080, b"GET / HTTP/1.0\r\n\r\n");
+    // (The web container was stopped above: the client container serves this one.)
+    server.ok(&[
+        "exec",
+        "-s",
+        &client,
+        "sh",
+        "-c",
+        "mkdir -p /srv/pf && echo \"$GREETING\" > /srv/pf/index.html && httpd -p 8081 -h /srv/pf",
+    ]);
+    let reply = server.port_forward(&pod, local_port, 8081, b"GET / HTTP/1.0\r\n\r\n");
     assert!(reply.ends_with("hello from cri\n"), "{reply}");
 
     // Stopping the pod stops its containers; removing it removes them.
