@@ -14,6 +14,7 @@ use std::path::{Component, Path};
 const POD_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
 
 /// What the child needs to enter a container root.
+#[derive(Debug)]
 pub(crate) struct Entry {
     root: CString,
     proc_dir: CString,
