@@ -37,6 +37,9 @@ fn code(e: &EngineError) -> Code {
         EngineError::PodUnsupported(_) => return Code::Unimplemented,
         EngineError::Pod(PodError::NotFound(_)) => return Code::NotFound,
         EngineError::Pod(PodError::Ambiguous(_)) => return Code::InvalidArgument,
+        EngineError::Pod(PodError::ContainerNotFound(_)) => return Code::NotFound,
+        EngineError::Pod(PodError::WrongState(_)) => return Code::FailedPrecondition,
+        EngineError::Pod(PodError::ExecTimeout(_)) => return Code::DeadlineExceeded,
         _ => {}
     }
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e.cause());

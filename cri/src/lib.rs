@@ -8,10 +8,13 @@
 //! - [`server`]: the tonic server on that socket, until SIGTERM/SIGINT;
 //! - `runtime_service`: CRI RuntimeService (version, status, pods and containers);
 //! - `pods`: CRI pod sandbox messages from and to the engine's pods;
+//! - `containers`: CRI container messages from and to the engine's pod containers;
 //! - `image_service`: CRI ImageService over the engine's image store;
 //! - `images`: CRI image records from the store (lookup by id, digest or reference);
+//! - `streaming`: the exec/attach/port-forward backend of `cri-streaming` over the engine;
 //! - `error`: one mapping from engine errors to gRPC status codes.
 
+mod containers;
 mod error;
 mod image_service;
 mod images;
@@ -19,6 +22,7 @@ pub mod listen;
 mod pods;
 mod runtime_service;
 pub mod server;
+mod streaming;
 
 pub use listen::{ListenAddr, ListenError};
 pub use server::{serve, ServeError, ServeOptions};

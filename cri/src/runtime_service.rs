@@ -1,5 +1,5 @@
-//! CRI RuntimeService: version, status and runtime configuration. Pods and containers are
-//! answered with `Unimplemented` naming what is missing until the engine runs pod VMs.
+//! CRI RuntimeService: version, status and runtime configuration, pod sandboxes and their
+//! containers over the engine.
 
 use std::pin::Pin;
 
@@ -9,7 +9,9 @@ use tonic::{Request, Response, Status};
 
 use a3s_runtime::engine::Engine;
 
+use crate::containers;
 use crate::error;
+use crate::images;
 use crate::pods;
 use crate::{CRI_API_VERSION, RUNTIME_NAME};
 
@@ -20,11 +22,30 @@ pub(crate) const HANDLERS: [&str; 3] = ["", "a3s-snp", "a3s-simulate"];
 #[derive(Clone, Debug)]
 pub(crate) struct Runtime {
     engine: Engine,
+    /// Serves the URLs Exec, Attach and PortForward return.
+    streaming: a3s_cri_streaming::Server,
 }
 
 impl Runtime {
-    pub(crate) fn new(engine: Engine) -> Self {
-        Self { engine }
+    pub(crate) fn new(engine: Engine, streaming: a3s_cri_streaming::Server) -> Self {
+        Self { engine, streaming }
+    }
+
+    /// A running container's record, for the streaming calls (which fail early, as kubelet
+    /// expects, rather than at connection time).
+    async fn running(&self, id: String, call: &'static str) -> Result<(), Status> {
+        self.blocking(move |engine| {
+            let rec = engine.container(&id).map_err(|e| error::status(&e))?;
+            if rec.state == a3s_runtime::pod_containers::ContainerState::Running {
+                Ok(())
+            } else {
+                Err(Status::failed_precondition(format!(
+                    "{call}: container {} is not running",
+                    rec.id
+                )))
+            }
+        })
+        .await
     }
 
     /// Runs blocking engine work (VM boots, state files) off the async workers.
@@ -39,18 +60,22 @@ impl Runtime {
     }
 }
 
-fn pods_missing(call: &str) -> Status {
-    Status::unimplemented(format!(
-        "{call}: containers inside pods are not implemented in this a3s-box build (pod \
-         sandboxes and the image service are); run workloads with `a3s-box run`"
-    ))
+fn not_supported(call: &str, why: &str) -> Status {
+    Status::unimplemented(format!("{call}: {why}"))
 }
 
-fn streaming_missing(call: &str) -> Status {
-    Status::unimplemented(format!(
-        "{call}: the streaming server (exec, attach, port-forward URLs) is not part of this \
-         a3s-box build yet"
-    ))
+/// CRI timeouts are seconds; 0 or less means none (ExecSync) or at once (StopContainer).
+fn seconds(t: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0))
+}
+
+fn streaming_error(e: &a3s_cri_streaming::RequestError) -> Status {
+    match e {
+        a3s_cri_streaming::RequestError::TooManyInFlight { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
+        _ => Status::invalid_argument(e.to_string()),
+    }
 }
 
 /// The two conditions kubelet reads. Runtime readiness is reported as it is: a node that
@@ -59,9 +84,9 @@ fn conditions() -> Vec<cri::RuntimeCondition> {
     vec![
         cri::RuntimeCondition {
             r#type: "RuntimeReady".into(),
-            status: false,
-            reason: "ContainersUnsupported".into(),
-            message: "pod sandboxes run, but containers inside them are not implemented yet".into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
         },
         cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
@@ -217,97 +242,225 @@ impl RuntimeService for Runtime {
 
     async fn create_container(
         &self,
-        _r: Request<cri::CreateContainerRequest>,
+        r: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        Err(pods_missing("CreateContainer"))
+        let req = r.into_inner();
+        let config = req.config.unwrap_or_default();
+        let spec = containers::spec_of(&config, req.sandbox_config.as_ref())?;
+        let pod = req.pod_sandbox_id;
+        let container_id = self
+            .blocking(move |engine| {
+                let store = engine.image_store().map_err(|e| error::status(&e))?;
+                let found = images::find(&store, &spec.image)
+                    .map_err(|e| Status::internal(format!("reading the image store: {e}")))?;
+                let Some(reference) = found.and_then(|i| i.names.into_iter().next()) else {
+                    return Err(Status::not_found(format!(
+                        "image {:?} is not in the image store; pull it first (crictl pull)",
+                        spec.image
+                    )));
+                };
+                engine
+                    .create_container(&pod, spec, &reference.0)
+                    .map(|rec| rec.id)
+                    .map_err(|e| error::status(&e))
+            })
+            .await?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _r: Request<cri::StartContainerRequest>,
+        r: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        Err(pods_missing("StartContainer"))
+        let id = r.into_inner().container_id;
+        self.blocking(move |engine| {
+            engine
+                .start_container(&id)
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _r: Request<cri::StopContainerRequest>,
+        r: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        // No container can exist yet, and stopping an unknown one succeeds (CRI).
+        let req = r.into_inner();
+        // An unknown or stopped container is stopped already (CRI: idempotent).
+        self.blocking(move |engine| {
+            engine
+                .stop_container(&req.container_id, seconds(req.timeout))
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _r: Request<cri::RemoveContainerRequest>,
+        r: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        // No container can exist yet, and removing an unknown one succeeds (CRI).
+        let id = r.into_inner().container_id;
+        self.blocking(move |engine| {
+            engine
+                .remove_container(&id)
+                .map(|_| ())
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _r: Request<cri::ListContainersRequest>,
+        r: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        Ok(Response::new(cri::ListContainersResponse {
-            containers: Vec::new(),
-        }))
+        let filter = r.into_inner().filter;
+        let containers = self
+            .blocking(move |engine| {
+                let all = engine.list_containers().map_err(|e| error::status(&e))?;
+                Ok(all
+                    .iter()
+                    .filter(|c| containers::matches(filter.as_ref(), c))
+                    .map(containers::item_of)
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _r: Request<cri::ContainerStatusRequest>,
+        r: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        Err(pods_missing("ContainerStatus"))
+        let id = r.into_inner().container_id;
+        let status = self
+            .blocking(move |engine| {
+                let rec = engine.container(&id).map_err(|e| error::status(&e))?;
+                Ok(containers::status_of(&rec))
+            })
+            .await?;
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: Some(status),
+            ..Default::default()
+        }))
     }
 
     async fn update_container_resources(
         &self,
         _r: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(pods_missing("UpdateContainerResources"))
+        Err(not_supported(
+            "UpdateContainerResources",
+            "per-container resource limits inside a pod VM are not implemented yet",
+        ))
     }
 
     async fn reopen_container_log(
         &self,
-        _r: Request<cri::ReopenContainerLogRequest>,
+        r: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(pods_missing("ReopenContainerLog"))
+        let id = r.into_inner().container_id;
+        self.blocking(move |engine| {
+            engine
+                .reopen_container_log(&id)
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(
         &self,
-        _r: Request<cri::ExecSyncRequest>,
+        r: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        Err(pods_missing("ExecSync"))
+        let req = r.into_inner();
+        if req.cmd.is_empty() {
+            return Err(Status::invalid_argument("ExecSync: cmd is empty"));
+        }
+        let timeout = Some(seconds(req.timeout)).filter(|t| !t.is_zero());
+        let out = self
+            .blocking(move |engine| {
+                engine
+                    .exec_in_container(&req.container_id, req.cmd, timeout)
+                    .map_err(|e| error::status(&e))
+            })
+            .await?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.code,
+        }))
     }
 
     async fn exec(
         &self,
-        _r: Request<cri::ExecRequest>,
+        r: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(streaming_missing("Exec"))
+        let req = r.into_inner();
+        self.running(req.container_id.clone(), "Exec").await?;
+        let url = self
+            .streaming
+            .get_exec(&a3s_cri_streaming::ExecRequest {
+                container_id: req.container_id,
+                cmd: req.cmd,
+                tty: req.tty,
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+            })
+            .map_err(|e| streaming_error(&e))?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
     async fn attach(
         &self,
-        _r: Request<cri::AttachRequest>,
+        r: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(streaming_missing("Attach"))
+        let req = r.into_inner();
+        self.running(req.container_id.clone(), "Attach").await?;
+        let url = self
+            .streaming
+            .get_attach(&a3s_cri_streaming::AttachRequest {
+                container_id: req.container_id,
+                stdin: req.stdin,
+                tty: req.tty,
+                stdout: req.stdout,
+                stderr: req.stderr,
+            })
+            .map_err(|e| streaming_error(&e))?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _r: Request<cri::PortForwardRequest>,
+        r: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(streaming_missing("PortForward"))
+        let req = r.into_inner();
+        let pod = req.pod_sandbox_id.clone();
+        self.blocking(move |engine| engine.pod(&pod).map(|_| ()).map_err(|e| error::status(&e)))
+            .await?;
+        let url = self
+            .streaming
+            .get_port_forward(&a3s_cri_streaming::PortForwardRequest {
+                pod_sandbox_id: req.pod_sandbox_id,
+                port: req.port,
+            })
+            .map_err(|e| streaming_error(&e))?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(
         &self,
         _r: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(pods_missing("ContainerStats"))
+        Err(not_supported(
+            "ContainerStats",
+            "per-container statistics are not implemented yet",
+        ))
     }
 
     async fn list_container_stats(
@@ -323,7 +476,10 @@ impl RuntimeService for Runtime {
         &self,
         _r: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(pods_missing("PodSandboxStats"))
+        Err(not_supported(
+            "PodSandboxStats",
+            "pod statistics are not implemented yet",
+        ))
     }
 
     async fn list_pod_sandbox_stats(

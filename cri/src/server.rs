@@ -23,6 +23,9 @@ pub struct ServeOptions {
     /// Registries (`host[:port]`) pulls may reach over plain HTTP besides loopback ones,
     /// and registry mirrors (no credentials here: they come with each pull).
     pub registries: RegistryOptions,
+    /// Where the streaming server (exec, attach, port-forward URLs) listens; port 0 picks a
+    /// free port.
+    pub streaming: std::net::SocketAddr,
 }
 
 /// Why serving stopped.
@@ -35,21 +38,32 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("the CRI gRPC server failed")]
     Transport(#[source] tonic::transport::Error),
+    /// The streaming server could not listen or failed.
+    #[error(transparent)]
+    Streaming(#[from] a3s_cri_streaming::ServerError),
     /// Signal handlers or the listener could not be set up.
     #[error("{0}")]
     Setup(String, #[source] std::io::Error),
 }
 
-/// Serves the CRI on `opts.listen` until SIGTERM or SIGINT; `ready` is called once the
-/// socket accepts connections.
+/// Serves the CRI on `opts.listen` (and its streaming server on `opts.streaming`) until
+/// SIGTERM or SIGINT; `ready` is called with the socket and the streaming base URL once both
+/// accept connections.
 ///
 /// # Errors
 /// [`ServeError`].
 pub async fn serve(
     engine: Engine,
     opts: ServeOptions,
-    ready: impl FnOnce(&ListenAddr),
+    ready: impl FnOnce(&ListenAddr, std::net::SocketAddr),
 ) -> Result<(), ServeError> {
+    let streaming = a3s_cri_streaming::Server::new(
+        a3s_cri_streaming::Config::new(opts.streaming),
+        crate::streaming::EngineBackend::new(engine.clone()),
+    )?;
+    let streaming_addr = streaming.local_addr();
+    let serving = streaming.clone();
+    let streaming_task = tokio::spawn(async move { serving.serve().await });
     let listener = opts.listen.bind()?;
     let listener = tokio::net::UnixListener::from_std(listener)
         .map_err(|e| ServeError::Setup("registering the socket".into(), e))?;
@@ -57,13 +71,13 @@ pub async fn serve(
         .map_err(|e| ServeError::Setup("installing the SIGTERM handler".into(), e))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| ServeError::Setup("installing the SIGINT handler".into(), e))?;
-    let runtime = RuntimeServiceServer::new(Runtime::new(engine.clone()))
+    let runtime = RuntimeServiceServer::new(Runtime::new(engine.clone(), streaming))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let images = ImageServiceServer::new(Images::new(engine, opts.registries))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    ready(&opts.listen);
+    ready(&opts.listen, streaming_addr);
     let result = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(images)
@@ -75,5 +89,6 @@ pub async fn serve(
         })
         .await;
     let _ = std::fs::remove_file(opts.listen.path());
+    streaming_task.abort();
     result.map_err(ServeError::Transport)
 }

@@ -200,7 +200,12 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                 });
             }
         }
-        HostMsg::Exec { .. } => {
+        // --- pod containers (issue 16) ---
+        HostMsg::ContainerExec { process, root } if session != WORKLOAD_SESSION => {
+            start_in(session, &process, Some(&root), chan, state);
+        }
+        // --- end pod containers ---
+        HostMsg::Exec { .. } | HostMsg::ContainerExec { .. } => {
             chan.msg(
                 session,
                 &GuestMsg::Error {
@@ -408,10 +413,27 @@ fn mount_then_start(
 }
 
 fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mutex<State>>) {
+    start_in(session, spec, None, chan, state);
+}
+
+/// Starts a session's process; with `root`, in a pod container's root (see `container`).
+fn start_in(
+    session: u32,
+    spec: &proto::ProcessSpec,
+    root: Option<&str>,
+    chan: &Channel,
+    state: &Arc<Mutex<State>>,
+) {
     // The lock is held across spawn so the reaper cannot see the pid before it is registered.
     let mut st = lock(state);
     let hostname = st.hostname.clone();
-    match process::spawn(spec, &hostname, st.security.as_ref()) {
+    // A pod container keeps the pod's (unrestricted) security for now; a box gets its own.
+    let security = if root.is_some() {
+        None
+    } else {
+        st.security.as_ref()
+    };
+    match process::spawn(spec, &hostname, security, root) {
         Ok(sp) => {
             let kind_of = |stderr: bool| if stderr { Kind::Stderr } else { Kind::Stdout };
             let pumps = sp

@@ -19,6 +19,7 @@
 mod agent;
 mod channel;
 mod clock;
+mod container;
 mod control;
 mod copy;
 mod dm;

@@ -123,11 +123,13 @@ pub(crate) fn environment(
     env
 }
 
-/// Starts `spec` with the box's security options (`None`: a box from before them).
+/// Starts `spec` with the box's security options (`None`: a box from before them); with
+/// `root`, as a pod container's process (see [`crate::container`]).
 pub(crate) fn spawn(
     spec: &ProcessSpec,
     hostname: &str,
     security: Option<&Security>,
+    root: Option<&str>,
 ) -> Result<Spawned, SpawnFailure> {
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
@@ -136,8 +138,13 @@ pub(crate) fn spawn(
             "no command given (the image has no entrypoint or cmd)".into(),
         ));
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    // A container's user is resolved against its own image's files.
+    let etc = |f: &str| match root {
+        Some(r) => std::path::Path::new(r).join("etc").join(f),
+        None => std::path::Path::new("/etc").join(f),
+    };
+    let passwd = std::fs::read_to_string(etc("passwd")).unwrap_or_default();
+    let group = std::fs::read_to_string(etc("group")).unwrap_or_default();
     let user = resolve_user(spec.user.as_deref(), &passwd, &group).map_err(|m| fail(126, m))?;
     let credentials = Credentials::prepare(security, &user, &group).map_err(|m| fail(126, m))?;
     let workdir = spec
@@ -145,14 +152,23 @@ pub(crate) fn spawn(
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
-    std::fs::create_dir_all(&workdir)
-        .map_err(|e| fail(126, format!("working directory {workdir}: {e}")))?;
 
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
         .env_clear()
-        .envs(environment(spec, &user, hostname))
-        .current_dir(&workdir);
+        .envs(environment(spec, &user, hostname));
+    if let Some(root) = root {
+        let entry = crate::container::prepare(root, &workdir).map_err(|m| fail(126, m))?;
+        // SAFETY: `enter` only makes system calls on strings prepared above (no allocation
+        // between fork and exec). It runs before the credentials' pre-exec (registered
+        // below), which then drops to the container's user as for a box.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || entry.enter());
+        }
+    } else {
+        cmd.current_dir(&workdir);
+    }
     let mut spawned = Spawned {
         pid: 0,
         stdin: None,

@@ -28,6 +28,7 @@ pub mod engine;
 pub mod home;
 pub mod layers;
 pub mod network;
+pub mod pod_containers;
 pub mod pods;
 pub mod state;
 pub mod tee;

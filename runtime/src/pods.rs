@@ -65,9 +65,26 @@ pub enum PodError {
     /// No pod has that id (or unique id prefix).
     #[error("no pod sandbox {0}")]
     NotFound(String),
-    /// A prefix matches several pods.
-    #[error("pod id prefix {0} is ambiguous; give more digits")]
+    /// A prefix matches several pods (or containers).
+    #[error("id prefix {0} is ambiguous; give more digits")]
     Ambiguous(String),
+    /// No container has that id (or unique id prefix).
+    #[error("no container {0}")]
+    ContainerNotFound(String),
+    /// The pod or container is not in a state that allows the call (the message says why).
+    #[error("{0}")]
+    WrongState(String),
+    /// A container's process could not start (the message is the guest's reason).
+    #[error("starting container {id}: {message}")]
+    StartFailed {
+        /// The container.
+        id: String,
+        /// Why.
+        message: String,
+    },
+    /// An exec in a container ran past its deadline and was killed.
+    #[error("command timed out after {0:?} and was killed")]
+    ExecTimeout(std::time::Duration),
     /// Locks.
     #[error(transparent)]
     State(#[from] StateError),

@@ -439,6 +439,17 @@ pub enum HostMsg {
         /// The process.
         process: ProcessSpec,
     },
+    // --- pod containers (issue 16) ---
+    /// Start a pod container's process (or an exec in it) with the frame's session number:
+    /// in a new mount namespace whose root is `root`, a directory holding the container's
+    /// image, sharing the VM's network and UTS namespaces.
+    ContainerExec {
+        /// The process (user and working directory resolved inside `root`).
+        process: ProcessSpec,
+        /// Absolute guest path of the container's root filesystem.
+        root: String,
+    },
+    // --- end pod containers ---
     /// Send a signal to the frame's session's process (session 0: the workload).
     Signal {
         /// Signal number.

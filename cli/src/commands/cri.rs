@@ -28,6 +28,14 @@ pub(crate) struct ServeArgs {
     /// like containerd's hosts.toml mirrors; repeat for several registries.
     #[arg(long = "registry-mirror", value_name = "REGISTRY=MIRROR", value_parser = parse_mirror)]
     pub(crate) mirrors: Vec<(String, String)>,
+    /// Where the streaming server behind `crictl exec`, `attach` and `port-forward` listens
+    /// (HTTP, no TLS: keep it on loopback); port 0 picks a free port.
+    #[arg(
+        long = "streaming-address",
+        value_name = "IP:PORT",
+        default_value = "127.0.0.1:0"
+    )]
+    pub(crate) streaming: std::net::SocketAddr,
 }
 
 fn parse_mirror(s: &str) -> Result<(String, String), String> {
@@ -65,9 +73,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitStatus> {
             credentials: None,
             mirrors: a.mirrors,
         },
+        streaming: a.streaming,
     };
-    let served = runtime.block_on(a3s_cri::serve(engine, opts, |addr| {
-        eprintln!("CRI listening on {addr}");
+    let served = runtime.block_on(a3s_cri::serve(engine, opts, |addr, streaming| {
+        eprintln!("CRI listening on {addr} (streaming on http://{streaming})");
     }));
     match served {
         Ok(()) => {}

@@ -22,6 +22,16 @@ pub enum ClientMsg {
         /// The process.
         process: ProcessSpec,
     },
+    // --- pod containers (issue 16) ---
+    /// Run a pod container's process (or an exec in it) in the box, in a new mount namespace
+    /// rooted at `root`; the connection becomes its session, as for `Exec`.
+    ContainerExec {
+        /// The process.
+        process: ProcessSpec,
+        /// The container's root directory in the guest.
+        root: String,
+    },
+    // --- end pod containers ---
     /// Stdin frames on this connection go to the workload.
     AttachStdin,
     /// Send a signal to the workload.
@@ -77,6 +87,8 @@ pub enum MonitorMsg {
         /// Why.
         message: String,
     },
+    /// The exec process runs (pod containers wait for this before reporting a start).
+    Started,
     /// The exec process ended.
     Exited {
         /// Its code.

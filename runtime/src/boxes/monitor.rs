@@ -603,6 +603,7 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
             Ok(GuestMsg::SpawnFailed { code, message }) => {
                 Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
             }
+            Ok(GuestMsg::Started { .. }) => Frame::control(session, &MonitorMsg::Started).ok(),
             Ok(GuestMsg::Error { message }) => {
                 Frame::control(session, &MonitorMsg::Error { message }).ok()
             }
@@ -669,7 +670,9 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     };
     let _ = conn.set_read_timeout(None);
     let session = match first {
-        ClientMsg::Exec { ref process } if !exec_permitted(&lock(shared), &process.argv) => {
+        ClientMsg::Exec { ref process } | ClientMsg::ContainerExec { ref process, .. }
+            if !exec_permitted(&lock(shared), &process.argv) =>
+        {
             let message =
                 "exec refused: this box runs in TEE mode and was not started with --allow-exec"
                     .to_owned();
@@ -708,7 +711,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             }
             session
         }
-        ClientMsg::Exec { process } => {
+        ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. } => {
+            let msg = match first {
+                ClientMsg::ContainerExec { process, root } => {
+                    HostMsg::ContainerExec { process, root }
+                }
+                ClientMsg::Exec { process } => HostMsg::Exec { process },
+                _ => return,
+            };
             let session = {
                 let mut sh = lock(shared);
                 let s = sh.next_session;
@@ -721,8 +731,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                 }
                 s
             };
-            let ok = Frame::control(session, &HostMsg::Exec { process })
-                .is_ok_and(|f| to_guest(guest, &f));
+            let ok = Frame::control(session, &msg).is_ok_and(|f| to_guest(guest, &f));
             if !ok {
                 reply(
                     &mut conn,

@@ -2,7 +2,7 @@
 //!
 //! The pod's VM is a box of the embedded `busybox` image whose workload only sleeps: it holds
 //! the pod's VM, hostname and DNS configuration the way Kubernetes' pause container holds a
-//! pod's namespaces. Containers inside it are not implemented yet (see docs/cri.md).
+//! pod's namespaces. Its containers are processes in that VM (see `pod_containers`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +131,10 @@ impl Engine {
             Err(PodError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // kubelet stops containers first with their grace periods; what still runs is killed.
+        for id in self.pod_container_ids(&rec.id)? {
+            self.stop_container(&id, Duration::ZERO)?;
+        }
         match self.boxes.find(&rec.box_id) {
             Ok(b) if b.state.is_active() => {
                 self.stop(&rec.box_id, STOP_TIMEOUT)?;
@@ -158,6 +162,10 @@ impl Engine {
             Err(PodError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        for id in self.pod_container_ids(&rec.id)? {
+            self.stop_container(&id, Duration::ZERO)?;
+            self.forget_container(&id)?;
+        }
         match self.boxes.remove(&rec.box_id, true) {
             Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => {}
             Err(e) => return Err(e.into()),
@@ -195,6 +203,38 @@ impl Engine {
             out.push((rec, state));
         }
         Ok(out)
+    }
+
+    /// Port forwarding: a session relaying its stdin/stdout to TCP `port` on the pod's
+    /// localhost, through the pod VM's own `nc` (the pod's root is busybox), as containerd once
+    /// relayed with `socat` in the pod's namespace. Audited (`pod.port_forward`).
+    ///
+    /// # Errors
+    /// Not found, the pod's VM not running, monitor errors.
+    pub fn pod_port_session(
+        &self,
+        key: &str,
+        port: u16,
+    ) -> Result<std::os::unix::net::UnixStream, EngineError> {
+        let rec = self.pods().find(key)?;
+        let boxed = self.boxes.find(&rec.box_id)?;
+        if !matches!(boxed.state, BoxState::Running { .. }) {
+            return Err(PodError::WrongState(format!(
+                "pod sandbox {} is not ready; port forwarding needs its VM running",
+                rec.id
+            ))
+            .into());
+        }
+        self.record(
+            &Event::new("pod.port_forward", Outcome::Success, format!("port {port}"))
+                .with("pod", rec.id.as_str()),
+        )?;
+        let process = a3s_vmm::proto::ProcessSpec {
+            argv: vec!["nc".into(), "127.0.0.1".into(), port.to_string()],
+            stdin: true,
+            ..Default::default()
+        };
+        Ok(self.boxes.exec(&boxed, process)?)
     }
 
     fn pod_state(&self, rec: &PodRecord) -> Result<PodState, EngineError> {

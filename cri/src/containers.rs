@@ -1,0 +1,256 @@
+//! CRI container messages ⇄ the engine's pod containers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use a3s_runtime::pod_containers::{ContainerRecord, ContainerSpec, ContainerState};
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+/// What the engine is asked to create, from CreateContainer's configs.
+pub(crate) fn spec_of(
+    config: &cri::ContainerConfig,
+    sandbox: Option<&cri::PodSandboxConfig>,
+) -> Result<ContainerSpec, Status> {
+    let meta = config
+        .metadata
+        .as_ref()
+        .filter(|m| !m.name.is_empty())
+        .ok_or_else(|| Status::invalid_argument("ContainerConfig.metadata.name is missing"))?;
+    if config.image.as_ref().is_none_or(|i| i.image.is_empty()) {
+        return Err(Status::invalid_argument(
+            "ContainerConfig.image.image is missing (name the image to run)",
+        ));
+    }
+    // Host paths cannot reach a running pod VM yet (they need hot-plugged shares): refused
+    // rather than silently left out.
+    if let Some(m) = config.mounts.first() {
+        return Err(Status::unimplemented(format!(
+            "mount {} -> {}: mounts into pod containers are not supported yet",
+            m.host_path, m.container_path
+        )));
+    }
+    if let Some(d) = config.devices.first() {
+        return Err(Status::unimplemented(format!(
+            "device {}: devices in pod containers are not supported",
+            d.host_path
+        )));
+    }
+    let log_path = match (
+        sandbox.map(|s| s.log_directory.as_str()),
+        config.log_path.as_str(),
+    ) {
+        (Some(dir), file) if !dir.is_empty() && !file.is_empty() => {
+            if Path::new(file).is_absolute() || file.split('/').any(|c| c == "..") {
+                return Err(Status::invalid_argument(format!(
+                    "log_path {file:?} must be relative to the pod's log directory, without `..`"
+                )));
+            }
+            Some(Path::new(dir).join(file))
+        }
+        _ => None,
+    };
+    let security = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    let user = security.and_then(|s| {
+        let group = s.run_as_group.as_ref().map(|g| g.value);
+        let user = match (&s.run_as_user, s.run_as_username.as_str()) {
+            (Some(u), _) => u.value.to_string(),
+            (None, "") => return None,
+            (None, name) => name.to_owned(),
+        };
+        Some(match group {
+            Some(g) => format!("{user}:{g}"),
+            None => user,
+        })
+    });
+    Ok(ContainerSpec {
+        name: meta.name.clone(),
+        attempt: meta.attempt,
+        image: config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default(),
+        command: config.command.clone(),
+        args: config.args.clone(),
+        env: config
+            .envs
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect(),
+        workdir: Some(config.working_dir.clone()).filter(|w| !w.is_empty()),
+        user,
+        tty: config.tty,
+        stdin: config.stdin,
+        labels: sorted(&config.labels),
+        annotations: sorted(&config.annotations),
+        log_path,
+    })
+}
+
+fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn state(s: ContainerState) -> i32 {
+    match s {
+        ContainerState::Created => cri::ContainerState::ContainerCreated as i32,
+        ContainerState::Running => cri::ContainerState::ContainerRunning as i32,
+        ContainerState::Exited => cri::ContainerState::ContainerExited as i32,
+    }
+}
+
+fn metadata(rec: &ContainerRecord) -> cri::ContainerMetadata {
+    cri::ContainerMetadata {
+        name: rec.spec.name.clone(),
+        attempt: rec.spec.attempt,
+    }
+}
+
+fn image(rec: &ContainerRecord) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: rec.spec.image.clone(),
+        ..Default::default()
+    }
+}
+
+/// The ListContainers item of `rec`.
+pub(crate) fn item_of(rec: &ContainerRecord) -> cri::Container {
+    cri::Container {
+        id: rec.id.clone(),
+        pod_sandbox_id: rec.pod_id.clone(),
+        metadata: Some(metadata(rec)),
+        image: Some(image(rec)),
+        image_ref: rec.image_id.clone(),
+        state: state(rec.state),
+        created_at: rec.created_ns,
+        labels: unsorted(&rec.spec.labels),
+        annotations: unsorted(&rec.spec.annotations),
+        image_id: rec.image_id.clone(),
+    }
+}
+
+/// The ContainerStatus of `rec`.
+pub(crate) fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
+    cri::ContainerStatus {
+        id: rec.id.clone(),
+        metadata: Some(metadata(rec)),
+        state: state(rec.state),
+        created_at: rec.created_ns,
+        started_at: rec.started_ns,
+        finished_at: rec.finished_ns,
+        exit_code: rec.exit_code,
+        image: Some(image(rec)),
+        image_ref: rec.image_id.clone(),
+        reason: rec.reason.clone(),
+        message: rec.message.clone(),
+        labels: unsorted(&rec.spec.labels),
+        annotations: unsorted(&rec.spec.annotations),
+        log_path: rec
+            .spec
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        image_id: rec.image_id.clone(),
+        ..Default::default()
+    }
+}
+
+/// Whether `rec` passes ListContainers' filter (id prefix, state, pod, labels).
+pub(crate) fn matches(filter: Option<&cri::ContainerFilter>, rec: &ContainerRecord) -> bool {
+    let Some(f) = filter else { return true };
+    (f.id.is_empty() || rec.id.starts_with(&f.id))
+        && (f.pod_sandbox_id.is_empty() || rec.pod_id.starts_with(&f.pod_sandbox_id))
+        && f.state.as_ref().is_none_or(|v| v.state == state(rec.state))
+        && f.label_selector
+            .iter()
+            .all(|(k, v)| rec.spec.labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "web".into(),
+                attempt: 1,
+            }),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            command: vec!["sh".into()],
+            envs: vec![cri::KeyValue {
+                key: "A".into(),
+                value: "b=c".into(),
+            }],
+            log_path: "web/1.log".into(),
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+            ..Default::default()
+        }
+    }
+
+    fn sandbox() -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            log_directory: "/var/log/pods/x".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn translates_a_container_config() {
+        let spec = spec_of(&config(), Some(&sandbox())).unwrap();
+        assert_eq!((spec.name.as_str(), spec.attempt), ("web", 1));
+        assert_eq!(spec.env, ["A=b=c"]);
+        assert_eq!(
+            spec.log_path.as_deref(),
+            Some(Path::new("/var/log/pods/x/web/1.log"))
+        );
+        assert_eq!(spec.labels["app"], "web");
+        assert_eq!(spec_of(&config(), None).unwrap().log_path, None);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        let mut c = config();
+        c.metadata = None;
+        assert!(spec_of(&c, None).unwrap_err().message().contains("name"));
+        let mut c = config();
+        c.log_path = "../../etc/x".into();
+        assert!(spec_of(&c, Some(&sandbox())).is_err());
+        let mut c = config();
+        c.mounts.push(cri::Mount {
+            host_path: "/h".into(),
+            container_path: "/c".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            spec_of(&c, None).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+    }
+
+    #[test]
+    fn users_come_from_the_security_context() {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_user: Some(cri::Int64Value { value: 1000 }),
+                run_as_group: Some(cri::Int64Value { value: 50 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(spec_of(&c, None).unwrap().user.as_deref(), Some("1000:50"));
+    }
+}

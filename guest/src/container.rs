@@ -1,0 +1,208 @@
+//! A pod container's process: a new mount namespace whose root is the container's directory
+//! (its image, copied into the pod VM by the host), sharing the VM's network and UTS
+//! namespaces, with the pod's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` bound in.
+//!
+//! Everything that allocates happens in [`prepare`], in guest-init; the forked child only
+//! makes system calls on prepared C strings ([`Entry::enter`]), as is required between
+//! `fork` and `exec` in a multi-threaded process.
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Component, Path};
+
+/// Pod files every container sees as they are in the pod.
+const POD_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
+
+/// What the child needs to enter a container root.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    root: CString,
+    proc_dir: CString,
+    dev_dir: CString,
+    sys_dir: CString,
+    /// (pod file, file in the container) pairs to bind.
+    binds: Vec<(CString, CString)>,
+    workdir: CString,
+}
+
+fn cstr(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", p.display()))
+}
+
+/// Joins a guest-absolute `path` under `root`, refusing `..`.
+pub(crate) fn under(root: &Path, path: &str) -> Result<std::path::PathBuf, String> {
+    let mut out = root.to_owned();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!("{path}: `..` is not allowed in a container path"))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks `root` and creates the mount points the child needs inside it.
+pub(crate) fn prepare(root: &str, workdir: &str) -> Result<Entry, String> {
+    let root_path = Path::new(root);
+    if !root_path.is_absolute() || root_path == Path::new("/") {
+        return Err(format!(
+            "container root {root:?} must be an absolute directory other than /"
+        ));
+    }
+    if !root_path.is_dir() {
+        return Err(format!(
+            "container root {root} does not exist in the pod VM"
+        ));
+    }
+    let mkdir =
+        |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()));
+    let (proc_dir, dev_dir, sys_dir) = (
+        root_path.join("proc"),
+        root_path.join("dev"),
+        root_path.join("sys"),
+    );
+    for d in [&proc_dir, &dev_dir, &sys_dir] {
+        mkdir(d)?;
+    }
+    let mut binds = Vec::new();
+    for file in POD_FILES {
+        if !Path::new(file).is_file() {
+            continue;
+        }
+        let target = under(root_path, file)?;
+        // An image's symlink there would point the bind outside the container: leave it.
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() || m.is_dir() => continue,
+            Ok(_) => {}
+            Err(_) => {
+                if let Some(parent) = target.parent() {
+                    mkdir(parent)?;
+                }
+                std::fs::File::create(&target)
+                    .map_err(|e| format!("creating {}: {e}", target.display()))?;
+            }
+        }
+        binds.push((cstr(Path::new(file))?, cstr(&target)?));
+    }
+    let work = under(root_path, workdir)?;
+    mkdir(&work)?;
+    Ok(Entry {
+        root: cstr(root_path)?,
+        proc_dir: cstr(&proc_dir)?,
+        dev_dir: cstr(&dev_dir)?,
+        sys_dir: cstr(&sys_dir)?,
+        binds,
+        workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
+    })
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Entry {
+    /// In the forked child: new mount namespace, mounts, chroot, working directory (the user
+    /// is the credentials' pre-exec's job, which runs after this one).
+    /// Only system calls on prepared strings: nothing allocates here.
+    #[allow(unsafe_code)]
+    pub(crate) fn enter(&self) -> io::Result<()> {
+        let null = std::ptr::null::<libc::c_char>();
+        // SAFETY: every pointer is a NUL-terminated string owned by `self` (alive across the
+        // calls) or null where the system calls accept null.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            // Nothing mounted here may propagate back to the pod.
+            check(libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"proc".as_ptr(),
+                self.proc_dir.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"/dev".as_ptr(),
+                self.dev_dir.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"sysfs".as_ptr(),
+                self.sys_dir.as_ptr(),
+                c"sysfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+                std::ptr::null(),
+            ))?;
+            for (from, to) in &self.binds {
+                check(libc::mount(
+                    from.as_ptr(),
+                    to.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+            check(libc::chroot(self.root.as_ptr()))?;
+            check(libc::chdir(c"/".as_ptr()))?;
+            check(libc::chdir(self.workdir.as_ptr()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths_stay_under_the_root() {
+        let root = Path::new("/containers/abc");
+        assert_eq!(
+            under(root, "/var/www").unwrap(),
+            Path::new("/containers/abc/var/www")
+        );
+        assert_eq!(under(root, "/").unwrap(), root);
+        assert!(under(root, "/../etc").unwrap_err().contains(".."));
+    }
+
+    #[test]
+    fn prepare_refuses_the_pod_root_and_missing_roots() {
+        assert!(prepare("/", "/")
+            .unwrap_err()
+            .contains("other than /"));
+        assert!(prepare("rel", "/").is_err());
+        assert!(prepare("/nonexistent-a3s-root", "/")
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+
+    #[test]
+    fn prepare_creates_mount_points_and_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let entry = prepare(root, "/srv/app").unwrap();
+        for d in ["proc", "dev", "sys", "srv/app"] {
+            assert!(dir.path().join(d).is_dir(), "{d}");
+        }
+        assert_eq!(entry.workdir.to_str().unwrap(), "/srv/app");
+        // Pod files present on this machine get a bind target in the container.
+        for (from, to) in &entry.binds {
+            assert!(Path::new(to.to_str().unwrap()).is_file(), "{from:?}");
+        }
+    }
+}
