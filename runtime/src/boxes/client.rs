@@ -75,7 +75,8 @@ pub enum ClientMsg {
 pub enum MonitorMsg {
     /// The request was carried out.
     Done,
-    /// The exec process runs in the guest (with this pid there).
+    /// The exec process runs in the guest (with this pid there); `exec -d` and pod containers
+    /// wait for this before reporting a start.
     Started {
         /// Guest pid.
         pid: i32,
@@ -87,8 +88,6 @@ pub enum MonitorMsg {
         /// Why.
         message: String,
     },
-    /// The exec process runs (pod containers wait for this before reporting a start).
-    Started,
     /// The exec process ended.
     Exited {
         /// Its code.

@@ -603,7 +603,6 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
             Ok(GuestMsg::SpawnFailed { code, message }) => {
                 Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
             }
-            Ok(GuestMsg::Started { .. }) => Frame::control(session, &MonitorMsg::Started).ok(),
             Ok(GuestMsg::Error { message }) => {
                 Frame::control(session, &MonitorMsg::Error { message }).ok()
             }

@@ -257,7 +257,7 @@ impl Engine {
             match frame.kind {
                 Kind::Stdout | Kind::Stderr => output(&log, &taps, &frame),
                 Kind::Control => match frame.message::<MonitorMsg>() {
-                    Ok(MonitorMsg::Started) => break Ok(()),
+                    Ok(MonitorMsg::Started { .. }) => break Ok(()),
                     Ok(MonitorMsg::SpawnFailed { message, code }) => {
                         rec.exit_code = code;
                         break Err(message);
