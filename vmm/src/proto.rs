@@ -417,6 +417,8 @@ pub struct ReportCert {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
+// `Start` is sent once per boot; boxing it would only complicate every match.
+#[allow(clippy::large_enum_variant)]
 pub enum HostMsg {
     /// Set the machine up and start the workload (session 0). Sent once, after `Ready`.
     Start {

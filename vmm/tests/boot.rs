@@ -181,6 +181,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         },
         tee: None,
         clock: None,
+        security: None,
     };
     vm.send(&Frame::control(0, &start).unwrap()).unwrap();
 
