@@ -33,13 +33,14 @@ pub(crate) fn top(ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>),
     let proc = Path::new("/proc");
     let boot = boot_time(&read(&proc.join("stat"))?).ok_or("no btime in /proc/stat")?;
     let uptime = read(&proc.join("uptime"))?;
-    let uptime_secs: f64 = uptime
-        .split_whitespace()
+    // Whole seconds are enough for STIME and C.
+    let uptime_secs: u64 = uptime
+        .split(['.', ' '])
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or("unreadable /proc/uptime")?;
     let users = users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
-    let now = boot + uptime_secs as u64;
+    let now = boot + uptime_secs;
     let mut rows = Vec::new();
     for pid in pids(proc)? {
         let dir = proc.join(pid.to_string());

@@ -92,7 +92,7 @@ fn si(bytes: u64) -> String {
     for (unit, size) in [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
         if b >= size {
             let v = b / size;
-            let whole_digits = v.log10().floor() as usize + 1;
+            let whole_digits = format!("{:.0}", v.trunc()).len();
             let mut n = format!("{v:.prec$}", prec = 4usize.saturating_sub(whole_digits));
             if n.contains('.') {
                 n = n.trim_end_matches('0').trim_end_matches('.').to_owned();
