@@ -31,6 +31,9 @@ use crate::boxes::{BoxRecord, BoxState, CreateRequest, DEFAULT_MEM_MIB, LAYER_DI
 use crate::layers::{self, Change, LayersError, Snapshot, Snapshots};
 use crate::network::{BoxNet, NetMode};
 
+/// An edit of an image config document; an error message for a bad instruction.
+pub type ConfigEdit<'a> = &'a dyn Fn(&mut serde_json::Value) -> Result<(), String>;
+
 /// What `commit` adds besides the layer.
 #[derive(Default)]
 pub struct CommitRequest<'a> {
@@ -42,7 +45,7 @@ pub struct CommitRequest<'a> {
     pub author: Option<String>,
     /// `-c`: edits of the image config (Dockerfile instructions applied by the front end's
     /// parser); returns an error message for a bad instruction.
-    pub edit_config: Option<&'a dyn Fn(&mut serde_json::Value) -> Result<(), String>>,
+    pub edit_config: Option<ConfigEdit<'a>>,
 }
 
 impl std::fmt::Debug for CommitRequest<'_> {
