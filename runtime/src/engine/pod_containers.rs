@@ -49,6 +49,9 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// Attached clients' output channels.
+type Taps = Mutex<Vec<std::sync::mpsc::Sender<(Stream, Vec<u8>)>>>;
+
 /// A running container watched by this process.
 struct Live {
     /// Write side of the session: signals and stdin go up it.
@@ -57,7 +60,7 @@ struct Live {
     /// Set once the watcher recorded the exit.
     done: Arc<(Mutex<bool>, Condvar)>,
     /// Attached clients' output channels.
-    taps: Arc<Mutex<Vec<std::sync::mpsc::Sender<(Stream, Vec<u8>)>>>>,
+    taps: Arc<Taps>,
 }
 
 /// The containers this process watches (their sessions live as long as this process).
@@ -311,7 +314,7 @@ impl Engine {
         id: &str,
         mut conn: UnixStream,
         log: &Mutex<Option<CriLog>>,
-        taps: &Mutex<Vec<std::sync::mpsc::Sender<(Stream, Vec<u8>)>>>,
+        taps: &Taps,
         done: &(Mutex<bool>, Condvar),
     ) {
         let (code, reason, message) = loop {
@@ -621,7 +624,7 @@ impl Engine {
 /// Copies an output frame to the log and the attached clients.
 fn output(
     log: &Mutex<Option<CriLog>>,
-    taps: &Mutex<Vec<std::sync::mpsc::Sender<(Stream, Vec<u8>)>>>,
+    taps: &Taps,
     frame: &Frame,
 ) {
     let stream = if frame.kind == Kind::Stderr {
