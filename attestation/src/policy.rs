@@ -422,7 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("policy.toml");
         let mut text = "allow_simulated = true\n".to_owned();
-        text.push_str(&"# padding\n".repeat((MAX_POLICY_BYTES as usize / 10) + 1));
+        text.push_str(&"# padding\n".repeat(usize::try_from(MAX_POLICY_BYTES / 10).unwrap() + 1));
         std::fs::write(&big, &text).unwrap();
         assert!(matches!(
             AppraisalPolicy::load(&big),

@@ -6,7 +6,6 @@ use serde_json::Value;
 use crate::builder::{apply_config_instruction, IMPORT_CHANGES};
 use crate::dockerfile::{self, Instruction, ParseError};
 
-
 /// One parsed `--change` instruction.
 #[derive(Clone, Debug)]
 pub struct ConfigChange(Instruction);

@@ -182,9 +182,7 @@ mod tests {
 
     #[test]
     fn prepare_refuses_the_pod_root_and_missing_roots() {
-        assert!(prepare("/", "/")
-            .unwrap_err()
-            .contains("other than /"));
+        assert!(prepare("/", "/").unwrap_err().contains("other than /"));
         assert!(prepare("rel", "/").is_err());
         assert!(prepare("/nonexistent-a3s-root", "/")
             .unwrap_err()

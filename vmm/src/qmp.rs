@@ -161,8 +161,9 @@ mod tests {
     use super::*;
     use std::process::{Command, Stdio};
 
-    /// A real QEMU with no machine (no guest to boot) serving QMP.
-    struct Qemu(std::process::Child, tempfile::TempDir);
+    /// A real QEMU with no machine (no guest to boot) serving QMP; the directory holding its
+    /// socket lives as long as it does.
+    struct Qemu(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
     impl Drop for Qemu {
         fn drop(&mut self) {

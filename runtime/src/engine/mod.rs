@@ -49,7 +49,7 @@ pub use build::{StepRun, StepStream, STEP_IMAGE_REPO};
 pub use compose::{ComposeEvents, ProjectState, Recreate, DEPENDENCY_TIMEOUT};
 pub use images::{is_verdict, PullPolicy, RemoteVerdict, Untagged};
 pub use inject::{InjectReport, InjectSecret, MAX_INJECT_BYTES};
-pub use layers::CommitRequest;
+pub use layers::{CommitRequest, ConfigEdit};
 pub use lifecycle::{cpu_percent, BoxStats, LogRequest, STATS_INTERVAL};
 pub use measure::{MeasuredInputs, PredictedMeasurement};
 pub use pod_containers::ExecOutput;

@@ -622,11 +622,7 @@ impl Engine {
 }
 
 /// Copies an output frame to the log and the attached clients.
-fn output(
-    log: &Mutex<Option<CriLog>>,
-    taps: &Taps,
-    frame: &Frame,
-) {
+fn output(log: &Mutex<Option<CriLog>>, taps: &Taps, frame: &Frame) {
     let stream = if frame.kind == Kind::Stderr {
         Stream::Stderr
     } else {

@@ -1,5 +1,7 @@
 //! The box lifecycle commands: each parses flags into runtime requests and prints the result.
 
+use serde_json::Value;
+
 pub(crate) mod args;
 mod detach_keys;
 mod events;
@@ -114,7 +116,19 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                     let mut v = health::inspect_view(r)?;
                     let att = engine.attachments(r).engine()?;
                     if let Some(obj) = v.as_object_mut() {
-                        obj.extend(crate::docker::inspect_fields(r, &att));
+                        for (k, docker) in crate::docker::inspect_fields(r, &att) {
+                            // HostConfig's security fields are already there: add beside them.
+                            match (obj.get_mut(&k), docker) {
+                                (Some(Value::Object(have)), Value::Object(more)) => {
+                                    for (f, x) in more {
+                                        have.entry(f).or_insert(x);
+                                    }
+                                }
+                                (_, docker) => {
+                                    obj.insert(k, docker);
+                                }
+                            }
+                        }
                     }
                     Ok(v)
                 })
