@@ -167,6 +167,8 @@ pub(crate) fn spawn(
             cmd.pre_exec(move || entry.enter());
         }
     } else {
+        std::fs::create_dir_all(&workdir)
+            .map_err(|e| fail(126, format!("working directory {workdir}: {e}")))?;
         cmd.current_dir(&workdir);
     }
     let mut spawned = Spawned {
