@@ -62,11 +62,11 @@ fn busybox_rootfs(env: &TestEnv) -> String {
 }
 
 fn box_json(env: &TestEnv, name: &str) -> serde_json::Value {
-    let all = ok(env, &["ps", "-a", "--format", "json"]).json();
+    let all = ok(env, &["ps", "-a", "--format", "json"]).json_lines();
     all.as_array()
         .unwrap()
         .iter()
-        .find(|b| b["name"] == name)
+        .find(|b| b["Names"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no box {name} in {all}"))
 }
@@ -212,8 +212,8 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     // pause: vCPUs stopped, Docker's state words; exec refused; unpause; pause twice refused.
     ok(&env, &["pause", "cmds"]);
     let b = box_json(&env, "cmds");
-    assert_eq!(b["state"], "paused", "{b}");
-    assert!(b["status"].as_str().unwrap().ends_with("(Paused)"), "{b}");
+    assert_eq!(b["State"], "paused", "{b}");
+    assert!(b["Status"].as_str().unwrap().ends_with("(Paused)"), "{b}");
     let st = ok(&env, &["inspect", "-f", "{{.State.Status}}", "cmds"]);
     assert_eq!(st.stdout, "paused\n");
     let filtered = ok(&env, &["ps", "-q", "--filter", "status=paused"]);
@@ -224,7 +224,7 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     assert_eq!(paused_stats[0]["MemUsage"], "--");
     ok(&env, &["unpause", "cmds"]);
     refused(&env, &["unpause", "cmds"], 125, "is not paused");
-    assert_eq!(box_json(&env, "cmds")["state"], "running");
+    assert_eq!(box_json(&env, "cmds")["State"], "running");
     assert_eq!(ok(&env, &["exec", "cmds", "echo", "back"]).stdout, "back\n");
 
     // Live events: a follower started now sees the rename (and nothing stored before it).
@@ -275,7 +275,7 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     ok(&env, &["pause", "cmds"]);
     ok(&env, &["stop", "cmds"]);
     let b = box_json(&env, "cmds");
-    assert_eq!(b["state"], "exited", "{b}");
+    assert_eq!(b["State"], "exited", "{b}");
     ok(&env, &["rm", "-v", "cmds"]);
 
     // The stored events of this lifecycle, in order, in Docker's shape.

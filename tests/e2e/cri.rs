@@ -190,15 +190,13 @@ fn crictl_reads_version_and_status_over_an_owner_only_socket() {
     assert!(v.stdout.contains("RuntimeName:  a3s-box"), "{}", v.stdout);
     assert!(v.stdout.contains("RuntimeApiVersion:  v1"), "{}", v.stdout);
 
-    // Readiness is reported as it is: no containers yet, so kubelet must not schedule here.
+    // Readiness is reported as it is: containers run, but there is no CNI network yet.
     let info = json(&server.ok(&["info", "-o", "json"]));
     let conditions = info["status"]["conditions"].as_array().unwrap();
-    let runtime_ready = conditions
-        .iter()
-        .find(|c| c["type"] == "RuntimeReady")
-        .unwrap();
-    assert_eq!(runtime_ready["status"], false);
-    assert_eq!(runtime_ready["reason"], "ContainersUnsupported");
+    let condition = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap();
+    assert_eq!(condition("RuntimeReady")["status"], true);
+    assert_eq!(condition("NetworkReady")["status"], false);
+    assert_eq!(condition("NetworkReady")["reason"], "NetworkPluginNotReady");
     let handlers: Vec<_> = info["runtimeHandlers"]
         .as_array()
         .unwrap()
