@@ -30,6 +30,7 @@ pub mod layers;
 pub mod network;
 pub mod pod_containers;
 pub mod pods;
+pub mod record_dir;
 pub mod state;
 pub mod tee;
 pub mod volumes;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::home::A3sHome;
+use crate::record_dir::{Record, RecordDir, RecordError};
 use crate::state::{self, Lock, StateError};
 
 /// What a pod is asked to be (CRI `PodSandboxConfig`, already validated by the front end).
@@ -88,8 +89,8 @@ pub enum PodError {
     /// Locks.
     #[error(transparent)]
     State(#[from] StateError),
-    /// A record file is not a pod record.
-    #[error("pod record {}: {source}", path.display())]
+    /// A record file is not a pod (or pod container) record.
+    #[error("corrupt record {}: {source}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -102,20 +103,35 @@ pub enum PodError {
     Io(#[from] std::io::Error),
 }
 
-/// Largest pod record read (labels and annotations are bounded by kubelet well below this).
-const MAX_RECORD: u64 = 1 << 20;
+impl Record for PodRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created_ns(&self) -> i64 {
+        self.created_ns
+    }
+}
+
+impl From<RecordError> for PodError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Corrupt { path, source } => Self::Corrupt { path, source },
+            RecordError::Io(e) => Self::Io(e),
+        }
+    }
+}
 
 /// The pod store of one home.
 #[derive(Clone, Debug)]
 pub struct Pods {
-    dir: PathBuf,
+    records: RecordDir<PodRecord>,
 }
 
 impl Pods {
     /// The store under `home`.
     pub fn open(home: &A3sHome) -> Self {
         Self {
-            dir: home.root().join("pods"),
+            records: RecordDir::new(home.root().join("pods")),
         }
     }
 
@@ -124,25 +140,16 @@ impl Pods {
     /// # Errors
     /// [`PodError::State`].
     pub fn lock(&self) -> Result<Lock, PodError> {
-        fs_err::create_dir_all(&self.dir)?;
-        Ok(state::lock_file(&self.dir.join(".lock"))?)
+        fs_err::create_dir_all(self.records.dir())?;
+        Ok(state::lock_file(&self.records.dir().join(".lock"))?)
     }
 
-    /// Stores `rec` (atomically: temp file, fsync, rename); the caller holds the lock.
+    /// Stores `rec` atomically; the caller holds the lock.
     ///
     /// # Errors
     /// i/o.
     pub fn save(&self, rec: &PodRecord) -> Result<(), PodError> {
-        use std::io::Write;
-        fs_err::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".{}.tmp", rec.id));
-        let bytes = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-        let mut f = fs_err::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs_err::rename(&tmp, self.dir.join(format!("{}.json", rec.id)))?;
-        fs_err::File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        Ok(self.records.save(rec)?)
     }
 
     /// Every pod, oldest first.
@@ -150,43 +157,7 @@ impl Pods {
     /// # Errors
     /// i/o or a corrupt record.
     pub fn list(&self) -> Result<Vec<PodRecord>, PodError> {
-        let entries = match fs_err::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            let is_record = path.extension().is_some_and(|x| x == "json")
-                && !path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if is_record {
-                out.push(Self::read(&path)?);
-            }
-        }
-        out.sort_by_key(|p| p.created_ns);
-        Ok(out)
-    }
-
-    fn read(path: &std::path::Path) -> Result<PodRecord, PodError> {
-        use std::io::Read;
-        let mut text = Vec::new();
-        fs_err::File::open(path)?
-            .take(MAX_RECORD + 1)
-            .read_to_end(&mut text)?;
-        if text.len() as u64 > MAX_RECORD {
-            return Err(std::io::Error::other(format!(
-                "{}: larger than {MAX_RECORD} bytes",
-                path.display()
-            ))
-            .into());
-        }
-        serde_json::from_slice(&text).map_err(|source| PodError::Corrupt {
-            path: path.to_owned(),
-            source,
-        })
+        Ok(self.records.list()?)
     }
 
     /// The pod `key` names: its id or a unique prefix of it.
@@ -194,10 +165,7 @@ impl Pods {
     /// # Errors
     /// [`PodError::NotFound`], [`PodError::Ambiguous`].
     pub fn find(&self, key: &str) -> Result<PodRecord, PodError> {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PodError::NotFound(key.to_owned()));
-        }
-        let mut hits = self.list()?.into_iter().filter(|p| p.id.starts_with(key));
+        let mut hits = self.records.matching(key)?.into_iter();
         match (hits.next(), hits.next()) {
             (Some(p), None) => Ok(p),
             (Some(_), Some(_)) => Err(PodError::Ambiguous(key.to_owned())),
@@ -210,11 +178,7 @@ impl Pods {
     /// # Errors
     /// i/o.
     pub fn delete(&self, id: &str) -> Result<(), PodError> {
-        match fs_err::remove_file(self.dir.join(format!("{id}.json"))) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.records.delete(id)?)
     }
 }
 

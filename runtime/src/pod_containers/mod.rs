@@ -5,12 +5,13 @@
 pub mod cri_log;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::home::A3sHome;
 use crate::pods::PodError;
+use crate::record_dir::{Record, RecordDir};
 
 /// What a container is asked to be (CRI `ContainerConfig`, validated by the front end).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,37 +105,35 @@ impl ContainerRecord {
 /// Where containers' root filesystems live inside a pod VM.
 pub const GUEST_CONTAINERS: &str = "/containers";
 
-/// Largest container record read.
-const MAX_RECORD: u64 = 1 << 20;
+impl Record for ContainerRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created_ns(&self) -> i64 {
+        self.created_ns
+    }
+}
 
 /// The container store of one home (locked with the pod store's lock).
 #[derive(Clone, Debug)]
 pub struct Containers {
-    dir: PathBuf,
+    records: RecordDir<ContainerRecord>,
 }
 
 impl Containers {
     /// The store under `home`.
     pub fn open(home: &A3sHome) -> Self {
         Self {
-            dir: home.root().join("pods").join("containers"),
+            records: RecordDir::new(home.root().join("pods").join("containers")),
         }
     }
 
-    /// Stores `rec` atomically (temp file, fsync, rename).
+    /// Stores `rec` atomically.
     ///
     /// # Errors
     /// i/o.
     pub fn save(&self, rec: &ContainerRecord) -> Result<(), PodError> {
-        use std::io::Write;
-        fs_err::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".{}.tmp", rec.id));
-        let bytes = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-        let mut f = fs_err::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs_err::rename(&tmp, self.dir.join(format!("{}.json", rec.id)))?;
-        Ok(())
+        Ok(self.records.save(rec)?)
     }
 
     /// Every container, oldest first.
@@ -142,24 +141,7 @@ impl Containers {
     /// # Errors
     /// i/o or a corrupt record.
     pub fn list(&self) -> Result<Vec<ContainerRecord>, PodError> {
-        let entries = match fs_err::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            let is_record = path.extension().is_some_and(|x| x == "json")
-                && !path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if is_record {
-                out.push(read(&path)?);
-            }
-        }
-        out.sort_by_key(|c| c.created_ns);
-        Ok(out)
+        Ok(self.records.list()?)
     }
 
     /// The container `key` names: its id or a unique prefix of it.
@@ -167,10 +149,7 @@ impl Containers {
     /// # Errors
     /// [`PodError::ContainerNotFound`], [`PodError::Ambiguous`].
     pub fn find(&self, key: &str) -> Result<ContainerRecord, PodError> {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PodError::ContainerNotFound(key.to_owned()));
-        }
-        let mut hits = self.list()?.into_iter().filter(|c| c.id.starts_with(key));
+        let mut hits = self.records.matching(key)?.into_iter();
         match (hits.next(), hits.next()) {
             (Some(c), None) => Ok(c),
             (Some(_), Some(_)) => Err(PodError::Ambiguous(key.to_owned())),
@@ -183,31 +162,8 @@ impl Containers {
     /// # Errors
     /// i/o.
     pub fn delete(&self, id: &str) -> Result<(), PodError> {
-        match fs_err::remove_file(self.dir.join(format!("{id}.json"))) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.records.delete(id)?)
     }
-}
-
-fn read(path: &Path) -> Result<ContainerRecord, PodError> {
-    use std::io::Read;
-    let mut text = Vec::new();
-    fs_err::File::open(path)?
-        .take(MAX_RECORD + 1)
-        .read_to_end(&mut text)?;
-    if text.len() as u64 > MAX_RECORD {
-        return Err(std::io::Error::other(format!(
-            "{}: larger than {MAX_RECORD} bytes",
-            path.display()
-        ))
-        .into());
-    }
-    serde_json::from_slice(&text).map_err(|source| PodError::Corrupt {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// The process of a container: CRI's command and args over the image's entrypoint and cmd
