@@ -157,6 +157,16 @@ fn the_writable_layer_persists_until_rm_and_storage_opt_sizes_it() {
     ok(&["start", "keep"]);
     assert_eq!(ok(&["exec", "keep", "cat", "/data/f"]).stdout, "kept\n");
 
+    // A stop that runs out of time (-t 0) kills the workload as Docker's SIGKILL does, but
+    // what it wrote stays: the guest syncs before the VM goes (it used to be killed with its
+    // page cache, and the write was lost).
+    ok(&["exec", "keep", "sh", "-c", "echo late > /data/g"]);
+    ok(&["stop", "-t", "0", "keep"]);
+    assert_eq!(exited("keep")["exit_code"], 137, "{}", inspect("keep"));
+    ok(&["start", "keep"]);
+    assert_eq!(ok(&["exec", "keep", "cat", "/data/g"]).stdout, "late\n");
+    ok(&["stop", "keep"]);
+
     // Another box of the same image has its own layer.
     let other = run(&["run", "--rm", "busybox", "cat", "/data/f"]);
     assert_ne!(other.code, 0, "{other:?}");

@@ -29,6 +29,10 @@ use crate::tee::pipeline::TeeLaunch;
 /// Exit code recorded when the VM had to be killed (Docker's 128 + SIGKILL).
 pub const KILLED_EXIT_CODE: i32 = 137;
 
+/// How long a guest gets to report its killed workload (and so sync its disks) before the VM
+/// itself is killed.
+const GUEST_KILL_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct Shared {
     clients: HashMap<u32, UnixStream>,
@@ -467,11 +471,29 @@ fn serve(
         Err(e) => return (125, Some(format!("opening the output log: {e}")), false),
     };
     let mut error = None;
+    // When the stop timeout ran out: the workload was sent SIGKILL inside the guest.
+    let mut killed_at: Option<Instant> = None;
     let code = loop {
         let deadline = lock(&shared).stop_deadline;
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            vm.kill();
-            break KILLED_EXIT_CODE;
+            match killed_at {
+                // As Docker's SIGKILL: the workload dies at once, but what it wrote stays. So
+                // guest-init kills it and then syncs the layer disk and powers off (the exit
+                // report arrives below); killing QEMU instead would lose the guest's page cache.
+                None => {
+                    if let Ok(f) = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal: 9 })
+                    {
+                        to_guest(&guest, &f);
+                    }
+                    killed_at = Some(Instant::now());
+                }
+                Some(t) if t.elapsed() >= GUEST_KILL_GRACE => {
+                    // The guest does not answer: only killing the VM is left.
+                    vm.kill();
+                    break KILLED_EXIT_CODE;
+                }
+                Some(_) => {}
+            }
         }
         let frame = match vm.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(f)) => f,
