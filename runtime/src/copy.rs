@@ -3,11 +3,10 @@
 //! - **Running box**: an exec session runs guest-init's own copy helper
 //!   (`/.a3s/init __cp-out PATH` / `__cp-in DEST NAME`), so no `tar` is needed in the image; the
 //!   tar stream ([`a3s_vmm::copy`]) travels as the session's stdout or stdin.
-//! - **Stopped box**: a box's root filesystem lives in guest RAM (the initramfs) and is gone once
-//!   the box stops; only its volumes and bind mounts persist. So `cp` of a stopped (or created)
-//!   box works on paths under one of its `-v` mounts, reading or writing the host directory
-//!   behind it (what the box sees at its next start), and any other path is refused with
-//!   [`CopyError::NotPersistent`]. Writes into a `:ro` mount are refused.
+//! - **Stopped box**: a path under one of its `-v` mounts is read or written in the host
+//!   directory behind it (what the box sees at its next start); writes into a `:ro` mount are
+//!   refused. Any other path is on the box's layer disk, which the host does not mount:
+//!   [`CopyError::NotPersistent`] tells the engine to go through a helper box instead.
 //!
 //! TEE boxes: host-initiated `cp` is refused unless the box was started with an explicit
 //! opt-in; [`refuse_in_tee`] is that check and runs before anything touches the box.
@@ -96,8 +95,9 @@ pub enum CopyError {
     /// A TEE box without the opt-in.
     #[error("cp is refused for box {0}: it runs in a TEE and was not started with --allow-exec")]
     RefusedInTee(String),
-    /// A stopped box's path outside its mounts.
-    #[error("box {name} is not running and {path} is not under one of its volumes or bind mounts: a box's root filesystem lives in guest memory and does not outlast the box")]
+    /// A stopped box's path outside its mounts (on its layer disk: the engine copies through
+    /// a helper box).
+    #[error("{path} of stopped box {name} is on its layer disk, not under one of its volumes or bind mounts")]
     NotPersistent {
         /// The box.
         name: String,
@@ -139,7 +139,7 @@ impl CopyError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::NotPersistent { name, .. } => Some(format!(
-                "start the box (`a3s-box start {name}`) and copy while it runs, or keep the data in a volume (-v NAME:/path)"
+                "start the box (`a3s-box start {name}`) and copy while it runs"
             )),
             Self::RefusedInTee(_) => {
                 Some("restart the box with --allow-exec if host access is intended".into())

@@ -226,7 +226,7 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
     assert_eq!(daemons_for(&id), 0, "virtiofsd is reaped with the VM");
 
     // Stopped box: paths under its mounts are copied from and to the host directory behind
-    // them; its RAM root is gone, so other paths are refused with the reason.
+    // them; other paths live on its layer disk and go through a helper VM, as in Docker.
     ok(&[
         "cp",
         "vol-cp:/v/from-cp.txt",
@@ -236,13 +236,42 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
         std::fs::read_to_string(out.join("back.txt")).unwrap(),
         "alpha\n"
     );
-    let r = env().run(&["cp", "vol-cp:/root/tree", &out.display().to_string()]);
-    assert_eq!(r.code, 125, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("not under one of its volumes"),
-        "{}",
-        r.stderr
+    let stopped_out = host.path().join("stopped-out");
+    std::fs::create_dir(&stopped_out).unwrap();
+    ok(&[
+        "cp",
+        "vol-cp:/root/tree",
+        &stopped_out.display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read(stopped_out.join("tree/sub/blob.bin")).unwrap(),
+        blob,
+        "what cp wrote into the running box is on its layer disk"
     );
+    ok(&[
+        "cp",
+        &src.join("a.txt").display().to_string(),
+        "vol-cp:/etc/added-while-stopped.txt",
+    ]);
+    let r = env().run(&["cp", "vol-cp:/no/such", &out.display().to_string()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("No such file"), "{}", r.stderr);
+    // Each of the three went through a helper box, and each helper is gone again.
+    let helpers = |action: &str| {
+        ok(&["audit", "--action", action, "--format", "json"])
+            .stdout
+            .matches("cp on stopped box vol-cp")
+            .count()
+    };
+    assert_eq!(helpers("box.create"), 3);
+    assert_eq!(helpers("box.remove"), 3, "no helper box is left behind");
+    ok(&["start", "vol-cp"]);
+    let seen = ok(&["exec", "vol-cp", "cat", "/etc/added-while-stopped.txt"]).stdout;
+    assert_eq!(
+        seen, "alpha\n",
+        "a copy into a stopped box is there at its next start"
+    );
+    ok(&["stop", "-t", "0", "vol-cp"]);
 
     // Still in use while the stopped box exists; --force overrides; prune keeps used volumes.
     let r = env().run(&["volume", "rm", "cpvol"]);

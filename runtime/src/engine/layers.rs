@@ -5,31 +5,25 @@
 //! as the store unpacked it ([`crate::layers`] does the rest).
 //!
 //! - **Running box**: an exec session streams the layer out of the guest.
-//! - **Stopped box**: the host does not mount the layer disk: its ext4 was written by the
-//!   guest, and parsing a guest-made filesystem in the host kernel would hand a box an attack
-//!   surface on the host. A throwaway helper box (no network, guest-init idling) boots the
-//!   box's image on a copy of the box's layer disk and streams the layer the same way, so the
-//!   guest kernel is the only one that reads it. A box that never started has no changes.
+//! - **Stopped box**: a throwaway helper box ([`super::helper_box`]) boots the box's image
+//!   on a copy of the box's layer disk and streams the layer the same way, so the guest
+//!   kernel is the only one that reads it. A box that never started has no changes.
 //! - **Confidential boxes** are refused: their layer is ciphertext under a key only the
 //!   guest has. Snapshots copy the disk as it is and work for them too.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::Path;
-use std::time::Duration;
 
 use a3s_image::oci::History;
 use a3s_image::store::{Commit, RefRecord};
 use a3s_image::{Digest, ImageRef};
-use a3s_vmm::assets::INIT_PATH;
-use a3s_vmm::layer::GUEST_IDLE;
 
+use super::helper_box::LayerUse;
 use super::{Engine, EngineError, STEP_IMAGE_REPO};
 use crate::audit::Outcome;
-use crate::boxes::health::HealthOptions;
-use crate::boxes::{BoxRecord, BoxState, CreateRequest, DEFAULT_MEM_MIB, LAYER_DISK};
+use crate::boxes::{BoxRecord, BoxState, LAYER_DISK};
 use crate::layers::{self, Change, LayersError, Snapshot, Snapshots};
-use crate::network::{BoxNet, NetMode};
 
 /// An edit of an image config document; an error message for a bad instruction.
 pub type ConfigEdit<'a> = &'a dyn Fn(&mut serde_json::Value) -> Result<(), String>;
@@ -301,41 +295,11 @@ impl Engine {
         }
     }
 
-    /// Boots a helper box on a copy of stopped `rec`'s layer disk and streams its changes.
+    /// Streams stopped `rec`'s changes out of a helper box on a copy of its layer disk.
     fn layer_of_stopped(&self, rec: &BoxRecord, out: &Path) -> Result<(), EngineError> {
-        let req = CreateRequest {
-            image: format!("{STEP_IMAGE_REPO}@{}", rec.image_digest),
-            args: vec![INIT_PATH.into(), GUEST_IDLE.into()],
-            entrypoint: Some(String::new()),
-            user: Some("0:0".into()),
-            vcpus: 1,
-            mem_mib: u64::from(DEFAULT_MEM_MIB),
-            net: BoxNet {
-                mode: NetMode::None,
-                ..BoxNet::default()
-            },
-            health: HealthOptions {
-                disable: true,
-                ..HealthOptions::default()
-            },
-            layer_bytes: Some(rec.spec.layer_bytes),
-            ..CreateRequest::default()
-        };
-        let helper = self.boxes.create(&req)?;
-        let why = format!("reads the layer of stopped box {}", rec.name);
-        self.record_box("box.create", &helper, Outcome::Success, &why)?;
-        let id = helper.id.as_str();
-        let result = (|| {
-            let disk = self.boxes.box_dir(&helper.id).join(LAYER_DISK);
-            fs_err::remove_file(&disk)?;
-            layers::clone_file(&self.boxes.box_dir(&rec.id).join(LAYER_DISK), &disk)?;
-            let running = self.start(id)?;
-            self.layer_out(&running, out)
-        })();
-        let _ = self.boxes.stop(id, Duration::from_secs(2));
-        let _ = self.boxes.remove(id, true);
-        let _ = self.record_box("box.remove", &helper, Outcome::Success, &why);
-        result
+        self.with_helper_box(rec, "reading the layer", LayerUse::Read, |helper| {
+            self.layer_out(helper, out)
+        })
     }
 }
 

@@ -21,6 +21,7 @@ mod build;
 mod compose;
 mod copy;
 mod events;
+mod helper_box;
 mod images;
 mod inject;
 mod layers;
