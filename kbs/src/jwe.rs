@@ -198,17 +198,23 @@ pub fn encrypt(key: &TeePubKey, plaintext: &[u8]) -> Result<JweResponse, JweErro
 type Ecdh = (Zeroizing<Vec<u8>>, Vec<u8>, Vec<u8>);
 
 fn ecdh_p256(x: &str, y: &str) -> Result<Ecdh, JweError> {
-    use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+    use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
     let (x, y) = (coord("x", x, 32)?, coord("y", y, 32)?);
-    let point = p256::EncodedPoint::from_affine_coordinates(x[..].into(), y[..].into(), false);
-    let public = Option::<p256::PublicKey>::from(p256::PublicKey::from_encoded_point(&point))
-        .ok_or_else(|| JweError::InvalidKey("P-256 point is not on the curve".into()))?;
-    let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
-    let z = Zeroizing::new(eph.diffie_hellman(&public).raw_secret_bytes().to_vec());
-    let epk = eph.public_key().to_encoded_point(false);
-    let (ex, ey) = (epk.x(), epk.y());
-    match (ex, ey) {
-        (Some(ex), Some(ey)) => Ok((z, ex.to_vec(), ey.to_vec())),
+    let mut peer = Vec::with_capacity(65);
+    peer.push(0x04); // SEC1 uncompressed
+    peer.extend_from_slice(&x);
+    peer.extend_from_slice(&y);
+    // ring: this runs once per released resource, and its P-256 is several times faster.
+    let rng = ring::rand::SystemRandom::new();
+    let eph = EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| JweError::Encrypt)?;
+    let epk = eph.compute_public_key().map_err(|_| JweError::Encrypt)?;
+    // agree_ephemeral refuses a point that is not on the curve.
+    let z = agreement::agree_ephemeral(eph, &UnparsedPublicKey::new(&ECDH_P256, &peer), |z| {
+        Zeroizing::new(z.to_vec())
+    })
+    .map_err(|_| JweError::InvalidKey("P-256 point is not on the curve".into()))?;
+    match epk.as_ref() {
+        [0x04, rest @ ..] if rest.len() == 64 => Ok((z, rest[..32].to_vec(), rest[32..].to_vec())),
         _ => Err(JweError::Encrypt),
     }
 }

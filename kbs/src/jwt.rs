@@ -4,7 +4,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde_json::Value;
 
@@ -98,10 +98,7 @@ impl AdminKey {
 
     fn verify_signature(&self, input: &[u8], sig: &[u8]) -> Result<(), JwtError> {
         match self {
-            Self::Es256(k) => {
-                let sig = Signature::from_slice(sig).map_err(|_| JwtError::Signature)?;
-                k.verify(input, &sig).map_err(|_| JwtError::Signature)
-            }
+            Self::Es256(k) => verify_es256(k, input, sig),
             Self::Ed25519(k) => {
                 let sig =
                     ed25519_dalek::Signature::from_slice(sig).map_err(|_| JwtError::Signature)?;
@@ -281,12 +278,21 @@ pub fn verify(token: &str, key: &VerifyingKey, now_secs: u64) -> Result<Value, J
     verify_with(
         token,
         "ES256",
-        |input, sig| {
-            let sig = Signature::from_slice(sig).map_err(|_| JwtError::Signature)?;
-            key.verify(input, &sig).map_err(|_| JwtError::Signature)
-        },
+        |input, sig| verify_es256(key, input, sig),
         now_secs,
     )
+}
+
+/// ES256 (r‖s) over `input`. Verified with ring: the attestation token is checked on every
+/// resource request, and ring's P-256 is several times faster than the pure-Rust one.
+fn verify_es256(key: &VerifyingKey, input: &[u8], sig: &[u8]) -> Result<(), JwtError> {
+    let point = key.to_encoded_point(false);
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        point.as_bytes(),
+    )
+    .verify(input, sig)
+    .map_err(|_| JwtError::Signature)
 }
 
 /// The checks every token gets: three parts, the one expected `alg` (never `none` nor
