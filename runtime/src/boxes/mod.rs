@@ -651,7 +651,7 @@ impl Boxes {
         let net = net.resolve()?;
         crate::volumes::check_targets(&req.mounts)?;
         if let Some(tee) = &req.tee {
-            tee.validate(net.mode == crate::network::NetMode::Tsi)?;
+            tee.validate(net.mode != crate::network::NetMode::None)?;
             if tee.mode == crate::tee::spec::TeeMode::Snp {
                 a3s_vmm::snp::check_host(Path::new("/"))
                     .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
@@ -684,6 +684,7 @@ impl Boxes {
                 hosts: req.hosts.iter().cloned().collect(),
                 nameservers: net.nameservers(),
                 mounts: crate::volumes::guest_mounts(&req.mounts),
+                interfaces: Vec::new(),
             },
             vcpus,
             mem_mib,
