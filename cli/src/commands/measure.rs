@@ -48,7 +48,7 @@ impl LaunchFlags {
             }
         };
         let net = crate::commands::network::NetArgs {
-            network: self.network.clone(),
+            network: self.network.clone().into_iter().collect(),
             publish: Vec::new(),
             publish_all: false,
             ip: None,

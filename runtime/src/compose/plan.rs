@@ -70,7 +70,10 @@ pub fn box_name(project: &str, service: &str) -> String {
 /// # Errors
 /// A dependency cycle, or a service setting the runtime cannot carry out (named).
 pub fn plan(p: &Project) -> Result<Plan, ComposeError> {
-    let uses_default = p.services.values().any(|s| s.networks.is_empty());
+    let uses_default = p
+        .services
+        .values()
+        .any(|s| s.networks.is_empty() || s.networks.contains_key("default"));
     let mut networks = Vec::new();
     let mut net_names = BTreeMap::new();
     let mut keys: Vec<(&str, super::model::NetworkDef)> = p

@@ -686,14 +686,6 @@ pub enum NetError {
     /// `network connect`/`disconnect` of a running box.
     #[error("box {0} is running: network changes apply at the next boot, so stop it first")]
     BoxRunning(String),
-    /// `network connect` of a box already on another network.
-    #[error("box {name} is already connected to network {network}")]
-    AlreadyConnected {
-        /// The box.
-        name: String,
-        /// Its network.
-        network: String,
-    },
     /// `network disconnect` of a box not on that network.
     #[error("box {name} is not connected to network {network}")]
     NotConnected {
