@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::model::{Condition, Project, Service};
+use super::model::{BuildDef, Condition, Project, Service};
 use super::ComposeError;
 use crate::boxes::health::HealthOptions;
 use crate::boxes::restart::RestartPolicy;
@@ -58,11 +58,23 @@ pub struct PlannedBox {
     pub depends_on: Vec<(String, Condition)>,
     /// Its restart policy.
     pub restart: RestartPolicy,
+    /// How its image is built (`request.image` names the result), if it is.
+    pub build: Option<BuildDef>,
 }
 
 /// `<project>-<service>-1`.
 pub fn box_name(project: &str, service: &str) -> String {
     format!("{project}-{service}-1")
+}
+
+/// The service's image: `image`, or for a service with only `build` the name Docker Compose
+/// gives the result, `<project>-<service>`.
+pub fn image_name(p: &Project, s: &Service) -> String {
+    if s.image.is_empty() {
+        format!("{}-{}", p.name, s.name)
+    } else {
+        s.image.clone()
+    }
 }
 
 /// Plans `p`.
@@ -132,6 +144,7 @@ pub fn plan(p: &Project) -> Result<Plan, ComposeError> {
                 .transpose()
                 .map_err(|why| unsupported(&s.name, "restart", why))?
                 .unwrap_or_default(),
+            build: s.build.clone(),
         });
     }
     Ok(Plan {
@@ -221,7 +234,7 @@ fn request(
         },
     };
     let mut req = CreateRequest {
-        image: s.image.clone(),
+        image: image_name(p, s),
         name: Some(box_name(&p.name, &s.name)),
         args: s.command.clone().unwrap_or_default(),
         entrypoint: None,
