@@ -443,6 +443,21 @@ secrets:
         vault_ip.as_str(),
         "{vault}"
     );
+    // Its address is not measured: `measure` predicts a bridge box's launch before create.
+    let predicted = lab.run(&[
+        "measure",
+        "--image",
+        "busybox",
+        "--tee-simulate",
+        "--network",
+        "cextra_default",
+    ]);
+    assert_eq!(predicted.code, 0, "{predicted:?}");
+    assert_eq!(
+        predicted.stdout.trim(),
+        vault["tee"]["measurement"],
+        "{vault}"
+    );
     let ns = lab.run(&["exec", "cextra-peek-1", "nslookup", "vault"]);
     assert!(ns.stdout.contains(&vault_ip), "{ns:?}");
     // peek is on two networks: it also finds iso-srv on the strict one.
