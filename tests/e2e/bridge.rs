@@ -4,7 +4,8 @@
 //! namespace's end of the bridge. Nothing is sent to any other address.
 //!
 //! VM boots: 3 (peers by name, a late peer with an alias and published ports; plus 1
-//! restart) + 2 (strict) + 2 (custom) + 3 (a box on two networks; plus 1 restart) = 12.
+//! restart) + 2 (strict) + 2 (custom) + 3 (a box on two networks; plus 1 restart) + 1 (a TEE
+//! box on a bridge with a loopback KBS) = 13.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -735,4 +736,121 @@ fn a_box_on_two_networks_has_a_nic_address_and_names_on_each_and_isolation_per_n
         two["mn-back"]["IPAddress"].is_string() && two["mn-front"]["IPAddress"].is_string(),
         "{two}"
     );
+}
+
+/// `a3s-box kbs serve` on the namespace's loopback; killed on drop.
+struct NsKbs {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for NsKbs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_confidential_box_on_a_bridge_gets_its_secret_from_a_loopback_kbs_through_the_relay() {
+    use std::io::BufRead;
+    let lab = Lab::new();
+    let ok = |r: Run| {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    ok(lab.run(&["network", "create", "--subnet", "10.96.0.0/24", "br-tee"]));
+    // A real KBS on the namespace's 127.0.0.1, which the guest cannot reach by itself.
+    let db = env().home.path().join(format!("{}-kbs.db", lab.ns));
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns])
+        .arg(env!("CARGO_BIN_EXE_a3s-box"))
+        .args(["kbs", "serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .args(["--allow-simulated", "--insecure-admin"])
+        .env("A3S_HOME", env().home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting a3s-box kbs serve");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("kbs serve exited early").unwrap();
+        if let Some(rest) = line.strip_prefix("KBS listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let kbs = NsKbs { child, url };
+    // The launch is predicted before the box exists (its bridge address is not measured) and
+    // registered, so the KBS releases the secret to exactly that launch.
+    let m = ok(lab.run(&[
+        "measure",
+        "--image",
+        "busybox",
+        "--tee-simulate",
+        "--network",
+        "br-tee",
+    ]))
+    .stdout
+    .trim()
+    .to_owned();
+    let secret = "bridged-kbs-secret-51c2";
+    let file = crate::support::write_file(
+        env().home.path(),
+        &format!("{}-secret", lab.ns),
+        secret.as_bytes(),
+    );
+    ok(lab.run(&[
+        "kbs",
+        "resource",
+        "set",
+        "--url",
+        &kbs.url,
+        "default/app/token",
+        "--file",
+        &file,
+    ]));
+    let value = format!("[\"{m}\"]");
+    ok(lab.run(&[
+        "kbs",
+        "reference-value",
+        "set",
+        "--url",
+        &kbs.url,
+        "snp_launch_measurement",
+        &value,
+    ]));
+    joined(lab.start(
+        "tee-bridged",
+        &[
+            "--network",
+            "br-tee",
+            "--tee-simulate",
+            "--kbs-url",
+            &kbs.url,
+            "--secret",
+            "token=kbs:///default/app/token",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /run/secrets/token; echo; echo DONE; sleep 600",
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let logs = loop {
+        let l = lab.run(&["logs", "tee-bridged"]).stdout;
+        if l.contains("DONE") {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no secret: {l}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(logs.contains(secret), "{logs}");
+    let rec = lab.run(&["inspect", "tee-bridged"]).json()[0].clone();
+    assert_eq!(rec["tee"]["measurement"], m.as_str(), "{rec}");
+    let audit = ok(lab.run(&["audit", "--action", "tee.kbs_relay", "--format", "json"]));
+    assert!(audit.stdout.contains("10.96.0.1:"), "{}", audit.stdout);
+    let _ = std::fs::remove_file(db);
+    let _ = std::fs::remove_file(file);
 }
