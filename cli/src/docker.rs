@@ -59,7 +59,7 @@ pub(crate) fn ps_row(
         "LocalVolumes": local_volumes.to_string(),
         "Mounts": mounts.join(","),
         "Names": rec.name,
-        "Networks": network_name(att),
+        "Networks": networks_column(att),
         "Ports": ports_text(att),
         "RunningFor": ago(&rec.created_at),
         "Size": size.map_or_else(|| "0B".to_owned(), human_size),
@@ -204,13 +204,26 @@ fn restart_policy(rec: &BoxRecord) -> (String, u32) {
 fn network_settings(rec: &BoxRecord, att: &BoxAttachments) -> Value {
     let ip = att.net.ip.map(|a| a.to_string()).unwrap_or_default();
     let mut networks = Map::new();
-    if att.net.mode != NetMode::None {
+    if att.net.mode == NetMode::Tsi {
         networks.insert(
             network_name(att),
             json!({
                 "IPAddress": ip,
                 "Aliases": att.net.aliases,
                 "DNSNames": [rec.name.as_str()],
+            }),
+        );
+    }
+    // Every bridge network the box is on, with its address and aliases there.
+    for a in att.net.attachments() {
+        let mut names = vec![rec.name.clone()];
+        names.extend(a.aliases.iter().cloned());
+        networks.insert(
+            a.network.clone(),
+            json!({
+                "IPAddress": a.ip.map(|i| i.to_string()).unwrap_or_default(),
+                "Aliases": a.aliases,
+                "DNSNames": names,
             }),
         );
     }
@@ -312,6 +325,20 @@ fn network_name(att: &BoxAttachments) -> String {
     match (&att.net.mode, &att.net.network) {
         (NetMode::Bridge, Some(n)) => n.clone(),
         (mode, _) => mode.as_str().to_owned(),
+    }
+}
+
+/// `ps`'s `Networks` column: every network, comma-separated as Docker prints it.
+fn networks_column(att: &BoxAttachments) -> String {
+    match att.net.mode {
+        NetMode::Bridge => att
+            .net
+            .attachments()
+            .iter()
+            .map(|a| a.network.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => network_name(att),
     }
 }
 

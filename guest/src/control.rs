@@ -143,6 +143,10 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                     Err(e) => eprintln!("a3s-guest-init: setting the clock: {e:#}"),
                 }
             }
+            // Before the agent (which reaches its KBS over them) and the workload.
+            if let Err(e) = crate::net::configure_interfaces(&setup.interfaces) {
+                return refuse_start(&e, chan);
+            }
             let root = {
                 let mut st = lock(state);
                 st.hostname = setup.hostname.clone();

@@ -1,5 +1,8 @@
 //! Network interfaces: loopback always; eth0 when the host passed `a3s.net=ADDR/PREFIX,GATEWAY`
-//! on the kernel command line (absent with `--network none`, where the VM has no NIC at all).
+//! on the kernel command line (user networking; absent with `--network none`, where the VM has
+//! no NIC at all); a box on bridge networks gets one NIC per network, described in `Start`'s
+//! setup (not on the measured command line, whose content must not depend on the addresses a
+//! host hands out) and found by MAC address.
 //!
 //! Plain ioctls (the shell equivalent is in each comment) so images need no `ip` binary.
 
@@ -54,16 +57,66 @@ pub(crate) fn configure() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
-    };
     sock.set_addr("eth0", libc::SIOCSIFADDR, addr)?; // ip addr add ADDR/PREFIX dev eth0
-    sock.set_addr("eth0", libc::SIOCSIFNETMASK, Ipv4Addr::from(mask))?;
+    sock.set_addr("eth0", libc::SIOCSIFNETMASK, netmask(prefix))?;
     sock.up("eth0")?; // ip link set eth0 up
     sock.default_route(gw)?; // ip route add default via GATEWAY
     Ok(())
+}
+
+/// Configures the bridge-network NICs of `Start`'s setup: address, netmask, up, and the
+/// default route via the NIC that carries a gateway (the box's first network).
+pub(crate) fn configure_interfaces(nics: &[a3s_vmm::proto::GuestNic]) -> anyhow::Result<()> {
+    if nics.is_empty() {
+        return Ok(());
+    }
+    let sock = Socket::new()?;
+    for nic in nics {
+        let name = wait_for_mac(&nic.mac)?;
+        if nic.prefix > 32 {
+            bail!("interface {}: prefix {} > 32", nic.mac, nic.prefix);
+        }
+        sock.set_addr(&name, libc::SIOCSIFADDR, nic.addr)?;
+        sock.set_addr(&name, libc::SIOCSIFNETMASK, netmask(nic.prefix))?;
+        sock.up(&name)?;
+    }
+    for gw in nics.iter().filter_map(|n| n.gateway) {
+        sock.default_route(gw)?;
+    }
+    Ok(())
+}
+
+/// The interface whose MAC address is `mac` (waits, like [`configure`], for virtio_net).
+fn wait_for_mac(mac: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(name) = interface_with_mac(std::path::Path::new("/sys/class/net"), mac) {
+            return Ok(name);
+        }
+        if Instant::now() > deadline {
+            bail!("no network interface with MAC address {mac} appeared (is virtio_net loaded?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn interface_with_mac(class: &std::path::Path, mac: &str) -> Option<String> {
+    std::fs::read_dir(class)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("address"))
+                .is_ok_and(|a| a.trim().eq_ignore_ascii_case(mac))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+fn netmask(prefix: u8) -> Ipv4Addr {
+    Ipv4Addr::from(if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    })
 }
 
 struct Socket(std::os::fd::OwnedFd);
@@ -162,5 +215,22 @@ mod tests {
         );
         assert_eq!(parse_cmdline("console=ttyS0").unwrap(), None);
         assert!(parse_cmdline("a3s.net=10.0.2.15/40,10.0.2.2").is_err());
+    }
+
+    #[test]
+    fn interfaces_are_found_by_mac_in_any_case_and_masks_follow_the_prefix() {
+        let class = tempfile::tempdir().unwrap();
+        for (name, mac) in [("eth0", "02:a3:00:00:00:02"), ("eth1", "02:A3:00:00:00:01")] {
+            std::fs::create_dir(class.path().join(name)).unwrap();
+            std::fs::write(class.path().join(name).join("address"), format!("{mac}\n")).unwrap();
+        }
+        assert_eq!(
+            interface_with_mac(class.path(), "02:a3:00:00:00:01").as_deref(),
+            Some("eth1")
+        );
+        assert_eq!(interface_with_mac(class.path(), "02:a3:00:00:00:09"), None);
+        assert_eq!(netmask(24), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(netmask(0), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(netmask(32), Ipv4Addr::BROADCAST);
     }
 }

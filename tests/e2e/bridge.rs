@@ -4,7 +4,8 @@
 //! namespace's end of the bridge. Nothing is sent to any other address.
 //!
 //! VM boots: 3 (peers by name, a late peer with an alias and published ports; plus 1
-//! restart) + 2 (strict) + 2 (custom) = 8.
+//! restart) + 2 (strict) + 2 (custom) + 3 (a box on two networks; plus 1 restart) + 1 (a TEE
+//! box on a bridge with a loopback KBS) = 13.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -507,14 +508,27 @@ fn network_commands_ipam_and_refusals_without_booting() {
     ok(lab.run(&["network", "disconnect", "br-ipam", "ipam-4"]));
     let c = ok(lab.run(&["network", "connect", "br-other", "ipam-4"]));
     assert!(c.stdout.starts_with("ipam-4 "), "{}", c.stdout);
-    let again = lab.run(&["network", "connect", "br-ipam", "ipam-4"]);
-    assert_eq!(again.code, 125, "{}", again.stderr);
+    // A second network: its own address there (asked for), then gone again.
+    let ipam_subnet = lab.inspect("br-ipam")["subnet"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fixed = ipam_subnet.replace(".0/24", ".200");
+    let bad = lab.run(&["network", "connect", "--alias", "-x", "br-ipam", "ipam-4"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let again = ok(lab.run(&[
+        "network", "connect", "--ip", &fixed, "--alias", "second", "br-ipam", "ipam-4",
+    ]));
+    assert_eq!(again.stdout.trim(), format!("ipam-4 {fixed}"));
+    let both = lab.run(&["inspect", "ipam-4"]).json()[0]["NetworkSettings"]["Networks"].clone();
+    assert_eq!(both["br-ipam"]["IPAddress"], fixed.as_str(), "{both}");
+    assert_eq!(both["br-ipam"]["Aliases"], serde_json::json!(["second"]));
+    assert!(both["br-other"]["IPAddress"].is_string(), "{both}");
+    ok(lab.run(&["network", "disconnect", "br-ipam", "ipam-4"]));
+    let one = lab.run(&["inspect", "ipam-4"]).json()[0]["NetworkSettings"]["Networks"].clone();
     assert!(
-        again
-            .stderr
-            .contains("already connected to network br-other"),
-        "{}",
-        again.stderr
+        one.get("br-ipam").is_none() && one.get("br-other").is_some(),
+        "{one}"
     );
     let nc = lab.run(&["network", "disconnect", "br-ipam", "ipam-4"]);
     assert!(nc.stderr.contains("is not connected"), "{}", nc.stderr);
@@ -572,4 +586,271 @@ fn network_commands_ipam_and_refusals_without_booting() {
     let audit = ok(lab.run(&["audit", "--action", "network.remove", "--format", "json"]));
     assert!(audit.stdout.contains("\"denied\""), "{}", audit.stdout);
     assert!(audit.stdout.contains("\"success\""), "{}", audit.stdout);
+}
+
+#[test]
+fn a_box_on_two_networks_has_a_nic_address_and_names_on_each_and_isolation_per_network() {
+    let lab = Lab::new();
+    let ok = |r: Run| {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    // front is strict: its boxes cannot reach each other; back is open.
+    ok(lab.run(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.94.0.0/24",
+        "--isolation",
+        "strict",
+        "mn-front",
+    ]));
+    ok(lab.run(&["network", "create", "--subnet", "10.95.0.0/24", "mn-back"]));
+    let db = lab.start("mn-db", &[&["--network", "mn-back"], HTTPD].concat());
+    let web = lab.start("mn-web", &[&["--network", "mn-front"], HTTPD].concat());
+    // api joins front at create and back (with an alias and a fixed address) while stopped.
+    lab.boxes.lock().unwrap().push("mn-api".into());
+    ok(lab.run(&[
+        "create",
+        "--name",
+        "mn-api",
+        "--network",
+        "mn-front",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]));
+    let c = ok(lab.run(&[
+        "network",
+        "connect",
+        "--alias",
+        "store-api",
+        "--ip",
+        "10.95.0.50",
+        "mn-back",
+        "mn-api",
+    ]));
+    assert_eq!(c.stdout.trim(), "mn-api 10.95.0.50");
+    ok(lab.run(&["start", "mn-api"]));
+    joined(db);
+    joined(web);
+    let api_front = ip_of(&lab.inspect("mn-front"), "mn-api");
+    assert_eq!(ip_of(&lab.inspect("mn-back"), "mn-api"), "10.95.0.50");
+    let nets = lab.run(&["inspect", "mn-api"]).json()[0]["NetworkSettings"]["Networks"].clone();
+    assert_eq!(nets["mn-front"]["IPAddress"], api_front.as_str(), "{nets}");
+    assert_eq!(nets["mn-back"]["IPAddress"], "10.95.0.50", "{nets}");
+    assert_eq!(nets["mn-back"]["Aliases"], serde_json::json!(["store-api"]));
+    // One NIC per network, each with its address; the default route via the first network.
+    let ifc = ok(lab.run(&["exec", "mn-api", "ifconfig"])).stdout;
+    assert!(ifc.contains(&format!("inet addr:{api_front} ")), "{ifc}");
+    assert!(ifc.contains("inet addr:10.95.0.50 "), "{ifc}");
+    let route = ok(lab.run(&["exec", "mn-api", "route", "-n"])).stdout;
+    let default = route
+        .lines()
+        .find(|l| l.starts_with("0.0.0.0"))
+        .unwrap_or_else(|| panic!("no default route: {route}"));
+    assert!(default.contains("10.94.0.1"), "{route}");
+    // Four TAPs: one per box per network.
+    let taps = lab
+        .sh(&["ip", "-o", "link", "show"])
+        .stdout
+        .matches("a3s-tp-")
+        .count();
+    assert_eq!(taps, 4);
+    // api resolves (through its first network's DNS server) and reaches db on back.
+    let db_ip = ip_of(&lab.inspect("mn-back"), "mn-db");
+    let ns = lab.run(&["exec", "mn-api", "nslookup", "mn-db"]);
+    assert!(ns.stdout.contains(&db_ip), "{ns:?}");
+    lab.wait_http("mn-api", "mn-db", 80);
+    // db, on back only, finds api by its alias there, at its back address.
+    let ns = lab.run(&["exec", "mn-db", "nslookup", "store-api"]);
+    assert!(ns.stdout.contains("10.95.0.50"), "{ns:?}");
+    lab.wait_http("mn-db", "store-api", 80);
+    // front stays strict for its two-network member: api and web cannot reach each other,
+    // though the gateway reaches both; web does not even know db's name.
+    let web_ip = ip_of(&lab.inspect("mn-front"), "mn-web");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while lab.curl(&format!("http://{web_ip}/hostname")).code != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "mn-web never answered the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let f = lab.fetch("mn-api", "mn-web", 80);
+    assert!(!f.stdout.contains("200 OK"), "{f:?}");
+    let f = lab.fetch("mn-web", &api_front, 80);
+    assert!(!f.stdout.contains("200 OK"), "{f:?}");
+    let ns = lab.run(&["exec", "mn-web", "nslookup", "mn-db"]);
+    assert!(!ns.stdout.contains(&db_ip), "{ns:?}");
+    // Leaving front makes back the first network: one NIC, the default route via back.
+    ok(lab.run(&["stop", "-t", "0", "mn-api"]));
+    ok(lab.run(&["network", "disconnect", "mn-front", "mn-api"]));
+    ok(lab.run(&["start", "mn-api"]));
+    let ifc = ok(lab.run(&["exec", "mn-api", "ifconfig"])).stdout;
+    assert!(ifc.contains("inet addr:10.95.0.50 "), "{ifc}");
+    assert!(!ifc.contains(&format!("inet addr:{api_front} ")), "{ifc}");
+    let route = ok(lab.run(&["exec", "mn-api", "route", "-n"])).stdout;
+    assert!(
+        route
+            .lines()
+            .any(|l| l.starts_with("0.0.0.0") && l.contains("10.95.0.1")),
+        "{route}"
+    );
+    lab.wait_http("mn-api", "mn-db", 80);
+    // `run` takes several bridge networks at once; a mode cannot be mixed in.
+    let mixed = lab.run(&[
+        "create",
+        "--network",
+        "mn-back",
+        "--network",
+        "tsi",
+        "busybox",
+    ]);
+    assert_eq!(mixed.code, 2, "{}", mixed.stderr);
+    assert!(
+        mixed
+            .stderr
+            .contains("only bridge networks can be combined"),
+        "{}",
+        mixed.stderr
+    );
+    lab.boxes.lock().unwrap().push("mn-two".into());
+    ok(lab.run(&[
+        "create",
+        "--name",
+        "mn-two",
+        "--network",
+        "mn-back",
+        "--network",
+        "mn-front",
+        "busybox",
+        "true",
+    ]));
+    let two = lab.run(&["inspect", "mn-two"]).json()[0]["NetworkSettings"]["Networks"].clone();
+    assert!(
+        two["mn-back"]["IPAddress"].is_string() && two["mn-front"]["IPAddress"].is_string(),
+        "{two}"
+    );
+}
+
+/// `a3s-box kbs serve` on the namespace's loopback; killed on drop.
+struct NsKbs {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for NsKbs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_confidential_box_on_a_bridge_gets_its_secret_from_a_loopback_kbs_through_the_relay() {
+    use std::io::BufRead;
+    let lab = Lab::new();
+    let ok = |r: Run| {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    ok(lab.run(&["network", "create", "--subnet", "10.96.0.0/24", "br-tee"]));
+    // A real KBS on the namespace's 127.0.0.1, which the guest cannot reach by itself.
+    let db = env().home.path().join(format!("{}-kbs.db", lab.ns));
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns])
+        .arg(env!("CARGO_BIN_EXE_a3s-box"))
+        .args(["kbs", "serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .args(["--allow-simulated", "--insecure-admin"])
+        .env("A3S_HOME", env().home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting a3s-box kbs serve");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("kbs serve exited early").unwrap();
+        if let Some(rest) = line.strip_prefix("KBS listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let kbs = NsKbs { child, url };
+    // The launch is predicted before the box exists (its bridge address is not measured) and
+    // registered, so the KBS releases the secret to exactly that launch.
+    let m = ok(lab.run(&[
+        "measure",
+        "--image",
+        "busybox",
+        "--tee-simulate",
+        "--network",
+        "br-tee",
+    ]))
+    .stdout
+    .trim()
+    .to_owned();
+    let secret = "bridged-kbs-secret-51c2";
+    let file = crate::support::write_file(
+        env().home.path(),
+        &format!("{}-secret", lab.ns),
+        secret.as_bytes(),
+    );
+    ok(lab.run(&[
+        "kbs",
+        "resource",
+        "set",
+        "--url",
+        &kbs.url,
+        "default/app/token",
+        "--file",
+        &file,
+    ]));
+    let value = format!("[\"{m}\"]");
+    ok(lab.run(&[
+        "kbs",
+        "reference-value",
+        "set",
+        "--url",
+        &kbs.url,
+        "snp_launch_measurement",
+        &value,
+    ]));
+    joined(lab.start(
+        "tee-bridged",
+        &[
+            "--network",
+            "br-tee",
+            "--tee-simulate",
+            "--kbs-url",
+            &kbs.url,
+            "--secret",
+            "token=kbs:///default/app/token",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /run/secrets/token; echo; echo DONE; sleep 600",
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let logs = loop {
+        let l = lab.run(&["logs", "tee-bridged"]).stdout;
+        if l.contains("DONE") {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no secret: {l}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(logs.contains(secret), "{logs}");
+    let rec = lab.run(&["inspect", "tee-bridged"]).json()[0].clone();
+    assert_eq!(rec["tee"]["measurement"], m.as_str(), "{rec}");
+    let audit = ok(lab.run(&["audit", "--action", "tee.kbs_relay", "--format", "json"]));
+    assert!(audit.stdout.contains("10.96.0.1:"), "{}", audit.stdout);
+    let _ = std::fs::remove_file(db);
+    let _ = std::fs::remove_file(file);
 }

@@ -2,8 +2,9 @@
 //! every bridge, TAP, nft table, VM and published port) lives in the test's own network
 //! namespace, removed by a drop guard.
 //!
-//! VM boots: 4 (db, api, web, a late box) + 6 (a crashing service three times, a confidential
-//! service, two services on a strict network) = 10.
+//! VM boots: 4 (db, api, web, a late box) + 7 (a crashing service three times, a confidential
+//! service on the project network, two services on a strict network, one on two networks) + 2
+//! (a built service, recreated after a rebuild) = 13.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -341,13 +342,13 @@ fn restart_policies_confidential_secrets_strict_isolation_and_refusals() {
     let bad = Project::new(
         &lab,
         "cbad",
-        "services:\n  web:\n    image: busybox\n    build: .\n",
+        "services:\n  web:\n    image: busybox\n    scale: 2\n",
     );
     let r = bad.compose(&["up", "-d"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr
-            .contains("line 4: services.web.build is not supported"),
+            .contains("line 4: services.web.scale is not supported"),
         "{}",
         r.stderr
     );
@@ -376,6 +377,10 @@ services:
     image: busybox
     command: sleep 600
     networks: [quiet]
+  peek:
+    image: busybox
+    command: sleep 600
+    networks: [default, quiet]
 networks:
   quiet:
     x-a3s: {isolation: strict}
@@ -430,6 +435,38 @@ secrets:
     assert_eq!(out.trim(), secret);
     let vault = lab.run(&["inspect", "cextra-vault-1"]).json()[0].clone();
     assert_eq!(vault["tee"]["simulated"], true, "{vault}");
+    // It did so from the project's bridge network (through the monitor's relay on the
+    // gateway), where a plain service finds it by name.
+    let vault_ip = ip_of(&lab.inspect("cextra_default"), "cextra-vault-1");
+    assert_eq!(
+        vault["NetworkSettings"]["Networks"]["cextra_default"]["IPAddress"],
+        vault_ip.as_str(),
+        "{vault}"
+    );
+    // Its address is not measured: `measure` predicts a bridge box's launch before create.
+    let predicted = lab.run(&[
+        "measure",
+        "--image",
+        "busybox",
+        "--tee-simulate",
+        "--network",
+        "cextra_default",
+    ]);
+    assert_eq!(predicted.code, 0, "{predicted:?}");
+    assert_eq!(
+        predicted.stdout.trim(),
+        vault["tee"]["measurement"],
+        "{vault}"
+    );
+    let ns = lab.run(&["exec", "cextra-peek-1", "nslookup", "vault"]);
+    assert!(ns.stdout.contains(&vault_ip), "{ns:?}");
+    // peek is on two networks: it also finds iso-srv on the strict one.
+    let iso_ip = ip_of(&lab.inspect("cextra_quiet"), "cextra-iso-srv-1");
+    let ns = lab.run(&["exec", "cextra-peek-1", "nslookup", "iso-srv"]);
+    assert!(ns.stdout.contains(&iso_ip), "{ns:?}");
+    let audit = lab.run(&["audit", "--action", "tee.kbs_relay", "--format", "json"]);
+    assert_eq!(audit.code, 0, "{audit:?}");
+    assert!(audit.stdout.contains("tee.kbs_relay"), "{audit:?}");
     // Strict isolation: the client resolves the server but cannot reach it; the host can.
     let srv_ip = ip_of(&lab.inspect("cextra_quiet"), "cextra-iso-srv-1");
     eventually("iso-srv to answer the gateway", 120, || {
@@ -465,6 +502,83 @@ secrets:
     assert_eq!(cli["state"], "exited", "{ps}");
     p.ok(&["down", "-v"]);
     assert!(!lab.run(&["ps", "-a"]).stdout.contains("cextra-"));
+}
+
+#[test]
+fn build_sections_are_built_and_a_changed_image_recreates_the_service() {
+    let lab = Lab::new();
+    let p = Project::new(
+        &lab,
+        "cbuild",
+        r#"name: cbuild
+services:
+  app:
+    build:
+      context: ./app
+      dockerfile: app.Dockerfile
+      args: {GREETING: hello-from-build}
+    command: sh -c 'cat /greeting.txt; echo "greeting=$GREETING"; exec sleep 600'
+"#,
+    );
+    let app = p.dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("app.Dockerfile"),
+        "FROM busybox\nARG GREETING=unset\nENV GREETING=${GREETING}\nCOPY greeting.txt /greeting.txt\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("greeting.txt"), "file-v1\n").unwrap();
+    let cfg = p.ok(&["config", "--format", "json"]).json();
+    assert_eq!(
+        cfg["services"]["app"]["build"]["dockerfile"], "app.Dockerfile",
+        "{cfg}"
+    );
+    assert_eq!(
+        cfg["services"]["app"]["build"]["args"]["GREETING"],
+        "hello-from-build"
+    );
+    // `compose build` names the image as Docker Compose does: <project>-<service>.
+    let b = p.ok(&["build"]);
+    assert!(
+        b.stderr.contains("Image cbuild-app  Building"),
+        "{}",
+        b.stderr
+    );
+    let digest1 = b.stdout.trim().to_owned();
+    assert!(digest1.starts_with("sha256:"), "{b:?}");
+    p.ok(&["up", "-d"]);
+    let first = lab.run(&["inspect", "cbuild-app-1"]).json()[0].clone();
+    assert_eq!(first["image_digest"], digest1.as_str(), "{first}");
+    let out = eventually("app to print", 300, || {
+        let l = lab.run(&["logs", "cbuild-app-1"]).stdout;
+        l.contains("greeting=").then_some(l)
+    });
+    assert!(
+        out.contains("file-v1") && out.contains("greeting=hello-from-build"),
+        "{out}"
+    );
+    // A changed context alone: `up` neither rebuilds (the image exists) nor recreates.
+    std::fs::write(app.join("greeting.txt"), "file-v2\n").unwrap();
+    let same = p.ok(&["up", "-d"]);
+    assert!(!same.stderr.contains("Building"), "{}", same.stderr);
+    assert!(!same.stderr.contains("Recreate"), "{}", same.stderr);
+    // `up --build` rebuilds; the tag now names another digest, so the box is recreated although
+    // the service's definition did not change.
+    let again = p.ok(&["up", "-d", "--build"]);
+    assert!(
+        again.stderr.contains("Box cbuild-app-1  Recreate"),
+        "{}",
+        again.stderr
+    );
+    let second = lab.run(&["inspect", "cbuild-app-1"]).json()[0].clone();
+    assert_ne!(second["image_digest"], first["image_digest"], "{second}");
+    assert_ne!(second["id"], first["id"]);
+    let out = eventually("the new app to print", 300, || {
+        let l = lab.run(&["logs", "cbuild-app-1"]).stdout;
+        l.contains("greeting=").then_some(l)
+    });
+    assert!(out.contains("file-v2"), "{out}");
+    p.ok(&["down"]);
 }
 
 /// `text` parsed by PyYAML (`yaml.safe_load`), as JSON.

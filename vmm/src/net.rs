@@ -60,14 +60,17 @@ pub struct TapNet {
 }
 
 impl TapNet {
-    /// QEMU arguments for this NIC.
-    pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
-        let netdev = format!("tap,id=net0,ifname={},script=no,downscript=no", self.ifname);
+    /// QEMU arguments for this NIC as the VM's `index`th (its netdev is `net<index>`).
+    pub fn qemu_args(&self, machine: Machine, index: usize) -> Vec<OsString> {
+        let netdev = format!(
+            "tap,id=net{index},ifname={},script=no,downscript=no",
+            self.ifname
+        );
         let device = match machine {
             Machine::Microvm => "virtio-net-device",
             Machine::Q35 => "virtio-net-pci",
         };
-        let device = format!("{device},netdev=net0,mac={}", self.mac);
+        let device = format!("{device},netdev=net{index},mac={}", self.mac);
         ["-netdev", &netdev, "-device", &device]
             .into_iter()
             .map(OsString::from)
@@ -75,7 +78,7 @@ impl TapNet {
     }
 }
 
-/// The VM's one NIC.
+/// The VM's network devices.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Nic {
@@ -83,14 +86,21 @@ pub enum Nic {
     User(UserNet),
     /// A host TAP device.
     Tap(TapNet),
+    /// One host TAP device per network the box is on, in the box's order of networks.
+    Taps(Vec<TapNet>),
 }
 
 impl Nic {
-    /// QEMU arguments for this NIC.
+    /// QEMU arguments for these NICs.
     pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
         match self {
             Self::User(u) => u.qemu_args(machine),
-            Self::Tap(t) => t.qemu_args(machine),
+            Self::Tap(t) => t.qemu_args(machine, 0),
+            Self::Taps(ts) => ts
+                .iter()
+                .enumerate()
+                .flat_map(|(i, t)| t.qemu_args(machine, i))
+                .collect(),
         }
     }
 }
@@ -125,6 +135,36 @@ mod tests {
                 "user,id=net0,ipv6=off,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53",
                 "-device",
                 "virtio-net-device,netdev=net0",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_network_gets_its_own_netdev_and_device() {
+        let tap = |i: &str, m: &str| TapNet {
+            ifname: i.into(),
+            mac: m.into(),
+        };
+        let n = Nic::Taps(vec![
+            tap("a3s-tp-00000001", "02:a3:00:00:00:01"),
+            tap("a3s-tp-00000002", "02:a3:00:00:00:02"),
+        ]);
+        let a: Vec<String> = n
+            .qemu_args(Machine::Q35)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            a,
+            [
+                "-netdev",
+                "tap,id=net0,ifname=a3s-tp-00000001,script=no,downscript=no",
+                "-device",
+                "virtio-net-pci,netdev=net0,mac=02:a3:00:00:00:01",
+                "-netdev",
+                "tap,id=net1,ifname=a3s-tp-00000002,script=no,downscript=no",
+                "-device",
+                "virtio-net-pci,netdev=net1,mac=02:a3:00:00:00:02",
             ]
         );
     }

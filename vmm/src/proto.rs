@@ -266,6 +266,25 @@ pub struct GuestSetup {
     /// virtiofs shares to mount before the workload starts (volumes and bind mounts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<GuestMount>,
+    /// Bridge-network interfaces to configure before anything else starts, the default
+    /// route's first (user networking's eth0 is set from the kernel command line instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<GuestNic>,
+}
+
+/// One NIC the guest configures, found by its MAC address (the order in which virtio devices
+/// appear is not the order the host gave them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNic {
+    /// Its MAC address (`02:a3:…`, lower case).
+    pub mac: String,
+    /// Its address.
+    pub addr: std::net::Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The default route's gateway (on the first NIC only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::Ipv4Addr>,
 }
 
 /// Docker's security and resource options (`--cap-add`, `--ulimit`, `--read-only`, ...), applied

@@ -50,6 +50,8 @@ pub(crate) enum ComposeCommand {
     Restart(ComposeStopArgs),
     /// Pull the services' images.
     Pull(ServicesArgs),
+    /// Build the images of services with a `build` section (as `a3s-box build` does).
+    Build(ServicesArgs),
     /// Check the file and print the project as A3S Box will run it, in the compose file's
     /// shape (names resolved, paths absolute, env_file merged), as `docker compose config`.
     Config(ConfigArgs),
@@ -76,7 +78,8 @@ pub(crate) struct UpArgs {
     /// Return once the services are started instead of following their output.
     #[arg(short = 'd', long)]
     pub(crate) detach: bool,
-    /// Build images before starting (not available: this compose has no build step yet).
+    /// Build the images of services with a `build` section before starting (without it, only
+    /// those whose image is missing are built).
     #[arg(long)]
     pub(crate) build: bool,
     /// Recreate every service's box, changed or not.
@@ -150,10 +153,9 @@ pub(crate) fn run(a: ComposeArgs) -> anyhow::Result<ExitStatus> {
     let engine = Engine::open(&home);
     match a.command {
         ComposeCommand::Up(u) => {
-            if u.build {
-                return Err(usage_error(anyhow::anyhow!(
-                    "--build is not available: a3s-box has no image build step yet; build the images elsewhere and reference them with image:"
-                )));
+            let status = build_images(&engine, &plan, &[], !u.build)?;
+            if status != ExitStatus::Success {
+                return Ok(status);
             }
             let recreate = if u.force_recreate {
                 Recreate::Always
@@ -211,10 +213,20 @@ pub(crate) fn run(a: ComposeArgs) -> anyhow::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
+        ComposeCommand::Build(s) => {
+            for svc in &s.services {
+                engine.compose_box(&plan, svc).engine()?;
+            }
+            build_images(&engine, &plan, &s.services, false)
+        }
         ComposeCommand::Pull(s) => {
             let mut images: Vec<String> = Vec::new();
             for b in &plan.boxes {
+                // An image only ever built here (no `image:`) is not in any registry.
+                let built_only = b.build.is_some()
+                    && b.request.image == format!("{}-{}", plan.project, b.service);
                 if (s.services.is_empty() || s.services.contains(&b.service))
+                    && !built_only
                     && !images.contains(&b.request.image)
                 {
                     images.push(b.request.image.clone());
@@ -244,7 +256,60 @@ pub(crate) fn run(a: ComposeArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// Runs one single-box command line (`exec`, `pull`) as if typed.
+/// Builds the images of `services` (all when empty) that have a `build` section, each as
+/// `a3s-box build -t IMAGE ...` would (same progress, errors and exit code); with
+/// `only_missing`, only those whose image is not in the store yet (`up` without `--build`).
+fn build_images(
+    engine: &Engine,
+    plan: &Plan,
+    services: &[String],
+    only_missing: bool,
+) -> anyhow::Result<ExitStatus> {
+    let store = engine.image_store().engine()?;
+    for b in &plan.boxes {
+        let Some(build) = &b.build else { continue };
+        if !services.is_empty() && !services.contains(&b.service) {
+            continue;
+        }
+        if only_missing {
+            let present = b
+                .request
+                .image
+                .parse::<a3s_image::ImageRef>()
+                .is_ok_and(|r| store.resolve(&r).is_ok());
+            if present {
+                continue;
+            }
+        }
+        eprintln!(
+            " Image {}  Building (service {})",
+            b.request.image, b.service
+        );
+        let mut argv: Vec<String> = ["a3s-box", "build", "--progress", "plain", "-t"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        argv.push(b.request.image.clone());
+        argv.push("-f".into());
+        argv.push(build.dockerfile_path().display().to_string());
+        for (k, v) in &build.args {
+            argv.push("--build-arg".into());
+            argv.push(format!("{k}={v}"));
+        }
+        if let Some(t) = &build.target {
+            argv.push("--target".into());
+            argv.push(t.clone());
+        }
+        argv.push(build.context.display().to_string());
+        let status = delegate(argv)?;
+        if status != ExitStatus::Success {
+            return Ok(status);
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Runs one single-box command line (`exec`, `pull`, `build`) as if typed.
 fn delegate(argv: Vec<String>) -> anyhow::Result<ExitStatus> {
     use clap::Parser;
     let cli = crate::args::Cli::try_parse_from(argv).map_err(|e| usage_error(e.into()))?;

@@ -29,7 +29,7 @@ pub(crate) struct LaunchFlags {
     /// As `run --kernel-arg` (repeatable, in the same order).
     #[arg(long = "kernel-arg", value_name = "ARG")]
     pub(crate) kernel_arg: Vec<String>,
-    /// As `run --network` (tsi or none; a bridge address is assigned only at create).
+    /// As `run --network`: tsi, none or a bridge network (whose addresses are not measured).
     #[arg(long, value_name = "MODE")]
     pub(crate) network: Option<String>,
 }
@@ -48,7 +48,7 @@ impl LaunchFlags {
             }
         };
         let net = crate::commands::network::NetArgs {
-            network: self.network.clone(),
+            network: self.network.clone().into_iter().collect(),
             publish: Vec::new(),
             publish_all: false,
             ip: None,

@@ -651,7 +651,7 @@ impl Boxes {
         let net = net.resolve()?;
         crate::volumes::check_targets(&req.mounts)?;
         if let Some(tee) = &req.tee {
-            tee.validate(net.mode == crate::network::NetMode::Tsi)?;
+            tee.validate(net.mode != crate::network::NetMode::None)?;
             if tee.mode == crate::tee::spec::TeeMode::Snp {
                 a3s_vmm::snp::check_host(Path::new("/"))
                     .map_err(|e| crate::tee::TeeError::NoSnp(e.to_string()))?;
@@ -684,6 +684,7 @@ impl Boxes {
                 hosts: req.hosts.iter().cloned().collect(),
                 nameservers: net.nameservers(),
                 mounts: crate::volumes::guest_mounts(&req.mounts),
+                interfaces: Vec::new(),
             },
             vcpus,
             mem_mib,
@@ -713,8 +714,7 @@ impl Boxes {
     /// too) and measured command line as `create` followed by `start`.
     ///
     /// # Errors
-    /// Those of `create` and `start`'s preparation; [`BoxError::Unpredictable`] for a box on
-    /// a bridge network (its address, on the measured command line, is assigned at create).
+    /// Those of `create` and `start`'s preparation.
     pub fn predict_plan(&self, req: &CreateRequest) -> Result<(BoxSpec, String, VmPlan), BoxError> {
         let id = BoxId::random();
         let Resolved {
@@ -723,14 +723,8 @@ impl Boxes {
             spec,
             net,
         } = self.resolve_request(req, &id)?;
-        if net.mode == crate::network::NetMode::Bridge {
-            return Err(BoxError::Unpredictable(
-                "a box on a bridge network has its address on the measured kernel command line, \
-                 and the address is assigned when the box is created; measure with --network tsi \
-                 or none, or create the box and read `inspect`"
-                    .into(),
-            ));
-        }
+        // A bridge box's addresses travel in `Start`, not on the measured command line, so
+        // the address it will be given at create does not matter here.
         let digest = image.digest.to_string();
         let plan = self.boot_plan(&spec, &reference.familiar(), &digest, net, Vec::new())?;
         Ok((spec, digest, plan))

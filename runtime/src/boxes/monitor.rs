@@ -116,7 +116,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
     let exec_allowed = rec.spec.tee.as_ref().is_none_or(|t| t.allow_exec);
     let mut setup = rec.spec.setup.clone();
     // A bridged box's TAP lives exactly as long as this monitor (removed on drop).
-    let _plugged = match &plan.net {
+    let plugged = match &plan.net {
         Some(net) => match crate::network::attach::plug(&boxes.home, id, net, &mut setup) {
             Ok(p) => p,
             Err(e) => {
@@ -130,6 +130,15 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         },
         None => None,
     };
+    // A confidential box on a bridge network reaches a host-loopback KBS via its gateway.
+    if let (Some(t), Some(p)) = (tee.as_mut(), plugged.as_ref()) {
+        if let Some(first) = p.networks.first() {
+            if let Err(e) = t.relay_kbs(first.gateway) {
+                finish(boxes, id, 125, Some(e.to_string()), &gate);
+                return Ok(());
+            }
+        }
+    }
 
     let mut boot = Boot {
         boxes,

@@ -11,7 +11,7 @@ pub mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use model::{load, Condition, Project, Service};
-pub use plan::{box_name, plan, Plan, PlannedBox};
+pub use plan::{box_name, image_name, plan, Plan, PlannedBox};
 
 /// The file names `compose` looks for, in Docker Compose's order.
 pub const FILE_NAMES: &[&str] = &[
@@ -163,7 +163,7 @@ impl ComposeError {
             Self::InFile { source, .. } => source.hint(),
             Self::NoFile(_) => Some("pass the file with -f FILE, or run from the project directory".into()),
             Self::UnknownKey { .. } => Some(
-                "a3s-box compose supports image, command, entrypoint, environment, env_file, ports, volumes, networks, depends_on, healthcheck, restart, hostname, user, working_dir, deploy.resources.limits, secrets and x-a3s; remove the key or move it under an x- extension".into(),
+                "a3s-box compose supports image, build, command, entrypoint, environment, env_file, ports, volumes, networks, depends_on, healthcheck, restart, hostname, user, working_dir, deploy.resources.limits, secrets and x-a3s; remove the key or move it under an x- extension".into(),
             ),
             Self::ProjectName(_) => Some("set a valid top-level name: or pass -p NAME".into()),
             _ => None,

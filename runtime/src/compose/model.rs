@@ -68,6 +68,30 @@ pub struct Service {
     pub secrets: Vec<String>,
     /// `x-a3s`: a confidential service.
     pub tee: Option<Confidential>,
+    /// `build`: the service's image is built from a Dockerfile (named `image`, or
+    /// `<project>-<service>` as Docker Compose names it).
+    pub build: Option<BuildDef>,
+}
+
+/// A service's `build` (short form: the context directory alone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildDef {
+    /// `context`: the build context directory (absolute: relative to the project directory).
+    pub context: PathBuf,
+    /// `dockerfile`: the Dockerfile, relative to the context (`Dockerfile` when absent).
+    pub dockerfile: Option<String>,
+    /// `args`: build arguments (a list entry `K` without `=` takes the environment's `K`).
+    pub args: BTreeMap<String, String>,
+    /// `target`: the stage to build up to.
+    pub target: Option<String>,
+}
+
+impl BuildDef {
+    /// The Dockerfile's path.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        self.context
+            .join(self.dockerfile.as_deref().unwrap_or("Dockerfile"))
+    }
 }
 
 /// A service's place on one network.
@@ -274,15 +298,16 @@ fn service(name: &str, v: &Node, dir: &Path) -> Result<Service, ComposeError> {
             "deploy" => deploy(v, &path, &mut s)?,
             "secrets" => s.secrets = strings(v, &path)?,
             "x-a3s" => s.tee = Some(confidential(v, &path)?),
+            "build" => s.build = Some(build(v, &path, dir)?),
             k if k.starts_with("x-") => {}
             _ => return Err(unknown(&path, *line)),
         }
     }
-    if s.image.is_empty() {
+    if s.image.is_empty() && s.build.is_none() {
         return Err(invalid(
             &format!("services.{name}"),
             v.line,
-            "needs an image (build is not supported)".into(),
+            "needs an image or a build".into(),
         ));
     }
     // env_file entries first, `environment` after: the later value of a key wins.
@@ -352,6 +377,37 @@ fn memory_mib(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a size such as 512m or 1g"))?;
     Ok(n.saturating_mul(mult) >> 20)
+}
+
+fn build(v: &Node, path: &str, dir: &Path) -> Result<BuildDef, ComposeError> {
+    if let Some(context) = v.scalar() {
+        return Ok(BuildDef {
+            context: dir.join(context),
+            ..BuildDef::default()
+        });
+    }
+    let mut b = BuildDef {
+        context: dir.to_path_buf(),
+        ..BuildDef::default()
+    };
+    for (k, line, v) in map(v, path)? {
+        let p = format!("{path}.{k}");
+        match k.as_str() {
+            "context" => b.context = dir.join(string(v, &p)?),
+            "dockerfile" => b.dockerfile = Some(string(v, &p)?),
+            "target" => b.target = Some(string(v, &p)?),
+            "args" => {
+                // A mapping, or a list of K=V (K alone: from the environment, as Compose).
+                for kv in environment(v, &p)? {
+                    if let Some((k, val)) = kv.split_once('=') {
+                        b.args.insert(k.to_owned(), val.to_owned());
+                    }
+                }
+            }
+            _ => return Err(unknown(&p, *line)),
+        }
+    }
+    Ok(b)
 }
 
 fn confidential(v: &Node, path: &str) -> Result<Confidential, ComposeError> {

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::model::{Condition, Project, Service};
+use super::model::{BuildDef, Condition, Project, Service};
 use super::ComposeError;
 use crate::boxes::health::HealthOptions;
 use crate::boxes::restart::RestartPolicy;
 use crate::boxes::CreateRequest;
-use crate::network::{BoxNet, CreateNetwork, Isolation, NetMode};
+use crate::network::{Attachment, BoxNet, CreateNetwork, Isolation};
 use crate::tee::spec::{SecretRef, SecretSource, TeeSpec};
 use crate::volumes::MountSpec;
 
@@ -58,11 +58,23 @@ pub struct PlannedBox {
     pub depends_on: Vec<(String, Condition)>,
     /// Its restart policy.
     pub restart: RestartPolicy,
+    /// How its image is built (`request.image` names the result), if it is.
+    pub build: Option<BuildDef>,
 }
 
 /// `<project>-<service>-1`.
 pub fn box_name(project: &str, service: &str) -> String {
     format!("{project}-{service}-1")
+}
+
+/// The service's image: `image`, or for a service with only `build` the name Docker Compose
+/// gives the result, `<project>-<service>`.
+pub fn image_name(p: &Project, s: &Service) -> String {
+    if s.image.is_empty() {
+        format!("{}-{}", p.name, s.name)
+    } else {
+        s.image.clone()
+    }
 }
 
 /// Plans `p`.
@@ -73,7 +85,7 @@ pub fn plan(p: &Project) -> Result<Plan, ComposeError> {
     let uses_default = p
         .services
         .values()
-        .any(|s| s.networks.is_empty() && s.tee.is_none());
+        .any(|s| s.networks.is_empty() || s.networks.contains_key("default"));
     let mut networks = Vec::new();
     let mut net_names = BTreeMap::new();
     let mut keys: Vec<(&str, super::model::NetworkDef)> = p
@@ -132,6 +144,7 @@ pub fn plan(p: &Project) -> Result<Plan, ComposeError> {
                 .transpose()
                 .map_err(|why| unsupported(&s.name, "restart", why))?
                 .unwrap_or_default(),
+            build: s.build.clone(),
         });
     }
     Ok(Plan {
@@ -204,7 +217,7 @@ fn request(
             "secrets are placed in /run/secrets by the guest's attestation agent, which only confidential services run: add x-a3s: {tee: simulate} (or snp)".into(),
         ));
     }
-    let net = box_net(s, net_names, tee.is_some())?;
+    let net = box_net(s, net_names)?;
     let mut mounts = Vec::new();
     for v in &s.volumes {
         mounts.push(mount(p, s, v)?);
@@ -221,7 +234,7 @@ fn request(
         },
     };
     let mut req = CreateRequest {
-        image: s.image.clone(),
+        image: image_name(p, s),
         name: Some(box_name(&p.name, &s.name)),
         args: s.command.clone().unwrap_or_default(),
         entrypoint: None,
@@ -282,11 +295,7 @@ fn request(
     Ok(req)
 }
 
-fn box_net(
-    s: &Service,
-    net_names: &BTreeMap<String, String>,
-    confidential: bool,
-) -> Result<BoxNet, ComposeError> {
+fn box_net(s: &Service, net_names: &BTreeMap<String, String>) -> Result<BoxNet, ComposeError> {
     let mut ports = Vec::new();
     for spec in &s.ports {
         ports.extend(
@@ -294,58 +303,43 @@ fn box_net(
                 .map_err(|e| unsupported(&s.name, "ports", e.to_string()))?,
         );
     }
-    if confidential {
-        // The guest reaches its KBS over user networking, so a confidential service is not on
-        // the project's bridge network (yet).
-        if !s.networks.is_empty() {
-            return Err(unsupported(
+    // The networks in name order (the first one carries the default route), or the
+    // project's default network.
+    let listed: Vec<(String, super::model::ServiceNetwork)> = if s.networks.is_empty() {
+        vec![("default".to_owned(), Default::default())]
+    } else {
+        s.networks
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut attachments = Vec::new();
+    for (key, sn) in listed {
+        let network = net_names.get(&key).cloned().ok_or_else(|| {
+            unsupported(
                 &s.name,
                 "networks",
-                "a confidential (x-a3s) service uses user networking to reach its KBS and cannot join bridge networks yet".into(),
-            ));
+                format!("network {key:?} is not defined"),
+            )
+        })?;
+        let mut aliases = sn.aliases.clone();
+        // Compose: a service is reachable by its service name on each of its networks.
+        if !aliases.contains(&s.name) {
+            aliases.insert(0, s.name.clone());
         }
-        return Ok(BoxNet {
-            mode: NetMode::Tsi,
-            ports,
-            ..BoxNet::default()
+        attachments.push(Attachment {
+            network,
+            ip: sn.ipv4_address,
+            aliases,
+            link: None,
         });
     }
-    let (key, sn) = match s.networks.len() {
-        0 => ("default".to_owned(), Default::default()),
-        1 => s
-            .networks
-            .iter()
-            .next()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .unwrap_or_default(),
-        _ => {
-            return Err(unsupported(
-                &s.name,
-                "networks",
-                "a service on more than one network is not supported yet; list one".into(),
-            ))
-        }
-    };
-    let network = net_names.get(&key).cloned().ok_or_else(|| {
-        unsupported(
-            &s.name,
-            "networks",
-            format!("network {key:?} is not defined"),
-        )
-    })?;
-    let mut aliases = sn.aliases.clone();
-    // Compose: a service is reachable by its service name on each of its networks.
-    if !aliases.contains(&s.name) {
-        aliases.insert(0, s.name.clone());
-    }
-    Ok(BoxNet {
-        mode: NetMode::Bridge,
+    let mut net = BoxNet {
         ports,
-        network: Some(network),
-        ip: sn.ipv4_address,
-        aliases,
         ..BoxNet::default()
-    })
+    };
+    net.set_attachments(attachments);
+    Ok(net)
 }
 
 fn mount(p: &Project, s: &Service, spec: &str) -> Result<MountSpec, ComposeError> {

@@ -50,7 +50,7 @@ pub fn canonical(p: &Project) -> Value {
     let needs_default = p
         .services
         .values()
-        .any(|s| s.networks.is_empty() && s.tee.is_none());
+        .any(|s| s.networks.is_empty() || s.networks.contains_key("default"));
     if needs_default && !networks.contains_key("default") {
         networks.insert(
             "default".into(),
@@ -119,7 +119,32 @@ fn service(s: &Service) -> Value {
     let mut put = |k: &str, v: Value| {
         m.insert(k.to_owned(), v);
     };
-    put("image", json!(s.image));
+    if !s.image.is_empty() {
+        put("image", json!(s.image));
+    }
+    if let Some(b) = &s.build {
+        let mut v = Map::new();
+        v.insert(
+            "context".into(),
+            json!(b
+                .context
+                .components()
+                .collect::<std::path::PathBuf>()
+                .display()
+                .to_string()),
+        );
+        v.insert(
+            "dockerfile".into(),
+            json!(b.dockerfile.as_deref().unwrap_or("Dockerfile")),
+        );
+        if !b.args.is_empty() {
+            v.insert("args".into(), json!(b.args));
+        }
+        if let Some(t) = &b.target {
+            v.insert("target".into(), json!(t));
+        }
+        put("build", Value::Object(v));
+    }
     if let Some(c) = &s.command {
         put("command", json!(c));
     }
@@ -142,9 +167,7 @@ fn service(s: &Service) -> Value {
         put("volumes", json!(s.volumes));
     }
     if s.networks.is_empty() {
-        if s.tee.is_none() {
-            put("networks", json!({ "default": null }));
-        }
+        put("networks", json!({ "default": null }));
     } else {
         let nets: Map<String, Value> = s
             .networks

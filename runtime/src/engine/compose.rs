@@ -147,7 +147,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             };
             let existing = match existing {
-                Some(rec) if must_recreate(&rec, b, recreate) => {
+                Some(rec) if must_recreate(&rec, b, recreate, self.image_digest(b)?.as_deref()) => {
                     self.remove(rec.id.as_str(), true)?;
                     events.step(&format!("Box {}", b.name), "Recreate");
                     None
@@ -176,6 +176,19 @@ impl Engine {
             }
         }
         self.save_compose_state(&plan.project, &state)
+    }
+
+    /// The manifest digest `b`'s image reference resolves to in the store now (`None`: not
+    /// stored, so `create` pulls or imports it and there is nothing to compare).
+    fn image_digest(&self, b: &PlannedBox) -> Result<Option<String>, EngineError> {
+        let Ok(reference) = b.request.image.parse::<a3s_image::ImageRef>() else {
+            return Ok(None);
+        };
+        match self.image_store()?.resolve(&reference) {
+            Ok(image) => Ok(Some(image.digest.to_string())),
+            Err(a3s_image::StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Waits until each of `b`'s dependencies reached its condition.
@@ -356,15 +369,18 @@ fn compose_error(e: ComposeError) -> EngineError {
     EngineError::Compose(e)
 }
 
-/// Whether `up` replaces `rec`, the existing box of `b`'s service. A box without a recorded
-/// hash counts as changed, as in Docker Compose.
-fn must_recreate(rec: &BoxRecord, b: &PlannedBox, recreate: Recreate) -> bool {
+/// Whether `up` replaces `rec`, the existing box of `b`'s service: its definition changed
+/// (a box without a recorded hash counts as changed, as in Docker Compose), or its image
+/// reference now names another image (`image`: the digest it resolves to in the store now, as
+/// after `compose pull` or a rebuild).
+fn must_recreate(rec: &BoxRecord, b: &PlannedBox, recreate: Recreate, image: Option<&str>) -> bool {
     use crate::compose::render::CONFIG_HASH_LABEL;
     match recreate {
         Recreate::Always => true,
         Recreate::Never => false,
         Recreate::Changed => {
             rec.spec.labels.get(CONFIG_HASH_LABEL) != b.request.labels.get(CONFIG_HASH_LABEL)
+                || image.is_some_and(|d| d != rec.image_digest)
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::BoxRecord;
-use crate::network::attach::{self, StoppedBox};
+use crate::network::attach::{self, ConnectOptions, StoppedBox};
 use crate::network::{BoxNet, CreateNetwork, NetError, Network, Networks, PortMap};
 
 fn net_event(action: &str, outcome: Outcome, message: &str, network: &str) -> Event {
@@ -156,13 +156,19 @@ impl Engine {
         Ok((rec, out))
     }
 
-    /// `network connect NET BOX`: a stopped box joins `network` at its next boot; returns
-    /// the box and its address. Audited either way.
+    /// `network connect [--alias A] [--ip IP] NET BOX`: a stopped box joins `network` at its
+    /// next boot (one more network when it is on one already); returns the box and its address
+    /// there. Audited either way.
     ///
     /// # Errors
-    /// A running box, a box on another network or with published ports, no such network.
-    pub fn connect(&self, network: &str, key: &str) -> Result<(BoxRecord, Ipv4Addr), EngineError> {
-        let result = self.on_stopped_box(key, |b| attach::connect(&self.home, network, b));
+    /// A running box, no such network, a bad alias, a taken `--ip`.
+    pub fn connect(
+        &self,
+        network: &str,
+        key: &str,
+        opts: &ConnectOptions,
+    ) -> Result<(BoxRecord, Ipv4Addr), EngineError> {
+        let result = self.on_stopped_box(key, |b| attach::connect(&self.home, network, b, opts));
         match result {
             Ok((rec, ip)) => {
                 self.record(
@@ -188,8 +194,8 @@ impl Engine {
         }
     }
 
-    /// `network disconnect NET BOX`: a stopped box leaves `network` and boots with no
-    /// network until connected again. Audited either way.
+    /// `network disconnect NET BOX`: a stopped box leaves `network` (with no network left, it
+    /// boots with none until connected again). Audited either way.
     ///
     /// # Errors
     /// A running box, or one not on `network`.

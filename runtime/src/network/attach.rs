@@ -1,5 +1,6 @@
 //! Boxes meeting networks: addresses at create, `network connect`/`disconnect` of stopped
-//! boxes, release at removal, and plugging a booting box into its bridge.
+//! boxes (a box may be on several bridge networks), release at removal, and plugging a
+//! booting box into its bridges.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -9,14 +10,15 @@ use a3s_vmm::proto::GuestSetup;
 use super::bridge::{self, Tap};
 use super::dns::DnsServer;
 use super::forward::{self, Forwarders};
-use super::{BoxNet, NetError, NetMode, Network, Networks};
+use super::{Attachment, BoxNet, NetError, NetMode, Network, Networks};
 use crate::home::A3sHome;
 use crate::state::BoxId;
 
-/// At create: a bridged box gets its address (its directory must exist already).
+/// At create: a bridged box gets its address on each of its networks (its directory must
+/// exist already). On a failure the addresses given so far are freed again.
 ///
 /// # Errors
-/// [`NetError::NoSuchNetwork`], [`NetError::SubnetFull`].
+/// [`NetError::NoSuchNetwork`], [`NetError::SubnetFull`], a taken `--ip`.
 pub fn allocate(
     home: &A3sHome,
     id: &BoxId,
@@ -26,28 +28,45 @@ pub fn allocate(
     if net.mode != NetMode::Bridge {
         return Ok(net);
     }
-    let network = net.network.clone().ok_or(NetError::NotAttached)?;
-    net.ip = Some(Networks::open(home).attach(&network, id, &join(name, &net))?);
+    if net.network.is_none() {
+        return Err(NetError::NotAttached);
+    }
+    let nets = Networks::open(home);
+    let mut done: Vec<Attachment> = Vec::new();
+    for mut a in net.attachments() {
+        match nets.attach(&a.network, id, &join(name, &net, &a)) {
+            Ok(ip) => {
+                a.ip = Some(ip);
+                done.push(a);
+            }
+            Err(e) => {
+                for d in &done {
+                    let _ = nets.detach(&d.network, id);
+                }
+                return Err(e);
+            }
+        }
+    }
+    net.set_attachments(done);
     Ok(net)
 }
 
-fn join(name: &str, net: &BoxNet) -> super::store::Join {
+fn join(name: &str, net: &BoxNet, a: &Attachment) -> super::store::Join {
     super::store::Join {
         name: name.to_owned(),
-        aliases: net.aliases.clone(),
+        aliases: a.aliases.clone(),
         hostname: net.hostname.clone(),
-        ip: net.ip,
+        ip: a.ip,
     }
 }
 
-/// At removal: frees the box's address (best effort: an endpoint whose box is gone is garbage
-/// collected anyway).
+/// At removal: frees the box's addresses (best effort: an endpoint whose box is gone is
+/// garbage collected anyway).
 pub fn release(home: &A3sHome, id: &BoxId, dir: &Path) {
-    if let Ok(BoxNet {
-        network: Some(n), ..
-    }) = BoxNet::load(dir)
-    {
-        let _ = Networks::open(home).detach(&n, id);
+    if let Ok(net) = BoxNet::load(dir) {
+        for a in net.attachments() {
+            let _ = Networks::open(home).detach(&a.network, id);
+        }
     }
 }
 
@@ -63,31 +82,54 @@ pub struct StoppedBox<'a> {
     pub dir: &'a Path,
 }
 
-/// `network connect NET BOX`: a stopped box joins `network` at its next boot. Returns its
-/// address (the one it has when it is already on `network`).
+/// What `network connect` asks for besides the network.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// `--alias`: more names the network's DNS answers with the box's address there.
+    pub aliases: Vec<String>,
+    /// `--ip`: the address to take there.
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// `network connect NET BOX`: a stopped box joins `network` at its next boot, as one more
+/// network when it is on bridge networks already (one more NIC, its own address and aliases),
+/// else as its only one (replacing `tsi` or `none`). Returns its address there (the one it has
+/// when it is on `network` already).
 ///
 /// # Errors
-/// A running box, a box on another network, a box with published ports, no such network.
-pub fn connect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<Ipv4Addr, NetError> {
+/// No such network, a bad alias, a taken or foreign `--ip`, a full subnet.
+pub fn connect(
+    home: &A3sHome,
+    network: &str,
+    b: StoppedBox<'_>,
+    opts: &ConnectOptions,
+) -> Result<Ipv4Addr, NetError> {
     let dir = b.dir;
     let mut net = BoxNet::load(dir)?;
-    match (&net.network, net.ip) {
-        (Some(n), Some(ip)) if n == network => return Ok(ip),
-        (Some(n), _) => {
-            return Err(NetError::AlreadyConnected {
-                name: b.name.to_owned(),
-                network: n.clone(),
-            })
-        }
-        _ => {}
+    if let Some(ip) = net
+        .attachments()
+        .iter()
+        .find(|a| a.network == network)
+        .and_then(|a| a.ip)
+    {
+        return Ok(ip);
     }
-    // Its own address and aliases belonged to its previous network (if any).
-    net.ip = None;
-    let ip = Networks::open(home).attach(network, b.id, &join(b.name, &net))?;
-    net.mode = NetMode::Bridge;
-    net.network = Some(network.to_owned());
-    net.ip = Some(ip);
-    net.link = None;
+    for a in &opts.aliases {
+        super::check_hostname(a).map_err(|_| NetError::Alias(a.clone()))?;
+    }
+    let mut all = net.attachments();
+    let wanted = Attachment {
+        network: network.to_owned(),
+        ip: opts.ip,
+        aliases: opts.aliases.clone(),
+        link: None,
+    };
+    let ip = Networks::open(home).attach(network, b.id, &join(b.name, &net, &wanted))?;
+    all.push(Attachment {
+        ip: Some(ip),
+        ..wanted
+    });
+    net.set_attachments(all);
     if let Err(e) = net.save(dir) {
         let _ = Networks::open(home).detach(network, b.id);
         return Err(e);
@@ -95,15 +137,16 @@ pub fn connect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<Ipv4A
     Ok(ip)
 }
 
-/// `network disconnect NET BOX`: a stopped box leaves `network` and boots with no network
-/// (`none`) until connected again.
+/// `network disconnect NET BOX`: a stopped box leaves `network`. Its next network (if any)
+/// becomes its first (the default route); a box left with none boots with no network (`none`)
+/// until connected again.
 ///
 /// # Errors
-/// A running box, or one not on `network`.
+/// A box not on `network`.
 pub fn disconnect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<(), NetError> {
     let dir = b.dir;
     let mut net = BoxNet::load(dir)?;
-    if net.network.as_deref() != Some(network) {
+    if !net.is_on(network) {
         // Make sure the network exists before saying the box is not on it.
         Networks::open(home).get(network)?;
         return Err(NetError::NotConnected {
@@ -112,33 +155,38 @@ pub fn disconnect(home: &A3sHome, network: &str, b: StoppedBox<'_>) -> Result<()
         });
     }
     Networks::open(home).detach(network, b.id)?;
-    net.mode = NetMode::None;
-    net.network = None;
-    net.ip = None;
-    net.link = None;
+    let rest = net
+        .attachments()
+        .into_iter()
+        .filter(|a| a.network != network)
+        .map(|a| Attachment { link: None, ..a })
+        .collect();
+    net.set_attachments(rest);
     net.save(dir)?;
     Ok(())
 }
 
-/// A booting bridged box plugged into its network: the TAP (removed on drop), its share of
-/// the network's DNS server and its published ports (both stop on drop), and the network as
-/// it was when the box joined.
+/// A booting bridged box plugged into its networks: a TAP per network (removed on drop), its
+/// share of each network's DNS server and its published ports (both stop on drop), and the
+/// networks as they were when the box joined, its first one first.
 #[derive(Debug)]
 pub struct Plugged {
-    /// The TAP device.
-    pub tap: Tap,
-    /// This monitor's socket of the network's DNS server.
-    pub dns: DnsServer,
-    /// Relays of the box's published ports.
+    /// The TAP devices.
+    pub taps: Vec<Tap>,
+    /// This monitor's socket of each network's DNS server.
+    pub dns: Vec<DnsServer>,
+    /// Relays of the box's published ports (to its address on its first network).
     pub forwards: Forwarders,
-    /// The network.
-    pub network: Network,
+    /// The networks.
+    pub networks: Vec<Network>,
 }
 
-/// Before boot: for a bridged box, builds the bridge if needed, creates the box's TAP and
-/// refreshes the isolation rules, joins the network's DNS server (the guest's nameserver
-/// unless `--dns` says otherwise) and binds its published ports; the box's own names go to
-/// its `/etc/hosts` (user `--add-host` entries win). Other modes: nothing.
+/// Before boot: for a bridged box, for each of its networks builds the bridge if needed,
+/// creates the box's TAP and refreshes the isolation rules, and joins the network's DNS
+/// server; binds its published ports on its first network. The guest learns its NICs
+/// (`setup.interfaces`), its nameserver (the first network's DNS server, which also answers
+/// for the box's other networks, unless `--dns` says otherwise) and its own names (in
+/// `/etc/hosts`; user `--add-host` entries win). Other modes: nothing.
 ///
 /// # Errors
 /// A vanished network or endpoint, a failed `ip`/`nft` command, a port taken since create.
@@ -152,26 +200,35 @@ pub fn plug(
     if net.mode != NetMode::Bridge {
         return Ok(None);
     }
-    let name = net.network.clone().ok_or(NetError::NotAttached)?;
+    if net.network.is_none() {
+        return Err(NetError::NotAttached);
+    }
     let nets = Networks::open(home);
-    let (n, me) = {
+    let mut joined = Vec::new();
+    for a in net.attachments() {
         let _lock = nets.lock()?;
-        let n = nets.get_locked(&name)?;
+        let n = nets.get_locked(&a.network)?;
         let me = n
             .endpoints
             .get(id.as_str())
-            .filter(|e| Some(e.ip) == net.ip)
+            .filter(|e| Some(e.ip) == a.ip)
             .cloned()
-            .ok_or_else(|| NetError::LostEndpoint(name.clone()))?;
+            .ok_or_else(|| NetError::LostEndpoint(a.network.clone()))?;
         bridge::ensure(&n)?;
-        (n, me)
-    };
-    let tap = Tap::create(&n, id)?;
-    let dns = DnsServer::start(home, &n.name, n.gateway)?;
+        joined.push((n, me));
+    }
+    let mut taps = Vec::new();
+    let mut dns = Vec::new();
+    for (n, _) in &joined {
+        taps.push(Tap::create(n, id)?);
+        dns.push(DnsServer::start(home, &n.name, n.gateway)?);
+    }
+    let (first, me) = joined.first().ok_or(NetError::NotAttached)?;
     let forwards = forward::start(&net.ports, me.ip)?;
     if net.dns.is_empty() {
-        setup.nameservers = vec![n.gateway.to_string()];
+        setup.nameservers = vec![first.gateway.to_string()];
     }
+    setup.interfaces = net.guest_nics();
     for own in std::iter::once(&me.name)
         .chain(&me.hostname)
         .chain(std::iter::once(&setup.hostname).filter(|h| !h.is_empty()))
@@ -182,9 +239,9 @@ pub fn plug(
             .or_insert_with(|| me.ip.to_string());
     }
     Ok(Some(Plugged {
-        tap,
+        taps,
         dns,
         forwards,
-        network: n,
+        networks: joined.into_iter().map(|(n, _)| n).collect(),
     }))
 }

@@ -171,7 +171,7 @@ impl Tap {
     /// # Errors
     /// [`NetError::Host`].
     pub fn create(n: &Network, id: &BoxId) -> Result<Self, NetError> {
-        let name = tap_name(id);
+        let name = tap_name(id, n);
         if link_exists(&name) {
             run("ip", &["link", "del", &name], None)?;
         }

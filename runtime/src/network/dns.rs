@@ -9,7 +9,9 @@
 //! network runs and needs no helper process that could be left behind.
 //!
 //! A name resolves from the box's create to its removal (its address is reserved for it that
-//! long), like the `/etc/hosts` entries it replaces.
+//! long), like the `/etc/hosts` entries it replaces. A box on several networks asks the DNS
+//! server of its first one, which answers it (as Docker's does) with the names of all the
+//! box's networks, its own network's first.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,10 +47,10 @@ pub enum Answer {
     Drop,
 }
 
-/// Answers `query` from network `n`: `A` records for its boxes' names, hostnames and aliases;
-/// an empty answer for other types of those names (so resolvers do not go elsewhere);
-/// [`Answer::Forward`] for every other name.
-pub fn answer(query: &[u8], n: &Network) -> Answer {
+/// Answers `query` from networks `scope` (the first match wins): `A` records for their boxes'
+/// names, hostnames and aliases; an empty answer for other types of those names (so resolvers
+/// do not go elsewhere); [`Answer::Forward`] for every other name.
+pub fn answer(query: &[u8], scope: &[Network]) -> Answer {
     let Ok(msg) = Message::from_vec(query) else {
         return Answer::Drop;
     };
@@ -72,7 +74,7 @@ pub fn answer(query: &[u8], n: &Network) -> Answer {
     }
     let name = q.name().to_ascii();
     let name = name.trim_end_matches('.');
-    let Some(ip) = lookup(n, name) else {
+    let Some(ip) = scope.iter().find_map(|n| lookup(n, name)) else {
         return Answer::Forward;
     };
     let answers = match q.query_type() {
@@ -174,6 +176,7 @@ impl DnsServer {
         let stop = Arc::new(AtomicBool::new(false));
         let ctx = Serve {
             socket: Arc::new(socket),
+            home: home.clone(),
             nets: Networks::open(home),
             network: network.to_owned(),
             upstreams: Arc::new(host_resolvers(
@@ -211,6 +214,7 @@ fn bind_shared(at: SocketAddrV4) -> std::io::Result<UdpSocket> {
 
 struct Serve {
     socket: Arc<UdpSocket>,
+    home: A3sHome,
     nets: Networks,
     network: String,
     upstreams: Arc<Vec<SocketAddr>>,
@@ -230,12 +234,38 @@ impl Serve {
             let Ok(n) = self.nets.get(&self.network) else {
                 continue;
             };
-            match answer(query, &n) {
+            let mut scope = vec![n];
+            scope.extend(self.other_networks_of(&scope[0], from));
+            match answer(query, &scope) {
                 Answer::Reply(r) => drop(self.socket.send_to(&r, from)),
                 Answer::Drop => {}
                 Answer::Forward => self.forward(query.to_vec(), from),
             }
         }
+    }
+
+    /// The other networks of the box that sent a query from `from` on `n` (none for a sender
+    /// that is no box of `n`).
+    fn other_networks_of(&self, n: &Network, from: SocketAddr) -> Vec<Network> {
+        let std::net::IpAddr::V4(ip) = from.ip() else {
+            return Vec::new();
+        };
+        let Some(id) = n
+            .endpoints
+            .iter()
+            .find_map(|(id, e)| (e.ip == ip).then_some(id))
+        else {
+            return Vec::new();
+        };
+        let dir = self.home.root().join("boxes").join(id);
+        let Ok(net) = super::BoxNet::load(&dir) else {
+            return Vec::new();
+        };
+        net.attachments()
+            .iter()
+            .filter(|a| a.network != n.name)
+            .filter_map(|a| self.nets.get(&a.network).ok())
+            .collect()
     }
 
     /// Forwards on its own thread, so a slow upstream does not hold up local answers.
@@ -313,7 +343,10 @@ mod tests {
     #[test]
     fn names_aliases_and_hostnames_get_the_box_address() {
         for name in ["shop-db-1.", "db.", "DATABASE.", "pg.", "db.shop."] {
-            let r = reply(answer(&query(name, RecordType::A), &network()));
+            let r = reply(answer(
+                &query(name, RecordType::A),
+                std::slice::from_ref(&network()),
+            ));
             assert_eq!(r.id(), 0x4242);
             assert_eq!(r.response_code(), ResponseCode::NoError);
             assert_eq!(
@@ -325,8 +358,42 @@ mod tests {
     }
 
     #[test]
+    fn a_box_on_two_networks_resolves_names_of_both_its_own_first() {
+        let mut other = network();
+        other.name = "cache".into();
+        other.endpoints.clear();
+        other.endpoints.insert(
+            "b".repeat(64),
+            Endpoint {
+                name: "shop-cache-1".into(),
+                ip: Ipv4Addr::new(10, 77, 9, 2),
+                aliases: vec!["db".into()],
+                hostname: None,
+            },
+        );
+        let scope = [network(), other];
+        let a = |name: &str, scope: &[Network]| match answer(&query(name, RecordType::A), scope) {
+            Answer::Reply(r) => Message::from_vec(&r).unwrap().answers()[0].data().clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(
+            a("shop-cache-1.", &scope),
+            RData::A(A(Ipv4Addr::new(10, 77, 9, 2)))
+        );
+        // The same name on both: the asking network's own box.
+        assert_eq!(a("db.", &scope), RData::A(A(Ipv4Addr::new(10, 77, 5, 2))));
+        assert_eq!(
+            answer(&query("shop-cache-1.", RecordType::A), &scope[..1]),
+            Answer::Forward
+        );
+    }
+
+    #[test]
     fn other_types_of_a_local_name_are_empty_not_forwarded() {
-        let r = reply(answer(&query("db.", RecordType::AAAA), &network()));
+        let r = reply(answer(
+            &query("db.", RecordType::AAAA),
+            std::slice::from_ref(&network()),
+        ));
         assert_eq!(r.response_code(), ResponseCode::NoError);
         assert!(r.answers().is_empty());
     }
@@ -334,10 +401,16 @@ mod tests {
     #[test]
     fn unknown_names_are_forwarded_and_garbage_is_dropped() {
         assert_eq!(
-            answer(&query("example.org.", RecordType::A), &network()),
+            answer(
+                &query("example.org.", RecordType::A),
+                std::slice::from_ref(&network())
+            ),
             Answer::Forward
         );
-        assert_eq!(answer(b"\x01\x02junk", &network()), Answer::Drop);
+        assert_eq!(
+            answer(b"\x01\x02junk", std::slice::from_ref(&network())),
+            Answer::Drop
+        );
     }
 
     #[test]

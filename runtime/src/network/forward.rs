@@ -60,7 +60,7 @@ pub fn start(ports: &[PortMap], target: Ipv4Addr) -> Result<Forwarders, NetError
         let spawned = match b {
             Bound::Tcp(l, p) => std::thread::Builder::new()
                 .name(format!("fwd-tcp-{}", p.host))
-                .spawn(move || tcp_loop(&l, SocketAddrV4::new(target, p.guest), &stop)),
+                .spawn(move || tcp_loop(&l, SocketAddrV4::new(target, p.guest).into(), &stop)),
             Bound::Udp(s, p) => std::thread::Builder::new()
                 .name(format!("fwd-udp-{}", p.host))
                 .spawn(move || udp_loop(&s, SocketAddrV4::new(target, p.guest), &stop)),
@@ -70,12 +70,38 @@ pub fn start(ports: &[PortMap], target: Ipv4Addr) -> Result<Forwarders, NetError
     Ok(Forwarders { stop })
 }
 
+/// A TCP relay from `listen` (port 0: a free one) to `target`, the other way round from a
+/// published port: a bridged box reaching a host-loopback service (its KBS) through its
+/// network's gateway address. Returns the relay (stops on drop) and the bound address.
+///
+/// # Errors
+/// [`NetError::PortInUse`] when `listen` cannot be bound.
+pub fn relay_to(
+    listen: SocketAddrV4,
+    target: SocketAddr,
+) -> Result<(Forwarders, SocketAddrV4), NetError> {
+    let l = TcpListener::bind(listen).map_err(|source| NetError::PortInUse {
+        addr: format!("{listen}/tcp"),
+        source,
+    })?;
+    let bound = match l.local_addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => listen,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name(format!("relay-{}", bound.port()))
+        .spawn(move || tcp_loop(&l, target, &flag))?;
+    Ok((Forwarders { stop }, bound))
+}
+
 enum Bound {
     Tcp(TcpListener, PortMap),
     Udp(UdpSocket, PortMap),
 }
 
-fn tcp_loop(l: &TcpListener, target: SocketAddrV4, stop: &AtomicBool) {
+fn tcp_loop(l: &TcpListener, target: SocketAddr, stop: &AtomicBool) {
     if l.set_nonblocking(true).is_err() {
         return;
     }
@@ -95,9 +121,9 @@ fn tcp_loop(l: &TcpListener, target: SocketAddrV4, stop: &AtomicBool) {
 }
 
 /// Copies both ways until each side has closed its half.
-fn relay_tcp(client: TcpStream, target: SocketAddrV4) {
+fn relay_tcp(client: TcpStream, target: SocketAddr) {
     let _ = client.set_nonblocking(false);
-    let Ok(upstream) = TcpStream::connect_timeout(&target.into(), CONNECT_TIMEOUT) else {
+    let Ok(upstream) = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) else {
         // The box does not listen (yet): close, like a refused connection.
         return;
     };
@@ -220,6 +246,26 @@ mod tests {
         let mut got = String::new();
         c.read_to_string(&mut got).unwrap();
         assert_eq!(got, "HELLO");
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_relay_on_a_free_port_reaches_its_target() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = echo.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = echo.accept().unwrap();
+            let mut b = [0u8; 3];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(b"kbs").unwrap();
+        });
+        let (_relay, at) = relay_to(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), target).unwrap();
+        assert_ne!(at.port(), 0);
+        let mut c = TcpStream::connect(at).unwrap();
+        c.write_all(b"get").unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "kbs");
         t.join().unwrap();
     }
 

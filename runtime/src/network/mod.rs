@@ -183,6 +183,27 @@ pub struct BoxNet {
     /// Filled in by [`BoxNet::linked`] for the boot plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<Link>,
+    /// The bridge networks the box joined after its first (`network connect`, a compose
+    /// service listing several networks): one more NIC each. Absent in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<Attachment>,
+}
+
+/// A bridge network a box is on: [`BoxNet`]'s first one ([`BoxNet::network`], [`BoxNet::ip`],
+/// [`BoxNet::aliases`]) or one of [`BoxNet::extra`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The network's name.
+    pub network: String,
+    /// The box's address there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// More names that network's DNS answers with this address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Filled in by [`BoxNet::linked`] for the boot plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
 }
 
 impl BoxNet {
@@ -228,6 +249,70 @@ impl BoxNet {
         held.map(drop)
     }
 
+    /// Every bridge network the box is on, its first one first (empty in other modes).
+    pub fn attachments(&self) -> Vec<Attachment> {
+        let Some(first) = self
+            .network
+            .as_ref()
+            .filter(|_| self.mode == NetMode::Bridge)
+        else {
+            return Vec::new();
+        };
+        std::iter::once(Attachment {
+            network: first.clone(),
+            ip: self.ip,
+            aliases: self.aliases.clone(),
+            link: self.link.clone(),
+        })
+        .chain(self.extra.iter().cloned())
+        .collect()
+    }
+
+    /// Whether the box is on bridge network `name`.
+    pub fn is_on(&self, name: &str) -> bool {
+        self.attachments().iter().any(|a| a.network == name)
+    }
+
+    /// Replaces the box's networks with `all` (its first one first; none: `none` mode).
+    pub fn set_attachments(&mut self, all: Vec<Attachment>) {
+        let mut all = all.into_iter();
+        match all.next() {
+            Some(first) => {
+                self.mode = NetMode::Bridge;
+                self.network = Some(first.network);
+                self.ip = first.ip;
+                self.aliases = first.aliases;
+                self.link = first.link;
+            }
+            None => {
+                self.mode = NetMode::None;
+                self.network = None;
+                self.ip = None;
+                self.aliases = Vec::new();
+                self.link = None;
+            }
+        }
+        self.extra = all.collect();
+    }
+
+    /// The guest's bridge NICs for `Start`'s setup (a box needs [`BoxNet::linked`] first): by
+    /// MAC address, the default route via the first network.
+    pub fn guest_nics(&self) -> Vec<a3s_vmm::proto::GuestNic> {
+        self.attachments()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let l = a.link.as_ref()?;
+                Some(a3s_vmm::proto::GuestNic {
+                    mac: l.mac.clone(),
+                    addr: a.ip?,
+                    prefix: l.prefix,
+                    gateway: (i == 0).then_some(l.gateway),
+                })
+            })
+            .collect()
+    }
+
     /// Nameservers for the guest's resolv.conf.
     pub fn nameservers(&self) -> Vec<String> {
         match (self.mode, self.dns.is_empty()) {
@@ -239,15 +324,11 @@ impl BoxNet {
         }
     }
 
-    /// The kernel argument telling guest-init how to configure eth0 (none for `none`).
+    /// The kernel argument telling guest-init how to configure eth0: user networking's fixed
+    /// address only. Bridge NICs come in `Start`'s setup ([`BoxNet::guest_nics`]), so the
+    /// measured command line does not depend on the addresses a host hands out.
     pub fn kernel_arg(&self) -> Option<String> {
-        match (self.mode, &self.link, self.ip) {
-            (NetMode::Tsi, _, _) => Some(format!("a3s.net={GUEST_ADDR}/24,{GATEWAY}")),
-            (NetMode::Bridge, Some(l), Some(ip)) => {
-                Some(format!("a3s.net={ip}/{},{}", l.prefix, l.gateway))
-            }
-            _ => None,
-        }
+        (self.mode == NetMode::Tsi).then(|| format!("a3s.net={GUEST_ADDR}/24,{GATEWAY}"))
     }
 
     /// The VM's user-network device, if any.
@@ -266,15 +347,24 @@ impl BoxNet {
         })
     }
 
-    /// The VM's NIC, if any (a bridged box needs [`BoxNet::linked`] first).
+    /// The VM's NICs, if any: one TAP per bridge network (a bridged box needs
+    /// [`BoxNet::linked`] first).
     pub fn nic(&self) -> Option<a3s_vmm::net::Nic> {
-        match (self.mode, &self.link) {
-            (NetMode::Tsi, _) => self.user_net().map(a3s_vmm::net::Nic::User),
-            (NetMode::Bridge, Some(l)) => Some(a3s_vmm::net::Nic::Tap(a3s_vmm::net::TapNet {
-                ifname: l.tap.clone(),
-                mac: l.mac.clone(),
-            })),
-            _ => None,
+        match self.mode {
+            NetMode::Tsi => self.user_net().map(a3s_vmm::net::Nic::User),
+            NetMode::Bridge => {
+                let taps: Vec<a3s_vmm::net::TapNet> = self
+                    .attachments()
+                    .iter()
+                    .filter_map(|a| a.link.as_ref())
+                    .map(|l| a3s_vmm::net::TapNet {
+                        ifname: l.tap.clone(),
+                        mac: l.mac.clone(),
+                    })
+                    .collect();
+                (!taps.is_empty()).then_some(a3s_vmm::net::Nic::Taps(taps))
+            }
+            NetMode::None => None,
         }
     }
 
@@ -291,23 +381,32 @@ impl BoxNet {
         if self.mode != NetMode::Bridge {
             return Ok(self);
         }
-        let name = self.network.clone().ok_or(NetError::NotAttached)?;
-        let n = Networks::open(home).get(&name)?;
-        HostSupport::probe().check_bridge(&n)?;
-        let ip = n
-            .endpoints
-            .get(id.as_str())
-            .map(|e| e.ip)
-            .filter(|ip| Some(*ip) == self.ip)
-            .ok_or_else(|| NetError::LostEndpoint(name.clone()))?;
-        self.ip = Some(ip);
-        self.link = Some(Link {
-            bridge: n.bridge(),
-            tap: store::tap_name(id),
-            mac: store::mac_address(id),
-            prefix: n.subnet.prefix(),
-            gateway: n.gateway,
-        });
+        if self.network.is_none() {
+            return Err(NetError::NotAttached);
+        }
+        let nets = Networks::open(home);
+        let support = HostSupport::probe();
+        let mut linked = Vec::new();
+        for mut a in self.attachments() {
+            let n = nets.get(&a.network)?;
+            support.check_bridge(&n)?;
+            let ip = n
+                .endpoints
+                .get(id.as_str())
+                .map(|e| e.ip)
+                .filter(|ip| Some(*ip) == a.ip)
+                .ok_or_else(|| NetError::LostEndpoint(a.network.clone()))?;
+            a.ip = Some(ip);
+            a.link = Some(Link {
+                bridge: n.bridge(),
+                tap: store::tap_name(id, &n),
+                mac: store::mac_address(id, &n),
+                prefix: n.subnet.prefix(),
+                gateway: n.gateway,
+            });
+            linked.push(a);
+        }
+        self.set_attachments(linked);
         Ok(self)
     }
 
@@ -587,14 +686,6 @@ pub enum NetError {
     /// `network connect`/`disconnect` of a running box.
     #[error("box {0} is running: network changes apply at the next boot, so stop it first")]
     BoxRunning(String),
-    /// `network connect` of a box already on another network.
-    #[error("box {name} is already connected to network {network}")]
-    AlreadyConnected {
-        /// The box.
-        name: String,
-        /// Its network.
-        network: String,
-    },
     /// `network disconnect` of a box not on that network.
     #[error("box {name} is not connected to network {network}")]
     NotConnected {

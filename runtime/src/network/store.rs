@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ipam::{self, Subnet};
 use super::policy::{Isolation, Member, Policy};
-use super::{BoxNet, NetError, NetMode};
+use super::{BoxNet, NetError};
 use crate::home::A3sHome;
 use crate::state::{self, BoxId, Lock};
 
@@ -120,21 +120,30 @@ impl Network {
                 Some(Member {
                     name: e.name.clone(),
                     ip: e.ip,
-                    tap: tap_name(&id.parse().ok()?),
+                    tap: tap_name(&id.parse().ok()?, self),
                 })
             })
             .collect()
     }
 }
 
-/// The TAP device of a box (`a3s-tp-` + 8 hex digits of its id).
-pub fn tap_name(id: &BoxId) -> String {
-    format!("a3s-tp-{}", &id.as_str()[..8])
+/// 8 hex digits naming box `id` on network `n`: a box on several networks has one TAP and
+/// one MAC address per network, and each network's rules name its own TAPs.
+fn link_tag(id: &BoxId, n: &Network) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(format!("{}/{}", id.as_str(), n.id).as_bytes());
+    hex::encode(&d[..4])
 }
 
-/// A stable, locally administered MAC address for a box.
-pub fn mac_address(id: &BoxId) -> String {
-    let h = id.as_str();
+/// Box `id`'s TAP device on network `n` (`a3s-tp-` + 8 hex digits: 15 characters, the
+/// kernel's limit).
+pub fn tap_name(id: &BoxId, n: &Network) -> String {
+    format!("a3s-tp-{}", link_tag(id, n))
+}
+
+/// Box `id`'s stable, locally administered MAC address on network `n`.
+pub fn mac_address(id: &BoxId, n: &Network) -> String {
+    let h = link_tag(id, n);
     format!("02:a3:{}:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6], &h[6..8])
 }
 
@@ -452,10 +461,13 @@ impl Networks {
         for id in n.endpoints.keys() {
             let dir = self.home.root().join("boxes").join(id);
             if let Ok(mut net) = BoxNet::load(&dir) {
-                if net.network.as_deref() == Some(name) {
-                    net.mode = NetMode::None;
-                    net.network = None;
-                    net.ip = None;
+                if net.is_on(name) {
+                    let rest = net
+                        .attachments()
+                        .into_iter()
+                        .filter(|a| a.network != name)
+                        .collect();
+                    net.set_attachments(rest);
                     net.save(&dir)?;
                 }
             }

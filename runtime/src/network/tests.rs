@@ -108,11 +108,20 @@ fn a_linked_bridge_box_gets_its_address_and_a_tap_nic() {
         }),
         ..BoxNet::default()
     };
-    assert_eq!(
-        net.kernel_arg().as_deref(),
-        Some("a3s.net=10.88.0.7/24,10.88.0.1")
+    // Bridge NICs are described in the setup, not on the measured command line.
+    assert_eq!(net.kernel_arg(), None);
+    assert!(
+        matches!(net.nic(), Some(a3s_vmm::net::Nic::Taps(t)) if t.len() == 1 && t[0].ifname == "a3s-tp-89abcdef")
     );
-    assert!(matches!(net.nic(), Some(a3s_vmm::net::Nic::Tap(t)) if t.ifname == "a3s-tp-89abcdef"));
+    assert_eq!(
+        net.guest_nics(),
+        [a3s_vmm::proto::GuestNic {
+            mac: "02:a3:89:ab:cd:ef".into(),
+            addr: Ipv4Addr::new(10, 88, 0, 7),
+            prefix: 24,
+            gateway: Some(Ipv4Addr::new(10, 88, 0, 1)),
+        }]
+    );
     // The network's DNS server on the gateway is the default nameserver.
     assert_eq!(net.nameservers(), ["10.88.0.1"]);
     // Published ports, a fixed address and aliases are bridge features now.
@@ -147,4 +156,66 @@ fn cap_net_admin_is_read_from_the_effective_set() {
     assert!(cap_eff(with).unwrap() & (1 << CAP_NET_ADMIN) != 0);
     assert!(cap_eff(without).unwrap() & (1 << CAP_NET_ADMIN) == 0);
     assert_eq!(cap_eff("nothing"), None);
+}
+
+#[test]
+fn old_net_files_load_and_extra_networks_follow_the_first() {
+    // A net.json written before boxes could be on several networks.
+    let old = r#"{"mode":"bridge","ports":[],"dns":[],"network":"lan","ip":"10.88.0.7","aliases":["db"]}"#;
+    let mut net: BoxNet = serde_json::from_str(old).unwrap();
+    assert!(net.extra.is_empty());
+    assert_eq!(net.attachments().len(), 1);
+    assert!(net.is_on("lan") && !net.is_on("back"));
+    let back = Attachment {
+        network: "back".into(),
+        ip: Some(Ipv4Addr::new(10, 89, 0, 3)),
+        aliases: vec!["store".into()],
+        link: None,
+    };
+    let mut all = net.attachments();
+    all.push(back.clone());
+    net.set_attachments(all);
+    let json = serde_json::to_string(&net).unwrap();
+    let again: BoxNet = serde_json::from_str(&json).unwrap();
+    assert_eq!(again.attachments()[1], back);
+    // Leaving the first network makes the next one first (and the default route's).
+    let rest = again
+        .attachments()
+        .into_iter()
+        .filter(|a| a.network != "lan")
+        .collect();
+    let mut left = again;
+    left.set_attachments(rest);
+    assert_eq!(left.network.as_deref(), Some("back"));
+    assert_eq!(left.aliases, ["store"]);
+    assert!(left.extra.is_empty());
+    left.set_attachments(Vec::new());
+    assert_eq!(left.mode, NetMode::None);
+    // Each network's NIC comes in the guest's setup; only the first carries the gateway.
+    let link = |tap: &str, mac: &str, gw: [u8; 4]| Link {
+        bridge: "a3s-br-x".into(),
+        tap: tap.into(),
+        mac: mac.into(),
+        prefix: 24,
+        gateway: Ipv4Addr::from(gw),
+    };
+    let two = BoxNet {
+        mode: NetMode::Bridge,
+        network: Some("lan".into()),
+        ip: Some(Ipv4Addr::new(10, 88, 0, 7)),
+        link: Some(link("a3s-tp-1", "02:a3:00:00:00:01", [10, 88, 0, 1])),
+        extra: vec![Attachment {
+            link: Some(link("a3s-tp-2", "02:a3:00:00:00:02", [10, 89, 0, 1])),
+            ..back
+        }],
+        ..BoxNet::default()
+    };
+    let nics = two.guest_nics();
+    assert_eq!(nics.len(), 2);
+    assert_eq!(nics[0].gateway, Some(Ipv4Addr::new(10, 88, 0, 1)));
+    assert_eq!(
+        (nics[1].addr, nics[1].gateway),
+        (Ipv4Addr::new(10, 89, 0, 3), None)
+    );
+    assert!(matches!(two.nic(), Some(a3s_vmm::net::Nic::Taps(t)) if t.len() == 2));
 }

@@ -166,6 +166,27 @@ pub fn guest_reachable(url: &str) -> String {
     url.to_owned()
 }
 
+/// A URL naming host loopback, split as (scheme with `://`, loopback address and port, the
+/// rest: path and query); `None` for any other host.
+pub fn loopback_target(url: &str) -> Option<(&'static str, SocketAddr, &str)> {
+    let (scheme, after) = [("http://", 80), ("https://", 443)]
+        .into_iter()
+        .find_map(|(s, port)| url.strip_prefix(s).map(|r| ((s, port), r)))?;
+    let (s, default_port) = scheme;
+    let end = after.find('/').unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, p.parse().ok()?),
+        _ => (authority, default_port),
+    };
+    let ip: std::net::IpAddr = match host {
+        "localhost" => Ipv4Addr::LOCALHOST.into(),
+        "[::1]" => std::net::Ipv6Addr::LOCALHOST.into(),
+        h => h.parse().ok().filter(std::net::IpAddr::is_loopback)?,
+    };
+    Some((s, SocketAddr::new(ip, port), rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +218,25 @@ mod tests {
     fn attester(home: &std::path::Path, m: [u8; 48]) -> SimAttester {
         let sim = Simulator::open_or_create(home, a3s_attestation::Product::Milan).unwrap();
         SimAttester::new(sim, GuestContext::launch(m))
+    }
+
+    #[test]
+    fn loopback_kbs_urls_are_split_for_the_relay_and_others_are_not() {
+        assert_eq!(
+            loopback_target("http://127.0.0.1:8080/kbs"),
+            Some(("http://", "127.0.0.1:8080".parse().unwrap(), "/kbs"))
+        );
+        assert_eq!(
+            loopback_target("https://localhost"),
+            Some(("https://", "127.0.0.1:443".parse().unwrap(), ""))
+        );
+        assert_eq!(
+            loopback_target("http://[::1]:9000"),
+            Some(("http://", "[::1]:9000".parse().unwrap(), ""))
+        );
+        assert_eq!(loopback_target("http://kbs.example:8080"), None);
+        assert_eq!(loopback_target("http://10.1.2.3:8080"), None);
+        assert_eq!(loopback_target("ftp://127.0.0.1"), None);
     }
 
     #[test]

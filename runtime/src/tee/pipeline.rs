@@ -23,6 +23,10 @@ pub struct TeeLaunch {
     pub record: TeeRecord,
     sp: Option<SecureProcessor>,
     kbs: Option<LocalKbs>,
+    /// The KBS as the host reaches it (`None`: the box fetches no secrets).
+    host_kbs_url: Option<String>,
+    /// A bridged box's relay to a host-loopback KBS ([`TeeLaunch::relay_kbs`]).
+    relay: Option<crate::network::forward::Forwarders>,
     audit: AuditLog,
     box_id: String,
 }
@@ -130,6 +134,10 @@ impl TeeLaunch {
             (None, Some(url)) => Some(local_kbs::guest_reachable(url)),
             (None, None) => None,
         };
+        let host_kbs_url = match (&kbs, &spec.kbs_url) {
+            (Some(k), _) => Some(format!("http://{}", k.addr())),
+            (None, url) => url.clone(),
+        };
         let setup = TeeSetup {
             mode: spec.mode,
             kbs_url,
@@ -155,9 +163,48 @@ impl TeeLaunch {
             },
             sp,
             kbs,
+            host_kbs_url,
+            relay: None,
             audit,
             box_id: box_id.to_owned(),
         })
+    }
+
+    /// For a box on a bridge network, whose guest reaches the host only at its network's
+    /// gateway: a KBS on host loopback (the ephemeral one, or a loopback `--kbs-url`) is
+    /// reached through a TCP relay this monitor runs on `gateway` (a free port, alive while
+    /// the launch is), and the agent is told that address. Other KBS URLs stay as given (the
+    /// guest reaches them through the network's NAT). Nothing here is on the measured command
+    /// line: the URL travels in `Start`.
+    ///
+    /// # Errors
+    /// [`TeeError::LocalKbs`] when the relay cannot listen on the gateway.
+    pub fn relay_kbs(&mut self, gateway: std::net::Ipv4Addr) -> Result<(), TeeError> {
+        let Some(url) = self.host_kbs_url.as_deref() else {
+            return Ok(());
+        };
+        let Some((scheme, target, rest)) = local_kbs::loopback_target(url) else {
+            self.setup.kbs_url = Some(url.to_owned());
+            return Ok(());
+        };
+        let (relay, at) =
+            crate::network::forward::relay_to(std::net::SocketAddrV4::new(gateway, 0), target)
+                .map_err(|e| {
+                    TeeError::LocalKbs(format!("relaying the KBS on the gateway {gateway}: {e}"))
+                })?;
+        self.setup.kbs_url = Some(format!("{scheme}{at}{rest}"));
+        let _ = self.audit.record(
+            &Event::new(
+                "tee.kbs_relay",
+                Outcome::Success,
+                "the box's bridge network reaches the KBS through the monitor",
+            )
+            .with_box(&self.box_id)
+            .with("listen", at.to_string().as_str())
+            .with("target", target.to_string().as_str()),
+        );
+        self.relay = Some(relay);
+        Ok(())
     }
 
     /// Handles a TEE message from the guest: the reply to send (requests), or `None`.

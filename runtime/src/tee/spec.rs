@@ -157,12 +157,12 @@ pub struct TeeSpec {
 }
 
 impl TeeSpec {
-    /// Checks the settings that do not need the boot artefacts; `user_network`: the box has
-    /// the default (tsi) network, over which the guest reaches the KBS.
+    /// Checks the settings that do not need the boot artefacts; `has_network`: the box has a
+    /// network (user networking or bridge networks), over which the guest reaches the KBS.
     ///
     /// # Errors
     /// [`TeeError`] naming the flag.
-    pub fn validate(&self, user_network: bool) -> Result<(), TeeError> {
+    pub fn validate(&self, has_network: bool) -> Result<(), TeeError> {
         if let Some(m) = &self.expected_measurement {
             parse_measurement(m)?;
         }
@@ -199,7 +199,7 @@ impl TeeSpec {
                     .into(),
             });
         }
-        if !self.secrets.is_empty() && !user_network {
+        if !self.secrets.is_empty() && !has_network {
             return Err(TeeError::NoNetwork);
         }
         if let Some(url) = &self.kbs_url {
@@ -299,7 +299,9 @@ pub enum TeeError {
         why: String,
     },
     /// Secrets with `--network none`.
-    #[error("secrets are fetched over the box's default (tsi) network; --network none and bridge networks do not reach the KBS")]
+    #[error(
+        "secrets are fetched from the KBS over the box's network, and --network none has none"
+    )]
     NoNetwork,
     /// The measured launch is not the expected one.
     #[error(
@@ -356,7 +358,7 @@ impl TeeError {
             Self::MeasurementMismatch { .. } => Some(
                 "the kernel, initrd (guest agent, image) or command line differ from what was expected; `a3s-box measure --image IMAGE` with the same --tee-*, --cpus, --kernel-arg and --network flags prints what this host will measure".into(),
             ),
-            Self::NoNetwork => Some("drop --network, or the secrets".into()),
+            Self::NoNetwork => Some("use the default network (tsi) or a bridge network, or drop the secrets".into()),
             Self::NoSnp(_) => Some("use --tee-simulate on hosts without SEV-SNP".into()),
             Self::ExecRefused { .. } => Some(
                 "recreate the box with --allow-exec if the host may run commands in it".into(),

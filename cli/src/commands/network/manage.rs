@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use a3s_runtime::engine::{Engine, EngineError};
+use a3s_runtime::network::attach::ConnectOptions;
 use a3s_runtime::network::{CreateNetwork, Isolation, NetError, Network, Policy};
 use a3s_runtime::A3sHome;
 
@@ -26,10 +27,12 @@ pub(crate) enum NetworkCommand {
     /// Remove networks (refused while boxes are attached, unless --force detaches them).
     #[command(alias = "remove")]
     Rm(RmArgs),
-    /// Attach a stopped box to a network (takes effect at its next boot).
+    /// Attach a stopped box to a network (takes effect at its next boot; a box on a bridge
+    /// network already gets one more NIC, with its own address, on this one).
     Connect(ConnectArgs),
-    /// Detach a stopped box from a network (it boots with no network until connected again).
-    Disconnect(ConnectArgs),
+    /// Detach a stopped box from a network (with no network left, it boots with none until
+    /// connected again).
+    Disconnect(DisconnectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +83,20 @@ pub(crate) struct RmArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
+    /// Another name the network's DNS answers with the box's address there (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
+    /// A fixed address on this network (inside its subnet).
+    #[arg(long, value_name = "IP")]
+    ip: Option<std::net::Ipv4Addr>,
+    /// Network.
+    network: String,
+    /// Box (name or id).
+    r#box: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DisconnectArgs {
     /// Network.
     network: String,
     /// Box (name or id).
@@ -242,7 +259,15 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
             }
         }
         NetworkCommand::Connect(a) => {
-            let (rec, ip) = engine.connect(&a.network, &a.r#box).engine()?;
+            let opts = ConnectOptions {
+                aliases: a.alias.clone(),
+                ip: a.ip,
+            };
+            let (rec, ip) = match engine.connect(&a.network, &a.r#box, &opts) {
+                Ok(r) => r,
+                Err(EngineError::Net(e @ NetError::Alias(_))) => return Err(usage_error(e.into())),
+                Err(e) => return Err(engine_error(e)),
+            };
             output::line(&format!("{} {ip}", rec.name))?;
             Ok(ExitStatus::Success)
         }

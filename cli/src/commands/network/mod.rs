@@ -4,15 +4,17 @@ pub(crate) mod manage;
 
 use clap::Args;
 
-use a3s_runtime::network::{parse_dns, parse_network, parse_publish, BoxNet, NetMode};
+use a3s_runtime::network::{parse_dns, parse_network, parse_publish, Attachment, BoxNet, NetMode};
 
 /// `--network`, `-p`, `--dns` on `create`/`run`.
 #[derive(Debug, Args)]
 pub(crate) struct NetArgs {
     /// Network: tsi (default: outbound via the host, published ports), none (no interface), or
     /// the name of a bridge network (`a3s-box network create`: peers by name, stable address).
+    /// Repeat it with bridge networks to join several (one NIC each; the first carries the
+    /// default route, --ip and --network-alias).
     #[arg(long, value_name = "MODE")]
-    pub(crate) network: Option<String>,
+    pub(crate) network: Vec<String>,
     /// Publish a guest port: [IP:][HOST:]GUEST[/tcp|/udp], ranges as 8000-8002:80-82. IP
     /// defaults to 127.0.0.1; no HOST (or 0) picks a free port. Works on tsi and bridge
     /// networks.
@@ -35,10 +37,34 @@ pub(crate) struct NetArgs {
 impl NetArgs {
     /// The validated settings (host ports are resolved by the runtime).
     pub(crate) fn box_net(&self) -> anyhow::Result<BoxNet> {
-        let (mode, network) = match &self.network {
+        let (mode, network) = match self.network.first() {
             Some(m) => parse_network(m).map_err(|e| crate::usage_error(e.into()))?,
             None => (NetMode::default(), None),
         };
+        let mut extra = Vec::new();
+        for more in self.network.iter().skip(1) {
+            match parse_network(more).map_err(|e| crate::usage_error(e.into()))? {
+                (NetMode::Bridge, Some(n)) if mode == NetMode::Bridge => {
+                    if network.as_ref() == Some(&n) || extra.iter().any(|a: &Attachment| a.network == n) {
+                        return Err(crate::usage_error(anyhow::anyhow!(
+                            "--network {n} is given twice"
+                        )));
+                    }
+                    extra.push(Attachment {
+                        network: n,
+                        ip: None,
+                        aliases: Vec::new(),
+                        link: None,
+                    });
+                }
+                _ => {
+                    return Err(crate::usage_error(anyhow::anyhow!(
+                        "only bridge networks can be combined: --network {} --network {more} mixes in a mode (tsi, none)",
+                        self.network[0]
+                    )))
+                }
+            }
+        }
         let mut ports = Vec::new();
         for p in &self.publish {
             ports.extend(parse_publish(p).map_err(|e| crate::usage_error(e.into()))?);
@@ -56,6 +82,7 @@ impl NetArgs {
             network,
             ip: self.ip,
             aliases: self.network_alias.clone(),
+            extra,
             ..BoxNet::default()
         };
         if net.mode != NetMode::Bridge && (net.ip.is_some() || !net.aliases.is_empty()) {

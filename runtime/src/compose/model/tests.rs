@@ -66,7 +66,11 @@ fn the_supported_subset_is_read_with_its_values() {
 #[test]
 fn unknown_keys_are_refused_with_their_path_and_line() {
     for (text, key, line) in [
-        ("services:\n  web:\n    image: x\n    build: .\n", "services.web.build", 4),
+        (
+            "services:\n  web:\n    build:\n      context: .\n      ssh: [default]\n",
+            "services.web.build.ssh",
+            5,
+        ),
         ("services:\n  web:\n    image: x\nconfigs: {}\n", "configs", 4),
         (
             "services:\n  web:\n    image: x\n    healthcheck:\n      test: true\n      every: 1s\n",
@@ -164,4 +168,25 @@ fn words_split_like_a_shell_without_expansion() {
         ["sh", "-c", "echo \"a b\" $HOME", "x y"]
     );
     assert!(split_words("'open").is_err());
+}
+
+#[test]
+fn build_takes_a_context_alone_or_context_dockerfile_args_and_target() {
+    let p = load(
+        "name: shop\nservices:\n  a:\n    build: ./app\n  b:\n    image: reg/b:1\n    build:\n      context: ctx\n      dockerfile: Dockerfile.dev\n      args: {GREETING: hi}\n      target: runtime\n",
+        Path::new("/p"),
+        None,
+    )
+    .unwrap();
+    let a = p.services["a"].build.as_ref().unwrap();
+    assert_eq!(a.context, Path::new("/p/./app"));
+    assert_eq!(a.dockerfile_path(), Path::new("/p/./app/Dockerfile"));
+    assert_eq!(crate::compose::image_name(&p, &p.services["a"]), "shop-a");
+    let b = p.services["b"].build.as_ref().unwrap();
+    assert_eq!(b.dockerfile_path(), Path::new("/p/ctx/Dockerfile.dev"));
+    assert_eq!(b.args["GREETING"], "hi");
+    assert_eq!(b.target.as_deref(), Some("runtime"));
+    assert_eq!(crate::compose::image_name(&p, &p.services["b"]), "reg/b:1");
+    let e = load("services:\n  a:\n    command: [x]\n", Path::new("/p"), None).unwrap_err();
+    assert!(e.to_string().contains("needs an image or a build"), "{e}");
 }

@@ -43,11 +43,6 @@ fn cycles_and_settings_the_runtime_cannot_do_are_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("cycle among: a, b"), "{e}");
     let e = plan(&project(
-        "services:\n  a:\n    image: x\n    networks: [n1, n2]\nnetworks:\n  n1:\n  n2:\n",
-    ))
-    .unwrap_err();
-    assert!(e.to_string().contains("more than one network"), "{e}");
-    let e = plan(&project(
         "services:\n  a:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {file: ./s.txt}\n",
     ))
     .unwrap_err();
@@ -55,7 +50,7 @@ fn cycles_and_settings_the_runtime_cannot_do_are_refused() {
 }
 
 #[test]
-fn a_confidential_service_gets_its_tee_spec_and_user_networking() {
+fn a_confidential_service_gets_its_tee_spec_and_the_project_network() {
     let p = project(
         "services:\n  vault:\n    image: x\n    secrets: [token]\n    x-a3s:\n      tee: simulate\nsecrets:\n  token: {file: ./token.txt}\n",
     );
@@ -66,7 +61,8 @@ fn a_confidential_service_gets_its_tee_spec_and_user_networking() {
     assert!(
         matches!(&tee.secrets[0].source, SecretSource::File { path } if path == Path::new("/srv/shop/./token.txt"))
     );
-    assert_eq!(b.request.net.mode, NetMode::Tsi);
+    assert_eq!(b.request.net.mode, crate::network::NetMode::Bridge);
+    assert_eq!(b.request.net.network.as_deref(), Some("shop_default"));
     assert!(!tee.allow_exec);
 }
 
@@ -89,4 +85,18 @@ fn strict_networks_and_fixed_addresses_reach_the_requests() {
     let net = &plan.boxes[0].request.net;
     assert_eq!(net.ip, Some("10.99.0.9".parse().unwrap()));
     assert_eq!(net.aliases, ["a", "alpha"]);
+}
+
+#[test]
+fn a_service_on_several_networks_joins_each_with_its_aliases_first_by_name() {
+    let p = project(
+        "services:\n  api:\n    image: x\n    networks:\n      front: {aliases: [www]}\n      back: {ipv4_address: 10.98.0.9}\nnetworks:\n  front:\n  back:\n    ipam:\n      config: [{subnet: 10.98.0.0/24}]\n",
+    );
+    let net = &plan(&p).unwrap().boxes[0].request.net;
+    let all = net.attachments();
+    let names: Vec<&str> = all.iter().map(|a| a.network.as_str()).collect();
+    assert_eq!(names, ["shop_back", "shop_front"]);
+    assert_eq!(all[0].ip, Some("10.98.0.9".parse().unwrap()));
+    assert_eq!(all[0].aliases, ["api"]);
+    assert_eq!(all[1].aliases, ["api", "www"]);
 }
