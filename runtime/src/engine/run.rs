@@ -90,6 +90,13 @@ impl Engine {
             return Err(e);
         }
         self.record_box("box.create", &rec, Outcome::Success, "created")?;
+        for v in Volumes::open(&self.home).owned_by(&rec.id)? {
+            self.record(
+                &Event::new("volume.create", Outcome::Success, "anonymous, for the box")
+                    .with_box(rec.id.as_str())
+                    .with("volume", v.name.as_str()),
+            )?;
+        }
         Ok(rec)
     }
 

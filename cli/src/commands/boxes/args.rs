@@ -355,8 +355,8 @@ pub(crate) struct RmArgs {
     /// Stop running boxes first.
     #[arg(short = 'f', long)]
     pub(crate) force: bool,
-    /// Also remove the box's anonymous volumes (named volumes and bind mounts stay, as in
-    /// Docker; boxes have no anonymous volumes today, so there is nothing more to remove).
+    /// Also remove the box's anonymous volumes (`-v /path`, the image's VOLUMEs); named
+    /// volumes and bind mounts stay, as in Docker.
     #[arg(short = 'v', long)]
     pub(crate) volumes: bool,
     /// Boxes (name or id).
