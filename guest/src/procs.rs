@@ -11,25 +11,109 @@ use a3s_vmm::proto::GuestStats;
 
 /// Docker's default `top` columns (`ps -ef`).
 pub(crate) const TITLES: [&str; 8] = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
+/// `ps aux` columns.
+const AUX: [&str; 11] = [
+    "user", "pid", "%cpu", "%mem", "vsz", "rss", "tty", "stat", "start", "bsdtime", "command",
+];
+/// `ps -o` keywords `top` understands, as procps spells them.
+const KEYWORDS: &str = "pid, ppid, uid, user, comm, args, cmd, command, tty, stat, stime, start, time, etime, rss, vsz, %cpu, pcpu, %mem, pmem, nlwp, c";
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on x86_64 Linux).
 const HZ: u64 = 100;
 /// Largest `/proc` file read (a process's `cmdline` can be long; the rest are small).
 const MAX_PROC_FILE: u64 = 256 << 10;
+/// Page size of `/proc/*/stat`'s `rss` (x86_64).
+const PAGE_KIB: u64 = 4;
 
-/// The rows of `top` with `ps_args`; only `ps -ef` style options are understood.
+/// The columns `ps_args` asks for: Docker's default and `-ef` (`UID PID PPID C STIME TTY TIME
+/// CMD`), `aux` (BSD style), `-o LIST` (with or without `-e`/`-A`).
 ///
 /// # Errors
-/// Options other than `-e`, `-f`, `-ef` (with the reason), or an unreadable `/proc`.
-pub(crate) fn top(ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
-    for a in ps_args {
-        let a = a.trim_start_matches('-');
-        if a.is_empty() || !a.chars().all(|c| c == 'e' || c == 'f' || c == 'A') {
-            return Err(format!(
-                "ps option {a:?} is not supported: top shows `ps -ef` columns ({})",
-                TITLES.join(" ")
-            ));
+/// Any other option, an unknown `-o` keyword, or a list without `pid` (Docker needs the PID
+/// column to know the processes), each with what is understood.
+fn columns(ps_args: &[String]) -> Result<Vec<&'static str>, String> {
+    const EF: [&str; 8] = ["fuid", "pid", "ppid", "c", "stime", "tty", "time", "cmd"];
+    let supported = "top understands no options (ps -ef), -ef, aux, and -o LIST (with -e or -A)";
+    let mut cols: Option<Vec<&'static str>> = None;
+    let mut args = ps_args.iter().map(String::as_str);
+    while let Some(a) = args.next() {
+        let (flags, list) = match a.strip_prefix('-') {
+            // BSD options (no dash): only `aux`, in any order.
+            None if a.len() == 3 && ["a", "u", "x"].iter().all(|c| a.contains(c)) => {
+                cols = Some(AUX.to_vec());
+                continue;
+            }
+            None => return Err(format!("ps option {a:?} is not supported: {supported}")),
+            Some(rest) => match rest.find('o') {
+                Some(at) => {
+                    let list = match &rest[at + 1..] {
+                        "" => args
+                            .next()
+                            .ok_or_else(|| "ps option -o needs a column list".to_owned())?,
+                        inline => inline,
+                    };
+                    (&rest[..at], Some(list))
+                }
+                None => (rest, None),
+            },
+        };
+        if flags.chars().any(|c| !"efA".contains(c)) || (flags.is_empty() && list.is_none()) {
+            return Err(format!("ps option {a:?} is not supported: {supported}"));
+        }
+        match list {
+            Some(list) => {
+                let mut picked = Vec::new();
+                for k in list.split([',', ' ']).filter(|k| !k.is_empty()) {
+                    let k = k.split_once('=').map_or(k, |(k, _)| k);
+                    let known = KEYWORDS.split(", ").find(|x| *x == k).ok_or_else(|| {
+                        format!("ps -o keyword {k:?} is not supported: use {KEYWORDS}")
+                    })?;
+                    picked.push(known);
+                }
+                cols.get_or_insert_with(Vec::new).extend(picked);
+            }
+            None if flags.contains('f') => cols = Some(EF.to_vec()),
+            None => {}
         }
     }
+    let cols = cols.unwrap_or_else(|| EF.to_vec());
+    if !cols.contains(&"pid") {
+        return Err(
+            "the ps options must show the PID column (Docker needs it): add pid to -o".into(),
+        );
+    }
+    Ok(cols)
+}
+
+/// A column's title, as procps prints it.
+fn title(col: &str) -> &'static str {
+    match col {
+        "pid" => "PID",
+        "ppid" => "PPID",
+        "uid" | "fuid" => "UID",
+        "user" => "USER",
+        "comm" | "args" | "command" => "COMMAND",
+        "cmd" => "CMD",
+        "tty" => "TTY",
+        "stat" => "STAT",
+        "stime" => "STIME",
+        "start" => "START",
+        "time" | "bsdtime" => "TIME",
+        "etime" => "ELAPSED",
+        "rss" => "RSS",
+        "vsz" => "VSZ",
+        "%cpu" | "pcpu" => "%CPU",
+        "%mem" | "pmem" => "%MEM",
+        "nlwp" => "NLWP",
+        _ => "C",
+    }
+}
+
+/// The rows of `top` with `ps_args` (see [`columns`]).
+///
+/// # Errors
+/// Unsupported options (with what is supported), or an unreadable `/proc`.
+pub(crate) fn top(ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let cols = columns(ps_args)?;
     let proc = Path::new("/proc");
     let boot = boot_time(&read(&proc.join("stat"))?).ok_or("no btime in /proc/stat")?;
     let uptime = read(&proc.join("uptime"))?;
@@ -39,8 +123,13 @@ pub(crate) fn top(ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>),
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or("unreadable /proc/uptime")?;
+    let mem_kib = meminfo_kib(&read(&proc.join("meminfo"))?, "MemTotal:").unwrap_or(0);
     let users = users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
-    let now = boot + uptime_secs;
+    let clock = Clock {
+        boot,
+        now: boot + uptime_secs,
+        mem_kib,
+    };
     let mut rows = Vec::new();
     for pid in pids(proc)? {
         let dir = proc.join(pid.to_string());
@@ -54,11 +143,15 @@ pub(crate) fn top(ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>),
         if !is_workload(pid, &st) {
             continue;
         }
-        let cmdline = read_bytes(&dir.join("cmdline")).unwrap_or_default();
-        let uid = status_field(&status, "Uid:").unwrap_or(0);
-        rows.push(row(pid, &st, uid, &cmdline, &users, boot, now));
+        let p = Proc {
+            pid,
+            uid: status_field(&status, "Uid:").unwrap_or(0),
+            cmdline: read_bytes(&dir.join("cmdline")).unwrap_or_default(),
+            st,
+        };
+        rows.push(cols.iter().map(|c| p.column(c, &users, &clock)).collect());
     }
-    Ok((TITLES.iter().map(|t| (*t).to_owned()).collect(), rows))
+    Ok((cols.iter().map(|c| title(c).to_owned()).collect(), rows))
 }
 
 /// Resource use from `/proc`.
@@ -119,10 +212,57 @@ fn is_workload(pid: u32, st: &Stat) -> bool {
     pid > 2 && st.ppid != 2
 }
 
+/// The workload's processes, stopped with SIGSTOP (`commit --pause`) until this is dropped,
+/// which continues them. Processes that were stopped already stay stopped.
+pub(crate) struct Paused(Vec<nix::unistd::Pid>);
+
+/// Stops every workload process except this one and its parent (the exec session reading the
+/// layer). Two passes catch children forked while the first pass ran.
+pub(crate) fn pause_workload() -> Paused {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::{getpid, getppid, Pid};
+    let proc = Path::new("/proc");
+    let mut stopped: Vec<Pid> = Vec::new();
+    for _ in 0..2 {
+        for pid in pids(proc).unwrap_or_default() {
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            let target = Pid::from_raw(raw);
+            if target == getpid() || target == getppid() || stopped.contains(&target) {
+                continue;
+            }
+            let Some(st) = read(&proc.join(pid.to_string()).join("stat"))
+                .ok()
+                .and_then(|t| Stat::parse(&t))
+            else {
+                continue;
+            };
+            if is_workload(pid, &st)
+                && !matches!(st.state, 'T' | 'Z')
+                && kill(target, Signal::SIGSTOP).is_ok()
+            {
+                stopped.push(target);
+            }
+        }
+    }
+    Paused(stopped)
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+}
+
 /// The fields of `/proc/PID/stat` that `top` and `stats` use.
 #[derive(Debug, PartialEq, Eq)]
 struct Stat {
     comm: String,
+    /// `R`, `S`, `T` (stopped), `Z`, ...
+    state: char,
     ppid: u32,
     tty_nr: u32,
     /// utime + stime, in ticks.
@@ -130,6 +270,8 @@ struct Stat {
     threads: u64,
     /// Ticks after boot.
     start_ticks: u64,
+    vsize_bytes: u64,
+    rss_pages: u64,
 }
 
 impl Stat {
@@ -143,54 +285,98 @@ impl Stat {
         let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
         Some(Self {
             comm,
+            state: rest.first()?.chars().next()?,
             ppid: u32::try_from(field(4)?).ok()?,
             tty_nr: u32::try_from(field(7)?).ok()?,
             cpu_ticks: field(14)? + field(15)?,
             threads: field(20)?,
             start_ticks: field(22)?,
+            vsize_bytes: field(23)?,
+            rss_pages: field(24)?,
         })
     }
 }
 
-fn row(
+/// What one process's columns are computed from.
+struct Proc {
     pid: u32,
-    st: &Stat,
     uid: u32,
-    cmdline: &[u8],
-    users: &HashMap<u32, String>,
+    cmdline: Vec<u8>,
+    st: Stat,
+}
+
+/// The guest's clock and memory, shared by every row.
+struct Clock {
+    /// Boot time, Unix seconds.
     boot: u64,
+    /// Now, Unix seconds.
     now: u64,
-) -> Vec<String> {
-    let started = boot + st.start_ticks / HZ;
-    let running_secs = now.saturating_sub(started).max(1);
-    let cpu_secs = st.cpu_ticks / HZ;
-    // ps's C: CPU time over running time, in percent.
-    let c = (st.cpu_ticks * 100 / HZ) / running_secs;
-    let cmd = if cmdline.is_empty() {
-        format!("[{}]", st.comm)
-    } else {
-        let parts: Vec<String> = cmdline
+    /// `MemTotal`, KiB.
+    mem_kib: u64,
+}
+
+impl Proc {
+    /// The value of column `col` (a [`columns`] keyword).
+    fn column(&self, col: &str, users: &HashMap<u32, String>, clock: &Clock) -> String {
+        let st = &self.st;
+        let started = clock.boot + st.start_ticks / HZ;
+        let running_secs = clock.now.saturating_sub(started).max(1);
+        let cpu_secs = st.cpu_ticks / HZ;
+        let user = || {
+            users
+                .get(&self.uid)
+                .cloned()
+                .unwrap_or_else(|| self.uid.to_string())
+        };
+        let tenths = |num: u64, den: u64| {
+            let t = num * 10 / den.max(1);
+            format!("{}.{}", t / 10, t % 10)
+        };
+        match col {
+            "pid" => self.pid.to_string(),
+            "ppid" => st.ppid.to_string(),
+            "uid" => self.uid.to_string(),
+            // `ps -f` shows the name under UID.
+            "user" | "fuid" => user(),
+            "comm" => st.comm.clone(),
+            "args" | "cmd" | "command" => self.args(),
+            "tty" => tty(st.tty_nr),
+            "stat" => st.state.to_string(),
+            "stime" | "start" => stime(started, clock.now),
+            "time" => format!(
+                "{:02}:{:02}:{:02}",
+                cpu_secs / 3600,
+                cpu_secs / 60 % 60,
+                cpu_secs % 60
+            ),
+            "bsdtime" => format!("{}:{:02}", cpu_secs / 60, cpu_secs % 60),
+            "etime" => {
+                let e = clock.now.saturating_sub(started);
+                format!("{:02}:{:02}:{:02}", e / 3600, e / 60 % 60, e % 60)
+            }
+            "rss" => (st.rss_pages * PAGE_KIB).to_string(),
+            "vsz" => (st.vsize_bytes / 1024).to_string(),
+            "%cpu" | "pcpu" => tenths(st.cpu_ticks * 100 / HZ, running_secs),
+            "%mem" | "pmem" => tenths(st.rss_pages * PAGE_KIB * 100, clock.mem_kib),
+            "nlwp" => st.threads.to_string(),
+            // ps's C: CPU time over running time, in whole percent.
+            _ => ((st.cpu_ticks * 100 / HZ) / running_secs).to_string(),
+        }
+    }
+
+    /// The command line, or `[comm]` for a process without one.
+    fn args(&self) -> String {
+        if self.cmdline.is_empty() {
+            return format!("[{}]", self.st.comm);
+        }
+        let parts: Vec<String> = self
+            .cmdline
             .split(|b| *b == 0)
             .filter(|p| !p.is_empty())
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect();
         parts.join(" ")
-    };
-    vec![
-        users.get(&uid).cloned().unwrap_or_else(|| uid.to_string()),
-        pid.to_string(),
-        st.ppid.to_string(),
-        c.to_string(),
-        stime(started, now),
-        tty(st.tty_nr),
-        format!(
-            "{:02}:{:02}:{:02}",
-            cpu_secs / 3600,
-            cpu_secs / 60 % 60,
-            cpu_secs % 60
-        ),
-        cmd,
-    ]
+    }
 }
 
 /// ps's STIME: `HH:MM` within a day, else `MonDD` within a year, else the year (UTC).
@@ -342,23 +528,32 @@ mod tests {
 
     #[test]
     fn rows_have_dockers_columns_and_values() {
-        let st = Stat::parse("77 (sleep) S 1 77 77 0 -1 0 0 0 0 0 100 100 0 0 20 0 1 0 1000 0 0 0")
-            .unwrap();
+        // 2 s of CPU, started 10 s after boot, 51200 KiB virtual, 256 pages resident.
+        let st = Stat::parse(
+            "77 (sleep) S 1 77 77 0 -1 0 0 0 0 0 100 100 0 0 20 0 1 0 1000 52428800 256 0",
+        )
+        .unwrap();
         let users = users("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
         let boot = 1_700_000_000;
-        // Started 10 s after boot, now 110 s after boot, 2 s of CPU: C is 2 %.
-        let r = row(
-            77,
-            &st,
-            65534,
-            b"sleep\x00300\x00",
-            &users,
+        // Now 110 s after boot: 2 s of CPU over 100 s running is 2 %.
+        let clock = Clock {
             boot,
-            boot + 110,
-        );
-        assert_eq!(r.len(), TITLES.len());
+            now: boot + 110,
+            mem_kib: 10_240,
+        };
+        let p = Proc {
+            pid: 77,
+            uid: 65534,
+            cmdline: b"sleep\x00300\x00".to_vec(),
+            st,
+        };
+        let row = |cols: &[&str]| -> Vec<String> {
+            cols.iter().map(|c| p.column(c, &users, &clock)).collect()
+        };
+        let ef = columns(&[]).unwrap();
+        assert_eq!(ef.iter().map(|c| title(c)).collect::<Vec<_>>(), TITLES);
         assert_eq!(
-            r,
+            row(&ef),
             [
                 "nobody",
                 "77",
@@ -370,22 +565,78 @@ mod tests {
                 "sleep 300"
             ]
         );
-        let kthread = row(77, &st, 5, b"", &users, boot, boot + 110);
-        assert_eq!(kthread[0], "5");
-        assert_eq!(kthread[7], "[sleep]");
+        let aux = columns(&["aux".into()]).unwrap();
+        assert_eq!(
+            aux.iter().map(|c| title(c)).collect::<Vec<_>>(),
+            [
+                "USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME",
+                "COMMAND"
+            ]
+        );
+        assert_eq!(
+            row(&aux),
+            [
+                "nobody",
+                "77",
+                "2.0",
+                "10.0",
+                "51200",
+                "1024",
+                "?",
+                "S",
+                "22:13",
+                "0:02",
+                "sleep 300"
+            ]
+        );
+        let o = columns(&["-o".into(), "pid,comm,uid,args".into()]).unwrap();
+        assert_eq!(
+            o.iter().map(|c| title(c)).collect::<Vec<_>>(),
+            ["PID", "COMMAND", "UID", "COMMAND"]
+        );
+        assert_eq!(row(&o), ["77", "sleep", "65534", "sleep 300"]);
+        assert_eq!(columns(&["-eopid,ppid".into()]).unwrap(), ["pid", "ppid"]);
+        assert_eq!(columns(&["-e".into(), "-f".into()]).unwrap(), ef);
+        assert_eq!(columns(&["xua".into()]).unwrap(), aux);
+        let bare = Proc {
+            cmdline: Vec::new(),
+            ..p
+        };
+        assert_eq!(bare.column("args", &users, &clock), "[sleep]");
         assert_eq!(stime(boot, boot + 2 * 86_400), "Nov14");
         assert_eq!(stime(boot, boot + 400 * 86_400), "2023");
+    }
+
+    #[test]
+    fn unsupported_ps_options_are_refused_with_what_works() {
+        for (args, says) in [
+            (vec!["-l"], "top understands"),
+            (vec!["ax"], "top understands"),
+            (
+                vec!["-o", "pid,wchan"],
+                "keyword \"wchan\" is not supported",
+            ),
+            (vec!["-o", "comm"], "PID column"),
+            (vec!["-o"], "needs a column list"),
+        ] {
+            let args: Vec<String> = args.into_iter().map(String::from).collect();
+            let e = columns(&args).unwrap_err();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
     }
 
     #[test]
     fn kernel_threads_and_init_are_not_the_workload() {
         let st = |ppid| Stat {
             comm: String::new(),
+            state: 'S',
             ppid,
             tty_nr: 0,
             cpu_ticks: 0,
             threads: 1,
             start_ticks: 0,
+            vsize_bytes: 0,
+            rss_pages: 0,
         };
         assert!(!is_workload(1, &st(0)));
         assert!(!is_workload(2, &st(0)));
@@ -394,14 +645,15 @@ mod tests {
     }
 
     #[test]
-    fn ps_options_other_than_ef_are_refused_with_the_columns() {
-        let e = top(&["aux".into()]).unwrap_err();
-        assert!(e.contains("UID PID PPID"), "{e}");
+    fn top_lists_this_process_from_the_real_proc() {
         // This test process is no kernel thread: the host's /proc lists it.
         let (titles, rows) = top(&["-ef".into()]).unwrap();
         assert_eq!(titles, TITLES);
         let me = std::process::id().to_string();
         assert!(rows.iter().any(|r| r[1] == me), "own pid {me} missing");
+        let (titles, rows) = top(&["aux".into()]).unwrap();
+        assert_eq!(titles.len(), 11);
+        assert!(rows.iter().any(|r| r[1] == me && r.len() == 11));
     }
 
     #[test]

@@ -115,17 +115,26 @@ impl Engine {
         if code != 0 {
             return Ok(code);
         }
-        self.layer_out(&rec, layer)?;
+        self.layer_out(&rec, layer, false)?;
         Ok(0)
     }
 
     /// Streams the running box's changes (guest-init's `__layer-out`) into the layer tar
     /// `layer`. `build` commits it; `diff`, `export` and `commit` read it too.
-    pub(super) fn layer_out(&self, rec: &BoxRecord, layer: &Path) -> Result<(), EngineError> {
+    pub(super) fn layer_out(
+        &self,
+        rec: &BoxRecord,
+        layer: &Path,
+        pause: bool,
+    ) -> Result<(), EngineError> {
+        let mut argv = vec![INIT_PATH.into(), GUEST_LAYER_OUT.into()];
+        if pause {
+            argv.push(a3s_vmm::layer::GUEST_LAYER_PAUSE.into());
+        }
         let conn = self.boxes.exec(
             rec,
             ProcessSpec {
-                argv: vec![INIT_PATH.into(), GUEST_LAYER_OUT.into()],
+                argv,
                 ..ProcessSpec::default()
             },
         )?;

@@ -432,6 +432,10 @@ pub(crate) struct ExecArgs {
     /// User (name, uid, name:group or uid:gid).
     #[arg(short = 'u', long)]
     pub(crate) user: Option<String>,
+    /// Key sequence that detaches this terminal from an -i session and leaves the process
+    /// running (default: ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub(crate) detach_keys: Option<String>,
     /// Box (name or id).
     pub(crate) r#box: String,
     /// Command and arguments.
