@@ -184,6 +184,8 @@ fn host_config(rec: &BoxRecord, att: &BoxAttachments) -> Value {
     json!({
         "AutoRemove": rec.spec.auto_remove,
         "Binds": binds,
+        // Docker: `true` with --init, else null (guest-init is the init either way).
+        "Init": rec.spec.security.as_ref().and_then(|s| s.init),
         "Memory": u64::from(rec.spec.mem_mib) * 1024 * 1024,
         "NanoCpus": u64::from(rec.spec.vcpus) * 1_000_000_000,
         "NetworkMode": network_name(att),
