@@ -224,7 +224,8 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
             "cmds",
             "sh",
             "-c",
-            "trap 'echo cont >> /tmp/conts' CONT; while true; do sleep 1; echo t > /tmp/tick; done",
+            "echo $$ > /tmp/trapper; trap 'echo cont >> /tmp/conts' CONT; \
+             while true; do sleep 1; echo t > /tmp/tick; done",
         ],
     );
     let two_ticks = "rm -f /tmp/tick; while [ ! -e /tmp/tick ]; do sleep 0.1; done; \
@@ -243,7 +244,10 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
         ok(&env, &["exec", "cmds", "sh", "-c", two_ticks]).stdout,
         "cont\nend\n"
     );
-    ok(&env, &["exec", "cmds", "sh", "-c", "pkill -f 'echo cont'"]);
+    ok(
+        &env,
+        &["exec", "cmds", "sh", "-c", "kill $(cat /tmp/trapper)"],
+    );
 
     // exec -i: the detach keys (here custom) end this command with 0; the process runs on
     // (its stdin ends, so cat finishes and the sleep follows), and the keys never reach it.
@@ -257,7 +261,7 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
             "cmds",
             "sh",
             "-c",
-            "cat > /tmp/got; exec sleep 301",
+            "cat > /tmp/got; touch /tmp/cat-done; exec sleep 301",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -280,10 +284,11 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
             "cmds",
             "sh",
             "-c",
-            "while ! pgrep -f 'sleep 301' >/dev/null; do sleep 0.1; done; cat /tmp/got",
+            "while [ ! -e /tmp/cat-done ]; do sleep 0.1; done; cat /tmp/got",
         ],
     );
     assert_eq!(got.stdout, "typed\n");
+    assert!(ok(&env, &["top", "cmds"]).stdout.contains("sleep 301"));
     refused(
         &env,
         &["exec", "-i", "--detach-keys", "ctrl-", "cmds", "true"],

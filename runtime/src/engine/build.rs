@@ -85,7 +85,9 @@ impl Engine {
         self.record_box("box.create", &rec, Outcome::Success, "build step")?;
         let result = self.step_in_box(rec.id.as_str(), step, layer, output);
         let _ = self.boxes.stop(rec.id.as_str(), Duration::from_secs(2));
-        let _ = self.boxes.remove(rec.id.as_str(), true);
+        // With the anonymous volumes of the image's VOLUMEs (what a step wrote there is
+        // discarded, as in Docker's builds).
+        let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
         let _ = self.record_box("box.remove", &rec, Outcome::Success, "build step done");
         result
     }

@@ -86,7 +86,7 @@ impl Engine {
         let rec = self.boxes.create(&req.request)?;
         // 2. The signature gate, on the digest the box will launch.
         if let Err(e) = self.signature_gate(&rec, req.signatures.as_ref()) {
-            let _ = self.boxes.remove(rec.id.as_str(), true);
+            let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
             return Err(e);
         }
         self.record_box("box.create", &rec, Outcome::Success, "created")?;
@@ -133,7 +133,7 @@ impl Engine {
         let refused = matches!(&result, Err(EngineError::Box(e)) if e.refused_before_boot());
         let failed_detached = mode == RunMode::Detached && result.is_err();
         if refused || (req.request.auto_remove && failed_detached) {
-            let _ = self.boxes.remove(rec.id.as_str(), true);
+            let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
         }
         Ok(RunOutcome {
             record: rec,
