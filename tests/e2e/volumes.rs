@@ -430,7 +430,7 @@ fn anonymous_volumes_belong_to_their_box() {
     ok(&["rm", "anon-a"]);
     assert_eq!(
         anonymous(&ok(&["volume", "ls", "--format", "json"]).json_lines()),
-        [name.clone()]
+        [name.as_str()]
     );
     let pruned = ok(&["volume", "prune"]).stdout;
     assert_eq!(pruned.trim(), name, "{pruned}");
