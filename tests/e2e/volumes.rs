@@ -203,7 +203,7 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
         "vol-cp:/v/from-cp.txt",
     ]);
 
-    // In use by a running box: rm is refused; ls shows the user.
+    // In use by a running box: rm is refused; inspect shows the user.
     let r = env().run(&["volume", "rm", "cpvol"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(
@@ -212,13 +212,10 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
         r.stderr
     );
     assert!(r.stderr.contains("hint:"), "{}", r.stderr);
-    let ls = ok(&["volume", "ls", "--format", "json"]).json();
-    let entry = ls
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "cpvol")
-        .unwrap();
+    // volume ls --format json is Docker's shape; inspect names the users.
+    let ls = ok(&["volume", "ls", "--format", "json"]).json_lines();
+    assert!(ls.as_array().unwrap().iter().any(|v| v["Name"] == "cpvol"), "{ls}");
+    let entry = &ok(&["volume", "inspect", "cpvol"]).json()[0];
     assert_eq!(entry["used_by"][0]["name"], "vol-cp");
     assert_eq!(entry["used_by"][0]["state"], "running");
 
