@@ -214,7 +214,10 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
     assert!(r.stderr.contains("hint:"), "{}", r.stderr);
     // volume ls --format json is Docker's shape; inspect names the users.
     let ls = ok(&["volume", "ls", "--format", "json"]).json_lines();
-    assert!(ls.as_array().unwrap().iter().any(|v| v["Name"] == "cpvol"), "{ls}");
+    assert!(
+        ls.as_array().unwrap().iter().any(|v| v["Name"] == "cpvol"),
+        "{ls}"
+    );
     let entry = &ok(&["volume", "inspect", "cpvol"]).json()[0];
     assert_eq!(entry["used_by"][0]["name"], "vol-cp");
     assert_eq!(entry["used_by"][0]["state"], "running");
