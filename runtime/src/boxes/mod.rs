@@ -570,11 +570,14 @@ impl Boxes {
         let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
             .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
         net.save(&self.box_dir(&id))?;
-        crate::volumes::Volumes::open(&self.home)
+        let volumes = crate::volumes::Volumes::open(&self.home);
+        volumes
             .attach(&self.box_dir(&id), &id, &mounts)
             .inspect_err(|_| {
                 crate::network::attach::release(&self.home, &id, &self.box_dir(&id));
                 drop(fs_err::remove_dir_all(self.box_dir(&id)));
+                // Anonymous volumes made before the failure belong to no box now.
+                drop(volumes.remove_anonymous(&id));
             })?;
         state::write_record(&self.state_path(&id), &rec)?;
         self.emit(&rec, "create", &[]);
