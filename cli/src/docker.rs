@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 use a3s_runtime::boxes::{BoxRecord, BoxState};
 use a3s_runtime::engine::BoxAttachments;
 use a3s_runtime::network::NetMode;
-use a3s_runtime::volumes::MountSource;
+use a3s_runtime::network::Network;
+use a3s_runtime::volumes::{MountSource, VolumeInfo, ANONYMOUS_LABEL};
 
 use crate::commands::boxes::human_duration;
 
@@ -43,6 +44,7 @@ pub(crate) fn ps_row(
         .map(|m| match &m.source {
             MountSource::Volume { name } => name.to_string(),
             MountSource::Bind { path } => path.display().to_string(),
+            MountSource::Anonymous => String::new(),
         })
         .collect();
     let local_volumes = att
@@ -172,6 +174,7 @@ fn host_config(rec: &BoxRecord, att: &BoxAttachments) -> Value {
             let source = match &m.source {
                 MountSource::Volume { name } => name.to_string(),
                 MountSource::Bind { path } => path.display().to_string(),
+                MountSource::Anonymous => String::new(),
             };
             let mode = if m.readonly { ":ro" } else { "" };
             format!("{source}:{}{mode}", m.target)
@@ -181,6 +184,8 @@ fn host_config(rec: &BoxRecord, att: &BoxAttachments) -> Value {
     json!({
         "AutoRemove": rec.spec.auto_remove,
         "Binds": binds,
+        // Docker: `true` with --init, else null (guest-init is the init either way).
+        "Init": rec.spec.security.as_ref().and_then(|s| s.init),
         "Memory": u64::from(rec.spec.mem_mib) * 1024 * 1024,
         "NanoCpus": u64::from(rec.spec.vcpus) * 1_000_000_000,
         "NetworkMode": network_name(att),
@@ -241,6 +246,7 @@ fn mounts(att: &BoxAttachments) -> Value {
             let (kind, name, source) = match &m.source {
                 MountSource::Volume { name } => ("volume", name.to_string(), String::new()),
                 MountSource::Bind { path } => ("bind", String::new(), path.display().to_string()),
+                MountSource::Anonymous => ("volume", String::new(), String::new()),
             };
             json!({
                 "Type": kind,
@@ -297,6 +303,43 @@ pub(crate) fn image_row(
         "Tag": tag.unwrap_or("<none>"),
         "UniqueSize": "N/A",
         "VirtualSize": human_size(size),
+    })
+}
+
+/// `volume ls --format json`: one object per volume, every value a string, as `docker volume
+/// ls` prints it (`Labels` marks anonymous volumes as Docker does).
+pub(crate) fn volume_row(v: &VolumeInfo) -> Value {
+    let labels = if v.anonymous {
+        format!("{ANONYMOUS_LABEL}=")
+    } else {
+        String::new()
+    };
+    json!({
+        "Availability": "N/A",
+        "Driver": v.driver,
+        "Group": "N/A",
+        "Labels": labels,
+        "Links": "N/A",
+        "Mountpoint": v.mountpoint.display().to_string(),
+        "Name": v.name,
+        "Scope": "local",
+        "Size": "N/A",
+        "Status": "N/A",
+    })
+}
+
+/// `network ls --format json`: one object per network, every value a string, as `docker
+/// network ls` prints it. `internal`: the network has no outbound NAT.
+pub(crate) fn network_row(n: &Network, internal: bool) -> Value {
+    json!({
+        "CreatedAt": go_time(&n.created_at),
+        "Driver": "bridge",
+        "ID": n.id.chars().take(12).collect::<String>(),
+        "IPv6": "false",
+        "Internal": internal.to_string(),
+        "Labels": "",
+        "Name": n.name,
+        "Scope": "local",
     })
 }
 

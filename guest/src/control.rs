@@ -265,7 +265,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
         }
         // --- issue 20: `top` and `stats` ---
         HostMsg::Top { ps_args } => {
-            let answer = match crate::procs::top(&ps_args) {
+            let answer = match crate::top::top(&ps_args) {
                 Ok((titles, processes)) => GuestMsg::Processes { titles, processes },
                 Err(message) => GuestMsg::Error { message },
             };

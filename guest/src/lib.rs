@@ -31,6 +31,7 @@ mod procs;
 mod rootfs;
 mod rwcrypt;
 mod security;
+mod top;
 
 use std::time::Duration;
 

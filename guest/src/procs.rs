@@ -1,66 +1,17 @@
-//! `top` and `stats` inside the VM: the workload's processes and the guest's resource use,
-//! read from `/proc` (the images need no `ps`).
+//! The guest's processes and resource use, read from `/proc` (the images need no `ps`): `stats`,
+//! the pause of `commit --pause`, and what `top` ([`crate::top`]) reads.
 //!
-//! Processes shown are every user-space process but guest-init (PID 1) and kernel threads,
-//! i.e. the workload, its children and exec sessions, as Docker's `top` shows a container's.
+//! The workload is every user-space process but guest-init (PID 1) and kernel threads, i.e.
+//! the workload, its children and exec sessions, as Docker's `top` shows a container's.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use a3s_vmm::proto::GuestStats;
 
-/// Docker's default `top` columns (`ps -ef`).
-pub(crate) const TITLES: [&str; 8] = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"];
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on x86_64 Linux).
-const HZ: u64 = 100;
+pub(crate) const HZ: u64 = 100;
 /// Largest `/proc` file read (a process's `cmdline` can be long; the rest are small).
 const MAX_PROC_FILE: u64 = 256 << 10;
-
-/// The rows of `top` with `ps_args`; only `ps -ef` style options are understood.
-///
-/// # Errors
-/// Options other than `-e`, `-f`, `-ef` (with the reason), or an unreadable `/proc`.
-pub(crate) fn top(ps_args: &[String]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
-    for a in ps_args {
-        let a = a.trim_start_matches('-');
-        if a.is_empty() || !a.chars().all(|c| c == 'e' || c == 'f' || c == 'A') {
-            return Err(format!(
-                "ps option {a:?} is not supported: top shows `ps -ef` columns ({})",
-                TITLES.join(" ")
-            ));
-        }
-    }
-    let proc = Path::new("/proc");
-    let boot = boot_time(&read(&proc.join("stat"))?).ok_or("no btime in /proc/stat")?;
-    let uptime = read(&proc.join("uptime"))?;
-    // Whole seconds are enough for STIME and C.
-    let uptime_secs: u64 = uptime
-        .split(['.', ' '])
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or("unreadable /proc/uptime")?;
-    let users = users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
-    let now = boot + uptime_secs;
-    let mut rows = Vec::new();
-    for pid in pids(proc)? {
-        let dir = proc.join(pid.to_string());
-        // A process may end while we read it: skip it.
-        let (Ok(stat), Ok(status)) = (read(&dir.join("stat")), read(&dir.join("status"))) else {
-            continue;
-        };
-        let Some(st) = Stat::parse(&stat) else {
-            continue;
-        };
-        if !is_workload(pid, &st) {
-            continue;
-        }
-        let cmdline = read_bytes(&dir.join("cmdline")).unwrap_or_default();
-        let uid = status_field(&status, "Uid:").unwrap_or(0);
-        rows.push(row(pid, &st, uid, &cmdline, &users, boot, now));
-    }
-    Ok((TITLES.iter().map(|t| (*t).to_owned()).collect(), rows))
-}
-
 /// Resource use from `/proc`.
 ///
 /// # Errors
@@ -92,11 +43,11 @@ pub(crate) fn stats() -> Result<GuestStats, String> {
     Ok(s)
 }
 
-fn read(path: &Path) -> Result<String, String> {
+pub(crate) fn read(path: &Path) -> Result<String, String> {
     read_bytes(path).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut out = Vec::new();
     std::fs::File::open(path)
@@ -105,7 +56,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn pids(proc: &Path) -> Result<Vec<u32>, String> {
+pub(crate) fn pids(proc: &Path) -> Result<Vec<u32>, String> {
     let mut pids: Vec<u32> = std::fs::read_dir(proc)
         .map_err(|e| format!("reading /proc: {e}"))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -115,25 +66,74 @@ fn pids(proc: &Path) -> Result<Vec<u32>, String> {
 }
 
 /// Neither guest-init nor a kernel thread (kthreadd is 2, its children have parent 2).
-fn is_workload(pid: u32, st: &Stat) -> bool {
+pub(crate) fn is_workload(pid: u32, st: &Stat) -> bool {
     pid > 2 && st.ppid != 2
+}
+
+/// The workload's processes, stopped with SIGSTOP (`commit --pause`) until this is dropped,
+/// which continues them. Processes that were stopped already stay stopped.
+pub(crate) struct Paused(Vec<nix::unistd::Pid>);
+
+/// Stops every workload process except this one and its parent (the exec session reading the
+/// layer). Two passes catch children forked while the first pass ran.
+pub(crate) fn pause_workload() -> Paused {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::{getpid, getppid, Pid};
+    let proc = Path::new("/proc");
+    let mut stopped: Vec<Pid> = Vec::new();
+    for _ in 0..2 {
+        for pid in pids(proc).unwrap_or_default() {
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            let target = Pid::from_raw(raw);
+            if target == getpid() || target == getppid() || stopped.contains(&target) {
+                continue;
+            }
+            let Some(st) = read(&proc.join(pid.to_string()).join("stat"))
+                .ok()
+                .and_then(|t| Stat::parse(&t))
+            else {
+                continue;
+            };
+            if is_workload(pid, &st)
+                && !matches!(st.state, 'T' | 'Z')
+                && kill(target, Signal::SIGSTOP).is_ok()
+            {
+                stopped.push(target);
+            }
+        }
+    }
+    Paused(stopped)
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
 }
 
 /// The fields of `/proc/PID/stat` that `top` and `stats` use.
 #[derive(Debug, PartialEq, Eq)]
-struct Stat {
-    comm: String,
-    ppid: u32,
-    tty_nr: u32,
+pub(crate) struct Stat {
+    pub(crate) comm: String,
+    /// `R`, `S`, `T` (stopped), `Z`, ...
+    pub(crate) state: char,
+    pub(crate) ppid: u32,
+    pub(crate) tty_nr: u32,
     /// utime + stime, in ticks.
-    cpu_ticks: u64,
-    threads: u64,
+    pub(crate) cpu_ticks: u64,
+    pub(crate) threads: u64,
     /// Ticks after boot.
-    start_ticks: u64,
+    pub(crate) start_ticks: u64,
+    pub(crate) vsize_bytes: u64,
+    pub(crate) rss_pages: u64,
 }
 
 impl Stat {
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         // `comm` is in parentheses and may itself hold spaces and parentheses.
         let open = text.find('(')?;
         let close = text.rfind(')')?;
@@ -143,109 +143,19 @@ impl Stat {
         let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
         Some(Self {
             comm,
+            state: rest.first()?.chars().next()?,
             ppid: u32::try_from(field(4)?).ok()?,
             tty_nr: u32::try_from(field(7)?).ok()?,
             cpu_ticks: field(14)? + field(15)?,
             threads: field(20)?,
             start_ticks: field(22)?,
+            vsize_bytes: field(23)?,
+            rss_pages: field(24)?,
         })
     }
 }
 
-fn row(
-    pid: u32,
-    st: &Stat,
-    uid: u32,
-    cmdline: &[u8],
-    users: &HashMap<u32, String>,
-    boot: u64,
-    now: u64,
-) -> Vec<String> {
-    let started = boot + st.start_ticks / HZ;
-    let running_secs = now.saturating_sub(started).max(1);
-    let cpu_secs = st.cpu_ticks / HZ;
-    // ps's C: CPU time over running time, in percent.
-    let c = (st.cpu_ticks * 100 / HZ) / running_secs;
-    let cmd = if cmdline.is_empty() {
-        format!("[{}]", st.comm)
-    } else {
-        let parts: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect();
-        parts.join(" ")
-    };
-    vec![
-        users.get(&uid).cloned().unwrap_or_else(|| uid.to_string()),
-        pid.to_string(),
-        st.ppid.to_string(),
-        c.to_string(),
-        stime(started, now),
-        tty(st.tty_nr),
-        format!(
-            "{:02}:{:02}:{:02}",
-            cpu_secs / 3600,
-            cpu_secs / 60 % 60,
-            cpu_secs % 60
-        ),
-        cmd,
-    ]
-}
-
-/// ps's STIME: `HH:MM` within a day, else `MonDD` within a year, else the year (UTC).
-fn stime(started: u64, now: u64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(i64::try_from(started).unwrap_or(0))
-    else {
-        return "?".into();
-    };
-    let age = now.saturating_sub(started);
-    if age < 86_400 {
-        format!("{:02}:{:02}", t.hour(), t.minute())
-    } else if age < 365 * 86_400 {
-        let month = format!("{:?}", t.month());
-        format!("{}{:02}", &month[..3], t.day())
-    } else {
-        t.year().to_string()
-    }
-}
-
-/// ps's TTY from `tty_nr`: `pts/N`, `ttySN`, `ttyN`, else `?`.
-fn tty(tty_nr: u32) -> String {
-    let major = (tty_nr >> 8) & 0xfff;
-    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
-    match major {
-        0 => "?".into(),
-        136..=143 => format!("pts/{}", (major - 136) * 256 + minor),
-        4 if minor >= 64 => format!("ttyS{}", minor - 64),
-        4 => format!("tty{minor}"),
-        _ => "?".into(),
-    }
-}
-
-fn status_field(status: &str, key: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn users(passwd: &str) -> HashMap<u32, String> {
-    passwd
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let uid = f.nth(1)?.parse().ok()?;
-            Some((uid, name.to_owned()))
-        })
-        .collect()
-}
-
-fn boot_time(stat: &str) -> Option<u64> {
+pub(crate) fn boot_time(stat: &str) -> Option<u64> {
     stat.lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
@@ -253,7 +163,7 @@ fn boot_time(stat: &str) -> Option<u64> {
         .ok()
 }
 
-fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
+pub(crate) fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
     meminfo
         .lines()
         .find_map(|l| l.strip_prefix(key))?
@@ -335,73 +245,25 @@ mod tests {
         assert_eq!(st.cpu_ticks, 300);
         assert_eq!(st.threads, 3);
         assert_eq!(st.start_ticks, 12345);
-        assert_eq!(tty(34816), "pts/0");
-        assert_eq!(tty(0), "?");
-        assert_eq!(tty((4 << 8) | 64), "ttyS0");
-    }
-
-    #[test]
-    fn rows_have_dockers_columns_and_values() {
-        let st = Stat::parse("77 (sleep) S 1 77 77 0 -1 0 0 0 0 0 100 100 0 0 20 0 1 0 1000 0 0 0")
-            .unwrap();
-        let users = users("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
-        let boot = 1_700_000_000;
-        // Started 10 s after boot, now 110 s after boot, 2 s of CPU: C is 2 %.
-        let r = row(
-            77,
-            &st,
-            65534,
-            b"sleep\x00300\x00",
-            &users,
-            boot,
-            boot + 110,
-        );
-        assert_eq!(r.len(), TITLES.len());
-        assert_eq!(
-            r,
-            [
-                "nobody",
-                "77",
-                "1",
-                "2",
-                "22:13",
-                "?",
-                "00:00:02",
-                "sleep 300"
-            ]
-        );
-        let kthread = row(77, &st, 5, b"", &users, boot, boot + 110);
-        assert_eq!(kthread[0], "5");
-        assert_eq!(kthread[7], "[sleep]");
-        assert_eq!(stime(boot, boot + 2 * 86_400), "Nov14");
-        assert_eq!(stime(boot, boot + 400 * 86_400), "2023");
     }
 
     #[test]
     fn kernel_threads_and_init_are_not_the_workload() {
         let st = |ppid| Stat {
             comm: String::new(),
+            state: 'S',
             ppid,
             tty_nr: 0,
             cpu_ticks: 0,
             threads: 1,
             start_ticks: 0,
+            vsize_bytes: 0,
+            rss_pages: 0,
         };
         assert!(!is_workload(1, &st(0)));
         assert!(!is_workload(2, &st(0)));
         assert!(!is_workload(15, &st(2)));
         assert!(is_workload(90, &st(1)));
-    }
-
-    #[test]
-    fn ps_options_other_than_ef_are_refused_with_the_columns() {
-        let e = top(&["aux".into()]).unwrap_err();
-        assert!(e.contains("UID PID PPID"), "{e}");
-        // This test process is no kernel thread: the host's /proc lists it.
-        let (titles, rows) = top(&["-ef".into()]).unwrap();
-        assert_eq!(titles, TITLES);
-        let me = std::process::id().to_string();
-        assert!(rows.iter().any(|r| r[1] == me), "own pid {me} missing");
     }
 
     #[test]

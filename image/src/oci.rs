@@ -251,6 +251,9 @@ pub struct ImageConfig {
     /// `StopSignal`: what `stop` sends first (e.g. nginx's `SIGQUIT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// `Volumes`: guest paths that get an anonymous volume in each box, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 impl From<&ConfigFile> for ImageConfig {
@@ -268,6 +271,10 @@ impl From<&ConfigFile> for ImageConfig {
                 .unwrap_or_default(),
             labels: rc.labels.unwrap_or_default(),
             stop_signal: rc.stop_signal.filter(|s| !s.is_empty()),
+            volumes: rc
+                .volumes
+                .map(|m| m.into_keys().collect())
+                .unwrap_or_default(),
         }
     }
 }

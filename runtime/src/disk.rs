@@ -616,7 +616,7 @@ pub fn prune_volumes(home: &A3sHome) -> Result<Vec<(VolumeName, DiskUsage)>, Dis
         sizes.insert(v.name.clone(), disk_usage(&dir.join(v.name.as_str()))?);
     }
     Ok(volumes
-        .prune()?
+        .prune(true)?
         .into_iter()
         .map(|n| {
             let size = sizes.get(&n).copied().unwrap_or_default();

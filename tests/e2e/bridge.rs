@@ -568,13 +568,26 @@ fn network_commands_ipam_and_refusals_without_booting() {
     );
     // ls, rm refusal, rm --force detaching.
     let ls = ok(lab.run(&["network", "ls", "--format", "json"]));
-    let names: Vec<String> = ls
-        .json()
+    // Docker's shape (issue 20): one object per line, Docker's keys.
+    let rows = ls.json_lines();
+    let names: Vec<String> = rows
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .map(|n| n["Name"].as_str().unwrap().to_owned())
         .collect();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["Driver"], "bridge", "{row}");
+        assert_eq!(row["Scope"], "local", "{row}");
+        assert_eq!(row["ID"].as_str().unwrap().len(), 12, "{row}");
+        assert!(
+            row["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"),
+            "{row}"
+        );
+        for k in ["IPv6", "Internal", "Labels"] {
+            assert!(row[k].is_string(), "{k} in {row}");
+        }
+    }
     assert!(names.contains(&"br-ipam".to_owned()) && names.contains(&"br-other".to_owned()));
     let rm = lab.run(&["network", "rm", "br-ipam"]);
     assert_eq!(rm.code, 125, "{}", rm.stderr);

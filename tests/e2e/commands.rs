@@ -150,7 +150,45 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
         top.stdout
     );
     ok(&env, &["top", "cmds", "-ef"]);
-    refused(&env, &["top", "cmds", "aux"], 125, "not supported");
+    // ps options as Docker passes them: aux, -o LIST; others are refused, never ignored.
+    let aux = ok(&env, &["top", "cmds", "aux"]);
+    let mut lines = aux.stdout.lines();
+    let titles: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        titles,
+        ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START", "TIME", "COMMAND"]
+    );
+    let sh_row: Vec<&str> = lines
+        .find(|l| l.contains("echo $GREETING"))
+        .unwrap_or_else(|| panic!("{}", aux.stdout))
+        .split_whitespace()
+        .collect();
+    assert_eq!(sh_row[0], "root");
+    assert!(
+        sh_row[2].contains('.') && sh_row[3].contains('.'),
+        "{sh_row:?}"
+    );
+    assert!(
+        sh_row[5].parse::<u64>().unwrap() > 0,
+        "RSS in KiB: {sh_row:?}"
+    );
+    assert!(matches!(sh_row[7], "S" | "R"), "{sh_row:?}");
+    let o = ok(&env, &["top", "cmds", "-o", "pid,comm"]);
+    let mut lines = o.stdout.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    let comms: Vec<&str> = lines
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert!(
+        comms.contains(&"sh") && comms.contains(&"sleep"),
+        "{}",
+        o.stdout
+    );
+    refused(&env, &["top", "cmds", "-l"], 125, "top understands");
+    refused(&env, &["top", "cmds", "-o", "comm"], 125, "PID column");
 
     // exec -d: returns at once, the process runs on (it writes a file, then sleeps).
     ok(
@@ -175,6 +213,89 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
         ],
     );
     assert_eq!(waited.stdout, "detached\n");
+    // commit --pause (Docker's default) stops the box's processes while its changes are
+    // read and continues them after; --pause=false leaves them running. A trapping process
+    // shows it: its CONT trap runs after its current sleep, before its next tick.
+    ok(
+        &env,
+        &[
+            "exec",
+            "-d",
+            "cmds",
+            "sh",
+            "-c",
+            "echo $$ > /tmp/trapper; trap 'echo cont >> /tmp/conts' CONT; \
+             while true; do sleep 1; echo t > /tmp/tick; done",
+        ],
+    );
+    let two_ticks = "rm -f /tmp/tick; while [ ! -e /tmp/tick ]; do sleep 0.1; done; \
+                     rm /tmp/tick; while [ ! -e /tmp/tick ]; do sleep 0.1; done; \
+                     cat /tmp/conts 2>/dev/null; echo end";
+    ok(
+        &env,
+        &["commit", "--pause=false", "cmds", "committed:running"],
+    );
+    assert_eq!(
+        ok(&env, &["exec", "cmds", "sh", "-c", two_ticks]).stdout,
+        "end\n"
+    );
+    ok(&env, &["commit", "cmds", "committed:paused"]);
+    assert_eq!(
+        ok(&env, &["exec", "cmds", "sh", "-c", two_ticks]).stdout,
+        "cont\nend\n"
+    );
+    ok(
+        &env,
+        &["exec", "cmds", "sh", "-c", "kill $(cat /tmp/trapper)"],
+    );
+
+    // exec -i: the detach keys (here custom) end this command with 0; the process runs on
+    // (its stdin ends, so cat finishes and the sleep follows), and the keys never reach it.
+    let mut exec = env
+        .cmd()
+        .args([
+            "exec",
+            "-i",
+            "--detach-keys",
+            "ctrl-x,x",
+            "cmds",
+            "sh",
+            "-c",
+            "cat > /tmp/got; touch /tmp/cat-done; exec sleep 301",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = exec.stdin.take().unwrap();
+        stdin.write_all(b"typed\n\x18x").unwrap();
+        // Kept open: only the detach keys may end the session.
+        let out = exec.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        drop(stdin);
+    }
+    let got = ok(
+        &env,
+        &[
+            "exec",
+            "cmds",
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/cat-done ]; do sleep 0.1; done; cat /tmp/got",
+        ],
+    );
+    assert_eq!(got.stdout, "typed\n");
+    assert!(ok(&env, &["top", "cmds"]).stdout.contains("sleep 301"));
+    refused(
+        &env,
+        &["exec", "-i", "--detach-keys", "ctrl-", "cmds", "true"],
+        2,
+        "invalid detach keys",
+    );
+
     // The CMD ran in WORKDIR with ENV.
     let logs = ok(&env, &["logs", "cmds"]);
     assert_eq!(logs.stdout.lines().next(), Some("hello from /tmp"));
@@ -311,6 +432,21 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     assert_eq!(die["Type"], "container");
     assert_eq!(die["status"], "die");
     assert_eq!(die["from"], "imp:1");
+    assert_eq!(die["id"], id.as_str());
+    assert_eq!(die["Action"], "die");
+    assert_eq!(die["Actor"]["Attributes"]["image"], "imp:1");
+    // Exactly Docker's keys, nothing more.
+    let mut keys: Vec<&str> = die
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["Action", "Actor", "Type", "from", "id", "scope", "status", "time", "timeNano"]
+    );
     assert_eq!(die["scope"], "local");
     assert_eq!(die["Actor"]["ID"], id.as_str());
     assert_eq!(die["Actor"]["Attributes"]["name"], "cmds");
@@ -355,4 +491,56 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
         0o600
     );
+}
+
+/// `--init` (issue 20): Docker users expect a workload that is not PID 1 and an init that
+/// reaps its orphans and lets SIGTERM kill it. guest-init is that init in every box (the
+/// README says why `--init` changes nothing); this shows it from inside, with `--init`.
+#[test]
+fn init_is_guest_init_reaping_orphans_and_the_workload_dies_of_sigterm() {
+    crate::support::build_guest_init();
+    let env = TestEnv::new();
+    let checks = "echo workload-pid=$$; \
+        sh -c 'sleep 2 & echo $! > /tmp/orphan'; p=$(cat /tmp/orphan); \
+        echo orphan-$(grep PPid /proc/$p/status | tr -d '\\t'); \
+        while [ -e /proc/$p ] && ! grep -q 'State:.*Z' /proc/$p/status; do sleep 0.1; done; \
+        if [ -e /proc/$p ]; then echo orphan-zombie; else echo orphan-reaped; fi; \
+        echo ready; exec sleep 1000";
+    ok(
+        &env,
+        &[
+            "run", "-d", "--init", "--name", "init", "busybox", "sh", "-c", checks,
+        ],
+    );
+    let logs = loop {
+        let l = ok(&env, &["logs", "init"]).stdout;
+        if l.contains("ready") {
+            break l;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let pid: u32 = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("workload-pid="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pid > 1, "the workload is not PID 1: {logs}");
+    assert!(
+        logs.contains("orphan-PPid:1\n"),
+        "PID 1 adopts orphans: {logs}"
+    );
+    assert!(logs.contains("orphan-reaped\n"), "PID 1 reaps them: {logs}");
+    let inspect = ok(&env, &["inspect", "init"]).json()[0].clone();
+    assert_eq!(
+        inspect["HostConfig"]["Init"], true,
+        "{}",
+        inspect["HostConfig"]
+    );
+    // `sleep` has no SIGTERM handler: under an init it dies of the stop signal (143), not
+    // of the SIGKILL after the timeout (137) as a PID 1 would.
+    ok(&env, &["stop", "-t", "600", "init"]);
+    let code = ok(&env, &["inspect", "-f", "{{.State.ExitCode}}", "init"]);
+    assert_eq!(code.stdout.trim(), "143");
+    ok(&env, &["rm", "init"]);
 }

@@ -24,6 +24,7 @@ mod net;
 mod parity;
 mod predict;
 mod real_images;
+mod reaper;
 mod rootfs;
 mod security;
 mod signals;

@@ -79,7 +79,7 @@ impl TestEnv {
 }
 
 /// `$TMPDIR/a3s-e2e/run-<pid>`, created (and older runs' removed) once.
-fn run_dir() -> &'static Path {
+pub(crate) fn run_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let root = std::env::temp_dir().join("a3s-e2e");
@@ -91,50 +91,123 @@ fn run_dir() -> &'static Path {
                     .and_then(|pid| pid.parse::<u32>().ok())
                     .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
                 if stale {
+                    // A run whose reaper could not finish (the machine went down): its
+                    // processes go before their homes do.
+                    let _ = Reaper::start(&e.path()).and_then(Reaper::finish);
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
         }
         let dir = root.join(format!("run-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("creating the e2e homes directory");
-        start_reaper(&dir);
+        // Held for the life of this process: its end is the reaper's signal.
+        std::mem::forget(Reaper::start(&dir).expect("starting the e2e box reaper"));
         dir
     })
 }
 
-/// Boxes outlive the CLI that started them (Docker's semantics) and homes shared through
-/// `static`s are never dropped, so nothing in this process could stop the boxes a test left
-/// running. A reaper, started once per run in its own process group (a Ctrl-C on the test
-/// does not reach it), waits until this process has ended (the pipe on its stdin closes)
-/// and then force-removes every box still running in this run's homes.
-fn start_reaper(run_dir: &Path) {
-    const SCRIPT: &str = r#"cat >/dev/null
-for h in "$2"/*/; do
-  ids=$(A3S_HOME="$h" "$1" ps -q 2>/dev/null)
-  [ -n "$ids" ] && A3S_HOME="$h" "$1" rm -f $ids >/dev/null 2>&1
+/// Boxes outlive the CLI that started them (Docker's semantics), and homes shared through
+/// `static`s are never dropped, so nothing in this process could stop what a test left
+/// running. A reaper, one per run in its own process group (a Ctrl-C on the test does not
+/// reach it), waits until the write end of a pipe closes (this process ended, normally or
+/// not: the kernel closes it) and then
+/// 1. force-removes every box, in any state, of every home under the run's directory;
+/// 2. kills (TERM, then KILL) every process whose environment names one of those homes:
+///    monitors, QEMU, virtiofsd, passt, servers a test started — whatever `rm` missed.
+pub(crate) struct Reaper {
+    child: std::process::Child,
+    trigger: std::os::fd::OwnedFd,
+}
+
+impl Reaper {
+    const SCRIPT: &'static str = r#"cat >/dev/null
+exe=$1 dir=${2%/}
+# Homes made by tempfile are hidden (.tmpXXXXXX): a bare * would miss every one of them.
+for h in "$dir"/*/ "$dir"/.[!.]*/; do
+  h=${h%/}
+  [ -d "$h/boxes" ] || continue
+  ids=$(A3S_HOME="$h" timeout 60 "$exe" ps -aq 2>/dev/null)
+  [ -n "$ids" ] && A3S_HOME="$h" timeout 180 "$exe" rm -f $ids >/dev/null 2>&1
+done
+for sig in TERM KILL; do
+  found=
+  for e in /proc/[0-9]*/environ; do
+    pid=${e#/proc/}; pid=${pid%/environ}
+    [ "$pid" = "$$" ] && continue
+    if tr '\0' '\n' < "$e" 2>/dev/null | grep -qF "A3S_HOME=$dir/"; then
+      kill -s $sig "$pid" 2>/dev/null && found=1
+    fi
+  done
+  [ -z "$found" ] && break
+  [ $sig = TERM ] && sleep 2
 done
 exit 0"#;
-    use std::os::unix::process::CommandExt;
-    // Close-on-exec: the write end must not leak into the a3s-box processes tests start.
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("reaper pipe");
-    // Never waited for: it does its work after this process has ended.
-    #[allow(clippy::zombie_processes)]
-    Command::new("sh")
-        .args([
-            "-c",
-            SCRIPT,
-            "a3s-e2e-reaper",
-            env!("CARGO_BIN_EXE_a3s-box"),
-        ])
-        .arg(run_dir)
-        .stdin(std::process::Stdio::from(read))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("starting the e2e box reaper");
-    // Held open for the life of this process: its end is the reaper's signal.
-    std::mem::forget(write);
+
+    /// Starts a reaper for the homes under `dir`; it acts once [`Reaper::finish`] is called
+    /// or the value is leaked and this process ends.
+    pub(crate) fn start(dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        // Close-on-exec: the write end must not leak into the a3s-box processes tests start.
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                Self::SCRIPT,
+                "a3s-e2e-reaper",
+                env!("CARGO_BIN_EXE_a3s-box"),
+            ])
+            .arg(dir)
+            .env_remove("A3S_HOME")
+            .stdin(std::process::Stdio::from(read))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        Ok(Self {
+            child,
+            trigger: write,
+        })
+    }
+
+    /// Lets the reaper act now and waits until it is done.
+    pub(crate) fn finish(self) -> std::io::Result<()> {
+        let Self { mut child, trigger } = self;
+        drop(trigger);
+        child.wait().map(drop)
+    }
+}
+
+/// Processes whose environment names a home under `dir` (what the reaper must leave none of).
+pub(crate) fn processes_of(dir: &Path) -> Vec<String> {
+    let needle = format!("A3S_HOME={}/", dir.display());
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter(|e| {
+            std::fs::read(e.path().join("environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv.starts_with(needle.as_bytes()))
+            })
+        })
+        .map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            format!(
+                "{} {}",
+                e.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            )
+        })
+        .collect()
 }
 
 /// A file under `fixtures/snp/`.

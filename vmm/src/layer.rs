@@ -23,6 +23,9 @@ use std::path::Path;
 /// The helper subcommand of guest-init that writes the box's changes ([`pack_upper`] of the
 /// upper directory, minus [`GUEST_OWNED`]) to stdout.
 pub const GUEST_LAYER_OUT: &str = "__layer-out";
+/// [`GUEST_LAYER_OUT`]'s option to stop (SIGSTOP) the box's other processes while it packs
+/// and continue them after (`commit --pause`).
+pub const GUEST_LAYER_PAUSE: &str = "--pause";
 /// The helper subcommand of guest-init that waits until it is killed: the workload of a box
 /// that only serves exec sessions (a build step).
 pub const GUEST_IDLE: &str = "__idle";

@@ -48,6 +48,17 @@ pub(crate) struct CommitArgs {
     /// LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL); repeatable.
     #[arg(short, long = "change", value_name = "INSTRUCTION")]
     pub(crate) changes: Vec<String>,
+    /// Stop the box's processes while its changes are read (Docker's default; --pause=false
+    /// reads them while the workload runs on).
+    #[arg(
+        short,
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub(crate) pause: bool,
 }
 
 /// `snapshot create|ls|restore|rm`.
@@ -148,6 +159,7 @@ pub(crate) fn commit(a: &CommitArgs) -> anyhow::Result<ExitStatus> {
         message: a.message.clone(),
         author: a.author.clone(),
         edit_config: (!changes.is_empty()).then_some(&edit as _),
+        pause: a.pause,
     };
     let digest = engine()?.commit(&a.box_name, &req).engine()?;
     output::line(&digest.to_string())?;

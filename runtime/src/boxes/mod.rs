@@ -392,6 +392,8 @@ struct Resolved {
     image: a3s_image::LocalImage,
     spec: BoxSpec,
     net: crate::network::BoxNet,
+    /// The request's mounts and the image's `VOLUME`s (anonymous until the box exists).
+    mounts: Vec<crate::volumes::MountSpec>,
 }
 
 /// All boxes of one A3S home.
@@ -522,6 +524,7 @@ impl Boxes {
             image,
             spec,
             net,
+            mounts,
         } = self.resolve_request(req, &id)?;
         let _names = state::lock_file(&self.dir.join(".lock"))?;
         let name = match &req.name {
@@ -567,7 +570,15 @@ impl Boxes {
         let net = crate::network::attach::allocate(&self.home, &id, &rec.name, net)
             .inspect_err(|_| drop(fs_err::remove_dir_all(self.box_dir(&id))))?;
         net.save(&self.box_dir(&id))?;
-        crate::volumes::Volumes::open(&self.home).attach(&self.box_dir(&id), &req.mounts)?;
+        let volumes = crate::volumes::Volumes::open(&self.home);
+        volumes
+            .attach(&self.box_dir(&id), &id, &mounts)
+            .inspect_err(|_| {
+                crate::network::attach::release(&self.home, &id, &self.box_dir(&id));
+                drop(fs_err::remove_dir_all(self.box_dir(&id)));
+                // Anonymous volumes made before the failure belong to no box now.
+                drop(volumes.remove_anonymous(&id));
+            })?;
         state::write_record(&self.state_path(&id), &rec)?;
         self.emit(&rec, "create", &[]);
         Ok(rec)
@@ -650,6 +661,7 @@ impl Boxes {
         net.hostname.clone_from(&req.hostname);
         let net = net.resolve()?;
         crate::volumes::check_targets(&req.mounts)?;
+        let mounts = crate::volumes::with_image_volumes(&req.mounts, &cfg.volumes)?;
         if let Some(tee) = &req.tee {
             tee.validate(net.mode != crate::network::NetMode::None)?;
             if tee.mode == crate::tee::spec::TeeMode::Snp {
@@ -683,7 +695,7 @@ impl Boxes {
                 hostname,
                 hosts: req.hosts.iter().cloned().collect(),
                 nameservers: net.nameservers(),
-                mounts: crate::volumes::guest_mounts(&req.mounts),
+                mounts: crate::volumes::guest_mounts(&mounts),
                 interfaces: Vec::new(),
             },
             vcpus,
@@ -706,6 +718,7 @@ impl Boxes {
             image,
             spec,
             net,
+            mounts,
         })
     }
 
@@ -722,6 +735,7 @@ impl Boxes {
             image,
             spec,
             net,
+            ..
         } = self.resolve_request(req, &id)?;
         // A bridge box's addresses travel in `Start`, not on the measured command line, so
         // the address it will be given at create does not matter here.
@@ -1235,11 +1249,25 @@ impl Boxes {
         }
     }
 
-    /// Removes a box (stopping it first with `force`).
+    /// Removes a box (stopping it first with `force`). Its anonymous volumes stay (Docker's
+    /// `rm`), unless the box was created with `--rm`.
     ///
     /// # Errors
     /// [`BoxError::StillRunning`] without `force`.
     pub fn remove(&self, key: &str, force: bool) -> Result<BoxRecord, BoxError> {
+        self.remove_with_volumes(key, force, false)
+    }
+
+    /// [`Boxes::remove`]; with `volumes` (`rm -v`) the box's anonymous volumes go too.
+    ///
+    /// # Errors
+    /// As [`Boxes::remove`].
+    pub fn remove_with_volumes(
+        &self,
+        key: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<BoxRecord, BoxError> {
         let rec = self.find(key)?;
         if rec.state.is_active() {
             if !force {
@@ -1247,21 +1275,27 @@ impl Boxes {
             }
             self.stop(key, Duration::ZERO)?;
         }
-        self.remove_dir(&rec.id)?;
+        self.remove_dir(&rec.id, volumes)?;
         Ok(rec)
     }
 
-    fn remove_dir(&self, id: &BoxId) -> Result<(), BoxError> {
+    /// Removes a box's directory; its anonymous volumes too with `volumes` or when it is a
+    /// `--rm` box (Docker removes those with the box).
+    fn remove_dir(&self, id: &BoxId, volumes: bool) -> Result<(), BoxError> {
         let dir = self.box_dir(id);
         let _lock = state::lock_file(&dir.join("lock"))?;
-        if let Ok(rec) = self.load(id) {
-            self.emit(&rec, "destroy", &[]);
+        let rec = self.load(id);
+        if let Ok(rec) = &rec {
+            self.emit(rec, "destroy", &[]);
         }
         crate::network::attach::release(&self.home, id, &dir);
         // Rename first so a half-removed box never looks like a box.
         let trash = self.dir.join(format!(".removed-{}", id.as_str()));
         fs_err::rename(&dir, &trash)?;
         fs_err::remove_dir_all(&trash)?;
+        if volumes || rec.is_ok_and(|r| r.spec.auto_remove) {
+            crate::volumes::Volumes::open(&self.home).remove_anonymous(id)?;
+        }
         Ok(())
     }
 

@@ -348,7 +348,7 @@ fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, gate: &Re
         gate.wait_for_clients();
         // A client may have removed it meanwhile (`rm -f`): then nothing is left to do.
         if boxes.load(id).is_ok() {
-            let _ = boxes.remove_dir(id);
+            let _ = boxes.remove_dir(id, true);
         }
     }
 }

@@ -416,11 +416,12 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, SecurityError> {
             if !tmpfs_opts.is_empty() {
                 return Err(err(format!("tmpfs-* options need type=tmpfs, not {kind}")));
             }
-            let source = source.ok_or_else(|| {
-                err(format!(
-                    "source is required for type={kind} (anonymous volumes are not supported)"
-                ))
-            })?;
+            // Docker: type=volume without a source is an anonymous volume.
+            let source = match source {
+                Some(s) => s,
+                None if kind == "volume" => String::new(),
+                None => return Err(err("source is required for type=bind".into())),
+            };
             if kind == "bind" && !source.starts_with('/') {
                 return Err(err("a bind source must be an absolute host path".into()));
             }
@@ -439,10 +440,15 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, SecurityError> {
             if nocopy {
                 opts.push("nocopy");
             }
-            let v = if opts.is_empty() {
-                format!("{source}:{target}")
+            let at = if source.is_empty() {
+                target
             } else {
-                format!("{source}:{target}:{}", opts.join(","))
+                format!("{source}:{target}")
+            };
+            let v = if opts.is_empty() {
+                at
+            } else {
+                format!("{at}:{}", opts.join(","))
             };
             crate::volumes::MountSpec::parse(&v)
                 .map(MountFlag::Volume)
@@ -934,6 +940,13 @@ mod tests {
             MountFlag::Volume(m) => assert!(m.nocopy && !m.readonly),
             other => panic!("{other:?}"),
         }
+        match parse_mount("type=volume,target=/x,readonly").unwrap() {
+            MountFlag::Volume(m) => {
+                assert_eq!(m.source, crate::volumes::MountSource::Anonymous);
+                assert!(m.readonly);
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             parse_mount("type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=1770").unwrap(),
             MountFlag::Tmpfs {
@@ -949,7 +962,7 @@ mod tests {
             "type=bind,source=/a,target=/x,bind-propagation=shared",
             "type=nfs,target=/x",
             "type=volume,source=v",
-            "type=volume,target=/x",
+            "type=bind,target=/x",
             "type=bind,source=/a,target=/x,colour=red",
         ] {
             let e = parse_mount(bad).unwrap_err().to_string();

@@ -343,13 +343,15 @@ fn box_net(s: &Service, net_names: &BTreeMap<String, String>) -> Result<BoxNet, 
 }
 
 fn mount(p: &Project, s: &Service, spec: &str) -> Result<MountSpec, ComposeError> {
-    let (src, rest) = spec.split_once(':').ok_or_else(|| {
-        unsupported(
-            &s.name,
-            "volumes",
-            format!("{spec:?}: anonymous volumes are not supported; write SOURCE:TARGET"),
-        )
-    })?;
+    let parse =
+        |v: &str| MountSpec::parse(v).map_err(|e| unsupported(&s.name, "volumes", e.to_string()));
+    // `/path` and `/path:ro` are anonymous volumes (removed by `down -v`), as in Compose.
+    let Some((src, rest)) = spec
+        .split_once(':')
+        .filter(|(src, rest)| !src.starts_with('/') || rest.starts_with('/'))
+    else {
+        return parse(spec);
+    };
     let src = if src.starts_with('.') || src.starts_with('/') {
         let path = Path::new(src);
         let abs = if path.is_absolute() {
@@ -374,8 +376,7 @@ fn mount(p: &Project, s: &Service, spec: &str) -> Result<MountSpec, ComposeError
     } else {
         volume_name(p, src)
     };
-    MountSpec::parse(&format!("{src}:{rest}"))
-        .map_err(|e| unsupported(&s.name, "volumes", e.to_string()))
+    parse(&format!("{src}:{rest}"))
 }
 
 fn tee_spec(

@@ -85,7 +85,9 @@ impl Engine {
         self.record_box("box.create", &rec, Outcome::Success, "build step")?;
         let result = self.step_in_box(rec.id.as_str(), step, layer, output);
         let _ = self.boxes.stop(rec.id.as_str(), Duration::from_secs(2));
-        let _ = self.boxes.remove(rec.id.as_str(), true);
+        // With the anonymous volumes of the image's VOLUMEs (what a step wrote there is
+        // discarded, as in Docker's builds).
+        let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
         let _ = self.record_box("box.remove", &rec, Outcome::Success, "build step done");
         result
     }
@@ -115,17 +117,26 @@ impl Engine {
         if code != 0 {
             return Ok(code);
         }
-        self.layer_out(&rec, layer)?;
+        self.layer_out(&rec, layer, false)?;
         Ok(0)
     }
 
     /// Streams the running box's changes (guest-init's `__layer-out`) into the layer tar
     /// `layer`. `build` commits it; `diff`, `export` and `commit` read it too.
-    pub(super) fn layer_out(&self, rec: &BoxRecord, layer: &Path) -> Result<(), EngineError> {
+    pub(super) fn layer_out(
+        &self,
+        rec: &BoxRecord,
+        layer: &Path,
+        pause: bool,
+    ) -> Result<(), EngineError> {
+        let mut argv = vec![INIT_PATH.into(), GUEST_LAYER_OUT.into()];
+        if pause {
+            argv.push(a3s_vmm::layer::GUEST_LAYER_PAUSE.into());
+        }
         let conn = self.boxes.exec(
             rec,
             ProcessSpec {
-                argv: vec![INIT_PATH.into(), GUEST_LAYER_OUT.into()],
+                argv,
                 ..ProcessSpec::default()
             },
         )?;

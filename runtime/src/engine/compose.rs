@@ -261,7 +261,8 @@ impl Engine {
             );
         }
         for (svc, name) in doomed {
-            match self.remove(&name, true) {
+            // `down -v` removes the boxes' anonymous volumes with them, as Compose does.
+            match self.remove_with_volumes(&name, true, volumes) {
                 Ok(_) => events.step(&format!("Box {name}"), "Removed"),
                 Err(EngineError::Box(crate::boxes::BoxError::State(StateError::NotFound(_)))) => {}
                 Err(e) => return Err(e),

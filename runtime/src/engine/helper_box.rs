@@ -93,7 +93,7 @@ impl Engine {
             Ok(out)
         })();
         let _ = self.boxes.stop(id, Duration::from_secs(2));
-        let _ = self.boxes.remove(id, true);
+        let _ = self.boxes.remove_with_volumes(id, true, true);
         let _ = self.record_box("box.remove", &helper, Outcome::Success, &why);
         result
     }

@@ -40,6 +40,9 @@ pub struct CommitRequest<'a> {
     /// `-c`: edits of the image config (Dockerfile instructions applied by the front end's
     /// parser); returns an error message for a bad instruction.
     pub edit_config: Option<ConfigEdit<'a>>,
+    /// `--pause` (Docker's default): a running box's workload is stopped while its changes
+    /// are read, so the image holds one consistent moment of its files.
+    pub pause: bool,
 }
 
 impl std::fmt::Debug for CommitRequest<'_> {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for CommitRequest<'_> {
             .field("message", &self.message)
             .field("author", &self.author)
             .field("edit_config", &self.edit_config.is_some())
+            .field("pause", &self.pause)
             .finish()
     }
 }
@@ -60,7 +64,7 @@ impl Engine {
     /// No such box, a confidential or busy box, the guest or the store failed.
     pub fn diff(&self, key: &str) -> Result<Vec<Change>, EngineError> {
         let rec = self.boxes.find(key)?;
-        self.with_layer(&rec, "diff", |layer, lower| {
+        self.with_layer(&rec, "diff", false, |layer, lower| {
             let file = File::open(layer)?;
             Ok(layers::changes(BufReader::new(file), lower)?)
         })
@@ -72,7 +76,7 @@ impl Engine {
     /// As [`Engine::diff`]; writing `out`.
     pub fn export(&self, key: &str, out: &mut dyn Write) -> Result<(), EngineError> {
         let rec = self.boxes.find(key)?;
-        self.with_layer(&rec, "export", |layer, lower| {
+        self.with_layer(&rec, "export", false, |layer, lower| {
             let mut out = layers::export(lower, layer, std::io::BufWriter::new(out))?;
             out.flush()?;
             Ok(())
@@ -114,7 +118,7 @@ impl Engine {
                 source: m.into(),
             })?;
         }
-        let digest = self.with_layer(&rec, "commit", |layer, _| {
+        let digest = self.with_layer(&rec, "commit", req.pause, |layer, _| {
             Ok(store.commit(&Commit {
                 parent: Some(&parent),
                 config: config.clone(),
@@ -240,11 +244,13 @@ impl Engine {
         Ok(rec)
     }
 
-    /// Runs `f` on the box's layer tar and its image's root filesystem (both removed after).
+    /// Runs `f` on the box's layer tar and its image's root filesystem (both removed after);
+    /// `pause`: a running workload is stopped while the layer is read.
     fn with_layer<T>(
         &self,
         rec: &BoxRecord,
         what: &'static str,
+        pause: bool,
         f: impl FnOnce(&Path, &Path) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         if rec.spec.tee.is_some() {
@@ -272,14 +278,14 @@ impl Engine {
                 EngineError::context(format!("creating a temp dir in {}", cache.display()), e)
             })?;
         let layer = tmp.path().join("layer.tar");
-        self.layer_tar(rec, &layer)?;
+        self.layer_tar(rec, &layer, pause)?;
         f(&layer, &lower)
     }
 
     /// Writes the box's changes as a layer tar to `out` (see the module docs).
-    fn layer_tar(&self, rec: &BoxRecord, out: &Path) -> Result<(), EngineError> {
+    fn layer_tar(&self, rec: &BoxRecord, out: &Path, pause: bool) -> Result<(), EngineError> {
         match rec.state {
-            BoxState::Running { .. } => self.layer_out(rec, out),
+            BoxState::Running { .. } => self.layer_out(rec, out, pause),
             BoxState::Starting { .. } | BoxState::Restarting { .. } => {
                 Err(layers_error(LayersError::Busy {
                     name: rec.name.clone(),
@@ -298,7 +304,7 @@ impl Engine {
     /// Streams stopped `rec`'s changes out of a helper box on a copy of its layer disk.
     fn layer_of_stopped(&self, rec: &BoxRecord, out: &Path) -> Result<(), EngineError> {
         self.with_helper_box(rec, "reading the layer", LayerUse::Read, |helper| {
-            self.layer_out(helper, out)
+            self.layer_out(helper, out, false)
         })
     }
 }

@@ -179,13 +179,33 @@ impl Engine {
         Ok(rec)
     }
 
-    /// `rm`: removes a box (stopping it first with `force`).
+    /// `rm`: removes a box (stopping it first with `force`); its anonymous volumes stay
+    /// (see [`Engine::remove_with_volumes`]).
     ///
     /// # Errors
     /// [`BoxError::StillRunning`] without `force`.
     pub fn remove(&self, key: &str, force: bool) -> Result<BoxRecord, EngineError> {
-        let rec = self.boxes.remove(key, force)?;
-        self.record_box("box.remove", &rec, Outcome::Success, "removed")?;
+        self.remove_with_volumes(key, force, false)
+    }
+
+    /// `rm [-v]`: removes a box, with `volumes` also the anonymous volumes created for it
+    /// (named volumes and bind mounts stay, as in Docker).
+    ///
+    /// # Errors
+    /// [`BoxError::StillRunning`] without `force`.
+    pub fn remove_with_volumes(
+        &self,
+        key: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<BoxRecord, EngineError> {
+        let rec = self.boxes.remove_with_volumes(key, force, volumes)?;
+        let what = if volumes {
+            "removed with its anonymous volumes"
+        } else {
+            "removed"
+        };
+        self.record_box("box.remove", &rec, Outcome::Success, what)?;
         Ok(rec)
     }
 

@@ -86,10 +86,17 @@ impl Engine {
         let rec = self.boxes.create(&req.request)?;
         // 2. The signature gate, on the digest the box will launch.
         if let Err(e) = self.signature_gate(&rec, req.signatures.as_ref()) {
-            let _ = self.boxes.remove(rec.id.as_str(), true);
+            let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
             return Err(e);
         }
         self.record_box("box.create", &rec, Outcome::Success, "created")?;
+        for v in Volumes::open(&self.home).owned_by(&rec.id)? {
+            self.record(
+                &Event::new("volume.create", Outcome::Success, "anonymous, for the box")
+                    .with_box(rec.id.as_str())
+                    .with("volume", v.name.as_str()),
+            )?;
+        }
         Ok(rec)
     }
 
@@ -126,7 +133,7 @@ impl Engine {
         let refused = matches!(&result, Err(EngineError::Box(e)) if e.refused_before_boot());
         let failed_detached = mode == RunMode::Detached && result.is_err();
         if refused || (req.request.auto_remove && failed_detached) {
-            let _ = self.boxes.remove(rec.id.as_str(), true);
+            let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
         }
         Ok(RunOutcome {
             record: rec,

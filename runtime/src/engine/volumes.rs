@@ -85,13 +85,13 @@ impl Engine {
         }
     }
 
-    /// `volume prune`: removes every volume no box mounts; audited per volume and once in
-    /// sum.
+    /// `volume prune [--all]`: removes every anonymous volume no box mounts (with `all`,
+    /// every volume no box mounts); audited per volume and once in sum.
     ///
     /// # Errors
     /// [`VolumeError`].
-    pub fn prune_volumes(&self) -> Result<Vec<VolumeName>, EngineError> {
-        let removed = self.volumes().prune()?;
+    pub fn prune_volumes(&self, all: bool) -> Result<Vec<VolumeName>, EngineError> {
+        let removed = self.volumes().prune(all)?;
         for n in &removed {
             self.record_volume(
                 "volume.remove",

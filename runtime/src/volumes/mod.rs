@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! volumes/.lock                  held for every change (and while a box attaches volumes)
-//! volumes/<name>/volume.json     VolumeRecord (versioned)
+//! volumes/<name>/volume.json     VolumeRecord (versioned; anonymous ones name their box)
 //! volumes/<name>/_data/          the files the guest sees
 //! boxes/<id>/mounts.json         the box's -v mounts (written at create)
 //! ```
@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use a3s_vmm::proto::GuestMount;
 
 pub use spec::{check_targets, MountSource, MountSpec, VolumeName};
-pub use store::{VolumeInfo, VolumeRecord, VolumeUser, Volumes, DATA_DIR, VOLUME_VERSION};
+pub use store::{
+    VolumeInfo, VolumeRecord, VolumeUser, Volumes, ANONYMOUS_LABEL, DATA_DIR, VOLUME_VERSION,
+};
 
 /// The file beside a box's record that lists its mounts.
 pub const MOUNTS_FILE: &str = "mounts.json";
@@ -57,10 +59,44 @@ pub fn guest_mounts(mounts: &[MountSpec]) -> Vec<GuestMount> {
         .collect()
 }
 
-/// Whether the guest fills the mount from the image when it is empty: named volumes without
-/// `nocopy` (bind mounts never are, like Docker's).
+/// Whether the guest fills the mount from the image when it is empty: volumes (named or
+/// anonymous) without `nocopy` (bind mounts never are, like Docker's).
 pub fn copies_up(m: &MountSpec) -> bool {
-    matches!(m.source, MountSource::Volume { .. }) && !m.nocopy
+    matches!(
+        m.source,
+        MountSource::Volume { .. } | MountSource::Anonymous
+    ) && !m.nocopy
+}
+
+/// A box's mounts with an anonymous volume for each of the image's `VOLUME` paths that no
+/// mount targets already (Docker's rule: `-v`/`--mount` on the same path wins).
+///
+/// # Errors
+/// [`VolumeError::Spec`] for an image volume path that is not an absolute guest path.
+pub fn with_image_volumes(
+    mounts: &[MountSpec],
+    image_volumes: &[String],
+) -> Result<Vec<MountSpec>, VolumeError> {
+    let mut out = mounts.to_vec();
+    for path in image_volumes {
+        let m = MountSpec::parse(path).map_err(|e| match e {
+            VolumeError::Spec { spec, why } => VolumeError::Spec {
+                spec,
+                why: format!("the image's VOLUME entry is unusable: {why}"),
+            },
+            other => other,
+        })?;
+        if !matches!(m.source, MountSource::Anonymous) {
+            return Err(VolumeError::Spec {
+                spec: path.clone(),
+                why: "the image's VOLUME entry is not an absolute guest path".into(),
+            });
+        }
+        if !out.iter().any(|o| o.target == m.target) {
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a box directory's `mounts.json` (none when absent).
@@ -97,6 +133,13 @@ pub fn resolve(volumes: &Volumes, mounts: &[MountSpec]) -> Result<Vec<ResolvedMo
                 MountSource::Bind { path } => {
                     m.check_host()?;
                     path.clone()
+                }
+                // Named when the box was created; a record still holding one is damaged.
+                MountSource::Anonymous => {
+                    return Err(VolumeError::NotFound(format!(
+                        "the anonymous volume at {}",
+                        m.target
+                    )))
                 }
             };
             // An empty `:ro` volume is exported writable so that guest-init can fill it from
@@ -191,7 +234,7 @@ impl VolumeError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Spec { .. } => Some(
-                "mount a named volume with -v NAME:/guest/path or a host directory with -v /abs/host/dir:/guest/path[:ro]"
+                "mount a named volume with -v NAME:/guest/path, a host directory with -v /abs/host/dir:/guest/path[:ro], or a new anonymous volume with -v /guest/path"
                     .into(),
             ),
             Self::MissingHostDir(p) => Some(format!(

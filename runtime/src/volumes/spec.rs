@@ -1,5 +1,8 @@
-//! `-v` arguments: `NAME:/path[:OPTS]` (named volume) and `/host/dir:/path[:ro|rw]` (bind
-//! mount), where `OPTS` is a comma-separated list of `ro`/`rw` and, for named volumes, `nocopy`. Parsing is pure; whether a bind source exists is checked by [`MountSpec::check_host`].
+//! `-v` arguments: `NAME:/path[:OPTS]` (named volume), `/host/dir:/path[:ro|rw]` (bind
+//! mount) and `/path[:OPTS]` (anonymous volume: named with 64 random hex digits when the box
+//! is created), where `OPTS` is a comma-separated list of `ro`/`rw` and, for volumes,
+//! `nocopy`. Parsing is pure; whether a bind source exists is checked by
+//! [`MountSpec::check_host`].
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -69,6 +72,10 @@ pub enum MountSource {
         /// The directory.
         path: PathBuf,
     },
+    /// A volume of its own for this box (`-v /path`, an image's `VOLUME`): named and created
+    /// with the box, and removed with it by `rm -v` and `--rm`. Never stored: a created box's
+    /// `mounts.json` names the volume.
+    Anonymous,
 }
 
 /// One `-v` mount.
@@ -98,12 +105,10 @@ impl MountSpec {
         };
         let parts: Vec<&str> = spec.split(':').collect();
         let (source, target, mode) = match parts.as_slice() {
-            [one] if one.starts_with('/') => {
-                return Err(bad(
-                    "anonymous volumes are not supported: name the volume (NAME:/path) or give a host directory (/host/dir:/path)",
-                ))
-            }
-            [_] => return Err(bad("expected SOURCE:/guest/path[:ro]")),
+            // Docker: `/path` and `/path:ro` are anonymous volumes.
+            [t] if t.starts_with('/') => ("", *t, ""),
+            [t, m] if t.starts_with('/') && !m.starts_with('/') => ("", *t, *m),
+            [_] => return Err(bad("expected SOURCE:/guest/path[:ro] or /guest/path")),
             [s, t] => (*s, *t, ""),
             [s, t, m] => (*s, *t, *m),
             _ => return Err(bad("too many ':' (expected SOURCE:/guest/path[:ro])")),
@@ -126,10 +131,13 @@ impl MountSpec {
                 }
             }
         }
-        if source.is_empty() {
+        let anonymous = source.is_empty() && !spec.starts_with(':');
+        if source.is_empty() && !anonymous {
             return Err(bad("the source (volume name or host directory) is empty"));
         }
-        let source = if source.starts_with('/') {
+        let source = if anonymous {
+            MountSource::Anonymous
+        } else if source.starts_with('/') {
             let path = Path::new(source);
             if path.components().any(|c| c == Component::ParentDir) {
                 return Err(bad("the host path must not contain '..'"));
@@ -181,10 +189,11 @@ impl MountSpec {
 impl fmt::Display for MountSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
-            MountSource::Volume { name } => write!(f, "{name}")?,
-            MountSource::Bind { path } => write!(f, "{}", path.display())?,
+            MountSource::Volume { name } => write!(f, "{name}:")?,
+            MountSource::Bind { path } => write!(f, "{}:", path.display())?,
+            MountSource::Anonymous => {}
         }
-        write!(f, ":{}", self.target)?;
+        f.write_str(&self.target)?;
         match (self.readonly, self.nocopy) {
             (true, true) => f.write_str(":ro,nocopy"),
             (true, false) => f.write_str(":ro"),

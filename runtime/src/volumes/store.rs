@@ -19,6 +19,8 @@ use crate::state::{self, BoxId, Lock};
 pub const VOLUME_VERSION: u32 = 1;
 /// The data directory inside a volume's directory (what the guest sees).
 pub const DATA_DIR: &str = "_data";
+/// Docker's label on anonymous volumes (value empty).
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 
 /// What is stored about one volume.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,13 @@ pub struct VolumeRecord {
     pub name: VolumeName,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Created for one box (`-v /path`, an image's `VOLUME`), not by name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// The id of the box an anonymous volume was created for: `rm -v` and `--rm` of that box
+    /// remove it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A box that mounts a volume.
@@ -53,6 +62,11 @@ pub struct VolumeInfo {
     pub mountpoint: PathBuf,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Created for one box rather than by name.
+    pub anonymous: bool,
+    /// The box an anonymous volume was created for (its id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Boxes that mount it, in any state.
     pub used_by: Vec<VolumeUser>,
 }
@@ -103,7 +117,7 @@ impl Volumes {
     pub fn ensure(
         &self,
         name: &VolumeName,
-        _lock: &Lock,
+        lock: &Lock,
     ) -> Result<(VolumeRecord, bool), VolumeError> {
         match self.get(name) {
             Ok(rec) => return Ok((rec, false)),
@@ -114,16 +128,40 @@ impl Volumes {
             version: VOLUME_VERSION,
             name: name.clone(),
             created_at: state::now_rfc3339(),
+            anonymous: false,
+            owner: None,
         };
+        self.write_new(&rec, lock)?;
+        Ok((rec, true))
+    }
+
+    /// Creates an anonymous volume for box `owner`: Docker's 64 random hex digits as its name.
+    fn create_anonymous(&self, owner: &BoxId, lock: &Lock) -> Result<VolumeName, VolumeError> {
+        let mut bytes = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        let name: VolumeName = hex::encode(bytes).parse()?;
+        let rec = VolumeRecord {
+            version: VOLUME_VERSION,
+            name: name.clone(),
+            created_at: state::now_rfc3339(),
+            anonymous: true,
+            owner: Some(owner.to_string()),
+        };
+        self.write_new(&rec, lock)?;
+        Ok(name)
+    }
+
+    /// Puts a new volume in place: a complete temporary directory renamed to its name.
+    fn write_new(&self, rec: &VolumeRecord, _lock: &Lock) -> Result<(), VolumeError> {
         let tmp = self
             .dir
             .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         fs_err::create_dir_all(tmp.join(DATA_DIR))?;
         let json = serde_json::to_vec_pretty(&rec).map_err(std::io::Error::other)?;
         a3s_vmm::assets::write_atomic(&tmp.join("volume.json"), &json)?;
-        fs_err::rename(&tmp, self.dir.join(name.as_str()))?;
+        fs_err::rename(&tmp, self.dir.join(rec.name.as_str()))?;
         fs_err::File::open(&self.dir)?.sync_all()?;
-        Ok((rec, true))
+        Ok(())
     }
 
     /// One volume's record.
@@ -222,6 +260,8 @@ impl Volumes {
             driver: "local",
             mountpoint: self.data_dir(&rec.name),
             created_at: rec.created_at.clone(),
+            anonymous: rec.anonymous,
+            owner: rec.owner.clone(),
             used_by,
         })
     }
@@ -249,16 +289,17 @@ impl Volumes {
         Ok(rec)
     }
 
-    /// Removes every volume no box mounts; returns their names.
+    /// Removes every anonymous volume no box mounts (Docker 23's `volume prune`), or with
+    /// `all` every volume no box mounts (`volume prune --all`); returns their names.
     ///
     /// # Errors
     /// i/o.
-    pub fn prune(&self) -> Result<Vec<VolumeName>, VolumeError> {
+    pub fn prune(&self, all: bool) -> Result<Vec<VolumeName>, VolumeError> {
         let _lock = self.lock()?;
         let users = self.users()?;
         let mut removed = Vec::new();
         for rec in self.list()? {
-            if !users.contains_key(&rec.name) {
+            if (all || rec.anonymous) && !users.contains_key(&rec.name) {
                 self.remove_dir(&rec.name)?;
                 removed.push(rec.name);
             }
@@ -278,23 +319,68 @@ impl Volumes {
         Ok(())
     }
 
-    /// Attaches `mounts` to a new box: creates missing named volumes and writes the box's
-    /// `mounts.json`, all under the store lock (so a concurrent `volume rm` sees the box).
+    /// The anonymous volumes created for box `owner`.
+    ///
+    /// # Errors
+    /// i/o, malformed records.
+    pub fn owned_by(&self, owner: &BoxId) -> Result<Vec<VolumeRecord>, VolumeError> {
+        let mut out = self.list()?;
+        out.retain(|r| r.anonymous && r.owner.as_deref() == Some(owner.as_str()));
+        Ok(out)
+    }
+
+    /// Removes the anonymous volumes created for box `owner` that no box mounts any more
+    /// (call it after the box is gone); returns their names.
+    ///
+    /// # Errors
+    /// i/o, malformed records.
+    pub fn remove_anonymous(&self, owner: &BoxId) -> Result<Vec<VolumeName>, VolumeError> {
+        let _lock = self.lock()?;
+        let users = self.users()?;
+        let mut removed = Vec::new();
+        for rec in self.owned_by(owner)? {
+            if !users.contains_key(&rec.name) {
+                self.remove_dir(&rec.name)?;
+                removed.push(rec.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Attaches `mounts` to a new box `owner`: creates missing named volumes and a new
+    /// anonymous volume for each anonymous mount, and writes the box's `mounts.json` (where
+    /// every volume has its name), all under the store lock (so a concurrent `volume rm` or
+    /// `volume prune` sees the box). Returns the mounts as written.
     ///
     /// # Errors
     /// i/o.
-    pub fn attach(&self, box_dir: &Path, mounts: &[MountSpec]) -> Result<(), VolumeError> {
+    pub fn attach(
+        &self,
+        box_dir: &Path,
+        owner: &BoxId,
+        mounts: &[MountSpec],
+    ) -> Result<Vec<MountSpec>, VolumeError> {
         if mounts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let lock = self.lock()?;
+        let mut named = Vec::with_capacity(mounts.len());
         for m in mounts {
-            if let MountSource::Volume { name } = &m.source {
-                self.ensure(name, &lock)?;
+            let mut m = m.clone();
+            match &m.source {
+                MountSource::Volume { name } => {
+                    self.ensure(name, &lock)?;
+                }
+                MountSource::Anonymous => {
+                    let name = self.create_anonymous(owner, &lock)?;
+                    m.source = MountSource::Volume { name };
+                }
+                MountSource::Bind { .. } => {}
             }
+            named.push(m);
         }
-        let json = serde_json::to_vec_pretty(mounts).map_err(std::io::Error::other)?;
+        let json = serde_json::to_vec_pretty(&named).map_err(std::io::Error::other)?;
         a3s_vmm::assets::write_atomic(&box_dir.join(MOUNTS_FILE), &json)?;
-        Ok(())
+        Ok(named)
     }
 }

@@ -46,8 +46,8 @@ fn parses_named_volumes_and_bind_mounts() {
 
 #[test]
 fn rejects_bad_forms_with_the_reason() {
-    assert!(why("/data").contains("anonymous volumes are not supported"));
     assert!(why("data").contains("expected SOURCE:/guest/path"));
+    assert!(why("/data:bogus").contains("unknown option \"bogus\""));
     assert!(why("./here:/x").contains("is not absolute"));
     assert!(why("rel/dir:/x").contains("is not absolute"));
     assert!(why("~/dir:/x").contains("is not absolute"));
@@ -64,7 +64,7 @@ fn rejects_bad_forms_with_the_reason() {
     assert!(why("vol:/.a3s/x").contains("reserved"));
     assert!(why("x:/d").contains("not a volume name"));
     assert!(why("-bad:/d").contains("not a volume name"));
-    let e = MountSpec::parse("/data").unwrap_err();
+    let e = MountSpec::parse("data").unwrap_err();
     assert!(e.hint().unwrap().contains("-v NAME:/guest/path"));
 }
 
@@ -203,7 +203,8 @@ fn a_volume_in_use_is_refused_unless_forced_and_prune_keeps_it() {
     std::fs::create_dir_all(&box_dir).unwrap();
     // Attaching creates the missing volume and records the box as a user (no state.json yet:
     // a box being created counts as a user too).
-    v.attach(&box_dir, &[parse("used:/d"), parse("/tmp:/t")])
+    let owner: crate::state::BoxId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+    v.attach(&box_dir, &owner, &[parse("used:/d"), parse("/tmp:/t")])
         .unwrap();
     v.create(&"idle".parse().unwrap()).unwrap();
     let used: VolumeName = "used".parse().unwrap();
@@ -217,7 +218,9 @@ fn a_volume_in_use_is_refused_unless_forced_and_prune_keeps_it() {
         }
         other => panic!("{other:?}"),
     }
-    let pruned = v.prune().unwrap();
+    // Without --all only anonymous volumes go (Docker 23's rule): "idle" is named.
+    assert!(v.prune(false).unwrap().is_empty());
+    let pruned = v.prune(true).unwrap();
     assert_eq!(pruned, vec!["idle".parse::<VolumeName>().unwrap()]);
     assert!(v.get(&used).is_ok());
     v.remove(&used, true).unwrap();
@@ -248,4 +251,81 @@ fn other_volume_versions_are_refused() {
         v.get(&name),
         Err(VolumeError::Version { found: 7, .. })
     ));
+}
+
+#[test]
+fn anonymous_volumes_parse_from_a_guest_path_alone() {
+    let a = parse("/data");
+    assert_eq!(a.source, MountSource::Anonymous);
+    assert_eq!(a.target, "/data");
+    assert!(copies_up(&a));
+    let ro = parse("/var/lib//db/:ro,nocopy");
+    assert_eq!(ro.source, MountSource::Anonymous);
+    assert_eq!(
+        (ro.target.as_str(), ro.readonly, ro.nocopy),
+        ("/var/lib/db", true, true)
+    );
+    assert_eq!(ro.to_string(), "/var/lib/db:ro,nocopy");
+    // Two absolute paths are still a bind mount.
+    assert!(matches!(parse("/srv:/x").source, MountSource::Bind { .. }));
+}
+
+#[test]
+fn image_volumes_become_anonymous_mounts_unless_a_mount_targets_them() {
+    let mounts = [parse("named:/var/lib/db")];
+    let image = ["/var/lib/db".to_owned(), "/cache/".to_owned()];
+    let all = with_image_volumes(&mounts, &image).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], mounts[0]);
+    assert_eq!(all[1].source, MountSource::Anonymous);
+    assert_eq!(all[1].target, "/cache");
+    let bad = with_image_volumes(&[], &["relative".to_owned()]).unwrap_err();
+    assert!(bad.to_string().contains("VOLUME"), "{bad}");
+}
+
+#[test]
+fn anonymous_volumes_are_named_per_box_and_removed_with_their_owner_only() {
+    let (d, v) = store();
+    let ids: Vec<crate::state::BoxId> = ["aa", "bb"]
+        .iter()
+        .map(|p| p.repeat(16).parse().unwrap())
+        .collect();
+    let dirs: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| d.path().join("boxes").join(id.as_str()))
+        .collect();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let a = v
+        .attach(&dirs[0], &ids[0], &[parse("/data"), parse("keep:/k")])
+        .unwrap();
+    let b = v.attach(&dirs[1], &ids[1], &[parse("/data")]).unwrap();
+    let name_of = |m: &MountSpec| match &m.source {
+        MountSource::Volume { name } => name.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (na, nb) = (name_of(&a[0]), name_of(&b[0]));
+    assert_ne!(na, nb);
+    assert_eq!(na.as_str().len(), 64);
+    assert!(na.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+    // mounts.json names the volume, so a restart mounts the same one.
+    assert_eq!(load_mounts(&dirs[0]).unwrap(), a);
+    let rec = v.get(&na).unwrap();
+    assert!(rec.anonymous);
+    assert_eq!(rec.owner.as_deref(), Some(ids[0].as_str()));
+    assert!(v.info(&rec).unwrap().anonymous);
+    assert!(!v.get(&"keep".parse().unwrap()).unwrap().anonymous);
+    // While box A exists nothing of it goes; prune keeps volumes in use.
+    assert!(v.remove_anonymous(&ids[0]).unwrap().is_empty());
+    assert!(v.prune(false).unwrap().is_empty());
+    // Box A gone: its anonymous volume goes with it, the named one and B's stay.
+    std::fs::remove_dir_all(&dirs[0]).unwrap();
+    assert_eq!(v.remove_anonymous(&ids[0]).unwrap(), vec![na.clone()]);
+    assert!(matches!(v.get(&na), Err(VolumeError::NotFound(_))));
+    assert!(v.get(&nb).is_ok() && v.get(&"keep".parse().unwrap()).is_ok());
+    // Box B removed without -v: its volume dangles until prune, which keeps named ones.
+    std::fs::remove_dir_all(&dirs[1]).unwrap();
+    assert_eq!(v.prune(false).unwrap(), vec![nb]);
+    assert!(v.get(&"keep".parse().unwrap()).is_ok());
 }

@@ -355,8 +355,8 @@ pub(crate) struct RmArgs {
     /// Stop running boxes first.
     #[arg(short = 'f', long)]
     pub(crate) force: bool,
-    /// Also remove the box's anonymous volumes (named volumes and bind mounts stay, as in
-    /// Docker; boxes have no anonymous volumes today, so there is nothing more to remove).
+    /// Also remove the box's anonymous volumes (`-v /path`, the image's VOLUMEs); named
+    /// volumes and bind mounts stay, as in Docker.
     #[arg(short = 'v', long)]
     pub(crate) volumes: bool,
     /// Boxes (name or id).
@@ -432,6 +432,10 @@ pub(crate) struct ExecArgs {
     /// User (name, uid, name:group or uid:gid).
     #[arg(short = 'u', long)]
     pub(crate) user: Option<String>,
+    /// Key sequence that detaches this terminal from an -i session and leaves the process
+    /// running (default: ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub(crate) detach_keys: Option<String>,
     /// Box (name or id).
     pub(crate) r#box: String,
     /// Command and arguments.

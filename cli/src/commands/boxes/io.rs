@@ -139,8 +139,8 @@ fn send_frame(conn: &FrameWriter, frame: &Frame) -> bool {
 }
 
 /// Copies this process's stdin into `conn` as stdin frames, then signals end of input. With
-/// `detach`, the detach keys end the copy instead (stdin stays open in the box) and set the
-/// flag.
+/// `detach`, the detach keys end the copy instead: they set the flag and hang up `conn`, so
+/// a reader of it returns (a pty session's process runs on; a pipe's stdin ends).
 fn pump_stdin(conn: FrameWriter, session: u32, detach: Option<(Detector, Arc<AtomicBool>)>) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
@@ -165,6 +165,10 @@ fn pump_stdin(conn: FrameWriter, session: u32, detach: Option<(Detector, Arc<Ato
                 if let Some((_, flag)) = &detach {
                     flag.store(true, Ordering::SeqCst);
                 }
+                let c = conn
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _ = c.shutdown(std::net::Shutdown::Both);
                 return;
             }
         }
@@ -342,11 +346,18 @@ pub(super) fn exec(engine: &Engine, a: &ExecArgs) -> anyhow::Result<ExitStatus> 
             Err(e) => Err(crate::commands::engine_error(e)),
         };
     }
+    let keys = a.detach_keys.as_deref().unwrap_or(detach_keys::DEFAULT);
+    let keys = detach_keys::parse(keys).map_err(|e| usage_error(e.into()))?;
+    let detached = Arc::new(AtomicBool::new(false));
     let (rec, mut conn) = engine.exec(&a.r#box, process).engine()?;
     let _raw = RawMode::enable(a.tty && a.interactive);
     let writer: FrameWriter = Arc::new(Mutex::new(conn.try_clone()?));
     if a.interactive {
-        pump_stdin(writer.clone(), 0, None);
+        pump_stdin(
+            writer.clone(),
+            0,
+            Some((Detector::new(keys), detached.clone())),
+        );
     }
     // Resizes go in band, on this session (the monitor routes them to its pty).
     let resize = a.tty.then(|| {
@@ -362,6 +373,8 @@ pub(super) fn exec(engine: &Engine, a: &ExecArgs) -> anyhow::Result<ExitStatus> 
     let code = loop {
         let frame = match proto::read_frame(&mut conn) {
             Ok(f) => f,
+            // The detach keys hung up: the process runs on (Docker's exit 0).
+            Err(_) if detached.load(Ordering::SeqCst) => return Ok(ExitStatus::Success),
             Err(e) => bail!("lost the connection to box {}: {e}", rec.name),
         };
         match frame.kind {

@@ -68,9 +68,10 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
                 output::line(&rec.name)
             })
         }
-        // `-v`: boxes have no anonymous volumes, so removing the box removes all of them.
         BoxCommand::Rm(a) => each(&a.boxes, |key| {
-            let rec = engine.remove(key, a.force).engine()?;
+            let rec = engine
+                .remove_with_volumes(key, a.force, a.volumes)
+                .engine()?;
             output::line(&rec.name)
         }),
         BoxCommand::Ps(a) => ps::ps(&engine, &a),

@@ -203,7 +203,13 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
                 return Ok(ExitStatus::Success);
             }
             match a.format.format {
-                Format::Json => output::json(&all.iter().map(view).collect::<Vec<_>>())?,
+                Format::Json => {
+                    let internal = !a3s_runtime::network::HostSupport::probe().nftables;
+                    let mut out = std::io::stdout().lock();
+                    for n in &all {
+                        writeln!(out, "{}", crate::docker::network_row(n, internal))?;
+                    }
+                }
                 Format::Text => {
                     let mut out = std::io::stdout().lock();
                     writeln!(

@@ -15,9 +15,10 @@ use crate::{output, usage_error, ExitStatus};
 /// `-v` on `create`/`run`.
 #[derive(Debug, Args)]
 pub(crate) struct MountArgs {
-    /// Mount a named volume (NAME:/path, created if missing) or a host directory
-    /// (/abs/host/dir:/path); append :ro for read-only. Repeatable.
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:/PATH[:ro]")]
+    /// Mount a named volume (NAME:/path, created if missing), a host directory
+    /// (/abs/host/dir:/path) or a new anonymous volume (/path: removed by `rm -v` and `--rm`);
+    /// append :ro for read-only. Repeatable.
+    #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]/PATH[:ro]")]
     pub(crate) volume: Vec<String>,
 }
 
@@ -47,8 +48,15 @@ pub(crate) enum VolumeCommand {
     /// Remove volumes and their data (refused while any box mounts them, unless --force).
     #[command(alias = "remove")]
     Rm(RmArgs),
-    /// Remove every volume no box mounts.
-    Prune,
+    /// Remove every anonymous volume no box mounts (with --all, every volume no box mounts).
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Named volumes too, not only anonymous ones (Docker's `volume prune --all`).
+    #[arg(short = 'a', long)]
+    pub(crate) all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +98,12 @@ pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
         VolumeCommand::Ls(f) => {
             let infos = engine.list_volumes().engine()?;
             match f.format {
-                Format::Json => output::json(&infos)?,
+                Format::Json => {
+                    let mut out = std::io::stdout().lock();
+                    for i in &infos {
+                        writeln!(out, "{}", crate::docker::volume_row(i))?;
+                    }
+                }
                 Format::Text => {
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{:<8}  {:<32}  USED BY", "DRIVER", "VOLUME NAME")?;
@@ -138,8 +151,8 @@ pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
                 anyhow::bail!("some volumes were not removed");
             }
         }
-        VolumeCommand::Prune => {
-            for n in &engine.prune_volumes().engine()? {
+        VolumeCommand::Prune(a) => {
+            for n in &engine.prune_volumes(a.all).engine()? {
                 output::line(n.as_str())?;
             }
         }

@@ -100,3 +100,20 @@ fn a_service_on_several_networks_joins_each_with_its_aliases_first_by_name() {
     assert_eq!(all[0].aliases, ["api"]);
     assert_eq!(all[1].aliases, ["api", "www"]);
 }
+
+#[test]
+fn a_volume_entry_without_a_source_is_an_anonymous_volume() {
+    let p = project(
+        "services:\n  db:\n    image: pg\n    volumes: ['/var/lib/pg', '/cache:ro', 'data:/d']\nvolumes:\n  data:\n",
+    );
+    let plan = plan(&p).unwrap();
+    let m = &plan.boxes[0].request.mounts;
+    use crate::volumes::MountSource;
+    assert_eq!(m[0].source, MountSource::Anonymous);
+    assert_eq!(m[0].target, "/var/lib/pg");
+    assert_eq!(m[1].source, MountSource::Anonymous);
+    assert!(m[1].readonly);
+    assert!(matches!(&m[2].source, MountSource::Volume { name } if name.as_str() == "shop_data"));
+    // Anonymous volumes are the boxes' own: the project declares none.
+    assert_eq!(plan.volumes.len(), 1);
+}
