@@ -26,19 +26,19 @@ pub struct HostFwd {
 pub struct UserNet {
     /// The published ports.
     pub forwards: Vec<HostFwd>,
+    /// Who carries the packets; `None`: chosen for this host when the VM starts
+    /// ([`crate::passt::choose`]).
+    pub forwarder: Option<crate::passt::Forwarder>,
 }
 
 impl UserNet {
     /// QEMU arguments for this NIC (guest side: 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3).
     pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
-        let mut netdev = String::from("user,id=net0,ipv6=off");
-        for f in &self.forwards {
-            let proto = if f.udp { "udp" } else { "tcp" };
-            netdev.push_str(&format!(
-                ",hostfwd={proto}:{}:{}-:{}",
-                f.host_ip, f.host, f.guest
-            ));
-        }
+        let netdev = match self.forwarder {
+            // passt holds the forwards (see [`crate::passt`]).
+            Some(crate::passt::Forwarder::Passt) => crate::passt::qemu_netdev(),
+            _ => self.slirp_netdev(),
+        };
         let device = match machine {
             Machine::Microvm => "virtio-net-device,netdev=net0",
             Machine::Q35 => "virtio-net-pci,netdev=net0",
@@ -47,6 +47,18 @@ impl UserNet {
             .into_iter()
             .map(OsString::from)
             .collect()
+    }
+
+    fn slirp_netdev(&self) -> String {
+        let mut netdev = String::from("user,id=net0,ipv6=off");
+        for f in &self.forwards {
+            let proto = if f.udp { "udp" } else { "tcp" };
+            netdev.push_str(&format!(
+                ",hostfwd={proto}:{}:{}-:{}",
+                f.host_ip, f.host, f.guest
+            ));
+        }
+        netdev
     }
 }
 
@@ -112,6 +124,7 @@ mod tests {
                 fwd(false, std::net::Ipv4Addr::LOCALHOST, 8080, 80),
                 fwd(true, std::net::Ipv4Addr::UNSPECIFIED, 5353, 53),
             ],
+            forwarder: None,
         };
         let a: Vec<String> = n
             .qemu_args(Machine::Microvm)
@@ -123,6 +136,33 @@ mod tests {
             [
                 "-netdev",
                 "user,id=net0,ipv6=off,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53",
+                "-device",
+                "virtio-net-device,netdev=net0",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_passt_nic_is_a_stream_on_the_inherited_socket() {
+        let n = UserNet {
+            forwards: vec![HostFwd {
+                udp: false,
+                host_ip: std::net::Ipv4Addr::LOCALHOST,
+                host: 8080,
+                guest: 80,
+            }],
+            forwarder: Some(crate::passt::Forwarder::Passt),
+        };
+        let a: Vec<String> = n
+            .qemu_args(Machine::Microvm)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            a,
+            [
+                "-netdev",
+                "stream,id=net0,server=off,addr.type=fd,addr.str=64",
                 "-device",
                 "virtio-net-device,netdev=net0",
             ]

@@ -811,6 +811,11 @@ impl Boxes {
             machine.guest_modules(),
             a3s_vmm::net::GUEST_MODULES,
             a3s_vmm::disk::GUEST_MODULES,
+            if snp.is_some() {
+                &[]
+            } else {
+                a3s_vmm::balloon::GUEST_MODULES
+            },
             crypt_modules,
             tee_modules,
         ]

@@ -263,6 +263,7 @@ impl BoxNet {
                     guest: p.guest,
                 })
                 .collect(),
+            forwarder: None,
         })
     }
 
