@@ -36,6 +36,9 @@ pub const QEMU_NET_FD: RawFd = 64;
 /// The fd number passt finds its end on.
 const PASST_FD: RawFd = 3;
 
+/// The link MTU on passt (passt's own default: the largest IPv4 frame it handles).
+pub const MTU: u32 = 65520;
+
 /// The guest's address on the user network (slirp's default, kept for passt).
 pub const GUEST_ADDR: &str = "10.0.2.15";
 /// The gateway: the host's loopback as the guest sees it.
@@ -173,6 +176,8 @@ pub fn passt_args(forwards: &[HostFwd]) -> Vec<OsString> {
         GATEWAY,
         "--dns-forward",
         DNS,
+        "--mtu",
+        &MTU.to_string(),
     ]
     .into_iter()
     .map(str::to_owned)
@@ -318,7 +323,7 @@ mod tests {
                 .join(" ")
         };
         let base = "--foreground --quiet --ipv4-only --fd 3 --address 10.0.2.15 --netmask 24 \
-                    --gateway 10.0.2.2 --dns-forward 10.0.2.3";
+                    --gateway 10.0.2.2 --dns-forward 10.0.2.3 --mtu 65520";
         assert_eq!(
             s(&[]),
             base.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -53,11 +53,13 @@ impl TeeLaunch {
                 return Err(err);
             }
         }
-        let measured = launch::measure_config(spec.mode, config).inspect_err(|err| {
-            if matches!(err, TeeError::NoSnp(_)) {
-                let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
-            }
-        })?;
+        let cache = super::digest_cache::DigestCache::open(home)?;
+        let measured =
+            launch::measure_config_cached(spec.mode, config, &cache).inspect_err(|err| {
+                if matches!(err, TeeError::NoSnp(_)) {
+                    let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
+                }
+            })?;
         let actual = hex::encode(measured.digest);
         let mut measure_event = event(
             "tee.measure",
