@@ -15,6 +15,9 @@ use std::ffi::OsString;
 
 use crate::qemu::Machine;
 
+/// `off` leaves the balloon out (to measure what it saves: bench/footprint.sh).
+pub const BALLOON_ENV: &str = "A3S_BOX_BALLOON";
+
 /// Guest kernel modules for the balloon driver.
 pub const GUEST_MODULES: &[&str] = &["virtio_balloon"];
 

@@ -149,6 +149,8 @@ pub struct VmConfig {
     pub shares: Vec<crate::fs::Share>,
     /// An SEV-SNP launch (`--tee-enable`): q35, OVMF with kernel hashes, `sev-snp-guest`.
     pub snp: Option<crate::snp::SnpConfig>,
+    /// A free-page-reporting balloon ([`crate::balloon`]; never for SNP launches).
+    pub balloon: bool,
 }
 
 impl VmConfig {
@@ -285,7 +287,7 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         config.mem_mib,
     ));
     // Last, so the other virtio-mmio devices keep their slots.
-    if config.snp.is_none() {
+    if config.balloon && config.snp.is_none() {
         a.extend(crate::balloon::qemu_args(config.machine));
     }
     a
@@ -809,6 +811,7 @@ mod tests {
             disks: vec![],
             shares: vec![],
             snp: None,
+            balloon: true,
             boot_attempts: 3,
         }
     }

@@ -365,6 +365,8 @@ impl VmPlan {
             ],
             shares: crate::volumes::shares(dir, &self.mounts),
             snp: self.snp.clone(),
+            // Off only to measure what it saves (bench/footprint.sh).
+            balloon: std::env::var(a3s_vmm::balloon::BALLOON_ENV).as_deref() != Ok("off"),
         }
     }
 }

@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 
 use super::TeeError;
 
+/// `off` hashes every artefact on every start (to measure what the cache saves: bench/tee.sh).
+pub const CACHE_ENV: &str = "A3S_BOX_MEASURE_CACHE";
 /// The cache directory under `A3S_HOME`.
 pub const CACHE_DIR: &str = "cache/measure";
 /// A file whose `ctime` is younger than this when hashing starts is not cached.

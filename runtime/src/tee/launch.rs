@@ -270,6 +270,7 @@ mod tests {
             disks: vec![],
             shares: vec![],
             snp: None,
+            balloon: true,
         };
         // Both measure the machine's real firmware (qboot) through the stand-in.
         let from_files = measure_config(TeeMode::Simulated, &config).unwrap().digest;
