@@ -63,8 +63,10 @@ import json, subprocess, sys
 s = json.loads(sys.argv[1])[0]["state"]
 pids = [s["qemu_pid"], s["monitor_pid"]]
 # passt, started by the monitor for the default network
-out = subprocess.run(["pgrep", "-P", str(s["monitor_pid"]), "-x", "passt"], capture_output=True, text=True).stdout.split()
-print(" ".join(str(p) for p in pids + [int(p) for p in out]))
+# (Debian's passt execs passt.avx2 where it can)
+out = subprocess.run(["pgrep", "-P", str(s["monitor_pid"])], capture_output=True, text=True).stdout.split()
+passt = [int(p) for p in out if open(f"/proc/{p}/comm").read().startswith("passt")]
+print(" ".join(str(p) for p in pids + passt))
 EOF
 }
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }

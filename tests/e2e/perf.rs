@@ -195,14 +195,18 @@ fn slirp_is_an_explicit_reported_fallback() {
     assert!(err.contains("use passt or slirp"), "{err}");
 }
 
+/// passt processes the monitor started (Debian's passt execs `passt.avx2` where it can).
 fn passt_children(monitor: u64) -> Vec<u32> {
     let out = std::process::Command::new("pgrep")
-        .args(["-P", &monitor.to_string(), "-x", "passt"])
+        .args(["-P", &monitor.to_string()])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(|p| p.parse().unwrap())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("passt"))
+        })
         .collect()
 }
 
