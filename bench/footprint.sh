@@ -99,6 +99,12 @@ kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true; floor_pid=
 A3S_BOX_BALLOON=off "$box" run -d --name fp-noballoon -m "${mem}m" busybox sleep 100000 >/dev/null
 read -r ba bf < <(settle $(pids_of fp-balloon))
 read -r na nf < <(settle $(pids_of fp-noballoon))
+# ... and after the workload used 200 MiB for a moment and freed it.
+for b in fp-balloon fp-noballoon; do
+  "$box" exec "$b" dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null
+done
+read -r bb _ < <(settle $(pids_of fp-balloon))
+read -r nb _ < <(settle $(pids_of fp-noballoon))
 "$box" rm -f fp-noballoon >/dev/null
 
 # 3. An idle real image against the idle busybox.
@@ -122,7 +128,7 @@ for i in $(seq "$n"); do all+=($(pids_of "fp-many-$i")); done
 read -r ma mf < <(settle "${all[@]}")
 after=$(avail)
 
-python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" <<'EOF'
+python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" <<'EOF'
 import sys
 a = sys.argv
 accel, mem = a[1], a[2]
@@ -135,6 +141,8 @@ print(f"  raw QEMU floor (minimal init)          {fa:7.1f} + {ff:6.1f}")
 print(f"  busybox box, free page reporting       {ba:7.1f} + {bf:6.1f}   anon ratio to floor {ba/fa:.2f}")
 print(f"  busybox box, no balloon (before)       {na:7.1f} + {nf:6.1f}   anon ratio to floor {na/fa:.2f}")
 print(f"  reporting / no balloon (anon)          {ba/na:.2f}")
+bb, nb = int(a[16]) / 1024, int(a[17]) / 1024
+print(f"  after a 200 MiB burst in the workload:  reporting {bb:7.1f}, no balloon {nb:7.1f}   ratio {bb/nb:.2f}")
 if xa is not None:
     print(f"  nginx box, free page reporting         {xa:7.1f} + {xf:6.1f}   anon ratio to busybox {xa/ba:.2f}")
 else:
