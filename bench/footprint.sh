@@ -3,7 +3,8 @@
 #  1. the raw floor: the same QEMU, machine, accelerator, kernel (the cached PVH vmlinux) and
 #     memory size idling a minimal init (static busybox sleeping), no devices;
 #  2. an idle busybox box with free page reporting (the default) and without
-#     (A3S_BOX_BALLOON=off), as QEMU + monitor + passt, split into anonymous memory (what the
+#     (A3S_BOX_BALLOON=off), idle and after a burst that used 40 % of the guest's memory, as
+#     QEMU + monitor + passt, split into anonymous memory (what the
 #     host must really find) and file pages (the kernel and initrd, shared page cache);
 #  3. an idle real-image box (nginx from scripts/test-images, when it is cached) against the idle
 #     busybox box;
@@ -99,9 +100,11 @@ kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true; floor_pid=
 A3S_BOX_BALLOON=off "$box" run -d --name fp-noballoon -m "${mem}m" busybox sleep 100000 >/dev/null
 read -r ba bf < <(settle $(pids_of fp-balloon))
 read -r na nf < <(settle $(pids_of fp-noballoon))
-# ... and after the workload used 200 MiB for a moment and freed it.
+# ... and after the workload used 40 % of the guest's memory for a moment and freed it.
+burst=$((mem * 2 / 5))
 for b in fp-balloon fp-noballoon; do
-  "$box" exec "$b" dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null
+  "$box" exec "$b" dd if=/dev/zero of=/dev/null bs="${burst}M" count=1 2>/dev/null \
+    || { echo "bench/footprint.sh: the ${burst} MiB burst failed in $b" >&2; exit 1; }
 done
 read -r bb _ < <(settle $(pids_of fp-balloon))
 read -r nb _ < <(settle $(pids_of fp-noballoon))
@@ -128,7 +131,7 @@ for i in $(seq "$n"); do all+=($(pids_of "fp-many-$i")); done
 read -r ma mf < <(settle "${all[@]}")
 after=$(avail)
 
-python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" <<'EOF'
+python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" <<'EOF'
 import sys
 a = sys.argv
 accel, mem = a[1], a[2]
@@ -142,7 +145,7 @@ print(f"  busybox box, free page reporting       {ba:7.1f} + {bf:6.1f}   anon ra
 print(f"  busybox box, no balloon (before)       {na:7.1f} + {nf:6.1f}   anon ratio to floor {na/fa:.2f}")
 print(f"  reporting / no balloon (anon)          {ba/na:.2f}")
 bb, nb = int(a[16]) / 1024, int(a[17]) / 1024
-print(f"  after a 200 MiB burst in the workload:  reporting {bb:7.1f}, no balloon {nb:7.1f}   ratio {bb/nb:.2f}")
+print(f"  after a {a[18]} MiB burst in the workload: reporting {bb:7.1f}, no balloon {nb:7.1f}   ratio {bb/nb:.2f}")
 if xa is not None:
     print(f"  nginx box, free page reporting         {xa:7.1f} + {xf:6.1f}   anon ratio to busybox {xa/ba:.2f}")
 else:
