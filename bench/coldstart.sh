@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cold start of `a3s-box run --rm busybox true` against the raw floor: the same QEMU binary,
+# Cold start of `a3s-box run busybox true` (named, removed after each run) against the raw floor: the same QEMU binary,
 # machine, accelerator, kernel (the cached PVH vmlinux) and kernel command line booting a
 # minimal init that powers off at once. Runs alternate, in one session; prints both medians and
 # the ratio. Then the exec round trip (`a3s-box exec BOX true`) and host RSS of an idle box.
@@ -50,11 +50,31 @@ floor() {
 floor_t=(); box_t=()
 for i in $(seq "$runs"); do
   s=$(now); floor; e=$(now); floor_t+=("$(echo "$e - $s" | bc)")
-  s=$(now); "$box" run --rm busybox true; e=$(now); box_t+=("$(echo "$e - $s" | bc)")
+  s=$(now); "$box" run --name "bench-cs-$i" busybox true; e=$(now); box_t+=("$(echo "$e - $s" | bc)")
+  "$box" inspect "bench-cs-$i" >> "$work/timings.jsonl"; "$box" rm "bench-cs-$i" >/dev/null
   echo "run $i: floor ${floor_t[-1]} s, a3s-box ${box_t[-1]} s" >&2
 done
 fm=$(median "${floor_t[@]}"); bm=$(median "${box_t[@]}")
-echo "cold start ($accel, $runs alternating runs): floor median ${fm} s, a3s-box run --rm busybox true median ${bm} s, ratio $(python3 -c "print(f'{$bm/$fm:.3f}')")"
+echo "cold start ($accel, $runs alternating runs): floor median ${fm} s, a3s-box run busybox true median ${bm} s, ratio $(python3 -c "print(f'{$bm/$fm:.3f}')")"
+# Where a start's time goes, as each box recorded it (inspect .timings), and what is left.
+python3 - "$work/timings.jsonl" "$bm" <<'PY'
+import json, statistics, sys
+text, total = open(sys.argv[1]).read(), float(sys.argv[2]) * 1000
+dec = json.JSONDecoder(); i = 0; per = {}; sums = []
+while i < len(text):
+    while i < len(text) and text[i].isspace(): i += 1
+    if i >= len(text): break
+    recs, i = dec.raw_decode(text, i)
+    for r in recs:
+        ph = r.get("timings", [])
+        sums.append(sum(p["ms"] for p in ph))
+        for p in ph: per.setdefault(p["name"], []).append(p["ms"])
+for k, v in per.items():
+    print(f"  {k:16s} median {statistics.median(v):7.1f} ms")
+s = statistics.median(sums) if sums else 0
+print(f"  sum of phases    median {s:7.1f} ms; the rest of the lifecycle (workload run, exit, "
+      f"CLI exit) {total - s:.0f} ms")
+PY
 
 # Exec round trip and idle RSS on one detached box.
 "$box" run -d --name bench-idle busybox sleep 3600 >/dev/null

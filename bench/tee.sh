@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The cost of the trust pipeline: `a3s-box run --tee-simulate --secret s=file:F busybox true`
-# against the plain `a3s-box run busybox true`, alternating in one session. Prints both medians,
-# the added time in ms and the ratio, then the median of each TEE step as the box recorded it
-# (measure on the host; evidence, KBS attestation and secret placement in the guest; plus the
-# boot itself from the box's boot record).
+# against the plain `a3s-box run busybox true`, alternating in one session, with the digest
+# cache of measured artefacts (the default) and without it (A3S_BOX_MEASURE_CACHE=off: every
+# start re-hashes the kernel and initrd, as before the cache). Prints the medians, the added
+# time in ms and the ratios, then the median of each phase of a start as the box recorded it
+# (`inspect` .timings: prepare, spawn_monitor, plan, tee_prepare, network, vm_boot,
+# guest_setup) for plain and TEE starts, and of each TEE step (measure on the host; evidence,
+# KBS attestation and secret placement in the guest).
 #
 #   bench/tee.sh [RUNS]        (default 8; A3S_BOX=path/to/a3s-box, default target/release)
 set -euo pipefail
@@ -24,40 +27,66 @@ head -c 64 /dev/urandom | base64 > "$work/secret"
 now() { date +%s.%N; }
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.1f}")' "$@"; }
 
-# Warm-up: busybox import, vmlinux extraction, initrd, the simulator's root keys.
+# Warm-up: busybox import, vmlinux extraction, initrd, the simulator's root keys; then let the
+# fresh artefacts age past the cache's racy window, and fill the cache.
 "$box" run --rm busybox true
 "$box" run --rm --tee-simulate --secret "s=file:$work/secret" busybox true
+sleep 3
+"$box" run --rm --tee-simulate --secret "s=file:$work/secret" busybox true
 
-plain=(); tee=(); steps="$work/steps.jsonl"
+plain=(); tee=(); nocache=()
 for i in $(seq "$runs"); do
-  s=$(now); "$box" run --rm busybox true; e=$(now); plain+=("$(echo "($e - $s) * 1000" | bc)")
+  s=$(now); "$box" run --name "bench-plain-$i" busybox true; e=$(now); plain+=("$(echo "($e - $s) * 1000" | bc)")
+  "$box" inspect "bench-plain-$i" >> "$work/plain.jsonl"; "$box" rm "bench-plain-$i" >/dev/null
   s=$(now); "$box" run --name "bench-tee-$i" --tee-simulate --secret "s=file:$work/secret" busybox true; e=$(now)
   tee+=("$(echo "($e - $s) * 1000" | bc)")
-  "$box" inspect "bench-tee-$i" >> "$steps"
-  "$box" rm "bench-tee-$i" >/dev/null
-  echo "run $i: plain ${plain[-1]} ms, tee-simulate ${tee[-1]} ms" >&2
+  "$box" inspect "bench-tee-$i" >> "$work/tee.jsonl"; "$box" rm "bench-tee-$i" >/dev/null
+  s=$(now); A3S_BOX_MEASURE_CACHE=off "$box" run --name "bench-nc-$i" --tee-simulate --secret "s=file:$work/secret" busybox true; e=$(now)
+  nocache+=("$(echo "($e - $s) * 1000" | bc)")
+  "$box" inspect "bench-nc-$i" >> "$work/nocache.jsonl"; "$box" rm "bench-nc-$i" >/dev/null
+  echo "run $i: plain ${plain[-1]} ms, tee-simulate ${tee[-1]} ms, tee-simulate without the cache ${nocache[-1]} ms" >&2
 done
-pm=$(median "${plain[@]}"); tm=$(median "${tee[@]}")
-python3 - "$pm" "$tm" "$runs" "$steps" <<'PY'
+pm=$(median "${plain[@]}"); tm=$(median "${tee[@]}"); nm=$(median "${nocache[@]}")
+python3 - "$pm" "$tm" "$nm" "$runs" "$work" <<'PY'
 import json, statistics, sys
-pm, tm, runs, path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
-print(f"lifecycle ({runs} alternating runs): run --rm busybox true median {pm:.0f} ms; "
-      f"run --tee-simulate --secret s=file:F busybox true median {tm:.0f} ms; "
+pm, tm, nm, runs, work = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+print(f"lifecycle ({runs} alternating runs): run --rm busybox true median {pm:.0f} ms")
+print(f"  run --tee-simulate --secret s=file:F busybox true, digest cache  median {tm:.0f} ms: "
       f"added {tm - pm:.0f} ms, ratio {tm / pm:.3f}")
-per = {}
-text = open(path).read()
-dec = json.JSONDecoder(); i = 0
-while i < len(text):
-    while i < len(text) and text[i].isspace(): i += 1
-    if i >= len(text): break
-    recs, i = dec.raw_decode(text, i)
-    for r in recs:
+print(f"  the same, A3S_BOX_MEASURE_CACHE=off (before)                  median {nm:.0f} ms: "
+      f"added {nm - pm:.0f} ms, ratio {nm / pm:.3f}")
+
+def records(name):
+    text = open(f"{work}/{name}.jsonl").read()
+    dec = json.JSONDecoder(); i = 0
+    while i < len(text):
+        while i < len(text) and text[i].isspace(): i += 1
+        if i >= len(text): break
+        recs, i = dec.raw_decode(text, i)
+        yield from recs
+
+def phases(name):
+    per = {}
+    for r in records(name):
+        for p in r.get("timings", []):
+            per.setdefault(p["name"], []).append(p["ms"])
         tee = r.get("tee") or {}
-        per.setdefault("measure (host)", []).append(tee.get("measure_ms", 0))
-        boot = r.get("boot") or {}
-        if "boot_ms" in boot: per.setdefault("boot to guest-init Ready", []).append(boot["boot_ms"])
-        for name, ms in tee.get("steps", []):
-            per.setdefault(name.split(":")[0] + " (guest)", []).append(ms)
-for k, v in per.items():
-    print(f"  {k:28s} median {statistics.median(v):7.1f} ms")
+        if tee:
+            per.setdefault("  of which measure (host)", []).append(tee.get("measure_ms", 0))
+            for step, ms in tee.get("steps", []):
+                per.setdefault("  guest step " + step.split(":")[0], []).append(ms)
+    return per
+
+cols = {n: phases(n) for n in ("plain", "tee", "nocache")}
+names = []
+for n in ("plain", "tee", "nocache"):
+    for k in cols[n]:
+        if k not in names: names.append(k)
+print(f"  {'phase (median ms)':30s} {'plain':>8s} {'tee':>8s} {'tee, no cache':>14s}")
+for k in names:
+    cell = lambda n: f"{statistics.median(cols[n][k]):8.1f}" if k in cols[n] else f"{'-':>8s}"
+    print(f"  {k:30s} {cell('plain')} {cell('tee')} {cell('nocache'):>14s}")
+for n in ("plain", "tee", "nocache"):
+    tot = [sum(p["ms"] for p in r.get("timings", [])) for r in records(n)]
+    print(f"  sum of phases ({n}): median {statistics.median(tot):.0f} ms")
 PY

@@ -169,6 +169,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                     std::thread::spawn(move || {
                         // The encrypted layer's key comes from the TEE, so the root is entered
                         // here, before the agent puts its socket and tool into it.
+                        let began = std::time::Instant::now();
                         let key = match root.as_ref().map(|r| r.rw) {
                             Some(RwFormat::Crypt) => {
                                 match agent::layer_key(&tee, &chan, &requests) {
@@ -178,8 +179,15 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                             }
                             _ => None,
                         };
+                        let keyed = std::time::Instant::now();
                         if let Err(e) = enter_root(root.as_ref(), key.as_deref()) {
                             tee_failed(&chan, &agent::StepError::new("rootfs", format!("{e:#}")));
+                        }
+                        // Reported like the agent's steps, so the host's timings attribute
+                        // them (formatting the encrypted layer on first boot is the big one).
+                        if key.is_some() {
+                            timed_step(&chan, "layer_key", keyed - began);
+                            timed_step(&chan, "rw_layer", keyed.elapsed());
                         }
                         apply_setup(&setup);
                         let opened = |a| lock(&state).agent = Some(a);
@@ -307,6 +315,18 @@ pub(crate) fn prepare_root() -> anyhow::Result<Option<RootSpec>> {
     crate::rootfs::enter(&spec, None)?;
     ROOT_ENTERED.set();
     Ok(None)
+}
+
+/// Tells the host a TEE set-up step finished and how long it took.
+fn timed_step(chan: &Channel, step: &str, elapsed: Duration) {
+    chan.msg(
+        WORKLOAD_SESSION,
+        &GuestMsg::TeeStep {
+            step: step.into(),
+            detail: String::new(),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        },
+    );
 }
 
 /// Enters a root left by [`prepare_root`] (nothing when it was entered already).

@@ -22,6 +22,7 @@ mod layers;
 mod measure;
 mod net;
 mod parity;
+mod perf;
 mod predict;
 mod real_images;
 mod reaper;

@@ -5,6 +5,7 @@
 
 pub mod accel;
 pub mod assets;
+pub mod balloon;
 pub mod clock;
 pub mod copy;
 pub mod cpio;
@@ -16,6 +17,7 @@ pub mod host;
 pub mod layer;
 pub mod memory;
 pub mod net;
+pub mod passt;
 pub mod proto;
 pub mod qemu;
 pub mod qmp;

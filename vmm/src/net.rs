@@ -26,11 +26,35 @@ pub struct HostFwd {
 pub struct UserNet {
     /// The published ports.
     pub forwards: Vec<HostFwd>,
+    /// Who carries the packets; `None`: chosen for this host when the VM starts
+    /// ([`crate::passt::choose`]).
+    pub forwarder: Option<crate::passt::Forwarder>,
 }
 
 impl UserNet {
     /// QEMU arguments for this NIC (guest side: 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3).
     pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
+        let device = match machine {
+            Machine::Microvm => "virtio-net-device,netdev=net0",
+            Machine::Q35 => "virtio-net-pci,netdev=net0",
+        };
+        let (netdev, device) = match self.forwarder {
+            // passt holds the forwards (see [`crate::passt`]) and takes 64 KiB frames: the
+            // device offers that MTU, which the guest driver adopts, so the guest's TCP sends
+            // a tenth of the frames it would at 1500 (the stream has no segmentation offload).
+            Some(crate::passt::Forwarder::Passt) => (
+                crate::passt::qemu_netdev(),
+                format!("{device},host_mtu={}", crate::passt::MTU),
+            ),
+            _ => (self.slirp_netdev(), device.to_owned()),
+        };
+        ["-netdev", &netdev, "-device", &device]
+            .into_iter()
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn slirp_netdev(&self) -> String {
         let mut netdev = String::from("user,id=net0,ipv6=off");
         for f in &self.forwards {
             let proto = if f.udp { "udp" } else { "tcp" };
@@ -39,14 +63,7 @@ impl UserNet {
                 f.host_ip, f.host, f.guest
             ));
         }
-        let device = match machine {
-            Machine::Microvm => "virtio-net-device,netdev=net0",
-            Machine::Q35 => "virtio-net-pci,netdev=net0",
-        };
-        ["-netdev", &netdev, "-device", device]
-            .into_iter()
-            .map(OsString::from)
-            .collect()
+        netdev
     }
 }
 
@@ -122,6 +139,7 @@ mod tests {
                 fwd(false, std::net::Ipv4Addr::LOCALHOST, 8080, 80),
                 fwd(true, std::net::Ipv4Addr::UNSPECIFIED, 5353, 53),
             ],
+            forwarder: None,
         };
         let a: Vec<String> = n
             .qemu_args(Machine::Microvm)
@@ -165,6 +183,33 @@ mod tests {
                 "tap,id=net1,ifname=a3s-tp-00000002,script=no,downscript=no",
                 "-device",
                 "virtio-net-pci,netdev=net1,mac=02:a3:00:00:00:02",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_passt_nic_is_a_stream_on_the_inherited_socket() {
+        let n = UserNet {
+            forwards: vec![HostFwd {
+                udp: false,
+                host_ip: std::net::Ipv4Addr::LOCALHOST,
+                host: 8080,
+                guest: 80,
+            }],
+            forwarder: Some(crate::passt::Forwarder::Passt),
+        };
+        let a: Vec<String> = n
+            .qemu_args(Machine::Microvm)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            a,
+            [
+                "-netdev",
+                "stream,id=net0,server=off,addr.type=fd,addr.str=64",
+                "-device",
+                "virtio-net-device,netdev=net0,host_mtu=65520",
             ]
         );
     }

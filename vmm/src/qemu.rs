@@ -149,6 +149,8 @@ pub struct VmConfig {
     pub shares: Vec<crate::fs::Share>,
     /// An SEV-SNP launch (`--tee-enable`): q35, OVMF with kernel hashes, `sev-snp-guest`.
     pub snp: Option<crate::snp::SnpConfig>,
+    /// A free-page-reporting balloon ([`crate::balloon`]; never for SNP launches).
+    pub balloon: bool,
 }
 
 impl VmConfig {
@@ -284,6 +286,10 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         config.machine,
         config.mem_mib,
     ));
+    // Last, so the other virtio-mmio devices keep their slots.
+    if config.balloon && config.snp.is_none() {
+        a.extend(crate::balloon::qemu_args(config.machine));
+    }
     a
 }
 
@@ -344,6 +350,9 @@ pub enum StartError {
     /// A virtiofs daemon (volume or bind mount) could not start.
     #[error(transparent)]
     Fs(#[from] crate::fs::FsError),
+    /// The user network's forwarder could not start.
+    #[error(transparent)]
+    Forwarder(#[from] crate::passt::PasstError),
 }
 
 impl StartError {
@@ -356,6 +365,7 @@ impl StartError {
                     .into(),
             ),
             Self::Fs(e) => e.hint(),
+            Self::Forwarder(e) => e.hint(),
             Self::QemuExited {
                 diagnosis: Some(d), ..
             }
@@ -387,6 +397,29 @@ pub struct BootInfo {
     pub boot_ms: u64,
     /// The guest's uptime when guest-init said `Ready`.
     pub guest_uptime_ms: u64,
+    /// The user network's forwarder and why it was chosen (`None`: no user network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<crate::passt::ForwarderChoice>,
+}
+
+/// `config` with its user network's forwarder chosen for this host, and the choice.
+fn with_forwarder(
+    config: &VmConfig,
+) -> Result<(VmConfig, Option<crate::passt::ForwarderChoice>), StartError> {
+    let mut config = config.clone();
+    let mut choice = None;
+    if let Some(crate::net::Nic::User(u)) = &mut config.net {
+        let c = match u.forwarder {
+            Some(f) => crate::passt::ForwarderChoice {
+                forwarder: f,
+                reason: "chosen by the caller".into(),
+            },
+            None => crate::passt::choose()?,
+        };
+        u.forwarder = Some(c.forwarder);
+        choice = Some(c);
+    }
+    Ok((config, choice))
 }
 
 /// A running VM with its channel to guest-init. Dropping it kills QEMU.
@@ -395,6 +428,8 @@ pub struct Vm {
     child: Child,
     /// One virtiofsd per share; dropped (killed, reaped) after QEMU.
     _daemons: crate::fs::Daemons,
+    /// The user network's passt, if it has one; dropped after QEMU.
+    _passt: Option<crate::passt::Passt>,
     writer: Mutex<UnixStream>,
     frames: Receiver<Result<Frame, ProtoError>>,
     /// How the boot went.
@@ -408,10 +443,22 @@ impl Vm {
     /// # Errors
     /// [`StartError`], one variant per step.
     pub fn start(config: &VmConfig) -> Result<Self, StartError> {
+        let (config, forwarder) = &with_forwarder(config)?;
         for _attempt in 1..=config.boot_attempts.max(1) {
             // A daemon serves one QEMU connection, so every attempt gets fresh ones.
             let daemons = crate::fs::Daemons::spawn(&config.shares)?;
-            let mut child = spawn_qemu(config)?;
+            let passt = match &config.net {
+                Some(crate::net::Nic::User(u))
+                    if u.forwarder == Some(crate::passt::Forwarder::Passt) =>
+                {
+                    let log = config.qemu_log.with_file_name("passt.log");
+                    Some(crate::passt::Passt::spawn(&u.forwards, &log)?)
+                }
+                _ => None,
+            };
+            let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1))?;
+            // QEMU holds its end now; ours would keep the link up after QEMU is gone.
+            let passt = passt.map(|(p, _)| p);
             let started = Instant::now();
             let stream = match connect_channel(&config.channel_socket, &mut child, config) {
                 Ok(s) => s,
@@ -427,12 +474,14 @@ impl Vm {
                     return Ok(Self {
                         child,
                         _daemons: daemons,
+                        _passt: passt,
                         writer: Mutex::new(stream),
                         frames,
                         boot: BootInfo {
                             attempts: _attempt,
                             boot_ms: elapsed_ms(started),
                             guest_uptime_ms: uptime_ms,
+                            forwarder: forwarder.clone(),
                         },
                     });
                 }
@@ -514,7 +563,10 @@ enum Wait {
     Failed(StartError),
 }
 
-fn spawn_qemu(config: &VmConfig) -> Result<Child, StartError> {
+fn spawn_qemu(
+    config: &VmConfig,
+    net_fd: Option<&std::os::fd::OwnedFd>,
+) -> Result<Child, StartError> {
     let _ = std::fs::remove_file(&config.channel_socket);
     if let Some(qmp) = &config.qmp_socket {
         let _ = std::fs::remove_file(qmp);
@@ -527,6 +579,9 @@ fn spawn_qemu(config: &VmConfig) -> Result<Child, StartError> {
         .stderr(stderr.into_parts().0)
         .process_group(0);
     set_parent_death_kill(&mut cmd);
+    if let Some(fd) = net_fd {
+        crate::passt::give_to_qemu(&mut cmd, fd);
+    }
     cmd.spawn().map_err(|source| StartError::SpawnQemu {
         binary: QEMU_BINARY.into(),
         source,
@@ -756,6 +811,7 @@ mod tests {
             disks: vec![],
             shares: vec![],
             snp: None,
+            balloon: true,
             boot_attempts: 3,
         }
     }
@@ -778,6 +834,7 @@ mod tests {
         ));
         assert!(s.contains("-bios /fw/OVMF.amdsev.fd"));
         assert!(!s.contains("-accel") && !s.contains("qboot"), "{s}");
+        assert!(!s.contains("balloon"), "SNP memory is private: {s}");
         assert!(s.contains("-device virtio-serial-pci"), "{s}");
     }
 
@@ -799,7 +856,8 @@ mod tests {
             -chardev file,id=con,path=/b/console.log -serial chardev:con \
             -device virtio-serial-device -chardev socket,id=ctl,path=/b/ctl.sock,server=on,wait=off \
             -device virtserialport,chardev=ctl,name=a3s.ctl \
-            -qmp unix:/b/qmp.sock,server=on,wait=off";
+            -qmp unix:/b/qmp.sock,server=on,wait=off \
+            -device virtio-balloon-device,id=balloon0,free-page-reporting=on";
         let expected: Vec<&str> = expected.split_whitespace().collect();
         assert_eq!(joined(&config(Machine::Microvm)), expected.join(" "));
     }

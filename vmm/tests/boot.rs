@@ -161,6 +161,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         ],
         shares: vec![],
         snp: None,
+        balloon: true,
     };
     let mut vm = Vm::start(&config).unwrap_or_else(|e| {
         panic!(

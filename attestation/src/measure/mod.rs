@@ -123,6 +123,9 @@ pub struct SnpMeasurementArgs<'a> {
     pub initrd: Option<&'a [u8]>,
     /// Kernel command line (a non-empty one requires a kernel).
     pub append: Option<&'a str>,
+    /// Hashes of the kernel, initrd and command line computed earlier (a cache); when set,
+    /// `kernel`, `initrd` and `append` must be `None`.
+    pub sev_hashes: Option<SevHashes>,
     /// VMSA `SEV_FEATURES` (default [`DEFAULT_GUEST_FEATURES`]).
     pub guest_features: u64,
 }
@@ -140,6 +143,7 @@ impl<'a> SnpMeasurementArgs<'a> {
             kernel: None,
             initrd: None,
             append: None,
+            sev_hashes: None,
             guest_features: DEFAULT_GUEST_FEATURES,
         }
     }
@@ -155,9 +159,15 @@ impl<'a> SnpMeasurementArgs<'a> {
 /// [`MeasureError::AppendWithoutKernel`] for inconsistent arguments.
 pub fn launch_digest(args: &SnpMeasurementArgs<'_>) -> Result<[u8; LD_SIZE], MeasureError> {
     check_kernel_args(args.kernel.is_some(), args.initrd.is_some(), args.append)?;
-    let hashes = args
-        .kernel
-        .map(|kernel| SevHashes::new(kernel, args.initrd, args.append));
+    let hashes = match args.sev_hashes {
+        Some(_) if args.kernel.is_some() || args.initrd.is_some() || args.append.is_some() => {
+            return Err(MeasureError::HashesTwice)
+        }
+        Some(h) => Some(h),
+        None => args
+            .kernel
+            .map(|kernel| SevHashes::new(kernel, args.initrd, args.append)),
+    };
     let ovmf = Ovmf::parse(args.ovmf)?;
     measure(&Measurement {
         ovmf: &ovmf,
@@ -362,6 +372,9 @@ pub enum MeasureError {
     /// A command line was given without a kernel.
     #[error("a kernel command line requires a kernel")]
     AppendWithoutKernel,
+    /// Precomputed kernel hashes were given together with the kernel, initrd or command line.
+    #[error("precomputed kernel hashes exclude a kernel, initrd or command line")]
+    HashesTwice,
     /// The precomputed OVMF hash is not 48 hex-encoded bytes.
     #[error("invalid OVMF hash, expected 96 hex digits (SHA-384): {reason}")]
     InvalidOvmfHash {

@@ -87,6 +87,17 @@ impl SevHashes {
         }
     }
 
+    /// The hashes from SHA-256 digests of the kernel and initrd computed earlier (streamed or
+    /// cached) and the command line; `initrd` is the digest of the empty string when there is
+    /// none.
+    pub fn from_digests(kernel: [u8; 32], initrd: [u8; 32], append: Option<&str>) -> Self {
+        Self {
+            kernel,
+            initrd,
+            cmdline: cmdline_hash(append),
+        }
+    }
+
     /// The padded SEV hash table.
     pub fn table(&self) -> [u8; PADDED_TABLE_LEN] {
         let mut table = [0u8; PADDED_TABLE_LEN];
@@ -154,6 +165,15 @@ fn le16(len: usize) -> [u8; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_computed_earlier_give_the_same_table() {
+        let fresh = SevHashes::new(b"kernel", Some(b"initrd"), Some("ro quiet"));
+        let earlier =
+            SevHashes::from_digests(sha256(b"kernel"), sha256(b"initrd"), Some("ro quiet"));
+        assert_eq!(fresh, earlier);
+        assert_eq!(fresh.table(), earlier.table());
+    }
 
     #[test]
     fn table_lengths_match_qemu() {

@@ -177,6 +177,18 @@ fn file_errors_name_the_file() {
 }
 
 #[test]
+fn precomputed_kernel_hashes_give_the_published_digest() {
+    let mut a = args(AMDSEV, 1, APPEND, 0x21);
+    let published = digest_hex(&a);
+    a.sev_hashes = Some(SevHashes::new(b"", Some(b""), Some(APPEND)));
+    assert!(matches!(launch_digest(&a), Err(MeasureError::HashesTwice)));
+    a.kernel = None;
+    a.initrd = None;
+    a.append = None;
+    assert_eq!(digest_hex(&a), published);
+}
+
+#[test]
 fn rejects_inconsistent_arguments() {
     let mut a = SnpMeasurementArgs::new(AMDSEV, 1);
     assert!(matches!(

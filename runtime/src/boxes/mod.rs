@@ -23,6 +23,7 @@ pub mod restart;
 pub mod security;
 pub mod signal;
 pub mod state;
+pub mod timings;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -365,6 +366,8 @@ impl VmPlan {
             ],
             shares: crate::volumes::shares(dir, &self.mounts),
             snp: self.snp.clone(),
+            // Off only to measure what it saves (bench/footprint.sh).
+            balloon: std::env::var(a3s_vmm::balloon::BALLOON_ENV).as_deref() != Ok("off"),
         }
     }
 }
@@ -559,6 +562,7 @@ impl Boxes {
             tee: None,
             health: None,
             paused: false,
+            timings: Vec::new(),
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         a3s_vmm::disk::create_layer(
@@ -819,6 +823,11 @@ impl Boxes {
             machine.guest_modules(),
             a3s_vmm::net::GUEST_MODULES,
             a3s_vmm::disk::GUEST_MODULES,
+            if snp.is_some() {
+                &[]
+            } else {
+                a3s_vmm::balloon::GUEST_MODULES
+            },
             crypt_modules,
             tee_modules,
         ]
@@ -910,18 +919,21 @@ impl Boxes {
     /// # Errors
     /// Preparation errors, or [`BoxError::StartFailed`] with the monitor's reason.
     pub fn start(&self, key: &str, exe: &Path) -> Result<BoxRecord, BoxError> {
+        let started = (std::time::SystemTime::now(), Instant::now());
         let rec = self.find(key)?;
         if rec.state.is_active() {
             return Err(BoxError::AlreadyRunning(rec.name));
         }
         let plan = self.prepare(&rec)?;
         a3s_vmm::memory::check(rec.spec.mem_mib, &plan.kernel, &plan.initrd)?;
+        let prepare_ms = u64::try_from(started.1.elapsed().as_millis()).unwrap_or(u64::MAX);
         let dir = self.box_dir(&rec.id);
         let log = fs_err::File::create(dir.join("monitor.log"))?;
         let mut cmd = Command::new(exe);
         cmd.arg("__monitor")
             .arg(rec.id.as_str())
             .env(crate::home::HOME_ENV, self.home.root())
+            .envs(timings::handoff(started.0, prepare_ms))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.into_parts().0);

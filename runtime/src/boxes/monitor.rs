@@ -60,6 +60,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
     let _ = nix::unistd::setsid();
     let gate = RemovalGate::open(&boxes.box_dir(id));
     let me = std::process::id();
+    let mut watch = super::timings::Stopwatch::for_monitor();
     let rec = boxes.update(id, |r| {
         r.state = BoxState::Starting { monitor_pid: me };
         Ok(())
@@ -69,6 +70,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
     let config = plan.vm_config(&dir, &rec.spec);
     let _ = std::fs::remove_file(dir.join(STOP_REQUEST));
     let listener = bind(&dir.join(super::MONITOR_SOCKET))?;
+    watch.mark("plan");
     let mut tee = None;
     if let Some(spec) = &rec.spec.tee {
         let has_network = plan
@@ -113,6 +115,9 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
             }
         }
     }
+    if tee.is_some() {
+        watch.mark("tee_prepare");
+    }
     let exec_allowed = rec.spec.tee.as_ref().is_none_or(|t| t.allow_exec);
     let mut setup = rec.spec.setup.clone();
     // A bridged box's TAP lives exactly as long as this monitor (removed on drop).
@@ -139,6 +144,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
             }
         }
     }
+    watch.mark("network");
 
     let mut boot = Boot {
         boxes,
@@ -151,6 +157,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         monitor_pid: me,
         gate: &gate,
         tsc_khz: plan.tsc_khz,
+        watch,
     };
     let mut tee = tee;
     let mut listener = Some(listener);
@@ -246,6 +253,8 @@ struct Boot<'a> {
     gate: &'a RemovalGate,
     /// The host's TSC rate for the guest clock (TCG), see `VmPlan::tsc_khz`.
     tsc_khz: Option<u64>,
+    /// The phases of this start so far (a restart times its own boot).
+    watch: super::timings::Stopwatch,
 }
 
 impl Boot<'_> {
@@ -263,7 +272,10 @@ impl Boot<'_> {
             None => bind(&self.dir.join(super::MONITOR_SOCKET))?,
         };
         let vm = match Vm::start(config) {
-            Ok(vm) => vm,
+            Ok(vm) => {
+                self.watch.mark("vm_boot");
+                vm
+            }
             Err(e) => {
                 let mut msg = format!("{e}");
                 if let Some(h) = e.hint() {
@@ -290,6 +302,7 @@ impl Boot<'_> {
             health_argv: self.rec.spec.health.as_ref().map(|h| h.argv()),
             monitor_pid: self.monitor_pid,
             running: false,
+            watch: std::mem::replace(&mut self.watch, super::timings::Stopwatch::for_monitor()),
         };
         let checker = super::health::spawn(boxes, self.rec, self.monitor_pid);
         let (code, error, stopped) = match send(&vm, WORKLOAD_SESSION, &start) {
@@ -388,6 +401,8 @@ struct Guest<'a> {
     monitor_pid: u32,
     /// Whether the box has been recorded `running` (its workload reached the guest's exec).
     running: bool,
+    /// The phases of this start, recorded when the workload runs.
+    watch: super::timings::Stopwatch,
 }
 
 impl Guest<'_> {
@@ -398,8 +413,11 @@ impl Guest<'_> {
             return;
         }
         self.running = true;
+        self.watch.mark("guest_setup");
+        let timings = self.watch.phases().to_vec();
         let (me, qemu_pid) = (self.monitor_pid, vm.pid());
         let started = self.boxes.update(self.id, |r| {
+            r.timings = timings;
             r.state = BoxState::Running {
                 monitor_pid: me,
                 qemu_pid,

@@ -167,6 +167,9 @@ pub struct BoxRecord {
     /// Health of the current (or last) run, when the box has a health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::Health>,
+    /// Where the last start's time went, phase by phase ([`super::timings`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<super::timings::Phase>,
     /// `pause`: the VM's vCPUs are stopped (the box stays `Running` underneath; `unpause`,
     /// `stop` and the end of the run clear it).
     #[serde(default)]
@@ -282,6 +285,7 @@ pub(crate) mod tests {
             tee: None,
             health: None,
             paused: false,
+            timings: Vec::new(),
         }
     }
 

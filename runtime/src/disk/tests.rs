@@ -136,6 +136,7 @@ impl Home {
             tee: None,
             health: None,
             paused: false,
+            timings: Vec::new(),
         };
         state::write_record(&dir.join("state.json"), &rec).unwrap();
         sparse(&dir.join(RW_IMAGE), 1 << 30, 8192);

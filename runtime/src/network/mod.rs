@@ -344,6 +344,7 @@ impl BoxNet {
                     guest: p.guest,
                 })
                 .collect(),
+            forwarder: None,
         })
     }
 

@@ -10,11 +10,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use a3s_attestation::measure::{self, CpuSignature, SnpMeasurementArgs};
+use a3s_attestation::measure::{self, CpuSignature, SevHashes, SnpMeasurementArgs};
 
 use a3s_vmm::proto::TeeMode;
 use a3s_vmm::VmConfig;
 
+use super::digest_cache::DigestCache;
 use super::TeeError;
 
 /// The vCPU type a simulated launch is measured with.
@@ -56,6 +57,50 @@ pub fn measure_config(mode: TeeMode, config: &VmConfig) -> Result<Measured, TeeE
         TeeMode::Snp => measure_snp(&inputs),
         _ => measure_simulated(&inputs),
     }
+}
+
+/// [`measure_config`] with the kernel and initrd digests taken from (or added to) `cache`
+/// when they are unchanged since they were last hashed (see [`DigestCache`]); the same value.
+///
+/// # Errors
+/// Those of [`measure_config`].
+pub fn measure_config_cached(
+    mode: TeeMode,
+    config: &VmConfig,
+    cache: &DigestCache,
+) -> Result<Measured, TeeError> {
+    let started = Instant::now();
+    let inputs = launch_inputs(mode, config)?;
+    let read = |what: &str, p: &Path| {
+        fs_err::read(p).map_err(|e| TeeError::Measure(format!("reading the {what}: {e}")))
+    };
+    let (firmware, vcpu_type) = match mode {
+        TeeMode::Snp => (
+            read("OVMF firmware", inputs.firmware)?,
+            a3s_vmm::snp::VCPU_TYPE,
+        ),
+        _ => (
+            measure::standin_firmware(&read("firmware", inputs.firmware)?),
+            SIMULATED_VCPU_TYPE,
+        ),
+    };
+    let (kernel, k) = cache.sha256(inputs.kernel, "kernel", measure::MAX_KERNEL_BYTES)?;
+    let (initrd, i) = cache.sha256(inputs.initrd, "initrd", measure::MAX_INITRD_BYTES)?;
+    let mut args = SnpMeasurementArgs::new(&firmware, inputs.vcpus);
+    args.vcpu_sig = Some(
+        CpuSignature::from_type_name(vcpu_type).map_err(|e| TeeError::Measure(e.to_string()))?,
+    );
+    args.sev_hashes = Some(SevHashes::from_digests(
+        kernel,
+        initrd,
+        Some(inputs.cmdline),
+    ));
+    let digest = measure::launch_digest(&args).map_err(|e| TeeError::Measure(e.to_string()))?;
+    tracing::debug!(kernel = ?k, initrd = ?i, "measured artefacts");
+    Ok(Measured {
+        digest,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
 }
 
 /// The vCPU type a launch in `mode` is measured with.
@@ -199,6 +244,41 @@ mod tests {
         );
         assert_ne!(d, m(&LaunchInputs { vcpus: 2, ..base }));
         assert_ne!(d, m(&LaunchInputs { kernel: &i, ..base }));
+    }
+
+    #[test]
+    fn cached_digests_measure_the_same_as_reading_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = write(dir.path(), "k", &[0x4b; 3 << 20]);
+        let i = write(dir.path(), "i", b"initrd bytes");
+        let config = VmConfig {
+            accel: a3s_vmm::accel::Accel::Tcg,
+            machine: a3s_vmm::Machine::Microvm,
+            mem_mib: 256,
+            vcpus: 2,
+            kernel: k.clone(),
+            initrd: i.clone(),
+            cmdline: "console=ttyS0 a3s.image=sha256:00".into(),
+            channel_socket: dir.path().join("c"),
+            qmp_socket: None,
+            console_log: dir.path().join("l"),
+            qemu_log: dir.path().join("q"),
+            boot_cpu_budget_secs: 1,
+            boot_timeout_secs: 1,
+            boot_attempts: 1,
+            net: None,
+            disks: vec![],
+            shares: vec![],
+            snp: None,
+            balloon: true,
+        };
+        // Both measure the machine's real firmware (qboot) through the stand-in.
+        let from_files = measure_config(TeeMode::Simulated, &config).unwrap().digest;
+        let cache = DigestCache::open(dir.path()).unwrap();
+        for _ in 0..2 {
+            let cached = measure_config_cached(TeeMode::Simulated, &config, &cache).unwrap();
+            assert_eq!(cached.digest, from_files);
+        }
     }
 
     #[test]

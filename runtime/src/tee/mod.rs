@@ -3,6 +3,8 @@
 //!
 //! - [`spec`]: the TEE settings fixed at create time (mode, secrets, expected measurement,
 //!   policy, exec opt-in), validated before anything boots;
+//! - [`digest_cache`]: kernel and initrd digests hashed once, in a private authenticated
+//!   cache keyed by each file's identity and change stamps;
 //! - [`launch`]: the launch measurement of exactly the kernel, initrd, command line and vCPUs a
 //!   box boots (what `a3s-box measure` reproduces);
 //! - [`secure_processor`]: the host playing the AMD secure processor for a simulated VM,
@@ -15,6 +17,7 @@
 //! record holds file paths and KBS resource paths only.
 
 pub mod attest;
+pub mod digest_cache;
 pub mod launch;
 pub mod local_kbs;
 pub mod pipeline;

@@ -57,7 +57,13 @@ impl TeeLaunch {
                 return Err(err);
             }
         }
-        let measured = launch::measure_config(spec.mode, config).inspect_err(|err| {
+        let measured = if std::env::var(super::digest_cache::CACHE_ENV).as_deref() == Ok("off") {
+            launch::measure_config(spec.mode, config)
+        } else {
+            super::digest_cache::DigestCache::open(home)
+                .and_then(|cache| launch::measure_config_cached(spec.mode, config, &cache))
+        };
+        let measured = measured.inspect_err(|err| {
             if matches!(err, TeeError::NoSnp(_)) {
                 let _ = audit.record(&event("tee.launch", Outcome::Denied, &err.to_string()));
             }

@@ -1,0 +1,402 @@
+//! The performance mechanisms (issue 22) work correctly: the default network's passt forwarder
+//! (published ports, host loopback as the gateway, bytes intact at the large MTU) and its
+//! reported slirp fallback; free page reporting gives freed guest memory back to the host
+//! (against a box without the balloon); the measurement digest cache never trusts a changed
+//! artefact or a forged entry. No timing is asserted anywhere.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::TestEnv;
+
+fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        crate::support::build_guest_init();
+        let env = TestEnv::new();
+        // Import the embedded busybox once, before tests race to import it concurrently.
+        let c = env.run(&["create", "--name", "perf-warm", "busybox", "true"]);
+        assert_eq!(c.code, 0, "{}", c.stderr);
+        env.run(&["rm", "perf-warm"]);
+        env
+    })
+}
+
+fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+    let r = env.run(&["inspect", name]);
+    assert_eq!(r.code, 0, "{r:?}");
+    r.json()[0].clone()
+}
+
+/// Serves 16 MiB of patterned bytes at /big and starts httpd; prints nothing.
+const SERVER: &str = "mkdir -p /w && i=0; while [ $i -lt 16 ]; do \
+    dd if=/dev/urandom bs=1M count=1 2>/dev/null; i=$((i+1)); done > /w/big && \
+    sha256sum /w/big > /w/big.sha && exec httpd -f -p 80 -h /w";
+
+fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let ok = out.starts_with(b"HTTP/1.") && out.get(9..12) == Some(b"200".as_slice());
+    ok.then(|| out.split_off(at + 4))
+}
+
+/// Starts a web box with one published port, waits until it serves /big.sha; returns the port.
+fn web_box(env: &TestEnv, name: &str, forwarder: Option<&str>) -> u16 {
+    let mut cmd = env.cmd();
+    if let Some(f) = forwarder {
+        cmd.env("A3S_BOX_FORWARDER", f);
+    }
+    let out = cmd
+        .args([
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-m",
+            "512m",
+            "-p",
+            "127.0.0.1::80",
+        ])
+        .args(["busybox", "sh", "-c", SERVER])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let p = env.run(&["port", name]);
+    let port: u16 = p
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("port output: {p:?}"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http_get(port, "/big.sha").is_none() {
+        assert!(Instant::now() < deadline, "{name} never served on {port}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    port
+}
+
+/// The box's /big through its published port matches the digest the guest computed.
+fn assert_big_file_intact(port: u16) {
+    use sha2::Digest;
+    let sha = String::from_utf8(http_get(port, "/big.sha").unwrap()).unwrap();
+    let big = http_get(port, "/big").expect("GET /big");
+    assert_eq!(big.len(), 16 << 20);
+    assert_eq!(
+        sha.split_whitespace().next().unwrap(),
+        hex::encode(sha2::Sha256::digest(&big))
+    );
+}
+
+/// A one-shot HTTP server on host loopback; returns its port and a thread yielding the request.
+fn host_server(reply: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).unwrap();
+        s.write_all(format!("HTTP/1.0 200 OK\r\n\r\n{reply}").as_bytes())
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    (port, t)
+}
+
+#[test]
+fn the_default_network_runs_on_passt_with_the_same_guest_view() {
+    let env = env();
+    let port = web_box(env, "perf-passt", None);
+    let boot = &inspect(env, "perf-passt")["boot"];
+    assert_eq!(boot["forwarder"]["forwarder"], "passt", "{boot}");
+    assert_big_file_intact(port);
+
+    // The guest's view: same address, gateway, DNS; host loopback through the gateway (the
+    // way the guest reaches a KBS on 127.0.0.1); the large MTU passt offers.
+    let e = env.run(&[
+        "exec",
+        "perf-passt",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0; ip route; cat /etc/resolv.conf; cat /sys/class/net/eth0/mtu",
+    ]);
+    assert_eq!(e.code, 0, "{e:?}");
+    for want in [
+        "inet 10.0.2.15/24",
+        "default via 10.0.2.2",
+        "nameserver 10.0.2.3",
+        "65520",
+    ] {
+        assert!(e.stdout.contains(want), "{want} missing: {}", e.stdout);
+    }
+    let (hport, served) = host_server("from-host-loopback");
+    let w = env.run(&[
+        "exec",
+        "perf-passt",
+        "wget",
+        "-qO-",
+        &format!("http://10.0.2.2:{hport}/kbs"),
+    ]);
+    assert_eq!(w.code, 0, "{w:?}");
+    assert_eq!(w.stdout, "from-host-loopback");
+    assert!(served.join().unwrap().starts_with("GET /kbs "));
+
+    // passt runs unprivileged, and goes with the box.
+    let pid = inspect(env, "perf-passt")["state"]["monitor_pid"]
+        .as_u64()
+        .unwrap();
+    let passt = passt_children(pid);
+    assert_eq!(passt.len(), 1, "one passt per box");
+    let uid = std::fs::metadata(format!("/proc/{}", passt[0]))
+        .unwrap()
+        .uid();
+    assert_ne!(uid, 0, "passt dropped root");
+    assert_eq!(env.run(&["rm", "-f", "perf-passt"]).code, 0);
+    assert!(
+        !Path::new(&format!("/proc/{}", passt[0])).exists(),
+        "passt outlived its box"
+    );
+}
+
+#[test]
+fn slirp_is_an_explicit_reported_fallback() {
+    let env = env();
+    let port = web_box(env, "perf-slirp", Some("slirp"));
+    let boot = &inspect(env, "perf-slirp")["boot"];
+    assert_eq!(boot["forwarder"]["forwarder"], "slirp", "{boot}");
+    assert!(boot["forwarder"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("A3S_BOX_FORWARDER"));
+    let pid = inspect(env, "perf-slirp")["state"]["monitor_pid"]
+        .as_u64()
+        .unwrap();
+    assert!(passt_children(pid).is_empty());
+    assert_big_file_intact(port);
+    env.run(&["rm", "-f", "perf-slirp"]);
+
+    let mut bad = env.cmd();
+    let out = bad
+        .env("A3S_BOX_FORWARDER", "vde")
+        .args(["run", "--rm", "busybox", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("use passt or slirp"), "{err}");
+}
+
+/// passt processes the monitor started (Debian's passt execs `passt.avx2` where it can).
+fn passt_children(monitor: u64) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &monitor.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("passt"))
+        })
+        .collect()
+}
+
+fn rss_anon_mib(pid: u64) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[test]
+fn free_page_reporting_returns_freed_guest_memory() {
+    let env = env();
+    let start = |name: &str, balloon: &str| {
+        let out = env
+            .cmd()
+            .env("A3S_BOX_BALLOON", balloon)
+            .args([
+                "run", "-d", "--name", name, "-m", "512m", "busybox", "sleep", "100000",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        inspect(env, name)["state"]["qemu_pid"].as_u64().unwrap()
+    };
+    let with = start("perf-balloon", "on");
+    let without = start("perf-noballoon", "off");
+    let args = |pid: u64| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let has_balloon = |pid| String::from_utf8_lossy(&args(pid)).contains("free-page-reporting=on");
+    assert!(has_balloon(with) && !has_balloon(without));
+
+    // The guest touches 200 MiB (dd's buffer, held while dd blocks on a pipe nobody reads)
+    // and frees it when dd exits; QEMU's resident memory is sampled meanwhile for its peak.
+    let touch = |name: &str, pid: u64| {
+        let before = rss_anon_mib(pid);
+        let mut cmd = env.cmd();
+        cmd.args([
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "dd if=/dev/zero bs=200M count=1 2>/dev/null | sleep 4",
+        ]);
+        let mut child = cmd.spawn().unwrap();
+        let mut peak = before;
+        while child.try_wait().unwrap().is_none() {
+            peak = peak.max(rss_anon_mib(pid));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(child.wait().unwrap().success());
+        assert!(
+            peak >= before + 150,
+            "{name}: the guest's 200 MiB never showed: {before} -> {peak} MiB"
+        );
+        peak
+    };
+    let peak_with = touch("perf-balloon", with);
+    let peak_without = touch("perf-noballoon", without);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let returned = loop {
+        let now = rss_anon_mib(with);
+        if now + 100 <= peak_with {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "QEMU still holds {now} MiB after the guest freed 200 MiB (peak {peak_with} MiB)"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    // Without the balloon QEMU keeps what the guest touched.
+    let kept = rss_anon_mib(without);
+    assert!(
+        kept + 50 >= peak_without,
+        "without the balloon: {kept} MiB, peak {peak_without} MiB"
+    );
+    assert!(
+        returned + 100 <= kept,
+        "with reporting {returned} MiB, without {kept} MiB"
+    );
+    env.run(&["rm", "-f", "perf-balloon", "perf-noballoon"]);
+}
+
+/// The launch measurement as a refused start records it (no VM boots).
+fn probe(env: &TestEnv, name: &str) -> String {
+    let zero = "00".repeat(48);
+    let r = env.run(&[
+        "run",
+        "--name",
+        name,
+        "--tee-simulate",
+        "--expected-measurement",
+        &zero,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{r:?}");
+    let m = inspect(env, name)["tee"]["measurement"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.run(&["rm", name]);
+    m
+}
+
+fn cache_entries(env: &TestEnv) -> Vec<PathBuf> {
+    let dir = env.path("cache/measure");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    v.sort();
+    v
+}
+
+#[test]
+fn the_measure_cache_never_trusts_a_changed_artefact_or_a_forged_entry() {
+    let env = TestEnv::new();
+    let m0 = probe(&env, "probe-0");
+    // Artefacts changed in the last seconds are not cached (the racy rule): probe until the
+    // kernel and initrd entries exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 1;
+    while cache_entries(&env).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no cache entries: {:?}",
+            cache_entries(&env)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(probe(&env, &format!("probe-{i}")), m0);
+        i += 1;
+    }
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&env.path("cache/measure")), 0o700);
+    for e in cache_entries(&env) {
+        assert_eq!(mode(&e), 0o600, "{}", e.display());
+    }
+    // A hit rewrites nothing.
+    let stamps = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| std::fs::metadata(p).unwrap())
+            .map(|m| (m.mtime(), m.mtime_nsec(), m.ino()))
+            .collect::<Vec<_>>()
+    };
+    let before = stamps(&cache_entries(&env));
+    assert_eq!(probe(&env, "probe-hit"), m0);
+    assert_eq!(stamps(&cache_entries(&env)), before);
+
+    // A forged entry (another digest, the old MAC) is refused: the real value is measured and
+    // the entry rewritten.
+    let initrd_entry = cache_entries(&env)
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("/initrd/"))
+        .unwrap();
+    let text = std::fs::read_to_string(&initrd_entry).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let real = v["sha256"].as_str().unwrap();
+    std::fs::write(&initrd_entry, text.replace(real, &"ab".repeat(32))).unwrap();
+    assert_eq!(probe(&env, "probe-forged"), m0);
+    assert!(std::fs::read_to_string(&initrd_entry)
+        .unwrap()
+        .contains(real));
+
+    // The initrd changed in place, same size, its mtime put back: measured anew, differently.
+    let initrd = PathBuf::from(v["path"].as_str().unwrap());
+    let pristine = std::fs::read(&initrd).unwrap();
+    let meta = std::fs::metadata(&initrd).unwrap();
+    let mut evil = pristine.clone();
+    let mid = evil.len() / 2;
+    evil[mid] ^= 0x01;
+    let restore_mtime = |p: &Path| {
+        let ts = |s: i64, n: i64| nix::sys::time::TimeSpec::new(s, n);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            p,
+            &ts(meta.atime(), meta.atime_nsec()),
+            &ts(meta.mtime(), meta.mtime_nsec()),
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+    };
+    std::fs::write(&initrd, &evil).unwrap();
+    restore_mtime(&initrd);
+    let m1 = probe(&env, "probe-evil");
+    std::fs::write(&initrd, &pristine).unwrap();
+    restore_mtime(&initrd);
+    assert_ne!(m1, m0, "a changed initrd measured like the pristine one");
+    assert_eq!(probe(&env, "probe-restored"), m0);
+}

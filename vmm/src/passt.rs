@@ -1,0 +1,354 @@
+//! The user network's forwarder: passt (Debian's `passt`, the userspace stack the product this
+//! project is named after uses) or, as a reported fallback, QEMU's built-in slirp.
+//!
+//! Both give the guest the same view: address 10.0.2.15/24, gateway 10.0.2.2 (which maps to
+//! the host's loopback, so a KBS on 127.0.0.1 is reachable as 10.0.2.2), DNS on 10.0.2.3
+//! (forwarded to the host's first resolver), outbound connections through the host's sockets,
+//! and published ports bound on the host. passt moves data with far fewer copies and syscalls
+//! per packet than slirp: a published port reaches several times slirp's throughput.
+//!
+//! QEMU 10.0 has no `-netdev passt`, so the two are joined by `-netdev stream` over a socket
+//! pair made here: passt gets one end (`--fd`), QEMU the other (`addr.type=fd`). No socket file
+//! exists, so nothing else on the host can connect to the box's network, and passt (which
+//! drops to `nobody` when started as root) needs no writable directory.
+//!
+//! passt needs a host interface with an IPv4 default route to take its parameters from; a
+//! host without one (an isolated network namespace) falls back to slirp, and the box's boot
+//! record says which forwarder it got and why (`inspect` shows it as `boot.forwarder`).
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::HostFwd;
+
+/// Chooses the forwarder: `passt`, `slirp`, or unset for passt when the host can run it.
+pub const FORWARDER_ENV: &str = "A3S_BOX_FORWARDER";
+/// The passt binary.
+pub const PASST_BINARY: &str = "passt";
+/// The fd number QEMU finds its end of the socket pair on.
+pub const QEMU_NET_FD: RawFd = 64;
+/// The fd number passt finds its end on.
+const PASST_FD: RawFd = 3;
+
+/// The link MTU on passt (passt's own default: the largest IPv4 frame it handles).
+pub const MTU: u32 = 65520;
+
+/// The guest's address on the user network (slirp's default, kept for passt).
+pub const GUEST_ADDR: &str = "10.0.2.15";
+/// The gateway: the host's loopback as the guest sees it.
+pub const GATEWAY: &str = "10.0.2.2";
+/// The DNS forwarder's address.
+pub const DNS: &str = "10.0.2.3";
+
+/// Which program carries a user network's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarder {
+    /// passt, joined to QEMU by a socket pair.
+    Passt,
+    /// QEMU's built-in user network (slirp).
+    Slirp,
+}
+
+/// The forwarder a box got, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwarderChoice {
+    /// The forwarder.
+    pub forwarder: Forwarder,
+    /// Why (for `inspect` and `info`).
+    pub reason: String,
+}
+
+/// The forwarder could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasstError {
+    /// Unknown `A3S_BOX_FORWARDER`.
+    #[error("{FORWARDER_ENV}={0:?} is not a forwarder: use passt or slirp")]
+    Unknown(String),
+    /// passt was asked for and is not installed.
+    #[error("{FORWARDER_ENV}=passt, but passt is not installed")]
+    Missing,
+    /// passt could not be started.
+    #[error("cannot start passt ({binary})")]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PasstError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Missing | Self::Spawn { .. } => Some(format!(
+                "install it (`sudo scripts/setup`, or apt-get install passt), or set \
+                 {FORWARDER_ENV}=slirp for QEMU's slower built-in network"
+            )),
+            Self::Unknown(_) => None,
+        }
+    }
+}
+
+/// Chooses the forwarder for this host (see the module docs).
+///
+/// # Errors
+/// [`PasstError::Unknown`] for a bad override, [`PasstError::Missing`] for `passt` without it.
+pub fn choose() -> Result<ForwarderChoice, PasstError> {
+    let over = std::env::var(FORWARDER_ENV).ok();
+    choose_with(
+        over.as_deref(),
+        locate().is_some(),
+        &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
+    )
+}
+
+fn choose_with(
+    over: Option<&str>,
+    installed: bool,
+    routes: &str,
+) -> Result<ForwarderChoice, PasstError> {
+    let pick = |forwarder, reason: &str| {
+        Ok(ForwarderChoice {
+            forwarder,
+            reason: reason.to_owned(),
+        })
+    };
+    match over.map(str::trim) {
+        Some("slirp") => pick(Forwarder::Slirp, "chosen by A3S_BOX_FORWARDER"),
+        Some("passt") if installed => pick(Forwarder::Passt, "chosen by A3S_BOX_FORWARDER"),
+        Some("passt") => Err(PasstError::Missing),
+        None | Some("") if !installed => pick(
+            Forwarder::Slirp,
+            "passt is not installed (apt-get install passt)",
+        ),
+        None | Some("") if !has_default_route(routes) => pick(
+            Forwarder::Slirp,
+            "no IPv4 default route on this host (passt takes its parameters from one)",
+        ),
+        None | Some("") => pick(Forwarder::Passt, "default"),
+        Some(other) => Err(PasstError::Unknown(other.to_owned())),
+    }
+}
+
+/// Whether `/proc/net/route` has an IPv4 default route.
+fn has_default_route(routes: &str) -> bool {
+    routes.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Iface Destination Gateway Flags ...; RTF_UP is bit 0 of Flags.
+        f.len() > 3
+            && f[1] == "00000000"
+            && u32::from_str_radix(f[3], 16).is_ok_and(|flags| flags & 1 == 1)
+    })
+}
+
+/// The passt binary on `PATH`.
+pub fn locate() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(PASST_BINARY))
+        .find(|p| p.is_file())
+}
+
+/// passt's arguments for `forwards` (pure: unit-tested).
+pub fn passt_args(forwards: &[HostFwd]) -> Vec<OsString> {
+    // passt forwards no port unless told to.
+    let mut a: Vec<String> = [
+        "--foreground",
+        "--quiet",
+        "--ipv4-only",
+        "--fd",
+        &PASST_FD.to_string(),
+        "--address",
+        GUEST_ADDR,
+        "--netmask",
+        "24",
+        "--gateway",
+        GATEWAY,
+        "--dns-forward",
+        DNS,
+        "--mtu",
+        &MTU.to_string(),
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for udp in [false, true] {
+        for f in forwards.iter().filter(|f| f.udp == udp) {
+            a.push(if udp { "--udp-ports" } else { "--tcp-ports" }.to_owned());
+            a.push(format!("{}/{}:{}", f.host_ip, f.host, f.guest));
+        }
+    }
+    a.into_iter().map(OsString::from).collect()
+}
+
+/// QEMU's arguments for a NIC on passt's socket pair.
+pub fn qemu_netdev() -> String {
+    format!("stream,id=net0,server=off,addr.type=fd,addr.str={QEMU_NET_FD}")
+}
+
+/// A running passt; killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Passt {
+    child: Child,
+}
+
+impl Passt {
+    /// Starts passt for `forwards`, logging to `log`; returns it and QEMU's end of the pair,
+    /// which [`give_to_qemu`] places at [`QEMU_NET_FD`].
+    ///
+    /// # Errors
+    /// [`PasstError`]; no process is left behind.
+    pub fn spawn(forwards: &[HostFwd], log: &Path) -> Result<(Self, OwnedFd), PasstError> {
+        let binary = locate().ok_or(PasstError::Missing)?;
+        let spawn_err = |source| PasstError::Spawn {
+            binary: binary.clone(),
+            source,
+        };
+        let (ours, theirs) = UnixStream::pair().map_err(spawn_err)?;
+        let log = std::fs::File::create(log).map_err(spawn_err)?;
+        let mut cmd = Command::new(&binary);
+        cmd.args(passt_args(forwards))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0);
+        let fd = ours.as_raw_fd();
+        place_fd(&mut cmd, fd, PASST_FD);
+        let child = cmd.spawn().map_err(spawn_err)?;
+        drop(ours);
+        Ok((Self { child }, OwnedFd::from(theirs)))
+    }
+
+    /// passt's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Passt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes `fd` QEMU's [`QEMU_NET_FD`] in the child `cmd` starts.
+pub fn give_to_qemu(cmd: &mut Command, fd: &OwnedFd) {
+    place_fd(cmd, fd.as_raw_fd(), QEMU_NET_FD);
+}
+
+/// In the child: `from` becomes `to`, inherited across exec; the child also dies with the
+/// thread that spawned it.
+#[allow(unsafe_code)]
+fn place_fd(cmd: &mut Command, from: RawFd, to: RawFd) {
+    // SAFETY: the closure runs in the forked child before exec and calls only dup2(2),
+    // fcntl(2) and prctl(2), which are async-signal-safe; it allocates nothing and takes no
+    // locks. `from` stays open in the parent until the child has been spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            if from == to {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let fd = std::os::fd::BorrowedFd::borrow_raw(to);
+                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+            } else if nix::libc::dup2(from, to) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTES: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+        eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+    const NO_DEFAULT: &str = "Iface\tDestination\tGateway \tFlags\n\
+        hjv0\t000200C0\t00000000\t0001\n";
+
+    #[test]
+    fn passt_is_the_default_where_it_can_run() {
+        let c = choose_with(None, true, ROUTES).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Passt);
+        let c = choose_with(None, false, ROUTES).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Slirp);
+        assert!(c.reason.contains("not installed"), "{}", c.reason);
+        let c = choose_with(None, true, NO_DEFAULT).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Slirp);
+        assert!(c.reason.contains("default route"), "{}", c.reason);
+    }
+
+    #[test]
+    fn the_override_is_obeyed_or_refused() {
+        let c = choose_with(Some("slirp"), true, ROUTES).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Slirp);
+        let c = choose_with(Some("passt"), true, NO_DEFAULT).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Passt);
+        assert!(matches!(
+            choose_with(Some("passt"), false, ROUTES),
+            Err(PasstError::Missing)
+        ));
+        let e = choose_with(Some("vde"), true, ROUTES).unwrap_err();
+        assert!(e.to_string().contains("use passt or slirp"), "{e}");
+    }
+
+    #[test]
+    fn published_ports_become_bound_forwards() {
+        let fwd = |udp, ip: [u8; 4], host, guest| HostFwd {
+            udp,
+            host_ip: ip.into(),
+            host,
+            guest,
+        };
+        let s = |f: &[HostFwd]| {
+            passt_args(f)
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let base = "--foreground --quiet --ipv4-only --fd 3 --address 10.0.2.15 --netmask 24 \
+                    --gateway 10.0.2.2 --dns-forward 10.0.2.3 --mtu 65520";
+        assert_eq!(
+            s(&[]),
+            base.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        assert_eq!(
+            s(&[
+                fwd(false, [127, 0, 0, 1], 8080, 80),
+                fwd(true, [0, 0, 0, 0], 5353, 53),
+                fwd(false, [0, 0, 0, 0], 8443, 443),
+            ]),
+            format!(
+                "{} --tcp-ports 127.0.0.1/8080:80 --tcp-ports 0.0.0.0/8443:443 \
+                 --udp-ports 0.0.0.0/5353:53",
+                s(&[])
+            )
+        );
+    }
+
+    #[test]
+    fn has_default_route_needs_an_up_default() {
+        assert!(has_default_route(ROUTES));
+        assert!(!has_default_route(NO_DEFAULT));
+        assert!(!has_default_route(""));
+        assert!(!has_default_route(
+            "Iface\tDestination\tGateway\tFlags\neth0\t00000000\t0100000A\t0002\n"
+        ));
+    }
+}
