@@ -61,7 +61,18 @@ pub(crate) fn configure() -> anyhow::Result<()> {
     sock.set_addr("eth0", libc::SIOCSIFNETMASK, netmask(prefix))?;
     sock.up("eth0")?; // ip link set eth0 up
     sock.default_route(gw)?; // ip route add default via GATEWAY
+    announce(gw);
     Ok(())
+}
+
+/// Makes the NIC send its first frame now (an ARP request for the gateway, triggered by one
+/// datagram to the gateway's discard port). passt learns the guest's MAC address from the
+/// guest's first frame and until then addresses it as broadcast, which the guest's TCP drops:
+/// a box that had sent nothing yet timed out the first connection to its published port.
+fn announce(gw: std::net::Ipv4Addr) {
+    if let Ok(s) = std::net::UdpSocket::bind("0.0.0.0:0") {
+        let _ = s.send_to(b"", (gw, 9));
+    }
 }
 
 /// Configures the bridge-network NICs of `Start`'s setup: address, netmask, up, and the
