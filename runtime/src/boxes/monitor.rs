@@ -29,6 +29,11 @@ use crate::tee::pipeline::TeeLaunch;
 /// Exit code recorded when the VM had to be killed (Docker's 128 + SIGKILL).
 pub const KILLED_EXIT_CODE: i32 = 137;
 
+/// How long the guest gets to sync its disks and power off after `PowerOff` before its VM is
+/// killed. QEMU exits as soon as the guest is off, so this only bounds a hung guest; a short
+/// bound lost writes when the sync was slow (TCG, ext4 still initialising its inode tables).
+const POWER_OFF_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a guest gets to report its killed workload (and so sync its disks) before the VM
 /// itself is killed.
 const GUEST_KILL_GRACE: Duration = Duration::from_secs(5);
@@ -515,7 +520,14 @@ fn serve(
                     killed_at = Some(Instant::now());
                 }
                 Some(t) if t.elapsed() >= GUEST_KILL_GRACE => {
-                    // The guest does not answer: only killing the VM is left.
+                    // No exit report: still ask guest-init to sync and power off (it does so
+                    // from its control loop even if the workload is stuck), and kill the VM
+                    // only if that goes unanswered too.
+                    let _ = send(&vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
+                    let until = Instant::now() + POWER_OFF_WAIT;
+                    while vm.try_wait().is_none() && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                     vm.kill();
                     break KILLED_EXIT_CODE;
                 }
@@ -589,7 +601,7 @@ fn serve(
     let _ = log.sync();
     // The exit code is recorded by the caller right after this returns; the guest can go.
     let _ = send(&vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
-    let until = Instant::now() + Duration::from_secs(5);
+    let until = Instant::now() + POWER_OFF_WAIT;
     while vm.try_wait().is_none() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -689,6 +701,33 @@ fn accept_loop(
     }
 }
 
+/// Registers `conn` as a new session's client and sends the guest `first` on it; returns
+/// the session, or tells the client the guest channel is closed (`None`).
+fn open_session(
+    shared: &Arc<Mutex<Shared>>,
+    guest: &Arc<Mutex<UnixStream>>,
+    conn: &mut UnixStream,
+    first: &HostMsg,
+) -> Option<u32> {
+    let session = {
+        let mut sh = lock(shared);
+        let s = sh.next_session;
+        sh.next_session += 1;
+        sh.clients.insert(s, conn.try_clone().ok()?);
+        s
+    };
+    if Frame::control(session, first).is_ok_and(|f| to_guest(guest, &f)) {
+        return Some(session);
+    }
+    reply(
+        conn,
+        &MonitorMsg::Error {
+            message: "the guest channel is closed".into(),
+        },
+    );
+    None
+}
+
 fn to_guest(guest: &Arc<Mutex<UnixStream>>, frame: &Frame) -> bool {
     let Ok(mut g) = guest.lock() else {
         return false;
@@ -734,29 +773,9 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             return;
         }
         ClientMsg::Attest => {
-            let session = {
-                let mut sh = lock(shared);
-                let s = sh.next_session;
-                sh.next_session += 1;
-                match conn.try_clone() {
-                    Ok(c) => {
-                        sh.clients.insert(s, c);
-                    }
-                    Err(_) => return,
-                }
-                s
-            };
-            let ok =
-                Frame::control(session, &HostMsg::RatlsOpen).is_ok_and(|f| to_guest(guest, &f));
-            if !ok {
-                reply(
-                    &mut conn,
-                    &MonitorMsg::Error {
-                        message: "the guest channel is closed".into(),
-                    },
-                );
+            let Some(session) = open_session(shared, guest, &mut conn, &HostMsg::RatlsOpen) else {
                 return;
-            }
+            };
             session
         }
         ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. } => {
@@ -767,28 +786,9 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                 ClientMsg::Exec { process } => HostMsg::Exec { process },
                 _ => return,
             };
-            let session = {
-                let mut sh = lock(shared);
-                let s = sh.next_session;
-                sh.next_session += 1;
-                match conn.try_clone() {
-                    Ok(c) => {
-                        sh.clients.insert(s, c);
-                    }
-                    Err(_) => return,
-                }
-                s
-            };
-            let ok = Frame::control(session, &msg).is_ok_and(|f| to_guest(guest, &f));
-            if !ok {
-                reply(
-                    &mut conn,
-                    &MonitorMsg::Error {
-                        message: "the guest channel is closed".into(),
-                    },
-                );
+            let Some(session) = open_session(shared, guest, &mut conn, &msg) else {
                 return;
-            }
+            };
             session
         }
         ClientMsg::AttachStdin => WORKLOAD_SESSION,
@@ -805,26 +805,8 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                 ClientMsg::Top { ps_args } => HostMsg::Top { ps_args },
                 _ => HostMsg::Stats,
             };
-            let session = {
-                let mut sh = lock(shared);
-                let s = sh.next_session;
-                sh.next_session += 1;
-                match conn.try_clone() {
-                    Ok(c) => {
-                        sh.clients.insert(s, c);
-                    }
-                    Err(_) => return,
-                }
-                s
-            };
-            if !Frame::control(session, &msg).is_ok_and(|f| to_guest(guest, &f)) {
-                reply(
-                    &mut conn,
-                    &MonitorMsg::Error {
-                        message: "the guest channel is closed".into(),
-                    },
-                );
-            }
+            // The answer is relayed on the session; nothing more comes from the client.
+            let _ = open_session(shared, guest, &mut conn, &msg);
             return;
         }
         ClientMsg::Signal { signal } => {
