@@ -134,6 +134,47 @@ fn run_returns_output_env_and_the_workload_exit_code() {
 }
 
 #[test]
+fn the_box_ends_with_its_workload_even_when_children_hold_its_output() {
+    // Docker's rule: when the main process exits, the rest of the box goes with it. The
+    // background sleep keeps stdout open; guest-init used to wait for it before reporting
+    // the exit (so a `stop -t 0` of nginx, whose workers outlive a killed master, waited for
+    // the host's grace). The bound only stops a regression from hanging the suite.
+    let mut child = env()
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 900 & echo done; exit 4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bound = Instant::now() + Duration::from_secs(400);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > bound {
+            let _ = child.kill();
+            panic!("run --rm did not return after its workload exited: the box waited for the workload's background child");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!((status.code(), out.as_str()), (Some(4), "done\n"));
+}
+
+#[test]
 fn missing_command_exits_127_with_a_message() {
     let r = run(&["run", "--rm", "busybox", "no-such-program"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
