@@ -43,6 +43,8 @@ load() {
 # run BINARY CLIENTS: one of our brokers.
 run() {
     local pid addr
+    # A fresh file: the previous server's address must not be read before this one truncates it.
+    rm -f "$work/server.out"
     "$1" >"$work/server.out" 2>/dev/null &
     pid=$!
     pids+=("$pid")
