@@ -197,6 +197,26 @@ fn detached_box_serves_exec_logs_inspect_and_stats() {
         .find(|b| b["Names"] == name)
         .expect("shared box listed");
     assert_eq!(me["State"], "running");
+    // Docker's Go templates over the same row, plain and as an aligned table.
+    let names = ok(&["ps", "--format", "{{.Names}}:{{.State}}"]).stdout;
+    assert!(
+        names.lines().any(|l| l == format!("{name}:running")),
+        "{names}"
+    );
+    let table = ok(&["ps", "--format", r"table {{.ID}}\t{{.Names}}"]).stdout;
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("BOX ID "), "{table}");
+    assert!(lines.any(|l| l.ends_with(name)), "{table}");
+    let bad = run(&["ps", "--format", "yaml"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("use table, json or a Go template"),
+        "{}",
+        bad.stderr
+    );
+    let bad = run(&["ps", "--format", "{{range .}}x{{end}}"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("not supported"), "{}", bad.stderr);
 
     let r = run(&[
         "exec",

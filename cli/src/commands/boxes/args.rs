@@ -388,7 +388,7 @@ pub(crate) struct PsArgs {
     #[arg(long)]
     pub(crate) no_trunc: bool,
     #[command(flatten)]
-    pub(crate) format: FormatArgs,
+    pub(crate) format: crate::list_format::ListFormatArgs,
 }
 
 #[derive(Debug, Args)]
