@@ -175,6 +175,61 @@ fn the_box_ends_with_its_workload_even_when_children_hold_its_output() {
 }
 
 #[test]
+fn start_attach_streams_the_workload_and_returns_its_exit_code() {
+    ok(&[
+        "create",
+        "--name",
+        "sa-out",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-start; exit 5",
+    ]);
+    let r = run(&["start", "-a", "sa-out"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (5, "from-start\n"),
+        "{}",
+        r.stderr
+    );
+    // -i: this terminal's stdin reaches a box created with -i.
+    ok(&[
+        "create",
+        "-i",
+        "--name",
+        "sa-in",
+        "busybox",
+        "sh",
+        "-c",
+        "read l; echo got-$l",
+    ]);
+    let mut child = env()
+        .cmd()
+        .args(["start", "-a", "-i", "sa-in"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"line\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "got-line\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let two = run(&["start", "-a", "sa-out", "sa-in"]);
+    assert_eq!(two.code, 2, "{}", two.stderr);
+    assert!(two.stderr.contains("takes one box"), "{}", two.stderr);
+    assert_eq!(run(&["start", "-i", "sa-out"]).code, 2, "-i needs -a");
+    ok(&["rm", "sa-out", "sa-in"]);
+}
+
+#[test]
 fn missing_command_exits_127_with_a_message() {
     let r = run(&["run", "--rm", "busybox", "no-such-program"]);
     assert_eq!(r.code, 127, "{}", r.stderr);

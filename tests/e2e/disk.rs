@@ -222,7 +222,15 @@ fn df_matches_du_and_prune_leaves_nothing_of_deleted_images() {
 
     // --volumes takes anonymous volumes no box uses, never named ones (Docker 23's rule).
     ok(env.run(&["volume", "create", "named-kept"]));
-    ok(env.run(&["create", "--name", "anon-owner", "-v", "/data", "busybox", "true"]));
+    ok(env.run(&[
+        "create",
+        "--name",
+        "anon-owner",
+        "-v",
+        "/data",
+        "busybox",
+        "true",
+    ]));
     ok(env.run(&["rm", "anon-owner"]));
     let dangling = ok(env.run(&["volume", "ls", "--format", "{{.Name}}"])).stdout;
     assert_eq!(dangling.lines().count(), 2, "{dangling}");
