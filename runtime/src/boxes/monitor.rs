@@ -49,6 +49,8 @@ struct Shared {
     /// The box's own health-check command, fixed at create time like the workload: allowed
     /// even where host exec is refused.
     health_argv: Option<Vec<String>>,
+    /// The box is a pod's VM (issue 16): see [`session_permitted`].
+    pod_sandbox: bool,
     /// Where refusals are recorded, and the box id.
     audit: Option<(crate::audit::AuditLog, String)>,
     /// This run is over: the accept loop ends (a restart binds a new socket).
@@ -305,6 +307,11 @@ impl Boot<'_> {
             tee,
             exec_allowed: self.exec_allowed,
             health_argv: self.rec.spec.health.as_ref().map(|h| h.argv()),
+            pod_sandbox: self
+                .rec
+                .spec
+                .labels
+                .contains_key(a3s_vmm::pod_image::POD_SANDBOX_LABEL),
             monitor_pid: self.monitor_pid,
             running: false,
             watch: std::mem::replace(&mut self.watch, super::timings::Stopwatch::for_monitor()),
@@ -402,6 +409,7 @@ struct Guest<'a> {
     tee: Option<TeeLaunch>,
     exec_allowed: bool,
     health_argv: Option<Vec<String>>,
+    pod_sandbox: bool,
     /// This monitor's pid.
     monitor_pid: u32,
     /// Whether the box has been recorded `running` (its workload reached the guest's exec).
@@ -484,6 +492,7 @@ fn serve(
         next_session: 1,
         exec_allowed: guest_box.exec_allowed,
         health_argv: guest_box.health_argv.clone(),
+        pod_sandbox: guest_box.pod_sandbox,
         audit: Some((
             crate::audit::AuditLog::open(guest_box.boxes.home().audit()),
             guest_box.id.to_string(),
@@ -757,8 +766,8 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     };
     let _ = conn.set_read_timeout(None);
     let session = match first {
-        ClientMsg::Exec { ref process } | ClientMsg::ContainerExec { ref process, .. }
-            if !exec_permitted(&lock(shared), &process.argv) =>
+        ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. }
+            if !session_permitted(&lock(shared), &first) =>
         {
             let message =
                 "exec refused: this box runs in TEE mode and was not started with --allow-exec"
@@ -888,6 +897,25 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                 return;
             }
         }
+    }
+}
+
+/// Host exec is refused in a TEE box without the opt-in, except its health check and, in a
+/// confidential pod's VM, the runtime starting the pod's containers (the pod's workload; the
+/// engine refuses exec in them without the pod's opt-in) and guest-init's verified-image
+/// helpers (guest-init checks everything they receive).
+fn session_permitted(sh: &Shared, msg: &ClientMsg) -> bool {
+    match msg {
+        ClientMsg::ContainerExec { .. } if sh.pod_sandbox => true,
+        ClientMsg::Exec { process }
+            if sh.pod_sandbox && a3s_vmm::pod_image::is_pod_helper(&process.argv) =>
+        {
+            true
+        }
+        ClientMsg::Exec { process } | ClientMsg::ContainerExec { process, .. } => {
+            exec_permitted(sh, &process.argv)
+        }
+        _ => true,
     }
 }
 
