@@ -47,6 +47,7 @@ fn image_in(dir: &Path) -> Result<(), String> {
         "this VM was not booted with an image allow-list (a3s.pod_images): it is not a \
          confidential pod, and verified images are only for those",
     )?;
+    fs::create_dir_all(CONTAINERS_DIR).map_err(|e| format!("creating {CONTAINERS_DIR}: {e}"))?;
     receive(io::stdin().lock(), &allowed, &dir).map(drop)
 }
 
