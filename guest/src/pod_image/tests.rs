@@ -147,7 +147,7 @@ fn a_tampered_config_or_a_short_stream_is_refused() {
     let digest = img.digest();
     img.config[3] ^= 1;
     let (_t, d) = dir();
-    let e = receive(img.stream().as_slice(), &[digest.clone()], &d).unwrap_err();
+    let e = receive(img.stream().as_slice(), std::slice::from_ref(&digest), &d).unwrap_err();
     assert!(e.contains("the image config"), "{e}");
 
     let img = image();
