@@ -10,7 +10,7 @@
 //!   audited) without the pod's opt-in;
 //! - a pod whose KBS denies it fails RunPodSandbox naming the TEE step, and leaves no pod,
 //!   no box and no container; an SEV-SNP pod on this host and a pod naming a host file as a
-//!   secret are refused before anything boots.
+//!   secret are refused before anything boots; a pod that opts in lets the host exec.
 
 use std::path::PathBuf;
 
@@ -284,7 +284,7 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
 }
 
 #[test]
-fn a_confidential_pod_the_kbs_denies_leaves_nothing_behind() {
+fn a_confidential_pod_the_kbs_denies_leaves_nothing_behind_and_exec_needs_the_opt_in() {
     build_guest_init();
     let env = TestEnv::new();
     let digest = busybox_digest(&env);
@@ -351,4 +351,34 @@ fn a_confidential_pod_the_kbs_denies_leaves_nothing_behind() {
         .filter(|e| e["action"] == "pod.run" && e["outcome"] == "denied")
         .count();
     assert_eq!(denied, 2, "both refusals are audited");
+
+    // The opt-in: a confidential pod (no secrets) with io.a3s.box/allow-exec lets the host
+    // exec in its containers.
+    let open = pod_config(
+        &env,
+        "open",
+        &serde_json::json!({"io.a3s.box/images": digest, "io.a3s.box/allow-exec": "true"}),
+    );
+    let open_path = open.to_str().unwrap();
+    let pod = server
+        .ok(&["runp", "--runtime", "a3s-simulate", open_path])
+        .stdout
+        .trim()
+        .to_owned();
+    let c = container_config(&env, "shell", "busybox", "exec sleep 2147483647");
+    let shell = server
+        .ok(&["create", "--no-pull", &pod, c.to_str().unwrap(), open_path])
+        .stdout
+        .trim()
+        .to_owned();
+    server.ok(&["start", &shell]);
+    let r = server.ok(&["exec", "-s", &shell, "cat", "/proc/cmdline"]);
+    assert!(
+        r.stdout.contains(&format!("a3s.pod_images={digest}")),
+        "{}",
+        r.stdout
+    );
+    server.ok(&["stopp", &pod]);
+    server.ok(&["rmp", &pod]);
+    no_boxes(&env);
 }
