@@ -51,6 +51,8 @@ struct Shared {
     health_argv: Option<Vec<String>>,
     /// The box is a pod's VM (issue 16): see [`session_permitted`].
     pod_sandbox: bool,
+    /// Container roots whose main process was started (a second session there is an exec).
+    started_roots: std::collections::HashSet<String>,
     /// Where refusals are recorded, and the box id.
     audit: Option<(crate::audit::AuditLog, String)>,
     /// This run is over: the accept loop ends (a restart binds a new socket).
@@ -767,7 +769,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     let _ = conn.set_read_timeout(None);
     let session = match first {
         ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. }
-            if !session_permitted(&lock(shared), &first) =>
+            if !session_permitted(&mut lock(shared), &first) =>
         {
             let message =
                 "exec refused: this box runs in TEE mode and was not started with --allow-exec"
@@ -901,12 +903,16 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
 }
 
 /// Host exec is refused in a TEE box without the opt-in, except its health check and, in a
-/// confidential pod's VM, the runtime starting the pod's containers (the pod's workload; the
-/// engine refuses exec in them without the pod's opt-in) and guest-init's verified-image
+/// confidential pod's VM, the runtime starting each of the pod's containers once (the pod's
+/// workload; a second session in the same root is an exec) and guest-init's verified-image
 /// helpers (guest-init checks everything they receive).
-fn session_permitted(sh: &Shared, msg: &ClientMsg) -> bool {
+fn session_permitted(sh: &mut Shared, msg: &ClientMsg) -> bool {
     match msg {
-        ClientMsg::ContainerExec { .. } if sh.pod_sandbox => true,
+        ClientMsg::ContainerExec { root, .. }
+            if sh.pod_sandbox && sh.started_roots.insert(root.clone()) =>
+        {
+            true
+        }
         ClientMsg::Exec { process }
             if sh.pod_sandbox && a3s_vmm::pod_image::is_pod_helper(&process.argv) =>
         {
@@ -932,6 +938,43 @@ fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confidential_pod_starts_each_container_once_and_refuses_exec() {
+        let process = |argv: &[&str]| a3s_vmm::proto::ProcessSpec {
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            ..a3s_vmm::proto::ProcessSpec::default()
+        };
+        let start = |root: &str| ClientMsg::ContainerExec {
+            process: process(&["sh"]),
+            root: root.into(),
+        };
+        let mut sh = Shared {
+            pod_sandbox: true,
+            ..Shared::default()
+        };
+        assert!(session_permitted(&mut sh, &start("/containers/a/rootfs")));
+        assert!(!session_permitted(&mut sh, &start("/containers/a/rootfs")));
+        assert!(session_permitted(&mut sh, &start("/containers/b/rootfs")));
+        let helper = ClientMsg::Exec {
+            process: process(&["/.a3s/init", "__pod-image-in", "/containers/c"]),
+        };
+        assert!(session_permitted(&mut sh, &helper));
+        let shell = ClientMsg::Exec {
+            process: process(&["sh"]),
+        };
+        assert!(!session_permitted(&mut sh, &shell));
+        // With the opt-in, everything; in a TEE box that is no pod, none of the above.
+        sh.exec_allowed = true;
+        assert!(session_permitted(&mut sh, &start("/containers/a/rootfs")));
+        assert!(session_permitted(&mut sh, &shell));
+        let mut tee_box = Shared::default();
+        assert!(!session_permitted(
+            &mut tee_box,
+            &start("/containers/a/rootfs")
+        ));
+        assert!(!session_permitted(&mut tee_box, &helper));
+    }
 
     #[test]
     fn a_stop_request_ends_the_back_off_and_is_consumed() {
