@@ -118,14 +118,18 @@ pub(crate) fn open_image(spec: &RootSpec) -> anyhow::Result<()> {
 }
 
 /// Opens the writable layer (`rw_key` unlocks an encrypted one), mounts the overlay over the
-/// image opened by [`open_image`] and makes it `/`.
+/// image opened by [`open_image`] and makes it `/`; returns how long the parts of opening an
+/// encrypted layer took.
 ///
 /// # Errors
 /// A layer that cannot be opened or mounted: the caller must not start anything.
-pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Result<()> {
+pub(crate) fn enter(
+    spec: &RootSpec,
+    rw_key: Option<&[u8; 32]>,
+) -> anyhow::Result<crate::rwcrypt::Steps> {
     let rw_disk = find_disk(RW_SERIAL)?;
-    let rw_dev = match (spec.rw, rw_key) {
-        (RwFormat::Ext4, _) => rw_disk.dev_path(),
+    let (rw_dev, steps) = match (spec.rw, rw_key) {
+        (RwFormat::Ext4, _) => (rw_disk.dev_path(), Vec::new()),
         (RwFormat::Crypt, Some(key)) => crate::rwcrypt::open(&rw_disk, key)?,
         (RwFormat::Crypt, None) => {
             bail!("the writable layer is encrypted and only a confidential box can derive its key")
@@ -157,7 +161,8 @@ pub(crate) fn enter(spec: &RootSpec, rw_key: Option<&[u8; 32]>) -> anyhow::Resul
         Some(options.as_str()),
     )
     .context("mounting the overlay root")?;
-    switch_root(Path::new(NEW_ROOT))
+    switch_root(Path::new(NEW_ROOT))?;
+    Ok(steps)
 }
 
 /// dm-verity over the root disk: data and tree on one device, 4 KiB blocks, no salt.
