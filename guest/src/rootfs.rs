@@ -138,12 +138,18 @@ pub(crate) fn enter(
     mkdir(RW)?;
     // No nosuid/nodev: the upper layer holds the box's own files (a setuid binary copied up
     // by a package upgrade must keep working, as on Docker's overlay2).
+    // `noinit_itable`: the layer is made with lazy inode tables, and ext4 would otherwise zero
+    // them from a kernel thread after mounting: 160 MiB on a 10 GiB layer, minutes of guest
+    // CPU under TCG and as much host disk for an empty box (twice that and AES-GCM on an
+    // encrypted layer). ext4 never reads the unused part of an inode table (group descriptors
+    // count it, `itable_unused`), and writes a whole table block when it first puts an inode
+    // in it; on a plain layer unwritten blocks read as the zeros the thread would write.
     mount(
         Some(&rw_dev),
         RW,
         Some("ext4"),
         MsFlags::empty(),
-        None::<&str>,
+        Some("noinit_itable"),
     )
     .with_context(|| format!("mounting the box's writable layer ({})", rw_dev.display()))?;
     for d in ["upper", "work"] {
