@@ -3,9 +3,10 @@
 #  1. the raw floor: the same QEMU, machine, accelerator, kernel (the cached PVH vmlinux) and
 #     memory size idling a minimal init (static busybox sleeping), no devices;
 #  2. an idle busybox box with free page reporting (the default) and without
-#     (A3S_BOX_BALLOON=off), idle and after a burst that used 40 % of the guest's memory, as
-#     QEMU + monitor + passt, split into anonymous memory (what the
-#     host must really find) and file pages (the kernel and initrd, shared page cache);
+#     (A3S_BOX_BALLOON=off), idle and after a burst that used 40 % of the guest's memory, and
+#     one with QEMU's default 1 GiB TCG translation buffer (A3S_BOX_TCG_TB_MIB=0, before it was
+#     bounded), as QEMU + monitor + passt, split into anonymous memory (what the host must
+#     really find) and file pages (the kernel and initrd, shared page cache);
 #  3. an idle real-image box (nginx from scripts/test-images, when it is cached) against the idle
 #     busybox box;
 #  4. N idle busybox boxes started together: the drop in the host's MemAvailable, per box.
@@ -37,39 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
-# Anonymous and file-backed resident KiB of a list of pids: "anon file".
-usage() {
-  local a=0 f=0 p
-  for p in "$@"; do
-    a=$((a + $(kib "$p" RssAnon) + $(kib "$p" RssShmem))); f=$((f + $(kib "$p" RssFile)))
-  done
-  echo "$a $f"
-}
-settle() {
-  local prev=-99999 cur
-  for _ in $(seq 60); do
-    sleep 2
-    cur=$(usage "$@" | awk '{print $1 + $2}')
-    [ $((cur - prev)) -lt 2048 ] && [ $((prev - cur)) -lt 2048 ] && break
-    prev=$cur
-  done
-  usage "$@"
-}
-pids_of() {
-  local j
-  j=$("$box" inspect "$1")
-  python3 - "$j" <<'EOF'
-import json, subprocess, sys
-s = json.loads(sys.argv[1])[0]["state"]
-pids = [s["qemu_pid"], s["monitor_pid"]]
-# passt, started by the monitor for the default network
-# (Debian's passt execs passt.avx2 where it can)
-out = subprocess.run(["pgrep", "-P", str(s["monitor_pid"])], capture_output=True, text=True).stdout.split()
-passt = [int(p) for p in out if open(f"/proc/{p}/comm").read().startswith("passt")]
-print(" ".join(str(p) for p in pids + passt))
-EOF
-}
+. bench/mem-lib.sh
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 
 # Warm-up: imports busybox, extracts the vmlinux, builds the initrd.
@@ -98,8 +67,12 @@ kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true; floor_pid=
 # 2. Idle busybox, with and without free page reporting (both running at once).
 "$box" run -d --name fp-balloon -m "${mem}m" busybox sleep 100000 >/dev/null
 A3S_BOX_BALLOON=off "$box" run -d --name fp-noballoon -m "${mem}m" busybox sleep 100000 >/dev/null
+# ... and with QEMU's default 1 GiB TCG translation buffer (before it was bounded).
+A3S_BOX_TCG_TB_MIB=0 "$box" run -d --name fp-tb1g -m "${mem}m" busybox sleep 100000 >/dev/null
 read -r ba bf < <(settle $(pids_of fp-balloon))
 read -r na nf < <(settle $(pids_of fp-noballoon))
+read -r ta _ < <(settle $(pids_of fp-tb1g))
+"$box" rm -f fp-tb1g >/dev/null
 # ... and after the workload used 40 % of the guest's memory for a moment and freed it.
 burst=$((mem * 2 / 5))
 for b in fp-balloon fp-noballoon; do
@@ -121,7 +94,6 @@ fi
 "$box" rm -f fp-balloon >/dev/null
 
 # 4. N idle boxes.
-avail() { awk '/MemAvailable/{print $2}' /proc/meminfo; }
 sleep 2
 before=$(avail)
 for i in $(seq "$n"); do "$box" run -d --name "fp-many-$i" -m "${mem}m" busybox sleep 100000 >/dev/null & done
@@ -131,7 +103,7 @@ for i in $(seq "$n"); do all+=($(pids_of "fp-many-$i")); done
 read -r ma mf < <(settle "${all[@]}")
 after=$(avail)
 
-python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" <<'EOF'
+python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" "$ta" <<'EOF'
 import sys
 a = sys.argv
 accel, mem = a[1], a[2]
@@ -144,6 +116,8 @@ print(f"  raw QEMU floor (minimal init)          {fa:7.1f} + {ff:6.1f}")
 print(f"  busybox box, free page reporting       {ba:7.1f} + {bf:6.1f}   anon ratio to floor {ba/fa:.2f}")
 print(f"  busybox box, no balloon (before)       {na:7.1f} + {nf:6.1f}   anon ratio to floor {na/fa:.2f}")
 print(f"  reporting / no balloon (anon)          {ba/na:.2f}")
+ta = int(a[19]) / 1024
+print(f"  busybox box, 1 GiB TCG buffer (before)  {ta:7.1f} anon   bounded/1 GiB {ba/ta:.2f}")
 bb, nb = int(a[16]) / 1024, int(a[17]) / 1024
 print(f"  after a {a[18]} MiB burst in the workload: reporting {bb:7.1f}, no balloon {nb:7.1f}   ratio {bb/nb:.2f}")
 if xa is not None:

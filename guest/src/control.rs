@@ -155,7 +155,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             };
             match tee {
                 None => {
-                    if let Err(e) = enter_root(root.as_ref(), None) {
+                    if let Err(e) = enter_root(root.as_ref(), None).map(drop) {
                         return refuse_start(&e, chan);
                     }
                     apply_setup(&setup);
@@ -180,14 +180,21 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                             _ => None,
                         };
                         let keyed = std::time::Instant::now();
-                        if let Err(e) = enter_root(root.as_ref(), key.as_deref()) {
-                            tee_failed(&chan, &agent::StepError::new("rootfs", format!("{e:#}")));
-                        }
+                        let parts = match enter_root(root.as_ref(), key.as_deref()) {
+                            Ok(parts) => parts,
+                            Err(e) => tee_failed(
+                                &chan,
+                                &agent::StepError::new("rootfs", format!("{e:#}")),
+                            ),
+                        };
                         // Reported like the agent's steps, so the host's timings attribute
                         // them (formatting the encrypted layer on first boot is the big one).
                         if key.is_some() {
                             timed_step(&chan, "layer_key", keyed - began);
                             timed_step(&chan, "rw_layer", keyed.elapsed());
+                            for (part, took) in parts {
+                                timed_step(&chan, part, took);
+                            }
                         }
                         apply_setup(&setup);
                         let opened = |a| lock(&state).agent = Some(a);
@@ -329,13 +336,18 @@ fn timed_step(chan: &Channel, step: &str, elapsed: Duration) {
     );
 }
 
-/// Enters a root left by [`prepare_root`] (nothing when it was entered already).
-fn enter_root(root: Option<&RootSpec>, key: Option<&[u8; 32]>) -> anyhow::Result<()> {
+/// Enters a root left by [`prepare_root`] (nothing when it was entered already); returns how
+/// long the parts of opening an encrypted layer took.
+fn enter_root(
+    root: Option<&RootSpec>,
+    key: Option<&[u8; 32]>,
+) -> anyhow::Result<crate::rwcrypt::Steps> {
+    let mut parts = Vec::new();
     if let Some(spec) = root {
-        crate::rootfs::enter(spec, key)?;
+        parts = crate::rootfs::enter(spec, key)?;
     }
     ROOT_ENTERED.set();
-    Ok(())
+    Ok(parts)
 }
 
 /// Set once the box's root filesystem is `/`: exec sessions start only after it.

@@ -31,9 +31,18 @@ pub const DEFAULT_LAYER_BYTES: u64 = 10 << 30;
 pub const MIN_LAYER_BYTES: u64 = 64 << 20;
 /// Guest modules every box needs for its disks (dependencies are added from modinfo).
 pub const GUEST_MODULES: &[&str] = &["virtio_blk", "dm_verity", "erofs", "overlay"];
-/// Guest modules for an encrypted writable layer: the targets, and the crypto templates the
-/// kernel would otherwise ask modprobe for (there is no modprobe in the initrd).
-pub const CRYPT_GUEST_MODULES: &[&str] = &["dm_crypt", "dm_integrity", "gcm", "ghash_generic"];
+/// Guest modules for an encrypted writable layer: the targets, the crypto templates the kernel
+/// would otherwise ask modprobe for (there is no modprobe in the initrd), and AES-NI/PCLMUL
+/// AES-GCM (the generic C code wrote about 10 MB/s under TCG; every CPU model a box gets has
+/// the instructions, and the kernel prefers the fastest implementation it has).
+pub const CRYPT_GUEST_MODULES: &[&str] = &[
+    "dm_crypt",
+    "dm_integrity",
+    "gcm",
+    "ghash_generic",
+    "aesni_intel",
+    "ghash_clmulni_intel",
+];
 /// The host tool that formats plain writable layers.
 pub const MKE2FS: &str = "mke2fs";
 /// Where Debian installs it: the copy that goes into a confidential box's initrd (and is

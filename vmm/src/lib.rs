@@ -23,5 +23,6 @@ pub mod proto;
 pub mod qemu;
 pub mod qmp;
 pub mod snp;
+pub mod tcg;
 
 pub use qemu::{BootInfo, Machine, StartError, Vm, VmConfig};

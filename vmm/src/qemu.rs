@@ -96,6 +96,9 @@ pub enum ConfigError {
     /// The memory need could not be computed.
     #[error(transparent)]
     MemoryNeed(#[from] crate::memory::MemoryError),
+    /// A bad `A3S_BOX_TCG_TB_MIB` ([`crate::tcg`]).
+    #[error("{0}")]
+    TbSize(String),
 }
 
 impl ConfigError {
@@ -151,6 +154,8 @@ pub struct VmConfig {
     pub snp: Option<crate::snp::SnpConfig>,
     /// A free-page-reporting balloon ([`crate::balloon`]; never for SNP launches).
     pub balloon: bool,
+    /// TCG's translation buffer bound in MiB ([`crate::tcg`]; `None`: QEMU's default).
+    pub tcg_tb_mib: Option<u32>,
 }
 
 impl VmConfig {
@@ -225,7 +230,7 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
             }
         }
         push("-accel");
-        push(config.accel.as_str());
+        push(&crate::tcg::accel_arg(config.accel, config.tcg_tb_mib));
         push("-cpu");
         push(match config.accel {
             Accel::Kvm => "host",
@@ -813,6 +818,7 @@ mod tests {
             snp: None,
             balloon: true,
             boot_attempts: 3,
+            tcg_tb_mib: Some(32),
         }
     }
 
@@ -848,7 +854,7 @@ mod tests {
 
     #[test]
     fn microvm_arguments_are_exactly_these() {
-        let expected = "-M microvm,acpi=on -bios /usr/share/qemu/qboot.rom -accel tcg -cpu max \
+        let expected = "-M microvm,acpi=on -bios /usr/share/qemu/qboot.rom -accel tcg,tb-size=32 -cpu max \
             -m 256 -smp 1 -nodefaults -no-user-config -display none -no-reboot \
             -kernel /k/vmlinux -initrd /c/initrd.img -append console=ttyS0 quiet nokaslr \
             mitigations=off cryptomgr.notests no_timer_check tsc=reliable panic=-1 reboot=t \

@@ -368,6 +368,9 @@ impl VmPlan {
             snp: self.snp.clone(),
             // Off only to measure what it saves (bench/footprint.sh).
             balloon: std::env::var(a3s_vmm::balloon::BALLOON_ENV).as_deref() != Ok("off"),
+            // A bad value was refused when the plan was made.
+            tcg_tb_mib: a3s_vmm::tcg::tb_mib_from_env()
+                .unwrap_or(Some(a3s_vmm::tcg::DEFAULT_TB_MIB)),
         }
     }
 }
@@ -803,6 +806,8 @@ impl Boxes {
             Some(_) => (Machine::Q35, kernel.vmlinuz()),
             None => (Machine::from_env()?, kernel.vmlinux(&cache)?),
         };
+        // Checked here so a bad value fails before anything boots (`vm_config` reads it again).
+        a3s_vmm::tcg::tb_mib_from_env()?;
         let init = assets::locate_guest_init()?;
         if !mounts.is_empty() {
             a3s_vmm::fs::locate_virtiofsd()?;

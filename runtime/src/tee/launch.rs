@@ -271,6 +271,7 @@ mod tests {
             shares: vec![],
             snp: None,
             balloon: true,
+            tcg_tb_mib: None,
         };
         // Both measure the machine's real firmware (qboot) through the stand-in.
         let from_files = measure_config(TeeMode::Simulated, &config).unwrap().digest;
