@@ -80,6 +80,7 @@ impl Engine {
             capability_args,
             result: None,
             released: false,
+            reached: None,
         }))
     }
 

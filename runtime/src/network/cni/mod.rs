@@ -69,6 +69,11 @@ pub struct PodNetwork {
     /// DEL succeeded: the address and the plugins' host state are released.
     #[serde(default)]
     pub released: bool,
+    /// How many plugins ADD invoked (the failing one included); DEL asks those only: a
+    /// plugin never run allocated nothing (and may be the missing binary that failed ADD).
+    /// `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<usize>,
 }
 
 impl PodNetwork {
@@ -88,12 +93,28 @@ impl PodNetwork {
     ///
     /// # Errors
     /// The first plugin's error, naming it.
-    pub fn add(&self) -> Result<Value, CniError> {
-        let inv = self.invocation(&self.netns);
+    pub fn add(&mut self) -> Result<Value, CniError> {
         let mut prev: Option<Value> = None;
-        for p in &self.network.plugins {
-            prev = exec::run(Op::Add, &inv, &self.network, p, prev.as_ref())?;
+        let mut reached = 0;
+        let mut outcome = Ok(());
+        {
+            let inv = self.invocation(&self.netns);
+            for p in &self.network.plugins {
+                reached += 1;
+                match exec::run(Op::Add, &inv, &self.network, p, prev.as_ref()) {
+                    Ok(r) => prev = r,
+                    Err(e) => {
+                        if matches!(e, CniError::PluginMissing { .. }) {
+                            reached -= 1; // never ran
+                        }
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
         }
+        self.reached = Some(reached);
+        outcome?;
         prev.ok_or_else(|| CniError::Result("the plugin chain returned no result".into()))
     }
 
@@ -116,7 +137,8 @@ impl PodNetwork {
             .as_ref()
             .filter(|_| self.network.cni_version != "0.3.0" && self.network.cni_version != "0.3.1");
         let mut first = None;
-        for p in self.network.plugins.iter().rev() {
+        let reached = self.reached.unwrap_or(self.network.plugins.len());
+        for p in self.network.plugins.iter().take(reached).rev() {
             if let Err(e) = exec::run(Op::Del, &inv, &self.network, p, prev) {
                 first.get_or_insert(e);
             }
@@ -268,6 +290,7 @@ mod tests {
             capability_args: Map::new(),
             result: None,
             released: false,
+            reached: None,
         };
         let r = net.add().unwrap();
         net.result = Some(r);
@@ -280,6 +303,29 @@ mod tests {
         net.del().unwrap();
         assert!(!lease.exists(), "DEL released the address");
         net.del().unwrap(); // idempotent
+
+        // A chain whose second plugin is missing: ADD fails naming it after host-local
+        // allocated, and DEL (asked of the plugins that ran) releases the address.
+        net.network
+            .plugins
+            .push(serde_json::from_str(r#"{"type": "a3s-no-such-plugin"}"#).unwrap());
+        net.result = None;
+        let e = net.add().unwrap_err();
+        assert!(
+            matches!(&e, CniError::PluginMissing { plugin, .. } if plugin == "a3s-no-such-plugin"),
+            "{e}"
+        );
+        assert_eq!(net.reached, Some(1));
+        let leases = |dir: &Path| {
+            std::fs::read_dir(dir.join("a3s-unit"))
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                .count()
+        };
+        assert_eq!(leases(data.path()), 1, "host-local allocated before the failure");
+        net.del().unwrap();
+        assert_eq!(leases(data.path()), 0, "DEL released it");
     }
 
     #[test]
