@@ -12,6 +12,8 @@ mod clock;
 mod commands;
 mod compose;
 mod cri;
+// issue 16: pod networking through CNI (branch hK)
+mod cri_cni;
 mod disk;
 mod hardening;
 mod health;

@@ -323,7 +323,11 @@ mod tests {
                 .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
                 .count()
         };
-        assert_eq!(leases(data.path()), 1, "host-local allocated before the failure");
+        assert_eq!(
+            leases(data.path()),
+            1,
+            "host-local allocated before the failure"
+        );
         net.del().unwrap();
         assert_eq!(leases(data.path()), 0, "DEL released it");
     }
