@@ -281,6 +281,93 @@ mod tests {
     }
 
     #[test]
+    fn on_a_cni_node_ports_go_to_portmap_and_the_status_has_the_pod_ips() {
+        let mut c = config();
+        c.port_mappings.push(cri::PortMapping {
+            protocol: cri::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: "192.0.2.1".into(),
+        });
+        c.dns_config = Some(cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        });
+        let spec = spec_of(&c, "", true).unwrap();
+        assert_eq!(
+            spec.ports,
+            vec![
+                PortMap {
+                    host_ip: Ipv4Addr::UNSPECIFIED,
+                    ..PortMap::tcp(18080, 80)
+                },
+                PortMap {
+                    host_ip: Ipv4Addr::new(192, 0, 2, 1),
+                    host: 5353,
+                    guest: 53,
+                    proto: Proto::Udp,
+                },
+            ]
+        );
+        assert_eq!(spec.dns_searches, ["ns.svc.cluster.local"]);
+        assert_eq!(spec.dns_options, ["ndots:5"]);
+        // The same UDP mapping has no home without CNI.
+        assert_eq!(
+            spec_of(&c, "", false).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let mut bad = config();
+        bad.dns_config = Some(cri::DnsConfig {
+            searches: vec!["two words".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            spec_of(&bad, "", true).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut sctp = config();
+        sctp.port_mappings[0].protocol = cri::Protocol::Sctp as i32;
+        assert_eq!(
+            spec_of(&sctp, "", true).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+
+        let result = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+            "ips": [
+                {"interface": 0, "address": "10.233.1.5/24", "gateway": "10.233.1.1"},
+                {"interface": 0, "address": "fd00::5/64"}
+            ]
+        });
+        let network: a3s_runtime::network::cni::PodNetwork =
+            serde_json::from_value(serde_json::json!({
+                "netns": "/run/netns/x", "container_id": "p", "ifname": "eth0",
+                "network": {"name": "n", "cni_version": "1.0.0", "plugins": [], "source": "/x"},
+                "bin_dirs": [], "args": [], "capability_args": {}, "result": result
+            }))
+            .unwrap();
+        let mut rec = PodRecord {
+            id: "ab".repeat(16),
+            spec,
+            box_id: "cd".repeat(16),
+            created_ns: 1,
+            network: Some(network),
+        };
+        let st = status_of(&rec, PodState::Ready).network.unwrap();
+        assert_eq!(st.ip, "10.233.1.5");
+        assert_eq!(
+            st.additional_ips,
+            [cri::PodIp {
+                ip: "fd00::5".into()
+            }]
+        );
+        rec.network.as_mut().unwrap().released = true;
+        assert_eq!(status_of(&rec, PodState::NotReady).network.unwrap().ip, "");
+    }
+
+    #[test]
     fn filters_by_id_prefix_state_and_labels() {
         let rec = PodRecord {
             id: "ab".repeat(32),

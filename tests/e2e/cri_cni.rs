@@ -181,13 +181,18 @@ impl CniConf {
 struct Server {
     child: Child,
     socket: PathBuf,
+    /// Remove every pod on drop (not when the test restarts the server on purpose).
+    cleanup: bool,
 }
 
 impl Server {
     fn start(env: &TestEnv, lab: &Lab, conf: &CniConf) -> Self {
         let socket = env.path("cri-cni.sock");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns, env!("CARGO_BIN_EXE_a3s-box")])
+        // nsenter enters the lab's network namespace only; `ip netns exec` would also give the
+        // server a mount namespace of its own, hiding the pods' namespace mounts from the test.
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.ns))
+            .args(["--", env!("CARGO_BIN_EXE_a3s-box")])
             .args(["cri", "serve", "--listen"])
             .arg(format!("unix://{}", socket.display()))
             .arg("--cni-conf-dir")
@@ -212,7 +217,18 @@ impl Server {
                 rest.clear();
             }
         });
-        Self { child, socket }
+        Self {
+            child,
+            socket,
+            cleanup: true,
+        }
+    }
+
+    /// Kills the server outright (as a crash would) and starts a new one on the same home.
+    fn restart(mut self, env: &TestEnv, lab: &Lab, conf: &CniConf) -> Self {
+        self.cleanup = false;
+        drop(self);
+        Self::start(env, lab, conf)
     }
 
     fn endpoint(&self) -> String {
@@ -309,7 +325,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.crictl(&["rmp", "--all", "--force"]);
+        if self.cleanup {
+            let _ = self.crictl(&["rmp", "--all", "--force"]);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -383,23 +401,24 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
         "{}",
         inside.stdout
     );
-    let veth_mac = String::from_utf8(
-        Command::new("ip")
-            .args(["-n", netns_of(&a).file_name().unwrap().to_str().unwrap()])
-            .args(["-o", "link", "show", "eth0"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let pod_ns = netns_of(&a);
+    let veth_mac = output(Command::new("ip").args([
+        "netns",
+        "exec",
+        pod_ns.file_name().unwrap().to_str().unwrap(),
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]));
+    assert_eq!(veth_mac.code, 0, "{}", veth_mac.stderr);
     let guest_mac = inside
         .stdout
         .lines()
         .find(|l| l.len() == 17 && l.matches(':').count() == 5)
         .unwrap_or_else(|| panic!("no MAC in {}", inside.stdout));
-    assert!(
-        veth_mac.contains(guest_mac),
-        "guest MAC {guest_mac} is the pod veth's: {veth_mac}"
+    assert_eq!(
+        veth_mac.stdout.trim(),
+        guest_mac,
+        "the guest NIC has the pod veth's MAC"
     );
     for line in [
         "nameserver 10.233.41.53",
@@ -455,7 +474,10 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
     server.ok(&["rmp", &a]);
     assert!(!netns_of(&a).exists(), "rmp removed A's namespace");
 
-    // RemovePodSandbox without a stop first releases everything too.
+    // A restarted server still releases what an earlier one allocated (the pod record keeps
+    // the configuration and result), and RemovePodSandbox without a stop first releases
+    // everything too.
+    let server = server.restart(&env, &lab, &conf);
     server.ok(&["rmp", "--force", &b]);
     assert!(conf.leased().is_empty(), "{:?}", conf.leased());
     assert_eq!(lab.veths(), 0);
@@ -579,7 +601,7 @@ impl Drop for Relay {
 /// applets; busybox httpd as the web server) and served by a local registry.
 #[test]
 fn critest_runtime_conditions_and_networking_specs_pass_with_cni() {
-    use crate::registry::{build_image, run_ok, LocalRegistry};
+    use crate::image::registry::{build_image, run_ok, LocalRegistry};
     let critest = crictl_exe().with_file_name("critest");
     assert!(
         critest.is_file(),
@@ -591,6 +613,10 @@ fn critest_runtime_conditions_and_networking_specs_pass_with_cni() {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
         }
         std::fs::write(root.join("srv/index.html"), "critest web server\n").unwrap();
+        // critest's containers run as the image's default user, root.
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     };
     let image = build_image("v1", &[&applets]);
     let tagged = format!("{}:v1", image.path().display());
