@@ -371,7 +371,7 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
     assert!(netns_of(&a).exists(), "the pod's namespace exists");
     assert_eq!(
         conf.leased(),
-        [ip_a.clone()],
+        vec![ip_a.clone()],
         "host-local leased the pod's IP"
     );
     let web = server.run_container(
@@ -463,7 +463,7 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
     // StopPodSandbox releases the address (CNI DEL): lease, veth and portmap chains go; the
     // namespace stays until RemovePodSandbox. A second stop is fine.
     server.ok(&["stopp", &a]);
-    assert_eq!(conf.leased(), [ip_b.clone()], "A's lease is released");
+    assert_eq!(conf.leased(), vec![ip_b.clone()], "A's lease is released");
     assert_eq!(lab.veths(), 1, "A's veth is gone");
     assert!(lab.pod_chains().is_empty(), "{:?}", lab.pod_chains());
     let st = server.json(&["inspectp", "-o", "json", &a]);

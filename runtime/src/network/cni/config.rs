@@ -262,7 +262,11 @@ mod tests {
     fn an_oversized_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("10-big.conf");
-        std::fs::write(&p, vec![b' '; (MAX_CONFIG_BYTES + 1) as usize]).unwrap();
+        std::fs::write(
+            &p,
+            vec![b' '; usize::try_from(MAX_CONFIG_BYTES + 1).unwrap()],
+        )
+        .unwrap();
         let e = NetworkList::discover(dir.path()).unwrap_err().to_string();
         assert!(e.contains("exceeds"), "{e}");
     }
