@@ -96,12 +96,20 @@ impl Engine {
         };
         let name = netns_name(pn)?;
         netns::create(&name)?;
-        let result = pn.add()?;
-        pn.result = Some(result);
+        let added = pn.add();
+        if let Ok(r) = &added {
+            pn.result = Some(r.clone());
+        }
+        // Recorded at once (how far ADD got, its result): a crash from here on still leaves
+        // what DEL needs.
+        self.save_pod(rec)?;
+        added?;
+        let Some(pn) = rec.network.as_ref() else {
+            return Ok(());
+        };
         let addresses = pn.addresses()?;
         let link = pod_link::join(&name, &pn.ifname)?;
         let nic = PodNic::new(pn.netns.clone(), &link, &addresses);
-        self.save_pod(rec)?;
         let dir = self.boxes.box_dir(&self.boxes.find(&rec.box_id)?.id);
         let mut net = BoxNet::load(&dir)?;
         net.pod = Some(nic);
