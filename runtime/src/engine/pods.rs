@@ -116,7 +116,8 @@ impl Engine {
                     }
                 }
                 Err(d) => message.push_str(&format!(
-                    "; releasing its network failed ({d}): the pod stays listed until                      StopPodSandbox or RemovePodSandbox releases it"
+                    "; releasing its network failed ({d}): the pod stays listed until \
+                     StopPodSandbox or RemovePodSandbox releases it"
                 )),
             }
             self.record(
