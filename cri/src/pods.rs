@@ -1,16 +1,21 @@
 //! CRI pod sandbox messages ⇄ the engine's pods.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use a3s_runtime::engine::PodState;
-use a3s_runtime::network::PortMap;
+use a3s_runtime::network::{PortMap, Proto};
 use a3s_runtime::pods::{PodRecord, PodSpec};
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
-/// What the engine is asked to run, from RunPodSandbox's config and handler.
-pub(crate) fn spec_of(config: &cri::PodSandboxConfig, handler: &str) -> Result<PodSpec, Status> {
+/// What the engine is asked to run, from RunPodSandbox's config and handler; `cni`: the node
+/// has a CNI configuration (port mappings go to its portmap plugin).
+pub(crate) fn spec_of(
+    config: &cri::PodSandboxConfig,
+    handler: &str,
+    cni: bool,
+) -> Result<PodSpec, Status> {
     let meta = config.metadata.as_ref().ok_or_else(|| {
         Status::invalid_argument("PodSandboxConfig.metadata is missing (name, namespace, uid)")
     })?;
@@ -21,15 +26,34 @@ pub(crate) fn spec_of(config: &cri::PodSandboxConfig, handler: &str) -> Result<P
     }
     let mut ports = Vec::new();
     for p in &config.port_mappings {
-        ports.extend(port_of(p)?);
+        ports.extend(if cni { cni_port_of(p)? } else { port_of(p)? });
     }
     let mut dns_servers = Vec::new();
+    let mut dns_searches = Vec::new();
+    let mut dns_options = Vec::new();
     if let Some(dns) = &config.dns_config {
         for s in &dns.servers {
             s.parse::<IpAddr>().map_err(|_| {
                 Status::invalid_argument(format!("DNS server {s:?} is not an IP address"))
             })?;
             dns_servers.push(s.clone());
+        }
+        for (what, given, out) in [
+            ("search domain", &dns.searches, &mut dns_searches),
+            ("option", &dns.options, &mut dns_options),
+        ] {
+            for v in given {
+                // One resolv.conf line each: no whitespace or control characters inside.
+                if v.is_empty()
+                    || v.len() > 253
+                    || v.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "DNS {what} {v:?} must be 1 to 253 characters without spaces"
+                    )));
+                }
+                out.push(v.clone());
+            }
         }
     }
     Ok(PodSpec {
@@ -41,6 +65,8 @@ pub(crate) fn spec_of(config: &cri::PodSandboxConfig, handler: &str) -> Result<P
         annotations: sorted(&config.annotations),
         hostname: Some(config.hostname.clone()).filter(|h| !h.is_empty()),
         dns_servers,
+        dns_searches,
+        dns_options,
         ports,
         handler: handler.to_owned(),
     })
@@ -75,6 +101,47 @@ fn port_of(p: &cri::PortMapping) -> Result<Option<PortMap>, Status> {
     Ok((host != 0).then_some(PortMap::tcp(host, guest)))
 }
 
+/// A port mapping for CNI's portmap plugin: TCP or UDP, on any host IPv4 address (none: all
+/// of them, as Kubernetes means it).
+fn cni_port_of(p: &cri::PortMapping) -> Result<Option<PortMap>, Status> {
+    let proto = if p.protocol == cri::Protocol::Tcp as i32 {
+        Proto::Tcp
+    } else if p.protocol == cri::Protocol::Udp as i32 {
+        Proto::Udp
+    } else {
+        return Err(Status::unimplemented(format!(
+            "port mapping {}: only TCP and UDP ports can be mapped",
+            p.container_port
+        )));
+    };
+    let host_ip = if p.host_ip.is_empty() {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        p.host_ip.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "port mapping {}: host IP {:?} is not an IPv4 address",
+                p.container_port, p.host_ip
+            ))
+        })?
+    };
+    let port = |v: i32, what: &str| {
+        u16::try_from(v).map_err(|_| Status::invalid_argument(format!("{what} {v} is not a port")))
+    };
+    let guest = port(p.container_port, "containerPort")?;
+    let host = port(p.host_port, "hostPort")?;
+    if guest == 0 {
+        return Err(Status::invalid_argument(
+            "a port mapping needs a containerPort",
+        ));
+    }
+    Ok((host != 0).then_some(PortMap {
+        host_ip,
+        host,
+        guest,
+        proto,
+    }))
+}
+
 fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
@@ -106,12 +173,27 @@ pub(crate) fn status_of(rec: &PodRecord, s: PodState) -> cri::PodSandboxStatus {
         metadata: Some(metadata(rec)),
         state: state(s),
         created_at: rec.created_ns,
-        // No CNI yet: the pod has no cluster address.
-        network: Some(cri::PodSandboxNetworkStatus::default()),
+        network: Some(network_status(rec)),
         linux: None,
         labels: unsorted(&rec.spec.labels),
         annotations: unsorted(&rec.spec.annotations),
         runtime_handler: rec.spec.handler.clone(),
+    }
+}
+
+/// The pod's addresses from its CNI result (none without CNI, or once released).
+fn network_status(rec: &PodRecord) -> cri::PodSandboxNetworkStatus {
+    let ips: Vec<IpAddr> = rec
+        .network
+        .as_ref()
+        .filter(|n| !n.released)
+        .and_then(|n| n.addresses().ok())
+        .map(|a| a.ips)
+        .unwrap_or_default();
+    let mut ips = ips.iter().map(ToString::to_string);
+    cri::PodSandboxNetworkStatus {
+        ip: ips.next().unwrap_or_default(),
+        additional_ips: ips.map(|ip| cri::PodIp { ip }).collect(),
     }
 }
 
@@ -178,7 +260,7 @@ mod tests {
 
     #[test]
     fn converts_the_config_and_back() {
-        let spec = spec_of(&config(), "").unwrap();
+        let spec = spec_of(&config(), "", false).unwrap();
         assert_eq!(spec.full_name(), "web_default_u1_2");
         assert_eq!(spec.hostname.as_deref(), Some("web-0"));
         assert_eq!(spec.dns_servers, vec!["10.96.0.10".to_owned()]);
@@ -188,6 +270,7 @@ mod tests {
             spec,
             box_id: "cd".repeat(32),
             created_ns: 7,
+            network: None,
         };
         let st = status_of(&rec, PodState::Ready);
         assert_eq!(st.state, cri::PodSandboxState::SandboxReady as i32);
@@ -198,12 +281,100 @@ mod tests {
     }
 
     #[test]
+    fn on_a_cni_node_ports_go_to_portmap_and_the_status_has_the_pod_ips() {
+        let mut c = config();
+        c.port_mappings.push(cri::PortMapping {
+            protocol: cri::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: "192.0.2.1".into(),
+        });
+        c.dns_config = Some(cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        });
+        let spec = spec_of(&c, "", true).unwrap();
+        assert_eq!(
+            spec.ports,
+            vec![
+                PortMap {
+                    host_ip: Ipv4Addr::UNSPECIFIED,
+                    ..PortMap::tcp(18080, 80)
+                },
+                PortMap {
+                    host_ip: Ipv4Addr::new(192, 0, 2, 1),
+                    host: 5353,
+                    guest: 53,
+                    proto: Proto::Udp,
+                },
+            ]
+        );
+        assert_eq!(spec.dns_searches, ["ns.svc.cluster.local"]);
+        assert_eq!(spec.dns_options, ["ndots:5"]);
+        // The same UDP mapping has no home without CNI.
+        assert_eq!(
+            spec_of(&c, "", false).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let mut bad = config();
+        bad.dns_config = Some(cri::DnsConfig {
+            searches: vec!["two words".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            spec_of(&bad, "", true).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut sctp = config();
+        sctp.port_mappings[0].protocol = cri::Protocol::Sctp as i32;
+        assert_eq!(
+            spec_of(&sctp, "", true).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+
+        let result = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+            "ips": [
+                {"interface": 0, "address": "10.233.1.5/24", "gateway": "10.233.1.1"},
+                {"interface": 0, "address": "fd00::5/64"}
+            ]
+        });
+        let network: a3s_runtime::network::cni::PodNetwork =
+            serde_json::from_value(serde_json::json!({
+                "netns": "/run/netns/x", "container_id": "p", "ifname": "eth0",
+                "network": {"name": "n", "cni_version": "1.0.0", "plugins": [], "source": "/x"},
+                "bin_dirs": [], "args": [], "capability_args": {}, "result": result
+            }))
+            .unwrap();
+        let mut rec = PodRecord {
+            id: "ab".repeat(16),
+            spec,
+            box_id: "cd".repeat(16),
+            created_ns: 1,
+            network: Some(network),
+        };
+        let st = status_of(&rec, PodState::Ready).network.unwrap();
+        assert_eq!(st.ip, "10.233.1.5");
+        assert_eq!(
+            st.additional_ips,
+            [cri::PodIp {
+                ip: "fd00::5".into()
+            }]
+        );
+        rec.network.as_mut().unwrap().released = true;
+        assert_eq!(status_of(&rec, PodState::NotReady).network.unwrap().ip, "");
+    }
+
+    #[test]
     fn filters_by_id_prefix_state_and_labels() {
         let rec = PodRecord {
             id: "ab".repeat(32),
-            spec: spec_of(&config(), "").unwrap(),
+            spec: spec_of(&config(), "", false).unwrap(),
             box_id: String::new(),
             created_ns: 0,
+            network: None,
         };
         let f = |id: &str, st: Option<i32>, label: Option<(&str, &str)>| cri::PodSandboxFilter {
             id: id.into(),
@@ -238,14 +409,14 @@ mod tests {
         let mut c = config();
         c.metadata = None;
         assert_eq!(
-            spec_of(&c, "").unwrap_err().code(),
+            spec_of(&c, "", false).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
         let mut c = config();
         // No containerPort.
         c.port_mappings.push(cri::PortMapping::default());
         assert_eq!(
-            spec_of(&c, "").unwrap_err().code(),
+            spec_of(&c, "", false).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
         let mut c = config();
@@ -256,7 +427,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            spec_of(&c, "").unwrap_err().code(),
+            spec_of(&c, "", false).unwrap_err().code(),
             tonic::Code::Unimplemented
         );
         let mut c = config();
@@ -267,7 +438,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            spec_of(&c, "").unwrap_err().code(),
+            spec_of(&c, "", false).unwrap_err().code(),
             tonic::Code::Unimplemented
         );
         let mut c = config();
@@ -277,7 +448,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            spec_of(&c, "").unwrap_err().code(),
+            spec_of(&c, "", false).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
         let mut c = config();
@@ -286,7 +457,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            spec_of(&c, "").unwrap_err().code(),
+            spec_of(&c, "", false).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
     }

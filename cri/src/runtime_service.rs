@@ -98,8 +98,22 @@ fn streaming_error(e: &a3s_cri_streaming::RequestError) -> Status {
 }
 
 /// The two conditions kubelet reads. Runtime readiness is reported as it is: a node that
-/// cannot run pods must not be scheduled onto.
-fn conditions() -> Vec<cri::RuntimeCondition> {
+/// cannot run pods must not be scheduled onto. Network readiness is the node's CNI
+/// configuration: present and valid, or why not.
+fn conditions(engine: &Engine) -> Vec<cri::RuntimeCondition> {
+    let (ready, message) = match (engine.cni(), engine.cni_network()) {
+        (_, Some(Ok(_))) => (true, String::new()),
+        (_, Some(Err(e))) => (false, e.to_string()),
+        (Some(node), None) => (
+            false,
+            format!(
+                "no CNI network configuration in {}: pods get user networking (outbound \
+                 through the host, hostPorts on 127.0.0.1)",
+                node.conf_dir.display()
+            ),
+        ),
+        (None, None) => (false, "CNI is not configured for this server".into()),
+    };
     vec![
         cri::RuntimeCondition {
             r#type: "RuntimeReady".into(),
@@ -109,9 +123,13 @@ fn conditions() -> Vec<cri::RuntimeCondition> {
         },
         cri::RuntimeCondition {
             r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkPluginNotReady".into(),
-            message: "CNI pod networking is not implemented in this a3s-box build".into(),
+            status: ready,
+            reason: if ready {
+                String::new()
+            } else {
+                "NetworkPluginNotReady".into()
+            },
+            message,
         },
     ]
 }
@@ -138,10 +156,9 @@ impl RuntimeService for Runtime {
         &self,
         _request: Request<cri::StatusRequest>,
     ) -> Result<Response<cri::StatusResponse>, Status> {
+        let conditions = self.blocking(|engine| Ok(conditions(&engine))).await?;
         Ok(Response::new(cri::StatusResponse {
-            status: Some(cri::RuntimeStatus {
-                conditions: conditions(),
-            }),
+            status: Some(cri::RuntimeStatus { conditions }),
             info: Default::default(),
             runtime_handlers: HANDLERS
                 .iter()
@@ -170,8 +187,8 @@ impl RuntimeService for Runtime {
         &self,
         _request: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
-        // kubelet sends the pod CIDR here; pod networking comes from CNI (not yet), so
-        // there is nothing to apply.
+        // kubelet sends the pod CIDR here; pod addresses come from the node's CNI
+        // configuration (its IPAM), so there is nothing to apply.
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
@@ -181,7 +198,10 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
         let req = r.into_inner();
         let config = req.config.unwrap_or_default();
-        let spec = pods::spec_of(&config, &req.runtime_handler)?;
+        let cni = self
+            .blocking(|engine| Ok(engine.cni_network().is_some()))
+            .await?;
+        let spec = pods::spec_of(&config, &req.runtime_handler, cni)?;
         let pod_sandbox_id = self
             .blocking(move |engine| {
                 engine

@@ -134,14 +134,27 @@ pub(crate) fn apply_setup(setup: &GuestSetup) -> anyhow::Result<()> {
     }
     fs::write("/etc/hosts", hosts).context("writing /etc/hosts")?;
     if !setup.nameservers.is_empty() {
-        let conf: String = setup
-            .nameservers
-            .iter()
-            .map(|n| format!("nameserver {n}\n"))
-            .collect();
-        fs::write("/etc/resolv.conf", conf).context("writing /etc/resolv.conf")?;
+        fs::write("/etc/resolv.conf", resolv_conf(setup)).context("writing /etc/resolv.conf")?;
     }
     Ok(())
+}
+
+/// `/etc/resolv.conf`: name servers, then the search domains and options, if any.
+pub(crate) fn resolv_conf(setup: &GuestSetup) -> String {
+    let mut conf: String = setup
+        .nameservers
+        .iter()
+        .map(|n| format!("nameserver {n}\n"))
+        .collect();
+    for (key, values) in [
+        ("search", &setup.dns_search),
+        ("options", &setup.dns_options),
+    ] {
+        if !values.is_empty() {
+            conf.push_str(&format!("{key} {}\n", values.join(" ")));
+        }
+    }
+    conf
 }
 
 /// Held while PID 1 runs a helper of its own to completion, and by the reaper around each
@@ -182,5 +195,25 @@ pub(crate) fn power_off(delay: Duration) -> ! {
     // reboot(2) only returns on failure; nothing else is left to do but wait.
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod resolv_tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_has_servers_then_search_and_options() {
+        let mut s = GuestSetup {
+            nameservers: vec!["10.96.0.10".into()],
+            ..Default::default()
+        };
+        assert_eq!(resolv_conf(&s), "nameserver 10.96.0.10\n");
+        s.dns_search = vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()];
+        s.dns_options = vec!["ndots:5".into()];
+        assert_eq!(
+            resolv_conf(&s),
+            "nameserver 10.96.0.10\nsearch ns.svc.cluster.local svc.cluster.local\noptions ndots:5\n"
+        );
     }
 }

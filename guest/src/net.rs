@@ -82,8 +82,10 @@ pub(crate) fn configure_interfaces(nics: &[a3s_vmm::proto::GuestNic]) -> anyhow:
         return Ok(());
     }
     let sock = Socket::new()?;
+    let mut names = Vec::new();
     for nic in nics {
         let name = wait_for_mac(&nic.mac)?;
+        names.push(name.clone());
         if nic.prefix > 32 {
             bail!("interface {}: prefix {} > 32", nic.mac, nic.prefix);
         }
@@ -93,6 +95,14 @@ pub(crate) fn configure_interfaces(nics: &[a3s_vmm::proto::GuestNic]) -> anyhow:
     }
     for gw in nics.iter().filter_map(|n| n.gateway) {
         sock.default_route(gw)?;
+    }
+    for (nic, name) in nics.iter().zip(&names) {
+        for r in &nic.routes {
+            if r.prefix > 32 {
+                bail!("route {}/{}: prefix > 32", r.dst, r.prefix);
+            }
+            sock.route(name, r.dst, r.prefix, r.gateway)?;
+        }
     }
     Ok(())
 }
@@ -196,6 +206,35 @@ impl Socket {
         let mut req = ifreq(name)?;
         req.ifr_ifru.ifru_addr = sockaddr(a);
         self.ioctl(op, &mut req, &format!("setting {a} on {name}"))
+    }
+
+    /// ip route add DST/PREFIX [via GW]
+    fn route(
+        &self,
+        dev: &str,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gw: Option<Ipv4Addr>,
+    ) -> anyhow::Result<()> {
+        let mut dev = std::ffi::CString::new(dev)
+            .context("interface name")?
+            .into_bytes_with_nul();
+        // SAFETY: rtentry is plain old data; all-zero is a valid value.
+        let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+        // The kernel copies the name during the ioctl; `dev` outlives it.
+        rt.rt_dev = dev.as_mut_ptr().cast();
+        rt.rt_dst = sockaddr(dst);
+        rt.rt_genmask = sockaddr(netmask(prefix));
+        rt.rt_flags = libc::RTF_UP;
+        if let Some(g) = gw {
+            rt.rt_gateway = sockaddr(g);
+            rt.rt_flags |= libc::RTF_GATEWAY;
+        }
+        self.ioctl(
+            libc::SIOCADDRT,
+            &mut rt,
+            &format!("adding the route to {dst}/{prefix}"),
+        )
     }
 
     fn default_route(&self, gw: Ipv4Addr) -> anyhow::Result<()> {

@@ -31,6 +31,12 @@ pub struct PodSpec {
     pub hostname: Option<String>,
     /// DNS servers for `/etc/resolv.conf`.
     pub dns_servers: Vec<String>,
+    /// DNS search domains.
+    #[serde(default)]
+    pub dns_searches: Vec<String>,
+    /// resolv.conf options.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     /// Port mappings: host loopback port → pod TCP port.
     #[serde(default)]
     pub ports: Vec<crate::network::PortMap>,
@@ -59,6 +65,9 @@ pub struct PodRecord {
     pub box_id: String,
     /// Creation time, nanoseconds since the epoch (CRI's unit).
     pub created_ns: i64,
+    /// The pod's CNI attachment (pods on a CNI node): what DEL needs, and the ADD result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::cni::PodNetwork>,
 }
 
 /// Pod store errors.
@@ -209,6 +218,7 @@ mod tests {
             },
             box_id: "b".repeat(64),
             created_ns,
+            network: None,
         }
     }
 

@@ -12,6 +12,8 @@ mod clock;
 mod commands;
 mod compose;
 mod cri;
+// issue 16: pod networking through CNI
+mod cri_cni;
 mod cri_tee;
 mod disk;
 mod hardening;

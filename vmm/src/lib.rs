@@ -17,6 +17,7 @@ pub mod host;
 pub mod layer;
 pub mod memory;
 pub mod net;
+pub mod netns;
 pub mod passt;
 pub mod pod_image;
 pub mod proto;

@@ -95,6 +95,40 @@ impl TapNet {
     }
 }
 
+/// A NIC on a TAP device inside a pod's network namespace (see [`crate::netns`]): the
+/// caller creates the TAP there, [`crate::qemu::Vm::start`] opens it from inside the
+/// namespace and QEMU inherits the descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodTap {
+    /// The namespace (`/run/netns/NAME`).
+    pub netns: std::path::PathBuf,
+    /// The TAP device's name in it.
+    pub ifname: String,
+    /// The guest's MAC address (the CNI interface's).
+    pub mac: String,
+    /// The link MTU (the CNI interface's), offered to the guest driver.
+    pub mtu: u32,
+}
+
+impl PodTap {
+    /// QEMU arguments for this NIC; its descriptor is [`crate::passt::QEMU_NET_FD`].
+    pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
+        let netdev = format!("tap,id=net0,fd={}", crate::passt::QEMU_NET_FD);
+        let device = match machine {
+            Machine::Microvm => "virtio-net-device",
+            Machine::Q35 => "virtio-net-pci",
+        };
+        let device = format!(
+            "{device},netdev=net0,mac={},host_mtu={}",
+            self.mac, self.mtu
+        );
+        ["-netdev", &netdev, "-device", &device]
+            .into_iter()
+            .map(OsString::from)
+            .collect()
+    }
+}
+
 /// The VM's network devices.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,6 +139,8 @@ pub enum Nic {
     Tap(TapNet),
     /// One host TAP device per network the box is on, in the box's order of networks.
     Taps(Vec<TapNet>),
+    /// A TAP in a pod's network namespace.
+    Pod(PodTap),
 }
 
 impl Nic {
@@ -118,6 +154,7 @@ impl Nic {
                 .enumerate()
                 .flat_map(|(i, t)| t.qemu_args(machine, i))
                 .collect(),
+            Self::Pod(p) => p.qemu_args(machine),
         }
     }
 }
@@ -210,6 +247,30 @@ mod tests {
                 "stream,id=net0,server=off,addr.type=fd,addr.str=64",
                 "-device",
                 "virtio-net-device,netdev=net0,host_mtu=65520",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pod_nic_is_the_inherited_tap_with_the_cni_mac_and_mtu() {
+        let n = Nic::Pod(PodTap {
+            netns: "/run/netns/a3s-pod-1".into(),
+            ifname: "a3s-tap0".into(),
+            mac: "2e:5a:01:02:03:04".into(),
+            mtu: 1450,
+        });
+        let a: Vec<String> = n
+            .qemu_args(Machine::Microvm)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            a,
+            [
+                "-netdev",
+                "tap,id=net0,fd=64",
+                "-device",
+                "virtio-net-device,netdev=net0,mac=2e:5a:01:02:03:04,host_mtu=1450",
             ]
         );
     }

@@ -263,6 +263,12 @@ pub struct GuestSetup {
     pub hosts: BTreeMap<String, String>,
     /// Name servers for `/etc/resolv.conf` (left alone when empty).
     pub nameservers: Vec<String>,
+    /// `search` domains for `/etc/resolv.conf` (a pod's DNS config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    /// `options` for `/etc/resolv.conf` (a pod's DNS config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
     /// virtiofs shares to mount before the workload starts (volumes and bind mounts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<GuestMount>,
@@ -283,6 +289,21 @@ pub struct GuestNic {
     /// The subnet's prefix length.
     pub prefix: u8,
     /// The default route's gateway (on the first NIC only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// More routes through this NIC (a pod's CNI routes besides the default one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<GuestRoute>,
+}
+
+/// One IPv4 route a guest NIC carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestRoute {
+    /// Destination network.
+    pub dst: std::net::Ipv4Addr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// Next hop (`None`: directly on the link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<std::net::Ipv4Addr>,
 }

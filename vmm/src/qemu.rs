@@ -358,6 +358,9 @@ pub enum StartError {
     /// The user network's forwarder could not start.
     #[error(transparent)]
     Forwarder(#[from] crate::passt::PasstError),
+    /// A pod's TAP could not be opened in its namespace.
+    #[error(transparent)]
+    PodTap(#[from] crate::netns::NetnsTapError),
 }
 
 impl StartError {
@@ -461,7 +464,16 @@ impl Vm {
                 }
                 _ => None,
             };
-            let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1))?;
+            // A pod's TAP is opened afresh for every QEMU (each closes it on exit).
+            let pod_tap = match &config.net {
+                Some(crate::net::Nic::Pod(p)) => {
+                    Some(crate::netns::open_tap_in(&p.netns, &p.ifname)?)
+                }
+                _ => None,
+            };
+            let net_fd = passt.as_ref().map(|p| &p.1).or(pod_tap.as_ref());
+            let mut child = spawn_qemu(config, net_fd)?;
+            drop(pod_tap);
             // QEMU holds its end now; ours would keep the link up after QEMU is gone.
             let passt = passt.map(|(p, _)| p);
             let started = Instant::now();

@@ -36,6 +36,14 @@ pub(crate) struct ServeArgs {
         default_value = "127.0.0.1:0"
     )]
     pub(crate) streaming: std::net::SocketAddr,
+    /// Where the node's CNI network configuration is: the first (lexically) .conf, .conflist
+    /// or .json file there gives pods their network namespace, address and port mappings.
+    /// With none there, pods get user networking (hostPorts on 127.0.0.1).
+    #[arg(long = "cni-conf-dir", value_name = "DIR", default_value = a3s_runtime::network::cni::DEFAULT_CONF_DIR)]
+    pub(crate) cni_conf_dir: std::path::PathBuf,
+    /// Where CNI plugin binaries are looked up, in order (DIR[:DIR...]).
+    #[arg(long = "cni-bin-dir", value_name = "DIR[:DIR...]", default_value = a3s_runtime::network::cni::DEFAULT_BIN_DIRS)]
+    pub(crate) cni_bin_dir: String,
 }
 
 fn parse_mirror(s: &str) -> Result<(String, String), String> {
@@ -61,7 +69,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitStatus> {
         .parse()
         .map_err(|e| usage_error(anyhow::Error::new(e)))?;
     let home = a3s_runtime::A3sHome::from_env().map_err(|e| usage_error(e.into()))?;
-    let engine = Engine::open(&home);
+    let engine = Engine::open(&home).with_cni(a3s_runtime::network::cni::CniNode {
+        conf_dir: a.cni_conf_dir,
+        bin_dirs: a3s_runtime::network::cni::parse_bin_dirs(&a.cni_bin_dir),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -704,6 +704,7 @@ impl Boxes {
                 nameservers: net.nameservers(),
                 mounts: crate::volumes::guest_mounts(&mounts),
                 interfaces: Vec::new(),
+                ..GuestSetup::default()
             },
             vcpus,
             mem_mib,

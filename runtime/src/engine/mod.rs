@@ -31,6 +31,8 @@ mod networks;
 mod pod_containers;
 mod pod_images;
 mod pods;
+// issue 16, CNI pod networking (branch hK)
+mod pod_network;
 mod run;
 mod system;
 mod volumes;
@@ -66,6 +68,8 @@ pub struct Engine {
     boxes: Boxes,
     audit: AuditLog,
     monitor: Option<PathBuf>,
+    /// The node's CNI setting: pods get their network from it (`None`: user networking).
+    cni: Option<crate::network::cni::CniNode>,
 }
 
 impl Engine {
@@ -77,6 +81,7 @@ impl Engine {
             boxes: Boxes::open(home),
             audit: AuditLog::open(home.audit()),
             monitor: None,
+            cni: None,
         }
     }
 
@@ -111,6 +116,19 @@ impl Engine {
                 source: Box::new(e),
             }),
         }
+    }
+
+    /// Pods get their network from the node's CNI configuration in `node` (as containerd
+    /// and CRI-O do), instead of user networking.
+    #[must_use]
+    pub fn with_cni(mut self, node: crate::network::cni::CniNode) -> Self {
+        self.cni = Some(node);
+        self
+    }
+
+    /// The node's CNI setting, if pods use CNI.
+    pub fn cni(&self) -> Option<&crate::network::cni::CniNode> {
+        self.cni.as_ref()
     }
 
     /// Records `event`; an operation reports success only after this returned `Ok`.
@@ -183,6 +201,9 @@ pub enum EngineError {
     /// Pod sandbox records.
     #[error(transparent)]
     Pod(#[from] crate::pods::PodError),
+    /// Pod networking through CNI.
+    #[error(transparent)]
+    Cni(#[from] crate::network::cni::CniError),
     /// A pod that cannot run here (the message says why; nothing was started).
     #[error("{0}")]
     PodUnsupported(String),
@@ -263,6 +284,7 @@ impl EngineError {
             Self::Verify(e) => e,
             Self::Registry(e) => e,
             Self::Pod(e) => e,
+            Self::Cni(e) => e,
             Self::Layers(e) => e,
             Self::Io(e) => e,
             other => other,

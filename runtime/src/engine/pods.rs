@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{CreateBox, Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::{BoxError, BoxState, CreateRequest, DEFAULT_MEM_MIB};
-use crate::network::BoxNet;
 use crate::pods::tee::{PodTee, HANDLER_SNP};
 use crate::pods::{PodError, PodRecord, PodSpec, Pods};
 use crate::state::{BoxId, StateError};
@@ -57,7 +56,10 @@ impl Engine {
         let tee = self.pod_tee(spec)?;
         let pods = self.pods();
         let id = BoxId::random().as_str().to_owned();
-        let rec = {
+        // A CNI node's configuration is read first: a missing or broken one fails the call
+        // before anything exists.
+        let network = self.plan_pod_network(&id, spec)?;
+        let mut rec = {
             let _lock = pods.lock()?;
             // kubelet retries a RunPodSandbox whose deadline passed during the boot: the pod
             // it asked for is the one already recorded (as CRI-O answers).
@@ -80,11 +82,7 @@ impl Engine {
                 // The box defaults; pod-level resources (overhead, limits) come later.
                 vcpus: 1,
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
-                net: BoxNet {
-                    dns: spec.dns_servers.clone(),
-                    ports: spec.ports.clone(),
-                    ..BoxNet::default()
-                },
+                net: Self::pod_box_net(spec, network.is_some()),
                 ..CreateRequest::default()
             };
             let boxed = self.create(&CreateBox {
@@ -96,6 +94,7 @@ impl Engine {
                 spec: spec.clone(),
                 box_id: boxed.id.as_str().to_owned(),
                 created_ns: now_ns(),
+                network,
             };
             if let Err(e) = pods.save(&rec) {
                 let _ = self.boxes.remove(&rec.box_id, true);
@@ -103,12 +102,29 @@ impl Engine {
             }
             rec
         };
-        if let Err(e) = self.start(&rec.box_id) {
+        let booted = self
+            .connect_pod_network(&mut rec)
+            .and_then(|()| self.start(&rec.box_id).map(drop));
+        if let Err(e) = booted {
             let _ = self.boxes.remove(&rec.box_id, true);
-            if let Ok(_lock) = pods.lock() {
-                let _ = pods.delete(&rec.id);
+            // ADD may have allocated even when it failed: DEL runs in any case. A DEL that
+            // fails keeps the record, so StopPodSandbox/RemovePodSandbox retry it.
+            let released = self
+                .release_pod_network(&mut rec)
+                .and_then(|()| self.remove_pod_netns(&rec));
+            // Every cause, so a failed TEE step is named.
+            let mut message = crate::pods::tee::chain(&e);
+            match released {
+                Ok(()) => {
+                    if let Ok(_lock) = pods.lock() {
+                        let _ = pods.delete(&rec.id);
+                    }
+                }
+                Err(d) => message.push_str(&format!(
+                    "; releasing its network failed ({d}): the pod stays listed until \
+                     StopPodSandbox or RemovePodSandbox releases it"
+                )),
             }
-            let message = crate::pods::tee::chain(&e);
             self.record(
                 &Event::new("pod.run", Outcome::Failure, message.as_str())
                     .with("pod", rec.id.as_str())
@@ -230,7 +246,7 @@ impl Engine {
     /// # Errors
     /// Store and monitor errors.
     pub fn stop_pod(&self, key: &str) -> Result<Option<PodRecord>, EngineError> {
-        let rec = match self.pods().find(key) {
+        let mut rec = match self.pods().find(key) {
             Ok(r) => r,
             Err(PodError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -246,6 +262,8 @@ impl Engine {
             Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => {}
             Err(e) => return Err(e.into()),
         }
+        // The pod's address and port mappings go with its VM (CNI DEL, once).
+        self.release_pod_network(&mut rec)?;
         self.record(
             &Event::new("pod.stop", Outcome::Success, "stopped")
                 .with("pod", rec.id.as_str())
@@ -261,7 +279,7 @@ impl Engine {
     /// Store and monitor errors.
     pub fn remove_pod(&self, key: &str) -> Result<Option<PodRecord>, EngineError> {
         let pods = self.pods();
-        let rec = match pods.find(key) {
+        let mut rec = match pods.find(key) {
             Ok(r) => r,
             Err(PodError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -274,6 +292,9 @@ impl Engine {
             Ok(_) | Err(BoxError::State(StateError::NotFound(_))) => {}
             Err(e) => return Err(e.into()),
         }
+        // Without a StopPodSandbox first, DEL runs here; then the namespace goes.
+        self.release_pod_network(&mut rec)?;
+        self.remove_pod_netns(&rec)?;
         {
             let _lock = pods.lock()?;
             pods.delete(&rec.id)?;

@@ -197,6 +197,13 @@ pub fn plug(
     setup: &mut GuestSetup,
 ) -> Result<Option<Plugged>, NetError> {
     setup.nameservers = net.nameservers();
+    setup.dns_search.clone_from(&net.dns_search);
+    setup.dns_options.clone_from(&net.dns_options);
+    if net.mode == NetMode::Pod {
+        // The pod's namespace, TAP and redirects are the engine's (they outlive the VM).
+        setup.interfaces = net.guest_nics();
+        return Ok(None);
+    }
     if net.mode != NetMode::Bridge {
         return Ok(None);
     }

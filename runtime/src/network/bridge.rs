@@ -17,7 +17,7 @@ use super::store::{tap_name, Network};
 use super::{policy, NetError};
 use crate::state::BoxId;
 
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), NetError> {
+pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), NetError> {
     let what = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)

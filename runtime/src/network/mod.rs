@@ -7,9 +7,12 @@
 
 pub mod attach;
 pub mod bridge;
+pub mod cni;
 pub mod dns;
 pub mod forward;
 pub mod ipam;
+pub mod netns;
+pub mod pod_link;
 pub mod policy;
 pub mod publish;
 pub mod store;
@@ -44,6 +47,9 @@ pub enum NetMode {
     None,
     /// A user-defined bridge network ([`BoxNet::network`]).
     Bridge,
+    /// A Kubernetes pod's CNI network ([`BoxNet::pod`]): set up by the engine, never asked
+    /// for with `--network`.
+    Pod,
 }
 
 impl NetMode {
@@ -65,6 +71,7 @@ impl NetMode {
             Self::Tsi => "tsi",
             Self::None => "none",
             Self::Bridge => "bridge",
+            Self::Pod => "pod",
         }
     }
 }
@@ -187,6 +194,15 @@ pub struct BoxNet {
     /// service listing several networks): one more NIC each. Absent in older files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<Attachment>,
+    /// `pod` mode: the NIC joined to the pod's CNI interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<pod_link::PodNic>,
+    /// resolv.conf `search` domains (a pod's DNS config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    /// resolv.conf `options` (a pod's DNS config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
 }
 
 /// A bridge network a box is on: [`BoxNet`]'s first one ([`BoxNet::network`], [`BoxNet::ip`],
@@ -298,6 +314,9 @@ impl BoxNet {
     /// The guest's bridge NICs for `Start`'s setup (a box needs [`BoxNet::linked`] first): by
     /// MAC address, the default route via the first network.
     pub fn guest_nics(&self) -> Vec<a3s_vmm::proto::GuestNic> {
+        if let (NetMode::Pod, Some(p)) = (self.mode, &self.pod) {
+            return vec![p.guest_nic()];
+        }
         self.attachments()
             .iter()
             .enumerate()
@@ -308,6 +327,7 @@ impl BoxNet {
                     addr: a.ip?,
                     prefix: l.prefix,
                     gateway: (i == 0).then_some(l.gateway),
+                    routes: Vec::new(),
                 })
             })
             .collect()
@@ -318,7 +338,7 @@ impl BoxNet {
         match (self.mode, self.dns.is_empty()) {
             (_, false) => self.dns.clone(),
             (NetMode::Tsi, true) => vec![USER_DNS.to_string()],
-            (NetMode::None, true) => vec![],
+            (NetMode::None | NetMode::Pod, true) => vec![],
             // The network's DNS server on the gateway (see [`dns`]); filled in at plug.
             (NetMode::Bridge, true) => self.link.iter().map(|l| l.gateway.to_string()).collect(),
         }
@@ -365,6 +385,7 @@ impl BoxNet {
                     .collect();
                 (!taps.is_empty()).then_some(a3s_vmm::net::Nic::Taps(taps))
             }
+            NetMode::Pod => self.pod.as_ref().map(|p| a3s_vmm::net::Nic::Pod(p.tap())),
             NetMode::None => None,
         }
     }

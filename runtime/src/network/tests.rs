@@ -120,6 +120,7 @@ fn a_linked_bridge_box_gets_its_address_and_a_tap_nic() {
             addr: Ipv4Addr::new(10, 88, 0, 7),
             prefix: 24,
             gateway: Some(Ipv4Addr::new(10, 88, 0, 1)),
+            routes: Vec::new(),
         }]
     );
     // The network's DNS server on the gateway is the default nameserver.
