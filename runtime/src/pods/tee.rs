@@ -248,6 +248,8 @@ mod tests {
                 .collect(),
             hostname: None,
             dns_servers: vec![],
+            dns_searches: vec![],
+            dns_options: vec![],
             ports: vec![],
             handler: handler.into(),
         }
