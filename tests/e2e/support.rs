@@ -50,6 +50,9 @@ impl TestEnv {
     /// `a3s-e2e/run-<pid>/`, and the first `new()` of a run removes the directories of runs
     /// whose process is gone.
     pub(crate) fn new() -> Self {
+        // Every home boots this tree's guest-init: a test that forgot to build it booted
+        // whatever an earlier run left (the CNI tests once ran a guest without DNS search).
+        build_guest_init();
         let run_dir = run_dir();
         Self {
             home: tempfile::tempdir_in(run_dir).expect("temp home"),
@@ -230,15 +233,25 @@ pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
 pub(crate) const AT: &str = "2025-09-01T00:00:00Z";
 
 /// Builds the static guest-init the binary looks for beside itself (a no-op when up to date).
+/// Builds this tree's guest-init, once per test run (every caller waits for the one build).
 pub(crate) fn build_guest_init() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
-    let out = std::process::Command::new(script)
-        .arg("--quiet")
-        .output()
-        .expect("running scripts/build-guest-init");
-    assert!(
-        out.status.success(),
-        "scripts/build-guest-init failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-init");
+        let out = std::process::Command::new(script)
+            .arg("--quiet")
+            .output()
+            .map_err(|e| format!("running scripts/build-guest-init: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/build-guest-init failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
 }
