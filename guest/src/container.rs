@@ -23,6 +23,8 @@ pub(crate) struct Entry {
     /// (pod file, file in the container) pairs to bind.
     binds: Vec<(CString, CString)>,
     workdir: CString,
+    /// The container's `cgroup.procs` (joined first, before the namespace changes).
+    cgroup_procs: Option<std::os::fd::OwnedFd>,
 }
 
 fn cstr(p: &Path) -> Result<CString, String> {
@@ -45,8 +47,13 @@ pub(crate) fn under(root: &Path, path: &str) -> Result<std::path::PathBuf, Strin
     Ok(out)
 }
 
-/// Checks `root` and creates the mount points the child needs inside it.
-pub(crate) fn prepare(root: &str, workdir: &str) -> Result<Entry, String> {
+/// Checks `root` and creates the mount points the child needs inside it; the child joins the
+/// cgroup whose `cgroup.procs` is `cgroup_procs`.
+pub(crate) fn prepare(
+    root: &str,
+    workdir: &str,
+    cgroup_procs: Option<std::os::fd::OwnedFd>,
+) -> Result<Entry, String> {
     let root_path = Path::new(root);
     if !root_path.is_absolute() || root_path == Path::new("/") {
         return Err(format!(
@@ -97,6 +104,7 @@ pub(crate) fn prepare(root: &str, workdir: &str) -> Result<Entry, String> {
         sys_dir: cstr(&sys_dir)?,
         binds,
         workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
+        cgroup_procs,
     })
 }
 
@@ -118,6 +126,13 @@ impl Entry {
         // SAFETY: every pointer is a NUL-terminated string owned by `self` (alive across the
         // calls) or null where the system calls accept null.
         unsafe {
+            // "0" moves the writing process itself into the container's cgroup.
+            if let Some(fd) = &self.cgroup_procs {
+                use std::os::fd::AsRawFd;
+                if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             check(libc::unshare(libc::CLONE_NEWNS))?;
             // Nothing mounted here may propagate back to the pod.
             check(libc::mount(
@@ -182,9 +197,11 @@ mod tests {
 
     #[test]
     fn prepare_refuses_the_pod_root_and_missing_roots() {
-        assert!(prepare("/", "/").unwrap_err().contains("other than /"));
-        assert!(prepare("rel", "/").is_err());
-        assert!(prepare("/nonexistent-a3s-root", "/")
+        assert!(prepare("/", "/", None)
+            .unwrap_err()
+            .contains("other than /"));
+        assert!(prepare("rel", "/", None).is_err());
+        assert!(prepare("/nonexistent-a3s-root", "/", None)
             .unwrap_err()
             .contains("does not exist"));
     }
@@ -193,7 +210,7 @@ mod tests {
     fn prepare_creates_mount_points_and_the_working_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
-        let entry = prepare(root, "/srv/app").unwrap();
+        let entry = prepare(root, "/srv/app", None).unwrap();
         for d in ["proc", "dev", "sys", "srv/app"] {
             assert!(dir.path().join(d).is_dir(), "{d}");
         }

@@ -1,0 +1,170 @@
+//! Pod containers' resources and statistics, read from and written to their cgroups inside the
+//! pod VM by guest-init (see guest `container_cgroup`); a pod's statistics are its VM's figures
+//! (memory, CPU, NIC counters as the guest kernel sees them) plus its containers'.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use a3s_vmm::proto::{ContainerResources, ContainerStats, GuestStats};
+
+use super::{Engine, EngineError};
+use crate::audit::Outcome;
+use crate::boxes::client::{ClientMsg, MonitorMsg};
+use crate::boxes::BoxRecord;
+use crate::pod_containers::{ContainerRecord, ContainerState};
+use crate::pods::{PodError, PodRecord};
+
+/// A container and its figures (`None`: not running, or its VM did not answer).
+pub type ContainerFigures = (ContainerRecord, Option<ContainerStats>);
+
+/// A pod's figures.
+#[derive(Clone, Debug)]
+pub struct PodStats {
+    /// The pod.
+    pub pod: PodRecord,
+    /// When they were read, nanoseconds since the epoch.
+    pub timestamp_ns: i64,
+    /// Its VM as the guest kernel sees it (`None`: the VM does not run).
+    pub vm: Option<GuestStats>,
+    /// Its containers.
+    pub containers: Vec<ContainerFigures>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Engine {
+    /// UpdateContainerResources: applies `resources` to a running container's cgroup in its
+    /// pod VM and records them (ContainerStatus reports them). Audited (`container.update`).
+    ///
+    /// # Errors
+    /// Not found, not running, pod not ready; the guest's refusal naming the field it cannot
+    /// honour.
+    pub fn update_container_resources(
+        &self,
+        key: &str,
+        resources: ContainerResources,
+    ) -> Result<ContainerRecord, EngineError> {
+        let mut rec = self.container(key)?;
+        if rec.state != ContainerState::Running {
+            return Err(PodError::WrongState(format!(
+                "container {} is not running; resources are changed on a running container",
+                rec.id
+            ))
+            .into());
+        }
+        let (_, boxed) = self.running_pod(&rec.pod_id)?;
+        let msg = ClientMsg::ContainerUpdate {
+            id: rec.id.clone(),
+            resources: resources.clone(),
+        };
+        match self.boxes.ask(&boxed, &msg) {
+            Ok(MonitorMsg::ContainerStats(_)) => {}
+            Ok(other) => {
+                return Err(EngineError::context(
+                    "updating container resources",
+                    std::io::Error::other(format!("unexpected answer {other:?}")),
+                ))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.record_container("container.update", &rec, Outcome::Failure, &message)?;
+                return Err(PodError::WrongState(format!(
+                    "container {}: the pod VM cannot apply these resources: {message}",
+                    rec.id
+                ))
+                .into());
+            }
+        }
+        rec.spec.resources = resources;
+        self.update_container(&rec)?;
+        self.record_container("container.update", &rec, Outcome::Success, "resources")?;
+        Ok(rec)
+    }
+
+    /// Figures of the running containers among `recs`, asked of `boxed` in one request.
+    fn figures_in(
+        &self,
+        boxed: &BoxRecord,
+        recs: Vec<ContainerRecord>,
+    ) -> Result<Vec<ContainerFigures>, EngineError> {
+        let ids: Vec<String> = recs
+            .iter()
+            .filter(|r| r.state == ContainerState::Running)
+            .map(|r| r.id.clone())
+            .collect();
+        let mut by_id: HashMap<String, ContainerStats> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            match self.boxes.ask(boxed, &ClientMsg::ContainerStats { ids })? {
+                MonitorMsg::ContainerStats(v) => v.into_iter().map(|s| (s.id.clone(), s)).collect(),
+                _ => HashMap::new(),
+            }
+        };
+        Ok(recs
+            .into_iter()
+            .map(|r| {
+                let s = by_id.remove(&r.id);
+                (r, s)
+            })
+            .collect())
+    }
+
+    /// ContainerStats / ListContainerStats: the figures of every container (`None` for those
+    /// not running), grouped by pod VM so each VM is asked once.
+    ///
+    /// # Errors
+    /// Store errors; a pod VM's answer.
+    pub fn container_stats(&self) -> Result<Vec<ContainerFigures>, EngineError> {
+        let mut by_pod: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+        for rec in self.list_containers()? {
+            by_pod.entry(rec.pod_id.clone()).or_default().push(rec);
+        }
+        let mut out = Vec::new();
+        for (pod, recs) in by_pod {
+            match self.running_pod(&pod) {
+                Ok((_, boxed)) => out.extend(self.figures_in(&boxed, recs)?),
+                Err(_) => out.extend(recs.into_iter().map(|r| (r, None))),
+            }
+        }
+        out.sort_by_key(|(r, _)| r.created_ns);
+        Ok(out)
+    }
+
+    /// PodSandboxStats / ListPodSandboxStats: every pod's VM figures and its containers'.
+    ///
+    /// # Errors
+    /// Store errors; a pod VM's answer.
+    pub fn pod_stats(&self) -> Result<Vec<PodStats>, EngineError> {
+        let containers = self.list_containers()?;
+        let mut out = Vec::new();
+        for (pod, _) in self.list_pods()? {
+            let recs: Vec<ContainerRecord> = containers
+                .iter()
+                .filter(|c| c.pod_id == pod.id)
+                .cloned()
+                .collect();
+            let timestamp_ns = now_ns();
+            let (vm, containers) = match self.running_pod(&pod.id) {
+                Ok((_, boxed)) => {
+                    let vm = match self.boxes.ask(&boxed, &ClientMsg::Stats)? {
+                        MonitorMsg::Stats(s) => Some(s),
+                        _ => None,
+                    };
+                    (vm, self.figures_in(&boxed, recs)?)
+                }
+                Err(_) => (None, recs.into_iter().map(|r| (r, None)).collect()),
+            };
+            out.push(PodStats {
+                pod,
+                timestamp_ns,
+                vm,
+                containers,
+            });
+        }
+        Ok(out)
+    }
+}
