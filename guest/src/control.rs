@@ -240,7 +240,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
         }
         HostMsg::ContainerUpdate { id, resources } => {
             let answer = match update_container(&id, &resources, state) {
-                Ok(stats) => GuestMsg::ContainerStats(vec![stats]),
+                Ok(stats) => GuestMsg::ContainerStats { stats: vec![stats] },
                 Err(message) => GuestMsg::Error { message },
             };
             chan.msg(session, &answer);
@@ -250,7 +250,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                 .iter()
                 .filter_map(|id| container_stats(id, state).ok())
                 .collect();
-            chan.msg(session, &GuestMsg::ContainerStats(stats));
+            chan.msg(session, &GuestMsg::ContainerStats { stats });
         }
         // --- end pod containers ---
         HostMsg::Exec { .. } | HostMsg::ContainerExec { .. } | HostMsg::ContainerAttach { .. } => {

@@ -11,7 +11,7 @@ use crate::image::registry::{build_image, LocalRegistry};
 use crate::support::{Run, TestEnv};
 
 /// `crictl`, which scripts/setup installs; a missing one fails the test (never a silent pass).
-fn crictl_exe() -> PathBuf {
+pub(crate) fn crictl_exe() -> PathBuf {
     for dir in std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -25,17 +25,17 @@ fn crictl_exe() -> PathBuf {
 }
 
 /// A running `a3s-box cri serve` on a socket inside the test's home; SIGTERM on drop.
-struct CriServer {
+pub(crate) struct CriServer {
     child: Child,
     socket: PathBuf,
 }
 
 impl CriServer {
-    fn start(env: &TestEnv) -> Self {
+    pub(crate) fn start(env: &TestEnv) -> Self {
         Self::start_with(env, &[])
     }
 
-    fn start_with(env: &TestEnv, extra: &[&str]) -> Self {
+    pub(crate) fn start_with(env: &TestEnv, extra: &[&str]) -> Self {
         let socket = env.path("cri/cri.sock");
         let mut child = env
             .cmd()
@@ -68,11 +68,11 @@ impl CriServer {
         Self { child, socket }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
 
-    fn crictl(&self, args: &[&str]) -> Run {
+    pub(crate) fn crictl(&self, args: &[&str]) -> Run {
         let out = Command::new(crictl_exe())
             .args(["--runtime-endpoint", &self.endpoint()])
             .args(["--image-endpoint", &self.endpoint()])
@@ -88,7 +88,7 @@ impl CriServer {
         }
     }
 
-    fn ok(&self, args: &[&str]) -> Run {
+    pub(crate) fn ok(&self, args: &[&str]) -> Run {
         let r = self.crictl(args);
         assert_eq!(
             r.code, 0,

@@ -12,6 +12,7 @@ mod clock;
 mod commands;
 mod compose;
 mod cri;
+mod cri_stats;
 mod disk;
 mod hardening;
 mod health;

@@ -641,8 +641,11 @@ pub enum GuestMsg {
     /// Resource use inside the guest.
     Stats(GuestStats),
     // --- issue 16: answer to `ContainerStats` and `ContainerUpdate` ---
-    /// Pod containers' resource use.
-    ContainerStats(Vec<ContainerStats>),
+    /// Pod containers' resource use (a struct variant: a tagged newtype cannot hold a list).
+    ContainerStats {
+        /// One entry per container that has a cgroup.
+        stats: Vec<ContainerStats>,
+    },
 }
 
 // --- issue 16: pod containers' cgroups ---
@@ -731,6 +734,37 @@ mod tests {
     fn round_trip(frame: &Frame) -> Frame {
         let bytes = frame.encode();
         read_frame(&mut bytes.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn container_messages_round_trip() {
+        let stats = GuestMsg::ContainerStats {
+            stats: vec![ContainerStats {
+                id: "ab".into(),
+                cpu_usage_ns: 5,
+                limits: ContainerResources {
+                    cpu_quota: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        };
+        let f = Frame::control(3, &stats).unwrap();
+        assert_eq!(round_trip(&f).message::<GuestMsg>().unwrap(), stats);
+        for msg in [
+            HostMsg::ContainerAttach { id: "ab".into() },
+            HostMsg::Detach,
+            HostMsg::ContainerStats {
+                ids: vec!["ab".into()],
+            },
+            HostMsg::ContainerUpdate {
+                id: "ab".into(),
+                resources: ContainerResources::default(),
+            },
+        ] {
+            let f = Frame::control(3, &msg).unwrap();
+            assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
+        }
     }
 
     #[test]

@@ -132,7 +132,10 @@ pub enum MonitorMsg {
     /// Answer to [`ClientMsg::Stats`].
     Stats(a3s_vmm::proto::GuestStats),
     /// Answer to [`ClientMsg::ContainerStats`] and [`ClientMsg::ContainerUpdate`].
-    ContainerStats(Vec<a3s_vmm::proto::ContainerStats>),
+    ContainerStats {
+        /// One entry per container that has a cgroup.
+        stats: Vec<a3s_vmm::proto::ContainerStats>,
+    },
 }
 
 /// Connects to a monitor socket and sends the first request.

@@ -661,8 +661,8 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
                 Frame::control(session, &MonitorMsg::Processes { titles, processes }).ok()
             }
             Ok(GuestMsg::Stats(stats)) => Frame::control(session, &MonitorMsg::Stats(stats)).ok(),
-            Ok(GuestMsg::ContainerStats(stats)) => {
-                Frame::control(session, &MonitorMsg::ContainerStats(stats)).ok()
+            Ok(GuestMsg::ContainerStats { stats }) => {
+                Frame::control(session, &MonitorMsg::ContainerStats { stats }).ok()
             }
             Ok(GuestMsg::SpawnFailed { code, message }) => {
                 Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
@@ -680,7 +680,7 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
         Ok(GuestMsg::Exited { .. }
             | GuestMsg::Processes { .. }
             | GuestMsg::Stats(_)
-            | GuestMsg::ContainerStats(_))
+            | GuestMsg::ContainerStats { .. })
     );
     if let (Some(out), Some(client)) = (out, sh.clients.get_mut(&session)) {
         if proto::write_frame(client, &out).is_err() {

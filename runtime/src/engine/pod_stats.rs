@@ -36,6 +36,28 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// An update over the limits in effect: as containerd does, a zero (or empty) field keeps
+/// the current value (kubelet sends only what it changes).
+pub(crate) fn merged(
+    current: &ContainerResources,
+    update: ContainerResources,
+) -> ContainerResources {
+    let keep = |new: u64, old: u64| if new == 0 { old } else { new };
+    let keep_i = |new: i64, old: i64| if new == 0 { old } else { new };
+    ContainerResources {
+        cpu_period: keep(update.cpu_period, current.cpu_period),
+        cpu_quota: keep_i(update.cpu_quota, current.cpu_quota),
+        cpu_shares: keep(update.cpu_shares, current.cpu_shares),
+        memory_limit_bytes: keep_i(update.memory_limit_bytes, current.memory_limit_bytes),
+        cpuset_cpus: if update.cpuset_cpus.is_empty() {
+            current.cpuset_cpus.clone()
+        } else {
+            update.cpuset_cpus
+        },
+        oom_score_adj: keep_i(update.oom_score_adj, current.oom_score_adj),
+    }
+}
+
 impl Engine {
     /// UpdateContainerResources: applies `resources` to a running container's cgroup in its
     /// pod VM and records them (ContainerStatus reports them). Audited (`container.update`).
@@ -57,12 +79,13 @@ impl Engine {
             .into());
         }
         let (_, boxed) = self.running_pod(&rec.pod_id)?;
+        let resources = merged(&rec.spec.resources, resources);
         let msg = ClientMsg::ContainerUpdate {
             id: rec.id.clone(),
             resources: resources.clone(),
         };
         match self.boxes.ask(&boxed, &msg) {
-            Ok(MonitorMsg::ContainerStats(_)) => {}
+            Ok(MonitorMsg::ContainerStats { .. }) => {}
             Ok(other) => {
                 return Err(EngineError::context(
                     "updating container resources",
@@ -100,7 +123,9 @@ impl Engine {
             HashMap::new()
         } else {
             match self.boxes.ask(boxed, &ClientMsg::ContainerStats { ids })? {
-                MonitorMsg::ContainerStats(v) => v.into_iter().map(|s| (s.id.clone(), s)).collect(),
+                MonitorMsg::ContainerStats { stats } => {
+                    stats.into_iter().map(|s| (s.id.clone(), s)).collect()
+                }
                 _ => HashMap::new(),
             }
         };
@@ -166,5 +191,34 @@ impl Engine {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_keeps_what_it_does_not_name() {
+        let current = ContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_bytes: 64 << 20,
+            cpuset_cpus: "0".into(),
+            oom_score_adj: 10,
+        };
+        let only_memory = ContainerResources {
+            memory_limit_bytes: 32 << 20,
+            ..Default::default()
+        };
+        let m = merged(&current, only_memory);
+        assert_eq!(m.memory_limit_bytes, 32 << 20);
+        assert_eq!(
+            (m.cpu_quota, m.cpu_period, m.cpu_shares),
+            (50_000, 100_000, 512)
+        );
+        assert_eq!((m.cpuset_cpus.as_str(), m.oom_score_adj), ("0", 10));
+        assert_eq!(merged(&current, ContainerResources::default()), current);
     }
 }
