@@ -237,7 +237,7 @@ pub(crate) fn keyed(text: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes (allocated blocks) and inodes under `root`, not crossing into other filesystems.
+/// Bytes (allocated blocks) and inodes under `root`, not descending into other filesystems.
 pub(crate) fn usage(root: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let Ok(top) = fs::symlink_metadata(root) else {
@@ -251,12 +251,11 @@ pub(crate) fn usage(root: &Path) -> (u64, u64) {
         };
         for e in entries.flatten() {
             let Ok(m) = e.metadata() else { continue };
-            if m.dev() != top.dev() {
-                continue;
-            }
             inodes += 1;
             bytes += m.blocks() * 512;
-            if m.is_dir() {
+            // Overlayfs reports files with their layer's device, directories with its own:
+            // only directories tell a mount point.
+            if m.is_dir() && m.dev() == top.dev() {
                 stack.push(e.path());
             }
             if inodes >= MAX_WALK {
