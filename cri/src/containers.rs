@@ -55,6 +55,14 @@ pub(crate) fn spec_of(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
+    // As runc: a group without a user would run as root with that group.
+    if let Some(s) = security {
+        if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
+            return Err(Status::invalid_argument(
+                "security_context.run_as_group needs run_as_user or run_as_username",
+            ));
+        }
+    }
     let user = security.and_then(|s| {
         let group = s.run_as_group.as_ref().map(|g| g.value);
         let user = match (&s.run_as_user, s.run_as_username.as_str()) {
@@ -367,5 +375,15 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(spec_of(&c, None).unwrap().user.as_deref(), Some("1000:50"));
+        let mut group_only = c.clone();
+        if let Some(sc) = group_only
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+        {
+            sc.run_as_user = None;
+        }
+        let e = spec_of(&group_only, None).unwrap_err();
+        assert!(e.message().contains("run_as_group"), "{}", e.message());
     }
 }

@@ -554,6 +554,16 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
         "reaches the pod IP, which only CNI pod networking provides",
     ),
     (
+        "runtime should support portforward \\[Conformance\\]",
+        "first checks the web server at the pod IP, which only CNI pod networking provides \
+         (port-forward itself: cri::crictl_runs_containers_in_a_pod_vm)",
+    ),
+    (
+        "execSync with timeout",
+        "checks with `pgrep sleep` that the killed command is gone, but a pod's containers share \
+         the pod VM's PID namespace, where the pod's own holder process sleeps",
+    ),
+    (
         "portforward in host network",
         "host-network pods are not supported: a pod is its own VM",
     ),
@@ -561,10 +571,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
         "MaskedPaths|ReadonlyPaths|Privileged is|capabilit|ReadOnlyRootfs|SupplementalGroups",
         "pod containers keep the pod VM's security (masked/readonly paths, privileges, \
          capabilities, read-only roots and supplementary groups are not applied per container yet)",
-    ),
-    (
-        "RunAsGroup is set without RunAsUser",
-        "the refusal of a group without a user is not implemented yet",
     ),
 ];
 
