@@ -299,6 +299,12 @@ pub(crate) fn stats(id: &str, root: &Path) -> Result<ContainerStats, String> {
     })
 }
 
+/// Whether the OOM killer killed a process in the container's cgroup (`memory.events`).
+pub(crate) fn oom_killed(id: &str) -> bool {
+    check_id(id).is_ok()
+        && read(&dir(id).join("memory.events")).is_ok_and(|e| keyed(&e, "oom_kill") > 0)
+}
+
 /// Removes the cgroup of a container whose main process ended (kept while processes remain).
 pub(crate) fn remove(id: &str) {
     if check_id(id).is_ok() {

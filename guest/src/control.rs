@@ -752,7 +752,8 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             match container {
                 // Kept for a later attach when no session is attached now.
                 Some((id, sink)) => {
-                    supervised::lock(&sink).exited(code, &mut |f| {
+                    let oom = container_cgroup::oom_killed(&id);
+                    supervised::lock(&sink).exited(code, oom, &mut |f| {
                         chan.send(&f);
                     });
                     container_cgroup::remove(&id);

@@ -28,6 +28,8 @@ pub(crate) struct Sink {
     kept_bytes: usize,
     dropped: u64,
     exit: Option<i32>,
+    /// The OOM killer killed a process of the container's cgroup.
+    oom_killed: bool,
 }
 
 impl Sink {
@@ -41,6 +43,7 @@ impl Sink {
             kept_bytes: 0,
             dropped: 0,
             exit: None,
+            oom_killed: false,
         }
     }
 
@@ -71,13 +74,25 @@ impl Sink {
         }
     }
 
-    /// The process ended: its code goes to the attached session, else it is kept.
-    pub(crate) fn exited(&mut self, code: i32, send: &mut impl FnMut(Frame)) {
+    /// The process ended (`oom_killed`: the OOM killer acted in its cgroup): its code goes to
+    /// the attached session, else it is kept.
+    pub(crate) fn exited(&mut self, code: i32, oom_killed: bool, send: &mut impl FnMut(Frame)) {
         self.exit = Some(code);
+        self.oom_killed = oom_killed;
         if let Some(s) = self.session {
-            if let Ok(f) = Frame::control(s, &GuestMsg::Exited { code }) {
+            self.send_exit(s, send);
+        }
+    }
+
+    fn send_exit(&self, session: u32, send: &mut impl FnMut(Frame)) {
+        let Some(code) = self.exit else { return };
+        if self.oom_killed {
+            if let Ok(f) = Frame::control(session, &GuestMsg::OomKilled) {
                 send(f);
             }
+        }
+        if let Ok(f) = Frame::control(session, &GuestMsg::Exited { code }) {
+            send(f);
         }
     }
 
@@ -108,11 +123,7 @@ impl Sink {
             send(Frame::data(kind, session, data));
         }
         self.kept_bytes = 0;
-        if let Some(code) = self.exit {
-            if let Ok(f) = Frame::control(session, &GuestMsg::Exited { code }) {
-                send(f);
-            }
-        }
+        self.send_exit(session, send);
     }
 
     pub(crate) fn has_exited(&self) -> bool {
@@ -191,7 +202,7 @@ mod tests {
         sink.detach(3);
         sink.output(Kind::Stdout, b"two\n".to_vec(), &mut send);
         sink.output(Kind::Stderr, b"err\n".to_vec(), &mut send);
-        sink.exited(7, &mut send);
+        sink.exited(7, false, &mut send);
         assert_eq!(sent.borrow().len(), 1);
         assert_eq!(sent.borrow()[0].session, 3);
         sink.attach(5, &mut send);
@@ -223,6 +234,29 @@ mod tests {
     }
 
     #[test]
+    fn an_oom_kill_is_reported_before_the_exit_also_on_a_later_attach() {
+        let sent = std::cell::RefCell::new(Vec::new());
+        let mut send = |f: Frame| sent.borrow_mut().push(f);
+        let mut sink = Sink::new(1, 2, String::new());
+        sink.detach(1);
+        sink.exited(137, true, &mut send);
+        sink.attach(4, &mut send);
+        let msgs: Vec<GuestMsg> = sent
+            .borrow()
+            .iter()
+            .map(|f| f.message::<GuestMsg>().unwrap())
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                GuestMsg::Started { pid: 2 },
+                GuestMsg::OomKilled,
+                GuestMsg::Exited { code: 137 }
+            ]
+        );
+    }
+
+    #[test]
     fn kept_output_is_bounded_and_the_loss_is_reported() {
         let sent = std::cell::RefCell::new(Vec::new());
         let mut send = |f: Frame| sent.borrow_mut().push(f);
@@ -250,7 +284,7 @@ mod tests {
         assert!(sup.by_pid(100).is_some());
         assert!(sup.by_session(4).is_some());
         assert!(sup.by_session(5).is_none());
-        lock(&a).exited(0, &mut |_| {});
+        lock(&a).exited(0, false, &mut |_| {});
         assert!(sup.by_pid(100).is_none(), "an exited pid may be reused");
         for i in 0..=MAX_EXITED {
             let id = format!("x{i}");

@@ -276,6 +276,21 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
     assert!(mems.stderr.contains("cpuset_mems"), "{}", mems.stderr);
     assert_eq!(cg(&busy, "memory.max"), "33554432");
 
+    // A container over its memory limit is killed by the OOM killer in its cgroup: 137, OOMKilled.
+    let hog = p.create(
+        &server,
+        "hog",
+        "exec dd if=/dev/zero of=/dev/null bs=40M",
+        &serde_json::json!({"memory_limit_in_bytes": 16 << 20}),
+    );
+    let oom = wait_for("the OOM kill to be recorded", || {
+        let s = inspect(&server, &hog);
+        (s["status"]["state"] == "CONTAINER_EXITED").then_some(s)
+    });
+    assert_eq!(oom["status"]["exitCode"], 137, "{oom}");
+    assert_eq!(oom["status"]["reason"], "OOMKilled", "{oom}");
+    server.ok(&["rm", &hog]);
+
     // kill -9 of the server: the containers run on in the VM.
     let log = p.logs.join("logger.log");
     let before = wait_for("logger's first lines", || last_line(&log));

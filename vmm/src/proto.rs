@@ -641,6 +641,9 @@ pub enum GuestMsg {
     /// Resource use inside the guest.
     Stats(GuestStats),
     // --- issue 16: answer to `ContainerStats` and `ContainerUpdate` ---
+    /// The frame's session's container was killed by the kernel's OOM killer in its cgroup
+    /// (sent just before its `Exited`).
+    OomKilled,
     /// Pod containers' resource use (a struct variant: a tagged newtype cannot hold a list).
     ContainerStats {
         /// One entry per container that has a cgroup.

@@ -131,6 +131,8 @@ pub enum MonitorMsg {
     },
     /// Answer to [`ClientMsg::Stats`].
     Stats(a3s_vmm::proto::GuestStats),
+    /// The session's pod container was killed by the OOM killer (before its `Exited`).
+    OomKilled,
     /// Answer to [`ClientMsg::ContainerStats`] and [`ClientMsg::ContainerUpdate`].
     ContainerStats {
         /// One entry per container that has a cgroup.

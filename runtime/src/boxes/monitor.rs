@@ -661,6 +661,7 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
                 Frame::control(session, &MonitorMsg::Processes { titles, processes }).ok()
             }
             Ok(GuestMsg::Stats(stats)) => Frame::control(session, &MonitorMsg::Stats(stats)).ok(),
+            Ok(GuestMsg::OomKilled) => Frame::control(session, &MonitorMsg::OomKilled).ok(),
             Ok(GuestMsg::ContainerStats { stats }) => {
                 Frame::control(session, &MonitorMsg::ContainerStats { stats }).ok()
             }

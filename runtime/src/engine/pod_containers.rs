@@ -361,13 +361,19 @@ impl Engine {
         taps: &Taps,
         done: &(Mutex<bool>, Condvar),
     ) {
+        let mut oom_killed = false;
         let (code, reason, message) = loop {
             match proto::read_frame(&mut conn) {
                 Ok(frame) => match frame.kind {
                     Kind::Stdout | Kind::Stderr => output(log, taps, &frame),
                     Kind::Control => match frame.message::<MonitorMsg>() {
+                        Ok(MonitorMsg::OomKilled) => oom_killed = true,
                         Ok(MonitorMsg::Exited { code }) => {
-                            let reason = if code == 0 { "Completed" } else { "Error" };
+                            let reason = match code {
+                                0 => "Completed",
+                                _ if oom_killed => "OOMKilled",
+                                _ => "Error",
+                            };
                             break (code, reason, String::new());
                         }
                         Ok(MonitorMsg::Error { message }) => break (255, "Error", message),

@@ -93,7 +93,7 @@ pub struct ContainerRecord {
     pub finished_ns: i64,
     /// Exit code.
     pub exit_code: i32,
-    /// Why it ended (`Completed`, `Error`, `StartError`, `PodStopped`).
+    /// Why it ended (`Completed`, `Error`, `OOMKilled`, `StartError`, `PodStopped`).
     pub reason: String,
     /// Details of a failure.
     pub message: String,
