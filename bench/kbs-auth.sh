@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: sustained POST /kbs/v0/auth rate at 1, 8 and 64 keep-alive clients (wrk), while
 # the sessions every request creates pile up for the whole run, for main's session store
-# ("before", built from a `git worktree` of main in this run), this tree's ("after") and,
+# ("before", built from a `git worktree` of main in this run), this tree's ("after"), a
+# floor (this tree's serving path answering a fixed body, no KBS work) and,
 # when TRUSTEE_KBS names its binary, trustee's own KBS (sessions in memory, its fastest
 # store). Runs alternate per client count; prints req/s, each server's RSS at the end of its
 # run, refused requests, and the ratios after/before and after/trustee (above 1: faster).
@@ -17,6 +18,10 @@ kbs_bench_init kbs-auth.sh
 secs="${1:-60}"
 base="${BASE:-main}"
 build_examples auth_server "$base"
+# The floor: the same serving path (runtimes, hyper, axum) answering a fixed body, so the
+# figures show how much of a request is the KBS's own work and how much HTTP and the kernel.
+(cd "$root" && cargo build --quiet --release -p a3s-kbs --example floor_server)
+cp "$CARGO_TARGET_DIR/release/examples/floor_server" "$work/floor"
 
 cat > "$work/auth.lua" <<'LUA'
 wrk.method = "POST"
@@ -38,6 +43,8 @@ load() {
 # run BINARY CLIENTS: one of our brokers.
 run() {
     local pid addr
+    # A fresh file: the previous server's address must not be read before this one truncates it.
+    rm -f "$work/server.out"
     "$1" >"$work/server.out" 2>/dev/null &
     pid=$!
     pids+=("$pid")
@@ -60,19 +67,21 @@ run_trustee() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || b == "-") print "-"; else printf "%.2f", a / b }'; }
 
 echo "POST /kbs/v0/auth, ${secs}s per run (before = $base, after = this tree, trustee = ${TRUSTEE_KBS:-not measured})"
-printf '%-7s %10s %10s %10s %8s %8s | %11s %11s %11s | %8s %8s %8s\n' clients before_r/s \
-    after_r/s trust_r/s aft/bef aft/tru b_rss a_rss t_rss b_err a_err t_err
+printf '%-7s %10s %10s %10s %10s %8s %8s %8s | %11s %11s %11s | %8s %8s %8s\n' clients before_r/s \
+    after_r/s trust_r/s floor_r/s aft/bef aft/tru aft/flo b_rss a_rss t_rss b_err a_err t_err
 for clients in 1 8 64; do
     read -r b_rate b_rss b_err < <(run "$work/before" "$clients")
     read -r a_rate a_rss a_err < <(run "$work/after" "$clients")
+    read -r f_rate _ _ < <(run "$work/floor" "$clients")
     t_rate=- t_rss=- t_err=-
     if [ -n "${TRUSTEE_KBS:-}" ]; then
         read -r t_rate t_rss t_err < <(run_trustee "$clients") || true
         [ -n "${t_rate:-}" ] || { echo "the trustee run failed" >&2; exit 1; }
     fi
     [ -n "${b_rate:-}" ] && [ -n "${a_rate:-}" ] || { echo "a broker run failed" >&2; exit 1; }
-    printf '%-7s %10s %10s %10s %7sx %7sx | %8sKiB %8sKiB %8sKiB | %8s %8s %8s\n' "$clients" \
-        "$b_rate" "$a_rate" "$t_rate" "$(ratio "$a_rate" "$b_rate")" "$(ratio "$a_rate" "$t_rate")" \
+    printf '%-7s %10s %10s %10s %10s %7sx %7sx %7sx | %8sKiB %8sKiB %8sKiB | %8s %8s %8s\n' "$clients" \
+        "$b_rate" "$a_rate" "$t_rate" "$f_rate" "$(ratio "$a_rate" "$b_rate")" \
+        "$(ratio "$a_rate" "$t_rate")" "$(ratio "$a_rate" "$f_rate")" \
         "$b_rss" "$a_rss" "$t_rss" "$b_err" "$a_err" "$t_err"
 done
 echo "(${secs}s per run; sessions pile up for the whole run; *_err = non-2xx answers)"

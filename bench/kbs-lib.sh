@@ -41,7 +41,11 @@ build_examples() {
     mkdir -p "$worktree/kbs/examples"
     # The example uses only the crate's public API, so this tree's copy builds at BASE too.
     cp "$root/kbs/examples/$example.rs" "$worktree/kbs/examples/"
-    (cd "$worktree" && cargo build --quiet --release -p a3s-kbs --example "$example")
+    (cd "$worktree" && cargo build --quiet --release -p a3s-kbs --example "$example") || {
+        echo "bench: the $example example does not build at $base (it uses a newer API, e.g." >&2
+        echo "serve_per_core); pick a BASE that has it" >&2
+        exit 1
+    }
     cp "$CARGO_TARGET_DIR/release/examples/$example" "$work/before"
     (cd "$root" && cargo build --quiet --release -p a3s-kbs --example "$example")
     cp "$CARGO_TARGET_DIR/release/examples/$example" "$work/after"

@@ -27,6 +27,8 @@ build_examples resource_server "$base"
 
 # broker BINARY: starts one of our brokers; sets server_pid, server_addr and token.
 broker() {
+    # A fresh file: the previous server's address must not be read before this one truncates it.
+    rm -f "$work/server.out"
     "$1" >"$work/server.out" 2>"$work/server.err" &
     server_pid=$!
     pids+=("$server_pid")

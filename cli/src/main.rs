@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod docker;
 mod input;
+mod list_format;
 mod output;
 mod template;
 

@@ -40,6 +40,8 @@ fn code(e: &EngineError) -> Code {
         EngineError::Pod(PodError::ContainerNotFound(_)) => return Code::NotFound,
         EngineError::Pod(PodError::WrongState(_)) => return Code::FailedPrecondition,
         EngineError::Pod(PodError::ExecTimeout(_)) => return Code::DeadlineExceeded,
+        EngineError::Pod(PodError::Invalid(_)) => return Code::InvalidArgument,
+        EngineError::Pod(PodError::Denied(_)) => return Code::PermissionDenied,
         _ => {}
     }
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e.cause());

@@ -55,6 +55,25 @@ impl Runtime {
         .await
     }
 
+    /// A confidential pod refuses host exec, attach and port forwarding unless it opted in
+    /// (PermissionDenied, audited by the engine).
+    async fn host_access(
+        &self,
+        container: Option<String>,
+        pod: Option<String>,
+        what: &'static str,
+    ) -> Result<(), Status> {
+        self.blocking(move |engine| {
+            match (container, pod) {
+                (Some(c), _) => engine.check_container_access(&c, what),
+                (None, Some(p)) => engine.check_pod_access(&p, what),
+                (None, None) => Ok(()),
+            }
+            .map_err(|e| error::status(&e))
+        })
+        .await
+    }
+
     /// Runs blocking engine work (VM boots, state files) off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -426,6 +445,8 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<cri::ExecResponse>, Status> {
         let req = r.into_inner();
         self.running(req.container_id.clone(), "Exec").await?;
+        self.host_access(Some(req.container_id.clone()), None, "exec")
+            .await?;
         let url = self
             .streaming
             .get_exec(&a3s_cri_streaming::ExecRequest {
@@ -446,6 +467,8 @@ impl RuntimeService for Runtime {
     ) -> Result<Response<cri::AttachResponse>, Status> {
         let req = r.into_inner();
         self.running(req.container_id.clone(), "Attach").await?;
+        self.host_access(Some(req.container_id.clone()), None, "attach")
+            .await?;
         let url = self
             .streaming
             .get_attach(&a3s_cri_streaming::AttachRequest {
@@ -466,6 +489,8 @@ impl RuntimeService for Runtime {
         let req = r.into_inner();
         let pod = req.pod_sandbox_id.clone();
         self.blocking(move |engine| engine.pod(&pod).map(|_| ()).map_err(|e| error::status(&e)))
+            .await?;
+        self.host_access(None, Some(req.pod_sandbox_id.clone()), "port forwarding")
             .await?;
         let url = self
             .streaming

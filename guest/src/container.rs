@@ -2,6 +2,9 @@
 //! (its image, copied into the pod VM by the host), sharing the VM's network and UTS
 //! namespaces, with the pod's `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` bound in.
 //!
+//! In a confidential pod the VM's `/run/secrets` (the tmpfs the attestation agent filled before
+//! the pod was reported ready) is bound read-only at the container's `/run/secrets`.
+//!
 //! Everything that allocates happens in [`prepare`], in guest-init; the forked child only
 //! makes system calls on prepared C strings ([`Entry::enter`]), as is required between
 //! `fork` and `exec` in a multi-threaded process.
@@ -22,6 +25,8 @@ pub(crate) struct Entry {
     sys_dir: CString,
     /// (pod file, file in the container) pairs to bind.
     binds: Vec<(CString, CString)>,
+    /// (the VM's secrets directory, its mount point in the container), bound read-only.
+    secrets: Option<(CString, CString)>,
     workdir: CString,
     /// The container's `cgroup.procs` (joined first, before the namespace changes).
     cgroup_procs: Option<std::os::fd::OwnedFd>,
@@ -52,6 +57,21 @@ pub(crate) fn under(root: &Path, path: &str) -> Result<std::path::PathBuf, Strin
 pub(crate) fn prepare(
     root: &str,
     workdir: &str,
+    cgroup_procs: Option<std::os::fd::OwnedFd>,
+) -> Result<Entry, String> {
+    prepare_with(
+        root,
+        workdir,
+        Path::new(crate::agent::secrets::SECRETS_DIR),
+        cgroup_procs,
+    )
+}
+
+/// [`prepare`] with the VM's secrets directory at `secrets` (placed only when it exists).
+fn prepare_with(
+    root: &str,
+    workdir: &str,
+    secrets: &Path,
     cgroup_procs: Option<std::os::fd::OwnedFd>,
 ) -> Result<Entry, String> {
     let root_path = Path::new(root);
@@ -95,6 +115,13 @@ pub(crate) fn prepare(
         }
         binds.push((cstr(Path::new(file))?, cstr(&target)?));
     }
+    let secrets = if secrets.is_dir() {
+        let target = secrets_target(root_path)?;
+        mkdir(&target)?;
+        Some((cstr(secrets)?, cstr(&target)?))
+    } else {
+        None
+    };
     let work = under(root_path, workdir)?;
     mkdir(&work)?;
     Ok(Entry {
@@ -103,9 +130,32 @@ pub(crate) fn prepare(
         dev_dir: cstr(&dev_dir)?,
         sys_dir: cstr(&sys_dir)?,
         binds,
+        secrets,
         workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
         cgroup_procs,
     })
+}
+
+/// `root/run/secrets`, refusing an image whose `/run` or `/run/secrets` is a symlink or not a
+/// directory (the bind would land outside the container; secrets are never placed there).
+fn secrets_target(root: &Path) -> Result<std::path::PathBuf, String> {
+    let mut p = root.to_owned();
+    for part in ["run", "secrets"] {
+        p.push(part);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "the image's /{} is not a directory, so the pod's secrets cannot be \
+                     mounted at /run/secrets; refusing to start the container",
+                    p.strip_prefix(root).unwrap_or(&p).display()
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+    }
+    Ok(p)
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -172,6 +222,28 @@ impl Entry {
                     std::ptr::null(),
                 ))?;
             }
+            if let Some((from, to)) = &self.secrets {
+                check(libc::mount(
+                    from.as_ptr(),
+                    to.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+                // A bind mount takes its flags only on a remount.
+                check(libc::mount(
+                    null,
+                    to.as_ptr(),
+                    null,
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ))?;
+            }
             check(libc::chroot(self.root.as_ptr()))?;
             check(libc::chdir(c"/".as_ptr()))?;
             check(libc::chdir(self.workdir.as_ptr()))?;
@@ -204,6 +276,30 @@ mod tests {
         assert!(prepare("/nonexistent-a3s-root", "/", None)
             .unwrap_err()
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn secrets_get_a_mount_point_unless_the_image_redirects_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("vm-secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        let root = dir.path().join("c");
+        std::fs::create_dir(&root).unwrap();
+        let entry = prepare_with(root.to_str().unwrap(), "/", &secrets, None).unwrap();
+        let (from, to) = entry.secrets.unwrap();
+        assert_eq!(from.to_str().unwrap(), secrets.to_str().unwrap());
+        assert_eq!(Path::new(to.to_str().unwrap()), root.join("run/secrets"));
+        assert!(root.join("run/secrets").is_dir());
+        // No secrets in the VM (not a confidential pod): nothing is bound.
+        let plain =
+            prepare_with(root.to_str().unwrap(), "/", &dir.path().join("none"), None).unwrap();
+        assert!(plain.secrets.is_none());
+        // An image whose /run points elsewhere is refused rather than followed.
+        let evil = dir.path().join("evil");
+        std::fs::create_dir(&evil).unwrap();
+        std::os::unix::fs::symlink("/", evil.join("run")).unwrap();
+        let e = prepare_with(evil.to_str().unwrap(), "/", &secrets, None).unwrap_err();
+        assert!(e.contains("/run is not a directory"), "{e}");
     }
 
     #[test]

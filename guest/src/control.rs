@@ -742,6 +742,14 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             .unwrap_or_default();
         let container = st.supervised.by_pid(pid.as_raw());
         drop(st);
+        if session == WORKLOAD_SESSION {
+            // As when a container's PID 1 dies: the box is over, so every process left (the
+            // workload's children, such as nginx's workers after its master was killed, and
+            // exec'd ones) goes now. They hold the output pipes open, and the exit report
+            // waits for those to close; without this a `stop -t 0` of nginx waited for the
+            // host's grace, and `sh -c 'sleep 600 & echo done'` for the sleep.
+            kill_all_but_init();
+        }
         let (chan, state) = (chan.clone(), state.clone());
         // Output must reach the host before the exit code; the pumps end when the process's
         // descendants close the pipes too.
@@ -762,6 +770,13 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
                 None => finished(session, code, &chan),
             }
         });
+    }
+}
+
+/// SIGKILL to every process but PID 1 (us): kill(2) with pid -1 from init spares only init.
+fn kill_all_but_init() {
+    if std::process::id() == 1 {
+        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     }
 }
 

@@ -27,6 +27,7 @@ mod dm;
 mod init;
 mod mounts;
 mod net;
+mod pod_image;
 mod process;
 mod procs;
 mod rootfs;
@@ -53,6 +54,9 @@ pub fn tool_main() -> std::process::ExitCode {
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(code) = copy::helper(&args) {
+        std::process::exit(code);
+    }
+    if let Some(code) = pod_image::helper(&args) {
         std::process::exit(code);
     }
     if std::process::id() != 1 {

@@ -1,6 +1,7 @@
 //! A broker for load tests of `GET /kbs/v0/resource` with a Bearer token (bench/kbs.sh):
 //! in-memory storage holding one 64-byte resource and the launch measurement of a simulated
-//! guest, served on a free loopback port. It attests that guest once through the real
+//! guest, served as `a3s-box kbs serve` serves (one single-threaded runtime per core) on a free
+//! loopback port. It attests that guest once through the real
 //! protocol (auth → attest with simulator evidence) and prints the address and the token:
 //!
 //! ```text
@@ -72,18 +73,12 @@ fn main() {
     let verifier =
         EvidenceVerifier::new(None).allow_simulated(sim.roots().expect("simulator roots"));
     let state = AppState::new(Config::new(storage, verifier)).expect("broker state");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("binding 127.0.0.1:0");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
-    runtime.spawn(async move {
-        a3s_kbs::serve::serve(listener, a3s_kbs::app(state), None)
-            .await
-            .expect("serving");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Served as `a3s-box kbs serve` serves; connections queue on the bound socket meanwhile.
+    let server = std::thread::spawn(move || {
+        a3s_kbs::serve::serve_per_core(listener, a3s_kbs::app(state), None, threads)
     });
     let client = KbsClient::new(&format!("http://{addr}")).expect("a client");
     let session = client
@@ -91,5 +86,8 @@ fn main() {
         .expect("attesting the simulated guest");
     println!("listening on {addr}");
     println!("token {}", session.token);
-    runtime.block_on(std::future::pending::<()>());
+    match server.join() {
+        Ok(result) => result.expect("serving"),
+        Err(_) => panic!("the server thread panicked"),
+    }
 }

@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 /// TLS settings could not be loaded.
@@ -68,7 +68,9 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Serves `app` on `listener` until the task is dropped; TLS when `tls` is given.
+/// Serves `app` on `listener` until the task is dropped; TLS when `tls` is given. Every
+/// connection runs on the caller's runtime; [`serve_per_core`] is the faster form for a
+/// dedicated server process.
 ///
 /// # Errors
 /// When accepting on the listener fails.
@@ -77,31 +79,110 @@ pub async fn serve(
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    let Some(tls) = tls else {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        return axum::serve(listener, app).await;
-    };
-    let acceptor = TlsAcceptor::from(tls);
+    let acceptor = tls.map(TlsAcceptor::from);
     loop {
         let (stream, peer) = listener.accept().await?;
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            app.clone(),
+            acceptor.clone(),
+        ));
+    }
+}
+
+/// Serves `app` on `listener` from `threads` single-threaded runtimes, blocking the caller
+/// until accepting fails.
+///
+/// Why: a request on a keep-alive connection is short (the `/auth` handler is a few µs), so
+/// on a work-stealing runtime the wake-ups of idle workers cost more than the request. Here
+/// the accepting thread hands each connection to one runtime, round-robin, and every read,
+/// handler call and write of that connection stays on that runtime's thread (actix's and
+/// trustee's model). One listening socket (no `SO_REUSEPORT`), so a second server on the same
+/// address still fails with "address in use". Blocking work keeps its own pool per runtime.
+///
+/// # Errors
+/// When a runtime cannot start, or accepting on the listener fails.
+pub fn serve_per_core(
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    threads: usize,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    // This thread runs the first runtime (and the accept loop); the others get one each.
+    let own = current_thread()?;
+    let mut handles = vec![own.handle().clone()];
+    let mut workers = Vec::new();
+    for i in 1..threads.max(1) {
+        let runtime = current_thread()?;
+        handles.push(runtime.handle().clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("kbs-serve-{i}"))
+            .spawn(move || runtime.block_on(async move { _ = stop_rx.await }))?;
+        workers.push((stop_tx, thread));
+    }
+    listener.set_nonblocking(true)?;
+    let result = own.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        let mut next = 0usize;
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            // Registered with the chosen runtime's reactor, inside that runtime.
+            let stream = stream.into_std()?;
+            let (app, acceptor) = (app.clone(), acceptor.clone());
+            handles[next % handles.len()].spawn(async move {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => serve_connection(stream, peer, app, acceptor).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "cannot register connection"),
                 }
-            };
-            let app = app.layer(axum::Extension(ConnectInfo(peer)));
-            let service = TowerToHyperService::new(app);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            });
+            next = next.wrapping_add(1);
+        }
+    });
+    for (stop, thread) in workers {
+        _ = stop.send(());
+        _ = thread.join();
+    }
+    result
+}
+
+/// One connection: the TLS handshake when `acceptor` is given, then HTTP/1.1 until the peer
+/// closes. The peer's address reaches handlers as [`ConnectInfo`].
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    acceptor: Option<TlsAcceptor>,
+) {
+    let app = app.layer(axum::Extension(ConnectInfo(peer)));
+    let service = TowerToHyperService::new(app);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let result = match acceptor {
+        None => {
+            builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => {
+                builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
             }
-        });
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hashlink::{LinkedHashMap, LinkedHashSet};
-use rand_core::{OsRng, RngCore};
+use rand_core::RngCore;
 use serde_json::Value;
 
 use crate::error::{echo, KbsError};
@@ -158,7 +158,7 @@ impl Sessions {
     /// [`KbsError::Internal`] on a poisoned lock.
     pub fn create(&self, client: IpAddr) -> Result<NewSession, KbsError> {
         let mut raw = [0u8; 48];
-        OsRng.fill_bytes(&mut raw);
+        rand::thread_rng().fill_bytes(&mut raw);
         let uuid = uuid::Builder::from_random_bytes(first::<16>(&raw)).into_uuid();
         let id = *uuid.as_bytes();
         let nonce = first::<32>(&raw[16..]);

@@ -604,7 +604,7 @@ pub fn box_usage(home: &A3sHome, rec: &BoxRecord) -> Result<DiskUsage, DiskError
     Ok(disk_usage(&Boxes::open(home).box_dir(&rec.id))?)
 }
 
-/// Removes every volume no box mounts (as `volume prune`); returns each with its size.
+/// Removes every anonymous volume no box mounts (as `volume prune`); returns each with its size.
 ///
 /// # Errors
 /// i/o.
@@ -615,8 +615,10 @@ pub fn prune_volumes(home: &A3sHome) -> Result<Vec<(VolumeName, DiskUsage)>, Dis
     for v in volumes.list()? {
         sizes.insert(v.name.clone(), disk_usage(&dir.join(v.name.as_str()))?);
     }
+    // Anonymous volumes only, as Docker 23+ `system prune --volumes`: a named volume is
+    // data someone chose to keep; `volume prune -a` removes those.
     Ok(volumes
-        .prune(true)?
+        .prune(false)?
         .into_iter()
         .map(|n| {
             let size = sizes.get(&n).copied().unwrap_or_default();

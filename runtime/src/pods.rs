@@ -10,6 +10,8 @@ use crate::home::A3sHome;
 use crate::record_dir::{Record, RecordDir, RecordError};
 use crate::state::{self, Lock, StateError};
 
+pub mod tee;
+
 /// What a pod is asked to be (CRI `PodSandboxConfig`, already validated by the front end).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSpec {
@@ -75,6 +77,15 @@ pub enum PodError {
     /// The pod or container is not in a state that allows the call (the message says why).
     #[error("{0}")]
     WrongState(String),
+    /// A pod's configuration is wrong (the message names the handler or annotation).
+    #[error("{0}")]
+    Invalid(String),
+    /// A pod's VM did not start (the message has every cause: a failed TEE step is named).
+    #[error("{0}")]
+    Failed(String),
+    /// Refused by a confidential pod's rules (the message says which; audited).
+    #[error("{0}")]
+    Denied(String),
     /// A container's process could not start (the message is the guest's reason).
     #[error("starting container {id}: {message}")]
     StartFailed {

@@ -134,6 +134,102 @@ fn run_returns_output_env_and_the_workload_exit_code() {
 }
 
 #[test]
+fn the_box_ends_with_its_workload_even_when_children_hold_its_output() {
+    // Docker's rule: when the main process exits, the rest of the box goes with it. The
+    // background sleep keeps stdout open; guest-init used to wait for it before reporting
+    // the exit (so a `stop -t 0` of nginx, whose workers outlive a killed master, waited for
+    // the host's grace). The bound only stops a regression from hanging the suite.
+    let mut child = env()
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 900 & echo done; exit 4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bound = Instant::now() + Duration::from_secs(400);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > bound {
+            let _ = child.kill();
+            panic!("run --rm did not return after its workload exited: the box waited for the workload's background child");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!((status.code(), out.as_str()), (Some(4), "done\n"));
+}
+
+#[test]
+fn start_attach_streams_the_workload_and_returns_its_exit_code() {
+    ok(&[
+        "create",
+        "--name",
+        "sa-out",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-start; exit 5",
+    ]);
+    let r = run(&["start", "-a", "sa-out"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (5, "from-start\n"),
+        "{}",
+        r.stderr
+    );
+    // -i: this terminal's stdin reaches a box created with -i.
+    ok(&[
+        "create",
+        "-i",
+        "--name",
+        "sa-in",
+        "busybox",
+        "sh",
+        "-c",
+        "read l; echo got-$l",
+    ]);
+    let mut child = env()
+        .cmd()
+        .args(["start", "-a", "-i", "sa-in"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"line\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "got-line\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let two = run(&["start", "-a", "sa-out", "sa-in"]);
+    assert_eq!(two.code, 2, "{}", two.stderr);
+    assert!(two.stderr.contains("takes one box"), "{}", two.stderr);
+    assert_eq!(run(&["start", "-i", "sa-out"]).code, 2, "-i needs -a");
+    ok(&["rm", "sa-out", "sa-in"]);
+}
+
+#[test]
 fn missing_command_exits_127_with_a_message() {
     let r = run(&["run", "--rm", "busybox", "no-such-program"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
@@ -156,6 +252,26 @@ fn detached_box_serves_exec_logs_inspect_and_stats() {
         .find(|b| b["Names"] == name)
         .expect("shared box listed");
     assert_eq!(me["State"], "running");
+    // Docker's Go templates over the same row, plain and as an aligned table.
+    let names = ok(&["ps", "--format", "{{.Names}}:{{.State}}"]).stdout;
+    assert!(
+        names.lines().any(|l| l == format!("{name}:running")),
+        "{names}"
+    );
+    let table = ok(&["ps", "--format", r"table {{.ID}}\t{{.Names}}"]).stdout;
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("BOX ID "), "{table}");
+    assert!(lines.any(|l| l.ends_with(name)), "{table}");
+    let bad = run(&["ps", "--format", "yaml"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("use table, json or a Go template"),
+        "{}",
+        bad.stderr
+    );
+    let bad = run(&["ps", "--format", "{{range .}}x{{end}}"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("not supported"), "{}", bad.stderr);
 
     let r = run(&[
         "exec",

@@ -343,16 +343,17 @@ fn crictl_runs_stops_and_removes_a_pod_vm() {
         "the pod's box is gone"
     );
 
-    // A confidential pod is refused before any VM starts.
+    // An SEV-SNP pod is refused before any VM starts on this host (no SEV-SNP hardware;
+    // simulated confidential pods are tested in cri_tee.rs).
     let tee = env.path("tee-pod.json");
     std::fs::write(
         &tee,
         r#"{"metadata":{"name":"secret","namespace":"default","uid":"u-2","attempt":0}}"#,
     )
     .unwrap();
-    let r = server.crictl(&["runp", "--runtime", "a3s-simulate", tee.to_str().unwrap()]);
+    let r = server.crictl(&["runp", "--runtime", "a3s-snp", tee.to_str().unwrap()]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("confidential pods"), "{}", r.stderr);
+    assert!(r.stderr.contains("no SEV-SNP hardware"), "{}", r.stderr);
     assert!(env.run(&["ps", "-a", "--format", "json"]).json_lines() == serde_json::json!([]));
     let audit = env.run(&["audit", "--action", "pod.*", "--format", "json"]);
     for action in ["pod.run", "pod.stop", "pod.remove"] {

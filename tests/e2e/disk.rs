@@ -220,8 +220,25 @@ fn df_matches_du_and_prune_leaves_nothing_of_deleted_images() {
     let refused = env.run(&["container", "prune"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
 
+    // --volumes takes anonymous volumes no box uses, never named ones (Docker 23's rule).
+    ok(env.run(&["volume", "create", "named-kept"]));
+    ok(env.run(&[
+        "create",
+        "--name",
+        "anon-owner",
+        "-v",
+        "/data",
+        "busybox",
+        "true",
+    ]));
+    ok(env.run(&["rm", "anon-owner"]));
+    let dangling = ok(env.run(&["volume", "ls", "--format", "{{.Name}}"])).stdout;
+    assert_eq!(dangling.lines().count(), 2, "{dangling}");
+
     // prune -a -f: the stopped box, then its image with everything derived from it.
-    let pruned = ok(env.run(&["system", "prune", "-a", "-f"])).stdout;
+    let pruned = ok(env.run(&["system", "prune", "-a", "-f", "--volumes"])).stdout;
+    let volumes = ok(env.run(&["volume", "ls", "--format", "{{.Name}}"])).stdout;
+    assert_eq!(volumes, "named-kept\n", "{pruned}");
     assert!(
         pruned.contains("Deleted Boxes:") && pruned.contains(&id),
         "{pruned}"

@@ -81,6 +81,12 @@ fn pulls_an_umoci_image_from_the_registry_and_lists_it() {
     );
     let text = env.run(&["images"]);
     assert!(text.stdout.starts_with("REPOSITORY"), "{}", text.stdout);
+    let templated = env.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    ok(&templated);
+    assert_eq!(
+        templated.stdout,
+        format!("{}:{}\n", rows[0]["Repository"].as_str().unwrap(), "1")
+    );
 
     let inspect = env.run(&["image", "inspect", &image]);
     ok(&inspect);

@@ -13,6 +13,7 @@ mod commands;
 mod compose;
 mod cri;
 mod cri_stats;
+mod cri_tee;
 mod disk;
 mod hardening;
 mod health;

@@ -218,6 +218,8 @@ fn cp_both_ways_on_a_running_box_then_volume_lifecycle() {
         ls.as_array().unwrap().iter().any(|v| v["Name"] == "cpvol"),
         "{ls}"
     );
+    let names = ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]).stdout;
+    assert!(names.lines().any(|l| l == "local cpvol"), "{names}");
     let entry = &ok(&["volume", "inspect", "cpvol"]).json()[0];
     assert_eq!(entry["used_by"][0]["name"], "vol-cp");
     assert_eq!(entry["used_by"][0]["state"], "running");

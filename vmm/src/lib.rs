@@ -18,6 +18,7 @@ pub mod layer;
 pub mod memory;
 pub mod net;
 pub mod passt;
+pub mod pod_image;
 pub mod proto;
 pub mod qemu;
 pub mod qmp;

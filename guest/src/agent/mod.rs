@@ -19,7 +19,7 @@ mod provision;
 mod ratls;
 mod requests;
 mod seal;
-mod secrets;
+pub(crate) mod secrets;
 pub(crate) mod tool;
 
 #[cfg(test)]

@@ -9,15 +9,27 @@ use a3s_kbs::AppState;
 
 use crate::support::*;
 
-/// Serves `state` on a loopback port from a background runtime; returns the address.
+/// Serves `state` on a loopback port as `a3s-box kbs serve` does (several single-threaded
+/// runtimes, so concurrent clients land on different threads); returns the address.
 fn serve(state: AppState, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        a3s_kbs::serve::serve_per_core(listener, a3s_kbs::app(state), tls, 3).unwrap();
+    });
+    addr
+}
+
+/// The same on the caller's runtime ([`a3s_kbs::serve::serve`], as the in-process KBS of
+/// `run --tee-simulate` serves).
+fn serve_on_runtime(state: AppState) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            a3s_kbs::serve::serve(listener, a3s_kbs::app(state), tls)
+            a3s_kbs::serve::serve(listener, a3s_kbs::app(state), None)
                 .await
                 .unwrap();
         });
@@ -50,6 +62,17 @@ fn client_gets_the_secret_after_attesting() {
         client.resource(&session, &path("default/key/none")),
         Err(ClientError::NotFound(_))
     ));
+}
+
+#[test]
+fn a_broker_on_the_callers_runtime_serves_the_protocol_too() {
+    let b = broker();
+    let addr = serve_on_runtime(b.state.clone());
+    let client = KbsClient::new(&format!("http://{addr}")).unwrap();
+    let secret = client
+        .get_resource(&SimAttester::new(MEASUREMENT), &path("default/key/1"))
+        .unwrap();
+    assert_eq!(&secret[..], b"top secret");
 }
 
 #[test]

@@ -49,6 +49,10 @@ struct Shared {
     /// The box's own health-check command, fixed at create time like the workload: allowed
     /// even where host exec is refused.
     health_argv: Option<Vec<String>>,
+    /// The box is a pod's VM (issue 16): see [`session_permitted`].
+    pod_sandbox: bool,
+    /// Container roots whose main process was started (a second session there is an exec).
+    started_roots: std::collections::HashSet<String>,
     /// Where refusals are recorded, and the box id.
     audit: Option<(crate::audit::AuditLog, String)>,
     /// This run is over: the accept loop ends (a restart binds a new socket).
@@ -305,6 +309,11 @@ impl Boot<'_> {
             tee,
             exec_allowed: self.exec_allowed,
             health_argv: self.rec.spec.health.as_ref().map(|h| h.argv()),
+            pod_sandbox: self
+                .rec
+                .spec
+                .labels
+                .contains_key(a3s_vmm::pod_image::POD_SANDBOX_LABEL),
             monitor_pid: self.monitor_pid,
             running: false,
             watch: std::mem::replace(&mut self.watch, super::timings::Stopwatch::for_monitor()),
@@ -402,6 +411,7 @@ struct Guest<'a> {
     tee: Option<TeeLaunch>,
     exec_allowed: bool,
     health_argv: Option<Vec<String>>,
+    pod_sandbox: bool,
     /// This monitor's pid.
     monitor_pid: u32,
     /// Whether the box has been recorded `running` (its workload reached the guest's exec).
@@ -484,6 +494,7 @@ fn serve(
         next_session: 1,
         exec_allowed: guest_box.exec_allowed,
         health_argv: guest_box.health_argv.clone(),
+        pod_sandbox: guest_box.pod_sandbox,
         audit: Some((
             crate::audit::AuditLog::open(guest_box.boxes.home().audit()),
             guest_box.id.to_string(),
@@ -772,8 +783,8 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
         } | ClientMsg::ContainerAttach { .. }
     );
     let session = match first {
-        ClientMsg::Exec { ref process } | ClientMsg::ContainerExec { ref process, .. }
-            if !exec_permitted(&lock(shared), &process.argv) =>
+        ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. }
+            if !session_permitted(&mut lock(shared), &first) =>
         {
             let message =
                 "exec refused: this box runs in TEE mode and was not started with --allow-exec"
@@ -936,6 +947,29 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
     }
 }
 
+/// Host exec is refused in a TEE box without the opt-in, except its health check and, in a
+/// confidential pod's VM, the runtime starting each of the pod's containers once (the pod's
+/// workload; a second session in the same root is an exec) and guest-init's verified-image
+/// helpers (guest-init checks everything they receive).
+fn session_permitted(sh: &mut Shared, msg: &ClientMsg) -> bool {
+    match msg {
+        ClientMsg::ContainerExec { root, .. }
+            if sh.pod_sandbox && sh.started_roots.insert(root.clone()) =>
+        {
+            true
+        }
+        ClientMsg::Exec { process }
+            if sh.pod_sandbox && a3s_vmm::pod_image::is_pod_helper(&process.argv) =>
+        {
+            true
+        }
+        ClientMsg::Exec { process } | ClientMsg::ContainerExec { process, .. } => {
+            exec_permitted(sh, &process.argv)
+        }
+        _ => true,
+    }
+}
+
 fn exec_permitted(sh: &Shared, argv: &[String]) -> bool {
     sh.exec_allowed || sh.health_argv.as_deref() == Some(argv)
 }
@@ -949,6 +983,45 @@ fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confidential_pod_starts_each_container_once_and_refuses_exec() {
+        let process = |argv: &[&str]| a3s_vmm::proto::ProcessSpec {
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            ..a3s_vmm::proto::ProcessSpec::default()
+        };
+        let start = |root: &str| ClientMsg::ContainerExec {
+            process: process(&["sh"]),
+            root: root.into(),
+            id: None,
+            resources: None,
+        };
+        let mut sh = Shared {
+            pod_sandbox: true,
+            ..Shared::default()
+        };
+        assert!(session_permitted(&mut sh, &start("/containers/a/rootfs")));
+        assert!(!session_permitted(&mut sh, &start("/containers/a/rootfs")));
+        assert!(session_permitted(&mut sh, &start("/containers/b/rootfs")));
+        let helper = ClientMsg::Exec {
+            process: process(&["/.a3s/init", "__pod-image-in", "/containers/c"]),
+        };
+        assert!(session_permitted(&mut sh, &helper));
+        let shell = ClientMsg::Exec {
+            process: process(&["sh"]),
+        };
+        assert!(!session_permitted(&mut sh, &shell));
+        // With the opt-in, everything; in a TEE box that is no pod, none of the above.
+        sh.exec_allowed = true;
+        assert!(session_permitted(&mut sh, &start("/containers/a/rootfs")));
+        assert!(session_permitted(&mut sh, &shell));
+        let mut tee_box = Shared::default();
+        assert!(!session_permitted(
+            &mut tee_box,
+            &start("/containers/a/rootfs")
+        ));
+        assert!(!session_permitted(&mut tee_box, &helper));
+    }
 
     #[test]
     fn a_stop_request_ends_the_back_off_and_is_consumed() {

@@ -29,6 +29,7 @@ mod lifecycle;
 mod measure;
 mod networks;
 mod pod_containers;
+mod pod_images;
 mod pod_stats;
 mod pods;
 mod run;

@@ -5,7 +5,8 @@
 //! (`/containers/<id>/rootfs`, on the pod's writable layer); start asks guest-init to spawn the
 //! process there in a new mount namespace sharing the VM's network and UTS namespaces (so the
 //! pod's containers reach each other on localhost). See docs/cri.md for why this copy is used
-//! instead of hot-plugged block devices.
+//! instead of hot-plugged block devices. A confidential pod never takes that copy: its images
+//! go to the guest as verified blobs (`pod_images`).
 //!
 //! The process's session (its monitor connection) is held by a watcher thread of the process
 //! that started it (the CRI server): the watcher writes the CRI log and records the exit.
@@ -154,11 +155,15 @@ impl Engine {
         }
         let store = self.image_store()?;
         let local = store.resolve(image)?;
-        let rootfs = store.rootfs(&local)?;
         let id = BoxId::random().as_str().to_owned();
         let dir = format!("{GUEST_CONTAINERS}/{id}");
-        self.pod_command(&boxed, &["mkdir", "-p", &dir])?;
-        crate::copy::copy_in(&self.boxes, &boxed, &rootfs, &format!("{dir}/rootfs"))?;
+        if let Some(tee) = Self::recorded_pod_tee(&pod)? {
+            self.place_verified_image(&pod, &tee, &boxed, &local, &dir)?;
+        } else {
+            let rootfs = store.rootfs(&local)?;
+            self.pod_command(&boxed, &["mkdir", "-p", &dir])?;
+            crate::copy::copy_in(&self.boxes, &boxed, &rootfs, &format!("{dir}/rootfs"))?;
+        }
         let config = &local.config;
         let mut env = config.env.clone();
         env.extend(spec.env.iter().cloned());
@@ -524,11 +529,13 @@ impl Engine {
         let Some(rec) = self.stop_container(key, Duration::ZERO)? else {
             return Ok(None);
         };
-        if let Ok((_, boxed)) = self.running_pod(&rec.pod_id) {
-            self.pod_command(
-                &boxed,
-                &["rm", "-rf", &format!("{GUEST_CONTAINERS}/{}", rec.id)],
-            )?;
+        if let Ok((pod, boxed)) = self.running_pod(&rec.pod_id) {
+            let dir = format!("{GUEST_CONTAINERS}/{}", rec.id);
+            if Self::recorded_pod_tee(&pod)?.is_some() {
+                self.remove_verified_root(&boxed, &dir)?;
+            } else {
+                self.pod_command(&boxed, &["rm", "-rf", &dir])?;
+            }
         }
         {
             let _lock = Pods::open(&self.home).lock()?;
@@ -575,7 +582,8 @@ impl Engine {
             ))
             .into());
         }
-        let (_, boxed) = self.running_pod(&rec.pod_id)?;
+        let (pod, boxed) = self.running_pod(&rec.pod_id)?;
+        self.refuse_pod_access(&pod, Some(&rec.id), "exec")?;
         let id = Some(rec.id.clone());
         if process.user.is_none() {
             process.user.clone_from(&rec.user);
@@ -647,6 +655,8 @@ impl Engine {
         key: &str,
     ) -> Result<std::sync::mpsc::Receiver<(Stream, Vec<u8>)>, EngineError> {
         let rec = self.container(key)?;
+        let pod = Pods::open(&self.home).find(&rec.pod_id)?;
+        self.refuse_pod_access(&pod, Some(&rec.id), "attach")?;
         let (tx, rx) = std::sync::mpsc::channel();
         match lock(live()).get(&rec.id) {
             Some(l) => lock(&l.taps).push(tx),
@@ -718,7 +728,10 @@ fn output(log: &Mutex<Option<CriLog>>, taps: &Taps, frame: &Frame) {
 
 /// Reads an exec session to its end; output over [`MAX_EXEC_OUTPUT`] is dropped. With a
 /// timeout, the process is killed when it passes it.
-fn collect(mut conn: UnixStream, timeout: Option<Duration>) -> Result<ExecOutput, EngineError> {
+pub(super) fn collect(
+    mut conn: UnixStream,
+    timeout: Option<Duration>,
+) -> Result<ExecOutput, EngineError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut out = ExecOutput::default();
     loop {

@@ -3,6 +3,12 @@
 //! The pod's VM is a box of the embedded `busybox` image whose workload only sleeps: it holds
 //! the pod's VM, hostname and DNS configuration the way Kubernetes' pause container holds a
 //! pod's namespaces. Its containers are processes in that VM (see `pod_containers`).
+//!
+//! A confidential pod (RuntimeClass handler or `io.a3s.box/*` annotations, [`PodTee`]) is the
+//! same box in TEE mode: its monitor measures exactly what it boots (the image allow-list is
+//! on the measured command line), the guest attests to the KBS and places the secrets in
+//! `/run/secrets` before the box reports running, so before RunPodSandbox returns and before
+//! any container can start. Any failure removes the box and the record and is audited.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,13 +16,16 @@ use super::{CreateBox, Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::{BoxError, BoxState, CreateRequest, DEFAULT_MEM_MIB};
 use crate::network::BoxNet;
+use crate::pods::tee::{PodTee, HANDLER_SNP};
 use crate::pods::{PodError, PodRecord, PodSpec, Pods};
 use crate::state::{BoxId, StateError};
+use crate::tee::spec::TeeMode;
+use a3s_vmm::pod_image::POD_SANDBOX_LABEL;
 
 /// The image of a pod's VM (built on this machine; no registry needed).
 const SANDBOX_IMAGE: &str = "busybox";
 /// Annotation asking for a confidential pod.
-pub const TEE_ANNOTATION: &str = "io.a3s.box/tee";
+pub use crate::pods::tee::TEE_ANNOTATION;
 /// How long a pod's VM gets to stop on SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,24 +45,16 @@ impl Engine {
 
     /// RunPodSandbox: records the pod, boots its VM (the lock is not held across the boot),
     /// and returns the pod once its VM runs. A failed boot leaves neither box nor record.
+    /// A confidential pod's VM runs the trust pipeline during that boot (module docs).
     ///
     /// A pod of the same name, namespace, uid and attempt is returned as it is (a retry).
     ///
     /// # Errors
-    /// [`EngineError::PodUnsupported`] for confidential pods (fail closed: they are not
-    /// implemented), box creation and boot errors.
+    /// [`PodError::Invalid`] for wrong confidential settings, [`EngineError::PodUnsupported`]
+    /// for an SEV-SNP pod on a host without SEV-SNP (both audited, nothing started), box
+    /// creation and boot errors (a failed TEE step names the step).
     pub fn run_pod(&self, spec: &PodSpec) -> Result<PodRecord, EngineError> {
-        if !spec.handler.is_empty() || spec.annotations.contains_key(TEE_ANNOTATION) {
-            let why = format!(
-                "confidential pods (runtime handler {:?}, annotation {TEE_ANNOTATION}) are not \
-                 implemented yet; nothing was started",
-                spec.handler
-            );
-            self.record(
-                &Event::new("pod.run", Outcome::Denied, why.as_str()).with("pod", spec.full_name()),
-            )?;
-            return Err(EngineError::PodUnsupported(why));
-        }
+        let tee = self.pod_tee(spec)?;
         let pods = self.pods();
         let id = BoxId::random().as_str().to_owned();
         let rec = {
@@ -73,6 +74,9 @@ impl Engine {
                 entrypoint: Some("sleep".into()),
                 args: vec!["2147483647".into()],
                 hostname: spec.hostname.clone(),
+                tee: tee.as_ref().map(|t| t.tee.clone()),
+                kernel_args: tee.as_ref().map(PodTee::kernel_args).unwrap_or_default(),
+                labels: [(POD_SANDBOX_LABEL.to_owned(), id.clone())].into(),
                 // The box defaults; pod-level resources (overhead, limits) come later.
                 vcpus: 1,
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
@@ -104,12 +108,21 @@ impl Engine {
             if let Ok(_lock) = pods.lock() {
                 let _ = pods.delete(&rec.id);
             }
+            let message = crate::pods::tee::chain(&e);
             self.record(
-                &Event::new("pod.run", Outcome::Failure, e.to_string())
+                &Event::new("pod.run", Outcome::Failure, message.as_str())
                     .with("pod", rec.id.as_str())
                     .with("name", spec.full_name()),
             )?;
-            return Err(e);
+            return Err(match tee {
+                // The step the trust pipeline failed at is in the message; nothing is left.
+                Some(_) => PodError::Failed(format!(
+                    "confidential pod {} did not start (its VM and record are removed): {message}",
+                    spec.full_name()
+                ))
+                .into(),
+                None => e,
+            });
         }
         self.record(
             &Event::new("pod.run", Outcome::Success, "pod VM running")
@@ -118,6 +131,97 @@ impl Engine {
                 .with("name", spec.full_name()),
         )?;
         Ok(rec)
+    }
+
+    /// The confidential settings of a pod about to run, refused (audited, nothing started)
+    /// when they are wrong or this host cannot honour them.
+    fn pod_tee(&self, spec: &PodSpec) -> Result<Option<PodTee>, EngineError> {
+        let deny = |e: EngineError| -> Result<Option<PodTee>, EngineError> {
+            self.record(
+                &Event::new("pod.run", Outcome::Denied, e.to_string())
+                    .with("name", spec.full_name()),
+            )?;
+            Err(e)
+        };
+        let tee = match PodTee::of(spec) {
+            Ok(t) => t,
+            Err(e) => return deny(e.into()),
+        };
+        if tee.as_ref().is_some_and(|t| t.tee.mode == TeeMode::Snp) {
+            let host = a3s_vmm::snp::check_host(std::path::Path::new("/"))
+                .and_then(|()| a3s_vmm::snp::SnpConfig::from_env().map(drop));
+            if let Err(e) = host {
+                let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+                return deny(EngineError::PodUnsupported(format!(
+                    "runtime handler {HANDLER_SNP}: this host has no SEV-SNP hardware it can \
+                     launch guests on: {e}{hint}; nothing was started (use runtime handler \
+                     a3s-simulate for the simulated trust pipeline)"
+                )));
+            }
+        }
+        Ok(tee)
+    }
+
+    /// The confidential settings of a recorded pod (`None`: a plain pod).
+    pub(crate) fn recorded_pod_tee(rec: &PodRecord) -> Result<Option<PodTee>, EngineError> {
+        Ok(PodTee::of(&rec.spec)?)
+    }
+
+    /// Refuses host access (`what`: exec, attach, port-forward) to a confidential pod that
+    /// did not opt in with `io.a3s.box/allow-exec: "true"`; the refusal is audited.
+    pub(crate) fn refuse_pod_access(
+        &self,
+        pod: &PodRecord,
+        container: Option<&str>,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        let Some(tee) = Self::recorded_pod_tee(pod)? else {
+            return Ok(());
+        };
+        if tee.tee.allow_exec {
+            return Ok(());
+        }
+        let why = format!(
+            "{what} refused: pod {} is confidential and did not opt in to host access \
+             (annotation {}: \"true\")",
+            pod.id,
+            crate::pods::tee::ALLOW_EXEC_ANNOTATION
+        );
+        let mut event = Event::new(
+            if container.is_some() {
+                "container.exec"
+            } else {
+                "pod.exec"
+            },
+            Outcome::Denied,
+            why.as_str(),
+        )
+        .with("pod", pod.id.as_str());
+        if let Some(c) = container {
+            event = event.with("container", c);
+        }
+        self.record(&event)?;
+        Err(PodError::Denied(why).into())
+    }
+
+    /// Refuses (audited) host `what` (exec, attach) in container `key` of a confidential pod
+    /// without the opt-in: for front ends that hand out streaming URLs before any session.
+    ///
+    /// # Errors
+    /// [`PodError::Denied`], not found, store errors.
+    pub fn check_container_access(&self, key: &str, what: &str) -> Result<(), EngineError> {
+        let rec = self.container(key)?;
+        let pod = self.pods().find(&rec.pod_id)?;
+        self.refuse_pod_access(&pod, Some(&rec.id), what)
+    }
+
+    /// [`Engine::check_container_access`] for a pod (port forwarding).
+    ///
+    /// # Errors
+    /// [`PodError::Denied`], not found, store errors.
+    pub fn check_pod_access(&self, key: &str, what: &str) -> Result<(), EngineError> {
+        let pod = self.pods().find(key)?;
+        self.refuse_pod_access(&pod, None, what)
     }
 
     /// StopPodSandbox: stops the pod's VM. An unknown pod is not an error (`None`), as CRI
@@ -217,6 +321,7 @@ impl Engine {
         port: u16,
     ) -> Result<std::os::unix::net::UnixStream, EngineError> {
         let rec = self.pods().find(key)?;
+        self.refuse_pod_access(&rec, None, "port forwarding")?;
         let boxed = self.boxes.find(&rec.box_id)?;
         if !matches!(boxed.state, BoxState::Running { .. }) {
             return Err(PodError::WrongState(format!(

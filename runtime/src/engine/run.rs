@@ -156,9 +156,44 @@ impl Engine {
             Outcome::Success,
             "starting in the foreground",
         )?;
+        self.start_held(rec, true, io)
+    }
+
+    /// `start -a`: starts the stopped box `key` with this front end as its terminal, as a
+    /// foreground `run` does (stdin too when `stdin` and the box has one), and waits for the
+    /// workload to end (`None`: the user detached). A running box is attached to instead.
+    ///
+    /// # Errors
+    /// As [`Self::attach`] and a foreground run.
+    pub fn start_foreground(
+        &self,
+        key: &str,
+        stdin: bool,
+        io: &mut dyn RunEvents,
+    ) -> Result<Option<i32>, EngineError> {
+        let rec = self.boxes.find(key)?;
+        if matches!(rec.state, BoxState::Running { .. }) {
+            return self.attach(key, stdin, io);
+        }
+        self.record_box(
+            "box.start",
+            &rec,
+            Outcome::Success,
+            "starting in the foreground",
+        )?;
+        self.start_held(&rec, stdin, io)
+    }
+
+    /// Starts `rec` attached, holding its exit for us; removes a `--rm` box once it ended.
+    fn start_held(
+        &self,
+        rec: &BoxRecord,
+        stdin: bool,
+        io: &mut dyn RunEvents,
+    ) -> Result<Option<i32>, EngineError> {
         // Taken before the monitor exists, so even a workload that ends at once waits for us.
         let hold = self.boxes.hold_exit(rec)?;
-        let result = self.start_attached(rec, io);
+        let result = self.start_attached(rec, stdin, io);
         if rec.spec.auto_remove && !matches!(result, Ok(None)) {
             // While the hold keeps the monitor from removing it at the same time.
             let _ = self.boxes.remove(rec.id.as_str(), true);
@@ -170,14 +205,17 @@ impl Engine {
     fn start_attached(
         &self,
         rec: &BoxRecord,
+        stdin: bool,
         io: &mut dyn RunEvents,
     ) -> Result<Option<i32>, EngineError> {
         let started = self.boxes.start(rec.id.as_str(), &self.monitor_exe()?)?;
-        let stdin = if rec.spec.process.stdin && matches!(started.state, BoxState::Running { .. }) {
-            self.boxes.attach_stdin(&started).ok()
-        } else {
-            None
-        };
+        let stdin =
+            if stdin && rec.spec.process.stdin && matches!(started.state, BoxState::Running { .. })
+            {
+                self.boxes.attach_stdin(&started).ok()
+            } else {
+                None
+            };
         io.running(&started, stdin);
         self.stream_until_exit(rec, 0, io)
     }

@@ -321,7 +321,16 @@ pub(crate) struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
-    /// Boxes (name or id).
+    /// Attach this terminal to the box's output (and signals) until its workload exits; the
+    /// exit code is the workload's.
+    #[arg(short = 'a', long)]
+    pub(crate) attach: bool,
+    /// With --attach: also this terminal's stdin (the box must have been created with -i).
+    #[arg(short = 'i', long, requires = "attach")]
+    pub(crate) interactive: bool,
+    #[command(flatten)]
+    pub(crate) options: AttachOptions,
+    /// Boxes (name or id); one with --attach.
     #[arg(required = true)]
     pub(crate) boxes: Vec<String>,
 }
@@ -388,7 +397,7 @@ pub(crate) struct PsArgs {
     #[arg(long)]
     pub(crate) no_trunc: bool,
     #[command(flatten)]
-    pub(crate) format: FormatArgs,
+    pub(crate) format: crate::list_format::ListFormatArgs,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ use a3s_runtime::boxes::BoxRecord;
 use a3s_runtime::engine::{Engine, RunEvents};
 use a3s_vmm::proto::{self, Frame, HostMsg, Kind, ProcessSpec};
 
-use super::args::{AttachArgs, AttachOptions, ExecArgs};
+use super::args::{AttachArgs, AttachOptions, ExecArgs, StartArgs};
 use super::detach_keys::{self, Detector, Scan};
 use crate::commands::EngineResult;
 use crate::{usage_error, ExitStatus};
@@ -310,6 +310,27 @@ pub(super) fn attach(engine: &Engine, a: &AttachArgs) -> anyhow::Result<ExitStat
     terminal.sig_proxy &= !tty;
     let code = engine
         .attach(&a.r#box, !a.no_stdin, &mut terminal)
+        .engine()?;
+    drop(terminal);
+    Ok(exit_status(code))
+}
+
+/// `start -a [-i]`: starts a stopped box with this terminal as its workload's (a running
+/// one is attached to), as a foreground `run` does; the workload's exit code.
+pub(super) fn start_attached(engine: &Engine, a: &StartArgs) -> anyhow::Result<ExitStatus> {
+    let [key] = a.boxes.as_slice() else {
+        return Err(usage_error(anyhow::anyhow!(
+            "start --attach takes one box ({} given); start the others without --attach",
+            a.boxes.len()
+        )));
+    };
+    let rec = engine.inspect(key).engine()?;
+    let tty = rec.spec.process.tty;
+    super::notice_tcg();
+    let mut terminal = Terminal::new(engine, tty, &a.options)?;
+    terminal.sig_proxy &= !tty;
+    let code = engine
+        .start_foreground(key, a.interactive, &mut terminal)
         .engine()?;
     drop(terminal);
     Ok(exit_status(code))

@@ -42,6 +42,7 @@ pub(crate) fn run(cmd: BoxCommand) -> anyhow::Result<ExitStatus> {
             output::line(rec.id.as_str())?;
             Ok(ExitStatus::Success)
         }
+        BoxCommand::Start(a) if a.attach => io::start_attached(&engine, &a),
         BoxCommand::Start(a) => each(&a.boxes, |key| {
             notice_tcg();
             let rec = engine.start(key).engine()?;

@@ -9,9 +9,9 @@ use a3s_runtime::engine::Engine;
 
 use super::args::PsArgs;
 use super::health;
-use crate::args::Format;
 use crate::commands::EngineResult;
 use crate::docker;
+use crate::list_format::{print_rows, ListFormat};
 use crate::{output, usage_error, ExitStatus};
 
 /// Docker truncates the command column to this many characters (`--no-trunc` keeps it whole).
@@ -47,23 +47,25 @@ pub(super) fn ps(engine: &Engine, a: &PsArgs) -> anyhow::Result<ExitStatus> {
             None
         });
     }
-    match a.format.format {
-        // Docker's `--format json`: one object per line, Docker's keys, string values.
-        Format::Json => {
+    match &a.format.format {
+        // Docker's `--format json`: one object per line, Docker's keys, string values; a
+        // template is evaluated over the same object.
+        ListFormat::Json | ListFormat::Template { .. } => {
+            let mut rows = Vec::with_capacity(recs.len());
             for (r, size) in recs.iter().zip(&sizes) {
                 let att = engine.attachments(r).engine()?;
-                let row = docker::ps_row(
+                rows.push(docker::ps_row(
                     r,
                     &att,
                     command_column(&r.spec.process.argv, a.no_trunc),
                     status_text(r),
                     *size,
                     a.no_trunc,
-                );
-                output::line(&serde_json::to_string(&row)?)?;
+                ));
             }
+            print_rows(&a.format.format, &rows, &[("ID", "BOX ID")])?;
         }
-        Format::Text => {
+        ListFormat::Table => {
             let mut header = vec!["BOX ID", "NAME", "IMAGE", "COMMAND", "STATUS", "PORTS"];
             if a.size {
                 header.push("SIZE");

@@ -129,9 +129,8 @@ pub(crate) struct ListArgs {
     /// Show full image ids.
     #[arg(long)]
     pub(crate) no_trunc: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) format: crate::list_format::ListFormatArgs,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ use a3s_runtime::engine::Engine;
 use super::{credentials, home, parse_ref, runtime, store};
 use crate::args::Format;
 use crate::commands::EngineResult;
+use crate::list_format::{print_rows, ListFormat};
 use crate::{output, usage_error, ExitStatus};
 
 #[cfg(test)]
@@ -170,9 +171,11 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
         }
         return Ok(ExitStatus::Success);
     }
-    match a.format {
-        // Docker's `--format json`: one object per line, Docker's keys, string values.
-        Format::Json => {
+    match &a.format.format {
+        // Docker's `--format json`: one object per line, Docker's keys, string values; a
+        // template is evaluated over the same object.
+        ListFormat::Json | ListFormat::Template { .. } => {
+            let mut docker_rows = Vec::with_capacity(rows.len());
             for r in &rows {
                 let created = r
                     .digest
@@ -181,18 +184,18 @@ pub(super) fn list(a: &args::ListArgs) -> anyhow::Result<ExitStatus> {
                     .and_then(|d| store.manifest(&d).ok())
                     .and_then(|m| store.config_file(&m).ok())
                     .and_then(|c| c.created);
-                let row = crate::docker::image_row(
+                docker_rows.push(crate::docker::image_row(
                     &r.repository,
                     r.tag.as_deref(),
                     &r.digest,
                     created.as_deref(),
                     r.size,
                     a.no_trunc,
-                );
-                output::line(&serde_json::to_string(&row)?)?;
+                ));
             }
+            print_rows(&a.format.format, &docker_rows, &[("ID", "IMAGE ID")])?;
         }
-        Format::Text => {
+        ListFormat::Table => {
             let w = rows
                 .iter()
                 .map(|r| r.repository.len())

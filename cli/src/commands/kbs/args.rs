@@ -88,6 +88,9 @@ pub(crate) struct ServeArgs {
     /// Never contact AMD's KDS: VCEKs only from the evidence or the cache.
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Threads serving connections, each with its own connections [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: Option<u16>,
 }
 
 /// Which TEE key the client generates.

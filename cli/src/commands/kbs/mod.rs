@@ -309,20 +309,15 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitStatus> {
         max_body_bytes: args.max_body_bytes,
     };
     let state = AppState::new(config).context("initialising the KBS state")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let listen = args.listen;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        eprintln!("KBS listening on {scheme}://{}", listener.local_addr()?);
-        a3s_kbs::serve::serve(listener, a3s_kbs::app(state), tls).await?;
-        anyhow::Ok(())
-    })?;
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("KBS listening on {scheme}://{}", listener.local_addr()?);
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        usize::from,
+    );
+    a3s_kbs::serve::serve_per_core(listener, a3s_kbs::app(state), tls, threads)?;
     Ok(ExitStatus::Success)
 }
 

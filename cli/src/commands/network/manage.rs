@@ -11,8 +11,8 @@ use a3s_runtime::network::attach::ConnectOptions;
 use a3s_runtime::network::{CreateNetwork, Isolation, NetError, Network, Policy};
 use a3s_runtime::A3sHome;
 
-use crate::args::{Format, FormatArgs};
 use crate::commands::{engine_error, EngineResult};
+use crate::list_format::{print_rows, ListFormat};
 use crate::{output, usage_error, ExitStatus};
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +61,7 @@ pub(crate) struct LsArgs {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
-    format: FormatArgs,
+    format: crate::list_format::ListFormatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -202,15 +202,16 @@ pub(crate) fn run(cmd: NetworkCommand) -> anyhow::Result<ExitStatus> {
                 }
                 return Ok(ExitStatus::Success);
             }
-            match a.format.format {
-                Format::Json => {
+            match &a.format.format {
+                ListFormat::Json | ListFormat::Template { .. } => {
                     let internal = !a3s_runtime::network::HostSupport::probe().nftables;
-                    let mut out = std::io::stdout().lock();
-                    for n in &all {
-                        writeln!(out, "{}", crate::docker::network_row(n, internal))?;
-                    }
+                    let rows: Vec<_> = all
+                        .iter()
+                        .map(|n| crate::docker::network_row(n, internal))
+                        .collect();
+                    print_rows(&a.format.format, &rows, &[("ID", "NETWORK ID")])?;
                 }
-                Format::Text => {
+                ListFormat::Table => {
                     let mut out = std::io::stdout().lock();
                     writeln!(
                         out,

@@ -48,7 +48,7 @@ pub(crate) struct SystemPruneArgs {
     /// Remove all images no box uses, not just dangling ones.
     #[arg(short, long)]
     pub(crate) all: bool,
-    /// Also remove volumes no box mounts.
+    /// Also remove anonymous volumes no box mounts (named ones stay: `volume prune -a`).
     #[arg(long)]
     pub(crate) volumes: bool,
     /// Do not ask for confirmation.
@@ -318,7 +318,7 @@ fn prune(home: &A3sHome, a: &SystemPruneArgs) -> anyhow::Result<ExitStatus> {
         "all dangling images"
     });
     if a.volumes {
-        what.push("all volumes not used by at least one box");
+        what.push("all anonymous volumes not used by at least one box");
     }
     what.push(
         "unused cache entries (per-image initrds and archives of older versions, stale temp files)",

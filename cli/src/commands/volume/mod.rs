@@ -8,8 +8,8 @@ use a3s_runtime::engine::Engine;
 use a3s_runtime::volumes::{MountSpec, VolumeError, VolumeName};
 use a3s_runtime::A3sHome;
 
-use crate::args::{Format, FormatArgs};
 use crate::commands::EngineResult;
+use crate::list_format::{print_rows, ListFormat};
 use crate::{output, usage_error, ExitStatus};
 
 /// `-v` on `create`/`run`.
@@ -42,7 +42,7 @@ pub(crate) enum VolumeCommand {
     Create(NameArgs),
     /// List volumes.
     #[command(alias = "list")]
-    Ls(FormatArgs),
+    Ls(crate::list_format::ListFormatArgs),
     /// Print volumes as JSON: name, mountpoint on the host, created, used-by.
     Inspect(NamesArgs),
     /// Remove volumes and their data (refused while any box mounts them, unless --force).
@@ -97,14 +97,12 @@ pub(crate) fn run(cmd: VolumeCommand) -> anyhow::Result<ExitStatus> {
         }
         VolumeCommand::Ls(f) => {
             let infos = engine.list_volumes().engine()?;
-            match f.format {
-                Format::Json => {
-                    let mut out = std::io::stdout().lock();
-                    for i in &infos {
-                        writeln!(out, "{}", crate::docker::volume_row(i))?;
-                    }
+            match &f.format {
+                ListFormat::Json | ListFormat::Template { .. } => {
+                    let rows: Vec<_> = infos.iter().map(crate::docker::volume_row).collect();
+                    print_rows(&f.format, &rows, &[("Name", "VOLUME NAME")])?;
                 }
-                Format::Text => {
+                ListFormat::Table => {
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{:<8}  {:<32}  USED BY", "DRIVER", "VOLUME NAME")?;
                     for i in &infos {

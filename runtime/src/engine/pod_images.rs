@@ -1,0 +1,144 @@
+//! A confidential pod's container images: only images on the pod's allow-list (fixed at
+//! RunPodSandbox and on the VM's measured command line), sent as their registry blobs for
+//! guest-init to verify and unpack itself (the stream of [`a3s_vmm::pod_image`]). The host's
+//! unpacked copy of an image, which no attestation covers, never enters such a pod.
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+
+use a3s_image::LocalImage;
+use a3s_vmm::assets::INIT_PATH;
+use a3s_vmm::pod_image::{GUEST_POD_IMAGE_IN, GUEST_POD_RM, MAX_MANIFEST_BYTES};
+use a3s_vmm::proto::{self, Frame, Kind, ProcessSpec};
+
+use super::pod_containers::collect;
+use super::{Engine, EngineError};
+use crate::audit::{Event, Outcome};
+use crate::boxes::BoxRecord;
+use crate::pods::tee::{PodTee, IMAGES_ANNOTATION};
+use crate::pods::{PodError, PodRecord};
+
+impl Engine {
+    /// Places `image` at `dir/rootfs` in a confidential pod's VM through guest-init's
+    /// verification; refuses (audited) an image whose manifest is not on the allow-list.
+    ///
+    /// # Errors
+    /// [`PodError::Denied`] for an image off the list, missing blobs, the guest's refusal.
+    pub(super) fn place_verified_image(
+        &self,
+        pod: &PodRecord,
+        tee: &PodTee,
+        boxed: &BoxRecord,
+        image: &LocalImage,
+        dir: &str,
+    ) -> Result<(), EngineError> {
+        let digest = image.digest.as_str();
+        if !tee.allows(digest) {
+            let why = format!(
+                "image {} ({digest}) is not on confidential pod {}'s allow-list (annotation \
+                 {IMAGES_ANNOTATION}, fixed and measured at RunPodSandbox); run a new pod that \
+                 lists it",
+                image.reference, pod.id
+            );
+            self.record(
+                &Event::new("container.create", Outcome::Denied, why.as_str())
+                    .with("pod", pod.id.as_str())
+                    .with("image", image.reference.to_string())
+                    .with("digest", digest),
+            )?;
+            return Err(PodError::Denied(why).into());
+        }
+        let store = self.image_store()?;
+        let manifest_bytes = store.read_blob(&image.digest)?;
+        if manifest_bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(PodError::Denied(format!("manifest {digest} is too large")).into());
+        }
+        let manifest = store.manifest(&image.digest)?;
+        let missing = |d: &a3s_image::Digest| {
+            PodError::Denied(format!(
+                "image {} ({digest}): blob {d} is not in the image store, and a confidential \
+                 pod only takes images as their original blobs; pull the image again",
+                image.reference
+            ))
+        };
+        // Everything is opened before the guest is asked, so a missing blob fails cleanly.
+        let config = store
+            .open_blob(&manifest.config.digest)
+            .map_err(|_| missing(&manifest.config.digest))?;
+        let mut blobs = vec![config];
+        for l in &manifest.layers {
+            blobs.push(store.open_blob(&l.digest).map_err(|_| missing(&l.digest))?);
+        }
+        let process = ProcessSpec {
+            argv: vec![INIT_PATH.into(), GUEST_POD_IMAGE_IN.into(), dir.into()],
+            stdin: true,
+            ..ProcessSpec::default()
+        };
+        let mut conn = self.boxes.exec(boxed, process)?;
+        // Under TCG a large layer can stall the stream for a while; the guest's exit ends it.
+        conn.set_write_timeout(None)?;
+        let sent = send(&mut conn, &manifest_bytes, &mut blobs);
+        let _ = proto::write_frame(&mut conn, &Frame::data(Kind::StdinClosed, 0, vec![]));
+        let out = collect(conn, None)?;
+        if out.code != 0 {
+            return Err(PodError::Denied(format!(
+                "the pod VM refused image {} ({digest}): {}",
+                image.reference,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+            .into());
+        }
+        sent.map_err(|e| EngineError::context("sending the image to the pod VM", e))
+    }
+
+    /// Removes a container's directory in a confidential pod's VM (guest-init's helper: host
+    /// commands are refused there).
+    pub(super) fn remove_verified_root(
+        &self,
+        boxed: &BoxRecord,
+        dir: &str,
+    ) -> Result<(), EngineError> {
+        let process = ProcessSpec {
+            argv: vec![INIT_PATH.into(), GUEST_POD_RM.into(), dir.into()],
+            ..ProcessSpec::default()
+        };
+        let out = collect(self.boxes.exec(boxed, process)?, None)?;
+        if out.code != 0 {
+            return Err(EngineError::BoxFailed {
+                name: boxed.name.clone(),
+                message: format!(
+                    "removing {dir}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The image stream: manifest length and bytes, then the config and layer blobs in order.
+fn send<R: io::Read>(conn: &mut UnixStream, manifest: &[u8], blobs: &mut [R]) -> io::Result<()> {
+    let mut w = StdinWriter(conn);
+    w.write_all(&(manifest.len() as u64).to_be_bytes())?;
+    w.write_all(manifest)?;
+    for b in blobs {
+        io::copy(b, &mut w)?;
+    }
+    Ok(())
+}
+
+/// Writes into an exec session as stdin frames.
+struct StdinWriter<'a>(&'a mut UnixStream);
+
+impl Write for StdinWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(64 * 1024);
+        proto::write_frame(self.0, &Frame::data(Kind::Stdin, 0, buf[..n].to_vec()))
+            .map_err(io::Error::other)?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
