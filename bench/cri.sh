@@ -18,7 +18,9 @@ if [ ! -x "$box" ]; then
   scripts/build-guest-init --release -q
 fi
 command -v crictl >/dev/null || { echo "bench/cri.sh: crictl missing: run scripts/setup" >&2; exit 1; }
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+own_home=
+if [ -z "${A3S_HOME:-}" ]; then A3S_HOME=$(mktemp -d); own_home=$A3S_HOME; fi
+export A3S_HOME
 export A3S_BOX_QUIET=1
 work=$(mktemp -d)
 sock="$work/cri.sock"
@@ -29,6 +31,7 @@ cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   rm -rf "$work"
+  [ -z "$own_home" ] || rm -rf "$own_home"
 }
 trap cleanup EXIT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
