@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use a3s_runtime::pod_containers::{ContainerRecord, ContainerSpec, ContainerState};
+use a3s_vmm::proto::ContainerResources;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
@@ -54,6 +55,14 @@ pub(crate) fn spec_of(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
+    // As runc: a group without a user would run as root with that group.
+    if let Some(s) = security {
+        if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
+            return Err(Status::invalid_argument(
+                "security_context.run_as_group needs run_as_user or run_as_username",
+            ));
+        }
+    }
     let user = security.and_then(|s| {
         let group = s.run_as_group.as_ref().map(|g| g.value);
         let user = match (&s.run_as_user, s.run_as_username.as_str()) {
@@ -88,14 +97,79 @@ pub(crate) fn spec_of(
         labels: sorted(&config.labels),
         annotations: sorted(&config.annotations),
         log_path,
+        resources: match config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+            Some(r) => resources_of(r)?,
+            None => ContainerResources::default(),
+        },
     })
+}
+
+/// CRI's Linux resources as the pod VM's cgroup limits; what a VM cannot honour is refused
+/// naming the field (cpuset CPUs outside the VM are refused by the guest, which knows them).
+pub(crate) fn resources_of(r: &cri::LinuxContainerResources) -> Result<ContainerResources, Status> {
+    let refuse = |field: &str, why: &str| {
+        Err(Status::invalid_argument(format!(
+            "LinuxContainerResources.{field}: {why}"
+        )))
+    };
+    if let Some(h) = r.hugepage_limits.iter().find(|h| h.limit > 0) {
+        return refuse(
+            "hugepage_limits",
+            &format!(
+                "{} of {} hugepages: pod VMs have no hugepages; remove the limit",
+                h.limit, h.page_size
+            ),
+        );
+    }
+    // A pod VM has one memory node.
+    if !matches!(r.cpuset_mems.as_str(), "" | "0") {
+        return refuse(
+            "cpuset_mems",
+            &format!("{:?}: a pod VM has only memory node 0", r.cpuset_mems),
+        );
+    }
+    if let Some(k) = r.unified.keys().next() {
+        return refuse(
+            "unified",
+            &format!("{k}: raw cgroup v2 settings are not applied in pod VMs"),
+        );
+    }
+    let non_negative = |field: &str, v: i64| {
+        u64::try_from(v).map_err(|_| {
+            Status::invalid_argument(format!("LinuxContainerResources.{field}: {v} is negative"))
+        })
+    };
+    Ok(ContainerResources {
+        cpu_period: non_negative("cpu_period", r.cpu_period)?,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: non_negative("cpu_shares", r.cpu_shares)?,
+        memory_limit_bytes: r.memory_limit_in_bytes,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        oom_score_adj: r.oom_score_adj,
+    })
+}
+
+/// The resources in effect, as CRI reports them.
+fn linux_resources(r: &ContainerResources) -> cri::ContainerResources {
+    cri::ContainerResources {
+        linux: Some(cri::LinuxContainerResources {
+            cpu_period: i64::try_from(r.cpu_period).unwrap_or(i64::MAX),
+            cpu_quota: r.cpu_quota,
+            cpu_shares: i64::try_from(r.cpu_shares).unwrap_or(i64::MAX),
+            memory_limit_in_bytes: r.memory_limit_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            ..Default::default()
+        }),
+        windows: None,
+    }
 }
 
 fn sorted(m: &HashMap<String, String>) -> BTreeMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
@@ -107,7 +181,7 @@ fn state(s: ContainerState) -> i32 {
     }
 }
 
-fn metadata(rec: &ContainerRecord) -> cri::ContainerMetadata {
+pub(crate) fn metadata(rec: &ContainerRecord) -> cri::ContainerMetadata {
     cri::ContainerMetadata {
         name: rec.spec.name.clone(),
         attempt: rec.spec.attempt,
@@ -160,6 +234,7 @@ pub(crate) fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         image_id: rec.image_id.clone(),
+        resources: Some(linux_resources(&rec.spec.resources)),
         ..Default::default()
     }
 }
@@ -241,6 +316,54 @@ mod tests {
     }
 
     #[test]
+    fn resources_translate_and_what_a_vm_lacks_is_refused_by_name() {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 50_000,
+                cpu_shares: 512,
+                memory_limit_in_bytes: 64 << 20,
+                oom_score_adj: 100,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let spec = spec_of(&c, None).unwrap();
+        assert_eq!(spec.resources.cpu_quota, 50_000);
+        assert_eq!(spec.resources.cpu_shares, 512);
+        assert_eq!(spec.resources.memory_limit_bytes, 64 << 20);
+        let rec_status = linux_resources(&spec.resources).linux.unwrap();
+        assert_eq!(rec_status.cpu_period, 100_000);
+        assert_eq!(rec_status.oom_score_adj, 100);
+        let refused =
+            |r: cri::LinuxContainerResources| resources_of(&r).unwrap_err().message().to_owned();
+        let huge = refused(cri::LinuxContainerResources {
+            hugepage_limits: vec![cri::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 1 << 21,
+            }],
+            ..Default::default()
+        });
+        assert!(huge.contains("hugepage_limits"), "{huge}");
+        let mems = refused(cri::LinuxContainerResources {
+            cpuset_mems: "1".into(),
+            ..Default::default()
+        });
+        assert!(mems.contains("cpuset_mems"), "{mems}");
+        let unified = refused(cri::LinuxContainerResources {
+            unified: [("memory.high".to_owned(), "1".to_owned())].into(),
+            ..Default::default()
+        });
+        assert!(unified.contains("unified"), "{unified}");
+        let negative = refused(cri::LinuxContainerResources {
+            cpu_shares: -1,
+            ..Default::default()
+        });
+        assert!(negative.contains("cpu_shares"), "{negative}");
+    }
+
+    #[test]
     fn users_come_from_the_security_context() {
         let mut c = config();
         c.linux = Some(cri::LinuxContainerConfig {
@@ -252,5 +375,15 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(spec_of(&c, None).unwrap().user.as_deref(), Some("1000:50"));
+        let mut group_only = c.clone();
+        if let Some(sc) = group_only
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+        {
+            sc.run_as_user = None;
+        }
+        let e = spec_of(&group_only, None).unwrap_err();
+        assert!(e.message().contains("run_as_group"), "{}", e.message());
     }
 }

@@ -11,6 +11,7 @@
 //! - `containers`: CRI container messages from and to the engine's pod containers;
 //! - `image_service`: CRI ImageService over the engine's image store;
 //! - `images`: CRI image records from the store (lookup by id, digest or reference);
+//! - `stats`: CRI container and pod statistics from the engine's figures;
 //! - `streaming`: the exec/attach/port-forward backend of `cri-streaming` over the engine;
 //! - `error`: one mapping from engine errors to gRPC status codes.
 
@@ -22,6 +23,7 @@ pub mod listen;
 mod pods;
 mod runtime_service;
 pub mod server;
+mod stats;
 mod streaming;
 
 pub use listen::{ListenAddr, ListenError};

@@ -150,7 +150,7 @@ fn unsorted(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn metadata(rec: &PodRecord) -> cri::PodSandboxMetadata {
+pub(crate) fn metadata(rec: &PodRecord) -> cri::PodSandboxMetadata {
     cri::PodSandboxMetadata {
         name: rec.spec.name.clone(),
         uid: rec.spec.uid.clone(),

@@ -13,6 +13,7 @@ use crate::containers;
 use crate::error;
 use crate::images;
 use crate::pods;
+use crate::stats;
 use crate::{CRI_API_VERSION, RUNTIME_NAME};
 
 /// The RuntimeClass handlers this server will accept (the default one is `""`).
@@ -24,11 +25,17 @@ pub(crate) struct Runtime {
     engine: Engine,
     /// Serves the URLs Exec, Attach and PortForward return.
     streaming: a3s_cri_streaming::Server,
+    /// Previous CPU samples of the stats calls (for nano cores).
+    rates: std::sync::Arc<stats::CpuRates>,
 }
 
 impl Runtime {
     pub(crate) fn new(engine: Engine, streaming: a3s_cri_streaming::Server) -> Self {
-        Self { engine, streaming }
+        Self {
+            engine,
+            streaming,
+            rates: std::sync::Arc::default(),
+        }
     }
 
     /// A running container's record, for the streaming calls (which fail early, as kubelet
@@ -79,8 +86,10 @@ impl Runtime {
     }
 }
 
-fn not_supported(call: &str, why: &str) -> Status {
-    Status::unimplemented(format!("{call}: {why}"))
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// CRI timeouts are seconds; 0 or less means none (ExecSync) or at once (StopContainer).
@@ -390,12 +399,27 @@ impl RuntimeService for Runtime {
 
     async fn update_container_resources(
         &self,
-        _r: Request<cri::UpdateContainerResourcesRequest>,
+        r: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(not_supported(
-            "UpdateContainerResources",
-            "per-container resource limits inside a pod VM are not implemented yet",
-        ))
+        let req = r.into_inner();
+        if req.windows.is_some() {
+            return Err(Status::invalid_argument(
+                "UpdateContainerResources: windows resources do not apply to Linux pod VMs",
+            ));
+        }
+        let Some(linux) = req.linux else {
+            return Err(Status::invalid_argument(
+                "UpdateContainerResources: linux resources are missing",
+            ));
+        };
+        let resources = containers::resources_of(&linux)?;
+        self.blocking(move |engine| {
+            engine
+                .update_container_resources(&req.container_id, resources)
+                .map_err(|e| error::status(&e))
+        })
+        .await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
@@ -500,40 +524,80 @@ impl RuntimeService for Runtime {
 
     async fn container_stats(
         &self,
-        _r: Request<cri::ContainerStatsRequest>,
+        r: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(not_supported(
-            "ContainerStats",
-            "per-container statistics are not implemented yet",
-        ))
+        let key = r.into_inner().container_id;
+        let rates = self.rates.clone();
+        let stats = self
+            .blocking(move |engine| {
+                let id = engine.container(&key).map_err(|e| error::status(&e))?.id;
+                let figures = engine.container_stats().map_err(|e| error::status(&e))?;
+                let now = now_ns();
+                Ok(figures
+                    .iter()
+                    .find(|(rec, _)| rec.id == id)
+                    .map(|f| stats::container_stats(f, now, &rates)))
+            })
+            .await?;
+        Ok(Response::new(cri::ContainerStatsResponse { stats }))
     }
 
     async fn list_container_stats(
         &self,
-        _r: Request<cri::ListContainerStatsRequest>,
+        r: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Ok(Response::new(cri::ListContainerStatsResponse {
-            stats: Vec::new(),
-        }))
+        let filter = r.into_inner().filter;
+        let rates = self.rates.clone();
+        let stats = self
+            .blocking(move |engine| {
+                let figures = engine.container_stats().map_err(|e| error::status(&e))?;
+                let now = now_ns();
+                Ok(figures
+                    .iter()
+                    .filter(|(rec, _)| stats::container_matches(filter.as_ref(), rec))
+                    .map(|f| stats::container_stats(f, now, &rates))
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _r: Request<cri::PodSandboxStatsRequest>,
+        r: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(not_supported(
-            "PodSandboxStats",
-            "pod statistics are not implemented yet",
-        ))
+        let key = r.into_inner().pod_sandbox_id;
+        let rates = self.rates.clone();
+        let stats = self
+            .blocking(move |engine| {
+                let id = engine.pod(&key).map_err(|e| error::status(&e))?.0.id;
+                let pods = engine.pod_stats().map_err(|e| error::status(&e))?;
+                Ok(pods
+                    .iter()
+                    .find(|p| p.pod.id == id)
+                    .map(|p| stats::pod_stats(p, &rates)))
+            })
+            .await?;
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _r: Request<cri::ListPodSandboxStatsRequest>,
+        r: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        Ok(Response::new(cri::ListPodSandboxStatsResponse {
-            stats: Vec::new(),
-        }))
+        let filter = r.into_inner().filter;
+        let rates = self.rates.clone();
+        let stats = self
+            .blocking(move |engine| {
+                let pods = engine.pod_stats().map_err(|e| error::status(&e))?;
+                Ok(pods
+                    .iter()
+                    .filter(|p| stats::pod_matches(filter.as_ref(), &p.pod))
+                    .map(|p| stats::pod_stats(p, &rates))
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn checkpoint_container(

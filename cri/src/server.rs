@@ -62,6 +62,14 @@ pub async fn serve(
         crate::streaming::EngineBackend::new(engine.clone()),
     )?;
     let streaming_addr = streaming.local_addr();
+    // Containers outlive a restart of this server: take their sessions back before serving.
+    let recovering = engine.clone();
+    match tokio::task::spawn_blocking(move || recovering.recover_containers()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!("re-attached {n} running containers"),
+        Ok(Err(e)) => tracing::warn!("re-attaching running containers: {e}"),
+        Err(e) => tracing::warn!("re-attaching running containers: {e}"),
+    }
     let serving = streaming.clone();
     let streaming_task = tokio::spawn(async move { serving.serve().await });
     let listener = opts.listen.bind()?;

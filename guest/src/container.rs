@@ -28,6 +28,8 @@ pub(crate) struct Entry {
     /// (the VM's secrets directory, its mount point in the container), bound read-only.
     secrets: Option<(CString, CString)>,
     workdir: CString,
+    /// The container's `cgroup.procs` (joined first, before the namespace changes).
+    cgroup_procs: Option<std::os::fd::OwnedFd>,
 }
 
 fn cstr(p: &Path) -> Result<CString, String> {
@@ -50,13 +52,28 @@ pub(crate) fn under(root: &Path, path: &str) -> Result<std::path::PathBuf, Strin
     Ok(out)
 }
 
-/// Checks `root` and creates the mount points the child needs inside it.
-pub(crate) fn prepare(root: &str, workdir: &str) -> Result<Entry, String> {
-    prepare_with(root, workdir, Path::new(crate::agent::secrets::SECRETS_DIR))
+/// Checks `root` and creates the mount points the child needs inside it; the child joins the
+/// cgroup whose `cgroup.procs` is `cgroup_procs`.
+pub(crate) fn prepare(
+    root: &str,
+    workdir: &str,
+    cgroup_procs: Option<std::os::fd::OwnedFd>,
+) -> Result<Entry, String> {
+    prepare_with(
+        root,
+        workdir,
+        Path::new(crate::agent::secrets::SECRETS_DIR),
+        cgroup_procs,
+    )
 }
 
 /// [`prepare`] with the VM's secrets directory at `secrets` (placed only when it exists).
-fn prepare_with(root: &str, workdir: &str, secrets: &Path) -> Result<Entry, String> {
+fn prepare_with(
+    root: &str,
+    workdir: &str,
+    secrets: &Path,
+    cgroup_procs: Option<std::os::fd::OwnedFd>,
+) -> Result<Entry, String> {
     let root_path = Path::new(root);
     if !root_path.is_absolute() || root_path == Path::new("/") {
         return Err(format!(
@@ -115,6 +132,7 @@ fn prepare_with(root: &str, workdir: &str, secrets: &Path) -> Result<Entry, Stri
         binds,
         secrets,
         workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
+        cgroup_procs,
     })
 }
 
@@ -158,6 +176,13 @@ impl Entry {
         // SAFETY: every pointer is a NUL-terminated string owned by `self` (alive across the
         // calls) or null where the system calls accept null.
         unsafe {
+            // "0" moves the writing process itself into the container's cgroup.
+            if let Some(fd) = &self.cgroup_procs {
+                use std::os::fd::AsRawFd;
+                if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             check(libc::unshare(libc::CLONE_NEWNS))?;
             // Nothing mounted here may propagate back to the pod.
             check(libc::mount(
@@ -244,9 +269,11 @@ mod tests {
 
     #[test]
     fn prepare_refuses_the_pod_root_and_missing_roots() {
-        assert!(prepare("/", "/").unwrap_err().contains("other than /"));
-        assert!(prepare("rel", "/").is_err());
-        assert!(prepare("/nonexistent-a3s-root", "/")
+        assert!(prepare("/", "/", None)
+            .unwrap_err()
+            .contains("other than /"));
+        assert!(prepare("rel", "/", None).is_err());
+        assert!(prepare("/nonexistent-a3s-root", "/", None)
             .unwrap_err()
             .contains("does not exist"));
     }
@@ -258,19 +285,20 @@ mod tests {
         std::fs::create_dir(&secrets).unwrap();
         let root = dir.path().join("c");
         std::fs::create_dir(&root).unwrap();
-        let entry = prepare_with(root.to_str().unwrap(), "/", &secrets).unwrap();
+        let entry = prepare_with(root.to_str().unwrap(), "/", &secrets, None).unwrap();
         let (from, to) = entry.secrets.unwrap();
         assert_eq!(from.to_str().unwrap(), secrets.to_str().unwrap());
         assert_eq!(Path::new(to.to_str().unwrap()), root.join("run/secrets"));
         assert!(root.join("run/secrets").is_dir());
         // No secrets in the VM (not a confidential pod): nothing is bound.
-        let plain = prepare_with(root.to_str().unwrap(), "/", &dir.path().join("none")).unwrap();
+        let plain =
+            prepare_with(root.to_str().unwrap(), "/", &dir.path().join("none"), None).unwrap();
         assert!(plain.secrets.is_none());
         // An image whose /run points elsewhere is refused rather than followed.
         let evil = dir.path().join("evil");
         std::fs::create_dir(&evil).unwrap();
         std::os::unix::fs::symlink("/", evil.join("run")).unwrap();
-        let e = prepare_with(evil.to_str().unwrap(), "/", &secrets).unwrap_err();
+        let e = prepare_with(evil.to_str().unwrap(), "/", &secrets, None).unwrap_err();
         assert!(e.contains("/run is not a directory"), "{e}");
     }
 
@@ -278,7 +306,7 @@ mod tests {
     fn prepare_creates_mount_points_and_the_working_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
-        let entry = prepare(root, "/srv/app").unwrap();
+        let entry = prepare(root, "/srv/app", None).unwrap();
         for d in ["proc", "dev", "sys", "srv/app"] {
             assert!(dir.path().join(d).is_dir(), "{d}");
         }

@@ -19,7 +19,8 @@ use a3s_vmm::proto::{self, Frame, GuestMsg, HostMsg, Kind, ProtoError, WORKLOAD_
 use crate::agent::{self, Agent, Requests};
 use crate::channel::Channel;
 use crate::rootfs::{RootSpec, RwFormat};
-use crate::{clock, init, process};
+use crate::supervised::{self, Sink, Supervised};
+use crate::{clock, container_cgroup, init, process};
 
 /// How long the guest waits for the host's `PowerOff` after reporting the workload's exit.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
@@ -43,6 +44,8 @@ struct State {
     root: Option<RootSpec>,
     /// The box's security options, applied to the workload and every exec session.
     security: Option<proto::Security>,
+    /// Pod containers' main processes (issue 16).
+    supervised: Supervised,
 }
 
 /// Serves the channel until the workload ends; powers off from inside.
@@ -220,11 +223,44 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             }
         }
         // --- pod containers (issue 16) ---
-        HostMsg::ContainerExec { process, root } if session != WORKLOAD_SESSION => {
-            start_in(session, &process, Some(&root), chan, state);
+        HostMsg::ContainerExec {
+            process,
+            root,
+            id,
+            resources,
+        } if session != WORKLOAD_SESSION => {
+            let container = Container {
+                root: &root,
+                id: id.as_deref(),
+                resources: resources.as_ref(),
+            };
+            start_container(session, &process, &container, chan, state);
+        }
+        HostMsg::ContainerAttach { id } if session != WORKLOAD_SESSION => {
+            attach_container(session, &id, chan, state);
+        }
+        HostMsg::Detach => {
+            let sink = lock(state).supervised.by_session(session);
+            if let Some(sink) = sink {
+                supervised::lock(&sink).detach(session);
+            }
+        }
+        HostMsg::ContainerUpdate { id, resources } => {
+            let answer = match update_container(&id, &resources, state) {
+                Ok(stats) => GuestMsg::ContainerStats { stats: vec![stats] },
+                Err(message) => GuestMsg::Error { message },
+            };
+            chan.msg(session, &answer);
+        }
+        HostMsg::ContainerStats { ids } => {
+            let stats = ids
+                .iter()
+                .filter_map(|id| container_stats(id, state).ok())
+                .collect();
+            chan.msg(session, &GuestMsg::ContainerStats { stats });
         }
         // --- end pod containers ---
-        HostMsg::Exec { .. } | HostMsg::ContainerExec { .. } => {
+        HostMsg::Exec { .. } | HostMsg::ContainerExec { .. } | HostMsg::ContainerAttach { .. } => {
             chan.msg(
                 session,
                 &GuestMsg::Error {
@@ -452,6 +488,134 @@ fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mu
     start_in(session, spec, None, chan, state);
 }
 
+/// A pod container a process starts in.
+struct Container<'a> {
+    /// Its root directory in the VM.
+    root: &'a str,
+    /// Its id (cgroup, supervision).
+    id: Option<&'a str>,
+    /// Present for its main process: the cgroup's limits.
+    resources: Option<&'a proto::ContainerResources>,
+}
+
+/// A pod container's process: its main process creates the container's cgroup and is
+/// supervised; an exec joins the cgroup.
+fn start_container(
+    session: u32,
+    spec: &proto::ProcessSpec,
+    c: &Container<'_>,
+    chan: &Channel,
+    state: &Arc<Mutex<State>>,
+) {
+    let cgroup = match (c.id, c.resources) {
+        (Some(id), Some(res)) => container_cgroup::create(id, res)
+            .and_then(|()| container_cgroup::open_procs(id))
+            .map_err(|e| format!("container {id}: {e}")),
+        (Some(id), None) => container_cgroup::open_procs(id),
+        (None, Some(_)) => Err("a container's main process needs its id".to_owned()),
+        (None, None) => Ok(None),
+    };
+    let cgroup = match cgroup {
+        Ok(c) => c,
+        Err(message) => {
+            chan.msg(session, &GuestMsg::SpawnFailed { code: 125, message });
+            return finished(session, 125, chan);
+        }
+    };
+    let main = match (c.id, c.resources) {
+        (Some(id), Some(res)) => Some((id, res.oom_score_adj)),
+        _ => None,
+    };
+    let sink = spawn_in(
+        session,
+        spec,
+        Some((c.root, cgroup)),
+        main.map(|m| m.0),
+        chan,
+        state,
+    );
+    match (main, sink) {
+        (Some((_, oom)), Some(sink)) => {
+            let pid = supervised::lock(&sink).pid();
+            // Best effort, right after the start: a child forked before this keeps the default.
+            if oom != 0 {
+                let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), oom.to_string());
+            }
+        }
+        (Some((id, _)), None) => container_cgroup::remove(id),
+        _ => {}
+    }
+}
+
+/// A new session takes over a supervised container (a restarted CRI server re-attaching).
+fn attach_container(session: u32, id: &str, chan: &Channel, state: &Arc<Mutex<State>>) {
+    let mut st = lock(state);
+    let Some(sink) = st.supervised.get(id) else {
+        drop(st);
+        chan.msg(
+            session,
+            &GuestMsg::Error {
+                message: format!("no container {id} runs in this pod VM"),
+            },
+        );
+        return;
+    };
+    let mut s = supervised::lock(&sink);
+    // Stdin, terminal and signals follow the container to the new session.
+    let old = s.key;
+    if let Some(sess) = st.sessions.remove(&old) {
+        st.sessions.insert(session, sess);
+    }
+    for v in st.pids.values_mut() {
+        if *v == old {
+            *v = session;
+        }
+    }
+    s.key = session;
+    s.attach(session, &mut |f| {
+        chan.send(&f);
+    });
+}
+
+/// Applies new limits to a running container; answers its figures with them.
+fn update_container(
+    id: &str,
+    res: &proto::ContainerResources,
+    state: &Arc<Mutex<State>>,
+) -> Result<proto::ContainerStats, String> {
+    let sink = lock(state)
+        .supervised
+        .get(id)
+        .filter(|s| !supervised::lock(s).has_exited())
+        .ok_or_else(|| format!("no container {id} runs in this pod VM"))?;
+    container_cgroup::apply(id, res)?;
+    let pid = supervised::lock(&sink).pid();
+    std::fs::write(
+        format!("/proc/{pid}/oom_score_adj"),
+        res.oom_score_adj.to_string(),
+    )
+    .map_err(|e| format!("oom_score_adj {}: {e}", res.oom_score_adj))?;
+    container_stats(id, state)
+}
+
+/// A running container's figures from its cgroup and root.
+fn container_stats(id: &str, state: &Arc<Mutex<State>>) -> Result<proto::ContainerStats, String> {
+    let sink = lock(state)
+        .supervised
+        .get(id)
+        .ok_or_else(|| format!("no container {id} runs in this pod VM"))?;
+    let (pid, root) = {
+        let s = supervised::lock(&sink);
+        (s.pid(), s.root.clone())
+    };
+    let mut stats = container_cgroup::stats(id, std::path::Path::new(&root))?;
+    stats.limits.oom_score_adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Ok(stats)
+}
+
 /// Starts a session's process; with `root`, in a pod container's root (see `container`).
 fn start_in(
     session: u32,
@@ -460,6 +624,20 @@ fn start_in(
     chan: &Channel,
     state: &Arc<Mutex<State>>,
 ) {
+    spawn_in(session, spec, root.map(|r| (r, None)), None, chan, state);
+}
+
+/// Spawns a session's process (in a container root, with its cgroup); the main process of
+/// container `supervise` is registered as supervised and its output goes through the returned
+/// sink instead of straight to the session.
+fn spawn_in(
+    session: u32,
+    spec: &proto::ProcessSpec,
+    root: Option<(&str, Option<OwnedFd>)>,
+    supervise: Option<&str>,
+    chan: &Channel,
+    state: &Arc<Mutex<State>>,
+) -> Option<supervised::SharedSink> {
     // The lock is held across spawn so the reaper cannot see the pid before it is registered.
     let mut st = lock(state);
     let hostname = st.hostname.clone();
@@ -469,17 +647,34 @@ fn start_in(
     } else {
         st.security.as_ref()
     };
-    match process::spawn(spec, &hostname, security, root) {
+    let (root, cgroup) = root.map_or((None, None), |(r, c)| (Some(r), c));
+    match process::spawn(spec, &hostname, security, root, cgroup) {
         Ok(sp) => {
             let kind_of = |stderr: bool| if stderr { Kind::Stderr } else { Kind::Stdout };
+            let sink = supervise.map(|_| {
+                Arc::new(Mutex::new(Sink::new(
+                    session,
+                    sp.pid,
+                    root.unwrap_or_default().to_owned(),
+                )))
+            });
             let pumps = sp
                 .outputs
                 .into_iter()
                 .map(|(is_err, file)| {
                     let chan = chan.clone();
                     let kind = kind_of(is_err);
-                    std::thread::spawn(move || {
-                        process::pump(file, |data| chan.send(&Frame::data(kind, session, data)));
+                    let sink = sink.clone();
+                    std::thread::spawn(move || match sink {
+                        Some(sink) => process::pump(file, |data| {
+                            supervised::lock(&sink).output(kind, data, &mut |f| {
+                                chan.send(&f);
+                            });
+                            true
+                        }),
+                        None => {
+                            process::pump(file, |data| chan.send(&Frame::data(kind, session, data)))
+                        }
                     })
                 })
                 .collect();
@@ -493,6 +688,11 @@ fn start_in(
                 },
             );
             chan.msg(session, &GuestMsg::Started { pid: sp.pid });
+            if let (Some(sink), Some(id)) = (&sink, supervise) {
+                // Registered before the reaper can look for it (the state lock is held).
+                st.supervised.insert(id, sink.clone());
+            }
+            sink
         }
         Err(f) => {
             drop(st);
@@ -504,6 +704,7 @@ fn start_in(
                 },
             );
             finished(session, f.code, chan);
+            None
         }
     }
 }
@@ -551,6 +752,7 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             .remove(&session)
             .map(|s| s.pumps)
             .unwrap_or_default();
+        let container = st.supervised.by_pid(pid.as_raw());
         drop(st);
         if session == WORKLOAD_SESSION {
             // As when a container's PID 1 dies: the box is over, so every process left (the
@@ -560,14 +762,25 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             // host's grace, and `sh -c 'sleep 600 & echo done'` for the sleep.
             kill_all_but_init();
         }
-        let chan = chan.clone();
+        let (chan, state) = (chan.clone(), state.clone());
         // Output must reach the host before the exit code; the pumps end when the process's
         // descendants close the pipes too.
         std::thread::spawn(move || {
             for p in pumps {
                 let _ = p.join();
             }
-            finished(session, code, &chan);
+            match container {
+                // Kept for a later attach when no session is attached now.
+                Some((id, sink)) => {
+                    let oom = container_cgroup::oom_killed(&id);
+                    supervised::lock(&sink).exited(code, oom, &mut |f| {
+                        chan.send(&f);
+                    });
+                    container_cgroup::remove(&id);
+                    lock(&state).supervised.note_exit(&id);
+                }
+                None => finished(session, code, &chan),
+            }
         });
     }
 }

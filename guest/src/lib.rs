@@ -20,6 +20,7 @@ mod agent;
 mod channel;
 mod clock;
 mod container;
+mod container_cgroup;
 mod control;
 mod copy;
 mod dm;
@@ -32,6 +33,7 @@ mod procs;
 mod rootfs;
 mod rwcrypt;
 mod security;
+mod supervised;
 mod top;
 
 use std::time::Duration;

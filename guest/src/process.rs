@@ -124,12 +124,14 @@ pub(crate) fn environment(
 }
 
 /// Starts `spec` with the box's security options (`None`: a box from before them); with
-/// `root`, as a pod container's process (see [`crate::container`]).
+/// `root`, as a pod container's process (see [`crate::container`]) joining the cgroup whose
+/// `cgroup.procs` is `cgroup_procs`.
 pub(crate) fn spawn(
     spec: &ProcessSpec,
     hostname: &str,
     security: Option<&Security>,
     root: Option<&str>,
+    cgroup_procs: Option<OwnedFd>,
 ) -> Result<Spawned, SpawnFailure> {
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
@@ -158,7 +160,8 @@ pub(crate) fn spawn(
         .env_clear()
         .envs(environment(spec, &user, hostname));
     if let Some(root) = root {
-        let entry = crate::container::prepare(root, &workdir).map_err(|m| fail(126, m))?;
+        let entry =
+            crate::container::prepare(root, &workdir, cgroup_procs).map_err(|m| fail(126, m))?;
         // SAFETY: `enter` only makes system calls on strings prepared above (no allocation
         // between fork and exec). It runs before the credentials' pre-exec (registered
         // below), which then drops to the container's user as for a box.

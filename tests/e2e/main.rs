@@ -14,6 +14,7 @@ mod compose;
 mod cri;
 // issue 16: pod networking through CNI
 mod cri_cni;
+mod cri_stats;
 mod cri_tee;
 mod disk;
 mod hardening;

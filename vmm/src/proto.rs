@@ -490,6 +490,38 @@ pub enum HostMsg {
         process: ProcessSpec,
         /// Absolute guest path of the container's root filesystem.
         root: String,
+        /// The container's id: its process joins the container's cgroup (absent: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Present for the container's main process: guest-init creates the container's
+        /// cgroup with these limits and supervises the process (its exit status and output
+        /// are kept when the host's session goes away; see `ContainerAttach`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<ContainerResources>,
+    },
+    /// Re-attach the frame's session to a supervised container's main process: answered by
+    /// `Started` (or `Error`: unknown), its output kept while no session was attached, then
+    /// its output as it comes and `Exited` (at once when it exited meanwhile).
+    ContainerAttach {
+        /// Container id.
+        id: String,
+    },
+    /// The host's session of a supervised container went away (sent by the host's monitor):
+    /// guest-init keeps the container's output (bounded) until a `ContainerAttach`.
+    Detach,
+    /// Apply `resources` to a running container's cgroup: answered by `ContainerStats` with
+    /// the container's figures and the limits now in effect, or `Error` naming the field.
+    ContainerUpdate {
+        /// Container id.
+        id: String,
+        /// The new limits (replace the old ones).
+        resources: ContainerResources,
+    },
+    /// Resource use of the named containers (those without a cgroup are left out): answered
+    /// by `ContainerStats`.
+    ContainerStats {
+        /// Container ids.
+        ids: Vec<String>,
     },
     // --- end pod containers ---
     /// Send a signal to the frame's session's process (session 0: the workload).
@@ -629,6 +661,69 @@ pub enum GuestMsg {
     },
     /// Resource use inside the guest.
     Stats(GuestStats),
+    // --- issue 16: answer to `ContainerStats` and `ContainerUpdate` ---
+    /// The frame's session's container was killed by the kernel's OOM killer in its cgroup
+    /// (sent just before its `Exited`).
+    OomKilled,
+    /// Pod containers' resource use (a struct variant: a tagged newtype cannot hold a list).
+    ContainerStats {
+        /// One entry per container that has a cgroup.
+        stats: Vec<ContainerStats>,
+    },
+}
+
+// --- issue 16: pod containers' cgroups ---
+/// The limits of a pod container's cgroup (v2) in the pod VM: what CRI's
+/// `LinuxContainerResources` asks that a VM can honour.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerResources {
+    /// CFS period in microseconds (0: the kernel's default, 100000).
+    #[serde(default)]
+    pub cpu_period: u64,
+    /// CFS quota in microseconds per period (0 or less: no limit).
+    #[serde(default)]
+    pub cpu_quota: i64,
+    /// Relative CPU weight in cgroup v1 shares (2-262144; 0: the default weight).
+    #[serde(default)]
+    pub cpu_shares: u64,
+    /// Memory limit in bytes (0 or less: no limit).
+    #[serde(default)]
+    pub memory_limit_bytes: i64,
+    /// CPUs the container may run on, cpuset list syntax (empty: all of the VM's).
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    /// The main process's OOM score adjustment.
+    #[serde(default)]
+    pub oom_score_adj: i64,
+}
+
+/// One pod container's resource use, read from its cgroup in the pod VM.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// Container id.
+    pub id: String,
+    /// Nanoseconds since the guest booted when this was read.
+    pub timestamp_ns: u64,
+    /// CPU time used, nanoseconds (`cpu.stat` `usage_usec`).
+    pub cpu_usage_ns: u64,
+    /// Memory charged to the cgroup (`memory.current`).
+    pub memory_usage_bytes: u64,
+    /// Usage less inactive file pages (what kubelet evicts on).
+    pub memory_working_set_bytes: u64,
+    /// Anonymous memory (`memory.stat` `anon`).
+    pub memory_rss_bytes: u64,
+    /// Page faults (`memory.stat` `pgfault`).
+    pub page_faults: u64,
+    /// Major page faults (`pgmajfault`).
+    pub major_page_faults: u64,
+    /// Bytes used by the container's root directory (its writable copy of the image).
+    pub fs_used_bytes: u64,
+    /// Inodes used there.
+    pub fs_inodes_used: u64,
+    /// Processes (tasks) in the cgroup.
+    pub pids: u64,
+    /// The limits in effect, read back from the cgroup.
+    pub limits: ContainerResources,
 }
 
 /// What `stats` shows, measured by the guest kernel (not QEMU's host process).
@@ -663,6 +758,37 @@ mod tests {
     fn round_trip(frame: &Frame) -> Frame {
         let bytes = frame.encode();
         read_frame(&mut bytes.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn container_messages_round_trip() {
+        let stats = GuestMsg::ContainerStats {
+            stats: vec![ContainerStats {
+                id: "ab".into(),
+                cpu_usage_ns: 5,
+                limits: ContainerResources {
+                    cpu_quota: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        };
+        let f = Frame::control(3, &stats).unwrap();
+        assert_eq!(round_trip(&f).message::<GuestMsg>().unwrap(), stats);
+        for msg in [
+            HostMsg::ContainerAttach { id: "ab".into() },
+            HostMsg::Detach,
+            HostMsg::ContainerStats {
+                ids: vec!["ab".into()],
+            },
+            HostMsg::ContainerUpdate {
+                id: "ab".into(),
+                resources: ContainerResources::default(),
+            },
+        ] {
+            let f = Frame::control(3, &msg).unwrap();
+            assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
+        }
     }
 
     #[test]

@@ -30,6 +30,30 @@ pub enum ClientMsg {
         process: ProcessSpec,
         /// The container's root directory in the guest.
         root: String,
+        /// See [`a3s_vmm::proto::HostMsg::ContainerExec`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Present for a container's supervised main process.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<a3s_vmm::proto::ContainerResources>,
+    },
+    /// Re-attach to a supervised container's main process (a restarted CRI server); the
+    /// connection becomes its session, as for `Exec`.
+    ContainerAttach {
+        /// Container id.
+        id: String,
+    },
+    /// New limits for a container, answered by [`MonitorMsg::ContainerStats`].
+    ContainerUpdate {
+        /// Container id.
+        id: String,
+        /// The limits.
+        resources: a3s_vmm::proto::ContainerResources,
+    },
+    /// Containers' resource use, answered by [`MonitorMsg::ContainerStats`].
+    ContainerStats {
+        /// Container ids.
+        ids: Vec<String>,
     },
     // --- end pod containers ---
     /// Stdin frames on this connection go to the workload.
@@ -107,6 +131,13 @@ pub enum MonitorMsg {
     },
     /// Answer to [`ClientMsg::Stats`].
     Stats(a3s_vmm::proto::GuestStats),
+    /// The session's pod container was killed by the OOM killer (before its `Exited`).
+    OomKilled,
+    /// Answer to [`ClientMsg::ContainerStats`] and [`ClientMsg::ContainerUpdate`].
+    ContainerStats {
+        /// One entry per container that has a cgroup.
+        stats: Vec<a3s_vmm::proto::ContainerStats>,
+    },
 }
 
 /// Connects to a monitor socket and sends the first request.

@@ -1041,23 +1041,18 @@ impl Boxes {
             .map_err(|e| BoxError::Monitor(e.to_string()))
     }
 
-    /// Opens a session running a pod container's process in `root` (see
-    /// [`client::ClientMsg::ContainerExec`]).
+    /// Opens a pod container session (`msg` is [`client::ClientMsg::ContainerExec`] or
+    /// [`client::ClientMsg::ContainerAttach`]).
     ///
     /// # Errors
     /// [`BoxError::NotRunning`] or monitor errors.
-    pub fn container_exec(
+    pub fn container_session(
         &self,
         rec: &BoxRecord,
-        process: ProcessSpec,
-        root: &str,
+        msg: &client::ClientMsg,
     ) -> Result<std::os::unix::net::UnixStream, BoxError> {
         let sock = self.monitor_socket(rec)?;
-        let msg = client::ClientMsg::ContainerExec {
-            process,
-            root: root.to_owned(),
-        };
-        client::connect(&sock, &msg).map_err(|e| BoxError::Monitor(e.to_string()))
+        client::connect(&sock, msg).map_err(|e| BoxError::Monitor(e.to_string()))
     }
 
     /// Opens an RA-TLS relay to a running TEE box's attestation agent.

@@ -672,6 +672,10 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
                 Frame::control(session, &MonitorMsg::Processes { titles, processes }).ok()
             }
             Ok(GuestMsg::Stats(stats)) => Frame::control(session, &MonitorMsg::Stats(stats)).ok(),
+            Ok(GuestMsg::OomKilled) => Frame::control(session, &MonitorMsg::OomKilled).ok(),
+            Ok(GuestMsg::ContainerStats { stats }) => {
+                Frame::control(session, &MonitorMsg::ContainerStats { stats }).ok()
+            }
             Ok(GuestMsg::SpawnFailed { code, message }) => {
                 Frame::control(session, &MonitorMsg::SpawnFailed { code, message }).ok()
             }
@@ -685,7 +689,10 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
     // `top` and `stats` sessions end with their one answer.
     let ended = matches!(
         frame.message::<GuestMsg>(),
-        Ok(GuestMsg::Exited { .. } | GuestMsg::Processes { .. } | GuestMsg::Stats(_))
+        Ok(GuestMsg::Exited { .. }
+            | GuestMsg::Processes { .. }
+            | GuestMsg::Stats(_)
+            | GuestMsg::ContainerStats { .. })
     );
     if let (Some(out), Some(client)) = (out, sh.clients.get_mut(&session)) {
         if proto::write_frame(client, &out).is_err() {
@@ -767,6 +774,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
         }
     };
     let _ = conn.set_read_timeout(None);
+    // A pod container's main process outlives its session: guest-init keeps its output.
+    let supervised = matches!(
+        first,
+        ClientMsg::ContainerExec {
+            resources: Some(_),
+            ..
+        } | ClientMsg::ContainerAttach { .. }
+    );
     let session = match first {
         ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. }
             if !session_permitted(&mut lock(shared), &first) =>
@@ -783,17 +798,35 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             reply(&mut conn, &MonitorMsg::Error { message });
             return;
         }
+        ClientMsg::ContainerAttach { .. } if !lock(shared).exec_allowed => {
+            let message = "attach refused: this box runs in TEE mode and was not started with \
+                           --allow-exec"
+                .to_owned();
+            reply(&mut conn, &MonitorMsg::Error { message });
+            return;
+        }
         ClientMsg::Attest => {
             let Some(session) = open_session(shared, guest, &mut conn, &HostMsg::RatlsOpen) else {
                 return;
             };
             session
         }
-        ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. } => {
+        ClientMsg::Exec { .. }
+        | ClientMsg::ContainerExec { .. }
+        | ClientMsg::ContainerAttach { .. } => {
             let msg = match first {
-                ClientMsg::ContainerExec { process, root } => {
-                    HostMsg::ContainerExec { process, root }
-                }
+                ClientMsg::ContainerExec {
+                    process,
+                    root,
+                    id,
+                    resources,
+                } => HostMsg::ContainerExec {
+                    process,
+                    root,
+                    id,
+                    resources,
+                },
+                ClientMsg::ContainerAttach { id } => HostMsg::ContainerAttach { id },
                 ClientMsg::Exec { process } => HostMsg::Exec { process },
                 _ => return,
             };
@@ -811,9 +844,16 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             reply(&mut conn, &MonitorMsg::Error { message });
             return;
         }
-        ClientMsg::Top { .. } | ClientMsg::Stats => {
+        ClientMsg::Top { .. }
+        | ClientMsg::Stats
+        | ClientMsg::ContainerUpdate { .. }
+        | ClientMsg::ContainerStats { .. } => {
             let msg = match first {
                 ClientMsg::Top { ps_args } => HostMsg::Top { ps_args },
+                ClientMsg::ContainerUpdate { id, resources } => {
+                    HostMsg::ContainerUpdate { id, resources }
+                }
+                ClientMsg::ContainerStats { ids } => HostMsg::ContainerStats { ids },
                 _ => HostMsg::Stats,
             };
             // The answer is relayed on the session; nothing more comes from the client.
@@ -890,10 +930,15 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             }
             Err(_) => {
                 if let Ok(mut g) = guest.lock() {
-                    let _ = proto::write_frame(
-                        &mut *g,
-                        &Frame::data(Kind::StdinClosed, session, vec![]),
-                    );
+                    // A supervised container keeps its stdin open for the next attach.
+                    let gone = if supervised {
+                        Frame::control(session, &HostMsg::Detach).ok()
+                    } else {
+                        Some(Frame::data(Kind::StdinClosed, session, vec![]))
+                    };
+                    if let Some(f) = gone {
+                        let _ = proto::write_frame(&mut *g, &f);
+                    }
                     let _ = g.flush();
                 }
                 return;
@@ -948,6 +993,8 @@ mod tests {
         let start = |root: &str| ClientMsg::ContainerExec {
             process: process(&["sh"]),
             root: root.into(),
+            id: None,
+            resources: None,
         };
         let mut sh = Shared {
             pod_sandbox: true,

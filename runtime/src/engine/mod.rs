@@ -30,6 +30,7 @@ mod measure;
 mod networks;
 mod pod_containers;
 mod pod_images;
+mod pod_stats;
 mod pods;
 // issue 16, CNI pod networking (branch hK)
 mod pod_network;
@@ -57,6 +58,7 @@ pub use layers::{CommitRequest, ConfigEdit};
 pub use lifecycle::{cpu_percent, BoxStats, LogRequest, STATS_INTERVAL};
 pub use measure::{MeasuredInputs, PredictedMeasurement};
 pub use pod_containers::ExecOutput;
+pub use pod_stats::{ContainerFigures, PodStats};
 pub use pods::{PodState, TEE_ANNOTATION};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
 pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};

@@ -10,6 +10,9 @@
 //!
 //! The process's session (its monitor connection) is held by a watcher thread of the process
 //! that started it (the CRI server): the watcher writes the CRI log and records the exit.
+//! guest-init supervises the process itself (its exit status and, bounded, its output are
+//! kept while no session is attached), so a restarted server re-attaches to every running
+//! container ([`Engine::recover_containers`]) and records exits that happened meanwhile.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,7 +25,7 @@ use a3s_vmm::proto::{self, Frame, HostMsg, Kind, ProcessSpec};
 
 use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
-use crate::boxes::client::MonitorMsg;
+use crate::boxes::client::{ClientMsg, MonitorMsg};
 use crate::boxes::signal::parse_signal;
 use crate::boxes::{BoxRecord, BoxState};
 use crate::pod_containers::cri_log::{CriLog, Stream};
@@ -91,7 +94,7 @@ impl Engine {
     }
 
     /// The pod `key` names and its VM's box, which must be running.
-    fn running_pod(&self, key: &str) -> Result<(PodRecord, BoxRecord), EngineError> {
+    pub(super) fn running_pod(&self, key: &str) -> Result<(PodRecord, BoxRecord), EngineError> {
         let pod = Pods::open(&self.home).find(key)?;
         let boxed = self.boxes.find(&pod.box_id)?;
         if !matches!(boxed.state, BoxState::Running { .. }) {
@@ -196,7 +199,7 @@ impl Engine {
         Ok(rec)
     }
 
-    fn record_container(
+    pub(super) fn record_container(
         &self,
         action: &str,
         rec: &ContainerRecord,
@@ -212,7 +215,7 @@ impl Engine {
     }
 
     /// Saves `rec` under the store lock unless it was removed meanwhile.
-    fn update_container(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
+    pub(super) fn update_container(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
         let _lock = Pods::open(&self.home).lock()?;
         let containers = self.containers();
         match containers.find(&rec.id) {
@@ -251,32 +254,18 @@ impl Engine {
             tty_size: None,
             stdin: rec.spec.stdin,
         };
-        let mut conn = self
-            .boxes
-            .container_exec(&boxed, process, &rec.guest_root())?;
+        let msg = ClientMsg::ContainerExec {
+            process,
+            root: rec.guest_root(),
+            id: Some(rec.id.clone()),
+            resources: Some(rec.spec.resources.clone()),
+        };
+        let mut conn = self.boxes.container_session(&boxed, &msg)?;
         let log = Arc::new(Mutex::new(log));
         let taps = Arc::new(Mutex::new(Vec::new()));
-        // Output may come before the guest's `Started`: it goes to the log as it comes.
-        let started = loop {
-            let frame = match proto::read_frame(&mut conn) {
-                Ok(f) => f,
-                Err(e) => break Err(format!("lost the pod VM's session: {e}")),
-            };
-            match frame.kind {
-                Kind::Stdout | Kind::Stderr => output(&log, &taps, &frame),
-                Kind::Control => match frame.message::<MonitorMsg>() {
-                    Ok(MonitorMsg::Started { .. }) => break Ok(()),
-                    Ok(MonitorMsg::SpawnFailed { message, code }) => {
-                        rec.exit_code = code;
-                        break Err(message);
-                    }
-                    Ok(MonitorMsg::Error { message }) => break Err(message),
-                    _ => {}
-                },
-                _ => {}
-            }
-        };
-        if let Err(message) = started {
+        let started = await_started(&mut conn, &log, &taps);
+        if let Err((message, code)) = started {
+            rec.exit_code = code;
             rec.state = ContainerState::Exited;
             rec.finished_ns = now_ns();
             rec.started_ns = rec.finished_ns;
@@ -296,10 +285,23 @@ impl Engine {
         rec.state = ContainerState::Running;
         rec.started_ns = now_ns();
         self.update_container(&rec)?;
+        self.supervise(&rec.id, conn, log, taps)?;
+        self.record_container("container.start", &rec, Outcome::Success, "running")?;
+        Ok(rec)
+    }
+
+    /// Hands a running container's session to a watcher thread of this process.
+    fn supervise(
+        &self,
+        id: &str,
+        conn: UnixStream,
+        log: Arc<Mutex<Option<CriLog>>>,
+        taps: Arc<Taps>,
+    ) -> Result<(), EngineError> {
         let done = Arc::new((Mutex::new(false), Condvar::new()));
         let writer = conn.try_clone()?;
         lock(live()).insert(
-            rec.id.clone(),
+            id.to_owned(),
             Live {
                 conn: writer,
                 log: log.clone(),
@@ -307,10 +309,52 @@ impl Engine {
                 taps: taps.clone(),
             },
         );
-        let (engine, id) = (self.clone(), rec.id.clone());
+        let (engine, id) = (self.clone(), id.to_owned());
         std::thread::spawn(move || engine.watch(&id, conn, &log, &taps, &done));
-        self.record_container("container.start", &rec, Outcome::Success, "running")?;
-        Ok(rec)
+        Ok(())
+    }
+
+    /// After a restart of the process that watched them (the CRI server): re-attaches to every
+    /// container recorded running whose pod VM runs (a new session to guest-init, which kept
+    /// its output and exit), resumes its CRI log, and records exits that happened meanwhile
+    /// (the watcher receives them at once). Returns how many were re-attached; containers that
+    /// cannot be re-attached stay reported as exited with reason `Unknown`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn recover_containers(&self) -> Result<usize, EngineError> {
+        let mut attached = 0;
+        for rec in self.containers().list()? {
+            if rec.state != ContainerState::Running || lock(live()).contains_key(&rec.id) {
+                continue;
+            }
+            match self.reattach(&rec) {
+                Ok(()) => attached += 1,
+                Err(e) => tracing::warn!("re-attaching container {}: {e}", rec.id),
+            }
+        }
+        Ok(attached)
+    }
+
+    fn reattach(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
+        let (_, boxed) = self.running_pod(&rec.pod_id)?;
+        let mut conn = self
+            .boxes
+            .container_session(&boxed, &ClientMsg::ContainerAttach { id: rec.id.clone() })?;
+        let log = match &rec.spec.log_path {
+            Some(p) => Some(CriLog::open(p)?),
+            None => None,
+        };
+        let log = Arc::new(Mutex::new(log));
+        let taps = Arc::new(Mutex::new(Vec::new()));
+        await_started(&mut conn, &log, &taps).map_err(|(message, _)| {
+            EngineError::context(
+                format!("re-attaching container {}", rec.id),
+                std::io::Error::other(message),
+            )
+        })?;
+        self.supervise(&rec.id, conn, log, taps)?;
+        self.record_container("container.reattach", rec, Outcome::Success, "re-attached")
     }
 
     /// The watcher: the running container's output to its log, then its exit to its record.
@@ -322,13 +366,19 @@ impl Engine {
         taps: &Taps,
         done: &(Mutex<bool>, Condvar),
     ) {
+        let mut oom_killed = false;
         let (code, reason, message) = loop {
             match proto::read_frame(&mut conn) {
                 Ok(frame) => match frame.kind {
                     Kind::Stdout | Kind::Stderr => output(log, taps, &frame),
                     Kind::Control => match frame.message::<MonitorMsg>() {
+                        Ok(MonitorMsg::OomKilled) => oom_killed = true,
                         Ok(MonitorMsg::Exited { code }) => {
-                            let reason = if code == 0 { "Completed" } else { "Error" };
+                            let reason = match code {
+                                0 => "Completed",
+                                _ if oom_killed => "OOMKilled",
+                                _ => "Error",
+                            };
                             break (code, reason, String::new());
                         }
                         Ok(MonitorMsg::Error { message }) => break (255, "Error", message),
@@ -534,6 +584,7 @@ impl Engine {
         }
         let (pod, boxed) = self.running_pod(&rec.pod_id)?;
         self.refuse_pod_access(&pod, Some(&rec.id), "exec")?;
+        let id = Some(rec.id.clone());
         if process.user.is_none() {
             process.user.clone_from(&rec.user);
         }
@@ -545,9 +596,13 @@ impl Engine {
         }
         let what = format!("exec {}", process.argv.join(" "));
         self.record_container("container.exec", &rec, Outcome::Success, &what)?;
-        Ok(self
-            .boxes
-            .container_exec(&boxed, process, &rec.guest_root())?)
+        let msg = ClientMsg::ContainerExec {
+            process,
+            root: rec.guest_root(),
+            id,
+            resources: None,
+        };
+        Ok(self.boxes.container_session(&boxed, &msg)?)
     }
 
     /// ExecSync: runs `argv` in a running container and returns its output; with `timeout`,
@@ -628,6 +683,31 @@ impl Engine {
         };
         proto::write_frame(&mut l.conn, frame)
             .map_err(|e| EngineError::context(format!("writing to container {id}"), e))
+    }
+}
+
+/// Reads a container session until the guest reports its process running; output before that
+/// goes to the log as it comes. A failure carries the guest's message and exit code.
+fn await_started(
+    conn: &mut UnixStream,
+    log: &Mutex<Option<CriLog>>,
+    taps: &Taps,
+) -> Result<(), (String, i32)> {
+    loop {
+        let frame = match proto::read_frame(conn) {
+            Ok(f) => f,
+            Err(e) => return Err((format!("lost the pod VM's session: {e}"), 0)),
+        };
+        match frame.kind {
+            Kind::Stdout | Kind::Stderr => output(log, taps, &frame),
+            Kind::Control => match frame.message::<MonitorMsg>() {
+                Ok(MonitorMsg::Started { .. }) => return Ok(()),
+                Ok(MonitorMsg::SpawnFailed { message, code }) => return Err((message, code)),
+                Ok(MonitorMsg::Error { message }) => return Err((message, 0)),
+                _ => {}
+            },
+            _ => {}
+        }
     }
 }
 

@@ -42,6 +42,10 @@ pub struct ContainerSpec {
     pub annotations: BTreeMap<String, String>,
     /// Where the CRI-format log goes (pod log directory joined with the container's path).
     pub log_path: Option<PathBuf>,
+    /// Limits of the container's cgroup in the pod VM (CreateContainer's, then the last
+    /// UpdateContainerResources that succeeded).
+    #[serde(default)]
+    pub resources: a3s_vmm::proto::ContainerResources,
 }
 
 /// Where a container is in its life.
@@ -89,7 +93,7 @@ pub struct ContainerRecord {
     pub finished_ns: i64,
     /// Exit code.
     pub exit_code: i32,
-    /// Why it ended (`Completed`, `Error`, `StartError`, `PodStopped`).
+    /// Why it ended (`Completed`, `Error`, `OOMKilled`, `StartError`, `PodStopped`).
     pub reason: String,
     /// Details of a failure.
     pub message: String,
