@@ -73,7 +73,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
 /// dedicated server process.
 ///
 /// # Errors
-/// When accepting on the listener fails.
+/// None in practice: accept errors are logged and retried (the type keeps callers' `?`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -81,13 +81,35 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let Some((stream, peer)) = accept(&listener).await else {
+            continue;
+        };
         tokio::spawn(serve_connection(
             stream,
             peer,
             app.clone(),
             acceptor.clone(),
         ));
+    }
+}
+
+/// The next connection; `None` after an accept error, which never ends the server: a
+/// connection that died in the backlog is skipped, and when descriptors run out (a flood of
+/// connections) accepting pauses a second instead of stopping the broker (as axum's serve).
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+            if !matches!(
+                e.kind(),
+                ConnectionAborted | ConnectionRefused | ConnectionReset
+            ) {
+                tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            None
+        }
     }
 }
 
@@ -102,7 +124,8 @@ pub async fn serve(
 /// address still fails with "address in use". Blocking work keeps its own pool per runtime.
 ///
 /// # Errors
-/// When a runtime cannot start, or accepting on the listener fails.
+/// When a runtime or its thread cannot start, or the listener cannot join the runtime;
+/// accept errors are logged and retried.
 pub fn serve_per_core(
     listener: std::net::TcpListener,
     app: Router,
@@ -133,9 +156,17 @@ pub fn serve_per_core(
         let listener = TcpListener::from_std(listener)?;
         let mut next = 0usize;
         loop {
-            let (stream, peer) = listener.accept().await?;
+            let Some((stream, peer)) = accept(&listener).await else {
+                continue;
+            };
             // Registered with the chosen runtime's reactor, inside that runtime.
-            let stream = stream.into_std()?;
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "cannot hand over connection");
+                    continue;
+                }
+            };
             let (app, acceptor) = (app.clone(), acceptor.clone());
             handles[next % handles.len()].spawn(async move {
                 match TcpStream::from_std(stream) {

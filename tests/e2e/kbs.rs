@@ -605,3 +605,49 @@ fn ed25519_admin_tokens_from_a_token_file_are_accepted_within_their_lifetime() {
     assert!(r.stderr.contains("not the key's"), "{r:?}");
     drop(kbs);
 }
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_but_never_stops_the_broker() {
+    use std::io::{Read, Write};
+    let mut kbs = serve("fd-flood.db", &[]);
+    let addr = kbs.url.trim_start_matches("http://").to_owned();
+    // A broker with few descriptors left, as under a connection flood.
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &kbs.child.id().to_string(), "--nofile=48:48"])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(limited.success());
+    let flood: Vec<_> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(flood);
+    // accept(2) failed with EMFILE meanwhile; it used to end `kbs serve`.
+    let body = r#"{"version":"0.4.0","tee":"snp","extra-params":""}"#;
+    let mut answer = String::new();
+    for _ in 0..100 {
+        assert!(
+            kbs.child.try_wait().unwrap().is_none(),
+            "kbs serve exited after running out of descriptors"
+        );
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let request = format!(
+                "POST /kbs/v0/auth HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            if s.write_all(request.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok() {
+                if answer.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            }
+            answer.clear();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        answer.contains("\"nonce\""),
+        "no /auth answer after the flood: {answer:?}"
+    );
+}
