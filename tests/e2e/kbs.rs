@@ -637,10 +637,11 @@ fn running_out_of_descriptors_pauses_accepting_but_never_stops_the_broker() {
             );
             s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .unwrap();
-            if s.write_all(request.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok() {
-                if answer.starts_with("HTTP/1.1 200") {
-                    break;
-                }
+            if s.write_all(request.as_bytes()).is_ok()
+                && s.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+            {
+                break;
             }
             answer.clear();
         }
