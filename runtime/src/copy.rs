@@ -321,8 +321,8 @@ fn session(
     Ok(conn)
 }
 
-/// Writes into an exec session as stdin frames.
-struct StdinWriter<'a>(&'a mut UnixStream);
+/// Writes into an exec session as stdin frames (64 KiB at most each).
+pub(crate) struct StdinWriter<'a>(pub(crate) &'a mut UnixStream);
 
 impl Write for StdinWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -15,6 +15,7 @@ use super::pod_containers::collect;
 use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::BoxRecord;
+use crate::copy::StdinWriter;
 use crate::pods::tee::{PodTee, IMAGES_ANNOTATION};
 use crate::pods::{PodError, PodRecord};
 
@@ -125,20 +126,4 @@ fn send<R: io::Read>(conn: &mut UnixStream, manifest: &[u8], blobs: &mut [R]) ->
         io::copy(b, &mut w)?;
     }
     Ok(())
-}
-
-/// Writes into an exec session as stdin frames.
-struct StdinWriter<'a>(&'a mut UnixStream);
-
-impl Write for StdinWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(64 * 1024);
-        proto::write_frame(self.0, &Frame::data(Kind::Stdin, 0, buf[..n].to_vec()))
-            .map_err(io::Error::other)?;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
 }
