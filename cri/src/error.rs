@@ -11,20 +11,9 @@ use a3s_runtime::engine::{is_verdict, EngineError};
 use a3s_runtime::pods::PodError;
 use tonic::{Code, Status};
 
-/// The message of `e` with every cause, `: `-joined (gRPC carries one string).
-pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !msg.contains(&s) {
-            msg.push_str(": ");
-            msg.push_str(&s);
-        }
-        cur = c.source();
-    }
-    msg
-}
+/// The message of `e` with every cause, `: `-joined (gRPC carries one string): the
+/// runtime's own joiner, so the CRI says what the engine's audit says.
+pub(crate) use a3s_runtime::pods::tee::chain;
 
 /// The gRPC status for an engine error: the code from the first cause that decides it.
 pub(crate) fn status(e: &EngineError) -> Status {
