@@ -192,6 +192,14 @@ fn start_attach_streams_the_workload_and_returns_its_exit_code() {
         "{}",
         r.stderr
     );
+    // Again: only this run's output, not the earlier runs' in the box's log.
+    let again = run(&["start", "-a", "sa-out"]);
+    assert_eq!(
+        (again.code, again.stdout.as_str()),
+        (5, "from-start\n"),
+        "{}",
+        again.stderr
+    );
     // -i: this terminal's stdin reaches a box created with -i.
     ok(&[
         "create",

@@ -208,6 +208,8 @@ impl Engine {
         stdin: bool,
         io: &mut dyn RunEvents,
     ) -> Result<Option<i32>, EngineError> {
+        // A restarted box's log holds its earlier runs: show only this run's output.
+        let offset = std::fs::metadata(self.boxes.output_log(rec)).map_or(0, |m| m.len());
         let started = self.boxes.start(rec.id.as_str(), &self.monitor_exe()?)?;
         let stdin =
             if stdin && rec.spec.process.stdin && matches!(started.state, BoxState::Running { .. })
@@ -217,7 +219,7 @@ impl Engine {
                 None
             };
         io.running(&started, stdin);
-        self.stream_until_exit(rec, 0, io)
+        self.stream_until_exit(rec, offset, io)
     }
 
     /// `attach`: this front end becomes the terminal of a running box's workload: its output
