@@ -13,9 +13,11 @@
 //! - `images`: CRI image records from the store (lookup by id, digest or reference);
 //! - `stats`: CRI container and pod statistics from the engine's figures;
 //! - `streaming`: the exec/attach/port-forward backend of `cri-streaming` over the engine;
+//! - `deadline`: the client's `grpc-timeout` answered as DEADLINE_EXCEEDED;
 //! - `error`: one mapping from engine errors to gRPC status codes.
 
 mod containers;
+mod deadline;
 mod error;
 mod image_service;
 mod images;

@@ -87,6 +87,7 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE);
     ready(&opts.listen, streaming_addr);
     let result = tonic::transport::Server::builder()
+        .layer(crate::deadline::DeadlineLayer)
         .add_service(runtime)
         .add_service(images)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
