@@ -17,7 +17,7 @@ const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// Wraps services with [`Deadline`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DeadlineLayer;
+pub(crate) struct DeadlineLayer;
 
 impl<S> tower::Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
@@ -29,7 +29,7 @@ impl<S> tower::Layer<S> for DeadlineLayer {
 
 /// Answers DEADLINE_EXCEEDED when the request's `grpc-timeout` passes first.
 #[derive(Clone, Debug)]
-pub struct Deadline<S> {
+pub(crate) struct Deadline<S> {
     inner: S,
 }
 
