@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use a3s_runtime::pod_containers::{ContainerRecord, ContainerSpec, ContainerState};
+use a3s_runtime::pods::share::HostMount;
 use a3s_vmm::proto::ContainerResources;
 use k8s_cri::v1 as cri;
 use tonic::Status;
@@ -23,14 +24,11 @@ pub(crate) fn spec_of(
             "ContainerConfig.image.image is missing (name the image to run)",
         ));
     }
-    // Host paths cannot reach a running pod VM yet (they need hot-plugged shares): refused
-    // rather than silently left out.
-    if let Some(m) = config.mounts.first() {
-        return Err(Status::unimplemented(format!(
-            "mount {} -> {}: mounts into pod containers are not supported yet",
-            m.host_path, m.container_path
-        )));
-    }
+    let mounts = config
+        .mounts
+        .iter()
+        .map(mount_of)
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(d) = config.devices.first() {
         return Err(Status::unimplemented(format!(
             "device {}: devices in pod containers are not supported",
@@ -101,6 +99,53 @@ pub(crate) fn spec_of(
             Some(r) => resources_of(r)?,
             None => ContainerResources::default(),
         },
+        mounts,
+    })
+}
+
+/// One CRI mount, checked; what a pod VM cannot honour is refused naming the mount.
+fn mount_of(m: &cri::Mount) -> Result<HostMount, Status> {
+    let refuse = |why: &str| {
+        Err(Status::invalid_argument(format!(
+            "mount {:?} -> {:?}: {why}",
+            m.host_path, m.container_path
+        )))
+    };
+    if m.image.is_some() {
+        return refuse("image volume mounts are not supported");
+    }
+    if !m.container_path.starts_with('/') || m.container_path.split('/').any(|c| c == "..") {
+        return refuse("the container path must be absolute, without `..`");
+    }
+    if !m.host_path.starts_with('/') {
+        return refuse("the host path must be absolute");
+    }
+    match cri::MountPropagation::try_from(m.propagation) {
+        Ok(cri::MountPropagation::PropagationPrivate) => {}
+        // The host path reaches the VM through virtiofs: mounts made later on either side
+        // do not cross it.
+        Ok(p) => {
+            return refuse(&format!(
+                "propagation {}: only private mounts cross into a pod VM",
+                p.as_str_name()
+            ))
+        }
+        Err(_) => return refuse(&format!("unknown propagation {}", m.propagation)),
+    }
+    if m.recursive_read_only {
+        return refuse("recursive read-only mounts are not supported (use readonly)");
+    }
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        return refuse(
+            "id-mapped mounts are not supported (pod containers have no user namespaces)",
+        );
+    }
+    // selinux_relabel: the pod VM has no SELinux, and the host path is read by virtiofsd as
+    // root, so there is nothing to relabel.
+    Ok(HostMount {
+        host_path: m.host_path.clone().into(),
+        container_path: m.container_path.clone(),
+        readonly: m.readonly,
     })
 }
 
@@ -235,6 +280,17 @@ pub(crate) fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
             .unwrap_or_default(),
         image_id: rec.image_id.clone(),
         resources: Some(linux_resources(&rec.spec.resources)),
+        mounts: rec
+            .spec
+            .mounts
+            .iter()
+            .map(|m| cri::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.display().to_string(),
+                readonly: m.readonly,
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -303,16 +359,67 @@ mod tests {
         let mut c = config();
         c.log_path = "../../etc/x".into();
         assert!(spec_of(&c, Some(&sandbox())).is_err());
-        let mut c = config();
-        c.mounts.push(cri::Mount {
-            host_path: "/h".into(),
-            container_path: "/c".into(),
+        let refused = |m: cri::Mount| {
+            let mut c = config();
+            c.mounts.push(m);
+            let e = spec_of(&c, None).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+            e.message().to_owned()
+        };
+        let mount = |host: &str, container: &str| cri::Mount {
+            host_path: host.into(),
+            container_path: container.into(),
             ..Default::default()
-        });
+        };
+        assert!(refused(mount("/h", "c")).contains("absolute"));
+        assert!(refused(mount("/h", "/a/../b")).contains(".."));
+        assert!(refused(mount("h", "/c")).contains("host path"));
+        assert!(refused(cri::Mount {
+            propagation: cri::MountPropagation::PropagationBidirectional as i32,
+            ..mount("/h", "/c")
+        })
+        .contains("PROPAGATION_BIDIRECTIONAL"));
+        assert!(refused(cri::Mount {
+            recursive_read_only: true,
+            readonly: true,
+            ..mount("/h", "/c")
+        })
+        .contains("recursive"));
+        assert!(refused(cri::Mount {
+            image: Some(cri::ImageSpec::default()),
+            ..mount("", "/c")
+        })
+        .contains("image"));
+    }
+
+    #[test]
+    fn mounts_translate_in_order() {
+        let mut c = config();
+        c.mounts = vec![
+            cri::Mount {
+                host_path: "/var/lib/kubelet/pods/u/etc-hosts".into(),
+                container_path: "/etc/hosts".into(),
+                ..Default::default()
+            },
+            cri::Mount {
+                host_path: "/var/lib/kubelet/pods/u/volumes/token".into(),
+                container_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                readonly: true,
+                selinux_relabel: true,
+                ..Default::default()
+            },
+        ];
+        let spec = spec_of(&c, None).unwrap();
+        assert_eq!(spec.mounts.len(), 2);
         assert_eq!(
-            spec_of(&c, None).unwrap_err().code(),
-            tonic::Code::Unimplemented
+            spec.mounts[0].host_path,
+            Path::new("/var/lib/kubelet/pods/u/etc-hosts")
         );
+        assert_eq!(
+            spec.mounts[1].container_path,
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        );
+        assert!(spec.mounts[1].readonly && !spec.mounts[0].readonly);
     }
 
     #[test]

@@ -5,13 +5,21 @@
 //! In a confidential pod the VM's `/run/secrets` (the tmpfs the attestation agent filled before
 //! the pod was reported ready) is bound read-only at the container's `/run/secrets`.
 //!
+//! The container's CRI mounts (pod VM paths: the pod's share, where the host bound kubelet's
+//! files and volumes) are bound last, after the chroot: each source is held open by
+//! guest-init and reached as `/proc/self/fd/N`, so the kernel resolves the target inside the
+//! container's root and an image's symlink cannot point a bind outside it.
+//!
 //! Everything that allocates happens in [`prepare`], in guest-init; the forked child only
 //! makes system calls on prepared C strings ([`Entry::enter`]), as is required between
 //! `fork` and `exec` in a multi-threaded process.
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path};
+
+use a3s_vmm::proto::ContainerMount;
 
 /// Pod files every container sees as they are in the pod.
 const POD_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
@@ -29,7 +37,87 @@ pub(crate) struct Entry {
     secrets: Option<(CString, CString)>,
     workdir: CString,
     /// The container's `cgroup.procs` (joined first, before the namespace changes).
-    cgroup_procs: Option<std::os::fd::OwnedFd>,
+    cgroup_procs: Option<OwnedFd>,
+    /// CRI mounts, bound in order after the chroot.
+    mounts: Vec<Bind>,
+}
+
+/// One CRI mount as the child binds it.
+#[derive(Debug)]
+struct Bind {
+    /// The source, opened (`O_PATH`) by guest-init to check it and to reserve its descriptor
+    /// number; the child replaces it with the source opened in its own mount namespace (a
+    /// bind from another namespace's mount is EINVAL).
+    source_fd: OwnedFd,
+    /// The source's path in the pod VM.
+    source: CString,
+    /// `/proc/self/fd/N` of the source, valid inside the container (its `/proc`).
+    source_link: CString,
+    /// The target's ancestors, outermost first (created when missing).
+    parents: Vec<CString>,
+    /// The target, absolute inside the container.
+    target: CString,
+    /// The source is a directory (else the target is a file).
+    dir: bool,
+    readonly: bool,
+}
+
+/// What a pod container's process enters: its root directory, its mounts and its cgroup.
+#[derive(Debug)]
+pub(crate) struct Root<'a> {
+    /// Its root directory in the pod VM.
+    pub(crate) dir: &'a str,
+    /// Its CRI mounts.
+    pub(crate) mounts: &'a [ContainerMount],
+    /// The container's `cgroup.procs`.
+    pub(crate) cgroup_procs: Option<OwnedFd>,
+}
+
+/// Opens a mount's source and prepares its target's path.
+fn bind_of(m: &ContainerMount) -> Result<Bind, String> {
+    if !m.target.starts_with('/') {
+        return Err(format!(
+            "mount target {:?} must be an absolute path",
+            m.target
+        ));
+    }
+    let target = under(Path::new("/"), &m.target)?;
+    if target == Path::new("/") {
+        return Err(format!(
+            "mount {} -> /: a mount cannot replace the container's root",
+            m.source
+        ));
+    }
+    let source = nix::fcntl::open(
+        Path::new(&m.source),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("mount source {} in the pod VM: {e}", m.source))?;
+    let dir = nix::sys::stat::fstat(&source)
+        .map_err(|e| format!("mount source {}: {e}", m.source))?
+        .st_mode
+        & libc::S_IFMT
+        == libc::S_IFDIR;
+    let parents = target
+        .ancestors()
+        .skip(1)
+        .filter(|a| *a != Path::new("/"))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(cstr)
+        .collect::<Result<_, _>>()?;
+    Ok(Bind {
+        source_link: CString::new(format!("/proc/self/fd/{}", source.as_raw_fd()))
+            .map_err(|_| "fd path".to_owned())?,
+        source_fd: source,
+        source: cstr(Path::new(&m.source))?,
+        parents,
+        target: cstr(&target)?,
+        dir,
+        readonly: m.readonly,
+    })
 }
 
 fn cstr(p: &Path) -> Result<CString, String> {
@@ -54,26 +142,21 @@ pub(crate) fn under(root: &Path, path: &str) -> Result<std::path::PathBuf, Strin
 
 /// Checks `root` and creates the mount points the child needs inside it; the child joins the
 /// cgroup whose `cgroup.procs` is `cgroup_procs`.
-pub(crate) fn prepare(
-    root: &str,
-    workdir: &str,
-    cgroup_procs: Option<std::os::fd::OwnedFd>,
-) -> Result<Entry, String> {
+pub(crate) fn prepare(container: Root<'_>, workdir: &str) -> Result<Entry, String> {
     prepare_with(
-        root,
+        container,
         workdir,
         Path::new(crate::agent::secrets::SECRETS_DIR),
-        cgroup_procs,
     )
 }
 
 /// [`prepare`] with the VM's secrets directory at `secrets` (placed only when it exists).
-fn prepare_with(
-    root: &str,
-    workdir: &str,
-    secrets: &Path,
-    cgroup_procs: Option<std::os::fd::OwnedFd>,
-) -> Result<Entry, String> {
+fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<Entry, String> {
+    let Root {
+        dir: root,
+        mounts,
+        cgroup_procs,
+    } = container;
     let root_path = Path::new(root);
     if !root_path.is_absolute() || root_path == Path::new("/") {
         return Err(format!(
@@ -124,6 +207,7 @@ fn prepare_with(
     };
     let work = under(root_path, workdir)?;
     mkdir(&work)?;
+    let mounts = mounts.iter().map(bind_of).collect::<Result<_, _>>()?;
     Ok(Entry {
         root: cstr(root_path)?,
         proc_dir: cstr(&proc_dir)?,
@@ -133,6 +217,7 @@ fn prepare_with(
         secrets,
         workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
         cgroup_procs,
+        mounts,
     })
 }
 
@@ -178,7 +263,6 @@ impl Entry {
         unsafe {
             // "0" moves the writing process itself into the container's cgroup.
             if let Some(fd) = &self.cgroup_procs {
-                use std::os::fd::AsRawFd;
                 if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
@@ -244,9 +328,90 @@ impl Entry {
                     std::ptr::null(),
                 ))?;
             }
+            for b in &self.mounts {
+                b.reopen()?;
+            }
             check(libc::chroot(self.root.as_ptr()))?;
             check(libc::chdir(c"/".as_ptr()))?;
+            for b in &self.mounts {
+                b.bind()?;
+            }
             check(libc::chdir(self.workdir.as_ptr()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Bind {
+    /// In the child, in its new mount namespace: the source opened again there, at the
+    /// reserved descriptor number.
+    #[allow(unsafe_code)]
+    fn reopen(&self) -> io::Result<()> {
+        // SAFETY: `source` is a NUL-terminated string owned by `self`; the descriptors are
+        // this process's own.
+        unsafe {
+            let fd = libc::open(self.source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let moved = libc::dup3(fd, self.source_fd.as_raw_fd(), libc::O_CLOEXEC);
+            let e = io::Error::last_os_error();
+            libc::close(fd);
+            if moved < 0 {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// In the child, inside the container's root: creates the target when missing and binds
+    /// the source on it. Only system calls on prepared strings.
+    #[allow(unsafe_code)]
+    fn bind(&self) -> io::Result<()> {
+        let null = std::ptr::null::<libc::c_char>();
+        let exists_ok = |rc: libc::c_int| -> io::Result<()> {
+            let e = io::Error::last_os_error();
+            if rc == 0 || e.raw_os_error() == Some(libc::EEXIST) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        };
+        // SAFETY: every pointer is a NUL-terminated string owned by `self`, or null where
+        // the system calls accept null.
+        unsafe {
+            for p in &self.parents {
+                exists_ok(libc::mkdir(p.as_ptr(), 0o755))?;
+            }
+            if self.dir {
+                exists_ok(libc::mkdir(self.target.as_ptr(), 0o755))?;
+            } else {
+                let fd = libc::open(
+                    self.target.as_ptr(),
+                    libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+                    0o644,
+                );
+                // An existing directory there: the bind below says what is wrong.
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+            check(libc::mount(
+                self.source_link.as_ptr(),
+                self.target.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            if self.readonly {
+                check(libc::mount(
+                    null,
+                    self.target.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ))?;
+            }
         }
         Ok(())
     }
@@ -255,6 +420,87 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plain(dir: &str) -> Root<'_> {
+        Root {
+            dir,
+            mounts: &[],
+            cgroup_procs: None,
+        }
+    }
+
+    #[test]
+    fn mounts_open_their_source_and_list_the_targets_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        std::fs::create_dir(&root).unwrap();
+        let file = dir.path().join("hosts");
+        std::fs::write(&file, "127.0.0.1 localhost\n").unwrap();
+        let mounts = [
+            ContainerMount {
+                source: file.to_str().unwrap().into(),
+                target: "/etc/hosts".into(),
+                readonly: true,
+            },
+            ContainerMount {
+                source: dir.path().to_str().unwrap().into(),
+                target: "/var/lib/data/".into(),
+                readonly: false,
+            },
+        ];
+        let entry = prepare(
+            Root {
+                dir: root.to_str().unwrap(),
+                mounts: &mounts,
+                cgroup_procs: None,
+            },
+            "/",
+        )
+        .unwrap();
+        let [hosts, data] = &entry.mounts[..] else {
+            panic!("two mounts")
+        };
+        assert!(!hosts.dir && hosts.readonly);
+        assert_eq!(hosts.target.to_str().unwrap(), "/etc/hosts");
+        assert_eq!(hosts.parents, [c"/etc".to_owned()]);
+        assert!(hosts
+            .source_link
+            .to_str()
+            .unwrap()
+            .starts_with("/proc/self/fd/"));
+        assert!(data.dir && !data.readonly);
+        assert_eq!(data.target.to_str().unwrap(), "/var/lib/data");
+        assert_eq!(data.parents, [c"/var".to_owned(), c"/var/lib".to_owned()]);
+        // Nothing is created in the image before the child's chroot (the pod's own files
+        // get their targets in /etc, as before).
+        assert!(!root.join("var").exists());
+    }
+
+    #[test]
+    fn bad_mounts_are_refused_naming_the_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let refuse = |source: &str, target: &str| {
+            let m = [ContainerMount {
+                source: source.into(),
+                target: target.into(),
+                readonly: false,
+            }];
+            prepare(
+                Root {
+                    dir: root,
+                    mounts: &m,
+                    cgroup_procs: None,
+                },
+                "/",
+            )
+            .unwrap_err()
+        };
+        assert!(refuse("/nonexistent-a3s-src", "/x").contains("/nonexistent-a3s-src"));
+        assert!(refuse(root, "relative").contains("absolute"));
+        assert!(refuse(root, "/a/../../etc").contains(".."));
+        assert!(refuse(root, "/").contains("root"));
+    }
 
     #[test]
     fn container_paths_stay_under_the_root() {
@@ -269,11 +515,11 @@ mod tests {
 
     #[test]
     fn prepare_refuses_the_pod_root_and_missing_roots() {
-        assert!(prepare("/", "/", None)
+        assert!(prepare(plain("/"), "/")
             .unwrap_err()
             .contains("other than /"));
-        assert!(prepare("rel", "/", None).is_err());
-        assert!(prepare("/nonexistent-a3s-root", "/", None)
+        assert!(prepare(plain("rel"), "/").is_err());
+        assert!(prepare(plain("/nonexistent-a3s-root"), "/")
             .unwrap_err()
             .contains("does not exist"));
     }
@@ -285,20 +531,20 @@ mod tests {
         std::fs::create_dir(&secrets).unwrap();
         let root = dir.path().join("c");
         std::fs::create_dir(&root).unwrap();
-        let entry = prepare_with(root.to_str().unwrap(), "/", &secrets, None).unwrap();
+        let entry = prepare_with(plain(root.to_str().unwrap()), "/", &secrets).unwrap();
         let (from, to) = entry.secrets.unwrap();
         assert_eq!(from.to_str().unwrap(), secrets.to_str().unwrap());
         assert_eq!(Path::new(to.to_str().unwrap()), root.join("run/secrets"));
         assert!(root.join("run/secrets").is_dir());
         // No secrets in the VM (not a confidential pod): nothing is bound.
-        let plain =
-            prepare_with(root.to_str().unwrap(), "/", &dir.path().join("none"), None).unwrap();
-        assert!(plain.secrets.is_none());
+        let none =
+            prepare_with(plain(root.to_str().unwrap()), "/", &dir.path().join("none")).unwrap();
+        assert!(none.secrets.is_none());
         // An image whose /run points elsewhere is refused rather than followed.
         let evil = dir.path().join("evil");
         std::fs::create_dir(&evil).unwrap();
         std::os::unix::fs::symlink("/", evil.join("run")).unwrap();
-        let e = prepare_with(evil.to_str().unwrap(), "/", &secrets, None).unwrap_err();
+        let e = prepare_with(plain(evil.to_str().unwrap()), "/", &secrets).unwrap_err();
         assert!(e.contains("/run is not a directory"), "{e}");
     }
 
@@ -306,7 +552,7 @@ mod tests {
     fn prepare_creates_mount_points_and_the_working_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
-        let entry = prepare(root, "/srv/app", None).unwrap();
+        let entry = prepare(plain(root), "/srv/app").unwrap();
         for d in ["proc", "dev", "sys", "srv/app"] {
             assert!(dir.path().join(d).is_dir(), "{d}");
         }

@@ -228,11 +228,13 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             root,
             id,
             resources,
+            mounts,
         } if session != WORKLOAD_SESSION => {
             let container = Container {
                 root: &root,
                 id: id.as_deref(),
                 resources: resources.as_ref(),
+                mounts: &mounts,
             };
             start_container(session, &process, &container, chan, state);
         }
@@ -485,7 +487,7 @@ fn mount_then_start(
 }
 
 fn start(session: u32, spec: &proto::ProcessSpec, chan: &Channel, state: &Arc<Mutex<State>>) {
-    start_in(session, spec, None, chan, state);
+    spawn_in(session, spec, None, None, chan, state);
 }
 
 /// A pod container a process starts in.
@@ -496,6 +498,8 @@ struct Container<'a> {
     id: Option<&'a str>,
     /// Present for its main process: the cgroup's limits.
     resources: Option<&'a proto::ContainerResources>,
+    /// Its CRI mounts.
+    mounts: &'a [proto::ContainerMount],
 }
 
 /// A pod container's process: its main process creates the container's cgroup and is
@@ -529,7 +533,11 @@ fn start_container(
     let sink = spawn_in(
         session,
         spec,
-        Some((c.root, cgroup)),
+        Some(crate::container::Root {
+            dir: c.root,
+            mounts: c.mounts,
+            cgroup_procs: cgroup,
+        }),
         main.map(|m| m.0),
         chan,
         state,
@@ -616,24 +624,13 @@ fn container_stats(id: &str, state: &Arc<Mutex<State>>) -> Result<proto::Contain
     Ok(stats)
 }
 
-/// Starts a session's process; with `root`, in a pod container's root (see `container`).
-fn start_in(
-    session: u32,
-    spec: &proto::ProcessSpec,
-    root: Option<&str>,
-    chan: &Channel,
-    state: &Arc<Mutex<State>>,
-) {
-    spawn_in(session, spec, root.map(|r| (r, None)), None, chan, state);
-}
-
 /// Spawns a session's process (in a container root, with its cgroup); the main process of
 /// container `supervise` is registered as supervised and its output goes through the returned
 /// sink instead of straight to the session.
 fn spawn_in(
     session: u32,
     spec: &proto::ProcessSpec,
-    root: Option<(&str, Option<OwnedFd>)>,
+    root: Option<crate::container::Root<'_>>,
     supervise: Option<&str>,
     chan: &Channel,
     state: &Arc<Mutex<State>>,
@@ -647,15 +644,15 @@ fn spawn_in(
     } else {
         st.security.as_ref()
     };
-    let (root, cgroup) = root.map_or((None, None), |(r, c)| (Some(r), c));
-    match process::spawn(spec, &hostname, security, root, cgroup) {
+    let root_dir = root.as_ref().map(|r| r.dir.to_owned());
+    match process::spawn(spec, &hostname, security, root) {
         Ok(sp) => {
             let kind_of = |stderr: bool| if stderr { Kind::Stderr } else { Kind::Stdout };
             let sink = supervise.map(|_| {
                 Arc::new(Mutex::new(Sink::new(
                     session,
                     sp.pid,
-                    root.unwrap_or_default().to_owned(),
+                    root_dir.clone().unwrap_or_default(),
                 )))
             });
             let pumps = sp

@@ -130,9 +130,9 @@ pub(crate) fn spawn(
     spec: &ProcessSpec,
     hostname: &str,
     security: Option<&Security>,
-    root: Option<&str>,
-    cgroup_procs: Option<OwnedFd>,
+    container: Option<crate::container::Root<'_>>,
 ) -> Result<Spawned, SpawnFailure> {
+    let root = container.as_ref().map(|c| c.dir);
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
         return Err(fail(
@@ -159,9 +159,8 @@ pub(crate) fn spawn(
     cmd.args(&spec.argv[1..])
         .env_clear()
         .envs(environment(spec, &user, hostname));
-    if let Some(root) = root {
-        let entry =
-            crate::container::prepare(root, &workdir, cgroup_procs).map_err(|m| fail(126, m))?;
+    if let Some(container) = container {
+        let entry = crate::container::prepare(container, &workdir).map_err(|m| fail(126, m))?;
         // SAFETY: `enter` only makes system calls on strings prepared above (no allocation
         // between fork and exec). It runs before the credentials' pre-exec (registered
         // below), which then drops to the container's user as for a box.

@@ -10,6 +10,7 @@ use crate::home::A3sHome;
 use crate::record_dir::{Record, RecordDir, RecordError};
 use crate::state::{self, Lock, StateError};
 
+pub mod share;
 pub mod tee;
 
 /// What a pod is asked to be (CRI `PodSandboxConfig`, already validated by the front end).

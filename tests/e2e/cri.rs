@@ -549,11 +549,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
         "needs critest's upstream image with a fixed digest, which cannot be rebuilt here",
     ),
     (
-        "should support starting container with volume",
-        "host-path mounts into pod containers are refused (they need shares hot-plugged into \
-         the running pod VM)",
-    ),
-    (
         "should support network",
         "reads the pod IP from PodSandboxStatus, which only CNI pod networking provides",
     ),
@@ -996,12 +991,26 @@ fn crictl_runs_containers_in_a_pod_vm() {
     let reply = server.port_forward(&pod, local_port, 8081, b"GET / HTTP/1.0\r\n\r\n");
     assert!(reply.ends_with("hello from cri\n"), "{reply}");
 
+    let volumes = kubelet_mounts(&env, &server, &pod, &pod_config);
+
     // Stopping the pod stops its containers; removing it removes them.
     server.ok(&["stopp", &pod]);
     assert_eq!(inspect(&client)["status"]["state"], "CONTAINER_EXITED");
     server.ok(&["rmp", &pod]);
     let all = json(&server.ok(&["ps", "-a", "-o", "json"]));
     assert!(all["containers"].as_array().unwrap().is_empty(), "{all}");
+    // Removing the pod unmounted the host paths and left their files to the host.
+    assert_eq!(
+        std::fs::read_to_string(volumes.join("empty-dir/from-writer")).unwrap(),
+        "written in the pod\n"
+    );
+    assert!(volumes.join("token/..data/token").is_file());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let home = env.path("");
+    assert!(
+        !table.contains(home.to_str().unwrap().trim_end_matches('/')),
+        "mounts left under the test's home:\n{table}"
+    );
     let audit = env.run(&["audit", "--action", "container.*", "--format", "json"]);
     for action in [
         "container.create",
@@ -1011,4 +1020,159 @@ fn crictl_runs_containers_in_a_pod_vm() {
     ] {
         assert!(audit.stdout.contains(action), "{action}: {}", audit.stdout);
     }
+}
+
+/// What kubelet mounts into every container (its `/etc/hosts`, termination log and
+/// service-account token, a projected volume of `..data` symlinks), plus an emptyDir that
+/// two containers of the pod share: through the pod's share into the running pod VM.
+/// Returns the host directory holding them (they outlive the pod).
+fn kubelet_mounts(
+    env: &TestEnv,
+    server: &CriServer,
+    pod: &str,
+    pod_config: &std::path::Path,
+) -> PathBuf {
+    let host = env.path("kubelet-pod");
+    let token = host.join("token");
+    let data = token.join("..2026_12_05_00_00_00.1");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("token"), "first-token").unwrap();
+    std::os::unix::fs::symlink("..2026_12_05_00_00_00.1", token.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/token", token.join("token")).unwrap();
+    std::fs::write(host.join("etc-hosts"), "10.1.2.3\tkubelet-managed-host\n").unwrap();
+    std::fs::write(host.join("termination-log"), "").unwrap();
+    std::fs::create_dir_all(host.join("empty-dir")).unwrap();
+    let path = |p: &str| host.join(p).to_str().unwrap().to_owned();
+    let create = |name: &str, script: &str, mounts: serde_json::Value| {
+        let c = env.path(&format!("{name}.json"));
+        let config = serde_json::json!({
+            "metadata": {"name": name},
+            "image": {"image": "busybox"},
+            "command": ["sh", "-c", script],
+            "mounts": mounts,
+        });
+        std::fs::write(&c, config.to_string()).unwrap();
+        server.crictl(&[
+            "create",
+            "--no-pull",
+            pod,
+            c.to_str().unwrap(),
+            pod_config.to_str().unwrap(),
+        ])
+    };
+    let kubelet = serde_json::json!([
+        {"host_path": path("etc-hosts"), "container_path": "/etc/hosts"},
+        {"host_path": path("termination-log"), "container_path": "/dev/termination-log"},
+        {"host_path": path("token"),
+         "container_path": "/var/run/secrets/kubernetes.io/serviceaccount", "readonly": true},
+        {"host_path": path("empty-dir"), "container_path": "/cache"},
+    ]);
+    let writer = create(
+        "writer",
+        "echo written in the pod > /cache/from-writer; echo bye > /dev/termination-log; \
+         exec sleep 2147483647",
+        kubelet.clone(),
+    );
+    assert_eq!(writer.code, 0, "{}", writer.stderr);
+    let writer = writer.stdout.trim().to_owned();
+    let reader = create("reader", "exec sleep 2147483647", kubelet);
+    assert_eq!(reader.code, 0, "{}", reader.stderr);
+    let reader = reader.stdout.trim().to_owned();
+    let inspected = json(&server.ok(&["inspect", "-o", "json", &writer]));
+    let mounts = inspected["status"]["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 4, "{inspected}");
+    assert_eq!(mounts[2]["readonly"], true, "{inspected}");
+    server.ok(&["start", &writer]);
+    server.ok(&["start", &reader]);
+
+    let sh = |id: &str, script: &str| server.crictl(&["exec", "-s", id, "sh", "-c", script]);
+    // The emptyDir is one directory for the pod: the reader sees the writer's file, and so
+    // does the host.
+    let shared = sh(
+        &reader,
+        "until [ -s /cache/from-writer ]; do sleep 0.2; done; cat /cache/from-writer",
+    );
+    assert_eq!(
+        shared.stdout.trim_end(),
+        "written in the pod",
+        "{}",
+        shared.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("empty-dir/from-writer")).unwrap(),
+        "written in the pod\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("termination-log")).unwrap(),
+        "bye\n",
+        "kubelet reads the termination message from the host"
+    );
+    // kubelet's /etc/hosts replaces the pod's.
+    let hosts = sh(&reader, "cat /etc/hosts");
+    assert_eq!(hosts.stdout.trim_end(), "10.1.2.3\tkubelet-managed-host");
+    // The token: read through the projected volume's symlinks; read-only in the container.
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(
+        sh(&reader, &format!("cat {sa}/token")).stdout.trim_end(),
+        "first-token"
+    );
+    let write = sh(&reader, &format!("echo forged > {sa}/token"));
+    assert_ne!(write.code, 0, "a read-only mount took a write");
+    assert!(
+        write.stderr.contains("Read-only file system"),
+        "{}",
+        write.stderr
+    );
+    // kubelet renews the token by swapping `..data`: the running container sees the new one.
+    let next = token.join("..2026_12_05_01_00_00.2");
+    std::fs::create_dir(&next).unwrap();
+    std::fs::write(next.join("token"), "renewed-token").unwrap();
+    std::os::unix::fs::symlink("..2026_12_05_01_00_00.2", token.join("..data_tmp")).unwrap();
+    std::fs::rename(token.join("..data_tmp"), token.join("..data")).unwrap();
+    let renewed = sh(
+        &reader,
+        &format!("until grep -q renewed {sa}/token; do sleep 0.2; done; cat {sa}/token"),
+    );
+    assert_eq!(
+        renewed.stdout.trim_end(),
+        "renewed-token",
+        "{}",
+        renewed.stderr
+    );
+
+    // A host path that does not exist fails CreateContainer, naming it (CRI says so).
+    let missing = create(
+        "missing",
+        "true",
+        serde_json::json!([{"host_path": path("nowhere"), "container_path": "/x"}]),
+    );
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("nowhere") && missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+    assert!(!host.join("nowhere").exists());
+    // Propagation a VM cannot give is refused by name.
+    let bidirectional = create(
+        "bidirectional",
+        "true",
+        serde_json::json!([{"host_path": path("empty-dir"), "container_path": "/x",
+                            "propagation": 2}]),
+    );
+    assert_ne!(bidirectional.code, 0);
+    assert!(
+        bidirectional.stderr.contains("PROPAGATION_BIDIRECTIONAL"),
+        "{}",
+        bidirectional.stderr
+    );
+
+    // Removing a container unmounts its host paths only: the other still reads them.
+    server.ok(&["stop", "--timeout", "0", &writer]);
+    server.ok(&["rm", &writer]);
+    assert_eq!(
+        sh(&reader, "cat /cache/from-writer").stdout.trim_end(),
+        "written in the pod"
+    );
+    host
 }

@@ -254,6 +254,19 @@ pub struct ProcessSpec {
     pub stdin: bool,
 }
 
+/// A path of the pod VM bound into a pod container (a CRI mount, reaching the VM through the
+/// pod's share).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMount {
+    /// Absolute path in the pod VM (a file or a directory).
+    pub source: String,
+    /// Absolute path in the container (created when missing, resolved inside its root).
+    pub target: String,
+    /// Bound read-only.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
 /// Machine-wide settings applied before the workload starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestSetup {
@@ -498,6 +511,10 @@ pub enum HostMsg {
         /// are kept when the host's session goes away; see `ContainerAttach`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resources: Option<ContainerResources>,
+        /// Paths of the pod VM bound into the container (its CRI mounts), in order, after
+        /// the pod's own files: main processes and execs see the same ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mounts: Vec<ContainerMount>,
     },
     /// Re-attach the frame's session to a supervised container's main process: answered by
     /// `Started` (or `Error`: unknown), its output kept while no session was attached, then

@@ -36,6 +36,9 @@ pub enum ClientMsg {
         /// Present for a container's supervised main process.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resources: Option<a3s_vmm::proto::ContainerResources>,
+        /// The container's mounts (see [`a3s_vmm::proto::HostMsg::ContainerExec`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mounts: Vec<a3s_vmm::proto::ContainerMount>,
     },
     /// Re-attach to a supervised container's main process (a restarted CRI server); the
     /// connection becomes its session, as for `Exec`.

@@ -820,11 +820,13 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                     root,
                     id,
                     resources,
+                    mounts,
                 } => HostMsg::ContainerExec {
                     process,
                     root,
                     id,
                     resources,
+                    mounts,
                 },
                 ClientMsg::ContainerAttach { id } => HostMsg::ContainerAttach { id },
                 ClientMsg::Exec { process } => HostMsg::Exec { process },
@@ -995,6 +997,7 @@ mod tests {
             root: root.into(),
             id: None,
             resources: None,
+            mounts: Vec::new(),
         };
         let mut sh = Shared {
             pod_sandbox: true,

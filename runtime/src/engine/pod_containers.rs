@@ -32,6 +32,7 @@ use crate::pod_containers::cri_log::{CriLog, Stream};
 use crate::pod_containers::{
     argv_of, ContainerRecord, ContainerSpec, ContainerState, Containers, GUEST_CONTAINERS,
 };
+use crate::pods::share::PodShare;
 use crate::pods::{PodError, PodRecord, Pods};
 use crate::state::BoxId;
 
@@ -157,12 +158,35 @@ impl Engine {
         let local = store.resolve(image)?;
         let id = BoxId::random().as_str().to_owned();
         let dir = format!("{GUEST_CONTAINERS}/{id}");
-        if let Some(tee) = Self::recorded_pod_tee(&pod)? {
-            self.place_verified_image(&pod, &tee, &boxed, &local, &dir)?;
-        } else {
-            let rootfs = store.rootfs(&local)?;
-            self.pod_command(&boxed, &["mkdir", "-p", &dir])?;
-            crate::copy::copy_in(&self.boxes, &boxed, &rootfs, &format!("{dir}/rootfs"))?;
+        let tee = Self::recorded_pod_tee(&pod)?;
+        if let (Some(_), Some(m)) = (&tee, spec.mounts.first()) {
+            return Err(PodError::Invalid(format!(
+                "mount {} -> {}: a confidential pod's containers take no files from the                  host (its VM runs only what it measured and attested)",
+                m.host_path.display(),
+                m.container_path
+            ))
+            .into());
+        }
+        let share = PodShare::of(&self.home, &pod.id);
+        let mounts = share.bind(&id, &spec.mounts)?;
+        let placed = match &tee {
+            Some(tee) => self.place_verified_image(&pod, tee, &boxed, &local, &dir),
+            None => store
+                .rootfs(&local)
+                .map_err(EngineError::from)
+                .and_then(|rootfs| {
+                    self.pod_command(&boxed, &["mkdir", "-p", &dir])?;
+                    Ok(crate::copy::copy_in(
+                        &self.boxes,
+                        &boxed,
+                        &rootfs,
+                        &format!("{dir}/rootfs"),
+                    )?)
+                }),
+        };
+        if let Err(e) = placed {
+            let _ = share.unbind(&id);
+            return Err(e);
         }
         let config = &local.config;
         let mut env = config.env.clone();
@@ -190,10 +214,14 @@ impl Engine {
             exit_code: 0,
             reason: String::new(),
             message: String::new(),
+            mounts,
         };
         {
             let _lock = Pods::open(&self.home).lock()?;
-            containers.save(&rec)?;
+            if let Err(e) = containers.save(&rec) {
+                let _ = share.unbind(&rec.id);
+                return Err(e.into());
+            }
         }
         self.record_container("container.create", &rec, Outcome::Success, "created")?;
         Ok(rec)
@@ -259,6 +287,7 @@ impl Engine {
             root: rec.guest_root(),
             id: Some(rec.id.clone()),
             resources: Some(rec.spec.resources.clone()),
+            mounts: rec.mounts.clone(),
         };
         let mut conn = self.boxes.container_session(&boxed, &msg)?;
         let log = Arc::new(Mutex::new(log));
@@ -537,6 +566,7 @@ impl Engine {
                 self.pod_command(&boxed, &["rm", "-rf", &dir])?;
             }
         }
+        PodShare::of(&self.home, &rec.pod_id).unbind(&rec.id)?;
         {
             let _lock = Pods::open(&self.home).lock()?;
             self.containers().delete(&rec.id)?;
@@ -559,7 +589,14 @@ impl Engine {
     /// Forgets a container whose pod is gone (no VM command: the VM's disk went with it).
     pub(crate) fn forget_container(&self, id: &str) -> Result<(), EngineError> {
         let _lock = Pods::open(&self.home).lock()?;
-        self.containers().delete(id)?;
+        let containers = self.containers();
+        let rec = match containers.find(id) {
+            Ok(r) => r,
+            Err(PodError::ContainerNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        PodShare::of(&self.home, &rec.pod_id).unbind(&rec.id)?;
+        containers.delete(&rec.id)?;
         Ok(())
     }
 
@@ -601,6 +638,7 @@ impl Engine {
             root: rec.guest_root(),
             id,
             resources: None,
+            mounts: rec.mounts.clone(),
         };
         Ok(self.boxes.container_session(&boxed, &msg)?)
     }

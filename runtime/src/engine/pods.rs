@@ -15,10 +15,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{CreateBox, Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::{BoxError, BoxState, CreateRequest, DEFAULT_MEM_MIB};
+use crate::pods::share::{PodShare, GUEST_POD_MOUNTS};
 use crate::pods::tee::{PodTee, HANDLER_SNP};
 use crate::pods::{PodError, PodRecord, PodSpec, Pods};
 use crate::state::{BoxId, StateError};
 use crate::tee::spec::TeeMode;
+use crate::volumes::{MountSource, MountSpec};
 use a3s_vmm::pod_image::POD_SANDBOX_LABEL;
 
 /// The image of a pod's VM (built on this machine; no registry needed).
@@ -59,6 +61,27 @@ impl Engine {
         // A CNI node's configuration is read first: a missing or broken one fails the call
         // before anything exists.
         let network = self.plan_pod_network(&id, spec)?;
+        // A plain pod's containers get their host paths through one share (pods::share);
+        // a confidential pod's VM takes nothing from the host's files.
+        let share = match tee {
+            Some(_) => None,
+            None => {
+                let share = PodShare::of(&self.home, &id);
+                share.create()?;
+                Some(share)
+            }
+        };
+        let mounts = share
+            .iter()
+            .map(|s| MountSpec {
+                source: MountSource::Bind {
+                    path: s.dir().to_owned(),
+                },
+                target: GUEST_POD_MOUNTS.into(),
+                readonly: false,
+                nocopy: false,
+            })
+            .collect();
         let mut rec = {
             let _lock = pods.lock()?;
             // kubelet retries a RunPodSandbox whose deadline passed during the boot: the pod
@@ -83,12 +106,21 @@ impl Engine {
                 vcpus: 1,
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
                 net: Self::pod_box_net(spec, network.is_some()),
+                mounts,
                 ..CreateRequest::default()
             };
-            let boxed = self.create(&CreateBox {
+            let boxed = match self.create(&CreateBox {
                 request,
                 signatures: None,
-            })?;
+            }) {
+                Ok(b) => b,
+                Err(e) => {
+                    if let Some(s) = &share {
+                        let _ = s.remove();
+                    }
+                    return Err(e);
+                }
+            };
             let rec = PodRecord {
                 id: id.clone(),
                 spec: spec.clone(),
@@ -98,6 +130,9 @@ impl Engine {
             };
             if let Err(e) = pods.save(&rec) {
                 let _ = self.boxes.remove(&rec.box_id, true);
+                if let Some(s) = &share {
+                    let _ = s.remove();
+                }
                 return Err(e.into());
             }
             rec
@@ -114,6 +149,9 @@ impl Engine {
                 .and_then(|()| self.remove_pod_netns(&rec));
             // Every cause, so a failed TEE step is named.
             let mut message = crate::pods::tee::chain(&e);
+            if let Some(s) = &share {
+                let _ = s.remove();
+            }
             match released {
                 Ok(()) => {
                     if let Ok(_lock) = pods.lock() {
@@ -295,6 +333,8 @@ impl Engine {
         // Without a StopPodSandbox first, DEL runs here; then the namespace goes.
         self.release_pod_network(&mut rec)?;
         self.remove_pod_netns(&rec)?;
+        // Only unmounts the host paths bound for its containers; their files stay.
+        PodShare::of(&self.home, &rec.id).remove()?;
         {
             let _lock = pods.lock()?;
             pods.delete(&rec.id)?;

@@ -46,6 +46,9 @@ pub struct ContainerSpec {
     /// UpdateContainerResources that succeeded).
     #[serde(default)]
     pub resources: a3s_vmm::proto::ContainerResources,
+    /// Host paths bound into the container (CRI mounts), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::pods::share::HostMount>,
 }
 
 /// Where a container is in its life.
@@ -97,6 +100,9 @@ pub struct ContainerRecord {
     pub reason: String,
     /// Details of a failure.
     pub message: String,
+    /// The spec's mounts as the pod VM reaches them (its share), for every process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<a3s_vmm::proto::ContainerMount>,
 }
 
 impl ContainerRecord {
@@ -207,6 +213,7 @@ mod tests {
             exit_code: 0,
             reason: String::new(),
             message: String::new(),
+            mounts: Vec::new(),
         }
     }
 

@@ -1,0 +1,442 @@
+//! The host side of pod containers' CRI mounts (kubelet's `/etc/hosts`, termination log,
+//! service-account token, and the pod's volumes).
+//!
+//! Each plain pod has one directory, `A3S_HOME/pods/shares/<pod>`, exported to the pod VM as
+//! one virtiofs share when the VM boots and mounted there at [`GUEST_POD_MOUNTS`]. Creating a
+//! container bind-mounts each of its host paths into `<pod>/<container>/<n>`; the running VM
+//! sees it at once because the pod's directory is a *shared* mount (a bind of itself), whose
+//! new submounts propagate into virtiofsd's own mount namespace (a slave copy). This is how
+//! Kata shares files with a running sandbox, and it needs no device hot-plug.
+//!
+//! The host paths stay the host's: removing a container or a pod only unmounts them, and a
+//! directory still holding a mount is never deleted (that would delete the host's files).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use a3s_vmm::proto::ContainerMount;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::home::A3sHome;
+use crate::pods::PodError;
+
+/// Where the pod VM mounts its share (under guest-init's tmpfs, so nothing reaches the pod's
+/// writable layer).
+pub const GUEST_POD_MOUNTS: &str = "/run/a3s/pod-mounts";
+
+/// The kernel's mount table of this process, read to find what is mounted under a share.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// A mount table larger than this is refused rather than read.
+const MAX_MOUNTINFO: u64 = 64 << 20;
+
+/// One CRI mount of a container, as the host resolves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostMount {
+    /// The host path (an existing file or directory; symlinks are followed).
+    pub host_path: PathBuf,
+    /// Absolute path in the container.
+    pub container_path: String,
+    /// Bound read-only (on the host and in the container).
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// One pod's share directory.
+#[derive(Clone, Debug)]
+pub struct PodShare {
+    dir: PathBuf,
+}
+
+impl PodShare {
+    /// Pod `pod_id`'s share under `home`.
+    pub fn of(home: &A3sHome, pod_id: &str) -> Self {
+        Self {
+            dir: home.root().join("pods").join("shares").join(pod_id),
+        }
+    }
+
+    /// The exported directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory (0700) as a shared mount of itself, ready to be exported.
+    ///
+    /// # Errors
+    /// i/o and mount errors, naming the directory.
+    pub fn create(&self) -> Result<(), PodError> {
+        if let Some(parent) = self.dir.parent() {
+            crate::home::private_dir(parent).map_err(|e| io_at(parent, "creating", e))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_at(&self.dir, "creating", e)),
+        }
+        if mounts_under(&self.dir)?.iter().any(|m| m == &self.dir) {
+            return Ok(());
+        }
+        mount(
+            Some(&self.dir),
+            &self.dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| mount_error(&self.dir, "binding the pod's share directory on itself", e))?;
+        mount(
+            None::<&str>,
+            &self.dir,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .map_err(|e| mount_error(&self.dir, "making the pod's share directory shared", e))?;
+        Ok(())
+    }
+
+    /// Binds container `container_id`'s host paths into the share and returns them as the
+    /// pod VM sees them. On an error nothing of this container stays mounted.
+    ///
+    /// # Errors
+    /// [`PodError::Invalid`] for a host path that is neither a file nor a directory; mount
+    /// and i/o errors naming the path.
+    pub fn bind(
+        &self,
+        container_id: &str,
+        mounts: &[HostMount],
+    ) -> Result<Vec<ContainerMount>, PodError> {
+        if mounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = self.bind_all(container_id, mounts);
+        if result.is_err() {
+            let _ = self.unbind(container_id);
+        }
+        result
+    }
+
+    fn bind_all(
+        &self,
+        container_id: &str,
+        mounts: &[HostMount],
+    ) -> Result<Vec<ContainerMount>, PodError> {
+        let dir = self.dir.join(container_id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_at(&dir, "creating", e))?;
+        let mut out = Vec::with_capacity(mounts.len());
+        for (i, m) in mounts.iter().enumerate() {
+            let target = dir.join(i.to_string());
+            let is_dir = match fs::metadata(&m.host_path) {
+                Ok(md) if md.is_dir() => true,
+                Ok(md) if md.is_file() => false,
+                Ok(_) => {
+                    return Err(PodError::Invalid(format!(
+                        "mount {} -> {}: the host path is neither a file nor a directory \
+                         (devices go in the container config's devices)",
+                        m.host_path.display(),
+                        m.container_path
+                    )))
+                }
+                // CRI: "if the host path doesn't exist, runtimes should report an error".
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(PodError::Invalid(format!(
+                        "mount {} -> {}: the host path does not exist; create it first",
+                        m.host_path.display(),
+                        m.container_path
+                    )))
+                }
+                Err(e) => return Err(io_at(&m.host_path, "reading the mount's host path", e)),
+            };
+            if is_dir {
+                fs::DirBuilder::new().mode(0o700).create(&target)
+            } else {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&target)
+                    .map(drop)
+            }
+            .map_err(|e| io_at(&target, "creating the mount point", e))?;
+            let what = format!(
+                "binding {} (mount to {})",
+                m.host_path.display(),
+                m.container_path
+            );
+            mount(
+                Some(&m.host_path),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| mount_error(&target, &what, e))?;
+            if m.readonly {
+                // A bind mount takes its flags only on a remount; then the guest cannot
+                // write through the share either.
+                mount(
+                    None::<&str>,
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| mount_error(&target, &what, e))?;
+            }
+            out.push(ContainerMount {
+                source: format!("{GUEST_POD_MOUNTS}/{container_id}/{i}"),
+                target: m.container_path.clone(),
+                readonly: m.readonly,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Unmounts container `container_id`'s host paths and removes its mount points (absent:
+    /// nothing to do).
+    ///
+    /// # Errors
+    /// A mount that stays (its directory is then kept), i/o errors.
+    pub fn unbind(&self, container_id: &str) -> Result<(), PodError> {
+        remove_unmounted(&self.dir.join(container_id))
+    }
+
+    /// Unmounts everything in the share, the share itself, and removes the directory.
+    ///
+    /// # Errors
+    /// A mount that stays (the directory is then kept), i/o errors.
+    pub fn remove(&self) -> Result<(), PodError> {
+        remove_unmounted(&self.dir)
+    }
+}
+
+/// Unmounts every mount at or under `dir` (deepest first), checks that none is left, then
+/// removes `dir`'s tree. Never deletes through a mount.
+fn remove_unmounted(dir: &Path) -> Result<(), PodError> {
+    if fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    // Stacked mounts at one place come off one per pass.
+    for _ in 0..8 {
+        let mut mounted = mounts_under(dir)?;
+        if mounted.is_empty() {
+            break;
+        }
+        mounted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for m in mounted {
+            match umount2(&m, MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(mount_error(&m, "unmounting", e)),
+            }
+        }
+    }
+    if let Some(left) = mounts_under(dir)?.first() {
+        return Err(PodError::WrongState(format!(
+            "{} is still mounted; its directory {} is kept (unmount it and remove the pod \
+             again)",
+            left.display(),
+            dir.display()
+        )));
+    }
+    fs::remove_dir_all(dir).map_err(|e| io_at(dir, "removing", e))
+}
+
+/// Mount points at or under `dir`, from this process's mount table.
+fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, PodError> {
+    let table = crate::bounded::read_to_string(Path::new(MOUNTINFO), MAX_MOUNTINFO)
+        .map_err(|e| io_at(Path::new(MOUNTINFO), "reading", e))?;
+    Ok(parse_mount_points(&table)
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect())
+}
+
+/// The mount point (fifth field, octal escapes undone) of each line of a mountinfo table.
+fn parse_mount_points(table: &str) -> Vec<PathBuf> {
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .collect()
+}
+
+/// Undoes the kernel's `\ooo` escapes (space, tab, newline, backslash) in a mountinfo path.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                let value = d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn io_at(path: &Path, doing: &str, e: io::Error) -> PodError {
+    PodError::Io(io::Error::new(
+        e.kind(),
+        format!("{doing} {}: {e}", path.display()),
+    ))
+}
+
+fn mount_error(path: &Path, doing: &str, e: nix::errno::Errno) -> PodError {
+    let hint = if e == nix::errno::Errno::EPERM {
+        " (pod mounts need root: run `a3s-box cri serve` as root)"
+    } else {
+        ""
+    };
+    PodError::Io(io::Error::new(
+        io::Error::from(e).kind(),
+        format!("{doing} at {}: {e}{hint}", path.display()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        let table = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                     90 22 0:50 / /tmp/a\\040b/c\\134d rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            parse_mount_points(table),
+            [PathBuf::from("/"), PathBuf::from("/tmp/a b/c\\d")]
+        );
+        assert_eq!(unescape("a\\011b\\012"), "a\tb\n");
+        assert_eq!(unescape("trailing\\04"), "trailing\\04");
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// Real mounts (the suite runs as root; without root, binding is refused and said so).
+    #[test]
+    fn binds_reach_the_share_and_removal_keeps_the_hosts_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = A3sHome::at(tmp.path().join("home"));
+        let share = PodShare::of(&home, "pod1");
+        if !is_root() {
+            let e = share.create().unwrap_err().to_string();
+            assert!(e.contains("need root"), "{e}");
+            return;
+        }
+        share.create().unwrap();
+        // Creating twice is fine (a retried RunPodSandbox) and does not stack mounts.
+        share.create().unwrap();
+        assert_eq!(mounts_under(share.dir()).unwrap(), [share.dir().to_owned()]);
+
+        let data = tmp.path().join("volume");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("kept"), "host data").unwrap();
+        let hosts = tmp.path().join("etc-hosts");
+        fs::write(&hosts, "10.0.0.1 pod\n").unwrap();
+        let mounts = [
+            HostMount {
+                host_path: data.clone(),
+                container_path: "/data".into(),
+                readonly: false,
+            },
+            HostMount {
+                host_path: hosts.clone(),
+                container_path: "/etc/hosts".into(),
+                readonly: true,
+            },
+        ];
+        let guest = share.bind("c1", &mounts).unwrap();
+        assert_eq!(guest[0].source, format!("{GUEST_POD_MOUNTS}/c1/0"));
+        assert_eq!(guest[1].target, "/etc/hosts");
+        assert!(guest[1].readonly);
+        let c1 = share.dir().join("c1");
+        assert_eq!(fs::read_to_string(c1.join("0/kept")).unwrap(), "host data");
+        assert_eq!(fs::read_to_string(c1.join("1")).unwrap(), "10.0.0.1 pod\n");
+        // Writes through a bind reach the host; a read-only bind refuses them.
+        fs::write(c1.join("0/new"), "from the pod").unwrap();
+        assert_eq!(
+            fs::read_to_string(data.join("new")).unwrap(),
+            "from the pod"
+        );
+        let e = fs::write(c1.join("1"), "x").unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(nix::errno::Errno::EROFS as i32),
+            "{e}"
+        );
+
+        // Removal unmounts and never deletes the host's files.
+        share.unbind("c1").unwrap();
+        assert!(!c1.exists());
+        assert_eq!(fs::read_to_string(data.join("kept")).unwrap(), "host data");
+        assert_eq!(
+            fs::read_to_string(data.join("new")).unwrap(),
+            "from the pod"
+        );
+        assert_eq!(fs::read_to_string(&hosts).unwrap(), "10.0.0.1 pod\n");
+
+        // A pod removed with a container still bound: everything comes off first.
+        share.bind("c2", &mounts[..1]).unwrap();
+        share.remove().unwrap();
+        assert!(!share.dir().exists());
+        assert!(mounts_under(&tmp.path().join("home")).unwrap().is_empty());
+        assert_eq!(fs::read_to_string(data.join("kept")).unwrap(), "host data");
+    }
+
+    #[test]
+    fn a_failed_bind_leaves_nothing_mounted() {
+        if !is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let share = PodShare::of(&A3sHome::at(tmp.path()), "pod2");
+        share.create().unwrap();
+        let data = tmp.path().join("v");
+        fs::create_dir(&data).unwrap();
+        let mounts = [
+            HostMount {
+                host_path: data.clone(),
+                container_path: "/v".into(),
+                readonly: false,
+            },
+            HostMount {
+                host_path: "/dev/null".into(),
+                container_path: "/null".into(),
+                readonly: false,
+            },
+        ];
+        let e = share.bind("c", &mounts).unwrap_err().to_string();
+        assert!(
+            e.contains("/dev/null") && e.contains("neither a file"),
+            "{e}"
+        );
+        assert_eq!(mounts_under(share.dir()).unwrap(), [share.dir().to_owned()]);
+        let missing = [HostMount {
+            host_path: tmp.path().join("missing"),
+            container_path: "/m".into(),
+            readonly: false,
+        }];
+        let e = share.bind("c", &missing).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(!tmp.path().join("missing").exists());
+        assert_eq!(mounts_under(share.dir()).unwrap(), [share.dir().to_owned()]);
+        assert!(!share.dir().join("c").exists());
+        share.remove().unwrap();
+    }
+}
