@@ -6,9 +6,12 @@
 //! the pod was reported ready) is bound read-only at the container's `/run/secrets`.
 //!
 //! The container's CRI mounts (pod VM paths: the pod's share, where the host bound kubelet's
-//! files and volumes) are bound last, after the chroot: each source is held open by
-//! guest-init and reached as `/proc/self/fd/N`, so the kernel resolves the target inside the
-//! container's root and an image's symlink cannot point a bind outside it.
+//! files and volumes) are bound last, after the chroot: each source is opened before it and
+//! reached as `/proc/self/fd/N`, so the kernel resolves the target inside the container's
+//! root and an image's symlink cannot point a bind outside it. A read-only mount is enforced
+//! by the host, whose bind is read-only (the guest cannot lift it); the guest adds no
+//! read-only flag of its own, because one virtiofs mount would then also make the host's
+//! writable submounts read-only (CRI's `readonly` is not recursive).
 //!
 //! Everything that allocates happens in [`prepare`], in guest-init; the forked child only
 //! makes system calls on prepared C strings ([`Entry::enter`]), as is required between
@@ -59,7 +62,6 @@ struct Bind {
     target: CString,
     /// The source is a directory (else the target is a file).
     dir: bool,
-    readonly: bool,
 }
 
 /// What a pod container's process enters: its root directory, its mounts and its cgroup.
@@ -116,7 +118,6 @@ fn bind_of(m: &ContainerMount) -> Result<Bind, String> {
         parents,
         target: cstr(&target)?,
         dir,
-        readonly: m.readonly,
     })
 }
 
@@ -403,15 +404,6 @@ impl Bind {
                 libc::MS_BIND | libc::MS_REC,
                 std::ptr::null(),
             ))?;
-            if self.readonly {
-                check(libc::mount(
-                    null,
-                    self.target.as_ptr(),
-                    null,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                    std::ptr::null(),
-                ))?;
-            }
         }
         Ok(())
     }
@@ -460,7 +452,7 @@ mod tests {
         let [hosts, data] = &entry.mounts[..] else {
             panic!("two mounts")
         };
-        assert!(!hosts.dir && hosts.readonly);
+        assert!(!hosts.dir);
         assert_eq!(hosts.target.to_str().unwrap(), "/etc/hosts");
         assert_eq!(hosts.parents, [c"/etc".to_owned()]);
         assert!(hosts
@@ -468,7 +460,7 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("/proc/self/fd/"));
-        assert!(data.dir && !data.readonly);
+        assert!(data.dir);
         assert_eq!(data.target.to_str().unwrap(), "/var/lib/data");
         assert_eq!(data.parents, [c"/var".to_owned(), c"/var/lib".to_owned()]);
         // Nothing is created in the image before the child's chroot (the pod's own files

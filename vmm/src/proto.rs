@@ -262,7 +262,8 @@ pub struct ContainerMount {
     pub source: String,
     /// Absolute path in the container (created when missing, resolved inside its root).
     pub target: String,
-    /// Bound read-only.
+    /// Read-only: the host's bind already is (the guest cannot lift that), so the guest
+    /// adds nothing; kept for what the container reports.
     #[serde(default)]
     pub readonly: bool,
 }

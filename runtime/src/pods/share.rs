@@ -28,6 +28,8 @@ pub const GUEST_POD_MOUNTS: &str = "/run/a3s/pod-mounts";
 
 /// The kernel's mount table of this process, read to find what is mounted under a share.
 const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// Next to the pods' shares, outside them: where read-only binds are prepared.
+const STAGING: &str = ".staging";
 /// A mount table larger than this is refused rather than read.
 const MAX_MOUNTINFO: u64 = 64 << 20;
 
@@ -152,41 +154,22 @@ impl PodShare {
                 }
                 Err(e) => return Err(io_at(&m.host_path, "reading the mount's host path", e)),
             };
-            if is_dir {
-                fs::DirBuilder::new().mode(0o700).create(&target)
-            } else {
-                fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&target)
-                    .map(drop)
-            }
-            .map_err(|e| io_at(&target, "creating the mount point", e))?;
+            mount_point(&target, is_dir)?;
             let what = format!(
                 "binding {} (mount to {})",
                 m.host_path.display(),
                 m.container_path
             );
-            mount(
-                Some(&m.host_path),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| mount_error(&target, &what, e))?;
             if m.readonly {
-                // A bind mount takes its flags only on a remount; then the guest cannot
-                // write through the share either.
-                mount(
-                    None::<&str>,
+                self.bind_readonly(
+                    &m.host_path,
                     &target,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None::<&str>,
+                    &format!("{container_id}-{i}"),
+                    is_dir,
                 )
                 .map_err(|e| mount_error(&target, &what, e))?;
+            } else {
+                bind(&m.host_path, &target).map_err(|e| mount_error(&target, &what, e))?;
             }
             out.push(ContainerMount {
                 source: format!("{GUEST_POD_MOUNTS}/{container_id}/{i}"),
@@ -195,6 +178,47 @@ impl PodShare {
             });
         }
         Ok(out)
+    }
+
+    /// Binds `source` read-only at `target`. Mount flags do not propagate (only mounts do),
+    /// so the bind is made read-only at a private staging point first and only then bound
+    /// into the share: virtiofsd's copy is a clone of a read-only mount. The host's kernel
+    /// then refuses the guest's writes; the guest cannot lift that.
+    fn bind_readonly(
+        &self,
+        source: &Path,
+        target: &Path,
+        name: &str,
+        is_dir: bool,
+    ) -> Result<(), nix::errno::Errno> {
+        let staging_dir = self.dir.with_file_name(STAGING);
+        let errno = |e: io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+        crate::home::private_dir(&staging_dir).map_err(errno)?;
+        let staging = staging_dir.join(format!("{}-{name}", self.pod_id()));
+        let _ = umount2(&staging, MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&staging).or_else(|_| fs::remove_file(&staging));
+        mount_point(&staging, is_dir).map_err(|_| nix::errno::Errno::EEXIST)?;
+        let result = bind(source, &staging)
+            .and_then(|()| {
+                mount(
+                    None::<&str>,
+                    &staging,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+            })
+            .and_then(|()| bind(&staging, target));
+        let _ = umount2(&staging, MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&staging).or_else(|_| fs::remove_file(&staging));
+        result
+    }
+
+    fn pod_id(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// Unmounts container `container_id`'s host paths and removes its mount points (absent:
@@ -213,6 +237,32 @@ impl PodShare {
     pub fn remove(&self) -> Result<(), PodError> {
         remove_unmounted(&self.dir)
     }
+}
+
+/// `mount --bind -o rbind source target`.
+fn bind(source: &Path, target: &Path) -> Result<(), nix::errno::Errno> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+}
+
+/// Creates an empty directory or file (0700/0600) to mount on.
+fn mount_point(at: &Path, is_dir: bool) -> Result<(), PodError> {
+    if is_dir {
+        fs::DirBuilder::new().mode(0o700).create(at)
+    } else {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(at)
+            .map(drop)
+    }
+    .map_err(|e| io_at(at, "creating the mount point", e))
 }
 
 /// Unmounts every mount at or under `dir` (deepest first), checks that none is left, then
@@ -361,7 +411,25 @@ mod tests {
                 readonly: true,
             },
         ];
+        // A slave copy of the share stands in for virtiofsd's: what is bound later appears
+        // there, read-only where asked.
+        let peer = tmp.path().join("peer");
+        fs::create_dir(&peer).unwrap();
+        bind(share.dir(), &peer).unwrap();
+        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        mount(None::<&str>, &peer, None::<&str>, slave, None::<&str>).unwrap();
         let guest = share.bind("c1", &mounts).unwrap();
+        assert_eq!(
+            fs::read_to_string(peer.join("c1/0/kept")).unwrap(),
+            "host data"
+        );
+        let e = fs::write(peer.join("c1/1"), "x").unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(nix::errno::Errno::EROFS as i32),
+            "a read-only bind was writable in the share's copy: {e}"
+        );
+        umount2(&peer, MntFlags::MNT_DETACH).unwrap();
         assert_eq!(guest[0].source, format!("{GUEST_POD_MOUNTS}/c1/0"));
         assert_eq!(guest[1].target, "/etc/hosts");
         assert!(guest[1].readonly);
