@@ -305,6 +305,28 @@ pub(crate) fn oom_killed(id: &str) -> bool {
         && read(&dir(id).join("memory.events")).is_ok_and(|e| keyed(&e, "oom_kill") > 0)
 }
 
+/// Kills every process left in the container whose main process ended, as a container's
+/// processes end with its PID 1: they would hold its output open, and the exit (so a stop)
+/// would wait for them (nginx's workers after its master was killed). Execs in it go too.
+pub(crate) fn kill_all(id: &str) {
+    if check_id(id).is_err() {
+        return;
+    }
+    let d = dir(id);
+    if write(&d.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    // Kernels before 5.14 have no cgroup.kill: one by one.
+    if let Ok(procs) = read(&d.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Removes the cgroup of a container whose main process ended (kept while processes remain).
 pub(crate) fn remove(id: &str) {
     if check_id(id).is_ok() {

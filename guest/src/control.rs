@@ -759,6 +759,9 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             // host's grace, and `sh -c 'sleep 600 & echo done'` for the sleep.
             kill_all_but_init();
         }
+        if let Some((id, _)) = &container {
+            container_cgroup::kill_all(id);
+        }
         let (chan, state) = (chan.clone(), state.clone());
         // Output must reach the host before the exit code; the pumps end when the process's
         // descendants close the pipes too.

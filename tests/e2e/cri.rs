@@ -839,6 +839,21 @@ fn crictl_runs_containers_in_a_pod_vm() {
             .trim_end(),
         "app-0"
     );
+    // The web container's root is the image's erofs under its own overlay on the host,
+    // reached through the pod's share: what it wrote is in its upper layer there.
+    let upper = env
+        .home
+        .path()
+        .join("pods/layers")
+        .join(&pod)
+        .join(&web)
+        .join("upper/www/index.html");
+    assert_eq!(
+        std::fs::read_to_string(&upper).unwrap(),
+        "hello from cri\n",
+        "{}",
+        upper.display()
+    );
     let own_root = server.crictl(&["exec", "-s", &client, "ls", "/www"]);
     assert_ne!(own_root.code, 0, "{}", own_root.stdout);
     assert_eq!(
@@ -995,6 +1010,17 @@ fn crictl_runs_containers_in_a_pod_vm() {
     ]);
     let reply = server.port_forward(&pod, local_port, 8081, b"GET / HTTP/1.0\r\n\r\n");
     assert!(reply.ends_with("hello from cri\n"), "{reply}");
+
+    // A container whose children hold its output: when its main process is killed, they go
+    // with it (its cgroup), so the stop completes. Before, the exit waited for them and the
+    // stop failed ("did not exit after SIGKILL"), as for nginx's workers.
+    let holder = create("holder", "sleep 600 & exec sleep 600");
+    server.ok(&["start", &holder]);
+    server.ok(&["stop", "--timeout", "0", &holder]);
+    let held = inspect(&holder);
+    assert_eq!(held["status"]["state"], "CONTAINER_EXITED", "{held}");
+    assert_eq!(held["status"]["exitCode"], 137, "{held}");
+    server.ok(&["rm", &holder]);
 
     let volumes = kubelet_mounts(&env, &server, &pod, &pod_config);
 

@@ -168,26 +168,21 @@ impl Engine {
             .into());
         }
         let share = PodShare::of(&self.home, &pod.id);
-        let mounts = share.bind(&id, &spec.mounts)?;
-        let placed = match &tee {
-            Some(tee) => self.place_verified_image(&pod, tee, &boxed, &local, &dir),
+        // A plain pod's container runs on the image's erofs under its own overlay, reached
+        // through the pod's share (pods::share); a confidential pod's is verified and
+        // unpacked by the guest itself.
+        let root = match &tee {
+            Some(tee) => self
+                .place_verified_image(&pod, tee, &boxed, &local, &dir)
+                .map(|()| None),
             None => store
-                .rootfs(&local)
+                .filesystem(&local)
                 .map_err(EngineError::from)
-                .and_then(|rootfs| {
-                    self.pod_command(&boxed, &["mkdir", "-p", &dir])?;
-                    Ok(crate::copy::copy_in(
-                        &self.boxes,
-                        &boxed,
-                        &rootfs,
-                        &format!("{dir}/rootfs"),
-                    )?)
-                }),
-        };
-        if let Err(e) = placed {
+                .and_then(|fs| Ok(Some(share.mount_root(&id, &fs.path)?))),
+        }?;
+        let mounts = share.bind(&id, &spec.mounts).inspect_err(|_| {
             let _ = share.unbind(&id);
-            return Err(e);
-        }
+        })?;
         let config = &local.config;
         let mut env = config.env.clone();
         env.extend(spec.env.iter().cloned());
@@ -215,6 +210,7 @@ impl Engine {
             reason: String::new(),
             message: String::new(),
             mounts,
+            root,
         };
         {
             let _lock = Pods::open(&self.home).lock()?;

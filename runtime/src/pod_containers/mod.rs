@@ -103,12 +103,19 @@ pub struct ContainerRecord {
     /// The spec's mounts as the pod VM reaches them (its share), for every process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<a3s_vmm::proto::ContainerMount>,
+    /// The root in the pod VM when it is not `/containers/<id>/rootfs` (a plain pod's
+    /// container: its overlay through the pod's share; `pods::share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 impl ContainerRecord {
     /// The container's root directory inside its pod's VM.
     pub fn guest_root(&self) -> String {
-        format!("{GUEST_CONTAINERS}/{}/rootfs", self.id)
+        match &self.root {
+            Some(r) => r.clone(),
+            None => format!("{GUEST_CONTAINERS}/{}/rootfs", self.id),
+        }
     }
 }
 
@@ -214,6 +221,7 @@ mod tests {
             reason: String::new(),
             message: String::new(),
             mounts: Vec::new(),
+            root: None,
         }
     }
 

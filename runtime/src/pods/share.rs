@@ -8,6 +8,13 @@
 //! new submounts propagate into virtiofsd's own mount namespace (a slave copy). This is how
 //! Kata shares files with a running sandbox, and it needs no device hot-plug.
 //!
+//! A plain pod container's root filesystem reaches the VM the same way, as Kata shares a
+//! container's root: the image's erofs (the one boxes boot, built once per image) mounted
+//! read-only on the host through a loop device, under an overlay whose upper layer is the
+//! container's own directory `A3S_HOME/pods/layers/<pod>/<container>`, mounted in the share at
+//! `<container>/rootfs`. Nothing is copied, the image's files are shared by every container of
+//! every pod, and what a container writes lands on the host's disk, not in the VM's memory.
+//!
 //! The host paths stay the host's: removing a container or a pod only unmounts them, and a
 //! directory still holding a mount is never deleted (that would delete the host's files).
 
@@ -45,17 +52,20 @@ pub struct HostMount {
     pub readonly: bool,
 }
 
-/// One pod's share directory.
+/// One pod's share directory, and its containers' writable layers beside it.
 #[derive(Clone, Debug)]
 pub struct PodShare {
     dir: PathBuf,
+    layers: PathBuf,
 }
 
 impl PodShare {
     /// Pod `pod_id`'s share under `home`.
     pub fn of(home: &A3sHome, pod_id: &str) -> Self {
+        let pods = home.root().join("pods");
         Self {
-            dir: home.root().join("pods").join("shares").join(pod_id),
+            dir: pods.join("shares").join(pod_id),
+            layers: pods.join("layers").join(pod_id),
         }
     }
 
@@ -120,16 +130,73 @@ impl PodShare {
         result
     }
 
+    /// Mounts container `container_id`'s root filesystem (module docs): `erofs` read-only
+    /// under an overlay with the container's own upper layer, in the share. Returns the root
+    /// as the pod VM sees it. On an error nothing of this container stays mounted.
+    ///
+    /// # Errors
+    /// The loop or overlay mount fails (the message has `mount`'s reason).
+    pub fn mount_root(&self, container_id: &str, erofs: &Path) -> Result<String, PodError> {
+        let result = self.mount_root_inner(container_id, erofs);
+        if result.is_err() {
+            let _ = self.unbind(container_id);
+        }
+        result
+    }
+
+    fn mount_root_inner(&self, container_id: &str, erofs: &Path) -> Result<String, PodError> {
+        let layer = self.layers.join(container_id);
+        let (lower, upper, work) = (layer.join("lower"), layer.join("upper"), layer.join("work"));
+        crate::home::private_dir(&layer).map_err(|e| io_at(&layer, "creating", e))?;
+        for d in [&lower, &upper, &work] {
+            crate::home::private_dir(d).map_err(|e| io_at(d, "creating", e))?;
+        }
+        // util-linux sets the loop device up and has it cleared when the mount goes.
+        let out = std::process::Command::new("mount")
+            .args(["-t", "erofs", "-o", "loop,ro"])
+            .arg(erofs)
+            .arg(&lower)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| io_at(erofs, "running mount (util-linux) for", e))?;
+        if !out.status.success() {
+            return Err(PodError::Io(io::Error::other(format!(
+                "mounting the image filesystem {} on {}: {}",
+                erofs.display(),
+                lower.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))));
+        }
+        let options = overlay_options(&lower, &upper, &work)?;
+        let root = self.container_dir(container_id)?.join("rootfs");
+        mount_point(&root, true)?;
+        mount(
+            Some("overlay"),
+            &root,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| mount_error(&root, "mounting the container's overlay root", e))?;
+        Ok(format!("{GUEST_POD_MOUNTS}/{container_id}/rootfs"))
+    }
+
+    /// `<share>/<container>`, created (0700) when missing.
+    fn container_dir(&self, container_id: &str) -> Result<PathBuf, PodError> {
+        let dir = self.dir.join(container_id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(dir),
+            Err(e) => Err(io_at(&dir, "creating", e)),
+        }
+    }
+
     fn bind_all(
         &self,
         container_id: &str,
         mounts: &[HostMount],
     ) -> Result<Vec<ContainerMount>, PodError> {
-        let dir = self.dir.join(container_id);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| io_at(&dir, "creating", e))?;
+        let dir = self.container_dir(container_id)?;
         let mut out = Vec::with_capacity(mounts.len());
         for (i, m) in mounts.iter().enumerate() {
             let target = dir.join(i.to_string());
@@ -227,7 +294,8 @@ impl PodShare {
     /// # Errors
     /// A mount that stays (its directory is then kept), i/o errors.
     pub fn unbind(&self, container_id: &str) -> Result<(), PodError> {
-        remove_unmounted(&self.dir.join(container_id))
+        remove_unmounted(&self.dir.join(container_id))?;
+        remove_unmounted(&self.layers.join(container_id))
     }
 
     /// Unmounts everything in the share, the share itself, and removes the directory.
@@ -235,8 +303,26 @@ impl PodShare {
     /// # Errors
     /// A mount that stays (the directory is then kept), i/o errors.
     pub fn remove(&self) -> Result<(), PodError> {
-        remove_unmounted(&self.dir)
+        remove_unmounted(&self.dir)?;
+        remove_unmounted(&self.layers)
     }
+}
+
+/// The overlay's mount options; paths the option syntax cannot carry are refused.
+fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, PodError> {
+    let mut parts = Vec::new();
+    for (key, p) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
+        let text = p.to_str().filter(|t| !t.contains([',', ':', '\\']));
+        let Some(text) = text else {
+            return Err(PodError::Invalid(format!(
+                "{}: A3S_HOME must not contain ',', ':' or '\\' (overlay mount options cannot \
+                 carry them); choose another home",
+                p.display()
+            )));
+        };
+        parts.push(format!("{key}={text}"));
+    }
+    Ok(parts.join(","))
 }
 
 /// `mount --bind -o rbind source target`.
@@ -465,6 +551,74 @@ mod tests {
         assert!(!share.dir().exists());
         assert!(mounts_under(&tmp.path().join("home")).unwrap().is_empty());
         assert_eq!(fs::read_to_string(data.join("kept")).unwrap(), "host data");
+    }
+
+    /// A real erofs (mkfs.erofs, which the image store needs too) under a real overlay.
+    #[test]
+    fn a_container_root_is_the_images_erofs_under_its_own_upper_layer() {
+        if !is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        fs::create_dir_all(tree.join("etc")).unwrap();
+        fs::write(tree.join("etc/os-release"), "ID=test\n").unwrap();
+        let erofs = tmp.path().join("image.erofs");
+        let made = std::process::Command::new("mkfs.erofs")
+            .arg(&erofs)
+            .arg(&tree)
+            .output()
+            .expect("mkfs.erofs (erofs-utils) is installed by scripts/setup");
+        assert!(made.status.success(), "{made:?}");
+        let share = PodShare::of(&A3sHome::at(tmp.path().join("home")), "pod3");
+        share.create().unwrap();
+        let guest = share.mount_root("c1", &erofs).unwrap();
+        assert_eq!(guest, format!("{GUEST_POD_MOUNTS}/c1/rootfs"));
+        let root = share.dir().join("c1/rootfs");
+        assert_eq!(
+            fs::read_to_string(root.join("etc/os-release")).unwrap(),
+            "ID=test\n"
+        );
+        // Writes go to the container's own upper layer; the image stays as it was.
+        fs::write(root.join("etc/os-release"), "changed\n").unwrap();
+        fs::write(root.join("new"), "x").unwrap();
+        let upper = tmp.path().join("home/pods/layers/pod3/c1/upper");
+        assert_eq!(
+            fs::read_to_string(upper.join("etc/os-release")).unwrap(),
+            "changed\n"
+        );
+        let second = share.mount_root("c2", &erofs).unwrap();
+        assert!(second.ends_with("/c2/rootfs"));
+        assert_eq!(
+            fs::read_to_string(share.dir().join("c2/rootfs/etc/os-release")).unwrap(),
+            "ID=test\n",
+            "another container sees the image, not the first one's writes"
+        );
+        // Binds of the same container live beside its root.
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let m = [HostMount {
+            host_path: data,
+            container_path: "/data".into(),
+            readonly: false,
+        }];
+        share.bind("c1", &m).unwrap();
+        share.unbind("c1").unwrap();
+        assert!(!upper.exists() && !share.dir().join("c1").exists());
+        share.remove().unwrap();
+        assert!(mounts_under(tmp.path()).unwrap().is_empty());
+        assert!(!tmp.path().join("home/pods/layers/pod3").exists());
+        // No loop device keeps the image file.
+        let loops = std::process::Command::new("losetup")
+            .arg("-j")
+            .arg(&erofs)
+            .output()
+            .unwrap();
+        assert!(
+            loops.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&loops.stdout)
+        );
     }
 
     #[test]
