@@ -296,7 +296,8 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
     let before = wait_for("logger's first lines", || last_line(&log));
     drop(server);
     // While it is down: the exiter exits with 7, the logger keeps printing.
-    p.vm(&format!("touch /containers/{exiter}/rootfs/go"));
+    // (A plain pod container's root is its overlay reached through the pod's share.)
+    p.vm(&format!("touch /run/a3s/pod-mounts/{exiter}/rootfs/go"));
     p.vm(&format!(
         "while [ -d /sys/fs/cgroup/pod-containers/{exiter} ]; do sleep 0.2; done"
     ));
