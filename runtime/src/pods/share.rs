@@ -148,9 +148,15 @@ impl PodShare {
         let layer = self.layers.join(container_id);
         let (lower, upper, work) = (layer.join("lower"), layer.join("upper"), layer.join("work"));
         crate::home::private_dir(&layer).map_err(|e| io_at(&layer, "creating", e))?;
-        for d in [&lower, &upper, &work] {
+        for d in [&lower, &work] {
             crate::home::private_dir(d).map_err(|e| io_at(d, "creating", e))?;
         }
+        // The upper directory's mode is the container's `/`: 0755 as an image's root (a
+        // 0700 one locked every non-root user out). Its 0700 parent keeps it private.
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&upper)
+            .map_err(|e| io_at(&upper, "creating", e))?;
         // util-linux sets the loop device up and has it cleared when the mount goes.
         let out = std::process::Command::new("mount")
             .args(["-t", "erofs", "-o", "loop,ro"])
@@ -578,6 +584,12 @@ mod tests {
         assert_eq!(
             fs::read_to_string(root.join("etc/os-release")).unwrap(),
             "ID=test\n"
+        );
+        // Every user of the container may enter its `/` (a 0700 root refused non-root users).
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+            0o755
         );
         // Writes go to the container's own upper layer; the image stays as it was.
         fs::write(root.join("etc/os-release"), "changed\n").unwrap();
