@@ -254,6 +254,9 @@ pub struct ProcessSpec {
     pub stdin: bool,
 }
 
+/// Where a pod VM mounts its share from the host (its containers' roots and CRI mounts).
+pub const GUEST_POD_MOUNTS: &str = "/run/a3s/pod-mounts";
+
 /// A path of the pod VM bound into a pod container (a CRI mount, reaching the VM through the
 /// pod's share).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -734,7 +737,8 @@ pub struct ContainerStats {
     pub page_faults: u64,
     /// Major page faults (`pgmajfault`).
     pub major_page_faults: u64,
-    /// Bytes used by the container's root directory (its writable copy of the image).
+    /// Bytes used by the container's root directory (its writable copy of the image); for a
+    /// root on the pod's share the host measures its writable layer instead (0 here).
     pub fs_used_bytes: u64,
     /// Inodes used there.
     pub fs_inodes_used: u64,

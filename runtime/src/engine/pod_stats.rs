@@ -132,7 +132,12 @@ impl Engine {
         Ok(recs
             .into_iter()
             .map(|r| {
-                let s = by_id.remove(&r.id);
+                let mut s = by_id.remove(&r.id);
+                // A root on the pod's share: its writable layer is on the host.
+                if let (Some(s), Some(_)) = (s.as_mut(), &r.root) {
+                    let share = crate::pods::share::PodShare::of(&self.home, &r.pod_id);
+                    (s.fs_used_bytes, s.fs_inodes_used) = share.writable_usage(&r.id);
+                }
                 (r, s)
             })
             .collect())

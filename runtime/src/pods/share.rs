@@ -31,7 +31,9 @@ use crate::pods::PodError;
 
 /// Where the pod VM mounts its share (under guest-init's tmpfs, so nothing reaches the pod's
 /// writable layer).
-pub const GUEST_POD_MOUNTS: &str = "/run/a3s/pod-mounts";
+pub use a3s_vmm::proto::GUEST_POD_MOUNTS;
+/// A writable layer with more entries than this is counted only this far (stats stay cheap).
+const MAX_WALK: u64 = 1_000_000;
 
 /// The kernel's mount table of this process, read to find what is mounted under a share.
 const MOUNTINFO: &str = "/proc/self/mountinfo";
@@ -292,6 +294,35 @@ impl PodShare {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// Bytes (allocated blocks) and inodes of container `container_id`'s writable layer
+    /// (what it wrote over its image), not descending into other filesystems.
+    pub fn writable_usage(&self, container_id: &str) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let upper = self.layers.join(container_id).join("upper");
+        let Ok(top) = fs::symlink_metadata(&upper) else {
+            return (0, 0);
+        };
+        let (mut bytes, mut inodes) = (top.blocks() * 512, 1u64);
+        let mut stack = vec![upper];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                inodes += 1;
+                bytes += m.blocks() * 512;
+                if m.is_dir() && m.dev() == top.dev() {
+                    stack.push(e.path());
+                }
+                if inodes >= MAX_WALK {
+                    return (bytes, inodes);
+                }
+            }
+        }
+        (bytes, inodes)
     }
 
     /// Unmounts container `container_id`'s host paths and removes its mount points (absent:
@@ -599,6 +630,11 @@ mod tests {
             fs::read_to_string(upper.join("etc/os-release")).unwrap(),
             "changed\n"
         );
+        // The writable layer's figures: the two files written and the directory above one.
+        let (bytes, inodes) = share.writable_usage("c1");
+        assert_eq!(inodes, 4, "upper, etc, etc/os-release, new");
+        assert!(bytes > 0);
+        assert_eq!(share.writable_usage("nope"), (0, 0));
         let second = share.mount_root("c2", &erofs).unwrap();
         assert!(second.ends_with("/c2/rootfs"));
         assert_eq!(
