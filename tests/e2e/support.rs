@@ -116,7 +116,8 @@ pub(crate) fn run_dir() -> &'static Path {
 /// not: the kernel closes it) and then
 /// 1. force-removes every box, in any state, of every home under the run's directory;
 /// 2. kills (TERM, then KILL) every process whose environment names one of those homes:
-///    monitors, QEMU, virtiofsd, passt, servers a test started — whatever `rm` missed.
+///    monitors, QEMU, virtiofsd, passt, servers a test started — whatever `rm` missed;
+/// 3. unmounts what is still mounted under the run's directory (pods' shares).
 pub(crate) struct Reaper {
     child: std::process::Child,
     trigger: std::os::fd::OwnedFd,
@@ -144,6 +145,10 @@ for sig in TERM KILL; do
   [ -z "$found" ] && break
   [ $sig = TERM ] && sleep 2
 done
+# Pods' shares and container roots a test left mounted (deepest first): removing the homes
+# must never reach through a bind into the host paths it holds.
+awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+  while read -r m; do umount -l "$m" 2>/dev/null; done
 exit 0"#;
 
     /// Starts a reaper for the homes under `dir`; it acts once [`Reaper::finish`] is called
