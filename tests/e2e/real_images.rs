@@ -466,3 +466,121 @@ fn an_image_with_a_600_mib_file_boots_at_the_default_memory_and_the_file_is_inta
             .unwrap_or("no MemTotal line")
     );
 }
+
+/// The same nginx image as a Kubernetes pod's container (`a3s-box cri serve`, real crictl):
+/// its root is the image's erofs under its own overlay, shared into the pod VM (no copy), with
+/// kubelet's `/etc/hosts` mounted; a second container of the pod fetches its page on the
+/// pod's localhost, and the container's writes land in its writable layer on the host.
+#[test]
+fn nginx_runs_as_a_pod_container_reached_on_the_pods_localhost() {
+    let Some(nginx) = image("nginx") else { return };
+    let env = env();
+    let server = crate::cri::CriServer::start(env);
+    let dir = env.path("ri-pod");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("etc-hosts"),
+        "127.0.0.1\tlocalhost\n10.9.8.7\tkubelet-host\n",
+    )
+    .unwrap();
+    let pod_config = dir.join("pod.json");
+    let pod_json = serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "u-ri-web", "attempt": 0},
+        "hostname": "web-0",
+        "log_directory": dir.join("logs").to_str().unwrap(),
+    });
+    std::fs::write(&pod_config, pod_json.to_string()).unwrap();
+    let pod = server
+        .ok(&["runp", pod_config.to_str().unwrap()])
+        .stdout
+        .trim()
+        .to_owned();
+    let create = |name: &str, config: serde_json::Value| {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, config.to_string()).unwrap();
+        let started = Instant::now();
+        let id = server
+            .ok(&[
+                "create",
+                "--no-pull",
+                &pod,
+                path.to_str().unwrap(),
+                pod_config.to_str().unwrap(),
+            ])
+            .stdout
+            .trim()
+            .to_owned();
+        eprintln!(
+            "real_images: CreateContainer {name} took {:?}",
+            started.elapsed()
+        );
+        server.ok(&["start", &id]);
+        id
+    };
+    let hosts = serde_json::json!([{
+        "host_path": dir.join("etc-hosts").to_str().unwrap(),
+        "container_path": "/etc/hosts",
+    }]);
+    let web = create(
+        "nginx",
+        serde_json::json!({
+            "metadata": {"name": "nginx"},
+            "image": {"image": nginx.reference},
+            "log_path": "nginx.log",
+            "mounts": hosts,
+        }),
+    );
+    let client = create(
+        "client",
+        serde_json::json!({
+            "metadata": {"name": "client"},
+            "image": {"image": "busybox"},
+            "command": ["sleep", "2147483647"],
+            "mounts": hosts,
+        }),
+    );
+    let page = server.ok(&[
+        "exec",
+        "-s",
+        &client,
+        "sh",
+        "-c",
+        "until wget -q -O - http://127.0.0.1/; do sleep 0.5; done",
+    ]);
+    assert!(page.stdout.contains(NGINX_PAGE), "{}", page.stdout);
+    let resolved = server.ok(&["exec", "-s", &web, "getent", "hosts", "kubelet-host"]);
+    assert!(resolved.stdout.contains("10.9.8.7"), "{}", resolved.stdout);
+    // What the container writes lands in its own writable layer, on the host.
+    server.ok(&[
+        "exec",
+        "-s",
+        &web,
+        "sh",
+        "-c",
+        "echo from-the-pod > /var/www/html/new.html",
+    ]);
+    let upper = env.path("pods/layers").join(&pod).join(&web).join("upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("var/www/html/new.html")).unwrap(),
+        "from-the-pod\n"
+    );
+    let again = server.ok(&[
+        "exec",
+        "-s",
+        &client,
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1/new.html",
+    ]);
+    assert_eq!(again.stdout.trim_end(), "from-the-pod");
+    // Stopping nginx (its workers go with its master) and removing the pod.
+    server.ok(&["stop", "--timeout", "0", &web]);
+    server.ok(&["stopp", &pod]);
+    server.ok(&["rmp", &pod]);
+    assert!(
+        !upper.exists(),
+        "the writable layer goes with the container"
+    );
+}
