@@ -53,6 +53,7 @@ pub(crate) fn spec_of(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
+    let context = crate::security::container_security(security)?;
     // As runc: a group without a user would run as root with that group.
     if let Some(s) = security {
         if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
@@ -100,6 +101,7 @@ pub(crate) fn spec_of(
             None => ContainerResources::default(),
         },
         mounts,
+        security: Some(context),
     })
 }
 

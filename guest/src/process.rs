@@ -124,8 +124,8 @@ pub(crate) fn environment(
 }
 
 /// Starts `spec` with the box's security options (`None`: a box from before them); with
-/// `root`, as a pod container's process (see [`crate::container`]) joining the cgroup whose
-/// `cgroup.procs` is `cgroup_procs`.
+/// `container`, as a pod container's process (see [`crate::container`]) joining the cgroup whose
+/// `cgroup.procs` is `cgroup_procs`, with the container's own security context instead.
 pub(crate) fn spawn(
     spec: &ProcessSpec,
     hostname: &str,
@@ -148,7 +148,22 @@ pub(crate) fn spawn(
     let passwd = std::fs::read_to_string(etc("passwd")).unwrap_or_default();
     let group = std::fs::read_to_string(etc("group")).unwrap_or_default();
     let user = resolve_user(spec.user.as_deref(), &passwd, &group).map_err(|m| fail(126, m))?;
-    let credentials = Credentials::prepare(security, &user, &group).map_err(|m| fail(126, m))?;
+    // A pod container's context goes through the same credentials as a box's options.
+    let container_sec = container.as_ref().and_then(|c| c.security);
+    let own = container_sec.map(a3s_vmm::proto::ContainerSecurity::credentials);
+    let security = if container.is_some() {
+        own.as_ref()
+    } else {
+        security
+    };
+    // Strict supplementary groups: no memberships from the image's /etc/group.
+    let member_of = if container_sec.is_some_and(|s| s.strict_groups) {
+        ""
+    } else {
+        group.as_str()
+    };
+    let credentials =
+        Credentials::prepare(security, &user, member_of).map_err(|m| fail(126, m))?;
     let workdir = spec
         .workdir
         .clone()

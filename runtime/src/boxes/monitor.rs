@@ -821,12 +821,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                     id,
                     resources,
                     mounts,
+                    security,
                 } => HostMsg::ContainerExec {
                     process,
                     root,
                     id,
                     resources,
                     mounts,
+                    security,
                 },
                 ClientMsg::ContainerAttach { id } => HostMsg::ContainerAttach { id },
                 ClientMsg::Exec { process } => HostMsg::Exec { process },
@@ -998,6 +1000,7 @@ mod tests {
             id: None,
             resources: None,
             mounts: Vec::new(),
+            security: None,
         };
         let mut sh = Shared {
             pod_sandbox: true,

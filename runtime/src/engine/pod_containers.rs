@@ -143,6 +143,14 @@ impl Engine {
         image: &ImageRef,
     ) -> Result<ContainerRecord, EngineError> {
         let (pod, boxed) = self.running_pod(pod_key)?;
+        if spec.security.as_ref().is_some_and(|s| s.privileged) && !pod.spec.privileged {
+            return Err(PodError::Invalid(format!(
+                "container {:?} is privileged but pod {} is not: a privileged container needs \
+                 a pod whose security context is privileged (as containerd requires)",
+                spec.name, pod.id
+            ))
+            .into());
+        }
         let containers = self.containers();
         if let Some(c) = containers.list()?.into_iter().find(|c| {
             c.pod_id == pod.id && c.spec.name == spec.name && c.spec.attempt == spec.attempt
@@ -288,6 +296,7 @@ impl Engine {
             id: Some(rec.id.clone()),
             resources: Some(rec.spec.resources.clone()),
             mounts: rec.mounts.clone(),
+            security: rec.spec.security.clone(),
         };
         let mut conn = self.boxes.container_session(&boxed, &msg)?;
         let log = Arc::new(Mutex::new(log));
@@ -639,6 +648,7 @@ impl Engine {
             id,
             resources: None,
             mounts: rec.mounts.clone(),
+            security: rec.spec.security.clone(),
         };
         Ok(self.boxes.container_session(&boxed, &msg)?)
     }

@@ -49,6 +49,10 @@ pub struct ContainerSpec {
     /// Host paths bound into the container (CRI mounts), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::pods::share::HostMount>,
+    /// Its security context as guest-init applies it to the main process and every exec
+    /// (`None`: a record from before security contexts; its processes keep the pod VM's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<a3s_vmm::proto::ContainerSecurity>,
 }
 
 /// Where a container is in its life.
