@@ -119,14 +119,18 @@ pub(crate) fn container_security(
         strict_groups,
         readonly_rootfs: sc.readonly_rootfs,
         masked_paths: paths(&sc.masked_paths, &DEFAULT_MASKED_PATHS, "masked_paths")?,
-        readonly_paths: paths(&sc.readonly_paths, &DEFAULT_READONLY_PATHS, "readonly_paths")?,
+        readonly_paths: paths(
+            &sc.readonly_paths,
+            &DEFAULT_READONLY_PATHS,
+            "readonly_paths",
+        )?,
         privileged: sc.privileged,
     })
 }
 
 /// containerd's capability rule (`WithCapabilities`): from the default set, `ALL` in add
 /// gives every capability and `ALL` in drop none (drop wins), then the named adds, then the
-/// named drops (a name both added and dropped is dropped). Names come without `CAP_`, as
+/// named drops (a name both added and dropped is dropped; `drop: [ALL], add: [X]` keeps X). Names come without `CAP_`, as
 /// Kubernetes writes them; with it they are accepted too.
 fn capabilities(c: Option<&cri::Capability>) -> Result<Vec<String>, Status> {
     let default = cri::Capability::default();
@@ -158,7 +162,10 @@ fn capabilities(c: Option<&cri::Capability>) -> Result<Vec<String>, Status> {
     } else if c.add_capabilities.iter().any(is_all) {
         all_capabilities()
     } else {
-        DEFAULT_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect()
     };
     for a in add {
         if !caps.contains(&a) {
@@ -247,10 +254,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        container_security(Some(&sc))
-            .unwrap()
-            .capabilities
-            .unwrap()
+        container_security(Some(&sc)).unwrap().capabilities.unwrap()
     }
 
     #[test]
@@ -276,7 +280,11 @@ mod tests {
         assert!(!caps_of(&["CHOWN"], &["CHOWN"]).contains(&"CAP_CHOWN".to_owned()));
         assert!(caps_of(&["ALL"], &["ALL"]).is_empty());
         assert_eq!(caps_of(&[], &["ALL"]), Vec::<String>::new());
-        assert_eq!(caps_of(&["NET_BIND_SERVICE"], &["ALL"]), Vec::<String>::new());
+        // Named adds come after `ALL` is dropped (containerd's order).
+        assert_eq!(
+            caps_of(&["NET_BIND_SERVICE"], &["ALL"]),
+            ["CAP_NET_BIND_SERVICE"]
+        );
         let all = caps_of(&["ALL"], &["SYS_ADMIN"]);
         assert_eq!(all.len(), all_capabilities().len() - 1);
         assert!(!all.contains(&"CAP_SYS_ADMIN".to_owned()));
@@ -347,7 +355,10 @@ mod tests {
             masked_paths: vec!["proc/kcore".into()],
             ..Default::default()
         });
-        assert!(e.contains("masked_paths") && e.contains("proc/kcore"), "{e}");
+        assert!(
+            e.contains("masked_paths") && e.contains("proc/kcore"),
+            "{e}"
+        );
         let e = refused(cri::LinuxContainerSecurityContext {
             readonly_paths: vec!["/a/../../etc".into()],
             ..Default::default()

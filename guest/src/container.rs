@@ -642,6 +642,53 @@ mod tests {
     }
 
     #[test]
+    fn security_paths_are_prepared_inside_the_container_and_bad_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let with = |sec: &ContainerSecurity| {
+            prepare(
+                Root {
+                    dir: root,
+                    mounts: &[],
+                    cgroup_procs: None,
+                    security: Some(sec),
+                },
+                "/",
+            )
+        };
+        let sec = ContainerSecurity {
+            masked_paths: vec!["/proc/kcore".into(), "/bin//ls".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            readonly_rootfs: true,
+            privileged: false,
+            ..Default::default()
+        };
+        let entry = with(&sec).unwrap();
+        // Paths stay container paths: the child resolves them after its chroot.
+        assert_eq!(
+            entry.masked,
+            [c"/proc/kcore".to_owned(), c"/bin/ls".to_owned()]
+        );
+        assert_eq!(entry.readonly, [c"/proc/sys".to_owned()]);
+        assert!(entry.readonly_root && !entry.sys_writable);
+        let e = with(&ContainerSecurity {
+            masked_paths: vec!["proc/kcore".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("masked path") && e.contains("absolute"), "{e}");
+        let e = with(&ContainerSecurity {
+            readonly_paths: vec!["/a/../../etc".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains(".."), "{e}");
+        // No context (a host from before it): nothing restricted.
+        let none = prepare(plain(root), "/").unwrap();
+        assert!(none.masked.is_empty() && none.readonly.is_empty() && !none.readonly_root);
+    }
+
+    #[test]
     fn container_paths_stay_under_the_root() {
         let root = Path::new("/containers/abc");
         assert_eq!(

@@ -156,14 +156,8 @@ pub(crate) fn spawn(
     } else {
         security
     };
-    // Strict supplementary groups: no memberships from the image's /etc/group.
-    let member_of = if container_sec.is_some_and(|s| s.strict_groups) {
-        ""
-    } else {
-        group.as_str()
-    };
-    let credentials =
-        Credentials::prepare(security, &user, member_of).map_err(|m| fail(126, m))?;
+    let credentials = Credentials::prepare(security, &user, membership_file(container_sec, &group))
+        .map_err(|m| fail(126, m))?;
     let workdir = spec
         .workdir
         .clone()
@@ -245,6 +239,19 @@ pub(crate) fn spawn(
     // The child is reaped by PID 1's waitpid(-1) loop, not through this handle.
     drop(child);
     Ok(spawned)
+}
+
+/// The group file the user's supplementary groups are read from: none under CRI's Strict
+/// policy (only the primary group and the context's groups), else the image's.
+fn membership_file<'a>(
+    container: Option<&a3s_vmm::proto::ContainerSecurity>,
+    group: &'a str,
+) -> &'a str {
+    if container.is_some_and(|s| s.strict_groups) {
+        ""
+    } else {
+        group
+    }
 }
 
 /// Makes the child a session leader with the PTY (its stdin) as controlling terminal.
@@ -335,6 +342,16 @@ mod tests {
             .unwrap_err()
             .contains("ghost"));
         assert!(resolve_user(Some("root:nogroup"), PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn strict_groups_leave_out_the_images_memberships() {
+        let group = "root:x:0:\nlocal:x:50000:alice\n";
+        let mut sec = a3s_vmm::proto::ContainerSecurity::default();
+        assert_eq!(membership_file(Some(&sec), group), group);
+        assert_eq!(membership_file(None, group), group);
+        sec.strict_groups = true;
+        assert_eq!(membership_file(Some(&sec), group), "");
     }
 
     #[test]

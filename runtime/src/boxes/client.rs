@@ -41,7 +41,7 @@ pub enum ClientMsg {
         mounts: Vec<a3s_vmm::proto::ContainerMount>,
         /// The container's security context (see [`a3s_vmm::proto::HostMsg::ContainerExec`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        security: Option<a3s_vmm::proto::ContainerSecurity>,
+        security: Option<Box<a3s_vmm::proto::ContainerSecurity>>,
     },
     /// Re-attach to a supervised container's main process (a restarted CRI server); the
     /// connection becomes its session, as for `Exec`.

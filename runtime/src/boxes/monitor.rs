@@ -828,7 +828,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                     id,
                     resources,
                     mounts,
-                    security,
+                    security: security.map(|s| *s),
                 },
                 ClientMsg::ContainerAttach { id } => HostMsg::ContainerAttach { id },
                 ClientMsg::Exec { process } => HostMsg::Exec { process },

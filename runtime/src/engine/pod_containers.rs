@@ -296,7 +296,7 @@ impl Engine {
             id: Some(rec.id.clone()),
             resources: Some(rec.spec.resources.clone()),
             mounts: rec.mounts.clone(),
-            security: rec.spec.security.clone(),
+            security: rec.spec.security.clone().map(Box::new),
         };
         let mut conn = self.boxes.container_session(&boxed, &msg)?;
         let log = Arc::new(Mutex::new(log));
@@ -648,7 +648,7 @@ impl Engine {
             id,
             resources: None,
             mounts: rec.mounts.clone(),
-            security: rec.spec.security.clone(),
+            security: rec.spec.security.clone().map(Box::new),
         };
         Ok(self.boxes.container_session(&boxed, &msg)?)
     }

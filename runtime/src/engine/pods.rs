@@ -198,8 +198,7 @@ impl Engine {
             return Ok(None);
         }
         for (key, value) in &spec.sysctls {
-            check_sysctl("pod sysctl", key, value)
-                .map_err(|e| PodError::Invalid(e.to_string()))?;
+            check_sysctl("pod sysctl", key, value).map_err(|e| PodError::Invalid(e.to_string()))?;
         }
         Ok(Some(SecurityConfig {
             privileged: true,
@@ -438,4 +437,32 @@ fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_sysctls_become_the_vms_only_security_option() {
+        let mut spec = PodSpec::default();
+        assert!(Engine::pod_security(&spec).unwrap().is_none());
+        spec.sysctls
+            .insert("kernel.shm_rmid_forced".into(), "1".into());
+        let guest = Engine::pod_security(&spec).unwrap().unwrap().guest();
+        assert_eq!(guest.sysctls["kernel.shm_rmid_forced"], "1");
+        // The VM's own processes keep every capability and the VM's /dev/shm.
+        assert_eq!(
+            guest.capabilities.map(|c| c.len()),
+            Some(crate::boxes::security::all_capabilities().len())
+        );
+        assert_eq!(guest.shm_size_bytes, None);
+        assert!(!guest.read_only_root && !guest.no_new_privileges);
+        spec.sysctls.insert("kernel.hostname".into(), "x".into());
+        let e = Engine::pod_security(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("kernel.hostname") && e.contains("not a namespaced"),
+            "{e}"
+        );
+    }
 }
