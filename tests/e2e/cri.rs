@@ -541,10 +541,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
          against a server with one",
     ),
     (
-        "should support sysctls",
-        "pod sysctls are not applied to the pod VM yet",
-    ),
-    (
         "public image with digest",
         "needs critest's upstream image with a fixed digest, which cannot be rebuilt here",
     ),
@@ -569,11 +565,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
     (
         "portforward in host network",
         "host-network pods are not supported: a pod is its own VM",
-    ),
-    (
-        "MaskedPaths|ReadonlyPaths|Privileged is|capabilit|ReadOnlyRootfs|SupplementalGroups",
-        "pod containers keep the pod VM's security (masked/readonly paths, privileges, \
-         capabilities, read-only roots and supplementary groups are not applied per container yet)",
     ),
 ];
 
