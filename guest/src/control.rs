@@ -689,7 +689,13 @@ fn spawn_in(
                     pumps,
                 },
             );
-            chan.msg(session, &GuestMsg::Started { pid: sp.pid });
+            chan.msg(
+                session,
+                &GuestMsg::Started {
+                    pid: sp.pid,
+                    user: Some(sp.user.clone()),
+                },
+            );
             if let (Some(sink), Some(id)) = (&sink, supervise) {
                 // Registered before the reaper can look for it (the state lock is held).
                 st.supervised.insert(id, sink.clone());

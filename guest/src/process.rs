@@ -21,6 +21,8 @@ pub(crate) struct Spawned {
     pub(crate) outputs: Vec<(bool, File)>,
     /// The PTY master, for resizing.
     pub(crate) pty: Option<OwnedFd>,
+    /// The identity it runs with.
+    pub(crate) user: a3s_vmm::proto::ProcessUser,
 }
 
 /// Why a process could not start, with Docker's exit code.
@@ -156,8 +158,13 @@ pub(crate) fn spawn(
     } else {
         security
     };
-    let credentials = Credentials::prepare(security, &user, membership_file(container_sec, &group))
-        .map_err(|m| fail(126, m))?;
+    let mut credentials =
+        Credentials::prepare(security, &user, membership_file(container_sec, &group))
+            .map_err(|m| fail(126, m))?;
+    if container.is_some() {
+        // containerd puts the primary group among the supplementary ones (`id -G` lists it).
+        credentials.include_primary_group();
+    }
     let workdir = spec
         .workdir
         .clone()
@@ -187,6 +194,7 @@ pub(crate) fn spawn(
         stdin: None,
         outputs: Vec::new(),
         pty: None,
+        user: credentials.identity(),
     };
     if spec.tty {
         let size = spec.tty_size.map(|(rows, cols)| nix::pty::Winsize {

@@ -532,7 +532,7 @@ const CRITEST_IMAGES: &[(&str, &str, Option<&str>)] = &[
 /// spec that can run here; the groups left out entirely are listed in `CRITEST_NOT_FOCUSED`).
 const CRITEST_FOCUS: &str = "Image Manager|Runtime info|PodSandbox|Idempotence|Container runtime|\
                              Multiple Containers|Streaming|Networking|Security Context bucket|\
-                             Container OOM";
+                             SupplementalGroupsPolicy|Container OOM";
 const CRITEST_SKIPS: &[(&str, &str)] = &[
     (
         "runtime should return runtime conditions",
@@ -609,10 +609,6 @@ const CRITEST_NOT_FOCUSED: &[(&str, &str)] = &[
          in the host's mount namespace (as Kata's shared directory does), where removing a \
          mount point is EBUSY",
     ),
-    (
-        "SupplementalGroupsPolicy",
-        "supplementary group policies are not applied per pod container",
-    ),
 ];
 
 /// critest's e2e images, built here from the host's static busybox and served by the local
@@ -636,11 +632,7 @@ fn full_busybox(root: &std::path::Path) {
         }
     }
     std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::set_permissions(
-        root.join("tmp"),
-        std::fs::Permissions::from_mode(0o1777),
-    )
-    .unwrap();
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(
         root.join("etc/passwd"),
@@ -685,6 +677,36 @@ fn critest_runs_every_spec_that_can_run_here() {
         let layout = &built.iter().find(|(c, _)| c == content).unwrap().1;
         reg.push_layout(&layout.path(), "v1", repo_tag);
     }
+    // The SupplementalGroupsPolicy specs' image: user 1000 is a member of group 50000 in
+    // the image's /etc/group.
+    let layout = build_image(
+        "v1",
+        &[&full_busybox, &|root: &std::path::Path| {
+            std::fs::write(
+                root.join("etc/passwd"),
+                "root:x:0:0:root:/root:/bin/sh\ndefault-user:x:1000:1000::/home:/bin/sh\n",
+            )
+            .unwrap();
+            std::fs::write(
+                root.join("etc/group"),
+                "root:x:0:\ndefault-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n",
+            )
+            .unwrap();
+        }],
+    );
+    let image = format!("{}:v1", layout.path().display());
+    crate::image::registry::run_ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--config.user",
+        "1000",
+    ]));
+    reg.push_layout(
+        &layout.path(),
+        "v1",
+        "k8s-staging-cri-tools/test-image-predefined-group:latest",
+    );
     for (repo_tag, web) in E2E_IMAGES {
         let layout = build_image("v1", &[&full_busybox]);
         if *web {

@@ -209,6 +209,20 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
         serde_json::json!([]),
     );
     assert_eq!(out(&user, "id -u"), "1000");
+    // ContainerStatus reports the identity the main process started with (its primary
+    // group among the supplementary ones, as containerd sets them).
+    let inspected: serde_json::Value =
+        serde_json::from_str(&server.ok(&["inspect", "-o", "json", &user]).stdout).unwrap();
+    let linux = &inspected["status"]["user"]["linux"];
+    // (protobuf's JSON writes int64 as strings.)
+    let num = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    assert_eq!(num(&linux["uid"]), "1000", "{inspected}");
+    assert_eq!(num(&linux["gid"]), "3000", "{inspected}");
+    let groups: Vec<String> = linux["supplementalGroups"]
+        .as_array()
+        .map(|a| a.iter().map(num).collect())
+        .unwrap_or_default();
+    assert_eq!(groups, ["3000", "4242"], "{inspected}");
     assert_eq!(out(&user, "id -g"), "3000");
     assert!(out(&user, "id -G").split_whitespace().any(|g| g == "4242"));
     // A non-root user keeps no capabilities (as under containerd).

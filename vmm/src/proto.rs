@@ -319,6 +319,18 @@ impl ContainerSecurity {
     }
 }
 
+/// The identity a process runs with: what CRI's `ContainerStatus.user` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+    /// Its supplementary groups, as set with setgroups(2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
+}
+
 /// Machine-wide settings applied before the workload starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestSetup {
@@ -669,6 +681,9 @@ pub enum GuestMsg {
     Started {
         /// Its pid inside the guest.
         pid: i32,
+        /// The identity it runs with (absent from guests before it and on a re-attach).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<ProcessUser>,
     },
     /// The frame's session's process could not be started.
     SpawnFailed {

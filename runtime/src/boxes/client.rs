@@ -110,6 +110,9 @@ pub enum MonitorMsg {
     Started {
         /// Guest pid.
         pid: i32,
+        /// The identity it runs with (see [`a3s_vmm::proto::GuestMsg::Started`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<a3s_vmm::proto::ProcessUser>,
     },
     /// The exec process could not start.
     SpawnFailed {

@@ -665,8 +665,8 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
             Ok(GuestMsg::Exited { code }) => {
                 Frame::control(session, &MonitorMsg::Exited { code }).ok()
             }
-            Ok(GuestMsg::Started { pid }) => {
-                Frame::control(session, &MonitorMsg::Started { pid }).ok()
+            Ok(GuestMsg::Started { pid, user }) => {
+                Frame::control(session, &MonitorMsg::Started { pid, user }).ok()
             }
             Ok(GuestMsg::Processes { titles, processes }) => {
                 Frame::control(session, &MonitorMsg::Processes { titles, processes }).ok()

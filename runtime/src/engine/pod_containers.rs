@@ -223,6 +223,7 @@ impl Engine {
             reason: String::new(),
             message: String::new(),
             mounts,
+            process_user: None,
         };
         {
             let _lock = Pods::open(&self.home).lock()?;
@@ -302,6 +303,9 @@ impl Engine {
         let log = Arc::new(Mutex::new(log));
         let taps = Arc::new(Mutex::new(Vec::new()));
         let started = await_started(&mut conn, &log, &taps);
+        if let Ok(user) = &started {
+            rec.process_user.clone_from(user);
+        }
         if let Err((message, code)) = started {
             rec.exit_code = code;
             rec.state = ContainerState::Exited;
@@ -734,13 +738,14 @@ impl Engine {
     }
 }
 
-/// Reads a container session until the guest reports its process running; output before that
-/// goes to the log as it comes. A failure carries the guest's message and exit code.
+/// Reads a container session until the guest reports its process running (with the identity
+/// it runs with); output before that goes to the log as it comes. A failure carries the
+/// guest's message and exit code.
 fn await_started(
     conn: &mut UnixStream,
     log: &Mutex<Option<CriLog>>,
     taps: &Taps,
-) -> Result<(), (String, i32)> {
+) -> Result<Option<proto::ProcessUser>, (String, i32)> {
     loop {
         let frame = match proto::read_frame(conn) {
             Ok(f) => f,
@@ -749,7 +754,7 @@ fn await_started(
         match frame.kind {
             Kind::Stdout | Kind::Stderr => output(log, taps, &frame),
             Kind::Control => match frame.message::<MonitorMsg>() {
-                Ok(MonitorMsg::Started { .. }) => return Ok(()),
+                Ok(MonitorMsg::Started { user, .. }) => return Ok(user),
                 Ok(MonitorMsg::SpawnFailed { message, code }) => return Err((message, code)),
                 Ok(MonitorMsg::Error { message }) => return Err((message, 0)),
                 _ => {}

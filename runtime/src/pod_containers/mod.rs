@@ -107,6 +107,9 @@ pub struct ContainerRecord {
     /// The spec's mounts as the pod VM reaches them (its share), for every process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<a3s_vmm::proto::ContainerMount>,
+    /// The identity its main process started with, as guest-init reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_user: Option<a3s_vmm::proto::ProcessUser>,
 }
 
 impl ContainerRecord {
@@ -218,6 +221,7 @@ mod tests {
             reason: String::new(),
             message: String::new(),
             mounts: Vec::new(),
+            process_user: None,
         }
     }
 
