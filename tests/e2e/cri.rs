@@ -532,7 +532,7 @@ const CRITEST_IMAGES: &[(&str, &str, Option<&str>)] = &[
 /// spec that can run here; the groups left out entirely are listed in `CRITEST_NOT_FOCUSED`).
 const CRITEST_FOCUS: &str = "Image Manager|Runtime info|PodSandbox|Idempotence|Container runtime|\
                              Multiple Containers|Streaming|Networking|Security Context bucket|\
-                             SupplementalGroupsPolicy|Container OOM";
+                             SupplementalGroupsPolicy|NoNewPrivs|Container OOM";
 const CRITEST_SKIPS: &[(&str, &str)] = &[
     (
         "runtime should return runtime conditions",
@@ -590,11 +590,6 @@ const CRITEST_NOT_FOCUSED: &[(&str, &str)] = &[
     (
         "NamespaceOption",
         "host PID/IPC/network namespaces do not exist for a pod VM",
-    ),
-    (
-        "NoNewPrivs",
-        "needs registry.k8s.io/e2e-test-images/nonewprivs (a setuid-root program), not rebuilt \
-         here; no_new_privs itself: cri_security::",
     ),
     (
         "UserNamespaces",
@@ -707,6 +702,41 @@ fn critest_runs_every_spec_that_can_run_here() {
         "v1",
         "k8s-staging-cri-tools/test-image-predefined-group:latest",
     );
+    // critest's NoNewPrivs image: a static setuid-root program printing its effective uid
+    // (the upstream image's `nnp`), run as uid 1000 by the specs.
+    let nnp_src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        nnp_src.path().join("nnp.c"),
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         int main(void) { printf(\"Effective uid: %d\\n\", (int)geteuid()); return 0; }\n",
+    )
+    .unwrap();
+    crate::image::registry::run_ok(
+        Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(nnp_src.path().join("nnp"))
+            .arg(nnp_src.path().join("nnp.c")),
+    );
+    let nnp = nnp_src.path().join("nnp");
+    let layout = build_image(
+        "v1",
+        &[&full_busybox, &|root: &std::path::Path| {
+            let bin = root.join("usr/local/bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::copy(&nnp, bin.join("nnp")).unwrap();
+            std::fs::set_permissions(bin.join("nnp"), std::fs::Permissions::from_mode(0o4755))
+                .unwrap();
+        }],
+    );
+    let image = format!("{}:v1", layout.path().display());
+    crate::image::registry::run_ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--config.entrypoint",
+        "/usr/local/bin/nnp",
+    ]));
+    reg.push_layout(&layout.path(), "v1", "e2e-test-images/nonewprivs:1.3");
     for (repo_tag, web) in E2E_IMAGES {
         let layout = build_image("v1", &[&full_busybox]);
         if *web {
