@@ -53,6 +53,7 @@ pub(crate) fn spec_of(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
+    let context = crate::security::container_security(security)?;
     // As runc: a group without a user would run as root with that group.
     if let Some(s) = security {
         if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
@@ -100,6 +101,7 @@ pub(crate) fn spec_of(
             None => ContainerResources::default(),
         },
         mounts,
+        security: Some(context),
     })
 }
 
@@ -194,6 +196,18 @@ pub(crate) fn resources_of(r: &cri::LinuxContainerResources) -> Result<Container
     })
 }
 
+/// The identity the main process started with, as CRI reports it (its primary group among
+/// the supplementary ones, as guest-init sets them for a container).
+fn user_of(u: &a3s_vmm::proto::ProcessUser) -> cri::ContainerUser {
+    cri::ContainerUser {
+        linux: Some(cri::LinuxContainerUser {
+            uid: i64::from(u.uid),
+            gid: i64::from(u.gid),
+            supplemental_groups: u.groups.iter().map(|g| i64::from(*g)).collect(),
+        }),
+    }
+}
+
 /// The resources in effect, as CRI reports them.
 fn linux_resources(r: &ContainerResources) -> cri::ContainerResources {
     cri::ContainerResources {
@@ -280,6 +294,7 @@ pub(crate) fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
             .unwrap_or_default(),
         image_id: rec.image_id.clone(),
         resources: Some(linux_resources(&rec.spec.resources)),
+        user: rec.process_user.as_ref().map(user_of),
         mounts: rec
             .spec
             .mounts
@@ -291,7 +306,6 @@ pub(crate) fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
                 ..Default::default()
             })
             .collect(),
-        ..Default::default()
     }
 }
 
@@ -468,6 +482,41 @@ mod tests {
             ..Default::default()
         });
         assert!(negative.contains("cpu_shares"), "{negative}");
+    }
+
+    #[test]
+    fn status_reports_the_identity_the_main_process_started_with() {
+        let spec = spec_of(&config(), None).unwrap();
+        let mut rec = ContainerRecord {
+            id: "c".repeat(64),
+            pod_id: "p".repeat(64),
+            spec,
+            image_ref: "busybox".into(),
+            image_id: "sha256:00".into(),
+            argv: vec!["sh".into()],
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            stop_signal: 15,
+            state: ContainerState::Running,
+            created_ns: 1,
+            started_ns: 2,
+            finished_ns: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            mounts: Vec::new(),
+            process_user: None,
+        };
+        assert_eq!(status_of(&rec).user, None);
+        rec.process_user = Some(a3s_vmm::proto::ProcessUser {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000, 1234, 50000],
+        });
+        let user = status_of(&rec).user.unwrap().linux.unwrap();
+        assert_eq!((user.uid, user.gid), (1000, 1000));
+        assert_eq!(user.supplemental_groups, [1000, 1234, 50000]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod images;
 pub mod listen;
 mod pods;
 mod runtime_service;
+mod security;
 pub mod server;
 mod stats;
 mod streaming;

@@ -56,6 +56,7 @@ pub(crate) fn spec_of(
             }
         }
     }
+    let (sysctls, privileged) = crate::security::pod_security(config.linux.as_ref())?;
     Ok(PodSpec {
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
@@ -69,6 +70,8 @@ pub(crate) fn spec_of(
         dns_options,
         ports,
         handler: handler.to_owned(),
+        sysctls,
+        privileged,
     })
 }
 

@@ -176,7 +176,10 @@ impl RuntimeService for Runtime {
                     features: Some(cri::RuntimeHandlerFeatures::default()),
                 })
                 .collect(),
-            features: Some(cri::RuntimeFeatures::default()),
+            // Strict and Merge are applied by guest-init; ContainerStatus reports the user.
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: true,
+            }),
         }))
     }
 

@@ -13,6 +13,13 @@
 //! read-only flag of its own, because one virtiofs mount would then also make the host's
 //! writable submounts read-only (CRI's `readonly` is not recursive).
 //!
+//! The container's security context ([`ContainerSecurity`]) adds, after the CRI mounts and in
+//! runc's order: masked paths (`/dev/null` over a file, an empty read-only tmpfs over a
+//! directory), read-only paths (bound on themselves, remounted read-only), and last the
+//! read-only root (the root is bound on itself before the chroot so that it is a mount of its
+//! own, then remounted read-only: the mounts below it keep their modes). A privileged
+//! container's `/sys` is writable.
+//!
 //! Everything that allocates happens in [`prepare`], in guest-init; the forked child only
 //! makes system calls on prepared C strings ([`Entry::enter`]), as is required between
 //! `fork` and `exec` in a multi-threaded process.
@@ -22,7 +29,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path};
 
-use a3s_vmm::proto::ContainerMount;
+use a3s_vmm::proto::{ContainerMount, ContainerSecurity};
 
 /// Pod files every container sees as they are in the pod.
 const POD_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
@@ -43,6 +50,14 @@ pub(crate) struct Entry {
     cgroup_procs: Option<OwnedFd>,
     /// CRI mounts, bound in order after the chroot.
     mounts: Vec<Bind>,
+    /// Paths inside the container masked after the mounts.
+    masked: Vec<CString>,
+    /// Paths inside the container made read-only after the masks.
+    readonly: Vec<CString>,
+    /// The root is made read-only last.
+    readonly_root: bool,
+    /// `/sys` is mounted writable (privileged).
+    sys_writable: bool,
 }
 
 /// One CRI mount as the child binds it.
@@ -73,6 +88,8 @@ pub(crate) struct Root<'a> {
     pub(crate) mounts: &'a [ContainerMount],
     /// The container's `cgroup.procs`.
     pub(crate) cgroup_procs: Option<OwnedFd>,
+    /// Its security context (`None`: a host from before it, nothing is restricted).
+    pub(crate) security: Option<&'a ContainerSecurity>,
 }
 
 /// Opens a mount's source and prepares its target's path.
@@ -157,6 +174,7 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         dir: root,
         mounts,
         cgroup_procs,
+        security,
     } = container;
     let root_path = Path::new(root);
     if !root_path.is_absolute() || root_path == Path::new("/") {
@@ -209,6 +227,19 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
     let work = under(root_path, workdir)?;
     mkdir(&work)?;
     let mounts = mounts.iter().map(bind_of).collect::<Result<_, _>>()?;
+    let empty = ContainerSecurity::default();
+    let sec = security.unwrap_or(&empty);
+    let inside = |paths: &[String], what: &str| -> Result<Vec<CString>, String> {
+        paths
+            .iter()
+            .map(|p| {
+                if !p.starts_with('/') {
+                    return Err(format!("{what} {p:?} must be an absolute path"));
+                }
+                cstr(&under(Path::new("/"), p)?)
+            })
+            .collect()
+    };
     Ok(Entry {
         root: cstr(root_path)?,
         proc_dir: cstr(&proc_dir)?,
@@ -219,6 +250,10 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
         cgroup_procs,
         mounts,
+        masked: inside(&sec.masked_paths, "masked path")?,
+        readonly: inside(&sec.readonly_paths, "read-only path")?,
+        readonly_root: sec.readonly_rootfs,
+        sys_writable: sec.privileged,
     })
 }
 
@@ -277,6 +312,17 @@ impl Entry {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ))?;
+            if self.readonly_root {
+                // The root as a mount of its own, so that it alone turns read-only at the end
+                // (the mounts made below land on it).
+                check(libc::mount(
+                    self.root.as_ptr(),
+                    self.root.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
+            }
             check(libc::mount(
                 c"proc".as_ptr(),
                 self.proc_dir.as_ptr(),
@@ -295,7 +341,14 @@ impl Entry {
                 c"sysfs".as_ptr(),
                 self.sys_dir.as_ptr(),
                 c"sysfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+                libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC
+                    | if self.sys_writable {
+                        0
+                    } else {
+                        libc::MS_RDONLY
+                    },
                 std::ptr::null(),
             ))?;
             for (from, to) in &self.binds {
@@ -337,9 +390,100 @@ impl Entry {
             for b in &self.mounts {
                 b.bind()?;
             }
+            for p in &self.masked {
+                mask(p)?;
+            }
+            for p in &self.readonly {
+                make_readonly(p)?;
+            }
+            if self.readonly_root {
+                check(libc::mount(
+                    null,
+                    c"/".as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ))?;
+            }
             check(libc::chdir(self.workdir.as_ptr()))?;
         }
         Ok(())
+    }
+}
+
+/// A path missing from the image is skipped (runc does the same for masked and read-only
+/// paths: the defaults name `/proc` files a kernel may lack).
+fn skip_missing(rc: libc::c_int) -> io::Result<bool> {
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// runc's `maskPath`: `/dev/null` bound over a file; over a directory (ENOTDIR), an empty
+/// read-only tmpfs. In the child, inside the container's root.
+#[allow(unsafe_code)]
+fn mask(path: &CString) -> io::Result<()> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: every pointer is a NUL-terminated string (`path` is owned by the caller and
+    // outlives the calls) or null where mount(2) accepts null.
+    unsafe {
+        let rc = libc::mount(
+            c"/dev/null".as_ptr(),
+            path.as_ptr(),
+            null,
+            libc::MS_BIND,
+            std::ptr::null(),
+        );
+        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTDIR) {
+            check(libc::mount(
+                c"tmpfs".as_ptr(),
+                path.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY,
+                std::ptr::null(),
+            ))
+        } else {
+            skip_missing(rc).map(drop)
+        }
+    }
+}
+
+/// runc's `readonlyPath`: the path bound on itself, then remounted read-only keeping its
+/// nosuid/nodev/noexec flags. In the child, inside the container's root.
+#[allow(unsafe_code)]
+fn make_readonly(path: &CString) -> io::Result<()> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: `path` is a NUL-terminated string owned by the caller; `st` is a statfs
+    // buffer on this stack frame, valid for the call.
+    unsafe {
+        let bound = libc::mount(
+            path.as_ptr(),
+            path.as_ptr(),
+            null,
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        );
+        if !skip_missing(bound)? {
+            return Ok(());
+        }
+        // statvfs(3) takes the kernel's statfs flags as they are (ST_VALID), reading nothing else.
+        let mut st: libc::statvfs = std::mem::zeroed();
+        check(libc::statvfs(path.as_ptr(), &mut st))?;
+        // ST_NOSUID, ST_NODEV and ST_NOEXEC have the MS_ flags' values.
+        let kept = st.f_flag & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+        check(libc::mount(
+            path.as_ptr(),
+            path.as_ptr(),
+            null,
+            kept | libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        ))
     }
 }
 
@@ -418,6 +562,7 @@ mod tests {
             dir,
             mounts: &[],
             cgroup_procs: None,
+            security: None,
         }
     }
 
@@ -445,6 +590,7 @@ mod tests {
                 dir: root.to_str().unwrap(),
                 mounts: &mounts,
                 cgroup_procs: None,
+                security: None,
             },
             "/",
         )
@@ -483,6 +629,7 @@ mod tests {
                     dir: root,
                     mounts: &m,
                     cgroup_procs: None,
+                    security: None,
                 },
                 "/",
             )
@@ -492,6 +639,53 @@ mod tests {
         assert!(refuse(root, "relative").contains("absolute"));
         assert!(refuse(root, "/a/../../etc").contains(".."));
         assert!(refuse(root, "/").contains("root"));
+    }
+
+    #[test]
+    fn security_paths_are_prepared_inside_the_container_and_bad_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let with = |sec: &ContainerSecurity| {
+            prepare(
+                Root {
+                    dir: root,
+                    mounts: &[],
+                    cgroup_procs: None,
+                    security: Some(sec),
+                },
+                "/",
+            )
+        };
+        let sec = ContainerSecurity {
+            masked_paths: vec!["/proc/kcore".into(), "/bin//ls".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            readonly_rootfs: true,
+            privileged: false,
+            ..Default::default()
+        };
+        let entry = with(&sec).unwrap();
+        // Paths stay container paths: the child resolves them after its chroot.
+        assert_eq!(
+            entry.masked,
+            [c"/proc/kcore".to_owned(), c"/bin/ls".to_owned()]
+        );
+        assert_eq!(entry.readonly, [c"/proc/sys".to_owned()]);
+        assert!(entry.readonly_root && !entry.sys_writable);
+        let e = with(&ContainerSecurity {
+            masked_paths: vec!["proc/kcore".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("masked path") && e.contains("absolute"), "{e}");
+        let e = with(&ContainerSecurity {
+            readonly_paths: vec!["/a/../../etc".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains(".."), "{e}");
+        // No context (a host from before it): nothing restricted.
+        let none = prepare(plain(root), "/").unwrap();
+        assert!(none.masked.is_empty() && none.readonly.is_empty() && !none.readonly_root);
     }
 
     #[test]

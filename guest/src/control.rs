@@ -229,12 +229,14 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
             id,
             resources,
             mounts,
+            security,
         } if session != WORKLOAD_SESSION => {
             let container = Container {
                 root: &root,
                 id: id.as_deref(),
                 resources: resources.as_ref(),
                 mounts: &mounts,
+                security: security.as_ref(),
             };
             start_container(session, &process, &container, chan, state);
         }
@@ -500,6 +502,8 @@ struct Container<'a> {
     resources: Option<&'a proto::ContainerResources>,
     /// Its CRI mounts.
     mounts: &'a [proto::ContainerMount],
+    /// Its security context.
+    security: Option<&'a proto::ContainerSecurity>,
 }
 
 /// A pod container's process: its main process creates the container's cgroup and is
@@ -537,6 +541,7 @@ fn start_container(
             dir: c.root,
             mounts: c.mounts,
             cgroup_procs: cgroup,
+            security: c.security,
         }),
         main.map(|m| m.0),
         chan,
@@ -638,7 +643,7 @@ fn spawn_in(
     // The lock is held across spawn so the reaper cannot see the pid before it is registered.
     let mut st = lock(state);
     let hostname = st.hostname.clone();
-    // A pod container keeps the pod's (unrestricted) security for now; a box gets its own.
+    // A pod container's process gets its container's context (in `root`), not the pod VM's.
     let security = if root.is_some() {
         None
     } else {
@@ -684,7 +689,13 @@ fn spawn_in(
                     pumps,
                 },
             );
-            chan.msg(session, &GuestMsg::Started { pid: sp.pid });
+            chan.msg(
+                session,
+                &GuestMsg::Started {
+                    pid: sp.pid,
+                    user: Some(sp.user.clone()),
+                },
+            );
             if let (Some(sink), Some(id)) = (&sink, supervise) {
                 // Registered before the reaper can look for it (the state lock is held).
                 st.supervised.insert(id, sink.clone());

@@ -21,6 +21,8 @@ pub(crate) struct Spawned {
     pub(crate) outputs: Vec<(bool, File)>,
     /// The PTY master, for resizing.
     pub(crate) pty: Option<OwnedFd>,
+    /// The identity it runs with.
+    pub(crate) user: a3s_vmm::proto::ProcessUser,
 }
 
 /// Why a process could not start, with Docker's exit code.
@@ -124,8 +126,8 @@ pub(crate) fn environment(
 }
 
 /// Starts `spec` with the box's security options (`None`: a box from before them); with
-/// `root`, as a pod container's process (see [`crate::container`]) joining the cgroup whose
-/// `cgroup.procs` is `cgroup_procs`.
+/// `container`, as a pod container's process (see [`crate::container`]) joining the cgroup whose
+/// `cgroup.procs` is `cgroup_procs`, with the container's own security context instead.
 pub(crate) fn spawn(
     spec: &ProcessSpec,
     hostname: &str,
@@ -148,7 +150,21 @@ pub(crate) fn spawn(
     let passwd = std::fs::read_to_string(etc("passwd")).unwrap_or_default();
     let group = std::fs::read_to_string(etc("group")).unwrap_or_default();
     let user = resolve_user(spec.user.as_deref(), &passwd, &group).map_err(|m| fail(126, m))?;
-    let credentials = Credentials::prepare(security, &user, &group).map_err(|m| fail(126, m))?;
+    // A pod container's context goes through the same credentials as a box's options.
+    let container_sec = container.as_ref().and_then(|c| c.security);
+    let own = container_sec.map(a3s_vmm::proto::ContainerSecurity::credentials);
+    let security = if container.is_some() {
+        own.as_ref()
+    } else {
+        security
+    };
+    let mut credentials =
+        Credentials::prepare(security, &user, membership_file(container_sec, &group))
+            .map_err(|m| fail(126, m))?;
+    if container.is_some() {
+        // containerd puts the primary group among the supplementary ones (`id -G` lists it).
+        credentials.include_primary_group();
+    }
     let workdir = spec
         .workdir
         .clone()
@@ -178,6 +194,7 @@ pub(crate) fn spawn(
         stdin: None,
         outputs: Vec::new(),
         pty: None,
+        user: credentials.identity(),
     };
     if spec.tty {
         let size = spec.tty_size.map(|(rows, cols)| nix::pty::Winsize {
@@ -230,6 +247,19 @@ pub(crate) fn spawn(
     // The child is reaped by PID 1's waitpid(-1) loop, not through this handle.
     drop(child);
     Ok(spawned)
+}
+
+/// The group file the user's supplementary groups are read from: none under CRI's Strict
+/// policy (only the primary group and the context's groups), else the image's.
+fn membership_file<'a>(
+    container: Option<&a3s_vmm::proto::ContainerSecurity>,
+    group: &'a str,
+) -> &'a str {
+    if container.is_some_and(|s| s.strict_groups) {
+        ""
+    } else {
+        group
+    }
 }
 
 /// Makes the child a session leader with the PTY (its stdin) as controlling terminal.
@@ -320,6 +350,16 @@ mod tests {
             .unwrap_err()
             .contains("ghost"));
         assert!(resolve_user(Some("root:nogroup"), PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn strict_groups_leave_out_the_images_memberships() {
+        let group = "root:x:0:\nlocal:x:50000:alice\n";
+        let mut sec = a3s_vmm::proto::ContainerSecurity::default();
+        assert_eq!(membership_file(Some(&sec), group), group);
+        assert_eq!(membership_file(None, group), group);
+        sec.strict_groups = true;
+        assert_eq!(membership_file(Some(&sec), group), "");
     }
 
     #[test]

@@ -287,6 +287,23 @@ impl Credentials {
         })
     }
 
+    /// Adds the primary group to the supplementary ones (first), as containerd does for a
+    /// container's process.
+    pub(crate) fn include_primary_group(&mut self) {
+        if !self.groups.contains(&self.gid) {
+            self.groups.insert(0, self.gid);
+        }
+    }
+
+    /// The identity the process gets.
+    pub(crate) fn identity(&self) -> a3s_vmm::proto::ProcessUser {
+        a3s_vmm::proto::ProcessUser {
+            uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.clone(),
+        }
+    }
+
     /// Applies everything, in the order of the module doc. Runs in the forked child.
     ///
     /// # Errors
@@ -454,6 +471,20 @@ mod tests {
         assert!(e.contains("unable to find group ghosts"), "{e}");
         let none = Credentials::prepare(None, &user(Some("root"), 0), GROUP).unwrap();
         assert!(none.groups.is_empty() && none.caps.is_none() && !none.no_new_privs);
+    }
+
+    #[test]
+    fn a_containers_primary_group_is_among_its_groups_once() {
+        let sec = Security {
+            group_add: vec!["1234".into()],
+            ..Default::default()
+        };
+        let mut c = Credentials::prepare(Some(&sec), &user(Some("www"), 33), GROUP).unwrap();
+        c.include_primary_group();
+        assert_eq!(c.groups, vec![33, 29, 1234]);
+        c.include_primary_group();
+        assert_eq!(c.identity().groups, vec![33, 29, 1234]);
+        assert_eq!((c.identity().uid, c.identity().gid), (33, 33));
     }
 
     #[test]

@@ -107,7 +107,13 @@ impl Sink {
     /// the exit when the process ended meanwhile.
     pub(crate) fn attach(&mut self, session: u32, send: &mut impl FnMut(Frame)) {
         self.session = Some(session);
-        if let Ok(f) = Frame::control(session, &GuestMsg::Started { pid: self.pid }) {
+        if let Ok(f) = Frame::control(
+            session,
+            &GuestMsg::Started {
+                pid: self.pid,
+                user: None,
+            },
+        ) {
             send(f);
         }
         if self.dropped > 0 {
@@ -221,7 +227,10 @@ mod tests {
         );
         assert_eq!(
             sent.borrow()[1].message::<GuestMsg>().unwrap(),
-            GuestMsg::Started { pid: 42 }
+            GuestMsg::Started {
+                pid: 42,
+                user: None
+            }
         );
         assert_eq!(sent.borrow()[2].payload, b"two\n");
         assert_eq!(
@@ -249,7 +258,7 @@ mod tests {
         assert_eq!(
             msgs,
             [
-                GuestMsg::Started { pid: 2 },
+                GuestMsg::Started { pid: 2, user: None },
                 GuestMsg::OomKilled,
                 GuestMsg::Exited { code: 137 }
             ]

@@ -43,6 +43,13 @@ pub struct PodSpec {
     pub ports: Vec<crate::network::PortMap>,
     /// The RuntimeClass handler (`""` for the default).
     pub handler: String,
+    /// Namespaced kernel parameters set in the pod VM before any container starts (its
+    /// containers share the VM's kernel, network and IPC namespaces, as a pod's do).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// The pod's security context is privileged (its containers may be).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl PodSpec {

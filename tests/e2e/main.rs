@@ -14,6 +14,8 @@ mod compose;
 mod cri;
 // issue 16: pod networking through CNI
 mod cri_cni;
+// issue 16: pod containers' security contexts, pod sysctls
+mod cri_security;
 mod cri_stats;
 mod cri_tee;
 mod disk;

@@ -271,6 +271,69 @@ pub struct ContainerMount {
     pub readonly: bool,
 }
 
+/// A pod container's security context (CRI `LinuxContainerSecurityContext`, resolved by the
+/// host), applied by guest-init to the container's main process and to every exec in it.
+/// Capabilities, no-new-privileges and groups go through the same pre-exec path as a box's
+/// ([`Security`]); the paths are mounts in the container's own mount namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSecurity {
+    /// Capabilities kept (`CAP_CHOWN`, ...); `None`: all of them (privileged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// setuid binaries and file capabilities grant nothing.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// Supplementary gids added to the user's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplemental_groups: Vec<u32>,
+    /// CRI's `SupplementalGroupsPolicy: Strict`: the user's memberships in the image's
+    /// `/etc/group` are not added (only the primary group and `supplemental_groups`).
+    #[serde(default)]
+    pub strict_groups: bool,
+    /// The container's root directory is read-only (its mounts keep their own modes).
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// Paths made unreadable: `/dev/null` over a file, an empty read-only tmpfs over a
+    /// directory (as runc does); missing ones are skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only (bound on themselves, remounted read-only); missing ones are
+    /// skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly_paths: Vec<String>,
+    /// Privileged: `/sys` is writable (capabilities are `None` and no paths are masked).
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+impl ContainerSecurity {
+    /// The part applied between fork and exec exactly as for a box's processes.
+    pub fn credentials(&self) -> Security {
+        Security {
+            capabilities: self.capabilities.clone(),
+            no_new_privileges: self.no_new_privileges,
+            group_add: self
+                .supplemental_groups
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            ..Security::default()
+        }
+    }
+}
+
+/// The identity a process runs with: what CRI's `ContainerStatus.user` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+    /// Its supplementary groups, as set with setgroups(2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
+}
+
 /// Machine-wide settings applied before the workload starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestSetup {
@@ -519,6 +582,10 @@ pub enum HostMsg {
         /// the pod's own files: main processes and execs see the same ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mounts: Vec<ContainerMount>,
+        /// The container's security context, the same for its main process and every exec
+        /// (absent: a host from before it; the process keeps the pod VM's privileges).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<ContainerSecurity>,
     },
     /// Re-attach the frame's session to a supervised container's main process: answered by
     /// `Started` (or `Error`: unknown), its output kept while no session was attached, then
@@ -617,6 +684,9 @@ pub enum GuestMsg {
     Started {
         /// Its pid inside the guest.
         pid: i32,
+        /// The identity it runs with (absent from guests before it and on a re-attach).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<ProcessUser>,
     },
     /// The frame's session's process could not be started.
     SpawnFailed {

@@ -39,6 +39,9 @@ pub enum ClientMsg {
         /// The container's mounts (see [`a3s_vmm::proto::HostMsg::ContainerExec`]).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mounts: Vec<a3s_vmm::proto::ContainerMount>,
+        /// The container's security context (see [`a3s_vmm::proto::HostMsg::ContainerExec`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<Box<a3s_vmm::proto::ContainerSecurity>>,
     },
     /// Re-attach to a supervised container's main process (a restarted CRI server); the
     /// connection becomes its session, as for `Exec`.
@@ -107,6 +110,9 @@ pub enum MonitorMsg {
     Started {
         /// Guest pid.
         pid: i32,
+        /// The identity it runs with (see [`a3s_vmm::proto::GuestMsg::Started`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<a3s_vmm::proto::ProcessUser>,
     },
     /// The exec process could not start.
     SpawnFailed {

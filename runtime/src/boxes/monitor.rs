@@ -665,8 +665,8 @@ fn forward_to_client(shared: &Arc<Mutex<Shared>>, frame: Frame) {
             Ok(GuestMsg::Exited { code }) => {
                 Frame::control(session, &MonitorMsg::Exited { code }).ok()
             }
-            Ok(GuestMsg::Started { pid }) => {
-                Frame::control(session, &MonitorMsg::Started { pid }).ok()
+            Ok(GuestMsg::Started { pid, user }) => {
+                Frame::control(session, &MonitorMsg::Started { pid, user }).ok()
             }
             Ok(GuestMsg::Processes { titles, processes }) => {
                 Frame::control(session, &MonitorMsg::Processes { titles, processes }).ok()
@@ -821,12 +821,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                     id,
                     resources,
                     mounts,
+                    security,
                 } => HostMsg::ContainerExec {
                     process,
                     root,
                     id,
                     resources,
                     mounts,
+                    security: security.map(|s| *s),
                 },
                 ClientMsg::ContainerAttach { id } => HostMsg::ContainerAttach { id },
                 ClientMsg::Exec { process } => HostMsg::Exec { process },
@@ -998,6 +1000,7 @@ mod tests {
             id: None,
             resources: None,
             mounts: Vec::new(),
+            security: None,
         };
         let mut sh = Shared {
             pod_sandbox: true,

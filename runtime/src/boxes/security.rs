@@ -325,7 +325,8 @@ impl SecurityConfig {
                         .collect(),
                 })
                 .collect(),
-            shm_size_bytes: Some(self.shm_size),
+            // 0 (never a flag's value): the guest's own /dev/shm is kept (a pod's VM).
+            shm_size_bytes: (self.shm_size > 0).then_some(self.shm_size),
             sysctls: self.sysctls.clone(),
         }
     }
@@ -461,10 +462,23 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, SecurityError> {
 }
 
 /// Every capability this build knows, in kernel order.
-fn all_capabilities() -> Vec<String> {
+/// Every capability this runtime knows, in kernel order (`CAP_CHOWN` first).
+pub fn all_capabilities() -> Vec<String> {
     let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
     all.sort_by_key(caps::Capability::index);
     all.iter().map(ToString::to_string).collect()
+}
+
+/// A capability's kernel name (`CAP_NET_ADMIN`) from `net_admin`, `NET_ADMIN` or
+/// `CAP_NET_ADMIN`; `None` for a name the kernel does not have (and for `ALL`).
+pub fn capability_name(raw: &str) -> Option<String> {
+    let upper = raw.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    caps::Capability::from_str(&name).ok().map(|_| name)
 }
 
 /// Docker's `normalizeCaps`: upper case, `CAP_` prefix, known names only; `ALL` stays `ALL`.
@@ -476,18 +490,13 @@ fn normalize_caps(flag: &'static str, raw: &[String]) -> Result<Vec<String>, Sec
             out.push(upper);
             continue;
         }
-        let name = if upper.starts_with("CAP_") {
-            upper
-        } else {
-            format!("CAP_{upper}")
-        };
-        if caps::Capability::from_str(&name).is_err() {
+        let Some(name) = capability_name(&upper) else {
             return Err(bad(
                 flag,
                 c,
                 "unknown capability: give a name such as NET_ADMIN or CAP_SYS_TIME, or ALL",
             ));
-        }
+        };
         if !out.contains(&name) {
             out.push(name);
         }
@@ -641,6 +650,19 @@ fn parse_sysctl(spec: &str) -> Result<(String, String), SecurityError> {
             "expected KEY=VALUE, e.g. net.ipv4.ip_forward=1",
         )
     })?;
+    check_sysctl("--sysctl", key, value)?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Checks one kernel parameter for a box or a pod VM (`flag` names where it came from):
+/// a well-formed key of a namespaced parameter (Docker's and Kubernetes' rule) and a
+/// one-line value.
+///
+/// # Errors
+/// What is wrong, naming the key.
+pub fn check_sysctl(flag: &'static str, key: &str, value: &str) -> Result<(), SecurityError> {
+    let spec = format!("{key}={value}");
+    let spec = spec.as_str();
     let well_formed = !key.is_empty()
         && key.split('.').all(|c| {
             !c.is_empty()
@@ -649,14 +671,14 @@ fn parse_sysctl(spec: &str) -> Result<(String, String), SecurityError> {
         });
     if !well_formed {
         return Err(bad(
-            "--sysctl",
+            flag,
             spec,
             "the key must be dotted words, e.g. net.core.somaxconn",
         ));
     }
     if value.len() > SYSCTL_VALUE_MAX || value.contains(['\n', '\0']) {
         return Err(bad(
-            "--sysctl",
+            flag,
             spec,
             format!("the value must be one line of at most {SYSCTL_VALUE_MAX} bytes"),
         ));
@@ -665,16 +687,16 @@ fn parse_sysctl(spec: &str) -> Result<(String, String), SecurityError> {
         IPC_SYSCTLS.contains(&key) || key.starts_with("net.") || key.starts_with("fs.mqueue.");
     if !namespaced {
         return Err(bad(
-            "--sysctl",
+            flag,
             spec,
             format!(
-                "{key} is not a namespaced kernel parameter; as in Docker only net.*, \
-                 fs.mqueue.* and the IPC ones ({}) can be set per box",
+                "{key} is not a namespaced kernel parameter; as in Docker and Kubernetes only \
+                 net.*, fs.mqueue.* and the IPC ones ({}) can be set per box or pod",
                 IPC_SYSCTLS.join(", ")
             ),
         ));
     }
-    Ok((key.to_owned(), value.to_owned()))
+    Ok(())
 }
 
 /// `--security-opt`: `no-new-privileges[:true|false]` (also `=`), nothing else. Returns

@@ -446,7 +446,7 @@ impl Engine {
                 continue;
             }
             match frame.message::<MonitorMsg>() {
-                Ok(MonitorMsg::Started { pid }) => return Ok(pid),
+                Ok(MonitorMsg::Started { pid, .. }) => return Ok(pid),
                 Ok(MonitorMsg::SpawnFailed { code, message }) => {
                     return Err(EngineError::ExecFailed { code, message })
                 }

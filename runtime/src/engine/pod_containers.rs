@@ -143,6 +143,14 @@ impl Engine {
         image: &ImageRef,
     ) -> Result<ContainerRecord, EngineError> {
         let (pod, boxed) = self.running_pod(pod_key)?;
+        if spec.security.as_ref().is_some_and(|s| s.privileged) && !pod.spec.privileged {
+            return Err(PodError::Invalid(format!(
+                "container {:?} is privileged but pod {} is not: a privileged container needs \
+                 a pod whose security context is privileged (as containerd requires)",
+                spec.name, pod.id
+            ))
+            .into());
+        }
         let containers = self.containers();
         if let Some(c) = containers.list()?.into_iter().find(|c| {
             c.pod_id == pod.id && c.spec.name == spec.name && c.spec.attempt == spec.attempt
@@ -211,6 +219,7 @@ impl Engine {
             message: String::new(),
             mounts,
             root,
+            process_user: None,
         };
         {
             let _lock = Pods::open(&self.home).lock()?;
@@ -284,11 +293,15 @@ impl Engine {
             id: Some(rec.id.clone()),
             resources: Some(rec.spec.resources.clone()),
             mounts: rec.mounts.clone(),
+            security: rec.spec.security.clone().map(Box::new),
         };
         let mut conn = self.boxes.container_session(&boxed, &msg)?;
         let log = Arc::new(Mutex::new(log));
         let taps = Arc::new(Mutex::new(Vec::new()));
         let started = await_started(&mut conn, &log, &taps);
+        if let Ok(user) = &started {
+            rec.process_user.clone_from(user);
+        }
         if let Err((message, code)) = started {
             rec.exit_code = code;
             rec.state = ContainerState::Exited;
@@ -635,6 +648,7 @@ impl Engine {
             id,
             resources: None,
             mounts: rec.mounts.clone(),
+            security: rec.spec.security.clone().map(Box::new),
         };
         Ok(self.boxes.container_session(&boxed, &msg)?)
     }
@@ -720,13 +734,14 @@ impl Engine {
     }
 }
 
-/// Reads a container session until the guest reports its process running; output before that
-/// goes to the log as it comes. A failure carries the guest's message and exit code.
+/// Reads a container session until the guest reports its process running (with the identity
+/// it runs with); output before that goes to the log as it comes. A failure carries the
+/// guest's message and exit code.
 fn await_started(
     conn: &mut UnixStream,
     log: &Mutex<Option<CriLog>>,
     taps: &Taps,
-) -> Result<(), (String, i32)> {
+) -> Result<Option<proto::ProcessUser>, (String, i32)> {
     loop {
         let frame = match proto::read_frame(conn) {
             Ok(f) => f,
@@ -735,7 +750,7 @@ fn await_started(
         match frame.kind {
             Kind::Stdout | Kind::Stderr => output(log, taps, &frame),
             Kind::Control => match frame.message::<MonitorMsg>() {
-                Ok(MonitorMsg::Started { .. }) => return Ok(()),
+                Ok(MonitorMsg::Started { user, .. }) => return Ok(user),
                 Ok(MonitorMsg::SpawnFailed { message, code }) => return Err((message, code)),
                 Ok(MonitorMsg::Error { message }) => return Err((message, 0)),
                 _ => {}

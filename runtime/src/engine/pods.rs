@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{CreateBox, Engine, EngineError};
 use crate::audit::{Event, Outcome};
+use crate::boxes::security::{check_sysctl, SecurityConfig};
 use crate::boxes::{BoxError, BoxState, CreateRequest, DEFAULT_MEM_MIB};
 use crate::pods::share::{PodShare, GUEST_POD_MOUNTS};
 use crate::pods::tee::{PodTee, HANDLER_SNP};
@@ -56,6 +57,7 @@ impl Engine {
     /// creation and boot errors (a failed TEE step names the step).
     pub fn run_pod(&self, spec: &PodSpec) -> Result<PodRecord, EngineError> {
         let tee = self.pod_tee(spec)?;
+        let security = Self::pod_security(spec)?;
         let pods = self.pods();
         let id = BoxId::random().as_str().to_owned();
         // A CNI node's configuration is read first: a missing or broken one fails the call
@@ -107,6 +109,7 @@ impl Engine {
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
                 net: Self::pod_box_net(spec, network.is_some()),
                 mounts,
+                security,
                 ..CreateRequest::default()
             };
             let boxed = match self.create(&CreateBox {
@@ -185,6 +188,24 @@ impl Engine {
                 .with("name", spec.full_name()),
         )?;
         Ok(rec)
+    }
+
+    /// The pod VM's own security options: only its sysctls, which guest-init writes before
+    /// the VM reports running (so before any container starts). The VM's processes keep
+    /// every capability (each container gets its own context) and its `/dev/shm`.
+    fn pod_security(spec: &PodSpec) -> Result<Option<SecurityConfig>, EngineError> {
+        if spec.sysctls.is_empty() {
+            return Ok(None);
+        }
+        for (key, value) in &spec.sysctls {
+            check_sysctl("pod sysctl", key, value).map_err(|e| PodError::Invalid(e.to_string()))?;
+        }
+        Ok(Some(SecurityConfig {
+            privileged: true,
+            sysctls: spec.sysctls.clone(),
+            shm_size: 0,
+            ..SecurityConfig::default()
+        }))
     }
 
     /// The confidential settings of a pod about to run, refused (audited, nothing started)
@@ -416,4 +437,32 @@ fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_sysctls_become_the_vms_only_security_option() {
+        let mut spec = PodSpec::default();
+        assert!(Engine::pod_security(&spec).unwrap().is_none());
+        spec.sysctls
+            .insert("kernel.shm_rmid_forced".into(), "1".into());
+        let guest = Engine::pod_security(&spec).unwrap().unwrap().guest();
+        assert_eq!(guest.sysctls["kernel.shm_rmid_forced"], "1");
+        // The VM's own processes keep every capability and the VM's /dev/shm.
+        assert_eq!(
+            guest.capabilities.map(|c| c.len()),
+            Some(crate::boxes::security::all_capabilities().len())
+        );
+        assert_eq!(guest.shm_size_bytes, None);
+        assert!(!guest.read_only_root && !guest.no_new_privileges);
+        spec.sysctls.insert("kernel.hostname".into(), "x".into());
+        let e = Engine::pod_security(&spec).unwrap_err().to_string();
+        assert!(
+            e.contains("kernel.hostname") && e.contains("not a namespaced"),
+            "{e}"
+        );
+    }
 }

@@ -49,6 +49,10 @@ pub struct ContainerSpec {
     /// Host paths bound into the container (CRI mounts), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::pods::share::HostMount>,
+    /// Its security context as guest-init applies it to the main process and every exec
+    /// (`None`: a record from before security contexts; its processes keep the pod VM's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<a3s_vmm::proto::ContainerSecurity>,
 }
 
 /// Where a container is in its life.
@@ -107,6 +111,9 @@ pub struct ContainerRecord {
     /// container: its overlay through the pod's share; `pods::share`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// The identity its main process started with, as guest-init reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_user: Option<a3s_vmm::proto::ProcessUser>,
 }
 
 impl ContainerRecord {
@@ -222,6 +229,7 @@ mod tests {
             message: String::new(),
             mounts: Vec::new(),
             root: None,
+            process_user: None,
         }
     }
 

@@ -252,6 +252,7 @@ mod tests {
             dns_options: vec![],
             ports: vec![],
             handler: handler.into(),
+            ..PodSpec::default()
         }
     }
 
