@@ -507,6 +507,7 @@ mod tests {
             message: String::new(),
             mounts: Vec::new(),
             process_user: None,
+            root: None,
         };
         assert_eq!(status_of(&rec).user, None);
         rec.process_user = Some(a3s_vmm::proto::ProcessUser {
