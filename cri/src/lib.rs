@@ -24,6 +24,7 @@ mod images;
 pub mod listen;
 mod pods;
 mod runtime_service;
+mod seccomp;
 mod security;
 pub mod server;
 mod stats;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use a3s_runtime::boxes::security::{
     all_capabilities, capability_name, check_sysctl, DEFAULT_CAPABILITIES,
 };
-use a3s_vmm::proto::ContainerSecurity;
+use a3s_vmm::proto::{ContainerSecurity, PidNamespace};
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
@@ -49,8 +49,8 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> Status {
 
 /// A container's security context as guest-init applies it (no context: containerd's
 /// defaults). Ignored, because they have nothing to act on in a pod VM: `selinux_options` and
-/// `apparmor` (the VM kernel has neither), `seccomp` (no profiles are applied to pod
-/// containers yet; see docs/cri.md). The user (`run_as_*`) is resolved by `containers`.
+/// `apparmor` (the VM kernel has neither). The seccomp profile is [`crate::seccomp`]'s; the
+/// user (`run_as_*`) is resolved by `containers`.
 ///
 /// # Errors
 /// `InvalidArgument` naming the field: unknown capabilities, ambient capabilities, relative
@@ -60,14 +60,16 @@ pub(crate) fn container_security(
 ) -> Result<ContainerSecurity, Status> {
     let default = cri::LinuxContainerSecurityContext::default();
     let sc = sc.unwrap_or(&default);
-    if let Some(ns) = &sc.namespace_options {
-        namespaces(ns)?;
-    }
+    let pid_namespace = match &sc.namespace_options {
+        Some(ns) => namespaces(ns)?,
+        None => PidNamespace::Pod,
+    };
     let capabilities = if sc.privileged {
         None
     } else {
         Some(capabilities(sc.capabilities.as_ref())?)
     };
+    let seccomp = crate::seccomp::container_profile(sc, capabilities.as_deref())?;
     let paths = |given: &[String], defaults: &[&str], field: &str| -> Result<Vec<String>, Status> {
         if sc.privileged {
             return Ok(Vec::new());
@@ -125,6 +127,8 @@ pub(crate) fn container_security(
             "readonly_paths",
         )?,
         privileged: sc.privileged,
+        pid_namespace,
+        seccomp,
     })
 }
 
@@ -177,9 +181,9 @@ fn capabilities(c: Option<&cri::Capability>) -> Result<Vec<String>, Status> {
 }
 
 /// Host namespaces do not exist for a pod VM; neither do user namespaces for its containers.
-/// A per-container PID namespace (`CONTAINER`, kubelet's default) is not made: containers
-/// share the VM's PID namespace (docs/cri.md).
-fn namespaces(ns: &cri::NamespaceOption) -> Result<(), Status> {
+/// The PID namespace asked for: the pod's (`POD`), the container's own (`CONTAINER`,
+/// kubelet's default) or another container's (`TARGET`).
+fn namespaces(ns: &cri::NamespaceOption) -> Result<PidNamespace, Status> {
     let node = cri::NamespaceMode::Node as i32;
     for (field, mode) in [("network", ns.network), ("pid", ns.pid), ("ipc", ns.ipc)] {
         if mode == node {
@@ -189,13 +193,25 @@ fn namespaces(ns: &cri::NamespaceOption) -> Result<(), Status> {
             ));
         }
     }
-    if ns.pid == cri::NamespaceMode::Target as i32 {
-        return Err(invalid(
-            "namespace_options.pid",
-            "TARGET: containers share the pod VM's PID namespace; targeting another \
-             container's is not supported",
-        ));
-    }
+    let pid = match cri::NamespaceMode::try_from(ns.pid) {
+        Ok(cri::NamespaceMode::Pod) => PidNamespace::Pod,
+        Ok(cri::NamespaceMode::Container) => PidNamespace::Container,
+        Ok(cri::NamespaceMode::Target) if !ns.target_id.is_empty() => {
+            PidNamespace::Target(ns.target_id.clone())
+        }
+        Ok(cri::NamespaceMode::Target) => {
+            return Err(invalid(
+                "namespace_options.target_id",
+                "TARGET needs the id of the container whose PID namespace to join",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "namespace_options.pid",
+                format!("unknown namespace mode {}", ns.pid),
+            ))
+        }
+    };
     if ns
         .userns_options
         .as_ref()
@@ -206,7 +222,7 @@ fn namespaces(ns: &cri::NamespaceOption) -> Result<(), Status> {
             "user namespaces are not supported for pod containers",
         ));
     }
-    Ok(())
+    Ok(pid)
 }
 
 /// A pod's security settings: its sysctls (namespaced ones only: the pod's containers share

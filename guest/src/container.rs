@@ -58,6 +58,8 @@ pub(crate) struct Entry {
     readonly_root: bool,
     /// `/sys` is mounted writable (privileged).
     sys_writable: bool,
+    /// Its seccomp filters, installed last.
+    seccomp: crate::seccomp::Filters,
 }
 
 /// One CRI mount as the child binds it.
@@ -90,6 +92,8 @@ pub(crate) struct Root<'a> {
     pub(crate) cgroup_procs: Option<OwnedFd>,
     /// Its security context (`None`: a host from before it, nothing is restricted).
     pub(crate) security: Option<&'a ContainerSecurity>,
+    /// The PID namespace its process is born into (`None`: the VM's).
+    pub(crate) pid_ns: Option<crate::pid_ns::PidNs>,
 }
 
 /// Opens a mount's source and prepares its target's path.
@@ -175,6 +179,7 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         mounts,
         cgroup_procs,
         security,
+        pid_ns: _,
     } = container;
     let root_path = Path::new(root);
     if !root_path.is_absolute() || root_path == Path::new("/") {
@@ -254,6 +259,10 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         readonly: inside(&sec.readonly_paths, "read-only path")?,
         readonly_root: sec.readonly_rootfs,
         sys_writable: sec.privileged,
+        seccomp: match &sec.seccomp {
+            Some(p) => crate::seccomp::compile(p)?,
+            None => crate::seccomp::Filters::default(),
+        },
     })
 }
 
@@ -407,7 +416,8 @@ impl Entry {
             }
             check(libc::chdir(self.workdir.as_ptr()))?;
         }
-        Ok(())
+        // Last, with every privilege still held (the credentials come next, under it).
+        self.seccomp.install()
     }
 }
 
@@ -563,6 +573,7 @@ mod tests {
             mounts: &[],
             cgroup_procs: None,
             security: None,
+            pid_ns: None,
         }
     }
 
@@ -591,6 +602,7 @@ mod tests {
                 mounts: &mounts,
                 cgroup_procs: None,
                 security: None,
+                pid_ns: None,
             },
             "/",
         )
@@ -630,6 +642,7 @@ mod tests {
                     mounts: &m,
                     cgroup_procs: None,
                     security: None,
+                    pid_ns: None,
                 },
                 "/",
             )
@@ -652,6 +665,7 @@ mod tests {
                     mounts: &[],
                     cgroup_procs: None,
                     security: Some(sec),
+                    pid_ns: None,
                 },
                 "/",
             )

@@ -10,6 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::pid_ns::PidNs;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -46,6 +48,9 @@ struct State {
     security: Option<proto::Security>,
     /// Pod containers' main processes (issue 16).
     supervised: Supervised,
+    /// The pod's pause process (PID 1 of the pod's PID namespace), once a container asked
+    /// for that namespace.
+    pause: Option<i32>,
 }
 
 /// Serves the channel until the workload ends; powers off from inside.
@@ -530,6 +535,13 @@ fn start_container(
             return finished(session, 125, chan);
         }
     };
+    let pid_ns = match pid_ns_of(c, state) {
+        Ok(ns) => ns,
+        Err(message) => {
+            chan.msg(session, &GuestMsg::SpawnFailed { code: 125, message });
+            return finished(session, 125, chan);
+        }
+    };
     let main = match (c.id, c.resources) {
         (Some(id), Some(res)) => Some((id, res.oom_score_adj)),
         _ => None,
@@ -542,6 +554,7 @@ fn start_container(
             mounts: c.mounts,
             cgroup_procs: cgroup,
             security: c.security,
+            pid_ns,
         }),
         main.map(|m| m.0),
         chan,
@@ -557,6 +570,53 @@ fn start_container(
         }
         (Some((id, _)), None) => container_cgroup::remove(id),
         _ => {}
+    }
+}
+
+/// The PID namespace a container's process is born into: an exec joins its container's
+/// main process; a main process gets the pod's (started with a pause process the first time),
+/// its own, or its target's. `None` (the VM's): a host from before PID namespaces.
+fn pid_ns_of(c: &Container<'_>, state: &Arc<Mutex<State>>) -> Result<Option<PidNs>, String> {
+    let running_main = |id: &str| {
+        lock(state)
+            .supervised
+            .get(id)
+            .and_then(|s| {
+                let s = supervised::lock(&s);
+                (!s.has_exited()).then(|| s.pid())
+            })
+            .ok_or_else(|| format!("container {id} is not running in this pod VM"))
+    };
+    let joined = |pid: i32, what: &str| {
+        PidNs::of(pid)
+            .map(Some)
+            .map_err(|e| format!("the PID namespace of {what}: {e}"))
+    };
+    let (Some(id), Some(sec)) = (c.id, c.security) else {
+        return Ok(None);
+    };
+    if c.resources.is_none() {
+        return joined(running_main(id)?, &format!("container {id}"));
+    }
+    match &sec.pid_namespace {
+        proto::PidNamespace::Container => Ok(Some(PidNs::New)),
+        proto::PidNamespace::Target(target) => {
+            joined(running_main(target)?, &format!("target container {target}"))
+        }
+        proto::PidNamespace::Pod => {
+            let mut st = lock(state);
+            let alive = st
+                .pause
+                .is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let pid = crate::pid_ns::start_pause()
+                    .map_err(|e| format!("starting the pod's pause process: {e}"))?;
+                st.pause = Some(pid);
+            }
+            let pid = st.pause.unwrap_or_default();
+            drop(st);
+            joined(pid, "the pod")
+        }
     }
 }
 

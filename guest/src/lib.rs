@@ -27,11 +27,13 @@ mod dm;
 mod init;
 mod mounts;
 mod net;
+mod pid_ns;
 mod pod_image;
 mod process;
 mod procs;
 mod rootfs;
 mod rwcrypt;
+mod seccomp;
 mod security;
 mod supervised;
 mod top;
@@ -59,6 +61,7 @@ pub fn main() -> ! {
     if let Some(code) = pod_image::helper(&args) {
         std::process::exit(code);
     }
+    pid_ns::helper(&args);
     if std::process::id() != 1 {
         eprintln!("a3s-guest-init: must run as PID 1 inside an A3S Box VM");
         std::process::exit(2);

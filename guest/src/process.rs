@@ -134,6 +134,8 @@ pub(crate) fn spawn(
     security: Option<&Security>,
     container: Option<crate::container::Root<'_>>,
 ) -> Result<Spawned, SpawnFailure> {
+    let mut container = container;
+    let pid_ns = container.as_mut().and_then(|c| c.pid_ns.take());
     let root = container.as_ref().map(|c| c.dir);
     let fail = |code, message: String| SpawnFailure { code, message };
     let Some(program) = spec.argv.first() else {
@@ -226,14 +228,15 @@ pub(crate) fn spawn(
     }
     // After the terminal set-up, which needs the privileges this drops.
     apply_credentials(&mut cmd, credentials);
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => fail(
-            127,
-            format!("{program}: executable file not found in $PATH"),
-        ),
-        io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),
-        _ => fail(126, format!("{program}: {e}")),
-    })?;
+    let mut child =
+        crate::pid_ns::spawn(&mut cmd, pid_ns.as_ref()).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => fail(
+                127,
+                format!("{program}: executable file not found in $PATH"),
+            ),
+            io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),
+            _ => fail(126, format!("{program}: {e}")),
+        })?;
     spawned.pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
     if let Some(s) = child.stdin.take() {
         spawned.stdin = Some(File::from(OwnedFd::from(s)));

@@ -532,7 +532,8 @@ const CRITEST_IMAGES: &[(&str, &str, Option<&str>)] = &[
 /// spec that can run here; the groups left out entirely are listed in `CRITEST_NOT_FOCUSED`).
 const CRITEST_FOCUS: &str = "Image Manager|Runtime info|PodSandbox|Idempotence|Container runtime|\
                              Multiple Containers|Streaming|Networking|Security Context bucket|\
-                             SupplementalGroupsPolicy|NoNewPrivs|Container OOM";
+                             SupplementalGroupsPolicy|NoNewPrivs|Container OOM|NamespaceOption|\
+                             SeccompProfilePath";
 const CRITEST_SKIPS: &[(&str, &str)] = &[
     (
         "runtime should return runtime conditions",
@@ -558,9 +559,10 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
          (port-forward itself: cri::crictl_runs_containers_in_a_pod_vm)",
     ),
     (
-        "execSync with timeout",
-        "checks with `pgrep sleep` that the killed command is gone, but a pod's containers share \
-         the pod VM's PID namespace, where the pod's own holder process sleeps",
+        "runtime should support HostPID|runtime should support HostIpc is true|\
+         runtime should support HostNetwork is true",
+        "a pod is its own VM: the node's PID, IPC and network namespaces are not there to \
+         join (NODE is refused by name)",
     ),
     (
         "Privileged is true|should support adding capability$",
@@ -591,14 +593,6 @@ const CRITEST_NOT_FOCUSED: &[(&str, &str)] = &[
         "no AppArmor in the pod VM's kernel configuration",
     ),
     (
-        "SeccompProfilePath",
-        "seccomp profiles are not applied to pod containers",
-    ),
-    (
-        "NamespaceOption",
-        "host PID/IPC/network namespaces do not exist for a pod VM",
-    ),
-    (
         "UserNamespaces",
         "user namespaces are not supported for pod containers",
     ),
@@ -614,12 +608,26 @@ const CRITEST_NOT_FOCUSED: &[(&str, &str)] = &[
 ];
 
 /// critest's e2e images, built here from the host's static busybox and served by the local
-/// registry as a mirror of registry.k8s.io: `(repository:tag, web server)`. The web servers
-/// stand in for nginx and httpd with busybox's httpd on port 80.
-const E2E_IMAGES: &[(&str, bool)] = &[
-    ("e2e-test-images/busybox:1.29-2", false),
-    ("e2e-test-images/nginx:1.14-2", true),
-    ("e2e-test-images/httpd:2.4.39-4", true),
+/// registry as a mirror of registry.k8s.io: `(repository:tag, command)`. The web servers
+/// stand in for nginx and httpd with busybox's httpd on port 80: each logs a line naming
+/// itself (critest looks for "httpd"). The nginx one keeps a shell as its main process, named
+/// (`$0`) as nginx titles its main process, "nginx: master process": the PID namespace specs
+/// look for that in `/proc/1/cmdline` (their own PID 1 under `CONTAINER`, the pod's pause
+/// under `POD`).
+const E2E_IMAGES: &[(&str, &[&str])] = &[
+    ("e2e-test-images/busybox:1.29-2", &[]),
+    (
+        "e2e-test-images/nginx:1.14-2",
+        &[
+            "-c",
+            "echo httpd started; httpd -f -p 80 -h /www & wait",
+            "nginx: master process",
+        ],
+    ),
+    (
+        "e2e-test-images/httpd:2.4.39-4",
+        &["-c", "echo httpd started; exec httpd -f -p 80 -h /www"],
+    ),
 ];
 
 /// Busybox with every applet linked in `/bin`, a passwd file and `/tmp`, as critest's busybox
@@ -644,6 +652,24 @@ fn full_busybox(root: &std::path::Path) {
     std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
     std::fs::create_dir_all(root.join("www")).unwrap();
     std::fs::write(root.join("www/index.html"), "<h1>It works!</h1>\n").unwrap();
+    // Debian's busybox has neither `pgrep` nor `ipcs`, which upstream's image has and
+    // critest's specs call: the same lookups, from /proc, as scripts.
+    for (name, script) in [
+        (
+            "bin/pgrep",
+            "#!/bin/sh\nfound=1\nfor d in /proc/[0-9]*; do\n  \
+             [ \"$(cat \"$d/comm\" 2>/dev/null)\" = \"$1\" ] && echo \"${d#/proc/}\" && found=0\n\
+             done\nexit $found\n",
+        ),
+        (
+            "bin/ipcs",
+            "#!/bin/sh\necho '------ Shared Memory Segments --------'\n\
+             tail -n +2 /proc/sysvipc/shm\n",
+        ),
+    ] {
+        std::fs::write(root.join(name), script).unwrap();
+        std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }
 
 #[test]
@@ -744,18 +770,16 @@ fn critest_runs_every_spec_that_can_run_here() {
         "/usr/local/bin/nnp",
     ]));
     reg.push_layout(&layout.path(), "v1", "e2e-test-images/nonewprivs:1.3");
-    for (repo_tag, web) in E2E_IMAGES {
+    for (repo_tag, cmd) in E2E_IMAGES {
         let layout = build_image("v1", &[&full_busybox]);
-        if *web {
-            // Logs a line naming itself (critest looks for "httpd"), then serves /www on 80.
+        if !cmd.is_empty() {
             let image = format!("{}:v1", layout.path().display());
-            crate::image::registry::run_ok(Command::new("umoci").args([
-                "config",
-                "--image",
-                &image,
-                "--config.cmd=-c",
-                "--config.cmd=echo httpd started; exec httpd -f -p 80 -h /www",
-            ]));
+            let mut config = Command::new("umoci");
+            config.args(["config", "--image", &image]);
+            for arg in *cmd {
+                config.arg(format!("--config.cmd={arg}"));
+            }
+            crate::image::registry::run_ok(&mut config);
         }
         reg.push_layout(&layout.path(), "v1", repo_tag);
     }

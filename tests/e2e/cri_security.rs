@@ -266,6 +266,118 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
         "{locked_mounts}"
     );
 
+    // --- PID namespaces: `plain` and `locked` asked for none, so they share the pod's,
+    // whose PID 1 is the pause process; a CONTAINER one is its own PID 1; a TARGET one
+    // joins another container's ---
+    assert_eq!(
+        out(&plain, "tr '\\0' ' ' < /proc/1/cmdline"),
+        "/pause __pause"
+    );
+    let comms = out(&plain, "cat /proc/[0-9]*/comm");
+    // The sleeps of the four containers above, but nothing of the VM's own (guest-init, the
+    // pod's holder sleep).
+    assert_eq!(
+        comms.lines().filter(|c| *c == "sleep").count(),
+        4,
+        "{comms}"
+    );
+    assert!(!comms.lines().any(|c| c.contains("init")), "{comms}");
+    let own = create(
+        "own-pid",
+        "exec sleep 2147483646",
+        serde_json::json!({"namespace_options": {"pid": 1}}),
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        out(&own, "tr '\\0' ' ' < /proc/1/cmdline"),
+        "sleep 2147483646"
+    );
+    // An exec joins it: one pid (the container's /proc shows its namespace only), not 1.
+    let nspid = out(&own, "grep NSpid /proc/self/status");
+    let pids: Vec<&str> = nspid.split_whitespace().skip(1).collect();
+    assert!(pids.len() == 1 && pids[0] != "1", "{nspid}");
+    let comms = out(&own, "cat /proc/[0-9]*/comm");
+    assert_eq!(
+        comms.lines().filter(|c| *c == "sleep").count(),
+        1,
+        "{comms}"
+    );
+    let target = create(
+        "target-pid",
+        "exec sleep 2147483645",
+        serde_json::json!({"namespace_options": {"pid": 3, "target_id": own}}),
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        out(&target, "tr '\\0' ' ' < /proc/1/cmdline"),
+        "sleep 2147483646"
+    );
+    assert_eq!(out(&target, "cat /proc/[0-9]*/comm | grep -c sleep"), "2");
+
+    // --- seccomp: none asked for is unconfined; RuntimeDefault filters (a container still
+    // runs its shell, but cannot switch personality); a node's profile file blocks what it
+    // names even for root with the capability; privileged ignores a profile ---
+    let seccomp_mode = |id: &str| out(id, "grep Seccomp: /proc/self/status");
+    assert_eq!(seccomp_mode(&plain), "Seccomp:\t0");
+    assert_eq!(out(&plain, "linux32 uname -m"), "i686");
+    let filtered = create(
+        "seccomp-default",
+        "grep Seccomp: /proc/self/status > /tmp/main-seccomp; exec sleep 2147483647",
+        serde_json::json!({"seccomp": {"profile_type": 0}}),
+        serde_json::json!([]),
+    );
+    assert_eq!(seccomp_mode(&filtered), "Seccomp:\t2");
+    assert_eq!(
+        out(
+            &filtered,
+            "until [ -s /tmp/main-seccomp ]; do sleep 0.2; done; cat /tmp/main-seccomp"
+        ),
+        "Seccomp:\t2"
+    );
+    fails_with(&filtered, "linux32 uname -m", "Operation not permitted");
+    let profile = env.path("block-chmod.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let no_chmod = create(
+        "seccomp-localhost",
+        "exec sleep 2147483647",
+        serde_json::json!({"seccomp": {"profile_type": 2, "localhost_ref": profile}}),
+        serde_json::json!([]),
+    );
+    out(&no_chmod, "touch /f");
+    fails_with(&no_chmod, "chmod 600 /f", "Operation not permitted");
+    assert_eq!(seccomp_mode(&privileged), "Seccomp:\t0");
+    // A profile file that is not there fails the create, naming it.
+    let c = env.path("bad-seccomp.json");
+    std::fs::write(
+        &c,
+        serde_json::json!({
+            "metadata": {"name": "bad-seccomp"},
+            "image": {"image": "busybox"},
+            "command": ["true"],
+            "linux": {"security_context": {"seccomp": {"profile_type": 2, "localhost_ref": "/nonexistent/profile.json"}}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let refused = server.crictl(&[
+        "create",
+        "--no-pull",
+        &pod,
+        c.to_str().unwrap(),
+        pod_config.to_str().unwrap(),
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("/nonexistent/profile.json"),
+        "{}",
+        refused.stderr
+    );
+
     server.ok(&["stopp", &pod]);
     server.ok(&["rmp", &pod]);
 }

@@ -304,6 +304,104 @@ pub struct ContainerSecurity {
     /// Privileged: `/sys` is writable (capabilities are `None` and no paths are masked).
     #[serde(default)]
     pub privileged: bool,
+    /// The PID namespace its processes live in.
+    #[serde(default)]
+    pub pid_namespace: PidNamespace,
+    /// The seccomp filter its processes run under (`None`: unconfined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProfile>,
+}
+
+/// Which PID namespace a pod container's processes see (CRI's `NamespaceOption.pid`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidNamespace {
+    /// The pod's: shared by every container of the pod that asks for it, with a pause
+    /// process as its PID 1 (Kubernetes' `shareProcessNamespace`).
+    #[default]
+    Pod,
+    /// Its own: its main process is PID 1 (kubelet's default).
+    Container,
+    /// That of another container of the pod, by id (ephemeral debug containers).
+    Target(String),
+}
+
+/// A seccomp filter in the OCI runtime spec's terms, syscalls by name (guest-init resolves
+/// them for its architecture and compiles the filter).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompProfile {
+    /// What a syscall no rule names gets.
+    pub default_action: SeccompAction,
+    /// The rules, in order: the first that names a syscall decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<SeccompRule>,
+}
+
+/// One rule: these syscalls, when every argument condition holds, get `action`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompRule {
+    /// Syscall names (`chmod`, ...); names unknown to the guest's architecture are skipped,
+    /// as runc does.
+    pub names: Vec<String>,
+    /// The action taken.
+    pub action: SeccompAction,
+    /// Conditions on the arguments, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SeccompArg>,
+}
+
+/// A condition on a syscall argument (OCI `LinuxSeccompArg`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompArg {
+    /// The argument's index (0 to 5).
+    pub index: u8,
+    /// The value compared.
+    pub value: u64,
+    /// The mask, for `MaskedEq`.
+    #[serde(default)]
+    pub value_two: u64,
+    /// The comparison.
+    pub op: SeccompOp,
+}
+
+/// OCI's `SCMP_CMP_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompOp {
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `==`
+    #[default]
+    Eq,
+    /// `>=`
+    Ge,
+    /// `>`
+    Gt,
+    /// `(arg & value_two) == value`
+    MaskedEq,
+}
+
+/// OCI's `SCMP_ACT_*` that a filter can take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompAction {
+    /// The syscall runs.
+    #[default]
+    Allow,
+    /// It fails with this errno (OCI's default for `SCMP_ACT_ERRNO` is `EPERM`).
+    Errno(u16),
+    /// The process is killed (`SCMP_ACT_KILL_PROCESS`).
+    KillProcess,
+    /// The thread is killed (`SCMP_ACT_KILL`, `SCMP_ACT_KILL_THREAD`).
+    KillThread,
+    /// SIGSYS is sent.
+    Trap,
+    /// It runs and is logged.
+    Log,
 }
 
 impl ContainerSecurity {
