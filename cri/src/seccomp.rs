@@ -542,7 +542,11 @@ mod tests {
         let relative = of(&ctx(T::Localhost, "p.json")).unwrap_err();
         assert!(relative.message().contains("absolute"), "{relative:?}");
         let big = dir.path().join("big.json");
-        std::fs::write(&big, vec![b' '; MAX_PROFILE_BYTES as usize + 1]).unwrap();
+        std::fs::write(
+            &big,
+            vec![b' '; usize::try_from(MAX_PROFILE_BYTES).unwrap() + 1],
+        )
+        .unwrap();
         let e = of(&ctx(T::Localhost, big.to_str().unwrap())).unwrap_err();
         assert!(e.message().contains("larger than"), "{e:?}");
         #[allow(deprecated)]
