@@ -79,6 +79,9 @@ struct Bind {
     target: CString,
     /// The source is a directory (else the target is a file).
     dir: bool,
+    /// Remounted read-only after the bind (the host's read-only bind already refuses writes
+    /// through the share; a confidential pod's copies have only this).
+    readonly: bool,
 }
 
 /// What a pod container's process enters: its root directory, its mounts and its cgroup.
@@ -139,6 +142,7 @@ fn bind_of(m: &ContainerMount) -> Result<Bind, String> {
         parents,
         target: cstr(&target)?,
         dir,
+        readonly: m.readonly,
     })
 }
 
@@ -558,6 +562,16 @@ impl Bind {
                 libc::MS_BIND | libc::MS_REC,
                 std::ptr::null(),
             ))?;
+            if self.readonly {
+                // A bind takes its flags only on a remount (of this mount, not the ones below).
+                check(libc::mount(
+                    null,
+                    self.target.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ))?;
+            }
         }
         Ok(())
     }

@@ -13,8 +13,8 @@ use std::path::{Component, Path, PathBuf};
 use a3s_image::oci::{Descriptor, Manifest};
 use a3s_image::unpack::{decompress, Unpacker};
 use a3s_vmm::pod_image::{
-    allowed_images, CONTAINERS_DIR, GUEST_POD_IMAGE_IN, GUEST_POD_RM, MAX_CONFIG_BYTES,
-    MAX_MANIFEST_BYTES,
+    allowed_images, CONTAINERS_DIR, GUEST_POD_IMAGE_IN, GUEST_POD_MOUNT_IN, GUEST_POD_RM,
+    MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MAX_POD_MOUNT_BYTES, POD_MOUNT_NAME,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -25,8 +25,14 @@ pub(crate) fn helper(args: &[String]) -> Option<i32> {
         [cmd, dir] if cmd == GUEST_POD_RM => {
             container_dir(Path::new(dir)).and_then(|d| remove(&d).map_err(|e| e.to_string()))
         }
+        [cmd, dir] if cmd == GUEST_POD_MOUNT_IN => {
+            mount_dir(Path::new(dir)).and_then(|d| mount_in(io::stdin().lock(), &d))
+        }
         [cmd, ..] if cmd == GUEST_POD_IMAGE_IN || cmd == GUEST_POD_RM => {
             Err(format!("usage: {cmd} {CONTAINERS_DIR}/ID"))
+        }
+        [cmd, ..] if cmd == GUEST_POD_MOUNT_IN => {
+            Err(format!("usage: {cmd} {CONTAINERS_DIR}/ID/mounts/N"))
         }
         _ => return None,
     };
@@ -49,6 +55,87 @@ fn image_in(dir: &Path) -> Result<(), String> {
     )?;
     fs::create_dir_all(CONTAINERS_DIR).map_err(|e| format!("creating {CONTAINERS_DIR}: {e}"))?;
     receive(io::stdin().lock(), &allowed, &dir).map(drop)
+}
+
+/// `/containers/ID/mounts/N` of an existing container directory, or why not.
+fn mount_dir(dir: &Path) -> Result<PathBuf, String> {
+    let bad = || {
+        format!(
+            "{} is not a mount copy ({CONTAINERS_DIR}/ID/mounts/N)",
+            dir.display()
+        )
+    };
+    let parts: Vec<Component<'_>> = dir
+        .strip_prefix(CONTAINERS_DIR)
+        .map_err(|_| bad())?
+        .components()
+        .collect();
+    let [Component::Normal(id), Component::Normal(mounts), Component::Normal(n)] = parts[..] else {
+        return Err(bad());
+    };
+    let numeric = n
+        .to_str()
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if mounts != "mounts" || !numeric {
+        return Err(bad());
+    }
+    let container = Path::new(CONTAINERS_DIR).join(id);
+    if !container.is_dir() {
+        return Err(format!(
+            "container directory {} does not exist: its image comes first",
+            container.display()
+        ));
+    }
+    Ok(dir.to_owned())
+}
+
+/// A reader that fails once more than `left` bytes came through, and says so in `over`
+/// (the tar crate's error for it names only the entry).
+struct Limited<'a, R> {
+    inner: R,
+    left: u64,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl<R: Read> Read for Limited<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => self.left = left,
+            None => {
+                self.over.set(true);
+                return Err(io::Error::other("over the size limit"));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Receives one mount's copy (a `cp` stream) at `dir`, replacing an earlier one.
+fn mount_in(input: impl Read, dir: &Path) -> Result<(), String> {
+    let parent = dir.parent().unwrap_or(dir);
+    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    remove(dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+    let over = std::cell::Cell::new(false);
+    // Tar headers and padding on top of the files' bytes: 4 MiB.
+    let input = Limited {
+        inner: input,
+        left: MAX_POD_MOUNT_BYTES + (4 << 20),
+        over: &over,
+    };
+    a3s_vmm::copy::unpack(input, POD_MOUNT_NAME, dir, false)
+        .map(drop)
+        .map_err(|e| {
+            let _ = remove(dir);
+            if over.get() {
+                format!(
+                    "the copy for {} is larger than {MAX_POD_MOUNT_BYTES} bytes of files",
+                    dir.display()
+                )
+            } else {
+                format!("receiving the copy of {}: {e}", dir.display())
+            }
+        })
 }
 
 /// `/containers/NAME` with NAME a plain file name, or why not.

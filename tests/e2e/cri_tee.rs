@@ -213,13 +213,51 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
         "no container was recorded"
     );
 
+    // CRI mounts reach a confidential pod as copies (it shares no directory with the host):
+    // a file as kubelet's /etc/hosts, a ConfigMap-style directory (kubelet's `..data`
+    // symlinks) read-only. One over the copy limit is refused naming it.
+    let hosts = env.path("kube-hosts");
+    std::fs::write(&hosts, "10.0.0.7\tkube-web\n").unwrap();
+    let cfg = env.path("kube-config");
+    std::fs::create_dir_all(cfg.join("..data")).unwrap();
+    std::fs::write(cfg.join("..data/app.conf"), "port=8080\n").unwrap();
+    std::os::unix::fs::symlink("..data/app.conf", cfg.join("app.conf")).unwrap();
+    let big = env.path("big-volume");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join("blob"), vec![0u8; 17 << 20]).unwrap();
+    let with_mounts = |name: &str, script: &str, mounts: serde_json::Value| {
+        let c = container_config(&env, name, "busybox", script);
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&c).unwrap()).unwrap();
+        config["mounts"] = mounts;
+        std::fs::write(&c, config.to_string()).unwrap();
+        server.crictl(&["create", "--no-pull", &pod, c.to_str().unwrap(), pod_path])
+    };
+    let too_big = with_mounts(
+        "too-big",
+        "true",
+        serde_json::json!([{"host_path": big, "container_path": "/data"}]),
+    );
+    assert_ne!(too_big.code, 0, "{too_big:?}");
+    assert!(
+        too_big.stderr.contains("big-volume") && too_big.stderr.contains("16777216 bytes"),
+        "{}",
+        too_big.stderr
+    );
+
     // The allowed image: the container reads the secret placed before the pod was ready,
     // through a read-only mount. Only its hash is printed (the log is on the host).
-    let reader = create(
+    let reader = with_mounts(
         "reader",
-        "busybox",
         "sha256sum /run/secrets/token; touch /run/secrets/x 2>/dev/null && echo WRITABLE \
-         || echo READONLY; echo reader-done; exec sleep 2147483647",
+         || echo READONLY; grep kube-web /etc/hosts; cat /etc/config/app.conf; \
+         touch /etc/config/x 2>/dev/null && echo CFG-WRITABLE || echo CFG-READONLY; \
+         echo 10.0.0.8 changed >> /etc/hosts && echo HOSTS-WRITTEN; \
+         echo reader-done; exec sleep 2147483647",
+        serde_json::json!([
+            {"host_path": hosts, "container_path": "/etc/hosts"},
+            {"host_path": cfg, "container_path": "/etc/config", "readonly": true},
+        ]),
     );
     assert_eq!(reader.code, 0, "{reader:?}");
     let reader = reader.stdout.trim().to_owned();
@@ -237,6 +275,19 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
         "{logs}"
     );
     assert!(logs.contains("READONLY"), "{logs}");
+    for line in [
+        "10.0.0.7\tkube-web",
+        "port=8080",
+        "CFG-READONLY",
+        "HOSTS-WRITTEN",
+    ] {
+        assert!(logs.contains(line), "{line}: {logs}");
+    }
+    // A copy: the container's write stayed in the VM.
+    assert_eq!(
+        std::fs::read_to_string(&hosts).unwrap(),
+        "10.0.0.7\tkube-web\n"
+    );
 
     // Host exec, streaming exec and attach are refused without the pod's opt-in.
     for args in [

@@ -21,6 +21,15 @@ pub const IMAGES_ARG: &str = "a3s.pod_images";
 pub const GUEST_POD_IMAGE_IN: &str = "__pod-image-in";
 /// The guest-init helper removing a container directory (`__pod-rm DIR`).
 pub const GUEST_POD_RM: &str = "__pod-rm";
+/// The guest-init helper receiving a copy of one CRI mount's host path for a confidential
+/// pod's container (`__pod-mount-in /containers/ID/mounts/N`, a [`crate::copy`] stream under
+/// [`POD_MOUNT_NAME`] on stdin): such a pod shares no directory with the host.
+pub const GUEST_POD_MOUNT_IN: &str = "__pod-mount-in";
+/// The top-level name a mount's copy travels under.
+pub const POD_MOUNT_NAME: &str = "content";
+/// The most a mount's copy may hold, in file bytes (kubelet's files, ConfigMaps and Secrets
+/// are at most 1 MiB each).
+pub const MAX_POD_MOUNT_BYTES: u64 = 16 << 20;
 /// Where container directories live in a pod VM.
 pub const CONTAINERS_DIR: &str = "/containers";
 /// The largest manifest accepted (real ones are a few KiB).
@@ -57,7 +66,12 @@ pub fn allowed_images(cmdline: &str) -> Option<Vec<String>> {
 pub fn is_pod_helper(argv: &[String]) -> bool {
     matches!(argv, [init, cmd, _dir]
         if init == crate::assets::INIT_PATH
-            && (cmd == GUEST_POD_IMAGE_IN || cmd == GUEST_POD_RM))
+            && (cmd == GUEST_POD_IMAGE_IN || cmd == GUEST_POD_RM || cmd == GUEST_POD_MOUNT_IN))
+}
+
+/// The guest path of mount `index`'s copy for a confidential pod's container `id`.
+pub fn mount_copy_dir(id: &str, index: usize) -> String {
+    format!("{CONTAINERS_DIR}/{id}/mounts/{index}")
 }
 
 #[cfg(test)]
@@ -88,6 +102,11 @@ mod tests {
             "/.a3s/init",
             "__pod-rm",
             "/containers/x"
+        ])));
+        assert!(is_pod_helper(&v(&[
+            "/.a3s/init",
+            "__pod-mount-in",
+            &mount_copy_dir("x", 0)
         ])));
         assert!(!is_pod_helper(&v(&["/.a3s/init", "__cp-in", "/x", "y"])));
         assert!(!is_pod_helper(&v(&["sh", "__pod-rm", "/containers/x"])));

@@ -192,3 +192,54 @@ fn only_container_directories_are_accepted() {
         assert!(container_dir(Path::new(bad)).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn mount_copies_go_only_to_a_numbered_mount_of_an_existing_container() {
+    for bad in [
+        "/containers/x",
+        "/containers/x/mounts",
+        "/containers/x/mounts/1a",
+        "/containers/x/other/1",
+        "/containers/../etc/mounts/1",
+        "/tmp/x/mounts/1",
+    ] {
+        let e = mount_dir(Path::new(bad)).unwrap_err();
+        assert!(e.contains("not a mount copy"), "{bad}: {e}");
+    }
+    let e = mount_dir(Path::new("/containers/no-such-container-a3s/mounts/0")).unwrap_err();
+    assert!(e.contains("its image comes first"), "{e}");
+}
+
+#[test]
+fn a_mount_copy_is_unpacked_in_place_and_an_oversized_one_refused() {
+    let host = tempfile::tempdir().unwrap();
+    let src = host.path().join("config");
+    fs::create_dir_all(src.join("..data")).unwrap();
+    fs::write(src.join("..data/app.conf"), "port=80\n").unwrap();
+    std::os::unix::fs::symlink("..data/app.conf", src.join("app.conf")).unwrap();
+    let stream = a3s_vmm::copy::pack(&src, POD_MOUNT_NAME, Vec::new()).unwrap();
+    let (_guard, root) = dir();
+    let dest = root.join("mounts/0");
+    mount_in(&stream[..], &dest).unwrap();
+    assert_eq!(
+        fs::read_to_string(dest.join("app.conf")).unwrap(),
+        "port=80\n"
+    );
+    // A second copy replaces the first.
+    fs::write(src.join("..data/app.conf"), "port=81\n").unwrap();
+    let stream = a3s_vmm::copy::pack(&src, POD_MOUNT_NAME, Vec::new()).unwrap();
+    mount_in(&stream[..], &dest).unwrap();
+    assert_eq!(
+        fs::read_to_string(dest.join("app.conf")).unwrap(),
+        "port=81\n"
+    );
+
+    let big = host.path().join("big");
+    let size = usize::try_from(MAX_POD_MOUNT_BYTES).unwrap() + (5 << 20);
+    fs::write(&big, vec![0u8; size]).unwrap();
+    let stream = a3s_vmm::copy::pack(&big, POD_MOUNT_NAME, Vec::new()).unwrap();
+    let dest = root.join("mounts/1");
+    let e = mount_in(&stream[..], &dest).unwrap_err();
+    assert!(e.contains("larger than"), "{e}");
+    assert!(!dest.exists());
+}

@@ -167,30 +167,33 @@ impl Engine {
         let id = BoxId::random().as_str().to_owned();
         let dir = format!("{GUEST_CONTAINERS}/{id}");
         let tee = Self::recorded_pod_tee(&pod)?;
-        if let (Some(_), Some(m)) = (&tee, spec.mounts.first()) {
-            return Err(PodError::Invalid(format!(
-                "mount {} -> {}: a confidential pod's containers take no files from the                  host (its VM runs only what it measured and attested)",
-                m.host_path.display(),
-                m.container_path
-            ))
-            .into());
-        }
         let share = PodShare::of(&self.home, &pod.id);
         // A plain pod's container runs on the image's erofs under its own overlay, reached
         // through the pod's share (pods::share); a confidential pod's is verified and
         // unpacked by the guest itself.
         let root = match &tee {
-            Some(tee) => self
-                .place_verified_image(&pod, tee, &boxed, &local, &dir)
+            Some(tee) => Self::check_mount_copies(&spec.mounts)
+                .and_then(|()| self.place_verified_image(&pod, tee, &boxed, &local, &dir))
                 .map(|()| None),
             None => store
                 .filesystem(&local)
                 .map_err(EngineError::from)
                 .and_then(|fs| Ok(Some(share.mount_root(&id, &fs.path)?))),
         }?;
-        let mounts = share.bind(&id, &spec.mounts).inspect_err(|_| {
-            let _ = share.unbind(&id);
-        })?;
+        let mounts = match &tee {
+            // Copies: a confidential pod shares no directory with the host (pod_images).
+            Some(_) => self
+                .copy_mounts_in(&boxed, &id, &spec.mounts)
+                .inspect_err(|_| {
+                    let _ = self.remove_verified_root(&boxed, &dir);
+                }),
+            None => share
+                .bind(&id, &spec.mounts)
+                .inspect_err(|_| {
+                    let _ = share.unbind(&id);
+                })
+                .map_err(EngineError::from),
+        }?;
         let config = &local.config;
         let mut env = config.env.clone();
         env.extend(spec.env.iter().cloned());

@@ -2,20 +2,32 @@
 //! RunPodSandbox and on the VM's measured command line), sent as their registry blobs for
 //! guest-init to verify and unpack itself (the stream of [`a3s_vmm::pod_image`]). The host's
 //! unpacked copy of an image, which no attestation covers, never enters such a pod.
+//!
+//! Such a pod shares no directory with the host either, so its containers' CRI mounts
+//! (kubelet's `/etc/hosts`, termination log, ConfigMaps, Secrets, tokens) are copies: each
+//! host path is packed when the container is created and unpacked by guest-init inside the VM
+//! ([`a3s_vmm::pod_image::GUEST_POD_MOUNT_IN`]), at most
+//! [`a3s_vmm::pod_image::MAX_POD_MOUNT_BYTES`] of files each. Later changes on either side do
+//! not cross: kubelet's updates of ConfigMaps and tokens do not reach the container, and
+//! what the container writes stays in the VM.
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
 use a3s_image::LocalImage;
 use a3s_vmm::assets::INIT_PATH;
-use a3s_vmm::pod_image::{GUEST_POD_IMAGE_IN, GUEST_POD_RM, MAX_MANIFEST_BYTES};
-use a3s_vmm::proto::{self, Frame, Kind, ProcessSpec};
+use a3s_vmm::pod_image::{
+    mount_copy_dir, GUEST_POD_IMAGE_IN, GUEST_POD_MOUNT_IN, GUEST_POD_RM, MAX_MANIFEST_BYTES,
+    MAX_POD_MOUNT_BYTES, POD_MOUNT_NAME,
+};
+use a3s_vmm::proto::{self, ContainerMount, Frame, Kind, ProcessSpec};
 
 use super::pod_containers::collect;
 use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::BoxRecord;
 use crate::copy::StdinWriter;
+use crate::pods::share::{host_path_is_dir, HostMount};
 use crate::pods::tee::{PodTee, IMAGES_ANNOTATION};
 use crate::pods::{PodError, PodRecord};
 
@@ -92,6 +104,79 @@ impl Engine {
         sent.map_err(|e| EngineError::context("sending the image to the pod VM", e))
     }
 
+    /// Checks a confidential pod's container's CRI mounts before anything is sent: each
+    /// host path a file or directory within the copy limit.
+    ///
+    /// # Errors
+    /// [`PodError::Invalid`] naming the mount: a missing host path, one that is neither a file
+    /// nor a directory, or one over the size limit.
+    pub(super) fn check_mount_copies(mounts: &[HostMount]) -> Result<(), EngineError> {
+        for m in mounts {
+            host_path_is_dir(m)?;
+            let size = tree_size(&m.host_path, MAX_POD_MOUNT_BYTES).map_err(|e| {
+                EngineError::context(format!("reading {}", m.host_path.display()), e)
+            })?;
+            if size > MAX_POD_MOUNT_BYTES {
+                return Err(PodError::Invalid(format!(
+                    "mount {} -> {}: a confidential pod takes copies of its mounts, and this one \
+                     holds more than {MAX_POD_MOUNT_BYTES} bytes; mount less",
+                    m.host_path.display(),
+                    m.container_path
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies container `id`'s CRI mounts (checked with [`Self::check_mount_copies`]) into a
+    /// confidential pod's VM (module docs); the mounts as guest-init binds them.
+    ///
+    /// # Errors
+    /// The guest's refusal, naming the mount; i/o.
+    pub(super) fn copy_mounts_in(
+        &self,
+        boxed: &BoxRecord,
+        id: &str,
+        mounts: &[HostMount],
+    ) -> Result<Vec<ContainerMount>, EngineError> {
+        let mut out = Vec::with_capacity(mounts.len());
+        for (i, m) in mounts.iter().enumerate() {
+            let dest = mount_copy_dir(id, i);
+            let process = ProcessSpec {
+                argv: vec![INIT_PATH.into(), GUEST_POD_MOUNT_IN.into(), dest.clone()],
+                stdin: true,
+                ..ProcessSpec::default()
+            };
+            let mut conn = self.boxes.exec(boxed, process)?;
+            let sent =
+                a3s_vmm::copy::pack(&m.host_path, POD_MOUNT_NAME, StdinWriter(&mut conn)).map(drop);
+            let _ = proto::write_frame(&mut conn, &Frame::data(Kind::StdinClosed, 0, vec![]));
+            let done = collect(conn, None)?;
+            if done.code != 0 {
+                return Err(PodError::Invalid(format!(
+                    "mount {} -> {}: the pod VM refused the copy: {}",
+                    m.host_path.display(),
+                    m.container_path,
+                    String::from_utf8_lossy(&done.stderr).trim()
+                ))
+                .into());
+            }
+            sent.map_err(|e| {
+                EngineError::context(
+                    format!("copying {} into the pod VM", m.host_path.display()),
+                    e,
+                )
+            })?;
+            out.push(ContainerMount {
+                source: dest,
+                target: m.container_path.clone(),
+                readonly: m.readonly,
+            });
+        }
+        Ok(out)
+    }
+
     /// Removes a container's directory in a confidential pod's VM (guest-init's helper: host
     /// commands are refused there).
     pub(super) fn remove_verified_root(
@@ -115,6 +200,32 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The bytes of the files under `path` (a file: its size), counting stops past `limit`.
+/// Symlinks count as nothing and are not followed (they travel as symlinks).
+fn tree_size(path: &std::path::Path, limit: u64) -> io::Result<u64> {
+    let md = std::fs::symlink_metadata(path)?;
+    if !md.is_dir() {
+        return Ok(if md.is_file() { md.len() } else { 0 });
+    }
+    let mut total = 0u64;
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let md = entry.file_type()?;
+            if md.is_dir() {
+                stack.push(entry.path());
+            } else if md.is_file() {
+                total = total.saturating_add(entry.metadata()?.len());
+                if total > limit {
+                    return Ok(total);
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The image stream: manifest length and bytes, then the config and layer blobs in order.

@@ -208,27 +208,7 @@ impl PodShare {
         let mut out = Vec::with_capacity(mounts.len());
         for (i, m) in mounts.iter().enumerate() {
             let target = dir.join(i.to_string());
-            let is_dir = match fs::metadata(&m.host_path) {
-                Ok(md) if md.is_dir() => true,
-                Ok(md) if md.is_file() => false,
-                Ok(_) => {
-                    return Err(PodError::Invalid(format!(
-                        "mount {} -> {}: the host path is neither a file nor a directory \
-                         (devices go in the container config's devices)",
-                        m.host_path.display(),
-                        m.container_path
-                    )))
-                }
-                // CRI: "if the host path doesn't exist, runtimes should report an error".
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(PodError::Invalid(format!(
-                        "mount {} -> {}: the host path does not exist; create it first",
-                        m.host_path.display(),
-                        m.container_path
-                    )))
-                }
-                Err(e) => return Err(io_at(&m.host_path, "reading the mount's host path", e)),
-            };
+            let is_dir = host_path_is_dir(m)?;
             mount_point(&target, is_dir)?;
             let what = format!(
                 "binding {} (mount to {})",
@@ -346,6 +326,31 @@ impl PodShare {
 }
 
 /// The overlay's mount options; paths the option syntax cannot carry are refused.
+/// Whether a CRI mount's host path is a directory (else a file); anything else, or a
+/// missing path, is refused naming the mount.
+///
+/// # Errors
+/// [`PodError::Invalid`] for a missing path or one that is neither; i/o.
+pub(crate) fn host_path_is_dir(m: &HostMount) -> Result<bool, PodError> {
+    match fs::metadata(&m.host_path) {
+        Ok(md) if md.is_dir() => Ok(true),
+        Ok(md) if md.is_file() => Ok(false),
+        Ok(_) => Err(PodError::Invalid(format!(
+            "mount {} -> {}: the host path is neither a file nor a directory \
+             (devices go in the container config's devices)",
+            m.host_path.display(),
+            m.container_path
+        ))),
+        // CRI: "if the host path doesn't exist, runtimes should report an error".
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PodError::Invalid(format!(
+            "mount {} -> {}: the host path does not exist; create it first",
+            m.host_path.display(),
+            m.container_path
+        ))),
+        Err(e) => Err(io_at(&m.host_path, "reading the mount's host path", e)),
+    }
+}
+
 fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, PodError> {
     let mut parts = Vec::new();
     for (key, p) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
