@@ -565,14 +565,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
          join (NODE is refused by name)",
     ),
     (
-        "Privileged is true|should support adding capability$",
-        "both check CAP_NET_ADMIN with `brctl addbr`, which needs the kernel's bridge module: \
-         the pod VM's kernel has it as a module its initrd does not carry (`Package not \
-         installed`); privileged and added capabilities themselves: \
-         cri_security::pod_containers_get_their_security_context_and_the_pod_its_sysctls and \
-         the adding/dropping ALL capabilities specs",
-    ),
-    (
         "runtime should support MaskedPaths",
         "masks /bin/ls and expects `sh -c ls` to fail, but the stand-in image's shell is \
          Debian's busybox-static, built with FEATURE_SH_STANDALONE: it runs `ls` as its own \

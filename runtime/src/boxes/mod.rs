@@ -25,6 +25,9 @@ pub mod signal;
 pub mod state;
 pub mod timings;
 
+/// Kernel modules a plain pod's VM loads besides a box's (see `boot_plan`).
+const POD_GUEST_MODULES: &[&str] = &["bridge"];
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -820,6 +823,18 @@ impl Boxes {
             .into());
         }
         let tee_modules: &[&str] = if snp.is_some() { &["sev-guest"] } else { &[] };
+        // A plain pod's containers may make bridges with CAP_NET_ADMIN, as in any Kubernetes
+        // pod; the VM has no modprobe, so the module is loaded at boot. Not in confidential
+        // pods: their measured initrd stays what `measure` computes for the image.
+        let pod_modules: &[&str] = if spec.tee.is_none()
+            && spec
+                .labels
+                .contains_key(a3s_vmm::pod_image::POD_SANDBOX_LABEL)
+        {
+            POD_GUEST_MODULES
+        } else {
+            &[]
+        };
         let layer = layer_format(spec);
         let crypt_modules: &[&str] = match layer {
             a3s_vmm::disk::LayerFormat::Encrypted => a3s_vmm::disk::CRYPT_GUEST_MODULES,
@@ -836,6 +851,7 @@ impl Boxes {
             },
             crypt_modules,
             tee_modules,
+            pod_modules,
         ]
         .concat();
         let programs: &[&Path] = match layer {
