@@ -46,13 +46,16 @@ pub enum DiskError {
     /// Volumes.
     #[error(transparent)]
     Volume(#[from] VolumeError),
-    /// `rmi` of the last name of an image a box uses.
-    #[error("image {image} is in use by box(es) {}", boxes.join(", "))]
+    /// Pod containers.
+    #[error(transparent)]
+    Pod(#[from] crate::pods::PodError),
+    /// `rmi` of the last name of an image a box or a pod container uses.
+    #[error("image {image} is in use by {}", users.describe())]
     ImageInUse {
         /// The reference given.
         image: String,
-        /// Names of the boxes.
-        boxes: Vec<String>,
+        /// Who uses it.
+        users: ImageUsers,
     },
     /// i/o (the message names the path).
     #[error("i/o failed")]
@@ -63,10 +66,19 @@ impl DiskError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::ImageInUse { boxes, .. } => Some(format!(
-                "remove the box(es) first (`a3s-box rm {}`), or untag anyway with `rmi -f` (the image stays until no box uses it)",
-                boxes.join(" ")
-            )),
+            Self::ImageInUse { users, .. } => {
+                let mut first = Vec::new();
+                if !users.boxes.is_empty() {
+                    first.push(format!("`a3s-box rm {}`", users.boxes.join(" ")));
+                }
+                if !users.containers.is_empty() {
+                    first.push(format!("`crictl rm {}`", users.containers.join(" ")));
+                }
+                Some(format!(
+                    "remove them first ({}), or untag anyway with `rmi -f` (the image stays until nothing uses it)",
+                    first.join(", ")
+                ))
+            }
             Self::Image(e) => e.hint(),
             Self::Box(e) => e.hint(),
             Self::Volume(e) => e.hint(),
@@ -175,8 +187,55 @@ fn store(home: &A3sHome) -> Result<ImageStore, DiskError> {
 ///
 /// # Errors
 /// i/o on the boxes directory.
-pub fn images_in_use(home: &A3sHome) -> Result<BTreeMap<Digest, Vec<String>>, DiskError> {
-    images_used_by(&Boxes::open(home).list()?)
+pub fn images_in_use(home: &A3sHome) -> Result<BTreeMap<Digest, ImageUsers>, DiskError> {
+    let mut out: BTreeMap<Digest, ImageUsers> = images_used_by(&Boxes::open(home).list()?)?
+        .into_iter()
+        .map(|(d, boxes)| {
+            (
+                d,
+                ImageUsers {
+                    boxes,
+                    containers: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    // A pod container runs on its image's filesystem (loop-mounted on the host).
+    for c in crate::pod_containers::Containers::open(home).list()? {
+        match c.image_id.parse::<Digest>() {
+            Ok(d) => out
+                .entry(d)
+                .or_default()
+                .containers
+                .push(c.id.chars().take(12).collect()),
+            Err(e) => {
+                tracing::warn!(container = %c.id, error = %e, "pod container records no valid image digest")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Who uses an image: boxes by name, pod containers by (short) id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageUsers {
+    /// Boxes' names.
+    pub boxes: Vec<String>,
+    /// Pod containers' short ids.
+    pub containers: Vec<String>,
+}
+
+impl ImageUsers {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.boxes.is_empty() {
+            parts.push(format!("box(es) {}", self.boxes.join(", ")));
+        }
+        if !self.containers.is_empty() {
+            parts.push(format!("pod container(s) {}", self.containers.join(", ")));
+        }
+        parts.join(" and ")
+    }
 }
 
 fn images_used_by(boxes: &[BoxRecord]) -> Result<BTreeMap<Digest, Vec<String>>, DiskError> {
@@ -532,9 +591,9 @@ impl ImagePrune {
     }
 }
 
-/// Removes the names of images no box uses (with `all`), then every blob, unpacked tree and
-/// filesystem image no name and no box reaches, and the legacy cache entries of images no
-/// longer in the store. Images boxes use are never removed.
+/// Removes the names of images no box or pod container uses (with `all`), then every blob,
+/// unpacked tree and filesystem image no name, box or pod container reaches, and the legacy
+/// cache entries of images no longer in the store. Images in use are never removed.
 ///
 /// # Errors
 /// i/o, or a damaged store (nothing is removed then).
@@ -559,8 +618,8 @@ pub fn prune_images(home: &A3sHome, all: bool) -> Result<ImagePrune, DiskError> 
     Ok(out)
 }
 
-/// Refuses to remove `reference` when it is the last name of an image a box uses (Docker's
-/// `rmi` conflict); `Ok` otherwise, also for names that do not exist.
+/// Refuses to remove `reference` when it is the last name of an image a box or a pod
+/// container uses (Docker's `rmi` conflict; CRI-O refuses the same for containers); `Ok` otherwise, also for names that do not exist.
 ///
 /// # Errors
 /// [`DiskError::ImageInUse`], or the store cannot be read.
@@ -572,7 +631,7 @@ pub fn check_untag(home: &A3sHome, reference: &ImageRef) -> Result<(), DiskError
         Err(e) => return Err(e.into()),
     };
     let in_use = images_in_use(home)?;
-    let Some(boxes) = in_use.get(&record.manifest) else {
+    let Some(users) = in_use.get(&record.manifest) else {
         return Ok(());
     };
     // A digest reference removes every name of the image; a tag only itself.
@@ -590,7 +649,7 @@ pub fn check_untag(home: &A3sHome, reference: &ImageRef) -> Result<(), DiskError
     if other_names == 0 {
         return Err(DiskError::ImageInUse {
             image: reference.familiar(),
-            boxes: boxes.clone(),
+            users: users.clone(),
         });
     }
     Ok(())

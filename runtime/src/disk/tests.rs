@@ -371,3 +371,29 @@ fn the_last_name_of_an_image_in_use_cannot_be_removed() {
     check_untag(&h.home, &a).unwrap();
     check_untag(&h.home, &"x/none".parse().unwrap()).unwrap();
 }
+
+#[test]
+fn images_pod_containers_run_on_are_kept_by_prune_and_refused_by_rmi() {
+    let h = Home::new();
+    let d = h.import("x/pod-image", b"pod");
+    let id = "c".repeat(64);
+    crate::pod_containers::Containers::open(&h.home)
+        .save(&crate::pod_containers::test_record(&id, &d.to_string(), 1))
+        .unwrap();
+    let name: ImageRef = "x/pod-image".parse().unwrap();
+    match check_untag(&h.home, &name) {
+        Err(e @ DiskError::ImageInUse { .. }) => {
+            assert!(
+                e.to_string().contains("pod container(s) cccccccccccc"),
+                "{e}"
+            );
+            let hint = e.hint().unwrap();
+            assert!(hint.contains("crictl rm cccccccccccc"), "{hint}");
+            assert!(!hint.contains("a3s-box rm"), "{hint}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let pruned = prune_images(&h.home, true).unwrap();
+    assert!(pruned.untagged.is_empty(), "{:?}", pruned.untagged);
+    h.store.lookup(&name).unwrap();
+}

@@ -201,36 +201,42 @@ pub fn argv_of(spec: &ContainerSpec, entrypoint: &[String], cmd: &[String]) -> V
     }
 }
 
+/// A container record for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_record(id: &str, image_id: &str, created_ns: i64) -> ContainerRecord {
+    ContainerRecord {
+        id: id.to_owned(),
+        pod_id: "p".repeat(64),
+        spec: ContainerSpec {
+            name: "c".into(),
+            ..Default::default()
+        },
+        image_ref: "busybox".into(),
+        image_id: image_id.to_owned(),
+        argv: vec!["sh".into()],
+        env: Vec::new(),
+        workdir: None,
+        user: None,
+        stop_signal: 15,
+        state: ContainerState::Created,
+        created_ns,
+        started_ns: 0,
+        finished_ns: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        mounts: Vec::new(),
+        root: None,
+        process_user: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rec(id: &str, created_ns: i64) -> ContainerRecord {
-        ContainerRecord {
-            id: id.to_owned(),
-            pod_id: "p".repeat(64),
-            spec: ContainerSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-            image_ref: "busybox".into(),
-            image_id: "sha256:00".into(),
-            argv: vec!["sh".into()],
-            env: Vec::new(),
-            workdir: None,
-            user: None,
-            stop_signal: 15,
-            state: ContainerState::Created,
-            created_ns,
-            started_ns: 0,
-            finished_ns: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            mounts: Vec::new(),
-            root: None,
-            process_user: None,
-        }
+        test_record(id, "sha256:00", created_ns)
     }
 
     #[test]
