@@ -420,8 +420,19 @@ impl Entry {
             }
             check(libc::chdir(self.workdir.as_ptr()))?;
         }
-        // Last, with every privilege still held (the credentials come next, under it).
+        // Last, with every privilege still held (the credentials come next, under it),
+        // unless `take_late_seccomp` moved the filters after the credentials.
         self.seccomp.install()
+    }
+
+    /// With `no_new_privs` the filters need no privilege, so they go as late as possible:
+    /// after the credentials, right before exec (runc's order), and a profile need not allow
+    /// what dropping to the container's user calls. Returns them for that last pre-exec.
+    pub(crate) fn take_late_seccomp(
+        &mut self,
+        no_new_privs: bool,
+    ) -> Option<crate::seccomp::Filters> {
+        no_new_privs.then(|| std::mem::take(&mut self.seccomp))
     }
 }
 

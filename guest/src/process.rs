@@ -177,8 +177,10 @@ pub(crate) fn spawn(
     cmd.args(&spec.argv[1..])
         .env_clear()
         .envs(environment(spec, &user, hostname));
+    let mut late_seccomp = None;
     if let Some(container) = container {
-        let entry = crate::container::prepare(container, &workdir).map_err(|m| fail(126, m))?;
+        let mut entry = crate::container::prepare(container, &workdir).map_err(|m| fail(126, m))?;
+        late_seccomp = entry.take_late_seccomp(container_sec.is_some_and(|s| s.no_new_privileges));
         // SAFETY: `enter` only makes system calls on strings prepared above (no allocation
         // between fork and exec). It runs before the credentials' pre-exec (registered
         // below), which then drops to the container's user as for a box.
@@ -228,6 +230,13 @@ pub(crate) fn spawn(
     }
     // After the terminal set-up, which needs the privileges this drops.
     apply_credentials(&mut cmd, credentials);
+    if let Some(filters) = late_seccomp {
+        // SAFETY: `install` only makes system calls on programs compiled before the fork.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || filters.install());
+        }
+    }
     let mut child =
         crate::pid_ns::spawn(&mut cmd, pid_ns.as_ref()).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => fail(

@@ -117,6 +117,8 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
             "readonly_rootfs": true,
             "masked_paths": ["/proc/kcore", "/sys/firmware"],
             "supplemental_groups": [1234, 5678],
+            // With no_new_privs the filter goes on after the credentials, right before exec.
+            "seccomp": {"profile_type": 0},
         }),
         serde_json::json!([
             {"host_path": host_path("data"), "container_path": "/data"},
@@ -133,6 +135,7 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
     let exec_status = out(&locked, "cat /proc/self/status");
     for status in [&main_status, &exec_status] {
         assert_eq!(status_field(status, "NoNewPrivs:"), "1", "{status}");
+        assert_eq!(status_field(status, "Seccomp:"), "2", "{status}");
         let default = u64::from_str_radix(DEFAULT_CAPS_HEX, 16).unwrap();
         let without_chown = default & !1;
         assert_eq!(cap_mask(status, "CapEff:"), without_chown, "{status}");
