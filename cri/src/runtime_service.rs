@@ -535,11 +535,17 @@ impl RuntimeService for Runtime {
             .blocking(move |engine| {
                 let id = engine.container(&key).map_err(|e| error::status(&e))?.id;
                 let figures = engine.container_stats().map_err(|e| error::status(&e))?;
+                let fs = engine
+                    .image_store()
+                    .map_err(|e| error::status(&e))?
+                    .dir()
+                    .display()
+                    .to_string();
                 let now = now_ns();
                 Ok(figures
                     .iter()
                     .find(|(rec, _)| rec.id == id)
-                    .map(|f| stats::container_stats(f, now, &rates)))
+                    .map(|f| stats::container_stats(f, now, &rates, &fs)))
             })
             .await?;
         Ok(Response::new(cri::ContainerStatsResponse { stats }))
@@ -554,11 +560,17 @@ impl RuntimeService for Runtime {
         let stats = self
             .blocking(move |engine| {
                 let figures = engine.container_stats().map_err(|e| error::status(&e))?;
+                let fs = engine
+                    .image_store()
+                    .map_err(|e| error::status(&e))?
+                    .dir()
+                    .display()
+                    .to_string();
                 let now = now_ns();
                 Ok(figures
                     .iter()
                     .filter(|(rec, _)| stats::container_matches(filter.as_ref(), rec))
-                    .map(|f| stats::container_stats(f, now, &rates))
+                    .map(|f| stats::container_stats(f, now, &rates, &fs))
                     .collect())
             })
             .await?;
@@ -575,10 +587,16 @@ impl RuntimeService for Runtime {
             .blocking(move |engine| {
                 let id = engine.pod(&key).map_err(|e| error::status(&e))?.0.id;
                 let pods = engine.pod_stats().map_err(|e| error::status(&e))?;
+                let fs = engine
+                    .image_store()
+                    .map_err(|e| error::status(&e))?
+                    .dir()
+                    .display()
+                    .to_string();
                 Ok(pods
                     .iter()
                     .find(|p| p.pod.id == id)
-                    .map(|p| stats::pod_stats(p, &rates)))
+                    .map(|p| stats::pod_stats(p, &rates, &fs)))
             })
             .await?;
         Ok(Response::new(cri::PodSandboxStatsResponse { stats }))
@@ -593,10 +611,16 @@ impl RuntimeService for Runtime {
         let stats = self
             .blocking(move |engine| {
                 let pods = engine.pod_stats().map_err(|e| error::status(&e))?;
+                let fs = engine
+                    .image_store()
+                    .map_err(|e| error::status(&e))?
+                    .dir()
+                    .display()
+                    .to_string();
                 Ok(pods
                     .iter()
                     .filter(|p| stats::pod_matches(filter.as_ref(), &p.pod))
-                    .map(|p| stats::pod_stats(p, &rates))
+                    .map(|p| stats::pod_stats(p, &rates, &fs))
                     .collect())
             })
             .await?;

@@ -16,8 +16,6 @@ use crate::containers;
 
 /// Nanoseconds per guest CPU tick (`USER_HZ` is 100 on x86_64).
 const NS_PER_TICK: u64 = 10_000_000;
-/// Where containers' writable copies live, as a filesystem identifier.
-const CONTAINERS_MOUNT: &str = "/containers";
 
 /// Previous CPU samples, for rates.
 #[derive(Debug, Default)]
@@ -45,11 +43,14 @@ fn value(v: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value: v })
 }
 
-/// A container's CRI statistics; one that does not run has only its attributes.
+/// A container's CRI statistics; one that does not run has only its attributes. `fs` is the
+/// host directory its writable layer is accounted to, the one ImageFsInfo reports for
+/// container filesystems (kubelet looks the mountpoint up on the node).
 pub(crate) fn container_stats(
     (rec, figures): &ContainerFigures,
     now_ns: i64,
     rates: &CpuRates,
+    fs: &str,
 ) -> cri::ContainerStats {
     let attributes = Some(cri::ContainerAttributes {
         id: rec.id.clone(),
@@ -87,7 +88,7 @@ pub(crate) fn container_stats(
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: now_ns,
             fs_id: Some(cri::FilesystemIdentifier {
-                mountpoint: CONTAINERS_MOUNT.into(),
+                mountpoint: fs.to_owned(),
             }),
             used_bytes: value(s.fs_used_bytes),
             inodes_used: value(s.fs_inodes_used),
@@ -97,7 +98,7 @@ pub(crate) fn container_stats(
 }
 
 /// A pod's CRI statistics: its VM's figures and its containers'.
-pub(crate) fn pod_stats(p: &PodStats, rates: &CpuRates) -> cri::PodSandboxStats {
+pub(crate) fn pod_stats(p: &PodStats, rates: &CpuRates, fs: &str) -> cri::PodSandboxStats {
     let now = p.timestamp_ns;
     let attributes = Some(cri::PodSandboxAttributes {
         id: p.pod.id.clone(),
@@ -108,7 +109,7 @@ pub(crate) fn pod_stats(p: &PodStats, rates: &CpuRates) -> cri::PodSandboxStats 
     let containers = p
         .containers
         .iter()
-        .map(|c| container_stats(c, now, rates))
+        .map(|c| container_stats(c, now, rates, fs))
         .collect();
     let Some(vm) = &p.vm else {
         return cri::PodSandboxStats {

@@ -198,6 +198,22 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
         "{first}"
     );
     assert!(num(&first["memory"]["usageBytes"]["value"]) > 0, "{first}");
+    // The writable layer's filesystem is a directory on the node, the one ImageFsInfo
+    // reports for container filesystems (kubelet looks it up on the host).
+    let fs_info: Value =
+        serde_json::from_str(&server.ok(&["imagefsinfo", "-o", "json"]).stdout).unwrap();
+    let container_fs = fs_info["status"]["containerFilesystems"][0]["fsId"]["mountpoint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{fs_info}"))
+        .to_owned();
+    assert_eq!(
+        first["writableLayer"]["fsId"]["mountpoint"], container_fs,
+        "{first}"
+    );
+    assert!(
+        std::path::Path::new(&container_fs).is_dir(),
+        "{container_fs}"
+    );
     // The writable layer is what the container wrote over its image (its overlay's upper
     // directory on the host): the 3 MB file, once written.
     let layer = wait_for("the 3 MB file in busy's writable layer", || {
