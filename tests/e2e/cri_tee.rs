@@ -306,6 +306,22 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
         assert!(!r.stdout.contains(POD_SECRET));
     }
 
+    // A restarted server (kill -9) takes the running container back without the host-access
+    // opt-in: output and stop signals only. Before, it was reported EXITED/Unknown while it
+    // ran on in the VM, and kubelet would have started a second one.
+    drop(server);
+    let server = CriServer::start(&env);
+    let back = server.ok(&["inspect", "-o", "json", &reader]).json();
+    assert_eq!(back["status"]["state"], "CONTAINER_RUNNING", "{back}");
+    // Still no host access: attach (stdin) is refused as before.
+    let r = server.crictl(&["attach", reader.as_str()]);
+    assert!(r.stderr.contains("PermissionDenied"), "{}", r.stderr);
+    // Stop reaches it through the re-attached session.
+    server.ok(&["stop", "--timeout", "0", &reader]);
+    let stopped = server.ok(&["inspect", "-o", "json", &reader]).json();
+    assert_eq!(stopped["status"]["state"], "CONTAINER_EXITED", "{stopped}");
+    assert_eq!(stopped["status"]["exitCode"], 137, "{stopped}");
+
     // The order in the audit log: measured, attested, secret released, then the pod was
     // ready and only then the container was created and started.
     let entries = audit(&env);
@@ -323,10 +339,11 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
             .iter()
             .filter(|e| e["action"] == "container.exec" && e["outcome"] == "denied")
             .count(),
-        3,
-        "each refusal is audited"
+        4,
+        "each refusal is audited (three before the restart, one after)"
     );
     assert!(at("container.create", "denied") > 0);
+    assert!(at("container.start", "success") < at("container.reattach", "success"));
 
     server.ok(&["stopp", &pod]);
     server.ok(&["rmp", &pod]);

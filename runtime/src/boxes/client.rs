@@ -48,6 +48,11 @@ pub enum ClientMsg {
     ContainerAttach {
         /// Container id.
         id: String,
+        /// Only the container's output and signals to it travel: no stdin, no resizes. What a
+        /// restarted CRI server needs to keep a confidential pod's container supervised
+        /// without the host-access opt-in.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        output_only: bool,
     },
     /// New limits for a container, answered by [`MonitorMsg::ContainerStats`].
     ContainerUpdate {

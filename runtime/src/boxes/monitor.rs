@@ -782,6 +782,14 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             ..
         } | ClientMsg::ContainerAttach { .. }
     );
+    // An output-only re-attach relays signals from the client, nothing else (see below).
+    let output_only = matches!(
+        first,
+        ClientMsg::ContainerAttach {
+            output_only: true,
+            ..
+        }
+    );
     let session = match first {
         ClientMsg::Exec { .. } | ClientMsg::ContainerExec { .. }
             if !session_permitted(&mut lock(shared), &first) =>
@@ -798,7 +806,9 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             reply(&mut conn, &MonitorMsg::Error { message });
             return;
         }
-        ClientMsg::ContainerAttach { .. } if !lock(shared).exec_allowed => {
+        ClientMsg::ContainerAttach { output_only, .. }
+            if !lock(shared).exec_allowed && !(output_only && lock(shared).pod_sandbox) =>
+        {
             let message = "attach refused: this box runs in TEE mode and was not started with \
                            --allow-exec"
                 .to_owned();
@@ -830,7 +840,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
                     mounts,
                     security: security.map(|s| *s),
                 },
-                ClientMsg::ContainerAttach { id } => HostMsg::ContainerAttach { id },
+                ClientMsg::ContainerAttach { id, .. } => HostMsg::ContainerAttach { id },
                 ClientMsg::Exec { process } => HostMsg::Exec { process },
                 _ => return,
             };
@@ -915,14 +925,15 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             Ok(f) => {
                 let f = Frame { session, ..f };
                 match f.kind {
-                    Kind::Stdin | Kind::StdinClosed => {
+                    Kind::Stdin | Kind::StdinClosed if !output_only => {
                         to_guest(guest, &f);
                     }
                     Kind::Control => {
                         // Resizes, and signals to the session's own process (health probes
                         // kill a probe that outlives its timeout).
                         let msg = match f.message::<HostMsg>() {
-                            Ok(m @ (HostMsg::Resize { .. } | HostMsg::Signal { .. })) => Some(m),
+                            Ok(m @ HostMsg::Signal { .. }) => Some(m),
+                            Ok(m @ HostMsg::Resize { .. }) if !output_only => Some(m),
                             _ => None,
                         };
                         if let Some(fr) = msg.and_then(|m| Frame::control(session, &m).ok()) {

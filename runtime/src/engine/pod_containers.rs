@@ -378,10 +378,17 @@ impl Engine {
     }
 
     fn reattach(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
-        let (_, boxed) = self.running_pod(&rec.pod_id)?;
-        let mut conn = self
-            .boxes
-            .container_session(&boxed, &ClientMsg::ContainerAttach { id: rec.id.clone() })?;
+        let (pod, boxed) = self.running_pod(&rec.pod_id)?;
+        // A confidential pod without the host-access opt-in takes back only the output (and
+        // stop signals): its stdin stays out of the host's reach.
+        let output_only = Self::recorded_pod_tee(&pod)?.is_some_and(|t| !t.tee.allow_exec);
+        let mut conn = self.boxes.container_session(
+            &boxed,
+            &ClientMsg::ContainerAttach {
+                id: rec.id.clone(),
+                output_only,
+            },
+        )?;
         let log = match &rec.spec.log_path {
             Some(p) => Some(CriLog::open(p)?),
             None => None,
