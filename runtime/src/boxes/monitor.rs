@@ -807,7 +807,7 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             return;
         }
         ClientMsg::ContainerAttach { output_only, .. }
-            if !lock(shared).exec_allowed && !(output_only && lock(shared).pod_sandbox) =>
+            if !attach_permitted(&lock(shared), output_only) =>
         {
             let message = "attach refused: this box runs in TEE mode and was not started with \
                            --allow-exec"
@@ -985,6 +985,13 @@ fn session_permitted(sh: &mut Shared, msg: &ClientMsg) -> bool {
     }
 }
 
+/// Re-attaching to a container carries its stdin, so in a TEE box it needs the opt-in; an
+/// output-only re-attach in a confidential pod's VM is the runtime keeping its own container
+/// supervised and gives the host nothing new.
+fn attach_permitted(sh: &Shared, output_only: bool) -> bool {
+    sh.exec_allowed || (output_only && sh.pod_sandbox)
+}
+
 fn exec_permitted(sh: &Shared, argv: &[String]) -> bool {
     sh.exec_allowed || sh.health_argv.as_deref() == Some(argv)
 }
@@ -998,6 +1005,23 @@ fn lock(shared: &Arc<Mutex<Shared>>) -> std::sync::MutexGuard<'_, Shared> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_output_only_reattach_needs_no_opt_in_and_only_in_a_pod() {
+        let pod = Shared {
+            pod_sandbox: true,
+            ..Shared::default()
+        };
+        assert!(attach_permitted(&pod, true));
+        assert!(!attach_permitted(&pod, false));
+        let tee_box = Shared::default();
+        assert!(!attach_permitted(&tee_box, true));
+        let opted_in = Shared {
+            exec_allowed: true,
+            ..Shared::default()
+        };
+        assert!(attach_permitted(&opted_in, false));
+    }
 
     #[test]
     fn a_confidential_pod_starts_each_container_once_and_refuses_exec() {
