@@ -535,12 +535,7 @@ impl RuntimeService for Runtime {
             .blocking(move |engine| {
                 let id = engine.container(&key).map_err(|e| error::status(&e))?.id;
                 let figures = engine.container_stats().map_err(|e| error::status(&e))?;
-                let fs = engine
-                    .image_store()
-                    .map_err(|e| error::status(&e))?
-                    .dir()
-                    .display()
-                    .to_string();
+                let fs = writable_layer_fs(&engine)?;
                 let now = now_ns();
                 Ok(figures
                     .iter()
@@ -560,12 +555,7 @@ impl RuntimeService for Runtime {
         let stats = self
             .blocking(move |engine| {
                 let figures = engine.container_stats().map_err(|e| error::status(&e))?;
-                let fs = engine
-                    .image_store()
-                    .map_err(|e| error::status(&e))?
-                    .dir()
-                    .display()
-                    .to_string();
+                let fs = writable_layer_fs(&engine)?;
                 let now = now_ns();
                 Ok(figures
                     .iter()
@@ -587,12 +577,7 @@ impl RuntimeService for Runtime {
             .blocking(move |engine| {
                 let id = engine.pod(&key).map_err(|e| error::status(&e))?.0.id;
                 let pods = engine.pod_stats().map_err(|e| error::status(&e))?;
-                let fs = engine
-                    .image_store()
-                    .map_err(|e| error::status(&e))?
-                    .dir()
-                    .display()
-                    .to_string();
+                let fs = writable_layer_fs(&engine)?;
                 Ok(pods
                     .iter()
                     .find(|p| p.pod.id == id)
@@ -611,12 +596,7 @@ impl RuntimeService for Runtime {
         let stats = self
             .blocking(move |engine| {
                 let pods = engine.pod_stats().map_err(|e| error::status(&e))?;
-                let fs = engine
-                    .image_store()
-                    .map_err(|e| error::status(&e))?
-                    .dir()
-                    .display()
-                    .to_string();
+                let fs = writable_layer_fs(&engine)?;
                 Ok(pods
                     .iter()
                     .filter(|p| stats::pod_matches(filter.as_ref(), &p.pod))
@@ -664,4 +644,15 @@ impl RuntimeService for Runtime {
             pod_metrics: Vec::new(),
         }))
     }
+}
+
+/// The node directory pod containers' writable layers are accounted to: the one ImageFsInfo
+/// reports for container filesystems.
+fn writable_layer_fs(engine: &a3s_runtime::engine::Engine) -> Result<String, Status> {
+    Ok(engine
+        .image_store()
+        .map_err(|e| error::status(&e))?
+        .dir()
+        .display()
+        .to_string())
 }

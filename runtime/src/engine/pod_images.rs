@@ -113,7 +113,7 @@ impl Engine {
     pub(super) fn check_mount_copies(mounts: &[HostMount]) -> Result<(), EngineError> {
         for m in mounts {
             host_path_is_dir(m)?;
-            let size = tree_size(&m.host_path, MAX_POD_MOUNT_BYTES).map_err(|e| {
+            let size = a3s_image::store::tree_file_bytes(&m.host_path).map_err(|e| {
                 EngineError::context(format!("reading {}", m.host_path.display()), e)
             })?;
             if size > MAX_POD_MOUNT_BYTES {
@@ -200,32 +200,6 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// The bytes of the files under `path` (a file: its size), counting stops past `limit`.
-/// Symlinks count as nothing and are not followed (they travel as symlinks).
-fn tree_size(path: &std::path::Path, limit: u64) -> io::Result<u64> {
-    let md = std::fs::symlink_metadata(path)?;
-    if !md.is_dir() {
-        return Ok(if md.is_file() { md.len() } else { 0 });
-    }
-    let mut total = 0u64;
-    let mut stack = vec![path.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let md = entry.file_type()?;
-            if md.is_dir() {
-                stack.push(entry.path());
-            } else if md.is_file() {
-                total = total.saturating_add(entry.metadata()?.len());
-                if total > limit {
-                    return Ok(total);
-                }
-            }
-        }
-    }
-    Ok(total)
 }
 
 /// The image stream: manifest length and bytes, then the config and layer blobs in order.
