@@ -92,6 +92,35 @@ impl CriServer {
         }
     }
 
+    /// Writes `config` to `path` and runs the pod (`crictl runp`); its id.
+    pub(crate) fn run_pod(&self, path: &std::path::Path, config: &serde_json::Value) -> String {
+        std::fs::write(path, config.to_string()).unwrap();
+        self.ok(&["runp", path.to_str().unwrap()])
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    /// Creates a container in `pod` from the config file `container` (`crictl create
+    /// --no-pull`); its id.
+    pub(crate) fn create_in(
+        &self,
+        pod: &str,
+        container: &std::path::Path,
+        pod_config: &std::path::Path,
+    ) -> String {
+        self.ok(&[
+            "create",
+            "--no-pull",
+            pod,
+            container.to_str().unwrap(),
+            pod_config.to_str().unwrap(),
+        ])
+        .stdout
+        .trim()
+        .to_owned()
+    }
+
     pub(crate) fn ok(&self, args: &[&str]) -> Run {
         let r = self.crictl(args);
         assert_eq!(
@@ -856,25 +885,9 @@ fn crictl_runs_containers_in_a_pod_vm() {
         "hostname": "app-0",
         "log_directory": log_dir.to_str().unwrap(),
     });
-    std::fs::write(&pod_config, pod_json.to_string()).unwrap();
-    let pod = server
-        .ok(&["runp", pod_config.to_str().unwrap()])
-        .stdout
-        .trim()
-        .to_owned();
+    let pod = server.run_pod(&pod_config, &pod_json);
     let create = |name: &str, script: &str| {
-        let c = container_config(&env, name, script);
-        server
-            .ok(&[
-                "create",
-                "--no-pull",
-                &pod,
-                c.to_str().unwrap(),
-                pod_config.to_str().unwrap(),
-            ])
-            .stdout
-            .trim()
-            .to_owned()
+        server.create_in(&pod, &container_config(&env, name, script), &pod_config)
     };
     let inspect = |id: &str| json(&server.ok(&["inspect", "-o", "json", id]));
 
@@ -1002,17 +1015,7 @@ fn crictl_runs_containers_in_a_pod_vm() {
             "command": ["/no/such/program"],
         });
         std::fs::write(&c, config.to_string()).unwrap();
-        server
-            .ok(&[
-                "create",
-                "--no-pull",
-                &pod,
-                c.to_str().unwrap(),
-                pod_config.to_str().unwrap(),
-            ])
-            .stdout
-            .trim()
-            .to_owned()
+        server.create_in(&pod, &c, &pod_config)
     };
     let r = server.crictl(&["start", &bad]);
     assert_ne!(r.code, 0);
@@ -1061,17 +1064,7 @@ fn crictl_runs_containers_in_a_pod_vm() {
             "log_path": "echo.log",
         });
         std::fs::write(&c, config.to_string()).unwrap();
-        server
-            .ok(&[
-                "create",
-                "--no-pull",
-                &pod,
-                c.to_str().unwrap(),
-                pod_config.to_str().unwrap(),
-            ])
-            .stdout
-            .trim()
-            .to_owned()
+        server.create_in(&pod, &c, &pod_config)
     };
     server.ok(&["start", &echo]);
     let attached = server.crictl_stdin(&["attach", "-i", &echo], b"ping\n");

@@ -55,12 +55,7 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
             "security_context": {"privileged": true},
         },
     });
-    std::fs::write(&pod_config, pod_json.to_string()).unwrap();
-    let pod = server
-        .ok(&["runp", pod_config.to_str().unwrap()])
-        .stdout
-        .trim()
-        .to_owned();
+    let pod = server.run_pod(&pod_config, &pod_json);
 
     let host = env.path("sec-host");
     for d in ["data", "scratch"] {
@@ -77,17 +72,7 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
             "mounts": mounts,
         });
         std::fs::write(&c, config.to_string()).unwrap();
-        let id = server
-            .ok(&[
-                "create",
-                "--no-pull",
-                &pod,
-                c.to_str().unwrap(),
-                pod_config.to_str().unwrap(),
-            ])
-            .stdout
-            .trim()
-            .to_owned();
+        let id = server.create_in(&pod, &c, &pod_config);
         server.ok(&["start", &id]);
         id
     };

@@ -72,17 +72,7 @@ struct Pod<'a> {
 impl Pod<'_> {
     fn create(&self, server: &CriServer, name: &str, script: &str, res: &Value) -> String {
         let c = config(self.env, name, script, res);
-        let id = server
-            .ok(&[
-                "create",
-                "--no-pull",
-                &self.pod,
-                c.to_str().unwrap(),
-                self.pod_config.to_str().unwrap(),
-            ])
-            .stdout
-            .trim()
-            .to_owned();
+        let id = server.create_in(&self.pod, &c, &self.pod_config);
         server.ok(&["start", &id]);
         id
     }
@@ -123,12 +113,7 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
         "log_directory": logs.to_str().unwrap(),
         "labels": {"app": "stats"},
     });
-    std::fs::write(&pod_config, pod_json.to_string()).unwrap();
-    let pod = server
-        .ok(&["runp", pod_config.to_str().unwrap()])
-        .stdout
-        .trim()
-        .to_owned();
+    let pod = server.run_pod(&pod_config, &pod_json);
     let p = Pod {
         env: &env,
         pod: pod.clone(),

@@ -489,27 +489,12 @@ fn nginx_runs_as_a_pod_container_reached_on_the_pods_localhost() {
         "hostname": "web-0",
         "log_directory": dir.join("logs").to_str().unwrap(),
     });
-    std::fs::write(&pod_config, pod_json.to_string()).unwrap();
-    let pod = server
-        .ok(&["runp", pod_config.to_str().unwrap()])
-        .stdout
-        .trim()
-        .to_owned();
+    let pod = server.run_pod(&pod_config, &pod_json);
     let create = |name: &str, config: serde_json::Value| {
         let path = dir.join(format!("{name}.json"));
         std::fs::write(&path, config.to_string()).unwrap();
         let started = Instant::now();
-        let id = server
-            .ok(&[
-                "create",
-                "--no-pull",
-                &pod,
-                path.to_str().unwrap(),
-                pod_config.to_str().unwrap(),
-            ])
-            .stdout
-            .trim()
-            .to_owned();
+        let id = server.create_in(&pod, &path, &pod_config);
         eprintln!(
             "real_images: CreateContainer {name} took {:?}",
             started.elapsed()
