@@ -1177,13 +1177,25 @@ impl Boxes {
                         if rec.paused {
                             let _ = self.resume(&rec);
                         }
-                        self.request(
+                        let asked = self.request(
                             &rec,
                             &client::ClientMsg::Stop {
                                 timeout_secs: timeout.as_secs(),
                                 signal: Some(signal),
                             },
-                        )?;
+                        );
+                        if let Err(e) = asked {
+                            // A monitor that is ending (its workload just exited) drops the
+                            // question; only one that lives on without answering is an error.
+                            match rec.state.monitor_pid() {
+                                Some(pid) => wait_for_exit(pid, MONITOR_EXIT_WAIT),
+                                None => return Err(e),
+                            }
+                            if rec.state.monitor_pid().is_some_and(state::alive) {
+                                return Err(e);
+                            }
+                            continue;
+                        }
                         let done = self.wait_until(&rec.id, |s| !s.is_active(), None);
                         let _ =
                             std::fs::remove_file(self.box_dir(&rec.id).join(monitor::STOP_REQUEST));

@@ -908,14 +908,17 @@ fn client(mut conn: UnixStream, shared: &Arc<Mutex<Shared>>, guest: &Arc<Mutex<U
             timeout_secs,
             signal,
         } => {
-            lock(shared).stop_deadline = Some(Instant::now() + Duration::from_secs(timeout_secs));
             if timeout_secs > 0 {
                 let signal = signal.unwrap_or(15);
                 if let Ok(f) = Frame::control(WORKLOAD_SESSION, &HostMsg::Signal { signal }) {
                     to_guest(guest, &f);
                 }
             }
+            // Answer before arming the deadline: once it passes, the serve loop kills the VM
+            // and this process exits, which would cut the answer off (`rm -f` then failed
+            // with "channel i/o failed").
             reply(&mut conn, &MonitorMsg::Done);
+            lock(shared).stop_deadline = Some(Instant::now() + Duration::from_secs(timeout_secs));
             return;
         }
     };
@@ -1062,6 +1065,34 @@ mod tests {
             &start("/containers/a/rootfs")
         ));
         assert!(!session_permitted(&mut tee_box, &helper));
+    }
+
+    #[test]
+    fn a_stop_is_answered_before_its_deadline_can_end_the_monitor() {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (mut cli, conn) = UnixStream::pair().unwrap();
+        let (guest, _guest_end) = UnixStream::pair().unwrap();
+        let guest = Arc::new(Mutex::new(guest));
+        let stop = ClientMsg::Stop {
+            timeout_secs: 0,
+            signal: None,
+        };
+        proto::write_frame(&mut cli, &Frame::control(0, &stop).unwrap()).unwrap();
+        cli.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // While the serve loop holds the state (as it does when it acts on a deadline), the
+        // answer must already be on its way.
+        let held = lock(&shared);
+        let handler = {
+            let (shared, guest) = (shared.clone(), guest.clone());
+            std::thread::spawn(move || client(conn, &shared, &guest))
+        };
+        let answer = proto::read_frame(&mut cli)
+            .and_then(|f| f.message::<MonitorMsg>())
+            .expect("the stop is answered without waiting for the state");
+        assert!(matches!(answer, MonitorMsg::Done), "{answer:?}");
+        drop(held);
+        handler.join().unwrap();
+        assert!(lock(&shared).stop_deadline.is_some());
     }
 
     #[test]
