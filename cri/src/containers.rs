@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use a3s_runtime::pod_containers::{ContainerRecord, ContainerSpec, ContainerState};
-use a3s_runtime::pods::share::HostMount;
-use a3s_vmm::proto::ContainerResources;
+use a3s_runtime::pods::share::{HostMount, Propagation};
+use a3s_vmm::proto::{ContainerDevice, ContainerResources};
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
@@ -29,12 +29,6 @@ pub(crate) fn spec_of(
         .iter()
         .map(mount_of)
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(d) = config.devices.first() {
-        return Err(Status::unimplemented(format!(
-            "device {}: devices in pod containers are not supported",
-            d.host_path
-        )));
-    }
     let log_path = match (
         sandbox.map(|s| s.log_directory.as_str()),
         config.log_path.as_str(),
@@ -53,7 +47,12 @@ pub(crate) fn spec_of(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
-    let context = crate::security::container_security(security)?;
+    let mut context = crate::security::container_security(security)?;
+    context.devices = config
+        .devices
+        .iter()
+        .map(device_of)
+        .collect::<Result<_, _>>()?;
     // As runc: a group without a user would run as root with that group.
     if let Some(s) = security {
         if s.run_as_group.is_some() && s.run_as_user.is_none() && s.run_as_username.is_empty() {
@@ -105,6 +104,53 @@ pub(crate) fn spec_of(
     })
 }
 
+/// One CRI device, checked. A pod VM's devices are its own: the host path names the device
+/// at the same path in the VM (virtual devices such as `/dev/fuse` and `/dev/net/tun`, which
+/// the guest kernel provides); guest-init refuses one the VM lacks. Access is read and
+/// write: without a device cgroup filter a read-only or write-only grant could not be held,
+/// so it is refused rather than widened.
+fn device_of(d: &cri::Device) -> Result<ContainerDevice, Status> {
+    let refuse = |why: &str| {
+        Err(Status::invalid_argument(format!(
+            "device {:?} -> {:?}: {why}",
+            d.host_path, d.container_path
+        )))
+    };
+    let under_dev = |p: &str| {
+        p.strip_prefix("/dev/")
+            .is_some_and(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()))
+    };
+    if !under_dev(&d.host_path) {
+        return refuse("the host path must be a path under /dev/, without `..`");
+    }
+    let container_path = if d.container_path.is_empty() {
+        d.host_path.clone()
+    } else {
+        d.container_path.clone()
+    };
+    if !under_dev(&container_path) {
+        return refuse("the container path must be under /dev/, without `..`");
+    }
+    let permissions = if d.permissions.is_empty() {
+        "rwm"
+    } else {
+        d.permissions.as_str()
+    };
+    if permissions.chars().any(|c| !"rwm".contains(c)) {
+        return refuse("permissions are letters of \"rwm\"");
+    }
+    if !(permissions.contains('r') && permissions.contains('w')) {
+        return refuse(
+            "a pod VM cannot limit a device to reading or writing only; grant \"rw\" (or leave \
+             the device out)",
+        );
+    }
+    Ok(ContainerDevice {
+        path: d.host_path.clone(),
+        container_path,
+    })
+}
+
 /// One CRI mount, checked; what a pod VM cannot honour is refused naming the mount.
 fn mount_of(m: &cri::Mount) -> Result<HostMount, Status> {
     let refuse = |why: &str| {
@@ -122,20 +168,24 @@ fn mount_of(m: &cri::Mount) -> Result<HostMount, Status> {
     if !m.host_path.starts_with('/') {
         return refuse("the host path must be absolute");
     }
-    match cri::MountPropagation::try_from(m.propagation) {
-        Ok(cri::MountPropagation::PropagationPrivate) => {}
-        // The host path reaches the VM through virtiofs: mounts made later on either side
-        // do not cross it.
-        Ok(p) => {
-            return refuse(&format!(
-                "propagation {}: only private mounts cross into a pod VM",
-                p.as_str_name()
-            ))
-        }
-        Err(_) => return refuse(&format!("unknown propagation {}", m.propagation)),
+    let propagation =
+        match cri::MountPropagation::try_from(m.propagation) {
+            Ok(cri::MountPropagation::PropagationPrivate) => Propagation::Private,
+            Ok(cri::MountPropagation::PropagationHostToContainer) => Propagation::HostToContainer,
+            // The host path reaches the VM through virtiofs; a mount made inside the VM is the
+            // guest kernel's and cannot appear on the host.
+            Ok(cri::MountPropagation::PropagationBidirectional) => return refuse(
+                "PROPAGATION_BIDIRECTIONAL: mounts made inside a pod VM cannot reach the host; \
+                 use PROPAGATION_HOST_TO_CONTAINER or PROPAGATION_PRIVATE",
+            ),
+            Err(_) => return refuse(&format!("unknown propagation {}", m.propagation)),
+        };
+    // CRI: a recursive read-only mount must be read-only and private.
+    if m.recursive_read_only && !m.readonly {
+        return refuse("recursive_read_only needs readonly: true");
     }
-    if m.recursive_read_only {
-        return refuse("recursive read-only mounts are not supported (use readonly)");
+    if m.recursive_read_only && propagation != Propagation::Private {
+        return refuse("recursive_read_only needs PROPAGATION_PRIVATE");
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return refuse(
@@ -148,6 +198,8 @@ fn mount_of(m: &cri::Mount) -> Result<HostMount, Status> {
         host_path: m.host_path.clone().into(),
         container_path: m.container_path.clone(),
         readonly: m.readonly,
+        recursive_readonly: m.recursive_read_only,
+        propagation,
     })
 }
 
@@ -303,6 +355,13 @@ pub(crate) fn status_of(rec: &ContainerRecord) -> cri::ContainerStatus {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.display().to_string(),
                 readonly: m.readonly,
+                recursive_read_only: m.recursive_readonly,
+                propagation: match m.propagation {
+                    Propagation::Private => cri::MountPropagation::PropagationPrivate,
+                    Propagation::HostToContainer => {
+                        cri::MountPropagation::PropagationHostToContainer
+                    }
+                } as i32,
                 ..Default::default()
             })
             .collect(),
@@ -395,15 +454,69 @@ mod tests {
         .contains("PROPAGATION_BIDIRECTIONAL"));
         assert!(refused(cri::Mount {
             recursive_read_only: true,
-            readonly: true,
             ..mount("/h", "/c")
         })
-        .contains("recursive"));
+        .contains("needs readonly"));
+        assert!(refused(cri::Mount {
+            recursive_read_only: true,
+            readonly: true,
+            propagation: cri::MountPropagation::PropagationHostToContainer as i32,
+            ..mount("/h", "/c")
+        })
+        .contains("needs PROPAGATION_PRIVATE"));
+        let mut c = config();
+        c.mounts.push(cri::Mount {
+            recursive_read_only: true,
+            readonly: true,
+            ..mount("/h", "/c")
+        });
+        c.mounts.push(cri::Mount {
+            propagation: cri::MountPropagation::PropagationHostToContainer as i32,
+            ..mount("/h2", "/c2")
+        });
+        let spec = spec_of(&c, None).unwrap();
+        assert!(spec.mounts[0].recursive_readonly && spec.mounts[0].readonly);
+        assert_eq!(spec.mounts[1].propagation, Propagation::HostToContainer);
         assert!(refused(cri::Mount {
             image: Some(cri::ImageSpec::default()),
             ..mount("", "/c")
         })
         .contains("image"));
+    }
+
+    #[test]
+    fn devices_name_the_vms_own_and_need_read_write() {
+        let dev = |host: &str, container: &str, permissions: &str| cri::Device {
+            host_path: host.into(),
+            container_path: container.into(),
+            permissions: permissions.into(),
+        };
+        let given = device_of(&dev("/dev/fuse", "", "")).unwrap();
+        assert_eq!(
+            given.container_path, "/dev/fuse",
+            "the host path by default"
+        );
+        let renamed = device_of(&dev("/dev/net/tun", "/dev/tun0", "rw")).unwrap();
+        assert_eq!(
+            (renamed.path.as_str(), renamed.container_path.as_str()),
+            ("/dev/net/tun", "/dev/tun0")
+        );
+        for (d, why) in [
+            (dev("/dev/fuse", "", "r"), "reading or writing only"),
+            (dev("/dev/fuse", "", "rwx"), "letters"),
+            (dev("/etc/passwd", "", "rw"), "under /dev/"),
+            (dev("/dev/../etc", "", "rw"), "under /dev/"),
+            (dev("/dev/fuse", "/fuse", "rw"), "container path"),
+        ] {
+            let e = device_of(&d).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(why), "{}", e.message());
+        }
+        let mut c = config();
+        c.devices.push(dev("/dev/fuse", "", "rwm"));
+        let spec = spec_of(&c, None).unwrap();
+        let security = spec.security.unwrap();
+        assert_eq!(security.devices, [given]);
     }
 
     #[test]

@@ -173,7 +173,11 @@ impl RuntimeService for Runtime {
                 .iter()
                 .map(|name| cri::RuntimeHandler {
                     name: (*name).into(),
-                    features: Some(cri::RuntimeHandlerFeatures::default()),
+                    // Read-only all the way down is set on the host's bind and in the guest.
+                    features: Some(cri::RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: true,
+                        user_namespaces: false,
+                    }),
                 })
                 .collect(),
             // Strict and Merge are applied by guest-init; ContainerStatus reports the user.

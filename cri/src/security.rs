@@ -129,6 +129,8 @@ pub(crate) fn container_security(
         privileged: sc.privileged,
         pid_namespace,
         seccomp,
+        // CRI carries devices beside the security context; `containers` fills them in.
+        devices: Vec::new(),
     })
 }
 

@@ -9,9 +9,10 @@
 //! files and volumes) are bound last, after the chroot: each source is opened before it and
 //! reached as `/proc/self/fd/N`, so the kernel resolves the target inside the container's
 //! root and an image's symlink cannot point a bind outside it. A read-only mount is enforced
-//! by the host, whose bind is read-only (the guest cannot lift it); the guest adds no
-//! read-only flag of its own, because one virtiofs mount would then also make the host's
-//! writable submounts read-only (CRI's `readonly` is not recursive).
+//! by the host, whose bind is read-only (the guest cannot lift it); the guest adds a
+//! read-only flag only when the host asks ([`ContainerMount::readonly`]: recursive read-only,
+//! and a confidential pod's copies), because over one virtiofs mount it also makes the host's
+//! submounts read-only (CRI's plain `readonly` is not recursive).
 //!
 //! The container's security context ([`ContainerSecurity`]) adds, after the CRI mounts and in
 //! runc's order: masked paths (`/dev/null` over a file, an empty read-only tmpfs over a
@@ -40,6 +41,8 @@ pub(crate) struct Entry {
     root: CString,
     proc_dir: CString,
     dev_dir: CString,
+    /// What the container's `/dev` holds.
+    dev: Dev,
     sys_dir: CString,
     /// (pod file, file in the container) pairs to bind.
     binds: Vec<(CString, CString)>,
@@ -60,6 +63,131 @@ pub(crate) struct Entry {
     sys_writable: bool,
     /// Its seccomp filters, installed last.
     seccomp: crate::seccomp::Filters,
+}
+
+/// The container's `/dev`. An unprivileged container gets a tmpfs of its own (`nodev`, so a
+/// node made there with `CAP_MKNOD` opens nothing) holding binds of the standard devices and
+/// the CRI devices asked for, as runc's default set; its root is `nodev` too. The pod's
+/// `/dev/pts`, `/dev/shm` and `/dev/mqueue` are bound in: a pod shares its IPC namespace.
+/// A privileged container sees the pod VM's `/dev` as is.
+#[derive(Debug)]
+enum Dev {
+    /// The pod VM's `/dev`, bound recursively.
+    Vm,
+    Own {
+        /// (device in the VM, empty file to bind it on), in the container's `/dev`.
+        nodes: Vec<(CString, CString)>,
+        /// Directories made in the tmpfs first (parents of device paths, mount points).
+        dirs: Vec<CString>,
+        /// (directory in the VM, mount point), bound recursively.
+        dir_binds: Vec<(CString, CString)>,
+        /// (what the link names, the link).
+        links: Vec<(CString, CString)>,
+        /// Where the pod IPC namespace's message queues are mounted.
+        mqueue: CString,
+    },
+}
+
+/// The devices every unprivileged container gets (runc's default set).
+const STANDARD_DEVICES: [&str; 7] = ["null", "zero", "full", "random", "urandom", "tty", "ptmx"];
+/// The pod's shared directories under `/dev`, bound when the VM has them.
+const POD_DEV_DIRS: [&str; 2] = ["pts", "shm"];
+/// runc's links: `/dev/fd` and the standard streams through `/proc`.
+const DEV_LINKS: [(&str, &str); 4] = [
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+];
+
+/// The container's `/dev` at `dev_dir` (its path in the VM): the standard devices and
+/// `devices`, each checked to be a device of the pod VM.
+fn dev_of(
+    dev_dir: &Path,
+    privileged: bool,
+    devices: &[a3s_vmm::proto::ContainerDevice],
+) -> Result<Dev, String> {
+    let is_device = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_char_device() || m.file_type().is_block_device()
+        })
+    };
+    for d in devices {
+        if !is_device(Path::new(&d.path)) {
+            return Err(format!(
+                "device {}: the pod VM has no such device (a pod VM's devices are its own: \
+                 only virtual ones such as /dev/fuse or /dev/net/tun can be given)",
+                d.path
+            ));
+        }
+    }
+    if privileged {
+        return match devices.iter().find(|d| d.path != d.container_path) {
+            Some(d) => Err(format!(
+                "device {} -> {}: a privileged container sees the pod VM's /dev as it is; \
+                 give the device at its own path",
+                d.path, d.container_path
+            )),
+            None => Ok(Dev::Vm),
+        };
+    }
+    let in_dev = |container_path: &str| -> Result<std::path::PathBuf, String> {
+        let rel = container_path
+            .strip_prefix("/dev/")
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| format!("device path {container_path:?} must be under /dev/"))?;
+        let target = under(dev_dir, rel)?;
+        if target.parent().is_none_or(|p| !p.starts_with(dev_dir)) || target == dev_dir {
+            return Err(format!(
+                "device path {container_path:?} must be under /dev/"
+            ));
+        }
+        Ok(target)
+    };
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for name in STANDARD_DEVICES {
+        let vm = Path::new("/dev").join(name);
+        if is_device(&vm) {
+            nodes.push((cstr(&vm)?, cstr(&dev_dir.join(name))?));
+        }
+    }
+    for d in devices {
+        let target = in_dev(&d.container_path)?;
+        // Parents below /dev, outermost first.
+        let mut parents: Vec<_> = target
+            .ancestors()
+            .skip(1)
+            .take_while(|a| *a != dev_dir)
+            .map(cstr)
+            .collect::<Result<_, _>>()?;
+        parents.reverse();
+        dirs.extend(parents);
+        nodes.push((cstr(Path::new(&d.path))?, cstr(&target)?));
+    }
+    let mut dir_binds = Vec::new();
+    for name in POD_DEV_DIRS {
+        let vm = Path::new("/dev").join(name);
+        if vm.is_dir() {
+            let target = dev_dir.join(name);
+            dirs.push(cstr(&target)?);
+            dir_binds.push((cstr(&vm)?, cstr(&target)?));
+        }
+    }
+    let links = DEV_LINKS
+        .iter()
+        .map(|(to, name)| Ok((cstr(Path::new(to))?, cstr(&dev_dir.join(name))?)))
+        .collect::<Result<_, String>>()?;
+    let mqueue = dev_dir.join("mqueue");
+    dirs.push(cstr(&mqueue)?);
+    Ok(Dev::Own {
+        nodes,
+        dirs,
+        dir_binds,
+        links,
+        mqueue: cstr(&mqueue)?,
+    })
 }
 
 /// One CRI mount as the child binds it.
@@ -253,6 +381,7 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         root: cstr(root_path)?,
         proc_dir: cstr(&proc_dir)?,
         dev_dir: cstr(&dev_dir)?,
+        dev: dev_of(&dev_dir, sec.privileged, &sec.devices)?,
         sys_dir: cstr(&sys_dir)?,
         binds,
         secrets,
@@ -325,9 +454,9 @@ impl Entry {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ))?;
-            if self.readonly_root {
-                // The root as a mount of its own, so that it alone turns read-only at the end
-                // (the mounts made below land on it).
+            if self.root_remount().is_some() {
+                // The root as a mount of its own, so that it alone turns read-only and
+                // `nodev` at the end (the mounts made below land on it).
                 check(libc::mount(
                     self.root.as_ptr(),
                     self.root.as_ptr(),
@@ -343,13 +472,7 @@ impl Entry {
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 std::ptr::null(),
             ))?;
-            check(libc::mount(
-                c"/dev".as_ptr(),
-                self.dev_dir.as_ptr(),
-                null,
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ))?;
+            self.dev.enter(&self.dev_dir)?;
             check(libc::mount(
                 c"sysfs".as_ptr(),
                 self.sys_dir.as_ptr(),
@@ -409,12 +532,12 @@ impl Entry {
             for p in &self.readonly {
                 make_readonly(p)?;
             }
-            if self.readonly_root {
+            if let Some(flags) = self.root_remount() {
                 check(libc::mount(
                     null,
                     c"/".as_ptr(),
                     null,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    libc::MS_BIND | libc::MS_REMOUNT | flags,
                     std::ptr::null(),
                 ))?;
             }
@@ -425,6 +548,23 @@ impl Entry {
         self.seccomp.install()
     }
 
+    /// The flags the root is remounted with at the end, if any: read-only when asked, and
+    /// `nodev` for an unprivileged container (a device node in its image or made on its
+    /// root opens nothing).
+    fn root_remount(&self) -> Option<libc::c_ulong> {
+        let ro = if self.readonly_root {
+            libc::MS_RDONLY
+        } else {
+            0
+        };
+        let nodev = if matches!(self.dev, Dev::Own { .. }) {
+            libc::MS_NODEV
+        } else {
+            0
+        };
+        (ro | nodev != 0).then_some(ro | nodev)
+    }
+
     /// With `no_new_privs` the filters need no privilege, so they go as late as possible:
     /// after the credentials, right before exec (runc's order), and a profile need not allow
     /// what dropping to the container's user calls. Returns them for that last pre-exec.
@@ -433,6 +573,87 @@ impl Entry {
         no_new_privs: bool,
     ) -> Option<crate::seccomp::Filters> {
         no_new_privs.then(|| std::mem::take(&mut self.seccomp))
+    }
+}
+
+impl Dev {
+    /// In the child, before the chroot: the container's `/dev` at `dev_dir`.
+    #[allow(unsafe_code)]
+    fn enter(&self, dev_dir: &CString) -> io::Result<()> {
+        let null = std::ptr::null::<libc::c_char>();
+        // SAFETY: every pointer is a NUL-terminated string owned by `self` or the caller
+        // (alive across the calls), a static C string, or null where mount(2) accepts it.
+        unsafe {
+            let Self::Own {
+                nodes,
+                dirs,
+                dir_binds,
+                links,
+                mqueue,
+            } = self
+            else {
+                return check(libc::mount(
+                    c"/dev".as_ptr(),
+                    dev_dir.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ));
+            };
+            check(libc::mount(
+                c"tmpfs".as_ptr(),
+                dev_dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
+                c"mode=755,size=65536k".as_ptr().cast(),
+            ))?;
+            for d in dirs {
+                if libc::mkdir(d.as_ptr(), 0o755) != 0
+                    && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (vm, target) in nodes {
+                let fd = libc::open(
+                    target.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+                    0o666,
+                );
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(fd);
+                check(libc::mount(
+                    vm.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+            for (vm, target) in dir_binds {
+                check(libc::mount(
+                    vm.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
+            }
+            for (to, link) in links {
+                check(libc::symlink(to.as_ptr(), link.as_ptr()))?;
+            }
+            // The pod shares one IPC namespace: this shows its queues.
+            check(libc::mount(
+                c"mqueue".as_ptr(),
+                mqueue.as_ptr(),
+                c"mqueue".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
+        }
+        Ok(())
     }
 }
 
@@ -725,6 +946,67 @@ mod tests {
         // No context (a host from before it): nothing restricted.
         let none = prepare(plain(root), "/").unwrap();
         assert!(none.masked.is_empty() && none.readonly.is_empty() && !none.readonly_root);
+    }
+
+    #[test]
+    fn an_unprivileged_dev_holds_the_standard_devices_and_the_ones_given() {
+        let device = |path: &str, container_path: &str| a3s_vmm::proto::ContainerDevice {
+            path: path.into(),
+            container_path: container_path.into(),
+        };
+        let dev_dir = Path::new("/containers/c/dev");
+        let Dev::Own {
+            nodes,
+            dirs,
+            dir_binds,
+            links,
+            mqueue,
+        } = dev_of(dev_dir, false, &[device("/dev/null", "/dev/a/b/nul")]).unwrap()
+        else {
+            panic!("an unprivileged container has its own /dev");
+        };
+        let names: Vec<_> = nodes.iter().map(|(_, t)| t.to_str().unwrap()).collect();
+        for standard in ["null", "zero", "random", "urandom"] {
+            assert!(
+                names.contains(&format!("/containers/c/dev/{standard}").as_str()),
+                "{names:?}"
+            );
+        }
+        assert_eq!(names.last(), Some(&"/containers/c/dev/a/b/nul"));
+        let dirs: Vec<_> = dirs.iter().map(|d| d.to_str().unwrap()).collect();
+        let a = dirs
+            .iter()
+            .position(|d| *d == "/containers/c/dev/a")
+            .unwrap();
+        let ab = dirs
+            .iter()
+            .position(|d| *d == "/containers/c/dev/a/b")
+            .unwrap();
+        assert!(a < ab, "parents first: {dirs:?}");
+        assert!(dir_binds.iter().any(|(vm, _)| vm.as_c_str() == c"/dev/pts"));
+        assert!(links
+            .iter()
+            .any(|(to, l)| to.as_c_str() == c"/proc/self/fd"
+                && l.as_c_str() == c"/containers/c/dev/fd"));
+        assert_eq!(mqueue.as_c_str(), c"/containers/c/dev/mqueue");
+
+        // A device the VM lacks, a path outside /dev, and a renamed device in a privileged
+        // container are refused, naming the device.
+        let e = dev_of(dev_dir, false, &[device("/dev/a3s-none", "/dev/x")]).unwrap_err();
+        assert!(
+            e.contains("/dev/a3s-none") && e.contains("no such device"),
+            "{e}"
+        );
+        let e = dev_of(dev_dir, false, &[device("/dev/null", "/dev/../etc/x")]).unwrap_err();
+        assert!(e.contains("`..`"), "{e}");
+        let e = dev_of(dev_dir, false, &[device("/dev/null", "/dev")]).unwrap_err();
+        assert!(e.contains("under /dev/"), "{e}");
+        let e = dev_of(dev_dir, true, &[device("/dev/null", "/dev/other")]).unwrap_err();
+        assert!(e.contains("privileged"), "{e}");
+        assert!(matches!(
+            dev_of(dev_dir, true, &[device("/dev/null", "/dev/null")]),
+            Ok(Dev::Vm)
+        ));
     }
 
     #[test]

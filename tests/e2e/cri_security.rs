@@ -254,6 +254,60 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
         "{locked_mounts}"
     );
 
+    // --- devices: an unprivileged container's /dev is its own (runc's standard set and the
+    // pod's pts, shm and mqueue), so the VM's other devices are not there, and a node it
+    // makes opens nothing; the privileged container sees the VM's /dev ---
+    let own_dev = out(&plain, "ls -A /dev | sort | tr '\\n' ' '");
+    assert_eq!(
+        own_dev, "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero",
+        "an unprivileged container's /dev"
+    );
+    let vm_dev = out(&privileged, "ls -A /dev");
+    assert!(vm_dev.lines().any(|d| d == "kmsg"), "{vm_dev}");
+    // CAP_MKNOD (a default capability) makes a node on the /dev tmpfs, which is nodev ...
+    fails_with(
+        &plain,
+        "mknod /dev/mem2 c 1 1 && head -c1 /dev/mem2",
+        "Permission denied",
+    );
+    // ... and none at all on the root, which lives on the host (virtiofsd has no CAP_MKNOD).
+    fails_with(&plain, "mknod /mem3 c 1 1", "Operation not permitted");
+    out(
+        &plain,
+        "echo x > /dev/null && head -c4 /dev/urandom | wc -c && ls /dev/fd/",
+    );
+    // A CRI device is the VM's own device at the path asked for; one the VM lacks fails the
+    // start, naming it.
+    let device_container = |name: &str, host_path: &str| {
+        let c = env.path(&format!("{name}.json"));
+        let config = serde_json::json!({
+            "metadata": {"name": name},
+            "image": {"image": "busybox"},
+            "command": ["sleep", "2147483647"],
+            "devices": [{"host_path": host_path, "container_path": "/dev/klog/kmsg",
+                         "permissions": "rwm"}],
+        });
+        std::fs::write(&c, config.to_string()).unwrap();
+        server.create_in(&pod, &c, &pod_config)
+    };
+    let with_device = device_container("with-device", "/dev/kmsg");
+    server.ok(&["start", &with_device]);
+    out(
+        &with_device,
+        "test -c /dev/klog/kmsg && test ! -e /dev/kmsg",
+    );
+    let missing = device_container("missing-device", "/dev/a3s-none");
+    let refused = server.crictl(&["start", &missing]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("/dev/a3s-none") && refused.stderr.contains("no such device"),
+        "{}",
+        refused.stderr
+    );
+    server.ok(&["rm", &missing]);
+    server.ok(&["stop", "-t", "0", &with_device]);
+    server.ok(&["rm", &with_device]);
+
     // --- PID namespaces: `plain` and `locked` asked for none, so they share the pod's,
     // whose PID 1 is the pause process; a CONTAINER one is its own PID 1; a TARGET one
     // joins another container's ---

@@ -158,6 +158,12 @@ pub fn daemon_args(share: &Share, as_root: bool) -> Vec<OsString> {
     if share.readonly {
         a.push("--readonly".into());
     }
+    if as_root {
+        // The guest is not trusted with the host's devices: without CAP_MKNOD the daemon
+        // cannot make a device node (say, of the host's disk) in a shared host directory.
+        // FIFOs and sockets need no capability and still work.
+        a.push("--modcaps=-mknod".into());
+    }
     a
 }
 
@@ -331,6 +337,7 @@ mod tests {
         assert!(a.contains(&"--readonly".to_owned()));
         assert!(a.contains(&"--shared-dir=/data/0".to_owned()));
         assert!(a.contains(&"--sandbox=namespace".to_owned()));
+        assert!(a.contains(&"--modcaps=-mknod".to_owned()));
         let b = strings(daemon_args(&share(1, false), false));
         assert!(!b.contains(&"--readonly".to_owned()));
         assert!(b.contains(&"--sandbox=none".to_owned()));

@@ -265,8 +265,10 @@ pub struct ContainerMount {
     pub source: String,
     /// Absolute path in the container (created when missing, resolved inside its root).
     pub target: String,
-    /// Read-only: the host's bind already is (the guest cannot lift that), so the guest
-    /// adds nothing; kept for what the container reports.
+    /// Remounted read-only in the container. The guest sees the host path as one virtiofs
+    /// mount, so this covers the host's submounts too: a plain pod sets it only for CRI's
+    /// recursive read-only (its host bind enforces plain read-only, leaving submounts
+    /// writable); a confidential pod's copies have only this.
     #[serde(default)]
     pub readonly: bool,
 }
@@ -310,6 +312,20 @@ pub struct ContainerSecurity {
     /// The seccomp filter its processes run under (`None`: unconfined).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<SeccompProfile>,
+    /// Devices of the pod VM given to the container (CRI `devices`), besides the standard
+    /// set every unprivileged container gets (`null`, `zero`, `full`, `random`, `urandom`,
+    /// `tty`, `ptmx`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<ContainerDevice>,
+}
+
+/// One device node of the pod VM, bound into a container's `/dev`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerDevice {
+    /// The device's path in the pod VM (`/dev/fuse`).
+    pub path: String,
+    /// Where the container sees it, under `/dev`.
+    pub container_path: String,
 }
 
 /// Which PID namespace a pod container's processes see (CRI's `NamespaceOption.pid`).

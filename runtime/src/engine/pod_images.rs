@@ -27,7 +27,7 @@ use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::BoxRecord;
 use crate::copy::StdinWriter;
-use crate::pods::share::{host_path_is_dir, HostMount};
+use crate::pods::share::{host_path_is_dir, HostMount, Propagation};
 use crate::pods::tee::{PodTee, IMAGES_ANNOTATION};
 use crate::pods::{PodError, PodRecord};
 
@@ -109,10 +109,20 @@ impl Engine {
     ///
     /// # Errors
     /// [`PodError::Invalid`] naming the mount: a missing host path, one that is neither a file
-    /// nor a directory, or one over the size limit.
+    /// nor a directory, one over the size limit, or one asking for host-to-container
+    /// propagation.
     pub(super) fn check_mount_copies(mounts: &[HostMount]) -> Result<(), EngineError> {
         for m in mounts {
             host_path_is_dir(m)?;
+            if m.propagation == Propagation::HostToContainer {
+                return Err(PodError::Invalid(format!(
+                    "mount {} -> {}: a confidential pod takes copies of its mounts, which \
+                     cannot follow what the host mounts later; use PROPAGATION_PRIVATE",
+                    m.host_path.display(),
+                    m.container_path
+                ))
+                .into());
+            }
             let size = a3s_image::store::tree_file_bytes(&m.host_path).map_err(|e| {
                 EngineError::context(format!("reading {}", m.host_path.display()), e)
             })?;

@@ -49,9 +49,31 @@ pub struct HostMount {
     pub host_path: PathBuf,
     /// Absolute path in the container.
     pub container_path: String,
-    /// Bound read-only (on the host and in the container).
+    /// Bound read-only (on the host and in the container). As in Kubernetes, this is not
+    /// recursive: mounts under the host path stay writable unless `recursive_readonly`.
     #[serde(default)]
     pub readonly: bool,
+    /// Read-only all the way down, the host path's submounts too (CRI
+    /// `recursive_read_only`; needs `readonly` and private propagation).
+    #[serde(default)]
+    pub recursive_readonly: bool,
+    /// Whether mounts the host makes under the path later reach the container.
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+/// CRI's mount propagation, as far as it can cross into a VM: mounts made inside the pod VM
+/// never reach the host, so there is no bidirectional form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Propagation {
+    /// Nothing mounted later on the host appears (`rprivate`).
+    #[default]
+    Private,
+    /// Mounts the host makes under the path later appear in the container (`rslave`): the
+    /// share's bind is a slave of the host path's peer group, and virtiofsd serves what is
+    /// mounted there.
+    HostToContainer,
 }
 
 /// One pod's share directory, and its containers' writable layers beside it.
@@ -215,33 +237,29 @@ impl PodShare {
                 m.host_path.display(),
                 m.container_path
             );
-            if m.readonly {
-                self.bind_readonly(
-                    &m.host_path,
-                    &target,
-                    &format!("{container_id}-{i}"),
-                    is_dir,
-                )
+            self.bind_staged(m, &target, &format!("{container_id}-{i}"), is_dir)
                 .map_err(|e| mount_error(&target, &what, e))?;
-            } else {
-                bind(&m.host_path, &target).map_err(|e| mount_error(&target, &what, e))?;
-            }
             out.push(ContainerMount {
                 source: format!("{GUEST_POD_MOUNTS}/{container_id}/{i}"),
                 target: m.container_path.clone(),
-                readonly: m.readonly,
+                // The host enforces read-only; the guest's flag covers everything it sees
+                // through one virtiofs mount, the host's submounts too, so it is added only
+                // when those must be read-only as well.
+                readonly: m.recursive_readonly,
             });
         }
         Ok(out)
     }
 
-    /// Binds `source` read-only at `target`. Mount flags do not propagate (only mounts do),
-    /// so the bind is made read-only at a private staging point first and only then bound
-    /// into the share: virtiofsd's copy is a clone of a read-only mount. The host's kernel
-    /// then refuses the guest's writes; the guest cannot lift that.
-    fn bind_readonly(
+    /// Binds `m`'s host path at `target` in the share with `m`'s propagation and read-only
+    /// flags. Flags and propagation are set at a private staging point first, and only then
+    /// is the mount bound into the share: flags do not propagate (only mounts do), so
+    /// virtiofsd's copy is a clone of a mount already made read-only, and a clone of a slave
+    /// is a slave of the same master. The host's kernel then refuses the guest's writes; the
+    /// guest cannot lift that.
+    fn bind_staged(
         &self,
-        source: &Path,
+        m: &HostMount,
         target: &Path,
         name: &str,
         is_dir: bool,
@@ -253,15 +271,30 @@ impl PodShare {
         let _ = umount2(&staging, MntFlags::MNT_DETACH);
         let _ = fs::remove_dir(&staging).or_else(|_| fs::remove_file(&staging));
         mount_point(&staging, is_dir).map_err(|_| nix::errno::Errno::EEXIST)?;
-        let result = bind(source, &staging)
+        let propagation = match m.propagation {
+            Propagation::Private => MsFlags::MS_PRIVATE,
+            Propagation::HostToContainer => MsFlags::MS_SLAVE,
+        };
+        let result = bind(&m.host_path, &staging)
             .and_then(|()| {
                 mount(
                     None::<&str>,
                     &staging,
                     None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    propagation | MsFlags::MS_REC,
                     None::<&str>,
                 )
+            })
+            .and_then(|()| match (m.readonly, m.recursive_readonly) {
+                (_, true) => readonly_recursive(&staging),
+                (true, false) => mount(
+                    None::<&str>,
+                    &staging,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                ),
+                (false, false) => Ok(()),
             })
             .and_then(|()| bind(&staging, target));
         let _ = umount2(&staging, MntFlags::MNT_DETACH);
@@ -365,6 +398,46 @@ fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, Po
         parts.push(format!("{key}={text}"));
     }
     Ok(parts.join(","))
+}
+
+/// Makes the mount at `at` and every mount under it read-only (`mount_setattr(2)` with
+/// `AT_RECURSIVE`, Linux 5.12; nix has no wrapper).
+#[allow(unsafe_code)] // one system call with no safe wrapper in nix
+fn readonly_recursive(at: &Path) -> Result<(), nix::errno::Errno> {
+    /// `struct mount_attr` of `<linux/mount.h>` (its first published size, 32 bytes).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let path = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a NUL-terminated path and a mount_attr of the size passed, both outliving the
+    // call; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE | libc::AT_NO_AUTOMOUNT,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
 }
 
 /// `mount --bind -o rbind source target`.
@@ -532,11 +605,13 @@ mod tests {
                 host_path: data.clone(),
                 container_path: "/data".into(),
                 readonly: false,
+                ..HostMount::default()
             },
             HostMount {
                 host_path: hosts.clone(),
                 container_path: "/etc/hosts".into(),
                 readonly: true,
+                ..HostMount::default()
             },
         ];
         // A slave copy of the share stands in for virtiofsd's: what is bound later appears
@@ -560,7 +635,8 @@ mod tests {
         umount2(&peer, MntFlags::MNT_DETACH).unwrap();
         assert_eq!(guest[0].source, format!("{GUEST_POD_MOUNTS}/c1/0"));
         assert_eq!(guest[1].target, "/etc/hosts");
-        assert!(guest[1].readonly);
+        // Plain read-only is the host's alone (the guest's flag would cover submounts too).
+        assert!(!guest[1].readonly);
         let c1 = share.dir().join("c1");
         assert_eq!(fs::read_to_string(c1.join("0/kept")).unwrap(), "host data");
         assert_eq!(fs::read_to_string(c1.join("1")).unwrap(), "10.0.0.1 pod\n");
@@ -593,6 +669,89 @@ mod tests {
         assert!(!share.dir().exists());
         assert!(mounts_under(&tmp.path().join("home")).unwrap().is_empty());
         assert_eq!(fs::read_to_string(data.join("kept")).unwrap(), "host data");
+    }
+
+    /// `mount --bind dir dir` with `flags` (e.g. shared), as kubelet's volumes often are.
+    fn self_bind(dir: &Path, flags: MsFlags) {
+        bind(dir, dir).unwrap();
+        mount(None::<&str>, dir, None::<&str>, flags, None::<&str>).unwrap();
+    }
+
+    fn tmpfs_at(dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+    }
+
+    /// critest's propagation and read-only specs, against the share's slave copy (what
+    /// virtiofsd serves).
+    #[test]
+    fn propagation_and_recursive_read_only_reach_virtiofsds_copy() {
+        if !is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let share = PodShare::of(&A3sHome::at(tmp.path().join("home")), "pod4");
+        share.create().unwrap();
+        let peer = tmp.path().join("peer");
+        fs::create_dir(&peer).unwrap();
+        bind(share.dir(), &peer).unwrap();
+        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        mount(None::<&str>, &peer, None::<&str>, slave, None::<&str>).unwrap();
+
+        // A shared host volume, and one holding a writable tmpfs.
+        let shared = tmp.path().join("shared");
+        fs::create_dir_all(shared.join("later")).unwrap();
+        self_bind(&shared, MsFlags::MS_SHARED | MsFlags::MS_REC);
+        let ro = tmp.path().join("ro");
+        tmpfs_at(&ro.join("tmpfs"));
+        let at = |host: &Path, propagation, readonly, recursive_readonly| HostMount {
+            host_path: host.to_owned(),
+            container_path: "/m".into(),
+            readonly,
+            recursive_readonly,
+            propagation,
+        };
+        let mounts = [
+            at(&shared, Propagation::HostToContainer, false, false),
+            at(&shared, Propagation::Private, false, false),
+            at(&ro, Propagation::Private, true, false),
+            at(&ro, Propagation::Private, true, true),
+        ];
+        let guest = share.bind("c", &mounts).unwrap();
+        assert_eq!(
+            guest.iter().map(|m| m.readonly).collect::<Vec<_>>(),
+            [false, false, false, true],
+            "the guest adds read-only only for recursive read-only"
+        );
+
+        // The host mounts something later: only the host-to-container bind shows it.
+        tmpfs_at(&shared.join("later"));
+        fs::write(shared.join("later/flag"), "").unwrap();
+        let c = peer.join("c");
+        assert!(c.join("0/later/flag").exists(), "host-to-container");
+        assert!(!c.join("1/later/flag").exists(), "private");
+
+        // Plain read-only leaves the submount writable; recursive read-only does not.
+        let erofs = |r: io::Result<()>| r.unwrap_err().raw_os_error();
+        let rofs = Some(nix::errno::Errno::EROFS as i32);
+        assert_eq!(erofs(fs::write(c.join("2/top"), "x")), rofs);
+        fs::write(c.join("2/tmpfs/file"), "x").unwrap();
+        assert_eq!(erofs(fs::write(c.join("3/top"), "x")), rofs);
+        assert_eq!(erofs(fs::write(c.join("3/tmpfs/other"), "x")), rofs);
+
+        umount2(&peer, MntFlags::MNT_DETACH).unwrap();
+        share.remove().unwrap();
+        for m in [shared.join("later"), shared, ro.join("tmpfs")] {
+            umount2(&m, MntFlags::MNT_DETACH).unwrap();
+        }
+        assert!(mounts_under(tmp.path()).unwrap().is_empty());
     }
 
     /// A real erofs (mkfs.erofs, which the image store needs too) under a real overlay.
@@ -654,6 +813,7 @@ mod tests {
             host_path: data,
             container_path: "/data".into(),
             readonly: false,
+            ..HostMount::default()
         }];
         share.bind("c1", &m).unwrap();
         share.unbind("c1").unwrap();
@@ -689,11 +849,13 @@ mod tests {
                 host_path: data.clone(),
                 container_path: "/v".into(),
                 readonly: false,
+                ..HostMount::default()
             },
             HostMount {
                 host_path: "/dev/null".into(),
                 container_path: "/null".into(),
                 readonly: false,
+                ..HostMount::default()
             },
         ];
         let e = share.bind("c", &mounts).unwrap_err().to_string();
@@ -706,6 +868,7 @@ mod tests {
             host_path: tmp.path().join("missing"),
             container_path: "/m".into(),
             readonly: false,
+            ..HostMount::default()
         }];
         let e = share.bind("c", &missing).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
