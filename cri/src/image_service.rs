@@ -119,6 +119,14 @@ impl Images {
         let pulled = engine
             .pull(reference, &opts, &NoProgress)
             .map_err(|e| error::status(&e))?;
+        // The pull itself succeeded (and confidential pods never use the erofs): a failure
+        // here is said, and the first create reports it again with its cause.
+        if let Err(e) = engine.prepare_filesystem(&pulled.image) {
+            eprintln!(
+                "warning: building the root filesystem of {reference}: {}",
+                chain(&e)
+            );
+        }
         Ok(pulled.image.digest.to_string())
     }
 }

@@ -425,6 +425,11 @@ fn crictl_pulls_with_credentials_lists_inspects_and_removes_images() {
         .unwrap_or_else(|| panic!("{}", pulled.stdout))
         .to_owned();
     assert!(id.starts_with("sha256:"), "{id}");
+    // The pull built the image's root filesystem, so a first create need not (crictl gives a
+    // create two seconds).
+    let hex = id.trim_start_matches("sha256:");
+    let erofs = env.path(&format!("images/v1/rootfs/{hex}.erofs"));
+    assert!(erofs.is_file(), "{} after a CRI pull", erofs.display());
     let remote = reg.remote_digest("cri/app:1");
 
     let list = json(&server.ok(&["images", "-o", "json"]));

@@ -161,6 +161,17 @@ impl Engine {
         Ok(pulled)
     }
 
+    /// Builds `image`'s root filesystem (its erofs, built once per image) now rather than
+    /// at its first container's create. A CRI pull does this: kubelet allows minutes for a
+    /// pull, while crictl gives a create two seconds (a large image's first create timed out).
+    ///
+    /// # Errors
+    /// Unpacking or `mkfs.erofs` fails (the store's error).
+    pub fn prepare_filesystem(&self, image: &a3s_image::LocalImage) -> Result<(), EngineError> {
+        self.images()?.filesystem(image)?;
+        Ok(())
+    }
+
     /// `push`: uploads `source` as `target`; returns the pushed manifest's digest.
     ///
     /// # Errors
