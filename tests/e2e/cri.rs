@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::image::registry::{build_image, LocalRegistry};
@@ -35,10 +35,34 @@ impl CriServer {
         Self::start_with(env, &[])
     }
 
+    /// A server whose binary is deleted once it listens, as a package upgrade replaces it
+    /// under a running node.
+    pub(crate) fn start_then_delete_binary(env: &TestEnv) -> Self {
+        // Beside the real one, where the guest-init it looks for is.
+        let original = Path::new(env!("CARGO_BIN_EXE_a3s-box"));
+        let exe = original.with_file_name(format!("a3s-box-upgraded-{}", std::process::id()));
+        std::fs::copy(original, &exe).unwrap();
+        // The test home's environment, on the copy.
+        let home = env.cmd();
+        let mut copy = Command::new(&exe);
+        for (k, v) in home.get_envs() {
+            match v {
+                Some(v) => copy.env(k, v),
+                None => copy.env_remove(k),
+            };
+        }
+        let server = Self::spawn(env, copy, &[]);
+        std::fs::remove_file(&exe).unwrap();
+        server
+    }
+
     pub(crate) fn start_with(env: &TestEnv, extra: &[&str]) -> Self {
+        Self::spawn(env, env.cmd(), extra)
+    }
+
+    fn spawn(env: &TestEnv, mut cmd: Command, extra: &[&str]) -> Self {
         let socket = env.path("cri/cri.sock");
-        let mut child = env
-            .cmd()
+        let mut child = cmd
             .args(["cri", "serve", "--listen"])
             .arg(format!("unix://{}", socket.display()))
             // No CNI configuration (whatever the host's /etc/cni/net.d holds): pods get user
@@ -276,7 +300,9 @@ fn crictl_reads_version_and_status_over_an_owner_only_socket() {
 #[test]
 fn crictl_runs_stops_and_removes_a_pod_vm() {
     let env = TestEnv::new();
-    let server = CriServer::start(&env);
+    // The binary is gone (an upgrade replaced it) before the first pod: its monitor still
+    // starts, from the running server's own executable.
+    let server = CriServer::start_then_delete_binary(&env);
     let config = env.path("pod.json");
     let host_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

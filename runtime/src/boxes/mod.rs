@@ -952,6 +952,8 @@ impl Boxes {
         let dir = self.box_dir(&rec.id);
         let log = fs_err::File::create(dir.join("monitor.log"))?;
         let mut cmd = Command::new(exe);
+        // `ps` shows the monitor as a3s-box, also when it runs from `/proc/self/exe`.
+        std::os::unix::process::CommandExt::arg0(&mut cmd, "a3s-box");
         cmd.arg("__monitor")
             .arg(rec.id.as_str())
             .env(crate::home::HOME_ENV, self.home.root())

@@ -63,6 +63,9 @@ pub use pods::{PodState, TEE_ANNOTATION};
 pub use run::{CreateBox, RunEvents, RunMode, RunOutcome};
 pub use system::{ContainerPrune, SystemPrune, SystemPruneRequest};
 
+/// This process's executable, whatever became of its file.
+const SELF_EXE: &str = "/proc/self/exe";
+
 /// The operations of one A3S home.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -110,14 +113,15 @@ impl Engine {
         &self.audit
     }
 
+    /// The binary monitors run from: this process's own executable through
+    /// `/proc/self/exe`, which stays valid when an upgrade replaces or deletes the file under
+    /// a long-running `cri serve` (its path then reads "... (deleted)" and spawning it
+    /// failed every new pod), and keeps monitor and server the same build.
     fn monitor_exe(&self) -> Result<PathBuf, EngineError> {
-        match &self.monitor {
-            Some(p) => Ok(p.clone()),
-            None => std::env::current_exe().map_err(|e| EngineError::Context {
-                what: "finding the a3s-box binary to run the box monitor".into(),
-                source: Box::new(e),
-            }),
-        }
+        Ok(self
+            .monitor
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(SELF_EXE)))
     }
 
     /// Pods get their network from the node's CNI configuration in `node` (as containerd
