@@ -63,6 +63,9 @@ pub(crate) struct Entry {
     sys_writable: bool,
     /// Its seccomp filters, installed last.
     seccomp: crate::seccomp::Filters,
+    /// The container's mount namespace to join (an exec): then nothing is mounted, the
+    /// child only chroots into the root it finds there.
+    join_mount_ns: Option<OwnedFd>,
 }
 
 /// The container's `/dev`. An unprivileged container gets a tmpfs of its own (`nodev`, so a
@@ -225,6 +228,9 @@ pub(crate) struct Root<'a> {
     pub(crate) security: Option<&'a ContainerSecurity>,
     /// The PID namespace its process is born into (`None`: the VM's).
     pub(crate) pid_ns: Option<crate::pid_ns::PidNs>,
+    /// An exec's: the mount namespace of its container's main process, joined instead of
+    /// building the container's mounts again (as `runc exec` joins the container's).
+    pub(crate) mount_ns: Option<OwnedFd>,
 }
 
 /// Opens a mount's source and prepares its target's path.
@@ -312,12 +318,22 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         cgroup_procs,
         security,
         pid_ns: _,
+        mount_ns,
     } = container;
     let root_path = Path::new(root);
     if !root_path.is_absolute() || root_path == Path::new("/") {
         return Err(format!(
             "container root {root:?} must be an absolute directory other than /"
         ));
+    }
+    let empty = ContainerSecurity::default();
+    let sec = security.unwrap_or(&empty);
+    let seccomp = match &sec.seccomp {
+        Some(p) => crate::seccomp::compile(p)?,
+        None => crate::seccomp::Filters::default(),
+    };
+    if let Some(ns) = mount_ns {
+        return Entry::joining(root_path, ns, workdir, cgroup_procs, seccomp);
     }
     if !root_path.is_dir() {
         return Err(format!(
@@ -364,8 +380,6 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
     let work = under(root_path, workdir)?;
     mkdir(&work)?;
     let mounts = mounts.iter().map(bind_of).collect::<Result<_, _>>()?;
-    let empty = ContainerSecurity::default();
-    let sec = security.unwrap_or(&empty);
     let inside = |paths: &[String], what: &str| -> Result<Vec<CString>, String> {
         paths
             .iter()
@@ -392,10 +406,8 @@ fn prepare_with(container: Root<'_>, workdir: &str, secrets: &Path) -> Result<En
         readonly: inside(&sec.readonly_paths, "read-only path")?,
         readonly_root: sec.readonly_rootfs,
         sys_writable: sec.privileged,
-        seccomp: match &sec.seccomp {
-            Some(p) => crate::seccomp::compile(p)?,
-            None => crate::seccomp::Filters::default(),
-        },
+        seccomp,
+        join_mount_ns: None,
     })
 }
 
@@ -430,6 +442,34 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 impl Entry {
+    /// An exec's entry: the container's mount namespace `ns` is joined as it is.
+    fn joining(
+        root: &Path,
+        ns: OwnedFd,
+        workdir: &str,
+        cgroup_procs: Option<OwnedFd>,
+        seccomp: crate::seccomp::Filters,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            root: cstr(root)?,
+            proc_dir: CString::default(),
+            dev_dir: CString::default(),
+            dev: Dev::Vm,
+            sys_dir: CString::default(),
+            binds: Vec::new(),
+            secrets: None,
+            workdir: cstr(Path::new(if workdir.is_empty() { "/" } else { workdir }))?,
+            cgroup_procs,
+            mounts: Vec::new(),
+            masked: Vec::new(),
+            readonly: Vec::new(),
+            readonly_root: false,
+            sys_writable: false,
+            seccomp,
+            join_mount_ns: Some(ns),
+        })
+    }
+
     /// In the forked child: new mount namespace, mounts, chroot, working directory (the user
     /// is the credentials' pre-exec's job, which runs after this one).
     /// Only system calls on prepared strings: nothing allocates here.
@@ -444,6 +484,15 @@ impl Entry {
                 if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            if let Some(ns) = &self.join_mount_ns {
+                // The container's mounts as its main process has them; its root is a path
+                // there (chroot is not part of a mount namespace).
+                check(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS))?;
+                check(libc::chroot(self.root.as_ptr()))?;
+                check(libc::chdir(c"/".as_ptr()))?;
+                check(libc::chdir(self.workdir.as_ptr()))?;
+                return self.seccomp.install();
             }
             check(libc::unshare(libc::CLONE_NEWNS))?;
             // Nothing mounted here may propagate back to the pod.
@@ -820,6 +869,7 @@ mod tests {
             cgroup_procs: None,
             security: None,
             pid_ns: None,
+            mount_ns: None,
         }
     }
 
@@ -849,6 +899,7 @@ mod tests {
                 cgroup_procs: None,
                 security: None,
                 pid_ns: None,
+                mount_ns: None,
             },
             "/",
         )
@@ -889,6 +940,7 @@ mod tests {
                     cgroup_procs: None,
                     security: None,
                     pid_ns: None,
+                    mount_ns: None,
                 },
                 "/",
             )
@@ -912,6 +964,7 @@ mod tests {
                     cgroup_procs: None,
                     security: Some(sec),
                     pid_ns: None,
+                    mount_ns: None,
                 },
                 "/",
             )

@@ -542,6 +542,21 @@ fn start_container(
             return finished(session, 125, chan);
         }
     };
+    // An exec joins its container's mounts; a main process builds them.
+    let mount_ns = match (c.id, c.resources) {
+        (Some(id), None) => match running_main(state, id).and_then(|pid| {
+            std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+                .map(OwnedFd::from)
+                .map_err(|e| format!("the mount namespace of container {id}: {e}"))
+        }) {
+            Ok(ns) => Some(ns),
+            Err(message) => {
+                chan.msg(session, &GuestMsg::SpawnFailed { code: 125, message });
+                return finished(session, 125, chan);
+            }
+        },
+        _ => None,
+    };
     let main = match (c.id, c.resources) {
         (Some(id), Some(res)) => Some((id, res.oom_score_adj)),
         _ => None,
@@ -555,6 +570,7 @@ fn start_container(
             cgroup_procs: cgroup,
             security: c.security,
             pid_ns,
+            mount_ns,
         }),
         main.map(|m| m.0),
         chan,
@@ -577,16 +593,7 @@ fn start_container(
 /// main process; a main process gets the pod's (started with a pause process the first time),
 /// its own, or its target's. `None` (the VM's): a host from before PID namespaces.
 fn pid_ns_of(c: &Container<'_>, state: &Arc<Mutex<State>>) -> Result<Option<PidNs>, String> {
-    let running_main = |id: &str| {
-        lock(state)
-            .supervised
-            .get(id)
-            .and_then(|s| {
-                let s = supervised::lock(&s);
-                (!s.has_exited()).then(|| s.pid())
-            })
-            .ok_or_else(|| format!("container {id} is not running in this pod VM"))
-    };
+    let running_main = |id: &str| running_main(state, id);
     let joined = |pid: i32, what: &str| {
         PidNs::of(pid)
             .map(Some)
@@ -618,6 +625,18 @@ fn pid_ns_of(c: &Container<'_>, state: &Arc<Mutex<State>>) -> Result<Option<PidN
             joined(pid, "the pod")
         }
     }
+}
+
+/// The pid of container `id`'s main process, while it runs.
+fn running_main(state: &Arc<Mutex<State>>, id: &str) -> Result<i32, String> {
+    lock(state)
+        .supervised
+        .get(id)
+        .and_then(|s| {
+            let s = supervised::lock(&s);
+            (!s.has_exited()).then(|| s.pid())
+        })
+        .ok_or_else(|| format!("container {id} is not running in this pod VM"))
 }
 
 /// A new session takes over a supervised container (a restarted CRI server re-attaching).

@@ -334,6 +334,14 @@ fn pod_containers_get_their_security_context_and_the_pod_its_sysctls() {
         out(&own, "tr '\\0' ' ' < /proc/1/cmdline"),
         "sleep 2147483646"
     );
+    // An exec joins its container's mount namespace (as runc exec does), not a copy.
+    assert_eq!(
+        out(
+            &own,
+            "[ \"$(readlink /proc/self/ns/mnt)\" = \"$(readlink /proc/1/ns/mnt)\" ] && echo same"
+        ),
+        "same"
+    );
     // An exec joins it: one pid (the container's /proc shows its namespace only), not 1.
     let nspid = out(&own, "grep NSpid /proc/self/status");
     let pids: Vec<&str> = nspid.split_whitespace().skip(1).collect();
