@@ -281,11 +281,13 @@ pub(crate) fn stats(id: &str, root: &Path) -> Result<ContainerStats, String> {
     let current: u64 = read(&d.join("memory.current"))?.parse().unwrap_or(0);
     // A root on the pod's share is the host's overlay: the host measures its writable
     // layer (walking the image through virtiofs would count the image too, slowly).
-    let (fs_used_bytes, fs_inodes_used) = if root.starts_with(a3s_vmm::proto::GUEST_POD_MOUNTS) {
-        (0, 0)
-    } else {
-        usage(root)
-    };
+    let on_host = [
+        a3s_vmm::proto::GUEST_POD_MOUNTS,
+        a3s_vmm::proto::GUEST_POD_ROOTS,
+    ]
+    .iter()
+    .any(|dir| root.starts_with(dir));
+    let (fs_used_bytes, fs_inodes_used) = if on_host { (0, 0) } else { usage(root) };
     Ok(ContainerStats {
         id: id.to_owned(),
         timestamp_ns: crate::init::uptime_ms().saturating_mul(1_000_000),

@@ -300,8 +300,8 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
     let before = wait_for("logger's first lines", || last_line(&log));
     drop(server);
     // While it is down: the exiter exits with 7, the logger keeps printing.
-    // (A plain pod container's root is its overlay reached through the pod's share.)
-    p.vm(&format!("touch /run/a3s/pod-mounts/{exiter}/rootfs/go"));
+    // (A plain pod container's root is its overlay reached through the pod's roots share.)
+    p.vm(&format!("touch /run/a3s/pod-roots/{exiter}/go"));
     p.vm(&format!(
         "while [ -d /sys/fs/cgroup/pod-containers/{exiter} ]; do sleep 0.2; done"
     ));

@@ -256,6 +256,9 @@ pub struct ProcessSpec {
 
 /// Where a pod VM mounts its share from the host (its containers' roots and CRI mounts).
 pub const GUEST_POD_MOUNTS: &str = "/run/a3s/pod-mounts";
+/// Where a plain pod VM mounts its containers' root filesystems (a second share, which only
+/// the pod VM changes, so its files stay cached in the guest).
+pub const GUEST_POD_ROOTS: &str = "/run/a3s/pod-roots";
 
 /// A path of the pod VM bound into a pod container (a CRI mount, reaching the VM through the
 /// pod's share).

@@ -16,7 +16,7 @@ use super::{CreateBox, Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::security::{check_sysctl, SecurityConfig};
 use crate::boxes::{BoxError, BoxState, CreateRequest, DEFAULT_MEM_MIB};
-use crate::pods::share::{PodShare, GUEST_POD_MOUNTS};
+use crate::pods::share::{PodShare, GUEST_POD_MOUNTS, GUEST_POD_ROOTS};
 use crate::pods::tee::{PodTee, HANDLER_SNP};
 use crate::pods::{PodError, PodRecord, PodSpec, Pods};
 use crate::state::{BoxId, StateError};
@@ -73,15 +73,24 @@ impl Engine {
                 Some(share)
             }
         };
+        // Two shares: the CRI mounts (which the host changes too) and the container roots
+        // (which only the VM changes, so they stay cached in it: pods::share).
         let mounts = share
             .iter()
-            .map(|s| MountSpec {
+            .flat_map(|s| {
+                [
+                    (s.dir(), GUEST_POD_MOUNTS, false),
+                    (s.roots_dir(), GUEST_POD_ROOTS, true),
+                ]
+            })
+            .map(|(dir, target, guest_only)| MountSpec {
                 source: MountSource::Bind {
-                    path: s.dir().to_owned(),
+                    path: dir.to_owned(),
                 },
-                target: GUEST_POD_MOUNTS.into(),
+                target: target.into(),
                 readonly: false,
                 nocopy: false,
+                guest_only,
             })
             .collect();
         let mut rec = {

@@ -11,9 +11,13 @@
 //! A plain pod container's root filesystem reaches the VM the same way, as Kata shares a
 //! container's root: the image's erofs (the one boxes boot, built once per image) mounted
 //! read-only on the host through a loop device, under an overlay whose upper layer is the
-//! container's own directory `A3S_HOME/pods/layers/<pod>/<container>`, mounted in the share at
-//! `<container>/rootfs`. Nothing is copied, the image's files are shared by every container of
-//! every pod, and what a container writes lands on the host's disk, not in the VM's memory.
+//! container's own directory `A3S_HOME/pods/layers/<pod>/<container>`, mounted at
+//! `A3S_HOME/pods/roots/<pod>/<container>`. The roots are a second share, mounted in the VM
+//! at [`GUEST_POD_ROOTS`]: only the VM changes them, so the guest keeps their files cached
+//! across opens (`--cache=always`), where the CRI mounts' share must see the host's changes
+//! and drops a file's pages at each open (an exec of a binary from there cost 115 ms under
+//! TCG). Nothing is copied, the image's files are shared by every container of every pod, and
+//! what a container writes lands on the host's disk, not in the VM's memory.
 //!
 //! The host paths stay the host's: removing a container or a pod only unmounts them, and a
 //! directory still holding a mount is never deleted (that would delete the host's files).
@@ -31,7 +35,7 @@ use crate::pods::PodError;
 
 /// Where the pod VM mounts its share (under guest-init's tmpfs, so nothing reaches the pod's
 /// writable layer).
-pub use a3s_vmm::proto::GUEST_POD_MOUNTS;
+pub use a3s_vmm::proto::{GUEST_POD_MOUNTS, GUEST_POD_ROOTS};
 /// A writable layer with more entries than this is counted only this far (stats stay cheap).
 const MAX_WALK: u64 = 1_000_000;
 
@@ -80,6 +84,8 @@ pub enum Propagation {
 #[derive(Clone, Debug)]
 pub struct PodShare {
     dir: PathBuf,
+    /// The containers' roots, exported as a second share that only the pod VM changes.
+    roots: PathBuf,
     layers: PathBuf,
 }
 
@@ -89,47 +95,29 @@ impl PodShare {
         let pods = home.root().join("pods");
         Self {
             dir: pods.join("shares").join(pod_id),
+            roots: pods.join("roots").join(pod_id),
             layers: pods.join("layers").join(pod_id),
         }
     }
 
-    /// The exported directory.
+    /// The exported directory of CRI mounts.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Creates the directory (0700) as a shared mount of itself, ready to be exported.
+    /// The exported directory of container roots.
+    pub fn roots_dir(&self) -> &Path {
+        &self.roots
+    }
+
+    /// Creates both directories (0700), each a shared mount of itself, ready to be exported.
     ///
     /// # Errors
     /// i/o and mount errors, naming the directory.
     pub fn create(&self) -> Result<(), PodError> {
-        if let Some(parent) = self.dir.parent() {
-            crate::home::private_dir(parent).map_err(|e| io_at(parent, "creating", e))?;
+        for dir in [&self.dir, &self.roots] {
+            shared_dir(dir)?;
         }
-        match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_at(&self.dir, "creating", e)),
-        }
-        if mounts_under(&self.dir)?.iter().any(|m| m == &self.dir) {
-            return Ok(());
-        }
-        mount(
-            Some(&self.dir),
-            &self.dir,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| mount_error(&self.dir, "binding the pod's share directory on itself", e))?;
-        mount(
-            None::<&str>,
-            &self.dir,
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .map_err(|e| mount_error(&self.dir, "making the pod's share directory shared", e))?;
         Ok(())
     }
 
@@ -198,7 +186,7 @@ impl PodShare {
             ))));
         }
         let options = overlay_options(&lower, &upper, &work)?;
-        let root = self.container_dir(container_id)?.join("rootfs");
+        let root = self.roots.join(container_id);
         mount_point(&root, true)?;
         mount(
             Some("overlay"),
@@ -208,7 +196,7 @@ impl PodShare {
             Some(options.as_str()),
         )
         .map_err(|e| mount_error(&root, "mounting the container's overlay root", e))?;
-        Ok(format!("{GUEST_POD_MOUNTS}/{container_id}/rootfs"))
+        Ok(format!("{GUEST_POD_ROOTS}/{container_id}"))
     }
 
     /// `<share>/<container>`, created (0700) when missing.
@@ -345,17 +333,47 @@ impl PodShare {
     /// A mount that stays (its directory is then kept), i/o errors.
     pub fn unbind(&self, container_id: &str) -> Result<(), PodError> {
         remove_unmounted(&self.dir.join(container_id))?;
+        remove_unmounted(&self.roots.join(container_id))?;
         remove_unmounted(&self.layers.join(container_id))
     }
 
-    /// Unmounts everything in the share, the share itself, and removes the directory.
+    /// Unmounts everything in both shares, the shares themselves, and removes the
+    /// directories.
     ///
     /// # Errors
     /// A mount that stays (the directory is then kept), i/o errors.
     pub fn remove(&self) -> Result<(), PodError> {
         remove_unmounted(&self.dir)?;
+        remove_unmounted(&self.roots)?;
         remove_unmounted(&self.layers)
     }
+}
+
+/// Creates `dir` (0700, its parent too) as a shared mount of itself: what is mounted in it
+/// later propagates into virtiofsd's copy (a slave).
+fn shared_dir(dir: &Path) -> Result<(), PodError> {
+    if let Some(parent) = dir.parent() {
+        crate::home::private_dir(parent).map_err(|e| io_at(parent, "creating", e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_at(dir, "creating", e)),
+    }
+    if mounts_under(dir)?.iter().any(|m| m == dir) {
+        return Ok(());
+    }
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| mount_error(dir, "binding the pod's share directory on itself", e))?;
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| mount_error(dir, "making the pod's share directory shared", e))?;
+    Ok(())
 }
 
 /// The overlay's mount options; paths the option syntax cannot carry are refused.
@@ -774,8 +792,8 @@ mod tests {
         let share = PodShare::of(&A3sHome::at(tmp.path().join("home")), "pod3");
         share.create().unwrap();
         let guest = share.mount_root("c1", &erofs).unwrap();
-        assert_eq!(guest, format!("{GUEST_POD_MOUNTS}/c1/rootfs"));
-        let root = share.dir().join("c1/rootfs");
+        assert_eq!(guest, format!("{GUEST_POD_ROOTS}/c1"));
+        let root = share.roots_dir().join("c1");
         assert_eq!(
             fs::read_to_string(root.join("etc/os-release")).unwrap(),
             "ID=test\n"
@@ -800,9 +818,9 @@ mod tests {
         assert!(bytes > 0);
         assert_eq!(share.writable_usage("nope"), (0, 0));
         let second = share.mount_root("c2", &erofs).unwrap();
-        assert!(second.ends_with("/c2/rootfs"));
+        assert!(second.ends_with("/c2"));
         assert_eq!(
-            fs::read_to_string(share.dir().join("c2/rootfs/etc/os-release")).unwrap(),
+            fs::read_to_string(share.roots_dir().join("c2/etc/os-release")).unwrap(),
             "ID=test\n",
             "another container sees the image, not the first one's writes"
         );

@@ -38,6 +38,8 @@ pub struct ResolvedMount {
     pub host_dir: PathBuf,
     /// Read-only.
     pub readonly: bool,
+    /// Only the box changes it: the guest keeps its files cached.
+    pub keep_cache: bool,
 }
 
 /// The virtiofs tag of a box's `index`-th mount.
@@ -149,6 +151,7 @@ pub fn resolve(volumes: &Volumes, mounts: &[MountSpec]) -> Result<Vec<ResolvedMo
                 tag: tag(i),
                 host_dir,
                 readonly,
+                keep_cache: m.guest_only,
             })
         })
         .collect()
@@ -167,6 +170,7 @@ pub fn shares(box_dir: &Path, mounts: &[ResolvedMount]) -> Vec<a3s_vmm::fs::Shar
             host_dir: m.host_dir.clone(),
             socket: box_dir.join(format!("vfs-{}.sock", m.tag)),
             readonly: m.readonly,
+            keep_cache: m.keep_cache,
             log: box_dir.join(format!("virtiofsd-{}.log", m.tag)),
         })
         .collect()

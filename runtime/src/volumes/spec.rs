@@ -91,6 +91,10 @@ pub struct MountSpec {
     /// load as `false`).
     #[serde(default)]
     pub nocopy: bool,
+    /// Only the box changes the directory (a pod's container roots), so the guest keeps its
+    /// files cached ([`a3s_vmm::fs::Share::keep_cache`]); never set from `-v`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest_only: bool,
 }
 
 impl MountSpec {
@@ -169,6 +173,7 @@ impl MountSpec {
             target,
             readonly,
             nocopy,
+            guest_only: false,
         })
     }
 
