@@ -615,8 +615,8 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
     ),
     (
         "runtime should support portforward \\[Conformance\\]",
-        "first checks the web server at the pod IP, which only CNI pod networking provides \
-         (port-forward itself: cri::crictl_runs_containers_in_a_pod_vm)",
+        "first checks the web server at the pod IP, which only CNI pod networking provides; \
+         cri_cni::critest_runtime_conditions_and_networking_specs_pass_with_cni runs it",
     ),
     (
         "runtime should support HostPID|runtime should support HostIpc is true|\
