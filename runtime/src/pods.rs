@@ -10,6 +10,7 @@ use crate::home::A3sHome;
 use crate::record_dir::{Record, RecordDir, RecordError};
 use crate::state::{self, Lock, StateError};
 
+pub mod detached;
 pub mod share;
 pub mod tee;
 

@@ -637,14 +637,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
          PROPAGATION_BIDIRECTIONAL is refused by name (host to container: the 'rslave' spec)",
     ),
     (
-        "should support non-recursive readonly mounts|should support recursive readonly mounts",
-        "the read-only checks themselves pass (a submount stays writable under a plain \
-         read-only mount and is refused under a recursive one), but the spec then removes its \
-         host directory while the container still runs: the pod's binds of it live in the \
-         host's mount namespace (as Kata's shared directory does), where removing a directory \
-         that holds a mount is EBUSY",
-    ),
-    (
         "portforward in host network",
         "host-network pods are not supported: a pod is its own VM",
     ),

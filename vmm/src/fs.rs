@@ -146,6 +146,13 @@ pub fn qemu_args(shares: &[Share], machine: Machine, mem_mib: u32) -> Vec<OsStri
     a.into_iter().map(OsString::from).collect()
 }
 
+/// The file naming the pid of the daemon listening on `socket` (`<socket>.pid`).
+pub fn pid_file(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
 /// The daemon's arguments for one share. Pure.
 pub fn daemon_args(share: &Share, as_root: bool) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec![
@@ -219,6 +226,13 @@ impl Daemons {
             me.children.push(child);
             let child = me.children.last_mut().expect("just pushed");
             wait_listening(child, s)?;
+            // Who serves the share, for a host that mounts into its namespace later (a pod's
+            // CRI mounts: runtime `pods::share`).
+            let pid = child.id().to_string();
+            std::fs::write(pid_file(&s.socket), pid).map_err(|source| FsError::Spawn {
+                binary: binary.clone(),
+                source,
+            })?;
         }
         Ok(me)
     }

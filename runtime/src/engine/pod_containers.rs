@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,9 +33,11 @@ use crate::pod_containers::cri_log::{CriLog, Stream};
 use crate::pod_containers::{
     argv_of, ContainerRecord, ContainerSpec, ContainerState, Containers, GUEST_CONTAINERS,
 };
+use crate::pods::detached::MountNs;
 use crate::pods::share::PodShare;
 use crate::pods::{PodError, PodRecord, Pods};
 use crate::state::BoxId;
+use crate::volumes::MountSource;
 
 /// Output of an exec kept for the caller (CRI messages are limited to 16 MiB).
 const MAX_EXEC_OUTPUT: usize = 8 << 20;
@@ -187,12 +190,12 @@ impl Engine {
                 .inspect_err(|_| {
                     let _ = self.remove_verified_root(&boxed, &dir);
                 }),
-            None => share
-                .bind(&id, &spec.mounts)
+            None => self
+                .share_namespace(&boxed, share.dir())
+                .and_then(|ns| Ok(share.bind(&id, &spec.mounts, &ns)?))
                 .inspect_err(|_| {
                     let _ = share.unbind(&id);
-                })
-                .map_err(EngineError::from),
+                }),
         }?;
         let config = &local.config;
         let mut env = config.env.clone();
@@ -661,6 +664,50 @@ impl Engine {
             security: rec.spec.security.clone().map(Box::new),
         };
         Ok(self.boxes.container_session(&boxed, &msg)?)
+    }
+
+    /// The mount namespace of the virtiofsd that serves pod VM `boxed` its share `dir`
+    /// (CRI mounts are made there: `pods::detached`).
+    ///
+    /// # Errors
+    /// The pod VM has no such share, or its daemon is gone.
+    fn share_namespace(&self, boxed: &BoxRecord, dir: &Path) -> Result<MountNs, EngineError> {
+        let box_dir = self.boxes.box_dir(&boxed.id);
+        let index = crate::volumes::load_mounts(&box_dir)?
+            .iter()
+            .position(|m| matches!(&m.source, MountSource::Bind { path } if path == dir))
+            .ok_or_else(|| {
+                PodError::WrongState(format!(
+                    "pod VM {} has no share of {} (a pod from an older version: remove it \
+                     and run it again)",
+                    boxed.name,
+                    dir.display()
+                ))
+            })?;
+        let socket = box_dir.join(format!("vfs-{}.sock", crate::volumes::tag(index)));
+        let gone = |why: String| {
+            EngineError::from(PodError::WrongState(format!(
+                "the virtiofs daemon of pod VM {} ({}): {why}",
+                boxed.name,
+                socket.display()
+            )))
+        };
+        let pid_file = a3s_vmm::fs::pid_file(&socket);
+        let pid: u32 = crate::bounded::read_to_string(&pid_file, 32)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| gone(format!("{} is missing or damaged", pid_file.display())))?;
+        // The pid is that daemon's still (pids are reused).
+        let cmdline = crate::bounded::read(Path::new(&format!("/proc/{pid}/cmdline")), 64 << 10)
+            .unwrap_or_default();
+        let expected = format!("--socket-path={}", socket.display());
+        if !cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == expected.as_bytes())
+        {
+            return Err(gone(format!("process {pid} is not serving it any more")));
+        }
+        MountNs::of_pid(pid, Path::new("/")).map_err(|e| gone(e.to_string()))
     }
 
     /// ExecSync: runs `argv` in a running container and returns its output; with `timeout`,

@@ -31,6 +31,7 @@ use a3s_vmm::proto::ContainerMount;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::home::A3sHome;
+use crate::pods::detached::{Follow, MountNs, ReadOnly, Tree};
 use crate::pods::PodError;
 
 /// Where the pod VM mounts its share (under guest-init's tmpfs, so nothing reaches the pod's
@@ -41,8 +42,6 @@ const MAX_WALK: u64 = 1_000_000;
 
 /// The kernel's mount table of this process, read to find what is mounted under a share.
 const MOUNTINFO: &str = "/proc/self/mountinfo";
-/// Next to the pods' shares, outside them: where read-only binds are prepared.
-const STAGING: &str = ".staging";
 /// A mount table larger than this is refused rather than read.
 const MAX_MOUNTINFO: u64 = 64 << 20;
 
@@ -121,8 +120,9 @@ impl PodShare {
         Ok(())
     }
 
-    /// Binds container `container_id`'s host paths into the share and returns them as the
-    /// pod VM sees them. On an error nothing of this container stays mounted.
+    /// Binds container `container_id`'s host paths into the share as virtiofsd's mount
+    /// namespace `ns` sees it ([`super::detached`]: the binds live only there) and returns
+    /// them as the pod VM sees them. On an error nothing of this container stays mounted.
     ///
     /// # Errors
     /// [`PodError::Invalid`] for a host path that is neither a file nor a directory; mount
@@ -131,11 +131,12 @@ impl PodShare {
         &self,
         container_id: &str,
         mounts: &[HostMount],
+        ns: &MountNs,
     ) -> Result<Vec<ContainerMount>, PodError> {
         if mounts.is_empty() {
             return Ok(Vec::new());
         }
-        let result = self.bind_all(container_id, mounts);
+        let result = self.bind_all(container_id, mounts, ns);
         if result.is_err() {
             let _ = self.unbind(container_id);
         }
@@ -213,10 +214,12 @@ impl PodShare {
         &self,
         container_id: &str,
         mounts: &[HostMount],
+        ns: &MountNs,
     ) -> Result<Vec<ContainerMount>, PodError> {
         let dir = self.container_dir(container_id)?;
         let mut out = Vec::with_capacity(mounts.len());
         for (i, m) in mounts.iter().enumerate() {
+            let relative = Path::new(container_id).join(i.to_string());
             let target = dir.join(i.to_string());
             let is_dir = host_path_is_dir(m)?;
             mount_point(&target, is_dir)?;
@@ -225,8 +228,12 @@ impl PodShare {
                 m.host_path.display(),
                 m.container_path
             );
-            self.bind_staged(m, &target, &format!("{container_id}-{i}"), is_dir)
-                .map_err(|e| mount_error(&target, &what, e))?;
+            attach(m, ns, &ns.path_of(&relative)).map_err(|e| {
+                PodError::Io(io::Error::new(
+                    e.kind(),
+                    format!("{}: {what}: {e}", target.display()),
+                ))
+            })?;
             out.push(ContainerMount {
                 source: format!("{GUEST_POD_MOUNTS}/{container_id}/{i}"),
                 target: m.container_path.clone(),
@@ -237,64 +244,6 @@ impl PodShare {
             });
         }
         Ok(out)
-    }
-
-    /// Binds `m`'s host path at `target` in the share with `m`'s propagation and read-only
-    /// flags. Flags and propagation are set at a private staging point first, and only then
-    /// is the mount bound into the share: flags do not propagate (only mounts do), so
-    /// virtiofsd's copy is a clone of a mount already made read-only, and a clone of a slave
-    /// is a slave of the same master. The host's kernel then refuses the guest's writes; the
-    /// guest cannot lift that.
-    fn bind_staged(
-        &self,
-        m: &HostMount,
-        target: &Path,
-        name: &str,
-        is_dir: bool,
-    ) -> Result<(), nix::errno::Errno> {
-        let staging_dir = self.dir.with_file_name(STAGING);
-        let errno = |e: io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
-        crate::home::private_dir(&staging_dir).map_err(errno)?;
-        let staging = staging_dir.join(format!("{}-{name}", self.pod_id()));
-        let _ = umount2(&staging, MntFlags::MNT_DETACH);
-        let _ = fs::remove_dir(&staging).or_else(|_| fs::remove_file(&staging));
-        mount_point(&staging, is_dir).map_err(|_| nix::errno::Errno::EEXIST)?;
-        let propagation = match m.propagation {
-            Propagation::Private => MsFlags::MS_PRIVATE,
-            Propagation::HostToContainer => MsFlags::MS_SLAVE,
-        };
-        let result = bind(&m.host_path, &staging)
-            .and_then(|()| {
-                mount(
-                    None::<&str>,
-                    &staging,
-                    None::<&str>,
-                    propagation | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-            })
-            .and_then(|()| match (m.readonly, m.recursive_readonly) {
-                (_, true) => readonly_recursive(&staging),
-                (true, false) => mount(
-                    None::<&str>,
-                    &staging,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None::<&str>,
-                ),
-                (false, false) => Ok(()),
-            })
-            .and_then(|()| bind(&staging, target));
-        let _ = umount2(&staging, MntFlags::MNT_DETACH);
-        let _ = fs::remove_dir(&staging).or_else(|_| fs::remove_file(&staging));
-        result
-    }
-
-    fn pod_id(&self) -> String {
-        self.dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
     }
 
     /// Bytes (allocated blocks) and inodes of container `container_id`'s writable layer
@@ -418,47 +367,26 @@ fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, Po
     Ok(parts.join(","))
 }
 
-/// Makes the mount at `at` and every mount under it read-only (`mount_setattr(2)` with
-/// `AT_RECURSIVE`, Linux 5.12; nix has no wrapper).
-#[allow(unsafe_code)] // one system call with no safe wrapper in nix
-fn readonly_recursive(at: &Path) -> Result<(), nix::errno::Errno> {
-    /// `struct mount_attr` of `<linux/mount.h>` (its first published size, 32 bytes).
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    let path = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
-        .map_err(|_| nix::errno::Errno::EINVAL)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
+/// `m`'s host path, cloned with its propagation and read-only flags, at `target` in `ns`.
+/// Flags are set on the clone before it is attached: virtiofsd serves a mount that is
+/// already read-only, which the guest cannot lift.
+fn attach(m: &HostMount, ns: &MountNs, target: &Path) -> io::Result<()> {
+    let tree = Tree::clone_of(&m.host_path)?;
+    let follow = match m.propagation {
+        Propagation::Private => Follow::Nothing,
+        Propagation::HostToContainer => Follow::HostMounts,
     };
-    // SAFETY: a NUL-terminated path and a mount_attr of the size passed, both outliving the
-    // call; the kernel only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE | libc::AT_NO_AUTOMOUNT,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
+    let readonly = match (m.readonly, m.recursive_readonly) {
+        (_, true) => ReadOnly::Recursive,
+        (true, false) => ReadOnly::Top,
+        (false, false) => ReadOnly::No,
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(nix::errno::Errno::last())
-    }
+    tree.set(follow, readonly)?;
+    tree.attach_in(ns, target)
 }
 
 /// `mount --bind -o rbind source target`.
+#[cfg(test)]
 fn bind(source: &Path, target: &Path) -> Result<(), nix::errno::Errno> {
     mount(
         Some(source),
@@ -597,6 +525,43 @@ mod tests {
         nix::unistd::geteuid().is_root()
     }
 
+    /// A process in a mount namespace of its own (a slave copy of the host's), standing in
+    /// for virtiofsd's; killed on drop.
+    struct OtherNs(std::process::Child);
+
+    impl OtherNs {
+        fn start() -> Self {
+            let child = std::process::Command::new("unshare")
+                .args(["--mount", "--propagation", "slave", "sleep", "600"])
+                .spawn()
+                .expect("unshare (util-linux)");
+            let me = Self(child);
+            let ours = fs::read_link("/proc/self/ns/mnt").unwrap();
+            while fs::read_link(format!("/proc/{}/ns/mnt", me.0.id())).unwrap() == ours {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            me
+        }
+
+        /// The namespace, where the share directory is at its host path.
+        fn ns(&self, share: &PodShare) -> MountNs {
+            MountNs::of_pid(self.0.id(), share.dir()).unwrap()
+        }
+
+        /// `path` as the namespace sees it (through the process's root).
+        fn sees(&self, path: &Path) -> PathBuf {
+            let relative = path.strip_prefix("/").unwrap();
+            PathBuf::from(format!("/proc/{}/root", self.0.id())).join(relative)
+        }
+    }
+
+    impl Drop for OtherNs {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// Real mounts (the suite runs as root; without root, binding is refused and said so).
     #[test]
     fn binds_reach_the_share_and_removal_keeps_the_hosts_files() {
@@ -632,30 +597,14 @@ mod tests {
                 ..HostMount::default()
             },
         ];
-        // A slave copy of the share stands in for virtiofsd's: what is bound later appears
-        // there, read-only where asked.
-        let peer = tmp.path().join("peer");
-        fs::create_dir(&peer).unwrap();
-        bind(share.dir(), &peer).unwrap();
-        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-        mount(None::<&str>, &peer, None::<&str>, slave, None::<&str>).unwrap();
-        let guest = share.bind("c1", &mounts).unwrap();
-        assert_eq!(
-            fs::read_to_string(peer.join("c1/0/kept")).unwrap(),
-            "host data"
-        );
-        let e = fs::write(peer.join("c1/1"), "x").unwrap_err();
-        assert_eq!(
-            e.raw_os_error(),
-            Some(nix::errno::Errno::EROFS as i32),
-            "a read-only bind was writable in the share's copy: {e}"
-        );
-        umount2(&peer, MntFlags::MNT_DETACH).unwrap();
+        // The binds are made in virtiofsd's namespace only (a stand-in here).
+        let other = OtherNs::start();
+        let guest = share.bind("c1", &mounts, &other.ns(&share)).unwrap();
         assert_eq!(guest[0].source, format!("{GUEST_POD_MOUNTS}/c1/0"));
         assert_eq!(guest[1].target, "/etc/hosts");
         // Plain read-only is the host's alone (the guest's flag would cover submounts too).
         assert!(!guest[1].readonly);
-        let c1 = share.dir().join("c1");
+        let c1 = other.sees(&share.dir().join("c1"));
         assert_eq!(fs::read_to_string(c1.join("0/kept")).unwrap(), "host data");
         assert_eq!(fs::read_to_string(c1.join("1")).unwrap(), "10.0.0.1 pod\n");
         // Writes through a bind reach the host; a read-only bind refuses them.
@@ -668,12 +617,14 @@ mod tests {
         assert_eq!(
             e.raw_os_error(),
             Some(nix::errno::Errno::EROFS as i32),
-            "{e}"
+            "a read-only bind was writable in virtiofsd's namespace: {e}"
         );
+        // The host's namespace holds none of them.
+        assert_eq!(mounts_under(share.dir()).unwrap(), [share.dir().to_owned()]);
 
-        // Removal unmounts and never deletes the host's files.
+        // Removal takes the binds away and never deletes the host's files.
         share.unbind("c1").unwrap();
-        assert!(!c1.exists());
+        assert!(!c1.exists() && !share.dir().join("c1").exists());
         assert_eq!(fs::read_to_string(data.join("kept")).unwrap(), "host data");
         assert_eq!(
             fs::read_to_string(data.join("new")).unwrap(),
@@ -682,7 +633,7 @@ mod tests {
         assert_eq!(fs::read_to_string(&hosts).unwrap(), "10.0.0.1 pod\n");
 
         // A pod removed with a container still bound: everything comes off first.
-        share.bind("c2", &mounts[..1]).unwrap();
+        share.bind("c2", &mounts[..1], &other.ns(&share)).unwrap();
         share.remove().unwrap();
         assert!(!share.dir().exists());
         assert!(mounts_under(&tmp.path().join("home")).unwrap().is_empty());
@@ -707,21 +658,16 @@ mod tests {
         .unwrap();
     }
 
-    /// critest's propagation and read-only specs, against the share's slave copy (what
-    /// virtiofsd serves).
+    /// critest's propagation and read-only specs, in a stand-in for virtiofsd's namespace.
     #[test]
-    fn propagation_and_recursive_read_only_reach_virtiofsds_copy() {
+    fn propagation_and_read_only_hold_and_the_hosts_directories_stay_removable() {
         if !is_root() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
         let share = PodShare::of(&A3sHome::at(tmp.path().join("home")), "pod4");
         share.create().unwrap();
-        let peer = tmp.path().join("peer");
-        fs::create_dir(&peer).unwrap();
-        bind(share.dir(), &peer).unwrap();
-        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-        mount(None::<&str>, &peer, None::<&str>, slave, None::<&str>).unwrap();
+        let other = OtherNs::start();
 
         // A shared host volume, and one holding a writable tmpfs.
         let shared = tmp.path().join("shared");
@@ -742,7 +688,7 @@ mod tests {
             at(&ro, Propagation::Private, true, false),
             at(&ro, Propagation::Private, true, true),
         ];
-        let guest = share.bind("c", &mounts).unwrap();
+        let guest = share.bind("c", &mounts, &other.ns(&share)).unwrap();
         assert_eq!(
             guest.iter().map(|m| m.readonly).collect::<Vec<_>>(),
             [false, false, false, true],
@@ -752,7 +698,7 @@ mod tests {
         // The host mounts something later: only the host-to-container bind shows it.
         tmpfs_at(&shared.join("later"));
         fs::write(shared.join("later/flag"), "").unwrap();
-        let c = peer.join("c");
+        let c = other.sees(&share.dir().join("c"));
         assert!(c.join("0/later/flag").exists(), "host-to-container");
         assert!(!c.join("1/later/flag").exists(), "private");
 
@@ -764,9 +710,17 @@ mod tests {
         assert_eq!(erofs(fs::write(c.join("3/top"), "x")), rofs);
         assert_eq!(erofs(fs::write(c.join("3/tmpfs/other"), "x")), rofs);
 
-        umount2(&peer, MntFlags::MNT_DETACH).unwrap();
+        // critest's cleanup while the container runs: the host unmounts the submount and
+        // removes the directory (EBUSY while the binds lived in the host's namespace).
+        umount2(&ro.join("tmpfs"), MntFlags::MNT_DETACH).unwrap();
+        fs::remove_dir_all(&ro).unwrap();
+        assert!(
+            !c.join("2/tmpfs").exists(),
+            "the bind went with its directory"
+        );
+
         share.remove().unwrap();
-        for m in [shared.join("later"), shared, ro.join("tmpfs")] {
+        for m in [shared.join("later"), shared] {
             umount2(&m, MntFlags::MNT_DETACH).unwrap();
         }
         assert!(mounts_under(tmp.path()).unwrap().is_empty());
@@ -833,7 +787,8 @@ mod tests {
             readonly: false,
             ..HostMount::default()
         }];
-        share.bind("c1", &m).unwrap();
+        let other = OtherNs::start();
+        share.bind("c1", &m, &other.ns(&share)).unwrap();
         share.unbind("c1").unwrap();
         assert!(!upper.exists() && !share.dir().join("c1").exists());
         share.remove().unwrap();
@@ -876,7 +831,9 @@ mod tests {
                 ..HostMount::default()
             },
         ];
-        let e = share.bind("c", &mounts).unwrap_err().to_string();
+        let other = OtherNs::start();
+        let ns = other.ns(&share);
+        let e = share.bind("c", &mounts, &ns).unwrap_err().to_string();
         assert!(
             e.contains("/dev/null") && e.contains("neither a file"),
             "{e}"
@@ -888,7 +845,7 @@ mod tests {
             readonly: false,
             ..HostMount::default()
         }];
-        let e = share.bind("c", &missing).unwrap_err().to_string();
+        let e = share.bind("c", &missing, &ns).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
         assert!(!tmp.path().join("missing").exists());
         assert_eq!(mounts_under(share.dir()).unwrap(), [share.dir().to_owned()]);
