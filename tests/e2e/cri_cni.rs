@@ -694,3 +694,153 @@ fn critest_runtime_conditions_and_networking_specs_pass_with_cni() {
     assert!(conf.leased().is_empty(), "{:?}", conf.leased());
     assert_eq!(lab.veths(), 0);
 }
+
+/// `a3s-box kbs serve` on the lab's loopback (the node's, to its pods), deleted on drop.
+struct LabKbs {
+    child: Child,
+    url: String,
+}
+
+impl LabKbs {
+    /// A KBS holding `default/app/token` for pod VMs that measure `measurement`.
+    fn start(env: &TestEnv, lab: &Lab, measurement: &str) -> Self {
+        let db = env.path("cni-pods.db");
+        let mut child = Self::in_lab(env, lab)
+            .args(["kbs", "serve", "--listen", "127.0.0.1:0"])
+            .arg("--db")
+            .arg(&db)
+            .args(["--allow-simulated", "--insecure-admin"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting a3s-box kbs serve in the lab");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("kbs serve exited early").unwrap();
+            if let Some(rest) = line.strip_prefix("KBS listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let me = Self { child, url };
+        let secret = crate::support::write_file(
+            env.home.path(),
+            "cni-pod-secret.txt",
+            crate::cri_tee::POD_SECRET.as_bytes(),
+        );
+        let reference = format!("[\"{measurement}\"]");
+        let resource = [
+            "resource",
+            "set",
+            "--url",
+            &me.url,
+            "default/app/token",
+            "--file",
+        ];
+        let value = [
+            "reference-value",
+            "set",
+            "--url",
+            &me.url,
+            "snp_launch_measurement",
+        ];
+        for args in [
+            [&resource[..], &[secret.as_str()]],
+            [&value[..], &[reference.as_str()]],
+        ] {
+            let r = output(Self::in_lab(env, lab).arg("kbs").args(args.concat()));
+            assert_eq!(r.code, 0, "kbs {args:?}: {}{}", r.stdout, r.stderr);
+        }
+        me
+    }
+
+    /// `a3s-box` in the lab's network namespace, on the test's home.
+    fn in_lab(env: &TestEnv, lab: &Lab) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", lab.ns))
+            .args(["--", env!("CARGO_BIN_EXE_a3s-box")])
+            .env("A3S_HOME", env.home.path())
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for LabKbs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A confidential pod (simulated) on a CNI node whose KBS is on the node's loopback: the pod
+/// VM's network is the pod's CNI network, so the monitor relays the KBS on the CNI gateway
+/// (as for a box on a bridge network); the pod attests, gets its secret before RunPodSandbox
+/// returns, and its container reads it.
+#[test]
+fn a_confidential_pod_on_cni_reaches_a_node_loopback_kbs_through_its_gateway() {
+    crate::support::build_guest_init();
+    let env = TestEnv::new();
+    let lab = Lab::new();
+    let digest = crate::cri_tee::busybox_digest(&env);
+    let kbs = LabKbs::start(
+        &env,
+        &lab,
+        &crate::cri_tee::pod_measurement_on(&env, &digest, "none"),
+    );
+    let conf = CniConf::new(&env, 45);
+    let server = Server::start(&env, &lab, &conf);
+    let pod_json = crate::cri_tee::pod_config(
+        &env,
+        "cni-vault",
+        &serde_json::json!({
+            "io.a3s.box/kbs": kbs.url,
+            "io.a3s.box/secrets": "token=kbs:///default/app/token",
+            "io.a3s.box/images": digest,
+        }),
+    );
+    let pod_path = pod_json.to_str().unwrap();
+    let pod = server
+        .ok(&["runp", "--runtime", "a3s-simulate", pod_path])
+        .stdout
+        .trim()
+        .to_owned();
+    let status = server.json(&["inspectp", "-o", "json", &pod]);
+    let ip = status["status"]["network"]["ip"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(ip.starts_with("10.233.45."), "the CNI address: {status}");
+    let c = crate::cri_tee::container_config(
+        &env,
+        "reader",
+        "busybox",
+        "sha256sum /run/secrets/token; echo reader-done; exec sleep 2147483647",
+    );
+    let reader = server
+        .ok(&["create", "--no-pull", &pod, c.to_str().unwrap(), pod_path])
+        .stdout
+        .trim()
+        .to_owned();
+    server.ok(&["start", &reader]);
+    let logs = loop {
+        let l = server.ok(&["logs", &reader]).stdout;
+        if l.contains("reader-done") {
+            break l;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let want = crate::tee::sha256_hex(crate::cri_tee::POD_SECRET.as_bytes());
+    assert!(
+        logs.contains(&format!("{want}  /run/secrets/token")),
+        "{logs}"
+    );
+    // The relay listened on the CNI gateway.
+    let audit = std::fs::read_to_string(env.path("audit/audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("tee.kbs_relay") && l.contains("10.233.45.1:")),
+        "no relay on the CNI gateway in the audit log"
+    );
+    server.ok(&["stopp", &pod]);
+    server.ok(&["rmp", &pod]);
+}

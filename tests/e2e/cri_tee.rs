@@ -18,10 +18,10 @@ use crate::cri::CriServer;
 use crate::support::{build_guest_init, TestEnv};
 use crate::tee::{admin, kbs, Kbs};
 
-const POD_SECRET: &str = "pod-secret-3b9d0c71-never-in-a-log";
+pub(crate) const POD_SECRET: &str = "pod-secret-3b9d0c71-never-in-a-log";
 
 /// The embedded busybox image's manifest digest (imported by `measure`, which boots nothing).
-fn busybox_digest(env: &TestEnv) -> String {
+pub(crate) fn busybox_digest(env: &TestEnv) -> String {
     let m = env.run(&["measure", "--image", "busybox", "--tee-simulate"]);
     assert_eq!(m.code, 0, "{m:?}");
     let images = env.run(&["images", "--format", "json"]).json_lines();
@@ -36,7 +36,13 @@ fn busybox_digest(env: &TestEnv) -> String {
 }
 
 /// What a pod VM allowing `digest` measures: the allow-list is on its measured command line.
-fn pod_measurement(env: &TestEnv, digest: &str) -> String {
+pub(crate) fn pod_measurement(env: &TestEnv, digest: &str) -> String {
+    pod_measurement_on(env, digest, "tsi")
+}
+
+/// [`pod_measurement`] of a pod VM on `network` (`none` for CNI pods: their addresses are
+/// not on the measured command line).
+pub(crate) fn pod_measurement_on(env: &TestEnv, digest: &str, network: &str) -> String {
     let arg = format!("a3s.pod_images={digest}");
     let m = env.run(&[
         "measure",
@@ -45,13 +51,15 @@ fn pod_measurement(env: &TestEnv, digest: &str) -> String {
         "--tee-simulate",
         "--kernel-arg",
         &arg,
+        "--network",
+        network,
     ]);
     assert_eq!(m.code, 0, "{m:?}");
     m.stdout.trim().to_owned()
 }
 
 /// A KBS holding `default/app/token` for VMs that measure `measurement`.
-fn kbs_for(env: &TestEnv, measurement: &str) -> Kbs {
+pub(crate) fn kbs_for(env: &TestEnv, measurement: &str) -> Kbs {
     let k = kbs(env, "pods.db");
     let file = crate::support::write_file(env.home.path(), "pod-secret.txt", POD_SECRET.as_bytes());
     admin(
@@ -83,7 +91,7 @@ fn kbs_for(env: &TestEnv, measurement: &str) -> Kbs {
     k
 }
 
-fn pod_config(env: &TestEnv, name: &str, annotations: &serde_json::Value) -> PathBuf {
+pub(crate) fn pod_config(env: &TestEnv, name: &str, annotations: &serde_json::Value) -> PathBuf {
     let path = env.path(&format!("{name}-pod.json"));
     let config = serde_json::json!({
         "metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}"), "attempt": 0},
@@ -94,7 +102,7 @@ fn pod_config(env: &TestEnv, name: &str, annotations: &serde_json::Value) -> Pat
     path
 }
 
-fn container_config(env: &TestEnv, name: &str, image: &str, script: &str) -> PathBuf {
+pub(crate) fn container_config(env: &TestEnv, name: &str, image: &str, script: &str) -> PathBuf {
     let path = env.path(&format!("{name}.json"));
     let config = serde_json::json!({
         "metadata": {"name": name},

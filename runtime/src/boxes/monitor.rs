@@ -144,13 +144,22 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         },
         None => None,
     };
-    // A confidential box on a bridge network reaches a host-loopback KBS via its gateway.
-    if let (Some(t), Some(p)) = (tee.as_mut(), plugged.as_ref()) {
-        if let Some(first) = p.networks.first() {
-            if let Err(e) = t.relay_kbs(first.gateway) {
-                finish(boxes, id, 125, Some(e.to_string()), &gate);
-                return Ok(());
-            }
+    // A confidential box on a bridge network, or a pod VM on a CNI network, reaches a
+    // host-loopback KBS through a relay on its gateway (an address of this host's network
+    // namespace; QEMU's user-network gateway exists only in user networking).
+    let gateway = plugged
+        .as_ref()
+        .and_then(|p| p.networks.first().map(|n| n.gateway))
+        .or_else(|| {
+            plan.net
+                .as_ref()
+                .and_then(|n| n.pod.as_ref())
+                .and_then(|nic| nic.gateway)
+        });
+    if let (Some(t), Some(gateway)) = (tee.as_mut(), gateway) {
+        if let Err(e) = t.relay_kbs(gateway) {
+            finish(boxes, id, 125, Some(e.to_string()), &gate);
+            return Ok(());
         }
     }
     watch.mark("network");

@@ -176,8 +176,8 @@ impl TeeLaunch {
         })
     }
 
-    /// For a box on a bridge network, whose guest reaches the host only at its network's
-    /// gateway: a KBS on host loopback (the ephemeral one, or a loopback `--kbs-url`) is
+    /// For a box on a bridge network or a pod VM on a CNI network, whose guest reaches the
+    /// host only at its network's gateway: a KBS on host loopback (the ephemeral one, or a loopback `--kbs-url`) is
     /// reached through a TCP relay this monitor runs on `gateway` (a free port, alive while
     /// the launch is), and the agent is told that address. Other KBS URLs stay as given (the
     /// guest reaches them through the network's NAT). Nothing here is on the measured command
