@@ -257,7 +257,8 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
     // through a read-only mount. Only its hash is printed (the log is on the host).
     let reader = with_mounts(
         "reader",
-        "sha256sum /run/secrets/token; touch /run/secrets/x 2>/dev/null && echo WRITABLE \
+        "sha256sum /run/secrets/token; echo dev: $(ls -A /dev); \
+         touch /run/secrets/x 2>/dev/null && echo WRITABLE \
          || echo READONLY; grep kube-web /etc/hosts; cat /etc/config/app.conf; \
          touch /etc/config/x 2>/dev/null && echo CFG-WRITABLE || echo CFG-READONLY; \
          echo 10.0.0.8 changed >> /etc/hosts && echo HOSTS-WRITTEN; \
@@ -283,6 +284,16 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
         "{logs}"
     );
     assert!(logs.contains("READONLY"), "{logs}");
+    // Its own /dev (runc's standard set), none of the VM's disks or channels.
+    let dev = logs
+        .lines()
+        .find_map(|l| l.split_once("dev: ").map(|(_, d)| d.to_owned()))
+        .unwrap_or_default();
+    assert_eq!(
+        dev.trim(),
+        "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero",
+        "{logs}"
+    );
     for line in [
         "10.0.0.7\tkube-web",
         "port=8080",
