@@ -3,10 +3,11 @@
 //!
 //! Each plain pod has one directory, `A3S_HOME/pods/shares/<pod>`, exported to the pod VM as
 //! one virtiofs share when the VM boots and mounted there at [`GUEST_POD_MOUNTS`]. Creating a
-//! container bind-mounts each of its host paths into `<pod>/<container>/<n>`; the running VM
-//! sees it at once because the pod's directory is a *shared* mount (a bind of itself), whose
-//! new submounts propagate into virtiofsd's own mount namespace (a slave copy). This is how
-//! Kata shares files with a running sandbox, and it needs no device hot-plug.
+//! container bind-mounts each of its host paths at `<pod>/<container>/<n>` in virtiofsd's own
+//! mount namespace only ([`super::detached`]), so the running VM sees it at once and the
+//! host's mount table holds none of them (a host directory with a bound submount stays
+//! removable). This is how Kata shares files with a running sandbox, and it needs no device
+//! hot-plug.
 //!
 //! A plain pod container's root filesystem reaches the VM the same way, as Kata shares a
 //! container's root: the image's erofs (the one boxes boot, built once per image) mounted
@@ -19,8 +20,9 @@
 //! TCG). Nothing is copied, the image's files are shared by every container of every pod, and
 //! what a container writes lands on the host's disk, not in the VM's memory.
 //!
-//! The host paths stay the host's: removing a container or a pod only unmounts them, and a
-//! directory still holding a mount is never deleted (that would delete the host's files).
+//! The host paths stay the host's: removing a container or a pod removes its mount points
+//! (which takes the binds in virtiofsd's namespace away), and a directory still holding a
+//! mount in this namespace is never deleted (that would delete the host's files).
 
 use std::fs;
 use std::io;
