@@ -190,6 +190,7 @@ impl Engine {
                 .inspect_err(|_| {
                     let _ = self.remove_verified_root(&boxed, &dir);
                 }),
+            None if spec.mounts.is_empty() => Ok(Vec::new()),
             None => self
                 .share_namespace(&boxed, share.dir())
                 .and_then(|ns| Ok(share.bind(&id, &spec.mounts, &ns)?))
