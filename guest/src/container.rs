@@ -71,8 +71,8 @@ pub(crate) struct Entry {
 /// The container's `/dev`. An unprivileged container gets a tmpfs of its own (`nodev`, so a
 /// node made there with `CAP_MKNOD` opens nothing) holding binds of the standard devices and
 /// the CRI devices asked for, as runc's default set; its root is `nodev` too. The pod's
-/// `/dev/pts`, `/dev/shm` and `/dev/mqueue` are bound in: a pod shares its IPC namespace.
-/// A privileged container sees the pod VM's `/dev` as is.
+/// `/dev/pts` and `/dev/shm` are bound in and `/dev/mqueue` mounted: a pod shares its IPC
+/// namespace. A privileged container sees the pod VM's `/dev` as is.
 #[derive(Debug)]
 enum Dev {
     /// The pod VM's `/dev`, bound recursively.
