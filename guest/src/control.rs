@@ -520,6 +520,17 @@ fn start_container(
     chan: &Channel,
     state: &Arc<Mutex<State>>,
 ) {
+    // The host of a confidential pod is not trusted to hand its containers devices of the
+    // VM (the secure processor's, say): only the standard set, as in every container.
+    let devices = c.security.map_or(0, |s| s.devices.len());
+    if devices > 0 && lock(state).agent.is_some() {
+        let message = format!(
+            "a confidential pod takes no devices from its host ({devices} asked for); \
+             its containers get the standard /dev only"
+        );
+        chan.msg(session, &GuestMsg::SpawnFailed { code: 125, message });
+        return finished(session, 125, chan);
+    }
     let cgroup = match (c.id, c.resources) {
         (Some(id), Some(res)) => container_cgroup::create(id, res)
             .and_then(|()| container_cgroup::open_procs(id))

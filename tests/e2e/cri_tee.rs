@@ -221,6 +221,28 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
         "no container was recorded"
     );
 
+    // The host cannot hand a confidential pod's container a device of the VM.
+    let c = container_config(&env, "with-device", "busybox", "true");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&c).unwrap()).unwrap();
+    config["devices"] = serde_json::json!([
+        {"host_path": "/dev/kmsg", "container_path": "/dev/kmsg", "permissions": "rw"}
+    ]);
+    std::fs::write(&c, config.to_string()).unwrap();
+    let with_device = server
+        .ok(&["create", "--no-pull", &pod, c.to_str().unwrap(), pod_path])
+        .stdout
+        .trim()
+        .to_owned();
+    let started = server.crictl(&["start", &with_device]);
+    assert_ne!(started.code, 0, "{started:?}");
+    assert!(
+        started.stderr.contains("takes no devices from its host"),
+        "{}",
+        started.stderr
+    );
+    server.ok(&["rm", &with_device]);
+
     // CRI mounts reach a confidential pod as copies (it shares no directory with the host):
     // a file as kubelet's /etc/hosts, a ConfigMap-style directory (kubelet's `..data`
     // symlinks) read-only. One over the copy limit is refused naming it.
