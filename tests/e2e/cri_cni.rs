@@ -695,34 +695,16 @@ fn critest_runtime_conditions_and_networking_specs_pass_with_cni() {
     assert_eq!(lab.veths(), 0);
 }
 
-/// `a3s-box kbs serve` on the lab's loopback (the node's, to its pods), deleted on drop.
-struct LabKbs {
-    child: Child,
-    url: String,
-}
+/// `a3s-box kbs serve` on the lab's loopback (the node's, to its pods), stopped on drop.
+struct LabKbs(crate::tee::Kbs);
 
 impl LabKbs {
     /// A KBS holding `default/app/token` for pod VMs that measure `measurement`.
     fn start(env: &TestEnv, lab: &Lab, measurement: &str) -> Self {
-        let db = env.path("cni-pods.db");
-        let mut child = Self::in_lab(env, lab)
-            .args(["kbs", "serve", "--listen", "127.0.0.1:0"])
-            .arg("--db")
-            .arg(&db)
-            .args(["--allow-simulated", "--insecure-admin"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting a3s-box kbs serve in the lab");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("kbs serve exited early").unwrap();
-            if let Some(rest) = line.strip_prefix("KBS listening on ") {
-                break rest.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let me = Self { child, url };
+        let me = Self(crate::tee::kbs_serve(
+            Self::in_lab(env, lab),
+            &env.path("cni-pods.db"),
+        ));
         let secret = crate::support::write_file(
             env.home.path(),
             "cni-pod-secret.txt",
@@ -733,7 +715,7 @@ impl LabKbs {
             "resource",
             "set",
             "--url",
-            &me.url,
+            &me.0.url,
             "default/app/token",
             "--file",
         ];
@@ -741,7 +723,7 @@ impl LabKbs {
             "reference-value",
             "set",
             "--url",
-            &me.url,
+            &me.0.url,
             "snp_launch_measurement",
         ];
         for args in [
@@ -762,13 +744,6 @@ impl LabKbs {
             .env("A3S_HOME", env.home.path())
             .stdin(Stdio::null());
         c
-    }
-}
-
-impl Drop for LabKbs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -793,7 +768,7 @@ fn a_confidential_pod_on_cni_reaches_a_node_loopback_kbs_through_its_gateway() {
         &env,
         "cni-vault",
         &serde_json::json!({
-            "io.a3s.box/kbs": kbs.url,
+            "io.a3s.box/kbs": kbs.0.url,
             "io.a3s.box/secrets": "token=kbs:///default/app/token",
             "io.a3s.box/images": digest,
         }),

@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use crate::support::{write_file, Run, TestEnv};
@@ -84,10 +84,14 @@ impl Drop for Kbs {
 }
 
 pub(crate) fn kbs(env: &TestEnv, db: &str) -> Kbs {
-    let db = env.path(db).display().to_string();
-    let mut child = env
-        .cmd()
-        .args(["kbs", "serve", "--listen", "127.0.0.1:0", "--db", &db])
+    kbs_serve(env.cmd(), &env.path(db))
+}
+
+/// `cmd` (an `a3s-box` command, wherever it runs) serving a KBS on loopback with database `db`.
+pub(crate) fn kbs_serve(mut cmd: Command, db: &Path) -> Kbs {
+    let mut child = cmd
+        .args(["kbs", "serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
         .args(["--allow-simulated", "--insecure-admin"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
