@@ -122,7 +122,8 @@ fn cni_port_of(p: &cri::PortMapping) -> Result<Option<PortMap>, Status> {
     } else {
         p.host_ip.parse().map_err(|_| {
             Status::invalid_argument(format!(
-                "port mapping {}: host IP {:?} is not an IPv4 address",
+                "port mapping {}: host IP {:?} is not an IPv4 address (leave hostIP empty to \
+                 publish on every node address, IPv6 ones included)",
                 p.container_port, p.host_ip
             ))
         })?

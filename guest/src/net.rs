@@ -11,7 +11,7 @@
 // libc's AF_INET and IFF_* constants are small positive i32s stored in narrower ABI fields.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -75,36 +75,106 @@ fn announce(gw: std::net::Ipv4Addr) {
     }
 }
 
-/// Configures the bridge-network NICs of `Start`'s setup: address, netmask, up, and the
-/// default route via the NIC that carries a gateway (the box's first network).
+/// Configures the NICs of `Start`'s setup (bridge networks, a pod's CNI interface): addresses
+/// (IPv4 and IPv6), up, the default routes via the gateways (the box's first network), and
+/// the other routes.
 pub(crate) fn configure_interfaces(nics: &[a3s_vmm::proto::GuestNic]) -> anyhow::Result<()> {
     if nics.is_empty() {
         return Ok(());
     }
     let sock = Socket::new()?;
+    // Opened only for a NIC with IPv6 addresses or routes: a kernel without IPv6 still runs
+    // IPv4-only boxes.
+    let mut sock6 = None;
     let mut names = Vec::new();
     for nic in nics {
         let name = wait_for_mac(&nic.mac)?;
-        names.push(name.clone());
-        if nic.prefix > 32 {
-            bail!("interface {}: prefix {} > 32", nic.mac, nic.prefix);
+        let mut v4 = nic.addrs.iter().filter(|a| a.addr.is_ipv4());
+        if let (Some(_), Some(extra)) = (v4.next(), v4.next()) {
+            bail!(
+                "interface {}: a second IPv4 address {}",
+                nic.mac,
+                extra.addr
+            );
         }
-        sock.set_addr(&name, libc::SIOCSIFADDR, nic.addr)?;
-        sock.set_addr(&name, libc::SIOCSIFNETMASK, netmask(nic.prefix))?;
+        if nic.addrs.iter().any(|a| a.addr.is_ipv6()) {
+            // The address is the pod's, handed out by its network's IPAM: duplicate address
+            // detection would only hold it "tentative" (unusable) for a second or more.
+            no_dad(&name)?;
+        }
+        for a in &nic.addrs {
+            match a.addr {
+                IpAddr::V4(v4) => {
+                    if a.prefix > 32 {
+                        bail!("interface {}: prefix {} > 32", nic.mac, a.prefix);
+                    }
+                    sock.set_addr(&name, libc::SIOCSIFADDR, v4)?; // ip addr add V4/P dev NAME
+                    sock.set_addr(&name, libc::SIOCSIFNETMASK, netmask(a.prefix))?;
+                }
+                IpAddr::V6(v6) => {
+                    if a.prefix > 128 {
+                        bail!("interface {}: prefix {} > 128", nic.mac, a.prefix);
+                    }
+                    socket6(&mut sock6)?.add_addr6(&name, v6, a.prefix)?; // ip -6 addr add
+                }
+            }
+        }
         sock.up(&name)?;
-    }
-    for gw in nics.iter().filter_map(|n| n.gateway) {
-        sock.default_route(gw)?;
+        names.push(name);
     }
     for (nic, name) in nics.iter().zip(&names) {
-        for r in &nic.routes {
-            if r.prefix > 32 {
-                bail!("route {}/{}: prefix > 32", r.dst, r.prefix);
+        for gw in &nic.gateways {
+            match *gw {
+                IpAddr::V4(g) => sock.default_route(g)?,
+                IpAddr::V6(g) => {
+                    socket6(&mut sock6)?.route6(name, Ipv6Addr::UNSPECIFIED, 0, Some(g))?;
+                }
             }
-            sock.route(name, r.dst, r.prefix, r.gateway)?;
+        }
+        for r in &nic.routes {
+            match (r.dst, r.gateway) {
+                (IpAddr::V4(dst), None | Some(IpAddr::V4(_))) => {
+                    if r.prefix > 32 {
+                        bail!("route {}/{}: prefix > 32", r.dst, r.prefix);
+                    }
+                    let gw = r.gateway.and_then(|g| match g {
+                        IpAddr::V4(g) => Some(g),
+                        IpAddr::V6(_) => None,
+                    });
+                    sock.route(name, dst, r.prefix, gw)?;
+                }
+                (IpAddr::V6(dst), None | Some(IpAddr::V6(_))) => {
+                    if r.prefix > 128 {
+                        bail!("route {}/{}: prefix > 128", r.dst, r.prefix);
+                    }
+                    let gw = r.gateway.and_then(|g| match g {
+                        IpAddr::V6(g) => Some(g),
+                        IpAddr::V4(_) => None,
+                    });
+                    socket6(&mut sock6)?.route6(name, dst, r.prefix, gw)?;
+                }
+                (dst, Some(gw)) => bail!("route {dst}/{} via {gw}: mixed families", r.prefix),
+            }
         }
     }
     Ok(())
+}
+
+/// The IPv6 socket, opened on first use.
+fn socket6(slot: &mut Option<Socket>) -> anyhow::Result<&Socket> {
+    if slot.is_none() {
+        *slot = Some(Socket::new6()?);
+    }
+    slot.as_ref().context("IPv6 socket")
+}
+
+/// `sysctl net.ipv6.conf.NAME.accept_dad=0` (before the addresses are added and the link
+/// comes up).
+fn no_dad(name: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+    std::fs::write(&path, "0").with_context(|| {
+        format!("writing {path} (does the VM kernel have IPv6? a pod was given an IPv6 address)")
+    })
 }
 
 /// The interface whose MAC address is `mac` (waits, like [`configure`], for virtio_net).
@@ -142,6 +212,22 @@ fn netmask(prefix: u8) -> Ipv4Addr {
 
 struct Socket(std::os::fd::OwnedFd);
 
+/// The kernel's `struct in6_rtmsg` (`linux/ipv6_route.h`), SIOCADDRT's argument on an
+/// AF_INET6 socket (the libc crate's copy keeps its fields private).
+#[repr(C)]
+struct In6Rtmsg {
+    dst: [u8; 16],
+    src: [u8; 16],
+    gateway: [u8; 16],
+    kind: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: libc::c_int,
+}
+
 fn sockaddr(a: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -176,6 +262,77 @@ impl Socket {
         }
         // SAFETY: fd is a fresh, valid descriptor nobody else owns.
         Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    fn new6() -> anyhow::Result<Self> {
+        // SAFETY: plain socket(2); the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("socket(AF_INET6) (does the VM kernel have IPv6?)");
+        }
+        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+        Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    fn index(&self, name: &str) -> anyhow::Result<i32> {
+        let mut req = ifreq(name)?;
+        self.ioctl(
+            libc::SIOCGIFINDEX,
+            &mut req,
+            &format!("finding interface {name}"),
+        )?;
+        // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
+        Ok(unsafe { req.ifr_ifru.ifru_ifindex })
+    }
+
+    /// ip -6 addr add ADDR/PREFIX dev NAME (on an AF_INET6 socket).
+    fn add_addr6(&self, name: &str, addr: Ipv6Addr, prefix: u8) -> anyhow::Result<()> {
+        let mut req = libc::in6_ifreq {
+            ifr6_addr: libc::in6_addr {
+                s6_addr: addr.octets(),
+            },
+            ifr6_prefixlen: u32::from(prefix),
+            ifr6_ifindex: self.index(name)?,
+        };
+        self.ioctl(
+            libc::SIOCSIFADDR,
+            &mut req,
+            &format!("setting {addr}/{prefix} on {name}"),
+        )
+    }
+
+    /// ip -6 route add DST/PREFIX [via GW] dev NAME (on an AF_INET6 socket; `::/0`: the
+    /// default route).
+    fn route6(
+        &self,
+        dev: &str,
+        dst: Ipv6Addr,
+        prefix: u8,
+        gw: Option<Ipv6Addr>,
+    ) -> anyhow::Result<()> {
+        let mut flags = u32::from(libc::RTF_UP);
+        if gw.is_some() {
+            flags |= u32::from(libc::RTF_GATEWAY);
+        }
+        let mut rt = In6Rtmsg {
+            dst: dst.octets(),
+            src: [0; 16],
+            gateway: gw.map_or([0; 16], |g| g.octets()),
+            kind: 0,
+            dst_len: u16::from(prefix),
+            src_len: 0,
+            // 1024, `ip -6 route`'s default metric (0 would mean the same to the kernel).
+            metric: 1024,
+            info: 0,
+            flags,
+            ifindex: self.index(dev)?,
+        };
+        self.ioctl(
+            libc::SIOCADDRT,
+            &mut rt,
+            &format!("adding the route to {dst}/{prefix} on {dev}"),
+        )
     }
 
     fn ioctl<T>(&self, req: libc::Ioctl, arg: &mut T, what: &str) -> anyhow::Result<()> {
@@ -265,6 +422,16 @@ mod tests {
         );
         assert_eq!(parse_cmdline("console=ttyS0").unwrap(), None);
         assert!(parse_cmdline("a3s.net=10.0.2.15/40,10.0.2.2").is_err());
+    }
+
+    #[test]
+    fn the_ipv6_route_message_has_the_kernels_layout() {
+        assert_eq!(
+            std::mem::size_of::<In6Rtmsg>(),
+            std::mem::size_of::<libc::in6_rtmsg>()
+        );
+        assert_eq!(std::mem::offset_of!(In6Rtmsg, dst_len), 52);
+        assert_eq!(std::mem::offset_of!(In6Rtmsg, flags), 72);
     }
 
     #[test]

@@ -112,8 +112,9 @@ impl Drop for Lab {
     }
 }
 
-/// A CNI configuration directory: bridge + host-local (its own subnet and lease directory)
-/// + portmap + loopback, as a node's conflist.
+/// A CNI configuration directory: bridge, host-local (its own subnets and lease directory),
+/// portmap and loopback, as a node's conflist; IPv4 `10.233.N.0/24` and, for a dual-stack or
+/// IPv6-only network, IPv6 `fd00:a3:N::/64`.
 struct CniConf {
     dir: tempfile::TempDir,
     bridge: String,
@@ -124,6 +125,27 @@ struct CniConf {
 
 impl CniConf {
     fn new(env: &TestEnv, subnet_octet: u8) -> Self {
+        Self::with_families(env, subnet_octet, true, false)
+    }
+
+    fn dual_stack(env: &TestEnv, subnet_octet: u8) -> Self {
+        Self::with_families(env, subnet_octet, true, true)
+    }
+
+    fn ipv6_only(env: &TestEnv, subnet_octet: u8) -> Self {
+        Self::with_families(env, subnet_octet, false, true)
+    }
+
+    fn with_families(env: &TestEnv, subnet_octet: u8, ipv4: bool, ipv6: bool) -> Self {
+        let (mut ranges, mut routes) = (Vec::new(), Vec::new());
+        if ipv4 {
+            ranges.push(serde_json::json!([{"subnet": format!("10.233.{subnet_octet}.0/24")}]));
+            routes.push(serde_json::json!({"dst": "0.0.0.0/0"}));
+        }
+        if ipv6 {
+            ranges.push(serde_json::json!([{"subnet": format!("fd00:a3:{subnet_octet}::/64")}]));
+            routes.push(serde_json::json!({"dst": "::/0"}));
+        }
         let dir = tempfile::tempdir_in(env.home.path()).unwrap();
         let tag = random_hex(6);
         let bridge = format!("a3scni{tag}");
@@ -140,8 +162,8 @@ impl CniConf {
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
-                        "subnet": format!("10.233.{subnet_octet}.0/24"),
-                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "ranges": ranges,
+                        "routes": routes,
                         "dataDir": data,
                     }
                 },
@@ -287,6 +309,17 @@ impl Server {
         (id, ip)
     }
 
+    /// The pod's IPv6 address (its first additional IP, as `inspectp` reports it).
+    fn ipv6_of(&self, pod: &str) -> String {
+        let st = self.json(&["inspectp", "-o", "json", pod]);
+        let ip = st["status"]["network"]["additionalIps"][0]["ip"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no additional IP in {st}"))
+            .to_owned();
+        assert!(ip.parse::<std::net::Ipv6Addr>().is_ok(), "{ip} is not IPv6");
+        ip
+    }
+
     /// A started busybox container running `script` in pod `pod` (config at `pod_config`).
     fn run_container(&self, env: &TestEnv, pod: &str, name: &str, script: &str) -> String {
         let pod_config = env.path(&format!("{name}-pod-of.json"));
@@ -333,6 +366,11 @@ impl Drop for Server {
     }
 }
 
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 fn netns_of(pod: &str) -> PathBuf {
     Path::new("/run/netns").join(format!("a3s-pod-{}", &pod[..16]))
 }
@@ -347,7 +385,8 @@ fn in_subnet(ip: &str, octet: u8) -> bool {
 fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything() {
     let env = TestEnv::new();
     let lab = Lab::new();
-    let conf = CniConf::new(&env, 41);
+    // Dual-stack: the pods' NICs take an IPv4 and an IPv6 address.
+    let conf = CniConf::dual_stack(&env, 41);
     let server = Server::start(&env, &lab, &conf);
     let (ready, why) = server.network_ready();
     assert!(ready, "NetworkReady with a valid configuration: {why}");
@@ -369,10 +408,15 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
         "pod IP {ip_a} is not in 10.233.41.0/24"
     );
     assert!(netns_of(&a).exists(), "the pod's namespace exists");
+    let ip6_a = server.ipv6_of(&a);
+    assert!(
+        ip6_a.starts_with("fd00:a3:41::"),
+        "pod IPv6 {ip6_a} is not in fd00:a3:41::/64"
+    );
     assert_eq!(
-        conf.leased(),
-        vec![ip_a.clone()],
-        "host-local leased the pod's IP"
+        sorted(conf.leased()),
+        sorted(vec![ip_a.clone(), ip6_a.clone()]),
+        "host-local leased the pod's IPs"
     );
     let web = server.run_container(
         &env,
@@ -389,7 +433,8 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
         &web,
         "sh",
         "-c",
-        "ip -o -4 addr show eth0; ip route; cat /sys/class/net/eth0/address; cat /etc/resolv.conf",
+        "ip -o -4 addr show eth0; ip route; ip -o -6 addr show dev eth0 scope global; ip -6 route; \
+         cat /sys/class/net/eth0/address; cat /etc/resolv.conf",
     ]);
     assert!(
         inside.stdout.contains(&format!("inet {ip_a}/24")),
@@ -398,6 +443,19 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
     );
     assert!(
         inside.stdout.contains("default via 10.233.41.1 dev eth0"),
+        "{}",
+        inside.stdout
+    );
+    // IPv6: the address usable at once (no duplicate address detection holding it
+    // tentative) and the default route via the bridge's IPv6 address.
+    assert!(
+        inside.stdout.contains(&format!("inet6 {ip6_a}/64")),
+        "{}",
+        inside.stdout
+    );
+    assert!(!inside.stdout.contains("tentative"), "{}", inside.stdout);
+    assert!(
+        inside.stdout.contains("default via fd00:a3:41::1 dev eth0"),
         "{}",
         inside.stdout
     );
@@ -437,6 +495,33 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
         lab.get(&format!("http://127.0.0.1:{host_port}/")).trim(),
         "served-by-pod-web"
     );
+    assert_eq!(
+        lab.ok(&[
+            "curl",
+            "-gsS",
+            "--max-time",
+            "60",
+            &format!("http://[{ip6_a}]:8080/")
+        ])
+        .stdout
+        .trim(),
+        "served-by-pod-web",
+        "the host reaches the pod over IPv6"
+    );
+    // The hostPort (no host IP given) is published on the node's IPv6 addresses too.
+    assert_eq!(
+        lab.ok(&[
+            "curl",
+            "-gsS",
+            "--max-time",
+            "60",
+            &format!("http://[fd00:a3:41::1]:{host_port}/")
+        ])
+        .stdout
+        .trim(),
+        "served-by-pod-web",
+        "the hostPort over IPv6"
+    );
     assert!(!lab.pod_chains().is_empty(), "portmap's chains for pod A");
 
     // Pod B reaches pod A by pod IP.
@@ -458,12 +543,30 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
         &format!("http://{ip_a}:8080/"),
     ]);
     assert_eq!(fetched.stdout.trim(), "served-by-pod-web");
+    let fetched6 = server.ok(&[
+        "exec",
+        "-s",
+        &client,
+        "wget",
+        "-qO-",
+        &format!("http://[{ip6_a}]:8080/"),
+    ]);
+    assert_eq!(
+        fetched6.stdout.trim(),
+        "served-by-pod-web",
+        "pod to pod over IPv6"
+    );
+    let ip6_b = server.ipv6_of(&b);
     assert_eq!(lab.veths(), 2, "one veth per pod");
 
     // StopPodSandbox releases the address (CNI DEL): lease, veth and portmap chains go; the
     // namespace stays until RemovePodSandbox. A second stop is fine.
     server.ok(&["stopp", &a]);
-    assert_eq!(conf.leased(), vec![ip_b.clone()], "A's lease is released");
+    assert_eq!(
+        sorted(conf.leased()),
+        sorted(vec![ip_b.clone(), ip6_b]),
+        "A's leases are released"
+    );
     assert_eq!(lab.veths(), 1, "A's veth is gone");
     assert!(lab.pod_chains().is_empty(), "{:?}", lab.pod_chains());
     let st = server.json(&["inspectp", "-o", "json", &a]);
@@ -487,6 +590,66 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
     // Audited like every pod.
     let audit = env.run(&["audit", "--action", "pod.stop", "--format", "json"]);
     assert!(audit.stdout.contains(&a), "{}", audit.stdout);
+}
+
+#[test]
+fn an_ipv6_only_pod_takes_its_address_and_route_and_serves_over_ipv6() {
+    let env = TestEnv::new();
+    let lab = Lab::new();
+    let conf = CniConf::ipv6_only(&env, 44);
+    let server = Server::start(&env, &lab, &conf);
+    let (pod, ip) = server.run_pod(
+        &env,
+        "v6",
+        &serde_json::json!({"metadata": {"name": "v6", "namespace": "default", "uid": "u-v6"}}),
+    );
+    assert!(
+        ip.parse::<std::net::Ipv6Addr>().is_ok() && ip.starts_with("fd00:a3:44::"),
+        "the pod IP of an IPv6-only pod: {ip}"
+    );
+    let web = server.run_container(
+        &env,
+        &pod,
+        "v6",
+        "mkdir -p /www && echo served-over-ipv6 > /www/index.html && exec httpd -f -p 8080 -h /www",
+    );
+    let inside = server.ok(&[
+        "exec",
+        "-s",
+        &web,
+        "sh",
+        "-c",
+        "ip -o addr show dev eth0; ip -6 route",
+    ]);
+    assert!(
+        inside.stdout.contains(&format!("inet6 {ip}/64")),
+        "{}",
+        inside.stdout
+    );
+    assert!(
+        !inside.stdout.contains("inet "),
+        "no IPv4 address: {}",
+        inside.stdout
+    );
+    assert!(
+        inside.stdout.contains("default via fd00:a3:44::1 dev eth0"),
+        "{}",
+        inside.stdout
+    );
+    assert_eq!(
+        lab.ok(&[
+            "curl",
+            "-gsS",
+            "--max-time",
+            "60",
+            &format!("http://[{ip}]:8080/")
+        ])
+        .stdout
+        .trim(),
+        "served-over-ipv6"
+    );
+    server.ok(&["rmp", "--force", &pod]);
+    assert!(conf.leased().is_empty(), "{:?}", conf.leased());
 }
 
 #[test]

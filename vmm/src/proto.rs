@@ -481,28 +481,35 @@ pub struct GuestSetup {
 pub struct GuestNic {
     /// Its MAC address (`02:a3:…`, lower case).
     pub mac: String,
-    /// Its address.
-    pub addr: std::net::Ipv4Addr,
-    /// The subnet's prefix length.
-    pub prefix: u8,
-    /// The default route's gateway (on the first NIC only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<std::net::Ipv4Addr>,
-    /// More routes through this NIC (a pod's CNI routes besides the default one).
+    /// Its addresses, IPv4 and IPv6 (at most one IPv4: a dual-stack or IPv6-only pod).
+    pub addrs: Vec<GuestAddr>,
+    /// The default routes' next hops, at most one per family (on the first NIC only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<std::net::IpAddr>,
+    /// More routes through this NIC (a pod's CNI routes besides the default ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<GuestRoute>,
 }
 
-/// One IPv4 route a guest NIC carries.
+/// An address of a guest NIC with its subnet's prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestAddr {
+    /// The address.
+    pub addr: std::net::IpAddr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+}
+
+/// One route a guest NIC carries (IPv4 or IPv6; the next hop is of the same family).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestRoute {
     /// Destination network.
-    pub dst: std::net::Ipv4Addr,
+    pub dst: std::net::IpAddr,
     /// Its prefix length.
     pub prefix: u8,
     /// Next hop (`None`: directly on the link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<std::net::Ipv4Addr>,
+    pub gateway: Option<std::net::IpAddr>,
 }
 
 /// Docker's security and resource options (`--cap-add`, `--ulimit`, `--read-only`, ...), applied

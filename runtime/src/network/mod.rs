@@ -324,9 +324,14 @@ impl BoxNet {
                 let l = a.link.as_ref()?;
                 Some(a3s_vmm::proto::GuestNic {
                     mac: l.mac.clone(),
-                    addr: a.ip?,
-                    prefix: l.prefix,
-                    gateway: (i == 0).then_some(l.gateway),
+                    addrs: vec![a3s_vmm::proto::GuestAddr {
+                        addr: std::net::IpAddr::V4(a.ip?),
+                        prefix: l.prefix,
+                    }],
+                    gateways: (i == 0)
+                        .then_some(std::net::IpAddr::V4(l.gateway))
+                        .into_iter()
+                        .collect(),
                     routes: Vec::new(),
                 })
             })

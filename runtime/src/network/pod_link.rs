@@ -7,11 +7,11 @@
 //! QEMU opens the TAP from inside the namespace (`a3s_vmm::netns`), so nothing of the pod's
 //! network is visible in the host's namespace but the plugin's own host side.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 
-use a3s_vmm::proto::GuestRoute;
+use a3s_vmm::proto::{GuestAddr, GuestRoute};
 use serde::{Deserialize, Serialize};
 
 use super::bridge::run;
@@ -121,13 +121,21 @@ pub struct PodNic {
     pub mac: String,
     /// Link MTU.
     pub mtu: u32,
-    /// The pod's IPv4 address.
-    pub addr: Ipv4Addr,
+    /// The pod's IPv4 address (none: an IPv6-only pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<Ipv4Addr>,
     /// Its prefix length.
+    #[serde(default)]
     pub prefix: u8,
-    /// Default route's next hop.
+    /// The IPv4 default route's next hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// The pod's IPv6 addresses (a dual-stack or IPv6-only pod).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs6: Vec<GuestAddr>,
+    /// The IPv6 default route's next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     /// Other routes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<GuestRoute>,
@@ -141,9 +149,18 @@ impl PodNic {
             tap: link.tap.clone(),
             mac: link.mac.clone(),
             mtu: link.mtu,
-            addr: a.ipv4.0,
-            prefix: a.ipv4.1,
+            addr: a.ipv4.map(|(ip, _)| ip),
+            prefix: a.ipv4.map_or(0, |(_, p)| p),
             gateway: a.gateway,
+            addrs6: a
+                .ipv6
+                .iter()
+                .map(|&(ip, prefix)| GuestAddr {
+                    addr: IpAddr::V6(ip),
+                    prefix,
+                })
+                .collect(),
+            gateway6: a.gateway6,
             routes: a
                 .routes
                 .iter()
@@ -168,11 +185,19 @@ impl PodNic {
 
     /// What the guest configures.
     pub fn guest_nic(&self) -> a3s_vmm::proto::GuestNic {
+        let v4 = self.addr.map(|a| GuestAddr {
+            addr: IpAddr::V4(a),
+            prefix: self.prefix,
+        });
         a3s_vmm::proto::GuestNic {
             mac: self.mac.clone(),
-            addr: self.addr,
-            prefix: self.prefix,
-            gateway: self.gateway,
+            addrs: v4.into_iter().chain(self.addrs6.iter().copied()).collect(),
+            gateways: self
+                .gateway
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(self.gateway6.map(IpAddr::V6))
+                .collect(),
             routes: self.routes.clone(),
         }
     }
@@ -195,5 +220,47 @@ mod tests {
                 "-n ns1 filter add dev a3s-tap0 parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev eth0",
             ]
         );
+    }
+
+    #[test]
+    fn a_dual_stack_nic_gives_the_guest_both_families_and_old_records_still_load() {
+        let v = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "ips": [
+                {"address": "fd00:a3:9::5/64", "gateway": "fd00:a3:9::1"},
+                {"address": "10.233.9.5/24", "gateway": "10.233.9.1"}
+            ],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}, {"dst": "fd00:beef::/48"}]
+        });
+        let a = super::super::cni::PodAddresses::from_result(&v, "eth0").unwrap();
+        let link = PodLink {
+            tap: POD_TAP.into(),
+            mac: "aa:bb:cc:dd:ee:03".into(),
+            mtu: 1500,
+        };
+        let nic = PodNic::new("/run/netns/x".into(), &link, &a);
+        let g = nic.guest_nic();
+        let addrs: Vec<String> = g
+            .addrs
+            .iter()
+            .map(|a| format!("{}/{}", a.addr, a.prefix))
+            .collect();
+        assert_eq!(addrs, ["10.233.9.5/24", "fd00:a3:9::5/64"]);
+        let gws: Vec<String> = g.gateways.iter().map(ToString::to_string).collect();
+        assert_eq!(gws, ["10.233.9.1", "fd00:a3:9::1"]);
+        assert_eq!(g.routes.len(), 1);
+        assert_eq!(g.routes[0].gateway, Some("fd00:a3:9::1".parse().unwrap()));
+        // The record round-trips, and one written before IPv6 (IPv4 fields only) still loads.
+        let back: PodNic = serde_json::from_str(&serde_json::to_string(&nic).unwrap()).unwrap();
+        assert_eq!(back, nic);
+        let old: PodNic = serde_json::from_value(serde_json::json!({
+            "netns": "/run/netns/x", "tap": "a3s-tap0", "mac": "aa:bb:cc:dd:ee:03", "mtu": 1500,
+            "addr": "10.233.9.5", "prefix": 24, "gateway": "10.233.9.1",
+            "routes": [{"dst": "192.168.0.0", "prefix": 16, "gateway": "10.233.9.254"}]
+        }))
+        .unwrap();
+        assert_eq!(old.addr, Some("10.233.9.5".parse().unwrap()));
+        assert!(old.addrs6.is_empty());
+        assert_eq!(old.guest_nic().gateways.len(), 1);
     }
 }

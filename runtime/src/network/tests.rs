@@ -117,9 +117,11 @@ fn a_linked_bridge_box_gets_its_address_and_a_tap_nic() {
         net.guest_nics(),
         [a3s_vmm::proto::GuestNic {
             mac: "02:a3:89:ab:cd:ef".into(),
-            addr: Ipv4Addr::new(10, 88, 0, 7),
-            prefix: 24,
-            gateway: Some(Ipv4Addr::new(10, 88, 0, 1)),
+            addrs: vec![a3s_vmm::proto::GuestAddr {
+                addr: Ipv4Addr::new(10, 88, 0, 7).into(),
+                prefix: 24,
+            }],
+            gateways: vec![Ipv4Addr::new(10, 88, 0, 1).into()],
             routes: Vec::new(),
         }]
     );
@@ -213,10 +215,8 @@ fn old_net_files_load_and_extra_networks_follow_the_first() {
     };
     let nics = two.guest_nics();
     assert_eq!(nics.len(), 2);
-    assert_eq!(nics[0].gateway, Some(Ipv4Addr::new(10, 88, 0, 1)));
-    assert_eq!(
-        (nics[1].addr, nics[1].gateway),
-        (Ipv4Addr::new(10, 89, 0, 3), None)
-    );
+    assert_eq!(nics[0].gateways, [Ipv4Addr::new(10, 88, 0, 1)]);
+    assert_eq!(nics[1].addrs[0].addr, Ipv4Addr::new(10, 89, 0, 3));
+    assert!(nics[1].gateways.is_empty());
     assert!(matches!(two.nic(), Some(a3s_vmm::net::Nic::Taps(t)) if t.len() == 2));
 }

@@ -295,9 +295,10 @@ mod tests {
         let r = net.add().unwrap();
         net.result = Some(r);
         let a = net.addresses().unwrap();
-        assert_eq!(a.ipv4.1, 24);
+        let (ip, prefix) = a.ipv4.unwrap();
+        assert_eq!(prefix, 24);
         assert_eq!(a.gateway, Some("10.250.3.1".parse().unwrap()));
-        let lease = data.path().join("a3s-unit").join(a.ipv4.0.to_string());
+        let lease = data.path().join("a3s-unit").join(ip.to_string());
         let owner = std::fs::read_to_string(&lease).unwrap();
         assert!(owner.starts_with("unit-pod-1"), "{owner}");
         net.del().unwrap();

@@ -1,7 +1,7 @@
 //! What the pod learns from a CNI result (specification 0.3.0 to 1.0.0): its addresses,
-//! its IPv4 gateway and routes (for the guest's NIC), and DNS settings.
+//! gateways and routes, IPv4 and IPv6 (for the guest's NIC), and DNS settings.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -58,15 +58,15 @@ pub struct Dns {
     pub options: Vec<String>,
 }
 
-/// One IPv4 route for the guest.
+/// One route for the guest (IPv4 or IPv6; the next hop is of the destination's family).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route4 {
+pub struct Route {
     /// Destination network.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// Its prefix length.
     pub prefix: u8,
     /// Next hop (`None`: on the link).
-    pub gw: Option<Ipv4Addr>,
+    pub gw: Option<IpAddr>,
 }
 
 /// The pod's view of an ADD result.
@@ -74,12 +74,16 @@ pub struct Route4 {
 pub struct PodAddresses {
     /// Every address on the pod's interface, IPv4 first (PodSandboxStatus reports them).
     pub ips: Vec<IpAddr>,
-    /// The IPv4 address and prefix the guest's NIC takes.
-    pub ipv4: (Ipv4Addr, u8),
+    /// The IPv4 address and prefix the guest's NIC takes (none: an IPv6-only pod).
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// The IPv6 addresses and prefixes the guest's NIC takes (none: an IPv4-only pod).
+    pub ipv6: Vec<(Ipv6Addr, u8)>,
     /// The IPv4 default route's next hop, if the result has one.
     pub gateway: Option<Ipv4Addr>,
-    /// Other IPv4 routes (next hops filled in from the address's gateway where omitted).
-    pub routes: Vec<Route4>,
+    /// The IPv6 default route's next hop, if the result has one.
+    pub gateway6: Option<Ipv6Addr>,
+    /// Other routes (next hops filled in from the family's address gateway where omitted).
+    pub routes: Vec<Route>,
     /// DNS settings from the result.
     pub dns: Dns,
 }
@@ -97,8 +101,7 @@ impl PodAddresses {
     /// The addresses of interface `ifname` inside the pod's namespace in `result`.
     ///
     /// # Errors
-    /// [`CniError::Result`] when the result is malformed or gives the pod no IPv4 address
-    /// (the VM's NIC is configured over IPv4).
+    /// [`CniError::Result`] when the result is malformed or gives the pod no address.
     pub fn from_result(result: &Value, ifname: &str) -> Result<Self, CniError> {
         let bad = |why: String| CniError::Result(why);
         let raw: Raw = serde_json::from_value(result.clone())
@@ -114,46 +117,67 @@ impl PodAddresses {
         };
         let mut ips = Vec::new();
         let mut ipv4 = None;
-        let mut gw4 = None;
+        let mut ipv6 = Vec::new();
+        let (mut gw4, mut gw6) = (None, None);
         for ip in raw.ips.iter().filter(|ip| pods_own(ip)) {
             let (addr, prefix) =
                 cidr(&ip.address).ok_or_else(|| bad(format!("bad address {:?}", ip.address)))?;
             ips.push(addr);
-            if let (IpAddr::V4(a), None) = (addr, ipv4) {
-                ipv4 = Some((a, prefix));
-                gw4 = match ip.gateway {
-                    Some(IpAddr::V4(g)) => Some(g),
-                    _ => None,
-                };
+            match addr {
+                // The NIC takes one IPv4 address (as containerd's pods do); others are
+                // reported only.
+                IpAddr::V4(a) if ipv4.is_none() => {
+                    ipv4 = Some((a, prefix));
+                    gw4 = match ip.gateway {
+                        Some(IpAddr::V4(g)) => Some(g),
+                        _ => None,
+                    };
+                }
+                IpAddr::V4(_) => {}
+                IpAddr::V6(a) => {
+                    ipv6.push((a, prefix));
+                    if gw6.is_none() {
+                        gw6 = match ip.gateway {
+                            Some(IpAddr::V6(g)) => Some(g),
+                            _ => None,
+                        };
+                    }
+                }
             }
         }
         ips.sort_by_key(IpAddr::is_ipv6);
-        let ipv4 = ipv4.ok_or_else(|| {
-            bad(format!(
-                "it gives interface {ifname} no IPv4 address (pod VMs need one)"
-            ))
-        })?;
-        let mut gateway = None;
+        if ips.is_empty() {
+            return Err(bad(format!("it gives interface {ifname} no IP address")));
+        }
+        let (mut gateway, mut gateway6) = (None, None);
         let mut routes = Vec::new();
         for r in &raw.routes {
             let (dst, prefix) =
                 cidr(&r.dst).ok_or_else(|| bad(format!("bad route destination {:?}", r.dst)))?;
-            let IpAddr::V4(dst) = dst else { continue };
-            let gw = match r.gw {
-                Some(IpAddr::V4(g)) => Some(g),
-                Some(IpAddr::V6(_)) => continue,
-                None => gw4,
+            // A route of a family the pod has no address in has nothing to leave by.
+            let family_gw = match dst {
+                IpAddr::V4(_) if ipv4.is_some() => gw4.map(IpAddr::V4),
+                IpAddr::V6(_) if !ipv6.is_empty() => gw6.map(IpAddr::V6),
+                _ => continue,
             };
-            if prefix == 0 {
-                gateway = gateway.or(gw);
-            } else {
-                routes.push(Route4 { dst, prefix, gw });
+            let gw = match r.gw {
+                Some(g) if g.is_ipv4() == dst.is_ipv4() => Some(g),
+                Some(g) => return Err(bad(format!("route to {} via {g}: mixed families", r.dst))),
+                None => family_gw,
+            };
+            match (prefix, gw) {
+                (0, Some(IpAddr::V4(g))) => gateway = gateway.or(Some(g)),
+                (0, Some(IpAddr::V6(g))) => gateway6 = gateway6.or(Some(g)),
+                (0, None) => {}
+                _ => routes.push(Route { dst, prefix, gw }),
             }
         }
         Ok(Self {
             ips,
             ipv4,
+            ipv6,
             gateway,
+            gateway6,
             routes,
             dns: raw.dns,
         })
@@ -189,7 +213,9 @@ mod tests {
     fn the_pod_interface_address_gateway_routes_and_dns_are_read() {
         let v: Value = serde_json::from_str(BRIDGE).unwrap();
         let a = PodAddresses::from_result(&v, "eth0").unwrap();
-        assert_eq!(a.ipv4, (Ipv4Addr::new(10, 233, 7, 5), 24));
+        assert_eq!(a.ipv4, Some((Ipv4Addr::new(10, 233, 7, 5), 24)));
+        assert_eq!(a.ipv6, vec![("fd00:a3::5".parse().unwrap(), 64)]);
+        assert_eq!(a.gateway6, Some("fd00:a3::1".parse().unwrap()));
         assert_eq!(
             a.ips,
             vec![
@@ -201,15 +227,15 @@ mod tests {
         assert_eq!(
             a.routes,
             vec![
-                Route4 {
-                    dst: Ipv4Addr::new(192, 168, 50, 0),
+                Route {
+                    dst: "192.168.50.0".parse().unwrap(),
                     prefix: 24,
-                    gw: Some(Ipv4Addr::new(10, 233, 7, 254))
+                    gw: Some("10.233.7.254".parse().unwrap())
                 },
-                Route4 {
-                    dst: Ipv4Addr::new(172, 30, 0, 0),
+                Route {
+                    dst: "172.30.0.0".parse().unwrap(),
                     prefix: 16,
-                    gw: Some(Ipv4Addr::new(10, 233, 7, 1))
+                    gw: Some("10.233.7.1".parse().unwrap())
                 },
             ]
         );
@@ -218,11 +244,11 @@ mod tests {
     }
 
     #[test]
-    fn results_without_a_pod_ipv4_address_or_malformed_ones_are_refused() {
+    fn results_without_a_pod_address_or_malformed_ones_are_refused() {
         let v: Value = serde_json::from_str(BRIDGE).unwrap();
         // The interface asked for is not in the result.
         let e = PodAddresses::from_result(&v, "net1").unwrap_err();
-        assert!(e.to_string().contains("no IPv4 address"), "{e}");
+        assert!(e.to_string().contains("no IP address"), "{e}");
         let v = serde_json::json!({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1"}]});
         let e = PodAddresses::from_result(&v, "eth0").unwrap_err();
         assert!(e.to_string().contains("bad address"), "{e}");
@@ -231,7 +257,34 @@ mod tests {
         // A 0.3.1 result without interfaces: the addresses are the pod's.
         let v = serde_json::json!({"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.1.0.9/16"}]});
         let a = PodAddresses::from_result(&v, "eth0").unwrap();
-        assert_eq!(a.ipv4, (Ipv4Addr::new(10, 1, 0, 9), 16));
+        assert_eq!(a.ipv4, Some((Ipv4Addr::new(10, 1, 0, 9), 16)));
         assert_eq!(a.gateway, None);
+        // A route whose next hop is of the other family.
+        let v = serde_json::json!({"ips": [{"address": "10.1.0.9/16"}], "routes": [{"dst": "10.2.0.0/16", "gw": "fd00::1"}]});
+        let e = PodAddresses::from_result(&v, "eth0").unwrap_err();
+        assert!(e.to_string().contains("mixed families"), "{e}");
+    }
+
+    #[test]
+    fn an_ipv6_only_result_gives_the_pod_its_ipv6_address_gateway_and_routes() {
+        let v = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+            "ips": [{"interface": 0, "address": "fd00:a3:7::9/64", "gateway": "fd00:a3:7::1"}],
+            "routes": [{"dst": "::/0"}, {"dst": "fd00:beef::/48"}, {"dst": "0.0.0.0/0"}]
+        });
+        let a = PodAddresses::from_result(&v, "eth0").unwrap();
+        assert_eq!(a.ipv4, None);
+        assert_eq!(a.ipv6, vec![("fd00:a3:7::9".parse().unwrap(), 64)]);
+        assert_eq!(a.gateway, None, "no IPv4 address: no IPv4 route");
+        assert_eq!(a.gateway6, Some("fd00:a3:7::1".parse().unwrap()));
+        assert_eq!(
+            a.routes,
+            vec![Route {
+                dst: "fd00:beef::".parse().unwrap(),
+                prefix: 48,
+                gw: Some("fd00:a3:7::1".parse().unwrap())
+            }]
+        );
     }
 }
