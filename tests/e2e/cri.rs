@@ -625,13 +625,6 @@ const CRITEST_SKIPS: &[(&str, &str)] = &[
          join (NODE is refused by name)",
     ),
     (
-        "runtime should support MaskedPaths",
-        "masks /bin/ls and expects `sh -c ls` to fail, but the stand-in image's shell is \
-         Debian's busybox-static, built with FEATURE_SH_STANDALONE: it runs `ls` as its own \
-         applet without exec'ing /bin/ls, so the mask (a /dev/null bind over /bin/ls, applied) \
-         is never consulted; masked paths themselves: cri_security::",
-    ),
-    (
         "mount with 'rshared' should support propagation from host to container and vice versa",
         "a mount made inside a pod VM is the guest kernel's and cannot appear on the host, so \
          PROPAGATION_BIDIRECTIONAL is refused by name (host to container: the 'rslave' spec)",
@@ -677,6 +670,49 @@ const E2E_IMAGES: &[(&str, &[&str])] = &[
         &["-c", "echo httpd started; exec httpd -f -p 80 -h /www"],
     ),
 ];
+
+/// Debian's dynamically linked busybox (the `busybox` package's .deb, which scripts/setup keeps
+/// in the test-image cache) with the libraries it links, in place of the static one: built
+/// without FEATURE_SH_STANDALONE, its shell execs what it finds on PATH, as upstream's busybox
+/// image does. critest's MaskedPaths spec masks `/bin/ls` and expects `sh -c ls` to be refused;
+/// busybox-static's shell would run its own `ls` applet without looking at /bin/ls.
+fn execing_busybox(root: &std::path::Path) {
+    let debs = std::path::PathBuf::from(
+        std::env::var("A3S_TEST_IMAGES").unwrap_or_else(|_| "/var/cache/a3s-test-images".into()),
+    )
+    .join("debs");
+    let deb = std::fs::read_dir(&debs)
+        .ok()
+        .and_then(|d| {
+            d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("busybox_"))
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no busybox_*.deb in {}: run scripts/setup (critest's busybox stand-in)",
+                debs.display()
+            )
+        });
+    let x = tempfile::tempdir().unwrap();
+    crate::image::registry::run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(x.path()));
+    let busybox = x.path().join("bin/busybox");
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    // What it links, from the host's libc6 (the same Debian release), at the same paths.
+    let ldd = crate::image::registry::run_ok(Command::new("ldd").arg(&busybox));
+    for lib in ldd.lines().filter_map(|l| {
+        let l = l.trim();
+        let path = l.split_once("=> ").map_or(l, |(_, p)| p);
+        path.split_whitespace()
+            .next()
+            .filter(|p| p.starts_with('/'))
+    }) {
+        let to = root.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &to).unwrap();
+    }
+}
 
 /// Busybox with every applet linked in `/bin`, a passwd file and `/tmp`, as critest's busybox
 /// has. The applets are hard links, as `busybox --install` makes them: critest's MaskedPaths
@@ -819,7 +855,11 @@ fn critest_runs_every_spec_that_can_run_here() {
     ]));
     reg.push_layout(&layout.path(), "v1", "e2e-test-images/nonewprivs:1.3");
     for (repo_tag, cmd) in E2E_IMAGES {
-        let layout = build_image("v1", &[&full_busybox]);
+        let layout = if repo_tag.starts_with("e2e-test-images/busybox:") {
+            build_image("v1", &[&execing_busybox, &full_busybox])
+        } else {
+            build_image("v1", &[&full_busybox])
+        };
         if !cmd.is_empty() {
             let image = format!("{}:v1", layout.path().display());
             let mut config = Command::new("umoci");
