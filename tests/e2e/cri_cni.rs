@@ -959,18 +959,7 @@ fn a_confidential_pod_on_cni_reaches_a_node_loopback_kbs_through_its_gateway() {
         .trim()
         .to_owned();
     server.ok(&["start", &reader]);
-    let logs = loop {
-        let l = server.ok(&["logs", &reader]).stdout;
-        if l.contains("reader-done") {
-            break l;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let want = crate::tee::sha256_hex(crate::cri_tee::POD_SECRET.as_bytes());
-    assert!(
-        logs.contains(&format!("{want}  /run/secrets/token")),
-        "{logs}"
-    );
+    crate::cri_tee::reader_logs(|| server.ok(&["logs", &reader]).stdout);
     // The relay listened on the CNI gateway.
     let audit = std::fs::read_to_string(env.path("audit/audit.jsonl")).unwrap();
     assert!(

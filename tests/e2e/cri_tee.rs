@@ -91,6 +91,30 @@ pub(crate) fn kbs_for(env: &TestEnv, measurement: &str) -> Kbs {
     k
 }
 
+/// The logs of a container that reads the pod's secret (`sha256sum /run/secrets/token`, then
+/// `echo reader-done`), once it is done, checked for the secret's hash (only the hash: the
+/// log is on the host). `fetch` reads the logs (`crictl logs`) of whichever server runs it.
+pub(crate) fn reader_logs(fetch: impl Fn() -> String) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let logs = loop {
+        let l = fetch();
+        if l.contains("reader-done") {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader did not finish in 180 s; its logs so far:\n{l}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let want = crate::tee::sha256_hex(POD_SECRET.as_bytes());
+    assert!(
+        logs.contains(&format!("{want}  /run/secrets/token")),
+        "{logs}"
+    );
+    logs
+}
+
 pub(crate) fn pod_config(env: &TestEnv, name: &str, annotations: &serde_json::Value) -> PathBuf {
     let path = env.path(&format!("{name}-pod.json"));
     let config = serde_json::json!({
@@ -293,18 +317,7 @@ fn a_simulated_confidential_pod_attests_before_its_container_reads_the_secret() 
     assert_eq!(reader.code, 0, "{reader:?}");
     let reader = reader.stdout.trim().to_owned();
     server.ok(&["start", &reader]);
-    let logs = loop {
-        let l = server.ok(&["logs", &reader]).stdout;
-        if l.contains("reader-done") {
-            break l;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let want = crate::tee::sha256_hex(POD_SECRET.as_bytes());
-    assert!(
-        logs.contains(&format!("{want}  /run/secrets/token")),
-        "{logs}"
-    );
+    let logs = reader_logs(|| server.ok(&["logs", &reader]).stdout);
     assert!(logs.contains("READONLY"), "{logs}");
     // Its own /dev (runc's standard set), none of the VM's disks or channels.
     let dev = logs
