@@ -296,13 +296,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 fn tail(path: &Path) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().rev().take(3).collect();
-    if lines.is_empty() {
-        "(no output)".into()
-    } else {
-        lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
-    }
+    crate::qemu::log_tail(path, 3)
 }
 
 #[cfg(test)]

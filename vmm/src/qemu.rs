@@ -2,7 +2,6 @@
 //! watchdog and one channel to guest-init.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -791,18 +790,21 @@ fn detail_suffix(diagnosis: &Option<Diagnosis>) -> String {
         .unwrap_or_default()
 }
 
-fn tail(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    let lines: Vec<&str> = s.lines().rev().take(5).collect();
-    let out: Vec<&str> = lines.into_iter().rev().collect();
-    if out.is_empty() {
+/// The last `lines` lines of a log (QEMU's, virtiofsd's, the guest console), joined by " / ",
+/// or "(no output)". Reads at most the last 64 KiB: a guest chooses how much it writes.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let bytes = read_tail(path, 64 << 10).unwrap_or_default();
+    let s = String::from_utf8_lossy(&bytes);
+    let last: Vec<&str> = s.lines().rev().take(lines).collect();
+    if last.is_empty() {
         "(no output)".into()
     } else {
-        out.join(" / ")
+        last.into_iter().rev().collect::<Vec<_>>().join(" / ")
     }
+}
+
+fn tail(path: &Path) -> String {
+    log_tail(path, 5)
 }
 
 #[cfg(test)]

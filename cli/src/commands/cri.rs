@@ -73,6 +73,13 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitStatus> {
         conf_dir: a.cni_conf_dir,
         bin_dirs: a3s_runtime::network::cni::parse_bin_dirs(&a.cni_bin_dir),
     });
+    // The server's warnings (a re-attach that failed, a container log it cannot write, a pod
+    // VM slow to answer) go to its stderr, which a node's journal keeps.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_ansi(false)
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

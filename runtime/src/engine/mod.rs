@@ -35,6 +35,7 @@ mod pods;
 // issue 16, CNI pod networking (branch hK)
 mod pod_network;
 mod run;
+mod slow_answer;
 mod system;
 mod volumes;
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use a3s_image::ImageRef;
 use a3s_vmm::proto::{self, Frame, HostMsg, Kind, ProcessSpec};
 
+use super::slow_answer::{self, SlowAnswerWatch, SLOW_ANSWER};
 use super::{Engine, EngineError};
 use crate::audit::{Event, Outcome};
 use crate::boxes::client::{ClientMsg, MonitorMsg};
@@ -305,7 +306,13 @@ impl Engine {
         let mut conn = self.boxes.container_session(&boxed, &msg)?;
         let log = Arc::new(Mutex::new(log));
         let taps = Arc::new(Mutex::new(Vec::new()));
+        let what = format!("starting container {} in pod {}", rec.id, rec.pod_id);
+        let console = self.boxes.box_dir(&boxed.id).join("console.log");
+        let watch = SlowAnswerWatch::arm(SLOW_ANSWER, move || {
+            tracing::warn!("{}", slow_answer::warning(&what, SLOW_ANSWER, &console));
+        });
         let started = await_started(&mut conn, &log, &taps);
+        drop(watch);
         if let Ok(user) = &started {
             rec.process_user.clone_from(user);
         }
