@@ -156,6 +156,9 @@ pub struct VmConfig {
     pub balloon: bool,
     /// TCG's translation buffer bound in MiB ([`crate::tcg`]; `None`: QEMU's default).
     pub tcg_tb_mib: Option<u32>,
+    /// Guest RAM in a file: making or restoring a template ([`crate::template`]; `None`:
+    /// QEMU's own anonymous RAM).
+    pub memory: Option<crate::template::Memory>,
 }
 
 impl VmConfig {
@@ -216,17 +219,22 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         // The SNP machine is q35 (virtio-pci devices below), KVM only, private memory.
         a.extend(crate::snp::machine_args(snp, config.vcpus, config.mem_mib));
     } else {
+        let backend = if config.memory.is_some() {
+            ",memory-backend=mem"
+        } else {
+            ""
+        };
         let mut push = |s: &str| a.push(s.into());
         match config.machine {
             Machine::Microvm => {
                 push("-M");
-                push("microvm,acpi=on");
+                push(&format!("microvm,acpi=on{backend}"));
                 push("-bios");
                 push(QBOOT_ROM);
             }
             Machine::Q35 => {
                 push("-M");
-                push("q35,smbus=off,sata=off");
+                push(&format!("q35,smbus=off,sata=off{backend}"));
             }
         }
         push("-accel");
@@ -240,6 +248,9 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         push(&config.mem_mib.to_string());
         push("-smp");
         push(&config.vcpus.to_string());
+        if let Some(memory) = &config.memory {
+            a.extend(crate::template::memory_args(memory, config.mem_mib));
+        }
     }
     let mut push = |s: &str| a.push(s.into());
     for s in [
@@ -361,6 +372,9 @@ pub enum StartError {
     /// A pod's TAP could not be opened in its namespace.
     #[error(transparent)]
     PodTap(#[from] crate::netns::NetnsTapError),
+    /// Restoring a saved template failed (the caller boots cold instead).
+    #[error("restoring the saved VM: {0}")]
+    Restore(String),
 }
 
 impl StartError {
@@ -408,6 +422,16 @@ pub struct BootInfo {
     /// The user network's forwarder and why it was chosen (`None`: no user network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder: Option<crate::passt::ForwarderChoice>,
+    /// Restored from a saved template ([`crate::template`]) rather than booted.
+    #[serde(default)]
+    pub restored: bool,
+    /// Why a box that could have been restored was booted cold (`None`: restored, or not
+    /// asked to try).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_reason: Option<String>,
+    /// Wall time spent making the template this start restored from (first start only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_ms: Option<u64>,
 }
 
 /// `config` with its user network's forwarder chosen for this host, and the choice.
@@ -499,6 +523,9 @@ impl Vm {
                             boot_ms: elapsed_ms(started),
                             guest_uptime_ms: uptime_ms,
                             forwarder: forwarder.clone(),
+                            restored: false,
+                            cold_reason: None,
+                            template_ms: None,
                         },
                     });
                 }
@@ -516,6 +543,127 @@ impl Vm {
             wall_secs: config.boot_timeout_secs,
             console: config.console_log.clone(),
         })
+    }
+
+    /// Starts `config` from its saved template ([`crate::template`]) when it can, making the
+    /// template first when there is none yet, and boots it cold otherwise (the reason is in
+    /// [`BootInfo::cold_reason`]). `templates` (`A3S_HOME/cache/templates`) is `None` for
+    /// boxes that must boot cold (TEE boxes, whatever their configuration says).
+    ///
+    /// # Errors
+    /// [`StartError`] of the cold boot: a failed restore is not an error, it falls back.
+    pub fn start_or_restore(config: &VmConfig, templates: Option<&Path>) -> Result<Self, StartError> {
+        let Some(templates) = templates else {
+            return Self::start(config);
+        };
+        let (config, forwarder) = &with_forwarder(config)?;
+        let cold = |reason: String| {
+            let mut vm = Self::start(config)?;
+            vm.boot.forwarder.clone_from(forwarder);
+            vm.boot.cold_reason = Some(reason);
+            Ok(vm)
+        };
+        let plan = match crate::template::Plan::for_box(config, templates) {
+            Ok(p) => p,
+            Err(why) => return cold(why.to_string()),
+        };
+        let mut template_ms = None;
+        match plan.check() {
+            Ok(()) => {}
+            Err(crate::template::TemplateError::Missing) => {
+                let t = Instant::now();
+                if let Err(e) = plan.create() {
+                    return cold(format!("making the template: {e}"));
+                }
+                template_ms = Some(elapsed_ms(t));
+            }
+            Err(e) => return cold(e.to_string()),
+        }
+        match Self::restore(&plan.restore_config(config), &plan) {
+            Ok(mut vm) => {
+                vm.boot.forwarder.clone_from(forwarder);
+                vm.boot.template_ms = template_ms;
+                Ok(vm)
+            }
+            Err(e) => {
+                plan.discard();
+                cold(format!("{e}; the template was removed"))
+            }
+        }
+    }
+
+    /// Restores `plan`'s template with `config`'s backends, hands the guest the box's own
+    /// arguments, fresh entropy and the clock, and waits for its second `Ready`.
+    fn restore(config: &VmConfig, plan: &crate::template::Plan) -> Result<Self, StartError> {
+        let restore_err = |e: &dyn std::fmt::Display| StartError::Restore(e.to_string());
+        let daemons = crate::fs::Daemons::spawn(&config.shares)?;
+        let passt = match &config.net {
+            Some(crate::net::Nic::User(u)) if u.forwarder == Some(crate::passt::Forwarder::Passt) => {
+                let log = config.qemu_log.with_file_name("passt.log");
+                Some(crate::passt::Passt::spawn(&u.forwards, &log)?)
+            }
+            _ => None,
+        };
+        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1))?;
+        let passt = passt.map(|(p, _)| p);
+        let started = Instant::now();
+        let resumed = (|| {
+            let qmp_path = config
+                .qmp_socket
+                .as_deref()
+                .ok_or_else(|| StartError::Restore("the VM has no QMP socket".into()))?;
+            let mut qmp = connect_qmp(qmp_path, &mut child, config)?;
+            qmp.execute_with("migrate-set-capabilities", crate::template::ignore_shared())
+                .map_err(|e| restore_err(&e))?;
+            let stream = connect_channel(&config.channel_socket, &mut child, config)?;
+            let uri = format!("file:{}", plan.state().display());
+            qmp.execute_with("migrate-incoming", serde_json::json!({ "uri": uri }))
+                .map_err(|e| restore_err(&e))?;
+            crate::template::wait_migration(&mut qmp).map_err(|e| restore_err(&e))?;
+            qmp.execute("cont").map_err(|e| restore_err(&e))?;
+            let resume = proto::HostMsg::Resume {
+                args: plan.args.clone(),
+                entropy: crate::template::host_entropy()?,
+                // The rate correction comes with `Start`, as on a cold boot.
+                clock: proto::GuestClock::now(None),
+            };
+            let mut writer = stream.try_clone()?;
+            proto::write_frame(&mut writer, &Frame::control(proto::WORKLOAD_SESSION, &resume).map_err(|e| restore_err(&e))?)
+                .map_err(|e| restore_err(&e))?;
+            let frames = spawn_reader(stream.try_clone()?);
+            match wait_ready(&mut child, &frames, config, started) {
+                Ok(uptime_ms) => Ok((stream, frames, uptime_ms)),
+                Err(Wait::Failed(e)) => Err(e),
+                Err(Wait::Stalled) => Err(StartError::Restore(
+                    "the restored guest did not answer".into(),
+                )),
+            }
+        })();
+        match resumed {
+            Ok((stream, frames, uptime_ms)) => Ok(Self {
+                child,
+                _daemons: daemons,
+                _passt: passt,
+                writer: Mutex::new(stream),
+                frames,
+                boot: BootInfo {
+                    attempts: 1,
+                    boot_ms: elapsed_ms(started),
+                    guest_uptime_ms: uptime_ms,
+                    forwarder: None,
+                    restored: true,
+                    cold_reason: None,
+                    template_ms: None,
+                },
+            }),
+            Err(e) => {
+                kill_and_reap(&mut child);
+                Err(match e {
+                    e @ StartError::Restore(_) => e,
+                    other => StartError::Restore(other.to_string()),
+                })
+            }
+        }
     }
 
     /// QEMU's pid.
@@ -643,6 +791,29 @@ fn connect_channel(
                     });
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// A QMP session with a QEMU that is starting (its socket appears shortly after spawning).
+fn connect_qmp(path: &Path, child: &mut Child, config: &VmConfig) -> Result<crate::qmp::Qmp, StartError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match crate::qmp::Qmp::connect(path) {
+            Ok(q) => return Ok(q),
+            Err(e) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(StartError::QemuExited {
+                        status,
+                        stderr: tail(&config.qemu_log),
+                        diagnosis: diagnose_files(config),
+                    });
+                }
+                if Instant::now() > deadline {
+                    return Err(StartError::Restore(e.to_string()));
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
     }
@@ -831,6 +1002,7 @@ mod tests {
             balloon: true,
             boot_attempts: 3,
             tcg_tb_mib: Some(32),
+            memory: None,
         }
     }
 
