@@ -156,9 +156,9 @@ pub struct VmConfig {
     pub balloon: bool,
     /// TCG's translation buffer bound in MiB ([`crate::tcg`]; `None`: QEMU's default).
     pub tcg_tb_mib: Option<u32>,
-    /// Guest RAM in a file: making or restoring a template ([`crate::template`]; `None`:
-    /// QEMU's own anonymous RAM).
-    pub memory: Option<crate::template::Memory>,
+    /// Wait for a saved VM's state (`-incoming defer`) instead of booting: a restore
+    /// ([`crate::template`]).
+    pub incoming: bool,
 }
 
 impl VmConfig {
@@ -219,22 +219,17 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         // The SNP machine is q35 (virtio-pci devices below), KVM only, private memory.
         a.extend(crate::snp::machine_args(snp, config.vcpus, config.mem_mib));
     } else {
-        let backend = if config.memory.is_some() {
-            ",memory-backend=mem"
-        } else {
-            ""
-        };
         let mut push = |s: &str| a.push(s.into());
         match config.machine {
             Machine::Microvm => {
                 push("-M");
-                push(&format!("microvm,acpi=on{backend}"));
+                push("microvm,acpi=on");
                 push("-bios");
                 push(QBOOT_ROM);
             }
             Machine::Q35 => {
                 push("-M");
-                push(&format!("q35,smbus=off,sata=off{backend}"));
+                push("q35,smbus=off,sata=off");
             }
         }
         push("-accel");
@@ -248,9 +243,6 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         push(&config.mem_mib.to_string());
         push("-smp");
         push(&config.vcpus.to_string());
-        if let Some(memory) = &config.memory {
-            a.extend(crate::template::memory_args(memory, config.mem_mib));
-        }
     }
     let mut push = |s: &str| a.push(s.into());
     for s in [
@@ -305,6 +297,10 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     // Last, so the other virtio-mmio devices keep their slots.
     if config.balloon && config.snp.is_none() {
         a.extend(crate::balloon::qemu_args(config.machine));
+    }
+    if config.incoming {
+        a.push("-incoming".into());
+        a.push("defer".into());
     }
     a
 }
@@ -613,7 +609,7 @@ impl Vm {
                 .as_deref()
                 .ok_or_else(|| StartError::Restore("the VM has no QMP socket".into()))?;
             let mut qmp = connect_qmp(qmp_path, &mut child, config)?;
-            qmp.execute_with("migrate-set-capabilities", crate::template::ignore_shared())
+            qmp.execute_with("migrate-set-capabilities", crate::template::mapped_ram())
                 .map_err(|e| restore_err(&e))?;
             let stream = connect_channel(&config.channel_socket, &mut child, config)?;
             let uri = format!("file:{}", plan.state().display());
@@ -1002,7 +998,7 @@ mod tests {
             balloon: true,
             boot_attempts: 3,
             tcg_tb_mib: Some(32),
-            memory: None,
+            incoming: false,
         }
     }
 
