@@ -220,8 +220,14 @@ mod resolv_tests {
 
     #[test]
     fn module_names_drop_the_order_prefix() {
-        assert_eq!(module_name(Path::new("/.a3s/modules/04-virtio_blk.ko")), "virtio_blk");
-        assert_eq!(module_name(Path::new("/m/12-virtio_balloon.ko")), "virtio_balloon");
+        assert_eq!(
+            module_name(Path::new("/.a3s/modules/04-virtio_blk.ko")),
+            "virtio_blk"
+        );
+        assert_eq!(
+            module_name(Path::new("/m/12-virtio_balloon.ko")),
+            "virtio_balloon"
+        );
         assert_eq!(module_name(Path::new("/m/plain.ko")), "plain");
     }
 

@@ -87,10 +87,16 @@ pub(crate) fn wait(port: &File) -> anyhow::Result<String> {
 fn decode_entropy(hex: &str) -> anyhow::Result<[u8; ENTROPY_BYTES]> {
     let mut out = [0u8; ENTROPY_BYTES];
     if hex.len() != ENTROPY_BYTES * 2 {
-        bail!("Resume carries {} hex digits of entropy, not {}", hex.len(), ENTROPY_BYTES * 2);
+        bail!(
+            "Resume carries {} hex digits of entropy, not {}",
+            hex.len(),
+            ENTROPY_BYTES * 2
+        );
     }
     for (i, byte) in out.iter_mut().enumerate() {
-        let pair = hex.get(i * 2..i * 2 + 2).context("entropy is not ASCII hex")?;
+        let pair = hex
+            .get(i * 2..i * 2 + 2)
+            .context("entropy is not ASCII hex")?;
         *byte = u8::from_str_radix(pair, 16).context("entropy is not hex")?;
     }
     Ok(out)
@@ -141,7 +147,9 @@ mod tests {
 
     #[test]
     fn only_the_template_argument_makes_a_template() {
-        assert!(is_template("console=ttyS0 rdinit=/.a3s/init a3s.template=1"));
+        assert!(is_template(
+            "console=ttyS0 rdinit=/.a3s/init a3s.template=1"
+        ));
         assert!(!is_template("console=ttyS0 a3s.template=0"));
         assert!(!is_template("console=ttyS0 a3s.templatex=1"));
     }
@@ -168,7 +176,10 @@ mod tests {
     #[test]
     fn the_ioctl_numbers_are_the_kernels() {
         // _IOC(dir, type, nr, size): dir << 30 | size << 16 | type << 8 | nr.
-        assert_eq!(RNDADDENTROPY, (1 << 30) | (8 << 16) | (u64::from(b'R') << 8) | 0x03);
+        assert_eq!(
+            RNDADDENTROPY,
+            (1 << 30) | (8 << 16) | (u64::from(b'R') << 8) | 0x03
+        );
         assert_eq!(RNDRESEEDCRNG, (u64::from(b'R') << 8) | 0x07);
     }
 }

@@ -78,20 +78,29 @@ fn restored_boxes_are_like_cold_ones() {
     let cold = run_box(&env, "restore-cold", &[("A3S_BOX_RESTORE", "off")]);
     let (ba, bb) = (boot(&env, "restore-a"), boot(&env, "restore-b"));
     assert_eq!(ba["restored"], true, "{ba}");
-    assert!(ba["template_ms"].as_u64().is_some(), "the first start made it: {ba}");
+    assert!(
+        ba["template_ms"].as_u64().is_some(),
+        "the first start made it: {ba}"
+    );
     assert_eq!(bb["restored"], true, "{bb}");
     assert!(bb["template_ms"].is_null(), "the second reused it: {bb}");
     let bc = boot(&env, "restore-cold");
     assert_eq!(bc["restored"], false, "{bc}");
     assert!(
-        bc["cold_reason"].as_str().unwrap().contains("A3S_BOX_RESTORE=off"),
+        bc["cold_reason"]
+            .as_str()
+            .unwrap()
+            .contains("A3S_BOX_RESTORE=off"),
         "{bc}"
     );
     assert_eq!(templates(&env).len(), 1, "both boxes restored one template");
 
     // Fresh randomness and identity in each box restored from the one template.
     assert_eq!(a.random.len(), 32, "{a:?}");
-    assert_ne!(a.random, b.random, "two restores drew the same random bytes");
+    assert_ne!(
+        a.random, b.random,
+        "two restores drew the same random bytes"
+    );
     assert_ne!(a.boot_id, b.boot_id, "two restores share a boot id");
     assert_ne!(a.boot_id, cold.boot_id);
     // Their own hostname and environment.
@@ -161,7 +170,10 @@ fn a_changed_mismatched_or_unloadable_template_falls_back_to_a_cold_boot() {
     let b = run("tpl-2");
     assert_eq!(b["restored"], false, "{b}");
     assert!(
-        b["cold_reason"].as_str().unwrap().contains("the state file changed"),
+        b["cold_reason"]
+            .as_str()
+            .unwrap()
+            .contains("the state file changed"),
         "{b}"
     );
     assert!(!template.exists(), "the changed template was left behind");
@@ -181,7 +193,10 @@ fn a_changed_mismatched_or_unloadable_template_falls_back_to_a_cold_boot() {
     let b = run("tpl-4");
     assert_eq!(b["restored"], false, "{b}");
     assert!(
-        b["cold_reason"].as_str().unwrap().contains("another kernel"),
+        b["cold_reason"]
+            .as_str()
+            .unwrap()
+            .contains("another kernel"),
         "{b}"
     );
 
@@ -191,7 +206,11 @@ fn a_changed_mismatched_or_unloadable_template_falls_back_to_a_cold_boot() {
     let [template] = templates(&env).try_into().unwrap();
     let state = template.join("state");
     let len = std::fs::metadata(&state).unwrap().len();
-    std::fs::write(&state, vec![0x5a; usize::try_from(len.min(1 << 20)).unwrap()]).unwrap();
+    std::fs::write(
+        &state,
+        vec![0x5a; usize::try_from(len.min(1 << 20)).unwrap()],
+    )
+    .unwrap();
     forge_record(&template);
     let b = run("tpl-6");
     assert_eq!(b["restored"], false, "{b}");

@@ -548,7 +548,10 @@ impl Vm {
     ///
     /// # Errors
     /// [`StartError`] of the cold boot: a failed restore is not an error, it falls back.
-    pub fn start_or_restore(config: &VmConfig, templates: Option<&Path>) -> Result<Self, StartError> {
+    pub fn start_or_restore(
+        config: &VmConfig,
+        templates: Option<&Path>,
+    ) -> Result<Self, StartError> {
         let Some(templates) = templates else {
             return Self::start(config);
         };
@@ -594,7 +597,9 @@ impl Vm {
         let restore_err = |e: &dyn std::fmt::Display| StartError::Restore(e.to_string());
         let daemons = crate::fs::Daemons::spawn(&config.shares)?;
         let passt = match &config.net {
-            Some(crate::net::Nic::User(u)) if u.forwarder == Some(crate::passt::Forwarder::Passt) => {
+            Some(crate::net::Nic::User(u))
+                if u.forwarder == Some(crate::passt::Forwarder::Passt) =>
+            {
                 let log = config.qemu_log.with_file_name("passt.log");
                 Some(crate::passt::Passt::spawn(&u.forwards, &log)?)
             }
@@ -624,8 +629,11 @@ impl Vm {
                 clock: proto::GuestClock::now(None),
             };
             let mut writer = stream.try_clone()?;
-            proto::write_frame(&mut writer, &Frame::control(proto::WORKLOAD_SESSION, &resume).map_err(|e| restore_err(&e))?)
-                .map_err(|e| restore_err(&e))?;
+            proto::write_frame(
+                &mut writer,
+                &Frame::control(proto::WORKLOAD_SESSION, &resume).map_err(|e| restore_err(&e))?,
+            )
+            .map_err(|e| restore_err(&e))?;
             let frames = spawn_reader(stream.try_clone()?);
             match wait_ready(&mut child, &frames, config, started) {
                 Ok(uptime_ms) => Ok((stream, frames, uptime_ms)),
@@ -793,7 +801,11 @@ fn connect_channel(
 }
 
 /// A QMP session with a QEMU that is starting (its socket appears shortly after spawning).
-fn connect_qmp(path: &Path, child: &mut Child, config: &VmConfig) -> Result<crate::qmp::Qmp, StartError> {
+fn connect_qmp(
+    path: &Path,
+    child: &mut Child,
+    config: &VmConfig,
+) -> Result<crate::qmp::Qmp, StartError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match crate::qmp::Qmp::connect(path) {

@@ -87,7 +87,9 @@ pub enum Ineligible {
     #[error("volumes and bind mounts (virtiofs) are attached at boot")]
     Shares,
     /// A bridge or pod NIC: its MAC address is in the saved device state.
-    #[error("bridge and pod networks are attached at boot (a NIC's MAC address is in the saved state)")]
+    #[error(
+        "bridge and pod networks are attached at boot (a NIC's MAC address is in the saved state)"
+    )]
     Network,
     /// Kernel arguments a template does not have.
     #[error("the box has its own kernel arguments ({0})")]
@@ -285,9 +287,8 @@ impl Plan {
             }
             Err(e) => return Err(e.into()),
         };
-        let what = match self.mismatch(&meta) {
-            None => return Ok(()),
-            Some(what) => what,
+        let Some(what) = self.mismatch(&meta) else {
+            return Ok(());
         };
         self.discard();
         Err(TemplateError::Mismatch {
@@ -337,8 +338,7 @@ impl Plan {
             .write(true)
             .mode(0o600)
             .open(self.dir.with_extension("lock"))?;
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
-        {
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             return Err(TemplateError::Busy);
         }
         if self.dir.join("meta.json").exists() {
@@ -369,8 +369,8 @@ impl Plan {
                 .open(&d.path)?;
             f.set_len(1 << 20)?;
         }
-        let vm = crate::qemu::Vm::start(&self.template)
-            .map_err(|e| TemplateError::Boot(Box::new(e)))?;
+        let vm =
+            crate::qemu::Vm::start(&self.template).map_err(|e| TemplateError::Boot(Box::new(e)))?;
         let state = work.join("state");
         // QEMU creates it with its umask; made private before anything is written to it.
         std::fs::OpenOptions::new()
@@ -551,11 +551,16 @@ mod tests {
     #[test]
     fn the_command_line_splits_into_template_and_box_parts() {
         let (template, own) = split_cmdline(&box_config().cmdline).unwrap();
-        assert!(template.ends_with("rdinit=/.a3s/init a3s.template=1"), "{template}");
+        assert!(
+            template.ends_with("rdinit=/.a3s/init a3s.template=1"),
+            "{template}"
+        );
         assert!(!template.contains("a3s.root"), "{template}");
         assert_eq!(
             own,
-            format!("a3s.image=sha256:ab a3s.root=493,{HASH} a3s.rw=ext4 a3s.net=10.0.2.15/24,10.0.2.2")
+            format!(
+                "a3s.image=sha256:ab a3s.root=493,{HASH} a3s.rw=ext4 a3s.net=10.0.2.15/24,10.0.2.2"
+            )
         );
         assert_eq!(
             split_cmdline("console=ttyS0 rdinit=/.a3s/init a3s.root=1,x init=/bin/sh"),
@@ -590,15 +595,19 @@ mod tests {
     fn memory_vcpus_machine_kernel_and_devices_each_change_the_key() {
         let t = Path::new("/t");
         let base = Plan::for_box(&box_config(), t).unwrap().key;
-        let changes: Vec<Box<dyn Fn(&mut VmConfig)>> = vec![
-            Box::new(|c| c.mem_mib = 1024),
-            Box::new(|c| c.vcpus = 2),
-            Box::new(|c| c.machine = Machine::Q35),
-            Box::new(|c| c.kernel = "/k2/vmlinux".into()),
-            Box::new(|c| c.initrd = "/c/initrd-2.img".into()),
-            Box::new(|c| c.balloon = false),
-            Box::new(|c| c.net = None),
-            Box::new(|c| c.cmdline = c.cmdline.replace("tsc_early_khz=2596073", "tsc_early_khz=1")),
+        let changes: [fn(&mut VmConfig); 8] = [
+            |c| c.mem_mib = 1024,
+            |c| c.vcpus = 2,
+            |c| c.machine = Machine::Q35,
+            |c| c.kernel = "/k2/vmlinux".into(),
+            |c| c.initrd = "/c/initrd-2.img".into(),
+            |c| c.balloon = false,
+            |c| c.net = None,
+            |c| {
+                c.cmdline = c
+                    .cmdline
+                    .replace("tsc_early_khz=2596073", "tsc_early_khz=1")
+            },
         ];
         for (i, change) in changes.iter().enumerate() {
             let mut c = box_config();
@@ -641,11 +650,16 @@ mod tests {
         let s = args.join(" ");
         assert!(s.starts_with("-M microvm,acpi=on -bios"), "{s}");
         assert!(s.ends_with(" -incoming defer"), "{s}");
-        assert!(!crate::qemu::qemu_args(&box_config()).iter().any(|a| a == "-incoming"));
+        assert!(!crate::qemu::qemu_args(&box_config())
+            .iter()
+            .any(|a| a == "-incoming"));
         // The box's own backends, the template's command line.
         assert!(s.contains("file=/b/rw.img,"), "{s}");
         assert!(s.contains("path=/b/ctl.sock,"), "{s}");
-        assert!(s.contains("a3s.template=1") && !s.contains("a3s.root="), "{s}");
+        assert!(
+            s.contains("a3s.template=1") && !s.contains("a3s.root="),
+            "{s}"
+        );
     }
 
     #[test]
@@ -660,7 +674,11 @@ mod tests {
             key: plan.key.clone(),
             state: FileId::of(&plan.state()).unwrap(),
         };
-        std::fs::write(plan.dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+        std::fs::write(
+            plan.dir.join("meta.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
         plan.check().unwrap();
         // One byte more in the state file.
         std::fs::OpenOptions::new()
@@ -680,8 +698,16 @@ mod tests {
             state: FileId::of(&plan.state()).unwrap(),
             ..meta
         };
-        std::fs::write(plan.dir.join("meta.json"), serde_json::to_vec(&other).unwrap()).unwrap();
-        assert!(plan.check().unwrap_err().to_string().contains("another kernel"));
+        std::fs::write(
+            plan.dir.join("meta.json"),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        assert!(plan
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("another kernel"));
     }
 
     #[test]

@@ -297,8 +297,11 @@ impl Boot<'_> {
             Ok(vm) => {
                 // Making the template (first start only) is inside `vm_restore`; `.boot`
                 // has its share (`template_ms`) and why a box booted cold (`cold_reason`).
-                self.watch
-                    .mark(if vm.boot.restored { "vm_restore" } else { "vm_boot" });
+                self.watch.mark(if vm.boot.restored {
+                    "vm_restore"
+                } else {
+                    "vm_boot"
+                });
                 vm
             }
             Err(e) => {
