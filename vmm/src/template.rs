@@ -288,6 +288,9 @@ impl Plan {
             Err(e) => return Err(e.into()),
         };
         let Some(what) = self.mismatch(&meta) else {
+            // When it was last used, for [`prune`]; not part of the record.
+            let _ = std::fs::File::open(self.dir.join("meta.json"))
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok(());
         };
         self.discard();
@@ -356,6 +359,7 @@ impl Plan {
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&work);
         }
+        prune(parent, &self.dir);
         result
     }
 
@@ -416,6 +420,42 @@ impl Plan {
             std::fs::File::open(parent)?.sync_all()?;
         }
         Ok(())
+    }
+}
+
+/// Templates kept per home: one per (memory, vCPUs, network, ...) in use, and those of a
+/// kernel, initrd or QEMU that changed until they are the least recently used.
+const MAX_TEMPLATES: usize = 4;
+
+/// Removes what is left of interrupted makes and removals (their process is gone) and all but
+/// the [`MAX_TEMPLATES`] most recently used templates in `templates` (never `keep`).
+fn prune(templates: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(templates) else {
+        return;
+    };
+    let mut kept = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let leftover = name
+            .rsplit_once(".tmp-")
+            .or_else(|| name.rsplit_once(".gone-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if leftover {
+            let _ = std::fs::remove_dir_all(&path);
+        } else if path != keep && !name.contains('.') && path.is_dir() {
+            let used = std::fs::metadata(path.join("meta.json"))
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            kept.push((used, path));
+        }
+    }
+    kept.sort();
+    let excess = (kept.len() + 1).saturating_sub(MAX_TEMPLATES);
+    for (_, path) in kept.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(path.with_extension("lock"));
     }
 }
 
@@ -708,6 +748,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("another kernel"));
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used_and_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = |name: &str, age_secs: u64| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            let f = std::fs::File::create(p.join("meta.json")).unwrap();
+            f.set_modified(std::time::SystemTime::now() - Duration::from_secs(age_secs))
+                .unwrap();
+            p
+        };
+        let (a, b, c, d, e) = (t("aa", 50), t("bb", 40), t("cc", 30), t("dd", 20), t("ee", 10));
+        let dead = t("ff.tmp-4000000000", 0);
+        let alive = t(&format!("gg.tmp-{}", std::process::id()), 0);
+        prune(dir.path(), &a);
+        // `a` was just made; of the others the three most recently used stay.
+        for (p, there) in [(&a, true), (&b, false), (&c, true), (&d, true), (&e, true)] {
+            assert_eq!(p.exists(), there, "{}", p.display());
+        }
+        assert!(!dead.exists(), "a dead process's leftover stays");
+        assert!(alive.exists(), "a running make was removed");
     }
 
     #[test]
