@@ -224,6 +224,42 @@ fn a_changed_mismatched_or_unloadable_template_falls_back_to_a_cold_boot() {
 }
 
 #[test]
+fn a_box_that_fails_its_own_set_up_fails_as_cold_and_keeps_the_template() {
+    let env = TestEnv::new();
+    let r = env.run(&["run", "--name", "own-1", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let [template] = templates(&env).try_into().unwrap();
+    // The image's erofs superblock changed: dm-verity refuses it in the restored guest.
+    let image = std::fs::read_dir(env.path("images/v1/rootfs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "erofs"))
+        .unwrap();
+    let original = std::fs::read(&image).unwrap();
+    let mut changed = original.clone();
+    changed[1024 + 40] ^= 1;
+    std::fs::write(&image, &changed).unwrap();
+    let r = env.run(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("dm-verity"), "{}", r.stderr);
+    assert!(
+        template.join("meta.json").exists(),
+        "a box's failure removed the template"
+    );
+    std::fs::write(&image, &original).unwrap();
+    let r = env.run(&["run", "--name", "own-2", "busybox", "true"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let b = boot(&env, "own-2");
+    assert_eq!(b["restored"], true, "{b}");
+    assert!(
+        b["template_ms"].is_null(),
+        "the template was made again: {b}"
+    );
+    env.run(&["rm", "-f", "own-1", "own-2"]);
+}
+
+#[test]
 fn a_confidential_box_always_boots_cold() {
     let env = TestEnv::new();
     let r = env.run(&[

@@ -428,6 +428,10 @@ pub struct BootInfo {
     /// Wall time spent making the template this start restored from (first start only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_ms: Option<u64>,
+    /// Of `boot_ms` of a restored box: QEMU's start and loading the saved state (the rest is
+    /// the guest's `Resume`: drivers, network, root filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_load_ms: Option<u64>,
 }
 
 /// `config` with its user network's forwarder chosen for this host, and the choice.
@@ -522,6 +526,7 @@ impl Vm {
                             restored: false,
                             cold_reason: None,
                             template_ms: None,
+                            restore_load_ms: None,
                         },
                     });
                 }
@@ -584,7 +589,10 @@ impl Vm {
                 vm.boot.template_ms = template_ms;
                 Ok(vm)
             }
-            Err(e) => {
+            // The box's own set-up failed (a changed image, a layer that does not mount): a
+            // cold boot would fail the same way, and the template is fine.
+            Err(RestoreFailed::Box(e)) => Err(e),
+            Err(RestoreFailed::Template(e)) => {
                 plan.discard();
                 cold(format!("{e}; the template was removed"))
             }
@@ -593,21 +601,27 @@ impl Vm {
 
     /// Restores `plan`'s template with `config`'s backends, hands the guest the box's own
     /// arguments, fresh entropy and the clock, and waits for its second `Ready`.
-    fn restore(config: &VmConfig, plan: &crate::template::Plan) -> Result<Self, StartError> {
+    fn restore(config: &VmConfig, plan: &crate::template::Plan) -> Result<Self, RestoreFailed> {
         let restore_err = |e: &dyn std::fmt::Display| StartError::Restore(e.to_string());
-        let daemons = crate::fs::Daemons::spawn(&config.shares)?;
+        let template = RestoreFailed::Template;
+        let daemons =
+            crate::fs::Daemons::spawn(&config.shares).map_err(|e| template(StartError::from(e)))?;
         let passt = match &config.net {
             Some(crate::net::Nic::User(u))
                 if u.forwarder == Some(crate::passt::Forwarder::Passt) =>
             {
                 let log = config.qemu_log.with_file_name("passt.log");
-                Some(crate::passt::Passt::spawn(&u.forwards, &log)?)
+                Some(
+                    crate::passt::Passt::spawn(&u.forwards, &log)
+                        .map_err(|e| template(StartError::from(e)))?,
+                )
             }
             _ => None,
         };
-        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1))?;
+        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1)).map_err(template)?;
         let passt = passt.map(|(p, _)| p);
         let started = Instant::now();
+        let mut load_ms = 0;
         let resumed = (|| {
             let qmp_path = config
                 .qmp_socket
@@ -621,6 +635,7 @@ impl Vm {
             qmp.execute_with("migrate-incoming", serde_json::json!({ "uri": uri }))
                 .map_err(|e| restore_err(&e))?;
             crate::template::wait_migration(&mut qmp).map_err(|e| restore_err(&e))?;
+            load_ms = elapsed_ms(started);
             qmp.execute("cont").map_err(|e| restore_err(&e))?;
             let resume = proto::HostMsg::Resume {
                 args: plan.args.clone(),
@@ -634,15 +649,19 @@ impl Vm {
                 &Frame::control(proto::WORKLOAD_SESSION, &resume).map_err(|e| restore_err(&e))?,
             )
             .map_err(|e| restore_err(&e))?;
-            let frames = spawn_reader(stream.try_clone()?);
+            Ok(stream)
+        })()
+        .map_err(RestoreFailed::Template)
+        .and_then(|stream| {
+            let frames = spawn_reader(stream.try_clone().map_err(|e| template(e.into()))?);
             match wait_ready(&mut child, &frames, config, started) {
                 Ok(uptime_ms) => Ok((stream, frames, uptime_ms)),
-                Err(Wait::Failed(e)) => Err(e),
-                Err(Wait::Stalled) => Err(StartError::Restore(
+                Err(Wait::Failed(e)) => Err(RestoreFailed::Box(e)),
+                Err(Wait::Stalled) => Err(template(StartError::Restore(
                     "the restored guest did not answer".into(),
-                )),
+                ))),
             }
-        })();
+        });
         match resumed {
             Ok((stream, frames, uptime_ms)) => Ok(Self {
                 child,
@@ -658,13 +677,17 @@ impl Vm {
                     restored: true,
                     cold_reason: None,
                     template_ms: None,
+                    restore_load_ms: Some(load_ms),
                 },
             }),
             Err(e) => {
                 kill_and_reap(&mut child);
                 Err(match e {
-                    e @ StartError::Restore(_) => e,
-                    other => StartError::Restore(other.to_string()),
+                    RestoreFailed::Template(e @ StartError::Restore(_)) => template(e),
+                    RestoreFailed::Template(other) => {
+                        template(StartError::Restore(other.to_string()))
+                    }
+                    e @ RestoreFailed::Box(_) => e,
                 })
             }
         }
@@ -730,6 +753,15 @@ impl Drop for Vm {
 enum Wait {
     Stalled,
     Failed(StartError),
+}
+
+/// How a restore failed.
+enum RestoreFailed {
+    /// Before the guest had the box (QEMU refused the template, it did not answer): the box
+    /// boots cold and the template goes.
+    Template(StartError),
+    /// The guest failed setting the box up, as a cold boot of it would.
+    Box(StartError),
 }
 
 fn spawn_qemu(

@@ -761,7 +761,13 @@ mod tests {
                 .unwrap();
             p
         };
-        let (a, b, c, d, e) = (t("aa", 50), t("bb", 40), t("cc", 30), t("dd", 20), t("ee", 10));
+        let (a, b, c, d, e) = (
+            t("aa", 50),
+            t("bb", 40),
+            t("cc", 30),
+            t("dd", 20),
+            t("ee", 10),
+        );
         let dead = t("ff.tmp-4000000000", 0);
         let alive = t(&format!("gg.tmp-{}", std::process::id()), 0);
         prune(dir.path(), &a);
