@@ -94,8 +94,8 @@ fn run() -> anyhow::Result<()> {
 
 /// A template VM (`a3s.template=1`, see `a3s_vmm::template`): everything that is the same
 /// for every box, then `Ready`, and the host saves the VM here. A restored copy goes on at
-/// `Resume`: fresh randomness and clock, the disk and network drivers bound to the box's own
-/// devices, its network and root filesystem from its own arguments, as on a cold boot.
+/// `Resume`: fresh randomness and clock, the disk driver bound to the box's own disks, its
+/// network and root filesystem from its own arguments, as on a cold boot.
 fn run_template() -> anyhow::Result<()> {
     let deferred = |name: &str| resume::is_deferred_module(name);
     init::load_modules(|name| !deferred(name))?;

@@ -120,15 +120,17 @@
 //! - the template VM is the box's QEMU command line with the box's own parts left out: its
 //!   kernel command line stops at `rdinit=` and says `a3s.template=1`, its disks are empty
 //!   placeholder files, its NIC has no port forwards. guest-init there mounts, loads every
-//!   module except `virtio_blk` and `virtio_net`, opens the channel, says `Ready`; the host
+//!   module except `virtio_blk`, opens the channel, says `Ready`; the host
 //!   stops it and saves it with `migrate` to `file:` under `mapped-ram` (zero pages are holes).
 //!   Kept as `cache/templates/<key>/` (0700, state 0600), keyed by the template's QEMU
 //!   arguments and the identity of the kernel, initrd, firmware and QEMU binary;
 //! - a restore is the box's own QEMU command line (its drives, chardevs, passt socket) with
 //!   the template's kernel command line and `-incoming defer`, then `migrate-incoming` and
 //!   `cont`. Migration carries device state, not backends, so the disks are the box's own;
-//!   the disk and network drivers were never loaded in the template, so they probe the box's
-//!   devices afresh (capacity, serial). No hotplug or `blockdev-reopen` is needed;
+//!   the disk driver was never loaded in the template, so it probes the box's disks afresh
+//!   (capacity, serial). No hotplug or `blockdev-reopen` is needed. A user network's NIC is
+//!   the same device with the same MAC in every box (only passt, its backend, is the box's):
+//!   its driver binds in the template;
 //! - the first message is `Resume`: the box's `a3s.*` arguments (root hash, writable layer,
 //!   network), 64 bytes of host entropy (`RNDADDENTROPY` then `RNDRESEEDCRNG`) and the clock;
 //!   guest-init then does what a cold boot does from its command line and says `Ready` again.

@@ -676,7 +676,7 @@ pub enum HostMsg {
     /// A VM restored from a saved template (see [`crate::template`]) becomes this box: the
     /// first and only message before guest-init's second `Ready`. The guest mixes `entropy`
     /// into its random pool and reseeds (a restore clones the saved RNG state), sets the
-    /// clock, binds its disk and network drivers and sets the root filesystem and network up
+    /// clock, binds its disk driver and sets the root filesystem and network up
     /// from `args`, the box's own `a3s.*` kernel arguments, as a cold boot does from its
     /// command line.
     Resume {
