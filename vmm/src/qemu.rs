@@ -604,8 +604,10 @@ impl Vm {
     fn restore(config: &VmConfig, plan: &crate::template::Plan) -> Result<Self, RestoreFailed> {
         let restore_err = |e: &dyn std::fmt::Display| StartError::Restore(e.to_string());
         let template = RestoreFailed::Template;
+        // The box's own backends: failing to start them fails the box (a port in use), not
+        // the template.
         let daemons =
-            crate::fs::Daemons::spawn(&config.shares).map_err(|e| template(StartError::from(e)))?;
+            crate::fs::Daemons::spawn(&config.shares).map_err(|e| RestoreFailed::Box(e.into()))?;
         let passt = match &config.net {
             Some(crate::net::Nic::User(u))
                 if u.forwarder == Some(crate::passt::Forwarder::Passt) =>
@@ -613,7 +615,7 @@ impl Vm {
                 let log = config.qemu_log.with_file_name("passt.log");
                 Some(
                     crate::passt::Passt::spawn(&u.forwards, &log)
-                        .map_err(|e| template(StartError::from(e)))?,
+                        .map_err(|e| RestoreFailed::Box(e.into()))?,
                 )
             }
             _ => None,
