@@ -163,9 +163,14 @@
 //! 0.120 s (ratio 0.048); copy-on-write file RAM 0.089 s (0.035). The product's whole start
 //! (`bench/restore.sh 10`, release, load average 3.4-5 from other builds on the 2 cores):
 //! `run --rm busybox true` cold median 4.495 s, restored 1.274 s, **ratio 0.283**; making the
-//! template took 4.7 s once. A restored start's `vm_restore` (≈ 1.0 s on that host) is mostly
-//! the guest's share of a cold start after its kernel: binding the disk and NIC drivers,
-//! dm-verity and the root mounts. Idle QEMU RSS of a restored 512 MiB box: 174 MiB anonymous
+//! template took 4.7 s once. Second run after binding the NIC driver in the template (load
+//! 2.6-3): cold 3.758 s, restored 1.124 s, **ratio 0.299**; phases cold: prepare 44, monitor
+//! 9, plan 4, `vm_boot` 3017, `guest_setup` 231 ms; restored: prepare 43, monitor 9, plan 12,
+//! `vm_restore` 502, `guest_setup` 145 ms; the rest of either (≈ 0.4 s) is the workload, its
+//! exit, the record and `--rm`. Of `vm_restore`, QEMU's start and loading the state is
+//! 90-300 ms (`restore_load_ms`); the guest's `Resume` (instrumented once, debug guest-init,
+//! load ≈ 5): `virtio_blk` loading and probing ≈ 140-220 ms, eth0 ≈ 60-90 ms, dm-verity and
+//! the erofs mount ≈ 150-250 ms: the guest's share of a cold start after its kernel. Idle QEMU RSS of a restored 512 MiB box: 174 MiB anonymous
 //! against 194 MiB for a cold one (the pages the guest zeroed while booting are not loaded).
 //!
 //! # Block-device root filesystems (issue 15), measured
