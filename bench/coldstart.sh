@@ -16,6 +16,8 @@ if [ ! -x "$box" ]; then
 fi
 export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
 export A3S_BOX_QUIET=1
+# Cold boots: this measures the boot path (bench/restore.sh measures starting from a saved VM).
+export A3S_BOX_RESTORE=${A3S_BOX_RESTORE:-off}
 work=$(mktemp -d)
 trap 'rm -rf "$work"; "$box" rm -f bench-idle >/dev/null 2>&1 || true' EXIT
 

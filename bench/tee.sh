@@ -20,6 +20,9 @@ if [ ! -x "$box" ]; then
 fi
 export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
 export A3S_BOX_QUIET=1
+# The plain baseline boots cold like a TEE box (which never restores): the difference is the
+# trust pipeline, not the restore (bench/restore.sh measures that).
+export A3S_BOX_RESTORE=${A3S_BOX_RESTORE:-off}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 64 /dev/urandom | base64 > "$work/secret"

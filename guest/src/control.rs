@@ -354,9 +354,8 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
 ///
 /// # Errors
 /// No usable root: guest-init must not say Ready.
-pub(crate) fn prepare_root() -> anyhow::Result<Option<RootSpec>> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    let Some(spec) = RootSpec::from_cmdline(&cmdline)? else {
+pub(crate) fn prepare_root(cmdline: &str) -> anyhow::Result<Option<RootSpec>> {
+    let Some(spec) = RootSpec::from_cmdline(cmdline)? else {
         ROOT_ENTERED.set();
         return Ok(None);
     };

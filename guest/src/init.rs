@@ -60,8 +60,9 @@ pub(crate) fn mount_filesystems() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads every module in `/.a3s/modules/`, in name order (the host numbered them by dependency).
-pub(crate) fn load_modules() -> anyhow::Result<()> {
+/// Loads the modules in `/.a3s/modules/` whose name (without its `NN-` prefix and `.ko`)
+/// `wanted` accepts, in name order (the host numbered them by dependency).
+pub(crate) fn load_modules(wanted: impl Fn(&str) -> bool) -> anyhow::Result<()> {
     let dir = Path::new("/.a3s/modules");
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(());
@@ -69,6 +70,9 @@ pub(crate) fn load_modules() -> anyhow::Result<()> {
     let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
     for path in paths {
+        if !wanted(&module_name(&path)) {
+            continue;
+        }
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
@@ -81,6 +85,18 @@ pub(crate) fn load_modules() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `virtio_blk` for `/.a3s/modules/04-virtio_blk.ko`.
+fn module_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.split_once('-') {
+        Some((n, name)) if n.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+        _ => stem,
+    }
 }
 
 /// Finds and opens the `a3s.ctl` virtio-serial port (waits up to 20 s for the device).
@@ -201,6 +217,19 @@ pub(crate) fn power_off(delay: Duration) -> ! {
 #[cfg(test)]
 mod resolv_tests {
     use super::*;
+
+    #[test]
+    fn module_names_drop_the_order_prefix() {
+        assert_eq!(
+            module_name(Path::new("/.a3s/modules/04-virtio_blk.ko")),
+            "virtio_blk"
+        );
+        assert_eq!(
+            module_name(Path::new("/m/12-virtio_balloon.ko")),
+            "virtio_balloon"
+        );
+        assert_eq!(module_name(Path::new("/m/plain.ko")), "plain");
+    }
 
     #[test]
     fn resolv_conf_has_servers_then_search_and_options() {

@@ -31,6 +31,7 @@ mod pid_ns;
 mod pod_image;
 mod process;
 mod procs;
+mod resume;
 mod rootfs;
 mod rwcrypt;
 mod seccomp;
@@ -39,6 +40,8 @@ mod supervised;
 mod top;
 
 use std::time::Duration;
+
+use anyhow::Context;
 
 /// Whether this process runs as the workload's `a3s-guest` tool (argv[0] named so) rather than
 /// as PID 1.
@@ -75,12 +78,31 @@ pub fn main() -> ! {
 fn run() -> anyhow::Result<()> {
     clock::mark_start();
     init::mount_filesystems()?;
-    init::load_modules()?;
-    net::configure()?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    if resume::is_template(&cmdline) {
+        return run_template();
+    }
+    init::load_modules(|_| true)?;
+    net::configure(&cmdline)?;
     // Before Ready: a changed image (dm-verity) or a plain layer that does not mount fails
     // the boot, so `start` reports it. An encrypted layer needs the TEE's key, asked for
     // over the channel after Ready.
-    let root = control::prepare_root()?;
+    let root = control::prepare_root(&cmdline)?;
     let port = init::open_channel()?;
+    control::serve(port, root)
+}
+
+/// A template VM (`a3s.template=1`, see `a3s_vmm::template`): everything that is the same
+/// for every box, then `Ready`, and the host saves the VM here. A restored copy goes on at
+/// `Resume`: fresh randomness and clock, the disk driver bound to the box's own disks, its
+/// network and root filesystem from its own arguments, as on a cold boot.
+fn run_template() -> anyhow::Result<()> {
+    let deferred = |name: &str| resume::is_deferred_module(name);
+    init::load_modules(|name| !deferred(name))?;
+    let port = init::open_channel()?;
+    let args = resume::wait(&port)?;
+    init::load_modules(deferred)?;
+    net::configure(&args)?;
+    let root = control::prepare_root(&args)?;
     control::serve(port, root)
 }

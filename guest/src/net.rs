@@ -41,12 +41,12 @@ pub(crate) fn parse_cmdline(cmdline: &str) -> anyhow::Result<Option<(Ipv4Addr, u
     )))
 }
 
-/// Brings up lo and, if asked for, eth0 with its address and default route.
-pub(crate) fn configure() -> anyhow::Result<()> {
+/// Brings up lo and, if `cmdline` (the kernel's, or a restored box's own arguments) asks for
+/// it, eth0 with its address and default route.
+pub(crate) fn configure(cmdline: &str) -> anyhow::Result<()> {
     let sock = Socket::new()?;
     sock.up("lo")?; // ip link set lo up
-    let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
-    let Some((addr, prefix, gw)) = parse_cmdline(&cmdline)? else {
+    let Some((addr, prefix, gw)) = parse_cmdline(cmdline)? else {
         return Ok(());
     };
     // The NIC appears once virtio_net has probed it; that is quick but asynchronous.

@@ -32,6 +32,8 @@ mod perf;
 mod predict;
 mod real_images;
 mod reaper;
+// issue 22: starting plain boxes from a saved VM
+mod restore;
 mod rootfs;
 mod security;
 mod signals;

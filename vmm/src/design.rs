@@ -113,6 +113,66 @@
 //! 4 KiB kmallocs), the initramfs (guest-init and modules, kept in a tmpfs), and free blocks
 //! smaller than the 2 MiB reporting order; guest free memory in larger blocks is returned.
 //!
+//! # Starting from a saved VM (issue 22, [`crate::template`])
+//!
+//! A plain box restores a VM that was booted once to guest-init's template point and saved,
+//! instead of booting its kernel. Mechanism, in short (details in [`crate::template`]):
+//! - the template VM is the box's QEMU command line with the box's own parts left out: its
+//!   kernel command line stops at `rdinit=` and says `a3s.template=1`, its disks are empty
+//!   placeholder files, its NIC has no port forwards. guest-init there mounts, loads every
+//!   module except `virtio_blk`, opens the channel, says `Ready`; the host
+//!   stops it and saves it with `migrate` to `file:` under `mapped-ram` (zero pages are holes).
+//!   Kept as `cache/templates/<key>/` (0700, state 0600), keyed by the template's QEMU
+//!   arguments and the identity of the kernel, initrd, firmware and QEMU binary;
+//! - a restore is the box's own QEMU command line (its drives, chardevs, passt socket) with
+//!   the template's kernel command line and `-incoming defer`, then `migrate-incoming` and
+//!   `cont`. Migration carries device state, not backends, so the disks are the box's own;
+//!   the disk driver was never loaded in the template, so it probes the box's disks afresh
+//!   (capacity, serial). No hotplug or `blockdev-reopen` is needed. A user network's NIC is
+//!   the same device with the same MAC in every box (only passt, its backend, is the box's):
+//!   its driver binds in the template;
+//! - the first message is `Resume`: the box's `a3s.*` arguments (root hash, writable layer,
+//!   network), 64 bytes of host entropy (`RNDADDENTROPY` then `RNDRESEEDCRNG`) and the clock;
+//!   guest-init then does what a cold boot does from its command line and says `Ready` again.
+//!   Hostname, environment and the workload come with `Start` as on a cold boot.
+//!
+//! Never restored: TEE boxes (the measurement covers the boot), boxes with volumes (virtiofs
+//! needs shared memory and daemons at boot), bridge and pod networks (a NIC's MAC is in the
+//! migrated device state), boxes with their own `--kernel-arg`s. A template that does not match
+//! its record, or that QEMU refuses, is removed and the box boots cold; `inspect` says why
+//! (`.boot.cold_reason`), `.boot.restored` and `.timings` (`vm_restore` instead of `vm_boot`)
+//! say which path a start took. `A3S_BOX_RESTORE=off` turns it off.
+//!
+//! Tried and dropped: the template's RAM as a file mapped copy-on-write into each box
+//! (`memory-backend-file,share=off` + `x-ignore-shared`): 89 ms to a guest answer instead of
+//! 120 ms and unchanged pages shared between boxes, but QEMU's free page reporting discards a
+//! private file mapping with `fallocate(PUNCH_HOLE)` on the file itself ("Discarding RAM in
+//! private file mappings is possibly dangerous"), which would zero the template under every
+//! box; with the file read-only QEMU refuses every discard and the box never returns memory.
+//!
+//! What a restore shares with the other boxes of its template, as any VM snapshot clone does:
+//! the kernel's per-boot secrets drawn before the save (its stack canary, slab freelist
+//! randomisation, hash seeds); everything drawn from the CRNG after `Resume` is fresh
+//! (`boot_id` is made on first read, after it). Visible differences from a cold boot:
+//! `/proc/cmdline` is the template's (no `a3s.root=`/`a3s.net=`), and the guest's uptime counts
+//! from the template's boot.
+//!
+//! Measured (prototype, QEMU 10.0.2, TCG, 512 MiB, 1 vCPU, product command line, busy host,
+//! 10 alternating runs, QEMU spawn to a `Pong` from guest-init): cold boot median 2.518 s;
+//! restore from a `mapped-ram` file (98 MiB of data in a 542 MB sparse file, page cache warm)
+//! 0.120 s (ratio 0.048); copy-on-write file RAM 0.089 s (0.035). The product's whole start
+//! (`bench/restore.sh 10`, release, load average 3.4-5 from other builds on the 2 cores):
+//! `run --rm busybox true` cold median 4.495 s, restored 1.274 s, **ratio 0.283**; making the
+//! template took 4.7 s once. Second run after binding the NIC driver in the template (load
+//! 2.6-3): cold 3.758 s, restored 1.124 s, **ratio 0.299**; phases cold: prepare 44, monitor
+//! 9, plan 4, `vm_boot` 3017, `guest_setup` 231 ms; restored: prepare 43, monitor 9, plan 12,
+//! `vm_restore` 502, `guest_setup` 145 ms; the rest of either (≈ 0.4 s) is the workload, its
+//! exit, the record and `--rm`. Of `vm_restore`, QEMU's start and loading the state is
+//! 90-300 ms (`restore_load_ms`); the guest's `Resume` (instrumented once, debug guest-init,
+//! load ≈ 5): `virtio_blk` loading and probing ≈ 140-220 ms, eth0 ≈ 60-90 ms, dm-verity and
+//! the erofs mount ≈ 150-250 ms: the guest's share of a cold start after its kernel. Idle QEMU RSS of a restored 512 MiB box: 174 MiB anonymous
+//! against 194 MiB for a cold one (the pages the guest zeroed while booting are not loaded).
+//!
 //! # Block-device root filesystems (issue 15), measured
 //!
 //! Release build, quiet 2-core host, TCG, 5 alternating rounds of `run --rm IMAGE true` against

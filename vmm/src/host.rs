@@ -10,6 +10,15 @@ use crate::accel::{self, AccelChoice, AccelError, KvmKind};
 /// The QEMU system emulator A3S Box drives.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
+/// Where [`QEMU_BINARY`] is on `PATH` (what spawning it runs), if anywhere.
+pub fn qemu_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(QEMU_BINARY))
+            .find(|p| p.is_file())
+    })
+}
+
 /// Host facts relevant to launching MicroVMs.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostVirt {

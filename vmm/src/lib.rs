@@ -25,5 +25,6 @@ pub mod qemu;
 pub mod qmp;
 pub mod snp;
 pub mod tcg;
+pub mod template;
 
 pub use qemu::{BootInfo, Machine, StartError, Vm, VmConfig};

@@ -680,6 +680,20 @@ pub enum HostMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         security: Option<Security>,
     },
+    /// A VM restored from a saved template (see [`crate::template`]) becomes this box: the
+    /// first and only message before guest-init's second `Ready`. The guest mixes `entropy`
+    /// into its random pool and reseeds (a restore clones the saved RNG state), sets the
+    /// clock, binds its disk driver and sets the root filesystem and network up
+    /// from `args`, the box's own `a3s.*` kernel arguments, as a cold boot does from its
+    /// command line.
+    Resume {
+        /// The box's `a3s.*` kernel arguments (those not on the template's command line).
+        args: String,
+        /// 64 bytes from the host's CSPRNG, hex.
+        entropy: String,
+        /// The host's clock (the guest's stopped when the template was saved).
+        clock: GuestClock,
+    },
     /// Start an exec session with the frame's session number.
     Exec {
         /// The process.

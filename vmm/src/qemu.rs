@@ -155,6 +155,9 @@ pub struct VmConfig {
     pub balloon: bool,
     /// TCG's translation buffer bound in MiB ([`crate::tcg`]; `None`: QEMU's default).
     pub tcg_tb_mib: Option<u32>,
+    /// Wait for a saved VM's state (`-incoming defer`) instead of booting: a restore
+    /// ([`crate::template`]).
+    pub incoming: bool,
 }
 
 impl VmConfig {
@@ -294,6 +297,10 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     if config.balloon && config.snp.is_none() {
         a.extend(crate::balloon::qemu_args(config.machine));
     }
+    if config.incoming {
+        a.push("-incoming".into());
+        a.push("defer".into());
+    }
     a
 }
 
@@ -360,6 +367,9 @@ pub enum StartError {
     /// A pod's TAP could not be opened in its namespace.
     #[error(transparent)]
     PodTap(#[from] crate::netns::NetnsTapError),
+    /// Restoring a saved template failed (the caller boots cold instead).
+    #[error("restoring the saved VM: {0}")]
+    Restore(String),
 }
 
 impl StartError {
@@ -407,6 +417,20 @@ pub struct BootInfo {
     /// The user network's forwarder and why it was chosen (`None`: no user network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder: Option<crate::passt::ForwarderChoice>,
+    /// Restored from a saved template ([`crate::template`]) rather than booted.
+    #[serde(default)]
+    pub restored: bool,
+    /// Why a box that could have been restored was booted cold (`None`: restored, or not
+    /// asked to try).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_reason: Option<String>,
+    /// Wall time spent making the template this start restored from (first start only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_ms: Option<u64>,
+    /// Of `boot_ms` of a restored box: QEMU's start and loading the saved state (the rest is
+    /// the guest's `Resume`: drivers, network, root filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_load_ms: Option<u64>,
 }
 
 /// `config` with its user network's forwarder chosen for this host, and the choice.
@@ -498,6 +522,10 @@ impl Vm {
                             boot_ms: elapsed_ms(started),
                             guest_uptime_ms: uptime_ms,
                             forwarder: forwarder.clone(),
+                            restored: false,
+                            cold_reason: None,
+                            template_ms: None,
+                            restore_load_ms: None,
                         },
                     });
                 }
@@ -515,6 +543,155 @@ impl Vm {
             wall_secs: config.boot_timeout_secs,
             console: config.console_log.clone(),
         })
+    }
+
+    /// Starts `config` from its saved template ([`crate::template`]) when it can, making the
+    /// template first when there is none yet, and boots it cold otherwise (the reason is in
+    /// [`BootInfo::cold_reason`]). `templates` (`A3S_HOME/cache/templates`) is `None` for
+    /// boxes that must boot cold (TEE boxes, whatever their configuration says).
+    ///
+    /// # Errors
+    /// [`StartError`] of the cold boot: a failed restore is not an error, it falls back.
+    pub fn start_or_restore(
+        config: &VmConfig,
+        templates: Option<&Path>,
+    ) -> Result<Self, StartError> {
+        let Some(templates) = templates else {
+            return Self::start(config);
+        };
+        let (config, forwarder) = &with_forwarder(config)?;
+        let cold = |reason: String| {
+            let mut vm = Self::start(config)?;
+            vm.boot.forwarder.clone_from(forwarder);
+            vm.boot.cold_reason = Some(reason);
+            Ok(vm)
+        };
+        let plan = match crate::template::Plan::for_box(config, templates) {
+            Ok(p) => p,
+            Err(why) => return cold(why.to_string()),
+        };
+        let mut template_ms = None;
+        match plan.check() {
+            Ok(()) => {}
+            Err(crate::template::TemplateError::Missing) => {
+                let t = Instant::now();
+                if let Err(e) = plan.create() {
+                    return cold(format!("making the template: {e}"));
+                }
+                template_ms = Some(elapsed_ms(t));
+            }
+            Err(e) => return cold(e.to_string()),
+        }
+        match Self::restore(&plan.restore_config(config), &plan) {
+            Ok(mut vm) => {
+                vm.boot.forwarder.clone_from(forwarder);
+                vm.boot.template_ms = template_ms;
+                Ok(vm)
+            }
+            // The box's own set-up failed (a changed image, a layer that does not mount): a
+            // cold boot would fail the same way, and the template is fine.
+            Err(RestoreFailed::Box(e)) => Err(e),
+            Err(RestoreFailed::Template(e)) => {
+                plan.discard();
+                cold(format!("{e}; the template was removed"))
+            }
+        }
+    }
+
+    /// Restores `plan`'s template with `config`'s backends, hands the guest the box's own
+    /// arguments, fresh entropy and the clock, and waits for its second `Ready`.
+    fn restore(config: &VmConfig, plan: &crate::template::Plan) -> Result<Self, RestoreFailed> {
+        let restore_err = |e: &dyn std::fmt::Display| StartError::Restore(e.to_string());
+        let template = RestoreFailed::Template;
+        // The box's own backends: failing to start them fails the box (a port in use), not
+        // the template.
+        let daemons =
+            crate::fs::Daemons::spawn(&config.shares).map_err(|e| RestoreFailed::Box(e.into()))?;
+        let passt = match &config.net {
+            Some(crate::net::Nic::User(u))
+                if u.forwarder == Some(crate::passt::Forwarder::Passt) =>
+            {
+                let log = config.qemu_log.with_file_name("passt.log");
+                Some(
+                    crate::passt::Passt::spawn(&u.forwards, &log)
+                        .map_err(|e| RestoreFailed::Box(e.into()))?,
+                )
+            }
+            _ => None,
+        };
+        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1)).map_err(template)?;
+        let passt = passt.map(|(p, _)| p);
+        let started = Instant::now();
+        let mut load_ms = 0;
+        let resumed = (|| {
+            let qmp_path = config
+                .qmp_socket
+                .as_deref()
+                .ok_or_else(|| StartError::Restore("the VM has no QMP socket".into()))?;
+            let mut qmp = connect_qmp(qmp_path, &mut child, config)?;
+            qmp.execute_with("migrate-set-capabilities", crate::template::mapped_ram())
+                .map_err(|e| restore_err(&e))?;
+            let stream = connect_channel(&config.channel_socket, &mut child, config)?;
+            let uri = format!("file:{}", plan.state().display());
+            qmp.execute_with("migrate-incoming", serde_json::json!({ "uri": uri }))
+                .map_err(|e| restore_err(&e))?;
+            crate::template::wait_migration(&mut qmp).map_err(|e| restore_err(&e))?;
+            load_ms = elapsed_ms(started);
+            qmp.execute("cont").map_err(|e| restore_err(&e))?;
+            let resume = proto::HostMsg::Resume {
+                args: plan.args.clone(),
+                entropy: crate::template::host_entropy()?,
+                // The rate correction comes with `Start`, as on a cold boot.
+                clock: proto::GuestClock::now(None),
+            };
+            let mut writer = stream.try_clone()?;
+            proto::write_frame(
+                &mut writer,
+                &Frame::control(proto::WORKLOAD_SESSION, &resume).map_err(|e| restore_err(&e))?,
+            )
+            .map_err(|e| restore_err(&e))?;
+            Ok(stream)
+        })()
+        .map_err(RestoreFailed::Template)
+        .and_then(|stream| {
+            let frames = spawn_reader(stream.try_clone().map_err(|e| template(e.into()))?);
+            match wait_ready(&mut child, &frames, config, started) {
+                Ok(uptime_ms) => Ok((stream, frames, uptime_ms)),
+                Err(Wait::Failed(e)) => Err(RestoreFailed::Box(e)),
+                Err(Wait::Stalled) => Err(template(StartError::Restore(
+                    "the restored guest did not answer".into(),
+                ))),
+            }
+        });
+        match resumed {
+            Ok((stream, frames, uptime_ms)) => Ok(Self {
+                child,
+                _daemons: daemons,
+                _passt: passt,
+                writer: Mutex::new(stream),
+                frames,
+                boot: BootInfo {
+                    attempts: 1,
+                    boot_ms: elapsed_ms(started),
+                    guest_uptime_ms: uptime_ms,
+                    forwarder: None,
+                    restored: true,
+                    cold_reason: None,
+                    template_ms: None,
+                    restore_load_ms: Some(load_ms),
+                },
+            }),
+            Err(e) => {
+                kill_and_reap(&mut child);
+                Err(match e {
+                    RestoreFailed::Template(e @ StartError::Restore(_)) => template(e),
+                    RestoreFailed::Template(other) => {
+                        template(StartError::Restore(other.to_string()))
+                    }
+                    e @ RestoreFailed::Box(_) => e,
+                })
+            }
+        }
     }
 
     /// QEMU's pid.
@@ -577,6 +754,15 @@ impl Drop for Vm {
 enum Wait {
     Stalled,
     Failed(StartError),
+}
+
+/// How a restore failed.
+enum RestoreFailed {
+    /// Before the guest had the box (QEMU refused the template, it did not answer): the box
+    /// boots cold and the template goes.
+    Template(StartError),
+    /// The guest failed setting the box up, as a cold boot of it would.
+    Box(StartError),
 }
 
 fn spawn_qemu(
@@ -642,6 +828,33 @@ fn connect_channel(
                     });
                 }
                 std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// A QMP session with a QEMU that is starting (its socket appears shortly after spawning).
+fn connect_qmp(
+    path: &Path,
+    child: &mut Child,
+    config: &VmConfig,
+) -> Result<crate::qmp::Qmp, StartError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match crate::qmp::Qmp::connect(path) {
+            Ok(q) => return Ok(q),
+            Err(e) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(StartError::QemuExited {
+                        status,
+                        stderr: tail(&config.qemu_log),
+                        diagnosis: diagnose_files(config),
+                    });
+                }
+                if Instant::now() > deadline {
+                    return Err(StartError::Restore(e.to_string()));
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
     }
@@ -833,6 +1046,7 @@ mod tests {
             balloon: true,
             boot_attempts: 3,
             tcg_tb_mib: Some(32),
+            incoming: false,
         }
     }
 

@@ -87,8 +87,24 @@ impl Qmp {
     /// # Errors
     /// [`QmpError::Refused`] with QEMU's reason, or i/o and protocol errors.
     pub fn execute(&mut self, command: &str) -> Result<serde_json::Value, QmpError> {
-        let mut line = serde_json::to_vec(&serde_json::json!({ "execute": command }))
-            .map_err(|e| self.io(e.into()))?;
+        self.execute_with(command, serde_json::Value::Null)
+    }
+
+    /// Runs `command` with `arguments` (`Null`: none) and returns its `return` value.
+    ///
+    /// # Errors
+    /// As [`Qmp::execute`].
+    pub fn execute_with(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value, QmpError> {
+        let request = if arguments.is_null() {
+            serde_json::json!({ "execute": command })
+        } else {
+            serde_json::json!({ "execute": command, "arguments": arguments })
+        };
+        let mut line = serde_json::to_vec(&request).map_err(|e| self.io(e.into()))?;
         line.push(b'\n');
         self.writer.write_all(&line).map_err(|e| self.io(e))?;
         loop {

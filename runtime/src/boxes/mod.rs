@@ -374,6 +374,7 @@ impl VmPlan {
             // A bad value was refused when the plan was made.
             tcg_tb_mib: a3s_vmm::tcg::tb_mib_from_env()
                 .unwrap_or(Some(a3s_vmm::tcg::DEFAULT_TB_MIB)),
+            incoming: false,
         }
     }
 }

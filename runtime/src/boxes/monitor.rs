@@ -289,9 +289,19 @@ impl Boot<'_> {
             Some(l) => l,
             None => bind(&self.dir.join(super::MONITOR_SOCKET))?,
         };
-        let vm = match Vm::start(config) {
+        // A plain box starts from the saved template when it can (a3s_vmm::template); a
+        // confidential one always boots cold: its measurement covers the boot.
+        let templates = boxes.home().root().join("cache").join("templates");
+        let templates = self.rec.spec.tee.is_none().then_some(templates.as_path());
+        let vm = match Vm::start_or_restore(config, templates) {
             Ok(vm) => {
-                self.watch.mark("vm_boot");
+                // Making the template (first start only) is inside `vm_restore`; `.boot`
+                // has its share (`template_ms`) and why a box booted cold (`cold_reason`).
+                self.watch.mark(if vm.boot.restored {
+                    "vm_restore"
+                } else {
+                    "vm_boot"
+                });
                 vm
             }
             Err(e) => {

@@ -18,8 +18,8 @@ pub const PREPARE_MS_ENV: &str = "A3S_BOX_PREPARE_MS";
 /// One phase of a start, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
-    /// What ran (`prepare`, `spawn_monitor`, `plan`, `tee_prepare`, `network`, `vm_boot`,
-    /// `guest_setup`).
+    /// What ran (`prepare`, `spawn_monitor`, `plan`, `tee_prepare`, `network`, `vm_boot` or
+    /// `vm_restore` (started from a saved VM, see `a3s_vmm::template`), `guest_setup`).
     pub name: String,
     /// How long it took.
     pub ms: u64,
