@@ -66,6 +66,8 @@ pub const ENTROPY_BYTES: usize = 64;
 const BOX_ARGS: &[&str] = &["a3s.image=", "a3s.root=", "a3s.rw=", "a3s.net="];
 /// Bumped whenever the template layout or the guest's template protocol changes.
 const FORMAT: &str = "a3s-template-v1";
+/// The most of `meta.json` read.
+const META_LIMIT: u64 = 64 << 10;
 /// Longest a save or a restore's loading may take.
 const MIGRATE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -281,7 +283,12 @@ impl Plan {
     /// # Errors
     /// [`TemplateError::Missing`] or [`TemplateError::Mismatch`].
     pub fn check(&self) -> Result<(), TemplateError> {
-        let meta = match std::fs::read(self.dir.join("meta.json")) {
+        // A record is a few hundred bytes; a larger file is not one of ours (a mismatch).
+        let read = std::fs::File::open(self.dir.join("meta.json")).and_then(|f| {
+            let mut m = Vec::new();
+            f.take(META_LIMIT).read_to_end(&mut m).map(|_| m)
+        });
+        let meta = match read {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(TemplateError::Missing)
