@@ -116,6 +116,24 @@ pub fn environment(op: Op, inv: &Invocation<'_>) -> Vec<(String, String)> {
     ]
 }
 
+/// Spawns `command`, again while its binary is "text file busy" (ETXTBSY): a file is busy
+/// while any process holds it open for writing, and a process that forks while this one (or
+/// an installer) has the plugin open inherits that descriptor until its own exec. libcni
+/// retries the same way.
+fn spawn_unless_busy(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..5 {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    command.spawn()
+}
+
 /// Runs plugin `plugin` of `net` for `op`; returns its result (ADD) or `None` (DEL).
 ///
 /// # Errors
@@ -147,13 +165,13 @@ pub fn run(
         code: None,
         message: format!("cannot run {}: {e}", binary.display()),
     };
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .envs(environment(op, inv))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
+        .stderr(Stdio::piped());
+    let mut child = spawn_unless_busy(&mut command).map_err(spawn_err)?;
     let stdin = child.stdin.take();
     let writer = std::thread::spawn(move || {
         if let Some(mut s) = stdin {
@@ -386,5 +404,41 @@ mod tests {
         n.plugins[0].insert("type".into(), Value::String("quiet".into()));
         let e = run(Op::Add, &inv, &n, &n.plugins[0], None).unwrap_err();
         assert!(e.to_string().contains("oops"), "{e}");
+    }
+
+    #[test]
+    fn a_plugin_held_open_for_writing_a_moment_is_run_once_it_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        script(
+            dir.path(),
+            "bridge",
+            r#"cat >/dev/null; echo '{"cniVersion":"1.0.0","ips":[]}'"#,
+        );
+        // Held open for writing, as a forking thread or an installer would: exec fails with
+        // "text file busy" until it is closed.
+        let held = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("bridge"))
+            .unwrap();
+        let busy = Command::new(dir.path().join("bridge")).spawn().unwrap_err();
+        assert_eq!(busy.raw_os_error(), Some(libc::ETXTBSY), "{busy}");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(120));
+            drop(held);
+        });
+        let n = net();
+        let caps = Map::new();
+        let dirs = vec![dir.path().to_owned()];
+        let inv = Invocation {
+            container_id: "abc",
+            netns: Path::new("/run/netns/x"),
+            ifname: "eth0",
+            args: &[],
+            bin_dirs: &dirs,
+            capability_args: &caps,
+        };
+        let r = run(Op::Add, &inv, &n, &n.plugins[0], None);
+        release.join().unwrap();
+        assert!(matches!(r, Ok(Some(_))), "{r:?}");
     }
 }
