@@ -808,29 +808,17 @@ fn connect_channel(
     child: &mut Child,
     config: &VmConfig,
 ) -> Result<UnixStream, StartError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match UnixStream::connect(path) {
-            Ok(s) => return Ok(s),
-            Err(e) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(StartError::QemuExited {
-                        status,
-                        stderr: tail(&config.qemu_log),
-                        diagnosis: diagnose_files(config),
-                    });
-                }
-                if Instant::now() > deadline {
-                    return Err(StartError::Channel {
-                        path: path.to_owned(),
-                        source: e,
-                        diagnosis: diagnose_files(config),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
+    connect_while_alive(
+        child,
+        config,
+        5,
+        || UnixStream::connect(path),
+        |e| StartError::Channel {
+            path: path.to_owned(),
+            source: e,
+            diagnosis: diagnose_files(config),
+        },
+    )
 }
 
 /// A QMP session with a QEMU that is starting (its socket appears shortly after spawning).
@@ -839,10 +827,28 @@ fn connect_qmp(
     child: &mut Child,
     config: &VmConfig,
 ) -> Result<crate::qmp::Qmp, StartError> {
+    connect_while_alive(
+        child,
+        config,
+        2,
+        || crate::qmp::Qmp::connect(path),
+        |e| StartError::Restore(e.to_string()),
+    )
+}
+
+/// Retries `connect` every `poll_ms` for up to 10 s while QEMU lives: QEMU exiting is
+/// reported with its log and the diagnosis, the deadline with `timed_out`'s error.
+fn connect_while_alive<T, E>(
+    child: &mut Child,
+    config: &VmConfig,
+    poll_ms: u64,
+    connect: impl Fn() -> Result<T, E>,
+    timed_out: impl FnOnce(E) -> StartError,
+) -> Result<T, StartError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match crate::qmp::Qmp::connect(path) {
-            Ok(q) => return Ok(q),
+        match connect() {
+            Ok(c) => return Ok(c),
             Err(e) => {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(StartError::QemuExited {
@@ -852,9 +858,9 @@ fn connect_qmp(
                     });
                 }
                 if Instant::now() > deadline {
-                    return Err(StartError::Restore(e.to_string()));
+                    return Err(timed_out(e));
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(poll_ms));
             }
         }
     }

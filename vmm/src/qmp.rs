@@ -205,10 +205,23 @@ mod tests {
         (Qemu(child, dir), path)
     }
 
+    /// The socket file exists once QEMU has bound it, a moment before it listens: connecting
+    /// in between is refused (seen under parallel tests), so retry for a while.
+    fn connect(path: &Path) -> Qmp {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Qmp::connect(path) {
+                Ok(q) => return q,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     #[test]
     fn stop_and_cont_change_what_query_status_says() {
         let (_qemu, path) = qemu();
-        let mut q = Qmp::connect(&path).unwrap();
+        let mut q = connect(&path);
         assert!(q.running().unwrap());
         // QEMU announces STOP as an event before the answer: it is skipped.
         q.execute("stop").unwrap();
@@ -220,7 +233,7 @@ mod tests {
     #[test]
     fn a_refusal_carries_qemus_reason() {
         let (_qemu, path) = qemu();
-        let mut q = Qmp::connect(&path).unwrap();
+        let mut q = connect(&path);
         let e = q.execute("no-such-command").unwrap_err();
         assert!(
             matches!(&e, QmpError::Refused { message, .. } if message.contains("not been found")),

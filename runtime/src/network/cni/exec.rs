@@ -349,6 +349,18 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Pod `abc`'s eth0 in `/run/netns/x`, plugins looked up in `dirs`.
+    fn invocation<'a>(dirs: &'a [PathBuf], caps: &'a Map<String, Value>) -> Invocation<'a> {
+        Invocation {
+            container_id: "abc",
+            netns: Path::new("/run/netns/x"),
+            ifname: "eth0",
+            args: &[],
+            bin_dirs: dirs,
+            capability_args: caps,
+        }
+    }
+
     #[test]
     fn results_errors_and_missing_binaries_come_back_as_the_plugin_said() {
         let dir = tempfile::tempdir().unwrap();
@@ -366,14 +378,7 @@ mod tests {
         let mut n = net();
         let caps = Map::new();
         let dirs = vec![dir.path().join("none"), dir.path().to_owned()];
-        let inv = Invocation {
-            container_id: "abc",
-            netns: Path::new("/run/netns/x"),
-            ifname: "eth0",
-            args: &[],
-            bin_dirs: &dirs,
-            capability_args: &caps,
-        };
+        let inv = invocation(&dirs, &caps);
         let r = run(Op::Add, &inv, &n, &n.plugins[0], None)
             .unwrap()
             .unwrap();
@@ -429,14 +434,7 @@ mod tests {
         let n = net();
         let caps = Map::new();
         let dirs = vec![dir.path().to_owned()];
-        let inv = Invocation {
-            container_id: "abc",
-            netns: Path::new("/run/netns/x"),
-            ifname: "eth0",
-            args: &[],
-            bin_dirs: &dirs,
-            capability_args: &caps,
-        };
+        let inv = invocation(&dirs, &caps);
         let r = run(Op::Add, &inv, &n, &n.plugins[0], None);
         release.join().unwrap();
         assert!(matches!(r, Ok(Some(_))), "{r:?}");
