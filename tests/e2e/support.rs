@@ -117,7 +117,8 @@ pub(crate) fn run_dir() -> &'static Path {
 /// 1. force-removes every box, in any state, of every home under the run's directory;
 /// 2. kills (TERM, then KILL) every process whose environment names one of those homes:
 ///    monitors, QEMU, virtiofsd, passt, servers a test started — whatever `rm` missed;
-/// 3. unmounts what is still mounted under the run's directory (pods' shares).
+/// 3. unmounts what is still mounted under the run's directory (pods' shares);
+/// 4. removes the run's directory.
 pub(crate) struct Reaper {
     child: std::process::Child,
     trigger: std::os::fd::OwnedFd,
@@ -149,6 +150,9 @@ done
 # must never reach through a bind into the host paths it holds.
 awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
   while read -r m; do umount -l "$m" 2>/dev/null; done
+# The homes themselves: shared (static) homes are never dropped, and a run's images, block
+# devices and VM templates come to gigabytes that would sit on the disk until the next run.
+rm -rf --one-file-system "$dir"
 exit 0"#;
 
     /// Starts a reaper for the homes under `dir`; it acts once [`Reaper::finish`] is called
