@@ -188,7 +188,13 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                             _ => None,
                         };
                         let keyed = std::time::Instant::now();
-                        let parts = match enter_root(root.as_ref(), key.as_deref()) {
+                        let keep_layer = || agent::keep_layer(&chan, &requests);
+                        let unlock = key.as_deref().map(|key| crate::rwcrypt::Unlock {
+                            key,
+                            prefilled: tee.layer_prefilled,
+                            on_made: &keep_layer,
+                        });
+                        let parts = match enter_root(root.as_ref(), unlock.as_ref()) {
                             Ok(parts) => parts,
                             Err(e) => tee_failed(
                                 &chan,
@@ -384,11 +390,11 @@ fn timed_step(chan: &Channel, step: &str, elapsed: Duration) {
 /// long the parts of opening an encrypted layer took.
 fn enter_root(
     root: Option<&RootSpec>,
-    key: Option<&[u8; 32]>,
+    unlock: Option<&crate::rwcrypt::Unlock<'_>>,
 ) -> anyhow::Result<crate::rwcrypt::Steps> {
     let mut parts = Vec::new();
     if let Some(spec) = root {
-        parts = crate::rootfs::enter(spec, key)?;
+        parts = crate::rootfs::enter(spec, unlock)?;
     }
     ROOT_ENTERED.set();
     Ok(parts)

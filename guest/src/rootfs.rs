@@ -117,7 +117,7 @@ pub(crate) fn open_image(spec: &RootSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the writable layer (`rw_key` unlocks an encrypted one), mounts the overlay over the
+/// Opens the writable layer (`unlock` opens an encrypted one), mounts the overlay over the
 /// image opened by [`open_image`] and makes it `/`; returns how long the parts of opening an
 /// encrypted layer took.
 ///
@@ -125,12 +125,12 @@ pub(crate) fn open_image(spec: &RootSpec) -> anyhow::Result<()> {
 /// A layer that cannot be opened or mounted: the caller must not start anything.
 pub(crate) fn enter(
     spec: &RootSpec,
-    rw_key: Option<&[u8; 32]>,
+    unlock: Option<&crate::rwcrypt::Unlock<'_>>,
 ) -> anyhow::Result<crate::rwcrypt::Steps> {
     let rw_disk = find_disk(RW_SERIAL)?;
-    let (rw_dev, steps) = match (spec.rw, rw_key) {
+    let (rw_dev, steps) = match (spec.rw, unlock) {
         (RwFormat::Ext4, _) => (rw_disk.dev_path(), Vec::new()),
-        (RwFormat::Crypt, Some(key)) => crate::rwcrypt::open(&rw_disk, key)?,
+        (RwFormat::Crypt, Some(unlock)) => crate::rwcrypt::open(&rw_disk, unlock)?,
         (RwFormat::Crypt, None) => {
             bail!("the writable layer is encrypted and only a confidential box can derive its key")
         }

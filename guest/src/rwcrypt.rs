@@ -20,6 +20,11 @@
 //! transaction, and a never-written sector fails the AEAD check. A layer whose making was cut
 //! short (no ext4 superblock behind a first block that decrypts) is made again.
 //!
+//! A layer just made is reported to the host (`LayerMade`) before anything else writes to it;
+//! the host keeps a copy, and the next box of the same measurement (same key) starts from it
+//! (`TeeSetup::layer_prefilled`) and skips all of the above. Such a copy that does not open is
+//! made again here, not refused.
+//!
 //! What making the layer faster did not change: the cipher, the tags and where they are kept,
 //! the key, and journalled writes for everything the box writes. Direct mode only drops the
 //! atomicity of a sector and its tag while mke2fs runs, and a layer that was being made when
@@ -54,61 +59,117 @@ const JOURNAL_SECTORS: u64 = 16384;
 /// How long each part of opening the layer took, in order (`inspect` shows them as TEE steps).
 pub(crate) type Steps = Vec<(&'static str, Duration)>;
 
+/// What opens a layer: its key, and what the host did with the disk.
+pub(crate) struct Unlock<'a> {
+    /// The layer key (derived from the TEE).
+    pub(crate) key: &'a [u8; 32],
+    /// The host filled this box's never-used disk with a copy of a layer made, and never
+    /// used, by an earlier box with the same launch measurement (so the same key): a layer
+    /// that then does not open (the key changed, e.g. with the firmware's TCB) or holds no
+    /// ext4 is made again instead of refused. The host could zero the disk anyway; the hint
+    /// gives it nothing more.
+    pub(crate) prefilled: bool,
+    /// Called once a layer was made and closed, before anything else writes to it: the host
+    /// keeps a copy for the next box with this measurement, and answers when it is done.
+    pub(crate) on_made: &'a dyn Fn() -> anyhow::Result<()>,
+}
+
 /// Opens (formatting on first use) the encrypted layer on `disk`; returns the decrypted device
 /// and the time its parts took.
 ///
 /// # Errors
 /// The disk holds something else, the kernel refuses a table, or formatting fails.
-pub(crate) fn open(disk: &Disk, key: &[u8; 32]) -> anyhow::Result<(PathBuf, Steps)> {
+pub(crate) fn open(disk: &Disk, unlock: &Unlock<'_>) -> anyhow::Result<(PathBuf, Steps)> {
     let mut steps = Steps::new();
     let mut lap = Instant::now();
-    let mut mark = |steps: &mut Steps, name| {
-        steps.push((name, lap.elapsed()));
-        lap = Instant::now();
-    };
+    let key = unlock.key;
     let raw = disk.dev_path();
-    let (provided, fresh) = match superblock(&raw)? {
-        Superblock::Integrity { provided_sectors } => (provided_sectors, false),
-        Superblock::Empty => {
-            // A short mapping makes the kernel write the superblock and the journal for the
-            // whole device; then its size is known and the real mapping can be made.
-            integrity(disk, 8, Mode::Format)?;
-            dm::remove(INTEGRITY_NAME).context("removing the formatting mapping")?;
-            let Superblock::Integrity { provided_sectors } = superblock(&raw)? else {
-                bail!("dm-integrity did not format the writable layer disk");
-            };
-            mark(&mut steps, "rw_integrity_format");
-            (provided_sectors, true)
+    let provided = match superblock(&raw)? {
+        Superblock::Integrity { provided_sectors } => {
+            match open_made(disk, key, provided_sectors) {
+                Ok(Some(crypt)) => {
+                    steps.push(("rw_open", lap.elapsed()));
+                    return Ok((crypt, steps));
+                }
+                // The VM stopped while the layer was being made (mke2fs writes the superblock
+                // last): nothing of the box's can be on it yet; make it again.
+                Ok(None) => provided_sectors,
+                Err(e) if unlock.prefilled => {
+                    eprintln!(
+                        "a3s-guest-init: the layer the host kept for this measurement does not                          open ({e:#}); making a new one"
+                    );
+                    let _ = close();
+                    forget_integrity(&raw)?;
+                    format_integrity(disk, &raw)?
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Superblock::Empty => format_integrity(disk, &raw)?,
         Superblock::Other => bail!(
             "the writable layer disk of this confidential box holds neither an encrypted layer nor \
              zeros: refusing to use it"
         ),
     };
-    if !fresh {
-        let crypt = map(disk, key, provided, Mode::Journal)?;
-        if has_ext4(&crypt)? {
-            mark(&mut steps, "rw_open");
-            return Ok((crypt, steps));
-        }
-        // The VM stopped while the layer was being made (mke2fs writes the superblock last):
-        // nothing of the box's can be on it yet; make it again.
-        close()?;
-    }
+    steps.push(("rw_integrity_format", lap.elapsed()));
+    lap = Instant::now();
     // ext4 is made through direct writes: through the journal every block would be written
     // twice, and a format cut short is seen above and made again.
     let crypt = map(disk, key, provided, Mode::Direct)?;
     zero_probed_blocks(&crypt, provided)?;
-    mark(&mut steps, "rw_zero_probed");
+    steps.push(("rw_zero_probed", lap.elapsed()));
+    lap = Instant::now();
     mkfs(&crypt)?;
     close()?;
-    mark(&mut steps, "rw_mkfs");
+    steps.push(("rw_mkfs", lap.elapsed()));
+    lap = Instant::now();
+    (unlock.on_made)()?;
+    steps.push(("rw_kept", lap.elapsed()));
+    lap = Instant::now();
     let crypt = map(disk, key, provided, Mode::Journal)?;
     if !has_ext4(&crypt)? {
         bail!("mke2fs left no ext4 superblock on the encrypted writable layer");
     }
-    mark(&mut steps, "rw_open");
+    steps.push(("rw_open", lap.elapsed()));
     Ok((crypt, steps))
+}
+
+/// The decrypted device of a layer with a dm-integrity superblock, or `None` (mappings
+/// closed) when it holds no ext4 yet.
+fn open_made(disk: &Disk, key: &[u8; 32], provided: u64) -> anyhow::Result<Option<PathBuf>> {
+    let crypt = map(disk, key, provided, Mode::Journal)?;
+    if has_ext4(&crypt)? {
+        return Ok(Some(crypt));
+    }
+    close()?;
+    Ok(None)
+}
+
+/// Writes dm-integrity's superblock and journal on a zeroed disk; returns the sectors it
+/// provides.
+fn format_integrity(disk: &Disk, raw: &Path) -> anyhow::Result<u64> {
+    // A short mapping makes the kernel write the superblock and the journal for the whole
+    // device; then its size is known and the real mapping can be made.
+    integrity(disk, 8, Mode::Format)?;
+    dm::remove(INTEGRITY_NAME).context("removing the formatting mapping")?;
+    let Superblock::Integrity { provided_sectors } = superblock(raw)? else {
+        bail!("dm-integrity did not format the writable layer disk");
+    };
+    Ok(provided_sectors)
+}
+
+/// Zeroes dm-integrity's superblock, so the next activation formats the disk afresh. What
+/// else the old layer left is never read: under a new format every sector is written before
+/// it is read (see [`zero_probed_blocks`]), as on a zeroed disk.
+fn forget_integrity(raw: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(raw)
+        .with_context(|| format!("opening {}", raw.display()))?;
+    f.write_all(&[0u8; 4096])
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("clearing the old layer's superblock on {}", raw.display()))
 }
 
 /// Whether the decrypted layer starts with an ext4 superblock; an error when its first block

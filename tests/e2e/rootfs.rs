@@ -340,3 +340,122 @@ fn a_confidential_layer_is_ciphertext_on_the_host_persists_and_needs_the_same_me
         ok(&["rm", "-f", name]);
     }
 }
+
+/// The encrypted layer a confidential box made on its first boot is kept (before the box
+/// wrote to it) and the next box of the same measurement starts from it instead of formatting
+/// its own; a kept layer that no longer opens (here: the simulated chip's keys were replaced,
+/// as a firmware update changes a real chip's derived keys) is made again, not refused.
+#[test]
+fn a_second_confidential_box_starts_from_the_layer_the_first_made() {
+    let env = TestEnv::new();
+    let steps = |name: &str| -> Vec<String> {
+        ok_in(&env, &["inspect", name]).json()[0]["tee"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let prefilled =
+        |name: &str| ok_in(&env, &["inspect", name]).json()[0]["tee"]["layer_prefilled"].clone();
+    let start = |name: &str| {
+        ok_in(
+            &env,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--tee-simulate",
+                "--allow-exec",
+                "--storage-opt",
+                "size=1g",
+                "busybox",
+                "sleep",
+                "600",
+            ],
+        );
+    };
+
+    start("maker");
+    let made = steps("maker");
+    assert!(made.iter().any(|s| s == "rw_mkfs"), "{made:?}");
+    assert!(made.iter().any(|s| s == "rw_kept"), "{made:?}");
+    assert_eq!(prefilled("maker"), false);
+    let kept: Vec<PathBuf> = std::fs::read_dir(env.path("cache/tee-layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let mode = std::fs::metadata(&kept[0]).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    // The maker's own writes after the copy are not in what was kept.
+    let marker = "a3s-maker-wrote-this-9d1e";
+    ok_in(
+        &env,
+        &[
+            "exec",
+            "maker",
+            "sh",
+            "-c",
+            &format!("echo {marker} > /m && sync"),
+        ],
+    );
+
+    start("taker");
+    let taken = steps("taker");
+    assert_eq!(prefilled("taker"), true);
+    assert!(
+        !taken
+            .iter()
+            .any(|s| s == "rw_mkfs" || s == "rw_integrity_format"),
+        "the layer was made again: {taken:?}"
+    );
+    assert!(taken.iter().any(|s| s == "rw_open"), "{taken:?}");
+    // An empty filesystem of its own: not the maker's file; writes persist across a restart.
+    let r = env.run(&["exec", "taker", "cat", "/m"]);
+    assert_ne!(r.code, 0, "the maker's file is in the taker's layer: {r:?}");
+    ok_in(
+        &env,
+        &["exec", "taker", "sh", "-c", "echo mine > /t && sync"],
+    );
+    ok_in(&env, &["restart", "taker"]);
+    assert_eq!(
+        ok_in(&env, &["exec", "taker", "cat", "/t"]).stdout.trim(),
+        "mine"
+    );
+    let reopened = steps("taker");
+    assert!(!reopened.iter().any(|s| s == "rw_mkfs"), "{reopened:?}");
+    assert_eq!(prefilled("taker"), false, "its own layer was replaced");
+
+    // New chip keys: the kept layer does not decrypt; the box makes a new one and keeps it.
+    ok_in(&env, &["rm", "-f", "maker", "taker"]);
+    std::fs::remove_dir_all(env.path("simulator")).unwrap();
+    start("rekeyed");
+    let remade = steps("rekeyed");
+    assert_eq!(prefilled("rekeyed"), true);
+    assert!(remade.iter().any(|s| s == "rw_mkfs"), "{remade:?}");
+    ok_in(
+        &env,
+        &["exec", "rekeyed", "sh", "-c", "echo ok > /r && cat /r"],
+    );
+    let logs = ok_in(&env, &["logs", "rekeyed"]);
+    let console = std::fs::read_to_string(
+        env.path("boxes")
+            .join(
+                ok_in(&env, &["inspect", "rekeyed"]).json()[0]["id"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .join("console.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        console.contains("does not open") || logs.stderr.contains("does not open"),
+        "the guest did not say why it made a new layer: {console}"
+    );
+    ok_in(&env, &["rm", "-f", "rekeyed"]);
+}

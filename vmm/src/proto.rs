@@ -646,6 +646,11 @@ pub struct TeeSetup {
     /// Guest TCP port on which the agent serves RA-TLS to remote verifiers (publish it with
     /// `-p`); `None`: only through the channel.
     pub ratls_port: Option<u16>,
+    /// The host filled the box's never-used writable-layer disk with the layer an earlier box
+    /// of the same measurement made and never used (see [`GuestMsg::LayerMade`]): if it does
+    /// not open, the guest makes a new one instead of refusing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layer_prefilled: bool,
 }
 
 /// A certificate handed out with a report (trustee's certificate-table names).
@@ -785,6 +790,11 @@ pub enum HostMsg {
         /// The 32-byte derived key, hex.
         key_hex: String,
     },
+    /// Answer to [`GuestMsg::LayerMade`]: the host is done reading the layer disk.
+    LayerKept {
+        /// The request's id.
+        request: u64,
+    },
     /// A guest request was refused (names the reason, e.g. a VMPL or SVN rule).
     RequestFailed {
         /// The request's id.
@@ -863,6 +873,13 @@ pub enum GuestMsg {
         request: u64,
         /// MSG_KEY_REQ (0x28 bytes), hex.
         msg_key_req_hex: String,
+    },
+    /// The encrypted writable layer was just made and closed, and nothing else has written
+    /// to it: the host may keep a copy for the next box with this launch measurement (which
+    /// derives the same key), then answers [`HostMsg::LayerKept`]; the guest waits for it.
+    LayerMade {
+        /// Chosen by the guest; echoed in the answer.
+        request: u64,
     },
     /// One step of the attestation agent finished (for audit and timing; never a secret value).
     TeeStep {
@@ -1073,6 +1090,7 @@ mod tests {
             }
         ));
         let tee = TeeSetup {
+            layer_prefilled: true,
             mode: TeeMode::Simulated,
             kbs_url: Some("http://10.0.2.2:8080".into()),
             secrets: vec![SecretSpec {
@@ -1105,6 +1123,21 @@ mod tests {
                 .unwrap(),
             req
         );
+        // Keeping a just-made layer: a request and its answer, matched by id.
+        let made = GuestMsg::LayerMade { request: 9 };
+        let kept = HostMsg::LayerKept { request: 9 };
+        let made_json = Frame::control(0, &made).unwrap().payload;
+        assert_eq!(made_json, br#"{"type":"layer_made","request":9}"#);
+        assert_eq!(
+            round_trip(&Frame::control(0, &kept).unwrap())
+                .message::<HostMsg>()
+                .unwrap(),
+            kept
+        );
+        // A TEE setup from a host before kept layers: not prefilled.
+        let before = br#"{"mode":"simulated","kbs_url":null,"secrets":[],"ratls_port":null}"#;
+        let setup: TeeSetup = serde_json::from_slice(before).unwrap();
+        assert!(!setup.layer_prefilled);
     }
 
     #[test]

@@ -161,6 +161,32 @@ pub(crate) fn layer_key(
     Ok(key)
 }
 
+/// How long the guest waits for the host to copy a just-made layer (a few MiB of a sparse
+/// file: milliseconds; only a broken host takes longer).
+const KEEP_LAYER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tells the host the writable layer was just made and closed, and waits until it has read
+/// it ([`GuestMsg::LayerMade`]). Not answered in time: the start fails, because going on
+/// would write to the disk under a copy in progress, and the next box of this measurement
+/// could start from a torn one.
+pub(crate) fn keep_layer(chan: &Channel, requests: &Requests) -> anyhow::Result<()> {
+    let (request, answer) = requests.register();
+    if !chan.msg(WORKLOAD_SESSION, &GuestMsg::LayerMade { request }) {
+        requests.cancel(request);
+        anyhow::bail!("the host channel closed before the new writable layer was kept");
+    }
+    match answer.recv_timeout(KEEP_LAYER_TIMEOUT) {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            requests.cancel(request);
+            anyhow::bail!(
+                "the host did not finish reading the new writable layer within {} s",
+                KEEP_LAYER_TIMEOUT.as_secs()
+            )
+        }
+    }
+}
+
 /// Reports `failure` to the host and the console (the caller then powers off).
 pub(crate) fn report_failure(chan: &Channel, failure: &StepError) {
     eprintln!(

@@ -187,6 +187,7 @@ mod tests {
 
     fn setup(secrets: &[(&str, &str)], url: Option<&str>) -> TeeSetup {
         TeeSetup {
+            layer_prefilled: false,
             mode: TeeMode::Simulated,
             kbs_url: url.map(str::to_owned),
             secrets: secrets

@@ -1,7 +1,7 @@
 //! Guest→host requests waiting for their answer.
 //!
-//! The channel's read loop never blocks on the agent: it hands every `Report`, `DerivedKey`
-//! and `RequestFailed` to [`Requests::deliver`], which passes it to the thread waiting for that
+//! The channel's read loop never blocks on the agent: it hands every `Report`, `DerivedKey`,
+//! `LayerKept` and `RequestFailed` to [`Requests::deliver`], which passes it to the thread waiting for that
 //! request id. Answers nobody waits for (a request that timed out) are dropped.
 
 use std::collections::HashMap;
@@ -24,6 +24,8 @@ pub(crate) enum Reply {
     },
     /// A derived key, hex (wiped when dropped).
     Key(Zeroizing<String>),
+    /// The host is done reading the just-made writable layer.
+    LayerKept,
     /// The host refused the request.
     Failed(String),
 }
@@ -58,6 +60,7 @@ impl Requests {
                 certs,
             } => (request, Reply::Report { report_hex, certs }),
             HostMsg::DerivedKey { request, key_hex } => (request, Reply::Key(key_hex.into())),
+            HostMsg::LayerKept { request } => (request, Reply::LayerKept),
             HostMsg::RequestFailed { request, message } => (request, Reply::Failed(message)),
             other => return Some(other),
         };
@@ -99,6 +102,11 @@ mod tests {
             .is_none());
         assert!(matches!(rx_a.try_recv(), Ok(Reply::Key(k)) if k.as_str() == "00"));
         assert!(matches!(rx_b.try_recv(), Ok(Reply::Failed(m)) if m == "no"));
+        let (c, rx_c) = requests.register();
+        assert!(requests
+            .deliver(HostMsg::LayerKept { request: c })
+            .is_none());
+        assert!(matches!(rx_c.try_recv(), Ok(Reply::LayerKept)));
         // Not an answer: handed back to the caller.
         assert_eq!(
             requests.deliver(HostMsg::Ping { nonce: 1 }),

@@ -111,6 +111,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
                             expected_measurement: Some(expected.clone()),
                             measure_ms: 0,
                             steps: Vec::new(),
+                            layer_prefilled: false,
                         });
                         Ok(())
                     });
@@ -479,6 +480,7 @@ impl Guest<'_> {
         let Ok(
             msg @ (GuestMsg::ReportRequest { .. }
             | GuestMsg::KeyRequest { .. }
+            | GuestMsg::LayerMade { .. }
             | GuestMsg::TeeStep { .. }
             | GuestMsg::TeeFailed { .. }),
         ) = frame.message::<GuestMsg>()

@@ -9,6 +9,8 @@
 //!   box boots (what `a3s-box measure` reproduces);
 //! - [`secure_processor`]: the host playing the AMD secure processor for a simulated VM,
 //!   answering the guest's report and derived-key requests for its recorded measurement;
+//! - [`layer_cache`]: the encrypted writable layer a box made on first boot, kept for the next
+//!   box with the same measurement (which derives the same key) so it need not format its own;
 //! - [`local_kbs`]: the ephemeral KBS that releases `--secret NAME=file:PATH` only to this VM,
 //!   after attestation;
 //! - [`attest`]: `a3s-box attest BOX`, RA-TLS to the guest's agent with a fresh nonce.
@@ -19,6 +21,7 @@
 pub mod attest;
 pub mod digest_cache;
 pub mod launch;
+pub mod layer_cache;
 pub mod local_kbs;
 pub mod pipeline;
 pub mod secure_processor;

@@ -8,6 +8,7 @@ use a3s_vmm::proto::{GuestMsg, HostMsg, SecretSpec, TeeSetup};
 use a3s_vmm::VmConfig;
 
 use super::launch;
+use super::layer_cache::{LayerCache, LayerId};
 use super::local_kbs::{self, LocalKbs};
 use super::secure_processor::SecureProcessor;
 use super::spec::{parse_measurement, TeeMode, RATLS_GUEST_PORT};
@@ -27,8 +28,32 @@ pub struct TeeLaunch {
     host_kbs_url: Option<String>,
     /// A bridged box's relay to a host-loopback KBS ([`TeeLaunch::relay_kbs`]).
     relay: Option<crate::network::forward::Forwarders>,
+    /// Where a layer the guest makes is kept ([`super::layer_cache`]).
+    layer: Option<KeptLayer>,
     audit: AuditLog,
     box_id: String,
+}
+
+/// The box's layer disk and the cache entry it belongs to.
+#[derive(Debug)]
+struct KeptLayer {
+    cache: LayerCache,
+    mode: TeeMode,
+    disk: std::path::PathBuf,
+    measurement: String,
+    policy: Option<u64>,
+    size: u64,
+}
+
+impl KeptLayer {
+    fn id(&self) -> LayerId<'_> {
+        LayerId {
+            mode: self.mode,
+            measurement: &self.measurement,
+            policy: self.policy,
+            size: self.size,
+        }
+    }
 }
 
 impl TeeLaunch {
@@ -144,7 +169,17 @@ impl TeeLaunch {
             (Some(k), _) => Some(format!("http://{}", k.addr())),
             (None, url) => url.clone(),
         };
+        let (layer, layer_prefilled) = kept_layer(home, spec.mode, &actual, config);
+        if layer_prefilled {
+            let _ = audit.record(&event(
+                "tee.layer_kept",
+                Outcome::Success,
+                "the first boot starts from the encrypted layer an earlier box of this \
+                 measurement made",
+            ));
+        }
         let setup = TeeSetup {
+            layer_prefilled,
             mode: spec.mode,
             kbs_url,
             secrets: spec
@@ -166,11 +201,13 @@ impl TeeLaunch {
                 expected_measurement: spec.expected_measurement.as_ref().map(|m| m.to_lowercase()),
                 measure_ms: measured.elapsed_ms,
                 steps: Vec::new(),
+                layer_prefilled,
             },
             sp,
             kbs,
             host_kbs_url,
             relay: None,
+            layer,
             audit,
             box_id: box_id.to_owned(),
         })
@@ -223,6 +260,14 @@ impl TeeLaunch {
             GuestMsg::ReportRequest { .. } | GuestMsg::KeyRequest { .. } => {
                 Ok(self.sp.as_ref().and_then(|sp| sp.answer(msg)))
             }
+            GuestMsg::LayerMade { request } => {
+                if let Some(layer) = &self.layer {
+                    if let Err(e) = layer.cache.keep(&layer.id(), &layer.disk) {
+                        tracing::warn!(error = %e, "keeping the new encrypted layer failed");
+                    }
+                }
+                Ok(Some(HostMsg::LayerKept { request: *request }))
+            }
             GuestMsg::TeeStep {
                 step,
                 detail,
@@ -273,6 +318,50 @@ impl TeeLaunch {
             _ => Ok(None),
         }
     }
+}
+
+/// The box's encrypted layer disk and its cache entry, and whether the disk (never written)
+/// was filled from it. Without a disk or a cache the guest formats as before.
+fn kept_layer(
+    home: &Path,
+    mode: TeeMode,
+    measurement: &str,
+    config: &VmConfig,
+) -> (Option<KeptLayer>, bool) {
+    let Some(disk) = config
+        .disks
+        .iter()
+        .find(|d| d.serial == a3s_vmm::disk::RW_SERIAL && !d.readonly)
+    else {
+        return (None, false);
+    };
+    let (Ok(cache), Ok(meta)) = (LayerCache::open(home), std::fs::metadata(&disk.path)) else {
+        return (None, false);
+    };
+    let layer = KeptLayer {
+        cache,
+        mode,
+        disk: disk.path.clone(),
+        measurement: measurement.to_owned(),
+        policy: config.snp.as_ref().map(|s| s.policy),
+        size: meta.len(),
+    };
+    let prefilled = match layer.cache.prefill(&layer.id(), &layer.disk) {
+        Ok(filled) => filled,
+        Err(e) => {
+            // Partly written: zero it again, so the guest sees a never-used disk.
+            tracing::warn!(error = %e, "starting from the kept encrypted layer failed");
+            let zeroed = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&layer.disk)
+                .and_then(|f| f.set_len(0).and_then(|()| f.set_len(layer.size)));
+            if zeroed.is_err() {
+                return (None, false);
+            }
+            false
+        }
+    };
+    (Some(layer), prefilled)
 }
 
 fn record(audit: &AuditLog, e: &Event) -> Result<(), TeeError> {

@@ -270,6 +270,10 @@ pub struct TeeRecord {
     /// Steps the guest agent reported, in order (`name` or `name:detail`, with ms).
     #[serde(default)]
     pub steps: Vec<(String, u64)>,
+    /// The box's first boot started from the encrypted layer an earlier box of this
+    /// measurement made ([`super::layer_cache`]) instead of formatting its own.
+    #[serde(default)]
+    pub layer_prefilled: bool,
 }
 
 /// A TEE setting is wrong, or a TEE step failed on the host.
