@@ -84,6 +84,15 @@ pub(crate) fn open(disk: &Disk, unlock: &Unlock<'_>) -> anyhow::Result<(PathBuf,
     let mut lap = Instant::now();
     let key = unlock.key;
     let raw = disk.dev_path();
+    let kept_unusable = |why: &dyn std::fmt::Display| -> anyhow::Result<u64> {
+        eprintln!(
+            "a3s-guest-init: the layer the host kept for this measurement does not open \
+             ({why}); making a new one"
+        );
+        let _ = close();
+        forget_integrity(&raw)?;
+        format_integrity(disk, &raw)
+    };
     let provided = match superblock(&raw)? {
         Superblock::Integrity { provided_sectors } => {
             match open_made(disk, key, provided_sectors) {
@@ -93,19 +102,17 @@ pub(crate) fn open(disk: &Disk, unlock: &Unlock<'_>) -> anyhow::Result<(PathBuf,
                 }
                 // The VM stopped while the layer was being made (mke2fs writes the superblock
                 // last): nothing of the box's can be on it yet; make it again.
-                Ok(None) => provided_sectors,
-                Err(e) if unlock.prefilled => {
-                    eprintln!(
-                        "a3s-guest-init: the layer the host kept for this measurement does not                          open ({e:#}); making a new one"
-                    );
-                    let _ = close();
-                    forget_integrity(&raw)?;
-                    format_integrity(disk, &raw)?
+                Ok(None) => {
+                    steps.push(("rw_open", lap.elapsed()));
+                    lap = Instant::now();
+                    provided_sectors
                 }
+                Err(e) if unlock.prefilled => kept_unusable(&format!("{e:#}"))?,
                 Err(e) => return Err(e),
             }
         }
         Superblock::Empty => format_integrity(disk, &raw)?,
+        Superblock::Other if unlock.prefilled => kept_unusable(&"no dm-integrity superblock")?,
         Superblock::Other => bail!(
             "the writable layer disk of this confidential box holds neither an encrypted layer nor \
              zeros: refusing to use it"
