@@ -88,8 +88,9 @@ impl LayerCache {
     /// returns whether it did.
     ///
     /// # Errors
-    /// Reading the entry or writing the disk failed (the disk may then be partly written:
-    /// the caller must not boot from it with the hint set).
+    /// Reading the entry or writing the disk failed. A copy that failed half-way is undone
+    /// (the disk was all holes, so making it all holes again loses nothing); a disk not
+    /// known to be unwritten is never touched.
     pub fn prefill(&self, id: &LayerId<'_>, disk: &Path) -> std::io::Result<bool> {
         let entry = self.entry(id);
         let Ok(src) = File::open(&entry) else {
@@ -100,8 +101,10 @@ impl LayerCache {
         if size != id.size || src.metadata()?.len() != size || !never_written(&dst)? {
             return Ok(false);
         }
-        copy_data(&src, &dst, size)?;
-        dst.sync_all()?;
+        if let Err(e) = copy_data(&src, &dst, size).and_then(|()| dst.sync_all()) {
+            let _ = dst.set_len(0).and_then(|()| dst.set_len(size));
+            return Err(e);
+        }
         // Used now: the last to be pruned.
         let _ = File::open(&entry).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         Ok(true)

@@ -263,7 +263,8 @@ impl TeeLaunch {
             GuestMsg::LayerMade { request } => {
                 if let Some(layer) = &self.layer {
                     if let Err(e) = layer.cache.keep(&layer.id(), &layer.disk) {
-                        tracing::warn!(error = %e, "keeping the new encrypted layer failed");
+                        // The monitor's stderr is the box's monitor.log.
+                        eprintln!("a3s-box monitor: keeping the new encrypted layer failed: {e}");
                     }
                 }
                 Ok(Some(HostMsg::LayerKept { request: *request }))
@@ -348,16 +349,9 @@ fn kept_layer(
     };
     let prefilled = match layer.cache.prefill(&layer.id(), &layer.disk) {
         Ok(filled) => filled,
+        // The guest formats the disk as it is (a failed prefill leaves it as it was).
         Err(e) => {
-            // Partly written: zero it again, so the guest sees a never-used disk.
-            tracing::warn!(error = %e, "starting from the kept encrypted layer failed");
-            let zeroed = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&layer.disk)
-                .and_then(|f| f.set_len(0).and_then(|()| f.set_len(layer.size)));
-            if zeroed.is_err() {
-                return (None, false);
-            }
+            eprintln!("a3s-box monitor: starting from the kept encrypted layer failed: {e}");
             false
         }
     };
