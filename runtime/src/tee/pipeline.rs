@@ -261,7 +261,9 @@ impl TeeLaunch {
                 Ok(self.sp.as_ref().and_then(|sp| sp.answer(msg)))
             }
             GuestMsg::LayerMade { request } => {
-                if let Some(layer) = &self.layer {
+                // Once per boot, right after guest-init made the layer: a later request (from
+                // whatever else in the guest could write to the channel) keeps nothing.
+                if let Some(layer) = self.layer.take() {
                     if let Err(e) = layer.cache.keep(&layer.id(), &layer.disk) {
                         // The monitor's stderr is the box's monitor.log.
                         eprintln!("a3s-box monitor: keeping the new encrypted layer failed: {e}");
