@@ -4,10 +4,12 @@
 # contender when TRUSTEE_KBS names its binary.
 #
 # Trustee's KBS is built from its repository (https://github.com/confidential-containers/trustee),
-# unchanged apart from where cargo finds its git dependencies:
+# with its git dependencies fetched from wherever they can be reached:
 #   cargo build --release -p kbs --no-default-features --features coco-as-builtin
 # and passed as TRUSTEE_KBS=path/to/target/release/kbs. Without it the scripts say loudly
-# that the trustee comparison was not run.
+# that the trustee comparison was not run. At trustee 78962cd, kbs/Cargo.toml turns on
+# `all-verifier` for x86_64 whatever the features asked; where the TDX/SGX/CCA SDKs are not
+# available, change that one word to `snp-verifier` (the figures compare the SNP path).
 
 kbs_bench_init() {
     local name="$1"
