@@ -189,6 +189,31 @@ fn controlling_terminal(cmd: &mut Command) {
     }
 }
 
+/// The CLI starts with the default action for the signals these tests send, whatever this
+/// test process inherited: a job that a non-interactive shell started in the background
+/// ignores SIGINT and SIGQUIT (so did a CI run started that way), and an ignored signal
+/// stays ignored across exec, so the CLI would never die of it.
+#[allow(unsafe_code)]
+fn default_signal_actions(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) in the forked child before exec: async-signal-safe, no allocation.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [
+                nix::libc::SIGINT,
+                nix::libc::SIGQUIT,
+                nix::libc::SIGHUP,
+                nix::libc::SIGTERM,
+            ] {
+                if nix::libc::signal(sig, nix::libc::SIG_DFL) == nix::libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Traps that print what arrived; `exit 7` on TERM. `""` keeps each marker out of the
 /// command line itself.
 const TRAPPER: &str = "trap 'echo got\"\"-INT' INT; trap 'echo got\"\"-HUP' HUP; \
@@ -197,8 +222,9 @@ const TRAPPER: &str = "trap 'echo got\"\"-INT' INT; trap 'echo got\"\"-HUP' HUP;
 
 #[test]
 fn signals_to_a_foreground_run_reach_the_workload_and_a_killed_cli_leaves_the_box_running() {
-    let mut cli = env()
-        .cmd()
+    let mut cmd = env().cmd();
+    default_signal_actions(&mut cmd);
+    let mut cli = cmd
         .args([
             "run", "--rm", "--name", "proxied", "busybox", "sh", "-c", TRAPPER,
         ])
@@ -240,8 +266,9 @@ fn signals_to_a_foreground_run_reach_the_workload_and_a_killed_cli_leaves_the_bo
 
 #[test]
 fn without_sig_proxy_a_signal_ends_the_cli_only() {
-    let mut cli = env()
-        .cmd()
+    let mut cmd = env().cmd();
+    default_signal_actions(&mut cmd);
+    let mut cli = cmd
         .args([
             "run",
             "--sig-proxy=false",
@@ -260,7 +287,7 @@ fn without_sig_proxy_a_signal_ends_the_cli_only() {
     let out = Output::collect(cli.stdout.take().unwrap());
     out.wait_for(0, "ready");
     signal(&cli, Signal::SIGINT);
-    let status_of_cli = cli.wait().unwrap();
+    let status_of_cli = eventually("the CLI to die of SIGINT", || cli.try_wait().unwrap());
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status_of_cli.signal(), Some(Signal::SIGINT as i32));
     assert_eq!(status("unproxied").as_deref(), Some("running"));
