@@ -210,12 +210,14 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
         (2..100).contains(&inodes),
         "its root and the file, not the image's: {layer}"
     );
-    let cpu1 = wait_for("busy's CPU time to grow", || {
+    // A later sample has grown and has a rate. The rate is over the interval since the
+    // previous sample, which can be too short for the guest's counter to move (a CI run saw
+    // a grown total with a rate of 0 right after the layer polls), so wait for both.
+    let cpu1 = wait_for("busy's CPU time and rate to grow", || {
         let s = container_stats(&server, &busy);
         let c = num(&s["cpu"]["usageCoreNanoSeconds"]["value"]);
-        (c > cpu0).then_some(s)
+        (c > cpu0 && num(&s["cpu"]["usageNanoCores"]["value"]) > 0).then_some(s)
     });
-    // The second sample has a rate.
     assert!(num(&cpu1["cpu"]["usageNanoCores"]["value"]) > 0, "{cpu1}");
     let table = server.ok(&["stats"]).stdout;
     assert!(
