@@ -106,7 +106,7 @@ impl LayerCache {
             return Err(e);
         }
         // Used now: the last to be pruned.
-        let _ = File::open(&entry).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        let _ = src.set_modified(std::time::SystemTime::now());
         Ok(true)
     }
 
