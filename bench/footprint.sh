@@ -26,7 +26,8 @@ if [ ! -x "$box" ]; then
   scripts/build-guest-init --release -q
 fi
 box=$(realpath "$box")
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+source bench/home-lib.sh
+bench_home
 export A3S_BOX_QUIET=1
 work=$(mktemp -d)
 floor_pid=
@@ -35,6 +36,7 @@ cleanup() {
   ids=$("$box" ps -aq 2>/dev/null | tr '\n' ' ')
   [ -n "$ids" ] && "$box" rm -f $ids >/dev/null 2>&1
   rm -rf "$work"
+  bench_home_cleanup
 }
 trap cleanup EXIT
 

@@ -20,14 +20,15 @@ if [ ! -x "$box" ]; then
   scripts/build-guest-init --release -q
 fi
 box=$(realpath "$box")
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+source bench/home-lib.sh
+bench_home
 export A3S_BOX_QUIET=1
 # N boots share the host's cores: give each the wall time that takes (CPU time stays bounded).
 export A3S_BOX_BOOT_TIMEOUT_SECS=${A3S_BOX_BOOT_TIMEOUT_SECS:-900}
 cleanup() {
   ids=$("$box" ps -aq 2>/dev/null | tr '\n' ' ')
   [ -n "$ids" ] && "$box" rm -f $ids >/dev/null 2>&1
-  true
+  bench_home_cleanup
 }
 trap cleanup EXIT
 . bench/mem-lib.sh

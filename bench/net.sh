@@ -18,7 +18,8 @@ if [ ! -x "$box" ]; then
   cargo build -q -p a3s-box
   scripts/build-guest-init -q
 fi
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+source bench/home-lib.sh
+bench_home
 export A3S_BOX_QUIET=1
 ns=a3s-test-bench-$$
 ip netns add "$ns"
@@ -27,6 +28,7 @@ cleanup() {
   in_ns "$box" rm -f bench-tsi bench-slirp bench-br >/dev/null 2>&1 || true
   in_ns "$box" network rm --force bench-net >/dev/null 2>&1 || true
   ip netns del "$ns" 2>/dev/null || true
+  bench_home_cleanup
 }
 trap cleanup EXIT
 in_ns ip link set lo up

@@ -14,10 +14,11 @@ if [ ! -x "$box" ]; then
   cargo build -q --release -p a3s-box
   scripts/build-guest-init --release -q
 fi
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+source bench/home-lib.sh
+bench_home
 export A3S_BOX_QUIET=1
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; bench_home_cleanup' EXIT
 
 now() { date +%s.%N; }
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.3f}")' "$@"; }

@@ -20,13 +20,14 @@ if [ ! -x "$box" ]; then
   cargo build -q --release -p a3s-box
   scripts/build-guest-init --release -q
 fi
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+source bench/home-lib.sh
+bench_home
 export A3S_BOX_QUIET=1
 # The plain baseline boots cold like a TEE box (which never restores): the difference is the
 # trust pipeline, not the restore (bench/restore.sh measures that).
 export A3S_BOX_RESTORE=${A3S_BOX_RESTORE:-off}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; bench_home_cleanup' EXIT
 head -c 64 /dev/urandom | base64 > "$work/secret"
 
 now() { date +%s.%N; }

@@ -17,12 +17,13 @@ if [ ! -x "$box" ]; then
   cargo build -q --release -p a3s-box
   scripts/build-guest-init --release -q
 fi
-export A3S_HOME=${A3S_HOME:-$(mktemp -d)}
+source bench/home-lib.sh
+bench_home
 export A3S_BOX_QUIET=1
 # Cold boots: this measures the boot path (bench/restore.sh measures starting from a saved VM).
 export A3S_BOX_RESTORE=${A3S_BOX_RESTORE:-off}
 bind=$(mktemp -d)
-trap 'rm -rf "$bind"' EXIT
+trap 'rm -rf "$bind"; bench_home_cleanup' EXIT
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f}")' "$@"; }
 
