@@ -365,36 +365,42 @@ pub fn locate_guest_init() -> Result<PathBuf, AssetError> {
     Err(AssetError::NoGuestInit { searched })
 }
 
-/// True when the ELF file has no `PT_INTERP` program header (no dynamic loader).
+/// True when the ELF file has no `PT_INTERP` program header (no dynamic loader). Reads the
+/// ELF header and the program header table only (guest-init is ≈ 10 MB, checked every start).
 fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
-    let data = fs_err::read(path)?;
-    let rd = |off: usize, n: usize| -> Option<u64> {
-        let b = data.get(off..off + n)?;
-        Some(
-            b.iter()
-                .rev()
-                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
-        )
+    use std::io::{Seek, SeekFrom};
+    /// Largest program header table read (a real one is a few hundred bytes).
+    const MAX_TABLE: u64 = 1 << 20;
+    let le = |b: &[u8]| {
+        b.iter()
+            .rev()
+            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
     };
-    if !data.starts_with(b"\x7fELF") || data.get(4) != Some(&2) {
+    let mut file = fs_err::File::open(path)?;
+    let mut header = Vec::with_capacity(64);
+    (&mut file).take(64).read_to_end(&mut header)?;
+    if header.len() < 64 || !header.starts_with(b"\x7fELF") || header[4] != 2 {
         return Ok(false);
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2))
-    else {
+    let (phoff, phentsize, phnum) = (
+        le(&header[0x20..0x28]),
+        le(&header[0x36..0x38]),
+        le(&header[0x38..0x3a]),
+    );
+    let Some(size) = phentsize.checked_mul(phnum).filter(|s| *s <= MAX_TABLE) else {
         return Ok(false);
     };
-    for i in 0..phnum {
-        let Some(ptype) = usize::try_from(phoff + i * phentsize)
-            .ok()
-            .and_then(|off| rd(off, 4))
-        else {
-            return Ok(false);
-        };
-        if ptype == 3 {
-            return Ok(false);
-        }
+    if phentsize < 4 {
+        return Ok(phnum == 0);
     }
-    Ok(true)
+    file.seek(SeekFrom::Start(phoff))?;
+    let mut table = Vec::new();
+    (&mut file).take(size).read_to_end(&mut table)?;
+    if table.len() as u64 != size {
+        return Ok(false);
+    }
+    let entry = usize::try_from(phentsize).unwrap_or(usize::MAX);
+    Ok(table.chunks_exact(entry).all(|ph| le(&ph[..4]) != 3))
 }
 
 /// The base initrd: guest-init plus the given kernel modules.
@@ -419,8 +425,50 @@ pub fn base_initrd(
     modules: &[&str],
     programs: &[&Path],
 ) -> Result<BaseInitrd, AssetError> {
+    base_initrd_with(
+        cache,
+        kernel,
+        guest_init,
+        modules,
+        programs,
+        crate::initrd_memo::RACY,
+    )
+}
+
+/// [`base_initrd`], recording its memo only for inputs unchanged for `racy`.
+fn base_initrd_with(
+    cache: &Path,
+    kernel: &KernelDir,
+    guest_init: &Path,
+    modules: &[&str],
+    programs: &[&Path],
+    racy: std::time::Duration,
+) -> Result<BaseInitrd, AssetError> {
+    let module_list = modules.join(",");
+    let library_path = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
+    let mut inputs: Vec<&[u8]> = vec![
+        kernel.release.as_bytes(),
+        module_list.as_bytes(),
+        guest_init.as_os_str().as_encoded_bytes(),
+        library_path.as_encoded_bytes(),
+    ];
+    inputs.extend(programs.iter().map(|p| p.as_os_str().as_encoded_bytes()));
+    let memo = crate::initrd_memo::InitrdMemo::new(cache, &inputs);
+    let cpio = |key: &str| cache.join("initrd").join(format!("base-{key}.cpio"));
+    if let Some(key) = memo.lookup() {
+        let path = cpio(&key);
+        if path.is_file() {
+            return Ok(BaseInitrd { path, key });
+        }
+    }
+
+    let mut reads = crate::initrd_memo::Reads::default();
+    reads.note(guest_init);
     let init = fs_err::read(guest_init)?;
     let mut tools: Vec<(String, Vec<u8>)> = Vec::new();
+    if !programs.is_empty() {
+        reads.note(Path::new(crate::initrd_memo::LD_CACHE));
+    }
     for p in programs {
         for file in program_with_libraries(p)? {
             let name = file
@@ -428,20 +476,21 @@ pub fn base_initrd(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if !tools.iter().any(|(n, _)| *n == name) {
+                reads.note(&file);
                 tools.push((name, fs_err::read(&file)?));
             }
         }
     }
     let mut parts: Vec<&[u8]> = vec![&init, kernel.release.as_bytes()];
-    let module_list = modules.join(",");
     parts.push(module_list.as_bytes());
     for (name, bytes) in &tools {
         parts.push(name.as_bytes());
         parts.push(bytes);
     }
     let key = short_hash(&parts);
-    let path = cache.join("initrd").join(format!("base-{key}.cpio"));
+    let path = cpio(&key);
     if path.is_file() {
+        memo.record(&key, reads, racy);
         return Ok(BaseInitrd { path, key });
     }
     let mods = kernel.modules_with_deps(modules)?;
@@ -463,6 +512,7 @@ pub fn base_initrd(
         }
     }
     write_atomic(&path, &w.finish()?)?;
+    memo.record(&key, reads, racy);
     Ok(BaseInitrd { path, key })
 }
 
@@ -507,7 +557,7 @@ fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn short_hash(parts: &[&[u8]]) -> String {
+pub(crate) fn short_hash(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -548,6 +598,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn ldd_output_lists_libraries_and_the_loader() {
@@ -617,6 +668,49 @@ mod tests {
         }
         let k = KernelDir::locate(&[dir.path().join("absent"), dir.path().to_owned()]).unwrap();
         assert_eq!(k.release, "6.12.9-cloud");
+    }
+
+    #[test]
+    fn a_second_start_finds_the_base_initrd_through_its_memo_until_an_input_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel_dir = dir.path().join("6.12-test");
+        std::fs::create_dir_all(kernel_dir.join("modules")).unwrap();
+        let kernel = KernelDir::from_dir(kernel_dir);
+        let cache = dir.path().join("cache");
+        let init = dir.path().join("init");
+        std::fs::write(&init, b"guest-init v1").unwrap();
+        let mke2fs = Path::new(crate::disk::MKE2FS_PATH);
+        let build =
+            || base_initrd_with(&cache, &kernel, &init, &[], &[mke2fs], Duration::ZERO).unwrap();
+        let first = build();
+        let memos = || {
+            std::fs::read_dir(cache.join("initrd"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("memo-")
+                })
+                .count()
+        };
+        assert_eq!(memos(), 1, "the inputs had settled, so the memo is written");
+        assert_eq!(build().key, first.key, "the memo names the same initrd");
+
+        // A removed initrd is built again, not trusted from the memo.
+        std::fs::remove_file(&first.path).unwrap();
+        let again = build();
+        assert_eq!(again.key, first.key);
+        assert!(again.path.is_file());
+
+        // Guest-init rebuilt: another initrd, with the new guest-init in it.
+        std::fs::write(&init, b"guest-init v2").unwrap();
+        let second = build();
+        assert_ne!(second.key, first.key);
+        let cpio = std::fs::read(&second.path).unwrap();
+        assert!(cpio.windows(13).any(|w| w == b"guest-init v2"));
+        assert_eq!(build().key, second.key);
     }
 
     #[test]

@@ -42,13 +42,14 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::file_id::FileId;
 use crate::qemu::VmConfig;
 
 /// `A3S_BOX_RESTORE=off` boots every box cold.
@@ -145,30 +146,6 @@ struct Meta {
     format: String,
     key: String,
     state: FileId,
-}
-
-/// What identifies a file's content without reading it: replacing or writing it changes one
-/// of these.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone, Copy)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl FileId {
-    fn of(path: &Path) -> std::io::Result<Self> {
-        let m = std::fs::metadata(path)?;
-        Ok(Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        })
-    }
 }
 
 /// A template could not be used or made.
