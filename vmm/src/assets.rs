@@ -5,6 +5,7 @@
 //! ```text
 //! cache/kernels/<release>-<vmlinuz sha256 prefix>/vmlinux   PVH ELF extracted from the bzImage
 //! cache/initrd/base-<key>.cpio      guest-init at /.a3s/init, modules at /.a3s/modules/NN-*.ko
+//! cache/initrd/memo-<inputs>.json   which key unchanged inputs gave (initrd_memo.rs)
 //! ```
 //!
 //! Every cache entry is content-addressed and written to a temporary file, fsynced and renamed
