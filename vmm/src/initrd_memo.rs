@@ -59,6 +59,8 @@ pub(crate) struct InitrdMemo {
 pub(crate) struct Reads {
     files: Vec<Stamped>,
     started: Option<SystemTime>,
+    /// A file could not be stat'ed: the set is never recorded.
+    unstamped: bool,
 }
 
 impl Reads {
@@ -71,7 +73,7 @@ impl Reads {
                 path: path.to_owned(),
                 id,
             }),
-            Err(_) => self.started = Some(SystemTime::UNIX_EPOCH),
+            Err(_) => self.unstamped = true,
         }
     }
 }
@@ -110,7 +112,7 @@ impl InitrdMemo {
         let Some(started) = reads.started else {
             return;
         };
-        if reads.files.iter().any(|f| !f.id.settled(started, racy)) {
+        if reads.unstamped || reads.files.iter().any(|f| !f.id.settled(started, racy)) {
             return;
         }
         let memo = Memo {
