@@ -1,6 +1,6 @@
 //! Which base initrd unchanged inputs gave last time, so a start finds the initrd it already
 //! built without running `ldd` or reading and hashing guest-init (≈ 10 MB) and the tools again
-//! (≈ 50 ms of every confidential start's preparation, ≈ 15 ms of a plain one's).
+//! (measured: a confidential start prepares in 20 ms instead of 44, a plain one in 17 instead of 33).
 //!
 //! ```text
 //! cache/initrd/memo-<inputs>.json   {format, key, files: [{path, id}]}
