@@ -687,13 +687,8 @@ mod tests {
         let memos = || {
             std::fs::read_dir(cache.join("initrd"))
                 .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with("memo-")
-                })
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("memo-"))
                 .count()
         };
         assert_eq!(memos(), 1, "the inputs had settled, so the memo is written");

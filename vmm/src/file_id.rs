@@ -9,31 +9,43 @@ use serde::{Deserialize, Serialize};
 
 /// Identity and change stamps of a file.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone, Copy)]
-pub(crate) struct FileId {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) len: u64,
-    pub(crate) mtime_ns: i128,
-    pub(crate) ctime_ns: i128,
+pub struct FileId {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i128,
 }
 
 impl FileId {
     /// The stamps of the file at `path` (following symlinks).
-    pub(crate) fn of(path: &Path) -> std::io::Result<Self> {
-        let m = std::fs::metadata(path)?;
-        Ok(Self {
+    ///
+    /// # Errors
+    /// The file cannot be stat'ed.
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        std::fs::metadata(path).map(|m| Self::of_metadata(&m))
+    }
+
+    /// The stamps in `m` (e.g. `fstat` of the descriptor about to be read).
+    pub fn of_metadata(m: &std::fs::Metadata) -> Self {
+        Self {
             dev: m.dev(),
             ino: m.ino(),
             len: m.len(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        })
+        }
     }
 
     /// Whether the file last changed at least `racy` before `since`. `ctime` ticks at the
     /// kernel's coarse clock, so a file written again within a tick of being read can keep its
     /// stamps; only a settled file's stamps stand for its content (git's "racy clean" rule).
-    pub(crate) fn settled(&self, since: SystemTime, racy: Duration) -> bool {
+    pub fn settled(&self, since: SystemTime, racy: Duration) -> bool {
         let changed = SystemTime::UNIX_EPOCH
             + Duration::from_nanos(u64::try_from(self.ctime_ns.max(0)).unwrap_or(u64::MAX));
         changed + racy <= since

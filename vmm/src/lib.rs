@@ -12,7 +12,7 @@ pub mod cpio;
 pub mod design;
 pub mod diagnose;
 pub mod disk;
-mod file_id;
+pub mod file_id;
 pub mod fs;
 pub mod host;
 mod initrd_memo;

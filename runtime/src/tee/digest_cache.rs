@@ -37,6 +37,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use a3s_vmm::file_id::FileId as Stamp;
+
 use super::TeeError;
 
 /// `off` hashes every artefact on every start (to measure what the cache saves: bench/tee.sh).
@@ -80,29 +82,6 @@ impl std::fmt::Debug for DigestCache {
             .field("dir", &self.dir)
             .field("key", &"[redacted]")
             .finish()
-    }
-}
-
-/// What identifies one version of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
     }
 }
 
@@ -151,11 +130,11 @@ impl DigestCache {
         };
         let started = SystemTime::now();
         let mut file = File::open(path).map_err(|e| fail(&e))?;
-        let before = Stamp::of(&file.metadata().map_err(|e| fail(&e))?);
-        if before.size > limit {
+        let before = Stamp::of_metadata(&file.metadata().map_err(|e| fail(&e))?);
+        if before.len > limit {
             return Err(fail(&format_args!(
                 "{} bytes is more than the {limit} allowed",
-                before.size
+                before.len
             )));
         }
         let entry_path = self.entry_path(path);
@@ -172,16 +151,13 @@ impl DigestCache {
             None => Lookup::Miss,
         };
         let digest = hash_stream(&mut file, limit).map_err(|e| fail(&e))?;
-        let after = Stamp::of(&file.metadata().map_err(|e| fail(&e))?);
+        let after = Stamp::of_metadata(&file.metadata().map_err(|e| fail(&e))?);
         if after != before {
             return Err(fail(
                 &"it changed while it was being measured; start the box again",
             ));
         }
-        let settled = SystemTime::UNIX_EPOCH
-            + Duration::from_nanos(u64::try_from(before.ctime_ns.max(0)).unwrap_or(u64::MAX))
-            + self.racy;
-        if settled > started {
+        if !before.settled(started, self.racy) {
             return Ok((digest, Lookup::Racy));
         }
         // A cache that cannot be written costs the next start a re-hash, nothing else.
@@ -254,7 +230,7 @@ impl DigestCache {
             "{FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}\n{sha256}",
             stamp.dev,
             stamp.ino,
-            stamp.size,
+            stamp.len,
             stamp.mtime_ns,
             stamp.ctime_ns,
             path.as_os_str().len()

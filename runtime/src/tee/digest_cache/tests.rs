@@ -15,7 +15,7 @@ fn cache(home: &Path) -> DigestCache {
 }
 
 fn ctime_ns(p: &Path) -> i128 {
-    Stamp::of(&std::fs::metadata(p).unwrap()).ctime_ns
+    Stamp::of_metadata(&std::fs::metadata(p).unwrap()).ctime_ns
 }
 
 /// Rewrites `p` with `bytes` of the same length and puts its mtime back, as an attacker
