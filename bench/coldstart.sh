@@ -63,7 +63,7 @@ echo "cold start ($accel, $runs alternating runs): floor median ${fm} s, a3s-box
 python3 - "$work/timings.jsonl" "$bm" <<'PY'
 import json, statistics, sys
 text, total = open(sys.argv[1]).read(), float(sys.argv[2]) * 1000
-dec = json.JSONDecoder(); i = 0; per = {}; sums = []
+dec = json.JSONDecoder(); i = 0; per = {}; guest = {}; sums = []
 while i < len(text):
     while i < len(text) and text[i].isspace(): i += 1
     if i >= len(text): break
@@ -72,8 +72,18 @@ while i < len(text):
         ph = r.get("timings", [])
         sums.append(sum(p["ms"] for p in ph))
         for p in ph: per.setdefault(p["name"], []).append(p["ms"])
+        boot = r.get("boot") or {}
+        steps = boot.get("guest_steps", [])
+        for p in steps: guest.setdefault(p["name"], []).append(p["ms"])
+        if steps and "boot_ms" in boot:
+            guest.setdefault("before the guest clock (QEMU, firmware)", []).append(
+                boot["boot_ms"] - boot["guest_uptime_ms"])
+            guest.setdefault("channel and Ready", []).append(
+                boot["guest_uptime_ms"] - sum(p["ms"] for p in steps))
 for k, v in per.items():
     print(f"  {k:16s} median {statistics.median(v):7.1f} ms")
+for k, v in guest.items():
+    print(f"    vm_boot: {k:16s} median {statistics.median(v):7.1f} ms")
 s = statistics.median(sums) if sums else 0
 print(f"  sum of phases    median {s:7.1f} ms; the rest of the lifecycle (workload run, exit, "
       f"CLI exit) {total - s:.0f} ms")

@@ -66,6 +66,7 @@ pub(crate) fn serve(port: File, root: Option<RootSpec>) -> anyhow::Result<()> {
         &GuestMsg::Ready {
             version: proto::PROTO_VERSION,
             uptime_ms: init::uptime_ms(),
+            steps: crate::boot_steps::take(),
         },
     );
     {

@@ -81,6 +81,17 @@ pub(crate) fn load_modules(wanted: impl Fn(&str) -> bool) -> anyhow::Result<()> 
             Err(nix::errno::Errno::ENODEV) => {
                 eprintln!("a3s-guest-init: {} is not for this CPU", path.display());
             }
+            // The host strips module signatures (a3s_vmm::module_signature); a kernel in
+            // lockdown (firmware Secure Boot) or with module.sig_enforce refuses them.
+            Err(e @ (nix::errno::Errno::EPERM | nix::errno::Errno::EKEYREJECTED)) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "loading {}: the guest kernel requires signed modules (Secure Boot \
+                         lockdown or module.sig_enforce); boot it without either",
+                        path.display()
+                    )
+                })
+            }
             Err(e) => return Err(e).with_context(|| format!("loading {}", path.display())),
         }
     }

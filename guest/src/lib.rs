@@ -17,6 +17,7 @@
 //! the host sees QEMU exit instead of a kernel panic.
 
 mod agent;
+mod boot_steps;
 mod channel;
 mod clock;
 mod container;
@@ -77,17 +78,21 @@ pub fn main() -> ! {
 
 fn run() -> anyhow::Result<()> {
     clock::mark_start();
+    boot_steps::start();
     init::mount_filesystems()?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     if resume::is_template(&cmdline) {
         return run_template();
     }
     init::load_modules(|_| true)?;
+    boot_steps::mark("modules");
     net::configure(&cmdline)?;
+    boot_steps::mark("network");
     // Before Ready: a changed image (dm-verity) or a plain layer that does not mount fails
     // the boot, so `start` reports it. An encrypted layer needs the TEE's key, asked for
     // over the channel after Ready.
     let root = control::prepare_root(&cmdline)?;
+    boot_steps::mark("root");
     let port = init::open_channel()?;
     control::serve(port, root)
 }
@@ -102,7 +107,10 @@ fn run_template() -> anyhow::Result<()> {
     let port = init::open_channel()?;
     let args = resume::wait(&port)?;
     init::load_modules(deferred)?;
+    boot_steps::mark("modules");
     net::configure(&args)?;
+    boot_steps::mark("network");
     let root = control::prepare_root(&args)?;
+    boot_steps::mark("root");
     control::serve(port, root)
 }

@@ -51,6 +51,8 @@ pub(crate) fn wait(port: &File) -> anyhow::Result<String> {
     let ready = GuestMsg::Ready {
         version: proto::PROTO_VERSION,
         uptime_ms: init::uptime_ms(),
+        // The template's own boot: not reported (nobody waits on this Ready but the saver).
+        steps: Vec::new(),
     };
     proto::write_frame(&mut writer, &Frame::control(WORKLOAD_SESSION, &ready)?)
         .context("saying Ready")?;
@@ -75,12 +77,14 @@ pub(crate) fn wait(port: &File) -> anyhow::Result<String> {
             // Only `Resume` is meaningful before the box exists.
             continue;
         };
+        crate::boot_steps::restart();
         reseed(&decode_entropy(&entropy)?)?;
         match clock::apply(&host_clock) {
             Ok(None) => {}
             Ok(Some(warning)) => eprintln!("a3s-guest-init: {warning}"),
             Err(e) => eprintln!("a3s-guest-init: setting the clock: {e:#}"),
         }
+        crate::boot_steps::mark("resume");
         return Ok(args);
     }
 }

@@ -56,6 +56,52 @@ fn boot(env: &TestEnv, name: &str) -> serde_json::Value {
     env.run(&["inspect", name]).json()[0]["boot"].clone()
 }
 
+/// `inspect` gives the start's phases in order and the guest's own steps inside `vm_boot`
+/// (or `vm_restore`), which fit in the guest's uptime and that in the boot's wall time.
+fn assert_start_accounted(env: &TestEnv, name: &str, restored: bool) {
+    let rec = env.run(&["inspect", name]).json()[0].clone();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("{name}: no list in {rec}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let vm = if restored { "vm_restore" } else { "vm_boot" };
+    assert_eq!(
+        names(&rec["timings"]),
+        [
+            "prepare",
+            "spawn_monitor",
+            "plan",
+            "network",
+            vm,
+            "guest_setup"
+        ],
+        "{name}"
+    );
+    let boot = &rec["boot"];
+    let first = if restored { "resume" } else { "kernel" };
+    assert_eq!(
+        names(&boot["guest_steps"]),
+        [first, "modules", "network", "root"],
+        "{name}"
+    );
+    let steps: Vec<u64> = boot["guest_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ms"].as_u64().unwrap())
+        .collect();
+    if !restored {
+        let uptime = boot["guest_uptime_ms"].as_u64().unwrap();
+        assert!(steps[0] > 0, "{name}: the kernel booted in no time: {boot}");
+        // /proc/uptime counts in 10 ms steps.
+        assert!(steps.iter().sum::<u64>() <= uptime + 10, "{name}: {boot}");
+        assert!(uptime < boot["boot_ms"].as_u64().unwrap(), "{name}: {boot}");
+    }
+}
+
 fn templates(env: &TestEnv) -> Vec<PathBuf> {
     let dir = env.path("cache/templates");
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -94,6 +140,9 @@ fn restored_boxes_are_like_cold_ones() {
         "{bc}"
     );
     assert_eq!(templates(&env).len(), 1, "both boxes restored one template");
+    // Each start says where its time went, cold or restored.
+    assert_start_accounted(&env, "restore-cold", false);
+    assert_start_accounted(&env, "restore-b", true);
 
     // Fresh randomness and identity in each box restored from the one template.
     assert_eq!(a.random.len(), 32, "{a:?}");

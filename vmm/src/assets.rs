@@ -187,7 +187,7 @@ impl KernelDir {
     }
 
     /// Finds module `name` and, recursively, the modules it depends on (from each module's
-    /// `depends=` modinfo), decompressed, in load order.
+    /// `depends=` modinfo), decompressed and without their signatures, in load order.
     ///
     /// # Errors
     /// [`AssetError::MissingModule`] or i/o.
@@ -230,6 +230,7 @@ impl KernelDir {
         } else {
             raw
         };
+        let ko = crate::module_signature::strip(ko);
         for dep in modinfo_depends(&ko) {
             self.add_module(root, index, &dep, out, depth + 1)?;
         }
@@ -404,6 +405,9 @@ fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
     Ok(table.chunks_exact(entry).all(|ph| le(&ph[..4]) != 3))
 }
 
+/// How modules are stored in the initrd (part of its key: a change rebuilds cached initrds).
+const MODULE_FORMAT: &[u8] = b"modules: decompressed, signatures stripped";
+
 /// The base initrd: guest-init plus the given kernel modules.
 #[derive(Clone, Debug)]
 pub struct BaseInitrd {
@@ -448,6 +452,7 @@ fn base_initrd_with(
     let module_list = modules.join(",");
     let library_path = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
     let mut inputs: Vec<&[u8]> = vec![
+        MODULE_FORMAT,
         kernel.release.as_bytes(),
         module_list.as_bytes(),
         guest_init.as_os_str().as_encoded_bytes(),
@@ -482,7 +487,7 @@ fn base_initrd_with(
             }
         }
     }
-    let mut parts: Vec<&[u8]> = vec![&init, kernel.release.as_bytes()];
+    let mut parts: Vec<&[u8]> = vec![&init, kernel.release.as_bytes(), MODULE_FORMAT];
     parts.push(module_list.as_bytes());
     for (name, bytes) in &tools {
         parts.push(name.as_bytes());
@@ -707,6 +712,31 @@ mod tests {
         let cpio = std::fs::read(&second.path).unwrap();
         assert!(cpio.windows(13).any(|w| w == b"guest-init v2"));
         assert_eq!(build().key, second.key);
+    }
+
+    #[test]
+    fn modules_reach_the_initrd_without_their_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel_dir = dir.path().join("6.12-test");
+        let fs_dir = kernel_dir.join("modules/kernel/fs");
+        std::fs::create_dir_all(&fs_dir).unwrap();
+        let body = b"\x7fELF\0depends=\0the foo module body".to_vec();
+        let sig = [0x30u8; 64];
+        let mut ko = body.clone();
+        ko.extend_from_slice(&sig);
+        ko.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 64]);
+        ko.extend_from_slice(b"~Module signature appended~\n");
+        std::fs::write(fs_dir.join("foo.ko"), &ko).unwrap();
+        let init = dir.path().join("init");
+        std::fs::write(&init, b"guest-init").unwrap();
+        let kernel = KernelDir::from_dir(kernel_dir);
+        let cache = dir.path().join("cache");
+        let rd = base_initrd_with(&cache, &kernel, &init, &["foo"], &[], Duration::ZERO).unwrap();
+        let cpio = std::fs::read(&rd.path).unwrap();
+        let has = |needle: &[u8]| cpio.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b".a3s/modules/00-foo.ko"));
+        assert!(has(&body));
+        assert!(!has(b"~Module signature appended~"));
     }
 
     #[test]

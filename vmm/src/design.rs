@@ -191,8 +191,7 @@
 //!
 //! Where busybox's extra 0.5 s goes (guest-init timestamps, `T <uptime ms>`): the eight extra
 //! modules (virtio_blk, dm_mod, dm_bufio, reed_solomon, dm_verity, libcrc32c, erofs, overlay)
-//! take about 30 ms each under TCG whatever their size, 0.32 s in all (stripping their
-//! signatures on the host changed nothing: the cost is loading, not verifying); finding the
+//! take about 30 ms each under TCG whatever their size, 0.32 s in all; finding the
 //! disks, dm-verity, the erofs and ext4 mounts, the overlay and the switch 0.13 s. A kernel with
 //! these built in would remove most of it; Debian's cloud kernel has them as modules.
 //!

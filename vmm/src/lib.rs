@@ -18,6 +18,7 @@ pub mod host;
 mod initrd_memo;
 pub mod layer;
 pub mod memory;
+pub mod module_signature;
 pub mod net;
 pub mod netns;
 pub mod passt;

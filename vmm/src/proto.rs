@@ -573,6 +573,17 @@ pub struct TmpfsMount {
     pub options: Vec<String>,
 }
 
+/// One step of the guest's boot before `Ready`: `kernel` (boot to guest-init), `modules`,
+/// `network`, `root`; after a restore `resume` and the same steps from there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootStep {
+    /// What ran.
+    pub name: String,
+    /// How long it took, by the guest's clock (a TEE box's runs up to 10 % off under TCG
+    /// until guest-init corrects it, after `Ready`).
+    pub ms: u64,
+}
+
 /// The host's clock, sent with the workload so the guest keeps time (see [`crate::clock`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestClock {
@@ -827,6 +838,9 @@ pub enum GuestMsg {
         version: u8,
         /// Milliseconds since the guest kernel booted (from `/proc/uptime`).
         uptime_ms: u64,
+        /// Where the guest's part of the boot went, in order (absent from older guests).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<BootStep>,
     },
     /// The frame's session's process started.
     Started {
@@ -1070,6 +1084,33 @@ mod tests {
         assert_eq!(round_trip(&f).message::<HostMsg>().unwrap(), msg);
         let d = Frame::data(Kind::Stdout, 7, b"\x00\xffbinary".to_vec());
         assert_eq!(round_trip(&d), d);
+    }
+
+    #[test]
+    fn ready_from_a_guest_without_boot_steps_still_parses_and_steps_round_trip() {
+        let old = Frame::control(
+            WORKLOAD_SESSION,
+            &serde_json::json!({"type": "ready", "version": PROTO_VERSION, "uptime_ms": 1500}),
+        )
+        .unwrap();
+        assert_eq!(
+            old.message::<GuestMsg>().unwrap(),
+            GuestMsg::Ready {
+                version: PROTO_VERSION,
+                uptime_ms: 1500,
+                steps: vec![],
+            }
+        );
+        let ready = GuestMsg::Ready {
+            version: PROTO_VERSION,
+            uptime_ms: 1500,
+            steps: vec![BootStep {
+                name: "modules".into(),
+                ms: 120,
+            }],
+        };
+        let f = round_trip(&Frame::control(WORKLOAD_SESSION, &ready).unwrap());
+        assert_eq!(f.message::<GuestMsg>().unwrap(), ready);
     }
 
     #[test]

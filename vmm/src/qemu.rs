@@ -414,6 +414,9 @@ pub struct BootInfo {
     pub boot_ms: u64,
     /// The guest's uptime when guest-init said `Ready`.
     pub guest_uptime_ms: u64,
+    /// Where the guest's part of the boot went (from its `Ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guest_steps: Vec<proto::BootStep>,
     /// The user network's forwarder and why it was chosen (`None`: no user network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder: Option<crate::passt::ForwarderChoice>,
@@ -510,7 +513,7 @@ impl Vm {
             let reader = stream.try_clone()?;
             let frames = spawn_reader(reader);
             match wait_ready(&mut child, &frames, config, started) {
-                Ok(uptime_ms) => {
+                Ok((uptime_ms, guest_steps)) => {
                     return Ok(Self {
                         child,
                         _daemons: daemons,
@@ -521,6 +524,7 @@ impl Vm {
                             attempts: _attempt,
                             boot_ms: elapsed_ms(started),
                             guest_uptime_ms: uptime_ms,
+                            guest_steps,
                             forwarder: forwarder.clone(),
                             restored: false,
                             cold_reason: None,
@@ -656,7 +660,7 @@ impl Vm {
         .and_then(|stream| {
             let frames = spawn_reader(stream.try_clone().map_err(|e| template(e.into()))?);
             match wait_ready(&mut child, &frames, config, started) {
-                Ok(uptime_ms) => Ok((stream, frames, uptime_ms)),
+                Ok(ready) => Ok((stream, frames, ready)),
                 Err(Wait::Failed(e)) => Err(RestoreFailed::Box(e)),
                 Err(Wait::Stalled) => Err(template(StartError::Restore(
                     "the restored guest did not answer".into(),
@@ -664,7 +668,7 @@ impl Vm {
             }
         });
         match resumed {
-            Ok((stream, frames, uptime_ms)) => Ok(Self {
+            Ok((stream, frames, (uptime_ms, guest_steps))) => Ok(Self {
                 child,
                 _daemons: daemons,
                 _passt: passt,
@@ -674,6 +678,7 @@ impl Vm {
                     attempts: 1,
                     boot_ms: elapsed_ms(started),
                     guest_uptime_ms: uptime_ms,
+                    guest_steps,
                     forwarder: None,
                     restored: true,
                     cold_reason: None,
@@ -883,16 +888,16 @@ fn wait_ready(
     frames: &Receiver<Result<Frame, ProtoError>>,
     config: &VmConfig,
     started: Instant,
-) -> Result<u64, Wait> {
+) -> Result<(u64, Vec<proto::BootStep>), Wait> {
     loop {
         match frames.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(frame)) => {
                 return match frame.message::<GuestMsg>() {
-                    Ok(GuestMsg::Ready { version, uptime_ms })
-                        if version == proto::PROTO_VERSION =>
-                    {
-                        Ok(uptime_ms)
-                    }
+                    Ok(GuestMsg::Ready {
+                        version,
+                        uptime_ms,
+                        steps,
+                    }) if version == proto::PROTO_VERSION => Ok((uptime_ms, steps)),
                     Ok(GuestMsg::Ready { version, .. }) => Err(Wait::Failed(
                         StartError::Handshake(ProtoError::UnsupportedVersion { found: version }),
                     )),
