@@ -259,6 +259,32 @@ fn rss_anon_mib(pid: u64) -> u64 {
     kib / 1024
 }
 
+/// dm-verity hashes every block a box reads from its image: with the CPU's SHA-256
+/// instructions when the kernel has them (`sha256_ssse3` in the initrd), not the generic C code.
+#[test]
+fn image_reads_are_verified_with_the_cpus_sha256() {
+    let env = env();
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -A4 '^name *: sha256$' /proc/crypto | grep '^driver'",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let drivers: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(str::trim))
+        .collect();
+    assert!(drivers.contains(&"sha256-generic"), "{drivers:?}");
+    assert!(
+        drivers.iter().any(|d| *d != "sha256-generic"),
+        "only the generic SHA-256 for dm-verity: {drivers:?}"
+    );
+}
+
 #[test]
 fn free_page_reporting_returns_freed_guest_memory() {
     let env = env();

@@ -368,7 +368,7 @@ pub fn locate_guest_init() -> Result<PathBuf, AssetError> {
 }
 
 /// True when the ELF file has no `PT_INTERP` program header (no dynamic loader). Reads the
-/// ELF header and the program header table only (guest-init is ≈ 10 MB, checked every start).
+/// ELF header and the program header table only (guest-init is ≈ 8 MB, checked every start).
 fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
     use std::io::{Seek, SeekFrom};
     /// Largest program header table read (a real one is a few hundred bytes).

@@ -30,7 +30,16 @@ pub const DEFAULT_LAYER_BYTES: u64 = 10 << 30;
 /// Smallest writable layer we create (ext4 with a journal needs a few MiB).
 pub const MIN_LAYER_BYTES: u64 = 64 << 20;
 /// Guest modules every box needs for its disks (dependencies are added from modinfo).
-pub const GUEST_MODULES: &[&str] = &["virtio_blk", "dm_verity", "erofs", "overlay"];
+/// `sha256_ssse3` (SHA-NI, AVX2, SSSE3 SHA-256; loaded before dm-verity picks its hash) makes
+/// reads through dm-verity 12 % faster under TCG than the generic C code: 200 MiB read in a box
+/// took 3.5 s against 4.0 s; loading it costs about 15 ms of boot.
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_blk",
+    "sha256_ssse3",
+    "dm_verity",
+    "erofs",
+    "overlay",
+];
 /// Guest modules for an encrypted writable layer: the targets, the crypto templates the kernel
 /// would otherwise ask modprobe for (there is no modprobe in the initrd), and AES-NI/PCLMUL
 /// AES-GCM (the generic C code wrote about 10 MB/s under TCG; every CPU model a box gets has
