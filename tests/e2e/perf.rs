@@ -259,6 +259,49 @@ fn rss_anon_mib(pid: u64) -> u64 {
     kib / 1024
 }
 
+/// A `--rm` box's VM is stopped at once when its workload exits (nothing of it is kept): every
+/// byte of its output and its exit code still arrive, and a volume keeps what it wrote (a box
+/// with one syncs and powers off as before).
+#[test]
+fn a_removed_box_is_stopped_at_once_without_losing_output_or_volume_writes() {
+    let env = env();
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "seq 1 30000; echo end; exit 3",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        30001,
+        "{}",
+        &r.stdout[r.stdout.len().saturating_sub(200)..]
+    );
+    assert_eq!(lines[29_999], "30000");
+    assert_eq!(lines[30_000], "end");
+
+    let dir = tempfile::tempdir().unwrap();
+    let vol = format!("{}:/v", dir.path().display());
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &vol,
+        "busybox",
+        "sh",
+        "-c",
+        "seq 1 100000 > /v/out; echo done",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    assert_eq!(out.lines().count(), 100_000);
+    assert!(out.ends_with("100000\n"));
+}
+
 /// dm-verity hashes every block a box reads from its image: with the CPU's SHA-256
 /// instructions when the kernel has them (`sha256_ssse3` in the initrd), not the generic C code.
 #[test]
