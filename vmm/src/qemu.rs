@@ -179,7 +179,8 @@ impl VmConfig {
 }
 
 /// Built-in kernel initcalls no box uses, skipped at boot (`initcall_debug` under TCG, busy
-/// host: 265 ms of the kernel's boot; the kernel step of a cold boot 1180 → 1055 ms median):
+/// host: 265 ms of the kernel's boot; quiet, 6 alternating boots each: the kernel step of a
+/// cold boot 1221 → 1067 ms median):
 /// the jitter entropy source (only FIPS mode's DRBG needs it; the kernel's own RNG does not),
 /// the SP 800-108 KDF self-test, IMA, the module-signing and platform keyrings (the initrd's
 /// modules carry no signatures, see [`crate::module_signature`]; nothing is kexec'd), and two

@@ -638,7 +638,7 @@ fn serve(
     let _ = log.sync();
     // The exit code is recorded by the caller right after this returns; the guest can go.
     // A VM whose disks are discarded with it has nothing to sync: the round trip, sync and
-    // ACPI power-off took about 100 ms of every `run --rm` under TCG.
+    // ACPI power-off took about 180 ms of every `run --rm` under TCG.
     if !guest_box.discard_on_exit {
         let _ = send(&vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
         let until = Instant::now() + POWER_OFF_WAIT;
