@@ -5,7 +5,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use a3s_vmm::proto::BootStep;
-use nix::time::{clock_gettime, ClockId};
 
 static STEPS: Mutex<Steps> = Mutex::new(Steps {
     last: None,
@@ -19,9 +18,7 @@ struct Steps {
 
 /// Starts timing: the first step, `kernel`, is the kernel's boot up to now (its uptime).
 pub(crate) fn start() {
-    let kernel_ms = clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
-        u64::try_from(t.tv_sec() * 1000 + t.tv_nsec() / 1_000_000).unwrap_or(0)
-    });
+    let kernel_ms = crate::init::uptime_ms();
     let mut s = lock();
     s.done.clear();
     s.done.push(BootStep {

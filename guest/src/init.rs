@@ -200,18 +200,12 @@ pub(crate) fn run_helper(cmd: &mut std::process::Command) -> std::io::Result<std
     cmd.output()
 }
 
-/// Milliseconds since boot.
+/// Milliseconds since boot (`CLOCK_BOOTTIME`, the clock `/proc/uptime` shows in hundredths).
 pub(crate) fn uptime_ms() -> u64 {
-    fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| {
-            // "12.34 56.78": whole seconds and hundredths, no float conversion needed.
-            let (secs, frac) = s.split_whitespace().next()?.split_once('.')?;
-            let secs: u64 = secs.parse().ok()?;
-            let centis: u64 = frac.get(..2)?.parse().ok()?;
-            Some(secs * 1000 + centis * 10)
-        })
-        .unwrap_or(0)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000
+    })
 }
 
 /// Syncs and powers the VM off after `delay`. Never returns.

@@ -836,7 +836,7 @@ pub enum GuestMsg {
     Ready {
         /// The guest's protocol version.
         version: u8,
-        /// Milliseconds since the guest kernel booted (from `/proc/uptime`).
+        /// Milliseconds since the guest kernel booted (`CLOCK_BOOTTIME`).
         uptime_ms: u64,
         /// Where the guest's part of the boot went, in order (absent from older guests).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
