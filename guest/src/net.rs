@@ -42,24 +42,19 @@ pub(crate) fn parse_cmdline(cmdline: &str) -> anyhow::Result<Option<(Ipv4Addr, u
 }
 
 /// Brings up lo and, if `cmdline` (the kernel's, or a restored box's own arguments) asks for
-/// it, eth0 with its address and default route.
+/// it, the user network's NIC with its address and default route.
 pub(crate) fn configure(cmdline: &str) -> anyhow::Result<()> {
     let sock = Socket::new()?;
     sock.up("lo")?; // ip link set lo up
     let Some((addr, prefix, gw)) = parse_cmdline(cmdline)? else {
         return Ok(());
     };
-    // The NIC appears once virtio_net has probed it; that is quick but asynchronous.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::path::Path::new("/sys/class/net/eth0").exists() {
-        if Instant::now() > deadline {
-            bail!("a3s.net was given but no eth0 appeared (is virtio_net loaded?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    sock.set_addr("eth0", libc::SIOCSIFADDR, addr)?; // ip addr add ADDR/PREFIX dev eth0
-    sock.set_addr("eth0", libc::SIOCSIFNETMASK, netmask(prefix))?;
-    sock.up("eth0")?; // ip link set eth0 up
+    // Found by its MAC address: a box with published ports has a second NIC (the inbound
+    // link), and the kernel may name either one eth0.
+    let nic = wait_for_mac(a3s_vmm::net::USER_NIC_MAC)?;
+    sock.set_addr(&nic, libc::SIOCSIFADDR, addr)?; // ip addr add ADDR/PREFIX dev NIC
+    sock.set_addr(&nic, libc::SIOCSIFNETMASK, netmask(prefix))?;
+    sock.up(&nic)?; // ip link set NIC up
     sock.default_route(gw)?; // ip route add default via GATEWAY
     announce(gw);
     Ok(())

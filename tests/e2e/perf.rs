@@ -51,11 +51,10 @@ fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
 }
 
 /// Starts a web box with one published port, waits until it serves /big.sha; returns the port.
-fn web_box(env: &TestEnv, name: &str, forwarder: Option<&str>) -> u16 {
+/// `envs` choose the forwarder or how ports are published.
+fn web_box(env: &TestEnv, name: &str, envs: &[(&str, &str)]) -> u16 {
     let mut cmd = env.cmd();
-    if let Some(f) = forwarder {
-        cmd.env("A3S_BOX_FORWARDER", f);
-    }
+    cmd.envs(envs.iter().copied());
     let out = cmd
         .args([
             "run",
@@ -116,9 +115,16 @@ fn host_server(reply: &'static str) -> (u16, std::thread::JoinHandle<String>) {
 #[test]
 fn the_default_network_runs_on_passt_with_the_same_guest_view() {
     let env = env();
-    let port = web_box(env, "perf-passt", None);
+    let port = web_box(env, "perf-passt", &[("A3S_BOX_PUBLISH", "forwarder")]);
     let boot = &inspect(env, "perf-passt")["boot"];
     assert_eq!(boot["forwarder"]["forwarder"], "passt", "{boot}");
+    assert_eq!(boot["published"]["via"], "passt", "{boot}");
+    assert!(
+        boot["published"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("A3S_BOX_PUBLISH=forwarder")),
+        "{boot}"
+    );
     assert_big_file_intact(port);
 
     // The guest's view: same address, gateway, DNS; host loopback through the gateway (the
@@ -170,18 +176,14 @@ fn the_default_network_runs_on_passt_with_the_same_guest_view() {
     // The first connection to a box that has sent nothing yet gets through: passt learns the
     // guest's MAC from its first frame, and before guest-init announced the NIC at boot the
     // first SYN went to the broadcast address and was dropped (about half of fresh boxes).
-    let r = env.run(&[
-        "run",
-        "-d",
-        "--name",
-        "perf-first",
-        "-p",
-        "127.0.0.1::80",
-        "busybox",
-        "sleep",
-        "600",
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
+    let r = env
+        .cmd()
+        .env("A3S_BOX_PUBLISH", "forwarder")
+        .args(["run", "-d", "--name", "perf-first", "-p", "127.0.0.1::80"])
+        .args(["busybox", "sleep", "600"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
     let p = env.run(&["port", "perf-first"]);
     let port: u16 = p
         .stdout
@@ -209,7 +211,14 @@ fn the_default_network_runs_on_passt_with_the_same_guest_view() {
 #[test]
 fn slirp_is_an_explicit_reported_fallback() {
     let env = env();
-    let port = web_box(env, "perf-slirp", Some("slirp"));
+    let port = web_box(
+        env,
+        "perf-slirp",
+        &[
+            ("A3S_BOX_FORWARDER", "slirp"),
+            ("A3S_BOX_PUBLISH", "forwarder"),
+        ],
+    );
     let boot = &inspect(env, "perf-slirp")["boot"];
     assert_eq!(boot["forwarder"]["forwarder"], "slirp", "{boot}");
     assert!(boot["forwarder"]["reason"]
@@ -232,6 +241,112 @@ fn slirp_is_an_explicit_reported_fallback() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("use passt or slirp"), "{err}");
+}
+
+#[test]
+fn published_ports_come_in_over_a_private_link_beside_passt() {
+    let env = env();
+    let port = web_box(env, "perf-link", &[]);
+    let box_ = inspect(env, "perf-link");
+    let boot = &box_["boot"];
+    assert_eq!(boot["published"]["via"], "link", "{boot}");
+    // Outbound stays on passt.
+    assert_eq!(boot["forwarder"]["forwarder"], "passt", "{boot}");
+    assert_big_file_intact(port);
+
+    // The guest: the user NIC as before (found by its MAC, whichever name it got) and the
+    // link's end, with no route but its own /30.
+    let e = env.run(&["exec", "perf-link", "sh", "-c", "ip -4 addr; ip route"]);
+    assert_eq!(e.code, 0, "{e:?}");
+    for want in [
+        "inet 10.0.2.15/24",
+        "inet 169.254.1.2/30",
+        "default via 10.0.2.2",
+        "169.254.1.0/30 dev",
+    ] {
+        assert!(e.stdout.contains(want), "{want} missing: {}", e.stdout);
+    }
+    assert_eq!(
+        e.stdout.matches("default via").count(),
+        1,
+        "one default route: {}",
+        e.stdout
+    );
+
+    // The host: no interface of the box's (its TAP is in a namespace of its own, which the
+    // monitor holds by a descriptor), and the relay is the monitor's, not passt's.
+    assert!(!Path::new("/sys/class/net/a3s-in0").exists());
+    let pid = box_["state"]["monitor_pid"].as_u64().unwrap();
+    let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|f| std::fs::read_link(f.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("net:["))
+        .collect();
+    assert!(
+        held.iter().any(|n| *n != own),
+        "the monitor holds no other network namespace: {held:?} (own {own:?})"
+    );
+    assert_eq!(passt_children(pid).len(), 1, "passt still carries outbound");
+    let listener = listening_socket(port).unwrap_or_else(|| panic!("nobody listens on {port}"));
+    let monitor_fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|f| std::fs::read_link(f.ok()?.path()).ok())
+        .collect();
+    assert!(
+        monitor_fds.contains(&PathBuf::from(format!("socket:[{listener}]"))),
+        "the host port's listener is not the monitor's"
+    );
+
+    // A stop and start (a new VM on the same link) keeps the port; `rm` frees it.
+    assert_eq!(env.run(&["stop", "perf-link"]).code, 0);
+    assert_eq!(env.run(&["start", "perf-link"]).code, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http_get(port, "/big.sha").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no answer on {port} after a restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        inspect(env, "perf-link")["boot"]["published"]["via"],
+        "link"
+    );
+    assert_eq!(env.run(&["rm", "-f", "perf-link"]).code, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listening_socket(port).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "{port} still listened on after rm"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A publish setting that is neither way is refused, naming the variable.
+    let out = env
+        .cmd()
+        .env("A3S_BOX_PUBLISH", "tap")
+        .args(["run", "--rm", "-p", "127.0.0.1::80", "busybox", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("A3S_BOX_PUBLISH=\"tap\""), "{err}");
+}
+
+/// The inode of the socket listening on host TCP port `port`, if any.
+fn listening_socket(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let listening = f.get(3) == Some(&"0A");
+        let on_port = f
+            .get(1)
+            .and_then(|a| a.rsplit(':').next())
+            .is_some_and(|p| u16::from_str_radix(p, 16) == Ok(port));
+        (listening && on_port).then(|| f.get(9).map(|i| (*i).to_owned()))?
+    })
 }
 
 /// passt processes the monitor started (Debian's passt execs `passt.avx2` where it can).

@@ -376,6 +376,58 @@ fn a_new_volume_over_postgres_data_is_filled_from_the_image_and_postgres_starts(
     ok(&["volume", "rm", "ri-pgdata"]);
 }
 
+/// A TCP server on 8000 that answers with the client's address, and a UDP echo on 9000 that
+/// prefixes it; then the first line.
+const PEER_SERVERS: &str = "
+import socket, sys, threading, time
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(('', 8000)); s.listen(8)
+    while True:
+        c, a = s.accept(); c.sendall((a[0] + '\\n').encode()); c.close()
+def udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('', 9000))
+    while True:
+        d, a = u.recvfrom(2048); u.sendto(a[0].encode() + b' ' + d, a)
+threading.Thread(target=tcp, daemon=True).start()
+threading.Thread(target=udp, daemon=True).start()
+print('python', sys.version_info[0], flush=True)
+time.sleep(86400)
+";
+
+/// The box's published TCP and UDP ports reach its servers over its private link: the guest
+/// sees the link's host end as the peer.
+fn assert_published_ports_reach_python(name: &str) {
+    let ports = ok(&["port", name]).stdout;
+    let host_port = |guest: &str| -> u16 {
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{guest} -> 127.0.0.1:")))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no {guest} in {ports:?}"))
+    };
+    let (tcp, udp) = (host_port("8000/tcp"), host_port("9000/udp"));
+    let peer = eventually("an answer on the published TCP port", 60, || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).ok()?;
+        (!out.is_empty()).then_some(out)
+    });
+    assert_eq!(peer.trim(), "169.254.1.1", "the guest's view of the client");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let echo = eventually("an echo on the published UDP port", 60, || {
+        sock.send_to(b"ping-udp", ("127.0.0.1", udp)).ok()?;
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    assert_eq!(echo, "169.254.1.1 ping-udp");
+    let via = ok(&["inspect", name]).json()[0]["boot"]["published"]["via"].clone();
+    assert_eq!(via, "link");
+}
+
 #[test]
 fn python3_runs_and_a_box_keeps_its_files_until_rm() {
     let Some(py) = image("python3") else { return };
@@ -385,10 +437,14 @@ fn python3_runs_and_a_box_keeps_its_files_until_rm() {
         "-d",
         "--name",
         "ri-py",
+        "-p",
+        "127.0.0.1::8000",
+        "-p",
+        "127.0.0.1::9000/udp",
         &py.reference,
         "python3",
         "-c",
-        "import sys, time; print('python', sys.version_info[0], flush=True); time.sleep(86400)",
+        PEER_SERVERS,
     ]);
     eventually("python3's first line", 120, || {
         ok(&["logs", "ri-py"])
@@ -396,6 +452,7 @@ fn python3_runs_and_a_box_keeps_its_files_until_rm() {
             .contains("python 3")
             .then_some(())
     });
+    assert_published_ports_reach_python("ri-py");
     ok(&[
         "exec",
         "ri-py",
@@ -407,6 +464,7 @@ fn python3_runs_and_a_box_keeps_its_files_until_rm() {
     ok(&["start", "ri-py"]);
     let kept = ok(&["exec", "ri-py", "cat", "/var/kept.txt"]);
     assert_eq!(kept.stdout, "written-in-the-box\n");
+    assert_published_ports_reach_python("ri-py");
 
     // A new box of the same image starts from the image, not from another box's layer.
     let fresh = ok(&[

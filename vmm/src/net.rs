@@ -21,23 +21,108 @@ pub struct HostFwd {
     pub guest: u16,
 }
 
+/// The user network NIC's MAC address (QEMU's default for a first NIC, given explicitly so
+/// the guest finds it by address when the box also has its [`InboundTap`]).
+pub const USER_NIC_MAC: &str = "52:54:00:12:34:56";
+
 /// A user-network NIC: outbound through the host's stack, published ports as `forwards`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserNet {
-    /// The published ports.
+    /// The published ports the forwarder holds (empty when they come in over `inbound`).
     pub forwards: Vec<HostFwd>,
     /// Who carries the packets; `None`: chosen for this host when the VM starts
     /// ([`crate::passt::choose`]).
     pub forwarder: Option<crate::passt::Forwarder>,
+    /// A second NIC that carries the published ports instead of the forwarder.
+    pub inbound: Option<InboundTap>,
+    /// Why the box has published ports but no `inbound` link (for `inspect`).
+    pub inbound_refused: Option<String>,
+}
+
+/// The NIC a default-network box's published ports come in on: a TAP device in a network
+/// namespace of the box's own, where the box's monitor relays each connection to the guest
+/// (the runtime's `network::inbound`). Unlike passt's stream socket, a TAP device has
+/// virtio-net's checksum and segmentation offloads, which decide throughput under TCG.
+///
+/// Every box uses the same addresses and MAC: each link is alone in its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundTap {
+    /// The namespace (a path that opens it, e.g. `/proc/<pid>/fd/<n>`).
+    pub netns: std::path::PathBuf,
+    /// The TAP device's name in it.
+    pub ifname: String,
+}
+
+impl InboundTap {
+    /// The guest end's MAC address.
+    pub const MAC: &'static str = "02:a3:ff:00:00:02";
+    /// The guest end's address.
+    pub const GUEST_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 2);
+    /// The host end's address (in the namespace).
+    pub const HOST_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
+    /// The link's prefix length.
+    pub const PREFIX: u8 = 30;
+
+    /// QEMU arguments for this NIC (`net1`); its descriptor is
+    /// [`crate::passt::QEMU_INBOUND_FD`].
+    pub fn qemu_args(machine: Machine) -> Vec<OsString> {
+        let netdev = format!("tap,id=net1,fd={}", crate::passt::QEMU_INBOUND_FD);
+        let device = match machine {
+            Machine::Microvm => "virtio-net-device",
+            Machine::Q35 => "virtio-net-pci",
+        };
+        let device = format!("{device},netdev=net1,mac={}", Self::MAC);
+        ["-netdev", &netdev, "-device", &device]
+            .into_iter()
+            .map(OsString::from)
+            .collect()
+    }
+}
+
+/// How a box's published ports reach it (`inspect`'s `boot.published`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    /// `link` (the monitor relays over the box's [`InboundTap`]), `passt` or `slirp`.
+    pub via: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl UserNet {
+    /// How this NIC's published ports reach the guest (`None`: it has none).
+    pub fn published(&self) -> Option<Published> {
+        if self.inbound.is_some() {
+            return Some(Published {
+                via: "link".into(),
+                reason: "relayed by the box's monitor over a private TAP link (with offloads)"
+                    .into(),
+            });
+        }
+        if self.forwards.is_empty() {
+            return None;
+        }
+        let via = match self.forwarder {
+            Some(crate::passt::Forwarder::Slirp) => "slirp",
+            _ => "passt",
+        };
+        Some(Published {
+            via: via.into(),
+            reason: self
+                .inbound_refused
+                .clone()
+                .unwrap_or_else(|| "held by the user network's forwarder".into()),
+        })
+    }
 }
 
 impl UserNet {
     /// QEMU arguments for this NIC (guest side: 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3).
     pub fn qemu_args(&self, machine: Machine) -> Vec<OsString> {
         let device = match machine {
-            Machine::Microvm => "virtio-net-device,netdev=net0",
-            Machine::Q35 => "virtio-net-pci,netdev=net0",
+            Machine::Microvm => "virtio-net-device",
+            Machine::Q35 => "virtio-net-pci",
         };
+        let device = format!("{device},netdev=net0,mac={USER_NIC_MAC}");
         let (netdev, device) = match self.forwarder {
             // passt holds the forwards (see [`crate::passt`]) and takes 64 KiB frames: the
             // device offers that MTU, which the guest driver adopts, so the guest's TCP sends
@@ -46,12 +131,16 @@ impl UserNet {
                 crate::passt::qemu_netdev(),
                 format!("{device},host_mtu={}", crate::passt::MTU),
             ),
-            _ => (self.slirp_netdev(), device.to_owned()),
+            _ => (self.slirp_netdev(), device),
         };
-        ["-netdev", &netdev, "-device", &device]
+        let mut args: Vec<OsString> = ["-netdev", &netdev, "-device", &device]
             .into_iter()
             .map(OsString::from)
-            .collect()
+            .collect();
+        if self.inbound.is_some() {
+            args.extend(InboundTap::qemu_args(machine));
+        }
+        args
     }
 
     fn slirp_netdev(&self) -> String {
@@ -177,6 +266,7 @@ mod tests {
                 fwd(true, std::net::Ipv4Addr::UNSPECIFIED, 5353, 53),
             ],
             forwarder: None,
+            ..UserNet::default()
         };
         let a: Vec<String> = n
             .qemu_args(Machine::Microvm)
@@ -189,7 +279,7 @@ mod tests {
                 "-netdev",
                 "user,id=net0,ipv6=off,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53",
                 "-device",
-                "virtio-net-device,netdev=net0",
+                "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56",
             ]
         );
     }
@@ -234,6 +324,7 @@ mod tests {
                 guest: 80,
             }],
             forwarder: Some(crate::passt::Forwarder::Passt),
+            ..UserNet::default()
         };
         let a: Vec<String> = n
             .qemu_args(Machine::Microvm)
@@ -246,9 +337,58 @@ mod tests {
                 "-netdev",
                 "stream,id=net0,server=off,addr.type=fd,addr.str=64",
                 "-device",
-                "virtio-net-device,netdev=net0,host_mtu=65520",
+                "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56,host_mtu=65520",
             ]
         );
+    }
+
+    #[test]
+    fn an_inbound_link_is_a_second_nic_on_its_inherited_tap_and_says_so() {
+        let n = UserNet {
+            forwarder: Some(crate::passt::Forwarder::Passt),
+            inbound: Some(InboundTap {
+                netns: "/proc/1/fd/9".into(),
+                ifname: "a3s-in0".into(),
+            }),
+            ..UserNet::default()
+        };
+        let a: Vec<String> = n
+            .qemu_args(Machine::Microvm)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            a[4..],
+            [
+                "-netdev",
+                "tap,id=net1,fd=65",
+                "-device",
+                "virtio-net-device,netdev=net1,mac=02:a3:ff:00:00:02",
+            ]
+        );
+        assert_eq!(n.published().map(|p| p.via).as_deref(), Some("link"));
+    }
+
+    #[test]
+    fn ports_left_with_the_forwarder_say_which_and_why() {
+        let mut n = UserNet {
+            forwards: vec![HostFwd {
+                udp: false,
+                host_ip: std::net::Ipv4Addr::LOCALHOST,
+                host: 8080,
+                guest: 80,
+            }],
+            forwarder: Some(crate::passt::Forwarder::Slirp),
+            inbound_refused: Some("no CAP_NET_ADMIN".into()),
+            ..UserNet::default()
+        };
+        let p = n.published().unwrap();
+        assert_eq!(
+            (p.via.as_str(), p.reason.as_str()),
+            ("slirp", "no CAP_NET_ADMIN")
+        );
+        n.forwards.clear();
+        assert_eq!(n.published(), None, "no ports, nothing to say");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const FORWARDER_ENV: &str = "A3S_BOX_FORWARDER";
 pub const PASST_BINARY: &str = "passt";
 /// The fd number QEMU finds its end of the socket pair on.
 pub const QEMU_NET_FD: RawFd = 64;
+/// The fd number QEMU finds a user network's inbound TAP on ([`crate::net::InboundTap`]).
+pub const QEMU_INBOUND_FD: RawFd = 65;
 /// The fd number passt finds its end on.
 const PASST_FD: RawFd = 3;
 
@@ -245,6 +247,11 @@ impl Drop for Passt {
 /// Makes `fd` QEMU's [`QEMU_NET_FD`] in the child `cmd` starts.
 pub fn give_to_qemu(cmd: &mut Command, fd: &OwnedFd) {
     place_fd(cmd, fd.as_raw_fd(), QEMU_NET_FD);
+}
+
+/// Makes `fd` QEMU's [`QEMU_INBOUND_FD`] in the child `cmd` starts.
+pub fn give_inbound_to_qemu(cmd: &mut Command, fd: &OwnedFd) {
+    place_fd(cmd, fd.as_raw_fd(), QEMU_INBOUND_FD);
 }
 
 /// In the child: `from` becomes `to`, inherited across exec; the child also dies with the

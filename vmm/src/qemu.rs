@@ -432,6 +432,9 @@ pub struct BootInfo {
     /// The user network's forwarder and why it was chosen (`None`: no user network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarder: Option<crate::passt::ForwarderChoice>,
+    /// How the box's published ports reach it (`None`: not a user network with ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<crate::net::Published>,
     /// Restored from a saved template ([`crate::template`]) rather than booted.
     #[serde(default)]
     pub restored: bool,
@@ -466,6 +469,23 @@ fn with_forwarder(
         choice = Some(c);
     }
     Ok((config, choice))
+}
+
+/// A user network's inbound TAP, opened afresh for every QEMU (each closes it on exit).
+fn open_inbound(config: &VmConfig) -> Result<Option<std::os::fd::OwnedFd>, StartError> {
+    match &config.net {
+        Some(crate::net::Nic::User(crate::net::UserNet {
+            inbound: Some(i), ..
+        })) => Ok(Some(crate::netns::open_tap_in(&i.netns, &i.ifname)?)),
+        _ => Ok(None),
+    }
+}
+
+fn published(config: &VmConfig) -> Option<crate::net::Published> {
+    match &config.net {
+        Some(crate::net::Nic::User(u)) => u.published(),
+        _ => None,
+    }
 }
 
 /// A running VM with its channel to guest-init. Dropping it kills QEMU.
@@ -509,9 +529,11 @@ impl Vm {
                 }
                 _ => None,
             };
+            let inbound_tap = open_inbound(config)?;
             let net_fd = passt.as_ref().map(|p| &p.1).or(pod_tap.as_ref());
-            let mut child = spawn_qemu(config, net_fd)?;
+            let mut child = spawn_qemu(config, net_fd, inbound_tap.as_ref())?;
             drop(pod_tap);
+            drop(inbound_tap);
             // QEMU holds its end now; ours would keep the link up after QEMU is gone.
             let passt = passt.map(|(p, _)| p);
             let started = Instant::now();
@@ -538,6 +560,7 @@ impl Vm {
                             guest_uptime_ms: uptime_ms,
                             guest_steps,
                             forwarder: forwarder.clone(),
+                            published: published(config),
                             restored: false,
                             cold_reason: None,
                             template_ms: None,
@@ -635,7 +658,10 @@ impl Vm {
             }
             _ => None,
         };
-        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1)).map_err(template)?;
+        let inbound_tap = open_inbound(config).map_err(RestoreFailed::Box)?;
+        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1), inbound_tap.as_ref())
+            .map_err(template)?;
+        drop(inbound_tap);
         let passt = passt.map(|(p, _)| p);
         let started = Instant::now();
         let mut load_ms = 0;
@@ -692,6 +718,7 @@ impl Vm {
                     guest_uptime_ms: uptime_ms,
                     guest_steps,
                     forwarder: None,
+                    published: published(config),
                     restored: true,
                     cold_reason: None,
                     template_ms: None,
@@ -785,6 +812,7 @@ enum RestoreFailed {
 fn spawn_qemu(
     config: &VmConfig,
     net_fd: Option<&std::os::fd::OwnedFd>,
+    inbound_fd: Option<&std::os::fd::OwnedFd>,
 ) -> Result<Child, StartError> {
     let _ = std::fs::remove_file(&config.channel_socket);
     if let Some(qmp) = &config.qmp_socket {
@@ -800,6 +828,18 @@ fn spawn_qemu(
     set_parent_death_kill(&mut cmd);
     if let Some(fd) = net_fd {
         crate::passt::give_to_qemu(&mut cmd, fd);
+    }
+    // Above every descriptor the child's dup2s write: placing the network's fd can then not
+    // overwrite this one before it is placed.
+    let inbound_fd = inbound_fd
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 100))
+        .transpose()
+        .map_err(|e| StartError::SpawnQemu {
+            binary: QEMU_BINARY.into(),
+            source: e.into(),
+        })?;
+    if let Some(fd) = &inbound_fd {
+        crate::passt::give_inbound_to_qemu(&mut cmd, fd);
     }
     cmd.spawn().map_err(|source| StartError::SpawnQemu {
         binary: QEMU_BINARY.into(),

@@ -195,9 +195,13 @@ impl Plan {
         }
         let net = match &config.net {
             None => None,
+            // The inbound link is a device like the user NIC (same MAC in every box); its
+            // TAP is the box's, which the template VM uses while it is made.
             Some(crate::net::Nic::User(u)) => Some(crate::net::Nic::User(crate::net::UserNet {
                 forwards: Vec::new(),
                 forwarder: u.forwarder,
+                inbound: u.inbound.clone(),
+                inbound_refused: None,
             })),
             Some(_) => return Err(Ineligible::Network),
         };
@@ -552,6 +556,7 @@ mod tests {
             net: Some(crate::net::Nic::User(crate::net::UserNet {
                 forwards: vec![],
                 forwarder: Some(crate::passt::Forwarder::Passt),
+                ..crate::net::UserNet::default()
             })),
             disks: vec![
                 crate::disk::Disk {

@@ -76,7 +76,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
     })?;
     let plan = boxes.plan(&rec)?;
     let dir = boxes.box_dir(id);
-    let config = plan.vm_config(&dir, &rec.spec);
+    let mut config = plan.vm_config(&dir, &rec.spec);
     let _ = std::fs::remove_file(dir.join(STOP_REQUEST));
     let listener = bind(&dir.join(super::MONITOR_SOCKET))?;
     watch.mark("plan");
@@ -145,6 +145,9 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         },
         None => None,
     };
+    if let Some(p) = &plugged {
+        p.adjust_nic(config.net.as_mut());
+    }
     // A confidential box on a bridge network, or a pod VM on a CNI network, reaches a
     // host-loopback KBS through a relay on its gateway (an address of this host's network
     // namespace; QEMU's user-network gateway exists only in user networking).

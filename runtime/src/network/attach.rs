@@ -10,6 +10,7 @@ use a3s_vmm::proto::GuestSetup;
 use super::bridge::{self, Tap};
 use super::dns::DnsServer;
 use super::forward::{self, Forwarders};
+use super::inbound::InboundLink;
 use super::{Attachment, BoxNet, NetError, NetMode, Network, Networks};
 use crate::home::A3sHome;
 use crate::state::BoxId;
@@ -179,9 +180,54 @@ pub struct Plugged {
     pub forwards: Forwarders,
     /// The networks.
     pub networks: Vec<Network>,
+    /// A default-network box's inbound link for its published ports.
+    pub inbound: Option<InboundLink>,
+    /// Why a default-network box's published ports stay with its forwarder.
+    pub inbound_refused: Option<String>,
 }
 
-/// Before boot: for a bridged box, for each of its networks builds the bridge if needed,
+impl Plugged {
+    /// The VM's NIC as plugged: a default-network box's ports come in over its inbound link
+    /// (the forwarder then holds none), or the forwarder keeps them, with the reason.
+    pub fn adjust_nic(&self, nic: Option<&mut a3s_vmm::net::Nic>) {
+        let Some(a3s_vmm::net::Nic::User(u)) = nic else {
+            return;
+        };
+        if let Some(link) = &self.inbound {
+            u.forwards.clear();
+            u.inbound = Some(link.tap());
+        }
+        u.inbound_refused.clone_from(&self.inbound_refused);
+    }
+}
+
+/// A default-network box publishing ports: its inbound link and the relays over it, or the
+/// reason its forwarder keeps them.
+fn plug_inbound(net: &BoxNet, setup: &mut GuestSetup) -> Result<Option<Plugged>, NetError> {
+    let (inbound, inbound_refused) = match InboundLink::for_ports(&net.ports)? {
+        Ok(None) => return Ok(None),
+        Ok(Some(link)) => (Some(link), None),
+        Err(why) => (None, Some(why)),
+    };
+    let forwards = match &inbound {
+        Some(link) => {
+            setup.interfaces = vec![InboundLink::guest_nic()];
+            link.relay(&net.ports)?
+        }
+        None => Forwarders::none(),
+    };
+    Ok(Some(Plugged {
+        taps: Vec::new(),
+        dns: Vec::new(),
+        forwards,
+        networks: Vec::new(),
+        inbound,
+        inbound_refused,
+    }))
+}
+
+/// Before boot: for a default-network box with published ports, its inbound link
+/// ([`super::inbound`]). For a bridged box, for each of its networks builds the bridge if needed,
 /// creates the box's TAP and refreshes the isolation rules, and joins the network's DNS
 /// server; binds its published ports on its first network. The guest learns its NICs
 /// (`setup.interfaces`), its nameserver (the first network's DNS server, which also answers
@@ -203,6 +249,9 @@ pub fn plug(
         // The pod's namespace, TAP and redirects are the engine's (they outlive the VM).
         setup.interfaces = net.guest_nics();
         return Ok(None);
+    }
+    if net.mode == NetMode::Tsi {
+        return plug_inbound(net, setup);
     }
     if net.mode != NetMode::Bridge {
         return Ok(None);
@@ -250,5 +299,7 @@ pub fn plug(
         dns,
         forwards,
         networks: joined.into_iter().map(|(n, _)| n).collect(),
+        inbound: None,
+        inbound_refused: None,
     }))
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_UDP_PEERS: usize = 256;
 /// A UDP peer silent this long is forgotten.
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// How often an idle listener looks at whether its box has stopped.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 /// The largest datagram relayed.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -28,6 +31,15 @@ const MAX_DATAGRAM: usize = 65_535;
 #[derive(Debug)]
 pub struct Forwarders {
     stop: Arc<AtomicBool>,
+}
+
+impl Forwarders {
+    /// No relays.
+    pub fn none() -> Self {
+        Self {
+            stop: Arc::new(AtomicBool::new(true)),
+        }
+    }
 }
 
 impl Drop for Forwarders {
@@ -41,6 +53,19 @@ impl Drop for Forwarders {
 /// # Errors
 /// [`NetError::PortInUse`] for a host port taken since create.
 pub fn start(ports: &[PortMap], target: Ipv4Addr) -> Result<Forwarders, NetError> {
+    start_in(ports, target, None)
+}
+
+/// [`start`], with the connections to `target` made from network namespace `netns` (a
+/// default-network box's inbound link, [`super::inbound`]); the host ports are bound here.
+///
+/// # Errors
+/// [`NetError::PortInUse`] for a host port taken since create.
+pub fn start_in(
+    ports: &[PortMap],
+    target: Ipv4Addr,
+    netns: Option<Arc<OwnedFd>>,
+) -> Result<Forwarders, NetError> {
     let stop = Arc::new(AtomicBool::new(false));
     // Bind all first: a box whose ports cannot all be published does not start.
     let mut bound = Vec::new();
@@ -57,13 +82,29 @@ pub fn start(ports: &[PortMap], target: Ipv4Addr) -> Result<Forwarders, NetError
     }
     for b in bound {
         let stop = stop.clone();
+        let netns = netns.clone();
+        // Threads start in the namespace of the thread that makes them: the relays' own
+        // threads, and the sockets they open, are all in `netns`.
+        let enter = move || {
+            netns.is_none_or(|ns| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
+            })
+        };
         let spawned = match b {
             Bound::Tcp(l, p) => std::thread::Builder::new()
                 .name(format!("fwd-tcp-{}", p.host))
-                .spawn(move || tcp_loop(&l, SocketAddrV4::new(target, p.guest).into(), &stop)),
+                .spawn(move || {
+                    if enter() {
+                        tcp_loop(&l, SocketAddrV4::new(target, p.guest).into(), &stop);
+                    }
+                }),
             Bound::Udp(s, p) => std::thread::Builder::new()
                 .name(format!("fwd-udp-{}", p.host))
-                .spawn(move || udp_loop(&s, SocketAddrV4::new(target, p.guest), &stop)),
+                .spawn(move || {
+                    if enter() {
+                        udp_loop(&s, SocketAddrV4::new(target, p.guest), &stop);
+                    }
+                }),
         };
         spawned?;
     }
@@ -106,18 +147,30 @@ fn tcp_loop(l: &TcpListener, target: SocketAddr, stop: &AtomicBool) {
         return;
     }
     while !stop.load(Ordering::Relaxed) {
+        // Wait for a client in the kernel, waking only to look at `stop`: a sleep-and-retry
+        // loop added up to its period to every connection (25 ms on average at 50 ms).
+        if !readable_within(l, STOP_CHECK) {
+            continue;
+        }
         match l.accept() {
             Ok((client, _)) => {
                 let _ = std::thread::Builder::new()
                     .name("fwd-conn".into())
                     .spawn(move || relay_tcp(client, target));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // Out of descriptors and the like: back off rather than spin.
+            Err(_) => std::thread::sleep(STOP_CHECK),
         }
     }
+}
+
+/// Whether `l` has a connection to accept within `wait`.
+fn readable_within(l: &TcpListener, wait: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
 }
 
 /// Copies both ways until each side has closed its half.

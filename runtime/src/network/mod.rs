@@ -10,6 +10,7 @@ pub mod bridge;
 pub mod cni;
 pub mod dns;
 pub mod forward;
+pub mod inbound;
 pub mod ipam;
 pub mod netns;
 pub mod pod_link;
@@ -370,6 +371,8 @@ impl BoxNet {
                 })
                 .collect(),
             forwarder: None,
+            inbound: None,
+            inbound_refused: None,
         })
     }
 
@@ -590,6 +593,9 @@ pub enum NetError {
         /// What is wrong.
         why: String,
     },
+    /// A bad `A3S_BOX_PUBLISH`.
+    #[error("A3S_BOX_PUBLISH={0:?} is not a way to publish ports")]
+    PublishEnv(String),
     /// A bad `--dns`.
     #[error("--dns {0:?} is not an IP address")]
     Dns(String),
@@ -768,6 +774,10 @@ impl NetError {
                 "stop whatever listens on {addr} or pick another host port (0 picks a free one)"
             )),
             Self::PortsWithoutNetwork => Some("drop -p, or drop --network none".into()),
+            Self::PublishEnv(_) => Some(format!(
+                "set {}=link (the default: a private link to the box) or =forwarder (passt or slirp holds the ports), or unset it",
+                inbound::PUBLISH_ENV
+            )),
             Self::BadNetworkName(_) => Some(
                 "use --network tsi, --network none, or the name of a network from `a3s-box network ls` (names: letters, digits, _ . -)".into(),
             ),
