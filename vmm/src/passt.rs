@@ -5,7 +5,10 @@
 //! the host's loopback, so a KBS on 127.0.0.1 is reachable as 10.0.2.2), DNS on 10.0.2.3
 //! (forwarded to the host's first resolver), outbound connections through the host's sockets,
 //! and published ports bound on the host. passt moves data with far fewer copies and syscalls
-//! per packet than slirp: a published port reaches several times slirp's throughput.
+//! per packet than slirp: a published port reaches several times slirp's throughput. Where the
+//! runtime can, published ports bypass the forwarder altogether ([`crate::net::InboundTap`]):
+//! the stream socket has no virtio-net offloads, which under TCG costs three quarters of the
+//! throughput.
 //!
 //! QEMU 10.0 has no `-netdev passt`, so the two are joined by `-netdev stream` over a socket
 //! pair made here: passt gets one end (`--fd`), QEMU the other (`addr.type=fd`). No socket file
