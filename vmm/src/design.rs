@@ -131,7 +131,9 @@
 //!   the disk driver was never loaded in the template, so it probes the box's disks afresh
 //!   (capacity, serial). No hotplug or `blockdev-reopen` is needed. A user network's NIC is
 //!   the same device with the same MAC in every box (only passt, its backend, is the box's):
-//!   its driver binds in the template;
+//!   its driver binds in the template. A box with published ports has a second NIC, its
+//!   inbound link ([`crate::net::InboundTap`]), also the same device and MAC in every box: it
+//!   restores from a template of its own, which the first such box makes;
 //! - the first message is `Resume`: the box's `a3s.*` arguments (root hash, writable layer,
 //!   network), 64 bytes of host entropy (`RNDADDENTROPY` then `RNDRESEEDCRNG`) and the clock;
 //!   guest-init then does what a cold boot does from its command line and says `Ready` again.
