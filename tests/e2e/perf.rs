@@ -137,14 +137,15 @@ fn the_default_network_runs_on_passt_with_the_same_guest_view() {
         "ip -4 addr show eth0; ip route; cat /etc/resolv.conf; cat /sys/class/net/eth0/mtu",
     ]);
     assert_eq!(e.code, 0, "{e:?}");
-    for want in [
-        "inet 10.0.2.15/24",
-        "default via 10.0.2.2",
-        "nameserver 10.0.2.3",
-        "65520",
-    ] {
-        assert!(e.stdout.contains(want), "{want} missing: {}", e.stdout);
-    }
+    assert_has_all(
+        &e.stdout,
+        &[
+            "inet 10.0.2.15/24",
+            "default via 10.0.2.2",
+            "nameserver 10.0.2.3",
+            "65520",
+        ],
+    );
     let (hport, served) = host_server("from-host-loopback");
     let w = env.run(&[
         "exec",
@@ -258,14 +259,15 @@ fn published_ports_come_in_over_a_private_link_beside_passt() {
     // link's end, with no route but its own /30.
     let e = env.run(&["exec", "perf-link", "sh", "-c", "ip -4 addr; ip route"]);
     assert_eq!(e.code, 0, "{e:?}");
-    for want in [
-        "inet 10.0.2.15/24",
-        "inet 169.254.1.2/30",
-        "default via 10.0.2.2",
-        "169.254.1.0/30 dev",
-    ] {
-        assert!(e.stdout.contains(want), "{want} missing: {}", e.stdout);
-    }
+    assert_has_all(
+        &e.stdout,
+        &[
+            "inet 10.0.2.15/24",
+            "inet 169.254.1.2/30",
+            "default via 10.0.2.2",
+            "169.254.1.0/30 dev",
+        ],
+    );
     assert_eq!(
         e.stdout.matches("default via").count(),
         1,
@@ -333,6 +335,12 @@ fn published_ports_come_in_over_a_private_link_beside_passt() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("A3S_BOX_PUBLISH=\"tap\""), "{err}");
+}
+
+fn assert_has_all(text: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(text.contains(want), "{want} missing: {text}");
+    }
 }
 
 /// The inode of the socket listening on host TCP port `port`, if any.

@@ -252,6 +252,10 @@ impl Nic {
 mod tests {
     use super::*;
 
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
     #[test]
     fn forwards_bind_the_given_address_and_protocol() {
         let fwd = |udp, host_ip, host, guest| HostFwd {
@@ -268,11 +272,7 @@ mod tests {
             forwarder: None,
             ..UserNet::default()
         };
-        let a: Vec<String> = n
-            .qemu_args(Machine::Microvm)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(n.qemu_args(Machine::Microvm));
         assert_eq!(
             a,
             [
@@ -294,11 +294,7 @@ mod tests {
             tap("a3s-tp-00000001", "02:a3:00:00:00:01"),
             tap("a3s-tp-00000002", "02:a3:00:00:00:02"),
         ]);
-        let a: Vec<String> = n
-            .qemu_args(Machine::Q35)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(n.qemu_args(Machine::Q35));
         assert_eq!(
             a,
             [
@@ -326,11 +322,7 @@ mod tests {
             forwarder: Some(crate::passt::Forwarder::Passt),
             ..UserNet::default()
         };
-        let a: Vec<String> = n
-            .qemu_args(Machine::Microvm)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(n.qemu_args(Machine::Microvm));
         assert_eq!(
             a,
             [
@@ -352,11 +344,7 @@ mod tests {
             }),
             ..UserNet::default()
         };
-        let a: Vec<String> = n
-            .qemu_args(Machine::Microvm)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(n.qemu_args(Machine::Microvm));
         assert_eq!(
             a[4..],
             [
@@ -399,11 +387,7 @@ mod tests {
             mac: "2e:5a:01:02:03:04".into(),
             mtu: 1450,
         });
-        let a: Vec<String> = n
-            .qemu_args(Machine::Microvm)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(n.qemu_args(Machine::Microvm));
         assert_eq!(
             a,
             [
@@ -421,11 +405,7 @@ mod tests {
             ifname: "a3s-tp-0123abcd".into(),
             mac: "02:a3:01:23:ab:cd".into(),
         });
-        let a: Vec<String> = n
-            .qemu_args(Machine::Microvm)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(n.qemu_args(Machine::Microvm));
         assert_eq!(
             a,
             [
