@@ -325,6 +325,27 @@ fn published_ports_come_in_over_a_private_link_beside_passt() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Without CAP_NET_ADMIN (dropped for the CLI and so for the monitor it starts) the box
+    // still starts, its port held by passt, and says why.
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+        .arg(env!("CARGO_BIN_EXE_a3s-box"))
+        .env("A3S_HOME", env.home.path())
+        .args(["run", "-d", "--name", "perf-nocap", "-p", "127.0.0.1::80"])
+        .args(["busybox", "sh", "-c", SERVER])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let published = &inspect(env, "perf-nocap")["boot"]["published"];
+    assert_eq!(published["via"], "passt", "{published}");
+    assert!(
+        published["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("CAP_NET_ADMIN")),
+        "{published}"
+    );
+    assert_eq!(env.run(&["rm", "-f", "perf-nocap"]).code, 0);
+
     // A publish setting that is neither way is refused, naming the variable.
     let out = env
         .cmd()

@@ -54,10 +54,14 @@ impl InboundLink {
             return Ok(Ok(None));
         }
         let host = HostSupport::probe();
-        if !host.net_admin || !host.tun {
+        if !host.net_admin {
             return Ok(Err(
-                "a private link needs CAP_NET_ADMIN and /dev/net/tun (the host has not both)"
-                    .into(),
+                "a private link needs CAP_NET_ADMIN, which the box's monitor lacks".into(),
+            ));
+        }
+        if !host.tun {
+            return Ok(Err(
+                "a private link needs /dev/net/tun, which is missing".into()
             ));
         }
         Ok(Self::create()
