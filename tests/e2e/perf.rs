@@ -480,6 +480,47 @@ fn the_guest_kernel_hashes_with_the_cpu_and_skips_unused_initcalls() {
 }
 
 #[test]
+fn guest_modules_load_without_ftrace_patching_or_btf_parsing() {
+    // The host hides each module's ftrace call-site list and BTF from the guest's loader
+    // (a3s_vmm::module_trim): the modules are loaded and work (this box has a network and a
+    // root through them), none of their functions was patched for ftrace, none has BTF; the
+    // kernel's own are untouched.
+    let r = env().run(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "echo modules $(grep -c -e '^virtio_net ' -e '^dm_verity ' -e '^overlay ' /proc/modules); \
+         echo btf $(ls /sys/kernel/btf | tr '\\n' ' '); \
+         mount -t tracefs none /sys/kernel/tracing && \
+         echo traced $(grep -c '\\[virtio_net\\]' /sys/kernel/tracing/available_filter_functions) \
+           $(grep -c . /sys/kernel/tracing/available_filter_functions)",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("modules 3\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("btf vmlinux\n"), "{}", r.stdout);
+    let traced: Vec<u64> = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("traced "))
+        .unwrap_or_else(|| panic!("{}", r.stdout))
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        traced[0], 0,
+        "virtio_net's functions were patched for ftrace"
+    );
+    assert!(
+        traced[1] > 10_000,
+        "the kernel's own call sites: {}",
+        traced[1]
+    );
+}
+
+#[test]
 fn free_page_reporting_returns_freed_guest_memory() {
     let env = env();
     let start = |name: &str, balloon: &str| {

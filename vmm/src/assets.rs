@@ -187,7 +187,8 @@ impl KernelDir {
     }
 
     /// Finds module `name` and, recursively, the modules it depends on (from each module's
-    /// `depends=` modinfo), decompressed and without their signatures, in load order.
+    /// `depends=` modinfo), decompressed, without their signatures, and with what the guest's
+    /// loader need not process hidden ([`crate::module_trim`]), in load order.
     ///
     /// # Errors
     /// [`AssetError::MissingModule`] or i/o.
@@ -230,7 +231,7 @@ impl KernelDir {
         } else {
             raw
         };
-        let ko = crate::module_signature::strip(ko);
+        let ko = crate::module_trim::trim(crate::module_signature::strip(ko));
         for dep in modinfo_depends(&ko) {
             self.add_module(root, index, &dep, out, depth + 1)?;
         }
@@ -406,7 +407,8 @@ fn is_static_elf(path: &Path) -> Result<bool, AssetError> {
 }
 
 /// How modules are stored in the initrd (part of its key: a change rebuilds cached initrds).
-const MODULE_FORMAT: &[u8] = b"modules: decompressed, signatures stripped";
+const MODULE_FORMAT: &[u8] =
+    b"modules: decompressed, signatures stripped, ftrace call sites and BTF hidden";
 
 /// The base initrd: guest-init plus the given kernel modules.
 #[derive(Clone, Debug)]

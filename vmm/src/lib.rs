@@ -19,6 +19,7 @@ mod initrd_memo;
 pub mod layer;
 pub mod memory;
 pub mod module_signature;
+pub mod module_trim;
 pub mod net;
 pub mod netns;
 pub mod passt;
