@@ -208,6 +208,13 @@
 //! guest-init 1297 ms, modules 306, network 47, root 123; 706 ms pass before the guest's clock
 //! starts (QEMU, firmware).
 //!
+//! Each module also loses what its loader would process for tracing ([`crate::module_trim`]):
+//! the ftrace call-site list, which the kernel live-patches site by site (loading xfs, as a
+//! probe: 1.25 s with it, 0.5 s without), and its BTF. Our modules are small: the modules step
+//! went from 327 to 309 ms (medians of 6 alternating cold boots, quiet), and 200 MiB read
+//! through dm-verity and erofs took no longer (the call sites stay calls to `__fentry__`,
+//! which returns at once).
+//!
 //! # Volumes and bind mounts ([`crate::fs`])
 //!
 //! virtiofs is built into the 6.12 cloud kernel and 9p is not, so each `-v` mount is one
