@@ -35,8 +35,18 @@ fn info_reports_host_capabilities() {
         j["sev_snp_guest"]["sev_guest_device"],
         std::path::Path::new("/dev/sev-guest").exists()
     );
+    // Root with /dev/net/tun: a tsi box's ports come in over its private link.
+    let link = nix::unistd::geteuid().is_root() && std::path::Path::new("/dev/net/tun").exists();
+    assert_eq!(j["network"]["publish_link"], link, "{j}");
     let text = env.run(&["info"]);
     assert!(text.stdout.contains("accelerator"), "{text:?}");
+    let publish = if link { "private link" } else { "forwarder" };
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("published ports (tsi)") && l.contains(publish)),
+        "{text:?}"
+    );
 }
 
 #[test]

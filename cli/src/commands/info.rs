@@ -30,7 +30,24 @@ struct NetworkSupport {
     none: bool,
     bridge: bool,
     nftables: bool,
+    /// A `tsi` box's published ports can come in over a private link (else passt holds them).
+    publish_link: bool,
     probe: a3s_runtime::network::HostSupport,
+}
+
+fn publish_text(p: &a3s_runtime::network::HostSupport) -> String {
+    let mut missing = Vec::new();
+    if !p.net_admin {
+        missing.push("CAP_NET_ADMIN (root)");
+    }
+    if !p.tun {
+        missing.push("/dev/net/tun");
+    }
+    if missing.is_empty() {
+        "private link".into()
+    } else {
+        format!("forwarder (missing: {})", missing.join(", "))
+    }
 }
 
 fn bridge_text(p: &a3s_runtime::network::HostSupport) -> String {
@@ -79,6 +96,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 none: true,
                 bridge: probe.bridge_ok(),
                 nftables: probe.nftables,
+                publish_link: probe.net_admin && probe.tun,
                 probe,
             }
         },
@@ -119,6 +137,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 ("network none", yes_no(info.network.none)),
                 ("network bridge", bridge_text(&info.network.probe)),
                 ("nftables (isolation, NAT)", yes_no(info.network.nftables)),
+                ("published ports (tsi)", publish_text(&info.network.probe)),
             ])?;
         }
     }
