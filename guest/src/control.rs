@@ -176,9 +176,6 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                     let (chan, state) = (chan.clone(), state.clone());
                     let requests = lock(&state).requests.clone();
                     std::thread::spawn(move || {
-                        // The secrets come while the root is opened; they are placed once
-                        // the root is entered and the agent runs.
-                        let fetching = agent::fetch_secrets(&tee, &chan, &requests);
                         // The encrypted layer's key comes from the TEE, so the root is entered
                         // here, before the agent puts its socket and tool into it.
                         let began = std::time::Instant::now();
@@ -216,7 +213,7 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                         }
                         apply_setup(&setup);
                         let opened = |a| lock(&state).agent = Some(a);
-                        match agent::boot(&tee, &process, &chan, &requests, fetching, opened) {
+                        match agent::boot(&tee, &process, &chan, &requests, opened) {
                             Ok(()) => mount_then_start(&setup, &process, &chan, &state),
                             Err(failure) => tee_failed(&chan, &failure),
                         }

@@ -101,28 +101,8 @@ impl Agent {
     }
 }
 
-/// Starts fetching the box's secrets from its KBS on a thread of its own
-/// ([`provision::fetch`]), so the KBS's round trips overlap opening the root filesystem; the
-/// result goes to [`boot`].
-pub(crate) fn fetch_secrets(
-    tee: &TeeSetup,
-    chan: &Channel,
-    requests: &Arc<Requests>,
-) -> std::thread::JoinHandle<Result<provision::Fetched, StepError>> {
-    let (tee, chan, requests) = (tee.clone(), chan.clone(), requests.clone());
-    std::thread::spawn(move || {
-        if tee.secrets.is_empty() {
-            return Ok(provision::Fetched::default());
-        }
-        let (attester, _) = attester::for_mode(tee.mode, &chan, &requests)
-            .map_err(|e| StepError::new("evidence", error_chain(&e)))?;
-        provision::fetch(&tee, attester.as_ref(), &mut report_step(&chan))
-    })
-}
-
 /// Runs the agent for a TEE box before its workload `process`: [`Agent::open`] (handing the
-/// agent to `opened` at once, so RA-TLS sessions are served from then on), then places the
-/// secrets [`fetch_secrets`] fetched.
+/// agent to `opened` at once, so RA-TLS sessions are served from then on), then the secrets.
 ///
 /// # Errors
 /// [`StepError`] naming the failed step; the caller must not start the workload.
@@ -131,38 +111,30 @@ pub(crate) fn boot(
     process: &ProcessSpec,
     chan: &Channel,
     requests: &Arc<Requests>,
-    fetching: std::thread::JoinHandle<Result<provision::Fetched, StepError>>,
     opened: impl FnOnce(Arc<Agent>),
 ) -> Result<(), StepError> {
     let owner = workload_owner(process);
-    let (agent, _) = Agent::open(tee, chan, requests, owner)?;
+    let (agent, attester) = Agent::open(tee, chan, requests, owner)?;
     opened(agent);
-    let fetched = fetching
-        .join()
-        .map_err(|_| StepError::new("kbs_attest", "fetching the secrets panicked"))??;
-    provision::place(
-        fetched,
+    provision::provision(
+        tee,
+        attester.as_ref(),
         Placement {
             root: Path::new(secrets::SECRETS_DIR),
             mount_tmpfs: true,
             owner,
         },
-        &mut report_step(chan),
+        &mut |s: Step| {
+            chan.msg(
+                WORKLOAD_SESSION,
+                &GuestMsg::TeeStep {
+                    step: s.name.into(),
+                    detail: s.detail,
+                    elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
+                },
+            );
+        },
     )
-}
-
-/// Sends each finished step to the host as `TeeStep`.
-fn report_step(chan: &Channel) -> impl FnMut(Step) + '_ {
-    move |s: Step| {
-        chan.msg(
-            WORKLOAD_SESSION,
-            &GuestMsg::TeeStep {
-                step: s.name.into(),
-                detail: s.detail,
-                elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
-            },
-        );
-    }
 }
 
 /// The key of a confidential box's writable layer: a secure-processor derived key bound to the

@@ -1,21 +1,17 @@
-//! Secrets before the workload: evidence → KBS attestation → each secret ([`fetch`]), then
-//! files ([`place`]).
+//! Secrets before the workload: evidence → KBS attestation → each secret → files.
 //!
-//! The two halves run apart: a TEE box fetches its secrets while it opens its encrypted
-//! layer and root filesystem (the KBS's round trips and the disk's reads overlap), and places
-//! them once the root is entered. Each finished step is reported (its name, the secret's name
-//! for `secret`, the time it took); the first failure names its step and nothing after it
-//! runs:
+//! Each finished step is reported (its name, the secret's name for `secret`, the time it
+//! took); the first failure names its step and nothing after it runs:
 //!
 //! | step | what | elapsed |
 //! |------|------|---------|
 //! | `evidence` | the report for the KBS challenge | the report request |
 //! | `kbs_attest` | `/kbs/v0/auth` and `/kbs/v0/attest` | the two round trips, without `evidence` |
-//! | `secret` (detail: name) | `/kbs/v0/resource/...` and JWE decryption | that resource |
+//! | `secret` (detail: name) | `/kbs/v0/resource/...`, JWE decryption, `/run/secrets/<name>` written | that resource and its file |
 //! | `secrets_written` | every secret is in place (the host may stop its ephemeral KBS) | the tmpfs mount and all file writes |
 //!
-//! The tmpfs is mounted after the KBS accepted the evidence and every secret arrived; the
-//! values are held (zeroized on drop) until they are written, and wiped right after.
+//! The tmpfs is mounted after the KBS accepted the evidence; each secret is written as soon as
+//! it arrives (its value is wiped from memory right after).
 
 use std::cell::Cell;
 use std::path::Path;
@@ -55,34 +51,14 @@ pub(crate) struct Placement<'a> {
 ///
 /// # Errors
 /// [`StepError`] naming the failed step.
-#[cfg(test)]
 pub(crate) fn provision(
     tee: &TeeSetup,
     attester: &dyn Attester,
     placement: Placement<'_>,
     done: &mut dyn FnMut(Step),
 ) -> Result<(), StepError> {
-    place(fetch(tee, attester, done)?, placement, done)
-}
-
-/// Secrets fetched from the KBS, not yet written (each value is wiped when dropped).
-#[derive(Debug, Default)]
-pub(crate) struct Fetched {
-    secrets: Vec<Secret>,
-}
-
-/// Attests to the KBS with `attester`'s evidence and fetches `tee.secrets`, reporting each
-/// step to `done`. No secrets: nothing fetched, no request made.
-///
-/// # Errors
-/// [`StepError`] naming the failed step.
-pub(crate) fn fetch(
-    tee: &TeeSetup,
-    attester: &dyn Attester,
-    done: &mut dyn FnMut(Step),
-) -> Result<Fetched, StepError> {
     if tee.secrets.is_empty() {
-        return Ok(Fetched::default());
+        return Ok(());
     }
     let mut paths = Vec::with_capacity(tee.secrets.len());
     for s in &tee.secrets {
@@ -126,34 +102,6 @@ pub(crate) fn fetch(
         started.elapsed().saturating_sub(evidence),
     ));
 
-    let mut fetched = Fetched::default();
-    for (spec, path) in tee.secrets.iter().zip(&paths) {
-        let t = Instant::now();
-        let value = client.resource(&session, path).map_err(|e| {
-            StepError::new("secret", format!("secret {}: {}", spec.name, describe(&e)))
-        })?;
-        fetched.secrets.push(Secret {
-            name: spec.name.clone(),
-            value,
-        });
-        done(step("secret", spec.name.clone(), t.elapsed()));
-    }
-    Ok(fetched)
-}
-
-/// Writes `fetched` under `placement` (its tmpfs first), reporting `secrets_written` to
-/// `done`. Nothing fetched: nothing to do.
-///
-/// # Errors
-/// [`StepError`] `secret` or `secrets_written`.
-pub(crate) fn place(
-    fetched: Fetched,
-    placement: Placement<'_>,
-    done: &mut dyn FnMut(Step),
-) -> Result<(), StepError> {
-    if fetched.secrets.is_empty() {
-        return Ok(());
-    }
     let t = Instant::now();
     if placement.mount_tmpfs {
         secrets::mount_tmpfs(placement.root)
@@ -161,12 +109,25 @@ pub(crate) fn place(
     }
     secrets::prepare_root(placement.root, placement.owner)
         .map_err(|e| StepError::new("secrets_written", format!("{e:#}")))?;
-    for secret in fetched.secrets {
+    let mut writing = t.elapsed();
+
+    for (spec, path) in tee.secrets.iter().zip(&paths) {
+        let t = Instant::now();
+        let value = client.resource(&session, path).map_err(|e| {
+            StepError::new("secret", format!("secret {}: {}", spec.name, describe(&e)))
+        })?;
+        let secret = Secret {
+            name: spec.name.clone(),
+            value,
+        };
+        let w = Instant::now();
         secrets::write_one(placement.root, &secret, placement.owner)
-            .map_err(|e| StepError::new("secret", format!("secret {}: {e:#}", secret.name)))?;
+            .map_err(|e| StepError::new("secret", format!("secret {}: {e:#}", spec.name)))?;
+        writing += w.elapsed();
         drop(secret);
+        done(step("secret", spec.name.clone(), t.elapsed()));
     }
-    done(step("secrets_written", String::new(), t.elapsed()));
+    done(step("secrets_written", String::new(), writing));
     Ok(())
 }
 

@@ -279,7 +279,7 @@ impl TeeLaunch {
                 let (action, message) = match step.as_str() {
                     "secret" => (
                         "tee.secret_released",
-                        format!("secret {detail} released to the VM (for /run/secrets)"),
+                        format!("secret {detail} placed in /run/secrets"),
                     ),
                     "kbs_attest" => (
                         "tee.kbs_attest",
