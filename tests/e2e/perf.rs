@@ -1,6 +1,8 @@
 //! The performance mechanisms (issue 22) work correctly: the default network's passt forwarder
-//! (published ports, host loopback as the gateway, bytes intact at the large MTU) and its
-//! reported slirp fallback; free page reporting gives freed guest memory back to the host
+//! (host loopback as the gateway, bytes intact at the large MTU) and its reported slirp
+//! fallback; published ports over a box's private link (and on passt when asked or when the
+//! link cannot be made); guest modules loaded without ftrace patching or BTF; the kernel's
+//! skipped initcalls; free page reporting gives freed guest memory back to the host
 //! (against a box without the balloon); the measurement digest cache never trusts a changed
 //! artefact or a forged entry; an encrypted writable layer made the fast way reports its parts
 //! and comes back intact after its VM is killed. No timing is asserted anywhere.
