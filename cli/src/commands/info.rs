@@ -35,37 +35,41 @@ struct NetworkSupport {
     probe: a3s_runtime::network::HostSupport,
 }
 
-fn publish_text(p: &a3s_runtime::network::HostSupport) -> String {
-    let mut missing = Vec::new();
-    if !p.net_admin {
-        missing.push("CAP_NET_ADMIN (root)");
-    }
-    if !p.tun {
-        missing.push("/dev/net/tun");
-    }
+/// `ok` when nothing in `needs` is missing, else `otherwise` with what is.
+fn needs_text(needs: &[(bool, &str)], ok: &str, otherwise: &str) -> String {
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(have, _)| !have)
+        .map(|(_, what)| *what)
+        .collect();
     if missing.is_empty() {
-        "private link".into()
+        ok.into()
     } else {
-        format!("forwarder (missing: {})", missing.join(", "))
+        format!("{otherwise} (missing: {})", missing.join(", "))
     }
 }
 
 fn bridge_text(p: &a3s_runtime::network::HostSupport) -> String {
-    let mut missing = Vec::new();
-    if !p.net_admin {
-        missing.push("CAP_NET_ADMIN (root)");
-    }
-    if !p.bridge {
-        missing.push("bridge module");
-    }
-    if !p.tun {
-        missing.push("/dev/net/tun");
-    }
-    if missing.is_empty() {
-        "yes".into()
-    } else {
-        format!("no (missing: {})", missing.join(", "))
-    }
+    needs_text(
+        &[
+            (p.net_admin, "CAP_NET_ADMIN (root)"),
+            (p.bridge, "bridge module"),
+            (p.tun, "/dev/net/tun"),
+        ],
+        "yes",
+        "no",
+    )
+}
+
+fn publish_text(p: &a3s_runtime::network::HostSupport) -> String {
+    needs_text(
+        &[
+            (p.net_admin, "CAP_NET_ADMIN (root)"),
+            (p.tun, "/dev/net/tun"),
+        ],
+        "private link",
+        "forwarder",
+    )
 }
 
 pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
@@ -96,7 +100,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 none: true,
                 bridge: probe.bridge_ok(),
                 nftables: probe.nftables,
-                publish_link: probe.net_admin && probe.tun,
+                publish_link: probe.inbound_link_ok(),
                 probe,
             }
         },

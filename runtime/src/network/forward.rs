@@ -80,35 +80,57 @@ pub fn start_in(
             Proto::Udp => Bound::Udp(UdpSocket::bind(at).map_err(err)?, *p),
         });
     }
+    // Dropped on an early return: the relays started so far stop.
+    let relays = Forwarders { stop };
     for b in bound {
-        let stop = stop.clone();
+        let stop = relays.stop.clone();
         let netns = netns.clone();
         // Threads start in the namespace of the thread that makes them: the relays' own
-        // threads, and the sockets they open, are all in `netns`.
-        let enter = move || {
-            netns.is_none_or(|ns| {
-                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
-            })
+        // threads, and the sockets they open, are all in `netns`. Each says whether it got
+        // there before the box starts, so a relay that cannot reach the box fails the start
+        // instead of leaving a port that refuses every client.
+        let (entered, in_netns) = std::sync::mpsc::sync_channel(1);
+        // Enters `netns`; on failure the host socket is closed before the start hears of it.
+        let enter = move |socket: Bound| {
+            let r = netns.map_or(Ok(()), |ns| {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            });
+            let socket = r.is_ok().then_some(socket);
+            let _ = entered.send(r);
+            socket
         };
-        let spawned = match b {
-            Bound::Tcp(l, p) => std::thread::Builder::new()
-                .name(format!("fwd-tcp-{}", p.host))
-                .spawn(move || {
-                    if enter() {
-                        tcp_loop(&l, SocketAddrV4::new(target, p.guest).into(), &stop);
-                    }
-                }),
-            Bound::Udp(s, p) => std::thread::Builder::new()
-                .name(format!("fwd-udp-{}", p.host))
-                .spawn(move || {
-                    if enter() {
-                        udp_loop(&s, SocketAddrV4::new(target, p.guest), &stop);
-                    }
-                }),
+        let name = match &b {
+            Bound::Tcp(_, p) => format!("fwd-tcp-{}", p.host),
+            Bound::Udp(_, p) => format!("fwd-udp-{}", p.host),
         };
-        spawned?;
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || match enter(b) {
+                Some(Bound::Tcp(l, p)) => {
+                    tcp_loop(&l, SocketAddrV4::new(target, p.guest).into(), &stop);
+                }
+                Some(Bound::Udp(s, p)) => {
+                    udp_loop(&s, SocketAddrV4::new(target, p.guest), &stop);
+                }
+                None => {}
+            })?;
+        match in_netns.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(NetError::Host {
+                    command: "setns(the box's network namespace)".into(),
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(NetError::Host {
+                    command: "setns(the box's network namespace)".into(),
+                    message: "the relay thread ended before entering it".into(),
+                })
+            }
+        }
     }
-    Ok(Forwarders { stop })
+    Ok(relays)
 }
 
 /// A TCP relay from `listen` (port 0: a free one) to `target`, the other way round from a
@@ -265,6 +287,19 @@ fn peer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relay_that_cannot_enter_the_boxs_namespace_fails_the_start_and_frees_its_port() {
+        // A plain file is no namespace: setns refuses it.
+        let not_a_namespace = Arc::new(OwnedFd::from(tempfile::tempfile().unwrap()));
+        let port = free(Proto::Tcp);
+        let r = start_in(&[port], Ipv4Addr::LOCALHOST, Some(not_a_namespace));
+        match r {
+            Err(NetError::Host { command, .. }) => assert!(command.contains("setns"), "{command}"),
+            other => panic!("started anyway: {other:?}"),
+        }
+        assert!(TcpListener::bind(("127.0.0.1", port.host)).is_ok());
+    }
 
     fn free(proto: Proto) -> PortMap {
         let port = match proto {

@@ -541,6 +541,12 @@ impl HostSupport {
         self.net_admin && self.bridge && self.tun
     }
 
+    /// Whether a `tsi` box's published ports can come in over its private link
+    /// ([`inbound`]; otherwise its forwarder holds them).
+    pub fn inbound_link_ok(&self) -> bool {
+        self.net_admin && self.tun
+    }
+
     /// Checks, before boot, that this host can build network `n`'s bridge.
     ///
     /// # Errors
