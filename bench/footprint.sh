@@ -5,7 +5,8 @@
 #  2. an idle busybox box with free page reporting (the default) and without
 #     (A3S_BOX_BALLOON=off), idle and after a burst that used 40 % of the guest's memory, and
 #     one with QEMU's default 1 GiB TCG translation buffer (A3S_BOX_TCG_TB_MIB=0, before it was
-#     bounded), as QEMU + monitor + passt, split into anonymous memory (what the host must
+#     bounded), and one with guest RAM in transparent huge pages (A3S_BOX_THP=on, before
+#     QEMU ran without them), as QEMU + monitor + passt, split into anonymous memory (what the host must
 #     really find) and file pages (the kernel and initrd, shared page cache);
 #  3. an idle real-image box (nginx from scripts/test-images, when it is cached) against the idle
 #     busybox box;
@@ -71,10 +72,13 @@ kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true; floor_pid=
 A3S_BOX_BALLOON=off "$box" run -d --name fp-noballoon -m "${mem}m" busybox sleep 100000 >/dev/null
 # ... and with QEMU's default 1 GiB TCG translation buffer (before it was bounded).
 A3S_BOX_TCG_TB_MIB=0 "$box" run -d --name fp-tb1g -m "${mem}m" busybox sleep 100000 >/dev/null
+# ... and with guest RAM in huge pages (before QEMU ran with THP disabled).
+A3S_BOX_THP=on "$box" run -d --name fp-thp -m "${mem}m" busybox sleep 100000 >/dev/null
 read -r ba bf < <(settle $(pids_of fp-balloon))
 read -r na nf < <(settle $(pids_of fp-noballoon))
 read -r ta _ < <(settle $(pids_of fp-tb1g))
-"$box" rm -f fp-tb1g >/dev/null
+read -r ha _ < <(settle $(pids_of fp-thp))
+"$box" rm -f fp-tb1g fp-thp >/dev/null
 # ... and after the workload used 40 % of the guest's memory for a moment and freed it.
 burst=$((mem * 2 / 5))
 for b in fp-balloon fp-noballoon; do
@@ -105,7 +109,7 @@ for i in $(seq "$n"); do all+=($(pids_of "fp-many-$i")); done
 read -r ma mf < <(settle "${all[@]}")
 after=$(avail)
 
-python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" "$ta" <<'EOF'
+python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" "$ta" "$ha" "$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)" <<'EOF'
 import sys
 a = sys.argv
 accel, mem = a[1], a[2]
@@ -120,6 +124,9 @@ print(f"  busybox box, no balloon (before)       {na:7.1f} + {nf:6.1f}   anon ra
 print(f"  reporting / no balloon (anon)          {ba/na:.2f}")
 ta = int(a[19]) / 1024
 print(f"  busybox box, 1 GiB TCG buffer (before)  {ta:7.1f} anon   bounded/1 GiB {ba/ta:.2f}")
+ha = int(a[20]) / 1024
+print(f"  busybox box, guest RAM in huge pages (before) {ha:7.1f} anon   base/huge pages {ba/ha:.2f}"
+      f"   (host THP: {a[21]})")
 bb, nb = int(a[16]) / 1024, int(a[17]) / 1024
 print(f"  after a {a[18]} MiB burst in the workload: reporting {bb:7.1f}, no balloon {nb:7.1f}   ratio {bb/nb:.2f}")
 if xa is not None:

@@ -3,7 +3,8 @@
 //! fallback; published ports over a box's private link (and on passt when asked or when the
 //! link cannot be made); guest modules loaded without ftrace patching or BTF; the kernel's
 //! skipped initcalls; free page reporting gives freed guest memory back to the host
-//! (against a box without the balloon); the measurement digest cache never trusts a changed
+//! (against a box without the balloon), from 32 KiB blocks up, into guest RAM kept in base
+//! pages; the measurement digest cache never trusts a changed
 //! artefact or a forged entry; an encrypted writable layer made the fast way reports its parts
 //! and comes back intact after its VM is killed. No timing is asserted anywhere.
 
@@ -395,14 +396,17 @@ fn passt_children(monitor: u64) -> Vec<u32> {
         .collect()
 }
 
-fn rss_anon_mib(pid: u64) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
+/// The first number after `key` in a `/proc/<pid>/<file>` of `Key: value` lines.
+fn proc_field(pid: u64, file: &str, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kib / 1024
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/{file}"))
+}
+
+fn rss_anon_mib(pid: u64) -> u64 {
+    proc_field(pid, "status", "RssAnon") / 1024
 }
 
 /// A `--rm` box's VM is stopped at once when its workload exits (nothing of it is kept): every
@@ -525,10 +529,11 @@ fn guest_modules_load_without_ftrace_patching_or_btf_parsing() {
 #[test]
 fn free_page_reporting_returns_freed_guest_memory() {
     let env = env();
-    let start = |name: &str, balloon: &str| {
+    let start = |name: &str, balloon: &str, thp: &str| {
         let out = env
             .cmd()
             .env("A3S_BOX_BALLOON", balloon)
+            .env("A3S_BOX_THP", thp)
             .args([
                 "run", "-d", "--name", name, "-m", "512m", "busybox", "sleep", "100000",
             ])
@@ -537,11 +542,26 @@ fn free_page_reporting_returns_freed_guest_memory() {
         assert!(out.status.success(), "{out:?}");
         inspect(env, name)["state"]["qemu_pid"].as_u64().unwrap()
     };
-    let with = start("perf-balloon", "on");
-    let without = start("perf-noballoon", "off");
+    let with = start("perf-balloon", "on", "off");
+    // The state before issue 22: no balloon, and guest RAM in huge pages where the host allows.
+    let without = start("perf-noballoon", "off", "on");
     let args = |pid: u64| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let has_balloon = |pid| String::from_utf8_lossy(&args(pid)).contains("free-page-reporting=on");
     assert!(has_balloon(with) && !has_balloon(without));
+    // Guest RAM in base pages: QEMU runs with THP disabled and holds no huge page, so a
+    // restored box loads only the guest's pages and reported blocks stay returned.
+    assert_eq!(proc_field(with, "status", "THP_enabled"), 0);
+    assert_eq!(proc_field(with, "smaps_rollup", "AnonHugePages"), 0);
+    assert_eq!(proc_field(without, "status", "THP_enabled"), 1);
+    assert_eq!(inspect(env, "perf-balloon")["boot"]["restored"], true);
+    // The guest reports free blocks from 32 KiB up (its kernel's default is 2 MiB).
+    let order = env.run(&[
+        "exec",
+        "perf-balloon",
+        "cat",
+        "/sys/module/page_reporting/parameters/page_reporting_order",
+    ]);
+    assert_eq!((order.code, order.stdout.trim()), (0, "3"), "{order:?}");
 
     // The guest touches 200 MiB (dd's buffer, held while dd blocks on a pipe nobody reads)
     // and frees it when dd exits; QEMU's resident memory is sampled meanwhile for its peak.
@@ -593,6 +613,20 @@ fn free_page_reporting_returns_freed_guest_memory() {
         "with reporting {returned} MiB, without {kept} MiB"
     );
     env.run(&["rm", "-f", "perf-balloon", "perf-noballoon"]);
+
+    // A huge-page setting that is neither way is refused before anything is made.
+    let out = env
+        .cmd()
+        .env("A3S_BOX_THP", "yes")
+        .args(["run", "--name", "perf-badthp", "busybox", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("A3S_BOX_THP=\"yes\""), "{err}");
+    // As with Docker, the box was created and never started.
+    assert_eq!(inspect(env, "perf-badthp")["state"]["status"], "created");
+    env.run(&["rm", "perf-badthp"]);
 }
 
 /// The launch measurement as a refused start records it (no VM boots).

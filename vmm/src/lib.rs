@@ -15,6 +15,7 @@ pub mod disk;
 pub mod file_id;
 pub mod fs;
 pub mod host;
+pub mod host_pages;
 mod initrd_memo;
 pub mod layer;
 pub mod memory;

@@ -98,6 +98,9 @@ pub enum ConfigError {
     /// A bad `A3S_BOX_TCG_TB_MIB` ([`crate::tcg`]).
     #[error("{0}")]
     TbSize(String),
+    /// A bad `A3S_BOX_THP` ([`crate::host_pages`]).
+    #[error("{0}")]
+    Thp(String),
 }
 
 impl ConfigError {
@@ -155,6 +158,9 @@ pub struct VmConfig {
     pub balloon: bool,
     /// TCG's translation buffer bound in MiB ([`crate::tcg`]; `None`: QEMU's default).
     pub tcg_tb_mib: Option<u32>,
+    /// Let QEMU back guest RAM with transparent huge pages ([`crate::host_pages`]; off by
+    /// default, so memory the guest does not use stays with the host).
+    pub huge_pages: bool,
     /// Wait for a saved VM's state (`-incoming defer`) instead of booting: a restore
     /// ([`crate::template`]).
     pub incoming: bool,
@@ -208,6 +214,7 @@ pub fn kernel_cmdline(accel: Accel, tsc_khz: Option<u64>, extra: &[String]) -> S
         "panic=-1",
         "reboot=t",
         SKIPPED_INITCALLS,
+        crate::balloon::REPORTING_ORDER_ARG,
     ];
     let mut line = parts.join(" ");
     if accel == Accel::Tcg {
@@ -826,6 +833,9 @@ fn spawn_qemu(
         .stderr(stderr.into_parts().0)
         .process_group(0);
     set_parent_death_kill(&mut cmd);
+    if !config.huge_pages {
+        crate::host_pages::disable_thp(&mut cmd);
+    }
     if let Some(fd) = net_fd {
         crate::passt::give_to_qemu(&mut cmd, fd);
     }
@@ -1109,6 +1119,7 @@ mod tests {
             balloon: true,
             boot_attempts: 3,
             tcg_tb_mib: Some(32),
+            huge_pages: false,
             incoming: false,
         }
     }
@@ -1151,7 +1162,8 @@ mod tests {
             mitigations=off cryptomgr.notests no_timer_check tsc=reliable panic=-1 reboot=t \
             initcall_blacklist=jent_mod_init,crypto_kdf108_init,init_ima,\
 load_system_certificate_list,platform_keyring_init,bpf_tcp_ca_kfunc_init,\
-bpf_dummy_struct_ops_init lpj=4000000 tsc_early_khz=2400000 rdinit=/.a3s/init a3s.x=1 \
+bpf_dummy_struct_ops_init page_reporting.page_reporting_order=3 lpj=4000000 tsc_early_khz=2400000 \
+            rdinit=/.a3s/init a3s.x=1 \
             -chardev file,id=con,path=/b/console.log -serial chardev:con \
             -device virtio-serial-device -chardev socket,id=ctl,path=/b/ctl.sock,server=on,wait=off \
             -device virtserialport,chardev=ctl,name=a3s.ctl \

@@ -574,6 +574,7 @@ mod tests {
             snp: None,
             balloon: true,
             tcg_tb_mib: Some(32),
+            huge_pages: false,
             incoming: false,
         }
     }

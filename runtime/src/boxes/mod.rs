@@ -374,6 +374,8 @@ impl VmPlan {
             // A bad value was refused when the plan was made.
             tcg_tb_mib: a3s_vmm::tcg::tb_mib_from_env()
                 .unwrap_or(Some(a3s_vmm::tcg::DEFAULT_TB_MIB)),
+            // Likewise.
+            huge_pages: a3s_vmm::host_pages::huge_pages_from_env().unwrap_or(false),
             incoming: false,
         }
     }
@@ -813,6 +815,7 @@ impl Boxes {
         };
         // Checked here so a bad value fails before anything boots (`vm_config` reads it again).
         a3s_vmm::tcg::tb_mib_from_env()?;
+        a3s_vmm::host_pages::huge_pages_from_env()?;
         let init = assets::locate_guest_init()?;
         if !mounts.is_empty() {
             a3s_vmm::fs::locate_virtiofsd()?;

@@ -272,6 +272,7 @@ mod tests {
             snp: None,
             balloon: true,
             tcg_tb_mib: None,
+            huge_pages: false,
             incoming: false,
         };
         // Both measure the machine's real firmware (qboot) through the stand-in.
