@@ -10,7 +10,9 @@
 #     really find) and file pages (the kernel and initrd, shared page cache);
 #  3. an idle real-image box (nginx from scripts/test-images, when it is cached) against the idle
 #     busybox box;
-#  4. N idle busybox boxes started together: the drop in the host's MemAvailable, per box.
+#  4. N idle busybox boxes started together: the drop in the host's MemAvailable, per box;
+#     with KSM=1 also after the host's KSM merged their identical pages (ksmd is turned on for
+#     the measurement and set back after: it is the host's choice, off by default).
 # Idle means: after the box's resident memory has stopped falling (free page reporting works a
 # few seconds after the guest frees memory), read every 2 s until two readings agree to 2 MiB.
 #
@@ -32,8 +34,14 @@ bench_home
 export A3S_BOX_QUIET=1
 work=$(mktemp -d)
 floor_pid=
+ksm=/sys/kernel/mm/ksm
+ksm_prev=
 cleanup() {
   [ -n "$floor_pid" ] && kill "$floor_pid" 2>/dev/null
+  if [ -n "$ksm_prev" ]; then
+    read -r run scan <<<"$ksm_prev"
+    echo "$scan" > $ksm/pages_to_scan; echo "$run" > $ksm/run
+  fi
   ids=$("$box" ps -aq 2>/dev/null | tr '\n' ' ')
   [ -n "$ids" ] && "$box" rm -f $ids >/dev/null 2>&1
   rm -rf "$work"
@@ -108,8 +116,22 @@ all=()
 for i in $(seq "$n"); do all+=($(pids_of "fp-many-$i")); done
 read -r ma mf < <(settle "${all[@]}")
 after=$(avail)
+ksm_after=
+if [ "${KSM:-0}" = 1 ]; then
+  ksm_prev="$(cat $ksm/run) $(cat $ksm/pages_to_scan)"
+  echo 1000 > $ksm/pages_to_scan; echo 1 > $ksm/run
+  scans=$(cat $ksm/full_scans) prev=-1
+  # Until two full scans have passed and a 3 s reading merged nothing more.
+  for _ in $(seq 60); do
+    sleep 3
+    cur=$(cat $ksm/pages_sharing)
+    [ $(($(cat $ksm/full_scans) - scans)) -ge 2 ] && [ $((cur - prev)) -lt 256 ] && break
+    prev=$cur
+  done
+  ksm_after=$(avail)
+fi
 
-python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" "$ta" "$ha" "$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)" <<'EOF'
+python3 - "$accel" "$mem" "$fa" "$ff" "$ba" "$bf" "$na" "$nf" "${xa:-}" "${xf:-}" "$n" "$ma" "$mf" "$before" "$after" "$bb" "$nb" "$burst" "$ta" "$ha" "$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)" "$ksm_after" <<'EOF'
 import sys
 a = sys.argv
 accel, mem = a[1], a[2]
@@ -135,4 +157,9 @@ else:
     print("  nginx box: skipped (run scripts/test-images nginx to cache the image)")
 print(f"  {n} idle busybox boxes: {ma:.1f} + {mf:.1f} (file pages shared), {ma/n:.1f} MiB anon per box; "
       f"host MemAvailable fell {before - after:.1f} MiB ({(before - after)/n:.1f} per box)")
+if a[22]:
+    k = (before - int(a[22]) / 1024) / n
+    print(f"  the same after the host's KSM merged them: {k:.1f} MiB per box   ratio to floor (anon) {k/fa:.2f}")
+else:
+    print("  KSM: not measured (KSM=1 bench/footprint.sh turns the host's ksmd on for it)")
 EOF

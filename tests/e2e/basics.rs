@@ -47,6 +47,19 @@ fn info_reports_host_capabilities() {
             .any(|l| l.starts_with("published ports (tsi)") && l.contains(publish)),
         "{text:?}"
     );
+    // KSM as the host has it.
+    let (ksm, says) = match std::fs::read_to_string("/sys/kernel/mm/ksm/run") {
+        Ok(r) if r.trim() == "1" => ("on", "on ("),
+        Ok(_) => ("off", "off (echo 1 > /sys/kernel/mm/ksm/run"),
+        Err(_) => ("unavailable", "not in this kernel"),
+    };
+    assert_eq!(j["memory_sharing"], ksm, "{j}");
+    let row = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("memory sharing (KSM)"))
+        .unwrap_or_else(|| panic!("no KSM row: {text:?}"));
+    assert!(row.contains(says), "{row}");
 }
 
 #[test]

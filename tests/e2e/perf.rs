@@ -6,7 +6,7 @@
 //! (against a box without the balloon), from 32 KiB blocks up, into guest RAM kept in base
 //! pages; the measurement digest cache never trusts a changed
 //! artefact or a forged entry; an encrypted writable layer made the fast way reports its parts
-//! and comes back intact after its VM is killed. No timing is asserted anywhere.
+//! and comes back intact after its VM is killed; a confidential box's memory is closed to KSM. No timing is asserted anywhere.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -405,6 +405,15 @@ fn proc_field(pid: u64, file: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/{file}"))
 }
 
+/// How many of a process's mappings KSM may merge (`mg` in smaps' VmFlags).
+fn mergeable_mappings(pid: u64) -> usize {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    s.lines()
+        .filter_map(|l| l.strip_prefix("VmFlags:"))
+        .filter(|f| f.split_whitespace().any(|x| x == "mg"))
+        .count()
+}
+
 fn rss_anon_mib(pid: u64) -> u64 {
     proc_field(pid, "status", "RssAnon") / 1024
 }
@@ -553,6 +562,9 @@ fn free_page_reporting_returns_freed_guest_memory() {
     assert_eq!(proc_field(with, "status", "THP_enabled"), 0);
     assert_eq!(proc_field(with, "smaps_rollup", "AnonHugePages"), 0);
     assert_eq!(proc_field(without, "status", "THP_enabled"), 1);
+    // A plain box's RAM is open to the host's KSM (a confidential one's is not: see the
+    // encrypted layer's test).
+    assert!(mergeable_mappings(with) > 0);
     assert_eq!(inspect(env, "perf-balloon")["boot"]["restored"], true);
     // The guest reports free blocks from 32 KiB up (its kernel's default is 2 MiB).
     let order = env.run(&[
@@ -780,6 +792,11 @@ fn a_quickly_made_encrypted_layer_reports_its_parts_and_survives_a_killed_vm() {
             .collect()
     };
     let first = steps(&inspect(env, name));
+    // A confidential box's memory is never merged with another process's by the host's KSM.
+    let qemu = inspect(env, name)["state"]["qemu_pid"].as_u64().unwrap();
+    let args = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&args).contains("mem-merge=off"));
+    assert_eq!(mergeable_mappings(qemu), 0);
     for part in [
         "rw_layer",
         "rw_integrity_format",
@@ -797,7 +814,6 @@ fn a_quickly_made_encrypted_layer_reports_its_parts_and_survives_a_killed_vm() {
     assert_eq!(w.stdout.trim(), "written", "{w:?}");
     let sums = env.run(&["exec", name, "cat", "/sums"]).stdout;
     assert!(sums.lines().count() == 300, "{sums}");
-    let qemu = inspect(env, name)["state"]["qemu_pid"].as_u64().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(qemu).unwrap()),
         nix::sys::signal::Signal::SIGKILL,

@@ -161,6 +161,9 @@ pub struct VmConfig {
     /// Let QEMU back guest RAM with transparent huge pages ([`crate::host_pages`]; off by
     /// default, so memory the guest does not use stays with the host).
     pub huge_pages: bool,
+    /// Let the host's KSM merge this VM's identical pages with other processes' (QEMU's
+    /// `mem-merge`, [`crate::host_pages`]); never for confidential boxes.
+    pub mergeable: bool,
     /// Wait for a saved VM's state (`-incoming defer`) instead of booting: a restore
     /// ([`crate::template`]).
     pub incoming: bool,
@@ -241,13 +244,19 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         match config.machine {
             Machine::Microvm => {
                 push("-M");
-                push("microvm,acpi=on");
+                push(&format!(
+                    "microvm,acpi=on{}",
+                    crate::host_pages::merge_option(config.mergeable)
+                ));
                 push("-bios");
                 push(QBOOT_ROM);
             }
             Machine::Q35 => {
                 push("-M");
-                push("q35,smbus=off,sata=off");
+                push(&format!(
+                    "q35,smbus=off,sata=off{}",
+                    crate::host_pages::merge_option(config.mergeable)
+                ));
             }
         }
         push("-accel");
@@ -1120,6 +1129,7 @@ mod tests {
             boot_attempts: 3,
             tcg_tb_mib: Some(32),
             huge_pages: false,
+            mergeable: true,
             incoming: false,
         }
     }
@@ -1171,6 +1181,21 @@ bpf_dummy_struct_ops_init page_reporting.page_reporting_order=3 lpj=4000000 tsc_
             -device virtio-balloon-device,id=balloon0,free-page-reporting=on";
         let expected: Vec<&str> = expected.split_whitespace().collect();
         assert_eq!(joined(&config(Machine::Microvm)), expected.join(" "));
+    }
+
+    #[test]
+    fn a_vm_that_must_not_share_pages_says_so_on_either_machine() {
+        for (machine, prefix) in [
+            (Machine::Microvm, "-M microvm,acpi=on,mem-merge=off "),
+            (Machine::Q35, "-M q35,smbus=off,sata=off,mem-merge=off "),
+        ] {
+            let c = VmConfig {
+                mergeable: false,
+                ..config(machine)
+            };
+            assert!(joined(&c).starts_with(prefix), "{}", joined(&c));
+            assert!(!joined(&config(machine)).contains("mem-merge"));
+        }
     }
 
     #[test]

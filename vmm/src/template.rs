@@ -575,6 +575,7 @@ mod tests {
             balloon: true,
             tcg_tb_mib: Some(32),
             huge_pages: false,
+            mergeable: true,
             incoming: false,
         }
     }

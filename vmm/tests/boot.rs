@@ -148,6 +148,7 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
         boot_attempts: 3,
         tcg_tb_mib: a3s_vmm::tcg::tb_mib_from_env().unwrap(),
         huge_pages: false,
+        mergeable: true,
         incoming: false,
         net: None,
         disks: vec![

@@ -21,6 +21,8 @@ struct Info {
     sev_host_device: bool,
     sev_snp_host_enabled: bool,
     network: NetworkSupport,
+    /// Whether the host's KSM merges plain boxes' identical pages.
+    memory_sharing: a3s_vmm::host_pages::Ksm,
 }
 
 /// Network modes this host can run (issue 9).
@@ -72,6 +74,17 @@ fn publish_text(p: &a3s_runtime::network::HostSupport) -> String {
     )
 }
 
+fn ksm_text(k: a3s_vmm::host_pages::Ksm) -> String {
+    use a3s_vmm::host_pages::Ksm;
+    match k {
+        Ksm::On => "on (plain boxes share identical pages; confidential boxes never)".into(),
+        Ksm::Off => {
+            "off (echo 1 > /sys/kernel/mm/ksm/run lets plain boxes share identical pages)".into()
+        }
+        Ksm::Unavailable => "not in this kernel".into(),
+    }
+}
+
 pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
     let virt = host::probe();
     let (accel, accel_reason) = match &virt.accel {
@@ -104,6 +117,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 probe,
             }
         },
+        memory_sharing: a3s_vmm::host_pages::Ksm::probe(Path::new("/")),
     };
     match args.format {
         Format::Json => output::json(&info)?,
@@ -142,6 +156,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 ("network bridge", bridge_text(&info.network.probe)),
                 ("nftables (isolation, NAT)", yes_no(info.network.nftables)),
                 ("published ports (tsi)", publish_text(&info.network.probe)),
+                ("memory sharing (KSM)", ksm_text(info.memory_sharing)),
             ])?;
         }
     }

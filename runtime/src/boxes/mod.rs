@@ -376,6 +376,9 @@ impl VmPlan {
                 .unwrap_or(Some(a3s_vmm::tcg::DEFAULT_TB_MIB)),
             // Likewise.
             huge_pages: a3s_vmm::host_pages::huge_pages_from_env().unwrap_or(false),
+            // A confidential box's memory is never merged with another process's: a shared
+            // page is a side channel (which pages another VM holds, when it writes them).
+            mergeable: spec.tee.is_none(),
             incoming: false,
         }
     }

@@ -273,6 +273,7 @@ mod tests {
             balloon: true,
             tcg_tb_mib: None,
             huge_pages: false,
+            mergeable: false,
             incoming: false,
         };
         // Both measure the machine's real firmware (qboot) through the stand-in.
