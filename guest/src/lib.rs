@@ -104,6 +104,7 @@ fn run() -> anyhow::Result<()> {
 fn run_template() -> anyhow::Result<()> {
     let deferred = |name: &str| resume::is_deferred_module(name);
     init::load_modules(|name| !deferred(name))?;
+    net::up_for_template()?;
     let port = init::open_channel()?;
     let args = resume::wait(&port)?;
     init::load_modules(deferred)?;

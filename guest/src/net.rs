@@ -60,6 +60,20 @@ pub(crate) fn configure(cmdline: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// In a template VM: lo and every NIC up, with no address yet. Bringing a virtio NIC up fills
+/// its receive ring (1024 buffers); done here, it is saved with the template, and a restored
+/// box, whose QEMU translates every guest path afresh under TCG, neither does it nor
+/// translates it. The box's own [`configure`] (or [`configure_interfaces`]) then only adds
+/// addresses and routes.
+pub(crate) fn up_for_template() -> anyhow::Result<()> {
+    let sock = Socket::new()?;
+    let class = std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")?;
+    for entry in class.filter_map(Result::ok) {
+        sock.up(&entry.file_name().to_string_lossy())?;
+    }
+    Ok(())
+}
+
 /// Makes the NIC send its first frame now (an ARP request for the gateway, triggered by one
 /// datagram to the gateway's discard port). passt learns the guest's MAC address from the
 /// guest's first frame and until then addresses it as broadcast, which the guest's TCP drops:
