@@ -315,7 +315,12 @@ fn handle(msg: HostMsg, session: u32, chan: &Channel, state: &Arc<Mutex<State>>)
                 let _ = process::resize(pty, rows, cols);
             }
         }
-        HostMsg::PowerOff => init::power_off(Duration::ZERO),
+        HostMsg::PowerOff => {
+            // Once synced, the host stops the VM without waiting for the kernel's shutdown.
+            nix::unistd::sync();
+            chan.msg(session, &GuestMsg::Synced);
+            init::power_off(Duration::ZERO)
+        }
         HostMsg::Ping { nonce } => {
             chan.msg(session, &GuestMsg::Pong { nonce });
         }

@@ -6,7 +6,8 @@
 //! (against a box without the balloon), from 32 KiB blocks up, into guest RAM kept in base
 //! pages; the measurement digest cache never trusts a changed
 //! artefact or a forged entry; an encrypted writable layer made the fast way reports its parts
-//! and comes back intact after its VM is killed; a confidential box's memory is closed to KSM. No timing is asserted anywhere.
+//! and comes back intact after its VM is killed; a confidential box's memory is closed to KSM;
+//! a box's VM stopped right after guest-init's sync keeps the workload's last writes. No timing is asserted anywhere.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -416,6 +417,32 @@ fn mergeable_mappings(pid: u64) -> usize {
 
 fn rss_anon_mib(pid: u64) -> u64 {
     proc_field(pid, "status", "RssAnon") / 1024
+}
+
+/// A box's VM is killed as soon as guest-init says its disks are synced (not after the
+/// kernel's shutdown): what the workload wrote just before it exited, never synced by it, is
+/// all there at the next start.
+#[test]
+fn the_last_writes_of_a_workload_survive_its_vm_being_stopped_after_the_sync() {
+    let env = env();
+    let name = "perf-lastwrites";
+    let script = "if [ -f /sum ]; then sha256sum -c -s /sum && echo intact; else \
+        dd if=/dev/urandom of=/data bs=1M count=32 2>/dev/null && sha256sum /data > /sum \
+        && echo written; fi";
+    let first = env.run(&["run", "--name", name, "busybox", "sh", "-c", script]);
+    assert_eq!(
+        (first.code, first.stdout.trim()),
+        (0, "written"),
+        "{first:?}"
+    );
+    assert_eq!(inspect(env, name)["state"]["status"], "exited");
+    let again = env.run(&["start", "-a", name]);
+    assert_eq!(
+        (again.code, again.stdout.trim()),
+        (0, "intact"),
+        "{again:?}"
+    );
+    env.run(&["rm", name]);
 }
 
 /// A `--rm` box's VM is stopped at once when its workload exits (nothing of it is kept): every

@@ -778,7 +778,8 @@ pub enum HostMsg {
         /// Columns.
         cols: u16,
     },
-    /// The host has everything it needs (the workload's exit was recorded): power off now.
+    /// The host has everything it needs (the workload's exit was recorded): sync, say
+    /// [`GuestMsg::Synced`], power off.
     PowerOff,
     /// Liveness probe; the guest answers `Pong` with the same nonce.
     Ping {
@@ -862,6 +863,10 @@ pub enum GuestMsg {
         /// Exit code, or 128 + signal number.
         code: i32,
     },
+    /// Answer to `PowerOff`: the guest's disks are synced (everything it wrote reached QEMU
+    /// and was flushed); it powers itself off next, and the host may stop the VM at once
+    /// instead of waiting for the kernel's shutdown and ACPI power-off.
+    Synced,
     /// Answer to `Ping`.
     Pong {
         /// The probe's nonce.

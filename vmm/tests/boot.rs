@@ -230,7 +230,16 @@ fn boots_busybox_runs_workload_and_exec_and_reports_exit_codes() {
     assert_eq!(o.code, Some(128 + 9));
     vm.send(&Frame::control(0, &HostMsg::PowerOff).unwrap())
         .unwrap();
+    // It says its disks are synced (the host may kill it from then on), then powers off.
     let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no Synced from the guest");
+        if let Some(f) = vm.recv_timeout(Duration::from_millis(100)).unwrap() {
+            if f.kind == Kind::Control && matches!(f.message::<GuestMsg>(), Ok(GuestMsg::Synced)) {
+                break;
+            }
+        }
+    }
     while vm.try_wait().is_none() {
         assert!(Instant::now() < deadline, "guest did not power off");
         std::thread::sleep(Duration::from_millis(50));

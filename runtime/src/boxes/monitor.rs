@@ -373,6 +373,28 @@ fn bind(path: &Path) -> Result<UnixListener, BoxError> {
         .map_err(|e| BoxError::Monitor(format!("binding {}: {e}", path.display())))
 }
 
+/// Asks guest-init to sync its disks and power off; returns once it said they are synced
+/// (`Synced`: the VM may then be killed, its writes are on the host), QEMU exited, or
+/// [`POWER_OFF_WAIT`] passed. Waiting for the kernel's shutdown and ACPI power-off after the
+/// sync took about 150 ms of every stop under TCG and kept nothing more.
+fn power_off(vm: &mut Vm) {
+    let _ = send(vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
+    let until = Instant::now() + POWER_OFF_WAIT;
+    while vm.try_wait().is_none() && Instant::now() < until {
+        match vm.recv_timeout(Duration::from_millis(5)) {
+            Ok(Some(f))
+                if f.kind == Kind::Control
+                    && matches!(f.message::<GuestMsg>(), Ok(GuestMsg::Synced)) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+            // The channel is gone: QEMU is on its way out.
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
 fn send(vm: &Vm, session: u32, msg: &HostMsg) -> Result<(), proto::ProtoError> {
     vm.send(&Frame::control(session, msg)?)
 }
@@ -563,11 +585,7 @@ fn serve(
                     // No exit report: still ask guest-init to sync and power off (it does so
                     // from its control loop even if the workload is stuck), and kill the VM
                     // only if that goes unanswered too.
-                    let _ = send(&vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
-                    let until = Instant::now() + POWER_OFF_WAIT;
-                    while vm.try_wait().is_none() && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+                    power_off(&mut vm);
                     vm.kill();
                     break KILLED_EXIT_CODE;
                 }
@@ -643,11 +661,7 @@ fn serve(
     // A VM whose disks are discarded with it has nothing to sync: the round trip, sync and
     // ACPI power-off took about 180 ms of every `run --rm` under TCG.
     if !guest_box.discard_on_exit {
-        let _ = send(&vm, WORKLOAD_SESSION, &HostMsg::PowerOff);
-        let until = Instant::now() + POWER_OFF_WAIT;
-        while vm.try_wait().is_none() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        power_off(&mut vm);
     }
     vm.kill();
     let stopped = {
