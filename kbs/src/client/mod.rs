@@ -11,6 +11,7 @@
 //! ```
 
 mod admin;
+mod one_write;
 
 use std::time::Duration;
 
@@ -175,7 +176,11 @@ impl KbsClient {
         }
         Ok(Self {
             base,
-            agent: ureq::Agent::new_with_config(config.build()),
+            agent: ureq::Agent::with_parts(
+                config.build(),
+                one_write::connector(),
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            ),
             key,
         })
     }
