@@ -397,6 +397,22 @@ fn passt_children(monitor: u64) -> Vec<u32> {
         .collect()
 }
 
+/// `ksm_merge_any` of each passt of box `name`: whether the host's KSM may merge all of its
+/// memory.
+fn passt_merge_any(env: &TestEnv, name: &str) -> Vec<String> {
+    let monitor = inspect(env, name)["state"]["monitor_pid"].as_u64().unwrap();
+    passt_children(monitor)
+        .into_iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/ksm_stat")).unwrap();
+            stat.lines()
+                .find_map(|l| l.strip_prefix("ksm_merge_any:"))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no ksm_merge_any in passt's ksm_stat: {stat}"))
+        })
+        .collect()
+}
+
 /// The first number after `key` in a `/proc/<pid>/<file>` of `Key: value` lines.
 fn proc_field(pid: u64, file: &str, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
@@ -592,6 +608,8 @@ fn free_page_reporting_returns_freed_guest_memory() {
     // A plain box's RAM is open to the host's KSM (a confidential one's is not: see the
     // encrypted layer's test).
     assert!(mergeable_mappings(with) > 0);
+    // So is its passt's memory, mostly buffers it zeroed, the same in every box.
+    assert_eq!(passt_merge_any(env, "perf-balloon"), ["yes"]);
     assert_eq!(inspect(env, "perf-balloon")["boot"]["restored"], true);
     // The guest reports free blocks from 32 KiB up (its kernel's default is 2 MiB).
     let order = env.run(&[
@@ -824,6 +842,7 @@ fn a_quickly_made_encrypted_layer_reports_its_parts_and_survives_a_killed_vm() {
     let args = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&args).contains("mem-merge=off"));
     assert_eq!(mergeable_mappings(qemu), 0);
+    assert_eq!(passt_merge_any(env, name), ["no"]);
     for part in [
         "rw_layer",
         "rw_integrity_format",

@@ -86,6 +86,27 @@ impl Ksm {
     }
 }
 
+/// `PR_SET_MEMORY_MERGE` (Linux 6.4; kept across exec since 6.10), not yet in nix.
+const PR_SET_MEMORY_MERGE: nix::libc::c_int = 67;
+
+/// Lets KSM merge all of the anonymous memory of the child `cmd` spawns, when the host runs
+/// KSM. For a box's passt: about 13.7 MiB of the 19 MiB it holds are pages it zeroed at
+/// start-up (its buffers in BSS), identical in every box, which KSM keeps once. A kernel
+/// without the option leaves the child as it was.
+#[allow(unsafe_code)]
+pub(crate) fn merge_any(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            // An older kernel refuses the option (EINVAL): the child runs unmerged, as before.
+            let _ = nix::libc::prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0);
+            Ok(())
+        });
+    }
+}
+
 /// Makes the child `cmd` spawns run without transparent huge pages.
 #[allow(unsafe_code)]
 pub(crate) fn disable_thp(cmd: &mut Command) {
@@ -113,6 +134,26 @@ mod tests {
         assert_eq!(Ksm::probe(root.path()), Ksm::On);
         assert_eq!(merge_option(true), "");
         assert_eq!(merge_option(false), ",mem-merge=off");
+    }
+
+    #[test]
+    fn a_mergeable_child_offers_all_its_memory_to_ksm() {
+        // Read from the child's own /proc/self/ksm_stat (kernels before 6.x have none).
+        if !Path::new("/proc/self/ksm_stat").exists() {
+            eprintln!("SKIP: this kernel has no /proc/<pid>/ksm_stat");
+            return;
+        }
+        let stat = |merge: bool| {
+            let mut cmd = Command::new("grep");
+            cmd.args(["^ksm_merge_any:", "/proc/self/ksm_stat"]);
+            if merge {
+                merge_any(&mut cmd);
+            }
+            let out = cmd.output().expect("grep runs");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        assert_eq!(stat(true), "ksm_merge_any: yes");
+        assert_eq!(stat(false), "ksm_merge_any: no");
     }
 
     #[test]

@@ -209,11 +209,16 @@ pub struct Passt {
 
 impl Passt {
     /// Starts passt for `forwards`, logging to `log`; returns it and QEMU's end of the pair,
-    /// which [`give_to_qemu`] places at [`QEMU_NET_FD`].
+    /// which [`give_to_qemu`] places at [`QEMU_NET_FD`]. `mergeable`: the host's KSM may
+    /// merge its memory (a plain box's, as its guest RAM; see [`crate::host_pages`]).
     ///
     /// # Errors
     /// [`PasstError`]; no process is left behind.
-    pub fn spawn(forwards: &[HostFwd], log: &Path) -> Result<(Self, OwnedFd), PasstError> {
+    pub fn spawn(
+        forwards: &[HostFwd],
+        log: &Path,
+        mergeable: bool,
+    ) -> Result<(Self, OwnedFd), PasstError> {
         let binary = locate().ok_or(PasstError::Missing)?;
         let spawn_err = |source| PasstError::Spawn {
             binary: binary.clone(),
@@ -232,6 +237,9 @@ impl Passt {
             .process_group(0);
         let fd = ours.as_raw_fd();
         place_fd(&mut cmd, fd, PASST_FD);
+        if mergeable {
+            crate::host_pages::merge_any(&mut cmd);
+        }
         let child = cmd.spawn().map_err(spawn_err)?;
         drop(ours);
         Ok((Self { child }, OwnedFd::from(theirs)))
@@ -378,7 +386,7 @@ mod tests {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let (passt, qemu_end) = Passt::spawn(&[], &dir.path().join("passt.log")).unwrap();
+        let (passt, qemu_end) = Passt::spawn(&[], &dir.path().join("passt.log"), false).unwrap();
         let sndbuf = getsockopt(&qemu_end, sockopt::SndBuf).unwrap();
         // The kernel reports twice what was set (its bookkeeping overhead). Its default is
         // wmem_default (208 KiB on Debian); without CAP_NET_ADMIN (bit 12 of the effective

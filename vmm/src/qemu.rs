@@ -534,7 +534,11 @@ impl Vm {
                     if u.forwarder == Some(crate::passt::Forwarder::Passt) =>
                 {
                     let log = config.qemu_log.with_file_name("passt.log");
-                    Some(crate::passt::Passt::spawn(&u.forwards, &log)?)
+                    Some(crate::passt::Passt::spawn(
+                        &u.forwards,
+                        &log,
+                        config.mergeable,
+                    )?)
                 }
                 _ => None,
             };
@@ -668,7 +672,7 @@ impl Vm {
             {
                 let log = config.qemu_log.with_file_name("passt.log");
                 Some(
-                    crate::passt::Passt::spawn(&u.forwards, &log)
+                    crate::passt::Passt::spawn(&u.forwards, &log, config.mergeable)
                         .map_err(|e| RestoreFailed::Box(e.into()))?,
                 )
             }

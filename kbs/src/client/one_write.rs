@@ -210,7 +210,9 @@ mod tests {
     fn a_large_upload_is_sent_in_order_without_holding_it_all() {
         // A 16-byte output buffer: the held bytes leave in buffer-sized writes.
         let mut t = Held::new(Recorder::new(16));
-        let body: Vec<u8> = (0..HOLD_LIMIT + 40).map(|i| (i % 251).to_le_bytes()[0]).collect();
+        let body: Vec<u8> = (0..HOLD_LIMIT + 40)
+            .map(|i| (i % 251).to_le_bytes()[0])
+            .collect();
         for chunk in body.chunks(16) {
             transmit(&mut t, chunk);
         }
