@@ -8,15 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/coldstart.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
 source bench/home-lib.sh
+bench_box coldstart
 bench_home
-export A3S_BOX_QUIET=1
 # Cold boots: this measures the boot path (bench/restore.sh measures starting from a saved VM).
 export A3S_BOX_RESTORE=${A3S_BOX_RESTORE:-off}
 work=$(mktemp -d)

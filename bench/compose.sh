@@ -13,19 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-box=$(realpath "${A3S_BOX:-target/debug/a3s-box}")
-if [ ! -x "$box" ]; then
-  echo "bench/compose.sh: building $box" >&2
-  cargo build -q -p a3s-box
-  scripts/build-guest-init -q
-fi
-own_home=
-if [ -z "${A3S_HOME:-}" ]; then
-  A3S_HOME=$(mktemp -d)
-  own_home=$A3S_HOME
-fi
-export A3S_HOME
-export A3S_BOX_QUIET=1
+source bench/home-lib.sh
+bench_box compose debug
+bench_home
 ns=a3s-test-bench-compose-$$
 work=$(mktemp -d)
 ip netns add "$ns"
@@ -38,7 +28,7 @@ cleanup() {
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
   # A home this script made holds three loaded images: do not leave them behind.
-  [ -n "$own_home" ] && rm -rf "$own_home"
+  bench_home_cleanup
 }
 trap cleanup EXIT
 in_ns ip link set lo up

@@ -11,17 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/cri.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
+source bench/home-lib.sh
+bench_box cri
 command -v crictl >/dev/null || { echo "bench/cri.sh: crictl missing: run scripts/setup" >&2; exit 1; }
-own_home=
-if [ -z "${A3S_HOME:-}" ]; then A3S_HOME=$(mktemp -d); own_home=$A3S_HOME; fi
-export A3S_HOME
-export A3S_BOX_QUIET=1
+bench_home
 work=$(mktemp -d)
 sock="$work/cri.sock"
 "$box" cri serve --listen "unix://$sock" 2>"$work/serve.log" &
@@ -31,7 +24,7 @@ cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   rm -rf "$work"
-  [ -z "$own_home" ] || rm -rf "$own_home"
+  bench_home_cleanup
 }
 trap cleanup EXIT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done

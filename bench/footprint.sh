@@ -22,16 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-5}
 mem=${MEM:-256}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/footprint.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
-box=$(realpath "$box")
 source bench/home-lib.sh
+bench_box footprint
 bench_home
-export A3S_BOX_QUIET=1
 work=$(mktemp -d)
 floor_pid=
 ksm=/sys/kernel/mm/ksm

@@ -13,16 +13,9 @@ cd "$(dirname "$0")/.."
 n=${1:-20}
 base=${2:-5}
 mem=${MEM:-256}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/many.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
-box=$(realpath "$box")
 source bench/home-lib.sh
+bench_box many
 bench_home
-export A3S_BOX_QUIET=1
 # N boots share the host's cores: give each the wall time that takes (CPU time stays bounded).
 export A3S_BOX_BOOT_TIMEOUT_SECS=${A3S_BOX_BOOT_TIMEOUT_SECS:-900}
 cleanup() {

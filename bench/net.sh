@@ -14,15 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-box=$(realpath "${A3S_BOX:-target/debug/a3s-box}")
-if [ ! -x "$box" ]; then
-  echo "bench/net.sh: building $box" >&2
-  cargo build -q -p a3s-box
-  scripts/build-guest-init -q
-fi
 source bench/home-lib.sh
+bench_box net debug
 bench_home
-export A3S_BOX_QUIET=1
 ns=a3s-test-bench-$$
 ip netns add "$ns"
 in_ns() { ip netns exec "$ns" "$@"; }

@@ -11,16 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-6}
 size=${2:-64}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/outbound.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
-box=$(realpath "$box")
 source bench/home-lib.sh
+bench_box outbound
 bench_home
-export A3S_BOX_QUIET=1
 work=$(mktemp -d)
 server=
 cleanup() {

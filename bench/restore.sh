@@ -8,15 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/restore.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
 source bench/home-lib.sh
+bench_box restore
 bench_home
-export A3S_BOX_QUIET=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"; bench_home_cleanup' EXIT
 

@@ -14,15 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-8}
-box=${A3S_BOX:-target/release/a3s-box}
-if [ ! -x "$box" ]; then
-  echo "bench/tee.sh: building $box" >&2
-  cargo build -q --release -p a3s-box
-  scripts/build-guest-init --release -q
-fi
 source bench/home-lib.sh
+bench_box tee
 bench_home
-export A3S_BOX_QUIET=1
 # The plain baseline boots cold like a TEE box (which never restores): the difference is the
 # trust pipeline, not the restore (bench/restore.sh measures that).
 export A3S_BOX_RESTORE=${A3S_BOX_RESTORE:-off}
