@@ -30,8 +30,10 @@ python3 bench/requests/server.py "$port" &
 server=$!
 declare -A one two
 for fw in passt slirp; do
-  read -r one[$fw] two[$fw] < <(A3S_BOX_FORWARDER=$fw "$box" run --rm -v "$PWD/bench/requests:/b:ro" \
+  # Captured, not read from a process substitution: a failed run stops the bench.
+  out=$(A3S_BOX_FORWARDER=$fw "$box" run --rm -v "$PWD/bench/requests:/b:ro" \
     localhost/a3s-test/python3:latest python3 /b/client.py "$port" "$runs")
+  read -r one[$fw] two[$fw] <<< "$out"
 done
 python3 - "${one[passt]}" "${two[passt]}" "${one[slirp]}" "${two[slirp]}" "$runs" <<'PY'
 import sys
