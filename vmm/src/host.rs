@@ -19,6 +19,27 @@ pub fn qemu_path() -> Option<std::path::PathBuf> {
     })
 }
 
+/// CAP_NET_ADMIN's bit in the capability sets.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process has CAP_NET_ADMIN in its effective set (root has it unless it was
+/// dropped, as in a container): bridges, TAP devices, `SO_SNDBUFFORCE`.
+pub fn has_net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(cap_eff)
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// The `CapEff:` mask of a `/proc/<pid>/status` text.
+fn cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
 /// Host facts relevant to launching MicroVMs.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostVirt {
@@ -75,6 +96,15 @@ fn parse_qemu_version(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cap_net_admin_is_read_from_the_effective_set() {
+        let with = "Name:\tx\nCapEff:\t000001fffeffffff\n";
+        let without = "CapEff:\t000001fffeffefff\n";
+        assert!(cap_eff(with).unwrap() & (1 << CAP_NET_ADMIN) != 0);
+        assert!(cap_eff(without).unwrap() & (1 << CAP_NET_ADMIN) == 0);
+        assert_eq!(cap_eff("nothing"), None);
+    }
 
     #[test]
     fn parses_debian_qemu_version_line() {

@@ -389,16 +389,8 @@ mod tests {
         let (passt, qemu_end) = Passt::spawn(&[], &dir.path().join("passt.log"), false).unwrap();
         let sndbuf = getsockopt(&qemu_end, sockopt::SndBuf).unwrap();
         // The kernel reports twice what was set (its bookkeeping overhead). Its default is
-        // wmem_default (208 KiB on Debian); without CAP_NET_ADMIN (bit 12 of the effective
-        // set) wmem_max caps the request.
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let cap_eff = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap();
-        let net_admin = cap_eff & (1 << 12) != 0;
-        let want = if net_admin {
+        // wmem_default (208 KiB on Debian); without CAP_NET_ADMIN wmem_max caps the request.
+        let want = if crate::host::has_net_admin() {
             SEND_BUFFER
         } else {
             let max = std::fs::read_to_string("/proc/sys/net/core/wmem_max").unwrap();

@@ -528,11 +528,7 @@ impl HostSupport {
             tun: Path::new("/dev/net/tun").exists(),
             nftables: on_path("nft"),
             root: nix::unistd::geteuid().is_root(),
-            net_admin: std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .as_deref()
-                .and_then(cap_eff)
-                .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0),
+            net_admin: a3s_vmm::host::has_net_admin(),
         }
     }
 
@@ -572,16 +568,6 @@ impl HostSupport {
         }
         Ok(())
     }
-}
-
-const CAP_NET_ADMIN: u32 = 12;
-
-/// The `CapEff:` mask of a `/proc/<pid>/status` text.
-fn cap_eff(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
 /// A network setting was rejected or could not be applied.

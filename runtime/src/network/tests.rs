@@ -153,15 +153,6 @@ fn a_linked_bridge_box_gets_its_address_and_a_tap_nic() {
 }
 
 #[test]
-fn cap_net_admin_is_read_from_the_effective_set() {
-    let with = "Name:\tx\nCapEff:\t000001fffeffffff\n";
-    let without = "CapEff:\t000001fffeffefff\n";
-    assert!(cap_eff(with).unwrap() & (1 << CAP_NET_ADMIN) != 0);
-    assert!(cap_eff(without).unwrap() & (1 << CAP_NET_ADMIN) == 0);
-    assert_eq!(cap_eff("nothing"), None);
-}
-
-#[test]
 fn old_net_files_load_and_extra_networks_follow_the_first() {
     // A net.json written before boxes could be on several networks.
     let old = r#"{"mode":"bridge","ports":[],"dns":[],"network":"lan","ip":"10.88.0.7","aliases":["db"]}"#;
