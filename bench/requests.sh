@@ -2,10 +2,12 @@
 # Request/response through the default network's forwarder: a client in a box (the python3
 # test image) POSTs 2000 bytes to a server on the host's loopback (the gateway 10.0.2.2) over
 # one reused connection, each request either in one write or in two (head, then body), through
-# passt (the default) and through QEMU's slirp (A3S_BOX_FORWARDER=slirp) as the baseline;
-# requests alternate within each box. Prints the median round trip of each and the ratios.
-# passt (Debian bookworm's) keeps Nagle's algorithm on its host sockets: the body of a
-# two-write request waits for the server's delayed ACK of the head.
+# each passt build on this machine (Debian's /usr/bin/passt and the one first on PATH, named
+# with A3S_BOX_FORWARDER=passt) and through QEMU's slirp (A3S_BOX_FORWARDER=slirp) as the
+# baseline; requests alternate within each box. Prints the median round trip of each and the
+# ratios. A passt that keeps Nagle's algorithm on its host sockets (Debian bookworm's) makes
+# the body of a two-write request wait for the server's delayed ACK of the head; A3S Box
+# then defaults to slirp (`a3s-box info` says which and why).
 #
 #   bench/requests.sh [RUNS]   (default 20 requests of each kind per box;
 #                               A3S_BOX=path/to/a3s-box, default target/release)
@@ -28,18 +30,35 @@ archive=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["archive"])
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 bench/requests/server.py "$port" &
 server=$!
-declare -A one two
-for fw in passt slirp; do
-  # Captured, not read from a process substitution: a failed run stops the bench.
-  out=$(A3S_BOX_FORWARDER=$fw "$box" run --rm -v "$PWD/bench/requests:/b:ro" \
-    localhost/a3s-test/python3:latest python3 /b/client.py "$port" "$runs")
-  read -r one[$fw] two[$fw] <<< "$out"
+# Each passt build alone ahead of PATH (a symlink: passt finds its .avx2 beside its target).
+declare -a labels envs
+n=0
+for bin in /usr/bin/passt "$(command -v passt || true)"; do
+  [ -x "$bin" ] || continue
+  real=$(realpath "$bin")
+  case " ${labels[*]} " in *" $real "*) continue ;; esac
+  mkdir -p "$A3S_HOME/passt-$n"; ln -sf "$real" "$A3S_HOME/passt-$n/passt"
+  labels+=("$real"); envs+=("A3S_BOX_FORWARDER=passt PATH=$A3S_HOME/passt-$n:$PATH"); n=$((n + 1))
 done
-python3 - "${one[passt]}" "${two[passt]}" "${one[slirp]}" "${two[slirp]}" "$runs" <<'PY'
+labels+=(slirp); envs+=("A3S_BOX_FORWARDER=slirp")
+results=()
+for i in "${!labels[@]}"; do
+  # Captured, not read from a process substitution: a failed run stops the bench.
+  out=$(env ${envs[$i]} "$box" run --rm -v "$PWD/bench/requests:/b:ro" \
+    localhost/a3s-test/python3:latest python3 /b/client.py "$port" "$runs")
+  nodelay=-; [ "${labels[$i]}" = slirp ] || { grep -qs TCP_NODELAY "${labels[$i]}" && nodelay=yes || nodelay=no; }
+  results+=("${labels[$i]} $nodelay $out")
+done
+python3 - "$runs" "${results[@]}" <<'PY'
 import sys
-p1, p2, s1, s2, runs = map(float, sys.argv[1:])
-print(f"request round trip, median of {int(runs)} each (ms):")
-print(f"  passt   one write {p1:7.2f}   two writes {p2:7.2f}   two/one {p2 / p1:6.1f}")
-print(f"  slirp   one write {s1:7.2f}   two writes {s2:7.2f}   two/one {s2 / s1:6.1f}")
-print(f"  passt/slirp: one write {p1 / s1:.2f}, two writes {p2 / s2:.2f}")
+runs, rows = int(sys.argv[1]), [r.split() for r in sys.argv[2:]]
+base = next(r for r in rows if r[0] == "slirp")
+b1, b2 = float(base[2]), float(base[3])
+print(f"request round trip, median of {runs} each (ms); slirp is the baseline:")
+for name, nodelay, one, two in rows:
+    one, two = float(one), float(two)
+    label = name if name == "slirp" else f"{name} (sets TCP_NODELAY: {nodelay})"
+    print(f"  {label}")
+    print(f"    one write {one:7.2f}   two writes {two:7.2f}   two/one {two / one:6.1f}"
+          f"   vs slirp: one {one / b1:.2f}, two {two / b2:.2f}")
 PY

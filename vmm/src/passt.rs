@@ -18,6 +18,14 @@
 //! passt needs a host interface with an IPv4 default route to take its parameters from; a
 //! host without one (an isolated network namespace) falls back to slirp, and the box's boot
 //! record says which forwarder it got and why (`inspect` shows it as `boot.forwarder`).
+//!
+//! So does a passt that keeps Nagle's algorithm on its host sockets (builds before mid-2023,
+//! Debian bookworm's among them): a client in the box that writes a request in two pieces
+//! (head, then body) over a reused connection waits for the server's delayed ACK of the
+//! first, ~40 ms per request (`bench/requests.sh`: 44.8 ms against 1.7 ms in one write; slirp,
+//! which sets `TCP_NODELAY`, 2.0 ms). passt sets `TCP_NODELAY` since, and its binary then
+//! names the option in the message it logs when that fails; one without the name is taken
+//! for an old build ([`sets_nodelay`]).
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -40,6 +48,10 @@ pub const QEMU_NET_FD: RawFd = 64;
 pub const QEMU_INBOUND_FD: RawFd = 65;
 /// The fd number passt finds its end on.
 const PASST_FD: RawFd = 3;
+/// Named in a passt binary that sets `TCP_NODELAY` on its host sockets (see the module docs).
+const NODELAY_MARK: &[u8] = b"TCP_NODELAY";
+/// The most of a passt binary read to look for [`NODELAY_MARK`] (Debian's is 0.3 MB).
+const BINARY_LIMIT: u64 = 32 << 20;
 
 /// The link MTU on passt (passt's own default: the largest IPv4 frame it handles).
 pub const MTU: u32 = 65520;
@@ -110,16 +122,27 @@ impl PasstError {
 /// [`PasstError::Unknown`] for a bad override, [`PasstError::Missing`] for `passt` without it.
 pub fn choose() -> Result<ForwarderChoice, PasstError> {
     let over = std::env::var(FORWARDER_ENV).ok();
+    let installed = locate().map(|path| {
+        let nodelay = sets_nodelay(&path).map_err(|e| e.to_string());
+        Installed { path, nodelay }
+    });
     choose_with(
         over.as_deref(),
-        locate().is_some(),
+        installed.as_ref(),
         &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
     )
 }
 
+/// The passt found on `PATH`, and whether it sets `TCP_NODELAY` (or why that is unknown).
+#[derive(Debug)]
+struct Installed {
+    path: PathBuf,
+    nodelay: Result<bool, String>,
+}
+
 fn choose_with(
     over: Option<&str>,
-    installed: bool,
+    installed: Option<&Installed>,
     routes: &str,
 ) -> Result<ForwarderChoice, PasstError> {
     let pick = |forwarder, reason: &str| {
@@ -128,21 +151,60 @@ fn choose_with(
             reason: reason.to_owned(),
         })
     };
-    match over.map(str::trim) {
+    match over.map(str::trim).filter(|o| !o.is_empty()) {
         Some("slirp") => pick(Forwarder::Slirp, "chosen by A3S_BOX_FORWARDER"),
-        Some("passt") if installed => pick(Forwarder::Passt, "chosen by A3S_BOX_FORWARDER"),
+        Some("passt") if installed.is_some() => {
+            pick(Forwarder::Passt, "chosen by A3S_BOX_FORWARDER")
+        }
         Some("passt") => Err(PasstError::Missing),
-        None | Some("") if !installed => pick(
-            Forwarder::Slirp,
-            "passt is not installed (apt-get install passt)",
-        ),
-        None | Some("") if !has_default_route(routes) => pick(
-            Forwarder::Slirp,
-            "no IPv4 default route on this host (passt takes its parameters from one)",
-        ),
-        None | Some("") => pick(Forwarder::Passt, "default"),
         Some(other) => Err(PasstError::Unknown(other.to_owned())),
+        None => match installed {
+            None => pick(
+                Forwarder::Slirp,
+                "passt is not installed (apt-get install passt)",
+            ),
+            Some(_) if !has_default_route(routes) => pick(
+                Forwarder::Slirp,
+                "no IPv4 default route on this host (passt takes its parameters from one)",
+            ),
+            Some(p) => match &p.nodelay {
+                Ok(true) => pick(Forwarder::Passt, "default"),
+                Ok(false) => pick(
+                    Forwarder::Slirp,
+                    &format!(
+                        "{} keeps Nagle's algorithm on its host sockets (a passt from before \
+                         mid-2023, such as Debian bookworm's): a request written in two \
+                         pieces would wait ~40 ms for the server's delayed ACK; install a \
+                         newer passt (Debian trixie's sets TCP_NODELAY), or set \
+                         {FORWARDER_ENV}=passt to use this one anyway",
+                        p.path.display()
+                    ),
+                ),
+                Err(e) => pick(
+                    Forwarder::Slirp,
+                    &format!(
+                        "cannot read {} to tell whether it sets TCP_NODELAY ({e}); set \
+                         {FORWARDER_ENV}=passt to use it anyway",
+                        p.path.display()
+                    ),
+                ),
+            },
+        },
     }
+}
+
+/// Whether the passt at `binary` sets `TCP_NODELAY` on its host sockets: whether the binary
+/// names the option (see the module docs). Reads at most [`BINARY_LIMIT`] bytes.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn sets_nodelay(binary: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(binary)?
+        .take(BINARY_LIMIT)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes.windows(NODELAY_MARK.len()).any(|w| w == NODELAY_MARK))
 }
 
 /// Whether `/proc/net/route` has an IPv4 default route.
@@ -317,30 +379,91 @@ mod tests {
     const NO_DEFAULT: &str = "Iface\tDestination\tGateway \tFlags\n\
         hjv0\t000200C0\t00000000\t0001\n";
 
+    fn passt(nodelay: Result<bool, String>) -> Option<Installed> {
+        Some(Installed {
+            path: PathBuf::from("/usr/bin/passt"),
+            nodelay,
+        })
+    }
+
     #[test]
     fn passt_is_the_default_where_it_can_run() {
-        let c = choose_with(None, true, ROUTES).unwrap();
+        let new = passt(Ok(true));
+        let c = choose_with(None, new.as_ref(), ROUTES).unwrap();
         assert_eq!(c.forwarder, Forwarder::Passt);
-        let c = choose_with(None, false, ROUTES).unwrap();
+        let c = choose_with(Some(" "), new.as_ref(), ROUTES).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Passt);
+        let c = choose_with(None, None, ROUTES).unwrap();
         assert_eq!(c.forwarder, Forwarder::Slirp);
         assert!(c.reason.contains("not installed"), "{}", c.reason);
-        let c = choose_with(None, true, NO_DEFAULT).unwrap();
+        let c = choose_with(None, new.as_ref(), NO_DEFAULT).unwrap();
         assert_eq!(c.forwarder, Forwarder::Slirp);
         assert!(c.reason.contains("default route"), "{}", c.reason);
     }
 
     #[test]
-    fn the_override_is_obeyed_or_refused() {
-        let c = choose_with(Some("slirp"), true, ROUTES).unwrap();
+    fn a_passt_that_keeps_nagle_is_not_the_default() {
+        let c = choose_with(None, passt(Ok(false)).as_ref(), ROUTES).unwrap();
         assert_eq!(c.forwarder, Forwarder::Slirp);
-        let c = choose_with(Some("passt"), true, NO_DEFAULT).unwrap();
+        for said in [
+            "/usr/bin/passt keeps Nagle",
+            "delayed ACK",
+            "A3S_BOX_FORWARDER=passt",
+        ] {
+            assert!(c.reason.contains(said), "{said}: {}", c.reason);
+        }
+        let c = choose_with(
+            None,
+            passt(Err("Permission denied".into())).as_ref(),
+            ROUTES,
+        )
+        .unwrap();
+        assert_eq!(c.forwarder, Forwarder::Slirp);
+        assert!(
+            c.reason.contains("cannot read /usr/bin/passt"),
+            "{}",
+            c.reason
+        );
+        assert!(c.reason.contains("Permission denied"), "{}", c.reason);
+        // Asked for by name, it is used.
+        let c = choose_with(Some("passt"), passt(Ok(false)).as_ref(), ROUTES).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Passt);
+    }
+
+    #[test]
+    fn the_override_is_obeyed_or_refused() {
+        let new = passt(Ok(true));
+        let c = choose_with(Some("slirp"), new.as_ref(), ROUTES).unwrap();
+        assert_eq!(c.forwarder, Forwarder::Slirp);
+        let c = choose_with(Some("passt"), new.as_ref(), NO_DEFAULT).unwrap();
         assert_eq!(c.forwarder, Forwarder::Passt);
         assert!(matches!(
-            choose_with(Some("passt"), false, ROUTES),
+            choose_with(Some("passt"), None, ROUTES),
             Err(PasstError::Missing)
         ));
-        let e = choose_with(Some("vde"), true, ROUTES).unwrap_err();
+        let e = choose_with(Some("vde"), new.as_ref(), ROUTES).unwrap_err();
         assert!(e.to_string().contains("use passt or slirp"), "{e}");
+    }
+
+    #[test]
+    fn a_binary_that_names_tcp_nodelay_sets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new");
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(b"TCP: failed to set TCP_NODELAY on socket %i\0");
+        std::fs::write(&new, &bytes).unwrap();
+        assert!(sets_nodelay(&new).unwrap());
+        let old = dir.path().join("old");
+        std::fs::write(&old, b"\x7fELF passt unknown version TCP_CORK").unwrap();
+        assert!(!sets_nodelay(&old).unwrap());
+        assert!(sets_nodelay(&dir.path().join("absent")).is_err());
+        // The machine's own passt builds, whichever they are, are judged without error.
+        for p in ["/usr/bin/passt", "/usr/local/bin/passt"] {
+            if Path::new(p).is_file() {
+                let v = sets_nodelay(Path::new(p)).unwrap();
+                eprintln!("{p}: sets TCP_NODELAY: {v}");
+            }
+        }
     }
 
     #[test]

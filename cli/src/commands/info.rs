@@ -34,7 +34,40 @@ struct NetworkSupport {
     nftables: bool,
     /// A `tsi` box's published ports can come in over a private link (else passt holds them).
     publish_link: bool,
+    /// What carries a `tsi` box's outbound traffic, and why.
+    forwarder: ForwarderInfo,
     probe: a3s_runtime::network::HostSupport,
+}
+
+/// The forwarder a `tsi` box would get now; none, with the error, for a bad override.
+#[derive(Serialize)]
+struct ForwarderInfo {
+    forwarder: Option<a3s_vmm::passt::Forwarder>,
+    reason: String,
+}
+
+impl ForwarderInfo {
+    fn probe() -> Self {
+        match a3s_vmm::passt::choose() {
+            Ok(c) => Self {
+                forwarder: Some(c.forwarder),
+                reason: c.reason,
+            },
+            Err(e) => Self {
+                forwarder: None,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn text(&self) -> String {
+        let name = self
+            .forwarder
+            .and_then(|f| serde_json::to_value(f).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "none".into());
+        format!("{name} ({})", self.reason)
+    }
 }
 
 /// `ok` when nothing in `needs` is missing, else `otherwise` with what is.
@@ -114,6 +147,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 bridge: probe.bridge_ok(),
                 nftables: probe.nftables,
                 publish_link: probe.inbound_link_ok(),
+                forwarder: ForwarderInfo::probe(),
                 probe,
             }
         },
@@ -155,6 +189,7 @@ pub(crate) fn run(args: &FormatArgs) -> anyhow::Result<ExitStatus> {
                 ("network none", yes_no(info.network.none)),
                 ("network bridge", bridge_text(&info.network.probe)),
                 ("nftables (isolation, NAT)", yes_no(info.network.nftables)),
+                ("outbound (tsi)", info.network.forwarder.text()),
                 ("published ports (tsi)", publish_text(&info.network.probe)),
                 ("memory sharing (KSM)", ksm_text(info.memory_sharing)),
             ])?;

@@ -2,8 +2,8 @@
 //! request head, then the body, each a separate `transmit_output`) and sends it all when ureq
 //! starts waiting for the response.
 //!
-//! Why: a box reaches its KBS through a user-mode forwarder (passt) whose host-side sockets
-//! keep Nagle's algorithm on. A head and a body that reach it as two segments leave it as two
+//! Why: a box reaches its KBS through a user-mode forwarder, and an old passt's host-side
+//! sockets keep Nagle's algorithm on (A3S Box then defaults to slirp, but passt can be named). A head and a body that reach it as two segments leave it as two
 //! sends, and the second, smaller than a segment, waits until the server acknowledges the
 //! first. From its second request on, a connection's server delays that acknowledgement (up to
 //! 40 ms on Linux), expecting to send it with its answer. So every attestation stalled ~40 ms
