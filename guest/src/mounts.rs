@@ -1,10 +1,13 @@
 //! Volumes and bind mounts: each virtiofs tag the host shares is mounted at its path before the
 //! workload starts. The root is the initramfs (RAM), so mount points are created first.
 //!
-//! A named volume that is empty when it is first mounted over a non-empty image directory is
-//! filled with that directory's content first (Docker's copy-up; `-v NAME:/path:nocopy` opts
-//! out): the share is mounted at a private place, the image's files are copied in with their
-//! modes, owners, symlinks and timestamps, then the share is mounted at its path.
+//! A named volume that is empty when it is mounted over an image directory is filled with that
+//! directory's content first (Docker's copy-up; `-v NAME:/path:nocopy` opts out): the share is
+//! mounted at a private place, the image's files are copied in with their modes, owners,
+//! symlinks and timestamps, then the share is mounted at its path. The volume's root takes the
+//! directory's owner and mode even when the directory is empty, as with Docker: an image that
+//! prepares an empty data directory for its non-root user (postgres' `PGDATA`) gets a volume
+//! that user can write.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -43,16 +46,11 @@ fn mount_share(tag: &str, at: &Path, flags: MsFlags) -> anyhow::Result<()> {
         .with_context(|| format!("mounting virtiofs {tag} on {}", at.display()))
 }
 
-/// Copies the image's files at `m.path` into the share when the share is empty and the image
-/// directory is not.
+/// Copies the image's directory at `m.path` (its files, and its owner, mode and times onto the
+/// share's root) into the share when the share is empty.
 fn copy_up(m: &GuestMount) -> anyhow::Result<()> {
     let image_dir = Path::new(&m.path);
-    let has_files = fs::symlink_metadata(image_dir).is_ok_and(|md| md.is_dir())
-        && fs::read_dir(image_dir)
-            .with_context(|| format!("reading {}", image_dir.display()))?
-            .next()
-            .is_some();
-    if !has_files {
+    if !fs::symlink_metadata(image_dir).is_ok_and(|md| md.is_dir()) {
         return Ok(());
     }
     let staging = Path::new(STAGING).join(&m.tag);
@@ -169,5 +167,26 @@ mod tests {
             0o750
         );
         assert_eq!(fs::read_link(dst.join("link")).unwrap(), Path::new("sub/f"));
+    }
+
+    #[test]
+    fn an_empty_directory_still_gives_the_volume_root_its_owner_and_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("src"), d.path().join("dst"));
+        fs::create_dir(&src).unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o1777)).unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            // postgres' PGDATA in Debian's image: owned by its user, empty until initdb.
+            std::os::unix::fs::lchown(&src, Some(999), Some(999)).unwrap();
+        }
+        fs::create_dir(&dst).unwrap();
+        copy_children(&src, &dst).unwrap();
+        let md = fs::metadata(&dst).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o1777);
+        if root {
+            assert_eq!((md.uid(), md.gid()), (999, 999));
+        }
+        assert_eq!(fs::read_dir(&dst).unwrap().count(), 0);
     }
 }

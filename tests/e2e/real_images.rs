@@ -374,6 +374,33 @@ fn a_new_volume_over_postgres_data_is_filled_from_the_image_and_postgres_starts(
     );
     ok(&["rm", "-f", "ri-pgvol"]);
     ok(&["volume", "rm", "ri-pgdata"]);
+
+    // A new volume right over PGDATA, which the image prepares empty for its user: the volume
+    // takes that directory's owner and mode, so postgres (not root) can make its cluster there.
+    // Before, the volume's root stayed root's and the entry point's chmod failed.
+    let _rm = Cleanup("ri-pgmain");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ri-pgmain",
+        "-v",
+        "ri-pgmaindata:/var/lib/postgresql/15/main",
+        &pg.reference,
+    ]);
+    wait_for_postgres("ri-pgmain");
+    let root = ok(&[
+        "exec",
+        "ri-pgmain",
+        "stat",
+        "-c",
+        "%U %a",
+        "/var/lib/postgresql/15/main",
+    ]);
+    assert_eq!(root.stdout.trim(), "postgres 700");
+    assert_eq!(psql("ri-pgmain", "SELECT 40 + 2;").trim(), "42");
+    ok(&["rm", "-f", "ri-pgmain"]);
+    ok(&["volume", "rm", "ri-pgmaindata"]);
 }
 
 /// A TCP server on 8000 that answers with the client's address, and a UDP echo on 9000 that

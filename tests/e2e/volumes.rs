@@ -337,6 +337,20 @@ fn a_new_named_volume_is_filled_from_the_image_unless_nocopy() {
         Path::new("/bin/busybox"),
         "symlinks are copied as symlinks"
     );
+    // An empty image directory still gives a new volume its owner and mode (Docker's copy-up):
+    // busybox's /tmp is 1777, a fresh volume's directory 0755.
+    let r = ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "tmpfill:/tmp",
+        "busybox",
+        "stat",
+        "-c",
+        "%a %U",
+        "/tmp",
+    ]);
+    assert_eq!(r.stdout.trim(), "1777 root", "{}", r.stdout);
     // A second box sees the files through the volume, wherever it mounts it.
     let r = ok(&["run", "--rm", "-v", "fill:/data", "busybox", "ls", "/data"]);
     assert!(r.stdout.lines().any(|l| l == "losetup"), "{}", r.stdout);
