@@ -113,7 +113,7 @@ fn state(rec: &BoxRecord) -> Value {
         "Running": matches!(rec.state, BoxState::Running { .. }) || status == "paused",
         "Paused": status == "paused",
         "Restarting": matches!(rec.state, BoxState::Restarting { .. }),
-        "OOMKilled": false,
+        "OOMKilled": rec.oom_killed,
         "Dead": false,
         "Pid": pid,
         "ExitCode": exit_code,

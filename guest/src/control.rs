@@ -863,6 +863,9 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
             .unwrap_or_default();
         let container = st.supervised.by_pid(pid.as_raw());
         drop(st);
+        // The box is its VM: any OOM kill in the guest was one of the box's processes (the
+        // kernel never picks PID 1, guest-init). Read before anything else is killed.
+        let oom_killed = session == WORKLOAD_SESSION && oom_kills(VMSTAT) > 0;
         if session == WORKLOAD_SESSION {
             // As when a container's PID 1 dies: the box is over, so every process left (the
             // workload's children, such as nginx's workers after its master was killed, and
@@ -891,10 +894,31 @@ fn reap_loop(chan: &Channel, state: &Arc<Mutex<State>>) -> anyhow::Result<()> {
                     container_cgroup::remove(&id);
                     lock(&state).supervised.note_exit(&id);
                 }
-                None => finished(session, code, &chan),
+                None => {
+                    if oom_killed {
+                        // Said before the exit, as for a pod container.
+                        chan.msg(session, &GuestMsg::OomKilled);
+                    }
+                    finished(session, code, &chan);
+                }
             }
         });
     }
+}
+
+/// The guest kernel's counters.
+const VMSTAT: &str = "/proc/vmstat";
+
+/// How many processes the OOM killer has killed since the guest booted (`oom_kill` in
+/// `vmstat`; 0 when it cannot be read).
+fn oom_kills(vmstat: &str) -> u64 {
+    std::fs::read_to_string(vmstat)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// SIGKILL to every process but PID 1 (us): kill(2) with pid -1 from init spares only init.
@@ -908,4 +932,27 @@ fn lock(state: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kills_are_read_from_vmstat() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("vmstat");
+        std::fs::write(&f, "nr_free_pages 100\noom_kill 3\nnr_dirty 0\n").unwrap();
+        assert_eq!(oom_kills(f.to_str().unwrap()), 3);
+        // `oom_kill_something` is another counter, not this one.
+        std::fs::write(&f, "oom_kill_other 9\noom_kill 0\n").unwrap();
+        assert_eq!(oom_kills(f.to_str().unwrap()), 0);
+        std::fs::write(&f, "nr_free_pages 100\n").unwrap();
+        assert_eq!(oom_kills(f.to_str().unwrap()), 0);
+        assert_eq!(oom_kills(d.path().join("absent").to_str().unwrap()), 0);
+        // This machine's own kernel has the counter.
+        assert!(std::fs::read_to_string(VMSTAT)
+            .unwrap()
+            .contains("\noom_kill "));
+    }
 }

@@ -237,6 +237,78 @@ fn start_attach_streams_the_workload_and_returns_its_exit_code() {
     ok(&["rm", "sa-out", "sa-in"]);
 }
 
+/// Docker's `State.OOMKilled`: a workload the guest kernel's OOM killer ended says so (it was
+/// always `false` before), with an `oom` event; a box that ends by itself does not.
+#[test]
+fn a_workload_the_oom_killer_ended_is_reported_oom_killed() {
+    // `tail` keeps a growing buffer when its input has no newline; sh execs it as the workload.
+    let r = run(&[
+        "run",
+        "--name",
+        "oom-box",
+        "--memory",
+        "160m",
+        "busybox",
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert_eq!(r.code, 137, "killed: {}", r.stderr);
+    let state = &inspect("oom-box")["oom_killed"];
+    assert_eq!(state, true, "{}", inspect("oom-box"));
+    let docker = ok(&[
+        "inspect",
+        "--format",
+        "{{.State.OOMKilled}} {{.State.ExitCode}}",
+        "oom-box",
+    ]);
+    assert_eq!(docker.stdout.trim(), "true 137");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        // Whole seconds: the next one covers this one's events.
+        .saturating_add(1)
+        .to_string();
+    let events = ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now,
+        "--format",
+        "json",
+        "--filter",
+        "container=oom-box",
+    ]);
+    let actions: Vec<String> = events
+        .stdout
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            e["Action"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    let oom = actions.iter().position(|a| *a == "oom");
+    let die = actions.iter().position(|a| *a == "die");
+    assert!(oom.is_some() && oom < die, "oom before die: {actions:?}");
+    ok(&["rm", "oom-box"]);
+
+    let r = run(&[
+        "run",
+        "--name",
+        "no-oom-box",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 137",
+    ]);
+    assert_eq!(r.code, 137);
+    let docker = ok(&["inspect", "--format", "{{.State.OOMKilled}}", "no-oom-box"]);
+    assert_eq!(docker.stdout.trim(), "false");
+    ok(&["rm", "no-oom-box"]);
+}
+
 #[test]
 fn missing_command_exits_127_with_a_message() {
     let r = run(&["run", "--rm", "busybox", "no-such-program"]);

@@ -574,6 +574,7 @@ impl Boxes {
             tee: None,
             health: None,
             paused: false,
+            oom_killed: false,
             timings: Vec::new(),
         };
         fs_err::create_dir_all(self.box_dir(&id))?;

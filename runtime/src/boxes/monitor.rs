@@ -190,6 +190,15 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         let Some(run) = boot.once(listener.take(), tee.take())? else {
             return Ok(());
         };
+        if run.oom_killed {
+            // Docker's State.OOMKilled and its `oom` event, before the exit is recorded.
+            if let Ok(r) = boxes.update(id, |r| {
+                r.oom_killed = true;
+                Ok(())
+            }) {
+                boxes.emit(&r, "oom", &[]);
+            }
+        }
         // The policy only restarts a workload that ran: a box that cannot boot would loop.
         let again = run.ran && rec.spec.restart.decide(run.code, restarts, run.stopped);
         if !again || stop_requested(&dir) {
@@ -255,6 +264,8 @@ fn wait_or_stop(dir: &Path, delay: Duration) -> bool {
 struct Ran {
     code: i32,
     error: Option<String>,
+    /// The guest's OOM killer acted during the run.
+    oom_killed: bool,
     /// The workload started.
     ran: bool,
     /// `stop` ended it.
@@ -343,13 +354,14 @@ impl Boot<'_> {
             watch: std::mem::replace(&mut self.watch, super::timings::Stopwatch::for_monitor()),
         };
         let checker = super::health::spawn(boxes, self.rec, self.monitor_pid);
-        let (code, error, stopped) = match send(&vm, WORKLOAD_SESSION, &start) {
+        let Served {
+            code,
+            error,
+            stopped,
+            oom_killed,
+        } = match send(&vm, WORKLOAD_SESSION, &start) {
             Ok(()) => serve(vm, listener, self.dir, config, guest),
-            Err(e) => (
-                125,
-                Some(format!("sending the workload to the guest: {e}")),
-                false,
-            ),
+            Err(e) => Served::failed(format!("sending the workload to the guest: {e}")),
         };
         let ran = matches!(boxes.load(id)?.state, BoxState::Running { .. });
         // A VM that went away before its workload started failed to start: keep what it said.
@@ -361,6 +373,7 @@ impl Boot<'_> {
         Ok(Some(Ran {
             code,
             error,
+            oom_killed,
             ran,
             stopped,
         }))
@@ -495,6 +508,7 @@ impl Guest<'_> {
             r.stopped_by_user = false;
             r.health = super::health::initial(r);
             r.paused = false;
+            r.oom_killed = false;
             Ok(())
         });
         if let Ok(r) = &started {
@@ -540,7 +554,7 @@ fn serve(
     dir: &Path,
     config: &VmConfig,
     mut guest_box: Guest<'_>,
-) -> (i32, Option<String>, bool) {
+) -> Served {
     let shared = Arc::new(Mutex::new(Shared {
         next_session: 1,
         exec_allowed: guest_box.exec_allowed,
@@ -554,7 +568,7 @@ fn serve(
     }));
     let guest = match vm.sender() {
         Ok(s) => Arc::new(Mutex::new(s)),
-        Err(e) => return (125, Some(format!("guest channel: {e}")), false),
+        Err(e) => return Served::failed(format!("guest channel: {e}")),
     };
     {
         let (shared, guest) = (shared.clone(), guest.clone());
@@ -562,9 +576,10 @@ fn serve(
     }
     let mut log = match LogWriter::open(&dir.join(super::OUTPUT_LOG)) {
         Ok(l) => l,
-        Err(e) => return (125, Some(format!("opening the output log: {e}")), false),
+        Err(e) => return Served::failed(format!("opening the output log: {e}")),
     };
     let mut error = None;
+    let mut oom_killed = false;
     // When the stop timeout ran out: the workload was sent SIGKILL inside the guest.
     let mut killed_at: Option<Instant> = None;
     let code = loop {
@@ -643,6 +658,7 @@ fn serve(
                 }
                 Kind::Control => match frame.message::<GuestMsg>() {
                     Ok(GuestMsg::Exited { code }) => break code,
+                    Ok(GuestMsg::OomKilled) => oom_killed = true,
                     Ok(GuestMsg::SpawnFailed { message, .. }) => {
                         let _ =
                             log.write(Stream::Stderr, format!("a3s-box: {message}\n").as_bytes());
@@ -671,7 +687,34 @@ fn serve(
     };
     // Wakes the accept loop so it sees `closed` and lets go of the socket.
     let _ = UnixStream::connect(dir.join(super::MONITOR_SOCKET));
-    (code, error, stopped)
+    Served {
+        code,
+        error,
+        stopped,
+        oom_killed,
+    }
+}
+
+/// How a run ended, as [`serve`] saw it.
+struct Served {
+    code: i32,
+    error: Option<String>,
+    /// `stop` ended it.
+    stopped: bool,
+    /// The guest said its OOM killer acted during the run.
+    oom_killed: bool,
+}
+
+impl Served {
+    /// The run could not be served.
+    fn failed(message: String) -> Self {
+        Self {
+            code: 125,
+            error: Some(message),
+            stopped: false,
+            oom_killed: false,
+        }
+    }
 }
 
 /// The exit code and message when the VM goes away under a box: before its workload started

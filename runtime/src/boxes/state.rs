@@ -174,6 +174,10 @@ pub struct BoxRecord {
     /// `stop` and the end of the run clear it).
     #[serde(default)]
     pub paused: bool,
+    /// The guest kernel's OOM killer killed a process of the box during its last run (Docker's
+    /// `State.OOMKilled`; cleared when a run starts).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl BoxRecord {
@@ -285,6 +289,7 @@ pub(crate) mod tests {
             tee: None,
             health: None,
             paused: false,
+            oom_killed: false,
             timings: Vec::new(),
         }
     }

@@ -136,6 +136,7 @@ impl Home {
             tee: None,
             health: None,
             paused: false,
+            oom_killed: false,
             timings: Vec::new(),
         };
         state::write_record(&dir.join("state.json"), &rec).unwrap();
