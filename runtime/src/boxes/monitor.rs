@@ -658,7 +658,9 @@ fn serve(
                 }
                 Kind::Control => match frame.message::<GuestMsg>() {
                     Ok(GuestMsg::Exited { code }) => break code,
-                    Ok(GuestMsg::OomKilled) => oom_killed = true,
+                    // A pod's containers report their own (their cgroups count them); the
+                    // guest-wide count would blame the sandbox for them.
+                    Ok(GuestMsg::OomKilled) => oom_killed = !guest_box.pod_sandbox,
                     Ok(GuestMsg::SpawnFailed { message, .. }) => {
                         let _ =
                             log.write(Stream::Stderr, format!("a3s-box: {message}\n").as_bytes());
