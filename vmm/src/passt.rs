@@ -73,6 +73,16 @@ pub enum Forwarder {
     Slirp,
 }
 
+impl Forwarder {
+    /// `passt` or `slirp`, as in `A3S_BOX_FORWARDER` and `inspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passt => "passt",
+            Self::Slirp => "slirp",
+        }
+    }
+}
+
 /// The forwarder a box got, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwarderChoice {
@@ -198,7 +208,7 @@ fn choose_with(
 ///
 /// # Errors
 /// The file cannot be read.
-pub fn sets_nodelay(binary: &Path) -> std::io::Result<bool> {
+fn sets_nodelay(binary: &Path) -> std::io::Result<bool> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::fs::File::open(binary)?
@@ -443,6 +453,13 @@ mod tests {
         ));
         let e = choose_with(Some("vde"), new.as_ref(), ROUTES).unwrap_err();
         assert!(e.to_string().contains("use passt or slirp"), "{e}");
+    }
+
+    #[test]
+    fn names_match_the_serialized_forwarder() {
+        for f in [Forwarder::Passt, Forwarder::Slirp] {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.name());
+        }
     }
 
     #[test]

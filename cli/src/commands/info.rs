@@ -63,9 +63,7 @@ impl ForwarderInfo {
     fn text(&self) -> String {
         let name = self
             .forwarder
-            .and_then(|f| serde_json::to_value(f).ok())
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "none".into());
+            .map_or("none", a3s_vmm::passt::Forwarder::name);
         format!("{name} ({})", self.reason)
     }
 }
