@@ -17,11 +17,13 @@
 # few seconds after the guest frees memory), read every 2 s until two readings agree to 2 MiB.
 #
 #   bench/footprint.sh [N]     (default 5 boxes for step 4; A3S_BOX=path/to/a3s-box, default
-#                               target/release; MEM=256 guest MiB)
+#                               target/release; MEM=128: the boxes' --memory, the workload's
+#                               limit; the floor gets the VM size a3s-box gives that limit,
+#                               259 MiB with the 6.12 cloud kernel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-5}
-mem=${MEM:-256}
+limit=${MEM:-128}
 source bench/home-lib.sh
 bench_box footprint
 bench_home
@@ -46,8 +48,10 @@ trap cleanup EXIT
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 
 # Warm-up: imports busybox, extracts the vmlinux, builds the initrd.
-"$box" run --name bench-warm busybox true
+"$box" run --name bench-warm -m "${limit}m" busybox true
 cmdline=$("$box" inspect bench-warm | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["kernel_cmdline"])')
+# The VM size the boxes get for that limit: the floor runs at the same.
+mem=$("$box" inspect bench-warm | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["vm_mem_mib"])')
 "$box" rm bench-warm >/dev/null
 vmlinux=$(ls "$A3S_HOME"/cache/kernels/*/vmlinux | head -1)
 floor_cmdline=$(echo "$cmdline" | sed -e 's#rdinit=/.a3s/init#rdinit=/init#' -e 's# a3s.image=[^ ]*##')
@@ -69,12 +73,12 @@ read -r fa ff < <(settle "$floor_pid")
 kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true; floor_pid=
 
 # 2. Idle busybox, with and without free page reporting (both running at once).
-"$box" run -d --name fp-balloon -m "${mem}m" busybox sleep 100000 >/dev/null
-A3S_BOX_BALLOON=off "$box" run -d --name fp-noballoon -m "${mem}m" busybox sleep 100000 >/dev/null
+"$box" run -d --name fp-balloon -m "${limit}m" busybox sleep 100000 >/dev/null
+A3S_BOX_BALLOON=off "$box" run -d --name fp-noballoon -m "${limit}m" busybox sleep 100000 >/dev/null
 # ... and with QEMU's default 1 GiB TCG translation buffer (before it was bounded).
-A3S_BOX_TCG_TB_MIB=0 "$box" run -d --name fp-tb1g -m "${mem}m" busybox sleep 100000 >/dev/null
+A3S_BOX_TCG_TB_MIB=0 "$box" run -d --name fp-tb1g -m "${limit}m" busybox sleep 100000 >/dev/null
 # ... and with guest RAM in huge pages (before QEMU ran with THP disabled).
-A3S_BOX_THP=on "$box" run -d --name fp-thp -m "${mem}m" busybox sleep 100000 >/dev/null
+A3S_BOX_THP=on "$box" run -d --name fp-thp -m "${limit}m" busybox sleep 100000 >/dev/null
 read -r ba bf < <(settle $(pids_of fp-balloon))
 read -r na nf < <(settle $(pids_of fp-noballoon))
 read -r ta _ < <(settle $(pids_of fp-tb1g))
@@ -94,7 +98,7 @@ read -r nb _ < <(settle $(pids_of fp-noballoon))
 nginx_archive=$(ls /var/cache/a3s-test-images/nginx-*/image.tar 2>/dev/null | head -1 || true)
 if [ -n "$nginx_archive" ]; then
   "$box" load -i "$nginx_archive" >/dev/null
-  "$box" run -d --name fp-nginx -m "${mem}m" localhost/a3s-test/nginx:latest >/dev/null
+  "$box" run -d --name fp-nginx -m "${limit}m" localhost/a3s-test/nginx:latest >/dev/null
   read -r xa xf < <(settle $(pids_of fp-nginx))
   "$box" rm -f fp-nginx >/dev/null
 fi
@@ -103,7 +107,7 @@ fi
 # 4. N idle boxes.
 sleep 2
 before=$(avail)
-for i in $(seq "$n"); do "$box" run -d --name "fp-many-$i" -m "${mem}m" busybox sleep 100000 >/dev/null & done
+for i in $(seq "$n"); do "$box" run -d --name "fp-many-$i" -m "${limit}m" busybox sleep 100000 >/dev/null & done
 wait
 all=()
 for i in $(seq "$n"); do all+=($(pids_of "fp-many-$i")); done

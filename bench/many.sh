@@ -7,12 +7,13 @@
 #     memory summed, anonymous + file pages, and the drop in the host's MemAvailable), per box.
 #
 #   bench/many.sh [N] [BASE]   (default 20 and 5; A3S_BOX=path/to/a3s-box, default
-#                               target/release; MEM=256 guest MiB)
+#                               target/release; MEM=128: each box's --memory, the
+#                               workload's limit, a 259 MiB VM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20}
 base=${2:-5}
-mem=${MEM:-256}
+mem=${MEM:-128}
 source bench/home-lib.sh
 bench_box many
 bench_home
@@ -78,7 +79,7 @@ a = sys.argv
 accel, mem, n, base = a[1], a[2], int(a[3]), int(a[4])
 a5, f5, an, fn, before, after5, aftern = (int(x) / 1024 for x in a[5:12])
 s1, c1, c2, s2 = (float(x) for x in a[12:16])
-print(f"many boxes ({accel}, {mem} MiB guests, busybox sleep):")
+print(f"many boxes ({accel}, --memory {mem}m, busybox sleep):")
 print(f"  {n} x run -d   sequential {s1/1000:7.1f} s   concurrent {c1/1000:7.1f} s, {c2/1000:7.1f} s   "
       f"sequential again (with {n} up) {s2/1000:7.1f} s")
 print(f"                 ratio concurrent/sequential {((c1 + c2) / 2) / s1:.2f}   "

@@ -186,7 +186,8 @@ fn host_config(rec: &BoxRecord, att: &BoxAttachments) -> Value {
         "Binds": binds,
         // Docker: `true` with --init, else null (guest-init is the init either way).
         "Init": rec.spec.security.as_ref().and_then(|s| s.init),
-        "Memory": u64::from(rec.spec.mem_mib) * 1024 * 1024,
+        // Docker's: the container's limit, 0 for none.
+        "Memory": rec.spec.memory_limit_bytes.unwrap_or(0),
         "NanoCpus": u64::from(rec.spec.vcpus) * 1_000_000_000,
         "NetworkMode": network_name(att),
         "PortBindings": port_bindings(att),

@@ -39,6 +39,7 @@ mod seccomp;
 mod security;
 mod supervised;
 mod top;
+mod workload_cgroup;
 
 use std::time::Duration;
 

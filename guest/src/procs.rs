@@ -23,8 +23,8 @@ pub(crate) fn stats() -> Result<GuestStats, String> {
     let kib = |k: &str| meminfo_kib(&meminfo, k);
     let total = kib("MemTotal:").ok_or("no MemTotal in /proc/meminfo")?;
     let available = kib("MemAvailable:").ok_or("no MemAvailable in /proc/meminfo")?;
-    s.mem_limit_bytes = total * 1024;
-    s.mem_used_bytes = total.saturating_sub(available) * 1024;
+    (s.mem_used_bytes, s.mem_limit_bytes) = crate::workload_cgroup::memory()
+        .unwrap_or((total.saturating_sub(available) * 1024, total * 1024));
     let stat = read(&proc.join("stat"))?;
     (s.cpu_busy_ticks, s.cpu_total_ticks, s.online_cpus) =
         cpu_ticks(&stat).ok_or("no cpu line in /proc/stat")?;

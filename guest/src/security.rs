@@ -1,7 +1,7 @@
 //! Docker's security and resource options inside the VM.
 //!
 //! Two parts: [`setup_machine`] runs once before the workload (tmpfs mounts, `/dev/shm` size,
-//! sysctls, the pids cgroup, and last the read-only root), and [`Credentials::apply`] is the one
+//! sysctls, the workload's cgroup ([`crate::workload_cgroup`]), and last the read-only root), and [`Credentials::apply`] is the one
 //! pre-exec path every workload and exec process goes through, in this order: cgroup join →
 //! rlimits → setgroups → setgid → capability drops (bounding, ambient, inheritable) → setuid →
 //! final permitted/effective sets → no_new_privs. rlimits come before the capability drops
@@ -25,10 +25,6 @@ use nix::mount::{mount, MsFlags};
 use a3s_vmm::proto::{Rlimit, Security, TmpfsMount};
 
 use crate::process::User;
-
-/// The cgroup (v2) the workload and its exec sessions share when `--pids-limit` is set.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const WORKLOAD_CGROUP: &str = "/sys/fs/cgroup/a3s-workload";
 
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAP_VERSION_3: u32 = 0x2008_0522;
@@ -59,9 +55,7 @@ pub(crate) fn setup_machine(sec: &Security) -> anyhow::Result<()> {
     for (key, value) in &sec.sysctls {
         write_sysctl(key, value)?;
     }
-    if let Some(max) = sec.pids_limit {
-        pids_cgroup(max)?;
-    }
+    crate::workload_cgroup::create(sec)?;
     if sec.read_only_root {
         // mount -o remount,bind,ro /  (per-mount flag: the writable layer stays as it is)
         mount(
@@ -136,34 +130,6 @@ fn write_sysctl(key: &str, value: &str) -> anyhow::Result<()> {
     }
     let path = Path::new("/proc/sys").join(key.replace('.', "/"));
     fs::write(&path, value).with_context(|| format!("setting sysctl {key}={value} (--sysctl)"))
-}
-
-/// mount -t cgroup2 none /sys/fs/cgroup; echo +pids > cgroup.subtree_control;
-/// mkdir a3s-workload; echo MAX > a3s-workload/pids.max
-fn pids_cgroup(max: u64) -> anyhow::Result<()> {
-    fs::create_dir_all(CGROUP_ROOT).context("creating /sys/fs/cgroup")?;
-    match mount(
-        Some("cgroup2"),
-        CGROUP_ROOT,
-        Some("cgroup2"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    ) {
-        Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
-        Err(e) => return Err(e).context("mounting the cgroup2 filesystem (--pids-limit)"),
-    }
-    fs::write(
-        Path::new(CGROUP_ROOT).join("cgroup.subtree_control"),
-        "+pids",
-    )
-    .context("enabling the pids controller (--pids-limit)")?;
-    match fs::create_dir(WORKLOAD_CGROUP) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).context("creating the workload's cgroup"),
-    }
-    fs::write(Path::new(WORKLOAD_CGROUP).join("pids.max"), max.to_string())
-        .context("setting pids.max (--pids-limit)")
 }
 
 #[cfg(target_env = "gnu")]
@@ -265,17 +231,7 @@ impl Credentials {
                 Some(mask)
             }
         };
-        let cgroup_procs = match sec.pids_limit {
-            None => None,
-            Some(_) => {
-                let path = Path::new(WORKLOAD_CGROUP).join("cgroup.procs");
-                let f = fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
-                Some(OwnedFd::from(f))
-            }
-        };
+        let cgroup_procs = crate::workload_cgroup::open_procs(sec)?;
         Ok(Self {
             uid: user.uid,
             gid: user.gid,

@@ -251,9 +251,11 @@ fn a_workload_the_oom_killer_ended_is_reported_oom_killed() {
         "busybox",
         "sh",
         "-c",
-        "tail /dev/zero",
+        "cat /sys/fs/cgroup/a3s-workload/memory.max; tail /dev/zero",
     ]);
     assert_eq!(r.code, 137, "killed: {}", r.stderr);
+    // `--memory` is the workload's cgroup limit, as Docker's (it was the VM's size).
+    assert_eq!(r.stdout.trim(), (160 << 20).to_string());
     let state = &inspect("oom-box")["oom_killed"];
     assert_eq!(state, true, "{}", inspect("oom-box"));
     let docker = ok(&[
@@ -263,6 +265,8 @@ fn a_workload_the_oom_killer_ended_is_reported_oom_killed() {
         "oom-box",
     ]);
     assert_eq!(docker.stdout.trim(), "true 137");
+    let limit = ok(&["inspect", "--format", "{{.HostConfig.Memory}}", "oom-box"]);
+    assert_eq!(limit.stdout.trim(), (160 << 20).to_string());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -304,8 +308,14 @@ fn a_workload_the_oom_killer_ended_is_reported_oom_killed() {
         "exit 137",
     ]);
     assert_eq!(r.code, 137);
-    let docker = ok(&["inspect", "--format", "{{.State.OOMKilled}}", "no-oom-box"]);
-    assert_eq!(docker.stdout.trim(), "false");
+    let docker = ok(&[
+        "inspect",
+        "--format",
+        "{{.State.OOMKilled}} {{.HostConfig.Memory}}",
+        "no-oom-box",
+    ]);
+    // No `--memory`: no limit, 0 as Docker shows it.
+    assert_eq!(docker.stdout.trim(), "false 0");
     ok(&["rm", "no-oom-box"]);
 }
 

@@ -280,7 +280,7 @@ fn kbs_state_is_owner_only_encrypted_at_rest_and_a_shared_database_is_refused() 
 fn out_of_range_resources_are_usage_errors() {
     let env = TestEnv::new();
     for args in [
-        ["run", "--memory", "0", "busybox", "true"],
+        ["run", "--memory", "4m", "busybox", "true"],
         ["run", "--cpus", "0", "busybox", "true"],
         ["create", "--cpus", "999", "busybox", "true"],
     ] {

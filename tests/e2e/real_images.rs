@@ -464,6 +464,8 @@ fn python3_runs_and_a_box_keeps_its_files_until_rm() {
         "-d",
         "--name",
         "ri-py",
+        "--memory",
+        "200m",
         "-p",
         "127.0.0.1::8000",
         "-p",
@@ -480,6 +482,29 @@ fn python3_runs_and_a_box_keeps_its_files_until_rm() {
             .then_some(())
     });
     assert_published_ports_reach_python("ri-py");
+    // `--memory 200m` is the workload's, as under Docker: 150 MiB fits (before, the VM had
+    // 200 MiB and the guest's own share left ~90 MiB, so this was OOM-killed), 250 MiB does
+    // not, and exec sessions are held to the same limit.
+    let cgroup = ok(&["exec", "ri-py", "cat", "/proc/self/cgroup"]);
+    assert_eq!(cgroup.stdout.trim(), "0::/a3s-workload");
+    let fits = ok(&[
+        "exec",
+        "ri-py",
+        "python3",
+        "-c",
+        "print(len(bytearray(150 << 20)) >> 20)",
+    ]);
+    assert_eq!(fits.stdout.trim(), "150");
+    let over = run(&[
+        "exec",
+        "ri-py",
+        "python3",
+        "-c",
+        "print(len(bytearray(250 << 20)) >> 20)",
+    ]);
+    assert_eq!(over.code, 137, "{over:?}");
+    let stats = ok(&["stats", "--no-stream", "--format", "json", "ri-py"]).json_lines();
+    assert_eq!(stats[0][0]["mem_limit_bytes"], 200 << 20, "{stats}");
     ok(&[
         "exec",
         "ri-py",

@@ -74,7 +74,7 @@
 //!   Why: the initramfs root bound image size to guest RAM (about a third of it; nginx needed
 //!   640 MiB, postgres 1536 MiB), grew boot time with image size, and lost every write at stop.
 //! - Command line: `console=ttyS0 quiet nokaslr mitigations=off cryptomgr.notests
-//!   no_timer_check tsc=reliable panic=-1 reboot=t initcall_blacklist=…
+//!   no_timer_check tsc=reliable panic=-1 reboot=t transparent_hugepage=never initcall_blacklist=…
 //!   ([`crate::qemu::SKIPPED_INITCALLS`]) [lpj=… tsc_early_khz=…] rdinit=/.a3s/init
 //!   a3s.image=<digest> a3s.root=<blocks>,<hash> a3s.rw=ext4|crypt <--kernel-arg…>`, recorded
 //!   in the box state (`kernel_cmdline`).

@@ -533,6 +533,10 @@ pub struct Security {
     /// Most tasks the workload and its exec sessions may have together (`--pids-limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u64>,
+    /// Most memory the workload and its exec sessions may use together, in bytes (`--memory`:
+    /// the cgroup's `memory.max`; the VM is sized to hold it beside the guest's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
     /// Mount the root filesystem read-only (`--read-only`).
     #[serde(default)]
     pub read_only_root: bool,
@@ -995,9 +999,11 @@ pub struct ContainerStats {
 /// What `stats` shows, measured by the guest kernel (not QEMU's host process).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestStats {
-    /// `MemTotal - MemAvailable` of `/proc/meminfo`.
+    /// `MemTotal - MemAvailable` of `/proc/meminfo`; with `--memory`, the workload cgroup's
+    /// `memory.current` less its `inactive_file` (Docker's figure).
     pub mem_used_bytes: u64,
-    /// `MemTotal`: the RAM the guest kernel manages (the VM size less what it reserved).
+    /// `MemTotal`: the RAM the guest kernel manages (the VM size less what it reserved); with
+    /// `--memory`, the limit.
     pub mem_limit_bytes: u64,
     /// Busy jiffies of all CPUs since boot (`/proc/stat`: all but idle and iowait).
     pub cpu_busy_ticks: u64,

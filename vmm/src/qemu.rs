@@ -84,6 +84,11 @@ pub enum ConfigError {
     /// Memory out of range.
     #[error("--memory {0} MiB is out of range")]
     Memory(u64),
+    /// A workload memory limit out of range ([`crate::memory::check_limit`]).
+    #[error(
+        "--memory {0} bytes is out of range: a memory limit is at least 6 MiB (as Docker's) and at most 1 TiB"
+    )]
+    MemoryLimit(u64),
     /// Less memory than the kernel and the initrd need to boot.
     #[error("--memory {mem_mib} MiB is too small for this kernel and init: at least {need_mib} MiB is needed")]
     MemoryTooSmall {
@@ -205,6 +210,12 @@ bpf_dummy_struct_ops_init";
 /// machines, and with the presets 16/16 boots completed (see the crate docs). `tsc_khz` is the
 /// rate given to the kernel: the host's TSC rate for plain boxes, `None` for the fixed
 /// [`crate::clock::FIXED_TSC_KHZ`] on a measured command line (guest-init corrects the clock).
+///
+/// `transparent_hugepage=never`: from 512 MiB of RAM the kernel turns THP on, and khugepaged
+/// then raises `min_free_kbytes` to 44 MiB (1794 KiB at 256 MiB), which the guest keeps free
+/// and out of `MemAvailable` (1 GiB box: 831 MiB available with THP, 891 without), while its
+/// huge pages buy little on guest RAM the host backs with base pages ([`crate::host_pages`]).
+/// A box that wants them passes `--kernel-arg transparent_hugepage=always` (the last wins).
 pub fn kernel_cmdline(accel: Accel, tsc_khz: Option<u64>, extra: &[String]) -> String {
     let parts = vec![
         "console=ttyS0",
@@ -216,6 +227,7 @@ pub fn kernel_cmdline(accel: Accel, tsc_khz: Option<u64>, extra: &[String]) -> S
         "tsc=reliable",
         "panic=-1",
         "reboot=t",
+        "transparent_hugepage=never",
         SKIPPED_INITCALLS,
         crate::balloon::REPORTING_ORDER_ARG,
     ];
@@ -1174,7 +1186,7 @@ mod tests {
             -m 256 -smp 1 -nodefaults -no-user-config -display none -no-reboot \
             -kernel /k/vmlinux -initrd /c/initrd.img -append console=ttyS0 quiet nokaslr \
             mitigations=off cryptomgr.notests no_timer_check tsc=reliable panic=-1 reboot=t \
-            initcall_blacklist=jent_mod_init,crypto_kdf108_init,init_ima,\
+            transparent_hugepage=never initcall_blacklist=jent_mod_init,crypto_kdf108_init,init_ima,\
 load_system_certificate_list,platform_keyring_init,bpf_tcp_ca_kfunc_init,\
 bpf_dummy_struct_ops_init page_reporting.page_reporting_order=3 lpj=4000000 tsc_early_khz=2400000 \
             rdinit=/.a3s/init a3s.x=1 \

@@ -60,6 +60,7 @@ impl LaunchFlags {
             image: image.to_owned(),
             vcpus: self.cpus,
             mem_mib: u64::from(a3s_runtime::boxes::DEFAULT_MEM_MIB),
+            memory_limit_bytes: None,
             kernel_args: self.kernel_arg.clone(),
             net,
             tee: Some(TeeSpec {

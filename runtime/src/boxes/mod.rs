@@ -264,8 +264,11 @@ pub struct CreateRequest {
     pub tty_size: Option<(u16, u16)>,
     /// `--cpus`.
     pub vcpus: u32,
-    /// `--memory` in MiB.
+    /// The VM's memory in MiB when the workload has no limit (`memory_limit_bytes` is `None`).
     pub mem_mib: u64,
+    /// `--memory`: the workload's memory limit in bytes; the VM is then sized to hold it
+    /// beside the guest's own share, and `mem_mib` is not used.
+    pub memory_limit_bytes: Option<u64>,
     /// `--kernel-arg`.
     pub kernel_args: Vec<String>,
     /// `--rm`.
@@ -325,9 +328,18 @@ pub struct VmPlan {
     /// clock when the command line had to carry another rate (see `a3s_vmm::clock`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsc_khz: Option<u64>,
+    /// The VM's memory in MiB when the workload has a memory limit (sized from it and the boot
+    /// assets by `a3s_vmm::memory::vm_mib_for_limit`); `None`: the box's `mem_mib`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_mib: Option<u32>,
 }
 
 impl VmPlan {
+    /// The VM's memory in MiB: sized from the workload's limit, or the box's own figure.
+    pub fn mem_mib(&self, spec: &BoxSpec) -> u32 {
+        self.mem_mib.unwrap_or(spec.mem_mib)
+    }
+
     /// The VM configuration for a box directory.
     pub fn vm_config(&self, dir: &Path, spec: &BoxSpec) -> VmConfig {
         let env_secs = |k: &str, d: u64| {
@@ -339,7 +351,7 @@ impl VmPlan {
         VmConfig {
             accel: self.accel,
             machine: self.machine,
-            mem_mib: spec.mem_mib,
+            mem_mib: self.mem_mib(spec),
             vcpus: spec.vcpus,
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
@@ -566,6 +578,7 @@ impl Boxes {
             spec,
             state: BoxState::Created,
             kernel_cmdline: None,
+            vm_mem_mib: None,
             started_at: None,
             finished_at: None,
             boot: None,
@@ -618,6 +631,9 @@ impl Boxes {
     /// created box would.
     fn resolve_request(&self, req: &CreateRequest, id: &BoxId) -> Result<Resolved, BoxError> {
         let (vcpus, mem_mib) = VmConfig::resources(req.vcpus, req.mem_mib)?;
+        if let Some(limit) = req.memory_limit_bytes {
+            a3s_vmm::memory::check_limit(limit)?;
+        }
         let store = ImageStore::open(self.home.root().join("images"))?;
         let reference: ImageRef = req.image.parse().map_err(bad_ref(&req.image))?;
         let image = match store.resolve(&reference) {
@@ -718,6 +734,7 @@ impl Boxes {
             },
             vcpus,
             mem_mib,
+            memory_limit_bytes: req.memory_limit_bytes,
             kernel_args: req.kernel_args.clone(),
             auto_remove: req.auto_remove,
             tee: req.tee.clone(),
@@ -900,6 +917,19 @@ impl Boxes {
         // A TEE box's command line is measured: it keeps the fixed rate, whatever this host's
         // CPU, so its measurement is the same on every host; guest-init corrects the clock.
         let cmdline_tsc = if spec.tee.is_some() { None } else { tsc_khz };
+        let mem_mib = match spec.memory_limit_bytes {
+            Some(limit) => {
+                let mib = a3s_vmm::memory::vm_mib_for_limit(
+                    limit,
+                    &kernel_image,
+                    &base.path,
+                    snp.is_some(),
+                )
+                .map_err(a3s_vmm::qemu::ConfigError::from)?;
+                Some(VmConfig::resources(u32::from(spec.vcpus), mib)?.1)
+            }
+            None => None,
+        };
         let plan = VmPlan {
             accel: choice.accel,
             accel_reason: choice.reason,
@@ -912,6 +942,7 @@ impl Boxes {
             mounts,
             snp,
             tsc_khz,
+            mem_mib,
         };
         Ok(plan)
     }
@@ -955,7 +986,7 @@ impl Boxes {
             return Err(BoxError::AlreadyRunning(rec.name));
         }
         let plan = self.prepare(&rec)?;
-        a3s_vmm::memory::check(rec.spec.mem_mib, &plan.kernel, &plan.initrd)?;
+        a3s_vmm::memory::check(plan.mem_mib(&rec.spec), &plan.kernel, &plan.initrd)?;
         let prepare_ms = u64::try_from(started.1.elapsed().as_millis()).unwrap_or(u64::MAX);
         let dir = self.box_dir(&rec.id);
         let log = fs_err::File::create(dir.join("monitor.log"))?;

@@ -335,7 +335,7 @@ impl Boot<'_> {
             tee: tee.as_ref().map(|t| t.setup.clone()),
             // Set afresh at every boot (a restart's guest starts from the RTC again).
             clock: Some(GuestClock::now(self.tsc_khz)),
-            security: self.rec.spec.security.as_ref().map(|s| s.guest()),
+            security: self.rec.spec.guest_security(),
         };
         let guest = Guest {
             boxes,
@@ -501,6 +501,7 @@ impl Guest<'_> {
                 qemu_pid,
             };
             r.kernel_cmdline = Some(config.cmdline.clone());
+            r.vm_mem_mib = Some(config.mem_mib);
             r.boot = Some(vm.boot.clone());
             r.started_at = Some(now_rfc3339());
             r.finished_at = None;

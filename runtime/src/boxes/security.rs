@@ -312,6 +312,8 @@ impl SecurityConfig {
                 .pids_limit
                 .filter(|n| *n > 0)
                 .and_then(|n| u64::try_from(n).ok()),
+            // The box's, not a flag of these (`BoxSpec::guest_security`).
+            memory_limit_bytes: None,
             read_only_root: self.readonly_rootfs,
             tmpfs: self
                 .tmpfs

@@ -21,8 +21,13 @@ pub struct BoxSpec {
     pub setup: GuestSetup,
     /// vCPUs.
     pub vcpus: u8,
-    /// Guest memory.
+    /// The VM's memory when the workload has no limit.
     pub mem_mib: u32,
+    /// The workload's memory limit in bytes (`--memory`): guest-init holds the workload and
+    /// its exec sessions to it with a cgroup, and the VM is sized to hold it beside the
+    /// guest's own share (`mem_mib` is then unused). `None`: no limit, as Docker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
     /// Extra kernel command-line arguments (`--kernel-arg`).
     pub kernel_args: Vec<String>,
     /// Remove the box when it exits (`--rm`).
@@ -54,6 +59,18 @@ pub struct BoxSpec {
     /// from before them and CRI pods, which keep every capability.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<super::security::SecurityConfig>,
+}
+
+impl BoxSpec {
+    /// What guest-init applies to the workload and its exec sessions: the security flags and
+    /// the memory limit (`None`: nothing, every capability kept).
+    pub fn guest_security(&self) -> Option<a3s_vmm::proto::Security> {
+        let mut sec = self.security.as_ref().map(|s| s.guest());
+        if let Some(limit) = self.memory_limit_bytes {
+            sec.get_or_insert_with(Default::default).memory_limit_bytes = Some(limit);
+        }
+        sec
+    }
 }
 
 fn default_layer_bytes() -> u64 {
@@ -146,6 +163,9 @@ pub struct BoxRecord {
     /// The kernel command line of the last boot.
     #[serde(default)]
     pub kernel_cmdline: Option<String>,
+    /// The VM's memory in MiB at the last boot (sized from `--memory` when it is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_mem_mib: Option<u32>,
     /// Start time of the last run.
     #[serde(default)]
     pub started_at: Option<String>,
@@ -265,6 +285,7 @@ pub(crate) mod tests {
                 setup: GuestSetup::default(),
                 vcpus: 1,
                 mem_mib: 256,
+                memory_limit_bytes: None,
                 kernel_args: vec![],
                 auto_remove: false,
                 tee: None,
@@ -281,6 +302,7 @@ pub(crate) mod tests {
                 error: None,
             },
             kernel_cmdline: Some("console=ttyS0".into()),
+            vm_mem_mib: None,
             started_at: None,
             finished_at: None,
             boot: None,

@@ -247,9 +247,9 @@ fn request(
         tty: false,
         tty_size: None,
         vcpus: s.cpus.unwrap_or(1),
-        mem_mib: s
-            .memory_mib
-            .unwrap_or(u64::from(crate::boxes::DEFAULT_MEM_MIB)),
+        mem_mib: u64::from(crate::boxes::DEFAULT_MEM_MIB),
+        // `deploy.resources.limits.memory` is the service's limit, as Docker's `--memory`.
+        memory_limit_bytes: s.memory_mib.map(|m| m.saturating_mul(1 << 20)),
         kernel_args: vec![],
         auto_remove: false,
         net,

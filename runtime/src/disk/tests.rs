@@ -105,6 +105,7 @@ impl Home {
                 setup: GuestSetup::default(),
                 vcpus: 1,
                 mem_mib: 256,
+                memory_limit_bytes: None,
                 kernel_args: vec![],
                 auto_remove: false,
                 tee: None,
@@ -128,6 +129,7 @@ impl Home {
                 }
             },
             kernel_cmdline: None,
+            vm_mem_mib: None,
             started_at: None,
             finished_at: None,
             boot: None,

@@ -75,6 +75,7 @@ impl Engine {
             user: Some("0:0".into()),
             vcpus: 1,
             mem_mib: u64::from(DEFAULT_MEM_MIB),
+            memory_limit_bytes: None,
             health: HealthOptions {
                 disable: true,
                 ..HealthOptions::default()

@@ -64,6 +64,7 @@ impl Engine {
             user: Some("0:0".into()),
             vcpus: 1,
             mem_mib: u64::from(DEFAULT_MEM_MIB),
+            memory_limit_bytes: None,
             net: BoxNet {
                 mode: NetMode::None,
                 ..BoxNet::default()

@@ -43,7 +43,7 @@ pub struct BoxStats {
     pub rss_kib: u64,
     /// vCPUs.
     pub vcpus: u8,
-    /// Memory limit.
+    /// The VM's memory (the workload's limit, if any, is the guest's `mem_limit_bytes`).
     pub mem_mib: u32,
     /// Paused: the guest cannot answer, the guest figures are absent.
     pub paused: bool,
@@ -325,7 +325,7 @@ impl Engine {
                 cpu_seconds: a3s_vmm::qemu::cpu_time_secs(qemu_pid).unwrap_or(0.0),
                 rss_kib: a3s_vmm::qemu::rss_kib(qemu_pid).unwrap_or(0),
                 vcpus: r.spec.vcpus,
-                mem_mib: r.spec.mem_mib,
+                mem_mib: r.vm_mem_mib.unwrap_or(r.spec.mem_mib),
                 paused: r.paused,
                 cpu_percent: before
                     .as_ref()

@@ -116,6 +116,7 @@ impl Engine {
                 // The box defaults; pod-level resources (overhead, limits) come later.
                 vcpus: 1,
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
+                memory_limit_bytes: None,
                 net: Self::pod_box_net(spec, network.is_some()),
                 mounts,
                 security,

@@ -24,6 +24,7 @@ fn busybox(name: Option<&str>) -> CreateRequest {
         args: vec!["true".into()],
         vcpus: 1,
         mem_mib: u64::from(DEFAULT_MEM_MIB),
+        memory_limit_bytes: None,
         ..CreateRequest::default()
     }
 }

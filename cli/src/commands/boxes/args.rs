@@ -86,7 +86,8 @@ pub(crate) struct CreateArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
-    /// Guest memory (bytes, or with k/m/g suffix), default 512m.
+    /// Memory limit of the workload (bytes, or with k/m/g suffix; at least 6m; 0: none). The
+    /// VM is sized to hold it beside the guest's own share; without it the VM has 512m.
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub(crate) memory: Option<String>,
     /// vCPUs.

@@ -284,12 +284,17 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
     if let Some(h) = &a.hostname {
         a3s_runtime::network::check_hostname(h).map_err(|e| usage_error(e.into()))?;
     }
-    let mem_mib = match &a.memory {
-        Some(m) => parse_memory_mib(m).map_err(usage_error)?,
-        None => u64::from(DEFAULT_MEM_MIB),
+    // `--memory` limits the workload, as Docker's does (0: no limit); the VM is sized for it.
+    let memory_limit_bytes = match &a.memory {
+        Some(m) => Some(parse_memory_bytes(m).map_err(usage_error)?).filter(|b| *b > 0),
+        None => None,
     };
     // Out-of-range numbers are bad flag values (exit 2), like every other bad flag.
+    let mem_mib = u64::from(DEFAULT_MEM_MIB);
     a3s_vmm::VmConfig::resources(a.cpus, mem_mib).map_err(|e| usage_error(e.into()))?;
+    if let Some(limit) = memory_limit_bytes {
+        a3s_vmm::memory::check_limit(limit).map_err(|e| usage_error(e.into()))?;
+    }
     let (mounts, security) = mounts_and_security(a)?;
     Ok(CreateRequest {
         image: a.image.clone(),
@@ -306,6 +311,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         tty_size: if a.tty { io::terminal_size() } else { None },
         vcpus: a.cpus,
         mem_mib,
+        memory_limit_bytes,
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
@@ -441,8 +447,8 @@ fn env_entry(e: &str) -> Option<String> {
     }
 }
 
-/// Docker's memory syntax: bytes, or a number with b/k/m/g; returns MiB.
-fn parse_memory_mib(s: &str) -> anyhow::Result<u64> {
+/// Docker's memory syntax: bytes, or a number with b/k/m/g; returns bytes.
+fn parse_memory_bytes(s: &str) -> anyhow::Result<u64> {
     let t = s.trim().to_ascii_lowercase();
     let (num, mult) = match t.chars().last() {
         Some('b') => (&t[..t.len() - 1], 1u64),
@@ -454,7 +460,7 @@ fn parse_memory_mib(s: &str) -> anyhow::Result<u64> {
     let n: u64 = num
         .parse()
         .map_err(|_| anyhow::anyhow!("--memory {s:?}: expected a size such as 512m or 1g"))?;
-    Ok(n.saturating_mul(mult) / (1 << 20))
+    Ok(n.saturating_mul(mult))
 }
 
 /// `stop`/`restart` flags; what is not given comes from the box.
@@ -517,10 +523,11 @@ mod tests {
 
     #[test]
     fn memory_sizes_follow_docker() {
-        assert_eq!(parse_memory_mib("512m").unwrap(), 512);
-        assert_eq!(parse_memory_mib("1g").unwrap(), 1024);
-        assert_eq!(parse_memory_mib("268435456").unwrap(), 256);
-        assert!(parse_memory_mib("lots").is_err());
+        assert_eq!(parse_memory_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory_bytes("268435456").unwrap(), 256 << 20);
+        assert_eq!(parse_memory_bytes("6291456b").unwrap(), 6 << 20);
+        assert!(parse_memory_bytes("lots").is_err());
     }
 
     #[test]
