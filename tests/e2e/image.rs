@@ -1130,3 +1130,162 @@ fn bearer_token_registry_pull_and_push_after_login() {
         r.json()["digest"].as_str().unwrap()
     );
 }
+
+/// The nginx test image of `scripts/test-images` (built once and cached; it exposes 80/tcp):
+/// its OCI archive, or `None` (skip, loudly) when the apt mirror is unreachable outside CI.
+fn nginx_test_image() -> Option<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
+    let out = Command::new(&script)
+        .arg("nginx")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running scripts/test-images");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "image inspect needs the nginx test image and the apt mirror is unreachable:\n{stderr}"
+        );
+        eprintln!(
+            "SKIPPED: image inspect of the nginx test image: apt mirror unreachable\n{stderr}"
+        );
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "scripts/test-images failed:\n{stderr}"
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let image: serde_json::Value =
+        serde_json::from_str(line.lines().next().expect("one image line")).unwrap();
+    Some(image["archive"].as_str().unwrap().to_owned())
+}
+
+/// `image inspect -f` answers the templates Docker users' scripts run against `docker image
+/// inspect`, takes several images at once, and names a missing one (non-zero exit).
+#[test]
+fn image_inspect_answers_docker_templates() {
+    let env = TestEnv::new();
+    let f = |template: &str, image: &str| {
+        let r = env.run(&["image", "inspect", "-f", template, image]);
+        ok(&r);
+        r.stdout
+    };
+    // `create` brings in the built-in busybox image, as `run` does (no registry involved).
+    ok(&env.run(&["create", "--name", "bb", "busybox", "true"]));
+    assert_eq!(
+        f("{{.Config.Env}}", "busybox"),
+        "[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin]\n"
+    );
+    assert_eq!(f("{{.RepoTags}}", "busybox"), "[busybox:latest]\n");
+    assert_eq!(f("{{.Config.Cmd}}", "busybox"), "[/bin/sh]\n");
+    // Unset in the image: what Docker's templates print for them.
+    assert_eq!(
+        f("{{.Config.Entrypoint}}|{{.Config.User}}|{{.Config.WorkingDir}}|{{.Config.ExposedPorts}}", "busybox"),
+        "[]|||map[]\n"
+    );
+    assert_eq!(f("{{.Os}}/{{.Architecture}}", "busybox"), "linux/amd64\n");
+    // Against the store: Id is the config's digest, RootFS.Layers its diff_ids, RepoDigests
+    // the name at the manifest's digest, Size the unpacked size.
+    let s = store(&env);
+    let img = s.resolve(&"busybox".parse().unwrap()).unwrap();
+    let m = s.manifest(&img.digest).unwrap();
+    let cfg = s.config_file(&m).unwrap();
+    assert_eq!(f("{{.Id}}", "busybox"), format!("{}\n", m.config.digest));
+    let diff_ids: Vec<String> = cfg.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        f("{{json .RootFS.Layers}}", "busybox"),
+        format!("{}\n", serde_json::to_string(&diff_ids).unwrap())
+    );
+    assert_eq!(
+        f("{{.RepoDigests}}", "busybox"),
+        format!("[busybox@{}]\n", img.digest)
+    );
+    assert_eq!(
+        f("{{.Size}}", "busybox"),
+        format!("{}\n", s.unpacked_size(&img.digest).unwrap().0)
+    );
+    // The default JSON keeps our keys, with Docker's beside them.
+    let r = env.run(&["image", "inspect", "busybox"]);
+    ok(&r);
+    let v = r.json();
+    assert_eq!(v["reference"], "docker.io/library/busybox:latest");
+    assert_eq!(v["config"]["cmd"], serde_json::json!(["/bin/sh"]));
+    assert_eq!(v["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
+    assert_eq!(v["RootFS"]["Type"], "layers");
+
+    // A missing image: named on stderr, non-zero exit, nothing on stdout.
+    let gone = env.run(&["image", "inspect", "no-such-image"]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stdout.is_empty(), "{}", gone.stdout);
+    assert!(
+        gone.stderr.contains("no-such-image:latest"),
+        "{}",
+        gone.stderr
+    );
+    // Among others: those that exist are shown, then each missing one is named.
+    let some = env.run(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.RepoTags}}",
+        "busybox",
+        "no-such-image:1",
+        "busybox:latest",
+        "other-missing",
+    ]);
+    assert_ne!(some.code, 0);
+    assert_eq!(some.stdout, "[busybox:latest]\n[busybox:latest]\n");
+    assert!(some.stderr.contains("no-such-image:1"), "{}", some.stderr);
+    assert!(
+        some.stderr.contains("other-missing:latest"),
+        "{}",
+        some.stderr
+    );
+    // Several images print an array, as Docker does.
+    let two = env.run(&["image", "inspect", "busybox", "busybox:latest"]);
+    ok(&two);
+    assert_eq!(two.json().as_array().map(Vec::len), Some(2));
+    // A template outside the subset: a usage error, nothing printed.
+    let bad = env.run(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{range .RepoTags}}{{.}}{{end}}",
+        "busybox",
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stdout.is_empty());
+
+    // An image that exposes a port: the nginx test image.
+    let Some(archive) = nginx_test_image() else {
+        return;
+    };
+    ok(&env.run(&["load", "-i", &archive]));
+    let nginx = "localhost/a3s-test/nginx:latest";
+    assert_eq!(f("{{.Config.ExposedPorts}}", nginx), "map[80/tcp:{}]\n");
+    assert_eq!(
+        f("{{json .Config.ExposedPorts}}", nginx),
+        "{\"80/tcp\":{}}\n"
+    );
+    assert_eq!(f("{{.Config.Cmd}}", nginx), "[nginx -g daemon off;]\n");
+    assert_eq!(f("{{.Config.WorkingDir}}", nginx), "/\n");
+    assert_eq!(f("{{.Created}}", nginx), "2024-01-01T00:00:00Z\n");
+    assert_eq!(
+        f("{{.RepoTags}}", nginx),
+        "[localhost/a3s-test/nginx:latest]\n"
+    );
+    let both = env.run(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.RepoTags}} {{.Config.ExposedPorts}}",
+        "busybox",
+        nginx,
+    ]);
+    ok(&both);
+    assert_eq!(
+        both.stdout,
+        "[busybox:latest] map[]\n[localhost/a3s-test/nginx:latest] map[80/tcp:{}]\n"
+    );
+}

@@ -47,8 +47,9 @@ pub(crate) enum ImageSub {
     Rm(RmiArgs),
     /// Name an image (same as `a3s-box tag`).
     Tag(TagArgs),
-    /// Show an image's manifest, config and layers.
-    Inspect(InspectArgs),
+    /// Show images' manifests, configs and layers, with Docker's `image inspect` fields
+    /// beside ours.
+    Inspect(ImageInspectArgs),
     /// Show how an image's layers were built.
     History(InspectArgs),
     /// Write images to a tarball (same as `a3s-box save`).
@@ -162,9 +163,22 @@ pub(crate) struct TagArgs {
 pub(crate) struct InspectArgs {
     /// Local image.
     pub(crate) image: String,
-    /// Output format (inspect defaults to JSON).
+    /// Output format.
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
+}
+
+/// `image inspect`: Docker's `docker image inspect [-f TEMPLATE] IMAGE...`.
+#[derive(Debug, Args)]
+pub(crate) struct ImageInspectArgs {
+    /// `json` (the default: one image prints its object, several an array of them), `text`
+    /// (aligned rows), or a Go template evaluated per image, e.g. '{{.Config.Env}}' or
+    /// '{{json .RootFS.Layers}}'.
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    pub(crate) format: Option<String>,
+    /// Local images (name[:tag] or name@digest).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<String>,
 }
 
 /// Tarball format for `save`.

@@ -9,6 +9,7 @@ use a3s_image::registry::{Credentials, Registry, RegistryOptions};
 use a3s_image::ImageRef;
 use anyhow::Context;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::args::{self, ArchiveKind};
 use a3s_runtime::engine::Engine;
@@ -281,9 +282,70 @@ struct LayerView {
     diff_id: Option<String>,
 }
 
-pub(super) fn inspect(a: &args::InspectArgs) -> anyhow::Result<ExitStatus> {
+/// `image inspect`: each image's view with Docker's fields beside ours; every image that
+/// exists is shown, then the ones that do not are reported (exit non-zero), as Docker does.
+pub(super) fn inspect(a: &args::ImageInspectArgs) -> anyhow::Result<ExitStatus> {
     let store = store()?;
-    let r = parse_ref(&a.image)?;
+    let refs = store.refs()?;
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in &a.images {
+        match inspect_one(&store, &refs, name) {
+            Ok(v) => found.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    match a.format.as_deref() {
+        None | Some("json") => {
+            let views: Vec<Value> = found.into_iter().map(|(_, v)| v).collect();
+            match views.as_slice() {
+                // One image prints its object (what `image inspect IMAGE` always printed);
+                // several print an array, as Docker does.
+                [one] if a.images.len() == 1 => output::json(one)?,
+                _ if views.is_empty() => {}
+                _ => output::json(&views)?,
+            }
+        }
+        Some("text") => {
+            for (i, (view, _)) in found.iter().enumerate() {
+                if i > 0 {
+                    output::line("")?;
+                }
+                inspect_text(view)?;
+            }
+        }
+        Some(template) => {
+            // Rendered before printing, so a bad template prints nothing. Fields Docker omits
+            // when empty read as Go's zero values, as in Docker's templates.
+            let zeros = crate::docker::image_inspect_zeros();
+            let lines = found
+                .iter()
+                .map(|(_, v)| crate::template::render_with_zeros(template, v, &zeros))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| usage_error(anyhow::Error::new(e)))?;
+            for l in &lines {
+                output::line(l)?;
+            }
+        }
+    }
+    // Each missing image is named; the last error is returned (with its hint).
+    let last = errors.pop();
+    for e in &errors {
+        let _ = writeln!(std::io::stderr(), "error: {e:#}");
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(ExitStatus::Success),
+    }
+}
+
+/// Our view of one image, and it as JSON with Docker's fields beside ours.
+fn inspect_one(
+    store: &a3s_image::ImageStore,
+    refs: &[(ImageRef, a3s_image::store::RefRecord)],
+    name: &str,
+) -> anyhow::Result<(InspectView, Value)> {
+    let r = parse_ref(name)?;
     let img = store.resolve(&r)?;
     let record = store.lookup(&r)?;
     let m = store.manifest(&img.digest)?;
@@ -313,25 +375,53 @@ pub(super) fn inspect(a: &args::InspectArgs) -> anyhow::Result<ExitStatus> {
             .collect(),
         size: m.layers.iter().map(|l| l.size).sum(),
     };
-    match a.format.unwrap_or(Format::Json) {
-        Format::Json => output::json(&view)?,
-        Format::Text => output::rows(&[
-            ("Reference", view.reference.clone()),
-            ("Digest", view.digest.clone()),
-            ("Platform", format!("{}/{}", view.os, view.architecture)),
-            ("Entrypoint", format!("{:?}", view.config.entrypoint)),
-            ("Cmd", format!("{:?}", view.config.cmd)),
-            ("Env", view.config.env.join(" ")),
-            (
-                "WorkingDir",
-                view.config.working_dir.clone().unwrap_or_default(),
-            ),
-            ("User", view.config.user.clone().unwrap_or_default()),
-            ("Layers", view.layers.len().to_string()),
-            ("Size", crate::output::human(view.size)),
-        ])?,
+    // The config document as stored: Docker's fields come from it whole (author, variant,
+    // Healthcheck, OnBuild, ... that our typed view leaves out).
+    let config_doc: Value = serde_json::from_slice(&store.read_blob(&m.config.digest)?)
+        .with_context(|| format!("image config {}", m.config.digest))?;
+    let names: Vec<(ImageRef, a3s_image::store::RefRecord)> = refs
+        .iter()
+        .filter(|(_, rec)| rec.manifest == img.digest)
+        .cloned()
+        .collect();
+    // The unpacked size, as `images` shows it (Docker's `Size` is its `SIZE`).
+    let size = match store.unpacked_size(&img.digest) {
+        Ok((bytes, _)) => bytes,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "warning: size of {r}: {e:#}");
+            0
+        }
+    };
+    let docker = crate::docker::image_inspect_fields(&crate::docker::ImageFacts {
+        config_digest: m.config.digest.as_str(),
+        config: &config_doc,
+        names: &names,
+        size,
+    });
+    let mut v = serde_json::to_value(&view)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.extend(docker);
     }
-    Ok(ExitStatus::Success)
+    Ok((view, v))
+}
+
+/// `image inspect --format text`: our view as aligned rows.
+fn inspect_text(view: &InspectView) -> anyhow::Result<()> {
+    output::rows(&[
+        ("Reference", view.reference.clone()),
+        ("Digest", view.digest.clone()),
+        ("Platform", format!("{}/{}", view.os, view.architecture)),
+        ("Entrypoint", format!("{:?}", view.config.entrypoint)),
+        ("Cmd", format!("{:?}", view.config.cmd)),
+        ("Env", view.config.env.join(" ")),
+        (
+            "WorkingDir",
+            view.config.working_dir.clone().unwrap_or_default(),
+        ),
+        ("User", view.config.user.clone().unwrap_or_default()),
+        ("Layers", view.layers.len().to_string()),
+        ("Size", crate::output::human(view.size)),
+    ])
 }
 
 #[derive(Serialize)]
