@@ -418,7 +418,7 @@ fn detached_box_serves_exec_logs_inspect_and_stats() {
     );
     assert_eq!(rec["state"]["status"], "running");
 
-    let stats = ok(&["stats", "--no-stream", "--format", "json", name]).json();
+    let stats = ok(&["stats", "--no-stream", "--format", "json", name]).json_lines();
     assert!(stats[0]["rss_kib"].as_u64().unwrap() > 1024, "{stats}");
 }
 

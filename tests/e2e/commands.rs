@@ -308,7 +308,8 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     );
 
     // stats --no-stream: guest-side memory, below the VM's 512 MiB.
-    let stats = ok(&env, &["stats", "--no-stream", "--format", "json", "cmds"]).json();
+    // Docker's `--format json`: one object per box, per line.
+    let stats = ok(&env, &["stats", "--no-stream", "--format", "json", "cmds"]).json_lines();
     let s = &stats[0];
     assert_eq!(s["Name"], "cmds");
     assert_eq!(s["ID"], id.as_str());
@@ -329,6 +330,42 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     let text = ok(&env, &["stats", "--no-stream", "cmds"]);
     assert!(text.stdout.starts_with("BOX ID"), "{}", text.stdout);
     assert!(text.stdout.contains("MEM USAGE / LIMIT"), "{}", text.stdout);
+    // Docker's templates, plain and as a table with its headers.
+    let t = ok(
+        &env,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}: {{.MemUsage}}",
+            "cmds",
+        ],
+    );
+    assert!(
+        t.stdout.starts_with("cmds: ")
+            && t.stdout.contains("MiB / ")
+            && t.stdout.lines().count() == 1,
+        "{}",
+        t.stdout
+    );
+    let t = ok(
+        &env,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "table {{.Name}}\t{{.MemPerc}}",
+            "cmds",
+        ],
+    );
+    let lines: Vec<Vec<&str>> = t
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "MEM", "%"], "{}", t.stdout);
+    assert_eq!(lines[1][0], "cmds", "{}", t.stdout);
+    assert!(lines[1][1].ends_with('%'), "{}", t.stdout);
 
     // pause: vCPUs stopped, Docker's state words; exec refused; unpause; pause twice refused.
     ok(&env, &["pause", "cmds"]);
@@ -341,7 +378,7 @@ fn import_top_stats_exec_detached_pause_events_and_rm() {
     assert_eq!(filtered.stdout.trim(), &id[..12]);
     refused(&env, &["exec", "cmds", "true"], 125, "is paused");
     refused(&env, &["pause", "cmds"], 125, "is paused");
-    let paused_stats = ok(&env, &["stats", "--no-stream", "--format", "json", "cmds"]).json();
+    let paused_stats = ok(&env, &["stats", "--no-stream", "--format", "json", "cmds"]).json_lines();
     assert_eq!(paused_stats[0]["MemUsage"], "--");
     ok(&env, &["unpause", "cmds"]);
     refused(&env, &["unpause", "cmds"], 125, "is not paused");

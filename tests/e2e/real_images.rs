@@ -504,7 +504,7 @@ fn python3_runs_and_a_box_keeps_its_files_until_rm() {
     ]);
     assert_eq!(over.code, 137, "{over:?}");
     let stats = ok(&["stats", "--no-stream", "--format", "json", "ri-py"]).json_lines();
-    assert_eq!(stats[0][0]["mem_limit_bytes"], 200 << 20, "{stats}");
+    assert_eq!(stats[0]["mem_limit_bytes"], 200 << 20, "{stats}");
     ok(&[
         "exec",
         "ri-py",

@@ -486,7 +486,7 @@ pub(crate) struct StatsArgs {
     #[arg(long)]
     pub(crate) no_stream: bool,
     #[command(flatten)]
-    pub(crate) format: FormatArgs,
+    pub(crate) format: crate::list_format::ListFormatArgs,
 }
 
 #[derive(Debug, Args)]

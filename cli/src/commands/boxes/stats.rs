@@ -8,8 +8,8 @@ use serde::Serialize;
 use a3s_runtime::engine::{BoxStats, Engine};
 
 use super::args::StatsArgs;
-use crate::args::Format;
 use crate::commands::EngineResult;
+use crate::list_format::{print_rows, ListFormat};
 use crate::{output, ExitStatus};
 
 /// One box's row: Docker's `--format json` fields (strings as Docker prints them), then the
@@ -34,9 +34,10 @@ struct StatsView<'a> {
     block_io: String,
     #[serde(rename = "PIDs")]
     pids_docker: String,
-    /// Guest memory in use (`MemTotal - MemAvailable`), bytes.
+    /// Memory in use, bytes: the workload cgroup's with `--memory`, else the guest's
+    /// `MemTotal - MemAvailable`.
     mem_used_bytes: Option<u64>,
-    /// Guest memory the kernel manages (`MemTotal`), bytes.
+    /// `--memory`, else the guest's `MemTotal`, bytes.
     mem_limit_bytes: Option<u64>,
     cpu_percent: Option<f64>,
     pids: Option<u64>,
@@ -108,15 +109,21 @@ pub(super) fn stats(engine: &Engine, a: &StatsArgs) -> anyhow::Result<ExitStatus
     loop {
         let samples = engine.stats(&a.boxes).engine()?;
         let views: Vec<StatsView<'_>> = samples.iter().map(view).collect();
-        let mut out = std::io::stdout().lock();
-        match a.format.format {
-            Format::Json if a.no_stream => {
-                drop(out);
-                output::json(&views)?;
+        match &a.format.format {
+            // Docker's: one object per box per line (each sample's lines when streaming), or a
+            // template over that object.
+            format @ (ListFormat::Json | ListFormat::Template { .. }) => {
+                if tty && !a.no_stream && matches!(format, ListFormat::Template { .. }) {
+                    print!("\x1b[2J\x1b[H");
+                }
+                let rows = views
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()?;
+                print_rows(format, &rows, HEADERS)?;
             }
-            // Streaming JSON: one array per sample, one line each.
-            Format::Json => writeln!(out, "{}", serde_json::to_string(&views)?)?,
-            Format::Text => {
+            ListFormat::Table => {
+                let mut out = std::io::stdout().lock();
                 if tty && !a.no_stream {
                     // Docker redraws in place.
                     write!(out, "\x1b[2J\x1b[H")?;
@@ -124,6 +131,7 @@ pub(super) fn stats(engine: &Engine, a: &StatsArgs) -> anyhow::Result<ExitStatus
                 write!(out, "{}", table(&views))?;
             }
         }
+        std::io::stdout().flush()?;
         if a.no_stream {
             return Ok(ExitStatus::Success);
         }
@@ -134,6 +142,19 @@ pub(super) fn stats(engine: &Engine, a: &StatsArgs) -> anyhow::Result<ExitStatus
         }
     }
 }
+
+/// The headers of `--format 'table {{.Name}}\t{{.MemUsage}}'`, as Docker's.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Container", "CONTAINER"),
+    ("Name", "NAME"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
 
 fn table(views: &[StatsView<'_>]) -> String {
     let mut s = format!(
