@@ -22,6 +22,7 @@ mod error;
 mod image_service;
 mod images;
 pub mod listen;
+mod pod_resources;
 mod pods;
 mod runtime_service;
 mod seccomp;

@@ -57,6 +57,9 @@ pub(crate) fn spec_of(
         }
     }
     let (sysctls, privileged) = crate::security::pod_security(config.linux.as_ref())?;
+    let host_cpus = std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    let resources = crate::pod_resources::of(config.linux.as_ref(), host_cpus)?;
     Ok(PodSpec {
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
@@ -72,6 +75,8 @@ pub(crate) fn spec_of(
         handler: handler.to_owned(),
         sysctls,
         privileged,
+        memory_bytes: resources.memory_bytes,
+        vcpus: resources.vcpus,
     })
 }
 

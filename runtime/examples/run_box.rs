@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vcpus: 1,
             mem_mib: u64::from(DEFAULT_MEM_MIB),
             memory_limit_bytes: None,
+            pod_memory_bytes: None,
             auto_remove: true,
             ..CreateRequest::default()
         },

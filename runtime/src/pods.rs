@@ -51,6 +51,14 @@ pub struct PodSpec {
     /// The pod's security context is privileged (its containers may be).
     #[serde(default)]
     pub privileged: bool,
+    /// Memory the pod's containers may use together, in bytes (CRI's sandbox resources plus
+    /// overhead): the pod VM is sized to hold it beside the guest's own share. `None`: the
+    /// default VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// vCPUs for the containers' CPU limits (CRI's sandbox resources plus overhead); `None`: one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
 }
 
 impl PodSpec {

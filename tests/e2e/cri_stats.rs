@@ -112,6 +112,12 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
         "metadata": {"name": "stats", "namespace": "default", "uid": "u-stats", "attempt": 0},
         "log_directory": logs.to_str().unwrap(),
         "labels": {"app": "stats"},
+        // kubelet's sum of the containers' limits and the RuntimeClass overhead: the pod VM
+        // is sized to hold them (it was always the 512 MiB, 1 vCPU default).
+        "linux": {
+            "resources": {"memory_limit_in_bytes": 700u64 << 20, "cpu_quota": 150_000, "cpu_period": 100_000},
+            "overhead": {"memory_limit_in_bytes": 32u64 << 20},
+        },
     });
     let pod = server.run_pod(&pod_config, &pod_json);
     let p = Pod {
@@ -159,6 +165,22 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
         "512 shares, as runc converts"
     );
     assert_eq!(cg(&logger, "memory.max"), "max");
+    // The VM holds the pod's 732 MiB: a container without a limit takes 500 MB of it (in the
+    // default 512 MiB VM the guest's OOM killer ended this), and 1.5 CPUs are 2 vCPUs (at
+    // most the host's).
+    let held = server.ok(&[
+        "exec",
+        "-s",
+        &logger,
+        "sh",
+        "-c",
+        "head -c 500000000 /dev/zero | tail | wc -c",
+    ]);
+    assert_eq!(held.stdout.trim(), "500000000", "{}", held.stderr);
+    let host_cpus = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
+    assert_eq!(p.vm("nproc").trim(), host_cpus.to_string());
     // The main process and exec'd processes are in the container's cgroup.
     let own = format!("0::/pod-containers/{busy}");
     assert_eq!(

@@ -61,6 +61,7 @@ impl LaunchFlags {
             vcpus: self.cpus,
             mem_mib: u64::from(a3s_runtime::boxes::DEFAULT_MEM_MIB),
             memory_limit_bytes: None,
+            pod_memory_bytes: None,
             kernel_args: self.kernel_arg.clone(),
             net,
             tee: Some(TeeSpec {

@@ -269,6 +269,9 @@ pub struct CreateRequest {
     /// `--memory`: the workload's memory limit in bytes; the VM is then sized to hold it
     /// beside the guest's own share, and `mem_mib` is not used.
     pub memory_limit_bytes: Option<u64>,
+    /// A pod VM's containers' memory together (CRI's sandbox resources): the VM is sized for
+    /// it as for `memory_limit_bytes`, but nothing limits the VM's own processes.
+    pub pod_memory_bytes: Option<u64>,
     /// `--kernel-arg`.
     pub kernel_args: Vec<String>,
     /// `--rm`.
@@ -631,7 +634,10 @@ impl Boxes {
     /// created box would.
     fn resolve_request(&self, req: &CreateRequest, id: &BoxId) -> Result<Resolved, BoxError> {
         let (vcpus, mem_mib) = VmConfig::resources(req.vcpus, req.mem_mib)?;
-        if let Some(limit) = req.memory_limit_bytes {
+        for limit in [req.memory_limit_bytes, req.pod_memory_bytes]
+            .into_iter()
+            .flatten()
+        {
             a3s_vmm::memory::check_limit(limit)?;
         }
         let store = ImageStore::open(self.home.root().join("images"))?;
@@ -735,6 +741,7 @@ impl Boxes {
             vcpus,
             mem_mib,
             memory_limit_bytes: req.memory_limit_bytes,
+            pod_memory_bytes: req.pod_memory_bytes,
             kernel_args: req.kernel_args.clone(),
             auto_remove: req.auto_remove,
             tee: req.tee.clone(),
@@ -917,7 +924,7 @@ impl Boxes {
         // A TEE box's command line is measured: it keeps the fixed rate, whatever this host's
         // CPU, so its measurement is the same on every host; guest-init corrects the clock.
         let cmdline_tsc = if spec.tee.is_some() { None } else { tsc_khz };
-        let mem_mib = match spec.memory_limit_bytes {
+        let mem_mib = match spec.memory_limit_bytes.or(spec.pod_memory_bytes) {
             Some(limit) => {
                 let mib = a3s_vmm::memory::vm_mib_for_limit(
                     limit,

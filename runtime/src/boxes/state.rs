@@ -28,6 +28,10 @@ pub struct BoxSpec {
     /// guest's own share (`mem_mib` is then unused). `None`: no limit, as Docker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// A pod VM's containers' memory together (CRI's sandbox resources): sizes the VM as
+    /// `memory_limit_bytes` does, without a limit on the VM's own processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_memory_bytes: Option<u64>,
     /// Extra kernel command-line arguments (`--kernel-arg`).
     pub kernel_args: Vec<String>,
     /// Remove the box when it exits (`--rm`).
@@ -286,6 +290,7 @@ pub(crate) mod tests {
                 vcpus: 1,
                 mem_mib: 256,
                 memory_limit_bytes: None,
+                pod_memory_bytes: None,
                 kernel_args: vec![],
                 auto_remove: false,
                 tee: None,

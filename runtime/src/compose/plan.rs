@@ -250,6 +250,7 @@ fn request(
         mem_mib: u64::from(crate::boxes::DEFAULT_MEM_MIB),
         // `deploy.resources.limits.memory` is the service's limit, as Docker's `--memory`.
         memory_limit_bytes: s.memory_mib.map(|m| m.saturating_mul(1 << 20)),
+        pod_memory_bytes: None,
         kernel_args: vec![],
         auto_remove: false,
         net,

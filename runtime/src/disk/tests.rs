@@ -106,6 +106,7 @@ impl Home {
                 vcpus: 1,
                 mem_mib: 256,
                 memory_limit_bytes: None,
+                pod_memory_bytes: None,
                 kernel_args: vec![],
                 auto_remove: false,
                 tee: None,

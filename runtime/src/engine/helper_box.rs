@@ -65,6 +65,7 @@ impl Engine {
             vcpus: 1,
             mem_mib: u64::from(DEFAULT_MEM_MIB),
             memory_limit_bytes: None,
+            pod_memory_bytes: None,
             net: BoxNet {
                 mode: NetMode::None,
                 ..BoxNet::default()

@@ -113,10 +113,12 @@ impl Engine {
                 tee: tee.as_ref().map(|t| t.tee.clone()),
                 kernel_args: tee.as_ref().map(PodTee::kernel_args).unwrap_or_default(),
                 labels: [(POD_SANDBOX_LABEL.to_owned(), id.clone())].into(),
-                // The box defaults; pod-level resources (overhead, limits) come later.
-                vcpus: 1,
+                // Sized for the containers' limits and the overhead kubelet gives; the VM's
+                // own processes get no limit (each container has its cgroup).
+                vcpus: spec.vcpus.unwrap_or(1),
                 mem_mib: u64::from(DEFAULT_MEM_MIB),
                 memory_limit_bytes: None,
+                pod_memory_bytes: spec.memory_bytes,
                 net: Self::pod_box_net(spec, network.is_some()),
                 mounts,
                 security,

@@ -25,6 +25,7 @@ fn busybox(name: Option<&str>) -> CreateRequest {
         vcpus: 1,
         mem_mib: u64::from(DEFAULT_MEM_MIB),
         memory_limit_bytes: None,
+        pod_memory_bytes: None,
         ..CreateRequest::default()
     }
 }

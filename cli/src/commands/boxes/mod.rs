@@ -312,6 +312,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         vcpus: a.cpus,
         mem_mib,
         memory_limit_bytes,
+        pod_memory_bytes: None,
         kernel_args: a.kernel_arg.clone(),
         auto_remove: a.rm,
         net: a.net.box_net()?,
