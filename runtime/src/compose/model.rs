@@ -267,9 +267,15 @@ fn service(name: &str, v: &Node, dir: &Path) -> Result<Service, ComposeError> {
         ..Service::default()
     };
     let mut env_files = Vec::new();
+    // `mem_limit` (Compose's service-level key), checked against deploy's after the loop.
+    let mut mem_limit = None;
     for (key, line, v) in map(v, &format!("services.{name}"))? {
         let path = at(key);
         match key.as_str() {
+            "mem_limit" => {
+                let text = string(v, &path)?;
+                mem_limit = Some(memory_mib(&text).map_err(|why| invalid(&path, v.line, why))?);
+            }
             "image" => s.image = string(v, &path)?,
             "command" => s.command = Some(command(v, &path)?),
             "entrypoint" => s.entrypoint = Some(command(v, &path)?),
@@ -309,6 +315,17 @@ fn service(name: &str, v: &Node, dir: &Path) -> Result<Service, ComposeError> {
             v.line,
             "needs an image or a build".into(),
         ));
+    }
+    match (mem_limit, s.memory_mib) {
+        (Some(a), Some(b)) if a != b => return Err(invalid(
+            &at("mem_limit"),
+            v.line,
+            format!(
+                "{a} MiB differs from deploy.resources.limits.memory ({b} MiB); give one of them"
+            ),
+        )),
+        (Some(a), _) => s.memory_mib = Some(a),
+        _ => {}
     }
     // env_file entries first, `environment` after: the later value of a key wins.
     let mut env = Vec::new();

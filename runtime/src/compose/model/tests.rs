@@ -190,3 +190,30 @@ fn build_takes_a_context_alone_or_context_dockerfile_args_and_target() {
     let e = load("services:\n  a:\n    command: [x]\n", Path::new("/p"), None).unwrap_err();
     assert!(e.to_string().contains("needs an image or a build"), "{e}");
 }
+
+#[test]
+fn mem_limit_is_the_service_s_memory_limit_and_must_agree_with_deploy() {
+    let one = "services:\n  web:\n    image: busybox\n    mem_limit: 300m\n";
+    let p = load(one, Path::new("/srv/x"), None).unwrap();
+    assert_eq!(p.services["web"].memory_mib, Some(300));
+    let both = "services:\n  web:\n    image: busybox\n    mem_limit: 1g\n    deploy:\n      \
+                resources:\n        limits:\n          memory: 1024m\n";
+    let p = load(both, Path::new("/srv/x"), None).unwrap();
+    assert_eq!(p.services["web"].memory_mib, Some(1024));
+    let clash = "services:\n  web:\n    image: busybox\n    deploy:\n      resources:\n        \
+                 limits:\n          memory: 200m\n    mem_limit: 300m\n";
+    let e = load(clash, Path::new("/srv/x"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("services.web.mem_limit")
+            && e.contains("300 MiB differs")
+            && e.contains("200 MiB"),
+        "{e}"
+    );
+    let bad = "services:\n  web:\n    image: busybox\n    mem_limit: lots\n";
+    let e = load(bad, Path::new("/srv/x"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("services.web.mem_limit"), "{e}");
+}
