@@ -191,6 +191,8 @@ fn host_config(rec: &BoxRecord, att: &BoxAttachments) -> Value {
         "Init": rec.spec.security.as_ref().and_then(|s| s.init),
         // Docker's: the container's limit, 0 for none.
         "Memory": rec.spec.memory_limit_bytes.unwrap_or(0),
+        "MemoryReservation": rec.spec.security.as_ref().map_or(0, |s| s.memory_reservation),
+        "MemorySwap": rec.spec.security.as_ref().map_or(0, |s| s.memory_swap),
         "NanoCpus": u64::from(rec.spec.vcpus) * 1_000_000_000,
         "NetworkMode": network_name(att),
         "PortBindings": port_bindings(att),

@@ -1,5 +1,6 @@
 //! The cgroup (v2) a box's workload and its exec sessions share when it has a limit:
-//! `--pids-limit` (`pids.max`) and `--memory` (`memory.max`). Guest-init stays in the root
+//! `--pids-limit` (`pids.max`), `--memory` (`memory.max`) and `--memory-reservation`
+//! (`memory.low`). Guest-init stays in the root
 //! cgroup, outside both limits, so it can still answer and report when the workload is at its
 //! limit. `stats` reads the workload's memory here when it has a limit, as Docker reads the
 //! container's cgroup.
@@ -19,7 +20,7 @@ const WORKLOAD_CGROUP: &str = "/sys/fs/cgroup/a3s-workload";
 
 /// Whether `sec` puts the workload in its own cgroup.
 pub(crate) fn wanted(sec: &Security) -> bool {
-    sec.pids_limit.is_some() || sec.memory_limit_bytes.is_some()
+    sec.pids_limit.is_some() || sec.memory_limit_bytes.is_some() || sec.memory_low_bytes.is_some()
 }
 
 /// mount -t cgroup2 none /sys/fs/cgroup; echo "+pids +memory" > cgroup.subtree_control;
@@ -45,6 +46,12 @@ pub(crate) fn create(sec: &Security) -> anyhow::Result<()> {
     let limits = [
         ("pids", "pids.max", sec.pids_limit, "--pids-limit"),
         ("memory", "memory.max", sec.memory_limit_bytes, "--memory"),
+        (
+            "memory",
+            "memory.low",
+            sec.memory_low_bytes,
+            "--memory-reservation",
+        ),
     ];
     for (controller, _, value, flag) in limits {
         if value.is_some() {
@@ -126,6 +133,10 @@ mod tests {
         }));
         assert!(wanted(&Security {
             memory_limit_bytes: Some(64 << 20),
+            ..Security::default()
+        }));
+        assert!(wanted(&Security {
+            memory_low_bytes: Some(32 << 20),
             ..Security::default()
         }));
         assert!(open_procs(&Security::default()).unwrap().is_none());

@@ -132,10 +132,40 @@ fn a_tiny_memory_limit_boots_and_one_below_docker_s_minimum_is_refused() {
         "--rm",
         "--memory",
         "6m",
+        "--memory-reservation",
+        "6m",
+        "--memory-swap",
+        "6m",
         "busybox",
         "cat",
         "/sys/fs/cgroup/a3s-workload/memory.max",
+        "/sys/fs/cgroup/a3s-workload/memory.low",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout.trim(), (6 << 20).to_string());
+    let six = (6 << 20).to_string();
+    assert_eq!(
+        r.stdout.split_whitespace().collect::<Vec<_>>(),
+        [&six, &six]
+    );
+    // Docker's rules for the two against --memory: refused before anything exists (125, the
+    // daemon's code for them).
+    for (args, says) in [
+        (&["--memory-swap", "64m"][..], "set --memory too"),
+        (
+            &["--memory", "64m", "--memory-swap", "32m"][..],
+            "at least --memory",
+        ),
+        (
+            &["--memory", "64m", "--memory-reservation", "128m"][..],
+            "at most --memory",
+        ),
+    ] {
+        let mut all = vec!["run", "--name", "tiny"];
+        all.extend_from_slice(args);
+        all.extend(["busybox", "true"]);
+        let r = env().run(&all);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+        no_box_named("tiny");
+    }
 }

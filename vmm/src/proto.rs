@@ -537,6 +537,10 @@ pub struct Security {
     /// the cgroup's `memory.max`; the VM is sized to hold it beside the guest's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// Memory the workload keeps when the guest reclaims, in bytes (`--memory-reservation`:
+    /// the cgroup's `memory.low`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_low_bytes: Option<u64>,
     /// Mount the root filesystem read-only (`--read-only`).
     #[serde(default)]
     pub read_only_root: bool,

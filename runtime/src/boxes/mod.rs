@@ -73,6 +73,10 @@ pub enum BoxError {
     /// Volumes and bind mounts (issue 9).
     #[error(transparent)]
     Volume(#[from] crate::volumes::VolumeError),
+    /// Security and resource flags that do not fit together (`--memory-swap` below
+    /// `--memory`, ...).
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
     /// The virtiofs daemon for volumes and bind mounts.
     #[error(transparent)]
     Fs(#[from] a3s_vmm::fs::FsError),
@@ -634,6 +638,9 @@ impl Boxes {
     /// created box would.
     fn resolve_request(&self, req: &CreateRequest, id: &BoxId) -> Result<Resolved, BoxError> {
         let (vcpus, mem_mib) = VmConfig::resources(req.vcpus, req.mem_mib)?;
+        if let Some(sec) = &req.security {
+            sec.check_memory(req.memory_limit_bytes)?;
+        }
         for limit in [req.memory_limit_bytes, req.pod_memory_bytes]
             .into_iter()
             .flatten()

@@ -116,6 +116,10 @@ pub struct SecurityFlags {
     pub sysctl: Vec<String>,
     /// `--pids-limit` (0 or -1: unlimited).
     pub pids_limit: Option<i64>,
+    /// `--memory-reservation`.
+    pub memory_reservation: Option<String>,
+    /// `--memory-swap` (`-1`: unlimited).
+    pub memory_swap: Option<String>,
     /// `--cap-add`.
     pub cap_add: Vec<String>,
     /// `--cap-drop`.
@@ -165,6 +169,13 @@ pub struct SecurityConfig {
     /// `--pids-limit` (absent, 0 or -1: unlimited).
     #[serde(default)]
     pub pids_limit: Option<i64>,
+    /// `--memory-reservation` in bytes (0: none): the workload cgroup's `memory.low`.
+    #[serde(default)]
+    pub memory_reservation: u64,
+    /// `--memory-swap` in bytes (0: not given, -1: unlimited). Boxes have no swap, so only
+    /// `--memory` holds; checked against it as Docker does (`BoxSpec`'s check).
+    #[serde(default)]
+    pub memory_swap: i64,
     /// `--group-add`.
     #[serde(default)]
     pub group_add: Vec<String>,
@@ -231,6 +242,33 @@ impl SecurityConfig {
         for g in &f.group_add {
             check_group(g)?;
         }
+        let memory_reservation = match &f.memory_reservation {
+            Some(v) => {
+                let n = parse_bytes(v).ok_or_else(|| {
+                    bad(
+                        "--memory-reservation",
+                        v,
+                        "expected a size such as 64m or 1g",
+                    )
+                })?;
+                if n > 0 && n < 6 << 20 {
+                    return Err(bad(
+                        "--memory-reservation",
+                        v,
+                        "the minimum memory reservation is 6 MiB (as Docker's)",
+                    ));
+                }
+                n
+            }
+            None => 0,
+        };
+        let memory_swap = match f.memory_swap.as_deref().map(str::trim) {
+            None => 0,
+            Some("-1") => -1,
+            Some(v) => parse_bytes(v)
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(|| bad("--memory-swap", v, "expected a size such as 1g, or -1"))?,
+        };
         let cfg = Self {
             privileged: f.privileged,
             cap_add: normalize_caps("--cap-add", &f.cap_add)?,
@@ -242,6 +280,8 @@ impl SecurityConfig {
             ulimits,
             sysctls,
             pids_limit: f.pids_limit,
+            memory_reservation,
+            memory_swap,
             group_add: f.group_add.clone(),
             init: f.init.then_some(true),
         };
@@ -287,6 +327,40 @@ impl SecurityConfig {
         caps
     }
 
+    /// Docker's checks of `--memory-reservation` and `--memory-swap` against `--memory`
+    /// (`limit`, bytes).
+    ///
+    /// # Errors
+    /// The first check that fails, in Docker's words.
+    pub fn check_memory(&self, limit: Option<u64>) -> Result<(), SecurityError> {
+        let swap = self.memory_swap;
+        match limit {
+            None if swap > 0 => {
+                return Err(bad(
+                    "--memory-swap",
+                    &swap.to_string(),
+                    "set --memory too: the swap limit counts memory and swap together",
+                ))
+            }
+            Some(m) if swap > 0 && u64::try_from(swap).is_ok_and(|s| s < m) => {
+                return Err(bad(
+                    "--memory-swap",
+                    &swap.to_string(),
+                    format!("must be at least --memory ({m} bytes), or -1 for unlimited"),
+                ))
+            }
+            Some(m) if self.memory_reservation > m => {
+                return Err(bad(
+                    "--memory-reservation",
+                    &self.memory_reservation.to_string(),
+                    format!("must be at most --memory ({m} bytes)"),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// `no-new-privileges` is set.
     pub fn no_new_privileges(&self) -> bool {
         self.security_opt.iter().any(|o| o == "no-new-privileges")
@@ -314,6 +388,7 @@ impl SecurityConfig {
                 .and_then(|n| u64::try_from(n).ok()),
             // The box's, not a flag of these (`BoxSpec::guest_security`).
             memory_limit_bytes: None,
+            memory_low_bytes: (self.memory_reservation > 0).then_some(self.memory_reservation),
             read_only_root: self.readonly_rootfs,
             tmpfs: self
                 .tmpfs
@@ -992,6 +1067,44 @@ mod tests {
             let e = parse_mount(bad).unwrap_err().to_string();
             assert!(e.starts_with("--mount"), "{e}");
         }
+    }
+
+    #[test]
+    fn memory_reservation_and_swap_follow_docker_s_rules() {
+        let cfg = |res: Option<&str>, swap: Option<&str>| {
+            SecurityConfig::from_flags(&SecurityFlags {
+                memory_reservation: res.map(str::to_owned),
+                memory_swap: swap.map(str::to_owned),
+                ..SecurityFlags::default()
+            })
+        };
+        let c = cfg(Some("32m"), Some("-1")).unwrap();
+        assert_eq!((c.memory_reservation, c.memory_swap), (32 << 20, -1));
+        assert_eq!(c.guest().memory_low_bytes, Some(32 << 20));
+        assert_eq!(cfg(None, None).unwrap().guest().memory_low_bytes, None);
+        assert!(cfg(Some("1m"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("6 MiB"));
+        assert!(cfg(Some("lots"), None).is_err());
+        assert!(cfg(None, Some("-2")).is_err());
+        // Against --memory.
+        let c = cfg(Some("32m"), Some("128m")).unwrap();
+        c.check_memory(Some(64 << 20)).unwrap();
+        c.check_memory(Some(128 << 20)).unwrap();
+        let e = c.check_memory(None).unwrap_err().to_string();
+        assert!(
+            e.contains("--memory-swap") && e.contains("set --memory too"),
+            "{e}"
+        );
+        let e = c.check_memory(Some(256 << 20)).unwrap_err().to_string();
+        assert!(e.contains("at least --memory"), "{e}");
+        let e = c.check_memory(Some(16 << 20)).unwrap_err().to_string();
+        assert!(
+            e.contains("--memory-reservation") && e.contains("at most --memory"),
+            "{e}"
+        );
+        cfg(None, Some("-1")).unwrap().check_memory(None).unwrap();
     }
 
     #[test]

@@ -317,13 +317,15 @@ fn service(name: &str, v: &Node, dir: &Path) -> Result<Service, ComposeError> {
         ));
     }
     match (mem_limit, s.memory_mib) {
-        (Some(a), Some(b)) if a != b => return Err(invalid(
-            &at("mem_limit"),
-            v.line,
-            format!(
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(
+                &at("mem_limit"),
+                v.line,
+                format!(
                 "{a} MiB differs from deploy.resources.limits.memory ({b} MiB); give one of them"
             ),
-        )),
+            ))
+        }
         (Some(a), _) => s.memory_mib = Some(a),
         _ => {}
     }

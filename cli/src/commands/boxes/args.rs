@@ -187,6 +187,19 @@ pub(crate) struct SecurityArgs {
         help_heading = "Security and resources"
     )]
     pub(crate) pids_limit: Option<i64>,
+    /// Memory the workload is kept when the guest reclaims (cgroup memory.low; at most
+    /// --memory).
+    #[arg(long, value_name = "SIZE", help_heading = "Security and resources")]
+    pub(crate) memory_reservation: Option<String>,
+    /// Memory plus swap (-1: unlimited; needs --memory, at least it). Boxes have no swap, so
+    /// the workload is held to --memory, as under Docker on a host without swap.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        allow_hyphen_values = true,
+        help_heading = "Security and resources"
+    )]
+    pub(crate) memory_swap: Option<String>,
     /// Add a capability to Docker's default set (e.g. NET_ADMIN, or ALL).
     #[arg(long, value_name = "CAP", help_heading = "Security and resources")]
     pub(crate) cap_add: Vec<String>,
@@ -217,6 +230,8 @@ impl SecurityArgs {
             ulimit: self.ulimit.clone(),
             sysctl: self.sysctl.clone(),
             pids_limit: self.pids_limit,
+            memory_reservation: self.memory_reservation.clone(),
+            memory_swap: self.memory_swap.clone(),
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
