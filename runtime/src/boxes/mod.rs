@@ -641,10 +641,9 @@ impl Boxes {
         if let Some(sec) = &req.security {
             sec.check_memory(req.memory_limit_bytes)?;
         }
-        for limit in [req.memory_limit_bytes, req.pod_memory_bytes]
-            .into_iter()
-            .flatten()
-        {
+        // Docker's range for a limit. A pod's figure only sizes its VM (never below what
+        // boots), so kubelet's small sums stay valid.
+        if let Some(limit) = req.memory_limit_bytes {
             a3s_vmm::memory::check_limit(limit)?;
         }
         let store = ImageStore::open(self.home.root().join("images"))?;
