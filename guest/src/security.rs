@@ -1,12 +1,13 @@
 //! Docker's security and resource options inside the VM.
 //!
 //! Two parts: [`setup_machine`] runs once before the workload (tmpfs mounts, `/dev/shm` size,
-//! sysctls, the workload's cgroup ([`crate::workload_cgroup`]), and last the read-only root), and [`Credentials::apply`] is the one
-//! pre-exec path every workload and exec process goes through, in this order: cgroup join →
-//! rlimits → setgroups → setgid → capability drops (bounding, ambient, inheritable) → setuid →
-//! final permitted/effective sets → no_new_privs. rlimits come before the capability drops
-//! (raising a hard limit needs CAP_SYS_RESOURCE), setuid after them (dropping the bounding set
-//! needs CAP_SETPCAP, which a non-root user no longer has).
+//! sysctls, the workload's cgroup ([`crate::workload_cgroup`]), and last the read-only root),
+//! and [`Credentials::apply`] is the one pre-exec path every workload and exec process goes
+//! through, in this order: cgroup join → rlimits → setgroups → setgid → capability drops
+//! (bounding, ambient, inheritable) → setuid → final permitted/effective sets → no_new_privs.
+//! rlimits come before the capability drops (raising a hard limit needs CAP_SYS_RESOURCE),
+//! setuid after them (dropping the bounding set needs CAP_SETPCAP, which a non-root user no
+//! longer has).
 //!
 //! `--init`: the workload is never PID 1 here. guest-init is PID 1 of the VM: it reaps every
 //! orphan (control::reap_loop) and delivers `kill`/`stop` signals to the workload, which, not
