@@ -56,6 +56,12 @@ pub enum MemoryError {
 /// # Errors
 /// [`MemoryError`] when a file cannot be read or the kernel format is unknown.
 pub fn boot_need_mib(kernel: &Path, initrd: &Path) -> Result<u64, MemoryError> {
+    let (k, i) = boot_sizes(kernel, initrd)?;
+    Ok(need_mib(k, i))
+}
+
+/// The loaded kernel's and the initrd's sizes in bytes.
+fn boot_sizes(kernel: &Path, initrd: &Path) -> Result<(u64, u64), MemoryError> {
     let k = kernel_footprint(kernel)?;
     let i = std::fs::metadata(initrd)
         .map_err(|source| MemoryError::Io {
@@ -63,7 +69,7 @@ pub fn boot_need_mib(kernel: &Path, initrd: &Path) -> Result<u64, MemoryError> {
             source,
         })?
         .len();
-    Ok(need_mib(k, i))
+    Ok((k, i))
 }
 
 /// Refuses `mem_mib` below what `kernel` and `initrd` need.
@@ -134,13 +140,7 @@ pub fn vm_mib_for_limit(
     initrd: &Path,
     snp: bool,
 ) -> Result<u64, MemoryError> {
-    let k = kernel_footprint(kernel)?;
-    let i = std::fs::metadata(initrd)
-        .map_err(|source| MemoryError::Io {
-            path: initrd.to_owned(),
-            source,
-        })?
-        .len();
+    let (k, i) = boot_sizes(kernel, initrd)?;
     let limit_mib = limit_bytes.div_ceil(MIB);
     Ok(sized_for_limit(limit_mib, k, i, snp).max(need_mib(k, i)))
 }
