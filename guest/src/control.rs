@@ -109,7 +109,13 @@ fn read_loop(mut reader: File, chan: &Channel, state: &Arc<Mutex<State>>) {
                     chan.msg(
                         session,
                         &GuestMsg::Error {
-                            message: format!("unsupported request: {e}"),
+                            // A request this guest-init cannot read whole (a newer host's
+                            // field) is refused, never half-applied.
+                            message: format!(
+                                "unsupported request: {e} (a guest-init older than a3s-box \
+                                 cannot read its newer requests: install the guest-init \
+                                 built with it)"
+                            ),
                         },
                     );
                 }

@@ -60,10 +60,13 @@ pub(crate) fn mount_filesystems() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the host puts the guest kernel's modules in the initramfs.
+const MODULES_DIR: &str = "/.a3s/modules";
+
 /// Loads the modules in `/.a3s/modules/` whose name (without its `NN-` prefix and `.ko`)
 /// `wanted` accepts, in name order (the host numbered them by dependency).
 pub(crate) fn load_modules(wanted: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-    let dir = Path::new("/.a3s/modules");
+    let dir = Path::new(MODULES_DIR);
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(());
     };
@@ -96,6 +99,12 @@ pub(crate) fn load_modules(wanted: impl Fn(&str) -> bool) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Removes `/.a3s/modules/` once every module is loaded: the initramfs has no backing store,
+/// so the files (~2 MiB) would hold guest RAM, and host RAM, for the box's life.
+pub(crate) fn drop_module_files() {
+    let _ = fs::remove_dir_all(MODULES_DIR);
 }
 
 /// `virtio_blk` for `/.a3s/modules/04-virtio_blk.ko`.

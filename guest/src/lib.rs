@@ -2,7 +2,8 @@
 //!
 //! The steps, in order ([`main`]):
 //! 1. mount `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts`, `/dev/shm`, `/run`, `/tmp`;
-//! 2. load the kernel modules the host put in `/.a3s/modules/` (virtio-mmio on microvm);
+//! 2. load the kernel modules the host put in `/.a3s/modules/` (virtio-mmio on microvm), then
+//!    delete the files (the initramfs keeps them in RAM);
 //! 3. open the `a3s.ctl` virtio-serial port and say `Ready`;
 //! 4. on `Start`: the root filesystem ([`rootfs`]: the image's erofs through dm-verity under an
 //!    overlay on the box's writable disk, then switch root); hostname, `/etc/hosts`,
@@ -86,6 +87,7 @@ fn run() -> anyhow::Result<()> {
         return run_template();
     }
     init::load_modules(|_| true)?;
+    init::drop_module_files();
     boot_steps::mark("modules");
     net::configure(&cmdline)?;
     boot_steps::mark("network");
@@ -109,6 +111,7 @@ fn run_template() -> anyhow::Result<()> {
     let port = init::open_channel()?;
     let args = resume::wait(&port)?;
     init::load_modules(deferred)?;
+    init::drop_module_files();
     boot_steps::mark("modules");
     net::configure(&args)?;
     boot_steps::mark("network");

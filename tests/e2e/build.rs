@@ -27,28 +27,8 @@ fn env() -> std::sync::MutexGuard<'static, Option<TestEnv>> {
 /// unreachable outside CI.
 fn setup() -> Option<TestEnv> {
     crate::support::build_guest_init();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
-    let out = std::process::Command::new(&script)
-        .arg("python3")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running scripts/test-images");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(3) {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "build tests need the python3 test image and the apt mirror is unreachable:\n{stderr}"
-        );
-        eprintln!("SKIPPED: build e2e tests: the apt mirror is unreachable\n{stderr}");
-        return None;
-    }
-    assert!(
-        out.status.success(),
-        "scripts/test-images failed:\n{stderr}"
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let image: serde_json::Value =
-        serde_json::from_str(line.lines().next().expect("one image line")).unwrap();
+    let images = crate::support::test_images(&["python3"], "the build e2e tests")?;
+    let image = images.first().expect("one image line");
     let env = TestEnv::new();
     let r = env.run(&["load", "-i", image["archive"].as_str().unwrap()]);
     assert_eq!(r.code, 0, "load: {}", r.stderr);

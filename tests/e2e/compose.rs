@@ -6,7 +6,7 @@
 //! service on the project network, two services on a strict network, one on two networks) + 2
 //! (a built service, recreated after a rebuild) = 13.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -19,26 +19,13 @@ fn images() -> Option<&'static std::collections::BTreeMap<String, String>> {
     static IMAGES: OnceLock<Option<std::collections::BTreeMap<String, String>>> = OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
-            let out = std::process::Command::new(&script)
-                .args(["nginx", "postgres", "python3"])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("running scripts/test-images");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() == Some(3) {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "the compose e2e needs the real test images: {stderr}"
-                );
-                eprintln!("SKIPPED: compose stack test, the apt mirror is unreachable: {stderr}");
-                return None;
-            }
-            assert!(out.status.success(), "scripts/test-images: {stderr}");
+            let images = crate::support::test_images(
+                &["nginx", "postgres", "python3"],
+                "the compose stack test",
+            )?;
             let home = crate::bridge::env();
             let mut map = std::collections::BTreeMap::new();
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for v in images {
                 let archive = v["archive"].as_str().unwrap();
                 let r = home.run(&["load", "-i", archive]);
                 assert_eq!(r.code, 0, "load {archive}: {}", r.stderr);

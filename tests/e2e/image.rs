@@ -1134,30 +1134,8 @@ fn bearer_token_registry_pull_and_push_after_login() {
 /// The nginx test image of `scripts/test-images` (built once and cached; it exposes 80/tcp):
 /// its OCI archive, or `None` (skip, loudly) when the apt mirror is unreachable outside CI.
 fn nginx_test_image() -> Option<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
-    let out = Command::new(&script)
-        .arg("nginx")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running scripts/test-images");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(3) {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "image inspect needs the nginx test image and the apt mirror is unreachable:\n{stderr}"
-        );
-        eprintln!(
-            "SKIPPED: image inspect of the nginx test image: apt mirror unreachable\n{stderr}"
-        );
-        return None;
-    }
-    assert!(
-        out.status.success(),
-        "scripts/test-images failed:\n{stderr}"
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let image: serde_json::Value =
-        serde_json::from_str(line.lines().next().expect("one image line")).unwrap();
+    let images = crate::support::test_images(&["nginx"], "image inspect of the nginx test image")?;
+    let image = images.first().expect("one image line");
     Some(image["archive"].as_str().unwrap().to_owned())
 }
 

@@ -45,39 +45,16 @@ fn images() -> Option<&'static BTreeMap<String, Image>> {
     static IMAGES: OnceLock<Option<BTreeMap<String, Image>>> = OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
-            let out = std::process::Command::new(&script)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("running scripts/test-images");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() == Some(3) {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI=true: scripts/test-images cannot build the Debian images (apt mirror \
-                     unreachable):\n{stderr}"
-                );
-                eprintln!(
-                    "\n{0}\nSKIPPED: real-image e2e tests (issue 15) did NOT run: the apt mirror is \
-                     unreachable, so scripts/test-images cannot build the Debian images.\n{stderr}{0}\n",
-                    "!".repeat(100)
-                );
-                return None;
-            }
-            assert!(
-                out.status.success(),
-                "scripts/test-images failed ({}):\n{stderr}",
-                out.status
-            );
-            eprint!("{stderr}");
+            let records = crate::support::test_images(&[], "the real-image e2e tests (issue 15)")?;
             let mut map = BTreeMap::new();
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let image: Image = serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("scripts/test-images printed {line:?}: {e}"));
+            for record in records {
+                let image: Image = serde_json::from_value(record.clone())
+                    .unwrap_or_else(|e| panic!("scripts/test-images printed {record}: {e}"));
                 let r = env().run(&["load", "-i", image.archive.to_str().unwrap()]);
                 assert_eq!(r.code, 0, "loading {}: {}", image.name, r.stderr);
                 assert!(
-                    r.stdout.contains(&image.reference) || ok(&["images"]).stdout.contains(&image.name),
+                    r.stdout.contains(&image.reference)
+                        || ok(&["images"]).stdout.contains(&image.name),
                     "load of {} did not tag {}: {}",
                     image.name,
                     image.reference,

@@ -264,3 +264,44 @@ pub(crate) fn build_guest_init() {
         panic!("{e}");
     }
 }
+
+/// The Debian-built images of `scripts/test-images` (built once, cached outside the repo):
+/// one record per image (`name`, `ref`, `archive`, ...), in the order asked; all of them when
+/// `names` is empty. `None` when the apt mirror is out of reach, after saying loudly that the
+/// tests of `what` did not run; under `CI=true` that is a failure instead.
+pub(crate) fn test_images(names: &[&str], what: &str) -> Option<Vec<serde_json::Value>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images");
+    let out = Command::new(&script)
+        .args(names)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running scripts/test-images");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: {what} need the Debian test images and scripts/test-images cannot build \
+             them (apt mirror unreachable):\n{stderr}"
+        );
+        eprintln!(
+            "\n{0}\nSKIPPED: {what} did NOT run: the apt mirror is unreachable, so \
+             scripts/test-images cannot build the Debian images.\n{stderr}{0}\n",
+            "!".repeat(100)
+        );
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "scripts/test-images failed ({}):\n{stderr}",
+        out.status
+    );
+    eprint!("{stderr}");
+    let images = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("scripts/test-images printed {line:?}: {e}"))
+        })
+        .collect();
+    Some(images)
+}

@@ -514,8 +514,11 @@ pub struct GuestRoute {
 
 /// Docker's security and resource options (`--cap-add`, `--ulimit`, `--read-only`, ...), applied
 /// by guest-init to the workload and to every exec session. Resolved by the host: names are
-/// validated there, and the guest refuses (fails closed on) anything it does not know.
+/// validated there, and the guest refuses (fails closed on) anything it does not know: a field
+/// from a newer host (a limit this guest-init cannot apply) fails the request rather than
+/// being dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Security {
     /// Capabilities kept (`CAP_CHOWN`, ...): the bounding set, and root's permitted and
     /// effective sets. `None`: all of them (boxes from before these options, CRI pods).
@@ -557,6 +560,7 @@ pub struct Security {
 
 /// One resource limit; [`Rlimit::UNLIMITED`] is `RLIM_INFINITY`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rlimit {
     /// Docker's name: `nofile`, `nproc`, `core`, ... (`RLIMIT_` + upper case).
     pub name: String,
@@ -573,6 +577,7 @@ impl Rlimit {
 
 /// One tmpfs mount.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TmpfsMount {
     /// Absolute guest path.
     pub path: String,
@@ -1275,5 +1280,22 @@ mod tests {
             d.message::<HostMsg>(),
             Err(ProtoError::NotControl(Kind::Stdout))
         ));
+    }
+
+    #[test]
+    fn a_security_field_this_guest_does_not_know_is_refused_not_dropped() {
+        // A newer host's limit reaching an older guest-init must fail the request: dropping
+        // it would run the workload without the limit the user asked for.
+        let known: Security =
+            serde_json::from_str(r#"{"pids_limit": 5, "memory_limit_bytes": 1048576}"#).unwrap();
+        assert_eq!(known.pids_limit, Some(5));
+        for json in [
+            r#"{"pids_limit": 5, "cpu_quota_us": 1000}"#,
+            r#"{"rlimits": [{"name": "nofile", "soft": 1, "hard": 1, "extra": 0}]}"#,
+            r#"{"tmpfs": [{"path": "/t", "options": [], "extra": 0}]}"#,
+        ] {
+            let err = serde_json::from_str::<Security>(json).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{json}: {err}");
+        }
     }
 }
