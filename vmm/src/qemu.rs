@@ -995,9 +995,10 @@ fn wait_ready(
                 };
             }
             Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
-                // The channel closed: QEMU died or is dying.
-                std::thread::sleep(Duration::from_millis(50));
-                let status = child.try_wait().ok().flatten();
+                // The channel closed: QEMU died or is dying (guest-init powers off after a
+                // fatal error). On a loaded host QEMU can take well over 50 ms to exit, and
+                // calling that a stall threw away good templates and hid the guest's error.
+                let status = wait_exit(child, CHANNEL_CLOSED_EXIT_GRACE);
                 return Err(match status {
                     Some(status) => Wait::Failed(StartError::QemuExited {
                         status,
@@ -1021,6 +1022,22 @@ fn wait_ready(
             || started.elapsed() > Duration::from_secs(config.boot_timeout_secs)
         {
             return Err(Wait::Stalled);
+        }
+    }
+}
+
+/// How long QEMU may take to exit once the guest closed the channel before the boot is
+/// called stalled (a guest that closed it is powering off).
+const CHANNEL_CLOSED_EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// `child`'s exit status once it exits, polled until `grace` has passed (`None`: still running).
+fn wait_exit(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
         }
     }
 }
@@ -1147,6 +1164,28 @@ mod tests {
             huge_pages: false,
             mergeable: true,
             incoming: false,
+        }
+    }
+
+    #[test]
+    fn a_vm_that_closes_its_channel_and_exits_slowly_failed_rather_than_stalled() {
+        // The guest closed the channel (guest-init powers off after a fatal error) and QEMU
+        // takes 400 ms to exit, as on a loaded host: that is the guest's failure, reported
+        // with QEMU's exit, not a stall (which discarded good templates and retried).
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(Machine::Microvm);
+        c.console_log = dir.path().join("console.log");
+        c.qemu_log = dir.path().join("qemu.log");
+        let mut child = Command::new("sleep").arg("0.4").spawn().unwrap();
+        let (tx, frames) = std::sync::mpsc::channel::<Result<Frame, ProtoError>>();
+        drop(tx);
+        match wait_ready(&mut child, &frames, &c, Instant::now()) {
+            Err(Wait::Failed(StartError::QemuExited { status, .. })) => {
+                assert!(status.success(), "{status}")
+            }
+            Err(Wait::Failed(e)) => panic!("{e}"),
+            Err(Wait::Stalled) => panic!("called a stall"),
+            Ok(_) => panic!("ready"),
         }
     }
 
