@@ -126,12 +126,12 @@ fn a_multi_stage_build_runs_is_cached_and_reruns_only_what_follows_a_changed_fil
 
     let out = ok(env, &["run", "--rm", "b-multi:1"]);
     assert_eq!(out.stdout.trim(), "hello from the build stage");
-    let alias = ok(env, &["image", "inspect", "b-multi:alias"]).json();
+    let alias = ok(env, &["image", "inspect", "b-multi:alias"]).json()[0].clone();
     assert_eq!(alias["digest"], digest.as_str());
 
     // Config and history: one layer per filesystem step, empty_layer for the rest.
-    let inspect = ok(env, &["image", "inspect", "b-multi:1"]).json();
-    let base = ok(env, &["image", "inspect", PY]).json();
+    let inspect = ok(env, &["image", "inspect", "b-multi:1"]).json()[0].clone();
+    let base = ok(env, &["image", "inspect", PY]).json()[0].clone();
     assert_eq!(
         inspect["layers"].as_array().unwrap().len(),
         base["layers"].as_array().unwrap().len() + 1,
@@ -247,7 +247,7 @@ RUN test "$V" = from-cli && test -z "$GLOBAL_ONLY" && test "$REDECL" = global-de
         r.stderr
     );
     // ARG values are not part of the image's environment (ENV is).
-    let inspect = ok(env, &["image", "inspect", "b-arg:1"]).json();
+    let inspect = ok(env, &["image", "inspect", "b-arg:1"]).json()[0].clone();
     let image_env = inspect["config"]["env"].to_string();
     assert!(!image_env.contains("V=from-cli"), "{image_env}");
     assert!(image_env.contains("SHADOW=env-wins"), "{image_env}");
@@ -299,7 +299,7 @@ RUN test "$(id -u)" = 1234 && test "$(id -g)" = 5678 && test "$(stat -c %u:%g:%a
         env,
         &["build", "-t", "b-user:1", ctx.path().to_str().unwrap()],
     );
-    let inspect = ok(env, &["image", "inspect", "b-user:1"]).json();
+    let inspect = ok(env, &["image", "inspect", "b-user:1"]).json()[0].clone();
     assert_eq!(inspect["config"]["user"], "1234:5678");
 }
 
@@ -322,7 +322,7 @@ RUN test "$(pwd)" = /a/b/c && test -f /a/b/c/rel.txt
         env,
         &["build", "-t", "b-wd:1", ctx.path().to_str().unwrap()],
     );
-    let inspect = ok(env, &["image", "inspect", "b-wd:1"]).json();
+    let inspect = ok(env, &["image", "inspect", "b-wd:1"]).json()[0].clone();
     assert_eq!(inspect["config"]["working_dir"], "/a/b/c");
 }
 
@@ -394,7 +394,7 @@ CMD ["-c", "print(open('/app/out.txt').read().strip())"]
 fn flatten(env: &TestEnv, image: &str) -> std::collections::BTreeMap<String, String> {
     use sha2::Digest as _;
     use std::io::Read;
-    let inspect = ok(env, &["image", "inspect", image]).json();
+    let inspect = ok(env, &["image", "inspect", image]).json()[0].clone();
     let mut tree = std::collections::BTreeMap::new();
     for layer in inspect["layers"].as_array().unwrap() {
         let hex = layer["digest"]
@@ -498,7 +498,7 @@ fn buildah_builds_the_same_dockerfile_into_the_same_trees_and_config() {
     }
     let dir = ctx.path().to_str().unwrap();
     let base_archive = {
-        let py = ok(env, &["image", "inspect", PY]).json();
+        let py = ok(env, &["image", "inspect", PY]).json()[0].clone();
         assert!(py["digest"].is_string());
         let out = std::process::Command::new(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-images"),
@@ -575,7 +575,8 @@ fn buildah_builds_the_same_dockerfile_into_the_same_trees_and_config() {
             "{name}: trees differ:\n{}",
             diff.join("\n")
         );
-        let c1 = ok(env, &["image", "inspect", &format!("{name}:latest")]).json()["config"].clone();
+        let c1 =
+            ok(env, &["image", "inspect", &format!("{name}:latest")]).json()[0]["config"].clone();
         let mut c2 = ok(
             env,
             &[
@@ -584,7 +585,7 @@ fn buildah_builds_the_same_dockerfile_into_the_same_trees_and_config() {
                 &format!("localhost/buildah/{name}:latest"),
             ],
         )
-        .json()["config"]
+        .json()[0]["config"]
             .clone();
         c2["labels"]
             .as_object_mut()
@@ -625,7 +626,7 @@ HEALTHCHECK --interval=5s --retries=2 CMD test -e /hello.txt
         &["build", "-t", "b-scratch:1", ctx.path().to_str().unwrap()],
     );
     assert!(!r.stderr.contains("RUN"), "{}", r.stderr);
-    let i = ok(env, &["image", "inspect", "b-scratch:1"]).json();
+    let i = ok(env, &["image", "inspect", "b-scratch:1"]).json()[0].clone();
     assert_eq!(i["layers"].as_array().unwrap().len(), 2, "{i}");
     assert_eq!(
         i["config"]["entrypoint"],
@@ -713,7 +714,7 @@ fn layer_files(
     image: &str,
 ) -> std::collections::BTreeMap<String, (u32, u64, Vec<u8>)> {
     use std::io::Read;
-    let inspect = ok(env, &["image", "inspect", image]).json();
+    let inspect = ok(env, &["image", "inspect", image]).json()[0].clone();
     let mut files = std::collections::BTreeMap::new();
     for layer in inspect["layers"].as_array().unwrap() {
         let hex = layer["digest"]

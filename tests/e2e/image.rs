@@ -90,7 +90,7 @@ fn pulls_an_umoci_image_from_the_registry_and_lists_it() {
 
     let inspect = env.run(&["image", "inspect", &image]);
     ok(&inspect);
-    let i = inspect.json();
+    let i = inspect.json()[0].clone();
     assert_eq!(i["config"]["entrypoint"], serde_json::json!(["/bin/sh"]));
     assert_eq!(i["config"]["working_dir"], "/srv");
     assert!(i["config"]["env"]
@@ -855,7 +855,8 @@ fn docker_v2_manifests_zstd_layers_and_multi_arch_indexes() {
     ok(&r);
     let i = env
         .run(&["image", "inspect", &format!("{}/fmt/docker:1", reg.addr)])
-        .json();
+        .json()[0]
+        .clone();
     assert_eq!(
         i["media_type"],
         "application/vnd.docker.distribution.manifest.v2+json"
@@ -901,7 +902,7 @@ fn docker_v2_manifests_zstd_layers_and_multi_arch_indexes() {
     let v = r.json();
     assert_eq!(v["resolved_digest"], reg.remote_digest("fmt/multi:1"));
     assert_ne!(v["resolved_digest"], v["digest"]);
-    let i = env.run(&["image", "inspect", &image]).json();
+    let i = env.run(&["image", "inspect", &image]).json()[0].clone();
     assert_eq!(i["architecture"], "amd64");
     assert_eq!(i["config"]["labels"]["arch"], "amd64");
     assert_eq!(i["index_digest"], v["resolved_digest"]);
@@ -1183,19 +1184,21 @@ fn image_inspect_answers_docker_templates() {
         f("{{.Size}}", "busybox"),
         format!("{}\n", s.unpacked_size(&img.digest).unwrap().0)
     );
-    // The default JSON keeps our keys, with Docker's beside them.
+    // The default JSON keeps our keys, with Docker's beside them, in an array as Docker's
+    // (one image too: scripts read `.[0]`).
     let r = env.run(&["image", "inspect", "busybox"]);
     ok(&r);
-    let v = r.json();
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1), "{}", r.stdout);
+    let v = r.json()[0].clone();
     assert_eq!(v["reference"], "docker.io/library/busybox:latest");
     assert_eq!(v["config"]["cmd"], serde_json::json!(["/bin/sh"]));
     assert_eq!(v["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
     assert_eq!(v["RootFS"]["Type"], "layers");
 
-    // A missing image: named on stderr, non-zero exit, nothing on stdout.
+    // A missing image: named on stderr, non-zero exit, an empty array on stdout (Docker's).
     let gone = env.run(&["image", "inspect", "no-such-image"]);
     assert_ne!(gone.code, 0);
-    assert!(gone.stdout.is_empty(), "{}", gone.stdout);
+    assert_eq!(gone.json(), serde_json::json!([]), "{}", gone.stdout);
     assert!(
         gone.stderr.contains("no-such-image:latest"),
         "{}",

@@ -171,7 +171,7 @@ pub(crate) struct InspectArgs {
 /// `image inspect`: Docker's `docker image inspect [-f TEMPLATE] IMAGE...`.
 #[derive(Debug, Args)]
 pub(crate) struct ImageInspectArgs {
-    /// `json` (the default: one image prints its object, several an array of them), `text`
+    /// `json` (the default: an array with one object per image, as Docker's), `text`
     /// (aligned rows), or a Go template evaluated per image, e.g. '{{.Config.Env}}' or
     /// '{{json .RootFS.Layers}}'.
     #[arg(short = 'f', long, value_name = "FORMAT")]

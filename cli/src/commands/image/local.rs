@@ -297,14 +297,10 @@ pub(super) fn inspect(a: &args::ImageInspectArgs) -> anyhow::Result<ExitStatus> 
     }
     match a.format.as_deref() {
         None | Some("json") => {
+            // Always an array, one object per image found (`[]` when none), as Docker's
+            // and as our box `inspect`: scripts read `.[0]` whatever the count.
             let views: Vec<Value> = found.into_iter().map(|(_, v)| v).collect();
-            match views.as_slice() {
-                // One image prints its object (what `image inspect IMAGE` always printed);
-                // several print an array, as Docker does.
-                [one] if a.images.len() == 1 => output::json(one)?,
-                _ if views.is_empty() => {}
-                _ => output::json(&views)?,
-            }
+            output::json(&views)?;
         }
         Some("text") => {
             for (i, (view, _)) in found.iter().enumerate() {
