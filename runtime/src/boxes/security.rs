@@ -251,7 +251,8 @@ impl SecurityConfig {
                         "expected a size such as 64m or 1g",
                     )
                 })?;
-                if n > 0 && n < 6 << 20 {
+                // Docker's minimum, the same as for --memory.
+                if n > 0 && n < a3s_vmm::memory::MIN_LIMIT_MIB << 20 {
                     return Err(bad(
                         "--memory-reservation",
                         v,
