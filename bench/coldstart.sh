@@ -53,7 +53,8 @@ for i in $(seq "$runs"); do
 done
 fm=$(median "${floor_t[@]}"); bm=$(median "${box_t[@]}")
 echo "cold start ($accel, $runs alternating runs): floor median ${fm} s, a3s-box run busybox true median ${bm} s, ratio $(python3 -c "print(f'{$bm/$fm:.3f}')")"
-# Where a start's time goes, as each box recorded it (inspect .timings), and what is left.
+# Where a run's time goes, as each box recorded it (inspect .timings for its start,
+# .stop_timings from the workload's start to the recorded exit), and what is left.
 python3 - "$work/timings.jsonl" "$bm" <<'PY'
 import json, statistics, sys
 text, total = open(sys.argv[1]).read(), float(sys.argv[2]) * 1000
@@ -64,8 +65,10 @@ while i < len(text):
     recs, i = dec.raw_decode(text, i)
     for r in recs:
         ph = r.get("timings", [])
-        sums.append(sum(p["ms"] for p in ph))
+        stop = r.get("stop_timings", [])
+        sums.append(sum(p["ms"] for p in ph + stop))
         for p in ph: per.setdefault(p["name"], []).append(p["ms"])
+        for p in stop: per.setdefault("stop: " + p["name"], []).append(p["ms"])
         boot = r.get("boot") or {}
         steps = boot.get("guest_steps", [])
         for p in steps: guest.setdefault(p["name"], []).append(p["ms"])
@@ -79,8 +82,8 @@ for k, v in per.items():
 for k, v in guest.items():
     print(f"    vm_boot: {k:16s} median {statistics.median(v):7.1f} ms")
 s = statistics.median(sums) if sums else 0
-print(f"  sum of phases    median {s:7.1f} ms; the rest of the lifecycle (workload run, exit, "
-      f"CLI exit) {total - s:.0f} ms")
+print(f"  sum of phases    median {s:7.1f} ms; the rest (the CLI's start and exit, reading "
+      f"the exit, the record) {total - s:.0f} ms")
 PY
 
 # Exec round trip and idle RSS on one detached box.

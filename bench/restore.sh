@@ -50,6 +50,7 @@ for mode, label in (("off", "cold"), ("on", "restored")):
         recs, i = dec.raw_decode(text, i)
         for r in recs:
             for p in r.get("timings", []): per.setdefault(p["name"], []).append(p["ms"])
+            for p in r.get("stop_timings", []): per.setdefault("stop: " + p["name"], []).append(p["ms"])
             load = r.get("boot", {}).get("restore_load_ms")
             if load is not None: per.setdefault("(of which QEMU loading the state)", []).append(load)
     print(f"  {label}: " + ", ".join(f"{k} {statistics.median(v):.0f} ms" for k, v in per.items()))

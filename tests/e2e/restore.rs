@@ -57,8 +57,9 @@ fn boot(env: &TestEnv, name: &str) -> serde_json::Value {
 }
 
 /// `inspect` gives the start's phases in order and the guest's own steps inside `vm_boot`
-/// (or `vm_restore`), which fit in the guest's uptime and that in the boot's wall time.
-fn assert_start_accounted(env: &TestEnv, name: &str, restored: bool) {
+/// (or `vm_restore`), which fit in the guest's uptime and that in the boot's wall time; and
+/// where the end of the run went, from the workload's start to the recorded exit.
+fn assert_run_accounted(env: &TestEnv, name: &str, restored: bool) {
     let rec = env.run(&["inspect", name]).json()[0].clone();
     let names = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()
@@ -78,6 +79,11 @@ fn assert_start_accounted(env: &TestEnv, name: &str, restored: bool) {
             vm,
             "guest_setup"
         ],
+        "{name}"
+    );
+    assert_eq!(
+        names(&rec["stop_timings"]),
+        ["workload", "vm_stop"],
         "{name}"
     );
     let boot = &rec["boot"];
@@ -140,8 +146,8 @@ fn restored_boxes_are_like_cold_ones() {
     );
     assert_eq!(templates(&env).len(), 1, "both boxes restored one template");
     // Each start says where its time went, cold or restored.
-    assert_start_accounted(&env, "restore-cold", false);
-    assert_start_accounted(&env, "restore-b", true);
+    assert_run_accounted(&env, "restore-cold", false);
+    assert_run_accounted(&env, "restore-b", true);
 
     // Fresh randomness and identity in each box restored from the one template.
     assert_eq!(a.random.len(), 32, "{a:?}");

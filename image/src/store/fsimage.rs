@@ -13,8 +13,9 @@
 //! (measured) kernel command line, so a changed byte in either part is refused by the guest
 //! kernel. Data and hash blocks are both 4096 bytes and there is no superblock, so the hash tree
 //! starts at block `data_blocks`: the command line needs only the block count and the root hash.
-//! Building once per image and deleting the unpacked tree afterwards keeps one uncompressed copy
-//! of an image on disk (besides its compressed layer blobs).
+//! The layers are unpacked into a scratch tree that goes as soon as the image is built, in RAM
+//! when it fits (`scratch`), so the only uncompressed copy of an image on disk is its erofs
+//! image (besides its compressed layer blobs).
 //!
 //! The root hash is stable for one cache entry but not across hosts: erofs-utils 1.5 stores the
 //! build time in the superblock unless every file's mtime is forced to one value, and keeping the
@@ -27,7 +28,7 @@ use std::process::{Command, Stdio};
 use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
-use super::{fsutil, FileLock, ImageStore, LocalImage, StoreError};
+use super::{fsutil, scratch, FileLock, ImageStore, LocalImage, StoreError};
 
 /// Block size of the erofs image and of the verity tree.
 pub const BLOCK_SIZE: u64 = 4096;
@@ -87,16 +88,81 @@ impl ImageStore {
         if let Some(found) = load(&path, &meta)? {
             return Ok(found); // another process built it while we waited
         }
-        let tree = self.rootfs(image)?;
-        let built = build(&tree, &path, hex)?;
+        // A tree `rootfs` kept for another use is built from, then goes: the erofs image
+        // replaces it. Otherwise the layers go to a scratch tree, removed when dropped.
+        let kept = self.dir.join("rootfs").join(hex);
+        let built = if kept.is_dir() {
+            let built = build(&kept, &path, hex)?;
+            if let Err(e) = fs::remove_dir_all(&kept) {
+                tracing::warn!(tree = %kept.display(), error = %e, "could not remove the unpacked rootfs");
+            }
+            built
+        } else {
+            let tree = self.unpack_scratch(image)?;
+            build(tree.root(), &path, hex)?
+        };
         let json = serde_json::to_vec_pretty(&built).map_err(io::Error::other)?;
         fsutil::write_atomic(&meta, &json)?;
-        // The erofs image replaces the tree: one uncompressed copy per image is enough.
-        if let Err(e) = fs::remove_dir_all(&tree) {
-            tracing::warn!(tree = %tree.display(), error = %e, "could not remove the unpacked rootfs");
-        }
         Ok(built)
     }
+
+    /// `image`'s layers unpacked into a scratch tree: in RAM when it fits, on disk when it
+    /// does not or when RAM turned out too small after all.
+    fn unpack_scratch(&self, image: &LocalImage) -> Result<scratch::ScratchTree, StoreError> {
+        let disk = self.dir.join("rootfs");
+        let tree = scratch::place(self.unpacked_estimate(image)?, &disk)?;
+        match self.unpack_to(image, tree.root()) {
+            Ok(()) => Ok(tree),
+            Err(e) if tree.in_ram() && out_of_space(&e) => {
+                drop(tree);
+                tracing::info!(image = %image.digest, "the unpacked image did not fit in RAM; unpacking it on disk");
+                let tree = scratch::on_disk(&disk)?;
+                self.unpack_to(image, tree.root())?;
+                Ok(tree)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// About how many bytes `image`'s layers unpack to: each gzip layer's own record of its
+    /// uncompressed size (modulo 4 GiB), and never less than four times its compressed size.
+    fn unpacked_estimate(&self, image: &LocalImage) -> Result<u64, StoreError> {
+        let manifest = self.manifest(&image.digest)?;
+        let mut total = 0u64;
+        for layer in &manifest.layers {
+            let mut blob = self.open_blob(&layer.digest)?;
+            let recorded = gzip_isize(&mut blob).unwrap_or(0);
+            total = total.saturating_add(recorded.max(layer.size.saturating_mul(4)));
+        }
+        Ok(total)
+    }
+}
+
+/// A gzip stream's last four bytes: its uncompressed size modulo 2^32 (RFC 1952 ISIZE).
+fn gzip_isize(file: &mut (impl std::io::Read + std::io::Seek)) -> Option<u64> {
+    use std::io::SeekFrom;
+    let mut magic = [0u8; 2];
+    file.read_exact(&mut magic).ok()?;
+    if magic != [0x1f, 0x8b] {
+        return None;
+    }
+    file.seek(SeekFrom::End(-4)).ok()?;
+    let mut isize = [0u8; 4];
+    file.read_exact(&mut isize).ok()?;
+    Some(u64::from(u32::from_le_bytes(isize)))
+}
+
+/// The error says a file system was full.
+fn out_of_space(e: &StoreError) -> bool {
+    let io = match e {
+        StoreError::Io(e) => e,
+        StoreError::Unpack {
+            source: crate::unpack::UnpackError::Write { source, .. },
+            ..
+        } => source,
+        _ => return false,
+    };
+    io.kind() == io::ErrorKind::StorageFull
 }
 
 fn meta_path(image: &Path) -> PathBuf {

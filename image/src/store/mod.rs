@@ -25,6 +25,7 @@ mod commit;
 mod fsimage;
 mod fsutil;
 mod gc;
+mod scratch;
 mod usage;
 
 use std::collections::BTreeMap;
@@ -519,15 +520,6 @@ impl ImageStore {
         if dest.is_dir() {
             return Ok(dest); // another process finished it while we waited
         }
-        let manifest = self.manifest(&image.digest)?;
-        let config = self.config_file(&manifest)?;
-        if manifest.layers.len() != config.rootfs.diff_ids.len() {
-            return Err(StoreError::LayerCountMismatch {
-                digest: image.digest.clone(),
-                layers: manifest.layers.len(),
-                diff_ids: config.rootfs.diff_ids.len(),
-            });
-        }
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(&rootfs_dir)
@@ -542,7 +534,26 @@ impl ImageStore {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .map_err(|e| io::Error::new(e.kind(), format!("chmod {}: {e}", tmp.path().display())))?;
-        let mut unpacker = Unpacker::new(tmp.path());
+        self.unpack_to(image, tmp.path())?;
+        let built = tmp.keep();
+        fs::rename(&built, &dest)?;
+        fsutil::sync_dir(&rootfs_dir)?;
+        Ok(dest)
+    }
+
+    /// Applies `image`'s layers, base first, to the existing directory `root`, checking each
+    /// against its diff_id.
+    fn unpack_to(&self, image: &LocalImage, root: &Path) -> Result<(), StoreError> {
+        let manifest = self.manifest(&image.digest)?;
+        let config = self.config_file(&manifest)?;
+        if manifest.layers.len() != config.rootfs.diff_ids.len() {
+            return Err(StoreError::LayerCountMismatch {
+                digest: image.digest.clone(),
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
+        }
+        let mut unpacker = Unpacker::new(root);
         for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
             if !oci::is_layer(&layer.media_type) {
                 return Err(StoreError::UnsupportedMediaType {
@@ -574,10 +585,7 @@ impl ImageStore {
             layer: image.digest.clone(),
             source,
         })?;
-        let built = tmp.keep();
-        fs::rename(&built, &dest)?;
-        fsutil::sync_dir(&rootfs_dir)?;
-        Ok(dest)
+        Ok(())
     }
 
     /// Where verified signatures of `digest` are kept (the directory is created).

@@ -596,6 +596,7 @@ impl Boxes {
             paused: false,
             oom_killed: false,
             timings: Vec::new(),
+            stop_timings: Vec::new(),
         };
         fs_err::create_dir_all(self.box_dir(&id))?;
         a3s_vmm::disk::create_layer(

@@ -23,6 +23,7 @@ use super::client::{ClientMsg, MonitorMsg};
 use super::exit_hold::RemovalGate;
 use super::logs::{LogWriter, Stream};
 use super::state::{now_rfc3339, BoxId, BoxState};
+use super::timings::{Phase, Stopwatch};
 use super::{BoxError, Boxes};
 use crate::tee::pipeline::TeeLaunch;
 
@@ -69,7 +70,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
     let _ = nix::unistd::setsid();
     let gate = RemovalGate::open(&boxes.box_dir(id));
     let me = std::process::id();
-    let mut watch = super::timings::Stopwatch::for_monitor();
+    let mut watch = Stopwatch::for_monitor();
     let rec = boxes.update(id, |r| {
         r.state = BoxState::Starting { monitor_pid: me };
         Ok(())
@@ -120,7 +121,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
                 if let Some(h) = e.hint() {
                     msg.push_str(&format!(" (hint: {h})"));
                 }
-                finish(boxes, id, 125, Some(msg), &gate);
+                finish(boxes, id, End::failed(msg), &gate);
                 return Ok(());
             }
         }
@@ -139,7 +140,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
                     .hint()
                     .map(|h| format!(" (hint: {h})"))
                     .unwrap_or_default();
-                finish(boxes, id, 125, Some(format!("{e}{hint}")), &gate);
+                finish(boxes, id, End::failed(format!("{e}{hint}")), &gate);
                 return Ok(());
             }
         },
@@ -162,7 +163,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         });
     if let (Some(t), Some(gateway)) = (tee.as_mut(), gateway) {
         if let Err(e) = t.relay_kbs(gateway) {
-            finish(boxes, id, 125, Some(e.to_string()), &gate);
+            finish(boxes, id, End::failed(e.to_string()), &gate);
             return Ok(());
         }
     }
@@ -202,7 +203,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
         // The policy only restarts a workload that ran: a box that cannot boot would loop.
         let again = run.ran && rec.spec.restart.decide(run.code, restarts, run.stopped);
         if !again || stop_requested(&dir) {
-            finish(boxes, id, run.code, run.error, &gate);
+            finish(boxes, id, run.end(), &gate);
             return Ok(());
         }
         if let Ok(r) = boxes.load(id) {
@@ -219,7 +220,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
             Ok(())
         })?;
         if wait_or_stop(&dir, delay) {
-            finish(boxes, id, run.code, run.error, &gate);
+            finish(boxes, id, run.end(), &gate);
             return Ok(());
         }
         boxes.update(id, |r| {
@@ -227,7 +228,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
             Ok(())
         })?;
         if stop_requested(&dir) {
-            finish(boxes, id, run.code, run.error, &gate);
+            finish(boxes, id, run.end(), &gate);
             return Ok(());
         }
     }
@@ -270,6 +271,18 @@ struct Ran {
     ran: bool,
     /// `stop` ended it.
     stopped: bool,
+    /// Where the time from the workload's start to its end went.
+    stop: Vec<Phase>,
+}
+
+impl Ran {
+    fn end(&self) -> End {
+        End {
+            code: self.code,
+            error: self.error.clone(),
+            stop: self.stop.clone(),
+        }
+    }
 }
 
 /// What every boot of one monitor shares.
@@ -287,7 +300,7 @@ struct Boot<'a> {
     /// The host's TSC rate for the guest clock (TCG), see `VmPlan::tsc_khz`.
     tsc_khz: Option<u64>,
     /// The phases of this start so far (a restart times its own boot).
-    watch: super::timings::Stopwatch,
+    watch: Stopwatch,
 }
 
 impl Boot<'_> {
@@ -325,7 +338,7 @@ impl Boot<'_> {
                     msg.push_str(&format!(" (hint: {h})"));
                 }
                 let msg = boot_failure(boxes, id, config, msg);
-                finish(boxes, id, 125, Some(msg), self.gate);
+                finish(boxes, id, End::failed(msg), self.gate);
                 return Ok(None);
             }
         };
@@ -351,7 +364,7 @@ impl Boot<'_> {
             monitor_pid: self.monitor_pid,
             running: false,
             discard_on_exit: self.rec.spec.auto_remove && config.shares.is_empty(),
-            watch: std::mem::replace(&mut self.watch, super::timings::Stopwatch::for_monitor()),
+            watch: std::mem::replace(&mut self.watch, Stopwatch::for_monitor()),
         };
         let checker = super::health::spawn(boxes, self.rec, self.monitor_pid);
         let Served {
@@ -359,6 +372,7 @@ impl Boot<'_> {
             error,
             stopped,
             oom_killed,
+            stop,
         } = match send(&vm, WORKLOAD_SESSION, &start) {
             Ok(()) => serve(vm, listener, self.dir, config, guest),
             Err(e) => Served::failed(format!("sending the workload to the guest: {e}")),
@@ -376,6 +390,7 @@ impl Boot<'_> {
             oom_killed,
             ran,
             stopped,
+            stop,
         }))
     }
 }
@@ -412,13 +427,34 @@ fn send(vm: &Vm, session: u32, msg: &HostMsg) -> Result<(), proto::ProtoError> {
     vm.send(&Frame::control(session, msg)?)
 }
 
+/// How a run ended, as recorded.
+struct End {
+    code: i32,
+    error: Option<String>,
+    /// Where the time from the workload's start to here went (empty if it never started).
+    stop: Vec<Phase>,
+}
+
+impl End {
+    /// A start that failed before any workload ran.
+    fn failed(message: String) -> Self {
+        Self {
+            code: 125,
+            error: Some(message),
+            stop: Vec::new(),
+        }
+    }
+}
+
 /// Records the exit; a `--rm` box is then removed once the clients reading its exit are done.
-fn finish(boxes: &Boxes, id: &BoxId, code: i32, error: Option<String>, gate: &RemovalGate) {
+fn finish(boxes: &Boxes, id: &BoxId, end: End, gate: &RemovalGate) {
+    let End { code, error, stop } = end;
     let ended = boxes.update(id, |r| {
         r.state = BoxState::Exited {
             exit_code: code,
             error: error.clone(),
         };
+        r.stop_timings = stop.clone();
         r.finished_at = Some(now_rfc3339());
         r.paused = false;
         Ok(())
@@ -479,8 +515,9 @@ struct Guest<'a> {
     /// writable layer is deleted with it), so its VM is stopped at once when the workload
     /// exits instead of syncing and powering off.
     discard_on_exit: bool,
-    /// The phases of this start, recorded when the workload runs.
-    watch: super::timings::Stopwatch,
+    /// The phases of this start, recorded when the workload runs; from then on, those of
+    /// its end.
+    watch: Stopwatch,
 }
 
 impl Guest<'_> {
@@ -496,6 +533,7 @@ impl Guest<'_> {
         let (me, qemu_pid) = (self.monitor_pid, vm.pid());
         let started = self.boxes.update(self.id, |r| {
             r.timings = timings;
+            r.stop_timings = Vec::new();
             r.state = BoxState::Running {
                 monitor_pid: me,
                 qemu_pid,
@@ -515,6 +553,7 @@ impl Guest<'_> {
         if let Ok(r) = &started {
             self.boxes.emit(r, "start", &[]);
         }
+        self.watch = Stopwatch::new();
     }
 
     /// Handles a TEE message of the guest agent: `Ok(true)` when it was one.
@@ -675,6 +714,9 @@ fn serve(
             forward_to_client(&shared, frame);
         }
     };
+    if guest_box.running {
+        guest_box.watch.mark("workload");
+    }
     let _ = log.sync();
     // The exit code is recorded by the caller right after this returns; the guest can go.
     // A VM whose disks are discarded with it has nothing to sync: the round trip, sync and
@@ -683,6 +725,12 @@ fn serve(
         power_off(&mut vm);
     }
     vm.kill();
+    let stop = if guest_box.running {
+        guest_box.watch.mark("vm_stop");
+        guest_box.watch.phases().to_vec()
+    } else {
+        Vec::new()
+    };
     let stopped = {
         let mut sh = lock(&shared);
         sh.closed = true;
@@ -695,6 +743,7 @@ fn serve(
         error,
         stopped,
         oom_killed,
+        stop,
     }
 }
 
@@ -706,6 +755,8 @@ struct Served {
     stopped: bool,
     /// The guest said its OOM killer acted during the run.
     oom_killed: bool,
+    /// Where the time from the workload's start to the VM's stop went.
+    stop: Vec<Phase>,
 }
 
 impl Served {
@@ -716,6 +767,7 @@ impl Served {
             error: Some(message),
             stopped: false,
             oom_killed: false,
+            stop: Vec::new(),
         }
     }
 }

@@ -194,6 +194,11 @@ pub struct BoxRecord {
     /// Where the last start's time went, phase by phase ([`super::timings`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timings: Vec<super::timings::Phase>,
+    /// Where the last run's end went, from the workload's start to its recorded exit:
+    /// `workload` (the workload itself, as the monitor saw it) and `vm_stop` (syncing and
+    /// stopping the VM). Empty while running and for a box that never started its workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_timings: Vec<super::timings::Phase>,
     /// `pause`: the VM's vCPUs are stopped (the box stays `Running` underneath; `unpause`,
     /// `stop` and the end of the run clear it).
     #[serde(default)]
@@ -318,6 +323,7 @@ pub(crate) mod tests {
             paused: false,
             oom_killed: false,
             timings: Vec::new(),
+            stop_timings: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Where the time of a start goes: each phase between `start` being asked for and the
 //! workload being exec'd in the guest, recorded by the monitor at every start and shown by
-//! `inspect` as `timings` (bench/coldstart.sh and bench/tee.sh print their medians).
+//! `inspect` as `timings` (bench/coldstart.sh and bench/tee.sh print their medians); and where
+//! the time between the workload's start and the recorded exit went (`stop_timings`).
 //!
 //! The starting process (CLI, CRI server) hands the monitor the wall-clock instant it began
 //! and how long preparing took (`A3S_BOX_START_NS`, `A3S_BOX_PREPARE_MS`), so the spawn of the
@@ -32,6 +33,12 @@ pub struct Stopwatch {
     phases: Vec<Phase>,
 }
 
+impl Default for Stopwatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Stopwatch {
     /// Starts timing in the monitor, first recording what the starting process reported.
     pub fn for_monitor() -> Self {
@@ -56,6 +63,14 @@ impl Stopwatch {
         Self {
             last: Instant::now(),
             phases,
+        }
+    }
+
+    /// Starts timing from now, with no phases yet (the stop side of a run).
+    pub fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            phases: Vec::new(),
         }
     }
 
@@ -93,10 +108,7 @@ mod tests {
 
     #[test]
     fn phases_are_recorded_in_order() {
-        let mut s = Stopwatch {
-            last: Instant::now(),
-            phases: vec![],
-        };
+        let mut s = Stopwatch::new();
         s.mark("plan");
         s.mark("vm_boot");
         let names: Vec<&str> = s.phases().iter().map(|p| p.name.as_str()).collect();

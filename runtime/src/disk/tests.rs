@@ -141,6 +141,7 @@ impl Home {
             paused: false,
             oom_killed: false,
             timings: Vec::new(),
+            stop_timings: Vec::new(),
         };
         state::write_record(&dir.join("state.json"), &rec).unwrap();
         sparse(&dir.join(RW_IMAGE), 1 << 30, 8192);
