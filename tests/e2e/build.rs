@@ -5,22 +5,19 @@
 //! check several facts (a failed `test` fails the build, and the build's exit code says so).
 
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use crate::support::{Run, TestEnv};
 
 /// The python3 test image's reference after `load`.
 const PY: &str = "localhost/a3s-test/python3:latest";
 
-/// One home for every build test (the base image is loaded once), used by one test at a time:
-/// their VMs would otherwise compete for the two cores.
-fn env() -> std::sync::MutexGuard<'static, Option<TestEnv>> {
-    static ENV: OnceLock<Mutex<Option<TestEnv>>> = OnceLock::new();
-    let guard = ENV
-        .get_or_init(|| Mutex::new(setup()))
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    guard
+/// One home for every build test (the base image is loaded once). Tests build in it side by
+/// side, as users do: each tags its own images. (They once took turns, which left one of the
+/// suite's two test threads idle for the whole module.)
+fn env() -> Option<&'static TestEnv> {
+    static ENV: OnceLock<Option<TestEnv>> = OnceLock::new();
+    ENV.get_or_init(setup).as_ref()
 }
 
 /// Builds or finds the python3 image and loads it; `None` (skip, loudly) when the apt mirror is
@@ -98,8 +95,7 @@ CMD ["python3", "-c", "print(open('/app/out.txt').read().strip())"]
 
 #[test]
 fn a_multi_stage_build_runs_is_cached_and_reruns_only_what_follows_a_changed_file() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let ctx = context(&[
         ("Dockerfile", MULTI_STAGE),
         (
@@ -183,8 +179,7 @@ fn a_multi_stage_build_runs_is_cached_and_reruns_only_what_follows_a_changed_fil
 
 #[test]
 fn a_failing_run_stops_the_build_with_its_output_and_exit_code() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let ctx = context(&[(
         "Dockerfile",
         &format!(
@@ -211,8 +206,7 @@ fn a_failing_run_stops_the_build_with_its_output_and_exit_code() {
 
 #[test]
 fn arg_follows_docker_scoping_and_build_args() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let df = format!(
         r#"ARG BASE={PY}
 ARG GLOBAL_ONLY=g
@@ -255,8 +249,7 @@ RUN test "$V" = from-cli && test -z "$GLOBAL_ONLY" && test "$REDECL" = global-de
 
 #[test]
 fn env_is_substituted_persisted_and_seen_by_run_and_the_image() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let df = format!(
         r#"FROM {PY}
 ENV A=1 B="two words"
@@ -278,8 +271,7 @@ CMD ["sh", "-c", "echo $C/$B"]
 
 #[test]
 fn user_applies_to_run_and_the_image_but_not_to_copy() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let df = format!(
         r#"FROM {PY}
 USER 1234:5678
@@ -305,8 +297,7 @@ RUN test "$(id -u)" = 1234 && test "$(id -g)" = 5678 && test "$(stat -c %u:%g:%a
 
 #[test]
 fn workdir_resolves_relative_paths_and_is_where_run_and_copy_happen() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let df = format!(
         r#"FROM {PY}
 ENV D=c
@@ -328,8 +319,7 @@ RUN test "$(pwd)" = /a/b/c && test -f /a/b/c/rel.txt
 
 #[test]
 fn unsupported_instructions_flags_platforms_and_remote_add_are_refused_with_the_reason() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let cases: [(&str, &[&str], &str); 4] = [
         (
             "FROM x\nONBUILD RUN y\n",
@@ -457,8 +447,7 @@ fn flatten(env: &TestEnv, image: &str) -> std::collections::BTreeMap<String, Str
 
 #[test]
 fn buildah_builds_the_same_dockerfile_into_the_same_trees_and_config() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     if which("buildah").is_none() {
         assert!(
             std::env::var_os("CI").is_none_or(|v| v != "true"),
@@ -607,8 +596,7 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn a_scratch_image_from_copy_and_add_needs_no_vm_and_carries_every_config_instruction() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let df = r#"FROM scratch
 COPY hello.txt /
 ADD dir /opt/
@@ -745,8 +733,7 @@ fn layer_files(
 #[test]
 fn add_fetches_http_urls_checks_checksums_keeps_last_modified_and_refuses_unreachable_ones() {
     use sha2::Digest as _;
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let served = tempfile::tempdir().unwrap();
     let set = |rel: &str, content: &str, mtime: u64| {
         let p = served.path().join(rel);
@@ -849,8 +836,7 @@ fn add_fetches_http_urls_checks_checksums_keeps_last_modified_and_refuses_unreac
 
 #[test]
 fn progress_auto_is_plain_when_piped_and_a_live_view_on_a_terminal() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let ctx = context(&[
         ("Dockerfile", "FROM scratch\nCOPY a.txt /\nCOPY b.txt /\n"),
         ("a.txt", "a"),
@@ -930,8 +916,7 @@ fn strip_ansi(text: &str) -> String {
 
 #[test]
 fn a_built_image_is_pushed_signed_pulled_back_verified_and_run() {
-    let guard = env();
-    let Some(env) = guard.as_ref() else { return };
+    let Some(env) = env() else { return };
     let reg = crate::image::registry::LocalRegistry::start();
     let ctx = context(&[
         (

@@ -273,6 +273,7 @@ impl Engine {
         // 0700: the layer holds the box's files.
         let tmp = tempfile::Builder::new()
             .prefix(".layer-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(&cache)
             .map_err(|e| {
                 EngineError::context(format!("creating a temp dir in {}", cache.display()), e)
