@@ -341,6 +341,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_full_file_system_sends_the_unpack_back_to_disk() {
+        let write = |e: io::Error| StoreError::Unpack {
+            layer: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                .parse()
+                .unwrap(),
+            source: crate::unpack::UnpackError::Write {
+                path: "usr/lib/x".into(),
+                source: e,
+            },
+        };
+        // ENOSPC, as a tmpfs reports it.
+        assert!(out_of_space(&write(io::Error::from_raw_os_error(28))));
+        assert!(out_of_space(&StoreError::Io(io::Error::from_raw_os_error(
+            28
+        ))));
+        assert!(!out_of_space(&write(io::Error::from_raw_os_error(13))));
+        assert!(!out_of_space(&StoreError::Unpack {
+            layer: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                .parse()
+                .unwrap(),
+            source: crate::unpack::UnpackError::PathTraversal {
+                path: "../x".into()
+            },
+        }));
+    }
+
+    #[test]
+    fn the_gzip_trailer_gives_the_unpacked_size_and_other_blobs_none() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![7u8; 100_000]).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(gzip_isize(&mut io::Cursor::new(gz)), Some(100_000));
+        assert_eq!(
+            gzip_isize(&mut io::Cursor::new(b"plain tar".to_vec())),
+            None
+        );
+        assert_eq!(gzip_isize(&mut io::Cursor::new(vec![0x1f, 0x8b])), None);
+    }
+
+    #[test]
     fn root_hash_is_read_from_veritysetup_output() {
         let out = "VERITY header information for v.img\nUUID:            \t\nHash type:       \t1\n\
                    Root hash:      \t0BFBC6DF797FA4C59D4957312F09A256A21C8C6EAB1FA3CC6C7B902CE88D9E02\n";
