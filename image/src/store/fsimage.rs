@@ -327,15 +327,6 @@ fn apparent_size(root: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
-/// Reads at most `limit` bytes of `path` (for tests and diagnostics).
-#[cfg(test)]
-fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    fs::File::open(path)?.take(limit).read_to_end(&mut out)?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,7 +426,7 @@ mod tests {
         assert!(img.size > img.hash_offset, "the hash tree follows the data");
         assert_eq!(img.unpacked_bytes, 21 + 5 + 64 * 1024);
         // erofs magic at offset 1024.
-        let head = read_limited(&dest, 1028).unwrap();
+        let head = fsutil::read_limited(&dest, 1028).unwrap();
         assert_eq!(&head[1024..1028], &0xE0F5_E1E2u32.to_le_bytes());
         // The independent check: veritysetup verifies data against the tree and root hash.
         let verify = |root: &str| {

@@ -104,19 +104,8 @@ fn fits_in_ram(shm: &Path, expected: u64) -> bool {
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
 fn mem_available() -> Option<u64> {
     // A few KiB; the bound is for a file that is not what it claims.
-    let text = read_limited(Path::new("/proc/meminfo"), 64 * 1024)?;
-    parse_mem_available(&text)
-}
-
-fn read_limited(path: &Path, limit: u64) -> Option<String> {
-    use std::io::Read;
-    let mut s = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(limit)
-        .read_to_string(&mut s)
-        .ok()?;
-    Some(s)
+    let bytes = super::fsutil::read_limited(Path::new("/proc/meminfo"), 64 * 1024).ok()?;
+    parse_mem_available(&String::from_utf8_lossy(&bytes))
 }
 
 fn parse_mem_available(meminfo: &str) -> Option<u64> {
