@@ -166,6 +166,13 @@ fn corrupted_blobs_are_detected_on_read_and_unpack() {
         !store.dir().join("rootfs").join(img.digest.hex()).exists(),
         "no half-built rootfs"
     );
+    // The boot image's path (layers unpacked into a scratch tree) refuses it the same way.
+    let err = store.filesystem(&img).unwrap_err();
+    assert!(matches!(err, StoreError::DiffIdMismatch { .. }), "{err:?}");
+    assert!(
+        !store.filesystem_path(img.digest.hex()).exists(),
+        "no erofs image of a corrupt layer"
+    );
     // Corrupt the config: every read of it fails.
     std::fs::write(store.blob_path(&m.config.digest), b"{}").unwrap();
     assert!(matches!(
