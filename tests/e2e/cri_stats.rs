@@ -135,8 +135,10 @@ fn crictl_stats_update_and_containers_outliving_a_server_restart() {
     let busy = p.create(
         &server,
         "busy",
+        // Enough CPU for its figures to grow; a longer loop kept half a host core busy under
+        // TCG for the whole test, slowing the other test thread's VMs.
         "head -c 3000000 /dev/zero > /scratch; \
-         while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.1; done",
+         while :; do i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; sleep 0.1; done",
         &limits,
     );
     let logger = p.create(
