@@ -520,23 +520,10 @@ impl ImageStore {
         if dest.is_dir() {
             return Ok(dest); // another process finished it while we waited
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&rootfs_dir)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("creating temp dir in {}: {e}", rootfs_dir.display()),
-                )
-            })?;
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .map_err(|e| io::Error::new(e.kind(), format!("chmod {}: {e}", tmp.path().display())))?;
-        self.unpack_to(image, tmp.path())?;
-        let built = tmp.keep();
-        fs::rename(&built, &dest)?;
+        // Unpacked beside its destination, then renamed into place whole.
+        let tree = scratch::on_disk(&rootfs_dir)?;
+        self.unpack_to(image, tree.root())?;
+        fs::rename(tree.root(), &dest)?;
         fsutil::sync_dir(&rootfs_dir)?;
         Ok(dest)
     }

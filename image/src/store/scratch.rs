@@ -48,14 +48,16 @@ pub(crate) fn place(expected: u64, disk: &Path) -> io::Result<ScratchTree> {
     let shm = Path::new(SHM);
     if fits_in_ram(shm, expected) {
         remove_stale(shm);
-        if let Ok(t) = make(shm, &format!("{PREFIX}{}-", std::process::id()), true) {
-            return Ok(t);
+        match make(shm, &format!("{PREFIX}{}-", std::process::id()), true) {
+            Ok(t) => return Ok(t),
+            Err(e) => tracing::debug!(error = %e, "no scratch directory in RAM; using the disk"),
         }
     }
     on_disk(disk)
 }
 
-/// A place for the tree in `disk` (the fallback when RAM ran out after all).
+/// A place for the tree in `disk` (the fallback when RAM ran out after all, and where
+/// `ImageStore::rootfs` unpacks a tree it keeps).
 pub(crate) fn on_disk(disk: &Path) -> io::Result<ScratchTree> {
     make(disk, ".tmp-", false)
 }
