@@ -201,26 +201,26 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
             }
         }
         // The policy only restarts a workload that ran: a box that cannot boot would loop.
-        let again = run.ran && rec.spec.restart.decide(run.code, restarts, run.stopped);
+        let again = run.ran && rec.spec.restart.decide(run.end.code, restarts, run.stopped);
         if !again || stop_requested(&dir) {
-            finish(boxes, id, run.end(), &gate);
+            finish(boxes, id, run.end, &gate);
             return Ok(());
         }
         if let Ok(r) = boxes.load(id) {
-            boxes.emit(&r, "die", &[("exitCode", run.code.to_string())]);
+            boxes.emit(&r, "die", &[("exitCode", run.end.code.to_string())]);
         }
         let delay = backoff.next_delay(began.elapsed());
         restarts += 1;
         boxes.update(id, |r| {
             r.state = BoxState::Restarting {
                 monitor_pid: me,
-                exit_code: run.code,
+                exit_code: run.end.code,
             };
             r.finished_at = Some(now_rfc3339());
             Ok(())
         })?;
         if wait_or_stop(&dir, delay) {
-            finish(boxes, id, run.end(), &gate);
+            finish(boxes, id, run.end, &gate);
             return Ok(());
         }
         boxes.update(id, |r| {
@@ -228,7 +228,7 @@ pub fn run(boxes: &Boxes, id: &BoxId) -> Result<(), BoxError> {
             Ok(())
         })?;
         if stop_requested(&dir) {
-            finish(boxes, id, run.end(), &gate);
+            finish(boxes, id, run.end, &gate);
             return Ok(());
         }
     }
@@ -263,26 +263,14 @@ fn wait_or_stop(dir: &Path, delay: Duration) -> bool {
 
 /// How one boot of the box ended.
 struct Ran {
-    code: i32,
-    error: Option<String>,
+    /// Its exit code, error note and where its end's time went.
+    end: End,
     /// The guest's OOM killer acted during the run.
     oom_killed: bool,
     /// The workload started.
     ran: bool,
     /// `stop` ended it.
     stopped: bool,
-    /// Where the time from the workload's start to its end went.
-    stop: Vec<Phase>,
-}
-
-impl Ran {
-    fn end(&self) -> End {
-        End {
-            code: self.code,
-            error: self.error.clone(),
-            stop: self.stop.clone(),
-        }
-    }
 }
 
 /// What every boot of one monitor shares.
@@ -368,29 +356,26 @@ impl Boot<'_> {
         };
         let checker = super::health::spawn(boxes, self.rec, self.monitor_pid);
         let Served {
-            code,
-            error,
+            end,
             stopped,
             oom_killed,
-            stop,
         } = match send(&vm, WORKLOAD_SESSION, &start) {
             Ok(()) => serve(vm, listener, self.dir, config, guest),
             Err(e) => Served::failed(format!("sending the workload to the guest: {e}")),
         };
         let ran = matches!(boxes.load(id)?.state, BoxState::Running { .. });
         // A VM that went away before its workload started failed to start: keep what it said.
-        let error = match (code, error) {
+        let mut end = end;
+        end.error = match (end.code, end.error.take()) {
             (125, Some(msg)) if !ran => Some(boot_failure(boxes, id, config, msg)),
             (_, error) => error,
         };
         drop(checker);
         Ok(Some(Ran {
-            code,
-            error,
+            end,
             oom_killed,
             ran,
             stopped,
-            stop,
         }))
     }
 }
@@ -739,35 +724,30 @@ fn serve(
     // Wakes the accept loop so it sees `closed` and lets go of the socket.
     let _ = UnixStream::connect(dir.join(super::MONITOR_SOCKET));
     Served {
-        code,
-        error,
+        end: End { code, error, stop },
         stopped,
         oom_killed,
-        stop,
     }
 }
 
 /// How a run ended, as [`serve`] saw it.
 struct Served {
-    code: i32,
-    error: Option<String>,
+    /// Its exit code, error note and where the time from the workload's start to the VM's
+    /// stop went.
+    end: End,
     /// `stop` ended it.
     stopped: bool,
     /// The guest said its OOM killer acted during the run.
     oom_killed: bool,
-    /// Where the time from the workload's start to the VM's stop went.
-    stop: Vec<Phase>,
 }
 
 impl Served {
     /// The run could not be served.
     fn failed(message: String) -> Self {
         Self {
-            code: 125,
-            error: Some(message),
+            end: End::failed(message),
             stopped: false,
             oom_killed: false,
-            stop: Vec::new(),
         }
     }
 }
