@@ -245,6 +245,13 @@ pub fn kernel_cmdline(accel: Accel, tsc_khz: Option<u64>, extra: &[String]) -> S
     line
 }
 
+/// Ports of the virtio-serial device: port 0, which QEMU keeps for a console, and the
+/// channel. The guest driver makes two virtqueues per port the device offers at probe, each
+/// as deep as virtio-mmio's 1024 entries: QEMU's default of 31 ports cost every box 58
+/// unused rings (guest `MemFree` 4.5 MiB lower, host RSS 1.4 MiB higher, measured on
+/// idle `-m 128m` busybox boxes).
+const SERIAL_PORTS: u32 = 2;
+
 /// QEMU's argument list for `config` (pure: unit-tested without QEMU).
 pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
@@ -310,7 +317,7 @@ pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
         "-serial".into(),
         "chardev:con".into(),
         "-device".into(),
-        serial_bus.into(),
+        format!("{serial_bus},max_ports={SERIAL_PORTS}"),
         "-chardev".into(),
         format!(
             "socket,id=ctl,path={},server=on,wait=off",
@@ -1230,7 +1237,7 @@ load_system_certificate_list,platform_keyring_init,bpf_tcp_ca_kfunc_init,\
 bpf_dummy_struct_ops_init page_reporting.page_reporting_order=3 lpj=4000000 tsc_early_khz=2400000 \
             rdinit=/.a3s/init a3s.x=1 \
             -chardev file,id=con,path=/b/console.log -serial chardev:con \
-            -device virtio-serial-device -chardev socket,id=ctl,path=/b/ctl.sock,server=on,wait=off \
+            -device virtio-serial-device,max_ports=2 -chardev socket,id=ctl,path=/b/ctl.sock,server=on,wait=off \
             -device virtserialport,chardev=ctl,name=a3s.ctl \
             -qmp unix:/b/qmp.sock,server=on,wait=off \
             -device virtio-balloon-device,id=balloon0,free-page-reporting=on";
