@@ -330,3 +330,116 @@ fn a_confidential_box_always_boots_cold() {
     assert!(templates(&env).is_empty(), "a TEE start made a template");
     env.run(&["rm", "-f", "tpl-tee"]);
 }
+
+/// A box's output and its `.boot`, through `cmd` (which may carry extra environment).
+fn run_in(
+    env: &TestEnv,
+    mut cmd: std::process::Command,
+    name: &str,
+) -> (String, serde_json::Value) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{name}: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        boot(env, name),
+    )
+}
+
+#[test]
+fn boxes_with_volumes_restore_and_see_only_their_own_directories() {
+    let env = TestEnv::new();
+    let (one, two) = (env.path("vol-one"), env.path("vol-two"));
+    for (dir, file) in [(&one, "one.txt"), (&two, "two.txt")] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(file), file).unwrap();
+    }
+    let volume = |dir: &PathBuf, opts: &str| format!("{}:/data{opts}", dir.display());
+    let mut cmd = env.cmd();
+    cmd.args(["run", "--name", "vol-a", "-v", &volume(&one, "")])
+        .args(["busybox", "sh", "-c", "ls /data; echo a > /data/from-a"]);
+    let (out, a) = run_in(&env, cmd, "vol-a");
+    assert_eq!(out.trim(), "one.txt", "{out}");
+    assert_eq!(std::fs::read_to_string(one.join("from-a")).unwrap(), "a\n");
+    assert_eq!(a["restored"], true, "{a}");
+    assert!(a["template_ms"].as_u64().is_some(), "{a}");
+
+    // Another box with as many volumes restores the same template with its own directory,
+    // read-only as asked.
+    let mut cmd = env.cmd();
+    cmd.args(["run", "--name", "vol-b", "-v", &volume(&two, ":ro")])
+        .args([
+            "busybox",
+            "sh",
+            "-c",
+            "ls /data; echo b > /data/x || echo refused",
+        ]);
+    let (out, b) = run_in(&env, cmd, "vol-b");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["two.txt", "refused"],
+        "{out}"
+    );
+    assert!(!two.join("x").exists());
+    assert_eq!(b["restored"], true, "{b}");
+    assert!(
+        b["template_ms"].is_null(),
+        "the template was made again: {b}"
+    );
+    // A template keeps its saved VM and none of its own shares' directories, sockets, pid
+    // files or daemon logs.
+    for t in templates(&env) {
+        let names: Vec<String> = std::fs::read_dir(&t)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "state"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.starts_with("share")),
+            "{}: {names:?}",
+            t.display()
+        );
+    }
+
+    // A template that cannot be made (here: a virtiofsd that refuses the template's own
+    // shares) is recorded, and the next start boots cold at once instead of trying again.
+    let real = ["/usr/local/bin/virtiofsd", "/usr/libexec/virtiofsd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("virtiofsd (scripts/setup installs it)");
+    std::fs::create_dir_all(env.path("bin")).unwrap();
+    let wrapper = crate::support::write_file(
+        &env.path("bin"),
+        "virtiofsd",
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *cache/templates/*) echo 'no template here' >&2; \
+             exit 1;; esac\nexec {real} \"$@\"\n"
+        )
+        .as_bytes(),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cold = |name: &str| {
+        let mut cmd = env.cmd();
+        cmd.env("A3S_VIRTIOFSD", &wrapper)
+            .args(["run", "--name", name, "-v", &volume(&one, "")])
+            .args(["busybox", "cat", "/data/one.txt"]);
+        let (out, b) = run_in(&env, cmd, name);
+        assert_eq!(out, "one.txt", "{name}");
+        assert_eq!(b["restored"], false, "{b}");
+        b["cold_reason"].as_str().unwrap_or_default().to_owned()
+    };
+    let first = cold("vol-c");
+    assert!(
+        first.contains("making the template") && first.contains("virtiofsd"),
+        "{first}"
+    );
+    let second = cold("vol-d");
+    assert!(
+        second.contains("making the template failed") && second.contains("tried again"),
+        "the second start tried again: {second}"
+    );
+    env.run(&["rm", "-f", "vol-a", "vol-b", "vol-c", "vol-d"]);
+}

@@ -36,9 +36,20 @@
 //! the restore saves): it lives in the user's private cache like the kernel and initrd, and a
 //! plain box trusts its host.
 //!
-//! Never for TEE boxes (their launch measurement covers the boot), nor for boxes with
-//! virtiofs shares, bridge or pod networks (a NIC's MAC address is in the migrated state),
-//! or extra kernel arguments. `A3S_BOX_RESTORE=off` turns it off.
+//! A box with virtiofs shares (volumes, bind mounts, a pod's shares) restores a template with
+//! as many shares, under the same positional tags, each served while it is made by a
+//! `virtiofsd` of its own exporting an empty private directory. The guest probes the devices
+//! but mounts nothing before `Ready`, so the virtio-fs state QEMU saves (the rings, and
+//! virtiofsd's own state through vhost-user's device-state transfer) has no open file; the
+//! restore connects the box's daemons, which receive that empty state, and the guest mounts
+//! the box's directories after `Resume` as on a cold boot. The key covers virtiofsd's
+//! identity: one that cannot migrate fails the save ("does not support migration of internal
+//! state"), which is recorded (`<key>.failed`) so the starts of the next
+//! [`RETRY_FAILED_AFTER`] boot cold at once instead of each making the template again.
+//!
+//! Never for TEE boxes (their launch measurement covers the boot), bridge or pod networks (a
+//! NIC's MAC address is in the migrated state), or extra kernel arguments.
+//! `A3S_BOX_RESTORE=off` turns it off.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -69,6 +80,10 @@ const BOX_ARGS: &[&str] = &["a3s.image=", "a3s.root=", "a3s.rw=", "a3s.net="];
 const FORMAT: &str = "a3s-template-v1";
 /// The most of `meta.json` read.
 const META_LIMIT: u64 = 64 << 10;
+/// How long a failure to make a template keeps the starts that need it from trying again.
+pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(15 * 60);
+/// The most of a `.failed` record read.
+const FAILURE_LIMIT: u64 = 4 << 10;
 /// Longest a save or a restore's loading may take.
 const MIGRATE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -87,9 +102,6 @@ pub enum Ineligible {
     /// A TEE launch: its measurement covers the boot.
     #[error("a confidential box always boots cold (its measurement covers the boot)")]
     Tee,
-    /// virtiofs shares need shared memory and their daemons at boot.
-    #[error("volumes and bind mounts (virtiofs) are attached at boot")]
-    Shares,
     /// A bridge or pod NIC: its MAC address is in the saved device state.
     #[error(
         "bridge and pod networks are attached at boot (a NIC's MAC address is in the saved state)"
@@ -172,6 +184,18 @@ pub enum TemplateError {
     /// Saving it failed.
     #[error("saving the template VM: {0}")]
     Save(String),
+    /// Making it failed a short while ago; it is not tried again yet.
+    #[error(
+        "making the template failed {age_secs} s ago ({reason}); it is tried again {} minutes \
+         after a failure",
+        RETRY_FAILED_AFTER.as_secs() / 60
+    )]
+    Failed {
+        /// The failure, as it was recorded.
+        reason: String,
+        /// How long ago.
+        age_secs: u64,
+    },
     /// File i/o.
     #[error("template files: {0}")]
     Io(#[from] std::io::Error),
@@ -189,9 +213,6 @@ impl Plan {
         }
         if config.snp.is_some() {
             return Err(Ineligible::Tee);
-        }
-        if !config.shares.is_empty() {
-            return Err(Ineligible::Shares);
         }
         let net = match &config.net {
             None => None,
@@ -223,17 +244,37 @@ impl Plan {
                     serial: d.serial.clone(),
                 })
                 .collect(),
+            shares: config
+                .shares
+                .iter()
+                .enumerate()
+                .map(|(i, s)| crate::fs::Share {
+                    tag: s.tag.clone(),
+                    host_dir: dir.join(format!("share{i}")),
+                    socket: dir.join(format!("share{i}.sock")),
+                    readonly: s.readonly,
+                    keep_cache: s.keep_cache,
+                    log: dir.join(format!("share{i}.log")),
+                })
+                .collect(),
             ..config.clone()
         };
         // The key covers the arguments with a fixed directory (where it is made varies).
+        let mut files = vec![
+            config.kernel.clone(),
+            config.initrd.clone(),
+            config.machine.firmware().to_owned(),
+            crate::host::qemu_path().unwrap_or_default(),
+        ];
+        // The template's virtio-fs devices carry virtiofsd's migration state: another
+        // virtiofsd (one that cannot migrate, say) makes another template.
+        if !config.shares.is_empty() {
+            files.push(crate::fs::locate_virtiofsd().unwrap_or_default());
+        }
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         let key = key(
             &crate::qemu::qemu_args(&template_in(Path::new("/template"))),
-            &[
-                &config.kernel,
-                &config.initrd,
-                config.machine.firmware(),
-                &crate::host::qemu_path().unwrap_or_default(),
-            ],
+            &files,
         );
         let dir = templates.join(&key);
         Ok(Self {
@@ -272,7 +313,7 @@ impl Plan {
         let meta = match read {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TemplateError::Missing)
+                return Err(self.recent_failure().unwrap_or(TemplateError::Missing))
             }
             Err(e) => return Err(e.into()),
         };
@@ -301,6 +342,51 @@ impl Plan {
             Ok(_) => Some("the state file changed".into()),
             Err(e) => Some(format!("the state file: {e}")),
         }
+    }
+
+    /// `templates/<key>.failed`: why the last attempt to make this template failed.
+    fn failure_record(&self) -> PathBuf {
+        self.dir.with_extension("failed")
+    }
+
+    /// Keeps why making the template failed, so the starts of the next
+    /// [`RETRY_FAILED_AFTER`] boot cold at once instead of each booting a template VM that
+    /// fails the same way (a virtiofsd that cannot migrate its state fails every save).
+    fn record_failure(&self, e: &TemplateError) {
+        let record = self.failure_record();
+        let mut reason = e.to_string();
+        reason.truncate(FAILURE_LIMIT as usize / 2);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&record)
+            .and_then(|mut f| f.write_all(reason.as_bytes()));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&record);
+        }
+    }
+
+    /// The recorded failure, when it is recent enough to trust.
+    fn recent_failure(&self) -> Option<TemplateError> {
+        let record = self.failure_record();
+        let age = std::fs::metadata(&record)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())?;
+        if age >= RETRY_FAILED_AFTER {
+            let _ = std::fs::remove_file(&record);
+            return None;
+        }
+        let mut reason = Vec::new();
+        std::fs::File::open(&record)
+            .and_then(|f| f.take(FAILURE_LIMIT).read_to_end(&mut reason))
+            .ok()?;
+        Some(TemplateError::Failed {
+            reason: String::from_utf8_lossy(&reason).into_owned(),
+            age_secs: age.as_secs(),
+        })
     }
 
     /// Removes the template (boxes restored from it do not use it any more).
@@ -345,8 +431,14 @@ impl Plan {
         let _ = std::fs::remove_dir_all(&work);
         std::fs::DirBuilder::new().mode(0o700).create(&work)?;
         let result = self.make(&work);
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&work);
+        match &result {
+            Ok(()) => {
+                let _ = std::fs::remove_file(self.failure_record());
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&work);
+                self.record_failure(e);
+            }
         }
         prune(parent, &self.dir);
         result
@@ -361,6 +453,9 @@ impl Plan {
                 .mode(0o600)
                 .open(&d.path)?;
             f.set_len(1 << 20)?;
+        }
+        for s in &self.template.shares {
+            std::fs::DirBuilder::new().mode(0o700).create(&s.host_dir)?;
         }
         let vm =
             crate::qemu::Vm::start(&self.template).map_err(|e| TemplateError::Boot(Box::new(e)))?;
@@ -392,6 +487,12 @@ impl Plan {
         for s in ["ctl.sock", "qmp.sock"] {
             let _ = std::fs::remove_file(work.join(s));
         }
+        for s in &self.template.shares {
+            let _ = std::fs::remove_dir(&s.host_dir);
+            for f in [&s.socket, &crate::fs::pid_file(&s.socket), &s.log] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
         let meta = Meta {
             format: FORMAT.into(),
             key: self.key.clone(),
@@ -414,7 +515,7 @@ impl Plan {
 
 /// Templates kept per home: one per (memory, vCPUs, network, ...) in use, and those of a
 /// kernel, initrd or QEMU that changed until they are the least recently used.
-const MAX_TEMPLATES: usize = 4;
+const MAX_TEMPLATES: usize = 6;
 
 /// Removes what is left of interrupted makes and removals (their process is gone) and all but
 /// the [`MAX_TEMPLATES`] most recently used templates in `templates` (never `keep`).
@@ -431,8 +532,16 @@ fn prune(templates: &Path, keep: &Path) {
             .or_else(|| name.rsplit_once(".gone-"))
             .and_then(|(_, pid)| pid.parse::<u32>().ok())
             .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        let stale_failure = name.ends_with(".failed")
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= RETRY_FAILED_AFTER);
         if leftover {
             let _ = std::fs::remove_dir_all(&path);
+        } else if stale_failure {
+            let _ = std::fs::remove_file(&path);
         } else if path != keep && !name.contains('.') && path.is_dir() {
             let used = std::fs::metadata(path.join("meta.json"))
                 .and_then(|m| m.modified())
@@ -648,8 +757,82 @@ mod tests {
         }
     }
 
+    fn with_shares(config: &mut VmConfig, dir: &str, n: usize) {
+        config.shares = (0..n)
+            .map(|i| crate::fs::Share {
+                tag: format!("a3s-{i}"),
+                host_dir: format!("/data/{dir}/{i}").into(),
+                socket: format!("/b/{dir}/fs{i}.sock").into(),
+                readonly: i == 0,
+                keep_cache: false,
+                log: format!("/b/{dir}/fs{i}.log").into(),
+            })
+            .collect();
+    }
+
     #[test]
-    fn tee_shares_bridges_and_own_kernel_args_boot_cold() {
+    fn boxes_with_as_many_shares_share_a_template_serving_its_own_empty_directories() {
+        let t = Path::new("/t");
+        let none = Plan::for_box(&box_config(), t).unwrap();
+        let (mut a, mut b, mut three) = (box_config(), box_config(), box_config());
+        with_shares(&mut a, "a", 2);
+        with_shares(&mut b, "b", 2);
+        b.shares[0].readonly = false;
+        b.shares[1].keep_cache = true;
+        with_shares(&mut three, "c", 3);
+        let (pa, pb) = (Plan::for_box(&a, t).unwrap(), Plan::for_box(&b, t).unwrap());
+        // Directories, sockets and daemon options are the box's own; the count is not.
+        assert_eq!(pa.key, pb.key);
+        assert_ne!(pa.key, none.key);
+        assert_ne!(Plan::for_box(&three, t).unwrap().key, pa.key);
+        // The template serves directories of its own, under the box's tags.
+        let work = pa.template.channel_socket.parent().unwrap().to_owned();
+        for (i, s) in pa.template.shares.iter().enumerate() {
+            assert_eq!(s.tag, a.shares[i].tag);
+            for p in [&s.host_dir, &s.socket, &s.log] {
+                assert!(
+                    p.starts_with(&work),
+                    "{} outside {}",
+                    p.display(),
+                    work.display()
+                );
+            }
+        }
+        // A restore serves the box's own directories.
+        assert_eq!(pa.restore_config(&a).shares, a.shares);
+    }
+
+    #[test]
+    fn a_failed_make_is_not_retried_until_its_record_expires() {
+        let home = tempfile::tempdir().unwrap();
+        let plan = Plan::for_box(&box_config(), home.path()).unwrap();
+        std::fs::create_dir_all(home.path()).unwrap();
+        plan.record_failure(&TemplateError::Save(
+            "no migration of internal state".into(),
+        ));
+        let record = plan.failure_record();
+        assert_eq!(
+            std::fs::metadata(&record).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let err = plan.check().unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Failed { reason, .. } if reason.contains("internal state")),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("tried again 15 minutes"), "{err}");
+        std::fs::File::options()
+            .write(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - RETRY_FAILED_AFTER)
+            .unwrap();
+        assert!(matches!(plan.check(), Err(TemplateError::Missing)));
+        assert!(!record.exists(), "an expired record is removed");
+    }
+
+    #[test]
+    fn tee_bridges_and_own_kernel_args_boot_cold() {
         let t = Path::new("/t");
         let mut c = box_config();
         c.snp = Some(crate::snp::SnpConfig {
@@ -753,20 +936,33 @@ mod tests {
                 .unwrap();
             p
         };
-        let (a, b, c, d, e) = (
-            t("aa", 50),
-            t("bb", 40),
-            t("cc", 30),
-            t("dd", 20),
-            t("ee", 10),
-        );
+        // `keep` was just made; of the others the MAX_TEMPLATES - 1 most recently used stay.
+        let keep = t("keep", 100);
+        let others: Vec<PathBuf> = (0..MAX_TEMPLATES + 1)
+            .map(|i| t(&format!("t{i}"), 10 * i as u64))
+            .collect();
         let dead = t("ff.tmp-4000000000", 0);
         let alive = t(&format!("gg.tmp-{}", std::process::id()), 0);
-        prune(dir.path(), &a);
-        // `a` was just made; of the others the three most recently used stay.
-        for (p, there) in [(&a, true), (&b, false), (&c, true), (&d, true), (&e, true)] {
-            assert_eq!(p.exists(), there, "{}", p.display());
+        let stale_failure = dir.path().join("ab.failed");
+        std::fs::write(&stale_failure, "old").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&stale_failure)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - RETRY_FAILED_AFTER)
+            .unwrap();
+        let fresh_failure = dir.path().join("cd.failed");
+        std::fs::write(&fresh_failure, "new").unwrap();
+        prune(dir.path(), &keep);
+        assert!(keep.exists());
+        for (i, p) in others.iter().enumerate() {
+            assert_eq!(p.exists(), i < MAX_TEMPLATES - 1, "{}", p.display());
         }
+        assert!(!stale_failure.exists(), "an expired failure record stays");
+        assert!(
+            fresh_failure.exists(),
+            "a recent failure record was removed"
+        );
         assert!(!dead.exists(), "a dead process's leftover stays");
         assert!(alive.exists(), "a running make was removed");
     }
