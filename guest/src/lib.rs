@@ -113,6 +113,7 @@ fn run_template() -> anyhow::Result<()> {
     init::load_modules(deferred)?;
     init::drop_module_files();
     boot_steps::mark("modules");
+    net::readdress(&args)?;
     net::configure(&args)?;
     boot_steps::mark("network");
     let root = control::prepare_root(&args)?;

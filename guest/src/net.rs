@@ -74,6 +74,44 @@ pub(crate) fn up_for_template() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A restored box's bridge and pod NICs (`a3s.macs=` in its own arguments, see
+/// `a3s_vmm::template`): each takes the box's MAC address in place of the template's. Every
+/// NIC is found before any changes (a box address may be another template NIC's). Each is
+/// left down, as on a cold boot, so its IPv6 link-local address is made from the new address
+/// when [`configure_interfaces`] brings it up (taking it down dropped the template's).
+pub(crate) fn readdress(args: &str) -> anyhow::Result<()> {
+    let pairs = a3s_vmm::template::parse_macs(args).map_err(anyhow::Error::msg)?;
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let names = pairs
+        .iter()
+        .map(|(template, _)| wait_for_mac(template))
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let sock = Socket::new()?;
+    for (name, (_, mac)) in names.iter().zip(&pairs) {
+        sock.down(name)?;
+        sock.set_mac(name, mac_bytes(mac)?)?;
+    }
+    Ok(())
+}
+
+/// `02:a3:00:00:00:07` as bytes.
+fn mac_bytes(mac: &str) -> anyhow::Result<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut octets = mac.split(':');
+    for b in &mut out {
+        let o = octets
+            .next()
+            .with_context(|| format!("{mac} is not a MAC address"))?;
+        *b = u8::from_str_radix(o, 16).with_context(|| format!("{mac} is not a MAC address"))?;
+    }
+    if octets.next().is_some() {
+        bail!("{mac} is not a MAC address");
+    }
+    Ok(out)
+}
+
 /// Makes the NIC send its first frame now (an ARP request for the gateway, triggered by one
 /// datagram to the gateway's discard port). passt learns the guest's MAC address from the
 /// guest's first frame and until then addresses it as broadcast, which the guest's TCP drops:
@@ -354,6 +392,38 @@ impl Socket {
         Ok(())
     }
 
+    /// ip link set NAME down
+    fn down(&self, name: &str) -> anyhow::Result<()> {
+        let mut req = ifreq(name)?;
+        self.ioctl(
+            libc::SIOCGIFFLAGS,
+            &mut req,
+            &format!("reading {name} flags"),
+        )?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        unsafe {
+            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
+        }
+        self.ioctl(libc::SIOCSIFFLAGS, &mut req, &format!("taking {name} down"))
+    }
+
+    /// ip link set NAME address MAC
+    fn set_mac(&self, name: &str, mac: [u8; 6]) -> anyhow::Result<()> {
+        let mut req = ifreq(name)?;
+        // SAFETY: the hwaddr member is a sockaddr, all-zero valid; its data holds 14 bytes.
+        unsafe {
+            req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+            for (d, b) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+                *d = b as libc::c_char;
+            }
+        }
+        self.ioctl(
+            libc::SIOCSIFHWADDR,
+            &mut req,
+            &format!("setting {name}'s MAC address"),
+        )
+    }
+
     fn up(&self, name: &str) -> anyhow::Result<()> {
         let mut req = ifreq(name)?;
         self.ioctl(
@@ -441,6 +511,21 @@ mod tests {
         );
         assert_eq!(std::mem::offset_of!(In6Rtmsg, dst_len), 52);
         assert_eq!(std::mem::offset_of!(In6Rtmsg, flags), 72);
+    }
+
+    #[test]
+    fn mac_addresses_parse_to_six_bytes() {
+        assert_eq!(
+            mac_bytes("02:a3:7e:00:0a:FF").unwrap(),
+            [0x02, 0xa3, 0x7e, 0x00, 0x0a, 0xff]
+        );
+        for bad in [
+            "02:a3:7e:00:0a",
+            "02:a3:7e:00:0a:ff:01",
+            "02:a3:7e:00:0a:zz",
+        ] {
+            assert!(mac_bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

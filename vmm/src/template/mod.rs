@@ -61,7 +61,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::file_id::FileId;
+use crate::net::Nic;
 use crate::qemu::VmConfig;
+
+mod nics;
+pub use nics::{parse_macs, template_mac, MACS_ARG};
 
 /// `A3S_BOX_RESTORE=off` boots every box cold.
 pub const RESTORE_ENV: &str = "A3S_BOX_RESTORE";
@@ -102,11 +106,6 @@ pub enum Ineligible {
     /// A TEE launch: its measurement covers the boot.
     #[error("a confidential box always boots cold (its measurement covers the boot)")]
     Tee,
-    /// A bridge or pod NIC: its MAC address is in the saved device state.
-    #[error(
-        "bridge and pod networks are attached at boot (a NIC's MAC address is in the saved state)"
-    )]
-    Network,
     /// Kernel arguments a template does not have.
     #[error("the box has its own kernel arguments ({0})")]
     KernelArgs(String),
@@ -137,6 +136,14 @@ pub fn split_cmdline(cmdline: &str) -> Result<(String, String), Ineligible> {
         format!("{} {TEMPLATE_ARG}=1", base.join(" ")),
         own.join(" "),
     ))
+}
+
+/// `a3t<pid><n>`: a name for this process's next template TAPs (`-<index>` is added; at
+/// most 15 bytes in all, as the kernel wants).
+fn tap_prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
+    format!("a3t{}{n}", std::process::id() % 10_000_000)
 }
 
 /// What can be restored for one box: its template's configuration and key.
@@ -214,26 +221,38 @@ impl Plan {
         if config.snp.is_some() {
             return Err(Ineligible::Tee);
         }
-        let net = match &config.net {
+        let (cmdline, mut args) = split_cmdline(&config.cmdline)?;
+        // A bridge or pod NIC's TAP is named for the process making the template, so makes
+        // of different templates never meet; the key sees one fixed name.
+        let template_net = |tap_prefix: &str| match &config.net {
             None => None,
             // The inbound link is a device like the user NIC (same MAC in every box); its
             // TAP is the box's, which the template VM uses while it is made.
-            Some(crate::net::Nic::User(u)) => Some(crate::net::Nic::User(crate::net::UserNet {
+            Some(Nic::User(u)) => Some(Nic::User(crate::net::UserNet {
                 forwards: Vec::new(),
                 forwarder: u.forwarder,
                 inbound: u.inbound.clone(),
                 inbound_refused: None,
             })),
-            Some(_) => return Err(Ineligible::Network),
+            // Bridge and pod NICs: the template's own TAPs and addresses.
+            Some(other) => {
+                nics::for_template(other, |i| format!("{tap_prefix}-{i}")).map(|(n, _)| n)
+            }
         };
-        let (cmdline, args) = split_cmdline(&config.cmdline)?;
-        let template_in = |dir: &Path| VmConfig {
+        if let Some((_, macs)) = config
+            .net
+            .as_ref()
+            .and_then(|n| nics::for_template(n, |_| String::new()))
+        {
+            args = format!("{args} {macs}");
+        }
+        let template_in = |dir: &Path, tap_prefix: &str| VmConfig {
             cmdline: cmdline.clone(),
             channel_socket: dir.join("ctl.sock"),
             qmp_socket: Some(dir.join("qmp.sock")),
             console_log: dir.join("console.log"),
             qemu_log: dir.join("qemu.log"),
-            net: net.clone(),
+            net: template_net(tap_prefix),
             disks: config
                 .disks
                 .iter()
@@ -273,12 +292,15 @@ impl Plan {
         }
         let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         let key = key(
-            &crate::qemu::qemu_args(&template_in(Path::new("/template"))),
+            &crate::qemu::qemu_args(&template_in(Path::new("/template"), "a3t")),
             &files,
         );
         let dir = templates.join(&key);
         Ok(Self {
-            template: template_in(&dir.with_extension(format!("tmp-{}", std::process::id()))),
+            template: template_in(
+                &dir.with_extension(format!("tmp-{}", std::process::id())),
+                &tap_prefix(),
+            ),
             args,
             key,
             dir,
@@ -803,6 +825,53 @@ mod tests {
     }
 
     #[test]
+    fn boxes_on_as_many_bridges_share_a_template_and_take_their_own_addresses_after_restore() {
+        let t = Path::new("/t");
+        let on_bridges = |macs: &[&str]| {
+            let mut c = box_config();
+            c.net = Some(Nic::Taps(
+                macs.iter()
+                    .enumerate()
+                    .map(|(i, m)| crate::net::TapNet {
+                        ifname: format!("a3s-{m}-{i}"),
+                        mac: (*m).into(),
+                    })
+                    .collect(),
+            ));
+            c
+        };
+        let a = Plan::for_box(&on_bridges(&["02:a3:00:00:00:01", "02:a3:00:00:00:02"]), t).unwrap();
+        let b = Plan::for_box(&on_bridges(&["02:a3:00:00:00:03", "02:a3:00:00:00:04"]), t).unwrap();
+        let one = Plan::for_box(&on_bridges(&["02:a3:00:00:00:05"]), t).unwrap();
+        assert_eq!(a.key, b.key, "TAP names and addresses are the box's own");
+        assert_ne!(a.key, one.key);
+        assert_ne!(a.key, Plan::for_box(&box_config(), t).unwrap().key);
+        assert!(
+            b.args.ends_with(
+                "a3s.macs=02:a3:7e:00:00:00/02:a3:00:00:00:03,02:a3:7e:00:00:01/02:a3:00:00:00:04"
+            ),
+            "{}",
+            b.args
+        );
+        // The template's own TAPs (named for this process, at most 15 bytes) and addresses.
+        let Some(Nic::Taps(taps)) = &a.template.net else {
+            panic!("{:?}", a.template.net)
+        };
+        for (i, tap) in taps.iter().enumerate() {
+            assert_eq!(tap.mac, template_mac(i));
+            assert!(
+                tap.ifname.starts_with("a3t") && tap.ifname.len() <= 15,
+                "{}",
+                tap.ifname
+            );
+        }
+        assert!(!Plan::for_box(&box_config(), t)
+            .unwrap()
+            .args
+            .contains("a3s.macs"));
+    }
+
+    #[test]
     fn a_failed_make_is_not_retried_until_its_record_expires() {
         let home = tempfile::tempdir().unwrap();
         let plan = Plan::for_box(&box_config(), home.path()).unwrap();
@@ -832,7 +901,7 @@ mod tests {
     }
 
     #[test]
-    fn tee_bridges_and_own_kernel_args_boot_cold() {
+    fn tee_boxes_and_own_kernel_args_boot_cold() {
         let t = Path::new("/t");
         let mut c = box_config();
         c.snp = Some(crate::snp::SnpConfig {
@@ -840,12 +909,6 @@ mod tests {
             policy: crate::snp::DEFAULT_POLICY,
         });
         assert_eq!(Plan::for_box(&c, t).unwrap_err(), Ineligible::Tee);
-        let mut c = box_config();
-        c.net = Some(crate::net::Nic::Tap(crate::net::TapNet {
-            ifname: "tap0".into(),
-            mac: "02:00:00:00:00:01".into(),
-        }));
-        assert_eq!(Plan::for_box(&c, t).unwrap_err(), Ineligible::Network);
         let mut c = box_config();
         c.cmdline.push_str(" loglevel=7");
         assert!(matches!(
