@@ -12,7 +12,9 @@
 //! - the devices: the disk driver was never loaded in the template, so it binds to the
 //!   restored QEMU's disks (the box's own) and reads their size and serial afresh; a user
 //!   network's NIC is the same device and MAC address in every box, its driver is bound in
-//!   the template and only its backend (passt) is the box's.
+//!   the template and only its backend (passt) is the box's; a bridge or pod NIC is given
+//!   the box's MAC address (`a3s.macs=`, `crate::net::readdress`); virtio-fs devices are
+//!   probed in the template and mounted only after `Resume`, on the box's own daemons.
 #![allow(unsafe_code)]
 // The ioctl argument's length fields are i32 by ABI; the buffer is 64 bytes.
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]

@@ -121,6 +121,24 @@ impl Lab {
     }
 }
 
+/// The interface identifier of an IPv6 link-local address made from `mac`, as
+/// `/proc/net/if_inet6` writes it.
+fn eui64(mac: &str) -> String {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|o| u8::from_str_radix(o, 16).unwrap())
+        .collect();
+    format!(
+        "{:02x}{:02x}{:02x}fffe{:02x}{:02x}{:02x}",
+        b[0] ^ 2,
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5]
+    )
+}
+
 pub(crate) fn ip_of(net: &serde_json::Value, name: &str) -> String {
     net["boxes"]
         .as_array()
@@ -290,6 +308,33 @@ fn two_boxes_on_a_bridge_reach_each_other_by_name_and_keep_their_addresses() {
     // The namespace's end of the bridge (the gateway) reaches a box at its address.
     let c = lab.curl(&format!("http://{web_ip}/hostname"));
     assert!(c.stdout.trim_end().ends_with(&web_id[..12]), "{c:?}");
+    // Boxes on a bridge start from a saved VM too; each has its own MAC address, in the guest
+    // and on the wire, and its own IPv6 link-local address (made from it), never the
+    // template's.
+    let restored = |name: &str| lab.run(&["inspect", name]).json()[0]["boot"]["restored"] == true;
+    // Started together, one of them may boot cold while the other makes the template.
+    assert!(restored("peer-web") || restored("peer-cli"));
+    for (name, ip) in [("peer-web", &web_ip), ("peer-cli", &cli_ip)] {
+        let mac = lab
+            .run(&["exec", name, "cat", "/sys/class/net/eth0/address"])
+            .stdout
+            .trim()
+            .to_owned();
+        // (A template's addresses are 02:a3:7e:00:00:NN, `a3s_vmm::template::template_mac`.)
+        assert!(
+            mac.len() == 17 && !mac.starts_with("02:a3:7e:00:00:"),
+            "{name}: {mac}"
+        );
+        let neigh = lab.sh(&["ip", "neigh", "show", ip.as_str()]);
+        assert!(neigh.stdout.contains(&mac), "{name} {mac}: {neigh:?}");
+        let inet6 = lab.run(&["exec", name, "cat", "/proc/net/if_inet6"]).stdout;
+        assert!(
+            inet6
+                .lines()
+                .any(|l| l.starts_with(&format!("fe80000000000000{}", eui64(&mac)))),
+            "{name} {mac}: {inet6}"
+        );
+    }
     // Network changes of a running box are refused with a clear error.
     let d = lab.run(&["network", "disconnect", "br-peers", "peer-cli"]);
     assert_eq!(d.code, 125, "{}", d.stderr);
@@ -317,6 +362,7 @@ fn two_boxes_on_a_bridge_reach_each_other_by_name_and_keep_their_addresses() {
         ifc.stdout
     );
     assert_eq!(ip_of(&lab.inspect("br-peers"), "peer-cli"), cli_ip);
+    assert!(restored("peer-cli"), "the restart booted cold");
     lab.wait_http("peer-cli", "peer-web", 80);
 }
 

@@ -160,10 +160,10 @@
 //!   guest-init then does what a cold boot does from its command line and says `Ready` again.
 //!   Hostname, environment and the workload come with `Start` as on a cold boot.
 //!
-//! Never restored: TEE boxes (the measurement covers the boot), bridge and pod networks (a
-//! NIC's MAC is in the migrated device state), boxes with their own `--kernel-arg`s. Boxes
-//! with volumes and pod VMs (virtiofs) restore templates with as many shares (see
-//! [`crate::template`]). A template that does not match
+//! Never restored: TEE boxes (the measurement covers the boot), boxes with their own
+//! `--kernel-arg`s. Boxes with volumes and pod VMs (virtiofs) restore templates with as many
+//! shares; boxes on bridge or pod networks templates with as many NICs of the template's own,
+//! readdressed by the guest after `Resume` (see [`crate::template`]). A template that does not match
 //! its record, or that QEMU refuses, is removed and the box boots cold; `inspect` says why
 //! (`.boot.cold_reason`), `.boot.restored` and `.timings` (`vm_restore` instead of `vm_boot`)
 //! say which path a start took. `A3S_BOX_RESTORE=off` turns it off.

@@ -47,9 +47,12 @@
 //! state"), which is recorded (`<key>.failed`) so the starts of the next
 //! [`RETRY_FAILED_AFTER`] boot cold at once instead of each making the template again.
 //!
-//! Never for TEE boxes (their launch measurement covers the boot), bridge or pod networks (a
-//! NIC's MAC address is in the migrated state), or extra kernel arguments.
-//! `A3S_BOX_RESTORE=off` turns it off.
+//! A box on bridge networks or a pod network restores a template with NICs of its own (see
+//! [`nics`]): a NIC's MAC address is in the saved device state, so the restored guest gives
+//! each NIC the box's address before configuring it.
+//!
+//! Never for TEE boxes (their launch measurement covers the boot) or boxes with extra kernel
+//! arguments. `A3S_BOX_RESTORE=off` turns it off.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -377,7 +380,12 @@ impl Plan {
     fn record_failure(&self, e: &TemplateError) {
         let record = self.failure_record();
         let mut reason = e.to_string();
-        reason.truncate(FAILURE_LIMIT as usize / 2);
+        // Well under what is read back, cut where a character starts.
+        let cut = (0..=reason.len().min(2048))
+            .rev()
+            .find(|&i| reason.is_char_boundary(i))
+            .unwrap_or(0);
+        reason.truncate(cut);
         let written = std::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -898,6 +906,12 @@ mod tests {
             .unwrap();
         assert!(matches!(plan.check(), Err(TemplateError::Missing)));
         assert!(!record.exists(), "an expired record is removed");
+        // A long reason is cut where a character starts.
+        plan.record_failure(&TemplateError::Save("é".repeat(3000)));
+        let Err(TemplateError::Failed { reason, .. }) = plan.check() else {
+            panic!("no record")
+        };
+        assert!(reason.len() <= 2048 && reason.ends_with('é'), "{}", reason.len());
     }
 
     #[test]
