@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start from a saved VM (issue 22): `a3s-box run --rm busybox true` booted cold
 # (A3S_BOX_RESTORE=off) against restored from the home's template, alternating, in one
-# session; prints both medians, their ratio, the one-off cost of making the template and where
+# session, then the same with a volume (`-v DIR:/data`); prints the medians, their ratios, the one-off cost of making the template and where
 # a restored start's time goes (inspect .timings of named boxes).
 #
 #   bench/restore.sh [RUNS]        (default 10; A3S_BOX=path/to/a3s-box, default target/release)
@@ -32,6 +32,19 @@ for i in $(seq "$runs"); do
 done
 cm=$(median "${cold_t[@]}"); wm=$(median "${warm_t[@]}")
 echo "run --rm busybox true ($runs alternating runs): cold median ${cm} s, restored median ${wm} s, ratio $(python3 -c "print(f'{$wm/$cm:.3f}')")"
+
+# The same with a volume (a virtiofs share and its virtiofsd, which used to mean a cold boot):
+# the first start makes the one-share template.
+mkdir -p "$work/vol"
+"$box" run --rm -v "$work/vol:/data" busybox true
+cold_v=(); warm_v=()
+for i in $(seq "$runs"); do
+  s=$(now); A3S_BOX_RESTORE=off "$box" run --rm -v "$work/vol:/data" busybox true; e=$(now); cold_v+=("$(echo "$e - $s" | bc)")
+  s=$(now); "$box" run --rm -v "$work/vol:/data" busybox true; e=$(now); warm_v+=("$(echo "$e - $s" | bc)")
+  echo "volume run $i: cold ${cold_v[-1]} s, restored ${warm_v[-1]} s" >&2
+done
+cvm=$(median "${cold_v[@]}"); wvm=$(median "${warm_v[@]}")
+echo "run --rm -v DIR:/data busybox true ($runs alternating runs): cold median ${cvm} s, restored median ${wvm} s, ratio $(python3 -c "print(f'{$wvm/$cvm:.3f}')")"
 
 # Where the time goes, cold and restored (named boxes, removed after).
 for mode in off on; do

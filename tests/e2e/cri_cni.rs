@@ -478,6 +478,13 @@ fn cni_pods_get_addresses_serve_the_host_and_each_other_and_release_everything()
         guest_mac,
         "the guest NIC has the pod veth's MAC"
     );
+    // The pod VM started from a saved VM: its NIC had the template's MAC until the guest
+    // took the veth's (above).
+    let boot = env
+        .run(&["inspect", &format!("k8s-pod-{}", &a[..12])])
+        .json()[0]["boot"]
+        .clone();
+    assert_eq!(boot["restored"], true, "{boot}");
     for line in [
         "nameserver 10.233.41.53",
         "search svc.a3s.test",

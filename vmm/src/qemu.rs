@@ -252,6 +252,15 @@ pub fn kernel_cmdline(accel: Accel, tsc_khz: Option<u64>, extra: &[String]) -> S
 /// idle `-m 128m` busybox boxes).
 const SERIAL_PORTS: u32 = 2;
 
+/// A pod NIC's TAP, opened in the pod's namespace afresh for every QEMU (each closes it on
+/// exit); `None` for other networks.
+fn open_pod_tap(config: &VmConfig) -> Result<Option<std::os::fd::OwnedFd>, StartError> {
+    match &config.net {
+        Some(crate::net::Nic::Pod(p)) => Ok(Some(crate::netns::open_tap_in(&p.netns, &p.ifname)?)),
+        _ => Ok(None),
+    }
+}
+
 /// QEMU's argument list for `config` (pure: unit-tested without QEMU).
 pub fn qemu_args(config: &VmConfig) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
@@ -561,13 +570,7 @@ impl Vm {
                 }
                 _ => None,
             };
-            // A pod's TAP is opened afresh for every QEMU (each closes it on exit).
-            let pod_tap = match &config.net {
-                Some(crate::net::Nic::Pod(p)) => {
-                    Some(crate::netns::open_tap_in(&p.netns, &p.ifname)?)
-                }
-                _ => None,
-            };
+            let pod_tap = open_pod_tap(config)?;
             let inbound_tap = open_inbound(config)?;
             let net_fd = passt.as_ref().map(|p| &p.1).or(pod_tap.as_ref());
             let mut child = spawn_qemu(config, net_fd, inbound_tap.as_ref())?;
@@ -697,9 +700,11 @@ impl Vm {
             }
             _ => None,
         };
+        let pod_tap = open_pod_tap(config).map_err(RestoreFailed::Box)?;
         let inbound_tap = open_inbound(config).map_err(RestoreFailed::Box)?;
-        let mut child = spawn_qemu(config, passt.as_ref().map(|p| &p.1), inbound_tap.as_ref())
-            .map_err(template)?;
+        let net_fd = passt.as_ref().map(|p| &p.1).or(pod_tap.as_ref());
+        let mut child = spawn_qemu(config, net_fd, inbound_tap.as_ref()).map_err(template)?;
+        drop(pod_tap);
         drop(inbound_tap);
         let passt = passt.map(|(p, _)| p);
         let started = Instant::now();

@@ -911,7 +911,11 @@ mod tests {
         let Err(TemplateError::Failed { reason, .. }) = plan.check() else {
             panic!("no record")
         };
-        assert!(reason.len() <= 2048 && reason.ends_with('é'), "{}", reason.len());
+        assert!(
+            reason.len() <= 2048 && reason.ends_with('é'),
+            "{}",
+            reason.len()
+        );
     }
 
     #[test]
