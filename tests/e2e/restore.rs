@@ -394,7 +394,7 @@ fn boxes_with_volumes_restore_and_see_only_their_own_directories() {
             .collect();
         assert!(names.iter().any(|n| n == "state"), "{names:?}");
         assert!(
-            !names.iter().any(|n| n.starts_with("share")),
+            !names.iter().any(|n| n.starts_with("fs")),
             "{}: {names:?}",
             t.display()
         );

@@ -270,13 +270,14 @@ impl Plan {
                 .shares
                 .iter()
                 .enumerate()
+                // Socket names as short as `ctl.sock`: a unix socket path has 107 bytes.
                 .map(|(i, s)| crate::fs::Share {
                     tag: s.tag.clone(),
-                    host_dir: dir.join(format!("share{i}")),
-                    socket: dir.join(format!("share{i}.sock")),
+                    host_dir: dir.join(format!("fs{i}")),
+                    socket: dir.join(format!("fs{i}.sock")),
                     readonly: s.readonly,
                     keep_cache: s.keep_cache,
-                    log: dir.join(format!("share{i}.log")),
+                    log: dir.join(format!("fs{i}.log")),
                 })
                 .collect(),
             ..config.clone()
@@ -328,7 +329,8 @@ impl Plan {
     /// Checks the template against its record; a mismatched one is removed.
     ///
     /// # Errors
-    /// [`TemplateError::Missing`] or [`TemplateError::Mismatch`].
+    /// [`TemplateError::Missing`], [`TemplateError::Failed`] (none, and making it failed
+    /// recently) or [`TemplateError::Mismatch`].
     pub fn check(&self) -> Result<(), TemplateError> {
         // A record is a few hundred bytes; a larger file is not one of ours (a mismatch).
         let read = std::fs::File::open(self.dir.join("meta.json")).and_then(|f| {
