@@ -394,17 +394,8 @@ impl Socket {
 
     /// ip link set NAME down
     fn down(&self, name: &str) -> anyhow::Result<()> {
-        let mut req = ifreq(name)?;
-        self.ioctl(
-            libc::SIOCGIFFLAGS,
-            &mut req,
-            &format!("reading {name} flags"),
-        )?;
-        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-        unsafe {
-            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
-        }
-        self.ioctl(libc::SIOCSIFFLAGS, &mut req, &format!("taking {name} down"))
+        let up = libc::IFF_UP as libc::c_short;
+        self.change_flags(name, |f| f & !up, &format!("taking {name} down"))
     }
 
     /// ip link set NAME address MAC
@@ -424,7 +415,20 @@ impl Socket {
         )
     }
 
+    /// ip link set NAME up
     fn up(&self, name: &str) -> anyhow::Result<()> {
+        let up = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        self.change_flags(name, |f| f | up, &format!("bringing {name} up"))
+    }
+
+    /// Reads NAME's flags, changes them with `change`, writes them back; `what` names the
+    /// step in an error.
+    fn change_flags(
+        &self,
+        name: &str,
+        change: impl FnOnce(libc::c_short) -> libc::c_short,
+        what: &str,
+    ) -> anyhow::Result<()> {
         let mut req = ifreq(name)?;
         self.ioctl(
             libc::SIOCGIFFLAGS,
@@ -433,9 +437,9 @@ impl Socket {
         )?;
         // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
         unsafe {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            req.ifr_ifru.ifru_flags = change(req.ifr_ifru.ifru_flags);
         }
-        self.ioctl(libc::SIOCSIFFLAGS, &mut req, &format!("bringing {name} up"))
+        self.ioctl(libc::SIOCSIFFLAGS, &mut req, what)
     }
 
     fn set_addr(&self, name: &str, op: libc::Ioctl, a: Ipv4Addr) -> anyhow::Result<()> {

@@ -881,6 +881,16 @@ mod tests {
             .contains("a3s.macs"));
     }
 
+    /// Sets `path`'s modification time `by` into the past.
+    fn backdate(path: &Path, by: Duration) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - by)
+            .unwrap();
+    }
+
     #[test]
     fn a_failed_make_is_not_retried_until_its_record_expires() {
         let home = tempfile::tempdir().unwrap();
@@ -900,12 +910,7 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("tried again 15 minutes"), "{err}");
-        std::fs::File::options()
-            .write(true)
-            .open(&record)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - RETRY_FAILED_AFTER)
-            .unwrap();
+        backdate(&record, RETRY_FAILED_AFTER);
         assert!(matches!(plan.check(), Err(TemplateError::Missing)));
         assert!(!record.exists(), "an expired record is removed");
         // A long reason is cut where a character starts.
@@ -1028,12 +1033,7 @@ mod tests {
         let alive = t(&format!("gg.tmp-{}", std::process::id()), 0);
         let stale_failure = dir.path().join("ab.failed");
         std::fs::write(&stale_failure, "old").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&stale_failure)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - RETRY_FAILED_AFTER)
-            .unwrap();
+        backdate(&stale_failure, RETRY_FAILED_AFTER);
         let fresh_failure = dir.path().join("cd.failed");
         std::fs::write(&fresh_failure, "new").unwrap();
         prune(dir.path(), &keep);
