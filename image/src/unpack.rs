@@ -137,6 +137,10 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>>
     }
 }
 
+/// Mode and modification time of a directory no layer lists (and of the root, when no layer
+/// has a `./` entry): 0755, as Docker and containerd create them, at the epoch.
+const IMPLIED_DIR: (u32, u64) = (0o755, 0);
+
 /// Applies layers, base first, to one root directory.
 #[derive(Debug)]
 pub struct Unpacker {
@@ -151,10 +155,15 @@ impl Unpacker {
     /// An unpacker writing under `root` (which must exist). Ownership is applied only when the
     /// process runs as root.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
         Self {
-            root: root.into(),
+            // The root and every directory no layer lists (created for an entry under it)
+            // get `IMPLIED_DIR` unless a layer's entry says otherwise: not the umask and the
+            // time of the unpack, so one image unpacks to the same tree, and so the same
+            // erofs and dm-verity root hash, wherever and whenever it is unpacked.
+            deferred_dirs: vec![(root.clone(), IMPLIED_DIR.0, IMPLIED_DIR.1)],
+            root,
             as_root: rustix::process::geteuid().is_root(),
-            deferred_dirs: Vec::new(),
             written: HashSet::new(),
         }
     }
@@ -368,6 +377,8 @@ impl Unpacker {
                         return Ok(None);
                     }
                     fs::create_dir(&candidate).map_err(|e| write_err(&candidate, e))?;
+                    self.deferred_dirs
+                        .push((candidate.clone(), IMPLIED_DIR.0, IMPLIED_DIR.1));
                     self.written.insert(candidate);
                     cur.push(c);
                 }

@@ -199,6 +199,9 @@ fn load(path: &Path, meta: &Path) -> Result<Option<FsImage>, StoreError> {
     Ok(Some(image))
 }
 
+/// The build time written into every erofs superblock (`u32::MAX`, in 2106).
+const EROFS_BUILD_TIME: u64 = u32::MAX as u64;
+
 /// Builds `dest` from `tree`: erofs, then the hash tree appended to the same file.
 fn build(tree: &Path, dest: &Path, hex: &str) -> Result<FsImage, StoreError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
@@ -209,9 +212,14 @@ fn build(tree: &Path, dest: &Path, hex: &str) -> Result<FsImage, StoreError> {
     let mut mkfs = Command::new(MKFS_EROFS);
     mkfs.arg("--quiet")
         .arg("--preserve-mtime")
-        // A stable UUID per image: nothing in the guest depends on it, but it keeps two builds
-        // of one image from differing in more than the build time.
-        .arg(format!("-U{}", uuid_of(hex)));
+        // A stable UUID per image: nothing in the guest depends on it.
+        .arg(format!("-U{}", uuid_of(hex)))
+        // A fixed build time in the superblock instead of now: two builds of one image, on
+        // this host or another, are then the same bytes with the same dm-verity root hash,
+        // which the measured command line of a confidential box carries (a verifier's
+        // reference value holds on every node). mkfs.erofs clamps file times to it; one at
+        // 2106 clamps none.
+        .env("SOURCE_DATE_EPOCH", EROFS_BUILD_TIME.to_string());
     if !rustix::process::geteuid().is_root() {
         // Unpacked without root, every file belongs to the caller; inside the box that would
         // be an arbitrary uid, root is what the old initramfs root gave too.
@@ -444,6 +452,11 @@ mod tests {
         };
         assert!(verify(&img.root_hash));
         assert!(!verify(&"00".repeat(32)));
+        // Built again (another time, another place): the same bytes, the same root hash.
+        let again = tmp.path().join("y.erofs");
+        let img2 = build(&tree, &again, "ab".repeat(32).as_str()).unwrap();
+        assert_eq!(img2.root_hash, img.root_hash);
+        assert!(std::fs::read(&again).unwrap() == std::fs::read(&dest).unwrap());
         // One byte changed in the data: verification fails.
         let mut bytes = std::fs::read(&dest).unwrap();
         bytes[1030] ^= 1;

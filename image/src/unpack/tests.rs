@@ -133,6 +133,33 @@ impl FifoLike for std::fs::FileType {
 }
 
 #[test]
+fn unlisted_directories_and_the_root_are_the_same_on_every_unpack() {
+    let dir_of = |root: &Path, rel: &str| {
+        let m = std::fs::metadata(root.join(rel)).unwrap();
+        (m.permissions().mode() & 0o7777, m.mtime())
+    };
+    // No `./` entry and no entries for `a/` or `a/b/`; `c/` is listed (0700) in a later layer.
+    let l1 = layer(&[
+        E::File("a/b/file", b"x", 0o644),
+        E::File("c/f", b"y", 0o644),
+    ]);
+    let l2 = layer(&[E::Dir("c/", 0o700), E::File("a/more", b"z", 0o644)]);
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    apply_all(one.path(), &[l1.clone(), l2.clone()]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    apply_all(two.path(), &[l1, l2]).unwrap();
+    for rel in ["", "a", "a/b"] {
+        assert_eq!(dir_of(one.path(), rel), (0o755, 0), "{rel:?}");
+        assert_eq!(dir_of(two.path(), rel), (0o755, 0), "{rel:?}");
+    }
+    assert_eq!(dir_of(one.path(), "c"), (0o700, 1_700_000_000));
+    // A layer's `./` entry sets the root.
+    let three = tempfile::tempdir().unwrap();
+    apply_all(three.path(), &[layer(&[E::Dir("./", 0o750)])]).unwrap();
+    assert_eq!(dir_of(three.path(), ""), (0o750, 1_700_000_000));
+}
+
+#[test]
 fn applies_ownership_when_running_as_root() {
     let root = tempfile::tempdir().unwrap();
     unpack(&layer(&[E::Owned("owned", 1234, 5678)])[..], root.path()).unwrap();
