@@ -182,7 +182,10 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut dyn Progress,
 ) -> Result<Built, BuildError> {
-    builder::Builder::new(engine, opts, progress)?.build()
+    let built = builder::Builder::new(engine, opts, progress).and_then(builder::Builder::build);
+    // The last RUN step's unpacked image was kept for a next step; there is none.
+    engine.release_step_tree();
+    built
 }
 
 /// Checks a `--platform` value (only linux/amd64 can be built).

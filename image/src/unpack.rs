@@ -189,7 +189,19 @@ impl Unpacker {
     /// # Errors
     /// A directory's metadata could not be set.
     pub fn finish(mut self) -> Result<(), UnpackError> {
-        // Deepest first so that a read-only parent is changed last.
+        self.settle()
+    }
+
+    /// [`Unpacker::finish`] for a tree that may get more layers (a build's next step): the
+    /// record of every directory is kept, so settling again after more layers leaves the
+    /// tree as one unpack of all of them would. Run as root only: a settled read-only
+    /// directory refuses the next layer's entries to anyone else.
+    ///
+    /// # Errors
+    /// A directory's metadata could not be set.
+    pub fn settle(&mut self) -> Result<(), UnpackError> {
+        // Deepest first so that a read-only parent is changed last; stable, so of two records
+        // of one directory the later layer's is applied last.
         self.deferred_dirs
             .sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
         for (path, mode, mtime) in &self.deferred_dirs {

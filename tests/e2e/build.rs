@@ -987,3 +987,66 @@ fn a_built_image_is_pushed_signed_pulled_back_verified_and_run() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "built, pushed, signed and pulled");
 }
+
+/// Each RUN step's filesystem is built from the previous step's unpacked tree plus what came
+/// since (a COPY layer, the step's own), not from every layer again: what a step removes,
+/// replaces or adds is what the next step and the image see, and the kept tree (RAM in
+/// `/dev/shm`) is gone when the build is.
+#[test]
+fn run_steps_build_on_the_previous_steps_tree_and_the_tree_goes_with_the_build() {
+    let Some(env) = env() else { return };
+    let df = format!(
+        r#"FROM {PY}
+RUN mkdir -p /srv/a && echo one > /srv/a/one && echo gone > /srv/gone && rm -f /etc/debian_version
+COPY f /srv/a/f
+RUN test "$(cat /srv/a/one /srv/a/f)" = "$(printf 'one\nfile')" && rm /srv/gone \
+ && test ! -e /etc/debian_version && echo two > /srv/a/one
+RUN test ! -e /srv/gone && test "$(cat /srv/a/one)" = two && rm -r /srv/a && mkdir /srv/a \
+ && echo three > /srv/a/three
+"#
+    );
+    let ctx = context(&[("Dockerfile", &df), ("f", "file")]);
+    let child = env
+        .cmd()
+        .args(["build", "--no-cache", "-t", "b-steps:1"])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = ok(
+        env,
+        &[
+            "run",
+            "--rm",
+            "b-steps:1",
+            "sh",
+            "-c",
+            "ls /srv/a; test ! -e /srv/gone && echo ok",
+        ],
+    );
+    assert_eq!(
+        r.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["three", "ok"]
+    );
+    let prefix = format!("a3s-unpack-{pid}-");
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the build left its tree in /dev/shm: {left:?}"
+    );
+}

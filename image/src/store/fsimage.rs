@@ -17,9 +17,14 @@
 //! when it fits (`scratch`), so the only uncompressed copy of an image on disk is its erofs
 //! image (besides its compressed layer blobs).
 //!
-//! The root hash is stable for one cache entry but not across hosts: erofs-utils 1.5 stores the
-//! build time in the superblock unless every file's mtime is forced to one value, and keeping the
-//! image's mtimes matters more (Python compares them with its `.pyc` files).
+//! The root hash depends only on the image (and erofs-utils' version): the superblock's build
+//! time is fixed (`SOURCE_DATE_EPOCH`, which also keeps every file's own mtime: Python compares
+//! them with its `.pyc` files) and the unpack gives directories no layer lists a fixed mode
+//! and time, so a measurement predicted on one host holds on another.
+//!
+//! A build's steps make images that each add a layer to the last: [`StepTrees`] keeps the
+//! last step's unpacked tree, so the next step's filesystem applies only its own layer before
+//! `mkfs.erofs` instead of unpacking every layer again (the same bytes either way).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -104,6 +109,89 @@ impl ImageStore {
         let json = serde_json::to_vec_pretty(&built).map_err(io::Error::other)?;
         fsutil::write_atomic(&meta, &json)?;
         Ok(built)
+    }
+
+    /// [`ImageStore::filesystem`] for a build step's image: when `kept` holds the tree of an
+    /// image whose layers begin `image`'s (the previous step's), only the layers after them
+    /// are applied to it; the tree is then kept for the next step. Any failure on that path
+    /// (a tree that ran out of RAM, say) drops the kept tree and builds the usual way. Not
+    /// as a non-root user (see [`crate::unpack::Unpacker::settle`]).
+    ///
+    /// # Errors
+    /// As [`ImageStore::filesystem`].
+    pub fn filesystem_extending(
+        &self,
+        image: &LocalImage,
+        kept: &StepTrees,
+    ) -> Result<FsImage, StoreError> {
+        let path = self.filesystem_path(image.digest.hex());
+        if let Some(found) = load(&path, &meta_path(&path))? {
+            return Ok(found);
+        }
+        if !rustix::process::geteuid().is_root() {
+            return self.filesystem(image);
+        }
+        let mut slot = kept
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("the kept build tree's lock is poisoned"))?;
+        match self.extend(image, slot.take()) {
+            Ok((built, tree)) => {
+                *slot = Some(tree);
+                Ok(built)
+            }
+            Err(e) => {
+                tracing::debug!(image = %image.digest, error = %e, "building from a kept tree failed; unpacking every layer");
+                drop(slot);
+                self.filesystem(image)
+            }
+        }
+    }
+
+    /// Builds `image`'s filesystem on `kept` when its layers begin `image`'s, else on a fresh
+    /// scratch tree; returns the image and the tree, now `image`'s.
+    fn extend(
+        &self,
+        image: &LocalImage,
+        kept: Option<KeptTree>,
+    ) -> Result<(FsImage, KeptTree), StoreError> {
+        let hex = image.digest.hex();
+        let path = self.filesystem_path(hex);
+        let meta = meta_path(&path);
+        let _hold = self.hold()?;
+        let _lock = FileLock::exclusive(&self.dir.join("rootfs").join(format!(".{hex}.fs.lock")))?;
+        let (_, diff_ids) = self.diff_ids(image)?;
+        let mut tree = match kept {
+            Some(k) if diff_ids.starts_with(&k.diff_ids) => k,
+            _ => {
+                let disk = self.dir.join("rootfs");
+                let tree = scratch::place(self.unpacked_estimate(image)?, &disk)?;
+                let unpacker = crate::unpack::Unpacker::new(tree.root());
+                KeptTree {
+                    diff_ids: Vec::new(),
+                    tree,
+                    unpacker,
+                }
+            }
+        };
+        self.apply_layers(image, &mut tree.unpacker, tree.diff_ids.len())?;
+        tree.unpacker
+            .settle()
+            .map_err(|source| StoreError::Unpack {
+                layer: image.digest.clone(),
+                source,
+            })?;
+        tree.diff_ids = diff_ids;
+        let built = match load(&path, &meta)? {
+            Some(found) => found, // another process built it while we waited
+            None => {
+                let built = build(tree.tree.root(), &path, hex)?;
+                let json = serde_json::to_vec_pretty(&built).map_err(io::Error::other)?;
+                fsutil::write_atomic(&meta, &json)?;
+                built
+            }
+        };
+        Ok((built, tree))
     }
 
     /// `image`'s layers unpacked into a scratch tree: in RAM when it fits, on disk when it
@@ -197,6 +285,35 @@ fn load(path: &Path, meta: &Path) -> Result<Option<FsImage>, StoreError> {
     }
     image.path = path.to_owned();
     Ok(Some(image))
+}
+
+/// The unpacked tree of a build's last step, kept for the next (see the module docs). Dropped,
+/// it removes the tree.
+#[derive(Debug, Default)]
+pub struct StepTrees(std::sync::Mutex<Option<KeptTree>>);
+
+impl StepTrees {
+    /// Removes the kept tree, if any.
+    pub fn release(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.take();
+        }
+    }
+
+    /// How many layers the kept tree holds (`None`: none kept).
+    #[cfg(test)]
+    fn held(&self) -> Option<usize> {
+        self.0.lock().ok()?.as_ref().map(|k| k.diff_ids.len())
+    }
+}
+
+/// A kept tree: the diff ids of the layers it holds, the tree, and its unpacker (which
+/// remembers every directory's mode and time for the next settle).
+#[derive(Debug)]
+struct KeptTree {
+    diff_ids: Vec<crate::reference::Digest>,
+    tree: scratch::ScratchTree,
+    unpacker: crate::unpack::Unpacker,
 }
 
 /// The build time written into every erofs superblock (`u32::MAX`, in 2106).
@@ -407,6 +524,107 @@ mod tests {
                 .status()
                 .is_ok()
         })
+    }
+
+    /// A layer tar of files (`(path, bytes)`; a `.wh.` name is a whiteout).
+    fn layer_tar(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(1_600_000_000);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        let p = dir.join(name);
+        std::fs::write(&p, b.into_inner().unwrap()).unwrap();
+        p
+    }
+
+    /// A store with a base image and three steps on it (two layers, then a config-only
+    /// step), as `build` makes them; returns the steps' images.
+    fn build_steps(root: &Path, files: &Path) -> (ImageStore, Vec<LocalImage>) {
+        let store = ImageStore::open(root).unwrap();
+        let base = store
+            .import_rootfs(
+                &layer_tar(
+                    files,
+                    "base.tar",
+                    &[("etc/hostname", b"box\n"), ("opt/app/old", b"1")],
+                ),
+                &"local/base".parse().unwrap(),
+            )
+            .unwrap();
+        let l1 = layer_tar(
+            files,
+            "l1.tar",
+            &[("etc/motd", b"hi"), ("srv/www/index", b"x")],
+        );
+        let l2 = layer_tar(
+            files,
+            "l2.tar",
+            &[
+                ("etc/.wh.hostname", b""),
+                ("opt/app/.wh..wh..opq", b""),
+                ("opt/app/new", b"2"),
+                ("var/lib/deep/f", b"3"),
+            ],
+        );
+        let mut steps = Vec::new();
+        let mut parent = base.clone();
+        for layer in [Some(l1.as_path()), Some(l2.as_path()), None] {
+            let m = store.manifest(&parent.digest).unwrap();
+            let digest = store
+                .commit(&crate::store::Commit {
+                    parent: Some(&parent.digest),
+                    config: store.config_json(&m).unwrap(),
+                    layer,
+                    history: crate::oci::History::default(),
+                })
+                .unwrap();
+            parent = LocalImage {
+                digest,
+                ..parent.clone()
+            };
+            steps.push(parent.clone());
+        }
+        (store, steps)
+    }
+
+    #[test]
+    fn a_build_steps_filesystem_from_the_kept_tree_is_the_one_a_full_unpack_builds() {
+        if !tools_present() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: mkfs.erofs/veritysetup not installed (run scripts/setup)"
+            );
+            eprintln!("SKIPPED: mkfs.erofs/veritysetup not installed (run scripts/setup)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (kept_store, steps) = build_steps(&tmp.path().join("a"), tmp.path());
+        let kept = StepTrees::default();
+        let extended: Vec<FsImage> = steps
+            .iter()
+            .map(|s| kept_store.filesystem_extending(s, &kept).unwrap())
+            .collect();
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(kept.held(), Some(3), "base, then the two steps' layers");
+        }
+        // Another store unpacks every layer for each image: the same file systems.
+        let (full_store, same_steps) = build_steps(&tmp.path().join("b"), tmp.path());
+        for (i, (step, ext)) in same_steps.iter().zip(&extended).enumerate() {
+            assert_eq!(step.digest, steps[i].digest);
+            let full = full_store.filesystem(step).unwrap();
+            assert_eq!(full.root_hash, ext.root_hash, "step {i}");
+            assert!(
+                std::fs::read(&full.path).unwrap() == std::fs::read(&ext.path).unwrap(),
+                "step {i}"
+            );
+        }
+        // Released, the kept tree goes.
+        kept.release();
+        assert_eq!(kept.held(), None);
     }
 
     #[test]

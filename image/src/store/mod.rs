@@ -41,7 +41,7 @@ use crate::unpack::{self, UnpackError, Unpacker};
 
 pub use blobs::BlobWriter;
 pub use commit::Commit;
-pub use fsimage::{FsImage, BLOCK_SIZE as FS_BLOCK_SIZE};
+pub use fsimage::{FsImage, StepTrees, BLOCK_SIZE as FS_BLOCK_SIZE};
 pub(crate) use fsutil::{write_atomic, FileLock, HashingReader};
 pub use gc::{GcPlan, GcRoots, PruneReport, StoreGuard};
 pub use usage::{
@@ -531,6 +531,16 @@ impl ImageStore {
     /// Applies `image`'s layers, base first, to the existing directory `root`, checking each
     /// against its diff_id.
     fn unpack_to(&self, image: &LocalImage, root: &Path) -> Result<(), StoreError> {
+        let mut unpacker = Unpacker::new(root);
+        self.apply_layers(image, &mut unpacker, 0)?;
+        unpacker.finish().map_err(|source| StoreError::Unpack {
+            layer: image.digest.clone(),
+            source,
+        })
+    }
+
+    /// `image`'s layer diff ids, base first (checked against its manifest's layers).
+    fn diff_ids(&self, image: &LocalImage) -> Result<(Manifest, Vec<Digest>), StoreError> {
         let manifest = self.manifest(&image.digest)?;
         let config = self.config_file(&manifest)?;
         if manifest.layers.len() != config.rootfs.diff_ids.len() {
@@ -540,8 +550,19 @@ impl ImageStore {
                 diff_ids: config.rootfs.diff_ids.len(),
             });
         }
-        let mut unpacker = Unpacker::new(root);
-        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        Ok((manifest, config.rootfs.diff_ids))
+    }
+
+    /// Applies `image`'s layers after its first `from` to `unpacker`, each checked against its
+    /// diff id as it streams.
+    fn apply_layers(
+        &self,
+        image: &LocalImage,
+        unpacker: &mut Unpacker,
+        from: usize,
+    ) -> Result<(), StoreError> {
+        let (manifest, diff_ids) = self.diff_ids(image)?;
+        for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids).skip(from) {
             if !oci::is_layer(&layer.media_type) {
                 return Err(StoreError::UnsupportedMediaType {
                     what: format!("layer {}", layer.digest),
@@ -568,10 +589,6 @@ impl ImageStore {
             }
             tracing::debug!(layer = %layer.digest, ?stats, "layer applied");
         }
-        unpacker.finish().map_err(|source| StoreError::Unpack {
-            layer: image.digest.clone(),
-            source,
-        })?;
         Ok(())
     }
 

@@ -65,8 +65,17 @@ impl Engine {
         layer: &Path,
         output: &mut dyn FnMut(StepStream, &[u8]),
     ) -> Result<i32, EngineError> {
+        let image = format!("{STEP_IMAGE_REPO}@{}", step.image);
+        // The step's filesystem now, from the previous step's tree when it has one (only
+        // this step's layer is applied then); the box's start finds it built.
+        let store = self.image_store()?;
+        let reference: a3s_image::ImageRef = image
+            .parse()
+            .map_err(|e| EngineError::context("the step's image", e))?;
+        let local = store.resolve_manifest(&reference, &step.image)?;
+        store.filesystem_extending(&local, &self.step_trees)?;
         let req = CreateRequest {
-            image: format!("{STEP_IMAGE_REPO}@{}", step.image),
+            image,
             name: None,
             args: vec![INIT_PATH.into(), GUEST_IDLE.into()],
             entrypoint: Some(String::new()),
@@ -92,6 +101,12 @@ impl Engine {
         let _ = self.boxes.remove_with_volumes(rec.id.as_str(), true, true);
         let _ = self.record_box("box.remove", &rec, Outcome::Success, "build step done");
         result
+    }
+
+    /// Removes the unpacked image [`Engine::run_step`] keeps for a build's next step: call
+    /// it when the build is over (the tree may hold hundreds of MiB of RAM).
+    pub fn release_step_tree(&self) {
+        self.step_trees.release();
     }
 
     fn step_in_box(

@@ -76,6 +76,9 @@ pub struct Engine {
     monitor: Option<PathBuf>,
     /// The node's CNI setting: pods get their network from it (`None`: user networking).
     cni: Option<crate::network::cni::CniNode>,
+    /// The last build step's unpacked image, for the next step's filesystem
+    /// ([`Engine::run_step`]); shared by clones, removed when the last one goes.
+    step_trees: std::sync::Arc<a3s_image::store::StepTrees>,
 }
 
 impl Engine {
@@ -88,6 +91,7 @@ impl Engine {
             audit: AuditLog::open(home.audit()),
             monitor: None,
             cni: None,
+            step_trees: std::sync::Arc::default(),
         }
     }
 
