@@ -515,6 +515,19 @@ mod tests {
         assert_eq!(u, "01234567-89ab-cdef-0123-456789abcdef");
     }
 
+    /// Whether the tools are here; says SKIPPED when not (a missing tool never passes in CI).
+    fn tools_or_skip() -> bool {
+        if tools_present() {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: mkfs.erofs/veritysetup not installed (run scripts/setup)"
+        );
+        eprintln!("SKIPPED: mkfs.erofs/veritysetup not installed (run scripts/setup)");
+        false
+    }
+
     fn tools_present() -> bool {
         [MKFS_EROFS, VERITYSETUP].iter().all(|t| {
             Command::new(t)
@@ -593,12 +606,7 @@ mod tests {
 
     #[test]
     fn a_build_steps_filesystem_from_the_kept_tree_is_the_one_a_full_unpack_builds() {
-        if !tools_present() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: mkfs.erofs/veritysetup not installed (run scripts/setup)"
-            );
-            eprintln!("SKIPPED: mkfs.erofs/veritysetup not installed (run scripts/setup)");
+        if !tools_or_skip() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -629,13 +637,7 @@ mod tests {
 
     #[test]
     fn builds_an_erofs_image_with_a_verity_tree_that_veritysetup_verifies() {
-        if !tools_present() {
-            // A missing tool never passes in CI.
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: mkfs.erofs/veritysetup not installed (run scripts/setup)"
-            );
-            eprintln!("SKIPPED: mkfs.erofs/veritysetup not installed (run scripts/setup)");
+        if !tools_or_skip() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
